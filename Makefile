@@ -1,0 +1,54 @@
+# Skiff build. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+export PATH := /usr/local/go/bin:$(PATH)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/skiffhq/skiff/version.gitCommit=$(VERSION)
+DATA_DIR ?= /var/lib/skiff
+PKGS_RACE := ./controlplane/... ./server/... ./internal/...
+
+.PHONY: help build run test test-go test-e2e lint fmt vet boundaries bench fuzz clean deps
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/skiff and bin/skiff-bench
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/skiff ./cmd/skiff
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/skiff-bench ./cmd/skiff-bench
+
+run: build ## build and run `skiff server` on this machine
+	./bin/skiff server --data-dir $(DATA_DIR)
+
+deps: ## install what the build and tests need on Debian (root)
+	./deploy/install-deps.sh
+
+test: lint test-go test-e2e ## run every test
+
+test-go: build ## unit and integration tests (race detector on the concurrent packages)
+	$(GO) test -count=1 -race -timeout 30m $(PKGS_RACE)
+	$(GO) test -count=1 -timeout 20m $(shell $(GO) list ./... | grep -v -e /controlplane/ -e /server -e /internal/ -e /e2e)
+
+test-e2e: build ## end-to-end tests: the real kubectl against bin/skiff
+	SKIFF_BIN=$(CURDIR)/bin/skiff $(GO) test -count=1 -timeout 30m ./e2e/...
+
+lint: fmt vet boundaries ## gofmt, go vet and import boundaries
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+boundaries: ## only controlplane may import controlplane/storage
+	@bad=$$($(GO) list -f '{{.ImportPath}}: {{join .Imports " "}}' ./... | grep -v '^github.com/skiffhq/skiff/controlplane/' | grep -v '^github.com/skiffhq/skiff/server' | grep -v '^github.com/skiffhq/skiff/cmd/skiff-bench' | grep 'skiff/controlplane/storage' || true); \
+	if [ -n "$$bad" ]; then echo "import boundary violated:"; echo "$$bad"; exit 1; fi
+
+bench: build ## run the benchmarks (each prints one JSON object)
+	./bin/skiff-bench api --embedded
+
+fuzz: ## run each fuzz target briefly
+	$(GO) test ./controlplane/apiserver -run '^$$' -fuzz FuzzDecodeObject -fuzztime 30s
+	$(GO) test ./controlplane/apiserver -run '^$$' -fuzz FuzzPatch -fuzztime 30s
+
+clean:
+	rm -rf bin

@@ -1,0 +1,8 @@
+package main
+
+import "github.com/spf13/cobra"
+
+// benchCommands lists the benchmark subcommands.
+func benchCommands() []*cobra.Command {
+	return nil
+}

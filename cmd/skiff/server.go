@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/skiffhq/skiff/server"
+	"github.com/spf13/cobra"
+)
+
+func serverCmd() *cobra.Command {
+	var cfg server.Config
+	var disable string
+	var datastore string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the control plane (etcd, API server, controllers, add-ons) and a node agent",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if datastore != "" {
+				for _, e := range strings.Split(datastore, ",") {
+					if e = strings.TrimSpace(e); e != "" {
+						cfg.DatastoreEndpoints = append(cfg.DatastoreEndpoints, e)
+					}
+				}
+			}
+			if disable != "" {
+				cfg.Disable = strings.Split(disable, ",")
+			}
+			cfg.Logger = slog.Default()
+			return server.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", "/var/lib/skiff", "directory for state: etcd data, certificates, kubeconfig")
+	f.StringVar(&cfg.BindAddress, "bind-address", "0.0.0.0", "address the API server listens on")
+	f.IntVar(&cfg.HTTPSPort, "https-listen-port", 6443, "HTTPS port of the API server")
+	f.StringVar(&cfg.WriteKubeconfig, "write-kubeconfig", "", "where to write the admin kubeconfig (default <data-dir>/admin.kubeconfig)")
+	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "do not run a node agent on this host")
+	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", "10.42.0.0/16", "pod network range")
+	f.StringVar(&cfg.ServiceCIDR, "service-cidr", "10.43.0.0/16", "service ClusterIP range")
+	f.StringVar(&datastore, "datastore-endpoint", "", "external etcd endpoints, comma separated (default: embedded etcd)")
+	f.StringVar(&cfg.DatastoreCAFile, "datastore-cafile", "", "CA bundle for the external etcd")
+	f.StringVar(&cfg.DatastoreCertFile, "datastore-certfile", "", "client certificate for the external etcd")
+	f.StringVar(&cfg.DatastoreKeyFile, "datastore-keyfile", "", "client key for the external etcd")
+	f.IntVar(&cfg.EtcdClientPort, "etcd-client-port", 2379, "client port of the embedded etcd (0 = any free port)")
+	f.IntVar(&cfg.EtcdPeerPort, "etcd-peer-port", 2380, "peer port of the embedded etcd (0 = any free port)")
+	f.IntVar(&cfg.WatchCacheSize, "watch-cache-size", 4096, "events kept per resource for watch resume")
+	f.StringVar(&disable, "disable", "", "comma-separated components not to start")
+	return cmd
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Run: func(cmd *cobra.Command, args []string) {
+			fmt.Println(versionString())
+		},
+	}
+}

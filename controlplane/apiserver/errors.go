@@ -1,0 +1,77 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/skiffhq/skiff/controlplane/storage"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// statusFor turns any error into a Kubernetes Status. Errors that are not
+// API errors become 500s with a generic message (details go to the log).
+func statusFor(err error) *metav1.Status {
+	var se apierrors.APIStatus
+	if errors.As(err, &se) {
+		st := se.Status()
+		return &st
+	}
+	switch {
+	case errors.Is(err, storage.ErrTooLarge):
+		st := apierrors.NewRequestEntityTooLargeError("the object is too large to store").ErrStatus
+		return &st
+	case errors.Is(err, storage.ErrExpired):
+		st := apierrors.NewResourceExpired(err.Error()).ErrStatus
+		return &st
+	}
+	st := apierrors.NewInternalError(errors.New("an error on the server prevented the request from succeeding")).ErrStatus
+	return &st
+}
+
+func writeStatus(w http.ResponseWriter, st *metav1.Status) {
+	st.Kind = "Status"
+	st.APIVersion = "v1"
+	if st.Status == "" {
+		st.Status = metav1.StatusFailure
+	}
+	code := int(st.Code)
+	if code == 0 {
+		code = http.StatusInternalServerError
+	}
+	b, _ := json.Marshal(st)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
+
+// storageErr maps storage sentinels to API errors for one object.
+func storageErr(err error, gr schema.GroupResource, name string) error {
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return apierrors.NewNotFound(gr, name)
+	case errors.Is(err, storage.ErrExists):
+		return apierrors.NewAlreadyExists(gr, name)
+	case errors.Is(err, storage.ErrConflict):
+		return apierrors.NewConflict(gr, name, errors.New(conflictMsg))
+	case errors.Is(err, storage.ErrTooLarge):
+		return apierrors.NewRequestEntityTooLargeError("the object is too large to store")
+	case errors.Is(err, storage.ErrExpired):
+		return apierrors.NewResourceExpired(err.Error())
+	}
+	return err
+}
+
+const conflictMsg = "the object has been modified; please apply your changes to the latest version and try again"
+
+func badRequest(format string, args ...any) error {
+	return apierrors.NewBadRequest(fmt.Sprintf(format, args...))
+}
+
+func schemaGR(resource string) schema.GroupResource { return schema.GroupResource{Resource: resource} }
+
+func schemaGK(group, kind string) schema.GroupKind { return schema.GroupKind{Group: group, Kind: kind} }

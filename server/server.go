@@ -1,0 +1,377 @@
+// Package server wires the components of `skiff server`: etcd (embedded or
+// external), the API server with its certificates and kubeconfig, and the
+// control loops and add-ons that run beside it.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/skiffhq/skiff/controlplane/apiserver"
+	"github.com/skiffhq/skiff/controlplane/apiserver/kinds"
+	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
+	"github.com/skiffhq/skiff/controlplane/authn"
+	"github.com/skiffhq/skiff/controlplane/pki"
+	"github.com/skiffhq/skiff/controlplane/storage"
+	"github.com/skiffhq/skiff/version"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Config is everything `skiff server` is told.
+type Config struct {
+	DataDir         string
+	BindAddress     string
+	HTTPSPort       int
+	WriteKubeconfig string
+	DisableAgent    bool
+	ClusterCIDR     string
+	ServiceCIDR     string
+	// DatastoreEndpoints selects an external etcd; empty = embedded.
+	DatastoreEndpoints []string
+	DatastoreCAFile    string
+	DatastoreCertFile  string
+	DatastoreKeyFile   string
+	// EtcdClientPort and EtcdPeerPort of the embedded etcd (0 = pick free).
+	EtcdClientPort int
+	EtcdPeerPort   int
+	// WatchCacheSize is the per-resource event history for watch resume.
+	WatchCacheSize int
+	// Disable lists add-ons and loops not to start.
+	Disable []string
+	Logger  *slog.Logger
+}
+
+// Defaults fills unset fields with k3s-like defaults.
+func (c *Config) Defaults() {
+	if c.DataDir == "" {
+		c.DataDir = "/var/lib/skiff"
+	}
+	if c.BindAddress == "" {
+		c.BindAddress = "0.0.0.0"
+	}
+	if c.HTTPSPort == 0 {
+		c.HTTPSPort = 6443
+	}
+	if c.WriteKubeconfig == "" {
+		c.WriteKubeconfig = filepath.Join(c.DataDir, "admin.kubeconfig")
+	}
+	if c.ClusterCIDR == "" {
+		c.ClusterCIDR = "10.42.0.0/16"
+	}
+	if c.ServiceCIDR == "" {
+		c.ServiceCIDR = "10.43.0.0/16"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server is a running `skiff server`.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	etcd       *storage.Embedded
+	etcdCli    *clientv3.Client
+	store      *storage.Store
+	cache      *storage.Cache
+	api        *apiserver.Server
+	ca         *pki.CA
+	httpSrv    *http.Server
+	listener   net.Listener
+	url        string
+	kubeconfig string
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	stopOnce   sync.Once
+	errCh      chan error
+}
+
+// Start brings the server up and returns once it is ready to serve.
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
+	cfg.Defaults()
+	runCtx, cancel := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "server"), cancel: cancel, errCh: make(chan error, 4)}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	tlsDir := filepath.Join(cfg.DataDir, "tls")
+	s.ca, err = pki.LoadOrCreateCA(tlsDir, "server-ca", "skiff-server-ca")
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA: %w", err)
+	}
+	if err := s.startDatastore(ctx); err != nil {
+		return nil, err
+	}
+	s.store = storage.NewStore(s.etcdCli, nil)
+	s.cache = storage.NewCache(s.store, storage.CacheOptions{HistorySize: cfg.WatchCacheSize, Logger: cfg.Logger})
+	reg := registry.New()
+	kinds.Register(reg)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.cache.Run(runCtx)
+	}()
+	select {
+	case <-s.cache.Ready():
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(60 * time.Second):
+		return nil, errors.New("watch cache did not load in 60s")
+	}
+
+	host := cfg.BindAddress
+	if host == "0.0.0.0" || host == "::" || host == "" {
+		host = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.HTTPSPort)))
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s:%d: %w", cfg.BindAddress, cfg.HTTPSPort, err)
+	}
+	s.listener = ln
+	port := ln.Addr().(*net.TCPAddr).Port
+	s.url = "https://" + net.JoinHostPort(host, strconv.Itoa(port))
+
+	s.api = apiserver.New(apiserver.Config{
+		Store:           s.store,
+		Cache:           s.cache,
+		Registry:        reg,
+		Logger:          cfg.Logger,
+		Version:         version.Info(),
+		ExternalAddress: net.JoinHostPort(host, strconv.Itoa(port)),
+		Authenticator:   authn.Union{&authn.X509{Roots: s.ca.Pool()}},
+		Admission:       []apiserver.AdmissionPlugin{apiserver.NewNamespaceLifecycle(s.store, s.cache)},
+	})
+	s.api.SyncCache()
+	reg.OnChange(s.api.SyncCache)
+
+	serving, err := s.ca.EnsureServing(tlsDir, "serving-kube-apiserver", servingHosts(), servingIPs(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("serving certificate: %w", err)
+	}
+	s.httpSrv = &http.Server{
+		Handler:           s.api.Handler(),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 2000},
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{serving},
+			ClientAuth:   tls.VerifyClientCertIfGiven,
+			ClientCAs:    s.ca.Pool(),
+			MinVersion:   tls.VersionTLS12,
+			NextProtos:   []string{"h2", "http/1.1"},
+		},
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.httpSrv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.errCh <- fmt.Errorf("https server: %w", err)
+		}
+	}()
+
+	if err := s.writeAdminKubeconfig(); err != nil {
+		return nil, err
+	}
+	if err := s.bootstrap(ctx); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	s.startLoops(runCtx)
+	s.api.SetReady(true)
+	s.log.Info("skiff server ready", "url", s.url, "kubeconfig", s.kubeconfig)
+	return s, nil
+}
+
+func (s *Server) startDatastore(ctx context.Context) error {
+	cfg := s.cfg
+	endpoints := cfg.DatastoreEndpoints
+	var tlsCfg *tls.Config
+	if len(endpoints) == 0 {
+		cp, pp := cfg.EtcdClientPort, cfg.EtcdPeerPort
+		var err error
+		if cp == 0 {
+			if cp, err = freePort(); err != nil {
+				return err
+			}
+		}
+		if pp == 0 {
+			if pp, err = freePort(); err != nil {
+				return err
+			}
+		}
+		e, err := storage.StartEmbedded(ctx, storage.EmbeddedConfig{
+			Dir:       filepath.Join(cfg.DataDir, "db", "etcd"),
+			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", cp),
+			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", pp),
+			Logger:    cfg.Logger,
+		})
+		if err != nil {
+			return err
+		}
+		s.etcd = e
+		endpoints = e.Endpoints()
+	} else if cfg.DatastoreCAFile != "" || cfg.DatastoreCertFile != "" {
+		t, err := datastoreTLS(cfg)
+		if err != nil {
+			return err
+		}
+		tlsCfg = t
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:          endpoints,
+		DialTimeout:        10 * time.Second,
+		TLS:                tlsCfg,
+		MaxCallRecvMsgSize: 1 << 30,
+		MaxCallSendMsgSize: 4 << 20,
+		Logger:             nil,
+	})
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	s.etcdCli = cli
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := cli.Get(cctx, "/registry/health"); err != nil {
+		return fmt.Errorf("etcd at %v is not reachable: %w", endpoints, err)
+	}
+	return nil
+}
+
+func (s *Server) writeAdminKubeconfig() error {
+	certPEM, keyPEM, err := s.ca.Issue("system:admin", []string{"system:masters"}, nil, nil, false, 365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	s.kubeconfig = s.cfg.WriteKubeconfig
+	return pki.WriteKubeconfig(s.kubeconfig, s.url, "admin", s.ca.CertPEM, certPEM, keyPEM)
+}
+
+// ComponentConfig returns a client config for an in-process component
+// with its own identity (least privilege: one user per component).
+func (s *Server) ComponentConfig(user string, groups []string) (*rest.Config, error) {
+	certPEM, keyPEM, err := s.ca.Issue(user, groups, nil, nil, false, 365*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return &rest.Config{
+		Host:            s.url,
+		TLSClientConfig: rest.TLSClientConfig{CAData: s.ca.CertPEM, CertData: certPEM, KeyData: keyPEM},
+		QPS:             -1,
+		UserAgent:       "skiff/" + user,
+	}, nil
+}
+
+// URL returns the API server's URL.
+func (s *Server) URL() string { return s.url }
+
+// Kubeconfig returns the admin kubeconfig path.
+func (s *Server) Kubeconfig() string { return s.kubeconfig }
+
+// AdminConfig returns a client config for the admin user.
+func (s *Server) AdminConfig() (*rest.Config, error) {
+	return clientcmd.BuildConfigFromFlags("", s.kubeconfig)
+}
+
+// API returns the API server (for in-process wiring and tests).
+func (s *Server) API() *apiserver.Server { return s.api }
+
+// Store returns the storage (for tests and benchmarks).
+func (s *Server) Store() *storage.Store { return s.store }
+
+// Errors reports fatal errors of background parts.
+func (s *Server) Errors() <-chan error { return s.errCh }
+
+// Stop shuts everything down in reverse order. Safe to call twice.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		if s.api != nil {
+			s.api.SetReady(false)
+		}
+		if s.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = s.httpSrv.Shutdown(ctx)
+			cancel()
+			_ = s.httpSrv.Close()
+		} else if s.listener != nil {
+			_ = s.listener.Close()
+		}
+		s.cancel()
+		s.wg.Wait()
+		if s.etcdCli != nil {
+			_ = s.etcdCli.Close()
+		}
+		s.etcd.Close()
+	})
+}
+
+// Run starts the server and blocks until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Stop()
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down")
+		return nil
+	case err := <-s.errCh:
+		return err
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func servingHosts() []string {
+	hosts := []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		hosts = append(hosts, h)
+	}
+	return hosts
+}
+
+func servingIPs(cfg Config) []net.IP {
+	ips := []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}
+	if ip := net.ParseIP(cfg.BindAddress); ip != nil && !ip.IsUnspecified() {
+		ips = append(ips, ip)
+	}
+	if _, cidr, err := net.ParseCIDR(cfg.ServiceCIDR); err == nil {
+		first := make(net.IP, len(cidr.IP))
+		copy(first, cidr.IP)
+		first[len(first)-1]++
+		ips = append(ips, first)
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.IsGlobalUnicast() {
+				ips = append(ips, n.IP)
+			}
+		}
+	}
+	return ips
+}
