@@ -220,7 +220,11 @@ func toStorage(res *registry.Resource, obj runtime.Object) ([]byte, error) {
 	rv := acc.GetResourceVersion()
 	acc.SetResourceVersion("")
 	defer acc.SetResourceVersion(rv)
-	return encode(res, obj)
+	data, err := encode(res, obj)
+	if err == nil && res.Hooks.ToStorage != nil {
+		data = res.Hooks.ToStorage(data)
+	}
+	return data, err
 }
 
 // fromStorage decodes a stored value and sets its resourceVersion.
@@ -242,6 +246,15 @@ func fromStorage(res *registry.Resource, value []byte, rev int64) (runtime.Objec
 	}
 	acc.SetResourceVersion(strconv.FormatInt(rev, 10))
 	return obj, nil
+}
+
+// served returns stored JSON as res's version serves it (see
+// registry.Hooks.FromStorage), with its resourceVersion set to rev.
+func served(res *registry.Resource, value []byte, rev int64) []byte {
+	if conv := res.Hooks.FromStorage; conv != nil {
+		value = conv(value)
+	}
+	return withRV(value, rev)
 }
 
 // withRV returns stored JSON with metadata.resourceVersion set to rev,

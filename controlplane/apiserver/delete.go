@@ -142,7 +142,7 @@ func (s *Server) delete(ctx context.Context, res *registry.Resource, ns, name st
 			shorten := cur != nil && grace < *cur
 			if !shorten && !(grace == 0 && !pending) {
 				// Nothing new: report the object as it is.
-				return withRV(kv.Value, kv.ModRev), http.StatusAccepted, nil
+				return served(res, kv.Value, kv.ModRev), http.StatusAccepted, nil
 			}
 		}
 		if grace > 0 || pending {
@@ -164,7 +164,7 @@ func (s *Server) delete(ctx context.Context, res *registry.Resource, ns, name st
 				// fallthrough to immediate deletion below
 			} else {
 				if dryRun {
-					return withRV(data, kv.ModRev), http.StatusOK, nil
+					return served(res, data, kv.ModRev), http.StatusOK, nil
 				}
 				rev, _, err := s.store.Update(ctx, key, data, kv.ModRev)
 				if errors.Is(err, storage.ErrConflict) {
@@ -177,11 +177,11 @@ func (s *Server) delete(ctx context.Context, res *registry.Resource, ns, name st
 				if len(finalizers) > 0 {
 					code = http.StatusAccepted
 				}
-				return withRV(data, rev), code, nil
+				return served(res, data, rev), code, nil
 			}
 		}
 		if dryRun {
-			return withRV(kv.Value, kv.ModRev), http.StatusOK, nil
+			return served(res, kv.Value, kv.ModRev), http.StatusOK, nil
 		}
 		rev, err := s.store.Delete(ctx, key, kv.ModRev)
 		if errors.Is(err, storage.ErrConflict) {
@@ -191,7 +191,7 @@ func (s *Server) delete(ctx context.Context, res *registry.Resource, ns, name st
 			return nil, 0, storageErr(err, gr, name)
 		}
 		s.afterDelete(ctx, res, obj)
-		return withRV(kv.Value, rev), http.StatusOK, nil
+		return served(res, kv.Value, rev), http.StatusOK, nil
 	}
 	return nil, 0, apierrors.NewConflict(gr, name, errors.New("too many concurrent updates; please retry"))
 }

@@ -119,7 +119,7 @@ func (s *Server) respondStored(w http.ResponseWriter, r *http.Request, res *regi
 		}
 		writeObj(w, r, code, pm)
 	default:
-		writeJSONBytes(w, r, code, withRV(value, rev))
+		writeJSONBytes(w, r, code, served(res, value, rev))
 	}
 }
 
@@ -348,7 +348,7 @@ func (s *Server) respondList(w http.ResponseWriter, r *http.Request, res *regist
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		buf.Write(withRV(it.value, it.rev))
+		buf.Write(served(res, it.value, it.rev))
 	}
 	buf.WriteString("]}")
 	writeJSONBytes(w, r, http.StatusOK, buf.Bytes())

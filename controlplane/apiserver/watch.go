@@ -123,7 +123,13 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, res *regist
 			}
 			data = b
 		} else {
-			data = e.Encoded(func(e *storage.Event) []byte { return encodeEvent(res, e) })
+			if res.Hooks.FromStorage != nil {
+				// Versions sharing a bucket render events differently: do
+				// not share the encoding.
+				data = encodeEvent(res, e)
+			} else {
+				data = e.Encoded(func(e *storage.Event) []byte { return encodeEvent(res, e) })
+			}
 		}
 		_, err := w.Write(data)
 		return err
@@ -215,7 +221,7 @@ func encodeEvent(res *registry.Resource, e *storage.Event) []byte {
 		}
 		buf.WriteString(`}}`)
 	} else {
-		buf.Write(withRV(e.Object.Value, e.Rev))
+		buf.Write(served(res, e.Object.Value, e.Rev))
 	}
 	buf.WriteString("}\n")
 	return buf.Bytes()

@@ -238,7 +238,7 @@ func (s *Server) create(ctx context.Context, res *registry.Resource, ns string, 
 		release()
 		return nil, storageErr(err, res.GVR().GroupResource(), acc.GetName())
 	}
-	return withRV(data, rev), nil
+	return served(res, data, rev), nil
 }
 
 func (s *Server) validateObject(ctx context.Context, res *registry.Resource, obj runtime.Object, acc metav1.Object) field.ErrorList {
@@ -365,12 +365,12 @@ func (s *Server) update(ctx context.Context, res *registry.Resource, ns, name, s
 			return nil, 0, err
 		}
 		if opts.dryRun {
-			return withRV(data, kv.ModRev), http.StatusOK, nil
+			return served(res, data, kv.ModRev), http.StatusOK, nil
 		}
 		if !stored {
 			// Nothing changed: upstream answers with the current object
 			// and does not write.
-			return withRV(data, kv.ModRev), http.StatusOK, nil
+			return served(res, data, kv.ModRev), http.StatusOK, nil
 		}
 		if deleted {
 			rev, err := s.store.Delete(ctx, key, kv.ModRev)
@@ -381,7 +381,7 @@ func (s *Server) update(ctx context.Context, res *registry.Resource, ns, name, s
 				return nil, 0, storageErr(err, gr, name)
 			}
 			s.afterDelete(ctx, res, obj)
-			return withRV(data, rev), http.StatusOK, nil
+			return served(res, data, rev), http.StatusOK, nil
 		}
 		rev, _, err := s.store.Update(ctx, key, data, kv.ModRev)
 		if errors.Is(err, storage.ErrConflict) && requested == "" {
@@ -395,7 +395,7 @@ func (s *Server) update(ctx context.Context, res *registry.Resource, ns, name, s
 		for _, h := range s.storageHooks(res) {
 			h.Release(ctx, cur, obj)
 		}
-		return withRV(data, rev), http.StatusOK, nil
+		return served(res, data, rev), http.StatusOK, nil
 	}
 	return nil, 0, apierrors.NewConflict(gr, name, errors.New("too many concurrent updates; please retry"))
 }

@@ -46,6 +46,13 @@ type Hooks struct {
 	// PendingFinalization reports kind-specific finalization that must end
 	// before the object is removed (namespaces' spec.finalizers).
 	PendingFinalization func(obj runtime.Object) bool
+	// FromStorage rewrites a stored object's JSON as this resource's
+	// version serves it (custom resources served in several versions);
+	// nil serves the stored bytes unchanged.
+	FromStorage func(data []byte) []byte
+	// ToStorage rewrites an encoded object into the storage version before
+	// it is written; nil stores it as encoded.
+	ToStorage func(data []byte) []byte
 }
 
 // TableConvertor prints one kind.
