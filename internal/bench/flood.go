@@ -1,0 +1,131 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+)
+
+// floodConns is the number of connections the bad-token requests use.
+const floodConns = 4
+
+// floodPhase measures valid GETs alone, then while FloodRequests requests
+// with invalid bearer tokens hit the server in parallel.
+func (r *run) floodPhase(ctx context.Context) error {
+	if r.opts.FloodRequests <= 0 {
+		return nil
+	}
+	st := r.kv
+	valid := func(ctx context.Context, w, _ int) error {
+		cm := st.cms[rand.IntN(len(st.cms))]
+		_, err := r.clients[w].CoreV1().ConfigMaps(r.ns).Get(ctx, cm.Name, metav1.GetOptions{})
+		return err
+	}
+	base := runParallel(ctx, r.opts.Clients, r.opts.Count, r.opts.Duration, valid)
+
+	var bad []*http.Client
+	for range floodConns {
+		c := &rest.Config{
+			Host:            r.t.cfg.Host,
+			TLSClientConfig: rest.TLSClientConfig{CAData: r.t.cfg.CAData, CAFile: r.t.cfg.CAFile, Insecure: r.t.cfg.Insecure, ServerName: r.t.cfg.ServerName},
+			Dial:            (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+			UserAgent:       "skiff-bench-flood",
+		}
+		hc, err := rest.HTTPClientFor(c)
+		if err != nil {
+			return fmt.Errorf("flood client: %w", err)
+		}
+		bad = append(bad, hc)
+	}
+	url := r.t.cfg.Host + "/api/v1/namespaces/" + r.ns + "/configmaps/" + st.cms[0].Name
+
+	var (
+		next     atomic.Int64
+		statusMu sync.Mutex
+		status   = map[string]int{}
+		wg       sync.WaitGroup
+		floodEnd = make(chan struct{})
+	)
+	floodCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	for w := range r.opts.FloodWorkers {
+		hc := bad[w%len(bad)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := map[string]int{}
+			for floodCtx.Err() == nil && int(next.Add(1)) <= r.opts.FloodRequests {
+				req, err := http.NewRequestWithContext(floodCtx, http.MethodGet, url, nil)
+				if err != nil {
+					local["error"]++
+					continue
+				}
+				req.Header.Set("Authorization", "Bearer invalid-"+strconv.Itoa(rand.Int())+".skiff-bench")
+				resp, err := hc.Do(req)
+				if err != nil {
+					local["error"]++
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				local[strconv.Itoa(resp.StatusCode)]++
+			}
+			statusMu.Lock()
+			for k, v := range local {
+				status[k] += v
+			}
+			statusMu.Unlock()
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(floodEnd)
+	}()
+	// Valid requests for as long as the flood lasts.
+	validCtx, stopValid := context.WithCancel(ctx)
+	go func() {
+		<-floodEnd
+		stopValid()
+	}()
+	during := runParallel(validCtx, r.opts.Clients, 1<<30, 10*time.Minute, valid)
+	stopValid()
+	<-floodEnd
+	floodDur := time.Since(t0)
+	for _, hc := range bad {
+		hc.CloseIdleConnections()
+	}
+
+	sent := 0
+	for _, v := range status {
+		sent += v
+	}
+	res := &BadTokenResult{
+		BadRequests: sent, BadStatus: status, FloodWorkers: r.opts.FloodWorkers,
+		FloodSec: round3(floodDur.Seconds()), FloodPerSec: round3(float64(sent) / floodDur.Seconds()),
+		BaselineOps: base.ops, BaselineP50ms: percentile(base.latencies, 0.5), BaselineP99ms: percentile(base.latencies, 0.99),
+		DuringFloodOps: during.ops, DuringFloodP50: percentile(during.latencies, 0.5), DuringFloodP99: percentile(during.latencies, 0.99),
+		DuringFloodErrs: during.errors,
+	}
+	if res.BaselineP50ms > 0 {
+		res.P50Ratio = round3(res.DuringFloodP50 / res.BaselineP50ms)
+	}
+	if res.BaselineP99ms > 0 {
+		res.P99Ratio = round3(res.DuringFloodP99 / res.BaselineP99ms)
+	}
+	if status["401"] != sent {
+		r.note("bad-token flood: not every invalid request was answered 401: %v", status)
+	}
+	r.res.BadToken = res
+	return nil
+}
