@@ -46,6 +46,8 @@ type Config struct {
 	// EtcdClientPort and EtcdPeerPort of the embedded etcd (0 = pick free).
 	EtcdClientPort int
 	EtcdPeerPort   int
+	// EtcdLogLevel is the embedded etcd's own log level (default "error").
+	EtcdLogLevel string
 	// WatchCacheSize is the per-resource event history for watch resume.
 	WatchCacheSize int
 	// Disable lists add-ons and loops not to start.
@@ -60,9 +62,6 @@ func (c *Config) Defaults() {
 	}
 	if c.BindAddress == "" {
 		c.BindAddress = "0.0.0.0"
-	}
-	if c.HTTPSPort == 0 {
-		c.HTTPSPort = 6443
 	}
 	if c.WriteKubeconfig == "" {
 		c.WriteKubeconfig = filepath.Join(c.DataDir, "admin.kubeconfig")
@@ -222,6 +221,7 @@ func (s *Server) startDatastore(ctx context.Context) error {
 			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", cp),
 			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", pp),
 			Logger:    cfg.Logger,
+			LogLevel:  cfg.EtcdLogLevel,
 		})
 		if err != nil {
 			return err

@@ -426,7 +426,11 @@ func (s *Server) prepareUpdate(ctx context.Context, res *registry.Resource, sub 
 			copyPart(obj, cur, "status")
 		}
 	}
-	// Metadata the client cannot change.
+	// Metadata the client cannot change. An unconditional update (no
+	// resourceVersion) proceeds against the current version.
+	if acc.GetResourceVersion() == "" {
+		acc.SetResourceVersion(old.GetResourceVersion())
+	}
 	acc.SetUID(old.GetUID())
 	acc.SetCreationTimestamp(old.GetCreationTimestamp())
 	acc.SetNamespace(old.GetNamespace())
@@ -476,7 +480,9 @@ func (s *Server) prepareUpdate(ctx context.Context, res *registry.Resource, sub 
 		if h := res.Hooks.Validate; h != nil {
 			errs = append(errs, h(ctx, obj)...)
 		}
-		if h := res.Hooks.ValidateUpdate; h != nil {
+		// Subresources that write the main object (binding, finalize) have
+		// their own rules; the spec-update rules apply to the main resource.
+		if h := res.Hooks.ValidateUpdate; h != nil && sub == "" {
 			errs = append(errs, h(ctx, obj, cur)...)
 		}
 	}

@@ -26,6 +26,8 @@ type EmbeddedConfig struct {
 	// Zero means five minutes, as kube-apiserver compacts.
 	AutoCompactionRetention time.Duration
 	Logger                  *slog.Logger
+	// LogLevel of etcd's own logger; default "error".
+	LogLevel string
 }
 
 // Embedded is a running in-process etcd member.
@@ -65,6 +67,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = cfg.AutoCompactionRetention.String()
 	ec.LogLevel = "error"
+	if cfg.LogLevel != "" {
+		ec.LogLevel = cfg.LogLevel
+	}
 	ec.Logger = "zap"
 	ec.LogOutputs = []string{"stderr"}
 	// Kubernetes objects can be large; allow 3 MiB requests as kube-apiserver's etcd.

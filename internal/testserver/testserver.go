@@ -50,6 +50,12 @@ func Start(t testing.TB, opts ...Option) *Server {
 // StartWith starts a server with an explicit config.
 func StartWith(t testing.TB, cfg server.Config) *Server {
 	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = logger()
+	}
+	if cfg.EtcdLogLevel == "" && os.Getenv("SKIFF_TEST_LOG") == "" {
+		cfg.EtcdLogLevel = "fatal"
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s, err := server.Start(ctx, cfg)
