@@ -1,0 +1,275 @@
+package apiserver
+
+import (
+	"strings"
+
+	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// oaParam is a query or path parameter of an operation.
+type oaParam struct {
+	name, in, desc, typ string
+	required, unique    bool
+}
+
+var (
+	paramName      = oaParam{name: "name", in: "path", desc: "name of the resource", typ: "string", required: true, unique: true}
+	paramNamespace = oaParam{name: "namespace", in: "path", desc: "object name and auth scope, such as for teams and projects", typ: "string", required: true, unique: true}
+	paramPretty    = oaParam{name: "pretty", in: "query", desc: "If 'true', then the output is pretty printed. Defaults to 'false' unless the user-agent indicates a browser or command-line HTTP tool (curl and wget).", typ: "string", unique: true}
+	paramDryRun    = oaParam{name: "dryRun", in: "query", desc: "When present, indicates that modifications should not be persisted. An invalid or unrecognized dryRun directive will result in an error response and no further processing of the request. Valid values are: - All: all dry run stages will be processed", typ: "string", unique: true}
+	paramManager   = oaParam{name: "fieldManager", in: "query", desc: "fieldManager is a name associated with the actor or entity that is making these changes. The value must be less than or 128 characters long, and only contain printable characters, as defined by https://golang.org/pkg/unicode/#IsPrint.", typ: "string", unique: true}
+	// paramFieldValidation tells kubectl (QueryParamVerifierV3) that the
+	// server validates fields itself, so it sends fieldValidation=Strict
+	// instead of validating on the client.
+	paramFieldValidation = oaParam{name: "fieldValidation", in: "query", desc: "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore: This will ignore any unknown fields that are silently dropped from the object, and will ignore all but the last duplicate field that the decoder encounters. - Warn: This will send a warning via the standard warning response header for each unknown field that is dropped from the object, and for each duplicate field that is encountered. The request will still succeed if there are no other errors, and will only persist the last of any duplicate fields. - Strict: This will fail the request with a BadRequest error if any unknown fields would be dropped from the object, or if any duplicate fields are present. The error returned from the server will contain all unknown and duplicate fields encountered.", typ: "string", unique: true}
+	paramForce           = oaParam{name: "force", in: "query", desc: "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people. Force flag must be unset for non-apply patch requests.", typ: "boolean", unique: true}
+	paramGrace           = oaParam{name: "gracePeriodSeconds", in: "query", desc: "The duration in seconds before the object should be deleted. Value must be non-negative integer. The value zero indicates delete immediately. If this value is nil, the default grace period for the specified type will be used. Defaults to a per object value if not specified. zero means delete immediately.", typ: "integer", unique: true}
+	paramOrphan          = oaParam{name: "orphanDependents", in: "query", desc: "Deprecated: please use the PropagationPolicy, this field will be deprecated in 1.7. Should the dependent objects be orphaned. If true/false, the \"orphan\" finalizer will be added to/removed from the object's finalizers list. Either this field or PropagationPolicy may be set, but not both.", typ: "boolean", unique: true}
+	paramPropagation     = oaParam{name: "propagationPolicy", in: "query", desc: "Whether and how garbage collection will be performed. Either this field or OrphanDependents may be set, but not both. Acceptable values are: 'Orphan' - orphan the dependents; 'Background' - allow the garbage collector to delete the dependents in the background; 'Foreground' - a cascading policy that deletes all dependents in the foreground.", typ: "string", unique: true}
+	listParams           = []oaParam{
+		{name: "allowWatchBookmarks", in: "query", desc: "allowWatchBookmarks requests watch events with type \"BOOKMARK\".", typ: "boolean", unique: true},
+		{name: "continue", in: "query", desc: "The continue option should be set when retrieving more results from the server.", typ: "string", unique: true},
+		{name: "fieldSelector", in: "query", desc: "A selector to restrict the list of returned objects by their fields. Defaults to everything.", typ: "string", unique: true},
+		{name: "labelSelector", in: "query", desc: "A selector to restrict the list of returned objects by their labels. Defaults to everything.", typ: "string", unique: true},
+		{name: "limit", in: "query", desc: "limit is a maximum number of responses to return for a list call.", typ: "integer", unique: true},
+		{name: "resourceVersion", in: "query", desc: "resourceVersion sets a constraint on what resource versions a request may be served from.", typ: "string", unique: true},
+		{name: "resourceVersionMatch", in: "query", desc: "resourceVersionMatch determines how resourceVersion is applied to list calls.", typ: "string", unique: true},
+		{name: "sendInitialEvents", in: "query", desc: "`sendInitialEvents=true` may be set together with `watch=true`.", typ: "boolean", unique: true},
+		{name: "timeoutSeconds", in: "query", desc: "Timeout for the list/watch call.", typ: "integer", unique: true},
+		{name: "watch", in: "query", desc: "Watch for changes to the described resources and return them as a stream of add, update, and remove notifications.", typ: "boolean", unique: true},
+	}
+	writeParams  = []oaParam{paramDryRun, paramManager, paramFieldValidation}
+	patchParams  = []oaParam{paramDryRun, paramManager, paramFieldValidation, paramForce}
+	deleteParams = []oaParam{paramDryRun, paramGrace, paramOrphan, paramPropagation}
+)
+
+func (p oaParam) render(v oaVersion) map[string]any {
+	m := map[string]any{"name": p.name, "in": p.in, "description": p.desc}
+	if p.required {
+		m["required"] = true
+	}
+	if v == oaV2 {
+		m["type"] = p.typ
+		if p.unique {
+			m["uniqueItems"] = true
+		}
+	} else {
+		sch := map[string]any{"type": p.typ}
+		if p.unique {
+			sch["uniqueItems"] = true
+		}
+		m["schema"] = sch
+	}
+	return m
+}
+
+func renderParams(v oaVersion, ps ...[]oaParam) []any {
+	var out []any
+	for _, l := range ps {
+		for _, p := range l {
+			out = append(out, p.render(v))
+		}
+	}
+	return out
+}
+
+// groupIdent is upstream's operation-id spelling of a group:
+// "" → Core, rbac.authorization.k8s.io → RbacAuthorization.
+func groupIdent(group string) string {
+	if group == "" {
+		return "Core"
+	}
+	group = strings.TrimSuffix(group, ".k8s.io")
+	var b strings.Builder
+	for _, part := range strings.FieldsFunc(group, func(r rune) bool { return r == '.' || r == '-' }) {
+		b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+	}
+	return b.String()
+}
+
+func groupTag(group, version string) string {
+	id := groupIdent(group)
+	return strings.ToLower(id[:1]) + id[1:] + "_" + version
+}
+
+// opSpec describes one operation of a resource path.
+type opSpec struct {
+	method, action, id, desc string
+	gvk                      schema.GroupVersionKind
+	params                   []any
+	body                     string // request body definition
+	patch                    bool
+	resp                     string // response definition
+	created                  bool   // also answers 201
+}
+
+func (b *docBuilder) renderOp(o opSpec, tag string) map[string]any {
+	v := b.v
+	op := map[string]any{
+		"description":         o.desc,
+		"operationId":         o.id,
+		"tags":                []string{tag},
+		"responses":           b.responses(o),
+		"x-kubernetes-action": o.action,
+		"x-kubernetes-group-version-kind": map[string]string{
+			"group": o.gvk.Group, "version": o.gvk.Version, "kind": o.gvk.Kind,
+		},
+	}
+	params := o.params
+	if v == oaV2 {
+		op["schemes"] = []string{"https"}
+		op["produces"] = []string{"application/json", "application/yaml", "application/vnd.kubernetes.protobuf"}
+		consumes := []string{"*/*"}
+		if o.patch {
+			consumes = patchContentTypes
+		}
+		op["consumes"] = consumes
+		if o.body != "" {
+			params = append([]any{map[string]any{"name": "body", "in": "body", "required": true, "schema": map[string]any{"$ref": v.ref(o.body)}}}, params...)
+		}
+	} else if o.body != "" {
+		types := []string{"*/*"}
+		if o.patch {
+			types = patchContentTypes
+		}
+		content := map[string]any{}
+		for _, t := range types {
+			content[t] = map[string]any{"schema": map[string]any{"$ref": v.ref(o.body)}}
+		}
+		op["requestBody"] = map[string]any{"content": content, "required": true}
+	}
+	if len(params) > 0 {
+		op["parameters"] = params
+	}
+	return op
+}
+
+func (b *docBuilder) responses(o opSpec) map[string]any {
+	one := func(desc string) map[string]any {
+		if b.v == oaV2 {
+			return map[string]any{"description": desc, "schema": map[string]any{"$ref": b.v.ref(o.resp)}}
+		}
+		content := map[string]any{}
+		for _, t := range []string{"application/json", "application/yaml", "application/vnd.kubernetes.protobuf"} {
+			content[t] = map[string]any{"schema": map[string]any{"$ref": b.v.ref(o.resp)}}
+		}
+		return map[string]any{"description": desc, "content": content}
+	}
+	out := map[string]any{"200": one("OK"), "401": map[string]any{"description": "Unauthorized"}}
+	if o.created {
+		out["201"] = one("Created")
+		out["202"] = one("Accepted")
+	}
+	return out
+}
+
+func (b *docBuilder) addPath(path string, pathParams []oaParam, tag string, ops ...opSpec) {
+	item := map[string]any{}
+	for _, o := range ops {
+		item[o.method] = b.renderOp(o, tag)
+	}
+	if len(item) == 0 {
+		return
+	}
+	item["parameters"] = renderParams(b.v, pathParams)
+	b.paths[path] = item
+}
+
+func hasVerb(r *registry.Resource, verb string) bool {
+	for _, v := range r.Verbs {
+		if v == verb {
+			return true
+		}
+	}
+	return false
+}
+
+// addPaths adds the collection, item and subresource paths of r.
+func (b *docBuilder) addPaths(r *registry.Resource, itemDef, listDef string) {
+	v := b.v
+	md := metaDefs()
+	base := "/apis/" + r.Group + "/" + r.Version
+	if r.Group == "" {
+		base = "/api/" + r.Version
+	}
+	tag := groupTag(r.Group, r.Version)
+	gv := groupIdent(r.Group) + strings.ToUpper(r.Version[:1]) + r.Version[1:]
+	scope := ""
+	coll := base + "/" + r.Plural
+	collParams := []oaParam{paramPretty}
+	itemParams := []oaParam{paramName, paramPretty}
+	if r.Namespaced {
+		scope = "Namespaced"
+		coll = base + "/namespaces/{namespace}/" + r.Plural
+		collParams = []oaParam{paramNamespace, paramPretty}
+		itemParams = []oaParam{paramName, paramNamespace, paramPretty}
+	}
+	gvk := r.GVK()
+	kind := r.Kind
+	var collOps, itemOps []opSpec
+	if hasVerb(r, "list") {
+		collOps = append(collOps, opSpec{method: "get", action: "list", id: "list" + gv + scope + kind,
+			desc: "list or watch objects of kind " + kind, gvk: gvk, params: renderParams(v, listParams), resp: listDef})
+	}
+	if hasVerb(r, "create") {
+		collOps = append(collOps, opSpec{method: "post", action: "post", id: "create" + gv + scope + kind,
+			desc: "create " + a(kind), gvk: gvk, params: renderParams(v, writeParams), body: itemDef, resp: itemDef, created: true})
+	}
+	if hasVerb(r, "deletecollection") {
+		collOps = append(collOps, opSpec{method: "delete", action: "deletecollection", id: "deleteCollection" + gv + scope + kind,
+			desc: "delete collection of " + kind, gvk: gvk, params: renderParams(v, deleteParams, listParams), body: md["deleteOptions"], resp: md["status"]})
+	}
+	if hasVerb(r, "get") {
+		itemOps = append(itemOps, opSpec{method: "get", action: "get", id: "read" + gv + scope + kind,
+			desc: "read the specified " + kind, gvk: gvk, resp: itemDef})
+	}
+	if hasVerb(r, "update") {
+		itemOps = append(itemOps, opSpec{method: "put", action: "put", id: "replace" + gv + scope + kind,
+			desc: "replace the specified " + kind, gvk: gvk, params: renderParams(v, writeParams), body: itemDef, resp: itemDef, created: true})
+	}
+	if hasVerb(r, "patch") {
+		itemOps = append(itemOps, opSpec{method: "patch", action: "patch", id: "patch" + gv + scope + kind,
+			desc: "partially update the specified " + kind, gvk: gvk, params: renderParams(v, patchParams), body: md["patch"], patch: true, resp: itemDef})
+	}
+	if hasVerb(r, "delete") {
+		itemOps = append(itemOps, opSpec{method: "delete", action: "delete", id: "delete" + gv + scope + kind,
+			desc: "delete " + a(kind), gvk: gvk, params: renderParams(v, deleteParams), body: md["deleteOptions"], resp: md["status"]})
+	}
+	b.addPath(coll, collParams, tag, collOps...)
+	b.addPath(coll+"/{name}", itemParams, tag, itemOps...)
+	if r.Namespaced && hasVerb(r, "list") {
+		b.addPath(base+"/"+r.Plural, []oaParam{paramPretty}, tag, opSpec{method: "get", action: "list",
+			id: "list" + gv + kind + "ForAllNamespaces", desc: "list or watch objects of kind " + kind, gvk: gvk,
+			params: renderParams(v, listParams), resp: listDef})
+	}
+	for _, sub := range r.Subresources {
+		var def string
+		var sgvk schema.GroupVersionKind
+		switch sub {
+		case "status":
+			def, sgvk = itemDef, gvk
+		case "scale":
+			b.roots = append(b.roots, md["scale"])
+			def, sgvk = md["scale"], schema.GroupVersionKind{Group: "autoscaling", Version: "v1", Kind: "Scale"}
+		default:
+			continue
+		}
+		suffix := strings.ToUpper(sub[:1]) + sub[1:]
+		b.addPath(coll+"/{name}/"+sub, itemParams, tag,
+			opSpec{method: "get", action: "get", id: "read" + gv + scope + kind + suffix,
+				desc: "read " + sub + " of the specified " + kind, gvk: sgvk, resp: def},
+			opSpec{method: "put", action: "put", id: "replace" + gv + scope + kind + suffix,
+				desc: "replace " + sub + " of the specified " + kind, gvk: sgvk, params: renderParams(v, writeParams), body: def, resp: def, created: true},
+			opSpec{method: "patch", action: "patch", id: "patch" + gv + scope + kind + suffix,
+				desc: "partially update " + sub + " of the specified " + kind, gvk: sgvk, params: renderParams(v, patchParams), body: md["patch"], patch: true, resp: def})
+	}
+}
+
+// a prefixes kind with its article, as upstream's operation descriptions.
+func a(kind string) string {
+	if strings.ContainsRune("AEIOU", rune(kind[0])) {
+		return "an " + kind
+	}
+	return "a " + kind
+}
