@@ -12,6 +12,7 @@ import (
 	"github.com/skiffhq/skiff/internal/testserver"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -194,6 +195,54 @@ func TestKubectlGetPrintsUpstreamColumns(t *testing.T) {
 		tb, row := findRow(t, tables, "web-pod")
 		wantHeader(t, tb, "NAME", "READY", "STATUS", "RESTARTS", "AGE")
 		wantCells(t, row, map[string]string{"READY": "1/2", "RESTARTS": "5 (20m ago)"})
+	})
+
+	t.Run("cluster-scoped and config kinds", func(t *testing.T) {
+		node := &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: "node-a", Labels: map[string]string{"node-role.kubernetes.io/control-plane": ""}},
+			Spec:       corev1.NodeSpec{Unschedulable: true},
+			Status: corev1.NodeStatus{
+				Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+				Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.168.5.10"}},
+				NodeInfo:   corev1.NodeSystemInfo{KubeletVersion: "v1.32.0", OSImage: "Debian GNU/Linux 12", KernelVersion: "6.1.0", ContainerRuntimeVersion: "containerd://2.0.0"},
+			},
+		}
+		created, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		created.Status = node.Status
+		if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.StorageV1().StorageClasses().Create(ctx, &storagev1.StorageClass{
+			ObjectMeta:  metav1.ObjectMeta{Name: "local-path", Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"}},
+			Provisioner: "rancher.io/local-path",
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: "cfg"}, Data: map[string]string{"a": "1", "b": "2"},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+
+		tables := parseTables(kubectl(t, kc, "get", "nodes", "-o", "wide"))
+		tb, row := findRow(t, tables, "node-a")
+		wantHeader(t, tb, "NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME")
+		wantCells(t, row, map[string]string{"STATUS": "Ready,SchedulingDisabled", "ROLES": "control-plane", "VERSION": "v1.32.0",
+			"INTERNAL-IP": "192.168.5.10", "EXTERNAL-IP": "<none>", "OS-IMAGE": "Debian GNU/Linux 12", "CONTAINER-RUNTIME": "containerd://2.0.0"})
+
+		tables = parseTables(kubectl(t, kc, "get", "storageclass"))
+		tb, row = findRow(t, tables, "local-path (default)")
+		wantHeader(t, tb, "NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION", "AGE")
+		wantCells(t, row, map[string]string{"PROVISIONER": "rancher.io/local-path", "RECLAIMPOLICY": "Delete",
+			"VOLUMEBINDINGMODE": "Immediate", "ALLOWVOLUMEEXPANSION": "false"})
+
+		tables = parseTables(kubectl(t, kc, "get", "configmaps", "-n", ns))
+		tb, row = findRow(t, tables, "cfg")
+		wantHeader(t, tb, "NAME", "DATA", "AGE")
+		wantCells(t, row, map[string]string{"DATA": "2"})
 	})
 
 	t.Run("namespaces", func(t *testing.T) {
