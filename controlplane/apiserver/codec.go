@@ -12,12 +12,14 @@ import (
 	"strings"
 
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
@@ -77,7 +79,15 @@ func toJSON(r *http.Request, data []byte) ([]byte, error) {
 	}
 }
 
-var protoSerializer = protobuf.NewSerializer(clientgoscheme.Scheme, clientgoscheme.Scheme)
+// protoScheme knows every built-in kind that clients may send as protobuf.
+var protoScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
+	return s
+}()
+
+var protoSerializer = protobuf.NewSerializer(protoScheme, protoScheme)
 
 // protobufToJSON converts a Kubernetes protobuf body (the "k8s\x00"
 // envelope kubectl and client-go send for built-in types) to JSON.
