@@ -129,14 +129,15 @@ func API(ctx context.Context, opts Options) (*Result, error) {
 	idb := make([]byte, 3)
 	_, _ = rand.Read(idb)
 	r := &run{opts: opts, t: t, ns: opts.Namespace, id: hex.EncodeToString(idb), res: &Result{
-		Benchmark:  "api",
-		Server:     t.name,
-		Clients:    opts.Clients,
-		Namespace:  opts.Namespace,
-		Rounds:     opts.Rounds,
-		GOMAXPROCS: runtime.GOMAXPROCS(0),
-		Targets:    map[string]bool{},
-		Measured:   map[string]float64{},
+		Benchmark:   "api",
+		Server:      t.name,
+		Clients:     opts.Clients,
+		Namespace:   opts.Namespace,
+		Rounds:      opts.Rounds,
+		GOMAXPROCS:  runtime.GOMAXPROCS(0),
+		Targets:     map[string]bool{},
+		Measured:    map[string]float64{},
+		Connections: map[string]int64{},
 	}}
 	if err := r.idleRSS(); err != nil {
 		return nil, err
@@ -160,9 +161,11 @@ func API(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 		r.progress("phase %s", p.name)
+		before := t.dials.Load()
 		if err := p.fn(ctx); err != nil {
 			return nil, fmt.Errorf("%s phase: %w", p.name, err)
 		}
+		r.res.Connections[p.name] = t.dials.Load() - before
 	}
 	r.cleanup(ctx)
 	r.targets()
@@ -204,7 +207,7 @@ func (r *run) idleRSS() error {
 // setup creates the namespace and the clients.
 func (r *run) setup(ctx context.Context) error {
 	for range r.opts.Clients {
-		cs, err := r.t.clientset()
+		cs, err := r.t.clientset(ctx)
 		if err != nil {
 			return err
 		}

@@ -74,6 +74,10 @@ func TestAPIEmbeddedSmoke(t *testing.T) {
 		"watch_fanout.missed":            0,
 		"bad_token_flood.bad_requests":   40,
 		"bad_token_flood.bad_status.401": 40,
+		// Each client keeps one connection; watchers share WatchConns.
+		"connections_opened.create":          0,
+		"connections_opened.watch":           2,
+		"connections_opened.bad-token flood": 4,
 	}
 	for path, want := range exact {
 		if v := lookup(m, path); v != want {

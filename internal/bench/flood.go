@@ -38,13 +38,27 @@ func (r *run) floodPhase(ctx context.Context) error {
 		c := &rest.Config{
 			Host:            r.t.cfg.Host,
 			TLSClientConfig: rest.TLSClientConfig{CAData: r.t.cfg.CAData, CAFile: r.t.cfg.CAFile, Insecure: r.t.cfg.Insecure, ServerName: r.t.cfg.ServerName},
-			Dial:            (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-			UserAgent:       "skiff-bench-flood",
+			Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				r.t.dials.Add(1)
+				return (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, addr)
+			},
+			UserAgent: "skiff-bench-flood",
 		}
 		hc, err := rest.HTTPClientFor(c)
 		if err != nil {
 			return fmt.Errorf("flood client: %w", err)
 		}
+		// Open the connection before the workers share it.
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.t.cfg.Host+"/version", nil)
+		if err != nil {
+			return fmt.Errorf("flood client: %w", err)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return fmt.Errorf("flood client: %w", err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
 		bad = append(bad, hc)
 	}
 	url := r.t.cfg.Host + "/api/v1/namespaces/" + r.ns + "/configmaps/" + st.cms[0].Name

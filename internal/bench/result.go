@@ -20,8 +20,10 @@ type Result struct {
 	BadToken    *BadTokenResult    `json:"bad_token_flood,omitempty"`
 	Targets     map[string]bool    `json:"targets"`
 	Measured    map[string]float64 `json:"target_values"`
-	Notes       []string           `json:"notes,omitempty"`
-	DurationSec float64            `json:"duration_sec"`
+	// Connections counts the TCP connections the clients opened per phase.
+	Connections map[string]int64 `json:"connections_opened"`
+	Notes       []string         `json:"notes,omitempty"`
+	DurationSec float64          `json:"duration_sec"`
 }
 
 // RSSInfo says where the idle RSS was read and what it includes.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/skiffhq/skiff/server"
@@ -27,6 +28,8 @@ type target struct {
 	etcd    *clientv3.Client
 	srv     *server.Server
 	dataDir string
+	// dials counts the TCP connections the benchmark clients opened.
+	dials atomic.Int64
 }
 
 func (t *target) close() {
@@ -108,13 +111,18 @@ func (t *target) restConfig(own bool) *rest.Config {
 	if own {
 		// A Dial function makes client-go skip its transport cache.
 		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-		c.Dial = d.DialContext
+		c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			t.dials.Add(1)
+			return d.DialContext(ctx, network, addr)
+		}
 	}
 	return c
 }
 
-// clientset builds a typed client with its own connection.
-func (t *target) clientset() (*kubernetes.Clientset, error) {
+// clientset builds a typed client with its own connection, and opens
+// that connection: requests started together on a transport without one
+// would each dial their own.
+func (t *target) clientset(ctx context.Context) (*kubernetes.Clientset, error) {
 	c := t.restConfig(true)
 	hc, err := rest.HTTPClientFor(c)
 	if err != nil {
@@ -123,6 +131,9 @@ func (t *target) clientset() (*kubernetes.Clientset, error) {
 	cs, err := kubernetes.NewForConfigAndClient(c, hc)
 	if err != nil {
 		return nil, fmt.Errorf("clientset: %w", err)
+	}
+	if _, err := cs.Discovery().RESTClient().Get().AbsPath("/version").DoRaw(ctx); err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
 	}
 	return cs, nil
 }

@@ -142,7 +142,7 @@ func (r *run) watchPhase(ctx context.Context) error {
 	}
 	var conns []*kubernetes.Clientset
 	for range r.opts.WatchConns {
-		cs, err := r.t.clientset()
+		cs, err := r.t.clientset(ctx)
 		if err != nil {
 			return err
 		}
