@@ -108,6 +108,13 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, res *regist
 		return
 	}
 	pt := mediaType(r)
+	switch pt {
+	case jsonPatchType, mergePatchType, strategicPatchType, applyPatchType:
+	default:
+		writeStatus(w, statusFor(apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "patch", schemaGR(""), "",
+			fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got %q)", pt), 0, false)))
+		return
+	}
 	opts.allowCreate = pt == applyPatchType
 	var warns []string
 	out, code, err := s.update(r.Context(), res, ns, name, sub, opts, func(ctx context.Context, cur runtime.Object) (runtime.Object, error) {
