@@ -15,12 +15,15 @@ func (s *Server) bootstrap(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return s.ensureKubernetesService(ctx)
 }
 
 // startLoops starts the in-process control loops.
 func (s *Server) startLoops(ctx context.Context) {
-	_ = ctx
+	s.startServiceRepair(ctx)
+	s.startKubernetesService(ctx)
+	s.startNamespaceController(ctx)
+	s.startGarbageCollector(ctx)
 }
 
 var _ runtime.Object = (*corev1.Namespace)(nil)

@@ -22,6 +22,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
 	"github.com/skiffhq/skiff/controlplane/authn"
 	"github.com/skiffhq/skiff/controlplane/pki"
+	"github.com/skiffhq/skiff/controlplane/serviceip"
 	"github.com/skiffhq/skiff/controlplane/storage"
 	"github.com/skiffhq/skiff/version"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -95,6 +96,7 @@ type Server struct {
 	wg         sync.WaitGroup
 	stopOnce   sync.Once
 	errCh      chan error
+	services   *serviceip.Allocator
 }
 
 // Start brings the server up and returns once it is ready to serve.
@@ -159,6 +161,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	})
 	s.api.SyncCache()
 	reg.OnChange(s.api.SyncCache)
+	if err := s.setupServices(); err != nil {
+		return nil, err
+	}
 
 	serving, err := s.ca.EnsureServing(tlsDir, "serving-kube-apiserver", servingHosts(), servingIPs(cfg))
 	if err != nil {

@@ -83,6 +83,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, res *regist
 		}
 	}
 	table := negotiate(r) == asTable
+	partial := negotiate(r) == asPartialMeta
 	flusher, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Transfer-Encoding", "chunked")
@@ -120,6 +121,12 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, res *regist
 			}
 			if b == nil {
 				return nil
+			}
+			data = b
+		} else if partial {
+			b, err := partialMetaEvent(res, e)
+			if err != nil {
+				return err
 			}
 			data = b
 		} else {

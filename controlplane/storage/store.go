@@ -90,6 +90,31 @@ func (s *Store) Create(ctx context.Context, key string, value []byte) (int64, er
 	return resp.Header.Revision, nil
 }
 
+// CreateGuarded writes key only if it does not exist and guard's
+// modification revision is still guardRev (0: guard must not exist). It
+// returns ErrExists when key exists and ErrConflict when guard changed.
+func (s *Store) CreateGuarded(ctx context.Context, key string, value []byte, guard string, guardRev int64) (int64, error) {
+	v, err := s.encode(key, value)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0), clientv3.Compare(clientv3.ModRevision(guard), "=", guardRev)).
+		Then(clientv3.OpPut(key, string(v))).
+		Else(clientv3.OpGet(key, clientv3.WithCountOnly())).
+		Commit()
+	if err != nil {
+		return 0, wrapErr("create", key, err)
+	}
+	if !resp.Succeeded {
+		if resp.Responses[0].GetResponseRange().Count > 0 {
+			return 0, fmt.Errorf("create %s: %w", key, ErrExists)
+		}
+		return 0, fmt.Errorf("create %s (guard %s): %w", key, guard, ErrConflict)
+	}
+	return resp.Header.Revision, nil
+}
+
 // Get reads the latest value of key.
 func (s *Store) Get(ctx context.Context, key string) (KV, error) {
 	resp, err := s.cli.Get(ctx, key)
