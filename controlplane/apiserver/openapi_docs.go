@@ -10,6 +10,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -20,13 +21,18 @@ import (
 const (
 	defObjectMeta    = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 	defListMeta      = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"
-	descAPIVersion   = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources"
-	descKind         = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"
-	descObjectMeta   = "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"
-	descListMeta     = "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"
 	openAPITitle     = "Kubernetes"
 	bearerTokenDesc  = "Bearer Token authentication"
 	patchContentJSON = "application/json-patch+json"
+)
+
+// Descriptions of the fields every kind has, taken from the API types'
+// own documentation.
+var (
+	descAPIVersion = metav1.TypeMeta{}.SwaggerDoc()["apiVersion"]
+	descKind       = metav1.TypeMeta{}.SwaggerDoc()["kind"]
+	descObjectMeta = corev1.ConfigMap{}.SwaggerDoc()["metadata"]
+	descListMeta   = corev1.ConfigMapList{}.SwaggerDoc()["metadata"]
 )
 
 var patchContentTypes = []string{patchContentJSON, "application/merge-patch+json", "application/strategic-merge-patch+json", "application/apply-patch+yaml"}

@@ -14,30 +14,30 @@ type oaParam struct {
 }
 
 var (
-	paramName      = oaParam{name: "name", in: "path", desc: "name of the resource", typ: "string", required: true, unique: true}
-	paramNamespace = oaParam{name: "namespace", in: "path", desc: "object name and auth scope, such as for teams and projects", typ: "string", required: true, unique: true}
-	paramPretty    = oaParam{name: "pretty", in: "query", desc: "If 'true', then the output is pretty printed. Defaults to 'false' unless the user-agent indicates a browser or command-line HTTP tool (curl and wget).", typ: "string", unique: true}
-	paramDryRun    = oaParam{name: "dryRun", in: "query", desc: "When present, indicates that modifications should not be persisted. An invalid or unrecognized dryRun directive will result in an error response and no further processing of the request. Valid values are: - All: all dry run stages will be processed", typ: "string", unique: true}
-	paramManager   = oaParam{name: "fieldManager", in: "query", desc: "fieldManager is a name associated with the actor or entity that is making these changes. The value must be less than or 128 characters long, and only contain printable characters, as defined by https://golang.org/pkg/unicode/#IsPrint.", typ: "string", unique: true}
+	paramName      = oaParam{name: "name", in: "path", desc: "name of the object", typ: "string", required: true, unique: true}
+	paramNamespace = oaParam{name: "namespace", in: "path", desc: "namespace of the object", typ: "string", required: true, unique: true}
+	paramPretty    = oaParam{name: "pretty", in: "query", desc: "'true' indents the response for reading.", typ: "string", unique: true}
+	paramDryRun    = oaParam{name: "dryRun", in: "query", desc: "'All' runs every stage of the request without persisting the result.", typ: "string", unique: true}
+	paramManager   = oaParam{name: "fieldManager", in: "query", desc: "name of the actor making the change, recorded as the field manager.", typ: "string", unique: true}
 	// paramFieldValidation tells kubectl (QueryParamVerifierV3) that the
 	// server validates fields itself, so it sends fieldValidation=Strict
 	// instead of validating on the client.
-	paramFieldValidation = oaParam{name: "fieldValidation", in: "query", desc: "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore: This will ignore any unknown fields that are silently dropped from the object, and will ignore all but the last duplicate field that the decoder encounters. - Warn: This will send a warning via the standard warning response header for each unknown field that is dropped from the object, and for each duplicate field that is encountered. The request will still succeed if there are no other errors, and will only persist the last of any duplicate fields. - Strict: This will fail the request with a BadRequest error if any unknown fields would be dropped from the object, or if any duplicate fields are present. The error returned from the server will contain all unknown and duplicate fields encountered.", typ: "string", unique: true}
-	paramForce           = oaParam{name: "force", in: "query", desc: "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people. Force flag must be unset for non-apply patch requests.", typ: "boolean", unique: true}
-	paramGrace           = oaParam{name: "gracePeriodSeconds", in: "query", desc: "The duration in seconds before the object should be deleted. Value must be non-negative integer. The value zero indicates delete immediately. If this value is nil, the default grace period for the specified type will be used. Defaults to a per object value if not specified. zero means delete immediately.", typ: "integer", unique: true}
-	paramOrphan          = oaParam{name: "orphanDependents", in: "query", desc: "Deprecated: please use the PropagationPolicy, this field will be deprecated in 1.7. Should the dependent objects be orphaned. If true/false, the \"orphan\" finalizer will be added to/removed from the object's finalizers list. Either this field or PropagationPolicy may be set, but not both.", typ: "boolean", unique: true}
-	paramPropagation     = oaParam{name: "propagationPolicy", in: "query", desc: "Whether and how garbage collection will be performed. Either this field or OrphanDependents may be set, but not both. Acceptable values are: 'Orphan' - orphan the dependents; 'Background' - allow the garbage collector to delete the dependents in the background; 'Foreground' - a cascading policy that deletes all dependents in the foreground.", typ: "string", unique: true}
+	paramFieldValidation = oaParam{name: "fieldValidation", in: "query", desc: "how the server treats unknown or duplicate fields in the request body: 'Ignore' drops them silently, 'Warn' drops them with a warning header per field, 'Strict' rejects the request with a BadRequest listing them.", typ: "string", unique: true}
+	paramForce           = oaParam{name: "force", in: "query", desc: "'true' lets an apply request take over fields owned by other managers; only valid for apply patches.", typ: "boolean", unique: true}
+	paramGrace           = oaParam{name: "gracePeriodSeconds", in: "query", desc: "seconds to wait before the object is deleted; 0 deletes at once, unset uses the kind's default.", typ: "integer", unique: true}
+	paramOrphan          = oaParam{name: "orphanDependents", in: "query", desc: "deprecated in favour of propagationPolicy: 'true' orphans the object's dependents.", typ: "boolean", unique: true}
+	paramPropagation     = oaParam{name: "propagationPolicy", in: "query", desc: "garbage collection of dependents: 'Orphan', 'Background' or 'Foreground'.", typ: "string", unique: true}
 	listParams           = []oaParam{
-		{name: "allowWatchBookmarks", in: "query", desc: "allowWatchBookmarks requests watch events with type \"BOOKMARK\".", typ: "boolean", unique: true},
-		{name: "continue", in: "query", desc: "The continue option should be set when retrieving more results from the server.", typ: "string", unique: true},
-		{name: "fieldSelector", in: "query", desc: "A selector to restrict the list of returned objects by their fields. Defaults to everything.", typ: "string", unique: true},
-		{name: "labelSelector", in: "query", desc: "A selector to restrict the list of returned objects by their labels. Defaults to everything.", typ: "string", unique: true},
-		{name: "limit", in: "query", desc: "limit is a maximum number of responses to return for a list call.", typ: "integer", unique: true},
-		{name: "resourceVersion", in: "query", desc: "resourceVersion sets a constraint on what resource versions a request may be served from.", typ: "string", unique: true},
-		{name: "resourceVersionMatch", in: "query", desc: "resourceVersionMatch determines how resourceVersion is applied to list calls.", typ: "string", unique: true},
-		{name: "sendInitialEvents", in: "query", desc: "`sendInitialEvents=true` may be set together with `watch=true`.", typ: "boolean", unique: true},
-		{name: "timeoutSeconds", in: "query", desc: "Timeout for the list/watch call.", typ: "integer", unique: true},
-		{name: "watch", in: "query", desc: "Watch for changes to the described resources and return them as a stream of add, update, and remove notifications.", typ: "boolean", unique: true},
+		{name: "allowWatchBookmarks", in: "query", desc: "'true' asks a watch for BOOKMARK events.", typ: "boolean", unique: true},
+		{name: "continue", in: "query", desc: "token from the previous page of a paginated list.", typ: "string", unique: true},
+		{name: "fieldSelector", in: "query", desc: "restricts the objects returned by their fields.", typ: "string", unique: true},
+		{name: "labelSelector", in: "query", desc: "restricts the objects returned by their labels.", typ: "string", unique: true},
+		{name: "limit", in: "query", desc: "largest number of objects to return in one page.", typ: "integer", unique: true},
+		{name: "resourceVersion", in: "query", desc: "which resource versions the response may be served from.", typ: "string", unique: true},
+		{name: "resourceVersionMatch", in: "query", desc: "how resourceVersion is applied to a list: 'Exact' or 'NotOlderThan'.", typ: "string", unique: true},
+		{name: "sendInitialEvents", in: "query", desc: "with watch=true, starts the watch with the current objects as ADDED events.", typ: "boolean", unique: true},
+		{name: "timeoutSeconds", in: "query", desc: "ends the list or watch call after this many seconds.", typ: "integer", unique: true},
+		{name: "watch", in: "query", desc: "'true' streams changes to the objects instead of listing them.", typ: "boolean", unique: true},
 	}
 	writeParams  = []oaParam{paramDryRun, paramManager, paramFieldValidation}
 	patchParams  = []oaParam{paramDryRun, paramManager, paramFieldValidation, paramForce}

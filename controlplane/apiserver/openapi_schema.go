@@ -44,18 +44,20 @@ type swaggerDocer interface {
 }
 
 var (
-	typerType    = reflect.TypeFor[openAPITyper]()
-	oneOfType    = reflect.TypeFor[openAPIV3OneOfTyper]()
-	swaggerType  = reflect.TypeFor[swaggerDocer]()
+	typerType   = reflect.TypeFor[openAPITyper]()
+	oneOfType   = reflect.TypeFor[openAPIV3OneOfTyper]()
+	swaggerType = reflect.TypeFor[swaggerDocer]()
+	// specialDescs describe the types with a custom JSON form, which have
+	// no SwaggerDoc of their own.
 	specialDescs = map[string]string{
-		"io.k8s.apimachinery.pkg.apis.meta.v1.Time":                     "Time is a wrapper around time.Time which supports correct marshaling to YAML and JSON.  Wrappers are provided for many of the factory methods that the time package offers.",
-		"io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime":                "MicroTime is version of Time with microsecond level precision.",
-		"io.k8s.apimachinery.pkg.apis.meta.v1.Duration":                 "Duration is a wrapper around time.Duration which supports correct marshaling to YAML and JSON.",
-		"io.k8s.apimachinery.pkg.api.resource.Quantity":                 "Quantity is a fixed-point representation of a number. It provides convenient marshaling/unmarshaling in JSON and YAML, in addition to String() and AsInt64() accessors.\n\nThe serialization format is:\n\n``` <quantity>        ::= <signedNumber><suffix>\n\n\t(Note that <suffix> may be empty, from the \"\" case in <decimalSI>.)\n\n<digit>           ::= 0 | 1 | ... | 9 <digits>          ::= <digit> | <digit><digits> <number>          ::= <digits> | <digits>.<digits> | <digits>. | .<digits> <sign>            ::= \"+\" | \"-\" <signedNumber>    ::= <number> | <sign><number> <suffix>          ::= <binarySI> | <decimalExponent> | <decimalSI> <binarySI>        ::= Ki | Mi | Gi | Ti | Pi | Ei\n\n\t(International System of units; See: http://physics.nist.gov/cuu/Units/binary.html)\n\n<decimalSI>       ::= m | \"\" | k | M | G | T | P | E\n\n\t(Note that 1024 = 1Ki but 1000 = 1k; I didn't choose the capitalization.)\n\n<decimalExponent> ::= \"e\" <signedNumber> | \"E\" <signedNumber> ```",
-		"io.k8s.apimachinery.pkg.util.intstr.IntOrString":               "IntOrString is a type that can hold an int32 or a string.  When used in JSON or YAML marshalling and unmarshalling, it produces or consumes the inner type.  This allows you to have, for example, a JSON field that can accept a name or number.",
-		"io.k8s.apimachinery.pkg.runtime.RawExtension":                  "RawExtension is used to hold extensions in external versions.",
-		"io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1":                 "FieldsV1 stores a set of fields in a data structure like a Trie, in JSON format.",
-		"io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON": "JSON represents any valid JSON value. These types are supported: bool, int64, float64, string, []interface{}, map[string]interface{} and nil.",
+		"io.k8s.apimachinery.pkg.apis.meta.v1.Time":                     "A timestamp, serialized as an RFC 3339 string with second precision.",
+		"io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime":                "A timestamp, serialized as an RFC 3339 string with microsecond precision.",
+		"io.k8s.apimachinery.pkg.apis.meta.v1.Duration":                 "A duration, serialized as a Go duration string such as \"1h30m\".",
+		"io.k8s.apimachinery.pkg.api.resource.Quantity":                 "A fixed-point quantity, written as a number with an optional suffix: binary SI (Ki, Mi, Gi, Ti, Pi, Ei), decimal SI (m, k, M, G, T, P, E) or a decimal exponent (e3, E6). Examples: \"100m\", \"1.5Gi\", \"2\".",
+		"io.k8s.apimachinery.pkg.util.intstr.IntOrString":               "A value that is either an integer or a string, such as a port number or a port name.",
+		"io.k8s.apimachinery.pkg.runtime.RawExtension":                  "An embedded object of any kind, kept as raw JSON.",
+		"io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1":                 "A set of fields, encoded as a JSON trie.",
+		"io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON": "Any JSON value: a boolean, number, string, array, object or null.",
 	}
 )
 
