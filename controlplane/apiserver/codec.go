@@ -239,6 +239,9 @@ func toStorage(res *registry.Resource, obj runtime.Object) ([]byte, error) {
 
 // fromStorage decodes a stored value and sets its resourceVersion.
 func fromStorage(res *registry.Resource, value []byte, rev int64) (runtime.Object, error) {
+	if conv := res.Hooks.FromStorage; conv != nil {
+		value = conv(value)
+	}
 	obj := newObject(res)
 	if u, ok := obj.(*unstructured.Unstructured); ok {
 		var m map[string]interface{}
