@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/apiserver"
+	"github.com/skiffhq/skiff/controlplane/apiserver/crd"
 	"github.com/skiffhq/skiff/controlplane/apiserver/kinds"
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
 	"github.com/skiffhq/skiff/controlplane/authn"
@@ -124,6 +125,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.cache = storage.NewCache(s.store, storage.CacheOptions{HistorySize: cfg.WatchCacheSize, Logger: cfg.Logger})
 	reg := registry.New()
 	kinds.Register(reg)
+	crd.InstallDefinitionHooks(reg)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -157,7 +159,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Version:         version.Info(),
 		ExternalAddress: net.JoinHostPort(host, strconv.Itoa(port)),
 		Authenticator:   authn.Union{&authn.X509{Roots: s.ca.Pool()}},
-		Admission:       []apiserver.AdmissionPlugin{apiserver.NewNamespaceLifecycle(s.store, s.cache)},
+		Admission:       []apiserver.AdmissionPlugin{apiserver.NewNamespaceLifecycle(s.store, s.cache), crd.Admission{}},
 	})
 	s.api.SyncCache()
 	reg.OnChange(s.api.SyncCache)
@@ -199,6 +201,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	s.startLoops(runCtx)
+	if err := s.startCRDController(runCtx); err != nil {
+		return nil, err
+	}
 	s.api.SetReady(true)
 	s.log.Info("skiff server ready", "url", s.url, "kubeconfig", s.kubeconfig)
 	return s, nil
