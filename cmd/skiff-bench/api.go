@@ -78,6 +78,7 @@ Progress goes to stderr; one JSON object is printed on stdout at the end.`,
 	f.IntVar(&opts.FloodRequests, "flood-requests", 10000, "requests with invalid bearer tokens (0 = skip the phase)")
 	f.IntVar(&opts.FloodWorkers, "flood-workers", 32, "goroutines sending the invalid requests")
 	f.IntVar(&opts.ServerPID, "server-pid", 0, "with --kubeconfig: server process whose idle RSS to read")
+	f.StringSliceVar(&opts.Phases, "phases", nil, "run only these phases: create,get,update,list,watch,flood (default all)")
 	f.BoolVar(&jsonOnly, "json-only", false, "print nothing but the JSON result")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (with --embedded: the server too)")
 	return cmd

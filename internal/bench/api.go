@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strconv"
 	"time"
 
@@ -52,6 +53,9 @@ type Options struct {
 	Namespace     string
 	// ServerPID is read for the idle RSS of a --kubeconfig target.
 	ServerPID int
+	// Phases selects phases by name (create, get, update, list, watch,
+	// flood); empty runs all. get and update need create.
+	Phases []string
 	// Progress receives progress lines (nil = discard).
 	Progress io.Writer
 }
@@ -112,7 +116,7 @@ func API(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Embedded == (opts.Kubeconfig != "") {
 		return nil, errors.New("set exactly one of --embedded and --kubeconfig")
 	}
-	start := time.Now()
+	start, cpu0, load0 := time.Now(), processCPU(), loadAvg()
 	var (
 		t   *target
 		err error
@@ -135,6 +139,7 @@ func API(ctx context.Context, opts Options) (*Result, error) {
 		Namespace:   opts.Namespace,
 		Rounds:      opts.Rounds,
 		GOMAXPROCS:  runtime.GOMAXPROCS(0),
+		Host:        HostInfo{CPUs: runtime.NumCPU(), LoadAvgStart: load0},
 		Targets:     map[string]bool{},
 		Measured:    map[string]float64{},
 		Connections: map[string]int64{},
@@ -145,18 +150,31 @@ func API(ctx context.Context, opts Options) (*Result, error) {
 	if err := r.setup(ctx); err != nil {
 		return nil, err
 	}
-	phases := []struct {
+	type phase struct {
 		name string
 		fn   func(context.Context) error
-	}{
+	}
+	phases := []phase{
 		{"create", r.createPhase},
 		{"get", r.getPhase},
 		{"update", r.updatePhase},
 		{"list", r.listPhase},
 		{"watch", r.watchPhase},
-		{"bad-token flood", r.floodPhase},
+		{"flood", r.floodPhase},
+	}
+	for _, name := range opts.Phases {
+		if !slices.ContainsFunc(phases, func(p phase) bool { return p.name == name }) {
+			return nil, fmt.Errorf("unknown phase %q", name)
+		}
+	}
+	if len(opts.Phases) > 0 && !slices.Contains(opts.Phases, "create") &&
+		(slices.Contains(opts.Phases, "get") || slices.Contains(opts.Phases, "update")) {
+		return nil, errors.New("the get and update phases need the create phase")
 	}
 	for _, p := range phases {
+		if len(opts.Phases) > 0 && !slices.Contains(opts.Phases, p.name) {
+			continue
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -170,6 +188,8 @@ func API(ctx context.Context, opts Options) (*Result, error) {
 	r.cleanup(ctx)
 	r.targets()
 	r.res.DurationSec = round3(time.Since(start).Seconds())
+	r.res.Host.LoadAvgEnd = loadAvg()
+	r.res.Host.ProcessCPUSec = round3((processCPU() - cpu0).Seconds())
 	return r.res, nil
 }
 

@@ -48,7 +48,7 @@ func TestAPIEmbeddedSmoke(t *testing.T) {
 		t.Errorf("benchmark/server = %v/%v", m["benchmark"], m["server"])
 	}
 	positive := []string{
-		"idle_rss_mib",
+		"idle_rss_mib", "host.cpus", "host.process_cpu_sec",
 		"create.ops_per_sec", "create.p50_ms", "create.p99_ms", "create.etcd_ops_per_sec", "create.ratio_vs_etcd", "create.value_bytes",
 		"create_pods.ops_per_sec",
 		"get.ops_per_sec", "get.p50_ms", "get.etcd_ops_per_sec", "get.ratio_vs_etcd",
@@ -75,9 +75,9 @@ func TestAPIEmbeddedSmoke(t *testing.T) {
 		"bad_token_flood.bad_requests":   40,
 		"bad_token_flood.bad_status.401": 40,
 		// Each client keeps one connection; watchers share WatchConns.
-		"connections_opened.create":          0,
-		"connections_opened.watch":           2,
-		"connections_opened.bad-token flood": 4,
+		"connections_opened.create": 0,
+		"connections_opened.watch":  2,
+		"connections_opened.flood":  4,
 	}
 	for path, want := range exact {
 		if v := lookup(m, path); v != want {

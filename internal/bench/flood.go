@@ -25,10 +25,13 @@ func (r *run) floodPhase(ctx context.Context) error {
 	if r.opts.FloodRequests <= 0 {
 		return nil
 	}
-	st := r.kv
+	names, err := r.floodTargets(ctx)
+	if err != nil {
+		return err
+	}
 	valid := func(ctx context.Context, w, _ int) error {
-		cm := st.cms[rand.IntN(len(st.cms))]
-		_, err := r.clients[w].CoreV1().ConfigMaps(r.ns).Get(ctx, cm.Name, metav1.GetOptions{})
+		name := names[rand.IntN(len(names))]
+		_, err := r.clients[w].CoreV1().ConfigMaps(r.ns).Get(ctx, name, metav1.GetOptions{})
 		return err
 	}
 	base := runParallel(ctx, r.opts.Clients, r.opts.Count, r.opts.Duration, valid)
@@ -61,7 +64,7 @@ func (r *run) floodPhase(ctx context.Context) error {
 		_ = resp.Body.Close()
 		bad = append(bad, hc)
 	}
-	url := r.t.cfg.Host + "/api/v1/namespaces/" + r.ns + "/configmaps/" + st.cms[0].Name
+	url := r.t.cfg.Host + "/api/v1/namespaces/" + r.ns + "/configmaps/" + names[0]
 
 	var (
 		next     atomic.Int64
@@ -142,4 +145,21 @@ func (r *run) floodPhase(ctx context.Context) error {
 	}
 	r.res.BadToken = res
 	return nil
+}
+
+// floodTargets returns the ConfigMaps the valid requests read: those of
+// the create phase, or one made here when that phase did not run.
+func (r *run) floodTargets(ctx context.Context) ([]string, error) {
+	if r.kv != nil && len(r.kv.cms) > 0 {
+		names := make([]string, len(r.kv.cms))
+		for i, cm := range r.kv.cms {
+			names[i] = cm.Name
+		}
+		return names, nil
+	}
+	cm, err := r.clients[0].CoreV1().ConfigMaps(r.ns).Create(ctx, r.newConfigMap(0), metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("create configmap: %w", err)
+	}
+	return []string{cm.Name}, nil
 }

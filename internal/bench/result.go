@@ -8,6 +8,7 @@ type Result struct {
 	Namespace  string   `json:"namespace"`
 	Rounds     int      `json:"rounds"`
 	GOMAXPROCS int      `json:"gomaxprocs"`
+	Host       HostInfo `json:"host"`
 	IdleRSSMiB float64  `json:"idle_rss_mib,omitempty"`
 	IdleRSS    *RSSInfo `json:"idle_rss,omitempty"`
 
@@ -24,6 +25,17 @@ type Result struct {
 	Connections map[string]int64 `json:"connections_opened"`
 	Notes       []string         `json:"notes,omitempty"`
 	DurationSec float64          `json:"duration_sec"`
+}
+
+// HostInfo tells how busy the machine was, since the benchmark client
+// (and, embedded, the server) share its CPUs with everything else.
+type HostInfo struct {
+	CPUs         int     `json:"cpus"`
+	LoadAvgStart float64 `json:"load_avg_1m_start"`
+	LoadAvgEnd   float64 `json:"load_avg_1m_end"`
+	// ProcessCPUSec is the CPU time this process used; with the wall time
+	// it shows how much CPU the run actually got.
+	ProcessCPUSec float64 `json:"process_cpu_sec"`
 }
 
 // RSSInfo says where the idle RSS was read and what it includes.
