@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -60,7 +61,12 @@ func freePort(t *testing.T) int {
 // startCluster runs `skiff server` on free ports and waits for /readyz.
 func startCluster(t *testing.T, extra ...string) *cluster {
 	t.Helper()
-	dir := t.TempDir()
+	return startClusterIn(t, t.TempDir(), extra...)
+}
+
+// startClusterIn runs `skiff server` with data dir dir.
+func startClusterIn(t *testing.T, dir string, extra ...string) *cluster {
+	t.Helper()
 	c := &cluster{dir: dir, kubeconfig: filepath.Join(dir, "admin.kubeconfig"), log: &bytes.Buffer{}}
 	args := append([]string{"server", "--data-dir", dir, "--bind-address", "127.0.0.1",
 		"--https-listen-port", fmt.Sprint(freePort(t)), "--etcd-client-port", "0", "--etcd-peer-port", "0",
@@ -72,15 +78,7 @@ func startCluster(t *testing.T, extra ...string) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = c.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = c.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = c.cmd.Process.Kill()
-			<-done
-		}
+		_ = c.stop()
 		if t.Failed() {
 			t.Logf("server log:\n%s", tail(c.log.String(), 4000))
 		}
@@ -97,6 +95,24 @@ func startCluster(t *testing.T, extra ...string) *cluster {
 	}
 	t.Fatalf("server not ready in 60s; log:\n%s", c.log.String())
 	return nil
+}
+
+// stop sends SIGTERM and waits for the process; it returns the exit error.
+func (c *cluster) stop() error {
+	if c.cmd.ProcessState != nil {
+		return nil
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(20 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("server did not exit within 20s of SIGTERM")
+	}
 }
 
 func tail(s string, n int) string {
