@@ -591,16 +591,11 @@ func validatePodUpdate(pod, old *corev1.Pod) field.ErrorList {
 		return field.ErrorList{field.Forbidden(spec, "pod updates may not change fields other than "+podUpdatableFieldsClaim)}
 	}
 	munged := pod.Spec.DeepCopy()
+	// An emptied image is reported by the pod spec validation.
 	for i := range munged.Containers {
-		if pod.Spec.Containers[i].Image == "" {
-			errs = append(errs, field.Required(spec.Child("containers").Index(i).Child("image"), ""))
-		}
 		munged.Containers[i].Image = old.Spec.Containers[i].Image
 	}
 	for i := range munged.InitContainers {
-		if pod.Spec.InitContainers[i].Image == "" {
-			errs = append(errs, field.Required(spec.Child("initContainers").Index(i).Child("image"), ""))
-		}
 		munged.InitContainers[i].Image = old.Spec.InitContainers[i].Image
 	}
 	// activeDeadlineSeconds may be set, or lowered, never removed or raised.
