@@ -486,8 +486,8 @@ func TestNamespaceAndStorageValidation(t *testing.T) {
 			{"spec", field.ErrorTypeRequired, "must specify a volume type"},
 		})
 		ok := &corev1.PersistentVolume{Spec: corev1.PersistentVolumeSpec{
-			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
 			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/data"}}}}
 		expectErrors(t, validateCreate(t, "", "PersistentVolume", ok), nil)
 	})
