@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
@@ -82,6 +83,18 @@ func decodeObjectJSON(data []byte, res *registry.Resource, fv fieldValidation) (
 	warns, err := decodeInto(data, obj, fv)
 	if err != nil {
 		return nil, nil, err
+	}
+	if prune := res.Hooks.Prune; prune != nil {
+		if unknown := prune(obj); len(unknown) > 0 && fv != fieldIgnore {
+			msgs := make([]string, len(unknown))
+			for i, f := range unknown {
+				msgs[i] = fmt.Sprintf("unknown field %q", f)
+			}
+			if fv == fieldStrict {
+				return nil, nil, badRequest("strict decoding error: %s", strings.Join(msgs, ", "))
+			}
+			warns = append(warns, msgs...)
+		}
 	}
 	obj.GetObjectKind().SetGroupVersionKind(res.GVK())
 	if u, ok := obj.(*unstructured.Unstructured); ok {

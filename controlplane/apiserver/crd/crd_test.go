@@ -402,6 +402,25 @@ func TestCustomResourceLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("strict field validation", func(t *testing.T) {
+		obj := widget("strict", map[string]interface{}{"size": "a", "bogus": int64(1), "extra": map[string]interface{}{"kept": true}})
+		_, err := ri.Create(ctx, obj, metav1.CreateOptions{FieldValidation: "Strict"})
+		if !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), `strict decoding error: unknown field "spec.bogus"`) {
+			t.Fatalf("strict create with an unknown field: %v", err)
+		}
+		got, err := ri.Create(ctx, obj, metav1.CreateOptions{FieldValidation: "Ignore"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, found, _ := unstructured.NestedFieldNoCopy(got.Object, "spec", "bogus"); found {
+			t.Error("spec.bogus kept")
+		}
+		_, err = ri.Patch(ctx, "strict", types.MergePatchType, []byte(`{"spec":{"other":1}}`), metav1.PatchOptions{FieldValidation: "Strict"})
+		if !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), `unknown field "spec.other"`) {
+			t.Errorf("strict patch with an unknown field: %v", err)
+		}
+	})
+
 	t.Run("update without resourceVersion", func(t *testing.T) {
 		got, err := ri.Create(ctx, widget("norv", map[string]interface{}{"size": "a"}), metav1.CreateOptions{})
 		if err != nil {

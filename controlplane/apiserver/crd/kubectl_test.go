@@ -163,7 +163,7 @@ func TestKubectl(t *testing.T) {
 	if err != nil || out != "my-cron-image" {
 		t.Errorf("get by short name: %v %q", err, out)
 	}
-	out, err = kubectl(t, s, "delete", "-f", manifest)
+	out, err = kubectl(t, s, "delete", "-f", manifest, "--ignore-not-found")
 	if err != nil {
 		t.Fatalf("kubectl delete: %v\n%s", err, out)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -135,6 +136,15 @@ func installHooks(r *registry.Resource, sc *Schema, columns []apiextensionsv1.Cu
 		sc.Prune(u.Object)
 	}
 	r.Hooks.Default = prepare
+	r.Hooks.Prune = func(obj runtime.Object) []string {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return nil
+		}
+		pruned := sc.Prune(u.Object)
+		sort.Strings(pruned)
+		return pruned
+	}
 	if r.HasSubresource("status") {
 		r.Hooks.PrepareForCreate = func(_ context.Context, obj runtime.Object) {
 			if u, ok := obj.(*unstructured.Unstructured); ok {

@@ -53,6 +53,10 @@ type Hooks struct {
 	// ToStorage rewrites an encoded object into the storage version before
 	// it is written; nil stores it as encoded.
 	ToStorage func(data []byte) []byte
+	// Prune removes the fields a decoded request object may not have
+	// (custom resources: fields outside the schema) and returns their paths,
+	// which fieldValidation reports as unknown fields.
+	Prune func(obj runtime.Object) []string
 }
 
 // TableConvertor prints one kind.
