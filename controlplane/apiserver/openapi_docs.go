@@ -1,10 +1,12 @@
 package apiserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -66,7 +68,8 @@ type docBuilder struct {
 	gvks    map[string][]map[string]string
 	// custom holds definitions of custom resources, already rendered.
 	custom map[string]json.RawMessage
-	paths  map[string]map[string]any
+	// paths holds each path item, already JSON.
+	paths map[string]json.RawMessage
 }
 
 func newDocBuilder(v oaVersion, version string) *docBuilder {
@@ -76,7 +79,7 @@ func newDocBuilder(v oaVersion, version string) *docBuilder {
 		roots:  []string{md["status"], md["deleteOptions"], md["patch"], md["objectMeta"], md["listMeta"]},
 		gvks:   map[string][]map[string]string{},
 		custom: map[string]json.RawMessage{},
-		paths:  map[string]map[string]any{},
+		paths:  map[string]json.RawMessage{},
 	}
 }
 
@@ -249,28 +252,66 @@ func (b *docBuilder) marshal() ([]byte, error) {
 		return nil, err
 	}
 	info := map[string]any{"title": openAPITitle, "version": b.version}
+	security := map[string]any{"BearerToken": map[string]any{"type": "apiKey", "name": "authorization", "in": "header", "description": bearerTokenDesc}}
+	// Definitions and path items are already JSON: they are spliced in as
+	// they are rather than handed to encoding/json, which would re-scan
+	// every byte.
+	const defsMarker, pathsMarker = "\x00definitions\x00", "\x00paths\x00"
 	var doc map[string]any
 	if b.v == oaV2 {
 		doc = map[string]any{
 			"swagger":             "2.0",
 			"info":                info,
-			"paths":               b.paths,
-			"definitions":         defs,
-			"securityDefinitions": map[string]any{"BearerToken": map[string]any{"type": "apiKey", "name": "authorization", "in": "header", "description": bearerTokenDesc}},
+			"paths":               pathsMarker,
+			"definitions":         defsMarker,
+			"securityDefinitions": security,
 			"security":            []any{map[string]any{"BearerToken": []string{}}},
 		}
 	} else {
 		doc = map[string]any{
-			"openapi": "3.0.0",
-			"info":    info,
-			"paths":   b.paths,
-			"components": map[string]any{
-				"schemas":         defs,
-				"securitySchemes": map[string]any{"BearerToken": map[string]any{"type": "apiKey", "name": "authorization", "in": "header", "description": bearerTokenDesc}},
-			},
+			"openapi":    "3.0.0",
+			"info":       info,
+			"paths":      pathsMarker,
+			"components": map[string]any{"schemas": defsMarker, "securitySchemes": security},
 		}
 	}
-	return json.Marshal(doc)
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	if out, err = splice(out, defsMarker, defs); err != nil {
+		return nil, err
+	}
+	return splice(out, pathsMarker, b.paths)
+}
+
+// splice replaces the JSON string marker in doc by the object of members.
+func splice(doc []byte, marker string, members map[string]json.RawMessage) ([]byte, error) {
+	quoted, _ := json.Marshal(marker)
+	before, after, found := bytes.Cut(doc, quoted)
+	if !found {
+		return nil, fmt.Errorf("openapi document: placeholder %q lost", marker)
+	}
+	names := make([]string, 0, len(members))
+	size := len(doc)
+	for n, raw := range members {
+		names = append(names, n)
+		size += len(n) + len(raw) + 4
+	}
+	sort.Strings(names)
+	out := make([]byte, 0, size)
+	out = append(out, before...)
+	out = append(out, '{')
+	for i, n := range names {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = strconv.AppendQuote(out, n)
+		out = append(out, ':')
+		out = append(out, members[n]...)
+	}
+	out = append(out, '}')
+	return append(out, after...), nil
 }
 
 // gvDocPath is the OpenAPI v3 discovery key of a group version.

@@ -1,7 +1,10 @@
 package apiserver
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -164,7 +167,19 @@ func (b *docBuilder) responses(o opSpec) map[string]any {
 	return out
 }
 
-func (b *docBuilder) addPath(path string, pathParams []oaParam, tag string, ops ...opSpec) {
+// renderedPaths caches the path items of a resource by everything they
+// depend on, so that rebuilding documents after a registry change only
+// renders the resources that are new.
+var renderedPaths sync.Map // pathsKey → map[string]json.RawMessage
+
+type pathsKey struct {
+	v                                     oaVersion
+	group, version, kind, plural, itemDef string
+	listDef, verbs, subresources          string
+	namespaced                            bool
+}
+
+func (b *docBuilder) addPath(into map[string]json.RawMessage, path string, pathParams []oaParam, tag string, ops ...opSpec) {
 	item := map[string]any{}
 	for _, o := range ops {
 		item[o.method] = b.renderOp(o, tag)
@@ -173,7 +188,12 @@ func (b *docBuilder) addPath(path string, pathParams []oaParam, tag string, ops 
 		return
 	}
 	item["parameters"] = renderParams(b.v, pathParams)
-	b.paths[path] = item
+	raw, err := json.Marshal(item)
+	if err != nil {
+		// Only maps of strings, slices and bools: cannot fail.
+		panic(fmt.Sprintf("openapi path %s: %v", path, err))
+	}
+	into[path] = raw
 }
 
 func hasVerb(r *registry.Resource, verb string) bool {
@@ -187,6 +207,26 @@ func hasVerb(r *registry.Resource, verb string) bool {
 
 // addPaths adds the collection, item and subresource paths of r.
 func (b *docBuilder) addPaths(r *registry.Resource, itemDef, listDef string) {
+	md := metaDefs()
+	for _, sub := range r.Subresources {
+		if sub == "scale" {
+			b.roots = append(b.roots, md["scale"])
+		}
+	}
+	key := pathsKey{v: b.v, group: r.Group, version: r.Version, kind: r.Kind, plural: r.Plural, itemDef: itemDef,
+		listDef: listDef, verbs: strings.Join(r.Verbs, ","), subresources: strings.Join(r.Subresources, ","), namespaced: r.Namespaced}
+	cached, ok := renderedPaths.Load(key)
+	if !ok {
+		paths := map[string]json.RawMessage{}
+		b.renderPaths(paths, r, itemDef, listDef)
+		cached, _ = renderedPaths.LoadOrStore(key, paths)
+	}
+	for p, raw := range cached.(map[string]json.RawMessage) {
+		b.paths[p] = raw
+	}
+}
+
+func (b *docBuilder) renderPaths(into map[string]json.RawMessage, r *registry.Resource, itemDef, listDef string) {
 	v := b.v
 	md := metaDefs()
 	base := "/apis/" + r.Group + "/" + r.Version
@@ -236,10 +276,10 @@ func (b *docBuilder) addPaths(r *registry.Resource, itemDef, listDef string) {
 		itemOps = append(itemOps, opSpec{method: "delete", action: "delete", id: "delete" + gv + scope + kind,
 			desc: "delete " + a(kind), gvk: gvk, params: renderParams(v, deleteParams), body: md["deleteOptions"], resp: md["status"]})
 	}
-	b.addPath(coll, collParams, tag, collOps...)
-	b.addPath(coll+"/{name}", itemParams, tag, itemOps...)
+	b.addPath(into, coll, collParams, tag, collOps...)
+	b.addPath(into, coll+"/{name}", itemParams, tag, itemOps...)
 	if r.Namespaced && hasVerb(r, "list") {
-		b.addPath(base+"/"+r.Plural, []oaParam{paramPretty}, tag, opSpec{method: "get", action: "list",
+		b.addPath(into, base+"/"+r.Plural, []oaParam{paramPretty}, tag, opSpec{method: "get", action: "list",
 			id: "list" + gv + kind + "ForAllNamespaces", desc: "list or watch objects of kind " + kind, gvk: gvk,
 			params: renderParams(v, listParams), resp: listDef})
 	}
@@ -250,13 +290,12 @@ func (b *docBuilder) addPaths(r *registry.Resource, itemDef, listDef string) {
 		case "status":
 			def, sgvk = itemDef, gvk
 		case "scale":
-			b.roots = append(b.roots, md["scale"])
 			def, sgvk = md["scale"], schema.GroupVersionKind{Group: "autoscaling", Version: "v1", Kind: "Scale"}
 		default:
 			continue
 		}
 		suffix := strings.ToUpper(sub[:1]) + sub[1:]
-		b.addPath(coll+"/{name}/"+sub, itemParams, tag,
+		b.addPath(into, coll+"/{name}/"+sub, itemParams, tag,
 			opSpec{method: "get", action: "get", id: "read" + gv + scope + kind + suffix,
 				desc: "read " + sub + " of the specified " + kind, gvk: sgvk, resp: def},
 			opSpec{method: "put", action: "put", id: "replace" + gv + scope + kind + suffix,
