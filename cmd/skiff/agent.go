@@ -1,0 +1,102 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/skiffhq/skiff/nodeagent/hollow"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+func agentCmd() *cobra.Command {
+	var (
+		runtime, kubeconfig, labels, taints string
+		opts                                hollow.Options
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a node agent (today: hollow nodes with --runtime fake)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runtime != "fake" {
+				return fmt.Errorf("--runtime %q: the containerd node agent is not implemented yet (a later issue); only --runtime fake (hollow nodes) is available", runtime)
+			}
+			if opts.Nodes <= 0 {
+				return errors.New("--hollow-nodes must be at least 1 with --runtime fake")
+			}
+			if kubeconfig == "" {
+				return errors.New("--kubeconfig is required")
+			}
+			rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+			if err != nil {
+				return fmt.Errorf("load kubeconfig: %w", err)
+			}
+			rc.QPS, rc.Burst = -1, 0
+			if opts.Labels, err = parseLabels(labels); err != nil {
+				return err
+			}
+			if opts.Taints, err = parseTaints(taints); err != nil {
+				return err
+			}
+			opts.Logger = slog.Default()
+			c, err := hollow.Start(cmd.Context(), rc, opts)
+			if err != nil {
+				return err
+			}
+			slog.Info("hollow nodes running", "nodes", opts.Nodes, "prefix", opts.NamePrefix)
+			<-cmd.Context().Done()
+			c.Stop()
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&runtime, "runtime", "containerd", "container runtime: fake runs hollow nodes (containerd is a later issue and not available yet)")
+	f.IntVar(&opts.Nodes, "hollow-nodes", 0, "number of hollow nodes to run with --runtime fake")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to join")
+	f.StringVar(&opts.NamePrefix, "node-name-prefix", "hollow-node-", "hollow nodes are named <prefix><index>")
+	f.StringVar(&opts.CPU, "node-cpu", "4", "CPU capacity of each hollow node")
+	f.StringVar(&opts.Memory, "node-memory", "16Gi", "memory capacity of each hollow node")
+	f.StringVar(&opts.Pods, "node-pods", "110", "pod capacity of each hollow node")
+	f.StringVar(&labels, "node-labels", "", "extra node labels, key=value,...")
+	f.StringVar(&taints, "node-taints", "", "node taints, key=value:Effect,...")
+	f.DurationVar(&opts.LeaseInterval, "lease-interval", 0, "how often node Leases are renewed (default 10s)")
+	return cmd
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--node-labels: %q is not key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func parseTaints(s string) ([]corev1.Taint, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []corev1.Taint
+	for _, t := range strings.Split(s, ",") {
+		kv, effect, ok := strings.Cut(strings.TrimSpace(t), ":")
+		if !ok {
+			return nil, fmt.Errorf("--node-taints: %q has no :Effect", t)
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		e := corev1.TaintEffect(effect)
+		if e != corev1.TaintEffectNoSchedule && e != corev1.TaintEffectPreferNoSchedule && e != corev1.TaintEffectNoExecute {
+			return nil, fmt.Errorf("--node-taints: effect %q is not NoSchedule, PreferNoSchedule or NoExecute", effect)
+		}
+		out = append(out, corev1.Taint{Key: k, Value: v, Effect: e})
+	}
+	return out, nil
+}
