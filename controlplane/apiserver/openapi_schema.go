@@ -61,6 +61,37 @@ var (
 	}
 )
 
+// notRequired lists fields whose json tag has no omitempty but which
+// upstream documents as optional (+optional): marking them required would
+// make client-side validation reject objects the server accepts.
+var notRequired = map[string]bool{
+	"io.k8s.api.core.v1.Event.reportingComponent":                                                            true,
+	"io.k8s.api.core.v1.Event.reportingInstance":                                                             true,
+	"io.k8s.api.events.v1.Event.metadata":                                                                    true,
+	"io.k8s.api.rbac.v1.Role.rules":                                                                          true,
+	"io.k8s.api.rbac.v1.ClusterRole.rules":                                                                   true,
+	"io.k8s.api.apps.v1.ControllerRevision.data":                                                             true,
+	"io.k8s.api.apps.v1.StatefulSetSpec.serviceName":                                                         true,
+	"io.k8s.api.apps.v1.StatefulSetStatus.availableReplicas":                                                 true,
+	"io.k8s.api.apps.v1.StatefulSetOrdinals.start":                                                           true,
+	"io.k8s.api.discovery.v1.EndpointSlice.ports":                                                            true,
+	"io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus.currentMetrics":                                 true,
+	"io.k8s.api.networking.v1.NetworkPolicySpec.podSelector":                                                 true,
+	"io.k8s.api.networking.v1.IngressClassParametersReference.scope":                                         true,
+	"io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern.status":                                      true,
+	"io.k8s.api.core.v1.GRPCAction.service":                                                                  true,
+	"io.k8s.api.core.v1.ProjectedVolumeSource.sources":                                                       true,
+	"io.k8s.api.core.v1.ContainerImage.names":                                                                true,
+	"io.k8s.api.core.v1.NodeRuntimeHandler.name":                                                             true,
+	"io.k8s.api.core.v1.AzureFilePersistentVolumeSource.secretNamespace":                                     true,
+	"io.k8s.api.core.v1.TypedLocalObjectReference.apiGroup":                                                  true,
+	"io.k8s.api.core.v1.TypedObjectReference.apiGroup":                                                       true,
+	"io.k8s.api.storage.v1.CSINodeDriver.topologyKeys":                                                       true,
+	"io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus.conditions":     true,
+	"io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus.acceptedNames":  true,
+	"io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus.storedVersions": true,
+}
+
 // typeDefs generates definitions from Go types by reflection. Go types
 // never change at run time, so one process-wide set serves every document.
 type typeDefs struct {
@@ -185,7 +216,7 @@ func (d *typeDefs) addFields(t reflect.Type, s *oaSchema) {
 			s.Properties = map[string]*oaSchema{}
 		}
 		s.Properties[name] = p
-		if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") {
+		if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") && !notRequired[definitionName(t)+"."+name] {
 			s.Required = append(s.Required, name)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	openapi_v2 "github.com/google/gnostic-models/openapiv2"
+	openapi_v3 "github.com/google/gnostic-models/openapiv3"
 	"github.com/skiffhq/skiff/controlplane/apiserver"
 	"github.com/skiffhq/skiff/controlplane/apiserver/kinds"
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
@@ -21,7 +22,6 @@ import (
 	"k8s.io/client-go/openapi"
 	"k8s.io/client-go/openapi3"
 	"k8s.io/client-go/rest"
-	"k8s.io/kube-openapi/pkg/spec3"
 	protomodels "k8s.io/kube-openapi/pkg/util/proto"
 	"k8s.io/kube-openapi/pkg/util/proto/validation"
 )
@@ -180,6 +180,10 @@ func TestOpenAPIV3Schemas(t *testing.T) {
 	if got := strings.Join(schemas["io.k8s.api.core.v1.Container"].Required, ","); got != "name" {
 		t.Errorf("Container required = %q, want name", got)
 	}
+	// Optional upstream despite a json tag without omitempty.
+	if got := strings.Join(schemas["io.k8s.api.core.v1.TypedLocalObjectReference"].Required, ","); got != "kind,name" {
+		t.Errorf("TypedLocalObjectReference required = %q, want kind,name", got)
+	}
 	if req := schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"].Required; len(req) != 0 {
 		t.Errorf("ObjectMeta required = %v, want none", req)
 	}
@@ -238,6 +242,18 @@ func TestOpenAPIV3HashRedirectAndNotModified(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotModified {
 		t.Errorf("If-None-Match: %d", resp.StatusCode)
+	}
+	resp, body := get(t, hs.URL+loc, "application/com.github.proto-openapi.spec.v3@v1.0+protobuf")
+	v3 := &openapi_v3.Document{}
+	if err := proto.Unmarshal(body, v3); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("v3 protobuf: %d %v", resp.StatusCode, err)
+	}
+	found := false
+	for _, s := range v3.GetComponents().GetSchemas().GetAdditionalProperties() {
+		found = found || s.GetName() == "io.k8s.api.apps.v1.Deployment"
+	}
+	if !found {
+		t.Error("v3 protobuf lacks io.k8s.api.apps.v1.Deployment")
 	}
 	if resp, _ := get(t, hs.URL+"/openapi/v3/apis/nope/v1", ""); resp.StatusCode != 404 {
 		t.Errorf("unknown group version: %d", resp.StatusCode)
@@ -313,5 +329,3 @@ func widgetResource() *registry.Resource {
 		},
 	}
 }
-
-var _ = spec3.OpenAPI{}
