@@ -25,7 +25,7 @@ const writeTimeout = 10 * time.Second
 // fanout tracks which watcher received which write, and when.
 type fanout struct {
 	watchers, writes int
-	recv             []time.Time // [watcher*(writes+1)+seq]
+	recv             []atomic.Int64 // unix nanos, [watcher*(writes+1)+seq]
 	counts           []atomic.Int32
 	done             []chan struct{}
 	errMu            sync.Mutex
@@ -36,7 +36,7 @@ func newFanout(watchers, writes int) *fanout {
 	f := &fanout{
 		watchers: watchers,
 		writes:   writes,
-		recv:     make([]time.Time, watchers*(writes+1)),
+		recv:     make([]atomic.Int64, watchers*(writes+1)),
 		counts:   make([]atomic.Int32, writes+1),
 		done:     make([]chan struct{}, writes+1),
 	}
@@ -52,10 +52,9 @@ func (f *fanout) got(w, seq int) {
 		return
 	}
 	slot := w*(f.writes+1) + seq
-	if !f.recv[slot].IsZero() {
+	if !f.recv[slot].CompareAndSwap(0, time.Now().UnixNano()) {
 		return
 	}
-	f.recv[slot] = time.Now()
 	if int(f.counts[seq].Add(1)) == f.watchers {
 		close(f.done[seq])
 	}
@@ -98,13 +97,13 @@ func (f *fanout) drive(ctx context.Context, write func(ctx context.Context, seq 
 		var worst time.Duration
 		complete := true
 		for w := range f.watchers {
-			t := f.recv[w*(f.writes+1)+seq]
-			if t.IsZero() {
+			t := f.recv[w*(f.writes+1)+seq].Load()
+			if t == 0 {
 				missed++
 				complete = false
 				continue
 			}
-			d := t.Sub(sent[seq])
+			d := time.Unix(0, t).Sub(sent[seq])
 			per = append(per, d)
 			worst = max(worst, d)
 		}
