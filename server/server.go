@@ -180,7 +180,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 2000},
 		TLSConfig: &tls.Config{
 			Certificates: []tls.Certificate{serving},
-			ClientAuth:   tls.VerifyClientCertIfGiven,
+			ClientAuth:   tls.RequestClientCert,
 			ClientCAs:    s.ca.Pool(),
 			MinVersion:   tls.VersionTLS12,
 			NextProtos:   []string{"h2", "http/1.1"},
