@@ -22,8 +22,7 @@ func (s *Server) bootstrap(ctx context.Context) error {
 func (s *Server) startLoops(ctx context.Context) {
 	s.startServiceRepair(ctx)
 	s.startKubernetesService(ctx)
-	s.startNamespaceController(ctx)
-	s.startGarbageCollector(ctx)
+	s.startControllerManager(ctx)
 }
 
 var _ runtime.Object = (*corev1.Namespace)(nil)

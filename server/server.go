@@ -55,6 +55,12 @@ type Config struct {
 	// Disable lists add-ons and loops not to start.
 	Disable []string
 	Logger  *slog.Logger
+
+	// Controllers is the controller manager's --controllers list (empty = "*").
+	Controllers []string
+	// ControllerManagerMetricsAddress serves the controller manager's
+	// /metrics; empty = off.
+	ControllerManagerMetricsAddress string
 }
 
 // Defaults fills unset fields with k3s-like defaults.

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/skiffhq/skiff/controlplane/controllers/manager"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+func controllerManagerCmd() *cobra.Command {
+	var (
+		kubeconfig, master string
+		rootCAFile         string
+		ctrls              []string
+		cfg                manager.Config
+	)
+	cmd := &cobra.Command{
+		Use:   "controller-manager",
+		Short: "Run the controller manager against an API server (like kube-controller-manager)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rc, err := clientcmd.BuildConfigFromFlags(master, kubeconfig)
+			if err != nil {
+				return fmt.Errorf("--kubeconfig: %w", err)
+			}
+			rc.QPS, rc.Burst = 200, 400
+			rc.UserAgent = "skiff-controller-manager"
+			cfg.RestConfig = rc
+			cfg.Controllers = ctrls
+			cfg.Logger = slog.Default()
+			if rootCAFile != "" {
+				if cfg.RootCA, err = os.ReadFile(rootCAFile); err != nil {
+					return fmt.Errorf("--root-ca-file: %w", err)
+				}
+			}
+			if len(cfg.RootCA) == 0 && rc.CAFile != "" {
+				if cfg.RootCA, err = os.ReadFile(rc.CAFile); err != nil {
+					return fmt.Errorf("kubeconfig CA: %w", err)
+				}
+			}
+			if len(cfg.RootCA) == 0 {
+				cfg.RootCA = rc.CAData
+			}
+			m, err := manager.New(cfg)
+			if err != nil {
+				return err
+			}
+			return m.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with the API server's address and the manager's credentials")
+	f.StringVar(&master, "master", "", "API server address (overrides the kubeconfig)")
+	f.StringSliceVar(&ctrls, "controllers", []string{"*"}, "controllers to enable: '*' enables all on by default, 'foo' enables foo, '-foo' disables foo. Known: "+strings.Join(manager.KnownNames(manager.Specs()), ", "))
+	f.BoolVar(&cfg.LeaderElect, "leader-elect", true, "run the controllers only while holding the leader Lease")
+	f.StringVar(&cfg.LeaseNamespace, "leader-elect-resource-namespace", "kube-system", "namespace of the leader Lease")
+	f.StringVar(&cfg.LeaseName, "leader-elect-resource-name", "kube-controller-manager", "name of the leader Lease")
+	f.DurationVar(&cfg.LeaseDuration, "leader-elect-lease-duration", 15e9, "how long a non-leader waits before taking over")
+	f.DurationVar(&cfg.RenewDeadline, "leader-elect-renew-deadline", 10e9, "how long the leader retries renewing before giving up")
+	f.DurationVar(&cfg.RetryPeriod, "leader-elect-retry-period", 2e9, "wait between leader election attempts")
+	f.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", manager.DefaultMetricsBindAddress, "address serving /metrics and /healthz (empty = off)")
+	f.IntVar(&cfg.TerminatedPodGCThreshold, "terminated-pod-gc-threshold", 12500, "terminated pods kept before PodGC deletes the oldest (<=0: never)")
+	f.StringVar(&rootCAFile, "root-ca-file", "", "cluster CA bundle to publish as kube-root-ca.crt (default: the kubeconfig's CA)")
+	return cmd
+}
