@@ -17,6 +17,10 @@ func (s *Server) serverAddresses() []metav1.ServerAddressByClientCIDR {
 }
 
 func (s *Server) discoveryCore(w http.ResponseWriter, r *http.Request) {
+	if wantsAggregated(r) {
+		s.writeAggregated(w, true)
+		return
+	}
 	writeObj(w, r, http.StatusOK, &metav1.APIVersions{
 		TypeMeta:                   metav1.TypeMeta{Kind: "APIVersions"},
 		Versions:                   s.reg.Versions(""),
@@ -38,6 +42,10 @@ func (s *Server) apiGroup(name string) (metav1.APIGroup, bool) {
 }
 
 func (s *Server) discoveryGroups(w http.ResponseWriter, r *http.Request) {
+	if wantsAggregated(r) {
+		s.writeAggregated(w, false)
+		return
+	}
 	list := &metav1.APIGroupList{TypeMeta: metav1.TypeMeta{Kind: "APIGroupList", APIVersion: "v1"}, Groups: []metav1.APIGroup{}}
 	for _, name := range s.reg.Groups() {
 		if name == "" {

@@ -693,3 +693,60 @@ func TestListFromCacheIsConsistent(t *testing.T) {
 		t.Fatalf("table: %v kind=%s rows=%d", err, tbl.Kind, len(tbl.Rows))
 	}
 }
+
+// TestAggregatedDiscovery: client-go asks for discovery v2 first; the
+// answer must carry the same resources as the legacy documents.
+func TestAggregatedDiscovery(t *testing.T) {
+	s := testserver.Start(t)
+	ctx := ctxT(t)
+	for _, path := range []string{"/api", "/apis"} {
+		res := s.Client.Discovery().RESTClient().Get().AbsPath(path).
+			SetHeader("Accept", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json").Do(ctx)
+		raw, err := res.Raw()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ct string
+		res.ContentType(&ct)
+		if !strings.Contains(ct, "as=APIGroupDiscoveryList") {
+			t.Fatalf("%s content type %q", path, ct)
+		}
+		var list struct {
+			Items []struct {
+				Metadata struct{ Name string } `json:"metadata"`
+				Versions []struct {
+					Version   string `json:"version"`
+					Resources []struct {
+						Resource     string `json:"resource"`
+						Scope        string `json:"scope"`
+						Subresources []struct {
+							Subresource string `json:"subresource"`
+						} `json:"subresources"`
+					} `json:"resources"`
+				} `json:"versions"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal(raw, &list); err != nil || len(list.Items) == 0 {
+			t.Fatalf("%s: %v %s", path, err, raw)
+		}
+		found := false
+		for _, g := range list.Items {
+			for _, v := range g.Versions {
+				for _, r := range v.Resources {
+					if (path == "/api" && r.Resource == "pods" && r.Scope == "Namespaced" && len(r.Subresources) >= 3) ||
+						(path == "/apis" && g.Metadata.Name == "apps" && r.Resource == "deployments") {
+						found = true
+					}
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("%s: expected resource missing: %s", path, raw)
+		}
+	}
+	// The discovery client (which negotiates v2) sees every group.
+	groups, err := s.Client.Discovery().ServerGroups()
+	if err != nil || len(groups.Groups) < 10 {
+		t.Fatalf("ServerGroups: %v %d", err, len(groups.Groups))
+	}
+}
