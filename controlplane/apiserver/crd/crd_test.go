@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/testserver"
+	"github.com/skiffhq/skiff/server"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apiextensions-apiserver/pkg/apihelpers"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -688,3 +689,22 @@ func TestDefinitionDeletion(t *testing.T) {
 }
 
 var corev1Namespace = corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other"}}
+
+func TestServedAfterRestart(t *testing.T) {
+	s := testserver.Start(t)
+	ctx := context.Background()
+	createEstablished(t, ctx, extClient(t, s), widgetCRD())
+	if _, err := s.Dynamic.Resource(widgets).Namespace("default").Create(ctx, widget("kept", map[string]interface{}{"size": "a"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	s2 := testserver.StartWith(t, server.Config{DataDir: s.DataDir, BindAddress: "127.0.0.1", DisableAgent: true})
+	// Served as soon as the restarted server is up, without waiting.
+	got, err := s2.Dynamic.Resource(widgets).Namespace("default").Get(ctx, "kept", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get after restart: %v", err)
+	}
+	if c, _, _ := unstructured.NestedString(got.Object, "spec", "color"); c != "blue" {
+		t.Errorf("spec.color = %q", c)
+	}
+}
