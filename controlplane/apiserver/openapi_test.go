@@ -329,3 +329,32 @@ func widgetResource() *registry.Resource {
 		},
 	}
 }
+
+// Documents are rebuilt while the registry changes under concurrent
+// readers; every answer must be a complete document.
+func TestOpenAPIConcurrentInvalidation(t *testing.T) {
+	hs, reg := openAPIServer(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 5; i++ {
+			reg.Add(widgetResource())
+			reg.Remove(schema.GroupVersionResource{Group: "stable.example.com", Version: "v1", Resource: "widgets"})
+		}
+	}()
+	for i := 0; i < 5; i++ {
+		resp, body := get(t, hs.URL+"/openapi/v3", "")
+		if resp.StatusCode != 200 || !json.Valid(body) || !strings.Contains(string(body), `"api/v1"`) {
+			t.Fatalf("root during churn: %d %.200s", resp.StatusCode, body)
+		}
+		resp, body = get(t, hs.URL+"/openapi/v3/api/v1", "")
+		if resp.StatusCode != 200 || !json.Valid(body) {
+			t.Fatalf("api/v1 during churn: %d", resp.StatusCode)
+		}
+	}
+	<-done
+	_, body := get(t, hs.URL+"/openapi/v3", "")
+	if strings.Contains(string(body), "stable.example.com") {
+		t.Errorf("removed group still listed: %s", body)
+	}
+}
