@@ -4,6 +4,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
 	"github.com/skiffhq/skiff/controlplane/controllers/namespace"
+	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -13,6 +14,8 @@ import (
 // canonical names and the short names older flags used.
 func Specs() []Spec {
 	return []Spec{
+		{Name: replicaset.ReplicationControllerName, Aliases: []string{"replicationcontroller"}, Workers: 5, New: newReplicationController},
+		{Name: replicaset.ReplicaSetName, Aliases: []string{"replicaset"}, Workers: 5, New: newReplicaSet},
 		{Name: "namespace-controller", Aliases: []string{"namespace"}, Workers: 2, New: newNamespace},
 		{Name: "garbage-collector-controller", Aliases: []string{"garbagecollector", garbagecollector.Name}, Workers: 4, New: newGarbageCollector},
 	}
@@ -40,4 +43,16 @@ func newGarbageCollector(c *Context) (controllers.Controller, error) {
 		return nil, err
 	}
 	return garbagecollector.New(garbagecollector.Config{Discovery: c.Client.Discovery(), Metadata: md, Logger: c.Logger}), nil
+}
+
+func replicaSetConfig(c *Context, component string) replicaset.Config {
+	return replicaset.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder(component), Logger: c.Logger}
+}
+
+func newReplicaSet(c *Context) (controllers.Controller, error) {
+	return replicaset.NewReplicaSet(replicaSetConfig(c, "replicaset-controller"))
+}
+
+func newReplicationController(c *Context) (controllers.Controller, error) {
+	return replicaset.NewReplicationController(replicaSetConfig(c, "replication-controller"))
 }
