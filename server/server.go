@@ -56,6 +56,10 @@ type Config struct {
 	Disable []string
 	Logger  *slog.Logger
 
+	// SecretsEncryption encrypts Secrets in etcd (--secrets-encryption)
+	// with the key in <data-dir>/cred/encryption-config.json.
+	SecretsEncryption bool
+
 	// Controllers is the controller manager's --controllers list (empty = "*").
 	Controllers []string
 	// ControllerManagerMetricsAddress serves the controller manager's
@@ -128,6 +132,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.store = storage.NewStore(s.etcdCli, nil)
+	if err := s.setupSecretsEncryption(runCtx); err != nil {
+		return nil, err
+	}
 	s.cache = storage.NewCache(s.store, storage.CacheOptions{HistorySize: cfg.WatchCacheSize, Logger: cfg.Logger})
 	reg := registry.New()
 	kinds.Register(reg)

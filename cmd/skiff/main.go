@@ -32,6 +32,7 @@ func main() {
 		return nil
 	}
 	root.AddCommand(serverCmd(), agentCmd(), controllerManagerCmd(), versionCmd())
+	root.AddCommand(secretsEncryptCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "skiff:", err)
 		os.Exit(1)
