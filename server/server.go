@@ -21,7 +21,6 @@ import (
 	"github.com/skiffhq/skiff/controlplane/apiserver/crd"
 	"github.com/skiffhq/skiff/controlplane/apiserver/kinds"
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
-	"github.com/skiffhq/skiff/controlplane/authn"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/controlplane/serviceip"
 	"github.com/skiffhq/skiff/controlplane/storage"
@@ -55,6 +54,12 @@ type Config struct {
 	// Disable lists add-ons and loops not to start.
 	Disable []string
 	Logger  *slog.Logger
+
+	// TokenAuthFile is upstream's static token CSV (--token-auth-file).
+	TokenAuthFile string
+	// ServiceAccountIssuer is the iss of service account tokens and the
+	// API audience (default https://kubernetes.default.svc.cluster.local).
+	ServiceAccountIssuer string
 
 	// SecretsEncryption encrypts Secrets in etcd (--secrets-encryption)
 	// with the key in <data-dir>/cred/encryption-config.json.
@@ -164,6 +169,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	s.url = "https://" + net.JoinHostPort(host, strconv.Itoa(port))
 
+	authenticator, installAuthn, err := s.newAuthenticator(tlsDir, reg)
+	if err != nil {
+		return nil, err
+	}
 	s.api = apiserver.New(apiserver.Config{
 		Store:           s.store,
 		Cache:           s.cache,
@@ -171,9 +180,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Logger:          cfg.Logger,
 		Version:         version.Info(),
 		ExternalAddress: net.JoinHostPort(host, strconv.Itoa(port)),
-		Authenticator:   authn.Union{&authn.X509{Roots: s.ca.Pool()}},
+		Authenticator:   authenticator,
 		Admission:       []apiserver.AdmissionPlugin{apiserver.NewNamespaceLifecycle(s.store, s.cache), crd.Admission{}},
 	})
+	installAuthn(s.api)
 	s.api.SyncCache()
 	reg.OnChange(s.api.SyncCache)
 	if err := s.setupServices(); err != nil {

@@ -174,6 +174,7 @@ func (s *Server) Handler() http.Handler {
 	r.Get("/version", s.version)
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
+		r.Use(s.impersonate)
 		r.Use(s.authorize)
 		r.Get("/metrics", promhttp.HandlerFor(s.promReg, promhttp.HandlerOpts{}).ServeHTTP)
 		r.Get("/api", s.discoveryCore)
@@ -334,6 +335,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(info.Parts) > 3 && sub != "proxy" && sub != "portforward" && sub != "exec" && sub != "attach" {
 		notFound()
+		return
+	}
+	if res.Create != nil {
+		s.serveVirtual(w, r, res, info, ns)
 		return
 	}
 	if sub != "" {

@@ -58,7 +58,7 @@ func Builtins() []*registry.Resource {
 			map[string]string{"spec.unschedulable": "spec.unschedulable"}, true, false, func() runtime.Object { return &corev1.Node{} }, "/registry/minions/"},
 		{"", "v1", "ConfigMap", "configmaps", true, []string{"cm"}, nil, nil, nil, false, false, func() runtime.Object { return &corev1.ConfigMap{} }, ""},
 		{"", "v1", "Secret", "secrets", true, nil, nil, nil, map[string]string{"type": "type"}, false, false, func() runtime.Object { return &corev1.Secret{} }, ""},
-		{"", "v1", "ServiceAccount", "serviceaccounts", true, []string{"sa"}, nil, nil, nil, false, false, func() runtime.Object { return &corev1.ServiceAccount{} }, ""},
+		{"", "v1", "ServiceAccount", "serviceaccounts", true, []string{"sa"}, nil, []string{"token"}, nil, false, false, func() runtime.Object { return &corev1.ServiceAccount{} }, ""},
 		{"", "v1", "Event", "events", true, []string{"ev"}, nil, nil,
 			map[string]string{"involvedObject.kind": "involvedObject.kind", "involvedObject.namespace": "involvedObject.namespace",
 				"involvedObject.name": "involvedObject.name", "involvedObject.uid": "involvedObject.uid",

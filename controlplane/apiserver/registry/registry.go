@@ -112,6 +112,11 @@ type Resource struct {
 	Schema *apiextensionsv1.JSONSchemaProps
 	// CRD is the definition a custom resource was registered from.
 	CRD *apiextensionsv1.CustomResourceDefinition
+	// Create, when set, makes the resource virtual: nothing is stored, only
+	// POST to the collection is served and it answers Create's result with
+	// 201 (TokenReview, SelfSubjectReview, access reviews). ns is the
+	// request's namespace ("" for cluster-scoped); ctx carries the caller.
+	Create func(ctx context.Context, ns string, obj runtime.Object) (runtime.Object, error)
 }
 
 // GVR returns the group/version/resource.
