@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing Skiff needs on Debian 12 (run as root).
-# Idempotent: it only installs what is missing.
+# Idempotent: it only installs what is missing, starts containerd only when
+# its socket does not answer, and adds only the routes that are missing.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in make git ca-certificates; do
+for pkg in make git ca-certificates containerd runc containernetworking-plugins \
+	busybox-static nftables iproute2; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -19,3 +21,32 @@ if ! command -v kubectl >/dev/null 2>&1; then
 	echo "kubectl is required (expected at /usr/bin/kubectl) for the end-to-end tests" >&2
 	exit 1
 fi
+
+# containerd: the node agent's runtime. Use systemd when it runs the
+# machine; otherwise supervise the daemon in the background ourselves.
+sock=/run/containerd/containerd.sock
+containerd_up() { ctr --address "$sock" version >/dev/null 2>&1; }
+if ! containerd_up; then
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		systemctl enable --now containerd >/dev/null 2>&1 || systemctl start containerd
+	else
+		mkdir -p /var/log
+		nohup containerd >>/var/log/containerd.log 2>&1 </dev/null &
+		disown || true
+	fi
+	for _ in $(seq 1 60); do
+		containerd_up && break
+		sleep 0.5
+	done
+	if ! containerd_up; then
+		echo "containerd did not come up on $sock (see /var/log/containerd.log)" >&2
+		exit 1
+	fi
+fi
+
+# Blackhole the cluster's pod and service ranges so that nothing addressed to
+# them ever leaves this machine. The agent's own pod CIDR (a /24 on its
+# bridge) is more specific and still wins.
+for cidr in 10.42.0.0/16 10.43.0.0/16; do
+	ip route show type blackhole "$cidr" | grep -q . || ip route add blackhole "$cidr"
+done

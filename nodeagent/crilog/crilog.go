@@ -1,0 +1,321 @@
+// Package crilog writes and reads container logs in the CRI format that
+// kubelets keep under /var/log/pods: one record per line,
+//
+//	<RFC3339Nano timestamp> <stdout|stderr> <P|F> <message>
+//
+// where F closes a line and P is a part of a longer line (or output that
+// ended without a newline). The reader serves what `kubectl logs` asks
+// for: tail, since, timestamps, byte limits and follow.
+package crilog
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Stream names.
+const (
+	Stdout = "stdout"
+	Stderr = "stderr"
+)
+
+// maxLine is the longest message written in one record; longer lines are
+// split into P records (containerd's CRI plugin uses 16 KiB too).
+const maxLine = 16 * 1024
+
+// Writer appends records of both streams of one container to one file.
+type Writer struct {
+	mu   sync.Mutex
+	f    *os.File
+	bufs map[string]*bytes.Buffer
+	now  func() time.Time
+}
+
+// Open opens (creating folders) a log file for appending.
+func Open(path string) (*Writer, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("crilog: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("crilog: %w", err)
+	}
+	return &Writer{f: f, bufs: map[string]*bytes.Buffer{}, now: time.Now}, nil
+}
+
+// Stream returns an io.Writer for one stream.
+func (w *Writer) Stream(name string) io.Writer { return streamWriter{w: w, name: name} }
+
+type streamWriter struct {
+	w    *Writer
+	name string
+}
+
+func (s streamWriter) Write(p []byte) (int, error) {
+	return len(p), s.w.write(s.name, p)
+}
+
+func (w *Writer) write(stream string, p []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return os.ErrClosed
+	}
+	buf := w.bufs[stream]
+	if buf == nil {
+		buf = &bytes.Buffer{}
+		w.bufs[stream] = buf
+	}
+	buf.Write(p)
+	for {
+		b := buf.Bytes()
+		i := bytes.IndexByte(b, '\n')
+		switch {
+		case i >= 0 && i <= maxLine:
+			if err := w.record(stream, "F", b[:i]); err != nil {
+				return err
+			}
+			buf.Next(i + 1)
+		case len(b) > maxLine:
+			if err := w.record(stream, "P", b[:maxLine]); err != nil {
+				return err
+			}
+			buf.Next(maxLine)
+		default:
+			return nil
+		}
+	}
+}
+
+func (w *Writer) record(stream, tag string, msg []byte) error {
+	line := make([]byte, 0, len(msg)+64)
+	line = w.now().UTC().AppendFormat(line, time.RFC3339Nano)
+	line = append(line, ' ')
+	line = append(line, stream...)
+	line = append(line, ' ')
+	line = append(line, tag...)
+	line = append(line, ' ')
+	line = append(line, msg...)
+	line = append(line, '\n')
+	_, err := w.f.Write(line)
+	return err
+}
+
+// Close writes what is left of unterminated lines as P records and closes
+// the file. Safe to call twice.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	for _, s := range []string{Stdout, Stderr} {
+		if b := w.bufs[s]; b != nil && b.Len() > 0 {
+			_ = w.record(s, "P", b.Bytes())
+			b.Reset()
+		}
+	}
+	err := w.f.Close()
+	w.f = nil
+	return err
+}
+
+// Record is one parsed log record.
+type Record struct {
+	Time    time.Time
+	Stream  string
+	Partial bool
+	Message []byte
+}
+
+// ErrBadRecord is a line that is not a CRI record.
+var ErrBadRecord = errors.New("crilog: malformed record")
+
+// Parse parses one line (without its newline).
+func Parse(line []byte) (Record, error) {
+	ts, rest, ok := bytes.Cut(line, []byte{' '})
+	if !ok {
+		return Record{}, ErrBadRecord
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(ts))
+	if err != nil {
+		return Record{}, ErrBadRecord
+	}
+	stream, rest, ok := bytes.Cut(rest, []byte{' '})
+	if !ok {
+		return Record{}, ErrBadRecord
+	}
+	tag, msg, ok := bytes.Cut(rest, []byte{' '})
+	if !ok {
+		// An empty full line is written as "... F " — tolerate a missing
+		// trailing space too.
+		tag, msg = rest, nil
+	}
+	return Record{Time: t, Stream: string(stream), Partial: string(tag) == "P", Message: msg}, nil
+}
+
+// Options select what Read returns, as the pods/log query does.
+type Options struct {
+	// TailLines keeps only the last N lines (negative = all).
+	TailLines int64
+	// Since drops records before this time (zero = all).
+	Since time.Time
+	// Timestamps prefixes each line with its RFC3339Nano time.
+	Timestamps bool
+	// LimitBytes stops after this many bytes (0 = no limit).
+	LimitBytes int64
+	// Follow keeps reading until ctx ends or Done reports true once the
+	// file is drained.
+	Follow bool
+	Done   func() bool
+}
+
+// Read writes the log at path to out as kubectl expects it.
+func Read(ctx context.Context, path string, out io.Writer, opts Options) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("crilog: %w", err)
+	}
+	defer f.Close()
+	lw := &limitWriter{w: out, left: opts.LimitBytes}
+	emit := func(rec Record) error {
+		if !opts.Since.IsZero() && rec.Time.Before(opts.Since) {
+			return nil
+		}
+		var b []byte
+		if opts.Timestamps {
+			b = rec.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+			b = append(b, ' ')
+		}
+		b = append(b, rec.Message...)
+		if !rec.Partial {
+			b = append(b, '\n')
+		}
+		_, err := lw.Write(b)
+		return err
+	}
+	rd := bufio.NewReaderSize(f, 64*1024)
+	if opts.TailLines >= 0 {
+		start, err := tailOffset(f, opts.TailLines)
+		if err != nil {
+			return err
+		}
+		if _, err := f.Seek(start, io.SeekStart); err != nil {
+			return fmt.Errorf("crilog: %w", err)
+		}
+		rd.Reset(f)
+	}
+	var pending []byte
+	for {
+		chunk, err := rd.ReadBytes('\n')
+		pending = append(pending, chunk...)
+		if err == nil {
+			rec, perr := Parse(bytes.TrimSuffix(pending, []byte{'\n'}))
+			pending = pending[:0]
+			if perr == nil {
+				if werr := emit(rec); werr != nil {
+					if errors.Is(werr, errLimit) {
+						return nil
+					}
+					return werr
+				}
+				if fl, ok := out.(interface{ Flush() }); ok && opts.Follow {
+					fl.Flush()
+				}
+			}
+			continue
+		}
+		if !errors.Is(err, io.EOF) {
+			return fmt.Errorf("crilog: %w", err)
+		}
+		if !opts.Follow {
+			return nil
+		}
+		if opts.Done != nil && opts.Done() && len(pending) == 0 {
+			// Drain once more: the writer may have finished after our read.
+			if more, _ := rd.Peek(1); len(more) == 0 {
+				return nil
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// tailOffset is where the last n complete records start.
+func tailOffset(f *os.File, n int64) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("crilog: %w", err)
+	}
+	size := st.Size()
+	if n == 0 {
+		return size, nil
+	}
+	const block = 32 * 1024
+	var (
+		pos   = size
+		count int64
+		buf   = make([]byte, block)
+	)
+	// A trailing newline ends the last record; it does not start one.
+	for pos > 0 {
+		k := int64(block)
+		if pos < k {
+			k = pos
+		}
+		pos -= k
+		if _, err := f.ReadAt(buf[:k], pos); err != nil && !errors.Is(err, io.EOF) {
+			return 0, fmt.Errorf("crilog: %w", err)
+		}
+		for i := k - 1; i >= 0; i-- {
+			if buf[i] != '\n' || pos+i == size-1 {
+				continue
+			}
+			count++
+			if count == n {
+				return pos + i + 1, nil
+			}
+		}
+	}
+	return 0, nil
+}
+
+var errLimit = errors.New("limit reached")
+
+type limitWriter struct {
+	w    io.Writer
+	left int64 // 0 = unlimited
+	used bool
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.left == 0 && !l.used {
+		return l.w.Write(p)
+	}
+	l.used = true
+	if l.left <= 0 {
+		return 0, errLimit
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.w.Write(p)
+	l.left -= int64(n)
+	if err == nil && l.left <= 0 {
+		return n, errLimit
+	}
+	return n, err
+}

@@ -1,0 +1,683 @@
+// Package runtime runs a node's containers through containerd (client v2,
+// namespace "skiff", the runc v2 shim, the overlayfs snapshotter). It
+// imports images from tarballs, creates and starts containers joined to a
+// pod's network namespace, copies each task's stdout and stderr into a
+// CRI-format log file itself (timestamp, stream, P/F tag), reports exit
+// codes and OOM kills, and stops containers with SIGTERM then SIGKILL after
+// the grace period. Everything the agent needs to know about a container
+// after a restart is kept in containerd: its labels carry the pod identity
+// and the log path, and a stopped task keeps its exit status until removal.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	eventtypes "github.com/containerd/containerd/api/events"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	"github.com/distribution/reference"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/skiffhq/skiff/nodeagent/crilog"
+)
+
+const (
+	// Namespace is the containerd namespace holding Skiff's images and
+	// containers.
+	Namespace = "skiff"
+	// DefaultAddress is containerd's default socket.
+	DefaultAddress = "/run/containerd/containerd.sock"
+	// Snapshotter and RuncRuntime are what containers are created with.
+	Snapshotter = "overlayfs"
+	RuncRuntime = "io.containerd.runc.v2"
+)
+
+// Labels every container carries, so that a restarted agent can adopt it.
+const (
+	LabelPodUID       = "io.skiff.pod.uid"
+	LabelPodName      = "io.skiff.pod.name"
+	LabelPodNamespace = "io.skiff.pod.namespace"
+	LabelContainer    = "io.skiff.container.name"
+	LabelRestart      = "io.skiff.container.restart"
+	LabelInit         = "io.skiff.container.init"
+	LabelLogPath      = "io.skiff.log.path"
+	LabelImageRef     = "io.skiff.image.ref"
+	labelStartedAt    = "io.skiff.started-at"
+)
+
+// Errors.
+var (
+	ErrImageNotFound     = errors.New("image not found")
+	ErrContainerNotFound = errors.New("container not found")
+)
+
+// State is a container's lifecycle state.
+type State string
+
+const (
+	StateCreated State = "created"
+	StateRunning State = "running"
+	StateExited  State = "exited"
+	StateUnknown State = "unknown"
+)
+
+// Container is what containerd knows about one container.
+type Container struct {
+	ID         string
+	Labels     map[string]string
+	Image      string
+	State      State
+	Pid        uint32
+	ExitCode   int32
+	OOMKilled  bool
+	StartedAt  time.Time
+	FinishedAt time.Time
+	CreatedAt  time.Time
+}
+
+// Restart is the container's restart index from its labels.
+func (c Container) Restart() int {
+	n, _ := strconv.Atoi(c.Labels[LabelRestart])
+	return n
+}
+
+// Image is an image in the local store.
+type Image struct {
+	Ref string // normalised reference, e.g. docker.io/library/busybox:latest
+	// ID is the repo digest reference (name@sha256:...), as a kubelet
+	// reports imageID.
+	ID string
+}
+
+// Options configures a Runtime.
+type Options struct {
+	Address string
+	Logger  *slog.Logger
+	// OnExit is told the ID of every container whose task exits.
+	OnExit func(id string)
+}
+
+// Runtime talks to containerd.
+type Runtime struct {
+	client *containerd.Client
+	log    *slog.Logger
+	onExit func(string)
+
+	mu       sync.Mutex
+	oom      map[string]bool
+	attached map[string]bool
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// New connects to containerd and starts following task events.
+func New(ctx context.Context, opts Options) (*Runtime, error) {
+	if opts.Address == "" {
+		opts.Address = DefaultAddress
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.OnExit == nil {
+		opts.OnExit = func(string) {}
+	}
+	if _, err := os.Stat(opts.Address); err != nil {
+		return nil, fmt.Errorf("containerd socket: %w", err)
+	}
+	c, err := containerd.New(opts.Address, containerd.WithDefaultNamespace(Namespace), containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect containerd at %s: %w", opts.Address, err)
+	}
+	vctx, cancelV := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelV()
+	if _, err := c.Version(vctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("containerd at %s does not answer: %w", opts.Address, err)
+	}
+	evCtx, cancel := context.WithCancel(context.Background())
+	r := &Runtime{client: c, log: opts.Logger.With("component", "runtime"), onExit: opts.OnExit,
+		oom: map[string]bool{}, attached: map[string]bool{}, cancel: cancel}
+	r.wg.Add(1)
+	go r.followEvents(evCtx)
+	return r, nil
+}
+
+// Close stops following events and closes the connection. Containers keep
+// running; their logs are copied again by the next Runtime's Adopt.
+func (r *Runtime) Close() error {
+	r.cancel()
+	r.wg.Wait()
+	return r.client.Close()
+}
+
+// Client is the underlying containerd client.
+func (r *Runtime) Client() *containerd.Client { return r.client }
+
+func (r *Runtime) ctx(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, Namespace)
+}
+
+// Version is containerd's version, as a node reports containerRuntimeVersion.
+func (r *Runtime) Version(ctx context.Context) (string, error) {
+	v, err := r.client.Version(r.ctx(ctx))
+	if err != nil {
+		return "", fmt.Errorf("containerd version: %w", err)
+	}
+	return "containerd://" + strings.SplitN(v.Version, "~", 2)[0], nil
+}
+
+func (r *Runtime) followEvents(ctx context.Context) {
+	defer r.wg.Done()
+	for ctx.Err() == nil {
+		evs, errs := r.client.Subscribe(ctx, `namespace=="`+Namespace+`",topic~="/tasks/"`)
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case err := <-errs:
+				if err != nil && ctx.Err() == nil {
+					r.log.Warn("containerd event stream ended", "err", err)
+				}
+				break loop
+			case e := <-evs:
+				if e == nil || e.Event == nil {
+					continue
+				}
+				v, err := typeurl.UnmarshalAny(e.Event)
+				if err != nil {
+					continue
+				}
+				switch ev := v.(type) {
+				case *eventtypes.TaskOOM:
+					r.mu.Lock()
+					r.oom[ev.ContainerID] = true
+					r.mu.Unlock()
+				case *eventtypes.TaskExit:
+					if ev.ID == ev.ContainerID {
+						r.onExit(ev.ContainerID)
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// NormalizeRef turns a pod's image (busybox, nginx:1.27, ...) into the
+// fully qualified reference images are stored under.
+func NormalizeRef(image string) (string, error) {
+	named, err := reference.ParseDockerRef(image)
+	if err != nil {
+		return "", fmt.Errorf("invalid image reference %q: %w", image, err)
+	}
+	return named.String(), nil
+}
+
+// ImportFile imports a docker-archive or OCI tarball and unpacks its
+// images for the overlayfs snapshotter. It returns the imported names.
+func (r *Runtime) ImportFile(ctx context.Context, path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	defer f.Close()
+	return r.Import(ctx, f)
+}
+
+// Import imports a tarball stream (see ImportFile).
+func (r *Runtime) Import(ctx context.Context, rd io.Reader) ([]string, error) {
+	ctx = r.ctx(ctx)
+	imgs, err := r.client.Import(ctx, rd, containerd.WithSkipDigestRef(func(string) bool { return true }))
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	var names []string
+	for _, im := range imgs {
+		img := containerd.NewImage(r.client, im)
+		if err := img.Unpack(ctx, Snapshotter); err != nil {
+			return names, fmt.Errorf("unpack %s: %w", im.Name, err)
+		}
+		names = append(names, im.Name)
+	}
+	return names, nil
+}
+
+// GetImage finds ref (normalised) in the local store.
+func (r *Runtime) GetImage(ctx context.Context, ref string) (Image, error) {
+	img, err := r.client.GetImage(r.ctx(ctx), ref)
+	if errdefs.IsNotFound(err) {
+		return Image{}, fmt.Errorf("%s: %w", ref, ErrImageNotFound)
+	}
+	if err != nil {
+		return Image{}, fmt.Errorf("get image %s: %w", ref, err)
+	}
+	return Image{Ref: ref, ID: imageID(ref, img.Target().Digest.String())}, nil
+}
+
+func imageID(ref, digest string) string {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return digest
+	}
+	return named.Name() + "@" + digest
+}
+
+// RemoveImage deletes an image from the store.
+func (r *Runtime) RemoveImage(ctx context.Context, ref string) error {
+	err := r.client.ImageService().Delete(r.ctx(ctx), ref)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove image %s: %w", ref, err)
+	}
+	return nil
+}
+
+// ContainerConfig describes a container to create.
+type ContainerConfig struct {
+	ID    string
+	Image string // normalised reference present in the store
+	// Command replaces the image's entrypoint and Args its cmd, with the
+	// Kubernetes rules: Command set → Command+Args; Args only → image
+	// entrypoint + Args; neither → the image's entrypoint + cmd.
+	Command, Args []string
+	Env           []string
+	WorkingDir    string
+	Hostname      string
+	// NetNS is the pod network namespace to join (a path).
+	NetNS  string
+	Mounts []specs.Mount
+	// Labels must include the pod identity labels and LabelLogPath.
+	Labels         map[string]string
+	Privileged     bool
+	ReadOnlyRootfs bool
+	// MemoryLimit in bytes (0 = none); CPUShares (0 = default).
+	MemoryLimit int64
+	CPUShares   uint64
+	CPUQuota    int64
+	UID, GID    *int64
+}
+
+// Create creates (does not start) a container.
+func (r *Runtime) Create(ctx context.Context, cfg ContainerConfig) error {
+	ctx = r.ctx(ctx)
+	img, err := r.client.GetImage(ctx, cfg.Image)
+	if errdefs.IsNotFound(err) {
+		return fmt.Errorf("%s: %w", cfg.Image, ErrImageNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("get image: %w", err)
+	}
+	if ok, err := img.IsUnpacked(ctx, Snapshotter); err == nil && !ok {
+		if err := img.Unpack(ctx, Snapshotter); err != nil {
+			return fmt.Errorf("unpack %s: %w", cfg.Image, err)
+		}
+	}
+	ispec, err := img.Spec(ctx)
+	if err != nil {
+		return fmt.Errorf("image config: %w", err)
+	}
+	var argv []string
+	switch {
+	case len(cfg.Command) > 0:
+		argv = append(append(argv, cfg.Command...), cfg.Args...)
+	case len(cfg.Args) > 0:
+		argv = append(append(argv, ispec.Config.Entrypoint...), cfg.Args...)
+	default:
+		argv = append(append(argv, ispec.Config.Entrypoint...), ispec.Config.Cmd...)
+	}
+	if len(argv) == 0 {
+		return errors.New("no command specified")
+	}
+	opts := []oci.SpecOpts{
+		oci.WithImageConfig(img),
+		oci.WithProcessArgs(argv...),
+		oci.WithEnv(cfg.Env),
+		oci.WithMounts(cfg.Mounts),
+	}
+	if cfg.WorkingDir != "" {
+		opts = append(opts, oci.WithProcessCwd(cfg.WorkingDir))
+	}
+	if cfg.Hostname != "" {
+		opts = append(opts, oci.WithHostname(cfg.Hostname))
+	}
+	if cfg.NetNS != "" {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: cfg.NetNS}))
+	}
+	if cfg.UID != nil || cfg.GID != nil {
+		var uid, gid uint32
+		if cfg.UID != nil {
+			uid = uint32(*cfg.UID)
+		}
+		if cfg.GID != nil {
+			gid = uint32(*cfg.GID)
+		}
+		opts = append(opts, oci.WithUIDGID(uid, gid))
+	}
+	if cfg.Privileged {
+		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices)
+	}
+	if cfg.ReadOnlyRootfs {
+		opts = append(opts, oci.WithRootFSReadonly())
+	}
+	if cfg.MemoryLimit > 0 {
+		opts = append(opts, oci.WithMemoryLimit(uint64(cfg.MemoryLimit)))
+	}
+	if cfg.CPUShares > 0 {
+		opts = append(opts, oci.WithCPUShares(cfg.CPUShares))
+	}
+	if cfg.CPUQuota > 0 {
+		opts = append(opts, oci.WithCPUCFS(cfg.CPUQuota, 100000))
+	}
+	labels := map[string]string{LabelImageRef: cfg.Image}
+	for k, v := range cfg.Labels {
+		labels[k] = v
+	}
+	_, err = r.client.NewContainer(ctx, cfg.ID,
+		containerd.WithImage(img),
+		containerd.WithSnapshotter(Snapshotter),
+		containerd.WithNewSnapshot(cfg.ID, img),
+		containerd.WithRuntime(RuncRuntime, nil),
+		containerd.WithContainerLabels(labels),
+		containerd.WithNewSpec(opts...),
+	)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", cfg.ID, err)
+	}
+	return nil
+}
+
+// Start starts a created container: its output is appended to the CRI
+// log file named by its LabelLogPath.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	ctx = r.ctx(ctx)
+	c, err := r.client.LoadContainer(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return fmt.Errorf("%s: %w", id, ErrContainerNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("load container %s: %w", id, err)
+	}
+	labels, err := c.Labels(ctx)
+	if err != nil {
+		return fmt.Errorf("labels of %s: %w", id, err)
+	}
+	lw, err := openLog(labels[LabelLogPath])
+	if err != nil {
+		return err
+	}
+	task, err := c.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, lw.Stream(crilog.Stdout), lw.Stream(crilog.Stderr))))
+	if err != nil {
+		lw.Close()
+		return fmt.Errorf("create task %s: %w", id, err)
+	}
+	exitCh, err := task.Wait(ctx)
+	if err != nil {
+		_, _ = task.Delete(ctx)
+		lw.Close()
+		return fmt.Errorf("wait task %s: %w", id, err)
+	}
+	if err := task.Start(ctx); err != nil {
+		_, _ = task.Delete(ctx)
+		lw.Close()
+		return fmt.Errorf("start task %s: %w", id, err)
+	}
+	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
+		r.log.Warn("record start time", "container", id, "err", err)
+	}
+	r.watchIO(id, exitCh, task.IO(), lw)
+	return nil
+}
+
+// watchIO closes the log once the task exited and its output is drained.
+func (r *Runtime) watchIO(id string, exitCh <-chan containerd.ExitStatus, tio cio.IO, lw *crilog.Writer) {
+	r.mu.Lock()
+	r.attached[id] = true
+	r.mu.Unlock()
+	go func() {
+		<-exitCh
+		done := make(chan struct{})
+		go func() { tio.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			tio.Cancel()
+		}
+		lw.Close()
+		r.mu.Lock()
+		delete(r.attached, id)
+		r.mu.Unlock()
+	}()
+}
+
+// Adopt re-attaches log copying to every running container that this
+// process does not copy yet (after an agent restart).
+func (r *Runtime) Adopt(ctx context.Context) error {
+	ctx = r.ctx(ctx)
+	cs, err := r.client.Containers(ctx)
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	for _, c := range cs {
+		r.mu.Lock()
+		done := r.attached[c.ID()]
+		r.mu.Unlock()
+		if done {
+			continue
+		}
+		labels, err := c.Labels(ctx)
+		if err != nil || labels[LabelLogPath] == "" {
+			continue
+		}
+		lw, err := openLog(labels[LabelLogPath])
+		if err != nil {
+			r.log.Warn("adopt: open log", "container", c.ID(), "err", err)
+			continue
+		}
+		task, err := c.Task(ctx, cio.NewAttach(cio.WithStreams(nil, lw.Stream(crilog.Stdout), lw.Stream(crilog.Stderr))))
+		if err != nil {
+			lw.Close()
+			continue
+		}
+		st, err := task.Status(ctx)
+		if err != nil || st.Status != containerd.Running {
+			if tio := task.IO(); tio != nil {
+				tio.Cancel()
+			}
+			lw.Close()
+			continue
+		}
+		exitCh, err := task.Wait(ctx)
+		if err != nil {
+			lw.Close()
+			continue
+		}
+		r.watchIO(c.ID(), exitCh, task.IO(), lw)
+	}
+	return nil
+}
+
+// Stop signals the container's task with SIGTERM, waits up to grace, then
+// SIGKILLs it. A container that is not running is left as it is.
+func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
+	ctx = r.ctx(ctx)
+	c, err := r.client.LoadContainer(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load container %s: %w", id, err)
+	}
+	task, err := c.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("task of %s: %w", id, err)
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("task status %s: %w", id, err)
+	}
+	if st.Status == containerd.Stopped {
+		return nil
+	}
+	exitCh, err := task.Wait(ctx)
+	if err != nil {
+		return fmt.Errorf("wait task %s: %w", id, err)
+	}
+	if grace > 0 {
+		if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("SIGTERM %s: %w", id, err)
+		}
+		select {
+		case <-exitCh:
+			return nil
+		case <-time.After(grace):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("SIGKILL %s: %w", id, err)
+	}
+	select {
+	case <-exitCh:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("container %s did not exit after SIGKILL", id)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Remove kills what still runs and deletes the container, its task and
+// its snapshot.
+func (r *Runtime) Remove(ctx context.Context, id string) error {
+	ctx = r.ctx(ctx)
+	c, err := r.client.LoadContainer(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load container %s: %w", id, err)
+	}
+	if err := r.Stop(ctx, id, 0); err != nil {
+		return err
+	}
+	if task, err := c.Task(ctx, nil); err == nil {
+		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete task %s: %w", id, err)
+		}
+	}
+	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete container %s: %w", id, err)
+	}
+	r.mu.Lock()
+	delete(r.oom, id)
+	r.mu.Unlock()
+	return nil
+}
+
+// List returns every container in the namespace with its state.
+func (r *Runtime) List(ctx context.Context) ([]Container, error) {
+	ctx = r.ctx(ctx)
+	cs, err := r.client.Containers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]Container, 0, len(cs))
+	for _, c := range cs {
+		ct, err := r.describe(ctx, c)
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ct)
+	}
+	return out, nil
+}
+
+// Get describes one container.
+func (r *Runtime) Get(ctx context.Context, id string) (Container, error) {
+	ctx = r.ctx(ctx)
+	c, err := r.client.LoadContainer(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return Container{}, fmt.Errorf("%s: %w", id, ErrContainerNotFound)
+	}
+	if err != nil {
+		return Container{}, fmt.Errorf("load container %s: %w", id, err)
+	}
+	return r.describe(ctx, c)
+}
+
+func (r *Runtime) describe(ctx context.Context, c containerd.Container) (Container, error) {
+	info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+	if err != nil {
+		return Container{}, err
+	}
+	ct := Container{ID: c.ID(), Labels: info.Labels, Image: info.Image, CreatedAt: info.CreatedAt, State: StateCreated}
+	if ts := info.Labels[labelStartedAt]; ts != "" {
+		ct.StartedAt, _ = time.Parse(time.RFC3339Nano, ts)
+	}
+	task, err := c.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		if !ct.StartedAt.IsZero() {
+			ct.State = StateUnknown
+		}
+		return ct, nil
+	}
+	if err != nil {
+		return Container{}, fmt.Errorf("task of %s: %w", c.ID(), err)
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		return Container{}, fmt.Errorf("task status %s: %w", c.ID(), err)
+	}
+	ct.Pid = task.Pid()
+	switch st.Status {
+	case containerd.Running, containerd.Paused, containerd.Pausing:
+		ct.State = StateRunning
+	case containerd.Stopped:
+		ct.State = StateExited
+		ct.ExitCode = int32(st.ExitStatus)
+		ct.FinishedAt = st.ExitTime
+		r.mu.Lock()
+		ct.OOMKilled = r.oom[c.ID()]
+		r.mu.Unlock()
+	case containerd.Created:
+		ct.State = StateCreated
+	default:
+		ct.State = StateUnknown
+	}
+	return ct, nil
+}
+
+func openLog(path string) (*crilog.Writer, error) {
+	if path == "" {
+		return nil, errors.New("container has no log path label")
+	}
+	w, err := crilog.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}

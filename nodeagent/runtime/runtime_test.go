@@ -1,0 +1,181 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiffhq/skiff/internal/testimages"
+	"github.com/skiffhq/skiff/nodeagent/crilog"
+)
+
+// start connects to the machine's containerd, or skips the test.
+func start(t *testing.T, onExit func(string)) *Runtime {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run containers through containerd")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := New(ctx, Options{OnExit: onExit})
+	if err != nil {
+		t.Skipf("containerd is not reachable (run deploy/install-deps.sh): %v", err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	tar := filepath.Join(t.TempDir(), "busybox.tar")
+	if err := testimages.WriteBusybox(tar); err != nil {
+		if errors.Is(err, testimages.ErrNoBusybox) {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	names, err := r.ImportFile(ctx, tar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0] != testimages.Busybox {
+		t.Fatalf("imported %v, want [%s]", names, testimages.Busybox)
+	}
+	return r
+}
+
+func newContainer(t *testing.T, r *Runtime, name string, args ...string) (id, logPath string) {
+	t.Helper()
+	id = fmt.Sprintf("rt-test-%s-%d", name, time.Now().UnixNano())
+	logPath = filepath.Join(t.TempDir(), name, "0.log")
+	err := r.Create(context.Background(), ContainerConfig{
+		ID: id, Image: testimages.Busybox, Command: []string{"sh", "-c"}, Args: args,
+		Env:    []string{"GREETING=hello"},
+		Labels: map[string]string{LabelLogPath: logPath, LabelContainer: name},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Remove(context.Background(), id); err != nil {
+			t.Errorf("remove %s: %v", id, err)
+		}
+	})
+	return id, logPath
+}
+
+func waitState(t *testing.T, r *Runtime, id string, want State) Container {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := r.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.State == want {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s is %s, want %s", id, c.State, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestRunExitCodeAndLog(t *testing.T) {
+	exited := make(chan string, 4)
+	r := start(t, func(id string) { exited <- id })
+	id, logPath := newContainer(t, r, "exit", `echo "$GREETING out"; echo err >&2; printf partial; exit 3`)
+	if err := r.Start(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	c := waitState(t, r, id, StateExited)
+	if c.ExitCode != 3 || c.FinishedAt.IsZero() || c.StartedAt.IsZero() || c.Labels[LabelContainer] != "exit" {
+		t.Fatalf("container = %+v", c)
+	}
+	select {
+	case got := <-exited:
+		if got != id {
+			t.Fatalf("exit event for %s, want %s", got, id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit event")
+	}
+	var out bytes.Buffer
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out.Reset()
+		_ = crilog.Read(context.Background(), logPath, &out, crilog.Options{TailLines: -1})
+		if strings.Contains(out.String(), "partial") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := out.String()
+	if !strings.Contains(got, "hello out\n") || !strings.Contains(got, "err\n") || !strings.HasSuffix(got, "partial") {
+		t.Fatalf("log = %q", got)
+	}
+	raw, _ := os.ReadFile(logPath)
+	if !bytes.Contains(raw, []byte(" stderr F err\n")) || !bytes.Contains(raw, []byte(" stdout F hello out\n")) {
+		t.Fatalf("raw CRI log = %q", raw)
+	}
+}
+
+func TestStopEscalatesToSIGKILL(t *testing.T) {
+	r := start(t, nil)
+	// PID 1 ignores SIGTERM unless it handles it: sleep in a shell that
+	// traps nothing keeps running until SIGKILL.
+	id, _ := newContainer(t, r, "stop", `while true; do sleep 1; done`)
+	if err := r.Start(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, r, id, StateRunning)
+	begin := time.Now()
+	if err := r.Stop(context.Background(), id, 500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(begin); took < 500*time.Millisecond {
+		t.Fatalf("stopped after %v, before the grace period", took)
+	}
+	c := waitState(t, r, id, StateExited)
+	if c.ExitCode != 137 {
+		t.Fatalf("exit code %d, want 137 (SIGKILL)", c.ExitCode)
+	}
+}
+
+func TestGracefulStopHonoursSIGTERM(t *testing.T) {
+	r := start(t, nil)
+	id, _ := newContainer(t, r, "term", `trap 'exit 0' TERM; while true; do sleep 0.1; done`)
+	if err := r.Start(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, r, id, StateRunning)
+	time.Sleep(200 * time.Millisecond) // let the shell install its trap
+	begin := time.Now()
+	if err := r.Stop(context.Background(), id, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(begin); took > 10*time.Second {
+		t.Fatalf("SIGTERM took %v", took)
+	}
+	if c := waitState(t, r, id, StateExited); c.ExitCode != 0 {
+		t.Fatalf("exit code %d, want 0", c.ExitCode)
+	}
+}
+
+func TestNormalizeRef(t *testing.T) {
+	for in, want := range map[string]string{
+		"busybox":              "docker.io/library/busybox:latest",
+		"nginx:1.27":           "docker.io/library/nginx:1.27",
+		"skiff.test/busybox:1": "skiff.test/busybox:1",
+	} {
+		got, err := NormalizeRef(in)
+		if err != nil || got != want {
+			t.Errorf("NormalizeRef(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := NormalizeRef("not a ref"); err == nil {
+		t.Error("want an error for an invalid reference")
+	}
+}
