@@ -23,6 +23,7 @@ func (s *Server) startLoops(ctx context.Context) {
 	s.startServiceRepair(ctx)
 	s.startKubernetesService(ctx)
 	s.startControllerManager(ctx)
+	s.startScheduler(ctx)
 }
 
 var _ runtime.Object = (*corev1.Namespace)(nil)

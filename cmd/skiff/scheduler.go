@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/skiffhq/skiff/controlplane/scheduler"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+func schedulerCmd() *cobra.Command {
+	var (
+		kubeconfig, master, configFile string
+		cfg                            scheduler.StandaloneConfig
+	)
+	cmd := &cobra.Command{
+		Use:   "scheduler",
+		Short: "Run the scheduler against an API server (like kube-scheduler)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var conf *scheduler.Configuration
+			if configFile != "" {
+				c, err := scheduler.LoadConfig(configFile)
+				if err != nil {
+					return err
+				}
+				conf = c
+				if cc := c.ClientConnection; cc != nil && cc.Kubeconfig != "" && kubeconfig == "" {
+					kubeconfig = cc.Kubeconfig
+				}
+				if le := c.LeaderElection; le != nil && !cmd.Flags().Changed("leader-elect") {
+					cfg.LeaderElect = c.LeaderElect()
+					if le.ResourceName != "" {
+						cfg.LeaseName = le.ResourceName
+					}
+					if le.ResourceNamespace != "" {
+						cfg.LeaseNamespace = le.ResourceNamespace
+					}
+				}
+			}
+			rc, err := clientcmd.BuildConfigFromFlags(master, kubeconfig)
+			if err != nil {
+				return fmt.Errorf("--kubeconfig: %w", err)
+			}
+			rc.QPS, rc.Burst = -1, 0
+			if conf != nil && conf.ClientConnection != nil && conf.ClientConnection.QPS > 0 {
+				rc.QPS, rc.Burst = conf.ClientConnection.QPS, int(conf.ClientConnection.Burst)
+			}
+			rc.UserAgent = "skiff-scheduler"
+			cs, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return err
+			}
+			cfg.Client, cfg.Config, cfg.Logger = cs, conf, slog.Default()
+			return scheduler.RunStandalone(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with the API server's address and the scheduler's credentials")
+	f.StringVar(&master, "master", "", "API server address (overrides the kubeconfig)")
+	f.StringVar(&configFile, "config", "", "KubeSchedulerConfiguration file (kubescheduler.config.k8s.io/v1): profiles, plugins, weights, plugin args")
+	f.BoolVar(&cfg.LeaderElect, "leader-elect", true, "schedule only while holding the leader Lease")
+	f.StringVar(&cfg.LeaseNamespace, "leader-elect-resource-namespace", "kube-system", "namespace of the leader Lease")
+	f.StringVar(&cfg.LeaseName, "leader-elect-resource-name", "kube-scheduler", "name of the leader Lease")
+	f.DurationVar(&cfg.LeaseDuration, "leader-elect-lease-duration", 15e9, "how long a non-leader waits before taking over")
+	f.DurationVar(&cfg.RenewDeadline, "leader-elect-renew-deadline", 10e9, "how long the leader retries renewing before giving up")
+	f.DurationVar(&cfg.RetryPeriod, "leader-elect-retry-period", 2e9, "wait between leader election attempts")
+	f.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", scheduler.DefaultMetricsBindAddress, "address serving /metrics and /healthz over plain HTTP (empty = off)")
+	return cmd
+}
