@@ -88,6 +88,15 @@ func TestKubectlWhoami(t *testing.T) {
 	if u.Username != "system:serviceaccount:default:robot" {
 		t.Fatalf("service account token = %+v", u)
 	}
+	// TokenReview through kubectl create (OpenAPI validation included).
+	review := filepath.Join(t.TempDir(), "review.yaml")
+	body := "apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec:\n  token: " + aliceToken + "\n"
+	if err := os.WriteFile(review, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := kubectl(t, admin, "create", "-f", review, "-o", "jsonpath={.status.authenticated} {.status.user.username}"); out != "true alice" {
+		t.Fatalf("kubectl create tokenreview: %q", out)
+	}
 	// The plain table output names the user.
 	if out := kubectl(t, e.tokenKubeconfig(t, aliceToken), "auth", "whoami"); !strings.Contains(out, "alice") {
 		t.Fatalf("whoami table:\n%s", out)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -286,6 +285,3 @@ func intersect(a, b []string) []string {
 	}
 	return out
 }
-
-// isSAUser reports whether name is a service account user name.
-func isSAUser(name string) bool { return strings.HasPrefix(name, "system:serviceaccount:") }
