@@ -2,6 +2,7 @@ package manager
 
 import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
 	"github.com/skiffhq/skiff/controlplane/controllers/namespace"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
@@ -16,6 +17,7 @@ func Specs() []Spec {
 	return []Spec{
 		{Name: replicaset.ReplicationControllerName, Aliases: []string{"replicationcontroller"}, Workers: 5, New: newReplicationController},
 		{Name: replicaset.ReplicaSetName, Aliases: []string{"replicaset"}, Workers: 5, New: newReplicaSet},
+		{Name: deployment.Name, Aliases: []string{"deployment"}, Workers: 5, New: newDeployment},
 		{Name: "namespace-controller", Aliases: []string{"namespace"}, Workers: 2, New: newNamespace},
 		{Name: "garbage-collector-controller", Aliases: []string{"garbagecollector", garbagecollector.Name}, Workers: 4, New: newGarbageCollector},
 	}
@@ -55,4 +57,8 @@ func newReplicaSet(c *Context) (controllers.Controller, error) {
 
 func newReplicationController(c *Context) (controllers.Controller, error) {
 	return replicaset.NewReplicationController(replicaSetConfig(c, "replication-controller"))
+}
+
+func newDeployment(c *Context) (controllers.Controller, error) {
+	return deployment.New(deployment.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder("deployment-controller"), Logger: c.Logger})
 }

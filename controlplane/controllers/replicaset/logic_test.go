@@ -70,8 +70,8 @@ func TestPodsToDeleteRanking(t *testing.T) {
 		{"unscheduled first", []*corev1.Pod{pod("sched", "n1", corev1.PodRunning, true, time.Hour, now), pod("unsched", "", corev1.PodPending, false, time.Hour, now)}, "unsched"},
 		{"pending before running", []*corev1.Pod{pod("run", "n1", corev1.PodRunning, false, time.Hour, now), pod("pend", "n1", corev1.PodPending, false, time.Hour, now)}, "pend"},
 		{"not ready before ready", []*corev1.Pod{pod("ready", "n1", corev1.PodRunning, true, time.Hour, now), pod("notready", "n1", corev1.PodRunning, false, time.Hour, now)}, "notready"},
-		{"crowded node first", []*corev1.Pod{pod("alone", "n1", corev1.PodRunning, true, time.Hour, now), pod("crowd1", "n2", corev1.PodRunning, true, time.Hour, now), pod("crowd2", "n2", corev1.PodRunning, true, 2 * time.Hour, now)}, "crowd1"},
-		{"ready more recently first", []*corev1.Pod{pod("old", "n1", corev1.PodRunning, true, 10 * time.Hour, now), pod("new", "n2", corev1.PodRunning, true, time.Minute, now)}, "new"},
+		{"crowded node first", []*corev1.Pod{pod("alone", "n1", corev1.PodRunning, true, time.Hour, now), pod("crowd1", "n2", corev1.PodRunning, true, time.Hour, now), pod("crowd2", "n2", corev1.PodRunning, true, 2*time.Hour, now)}, "crowd1"},
+		{"ready more recently first", []*corev1.Pod{pod("old", "n1", corev1.PodRunning, true, 10*time.Hour, now), pod("new", "n2", corev1.PodRunning, true, time.Minute, now)}, "new"},
 		{"newer before older", []*corev1.Pod{pod("older", "n1", corev1.PodPending, false, time.Hour, now), pod("newer", "n2", corev1.PodPending, false, time.Minute, now)}, "newer"},
 	}
 	for _, c := range cases {
