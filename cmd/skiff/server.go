@@ -49,6 +49,8 @@ func serverCmd() *cobra.Command {
 	f.StringVar(&disable, "disable", "", "comma-separated components not to start")
 	f.StringVar(&cfg.TokenAuthFile, "token-auth-file", "", "static bearer tokens, CSV: token,user,uid,\"group1,group2\"")
 	f.StringVar(&cfg.ServiceAccountIssuer, "service-account-issuer", "https://kubernetes.default.svc.cluster.local", "issuer (iss) of service account tokens, also the API audience")
+	f.StringVar(&cfg.AuditLogPath, "audit-log-path", "", "write audit.k8s.io/v1 events as JSON lines to this file ('-' = stdout)")
+	f.StringVar(&cfg.AuditPolicyFile, "audit-policy-file", "", "audit.k8s.io/v1 Policy (default: Metadata level for every request)")
 	f.BoolVar(&cfg.SecretsEncryption, "secrets-encryption", false, "encrypt Secrets in etcd with AES-GCM (key in <data-dir>/cred/encryption-config.json)")
 	f.StringSliceVar(&cfg.Controllers, "controllers", nil, "controller manager controllers: '*', 'foo', '-foo' (upstream names; default '*')")
 	f.StringVar(&cfg.ControllerManagerMetricsAddress, "controller-manager-metrics-bind-address", "", "address of the controller manager's /metrics (default off)")
