@@ -15,12 +15,16 @@ func (s *Server) bootstrap(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := s.bootstrapPolicy(ctx); err != nil {
+		return err
+	}
 	return s.ensureKubernetesService(ctx)
 }
 
 // startLoops starts the in-process control loops.
 func (s *Server) startLoops(ctx context.Context) {
 	s.startServiceRepair(ctx)
+	s.startClusterRoleAggregation(ctx)
 	s.startKubernetesService(ctx)
 	s.startControllerManager(ctx)
 	s.startScheduler(ctx)

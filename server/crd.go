@@ -5,12 +5,13 @@ import (
 	"fmt"
 
 	"github.com/skiffhq/skiff/controlplane/apiserver/crd"
+	"github.com/skiffhq/skiff/controlplane/authz/bootstrap"
 )
 
 // startCRDController serves CustomResourceDefinitions: it returns once the
 // CRDs that already exist are served.
 func (s *Server) startCRDController(ctx context.Context) error {
-	cfg, err := s.ComponentConfig("system:skiff:crd-controller", []string{"system:masters"})
+	cfg, err := s.ComponentConfig(bootstrap.UserCRDController, nil)
 	if err != nil {
 		return fmt.Errorf("crd controller identity: %w", err)
 	}

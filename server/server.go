@@ -64,10 +64,6 @@ type Config struct {
 	// SecretsEncryption encrypts Secrets in etcd (--secrets-encryption)
 	// with the key in <data-dir>/cred/encryption-config.json.
 	SecretsEncryption bool
-	// AuditLogPath enables the audit log (--audit-log-path; "-" = stdout).
-	AuditLogPath string
-	// AuditPolicyFile is an audit.k8s.io/v1 Policy (default: Metadata for all).
-	AuditPolicyFile string
 
 	// Controllers is the controller manager's --controllers list (empty = "*").
 	Controllers []string
@@ -117,6 +113,7 @@ type Server struct {
 	stopOnce   sync.Once
 	errCh      chan error
 	services   *serviceip.Allocator
+	authz      *authorization
 }
 
 // Start brings the server up and returns once it is ready to serve.
@@ -177,12 +174,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	auditMW, err := s.openAudit(runCtx)
-	if err != nil {
-		return nil, err
-	}
+	s.authz = newAuthorization(reg)
 	s.api = apiserver.New(apiserver.Config{
-		Audit:           auditMW,
 		Store:           s.store,
 		Cache:           s.cache,
 		Registry:        reg,
@@ -190,11 +183,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Version:         version.Info(),
 		ExternalAddress: net.JoinHostPort(host, strconv.Itoa(port)),
 		Authenticator:   authenticator,
-		Admission:       []apiserver.AdmissionPlugin{apiserver.NewNamespaceLifecycle(s.store, s.cache), crd.Admission{}},
+		Authorizer:      s.authz.chain,
+		Admission:       append([]apiserver.AdmissionPlugin{apiserver.NewNamespaceLifecycle(s.store, s.cache), crd.Admission{}}, s.authz.admission()...),
 	})
 	installAuthn(s.api)
 	s.api.SyncCache()
 	reg.OnChange(s.api.SyncCache)
+	if err := s.followAuthorization(runCtx); err != nil {
+		return nil, err
+	}
 	if err := s.setupServices(); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/skiffhq/skiff/controlplane/authz/bootstrap"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/kubernetesservice"
 	"github.com/skiffhq/skiff/controlplane/serviceip"
@@ -67,7 +68,7 @@ func (s *Server) componentClient(user string, groups ...string) (kubernetes.Inte
 }
 
 func (s *Server) kubernetesServiceController() (*kubernetesservice.Controller, error) {
-	cs, err := s.componentClient("system:apiserver", "system:masters")
+	cs, err := s.componentClient(bootstrap.UserKubernetesService)
 	if err != nil {
 		return nil, err
 	}

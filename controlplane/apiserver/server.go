@@ -43,8 +43,6 @@ type Config struct {
 	Admission []AdmissionPlugin
 	// Registerer receives the server's metrics; nil = a private registry.
 	Registerer *prometheus.Registry
-	// Audit, when set, wraps every authenticated request (the audit log).
-	Audit Middleware
 }
 
 // Authenticator identifies the user behind a request. It returns ok=false
@@ -176,9 +174,6 @@ func (s *Server) Handler() http.Handler {
 	r.Get("/version", s.version)
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
-		if s.cfg.Audit != nil {
-			r.Use(s.cfg.Audit)
-		}
 		r.Use(s.impersonate)
 		r.Use(s.authorize)
 		r.Get("/metrics", promhttp.HandlerFor(s.promReg, promhttp.HandlerOpts{}).ServeHTTP)
@@ -275,13 +270,10 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 			if err != nil {
 				s.log.Warn("authorization error", "err", err)
 			}
-			auditAuthorization(ctx, allowed, reason)
 			if !allowed {
 				writeStatus(w, statusFor(forbidden(u, info, reason)))
 				return
 			}
-		} else {
-			auditAuthorization(ctx, true, "")
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
@@ -300,7 +292,7 @@ func forbidden(u *UserInfo, info *RequestInfo, reason string) error {
 			res += "/" + info.Subresource
 		}
 		msg = fmt.Sprintf("User %q cannot %s resource %q in API group %q", name, info.Verb, res, info.APIGroup)
-		if info.Namespace != "" && !(info.Resource == "namespaces" && info.Name == info.Namespace) {
+		if info.Namespace != "" {
 			msg += fmt.Sprintf(" in the namespace %q", info.Namespace)
 		} else {
 			msg += " at the cluster scope"

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/api/validation/path"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -110,10 +111,14 @@ func decodeObjectJSON(data []byte, res *registry.Resource, fv fieldValidation) (
 // validateMeta runs upstream's ObjectMeta validation.
 func validateMeta(res *registry.Resource, acc metav1.Object) field.ErrorList {
 	return apimachineryvalidation.ValidateObjectMetaAccessor(acc, res.Namespaced,
-		apimachineryvalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
+		nameValidatorFor(res), field.NewPath("metadata"))
 }
 
 func nameValidatorFor(res *registry.Resource) apimachineryvalidation.ValidateNameFunc {
+	if res.Group == "rbac.authorization.k8s.io" {
+		// Upstream's RBAC names are path segments ("system:node").
+		return path.ValidatePathSegmentName
+	}
 	return apimachineryvalidation.NameIsDNSSubdomain
 }
 
