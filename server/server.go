@@ -64,6 +64,10 @@ type Config struct {
 	// SecretsEncryption encrypts Secrets in etcd (--secrets-encryption)
 	// with the key in <data-dir>/cred/encryption-config.json.
 	SecretsEncryption bool
+	// AuditLogPath enables the audit log (--audit-log-path; "-" = stdout).
+	AuditLogPath string
+	// AuditPolicyFile is an audit.k8s.io/v1 Policy (default: Metadata for all).
+	AuditPolicyFile string
 
 	// Controllers is the controller manager's --controllers list (empty = "*").
 	Controllers []string
@@ -174,8 +178,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	auditMW, err := s.openAudit(runCtx)
+	if err != nil {
+		return nil, err
+	}
 	s.authz = newAuthorization(reg)
 	s.api = apiserver.New(apiserver.Config{
+		Audit:           auditMW,
 		Store:           s.store,
 		Cache:           s.cache,
 		Registry:        reg,

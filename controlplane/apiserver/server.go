@@ -43,6 +43,8 @@ type Config struct {
 	Admission []AdmissionPlugin
 	// Registerer receives the server's metrics; nil = a private registry.
 	Registerer *prometheus.Registry
+	// Audit, when set, wraps every authenticated request (the audit log).
+	Audit Middleware
 }
 
 // Authenticator identifies the user behind a request. It returns ok=false
@@ -174,6 +176,9 @@ func (s *Server) Handler() http.Handler {
 	r.Get("/version", s.version)
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
+		if s.cfg.Audit != nil {
+			r.Use(s.cfg.Audit)
+		}
 		r.Use(s.impersonate)
 		r.Use(s.authorize)
 		r.Get("/metrics", promhttp.HandlerFor(s.promReg, promhttp.HandlerOpts{}).ServeHTTP)
@@ -270,10 +275,13 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 			if err != nil {
 				s.log.Warn("authorization error", "err", err)
 			}
+			auditAuthorization(ctx, allowed, reason)
 			if !allowed {
 				writeStatus(w, statusFor(forbidden(u, info, reason)))
 				return
 			}
+		} else {
+			auditAuthorization(ctx, true, "")
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})

@@ -25,8 +25,8 @@ type StandaloneConfig struct {
 	Config *Configuration
 	// LeaderElect runs the scheduler only while holding the Lease
 	// LeaseNamespace/LeaseName (default kube-system/kube-scheduler).
-	LeaderElect                              bool
-	LeaseNamespace, LeaseName                string
+	LeaderElect                               bool
+	LeaseNamespace, LeaseName                 string
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// MetricsBindAddress serves /metrics and /healthz (empty = off).
 	MetricsBindAddress string
