@@ -68,7 +68,7 @@ func TestHollowNodes(t *testing.T) {
 	// A pod bound to a hollow node becomes Running and Ready with an IP.
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default"},
-		Spec: corev1.PodSpec{NodeName: "hollow-node-2", Containers: []corev1.Container{{Name: "c", Image: "nginx"}}},
+		Spec:       corev1.PodSpec{NodeName: "hollow-node-2", Containers: []corev1.Container{{Name: "c", Image: "nginx"}}},
 	}
 	if _, err := s.Client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
