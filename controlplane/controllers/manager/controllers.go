@@ -3,9 +3,12 @@ package manager
 import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
+	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
 	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
 	"github.com/skiffhq/skiff/controlplane/controllers/namespace"
+	"github.com/skiffhq/skiff/controlplane/controllers/podgc"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
+	"github.com/skiffhq/skiff/controlplane/controllers/serviceaccount"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -18,6 +21,11 @@ func Specs() []Spec {
 		{Name: replicaset.ReplicationControllerName, Aliases: []string{"replicationcontroller"}, Workers: 5, New: newReplicationController},
 		{Name: replicaset.ReplicaSetName, Aliases: []string{"replicaset"}, Workers: 5, New: newReplicaSet},
 		{Name: deployment.Name, Aliases: []string{"deployment"}, Workers: 5, New: newDeployment},
+		{Name: endpoints.Name, Aliases: []string{"endpoint"}, Workers: 5, New: newEndpoints},
+		{Name: endpoints.SliceName, Aliases: []string{"endpointslice"}, Workers: 5, New: newEndpointSlices},
+		{Name: serviceaccount.Name, Aliases: []string{"serviceaccount"}, Workers: 1, New: newServiceAccounts},
+		{Name: serviceaccount.RootCAName, Aliases: []string{"root-ca-cert-publisher"}, Workers: 1, New: newRootCAPublisher},
+		{Name: podgc.Name, Aliases: []string{"podgc"}, Workers: 1, New: newPodGC},
 		{Name: "namespace-controller", Aliases: []string{"namespace"}, Workers: 2, New: newNamespace},
 		{Name: "garbage-collector-controller", Aliases: []string{"garbagecollector", garbagecollector.Name}, Workers: 4, New: newGarbageCollector},
 	}
@@ -61,4 +69,25 @@ func newReplicationController(c *Context) (controllers.Controller, error) {
 
 func newDeployment(c *Context) (controllers.Controller, error) {
 	return deployment.New(deployment.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder("deployment-controller"), Logger: c.Logger})
+}
+
+func newEndpoints(c *Context) (controllers.Controller, error) {
+	return endpoints.New(endpoints.Config{Client: c.Client, Informers: c.Informers, Logger: c.Logger})
+}
+
+func newEndpointSlices(c *Context) (controllers.Controller, error) {
+	return endpoints.NewSlices(endpoints.Config{Client: c.Client, Informers: c.Informers, Logger: c.Logger})
+}
+
+func newServiceAccounts(c *Context) (controllers.Controller, error) {
+	return serviceaccount.New(serviceaccount.Config{Client: c.Client, Informers: c.Informers, Logger: c.Logger})
+}
+
+func newRootCAPublisher(c *Context) (controllers.Controller, error) {
+	return serviceaccount.NewRootCAPublisher(serviceaccount.Config{Client: c.Client, Informers: c.Informers, Logger: c.Logger, RootCA: c.Config.RootCA})
+}
+
+func newPodGC(c *Context) (controllers.Controller, error) {
+	return podgc.New(podgc.Config{Client: c.Client, Informers: c.Informers, Logger: c.Logger,
+		Threshold: c.Config.TerminatedPodGCThreshold, Quarantine: c.Config.PodGCQuarantine, Period: c.Config.PodGCPeriod}), nil
 }

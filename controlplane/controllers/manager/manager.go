@@ -59,6 +59,8 @@ type Config struct {
 	// PodGCQuarantine is how long a pod's node must be missing before PodGC
 	// deletes it (default 40s).
 	PodGCQuarantine time.Duration
+	// PodGCPeriod is the time between PodGC passes (default 20s).
+	PodGCPeriod time.Duration
 	// ResyncPeriod of the shared informers (default 12h as upstream's minimum).
 	ResyncPeriod time.Duration
 	Logger       *slog.Logger
