@@ -90,4 +90,3 @@ func TestPodGC(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
