@@ -167,6 +167,7 @@ func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.recoverer)
 	r.Use(s.instrument)
+	r.Use(withWarningHeaders)
 	r.Get("/healthz", s.health)
 	r.Get("/healthz/*", s.health)
 	r.Get("/livez", s.health)
