@@ -28,6 +28,7 @@ func (s *Server) startLoops(ctx context.Context) {
 	s.startKubernetesService(ctx)
 	s.startControllerManager(ctx)
 	s.startScheduler(ctx)
+	s.startNodeAgent(ctx)
 }
 
 var _ runtime.Object = (*corev1.Namespace)(nil)

@@ -46,7 +46,7 @@ func Builtins() []*registry.Resource {
 		// core/v1
 		{"", "v1", "Namespace", "namespaces", false, []string{"ns"}, nil, []string{"status", "finalize"},
 			map[string]string{"status.phase": "status.phase"}, false, false, func() runtime.Object { return &corev1.Namespace{} }, ""},
-		{"", "v1", "Pod", "pods", true, []string{"po"}, all, []string{"status", "binding", "eviction"},
+		{"", "v1", "Pod", "pods", true, []string{"po"}, all, []string{"status", "binding", "eviction", "log"},
 			map[string]string{"spec.nodeName": "spec.nodeName", "spec.restartPolicy": "spec.restartPolicy",
 				"spec.schedulerName": "spec.schedulerName", "spec.serviceAccountName": "spec.serviceAccountName",
 				"spec.hostNetwork": "spec.hostNetwork", "status.phase": "status.phase", "status.podIP": "status.podIP",

@@ -1,0 +1,411 @@
+// Package agent is Skiff's node agent (the kubelet): it registers its Node,
+// renews its Lease, watches the pods bound to it and runs them on
+// containerd (package runtime) in per-pod network namespaces (package
+// network). Its loop is level-triggered: every pass compares a pod's spec
+// with what containerd and the agent's state folder say exists, so a
+// restarted agent adopts running containers instead of restarting them,
+// restarts what died meanwhile by policy, and tears down what belongs to
+// pods deleted meanwhile. It also serves the kubelet API's
+// /containerLogs over HTTPS, which the API server proxies pods/log to.
+//
+// Design note (pause-less): there is no pause container. A pod's network
+// namespace is a bind mount that the agent creates and records in
+// <state>/pods/<uid>/sandbox.json; every container joins it by path.
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/skiffhq/skiff/nodeagent/network"
+	"github.com/skiffhq/skiff/nodeagent/runtime"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Defaults.
+const (
+	DefaultPort          = 10250
+	DefaultPodLogDir     = "/var/log/pods"
+	DefaultClusterDNS    = "10.43.0.10"
+	DefaultClusterDomain = "cluster.local"
+	DefaultClusterCIDR   = "10.42.0.0/16"
+)
+
+// Options configures an Agent.
+type Options struct {
+	// NodeName defaults to the lower-cased hostname.
+	NodeName string
+	// NodeIP is the InternalIP the node advertises (and where the API
+	// server reaches the agent's API). Default: the first global unicast
+	// address of this machine.
+	NodeIP string
+	// StateDir holds the agent's own state (<data-dir>/agent).
+	StateDir string
+	// ImagesDir is the airgap folder whose *.tar are imported at start
+	// (default <StateDir>/images).
+	ImagesDir string
+	// PodLogDir is where CRI log files go (default /var/log/pods).
+	PodLogDir string
+	// ContainerdAddress is containerd's socket.
+	ContainerdAddress string
+	// ClusterCIDR is the cluster's pod range; a node without spec.podCIDR
+	// takes its first /24. PodCIDR overrides both.
+	ClusterCIDR, PodCIDR string
+	// ClusterDNS and ClusterDomain configure ClusterFirst resolv.conf.
+	ClusterDNS, ClusterDomain string
+	// Bridge and NetNSDir are passed to the network manager.
+	Bridge, NetNSDir string
+	// Port of the agent's HTTPS API (0 picks a free port, <0 disables).
+	Port int
+	// ServingCert is the API's certificate; ClientCAs verify callers
+	// (the API server presents a client certificate of the cluster CA).
+	ServingCert *tls.Certificate
+	ClientCAs   *x509.CertPool
+	// LeaseInterval is how often the Lease is renewed (default 10s).
+	LeaseInterval time.Duration
+	// ResyncInterval re-checks every pod (default 10s).
+	ResyncInterval time.Duration
+	Logger         *slog.Logger
+}
+
+func (o *Options) defaults() error {
+	if o.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("agent: hostname: %w", err)
+		}
+		o.NodeName = strings.ToLower(h)
+	}
+	if o.StateDir == "" {
+		return errors.New("agent: StateDir is required")
+	}
+	if o.ImagesDir == "" {
+		o.ImagesDir = filepath.Join(o.StateDir, "images")
+	}
+	if o.PodLogDir == "" {
+		o.PodLogDir = DefaultPodLogDir
+	}
+	if o.ClusterCIDR == "" {
+		o.ClusterCIDR = DefaultClusterCIDR
+	}
+	if o.ClusterDNS == "" {
+		o.ClusterDNS = DefaultClusterDNS
+	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = DefaultClusterDomain
+	}
+	if o.NodeIP == "" {
+		o.NodeIP = defaultNodeIP()
+	}
+	if o.LeaseInterval <= 0 {
+		o.LeaseInterval = 10 * time.Second
+	}
+	if o.ResyncInterval <= 0 {
+		o.ResyncInterval = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return nil
+}
+
+func defaultNodeIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() && !strings.HasPrefix(n.IP.String(), "10.42.") {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}
+
+// Agent is a running node agent.
+type Agent struct {
+	opts    Options
+	log     *slog.Logger
+	client  kubernetes.Interface
+	rt      *runtime.Runtime
+	net     *network.Manager
+	podCIDR string
+	queue   workqueue.TypedRateLimitingInterface[types.UID]
+	pods    cache.Indexer
+	rec     record.EventRecorder
+	bcast   record.EventBroadcaster
+	api     *apiServer
+
+	mu      sync.Mutex
+	backoff map[string]time.Time // uid/container → image pull retry time
+	pullN   map[string]int
+	waiting map[types.UID]map[string]corev1.ContainerStateWaiting
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+const uidIndex = "uid"
+
+// Start connects to containerd, imports the airgap images, registers the
+// node and starts the loops. It returns once the pod informer has synced.
+func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	cfg := rest.CopyConfig(rc)
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "skiff-agent/" + opts.NodeName
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("agent: client: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &Agent{
+		opts: opts, log: opts.Logger.With("component", "agent", "node", opts.NodeName), client: cs, cancel: cancel,
+		backoff: map[string]time.Time{}, pullN: map[string]int{}, waiting: map[types.UID]map[string]corev1.ContainerStateWaiting{},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[types.UID](200*time.Millisecond, 10*time.Second),
+			workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: "agent"}),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			a.Stop()
+		}
+	}()
+	for _, d := range []string{opts.StateDir, opts.ImagesDir, a.podsDir(), opts.PodLogDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
+	a.rt, err = runtime.New(ctx, runtime.Options{Address: opts.ContainerdAddress, Logger: opts.Logger, OnExit: a.containerExited})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := a.importAirgap(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.rt.Adopt(ctx); err != nil {
+		return nil, fmt.Errorf("agent: adopt containers: %w", err)
+	}
+	if err := a.startAPI(); err != nil {
+		return nil, err
+	}
+	node, err := a.registerNode(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.podCIDR = node.Spec.PodCIDR
+	a.net, err = network.New(network.Options{
+		StateDir: filepath.Join(opts.StateDir, "network"), PodCIDR: a.podCIDR, Bridge: opts.Bridge,
+		NetNSDir: opts.NetNSDir, Logger: opts.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+
+	a.bcast = record.NewBroadcaster(record.WithContext(runCtx))
+	a.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
+	a.rec = a.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: opts.NodeName})
+
+	factory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+		lo.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", opts.NodeName).String()
+	}))
+	inf := factory.Core().V1().Pods().Informer()
+	if err := inf.AddIndexers(cache.Indexers{uidIndex: func(obj any) ([]string, error) {
+		return []string{string(obj.(*corev1.Pod).UID)}, nil
+	}}); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { a.enqueue(o) },
+		UpdateFunc: func(_, o any) { a.enqueue(o) },
+		DeleteFunc: func(o any) {
+			if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = t.Obj
+			}
+			a.enqueue(o)
+		},
+	})
+	a.pods = inf.GetIndexer()
+	factory.Start(runCtx.Done())
+	syncCtx, cancelSync := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelSync()
+	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {
+		return nil, errors.New("agent: pod informer did not sync")
+	}
+
+	a.wg.Add(3)
+	go func() { defer a.wg.Done(); a.heartbeat(runCtx) }()
+	go func() { defer a.wg.Done(); a.resync(runCtx) }()
+	go func() { defer a.wg.Done(); a.work(runCtx) }()
+	a.resyncAll(runCtx)
+	ok = true
+	a.log.Info("node agent ready", "podCIDR", a.podCIDR, "nodeIP", opts.NodeIP, "api", a.APIAddress())
+	return a, nil
+}
+
+// Stop stops the agent's loops and closes its connections. Containers
+// keep running: a new Agent on the same state adopts them.
+func (a *Agent) Stop() {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.queue.ShutDown()
+	a.wg.Wait()
+	if a.api != nil {
+		a.api.close()
+	}
+	if a.bcast != nil {
+		a.bcast.Shutdown()
+	}
+	if a.rt != nil {
+		_ = a.rt.Close()
+		a.rt = nil
+	}
+}
+
+// NodeName is the node's name.
+func (a *Agent) NodeName() string { return a.opts.NodeName }
+
+// Network is the agent's network manager (tests use it to clean up).
+func (a *Agent) Network() *network.Manager { return a.net }
+
+// Runtime is the agent's container runtime.
+func (a *Agent) Runtime() *runtime.Runtime { return a.rt }
+
+func (a *Agent) podsDir() string { return filepath.Join(a.opts.StateDir, "pods") }
+
+func (a *Agent) enqueue(o any) {
+	if p, ok := o.(*corev1.Pod); ok {
+		a.queue.Add(p.UID)
+	}
+}
+
+func (a *Agent) containerExited(id string) {
+	c, err := a.rt.Get(context.Background(), id)
+	if err == nil && c.Labels[runtime.LabelPodUID] != "" {
+		a.queue.Add(types.UID(c.Labels[runtime.LabelPodUID]))
+	}
+}
+
+// importAirgap imports every *.tar of the images folder (k3s's airgap
+// convention).
+func (a *Agent) importAirgap(ctx context.Context) error {
+	files, err := filepath.Glob(filepath.Join(a.opts.ImagesDir, "*.tar"))
+	if err != nil {
+		return fmt.Errorf("agent: airgap images: %w", err)
+	}
+	for _, f := range files {
+		names, err := a.rt.ImportFile(ctx, f)
+		if err != nil {
+			return fmt.Errorf("agent: import %s: %w", f, err)
+		}
+		a.log.Info("imported airgap images", "file", f, "images", names)
+	}
+	return nil
+}
+
+func (a *Agent) resync(ctx context.Context) {
+	t := time.NewTicker(a.opts.ResyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.resyncAll(ctx)
+		}
+	}
+}
+
+// resyncAll enqueues every pod the API bound here and every pod that
+// still has containers or a sandbox here (orphans get torn down).
+func (a *Agent) resyncAll(ctx context.Context) {
+	for _, o := range a.pods.List() {
+		a.enqueue(o)
+	}
+	if cs, err := a.rt.List(ctx); err == nil {
+		for _, c := range cs {
+			if uid := c.Labels[runtime.LabelPodUID]; uid != "" {
+				a.queue.Add(types.UID(uid))
+			}
+		}
+	}
+	if ents, err := os.ReadDir(a.podsDir()); err == nil {
+		for _, e := range ents {
+			a.queue.Add(types.UID(e.Name()))
+		}
+	}
+}
+
+func (a *Agent) work(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				uid, shut := a.queue.Get()
+				if shut {
+					return
+				}
+				after, err := a.syncPod(ctx, uid)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					a.log.Warn("sync pod", "uid", uid, "err", err)
+					a.queue.AddRateLimited(uid)
+				case after > 0:
+					a.queue.Forget(uid)
+					a.queue.AddAfter(uid, after)
+				default:
+					a.queue.Forget(uid)
+				}
+				a.queue.Done(uid)
+			}
+		}()
+	}
+	<-ctx.Done()
+	a.queue.ShutDown()
+	wg.Wait()
+}
+
+func (a *Agent) podByUID(uid types.UID) *corev1.Pod {
+	objs, err := a.pods.ByIndex(uidIndex, string(uid))
+	if err != nil || len(objs) == 0 {
+		return nil
+	}
+	return objs[0].(*corev1.Pod)
+}
+
+// podByName finds a pod of this node.
+func (a *Agent) podByName(ns, name string) *corev1.Pod {
+	o, ok, err := a.pods.GetByKey(ns + "/" + name)
+	if err != nil || !ok {
+		return nil
+	}
+	return o.(*corev1.Pod)
+}

@@ -1,0 +1,5 @@
+package agent_test
+
+import goruntime "runtime"
+
+func goruntimeNumCPU() int { return goruntime.NumCPU() }

@@ -1,0 +1,240 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/skiffhq/skiff/version"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// LeaseNamespace holds node heartbeat Leases.
+const LeaseNamespace = "kube-node-lease"
+
+// firstSubnet is the first /24 of the cluster CIDR: the single node's
+// pod range when nothing assigned one.
+func firstSubnet(cluster string) (string, error) {
+	_, n, err := net.ParseCIDR(cluster)
+	if err != nil || n.IP.To4() == nil {
+		return "", fmt.Errorf("agent: cluster CIDR %q is not an IPv4 CIDR", cluster)
+	}
+	if ones, _ := n.Mask.Size(); ones > 24 {
+		return n.String(), nil
+	}
+	return (&net.IPNet{IP: n.IP.To4(), Mask: net.CIDRMask(24, 32)}).String(), nil
+}
+
+// registerNode creates the Node (or takes over an existing one) and
+// returns it with its pod CIDR decided.
+func (a *Agent) registerNode(ctx context.Context) (*corev1.Node, error) {
+	want, err := a.desiredNode(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nodes := a.client.CoreV1().Nodes()
+	n, err := nodes.Create(ctx, want, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		n, err = nodes.Get(ctx, want.Name, metav1.GetOptions{})
+		if err == nil && n.Spec.PodCIDR == "" && a.opts.PodCIDR == "" {
+			n.Spec.PodCIDR, n.Spec.PodCIDRs = want.Spec.PodCIDR, want.Spec.PodCIDRs
+			n, err = nodes.Update(ctx, n, metav1.UpdateOptions{})
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("agent: register node: %w", err)
+	}
+	if a.opts.PodCIDR != "" {
+		n.Spec.PodCIDR = a.opts.PodCIDR
+	}
+	n.Status = want.Status
+	if n, err = nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		return nil, fmt.Errorf("agent: node status: %w", err)
+	}
+	if a.opts.PodCIDR != "" {
+		n.Spec.PodCIDR = a.opts.PodCIDR
+	}
+	if err := a.renewLease(ctx, n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func (a *Agent) desiredNode(ctx context.Context) (*corev1.Node, error) {
+	cidr := a.opts.PodCIDR
+	if cidr == "" {
+		var err error
+		if cidr, err = firstSubnet(a.opts.ClusterCIDR); err != nil {
+			return nil, err
+		}
+	}
+	rtVersion, err := a.rt.Version(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	cores := goruntime.NumCPU()
+	pods := min(110, 10*cores)
+	mem := memTotal()
+	storage := diskTotal(a.opts.StateDir)
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:              *resource.NewQuantity(int64(cores), resource.DecimalSI),
+		corev1.ResourceMemory:           *resource.NewQuantity(mem, resource.BinarySI),
+		corev1.ResourcePods:             *resource.NewQuantity(int64(pods), resource.DecimalSI),
+		corev1.ResourceEphemeralStorage: *resource.NewQuantity(storage, resource.BinarySI),
+	}
+	// Allocatable keeps upstream's default hard eviction threshold for
+	// memory (100Mi) and 10% of the disk.
+	alloc := capacity.DeepCopy()
+	alloc[corev1.ResourceMemory] = *resource.NewQuantity(max(0, mem-100<<20), resource.BinarySI)
+	alloc[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(storage*9/10, resource.BinarySI)
+	host, _ := os.Hostname()
+	now := metav1.Now()
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: a.opts.NodeName, Labels: map[string]string{
+			"kubernetes.io/hostname": a.opts.NodeName,
+			"kubernetes.io/os":       goruntime.GOOS,
+			"kubernetes.io/arch":     goruntime.GOARCH,
+			"beta.kubernetes.io/os":  goruntime.GOOS, "beta.kubernetes.io/arch": goruntime.GOARCH,
+		}},
+		Spec: corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
+		Status: corev1.NodeStatus{
+			Capacity:    capacity,
+			Allocatable: alloc,
+			Phase:       corev1.NodeRunning,
+			Addresses: []corev1.NodeAddress{
+				{Type: corev1.NodeInternalIP, Address: a.opts.NodeIP},
+				{Type: corev1.NodeHostName, Address: host},
+			},
+			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(a.apiPort())}},
+			NodeInfo: corev1.NodeSystemInfo{
+				MachineID:               readTrim("/etc/machine-id"),
+				BootID:                  readTrim("/proc/sys/kernel/random/boot_id"),
+				KernelVersion:           kernelVersion(),
+				OSImage:                 osImage(),
+				ContainerRuntimeVersion: rtVersion,
+				KubeletVersion:          version.Info().GitVersion,
+				KubeProxyVersion:        "",
+				OperatingSystem:         goruntime.GOOS,
+				Architecture:            goruntime.GOARCH,
+			},
+			Conditions: []corev1.NodeCondition{
+				cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory", "kubelet has sufficient memory available", now),
+				cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", now),
+				cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID", "kubelet has sufficient PID available", now),
+				cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady", "kubelet is posting ready status", now),
+			},
+		},
+	}, nil
+}
+
+func cond(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string, now metav1.Time) corev1.NodeCondition {
+	return corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
+}
+
+// heartbeat renews the Lease every interval and refreshes the Ready
+// condition's heartbeat every minute.
+func (a *Agent) heartbeat(ctx context.Context) {
+	t := time.NewTicker(a.opts.LeaseInterval)
+	defer t.Stop()
+	lastStatus := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := a.client.CoreV1().Nodes().Get(ctx, a.opts.NodeName, metav1.GetOptions{})
+		if err != nil {
+			a.log.Warn("heartbeat: get node", "err", err)
+			continue
+		}
+		if err := a.renewLease(ctx, n); err != nil {
+			a.log.Warn("heartbeat: lease", "err", err)
+		}
+		if time.Since(lastStatus) >= time.Minute {
+			n = n.DeepCopy()
+			now := metav1.Now()
+			for i := range n.Status.Conditions {
+				n.Status.Conditions[i].LastHeartbeatTime = now
+			}
+			if _, err := a.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err == nil {
+				lastStatus = time.Now()
+			}
+		}
+	}
+}
+
+func (a *Agent) renewLease(ctx context.Context, n *corev1.Node) error {
+	leases := a.client.CoordinationV1().Leases(LeaseNamespace)
+	now := metav1.NewMicroTime(time.Now())
+	l, err := leases.Get(ctx, n.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: n.Name, Namespace: LeaseNamespace, OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "v1", Kind: "Node", Name: n.Name, UID: n.UID,
+			}}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(n.Name), LeaseDurationSeconds: ptr.To(int32(40)), RenewTime: &now},
+		}, metav1.CreateOptions{})
+	} else if err == nil {
+		l = l.DeepCopy()
+		l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime = ptr.To(n.Name), ptr.To(int32(40)), &now
+		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("agent: lease: %w", err)
+	}
+	return nil
+}
+
+func memTotal() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func diskTotal(path string) int64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return 0
+	}
+	return int64(st.Blocks) * int64(st.Bsize)
+}
+
+func readTrim(path string) string {
+	b, _ := os.ReadFile(path)
+	return strings.TrimSpace(string(b))
+}
+
+func kernelVersion() string { return readTrim("/proc/sys/kernel/osrelease") }
+
+func osImage() string {
+	b, _ := os.ReadFile("/etc/os-release")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "PRETTY_NAME="); ok {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return "Linux"
+}

@@ -1,0 +1,516 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/skiffhq/skiff/nodeagent/network"
+	"github.com/skiffhq/skiff/nodeagent/runtime"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// sandbox is what the agent records about a pod's network, so that it can
+// be torn down even after the pod is gone from the API.
+type sandbox struct {
+	UID       types.UID             `json:"uid"`
+	Namespace string                `json:"namespace"`
+	Name      string                `json:"name"`
+	NetNS     string                `json:"netns"`
+	IP        string                `json:"ip"`
+	Ports     []network.PortMapping `json:"ports,omitempty"`
+	Created   time.Time             `json:"created"`
+}
+
+func (a *Agent) podDir(uid types.UID) string { return filepath.Join(a.podsDir(), string(uid)) }
+
+func (a *Agent) loadSandbox(uid types.UID) (*sandbox, error) {
+	b, err := os.ReadFile(filepath.Join(a.podDir(uid), "sandbox.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read sandbox: %w", err)
+	}
+	var sb sandbox
+	if err := json.Unmarshal(b, &sb); err != nil {
+		return nil, fmt.Errorf("read sandbox: %w", err)
+	}
+	return &sb, nil
+}
+
+func (a *Agent) saveSandbox(sb *sandbox) error {
+	b, err := json.Marshal(sb)
+	if err != nil {
+		return err
+	}
+	dir := a.podDir(sb.UID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("save sandbox: %w", err)
+	}
+	tmp := filepath.Join(dir, ".sandbox.json")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("save sandbox: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, "sandbox.json"))
+}
+
+// containerID is deterministic: a retried create finds its container.
+func containerID(uid types.UID, name string, restart int) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s/%s/%d", uid, name, restart)))
+	return hex.EncodeToString(h[:])
+}
+
+func (a *Agent) logPath(pod *corev1.Pod, name string, restart int) string {
+	return filepath.Join(a.opts.PodLogDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID), name, strconv.Itoa(restart)+".log")
+}
+
+// podContainers groups a pod's containers by name, newest restart first.
+func (a *Agent) podContainers(ctx context.Context, uid types.UID) (map[string][]runtime.Container, error) {
+	all, err := a.rt.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]runtime.Container{}
+	for _, c := range all {
+		if c.Labels[runtime.LabelPodUID] == string(uid) {
+			n := c.Labels[runtime.LabelContainer]
+			out[n] = append(out[n], c)
+		}
+	}
+	for _, cs := range out {
+		sort.Slice(cs, func(i, j int) bool { return cs[i].Restart() > cs[j].Restart() })
+	}
+	return out, nil
+}
+
+// syncPod brings one pod to its desired state. It returns when to look
+// again (0 = on the next event).
+func (a *Agent) syncPod(ctx context.Context, uid types.UID) (time.Duration, error) {
+	pod := a.podByUID(uid)
+	ctrs, err := a.podContainers(ctx, uid)
+	if err != nil {
+		return 0, err
+	}
+	sb, err := a.loadSandbox(uid)
+	if err != nil {
+		return 0, err
+	}
+	if pod == nil {
+		if len(ctrs) == 0 && sb == nil {
+			return 0, nil
+		}
+		a.log.Info("tearing down a pod that no longer exists", "uid", uid)
+		return 0, a.teardown(ctx, uid, ctrs, sb, 2*time.Second, nil)
+	}
+	if pod.DeletionTimestamp != nil {
+		return 0, a.terminate(ctx, pod, ctrs, sb)
+	}
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		// Terminal: nothing runs again; release the network.
+		for _, cs := range ctrs {
+			if len(cs) > 0 && cs[0].State == runtime.StateRunning {
+				_ = a.rt.Stop(ctx, cs[0].ID, grace(pod))
+			}
+		}
+		if sb != nil {
+			if err := a.net.Teardown(ctx, string(uid), sb.NetNS, sb.Namespace, sb.Name, sb.Ports); err != nil {
+				return 0, err
+			}
+			_ = os.Remove(filepath.Join(a.podDir(uid), "sandbox.json"))
+		}
+		return 0, nil
+	}
+
+	if sb == nil || !exists(sb.NetNS) {
+		if sb != nil {
+			_ = a.net.Teardown(ctx, string(uid), sb.NetNS, sb.Namespace, sb.Name, sb.Ports)
+		}
+		ports := hostPorts(pod)
+		att, err := a.net.Setup(ctx, string(uid), pod.Namespace, pod.Name, ports)
+		if err != nil {
+			a.setWaiting(uid, "", "ContainerCreating", err.Error())
+			a.event(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
+			return 0, a.updateStatus(ctx, pod, ctrs, nil)
+		}
+		sb = &sandbox{UID: uid, Namespace: pod.Namespace, Name: pod.Name, NetNS: att.NetNS, IP: att.IP.String(), Ports: ports, Created: time.Now().UTC()}
+		if err := a.saveSandbox(sb); err != nil {
+			_ = a.net.Teardown(ctx, string(uid), att.NetNS, pod.Namespace, pod.Name, ports)
+			return 0, err
+		}
+	}
+	mounts, err := a.preparePod(ctx, pod, sb)
+	if err != nil {
+		a.event(pod, corev1.EventTypeWarning, "FailedMount", "%v", err)
+		a.setWaiting(uid, "", "ContainerCreating", err.Error())
+		_ = a.updateStatus(ctx, pod, ctrs, sb)
+		return 5 * time.Second, nil
+	}
+
+	requeue := time.Duration(0)
+	initDone := true
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			// Sidecar-style init containers are started like regular
+			// ones once their predecessors ran; not gated further.
+			after, err := a.ensureContainer(ctx, pod, c, true, ctrs[c.Name], mounts, sb, corev1.RestartPolicyAlways)
+			if err != nil {
+				return 0, err
+			}
+			requeue = minPositive(requeue, after)
+			continue
+		}
+		cs := ctrs[c.Name]
+		if len(cs) > 0 && cs[0].State == runtime.StateExited && cs[0].ExitCode == 0 {
+			continue
+		}
+		initDone = false
+		policy := pod.Spec.RestartPolicy
+		if policy == corev1.RestartPolicyAlways {
+			policy = corev1.RestartPolicyOnFailure
+		}
+		after, err := a.ensureContainer(ctx, pod, c, true, cs, mounts, sb, policy)
+		if err != nil {
+			return 0, err
+		}
+		requeue = minPositive(requeue, after)
+		break
+	}
+	if initDone {
+		for i := range pod.Spec.Containers {
+			c := &pod.Spec.Containers[i]
+			after, err := a.ensureContainer(ctx, pod, c, false, ctrs[c.Name], mounts, sb, pod.Spec.RestartPolicy)
+			if err != nil {
+				return 0, err
+			}
+			requeue = minPositive(requeue, after)
+		}
+	}
+	if ctrs, err = a.podContainers(ctx, uid); err != nil {
+		return 0, err
+	}
+	if err := a.updateStatus(ctx, pod, ctrs, sb); err != nil {
+		return 0, err
+	}
+	return requeue, nil
+}
+
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 {
+		return b
+	}
+	if b <= 0 || a < b {
+		return a
+	}
+	return b
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func grace(pod *corev1.Pod) time.Duration {
+	if pod.DeletionGracePeriodSeconds != nil {
+		return time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
+	}
+	if pod.Spec.TerminationGracePeriodSeconds != nil {
+		return time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
+	}
+	return 30 * time.Second
+}
+
+func hostPorts(pod *corev1.Pod) []network.PortMapping {
+	var out []network.PortMapping
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.HostPort == 0 {
+				continue
+			}
+			proto := string(p.Protocol)
+			if proto == "" {
+				proto = "TCP"
+			}
+			out = append(out, network.PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: lower(proto), HostIP: p.HostIP})
+		}
+	}
+	return out
+}
+
+func lower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 32
+		}
+	}
+	return string(b)
+}
+
+// crashBackoff is how long to wait before restarting a container whose
+// restart index is n and that exited: 0 for the first restart, then 10 s
+// doubling up to 5 minutes (upstream's CrashLoopBackOff).
+func crashBackoff(n int) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	d := 10 * time.Second
+	for i := 1; i < n && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Minute)
+}
+
+// ensureContainer starts, keeps or restarts one container. cs is its
+// containers, newest first.
+func (a *Agent) ensureContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, isInit bool, cs []runtime.Container, mounts map[string]string, sb *sandbox, policy corev1.RestartPolicy) (time.Duration, error) {
+	restart := 0
+	if len(cs) > 0 {
+		cur := cs[0]
+		switch cur.State {
+		case runtime.StateRunning:
+			a.clearWaiting(pod.UID, c.Name)
+			return 0, nil
+		case runtime.StateCreated:
+			// A create that never started (agent died in between).
+			if err := a.rt.Remove(ctx, cur.ID); err != nil {
+				return 0, err
+			}
+			restart = cur.Restart()
+			cs = cs[1:]
+		default:
+			if policy == corev1.RestartPolicyNever || (policy == corev1.RestartPolicyOnFailure && cur.ExitCode == 0) {
+				return 0, nil
+			}
+			wait := crashBackoff(cur.Restart())
+			if left := time.Until(cur.FinishedAt.Add(wait)); left > 0 {
+				msg := fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", wait, c.Name, pod.Name, pod.Namespace, pod.UID)
+				if a.setWaiting(pod.UID, c.Name, "CrashLoopBackOff", msg) {
+					a.event(pod, corev1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s_%s(%s)", c.Name, pod.Name, pod.Namespace, pod.UID)
+				}
+				return left, nil
+			}
+			restart = cur.Restart() + 1
+		}
+	}
+	// Keep the newest dead container (for lastState and --previous); older
+	// ones go.
+	for i, old := range cs {
+		if i >= 1 {
+			if err := a.rt.Remove(ctx, old.ID); err != nil {
+				return 0, err
+			}
+			_ = os.Remove(a.logPath(pod, c.Name, old.Restart()))
+		}
+	}
+
+	img, after, err := a.ensureImage(ctx, pod, c)
+	if err != nil || after > 0 {
+		return after, err
+	}
+	cfg, err := a.containerConfig(ctx, pod, c, isInit, restart, img, mounts, sb)
+	if err != nil {
+		a.setWaiting(pod.UID, c.Name, "CreateContainerConfigError", err.Error())
+		a.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
+		return 10 * time.Second, nil
+	}
+	_ = os.Remove(cfg.Labels[runtime.LabelLogPath])
+	if err := a.rt.Create(ctx, cfg); err != nil {
+		a.setWaiting(pod.UID, c.Name, "CreateContainerError", err.Error())
+		a.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
+		return 10 * time.Second, nil
+	}
+	a.event(pod, corev1.EventTypeNormal, "Created", "Created container %s", c.Name)
+	if err := a.rt.Start(ctx, cfg.ID); err != nil {
+		_ = a.rt.Remove(ctx, cfg.ID)
+		a.setWaiting(pod.UID, c.Name, "RunContainerError", err.Error())
+		a.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
+		return 10 * time.Second, nil
+	}
+	a.clearWaiting(pod.UID, c.Name)
+	a.event(pod, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
+	return 0, nil
+}
+
+// ensureImage finds the container's image in the local store. Registry
+// pulls are not done yet: an absent image gives ErrImagePull, then
+// ImagePullBackOff with upstream's backoff.
+func (a *Agent) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Container) (runtime.Image, time.Duration, error) {
+	key := string(pod.UID) + "/" + c.Name
+	ref, err := runtime.NormalizeRef(c.Image)
+	if err != nil {
+		a.setWaiting(pod.UID, c.Name, "InvalidImageName", fmt.Sprintf("Failed to apply default image tag %q: %v", c.Image, err))
+		return runtime.Image{}, 30 * time.Second, nil
+	}
+	img, err := a.rt.GetImage(ctx, ref)
+	if err == nil {
+		a.mu.Lock()
+		delete(a.backoff, key)
+		delete(a.pullN, key)
+		a.mu.Unlock()
+		if a.setWaitingOnce(pod.UID, c.Name) {
+			a.event(pod, corev1.EventTypeNormal, "Pulled", "Container image %q already present on machine", c.Image)
+		}
+		return img, 0, nil
+	}
+	if !errors.Is(err, runtime.ErrImageNotFound) {
+		return runtime.Image{}, 0, err
+	}
+	if c.ImagePullPolicy == corev1.PullNever {
+		msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image)
+		a.setWaiting(pod.UID, c.Name, "ErrImageNeverPull", msg)
+		a.event(pod, corev1.EventTypeWarning, "ErrImageNeverPull", "%s", msg)
+		return runtime.Image{}, 30 * time.Second, nil
+	}
+	a.mu.Lock()
+	until, inBackoff := a.backoff[key]
+	n := a.pullN[key]
+	a.mu.Unlock()
+	if inBackoff && time.Now().Before(until) {
+		a.setWaiting(pod.UID, c.Name, "ImagePullBackOff", fmt.Sprintf("Back-off pulling image %q", c.Image))
+		return runtime.Image{}, time.Until(until), nil
+	}
+	wait := crashBackoff(n + 1)
+	a.mu.Lock()
+	a.backoff[key] = time.Now().Add(wait)
+	a.pullN[key] = n + 1
+	a.mu.Unlock()
+	msg := fmt.Sprintf("Failed to pull image %q: image %s is not in the node's image store and this agent does not pull from registries (import it with `skiff images import` or the airgap folder)", c.Image, ref)
+	a.setWaiting(pod.UID, c.Name, "ErrImagePull", msg)
+	a.event(pod, corev1.EventTypeWarning, "Failed", "%s", msg)
+	return runtime.Image{}, wait, nil
+}
+
+// terminate stops a pod being deleted gracefully, then deletes it.
+func (a *Agent) terminate(ctx context.Context, pod *corev1.Pod, ctrs map[string][]runtime.Container, sb *sandbox) error {
+	g := grace(pod)
+	for name, cs := range ctrs {
+		if len(cs) > 0 && cs[0].State == runtime.StateRunning {
+			a.event(pod, corev1.EventTypeNormal, "Killing", "Stopping container %s", name)
+		}
+	}
+	if err := a.teardown(ctx, pod.UID, ctrs, sb, g, pod); err != nil {
+		return err
+	}
+	err := a.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: new(int64),
+		Preconditions:      &metav1.Preconditions{UID: &pod.UID},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("delete pod: %w", err)
+	}
+	return nil
+}
+
+// teardown stops and removes a pod's containers, its network and its
+// files. pod, when set, gets a final status first.
+func (a *Agent) teardown(ctx context.Context, uid types.UID, ctrs map[string][]runtime.Container, sb *sandbox, g time.Duration, pod *corev1.Pod) error {
+	done := make(chan error, len(ctrs))
+	for _, cs := range ctrs {
+		go func(cs []runtime.Container) {
+			var err error
+			if len(cs) > 0 {
+				err = a.rt.Stop(ctx, cs[0].ID, g)
+			}
+			done <- err
+		}(cs)
+	}
+	for range ctrs {
+		if err := <-done; err != nil {
+			return err
+		}
+	}
+	if pod != nil {
+		if fresh, err := a.podContainers(ctx, uid); err == nil {
+			_ = a.updateStatus(ctx, pod, fresh, sb)
+		}
+	}
+	var logDir string
+	for _, cs := range ctrs {
+		for _, c := range cs {
+			if logDir == "" && c.Labels[runtime.LabelLogPath] != "" {
+				logDir = filepath.Dir(filepath.Dir(c.Labels[runtime.LabelLogPath]))
+			}
+			if err := a.rt.Remove(ctx, c.ID); err != nil {
+				return err
+			}
+		}
+	}
+	if sb != nil {
+		if err := a.net.Teardown(ctx, string(uid), sb.NetNS, sb.Namespace, sb.Name, sb.Ports); err != nil {
+			return err
+		}
+	}
+	if err := a.cleanPodDir(uid); err != nil {
+		return err
+	}
+	if logDir != "" && filepath.Dir(logDir) == filepath.Clean(a.opts.PodLogDir) {
+		_ = os.RemoveAll(logDir)
+	}
+	a.mu.Lock()
+	delete(a.waiting, uid)
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *Agent) setWaiting(uid types.UID, container, reason, msg string) (changed bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m := a.waiting[uid]
+	if m == nil {
+		m = map[string]corev1.ContainerStateWaiting{}
+		a.waiting[uid] = m
+	}
+	old, had := m[container]
+	m[container] = corev1.ContainerStateWaiting{Reason: reason, Message: msg}
+	return !had || old.Reason != reason
+}
+
+// setWaitingOnce reports true the first time a container's image is
+// found for its current start (for the Pulled event).
+func (a *Agent) setWaitingOnce(uid types.UID, container string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m := a.waiting[uid]
+	if m == nil {
+		m = map[string]corev1.ContainerStateWaiting{}
+		a.waiting[uid] = m
+	}
+	key := "\x00pulled/" + container
+	if _, ok := m[key]; ok {
+		return false
+	}
+	m[key] = corev1.ContainerStateWaiting{}
+	return true
+}
+
+func (a *Agent) clearWaiting(uid types.UID, container string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.waiting[uid], container)
+}
+
+func (a *Agent) waitingFor(uid types.UID, container string) (corev1.ContainerStateWaiting, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w, ok := a.waiting[uid][container]
+	return w, ok
+}
+
+func (a *Agent) event(pod *corev1.Pod, typ, reason, format string, args ...any) {
+	if a.rec != nil {
+		a.rec.Eventf(pod, typ, reason, format, args...)
+	}
+}
