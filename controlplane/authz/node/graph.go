@@ -102,14 +102,15 @@ func (g *Graph) SetPod(pod *corev1.Pod) {
 
 func (g *Graph) setLocked(key string, info podInfo, present bool) {
 	if old, ok := g.pods[key]; ok {
-		refs := g.byNode[old.node]
-		for _, r := range old.refs {
-			if refs[r]--; refs[r] <= 0 {
-				delete(refs, r)
+		if refs := g.byNode[old.node]; refs != nil {
+			for _, r := range old.refs {
+				if refs[r]--; refs[r] <= 0 {
+					delete(refs, r)
+				}
 			}
-		}
-		if len(refs) == 0 {
-			delete(g.byNode, old.node)
+			if len(refs) == 0 {
+				delete(g.byNode, old.node)
+			}
 		}
 		delete(g.pods, key)
 	}
