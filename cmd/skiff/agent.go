@@ -14,15 +14,20 @@ import (
 
 func agentCmd() *cobra.Command {
 	var (
-		runtime, kubeconfig, labels, taints string
-		opts                                hollow.Options
+		runtime, kubeconfig, labels, taints, server string
+		opts                                        hollow.Options
+		real                                        realAgentFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Run a node agent (today: hollow nodes with --runtime fake)",
+		Short: "Run a node agent: real pods on containerd, or hollow nodes with --runtime fake",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if runtime != "fake" {
-				return fmt.Errorf("--runtime %q: the containerd node agent is not implemented yet (a later issue); only --runtime fake (hollow nodes) is available", runtime)
+			switch runtime {
+			case "containerd":
+				return runContainerdAgent(cmd, kubeconfig, server, real)
+			case "fake":
+			default:
+				return fmt.Errorf("--runtime %q: must be containerd or fake", runtime)
 			}
 			if opts.Nodes <= 0 {
 				return errors.New("--hollow-nodes must be at least 1 with --runtime fake")
@@ -53,7 +58,9 @@ func agentCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&runtime, "runtime", "containerd", "container runtime: fake runs hollow nodes (containerd is a later issue and not available yet)")
+	f.StringVar(&runtime, "runtime", "containerd", "container runtime: containerd runs real pods, fake runs hollow nodes")
+	f.StringVar(&server, "server", "", "API server URL (overrides the kubeconfig's server)")
+	real.register(cmd)
 	f.IntVar(&opts.Nodes, "hollow-nodes", 0, "number of hollow nodes to run with --runtime fake")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to join")
 	f.StringVar(&opts.NamePrefix, "node-name-prefix", "hollow-node-", "hollow nodes are named <prefix><index>")

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/skiffhq/skiff/nodeagent/agent"
+	"github.com/skiffhq/skiff/nodeagent/runtime"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// realAgentFlags are the flags of `skiff agent --runtime containerd`.
+type realAgentFlags struct {
+	dataDir, nodeName, nodeIP, endpoint, clusterCIDR, podCIDR, clusterDNS, podLogDir string
+	certFile, keyFile, clientCAFile                                                  string
+	port                                                                             int
+}
+
+func (f *realAgentFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/skiff", "data folder; the agent keeps its state in <data-dir>/agent and imports <data-dir>/agent/images/*.tar at start")
+	fl.StringVar(&f.nodeName, "node-name", "", "node name (default: the hostname)")
+	fl.StringVar(&f.nodeIP, "node-ip", "", "InternalIP to advertise (default: this machine's first global address)")
+	fl.StringVar(&f.endpoint, "container-runtime-endpoint", runtime.DefaultAddress, "containerd socket")
+	fl.StringVar(&f.clusterCIDR, "cluster-cidr", agent.DefaultClusterCIDR, "cluster pod range; without a node podCIDR the agent takes its first /24")
+	fl.StringVar(&f.podCIDR, "pod-cidr", "", "this node's pod range (overrides the node's spec.podCIDR)")
+	fl.StringVar(&f.clusterDNS, "cluster-dns", agent.DefaultClusterDNS, "nameserver written into ClusterFirst pods' resolv.conf")
+	fl.StringVar(&f.podLogDir, "pod-log-dir", agent.DefaultPodLogDir, "where CRI-format container logs are written")
+	fl.IntVar(&f.port, "port", agent.DefaultPort, "HTTPS port of the agent's API (container logs)")
+	fl.StringVar(&f.certFile, "tls-cert-file", "", "serving certificate of the agent's API, issued by the cluster CA (default: self-signed, which the API server cannot verify)")
+	fl.StringVar(&f.keyFile, "tls-private-key-file", "", "key of --tls-cert-file")
+	fl.StringVar(&f.clientCAFile, "client-ca-file", "", "CA bundle that verifies callers of the agent's API (the cluster CA)")
+}
+
+func runContainerdAgent(cmd *cobra.Command, kubeconfig, server string, f realAgentFlags) error {
+	if kubeconfig == "" {
+		return errors.New("--kubeconfig is required: a credential for system:node:<name> in group system:nodes (joining with a node token is not available yet)")
+	}
+	rc, err := clientcmd.BuildConfigFromFlags(server, kubeconfig)
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	opts := agent.Options{
+		NodeName: f.nodeName, NodeIP: f.nodeIP, StateDir: filepath.Join(f.dataDir, "agent"),
+		PodLogDir: f.podLogDir, ContainerdAddress: f.endpoint, ClusterCIDR: f.clusterCIDR, PodCIDR: f.podCIDR,
+		ClusterDNS: f.clusterDNS, Port: f.port, Logger: slog.Default(),
+	}
+	if f.certFile != "" || f.keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
+		if err != nil {
+			return fmt.Errorf("--tls-cert-file: %w", err)
+		}
+		opts.ServingCert = &cert
+	}
+	if f.clientCAFile != "" {
+		b, err := os.ReadFile(f.clientCAFile)
+		if err != nil {
+			return fmt.Errorf("--client-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return fmt.Errorf("--client-ca-file %s holds no certificate", f.clientCAFile)
+		}
+		opts.ClientCAs = pool
+	}
+	a, err := agent.Start(cmd.Context(), rc, opts)
+	if err != nil {
+		return err
+	}
+	slog.Info("node agent running", "node", a.NodeName(), "api", a.APIAddress())
+	<-cmd.Context().Done()
+	a.Stop()
+	return nil
+}
