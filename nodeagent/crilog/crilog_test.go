@@ -5,6 +5,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -59,19 +60,19 @@ func TestFollow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var done bool
+	var done atomic.Bool
 	go func() {
 		for i := 0; i < 3; i++ {
 			_, _ = w.Stream(Stdout).Write([]byte("line\n"))
 			time.Sleep(50 * time.Millisecond)
 		}
 		_ = w.Close()
-		done = true
+		done.Store(true)
 	}()
-	var b syncBuf
+	var b bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := Read(ctx, path, &b, Options{TailLines: -1, Follow: true, Done: func() bool { return done }}); err != nil {
+	if err := Read(ctx, path, &b, Options{TailLines: -1, Follow: true, Done: done.Load}); err != nil {
 		t.Fatal(err)
 	}
 	if ctx.Err() != nil {
@@ -81,5 +82,3 @@ func TestFollow(t *testing.T) {
 		t.Fatalf("followed %q", got)
 	}
 }
-
-type syncBuf struct{ bytes.Buffer }
