@@ -36,6 +36,7 @@ func (s *Server) newAuthenticator(tlsDir string, reg *registry.Registry) (apiser
 		s.log.Info("static token file loaded", "path", s.cfg.TokenAuthFile, "tokens", tf.Len())
 		tokens = append(tokens, tf)
 	}
+	tokens = append(tokens, &authn.BootstrapTokens{Cache: s.cache, Store: s.store})
 	tokens = append(tokens, sa)
 	bearer := &authn.Bearer{Tokens: tokens, APIAudiences: audiences}
 	authn.RegisterReviews(reg, bearer)

@@ -27,6 +27,7 @@ func (s *Server) startLoops(ctx context.Context) {
 	s.startClusterRoleAggregation(ctx)
 	s.startKubernetesService(ctx)
 	s.startControllerManager(ctx)
+	s.startNodeJoin(ctx)
 	s.startScheduler(ctx)
 	s.startNodeAgent(ctx)
 }

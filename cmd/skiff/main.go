@@ -32,7 +32,7 @@ func main() {
 		return nil
 	}
 	root.AddCommand(serverCmd(), agentCmd(), schedulerCmd(), controllerManagerCmd(), versionCmd())
-	root.AddCommand(secretsEncryptCmd(), imagesCmd())
+	root.AddCommand(secretsEncryptCmd(), tokenCmd(), imagesCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "skiff:", err)
 		os.Exit(1)

@@ -11,11 +11,11 @@ import (
 // back to an audit middleware installed with Config.Audit, which runs
 // before them.
 type AuditRecord struct {
-	mu       sync.Mutex
-	user     *UserInfo
-	decided  bool
-	allowed  bool
-	reason   string
+	mu      sync.Mutex
+	user    *UserInfo
+	decided bool
+	allowed bool
+	reason  string
 }
 
 type auditRecordKey struct{}

@@ -402,14 +402,14 @@ func (s *Server) serveSubresource(w http.ResponseWriter, r *http.Request, res *r
 	}
 	method := r.Method
 	switch sub {
-	case "status":
+	case "status", "approval":
 		switch method {
 		case http.MethodGet:
 			s.handleGet(w, r, res, ns, name)
 		case http.MethodPut:
-			s.handleUpdate(w, r, res, ns, name, "status")
+			s.handleUpdate(w, r, res, ns, name, sub)
 		case http.MethodPatch:
-			s.handlePatch(w, r, res, ns, name, "status")
+			s.handlePatch(w, r, res, ns, name, sub)
 		default:
 			writeStatus(w, statusFor(apierrors.NewMethodNotSupported(res.GVR().GroupResource(), method)))
 		}

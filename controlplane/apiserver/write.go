@@ -432,8 +432,9 @@ func (s *Server) prepareUpdate(ctx context.Context, res *registry.Resource, sub 
 	old, _ := meta.Accessor(cur)
 	name := old.GetName()
 	switch sub {
-	case "status":
-		// Only status changes through the status subresource.
+	case "status", "approval":
+		// Only status changes through the status subresource (and the
+		// CertificateSigningRequest approval subresource).
 		next := cur.DeepCopyObject()
 		copyPart(next, obj, "status")
 		nacc, _ := meta.Accessor(next)
