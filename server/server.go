@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiffhq/skiff/controlplane/admission"
 	"github.com/skiffhq/skiff/controlplane/apiserver"
 	"github.com/skiffhq/skiff/controlplane/apiserver/crd"
 	"github.com/skiffhq/skiff/controlplane/apiserver/kinds"
@@ -74,6 +75,11 @@ type Config struct {
 	// ControllerManagerMetricsAddress serves the controller manager's
 	// /metrics; empty = off.
 	ControllerManagerMetricsAddress string
+
+	// EnableAdmissionPlugins and DisableAdmissionPlugins adjust the
+	// default admission chain (upstream names; the order is fixed).
+	EnableAdmissionPlugins  []string
+	DisableAdmissionPlugins []string
 }
 
 // Defaults fills unset fields with k3s-like defaults.
@@ -183,6 +189,18 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.authz = newAuthorization(reg)
+	chain, err := admission.New(admission.Config{
+		Store:    s.store,
+		Cache:    s.cache,
+		Registry: reg,
+		Logger:   cfg.Logger,
+		Enable:   cfg.EnableAdmissionPlugins,
+		Disable:  cfg.DisableAdmissionPlugins,
+		Internal: append([]apiserver.AdmissionPlugin{crd.Admission{}}, s.authz.admission()...),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("admission: %w", err)
+	}
 	s.api = apiserver.New(apiserver.Config{
 		Audit:           auditMW,
 		Store:           s.store,
@@ -193,7 +211,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		ExternalAddress: net.JoinHostPort(host, strconv.Itoa(port)),
 		Authenticator:   authenticator,
 		Authorizer:      s.authz.chain,
-		Admission:       append([]apiserver.AdmissionPlugin{apiserver.NewNamespaceLifecycle(s.store, s.cache), crd.Admission{}}, s.authz.admission()...),
+		Admission:       chain.Plugins(),
 	})
 	installAuthn(s.api)
 	s.api.SyncCache()
@@ -237,6 +255,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if err := s.bootstrap(ctx); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	if err := chain.Start(runCtx, s.api.Ensure); err != nil {
+		return nil, fmt.Errorf("admission: %w", err)
 	}
 	s.startLoops(runCtx)
 	if err := s.startCRDController(runCtx); err != nil {

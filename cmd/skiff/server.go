@@ -53,6 +53,8 @@ func serverCmd() *cobra.Command {
 	f.StringVar(&cfg.AuditPolicyFile, "audit-policy-file", "", "audit.k8s.io/v1 Policy (default: Metadata level for every request)")
 	f.BoolVar(&cfg.SecretsEncryption, "secrets-encryption", false, "encrypt Secrets in etcd with AES-GCM (key in <data-dir>/cred/encryption-config.json)")
 	f.StringSliceVar(&cfg.Controllers, "controllers", nil, "controller manager controllers: '*', 'foo', '-foo' (upstream names; default '*')")
+	f.StringSliceVar(&cfg.EnableAdmissionPlugins, "enable-admission-plugins", nil, "admission plugins to enable in addition to the default ones (upstream names; the order is fixed)")
+	f.StringSliceVar(&cfg.DisableAdmissionPlugins, "disable-admission-plugins", nil, "admission plugins to disable although they are on by default")
 	f.StringVar(&cfg.ControllerManagerMetricsAddress, "controller-manager-metrics-bind-address", "", "address of the controller manager's /metrics (default off)")
 	return cmd
 }
