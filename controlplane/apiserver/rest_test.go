@@ -29,6 +29,12 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
+// secret returns an Opaque Secret: tests that count objects use Secrets,
+// because controllers add ConfigMaps (kube-root-ca.crt) to every namespace.
+func secret(name string) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Type: corev1.SecretTypeOpaque}
+}
+
 func cm(name string, data map[string]string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: data}
 }
@@ -153,9 +159,9 @@ func TestNamespaceLifecycleOnCreate(t *testing.T) {
 func TestPagination(t *testing.T) {
 	s := testserver.Start(t)
 	ctx := ctxT(t)
-	c := s.Client.CoreV1().ConfigMaps("default")
+	c := s.Client.CoreV1().Secrets("default")
 	for i := 0; i < 25; i++ {
-		if _, err := c.Create(ctx, cm(fmt.Sprintf("cm-%02d", i), nil), metav1.CreateOptions{}); err != nil {
+		if _, err := c.Create(ctx, secret(fmt.Sprintf("cm-%02d", i)), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -175,7 +181,7 @@ func TestPagination(t *testing.T) {
 				t.Fatalf("remainingItemCount = %v, want 15", l.RemainingItemCount)
 			}
 			// A write between pages must not show up: pages are one snapshot.
-			if _, err := c.Create(ctx, cm("cm-00a", nil), metav1.CreateOptions{}); err != nil {
+			if _, err := c.Create(ctx, secret("cm-00a"), metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		} else if l.ResourceVersion != firstRV {
@@ -346,19 +352,19 @@ func TestWatchSelectorsAndInitialState(t *testing.T) {
 func TestInformerSyncsAndFollows(t *testing.T) {
 	s := testserver.Start(t)
 	ctx := ctxT(t)
-	c := s.Client.CoreV1().ConfigMaps("default")
+	c := s.Client.CoreV1().Secrets("default")
 	for i := 0; i < 5; i++ {
-		if _, err := c.Create(ctx, cm(fmt.Sprintf("i%d", i), nil), metav1.CreateOptions{}); err != nil {
+		if _, err := c.Create(ctx, secret(fmt.Sprintf("i%d", i)), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(s.Client, 0, informers.WithNamespace("default"))
-	inf := f.Core().V1().ConfigMaps().Informer()
+	inf := f.Core().V1().Secrets().Informer()
 	var mu sync.Mutex
 	seen := map[string]bool{}
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(obj interface{}) {
 		mu.Lock()
-		seen[obj.(*corev1.ConfigMap).Name] = true
+		seen[obj.(*corev1.Secret).Name] = true
 		mu.Unlock()
 	}})
 	stop := make(chan struct{})
@@ -370,7 +376,7 @@ func TestInformerSyncsAndFollows(t *testing.T) {
 	if n := len(inf.GetStore().List()); n != 5 {
 		t.Fatalf("informer has %d objects, want 5", n)
 	}
-	if _, err := c.Create(ctx, cm("late", nil), metav1.CreateOptions{}); err != nil {
+	if _, err := c.Create(ctx, secret("late"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -669,10 +675,10 @@ func TestDiscovery(t *testing.T) {
 func TestListFromCacheIsConsistent(t *testing.T) {
 	s := testserver.Start(t)
 	ctx := ctxT(t)
-	c := s.Client.CoreV1().ConfigMaps("default")
+	c := s.Client.CoreV1().Secrets("default")
 	// Read-your-writes: every list right after a create sees it.
 	for i := 0; i < 30; i++ {
-		if _, err := c.Create(ctx, cm(fmt.Sprintf("r%d", i), nil), metav1.CreateOptions{}); err != nil {
+		if _, err := c.Create(ctx, secret(fmt.Sprintf("r%d", i)), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		l, err := c.List(ctx, metav1.ListOptions{})
@@ -683,7 +689,7 @@ func TestListFromCacheIsConsistent(t *testing.T) {
 			t.Fatalf("after %d creates list has %d items", i+1, len(l.Items))
 		}
 	}
-	raw, err := s.Client.CoreV1().RESTClient().Get().AbsPath("/api/v1/namespaces/default/configmaps").
+	raw, err := s.Client.CoreV1().RESTClient().Get().AbsPath("/api/v1/namespaces/default/secrets").
 		SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").DoRaw(ctx)
 	if err != nil {
 		t.Fatal(err)
