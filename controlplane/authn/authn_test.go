@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"log/slog"
 	"net/http"
 	"os"
@@ -565,6 +566,8 @@ func TestAnonymousAndDiscovery(t *testing.T) {
 			t.Errorf("anonymous %s: %d, want 401", p, code)
 		}
 	}
+	grant(t, e.Client, "issuer-discovery", rbacv1.Subject{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "alice"},
+		rbacv1.PolicyRule{Verbs: []string{"get"}, NonResourceURLs: []string{"/.well-known/openid-configuration", "/openid/v1/jwks"}})
 	code, body := get("/.well-known/openid-configuration", aliceToken)
 	var cfg struct {
 		Issuer  string   `json:"issuer"`

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"net/http"
 	"strings"
 	"sync"
@@ -22,6 +23,8 @@ import (
 func TestBadTokenFlood(t *testing.T) {
 	e := start(t)
 	createSA(t, e.Client, "default", "robot")
+	grant(t, e.Client, "robot-pods", rbacv1.Subject{Kind: "ServiceAccount", Name: "robot", Namespace: "default"},
+		rbacv1.PolicyRule{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"pods"}})
 	good := tokenFor(t, e.Client, "default", "robot", authenticationv1.TokenRequestSpec{})
 	parts := strings.Split(good, ".")
 	header, payload := parts[0], parts[1]
@@ -102,8 +105,9 @@ func TestBadTokenFlood(t *testing.T) {
 	if code, body, err := do(good); err != nil || code != http.StatusOK {
 		t.Fatalf("valid token after the flood: %d %v %s", code, err, body)
 	}
-	if code, _, err := do(aliceToken); err != nil || code != http.StatusOK {
-		t.Fatalf("static token after the flood: %d %v", code, err)
+	// alice has no RBAC grant here: 403 proves she is still authenticated.
+	if code, _, err := do(aliceToken); err != nil || code != http.StatusForbidden {
+		t.Fatalf("static token after the flood: %d %v (want 403: authenticated, not authorized)", code, err)
 	}
 	logs := e.logs.String()
 	if !strings.Contains(logs, "authentication failed") {
