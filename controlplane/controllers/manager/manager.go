@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -168,7 +169,6 @@ func NewWithSpecs(cfg Config, specs []Spec) (*Manager, error) {
 	if m.client, err = kubernetes.NewForConfig(rc); err != nil {
 		return nil, fmt.Errorf("controller manager client: %w", err)
 	}
-	registerMetrics()
 	if cfg.MetricsBindAddress != "" {
 		if m.metricLn, err = net.Listen("tcp", cfg.MetricsBindAddress); err != nil {
 			return nil, fmt.Errorf("metrics listener: %w", err)
@@ -226,13 +226,12 @@ func (m *Manager) Run(ctx context.Context) error {
 	if !m.cfg.LeaderElect {
 		return m.runControllers(ctx)
 	}
-	lock := &resourcelock.LeaseLock{
+	lock := &trackingLock{Interface: &resourcelock.LeaseLock{
 		LeaseMeta:  metav1ObjectMeta(m.cfg.LeaseNamespace, m.cfg.LeaseName),
 		Client:     m.client.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: m.cfg.Identity},
-	}
-	var runErr error
-	lost := make(chan struct{})
+	}}
+	runDone := make(chan error, 1)
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   m.cfg.LeaseDuration,
@@ -243,18 +242,22 @@ func (m *Manager) Run(ctx context.Context) error {
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) {
 				m.log.Info("became leader", "identity", m.cfg.Identity)
-				runErr = m.runControllers(lctx)
+				runDone <- m.runControllers(lctx)
 			},
-			OnStoppedLeading: func() {
-				close(lost)
-			},
+			OnStoppedLeading: func() {},
 		},
 	})
 	if err != nil {
 		return fmt.Errorf("leader election: %w", err)
 	}
+	// le.Run returns when ctx ends or the lease is lost; once the lease was
+	// acquired the loops were started and stop with the context le.Run gave
+	// them, so wait for them.
 	le.Run(ctx)
-	<-lost
+	var runErr error
+	if lock.acquired.Load() {
+		runErr = <-runDone
+	}
 	if runErr != nil {
 		return runErr
 	}
@@ -310,4 +313,27 @@ func (m *Manager) runControllers(ctx context.Context) error {
 	<-ctx.Done()
 	wg.Wait()
 	return nil
+}
+
+// trackingLock notes whether this manager ever wrote itself as holder, so
+// Run knows the leader callback was started and must be waited for.
+type trackingLock struct {
+	resourcelock.Interface
+	acquired atomic.Bool
+}
+
+func (l *trackingLock) Create(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	err := l.Interface.Create(ctx, r)
+	if err == nil && r.HolderIdentity == l.Identity() {
+		l.acquired.Store(true)
+	}
+	return err
+}
+
+func (l *trackingLock) Update(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	err := l.Interface.Update(ctx, r)
+	if err == nil && r.HolderIdentity == l.Identity() {
+		l.acquired.Store(true)
+	}
+	return err
 }

@@ -1,8 +1,6 @@
 package manager
 
 import (
-	"sync"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/client-go/util/workqueue"
@@ -13,18 +11,13 @@ import (
 // the Go and process collectors.
 var Registry = prometheus.NewRegistry()
 
-var registerOnce sync.Once
-
-// registerMetrics installs the workqueue metrics provider once per process.
-// client-go reads the provider when a queue is made, so it must run before
-// the controllers build their queues.
-func registerMetrics() {
-	registerOnce.Do(func() {
-		p := newQueueMetrics()
-		Registry.MustRegister(p.depth, p.adds, p.latency, p.workDuration, p.unfinished, p.longest, p.retries,
-			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		workqueue.SetProvider(p)
-	})
+// init installs the workqueue metrics provider before any goroutine
+// exists: client-go reads the provider, unlocked, whenever a queue is made.
+func init() {
+	p := newQueueMetrics()
+	Registry.MustRegister(p.depth, p.adds, p.latency, p.workDuration, p.unfinished, p.longest, p.retries,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	workqueue.SetProvider(p)
 }
 
 // queueMetrics implements workqueue.MetricsProvider with labelled vectors so
