@@ -240,14 +240,16 @@ func TestContinueAfterCompactionIsGone(t *testing.T) {
 func TestWatchResumeAndGone(t *testing.T) {
 	s := testserver.Start(t, func(c *server.Config) { c.WatchCacheSize = 8 })
 	ctx := ctxT(t)
-	c := s.Client.CoreV1().ConfigMaps("default")
-	first, err := c.Create(ctx, cm("w", map[string]string{"v": "0"}), metav1.CreateOptions{})
+	c := s.Client.CoreV1().Secrets("default")
+	w0 := secret("w")
+	w0.StringData = map[string]string{"v": "0"}
+	first, err := c.Create(ctx, w0, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cur := first
 	for i := 1; i <= 3; i++ {
-		cur.Data["v"] = fmt.Sprint(i)
+		cur.Data["v"] = []byte(fmt.Sprint(i))
 		if cur, err = c.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -259,8 +261,8 @@ func TestWatchResumeAndGone(t *testing.T) {
 	}
 	for i := 1; i <= 3; i++ {
 		ev := next(t, w)
-		got := ev.Object.(*corev1.ConfigMap)
-		if ev.Type != watch.Modified || got.Data["v"] != fmt.Sprint(i) {
+		got := ev.Object.(*corev1.Secret)
+		if ev.Type != watch.Modified || string(got.Data["v"]) != fmt.Sprint(i) {
 			t.Fatalf("event %d: %s %v", i, ev.Type, got.Data)
 		}
 	}
@@ -268,13 +270,13 @@ func TestWatchResumeAndGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := next(t, w)
-	if ev.Type != watch.Deleted || ev.Object.(*corev1.ConfigMap).Name != "w" {
+	if ev.Type != watch.Deleted || ev.Object.(*corev1.Secret).Name != "w" {
 		t.Fatalf("want DELETED, got %s", ev.Type)
 	}
 	w.Stop()
 	// Push the history window past the first revision: 410 Gone.
 	for i := 0; i < 12; i++ {
-		if _, err := c.Create(ctx, cm(fmt.Sprintf("f%d", i), nil), metav1.CreateOptions{}); err != nil {
+		if _, err := c.Create(ctx, secret(fmt.Sprintf("f%d", i)), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -102,8 +102,11 @@ func TestDefaultingAndValidationThroughServer(t *testing.T) {
 			t.Errorf("stored schedulerName = %q", again.Spec.SchedulerName)
 		}
 
-		// Changing a container's name is not an allowed pod update.
+		// Changing a container's name is not an allowed pod update. The
+		// scheduler may write the pod's status meanwhile: an unconditional
+		// update (no resourceVersion) is judged against the current pod.
 		again.Spec.Containers[0].Name = "renamed"
+		again.ResourceVersion = ""
 		_, err = c.CoreV1().Pods("default").Update(ctx, again, metav1.UpdateOptions{})
 		if !apierrors.IsInvalid(err) {
 			t.Fatalf("rename container: want 422 Invalid, got %v", err)
