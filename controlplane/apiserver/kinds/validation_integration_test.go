@@ -125,6 +125,7 @@ func TestDefaultingAndValidationThroughServer(t *testing.T) {
 			t.Fatalf("get: %v", err)
 		}
 		again.Spec.Containers[0].Image = "nginx:1.27"
+		again.ResourceVersion = ""
 		upd, err := c.CoreV1().Pods("default").Update(ctx, again, metav1.UpdateOptions{})
 		if err != nil {
 			t.Fatalf("image update: %v", err)
