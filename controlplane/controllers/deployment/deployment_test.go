@@ -389,7 +389,7 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 	ctx := context.Background()
 	c := s.Client
 	runManager := func() context.CancelFunc {
-		m, err := manager.New(manager.Config{RestConfig: s.Config, Controllers: []string{"replicaset", "deployment"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		m, err := manager.New(manager.Config{RestConfig: s.Config, Controllers: []string{"replicaset", "deployment", "serviceaccount"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}

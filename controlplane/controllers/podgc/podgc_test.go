@@ -53,6 +53,11 @@ func TestPodGC(t *testing.T) {
 		}
 		time.Sleep(1100 * time.Millisecond) // distinct creation seconds
 	}
+	// The manager runs only PodGC here: create what the ServiceAccount
+	// controller would, for the ServiceAccount admission plugin.
+	if _, err := c.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
