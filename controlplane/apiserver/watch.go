@@ -111,7 +111,6 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, res *regist
 	s.metrics.watchers.Inc()
 	defer s.metrics.watchers.Dec()
 
-	var buf bytes.Buffer
 	send := func(e *storage.Event) error {
 		var data []byte
 		if table {
@@ -150,7 +149,6 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, res *regist
 			flusher.Flush()
 		}
 	}
-	buf.Reset()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	ctx := r.Context()

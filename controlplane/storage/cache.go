@@ -569,8 +569,6 @@ type WatchOptions struct {
 type Watcher struct {
 	pending   []*Event
 	ch        chan *Event
-	done      chan struct{}
-	once      sync.Once
 	bookmarks bool
 	filter    func(*Object) bool
 	within    string
@@ -590,7 +588,6 @@ func (c *Cache) Watch(prefix string, opts WatchOptions) (*Watcher, error) {
 	}
 	w := &Watcher{
 		ch:        make(chan *Event, c.opts.WatcherBuffer),
-		done:      make(chan struct{}),
 		bookmarks: opts.Bookmarks,
 		filter:    opts.Filter,
 		within:    opts.Within,
