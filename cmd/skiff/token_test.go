@@ -177,8 +177,16 @@ func TestNodeJoinWithBootstrapToken(t *testing.T) {
 	if err := deleteToken(ctx, s.Client, tok); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := whoami(t, tokenConfig(s, tok)); !apierrors.IsUnauthorized(err) {
-		t.Fatalf("deleted token: err = %v, want 401", err)
+	// Authentication reads the watch cache, as upstream reads an informer:
+	// the deletion takes effect once the cache has seen it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, err := whoami(t, tokenConfig(s, tok))
+		if apierrors.IsUnauthorized(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deleted token: err = %v, want 401", err)
+		}
 	}
 	out.Reset()
 	if err := listTokens(ctx, s.Client, &out, now); err != nil {
