@@ -151,6 +151,8 @@ type Registry struct {
 	// preferred versions per group, in priority order.
 	versions map[string][]string
 	onChange []func()
+	// all is All's sorted answer, built on first use after a change.
+	all []*Resource
 }
 
 // New returns an empty registry.
@@ -171,6 +173,7 @@ func (g *Registry) Add(r *Resource) {
 	}
 	g.mu.Lock()
 	g.resources[r.GVR()] = r
+	g.all = nil
 	found := false
 	for _, v := range g.versions[r.Group] {
 		if v == r.Version {
@@ -192,6 +195,7 @@ func (g *Registry) Add(r *Resource) {
 func (g *Registry) Remove(gvr schema.GroupVersionResource) {
 	g.mu.Lock()
 	delete(g.resources, gvr)
+	g.all = nil
 	still := false
 	for k := range g.resources {
 		if k.Group == gvr.Group && k.Version == gvr.Version {
@@ -279,10 +283,37 @@ func (g *Registry) List(group, version string) []*Resource {
 	return out
 }
 
-// All returns every resource.
+// All returns every resource, sorted by group (as discovery orders them),
+// version and plural. The slice is the caller's.
 func (g *Registry) All() []*Resource {
 	g.mu.RLock()
+	all := g.all
+	g.mu.RUnlock()
+	if all == nil {
+		g.mu.Lock()
+		if g.all == nil {
+			g.all = g.sortedLocked()
+		}
+		all = g.all
+		g.mu.Unlock()
+	}
+	return append([]*Resource(nil), all...)
+}
+
+// StorageKeyPrefix returns the storage key prefix of a group's resource
+// (any served version), or "" when it is not served.
+func (g *Registry) StorageKeyPrefix(group, plural string) string {
+	g.mu.RLock()
 	defer g.mu.RUnlock()
+	for _, v := range g.versions[group] {
+		if r, ok := g.resources[schema.GroupVersionResource{Group: group, Version: v, Resource: plural}]; ok {
+			return r.StorageKeyPrefix
+		}
+	}
+	return ""
+}
+
+func (g *Registry) sortedLocked() []*Resource {
 	out := make([]*Resource, 0, len(g.resources))
 	for _, r := range g.resources {
 		out = append(out, r)

@@ -28,12 +28,7 @@ type Reader struct {
 // Prefix returns the storage key prefix of group/plural, or "" when the
 // resource is not served.
 func (r *Reader) Prefix(group, plural string) string {
-	for _, res := range r.Registry.All() {
-		if res.Group == group && res.Plural == plural {
-			return res.StorageKeyPrefix
-		}
-	}
-	return ""
+	return r.Registry.StorageKeyPrefix(group, plural)
 }
 
 // Key returns the storage key of one object.
