@@ -7,6 +7,13 @@
 //
 // All nodes of a Cluster share one pod informer (spec.nodeName set) and one
 // worker pool, so a thousand nodes cost a few goroutines.
+//
+// Pods that should finish (Job pods) say so with annotations: a pod
+// annotated hollow.skiff.io/exit-code=N runs for hollow.skiff.io/run-for (a
+// Go duration, default 0) after it is reported Running, then every container
+// is reported terminated with exit code N and the pod Succeeded (N=0) or
+// Failed. Only pods with restartPolicy Never exit, and OnFailure pods with
+// N=0; others keep running as a kubelet would restart them.
 package hollow
 
 import (
@@ -16,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -446,7 +454,9 @@ func (c *Cluster) enqueue(obj interface{}) {
 		return
 	}
 	if pod.DeletionTimestamp == nil && pod.Status.Phase == corev1.PodRunning && pod.Status.PodIP != "" {
-		return
+		if _, _, exits := exitOf(pod); !exits {
+			return
+		}
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		if pod.DeletionTimestamp == nil {
@@ -499,7 +509,21 @@ func (c *Cluster) syncPod(ctx context.Context, key string) error {
 		return err
 	}
 	if pod.Status.Phase == corev1.PodRunning && pod.Status.PodIP != "" {
-		return nil
+		code, runFor, exits := exitOf(pod)
+		if !exits {
+			return nil
+		}
+		if wait := time.Until(pod.Status.StartTime.Add(runFor)); wait > 0 {
+			c.queue.AddAfter(key, wait)
+			return nil
+		}
+		upd := pod.DeepCopy()
+		exited(upd, code)
+		_, err = c.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
 	}
 	upd := pod.DeepCopy()
 	c.running(n, upd)
@@ -597,3 +621,59 @@ func qosClass(pod *corev1.Pod) corev1.PodQOSClass {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Annotations that make a hollow pod's containers exit (see the package doc).
+const (
+	ExitCodeAnnotation = "hollow.skiff.io/exit-code"
+	RunForAnnotation   = "hollow.skiff.io/run-for"
+)
+
+// exitOf reads the exit annotations of a pod that will exit.
+func exitOf(pod *corev1.Pod) (code int32, runFor time.Duration, exits bool) {
+	v, ok := pod.Annotations[ExitCodeAnnotation]
+	if !ok || pod.Status.StartTime == nil {
+		return 0, 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 32)
+	if err != nil {
+		return 0, 0, false
+	}
+	switch pod.Spec.RestartPolicy {
+	case corev1.RestartPolicyNever:
+	case corev1.RestartPolicyOnFailure:
+		if n != 0 {
+			return 0, 0, false
+		}
+	default:
+		return 0, 0, false
+	}
+	if d, err := time.ParseDuration(pod.Annotations[RunForAnnotation]); err == nil && d > 0 {
+		runFor = d
+	}
+	return int32(n), runFor, true
+}
+
+// exited reports every container terminated with code and the pod
+// Succeeded or Failed, not ready, as a kubelet does when a pod finishes.
+func exited(pod *corev1.Pod, code int32) {
+	now := metav1.Now()
+	reason, phase := "Completed", corev1.PodSucceeded
+	if code != 0 {
+		reason, phase = "Error", corev1.PodFailed
+	}
+	st := &pod.Status
+	st.Phase = phase
+	for i := range st.ContainerStatuses {
+		cs := &st.ContainerStatuses[i]
+		started := now
+		if cs.State.Running != nil {
+			started = cs.State.Running.StartedAt
+		}
+		cs.Ready, cs.Started = false, ptr(false)
+		cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: code, Reason: reason, StartedAt: started, FinishedAt: now, ContainerID: cs.ContainerID}}
+	}
+	for _, t := range []corev1.PodConditionType{corev1.ContainersReady, corev1.PodReady} {
+		setCondition(st, corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: "PodCompleted", LastTransitionTime: now})
+	}
+}
