@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/skiffhq/skiff/controlplane/admission/defaultstorageclass"
+	"github.com/skiffhq/skiff/controlplane/admission/defaulttolerationseconds"
 	"github.com/skiffhq/skiff/controlplane/admission/internal/objects"
 	"github.com/skiffhq/skiff/controlplane/admission/limitranger"
 	"github.com/skiffhq/skiff/controlplane/admission/podsecurity"
@@ -31,6 +32,7 @@ const (
 	ServiceAccount             = "ServiceAccount"
 	PodSecurity                = "PodSecurity"
 	Priority                   = "Priority"
+	DefaultTolerationSeconds   = "DefaultTolerationSeconds"
 	DefaultStorageClass        = "DefaultStorageClass"
 	MutatingAdmissionWebhook   = "MutatingAdmissionWebhook"
 	ValidatingAdmissionWebhook = "ValidatingAdmissionWebhook"
@@ -45,6 +47,7 @@ var Order = []string{
 	ServiceAccount,
 	PodSecurity,
 	Priority,
+	DefaultTolerationSeconds,
 	DefaultStorageClass,
 	MutatingAdmissionWebhook,
 	ValidatingAdmissionWebhook,
@@ -148,6 +151,8 @@ func New(cfg Config) (*Chain, error) {
 		case Priority:
 			c.prio = priority.New(r)
 			c.plugins = append(c.plugins, c.prio)
+		case DefaultTolerationSeconds:
+			c.plugins = append(c.plugins, defaulttolerationseconds.New())
 		case DefaultStorageClass:
 			c.plugins = append(c.plugins, defaultstorageclass.New(r))
 		case MutatingAdmissionWebhook:

@@ -28,6 +28,7 @@ func TestAdmission(t *testing.T) {
 	t.Run("DefaultStorageClass", func(t *testing.T) { testDefaultStorageClass(t, s) })
 	t.Run("PodSecurity", func(t *testing.T) { testPodSecurity(t, s) })
 	t.Run("Priority", func(t *testing.T) { testPriority(t, s) })
+	t.Run("DefaultTolerationSeconds", func(t *testing.T) { testDefaultTolerationSeconds(t, s) })
 	t.Run("Webhook", func(t *testing.T) { testWebhook(t, s) })
 }
 
