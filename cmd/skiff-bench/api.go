@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -17,9 +18,9 @@ import (
 // apiCommand is `skiff-bench api`.
 func apiCommand() *cobra.Command {
 	var (
-		opts       bench.Options
-		jsonOnly   bool
-		cpuProfile string
+		opts                     bench.Options
+		jsonOnly                 bool
+		cpuProfile, blockProfile string
 	)
 	cmd := &cobra.Command{
 		Use:   "api",
@@ -52,6 +53,16 @@ Progress goes to stderr; one JSON object is printed on stdout at the end.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
+			if blockProfile != "" {
+				// Samples blocking of 100µs and more: where a request waits.
+				runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+				runtime.SetMutexProfileFraction(10)
+				defer func() {
+					if err := writeProfiles(blockProfile); err != nil {
+						fmt.Fprintln(os.Stderr, err)
+					}
+				}()
+			}
 			res, err := bench.API(ctx, opts)
 			if err != nil {
 				return err
@@ -80,6 +91,24 @@ Progress goes to stderr; one JSON object is printed on stdout at the end.`,
 	f.IntVar(&opts.ServerPID, "server-pid", 0, "with --kubeconfig: server process whose idle RSS to read")
 	f.StringSliceVar(&opts.Phases, "phases", nil, "run only these phases: create,get,update,list,watch,flood (default all)")
 	f.BoolVar(&jsonOnly, "json-only", false, "print nothing but the JSON result")
+	f.StringVar(&blockProfile, "blockprofile", "", "write block and mutex profiles of this process to FILE and FILE.mutex")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (with --embedded: the server too)")
 	return cmd
+}
+
+func writeProfiles(path string) error {
+	for name, file := range map[string]string{"block": path, "mutex": path + ".mutex"} {
+		f, err := os.Create(file)
+		if err != nil {
+			return fmt.Errorf("%s profile: %w", name, err)
+		}
+		err = pprof.Lookup(name).WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("%s profile: %w", name, err)
+		}
+	}
+	return nil
 }
