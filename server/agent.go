@@ -34,6 +34,9 @@ func (s *Server) startNodeAgent(ctx context.Context) {
 	if err := s.installPodLogProxy(); err != nil {
 		s.log.Error("pods/log proxy not available", "err", err)
 	}
+	if err := s.installStreamingProxy(); err != nil {
+		s.log.Error("pods/exec, attach, portforward and nodes/proxy not available", "err", err)
+	}
 	if s.cfg.DisableAgent {
 		return
 	}

@@ -68,6 +68,7 @@ func (a *Agent) startAPI() error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /containerLogs/{ns}/{pod}/{container}", a.serveLogs)
+	a.routeStreaming(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	a.api = &apiServer{ln: ln, port: ln.Addr().(*net.TCPAddr).Port, srv: &http.Server{
 		Handler: mux, TLSConfig: tc, ReadHeaderTimeout: 30 * time.Second,

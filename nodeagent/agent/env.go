@@ -65,6 +65,9 @@ func (a *Agent) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1.
 		Hostname:   hostname,
 		NetNS:      sb.NetNS,
 		Mounts:     ms,
+		Stdin:      c.Stdin,
+		StdinOnce:  c.StdinOnce,
+		TTY:        c.TTY,
 		Labels: map[string]string{
 			runtime.LabelPodUID:       string(pod.UID),
 			runtime.LabelPodName:      pod.Name,

@@ -119,6 +119,7 @@ type Runtime struct {
 	mu       sync.Mutex
 	oom      map[string]bool
 	attached map[string]bool
+	stdio    map[string]*containerIO
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 }
@@ -149,7 +150,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	evCtx, cancel := context.WithCancel(context.Background())
 	r := &Runtime{client: c, log: opts.Logger.With("component", "runtime"), onExit: opts.OnExit,
-		oom: map[string]bool{}, attached: map[string]bool{}, cancel: cancel}
+		oom: map[string]bool{}, attached: map[string]bool{}, stdio: map[string]*containerIO{}, cancel: cancel}
 	r.wg.Add(1)
 	go r.followEvents(evCtx)
 	return r, nil
@@ -312,6 +313,10 @@ type ContainerConfig struct {
 	CPUShares   uint64
 	CPUQuota    int64
 	UID, GID    *int64
+	// Stdin keeps the main process's stdin open for attach; StdinOnce
+	// closes it after the first attached client's stdin ends; TTY gives
+	// the process a terminal (output is then logged as stdout).
+	Stdin, StdinOnce, TTY bool
 }
 
 // Create creates (does not start) a container.
@@ -376,6 +381,9 @@ func (r *Runtime) Create(ctx context.Context, cfg ContainerConfig) error {
 	if cfg.ReadOnlyRootfs {
 		opts = append(opts, oci.WithRootFSReadonly())
 	}
+	if cfg.TTY {
+		opts = append(opts, oci.WithTTY)
+	}
 	if cfg.MemoryLimit > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(cfg.MemoryLimit)))
 	}
@@ -386,6 +394,11 @@ func (r *Runtime) Create(ctx context.Context, cfg ContainerConfig) error {
 		opts = append(opts, oci.WithCPUCFS(cfg.CPUQuota, 100000))
 	}
 	labels := map[string]string{LabelImageRef: cfg.Image}
+	for k, on := range map[string]bool{labelStdin: cfg.Stdin, labelStdinOnce: cfg.StdinOnce, labelTTY: cfg.TTY} {
+		if on {
+			labels[k] = "true"
+		}
+	}
 	for k, v := range cfg.Labels {
 		labels[k] = v
 	}
@@ -422,7 +435,8 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	task, err := c.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, lw.Stream(crilog.Stdout), lw.Stream(crilog.Stderr))))
+	sio := newContainerIO(r.ctx(context.Background()), lw, labels)
+	task, err := c.NewTask(ctx, cio.NewCreator(sio.opts()...))
 	if err != nil {
 		lw.Close()
 		return fmt.Errorf("create task %s: %w", id, err)
@@ -441,14 +455,16 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
 		r.log.Warn("record start time", "container", id, "err", err)
 	}
-	r.watchIO(id, exitCh, task.IO(), lw)
+	sio.task = task
+	r.watchIO(id, exitCh, task.IO(), lw, sio)
 	return nil
 }
 
 // watchIO closes the log once the task exited and its output is drained.
-func (r *Runtime) watchIO(id string, exitCh <-chan containerd.ExitStatus, tio cio.IO, lw *crilog.Writer) {
+func (r *Runtime) watchIO(id string, exitCh <-chan containerd.ExitStatus, tio cio.IO, lw *crilog.Writer, sio *containerIO) {
 	r.mu.Lock()
 	r.attached[id] = true
+	r.stdio[id] = sio
 	r.mu.Unlock()
 	go func() {
 		<-exitCh
@@ -460,8 +476,12 @@ func (r *Runtime) watchIO(id string, exitCh <-chan containerd.ExitStatus, tio ci
 			tio.Cancel()
 		}
 		lw.Close()
+		sio.close()
 		r.mu.Lock()
 		delete(r.attached, id)
+		if r.stdio[id] == sio {
+			delete(r.stdio, id)
+		}
 		r.mu.Unlock()
 	}()
 }
@@ -490,7 +510,8 @@ func (r *Runtime) Adopt(ctx context.Context) error {
 			r.log.Warn("adopt: open log", "container", c.ID(), "err", err)
 			continue
 		}
-		task, err := c.Task(ctx, cio.NewAttach(cio.WithStreams(nil, lw.Stream(crilog.Stdout), lw.Stream(crilog.Stderr))))
+		sio := newContainerIO(r.ctx(context.Background()), lw, labels)
+		task, err := c.Task(ctx, cio.NewAttach(sio.opts()...))
 		if err != nil {
 			lw.Close()
 			continue
@@ -508,7 +529,8 @@ func (r *Runtime) Adopt(ctx context.Context) error {
 			lw.Close()
 			continue
 		}
-		r.watchIO(c.ID(), exitCh, task.IO(), lw)
+		sio.task = task
+		r.watchIO(c.ID(), exitCh, task.IO(), lw, sio)
 	}
 	return nil
 }

@@ -46,7 +46,7 @@ func Builtins() []*registry.Resource {
 		// core/v1
 		{"", "v1", "Namespace", "namespaces", false, []string{"ns"}, nil, []string{"status", "finalize"},
 			map[string]string{"status.phase": "status.phase"}, false, false, func() runtime.Object { return &corev1.Namespace{} }, ""},
-		{"", "v1", "Pod", "pods", true, []string{"po"}, all, []string{"status", "binding", "eviction", "log"},
+		{"", "v1", "Pod", "pods", true, []string{"po"}, all, []string{"status", "binding", "eviction", "log", "exec", "attach", "portforward"},
 			map[string]string{"spec.nodeName": "spec.nodeName", "spec.restartPolicy": "spec.restartPolicy",
 				"spec.schedulerName": "spec.schedulerName", "spec.serviceAccountName": "spec.serviceAccountName",
 				"spec.hostNetwork": "spec.hostNetwork", "status.phase": "status.phase", "status.podIP": "status.podIP",
@@ -54,7 +54,7 @@ func Builtins() []*registry.Resource {
 		{"", "v1", "Service", "services", true, []string{"svc"}, all, []string{"status"},
 			map[string]string{"spec.clusterIP": "spec.clusterIP", "spec.type": "spec.type"}, true, false, func() runtime.Object { return &corev1.Service{} }, "/registry/services/specs/"},
 		{"", "v1", "Endpoints", "endpoints", true, []string{"ep"}, nil, nil, nil, false, true, func() runtime.Object { return &corev1.Endpoints{} }, "/registry/services/endpoints/"},
-		{"", "v1", "Node", "nodes", false, []string{"no"}, nil, []string{"status"},
+		{"", "v1", "Node", "nodes", false, []string{"no"}, nil, []string{"status", "proxy"},
 			map[string]string{"spec.unschedulable": "spec.unschedulable"}, true, false, func() runtime.Object { return &corev1.Node{} }, "/registry/minions/"},
 		{"", "v1", "ConfigMap", "configmaps", true, []string{"cm"}, nil, nil, nil, false, false, func() runtime.Object { return &corev1.ConfigMap{} }, ""},
 		{"", "v1", "Secret", "secrets", true, nil, nil, nil, map[string]string{"type": "type"}, false, false, func() runtime.Object { return &corev1.Secret{} }, ""},
