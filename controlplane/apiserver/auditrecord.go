@@ -16,6 +16,8 @@ type AuditRecord struct {
 	decided bool
 	allowed bool
 	reason  string
+	// annotations are added by admission plugins (AddAuditAnnotation).
+	annotations map[string]string
 }
 
 type auditRecordKey struct{}
@@ -31,6 +33,39 @@ func (a *AuditRecord) Authorization() (user *UserInfo, decided, allowed bool, re
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.user, a.decided, a.allowed, a.reason
+}
+
+// Annotations returns a copy of the annotations later stages added.
+func (a *AuditRecord) Annotations() map[string]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.annotations) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(a.annotations))
+	for k, v := range a.annotations {
+		out[k] = v
+	}
+	return out
+}
+
+// AddAuditAnnotation attaches key=value to the audit event of the request
+// in ctx (upstream's audit annotations, e.g. from PodSecurity's audit
+// mode). The first value set for a key wins; without an audit log it does
+// nothing.
+func AddAuditAnnotation(ctx context.Context, key, value string) {
+	a, ok := ctx.Value(auditRecordKey{}).(*AuditRecord)
+	if !ok {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.annotations == nil {
+		a.annotations = map[string]string{}
+	}
+	if _, dup := a.annotations[key]; !dup {
+		a.annotations[key] = value
+	}
 }
 
 // auditAuthorization records the authorization decision of the request

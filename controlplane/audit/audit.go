@@ -230,8 +230,10 @@ func (l *Logger) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// annotate fills the impersonated user and the authorization decision.
+// annotate fills the impersonated user, the authorization decision and
+// the annotations admission added.
 func (l *Logger) annotate(ev *Event, rec *apiserver.AuditRecord) {
+	ev.Annotations = rec.Annotations()
 	u, decided, allowed, reason := rec.Authorization()
 	if !decided {
 		return
@@ -240,7 +242,10 @@ func (l *Logger) annotate(ev *Event, rec *apiserver.AuditRecord) {
 		iu := userInfo(u)
 		ev.ImpersonatedUser = &iu
 	}
-	ev.Annotations = map[string]string{AnnotationDecision: "forbid"}
+	if ev.Annotations == nil {
+		ev.Annotations = map[string]string{}
+	}
+	ev.Annotations[AnnotationDecision] = "forbid"
 	if allowed {
 		ev.Annotations[AnnotationDecision] = "allow"
 	}

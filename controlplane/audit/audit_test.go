@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skiffhq/skiff/controlplane/audit"
 	"github.com/skiffhq/skiff/internal/testserver"
@@ -150,7 +151,45 @@ func TestAuditLog(t *testing.T) {
 		t.Fatalf("Audit-Id header = %q", auditID)
 	}
 
+	// PodSecurity audit mode: the violation is an audit annotation, the pod
+	// is still admitted (enforce is only baseline).
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "audit-pss",
+		Labels: map[string]string{"pod-security.kubernetes.io/audit": "restricted", "pod-security.kubernetes.io/enforce": "baseline"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	plainPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "plain"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		// The default ServiceAccount appears shortly after the namespace.
+		_, err := cs.CoreV1().Pods("audit-pss").Create(ctx, plainPod, metav1.CreateOptions{})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("create pod in audit-pss: %v", err)
+		}
+	}
+
 	evs := readEvents(t, logPath)
+	var pss *audit.Event
+	for _, e := range find(evs, "create", "pods", "", audit.StageResponseComplete) {
+		if e.ObjectRef.Namespace == "audit-pss" && e.ResponseStatus != nil && e.ResponseStatus.Code == 201 {
+			pss = &e
+		}
+	}
+	if pss == nil {
+		t.Fatal("no audit event for the pod created in audit-pss")
+	}
+	if v := pss.Annotations["pod-security.kubernetes.io/audit-violations"]; !strings.HasPrefix(v, `would violate PodSecurity "restricted:latest": `) ||
+		!strings.Contains(v, "allowPrivilegeEscalation != false") {
+		t.Fatalf("audit-violations annotation = %q", v)
+	}
+	if v := pss.Annotations["pod-security.kubernetes.io/enforce-policy"]; v != "baseline:latest" {
+		t.Fatalf("enforce-policy annotation = %q", v)
+	}
+	if cm := one(t, evs, "create", "configmaps", "", audit.StageResponseComplete); cm.Annotations["pod-security.kubernetes.io/audit-violations"] != "" {
+		t.Fatal("a configmap event carries a PodSecurity annotation")
+	}
 	raw, err := os.ReadFile(logPath)
 	if err != nil {
 		t.Fatal(err)

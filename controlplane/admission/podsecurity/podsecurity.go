@@ -2,8 +2,9 @@
 // namespace labels pod-security.kubernetes.io/enforce, audit and warn
 // (each with a -version label) choose the privileged, baseline or
 // restricted Pod Security Standard. Enforce rejects violating pods with
-// upstream's 403 message, warn adds Warning headers (also for workload
-// resources with pod templates), and configured usernames, runtime
+// upstream's 403 message, warn adds Warning headers and audit adds the
+// pod-security.kubernetes.io/audit-violations audit annotation (both also
+// for workload resources with pod templates), and configured usernames, runtime
 // classes and namespaces are exempt.
 package podsecurity
 
@@ -186,7 +187,16 @@ func (p *Plugin) Validate(ctx context.Context, a *apiserver.Attributes) error {
 	if err != nil {
 		return nil // NamespaceLifecycle reports missing namespaces
 	}
-	enforce, _, warn := p.policies(ns.Labels)
+	enforce, audit, warn := p.policies(ns.Labels)
+	if isPod {
+		apiserver.AddAuditAnnotation(ctx, "pod-security.kubernetes.io/enforce-policy", enforce.String())
+	}
+	if audit.Level != Privileged {
+		if fails := Evaluate(audit.Level, meta, spec); len(fails) > 0 {
+			apiserver.AddAuditAnnotation(ctx, "pod-security.kubernetes.io/audit-violations",
+				fmt.Sprintf("would violate PodSecurity %q: %s", audit.String(), strings.Join(fails, ", ")))
+		}
+	}
 	if isPod && enforce.Level != Privileged {
 		if fails := Evaluate(enforce.Level, meta, spec); len(fails) > 0 {
 			return apierrors.NewForbidden(a.Resource.GVR().GroupResource(), a.Name,
