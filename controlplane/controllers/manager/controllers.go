@@ -9,6 +9,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/podgc"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceaccount"
+	"github.com/skiffhq/skiff/controlplane/controllers/statefulset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -21,6 +22,7 @@ func Specs() []Spec {
 		{Name: replicaset.ReplicationControllerName, Aliases: []string{"replicationcontroller"}, Workers: 5, New: newReplicationController},
 		{Name: replicaset.ReplicaSetName, Aliases: []string{"replicaset"}, Workers: 5, New: newReplicaSet},
 		{Name: deployment.Name, Aliases: []string{"deployment"}, Workers: 5, New: newDeployment},
+		{Name: statefulset.Name, Aliases: []string{"statefulset"}, Workers: 5, New: newStatefulSet},
 		{Name: endpoints.Name, Aliases: []string{"endpoint"}, Workers: 5, New: newEndpoints},
 		{Name: endpoints.SliceName, Aliases: []string{"endpointslice"}, Workers: 5, New: newEndpointSlices},
 		{Name: serviceaccount.Name, Aliases: []string{"serviceaccount"}, Workers: 1, New: newServiceAccounts},
@@ -69,6 +71,10 @@ func newReplicationController(c *Context) (controllers.Controller, error) {
 
 func newDeployment(c *Context) (controllers.Controller, error) {
 	return deployment.New(deployment.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder("deployment-controller"), Logger: c.Logger})
+}
+
+func newStatefulSet(c *Context) (controllers.Controller, error) {
+	return statefulset.New(statefulset.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder(statefulset.Name), Logger: c.Logger})
 }
 
 func newEndpoints(c *Context) (controllers.Controller, error) {
