@@ -5,6 +5,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
 	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
+	"github.com/skiffhq/skiff/controlplane/controllers/job"
 	"github.com/skiffhq/skiff/controlplane/controllers/namespace"
 	"github.com/skiffhq/skiff/controlplane/controllers/podgc"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
@@ -30,6 +31,7 @@ func Specs() []Spec {
 		{Name: podgc.Name, Aliases: []string{"podgc"}, Workers: 1, New: newPodGC},
 		{Name: "namespace-controller", Aliases: []string{"namespace"}, Workers: 2, New: newNamespace},
 		{Name: "garbage-collector-controller", Aliases: []string{"garbagecollector", garbagecollector.Name}, Workers: 4, New: newGarbageCollector},
+		{Name: job.Name, Aliases: []string{"job"}, Workers: 5, New: newJob},
 	}
 }
 
@@ -96,4 +98,8 @@ func newRootCAPublisher(c *Context) (controllers.Controller, error) {
 func newPodGC(c *Context) (controllers.Controller, error) {
 	return podgc.New(podgc.Config{Client: c.Client, Informers: c.Informers, Logger: c.Logger,
 		Threshold: c.Config.TerminatedPodGCThreshold, Quarantine: c.Config.PodGCQuarantine, Period: c.Config.PodGCPeriod}), nil
+}
+
+func newJob(c *Context) (controllers.Controller, error) {
+	return job.New(job.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder(job.Name), Logger: c.Logger})
 }
