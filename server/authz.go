@@ -9,6 +9,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
 	"github.com/skiffhq/skiff/controlplane/authz"
 	"github.com/skiffhq/skiff/controlplane/authz/bootstrap"
+	"github.com/skiffhq/skiff/controlplane/authz/escalation"
 	"github.com/skiffhq/skiff/controlplane/authz/node"
 	"github.com/skiffhq/skiff/controlplane/authz/rbac"
 	"github.com/skiffhq/skiff/controlplane/authz/review"
@@ -33,7 +34,7 @@ func newAuthorization(reg *registry.Registry) *authorization {
 
 // admission returns the admission plugins of authorization.
 func (a *authorization) admission() []apiserver.AdmissionPlugin {
-	return []apiserver.AdmissionPlugin{node.Restriction{}}
+	return []apiserver.AdmissionPlugin{node.Restriction{}, &escalation.Plugin{Authorizer: a.chain, Rules: a.index}}
 }
 
 // follow loads RBAC objects and pods from the watch cache and keeps them

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 )
 
 func podOn(name, node, secret, cm string) *corev1.Pod {
@@ -97,12 +98,16 @@ func testNodeAuthorizer(t *testing.T, s *testserver.Server) {
 	if _, err := s.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-b"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	self, err := a.cs.CoreV1().Nodes().Get(ctx, "node-a", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	self.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
-	if _, err := a.cs.CoreV1().Nodes().UpdateStatus(ctx, self, metav1.UpdateOptions{}); err != nil {
+	// Controllers (node IPAM, lifecycle) may write the node meanwhile.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		self, err := a.cs.CoreV1().Nodes().Get(ctx, "node-a", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		self.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+		_, err = a.cs.CoreV1().Nodes().UpdateStatus(ctx, self, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Errorf("node-a updating its status: %v", err)
 	}
 	expect(t, a, "GET", "/api/v1/nodes/node-b", `nodes "node-b" is forbidden: User "system:node:node-a" cannot get resource "nodes" in API group "" at the cluster scope: node 'node-a' cannot access node 'node-b'`)

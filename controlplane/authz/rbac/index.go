@@ -241,6 +241,14 @@ func callerKeys(user string, groups []string) []string {
 	return out
 }
 
+// RoleRefRules resolves a binding's roleRef in namespace ns ("" for a
+// ClusterRoleBinding): the rules it grants, or a NotFound error.
+func (ix *Index) RoleRefRules(ref rbacv1.RoleRef, ns string) ([]rbacv1.PolicyRule, error) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.roleRules(ref, ns)
+}
+
 // ClusterRole returns a cluster role by name (a shared object: do not mutate).
 func (ix *Index) ClusterRole(name string) (*rbacv1.ClusterRole, bool) {
 	ix.mu.RLock()
