@@ -6,7 +6,8 @@
 // restarted agent adopts running containers instead of restarting them,
 // restarts what died meanwhile by policy, and tears down what belongs to
 // pods deleted meanwhile. It also serves the kubelet API's
-// /containerLogs over HTTPS, which the API server proxies pods/log to.
+// /containerLogs, /exec, /attach and /portForward over HTTPS, which the API
+// server proxies pods/log, exec, attach and portforward to.
 //
 // Design note (pause-less): there is no pause container. A pod's network
 // namespace is a bind mount that the agent creates and records in
