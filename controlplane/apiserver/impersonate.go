@@ -112,10 +112,11 @@ func impersonationRequests(h http.Header) ([]*RequestInfo, *UserInfo, error) {
 			u.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:" + ns}
 		}
 	} else {
-		check(authenticationGroupName, "users", "", "", name)
+		// Users and groups are core-group resources here, as upstream.
+		check("", "users", "", "", name)
 	}
 	for _, g := range groups {
-		check(authenticationGroupName, "groups", "", "", g)
+		check("", "groups", "", "", g)
 		u.Groups = append(u.Groups, g)
 	}
 	for key, vs := range extra {

@@ -69,9 +69,9 @@ func TestImpersonation(t *testing.T) {
 		msg  string
 	}{
 		{map[string][]string{"Impersonate-User": {"root"}}, 403,
-			`users.authentication.k8s.io "root" is forbidden: User "bob" cannot impersonate resource "users" in API group "authentication.k8s.io" at the cluster scope`},
+			`users "root" is forbidden: User "bob" cannot impersonate resource "users" in API group "" at the cluster scope`},
 		{map[string][]string{"Impersonate-User": {"jane"}, "Impersonate-Group": {"system:masters"}}, 403,
-			`groups.authentication.k8s.io "system:masters" is forbidden: User "bob" cannot impersonate resource "groups" in API group "authentication.k8s.io" at the cluster scope`},
+			`groups "system:masters" is forbidden: User "bob" cannot impersonate resource "groups" in API group "" at the cluster scope`},
 		{map[string][]string{"Impersonate-User": {"jane"}, "Impersonate-Extra-Scopes": {"admin"}}, 403,
 			`User "bob" cannot impersonate resource "userextras/scopes" in API group "authentication.k8s.io" at the cluster scope`},
 		{map[string][]string{"Impersonate-User": {"jane"}, "Impersonate-Uid": {"u-2"}}, 403,
