@@ -2,6 +2,7 @@ package manager
 
 import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
 	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
@@ -24,6 +25,7 @@ func Specs() []Spec {
 		{Name: replicaset.ReplicaSetName, Aliases: []string{"replicaset"}, Workers: 5, New: newReplicaSet},
 		{Name: deployment.Name, Aliases: []string{"deployment"}, Workers: 5, New: newDeployment},
 		{Name: statefulset.Name, Aliases: []string{"statefulset"}, Workers: 5, New: newStatefulSet},
+		{Name: daemonset.Name, Aliases: []string{"daemonset"}, Workers: 2, New: newDaemonSet},
 		{Name: endpoints.Name, Aliases: []string{"endpoint"}, Workers: 5, New: newEndpoints},
 		{Name: endpoints.SliceName, Aliases: []string{"endpointslice"}, Workers: 5, New: newEndpointSlices},
 		{Name: serviceaccount.Name, Aliases: []string{"serviceaccount"}, Workers: 1, New: newServiceAccounts},
@@ -77,6 +79,10 @@ func newDeployment(c *Context) (controllers.Controller, error) {
 
 func newStatefulSet(c *Context) (controllers.Controller, error) {
 	return statefulset.New(statefulset.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder(statefulset.Name), Logger: c.Logger})
+}
+
+func newDaemonSet(c *Context) (controllers.Controller, error) {
+	return daemonset.New(daemonset.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder(daemonset.Name), Logger: c.Logger})
 }
 
 func newEndpoints(c *Context) (controllers.Controller, error) {
