@@ -26,10 +26,12 @@ import (
 
 // Config wires a Server.
 type Config struct {
-	Store    *storage.Store
-	Cache    *storage.Cache
-	Registry *registry.Registry
-	Logger   *slog.Logger
+	// AuthFailures throttles sources that keep failing authentication.
+	AuthFailures AuthFailureLimits
+	Store        *storage.Store
+	Cache        *storage.Cache
+	Registry     *registry.Registry
+	Logger       *slog.Logger
 	// Version is served at /version.
 	Version version.Info
 	// ExternalAddress is host:port clients use (discovery's serverAddress).
@@ -65,11 +67,12 @@ type SubresourceHandler func(w http.ResponseWriter, r *http.Request, res *regist
 
 // Server is the Kubernetes API server.
 type Server struct {
-	cfg   Config
-	reg   *registry.Registry
-	store *storage.Store
-	cache *storage.Cache
-	log   *slog.Logger
+	cfg      Config
+	authFail *failureThrottle
+	reg      *registry.Registry
+	store    *storage.Store
+	cache    *storage.Cache
+	log      *slog.Logger
 
 	mu          sync.RWMutex
 	hooks       map[schema.GroupResource][]StorageHook
@@ -106,6 +109,7 @@ func New(cfg Config) *Server {
 		metrics:     newMetrics(promReg),
 		promReg:     promReg,
 		openapi:     &openAPICache{},
+		authFail:    newFailureThrottle(cfg.AuthFailures),
 	}
 	s.reg.OnChange(s.openapi.invalidate)
 	return s
@@ -259,6 +263,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			if err != nil {
 				s.log.Debug("authentication failed", "path", r.URL.Path, "err", err)
 			}
+			s.authFail.wait(r)
 			writeStatus(w, statusFor(apierrors.NewUnauthorized("Unauthorized")))
 			return
 		}
