@@ -2,6 +2,7 @@ package manager
 
 import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/cronjob"
 	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
@@ -12,6 +13,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceaccount"
 	"github.com/skiffhq/skiff/controlplane/controllers/statefulset"
+	"github.com/skiffhq/skiff/controlplane/controllers/ttlafterfinished"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -34,6 +36,8 @@ func Specs() []Spec {
 		{Name: "namespace-controller", Aliases: []string{"namespace"}, Workers: 2, New: newNamespace},
 		{Name: "garbage-collector-controller", Aliases: []string{"garbagecollector", garbagecollector.Name}, Workers: 4, New: newGarbageCollector},
 		{Name: job.Name, Aliases: []string{"job"}, Workers: 5, New: newJob},
+		{Name: cronjob.Name, Aliases: []string{"cronjob"}, Workers: 5, New: newCronJob},
+		{Name: ttlafterfinished.Name, Aliases: []string{"ttl-after-finished"}, Workers: 5, New: newTTLAfterFinished},
 	}
 }
 
@@ -108,4 +112,12 @@ func newPodGC(c *Context) (controllers.Controller, error) {
 
 func newJob(c *Context) (controllers.Controller, error) {
 	return job.New(job.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder(job.Name), Logger: c.Logger})
+}
+
+func newCronJob(c *Context) (controllers.Controller, error) {
+	return cronjob.New(cronjob.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder(cronjob.Name), Logger: c.Logger})
+}
+
+func newTTLAfterFinished(c *Context) (controllers.Controller, error) {
+	return ttlafterfinished.New(ttlafterfinished.Config{Client: c.Client, Informers: c.Informers, Logger: c.Logger})
 }
