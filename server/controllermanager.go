@@ -25,6 +25,8 @@ func (s *Server) startControllerManager(ctx context.Context) {
 		LeaderElect:        len(s.cfg.DatastoreEndpoints) > 0,
 		MetricsBindAddress: s.cfg.ControllerManagerMetricsAddress,
 		RootCA:             s.ca.CertPEM,
+		ClusterCIDR:        s.cfg.ClusterCIDR,
+		NodeLifecycle:      manager.NodeLifecycleConfig{MonitorGracePeriod: s.cfg.NodeMonitorGracePeriod},
 		Logger:             s.cfg.Logger,
 	})
 	if err != nil {

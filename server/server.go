@@ -72,6 +72,9 @@ type Config struct {
 
 	// Controllers is the controller manager's --controllers list (empty = "*").
 	Controllers []string
+	// NodeMonitorGracePeriod is how long a node may go without renewing its
+	// Lease or status before it is marked Unknown (default 40s).
+	NodeMonitorGracePeriod time.Duration
 	// ControllerManagerMetricsAddress serves the controller manager's
 	// /metrics; empty = off.
 	ControllerManagerMetricsAddress string

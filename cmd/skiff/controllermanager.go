@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/skiffhq/skiff/controlplane/controllers/manager"
 	"github.com/spf13/cobra"
@@ -63,6 +64,14 @@ func controllerManagerCmd() *cobra.Command {
 	f.DurationVar(&cfg.RetryPeriod, "leader-elect-retry-period", 2e9, "wait between leader election attempts")
 	f.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", manager.DefaultMetricsBindAddress, "address serving /metrics and /healthz (empty = off)")
 	f.IntVar(&cfg.TerminatedPodGCThreshold, "terminated-pod-gc-threshold", 12500, "terminated pods kept before PodGC deletes the oldest (<=0: never)")
+	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", "", "pod range the node IPAM controller splits into node pod CIDRs (empty: node IPAM off)")
+	f.DurationVar(&cfg.NodeLifecycle.MonitorGracePeriod, "node-monitor-grace-period", 40*time.Second, "how long a node may go without renewing its Lease or status before it is marked Unknown and tainted")
+	f.DurationVar(&cfg.NodeLifecycle.StartupGracePeriod, "node-startup-grace-period", 60*time.Second, "grace period for a node that never posted status")
+	f.DurationVar(&cfg.NodeLifecycle.MonitorPeriod, "node-monitor-period", 5*time.Second, "how often node health is checked")
+	f.Float32Var(&cfg.NodeLifecycle.EvictionRate, "node-eviction-rate", 0.1, "nodes per second tainted for eviction in a healthy zone")
+	f.Float32Var(&cfg.NodeLifecycle.SecondaryEvictionRate, "secondary-node-eviction-rate", 0.01, "nodes per second tainted for eviction in a partially disrupted large zone")
+	f.Float32Var(&cfg.NodeLifecycle.UnhealthyZoneThreshold, "unhealthy-zone-threshold", 0.55, "fraction of not-ready nodes (at least 3) that makes a zone partially disrupted")
+	f.IntVar(&cfg.NodeLifecycle.LargeClusterSizeThreshold, "large-cluster-size-threshold", 50, "zones larger than this keep tainting at the secondary rate when partially disrupted")
 	f.StringVar(&rootCAFile, "root-ca-file", "", "cluster CA bundle to publish as kube-root-ca.crt (default: the kubeconfig's CA)")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/skiffhq/skiff/server"
 	"github.com/spf13/cobra"
@@ -55,6 +56,7 @@ func serverCmd() *cobra.Command {
 	f.StringSliceVar(&cfg.Controllers, "controllers", nil, "controller manager controllers: '*', 'foo', '-foo' (upstream names; default '*')")
 	f.StringSliceVar(&cfg.EnableAdmissionPlugins, "enable-admission-plugins", nil, "admission plugins to enable in addition to the default ones (upstream names; the order is fixed)")
 	f.StringSliceVar(&cfg.DisableAdmissionPlugins, "disable-admission-plugins", nil, "admission plugins to disable although they are on by default")
+	f.DurationVar(&cfg.NodeMonitorGracePeriod, "node-monitor-grace-period", 40*time.Second, "how long a node may go without renewing its Lease or status before it is marked Unknown and tainted")
 	f.StringVar(&cfg.ControllerManagerMetricsAddress, "controller-manager-metrics-bind-address", "", "address of the controller manager's /metrics (default off)")
 	return cmd
 }

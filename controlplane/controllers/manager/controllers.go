@@ -9,6 +9,8 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
 	"github.com/skiffhq/skiff/controlplane/controllers/job"
 	"github.com/skiffhq/skiff/controlplane/controllers/namespace"
+	"github.com/skiffhq/skiff/controlplane/controllers/nodeipam"
+	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
 	"github.com/skiffhq/skiff/controlplane/controllers/podgc"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceaccount"
@@ -33,6 +35,9 @@ func Specs() []Spec {
 		{Name: serviceaccount.Name, Aliases: []string{"serviceaccount"}, Workers: 1, New: newServiceAccounts},
 		{Name: serviceaccount.RootCAName, Aliases: []string{"root-ca-cert-publisher"}, Workers: 1, New: newRootCAPublisher},
 		{Name: podgc.Name, Aliases: []string{"podgc"}, Workers: 1, New: newPodGC},
+		{Name: nodelifecycle.Name, Aliases: []string{"nodelifecycle"}, Workers: 1, New: newNodeLifecycle},
+		{Name: nodelifecycle.TaintEvictionName, Aliases: []string{"tainteviction"}, Workers: 4, New: newTaintEviction},
+		{Name: nodeipam.Name, Aliases: []string{"nodeipam"}, Workers: 1, New: newNodeIPAM},
 		{Name: "namespace-controller", Aliases: []string{"namespace"}, Workers: 2, New: newNamespace},
 		{Name: "garbage-collector-controller", Aliases: []string{"garbagecollector", garbagecollector.Name}, Workers: 4, New: newGarbageCollector},
 		{Name: job.Name, Aliases: []string{"job"}, Workers: 5, New: newJob},

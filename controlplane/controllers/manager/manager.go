@@ -62,6 +62,13 @@ type Config struct {
 	PodGCQuarantine time.Duration
 	// PodGCPeriod is the time between PodGC passes (default 20s).
 	PodGCPeriod time.Duration
+	// ClusterCIDR is the pod range node IPAM splits into node ranges
+	// (--cluster-cidr; comma separated for dual stack). Empty turns node
+	// IPAM off, as upstream's --allocate-node-cidrs=false.
+	ClusterCIDR string
+	// NodeLifecycle tunes node failure detection and eviction; zero
+	// fields get upstream's defaults.
+	NodeLifecycle NodeLifecycleConfig
 	// ResyncPeriod of the shared informers (default 12h as upstream's minimum).
 	ResyncPeriod time.Duration
 	Logger       *slog.Logger
