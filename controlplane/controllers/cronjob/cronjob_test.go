@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os/exec"
 	"sort"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ import (
 // env is a real server (scheduler and Job controller included) with a
 // hollow node; each test runs its own CronJob controller on a fake clock.
 type env struct {
+	s  *testserver.Server
 	c  kubernetes.Interface
 	ns string
 }
@@ -43,7 +45,7 @@ func start(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(nodes.Stop)
-	return &env{c: s.Client, ns: "default"}
+	return &env{s: s, c: s.Client, ns: "default"}
 }
 
 // controller starts a CronJob controller whose clock the test moves.
@@ -185,6 +187,8 @@ func (e *env) status(t *testing.T, name string) batchv1.CronJobStatus {
 func TestCronJob(t *testing.T) {
 	e := start(t)
 
+	t.Run("KubectlCreateFrom", func(t *testing.T) { testKubectlCreateFrom(t, e) })
+
 	t.Run("Forbid", func(t *testing.T) {
 		fake := e.controller(t)
 		cj := e.create(t, newCronJob("forbid", batchv1.ForbidConcurrent, time.Hour))
@@ -250,6 +254,31 @@ func TestCronJob(t *testing.T) {
 			}
 			return nil
 		})
+	})
+}
+
+// TestCronJob/KubectlCreateFrom: `kubectl create job --from=cronjob/x` is
+// a plain create of a Job owned by the CronJob, which then runs to the end.
+func testKubectlCreateFrom(t *testing.T, e *env) {
+	spec := newCronJob("manual", batchv1.AllowConcurrent, 0)
+	spec.Spec.Suspend = ptr(true)
+	cj := e.create(t, spec)
+	out, err := exec.Command("kubectl", "--kubeconfig", e.s.Kubeconfig(), "create", "job", "--from=cronjob/manual", "manual-run").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl create job --from: %v\n%s", err, out)
+	}
+	eventually(t, "manual-run complete", 30*time.Second, func() error {
+		j, err := e.c.BatchV1().Jobs(e.ns).Get(context.Background(), "manual-run", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if ref := metav1.GetControllerOf(j); ref == nil || ref.UID != cj.UID {
+			t.Fatalf("manual job owner %+v", j.OwnerReferences)
+		}
+		if !job.HasCondition(j, batchv1.JobComplete) {
+			return fmt.Errorf("status %+v", j.Status)
+		}
+		return nil
 	})
 }
 
