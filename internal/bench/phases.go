@@ -48,13 +48,20 @@ func (r *run) newConfigMap(i int) *corev1.ConfigMap {
 // there is no raw etcd to compare with.
 func (r *run) rounds(ctx context.Context, skiff, etcd func(ctx context.Context, round int) sample) *Throughput {
 	var sk, et []sample
+	var skCPU, etCPU time.Duration
 	for round := range r.opts.Rounds {
+		c0 := processCPU()
 		sk = append(sk, skiff(ctx, round))
+		skCPU += processCPU() - c0
 		if etcd != nil && r.t.etcd != nil {
+			c0 = processCPU()
 			et = append(et, etcd(ctx, round))
+			etCPU += processCPU() - c0
 		}
 	}
 	out := &Throughput{}
+	out.CPUPerOpUs = cpuPerOp(skCPU, sk)
+	out.EtcdCPUPerOpUs = cpuPerOp(etCPU, et)
 	s := merge(sk)
 	out.Ops, out.Errors = s.ops, s.errors
 	out.P50ms, out.P99ms = percentile(s.latencies, 0.5), percentile(s.latencies, 0.99)
@@ -81,6 +88,19 @@ func (r *run) rounds(ctx context.Context, skiff, etcd func(ctx context.Context, 
 		}
 	}
 	return out
+}
+
+// cpuPerOp is the process CPU time per operation in microseconds: unlike
+// throughput it hardly depends on what else the machine is doing.
+func cpuPerOp(cpu time.Duration, ss []sample) float64 {
+	ops := 0
+	for _, s := range ss {
+		ops += s.ops
+	}
+	if ops == 0 {
+		return 0
+	}
+	return round3(float64(cpu.Microseconds()) / float64(ops))
 }
 
 func merge(ss []sample) sample {

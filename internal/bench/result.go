@@ -66,6 +66,10 @@ type Throughput struct {
 	// RatioVsEtcd is a throughput ratio, Skiff / etcd (1 = as fast as etcd).
 	RatioVsEtcd   float64 `json:"ratio_vs_etcd,omitempty"`
 	EtcdOperation string  `json:"etcd_operation,omitempty"`
+	// CPUPerOpUs and EtcdCPUPerOpUs are this process's CPU time per
+	// operation (with --embedded: client, server and etcd together).
+	CPUPerOpUs     float64 `json:"cpu_per_op_us,omitempty"`
+	EtcdCPUPerOpUs float64 `json:"etcd_cpu_per_op_us,omitempty"`
 }
 
 // ListResult is the LIST phase.

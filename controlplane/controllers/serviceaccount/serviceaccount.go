@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -48,11 +49,16 @@ type nsLoop struct {
 	queue  workqueue.TypedRateLimitingInterface[string]
 	log    *slog.Logger
 	sync   controllers.ReconcileFunc
+	// start runs informers the loop owns (not the shared factory's).
+	start func(stop <-chan struct{})
 }
 
 func (l *nsLoop) Name() string { return l.name }
 
 func (l *nsLoop) Run(ctx context.Context, workers int) error {
+	if l.start != nil {
+		l.start(ctx.Done())
+	}
 	if !controllers.WaitForSync(ctx, l.synced...) {
 		return ctx.Err()
 	}
@@ -128,11 +134,17 @@ func New(cfg Config) (controllers.Controller, error) {
 
 // NewRootCAPublisher returns the root CA publisher.
 func NewRootCAPublisher(cfg Config) (controllers.Controller, error) {
-	cm := cfg.Informers.Core().V1().ConfigMaps()
+	// Only kube-root-ca.crt matters: the loop watches that name alone, so
+	// writes of other ConfigMaps cost it nothing.
+	f := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", RootCAConfig).String()
+	}))
+	cm := f.Core().V1().ConfigMaps()
 	l, err := newLoop(cfg, RootCAName, "root_ca_cert_publisher", cm.Informer(), RootCAConfig)
 	if err != nil {
 		return nil, err
 	}
+	l.start = f.Start
 	lister := cm.Lister()
 	want := string(cfg.RootCA)
 	l.sync = func(ctx context.Context, key string) (controllers.Result, error) {
