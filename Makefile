@@ -45,6 +45,7 @@ boundaries: ## only controlplane may import controlplane/storage
 
 bench: build ## run the benchmarks (each prints one JSON object)
 	./bin/skiff-bench api --embedded
+	./bin/skiff-bench controllers
 
 fuzz: ## run each fuzz target briefly
 	$(GO) test ./controlplane/apiserver -run '^$$' -fuzz FuzzDecodeObject -fuzztime 30s
