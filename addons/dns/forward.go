@@ -1,0 +1,243 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// ErrNoUpstream is returned when every upstream failed.
+var ErrNoUpstream = errors.New("dns: no upstream answered")
+
+// forwarder resolves names outside the cluster zone through upstream
+// resolvers (per stub domain, else the default list), with a cache.
+type forwarder struct {
+	upstreams []string            // host:port
+	stubs     map[string][]string // zone (lower-case FQDN) -> host:port
+	udp, tcp  *mdns.Client
+	cache     *cache
+	m         *metrics
+}
+
+func newForwarder(upstreams []string, stubs map[string][]string, c *cache, m *metrics, timeout time.Duration) *forwarder {
+	st := map[string][]string{}
+	for z, us := range stubs {
+		st[mdns.Fqdn(strings.ToLower(z))] = us
+	}
+	return &forwarder{
+		upstreams: upstreams,
+		stubs:     st,
+		udp:       &mdns.Client{Net: "udp", Timeout: timeout, UDPSize: maxUDPSize},
+		tcp:       &mdns.Client{Net: "tcp", Timeout: timeout},
+		cache:     c,
+		m:         m,
+	}
+}
+
+// pick returns the upstreams for name: the longest matching stub domain,
+// else the defaults.
+func (f *forwarder) pick(name string) []string {
+	best, bestLen := f.upstreams, -1
+	for z, us := range f.stubs {
+		if mdns.IsSubDomain(z, name) && len(z) > bestLen {
+			best, bestLen = us, len(z)
+		}
+	}
+	return best
+}
+
+// forward answers r from the cache or the upstreams. The returned message
+// is the caller's to modify.
+func (f *forwarder) forward(ctx context.Context, r *mdns.Msg) (*mdns.Msg, error) {
+	q := r.Question[0]
+	key := cacheKey(q, r)
+	if m := f.cache.get(key); m != nil {
+		f.m.cacheHit()
+		return reply(r, m), nil
+	}
+	f.m.cacheMiss()
+	req := new(mdns.Msg)
+	req.SetQuestion(q.Name, q.Qtype)
+	req.Question[0].Qclass = q.Qclass
+	req.RecursionDesired = true
+	req.CheckingDisabled = r.CheckingDisabled
+	do := false
+	if opt := r.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
+	req.SetEdns0(maxUDPSize, do)
+	var lastErr error = ErrNoUpstream
+	for _, up := range f.pick(strings.ToLower(q.Name)) {
+		resp, _, err := f.udp.ExchangeContext(ctx, req, up)
+		if err == nil && resp.Truncated {
+			resp, _, err = f.tcp.ExchangeContext(ctx, req, up)
+		}
+		if err != nil {
+			f.m.forwardError()
+			lastErr = fmt.Errorf("upstream %s: %w", up, err)
+			continue
+		}
+		if resp.Rcode == mdns.RcodeServerFailure || resp.Rcode == mdns.RcodeRefused {
+			lastErr = fmt.Errorf("upstream %s: %s", up, mdns.RcodeToString[resp.Rcode])
+			continue
+		}
+		f.cache.put(key, resp)
+		return reply(r, resp.Copy()), nil
+	}
+	return nil, lastErr
+}
+
+// reply turns an upstream (or cached) answer into the answer to r: r's
+// id, question spelling and flags, and our own OPT record.
+func reply(r, m *mdns.Msg) *mdns.Msg {
+	m.Id = r.Id
+	m.Question = r.Question
+	m.RecursionDesired = r.RecursionDesired
+	m.RecursionAvailable = true
+	m.Authoritative = false
+	m.Compress = true
+	extra := m.Extra[:0:0]
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype != mdns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	m.Extra = extra
+	if opt := r.IsEdns0(); opt != nil {
+		m.SetEdns0(maxUDPSize, opt.Do())
+	}
+	return m
+}
+
+func cacheKey(q mdns.Question, r *mdns.Msg) string {
+	var b strings.Builder
+	b.WriteString(strings.ToLower(q.Name))
+	fmt.Fprintf(&b, "/%d/%d", q.Qtype, q.Qclass)
+	if opt := r.IsEdns0(); opt != nil && opt.Do() {
+		b.WriteString("/do")
+	}
+	if r.CheckingDisabled {
+		b.WriteString("/cd")
+	}
+	return b.String()
+}
+
+// cache is a bounded answer cache. Positive answers live for their
+// smallest TTL (at most maxTTL), negative answers (NXDOMAIN, NODATA) for
+// the SOA's negative TTL (at most maxNegTTL). When full, an expired entry
+// or else an arbitrary one is evicted (Go's map order is random).
+type cache struct {
+	mu        sync.Mutex
+	cap       int
+	maxTTL    time.Duration
+	maxNegTTL time.Duration
+	entries   map[string]cacheEntry
+	now       func() time.Time
+}
+
+type cacheEntry struct {
+	msg     *mdns.Msg
+	stored  time.Time
+	expires time.Time
+}
+
+func newCache(capacity int, maxTTL, maxNegTTL time.Duration) *cache {
+	return &cache{cap: capacity, maxTTL: maxTTL, maxNegTTL: maxNegTTL, entries: map[string]cacheEntry{}, now: time.Now}
+}
+
+// ttl is how long m may be cached (0 = not at all).
+func (c *cache) ttl(m *mdns.Msg) time.Duration {
+	if m.Truncated {
+		return 0
+	}
+	switch {
+	case m.Rcode == mdns.RcodeSuccess && len(m.Answer) > 0:
+		minTTL := uint32(1<<31 - 1)
+		for _, rr := range m.Answer {
+			minTTL = min(minTTL, rr.Header().Ttl)
+		}
+		return min(time.Duration(minTTL)*time.Second, c.maxTTL)
+	case m.Rcode == mdns.RcodeSuccess || m.Rcode == mdns.RcodeNameError:
+		for _, rr := range m.Ns {
+			if soa, ok := rr.(*mdns.SOA); ok {
+				neg := min(soa.Hdr.Ttl, soa.Minttl)
+				return min(time.Duration(neg)*time.Second, c.maxNegTTL)
+			}
+		}
+	}
+	return 0
+}
+
+func (c *cache) put(key string, m *mdns.Msg) {
+	if c == nil || c.cap <= 0 {
+		return
+	}
+	ttl := c.ttl(m)
+	if ttl <= 0 {
+		return
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[key]; !ok && len(c.entries) >= c.cap {
+		c.evictLocked(now)
+	}
+	c.entries[key] = cacheEntry{msg: m.Copy(), stored: now, expires: now.Add(ttl)}
+}
+
+func (c *cache) evictLocked(now time.Time) {
+	n := 0
+	for k, e := range c.entries {
+		if now.After(e.expires) || n >= 8 {
+			delete(c.entries, k)
+			return
+		}
+		n++
+	}
+}
+
+// get returns a copy of a live entry with TTLs reduced by its age.
+func (c *cache) get(key string) *mdns.Msg {
+	if c == nil {
+		return nil
+	}
+	now := c.now()
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	if ok && !now.Before(e.expires) {
+		delete(c.entries, key)
+		ok = false
+	}
+	c.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	m := e.msg.Copy()
+	age := uint32(now.Sub(e.stored) / time.Second)
+	for _, sec := range [][]mdns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range sec {
+			h := rr.Header()
+			if h.Rrtype == mdns.TypeOPT {
+				continue
+			}
+			if h.Ttl > age {
+				h.Ttl -= age
+			} else {
+				h.Ttl = 0
+			}
+		}
+	}
+	return m
+}
+
+// len reports the number of entries (for tests).
+func (c *cache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
