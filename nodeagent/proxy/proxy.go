@@ -1,0 +1,299 @@
+// Package proxy is the node agent's service proxy (kube-proxy's job) in
+// nftables mode: Services and EndpointSlices (discovery.k8s.io/v1) are
+// watched through client-go informers and programmed into one nftables
+// table owned by Skiff (ip family, default "skiff_proxy"), written through
+// netlink (github.com/google/nftables, never the nft binary).
+//
+// Every sync rebuilds the whole table in one netlink batch (create, delete,
+// fill), which the kernel applies atomically. Dispatch is by verdict maps
+// keyed on (daddr . l4proto . dport) for ClusterIPs and (l4proto . dport)
+// on local addresses for NodePorts, so the per-packet cost does not grow
+// with the number of services; each service port has its own chain that
+// picks an endpoint with `numgen random`, and each endpoint a chain that
+// DNATs to it. Traffic from the host and hairpin traffic is marked and
+// masqueraded in postrouting, services without endpoints are rejected
+// (TCP reset / ICMP port unreachable), as upstream's nftables mode.
+//
+// The service CIDR has a blackhole route on Skiff nodes, so a socket on the
+// host cannot even connect to a ClusterIP (the route lookup at connect()
+// fails before any netfilter hook). The proxy therefore puts every
+// ClusterIP as a /32 on a dummy interface (as kube-proxy's IPVS mode does
+// with kube-ipvs0): the local route wins over the blackhole, output DNAT
+// rewrites the destination, and packets to ports a service does not have
+// are rejected in the input hook. The blackhole route stays untouched.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Defaults.
+const (
+	DefaultTable         = "skiff_proxy"
+	DefaultInterface     = "skiff-svc0"
+	DefaultMinSyncPeriod = 100 * time.Millisecond
+	routeLocalnet        = "/proc/sys/net/ipv4/conf/all/route_localnet"
+)
+
+// Options configures a Proxy.
+type Options struct {
+	// NodeName decides which endpoints are local.
+	NodeName string
+	// ClusterCIDR is the pod range: ClusterIP traffic from elsewhere (the
+	// host) is masqueraded.
+	ClusterCIDR string
+	// Table is the nftables table (ip family); Interface the dummy link
+	// holding the ClusterIPs.
+	Table, Interface string
+	// MinSyncPeriod debounces changes (default 100ms).
+	MinSyncPeriod time.Duration
+	// NoLocalhostNodePorts turns NodePorts on 127.0.0.0/8 off; on by
+	// default, which needs net.ipv4.conf.all.route_localnet=1 (set at
+	// start, as upstream's iptables mode).
+	NoLocalhostNodePorts bool
+	Logger               *slog.Logger
+}
+
+// Proxy programs the node's service table.
+type Proxy struct {
+	opts   Options
+	cfg    Config
+	log    *slog.Logger
+	client kubernetes.Interface
+
+	svcLister   cache.GenericLister
+	sliceLister cache.GenericLister
+	synced      []cache.InformerSynced
+	kick        chan struct{}
+
+	mu       sync.Mutex
+	vips     map[string]bool // addresses on the dummy interface
+	lastSync time.Time
+	syncs    int
+	lastErr  error
+}
+
+// New checks the options; Run does the work.
+func New(client kubernetes.Interface, opts Options) (*Proxy, error) {
+	if opts.Table == "" {
+		opts.Table = DefaultTable
+	}
+	if opts.Interface == "" {
+		opts.Interface = DefaultInterface
+	}
+	if opts.MinSyncPeriod <= 0 {
+		opts.MinSyncPeriod = DefaultMinSyncPeriod
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	cfg := Config{Table: opts.Table, LocalhostNodePorts: !opts.NoLocalhostNodePorts}
+	if opts.ClusterCIDR != "" {
+		_, n, err := net.ParseCIDR(opts.ClusterCIDR)
+		if err != nil || n.IP.To4() == nil {
+			return nil, fmt.Errorf("proxy: cluster CIDR %q is not an IPv4 CIDR", opts.ClusterCIDR)
+		}
+		n.IP = n.IP.To4()
+		cfg.ClusterCIDR = n
+	}
+	return &Proxy{
+		opts: opts, cfg: cfg, client: client, kick: make(chan struct{}, 1), vips: map[string]bool{},
+		log: opts.Logger.With("component", "proxy", "mode", "nftables"),
+	}, nil
+}
+
+// Run watches Services and EndpointSlices and keeps the table in sync
+// until ctx ends. It leaves the table in place (existing connections and
+// services keep working across an agent restart); Cleanup removes it.
+func (p *Proxy) Run(ctx context.Context) error {
+	if p.cfg.LocalhostNodePorts {
+		if err := os.WriteFile(routeLocalnet, []byte("1"), 0o644); err != nil {
+			return fmt.Errorf("proxy: route_localnet for localhost NodePorts: %w", err)
+		}
+	}
+	if err := ensureDummy(p.opts.Interface); err != nil {
+		return err
+	}
+	f := informers.NewSharedInformerFactory(p.client, 0)
+	svcInf := f.Core().V1().Services()
+	sliceInf := f.Discovery().V1().EndpointSlices()
+	h := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { p.Kick() },
+		UpdateFunc: func(any, any) { p.Kick() },
+		DeleteFunc: func(any) { p.Kick() },
+	}
+	_, _ = svcInf.Informer().AddEventHandler(h)
+	_, _ = sliceInf.Informer().AddEventHandler(h)
+	p.svcLister = cache.NewGenericLister(svcInf.Informer().GetIndexer(), corev1.Resource("services"))
+	p.sliceLister = cache.NewGenericLister(sliceInf.Informer().GetIndexer(), discoveryv1.Resource("endpointslices"))
+	p.synced = []cache.InformerSynced{svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced}
+	f.Start(ctx.Done())
+	defer f.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), p.synced...) {
+		return ctx.Err()
+	}
+	p.log.Info("service proxy started", "table", p.opts.Table, "interface", p.opts.Interface)
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	p.Kick()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.kick:
+		case <-retry.C:
+		}
+		// Debounce: at most one sync per MinSyncPeriod; events arriving
+		// meanwhile are folded into the next one.
+		p.mu.Lock()
+		wait := time.Until(p.lastSync.Add(p.opts.MinSyncPeriod))
+		p.mu.Unlock()
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+		}
+		select {
+		case <-p.kick:
+		default:
+		}
+		if err := p.Sync(); err != nil {
+			p.log.Error("sync failed", "err", err)
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+// Kick asks for a sync.
+func (p *Proxy) Kick() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Sync programs the table from the informer caches now.
+func (p *Proxy) Sync() error {
+	start := time.Now()
+	var svcs []*corev1.Service
+	objs, err := p.svcLister.List(labels.Everything())
+	if err != nil {
+		return fmt.Errorf("proxy: list services: %w", err)
+	}
+	for _, o := range objs {
+		svcs = append(svcs, o.(*corev1.Service))
+	}
+	var slices []*discoveryv1.EndpointSlice
+	objs, err = p.sliceLister.List(labels.Everything())
+	if err != nil {
+		return fmt.Errorf("proxy: list endpointslices: %w", err)
+	}
+	for _, o := range objs {
+		slices = append(slices, o.(*discoveryv1.EndpointSlice))
+	}
+	sps := BuildServicePorts(svcs, slices, p.opts.NodeName)
+	err = p.apply(sps)
+	p.mu.Lock()
+	p.lastSync, p.lastErr = time.Now(), err
+	p.syncs++
+	p.mu.Unlock()
+	if err == nil {
+		p.log.Debug("synced", "servicePorts", len(sps), "took", time.Since(start))
+	}
+	return err
+}
+
+// apply programs sps: table first (new VIPs must be DNATed the moment
+// they become local addresses), then the dummy interface's addresses.
+func (p *Proxy) apply(sps []*ServicePort) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("proxy: netlink: %w", err)
+	}
+	if err := applyFull(c, p.cfg, sps); err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, sp := range sps {
+		want[sp.ClusterIP.String()] = true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := syncAddresses(p.opts.Interface, p.vips, want); err != nil {
+		return err
+	}
+	p.vips = want
+	return nil
+}
+
+// Synced reports how many syncs ran and the last one's error.
+func (p *Proxy) Synced() (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.syncs, p.lastErr
+}
+
+// Cleanup removes everything the proxy made: its table and its dummy
+// interface (with the ClusterIPs on it). It works on a fresh Proxy too
+// (agent start-up in another mode, tests).
+func Cleanup(opts Options) error {
+	if opts.Table == "" {
+		opts.Table = DefaultTable
+	}
+	if opts.Interface == "" {
+		opts.Interface = DefaultInterface
+	}
+	var errs []error
+	c, err := nftables.New()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("proxy: netlink: %w", err))
+	} else if err := deleteTable(c, opts.Table); err != nil {
+		errs = append(errs, err)
+	}
+	if err := deleteDummy(opts.Interface); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// TableExists reports whether the table is in the kernel.
+func TableExists(name string) (bool, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return false, err
+	}
+	ts, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return false, err
+	}
+	for _, t := range ts {
+		if t.Name == name {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func isNotExist(out []byte) bool {
+	s := string(out)
+	return strings.Contains(s, "Cannot find device") || strings.Contains(s, "does not exist")
+}
