@@ -42,8 +42,18 @@ func start(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(nodes.Stop)
-	f := informers.NewSharedInformerFactory(s.Client, 0)
-	jc, err := job.New(job.Config{Client: s.Client, Informers: f, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	e := &env{c: s.Client, ns: "default"}
+	t.Cleanup(e.runController(t))
+	return e
+}
+
+// runController starts a Job controller on its own informers; the returned
+// func stops it and waits for its workers.
+func (e *env) runController(t *testing.T) func() {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	f := informers.NewSharedInformerFactory(e.c, 0)
+	jc, err := job.New(job.Config{Client: e.c, Informers: f, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		PodFailureBackoff: 20 * time.Millisecond, MaxPodFailureBackoff: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -51,8 +61,8 @@ func start(t *testing.T) *env {
 	f.Start(ctx.Done())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = jc.Run(ctx, 2) }()
-	t.Cleanup(func() { cancel(); <-done; f.Shutdown() })
-	return &env{c: s.Client, ns: "default"}
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); <-done; f.Shutdown() }) }
 }
 
 func newJob(name string, completions, parallelism int32, exitCode int, runFor time.Duration) *batchv1.Job {
@@ -305,6 +315,44 @@ func TestJob(t *testing.T) {
 			t.Errorf("Suspended condition after resume: %+v", c)
 		}
 	})
+}
+
+// TestJobControllerRestart stops the controller mid-job and starts a new
+// one: finalizer tracking must neither lose nor double-count a pod, and no
+// extra pod may be created.
+func TestJobControllerRestart(t *testing.T) {
+	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, job.Name) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nodes, err := hollow.Start(ctx, s.Config, hollow.Options{Nodes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nodes.Stop()
+	e := &env{c: s.Client, ns: "default"}
+	stop := e.runController(t)
+	t.Cleanup(stop)
+	if _, err := e.c.BatchV1().Jobs(e.ns).Create(ctx, newJob("restart", 8, 3, 0, 200*time.Millisecond), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "some pods counted", 60*time.Second, func() error {
+		j, err := e.c.BatchV1().Jobs(e.ns).Get(ctx, "restart", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if j.Status.Succeeded < 2 {
+			return fmt.Errorf("succeeded %d", j.Status.Succeeded)
+		}
+		return nil
+	})
+	stop()
+	t.Cleanup(e.runController(t))
+	j := waitCondition(t, e, "restart", batchv1.JobComplete, batchv1.JobReasonCompletionsReached)
+	pods := jobPods(t, e, j)
+	if j.Status.Succeeded != 8 || len(pods) != 8 {
+		t.Errorf("succeeded %d with %d pods, want 8 and 8", j.Status.Succeeded, len(pods))
+	}
+	noTrackingFinalizers(t, pods)
 }
 
 func ptr[T any](v T) *T { return &v }
