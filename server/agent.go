@@ -71,6 +71,9 @@ func (s *Server) StartAgent(ctx context.Context, opts agent.Options) (*agent.Age
 	if opts.ClusterCIDR == "" {
 		opts.ClusterCIDR = s.cfg.ClusterCIDR
 	}
+	if opts.PodCIDR == "" && opts.PodCIDRWait == 0 && s.nodeIPAMEnabled() {
+		opts.PodCIDRWait = 30 * time.Second
+	}
 	if opts.ClusterDNS == "" {
 		opts.ClusterDNS = clusterDNSIP(s.cfg.ServiceCIDR)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/skiffhq/skiff/controlplane/controllers/manager"
+	"github.com/skiffhq/skiff/controlplane/controllers/nodeipam"
 )
 
 // startControllerManager runs the controller manager in-process as
@@ -40,4 +41,24 @@ func (s *Server) startControllerManager(ctx context.Context) {
 			s.log.Error("controller manager stopped", "err", err)
 		}
 	}()
+}
+
+// nodeIPAMEnabled reports whether this server's controller manager gives
+// nodes their pod ranges (then the node agent waits for one).
+func (s *Server) nodeIPAMEnabled() bool {
+	if s.disabled("controller-manager") || s.disabled("kube-controller-manager") || s.cfg.ClusterCIDR == "" {
+		return false
+	}
+	specs := manager.Specs()
+	sel, err := manager.ParseSelection(s.cfg.Controllers, specs)
+	if err != nil {
+		return false
+	}
+	sel.Disable(s.cfg.Disable, specs)
+	for _, sp := range specs {
+		if sp.Name == nodeipam.Name {
+			return sel.Enabled(sp)
+		}
+	}
+	return false
 }

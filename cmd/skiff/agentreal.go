@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
@@ -20,6 +21,7 @@ type realAgentFlags struct {
 	dataDir, nodeName, nodeIP, endpoint, clusterCIDR, podCIDR, clusterDNS, podLogDir string
 	certFile, keyFile, clientCAFile                                                  string
 	port                                                                             int
+	podCIDRWait                                                                      time.Duration
 }
 
 func (f *realAgentFlags) register(cmd *cobra.Command) {
@@ -30,6 +32,7 @@ func (f *realAgentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.endpoint, "container-runtime-endpoint", runtime.DefaultAddress, "containerd socket")
 	fl.StringVar(&f.clusterCIDR, "cluster-cidr", agent.DefaultClusterCIDR, "cluster pod range; without a node podCIDR the agent takes its first /24")
 	fl.StringVar(&f.podCIDR, "pod-cidr", "", "this node's pod range (overrides the node's spec.podCIDR)")
+	fl.DurationVar(&f.podCIDRWait, "pod-cidr-wait", 30*time.Second, "without --pod-cidr, how long to wait for the node IPAM controller to assign spec.podCIDR before taking the cluster CIDR's first /24 (0: do not wait)")
 	fl.StringVar(&f.clusterDNS, "cluster-dns", agent.DefaultClusterDNS, "nameserver written into ClusterFirst pods' resolv.conf")
 	fl.StringVar(&f.podLogDir, "pod-log-dir", agent.DefaultPodLogDir, "where CRI-format container logs are written")
 	fl.IntVar(&f.port, "port", agent.DefaultPort, "HTTPS port of the agent's API (container logs)")
@@ -48,7 +51,7 @@ func runContainerdAgent(cmd *cobra.Command, kubeconfig, server string, f realAge
 	}
 	opts := agent.Options{
 		NodeName: f.nodeName, NodeIP: f.nodeIP, StateDir: filepath.Join(f.dataDir, "agent"),
-		PodLogDir: f.podLogDir, ContainerdAddress: f.endpoint, ClusterCIDR: f.clusterCIDR, PodCIDR: f.podCIDR,
+		PodLogDir: f.podLogDir, ContainerdAddress: f.endpoint, ClusterCIDR: f.clusterCIDR, PodCIDR: f.podCIDR, PodCIDRWait: f.podCIDRWait,
 		ClusterDNS: f.clusterDNS, Port: f.port, Logger: slog.Default(),
 	}
 	if f.certFile != "" || f.keyFile != "" {

@@ -74,6 +74,10 @@ type Options struct {
 	// ClusterCIDR is the cluster's pod range; a node without spec.podCIDR
 	// takes its first /24. PodCIDR overrides both.
 	ClusterCIDR, PodCIDR string
+	// PodCIDRWait, when > 0 and PodCIDR is empty, registers the node
+	// without a pod range and waits this long for the node IPAM controller
+	// to assign one before taking the cluster CIDR's first /24 itself.
+	PodCIDRWait time.Duration
 	// ClusterDNS and ClusterDomain configure ClusterFirst resolv.conf.
 	ClusterDNS, ClusterDomain string
 	// Bridge and NetNSDir are passed to the network manager.

@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -48,10 +49,13 @@ func (a *Agent) registerNode(ctx context.Context) (*corev1.Node, error) {
 	n, err := nodes.Create(ctx, want, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		n, err = nodes.Get(ctx, want.Name, metav1.GetOptions{})
-		if err == nil && n.Spec.PodCIDR == "" && a.opts.PodCIDR == "" {
+		if err == nil && n.Spec.PodCIDR == "" && want.Spec.PodCIDR != "" && a.opts.PodCIDR == "" {
 			n.Spec.PodCIDR, n.Spec.PodCIDRs = want.Spec.PodCIDR, want.Spec.PodCIDRs
 			n, err = nodes.Update(ctx, n, metav1.UpdateOptions{})
 		}
+	}
+	if err == nil && n.Spec.PodCIDR == "" && a.opts.PodCIDR == "" {
+		n, err = a.waitPodCIDR(ctx, n.Name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("agent: register node: %w", err)
@@ -72,9 +76,48 @@ func (a *Agent) registerNode(ctx context.Context) (*corev1.Node, error) {
 	return n, nil
 }
 
+// waitPodCIDR waits up to PodCIDRWait for the node IPAM controller to
+// give the node a pod range; without one it takes the cluster CIDR's first
+// /24 (the standalone behaviour).
+func (a *Agent) waitPodCIDR(ctx context.Context, name string) (*corev1.Node, error) {
+	nodes := a.client.CoreV1().Nodes()
+	deadline := time.Now().Add(a.opts.PodCIDRWait)
+	for time.Now().Before(deadline) {
+		n, err := nodes.Get(ctx, name, metav1.GetOptions{})
+		if err == nil && n.Spec.PodCIDR != "" {
+			return n, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	cidr, err := firstSubnet(a.opts.ClusterCIDR)
+	if err != nil {
+		return nil, err
+	}
+	a.log.Warn("no pod CIDR assigned; taking the first range of the cluster CIDR", "podCIDR", cidr, "waited", a.opts.PodCIDRWait)
+	var out *corev1.Node
+	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		n, err := nodes.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if n.Spec.PodCIDR != "" {
+			out = n
+			return nil
+		}
+		n.Spec.PodCIDR, n.Spec.PodCIDRs = cidr, []string{cidr}
+		out, err = nodes.Update(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+	return out, err
+}
+
 func (a *Agent) desiredNode(ctx context.Context) (*corev1.Node, error) {
 	cidr := a.opts.PodCIDR
-	if cidr == "" {
+	if cidr == "" && a.opts.PodCIDRWait <= 0 {
 		var err error
 		if cidr, err = firstSubnet(a.opts.ClusterCIDR); err != nil {
 			return nil, err
@@ -108,7 +151,7 @@ func (a *Agent) desiredNode(ctx context.Context) (*corev1.Node, error) {
 			"kubernetes.io/arch":     goruntime.GOARCH,
 			"beta.kubernetes.io/os":  goruntime.GOOS, "beta.kubernetes.io/arch": goruntime.GOARCH,
 		}},
-		Spec: corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
+		Spec: podCIDRSpec(cidr),
 		Status: corev1.NodeStatus{
 			Capacity:    capacity,
 			Allocatable: alloc,
@@ -139,6 +182,13 @@ func (a *Agent) desiredNode(ctx context.Context) (*corev1.Node, error) {
 	}, nil
 }
 
+func podCIDRSpec(cidr string) corev1.NodeSpec {
+	if cidr == "" {
+		return corev1.NodeSpec{}
+	}
+	return corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}}
+}
+
 func cond(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string, now metav1.Time) corev1.NodeCondition {
 	return corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
 }
@@ -163,17 +213,52 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		if err := a.renewLease(ctx, n); err != nil {
 			a.log.Warn("heartbeat: lease", "err", err)
 		}
-		if time.Since(lastStatus) >= time.Minute {
+		if time.Since(lastStatus) >= time.Minute || markedUnknown(n) {
 			n = n.DeepCopy()
 			now := metav1.Now()
 			for i := range n.Status.Conditions {
 				n.Status.Conditions[i].LastHeartbeatTime = now
+				restoreCondition(&n.Status.Conditions[i], now)
 			}
 			if _, err := a.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err == nil {
 				lastStatus = time.Now()
 			}
 		}
 	}
+}
+
+// markedUnknown reports whether the node lifecycle controller set a
+// condition Unknown because heartbeats stopped (the agent was away).
+func markedUnknown(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Status == corev1.ConditionUnknown && (c.Reason == "NodeStatusUnknown" || c.Reason == "NodeStatusNeverUpdated") {
+			return true
+		}
+	}
+	return false
+}
+
+// restoreCondition puts a condition the node lifecycle controller set
+// Unknown back to what the agent reports, as the kubelet does on its next
+// status update.
+func restoreCondition(c *corev1.NodeCondition, now metav1.Time) {
+	if c.Status != corev1.ConditionUnknown || (c.Reason != "NodeStatusUnknown" && c.Reason != "NodeStatusNeverUpdated") {
+		return
+	}
+	var fresh corev1.NodeCondition
+	switch c.Type {
+	case corev1.NodeReady:
+		fresh = cond(c.Type, corev1.ConditionTrue, "KubeletReady", "kubelet is posting ready status", now)
+	case corev1.NodeMemoryPressure:
+		fresh = cond(c.Type, corev1.ConditionFalse, "KubeletHasSufficientMemory", "kubelet has sufficient memory available", now)
+	case corev1.NodeDiskPressure:
+		fresh = cond(c.Type, corev1.ConditionFalse, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", now)
+	case corev1.NodePIDPressure:
+		fresh = cond(c.Type, corev1.ConditionFalse, "KubeletHasSufficientPID", "kubelet has sufficient PID available", now)
+	default:
+		return
+	}
+	*c = fresh
 }
 
 func (a *Agent) renewLease(ctx context.Context, n *corev1.Node) error {
