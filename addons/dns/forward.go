@@ -191,14 +191,20 @@ func (c *cache) put(key string, m *mdns.Msg) {
 }
 
 func (c *cache) evictLocked(now time.Time) {
-	n := 0
+	victim, n := "", 0
 	for k, e := range c.entries {
-		if now.After(e.expires) || n >= 8 {
-			delete(c.entries, k)
-			return
+		if victim == "" {
+			victim = k
 		}
-		n++
+		if !now.Before(e.expires) {
+			victim = k
+			break
+		}
+		if n++; n >= 8 {
+			break
+		}
 	}
+	delete(c.entries, victim)
 }
 
 // get returns a copy of a live entry with TTLs reduced by its age.
