@@ -329,7 +329,15 @@ func (s *Server) update(ctx context.Context, res *registry.Resource, ns, name, s
 	key := objectKey(res, ns, name)
 	gr := res.GVR().GroupResource()
 	for attempt := 0; attempt < 16; attempt++ {
-		kv, err := s.store.Get(ctx, key)
+		// The first attempt starts from the watch cache: the write is a
+		// compare-and-swap on the revision read, so a stale cache costs a
+		// retry, never a lost update. Answers that do not write (conflicts,
+		// no-ops, dry runs) are given from a fresh etcd read only.
+		kv, fresh := s.cachedKV(key, attempt)
+		var err error
+		if fresh {
+			kv, err = s.store.Get(ctx, key)
+		}
 		var cur runtime.Object
 		if err != nil {
 			if !errors.Is(err, storage.ErrNotFound) {
@@ -375,12 +383,19 @@ func (s *Server) update(ctx context.Context, res *registry.Resource, ns, name, s
 			if n, perr := strconv.ParseInt(requested, 10, 64); perr != nil || n <= 0 {
 				return nil, 0, invalid(res, name, field.ErrorList{field.Invalid(field.NewPath("metadata", "resourceVersion"), requested, "must be a positive integer")})
 			} else if n != kv.ModRev {
+				if !fresh {
+					continue
+				}
 				return nil, 0, apierrors.NewConflict(gr, name, errors.New(conflictMsg))
 			}
 		}
 		data, stored, deleted, err := s.prepareUpdate(ctx, res, sub, obj, cur, opts)
 		if err != nil {
 			return nil, 0, err
+		}
+		if !fresh && (opts.dryRun || !stored) {
+			// Neither reserved anything (dry run, or nothing changed).
+			continue
 		}
 		if opts.dryRun {
 			return served(res, data, kv.ModRev), http.StatusOK, nil
@@ -392,7 +407,7 @@ func (s *Server) update(ctx context.Context, res *registry.Resource, ns, name, s
 		}
 		if deleted {
 			rev, err := s.store.Delete(ctx, key, kv.ModRev)
-			if errors.Is(err, storage.ErrConflict) && requested == "" {
+			if errors.Is(err, storage.ErrConflict) && (requested == "" || !fresh) {
 				continue
 			}
 			if err != nil {
@@ -402,7 +417,7 @@ func (s *Server) update(ctx context.Context, res *registry.Resource, ns, name, s
 			return served(res, data, rev), http.StatusOK, nil
 		}
 		rev, _, err := s.store.Update(ctx, key, data, kv.ModRev)
-		if errors.Is(err, storage.ErrConflict) && requested == "" {
+		if errors.Is(err, storage.ErrConflict) && (requested == "" || !fresh) {
 			s.releaseAfterFailedUpdate(ctx, res, obj, cur)
 			continue
 		}
@@ -416,6 +431,19 @@ func (s *Server) update(ctx context.Context, res *registry.Resource, ns, name, s
 		return served(res, data, rev), http.StatusOK, nil
 	}
 	return nil, 0, apierrors.NewConflict(gr, name, errors.New("too many concurrent updates; please retry"))
+}
+
+// cachedKV returns the watch cache's copy of key for the first attempt of
+// an update; fresh = true means the attempt must read etcd instead.
+func (s *Server) cachedKV(key string, attempt int) (kv storage.KV, fresh bool) {
+	if attempt > 0 || s.cache == nil {
+		return kv, true
+	}
+	o, _, ok := s.cache.Get(key)
+	if !ok {
+		return kv, true
+	}
+	return storage.KV{Key: o.Key, Value: o.Value, ModRev: o.ModRev, CreateRev: o.CreateRev}, false
 }
 
 func (s *Server) releaseAfterFailedUpdate(ctx context.Context, res *registry.Resource, obj, cur runtime.Object) {
