@@ -25,7 +25,9 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/netns"
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	cniversion "github.com/containernetworking/cni/pkg/version"
 )
 
 // Defaults.
@@ -145,7 +147,11 @@ func New(opts Options) (*Manager, error) {
 	}
 	m := &Manager{
 		opts: opts, list: list, lo: lo, gateway: gw,
-		cni: libcni.NewCNIConfigWithCacheDir(opts.PluginDirs, opts.cacheDir(), nil),
+		// An explicit exec: libcni creates its default lazily on first use,
+		// which races when two pods are set up at once.
+		cni: libcni.NewCNIConfigWithCacheDir(opts.PluginDirs, opts.cacheDir(), &invoke.DefaultExec{
+			RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: cniversion.PluginDecoder{},
+		}),
 		log: opts.Logger.With("component", "network"),
 	}
 	if err := m.guard(cidr.String()); err != nil {
