@@ -161,6 +161,7 @@ type Agent struct {
 	rec     record.EventRecorder
 	bcast   record.EventBroadcaster
 	api     *apiServer
+	probes  *probeManager
 
 	mu      sync.Mutex
 	backoff map[string]time.Time // uid/container → image pull retry time
@@ -263,6 +264,7 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 		return nil, errors.New("agent: pod informer did not sync")
 	}
 
+	a.probes = newProbeManager(runCtx, a)
 	a.wg.Add(3)
 	go func() { defer a.wg.Done(); a.heartbeat(runCtx) }()
 	go func() { defer a.wg.Done(); a.resync(runCtx) }()
@@ -281,6 +283,9 @@ func (a *Agent) Stop() {
 	}
 	a.queue.ShutDown()
 	a.wg.Wait()
+	if a.probes != nil {
+		a.probes.wait()
+	}
 	if a.api != nil {
 		a.api.close()
 	}

@@ -111,13 +111,16 @@ func (a *Agent) syncPod(ctx context.Context, uid types.UID) (time.Duration, erro
 		if len(ctrs) == 0 && sb == nil {
 			return 0, nil
 		}
+		a.probes.stopPod(uid)
 		a.log.Info("tearing down a pod that no longer exists", "uid", uid)
 		return 0, a.teardown(ctx, uid, ctrs, sb, 2*time.Second, nil)
 	}
 	if pod.DeletionTimestamp != nil {
+		a.probes.stopPod(uid)
 		return 0, a.terminate(ctx, pod, ctrs, sb)
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		a.probes.stopPod(uid)
 		// Terminal: nothing runs again; release the network.
 		for _, cs := range ctrs {
 			if len(cs) > 0 && cs[0].State == runtime.StateRunning {
@@ -152,6 +155,12 @@ func (a *Agent) syncPod(ctx context.Context, uid types.UID) (time.Duration, erro
 	}
 	mounts, err := a.preparePod(ctx, pod, sb)
 	if err != nil {
+		a.event(pod, corev1.EventTypeWarning, "FailedMount", "%v", err)
+		a.setWaiting(uid, "", "ContainerCreating", err.Error())
+		_ = a.updateStatus(ctx, pod, ctrs, sb)
+		return 5 * time.Second, nil
+	}
+	if err := applyFSGroup(pod, mounts); err != nil {
 		a.event(pod, corev1.EventTypeWarning, "FailedMount", "%v", err)
 		a.setWaiting(uid, "", "ContainerCreating", err.Error())
 		_ = a.updateStatus(ctx, pod, ctrs, sb)
@@ -201,6 +210,7 @@ func (a *Agent) syncPod(ctx context.Context, uid types.UID) (time.Duration, erro
 	if ctrs, err = a.podContainers(ctx, uid); err != nil {
 		return 0, err
 	}
+	a.probes.syncPod(pod, ctrs, sb.IP)
 	if err := a.updateStatus(ctx, pod, ctrs, sb); err != nil {
 		return 0, err
 	}
@@ -321,6 +331,9 @@ func (a *Agent) ensureContainer(ctx context.Context, pod *corev1.Pod, c *corev1.
 		return after, err
 	}
 	cfg, err := a.containerConfig(ctx, pod, c, isInit, restart, img, mounts, sb)
+	if err == nil {
+		err = a.applySecurity(ctx, pod, c, img, &cfg)
+	}
 	if err != nil {
 		a.setWaiting(pod.UID, c.Name, "CreateContainerConfigError", err.Error())
 		a.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
@@ -341,6 +354,7 @@ func (a *Agent) ensureContainer(ctx context.Context, pod *corev1.Pod, c *corev1.
 	}
 	a.clearWaiting(pod.UID, c.Name)
 	a.event(pod, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
+	a.postStart(ctx, pod, c, cfg.ID, sb.IP)
 	return 0, nil
 }
 
@@ -417,15 +431,20 @@ func (a *Agent) terminate(ctx context.Context, pod *corev1.Pod, ctrs map[string]
 // teardown stops and removes a pod's containers, its network and its
 // files. pod, when set, gets a final status first.
 func (a *Agent) teardown(ctx context.Context, uid types.UID, ctrs map[string][]runtime.Container, sb *sandbox, g time.Duration, pod *corev1.Pod) error {
+	podIP := ""
+	if sb != nil {
+		podIP = sb.IP
+	}
 	done := make(chan error, len(ctrs))
-	for _, cs := range ctrs {
-		go func(cs []runtime.Container) {
+	for name, cs := range ctrs {
+		go func(name string, cs []runtime.Container) {
 			var err error
 			if len(cs) > 0 {
-				err = a.rt.Stop(ctx, cs[0].ID, g)
+				// preStop first (pod known), then the stop signal.
+				err = a.stopContainer(ctx, pod, specOf(pod, name), cs[0], g, podIP)
 			}
 			done <- err
-		}(cs)
+		}(name, cs)
 	}
 	for range ctrs {
 		if err := <-done; err != nil {

@@ -60,7 +60,12 @@ func (a *Agent) updateStatus(ctx context.Context, pod *corev1.Pod, ctrs map[stri
 		notReady = "PodCompleted"
 	}
 	setCond(st, corev1.ContainersReady, boolCond(ready), notReady)
-	setCond(st, corev1.PodReady, boolCond(ready), notReady)
+	podReady, podNotReady := ready, notReady
+	if ready && !readinessGatesMet(pod, st) {
+		// Readiness gates: conditions other components set.
+		podReady, podNotReady = false, "ReadinessGatesNotReady"
+	}
+	setCond(st, corev1.PodReady, boolCond(podReady), podNotReady)
 	if equality.Semantic.DeepEqual(st, &pod.Status) {
 		return nil
 	}
@@ -114,8 +119,8 @@ func (a *Agent) containerStatuses(pod *corev1.Pod, spec []corev1.Container, ctrs
 			cs.ContainerID = "containerd://" + cur.ID
 			cs.State = containerState(cur)
 			if cur.State == runtime.StateRunning {
-				cs.Started = ptrTrue()
-				cs.Ready = true
+				started, ready := a.probes.containerReadiness(pod.UID, &c, cur.ID)
+				cs.Started, cs.Ready = &started, ready
 			}
 			if len(list) > 1 {
 				cs.LastTerminationState = containerState(list[1])
@@ -148,7 +153,20 @@ func (a *Agent) containerStatuses(pod *corev1.Pod, spec []corev1.Container, ctrs
 	return out
 }
 
-func ptrTrue() *bool { t := true; return &t }
+// readinessGatesMet reports whether every readiness gate's condition is
+// True.
+func readinessGatesMet(pod *corev1.Pod, st *corev1.PodStatus) bool {
+	for _, g := range pod.Spec.ReadinessGates {
+		ok := false
+		for _, c := range st.Conditions {
+			ok = ok || (c.Type == g.ConditionType && c.Status == corev1.ConditionTrue)
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
 
 func isInitOf(pod *corev1.Pod, name string) bool {
 	for _, c := range pod.Spec.InitContainers {

@@ -317,6 +317,8 @@ type ContainerConfig struct {
 	// closes it after the first attached client's stdin ends; TTY gives
 	// the process a terminal (output is then logged as stdout).
 	Stdin, StdinOnce, TTY bool
+	// Security holds capabilities, no_new_privs and extra groups.
+	Security *Security
 }
 
 // Create creates (does not start) a container.
@@ -365,15 +367,15 @@ func (r *Runtime) Create(ctx context.Context, cfg ContainerConfig) error {
 	if cfg.NetNS != "" {
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: cfg.NetNS}))
 	}
-	if cfg.UID != nil || cfg.GID != nil {
-		var uid, gid uint32
-		if cfg.UID != nil {
-			uid = uint32(*cfg.UID)
-		}
-		if cfg.GID != nil {
-			gid = uint32(*cfg.GID)
-		}
-		opts = append(opts, oci.WithUIDGID(uid, gid))
+	switch {
+	case cfg.UID != nil && cfg.GID != nil:
+		opts = append(opts, oci.WithUIDGID(uint32(*cfg.UID), uint32(*cfg.GID)))
+	case cfg.UID != nil:
+		// The primary group comes from the image's /etc/passwd (0 when
+		// the user is not there), as containerd's CRI plugin does.
+		opts = append(opts, oci.WithUserID(uint32(*cfg.UID)))
+	case cfg.GID != nil:
+		opts = append(opts, withGID(uint32(*cfg.GID)))
 	}
 	if cfg.Privileged {
 		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices)
@@ -381,6 +383,7 @@ func (r *Runtime) Create(ctx context.Context, cfg ContainerConfig) error {
 	if cfg.ReadOnlyRootfs {
 		opts = append(opts, oci.WithRootFSReadonly())
 	}
+	opts = append(opts, securityOpts(cfg.Security, cfg.Privileged)...)
 	if cfg.TTY {
 		opts = append(opts, oci.WithTTY)
 	}
@@ -408,6 +411,7 @@ func (r *Runtime) Create(ctx context.Context, cfg ContainerConfig) error {
 		containerd.WithNewSnapshot(cfg.ID, img),
 		containerd.WithRuntime(RuncRuntime, nil),
 		containerd.WithContainerLabels(labels),
+		containerd.WithImageStopSignal(img, "SIGTERM"),
 		containerd.WithNewSpec(opts...),
 	)
 	if err != nil {
@@ -565,8 +569,13 @@ func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) erro
 		return fmt.Errorf("wait task %s: %w", id, err)
 	}
 	if grace > 0 {
-		if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("SIGTERM %s: %w", id, err)
+		// The image's STOPSIGNAL (recorded at create), else SIGTERM.
+		sig, err := containerd.GetStopSignal(ctx, c, syscall.SIGTERM)
+		if err != nil {
+			sig = syscall.SIGTERM
+		}
+		if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("%v %s: %w", sig, id, err)
 		}
 		select {
 		case <-exitCh:

@@ -1,0 +1,128 @@
+package agent_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/skiffhq/skiff/internal/testimages"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
+)
+
+// TestHooksAndGracefulTermination: postStart runs after the start,
+// preStop before the stop signal; a container that handles SIGTERM exits
+// with it, one that ignores it is SIGKILLed once the grace period ran out,
+// and the agent deletes the pod (grace 0) only after both stopped.
+func TestHooksAndGracefulTermination(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	data := t.TempDir()
+	const grace = 4
+	e.createPod(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "term"},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To[int64](grace),
+			Volumes:                       []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: data}}}},
+			Containers: []corev1.Container{
+				{
+					// sh as PID 1 without a TERM trap ignores SIGTERM.
+					Name: "stubborn", Image: testimages.Busybox,
+					Command:      []string{"sh", "-c", "while true; do sleep 1; done"},
+					VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+					Lifecycle: &corev1.Lifecycle{
+						PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo started > /data/poststart"}}},
+						PreStop:   &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "date +%s.%N > /data/prestop"}}},
+					},
+				},
+				{
+					Name: "polite", Image: testimages.Busybox,
+					Command:      []string{"sh", "-c", "trap 'date +%s.%N > /data/term; exit 0' TERM; while true; do sleep 0.2; done"},
+					VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+					Lifecycle:    &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 1}}},
+				},
+			},
+		},
+	})
+	p := e.waitPod("default", "term", "Running", func(p *corev1.Pod) bool {
+		return running(p) && status(p, "polite").State.Running != nil && status(p, "stubborn").State.Running != nil
+	})
+	if b, err := os.ReadFile(filepath.Join(data, "poststart")); err != nil || string(b) != "started\n" {
+		t.Errorf("postStart hook did not run: %q %v", b, err)
+	}
+
+	w, err := e.srv.Client.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("metadata.name", "term").String(), ResourceVersion: p.ResourceVersion,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	start := time.Now()
+	if err := e.srv.Client.CoreV1().Pods("default").Delete(ctx, "term", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var last *corev1.Pod
+	timeout := time.After(60 * time.Second)
+wait:
+	for {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatal("watch ended before the pod was deleted")
+			}
+			if pod, ok := ev.Object.(*corev1.Pod); ok {
+				if ev.Type == watch.Deleted {
+					break wait
+				}
+				last = pod
+			}
+		case <-timeout:
+			t.Fatal("pod not deleted within 60s")
+		}
+	}
+	took := time.Since(start)
+	// The stubborn container could only be gone this early if it was
+	// killed before its grace period ran out.
+	if took < (grace-1)*time.Second {
+		t.Errorf("pod deleted after %v, before the %ds grace period could run out", took, grace)
+	}
+	if last == nil {
+		t.Fatal("no status seen while terminating")
+	}
+	if st := status(last, "stubborn").State.Terminated; st == nil || st.ExitCode != 137 {
+		t.Errorf("stubborn's final state %+v, want SIGKILL (137)", status(last, "stubborn").State)
+	}
+	if st := status(last, "polite").State.Terminated; st == nil || st.ExitCode != 0 {
+		t.Errorf("polite's final state %+v, want exit 0 from its TERM trap", status(last, "polite").State)
+	}
+	if _, err := os.Stat(filepath.Join(data, "prestop")); err != nil {
+		t.Errorf("preStop hook did not run: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "term")); err != nil {
+		t.Errorf("polite never saw SIGTERM: %v", err)
+	}
+	e.waitEvent("term", "Killing", "Stopping container stubborn")
+	assertNothingLeft(t, e, string(p.UID), p.Status.PodIP)
+}
+
+func TestFailedPostStartHookKillsContainer(t *testing.T) {
+	e := setup(t)
+	e.createPod(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "badhook"},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To[int64](1),
+			Containers: []corev1.Container{{
+				Name: "c", Image: testimages.Busybox, Command: []string{"sleep", "3600"},
+				Lifecycle: &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo nope; exit 3"}}}},
+			}},
+		},
+	})
+	e.waitEvent("badhook", "FailedPostStartHook", "exited with 3")
+	e.waitPod("default", "badhook", "restarted", func(p *corev1.Pod) bool { return status(p, "c").RestartCount >= 1 })
+}
