@@ -60,7 +60,9 @@ func (a *Agent) startAPI() error {
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
 	if a.opts.ClientCAs != nil {
-		tc.ClientCAs, tc.ClientAuth = a.opts.ClientCAs, tls.RequireAndVerifyClientCert
+		// A certificate, when given, must be the cluster CA's; callers
+		// without one may use a bearer token (see authz.go).
+		tc.ClientCAs, tc.ClientAuth = a.opts.ClientCAs, tls.VerifyClientCertIfGiven
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(a.opts.NodeIP, strconv.Itoa(a.opts.Port)))
 	if err != nil {
@@ -71,7 +73,7 @@ func (a *Agent) startAPI() error {
 	a.routeStreaming(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	a.api = &apiServer{ln: ln, port: ln.Addr().(*net.TCPAddr).Port, srv: &http.Server{
-		Handler: mux, TLSConfig: tc, ReadHeaderTimeout: 30 * time.Second,
+		Handler: newAPIAuth(a.client, a.opts.NodeName).wrap(mux), TLSConfig: tc, ReadHeaderTimeout: 30 * time.Second,
 	}}
 	go func() {
 		if err := a.api.srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
