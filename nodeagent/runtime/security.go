@@ -22,7 +22,8 @@ type Security struct {
 	// change containerd's default set; ALL in DropCaps starts from none.
 	// They are ignored for privileged containers (which get every one).
 	AddCaps, DropCaps []string
-	// NoNewPrivileges sets no_new_privs (allowPrivilegeEscalation: false).
+	// NoNewPrivileges sets no_new_privs (allowPrivilegeEscalation: false);
+	// without it the process may gain privileges (setuid binaries work).
 	NoNewPrivileges bool
 	// SupplementalGroups are added to the process's groups (the pod's
 	// supplementalGroups and fsGroup).
@@ -51,8 +52,12 @@ func securityOpts(sec *Security, privileged bool) []oci.SpecOpts {
 			opts = append(opts, oci.WithDroppedCapabilities(drop))
 		}
 	}
+	// containerd's default spec sets no_new_privs; Kubernetes containers
+	// have it only when allowPrivilegeEscalation is false.
 	if sec.NoNewPrivileges {
 		opts = append(opts, oci.WithNoNewPrivileges)
+	} else {
+		opts = append(opts, oci.WithNewPrivileges)
 	}
 	if len(sec.SupplementalGroups) > 0 {
 		opts = append(opts, withSupplementalGroups(sec.SupplementalGroups))
