@@ -30,6 +30,7 @@ func (s *Server) startLoops(ctx context.Context) {
 	s.startNodeJoin(ctx)
 	s.startScheduler(ctx)
 	s.startNodeAgent(ctx)
+	s.startDNS(ctx)
 }
 
 var _ runtime.Object = (*corev1.Namespace)(nil)

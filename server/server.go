@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiffhq/skiff/addons/dns"
 	"github.com/skiffhq/skiff/controlplane/admission"
 	"github.com/skiffhq/skiff/controlplane/apiserver"
 	"github.com/skiffhq/skiff/controlplane/apiserver/crd"
@@ -79,6 +80,15 @@ type Config struct {
 	// /metrics; empty = off.
 	ControllerManagerMetricsAddress string
 
+	// ClusterDNS is the cluster DNS service IP the DNS add-on serves once
+	// it is local (default 10.43.0.10); DNSPort its port and the loopback
+	// one (default 53); DNSListenAddress overrides the loopback host:port
+	// (tests use 127.0.0.1:0); DNSUpstreams replace /etc/resolv.conf's.
+	ClusterDNS       string
+	DNSPort          int
+	DNSListenAddress string
+	DNSUpstreams     []string
+
 	// EnableAdmissionPlugins and DisableAdmissionPlugins adjust the
 	// default admission chain (upstream names; the order is fixed).
 	EnableAdmissionPlugins  []string
@@ -101,6 +111,9 @@ func (c *Config) Defaults() {
 	}
 	if c.ServiceCIDR == "" {
 		c.ServiceCIDR = "10.43.0.0/16"
+	}
+	if c.ClusterDNS == "" {
+		c.ClusterDNS = "10.43.0.10"
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -127,6 +140,7 @@ type Server struct {
 	errCh      chan error
 	services   *serviceip.Allocator
 	authz      *authorization
+	dns        *dns.Server
 }
 
 // Start brings the server up and returns once it is ready to serve.

@@ -115,6 +115,10 @@ func New(cfg Config) *Server {
 	return s
 }
 
+// MetricsRegistry is the registry served on /metrics (in-process add-ons
+// register their series here).
+func (s *Server) MetricsRegistry() prometheus.Registerer { return s.promReg }
+
 // Registry returns the resource registry.
 func (s *Server) Registry() *registry.Registry { return s.reg }
 

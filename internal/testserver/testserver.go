@@ -40,6 +40,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 		EtcdClientPort: 0,
 		EtcdPeerPort:   0,
 		Logger:         logger(),
+
+		// The DNS add-on answers on a free loopback port (DNS().Addrs()).
+		DNSListenAddress: "127.0.0.1:0",
 	}
 	for _, o := range opts {
 		o(&cfg)

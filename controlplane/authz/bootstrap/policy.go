@@ -30,6 +30,8 @@ const (
 	UserKubeProxy             = "system:kube-proxy"
 	UserCRDController         = "system:skiff:crd-controller"
 	UserKubernetesService     = "system:skiff:kubernetes-service"
+	// UserDNS is the cluster DNS add-on's identity and its ClusterRole.
+	UserDNS = "system:skiff-dns"
 	// ControllerManagerRole aggregates the roles of the controllers the
 	// controller manager runs; it is bound to UserKubeControllerManager.
 	ControllerManagerRole = "system:skiff:kube-controller-manager-controllers"
@@ -309,6 +311,11 @@ func ClusterRoles() []rbacv1.ClusterRole {
 			// groups are not known in advance.
 			r(v("list", "delete"), "*").on("*"),
 			eventsRules()),
+
+		// The cluster DNS add-on (addons/dns) only reads what it publishes.
+		clusterRole(UserDNS, nil,
+			r(v("list", "watch"), legacy).on("services", "namespaces"),
+			r(v("list", "watch"), "discovery.k8s.io").on("endpointslices")),
 	}
 }
 
@@ -382,6 +389,7 @@ func ClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 		clusterBinding("system:kube-controller-manager", subject(rbacv1.UserKind, UserKubeControllerManager)),
 		clusterBinding(ControllerManagerRole, subject(rbacv1.UserKind, UserKubeControllerManager)),
 		clusterBinding(UserCRDController, subject(rbacv1.UserKind, UserCRDController)),
+		clusterBinding(UserDNS, subject(rbacv1.UserKind, UserDNS)),
 	}
 	for _, c := range ControllerNames {
 		out = append(out, clusterBinding("system:controller:"+c, sa("kube-system", c)))
