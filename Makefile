@@ -50,6 +50,7 @@ bench: build ## run the benchmarks (each prints one JSON object)
 fuzz: ## run each fuzz target briefly
 	$(GO) test ./controlplane/apiserver -run '^$$' -fuzz FuzzDecodeObject -fuzztime 30s
 	$(GO) test ./controlplane/apiserver -run '^$$' -fuzz FuzzPatch -fuzztime 30s
+	$(GO) test ./addons/dns -run '^$$' -fuzz FuzzServeDNS -fuzztime 30s
 
 clean:
 	rm -rf bin
