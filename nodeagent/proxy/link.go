@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// The dummy interface is managed with iproute2 (`ip -batch`), as the
+// The holder link of the ClusterIPs is managed with iproute2 (`ip -batch`), as the
 // network package manages its bridge; nftables itself goes through
 // netlink.
 
@@ -16,11 +16,13 @@ func ensureDummy(name string) error {
 	if _, err := net.InterfaceByName(name); err == nil {
 		return nil
 	}
+	// A dummy link where the kernel has the module; otherwise a bridge
+	// without ports, which holds addresses just as well.
 	if out, err := exec.Command("ip", "link", "add", name, "type", "dummy").CombinedOutput(); err != nil {
-		return fmt.Errorf("proxy: add dummy link %s: %w: %s", name, err, out)
+		if out2, err2 := exec.Command("ip", "link", "add", name, "type", "bridge").CombinedOutput(); err2 != nil {
+			return fmt.Errorf("proxy: add link %s: dummy: %w: %s; bridge: %w: %s", name, err, out, err2, out2)
+		}
 	}
-	// Down is enough for local addresses to be local routes; up keeps
-	// `ip addr` honest and costs nothing (no carrier traffic).
 	if out, err := exec.Command("ip", "link", "set", name, "up").CombinedOutput(); err != nil {
 		return fmt.Errorf("proxy: set %s up: %w: %s", name, err, out)
 	}

@@ -396,8 +396,10 @@ func build(c *nftables.Conn, t *nftables.Table, cfg Config, sps []*ServicePort) 
 		if b.hook == nftables.ChainHookInput {
 			// Still addressed to a ClusterIP after DNAT: a port the
 			// service does not have.
-			rule(ch, loadDaddr(1), &expr.Lookup{SourceRegister: 1, SetName: vips.Name, SetID: vips.ID},
-				verdict(expr.VerdictGoto, chainReject))
+			// (New connections only: the reset the reject sends to a
+			// host socket bound to the ClusterIP must get through.)
+			rule(ch, cat(ctStateNew(), []expr.Any{loadDaddr(1), &expr.Lookup{SourceRegister: 1, SetName: vips.Name, SetID: vips.ID},
+				verdict(expr.VerdictGoto, chainReject)})...)
 			if cfg.LocalhostNodePorts {
 				// route_localnet is on: only this host may talk to
 				// 127.0.0.0/8 (upstream's "block incoming localnet
