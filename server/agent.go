@@ -75,7 +75,7 @@ func (s *Server) StartAgent(ctx context.Context, opts agent.Options) (*agent.Age
 		opts.PodCIDRWait = 30 * time.Second
 	}
 	if opts.ClusterDNS == "" {
-		opts.ClusterDNS = clusterDNSIP(s.cfg.ServiceCIDR)
+		opts.ClusterDNS = s.cfg.ClusterDNS
 	}
 	if opts.NodeIP == "" {
 		if ip := net.ParseIP(s.cfg.BindAddress); ip != nil && !ip.IsUnspecified() {

@@ -81,7 +81,8 @@ type Config struct {
 	ControllerManagerMetricsAddress string
 
 	// ClusterDNS is the cluster DNS service IP the DNS add-on serves once
-	// it is local (default 10.43.0.10); DNSPort its port and the loopback
+	// it is local and pods' resolv.conf names (default: the 10th address
+	// of ServiceCIDR, 10.43.0.10); DNSPort its port and the loopback
 	// one (default 53); DNSListenAddress overrides the loopback host:port
 	// (tests use 127.0.0.1:0); DNSUpstreams replace /etc/resolv.conf's.
 	ClusterDNS       string
@@ -113,7 +114,7 @@ func (c *Config) Defaults() {
 		c.ServiceCIDR = "10.43.0.0/16"
 	}
 	if c.ClusterDNS == "" {
-		c.ClusterDNS = "10.43.0.10"
+		c.ClusterDNS = clusterDNSIP(c.ServiceCIDR)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

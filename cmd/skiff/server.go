@@ -58,7 +58,7 @@ func serverCmd() *cobra.Command {
 	f.StringSliceVar(&cfg.DisableAdmissionPlugins, "disable-admission-plugins", nil, "admission plugins to disable although they are on by default")
 	f.DurationVar(&cfg.NodeMonitorGracePeriod, "node-monitor-grace-period", 40*time.Second, "how long a node may go without renewing its Lease or status before it is marked Unknown and tainted")
 	f.StringVar(&cfg.ControllerManagerMetricsAddress, "controller-manager-metrics-bind-address", "", "address of the controller manager's /metrics (default off)")
-	f.StringVar(&cfg.ClusterDNS, "cluster-dns", "10.43.0.10", "cluster DNS service IP the DNS add-on serves once it is an address of this host")
+	f.StringVar(&cfg.ClusterDNS, "cluster-dns", "", "cluster DNS service IP: pods' nameserver, served by the DNS add-on once it is an address of this host (default: the 10th address of --service-cidr, 10.43.0.10)")
 	f.IntVar(&cfg.DNSPort, "dns-port", 53, "DNS add-on port on the cluster DNS IP and on 127.0.0.1")
 	f.StringSliceVar(&cfg.DNSUpstreams, "dns-upstream", nil, "upstream resolvers for non-cluster names (default: /etc/resolv.conf's nameservers)")
 	return cmd
