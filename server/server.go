@@ -41,6 +41,9 @@ type Config struct {
 	DisableAgent    bool
 	ClusterCIDR     string
 	ServiceCIDR     string
+	// ProxyMode is the built-in agent's service proxy mode (nftables,
+	// userspace, none; empty = none).
+	ProxyMode string
 	// DatastoreEndpoints selects an external etcd; empty = embedded.
 	DatastoreEndpoints []string
 	DatastoreCAFile    string

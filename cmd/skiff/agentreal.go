@@ -19,7 +19,7 @@ import (
 // realAgentFlags are the flags of `skiff agent --runtime containerd`.
 type realAgentFlags struct {
 	dataDir, nodeName, nodeIP, endpoint, clusterCIDR, podCIDR, clusterDNS, podLogDir string
-	certFile, keyFile, clientCAFile                                                  string
+	certFile, keyFile, clientCAFile, proxyMode                                       string
 	port                                                                             int
 	podCIDRWait                                                                      time.Duration
 }
@@ -35,6 +35,7 @@ func (f *realAgentFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.podCIDRWait, "pod-cidr-wait", 30*time.Second, "without --pod-cidr, how long to wait for the node IPAM controller to assign spec.podCIDR before taking the cluster CIDR's first /24 (0: do not wait)")
 	fl.StringVar(&f.clusterDNS, "cluster-dns", agent.DefaultClusterDNS, "nameserver written into ClusterFirst pods' resolv.conf")
 	fl.StringVar(&f.podLogDir, "pod-log-dir", agent.DefaultPodLogDir, "where CRI-format container logs are written")
+	fl.StringVar(&f.proxyMode, "proxy-mode", agent.ProxyModeNFTables, "service proxy: nftables, userspace (not implemented yet) or none")
 	fl.IntVar(&f.port, "port", agent.DefaultPort, "HTTPS port of the agent's API (container logs)")
 	fl.StringVar(&f.certFile, "tls-cert-file", "", "serving certificate of the agent's API, issued by the cluster CA (default: self-signed, which the API server cannot verify)")
 	fl.StringVar(&f.keyFile, "tls-private-key-file", "", "key of --tls-cert-file")
@@ -52,7 +53,7 @@ func runContainerdAgent(cmd *cobra.Command, kubeconfig, server string, f realAge
 	opts := agent.Options{
 		NodeName: f.nodeName, NodeIP: f.nodeIP, StateDir: filepath.Join(f.dataDir, "agent"),
 		PodLogDir: f.podLogDir, ContainerdAddress: f.endpoint, ClusterCIDR: f.clusterCIDR, PodCIDR: f.podCIDR, PodCIDRWait: f.podCIDRWait,
-		ClusterDNS: f.clusterDNS, Port: f.port, Logger: slog.Default(),
+		ClusterDNS: f.clusterDNS, Port: f.port, Logger: slog.Default(), ProxyMode: f.proxyMode,
 	}
 	if f.certFile != "" || f.keyFile != "" {
 		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)

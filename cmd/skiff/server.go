@@ -38,6 +38,7 @@ func serverCmd() *cobra.Command {
 	f.IntVar(&cfg.HTTPSPort, "https-listen-port", 6443, "HTTPS port of the API server")
 	f.StringVar(&cfg.WriteKubeconfig, "write-kubeconfig", "", "where to write the admin kubeconfig (default <data-dir>/admin.kubeconfig)")
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "do not run a node agent on this host")
+	f.StringVar(&cfg.ProxyMode, "proxy-mode", "nftables", "the node agent's service proxy: nftables, userspace (not implemented yet) or none")
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", "10.42.0.0/16", "pod network range")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", "10.43.0.0/16", "service ClusterIP range")
 	f.StringVar(&datastore, "datastore-endpoint", "", "external etcd endpoints, comma separated (default: embedded etcd)")

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/nodeagent/network"
+	"github.com/skiffhq/skiff/nodeagent/proxy"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -82,6 +83,11 @@ type Options struct {
 	ClusterDNS, ClusterDomain string
 	// Bridge and NetNSDir are passed to the network manager.
 	Bridge, NetNSDir string
+	// ProxyMode runs the service proxy: "nftables", "userspace" (not
+	// implemented yet), or "none"/"" for none. Proxy configures it
+	// (NodeName is the agent's; ClusterCIDR and Logger default to its).
+	ProxyMode string
+	Proxy     proxy.Options
 	// Port of the agent's HTTPS API (0 picks a free port, <0 disables).
 	Port int
 	// ServingCert is the API's certificate; ClientCAs verify callers
@@ -264,6 +270,9 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 		return nil, errors.New("agent: pod informer did not sync")
 	}
 
+	if err := a.startProxy(runCtx); err != nil {
+		return nil, err
+	}
 	a.probes = newProbeManager(runCtx, a)
 	a.wg.Add(3)
 	go func() { defer a.wg.Done(); a.heartbeat(runCtx) }()

@@ -26,7 +26,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 )
 
@@ -45,8 +44,6 @@ type env struct {
 	agent    *agent.Agent
 	opts     agent.Options
 	popts    proxy.Options
-	stop     context.CancelFunc
-	done     chan error
 	nodeName string
 }
 
@@ -78,7 +75,10 @@ func setup(t *testing.T) *env {
 		PodCIDR: podCIDR, Bridge: bridge, NetNSDir: filepath.Join(state, "netns"),
 		LeaseInterval: time.Second, ResyncInterval: 2 * time.Second,
 	}
-	e.popts = proxy.Options{NodeName: e.nodeName, ClusterCIDR: "10.42.0.0/16", Table: table, Interface: dummy}
+	// The agent runs the proxy with its node identity (the node authorizer
+	// must let it list and watch Services and EndpointSlices).
+	e.popts = proxy.Options{Table: table, Interface: dummy}
+	e.opts.ProxyMode, e.opts.Proxy = agent.ProxyModeNFTables, e.popts
 	// The proxy turns route_localnet on for localhost NodePorts (as
 	// upstream, for good); the test puts back what it found.
 	const localnet = "/proc/sys/net/ipv4/conf/all/route_localnet"
@@ -93,49 +93,12 @@ func setup(t *testing.T) *env {
 		t.Fatalf("start agent: %v", err)
 	}
 	e.agent = a
-	e.startProxy()
 	return e
-}
-
-// startProxy runs the proxy with the node's own identity (the node
-// authorizer must let it list and watch Services and EndpointSlices).
-func (e *env) startProxy() {
-	e.t.Helper()
-	rc, err := e.srv.ComponentConfig("system:node:"+e.nodeName, []string{"system:nodes"})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	p, err := proxy.New(cs, e.popts)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	e.stop, e.done = cancel, make(chan error, 1)
-	go func() { e.done <- p.Run(ctx) }()
-}
-
-func (e *env) stopProxy() error {
-	if e.stop == nil {
-		return nil
-	}
-	e.stop()
-	e.stop = nil
-	return <-e.done
 }
 
 // cleanup removes the proxy's table and link, the test's pods, containers,
 // network namespaces and bridge, even when the test failed half way.
 func (e *env) cleanup() {
-	if err := e.stopProxy(); err != nil {
-		e.t.Errorf("proxy: %v", err)
-	}
-	if err := proxy.Cleanup(e.popts); err != nil {
-		e.t.Errorf("proxy cleanup: %v", err)
-	}
 	ctx := context.Background()
 	pods, _ := e.srv.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 	for _, p := range pods.Items {
@@ -147,6 +110,9 @@ func (e *env) cleanup() {
 	}
 	if e.agent != nil {
 		e.agent.Stop()
+	}
+	if err := proxy.Cleanup(e.popts); err != nil {
+		e.t.Errorf("proxy cleanup: %v", err)
 	}
 	if rt, err := runtime.New(ctx, runtime.Options{}); err == nil {
 		for _, c := range e.ours(rt) {
@@ -433,8 +399,12 @@ func TestServicesOnRealPods(t *testing.T) {
 		if ok, err := proxy.TableExists(table); err != nil || !ok {
 			t.Fatalf("table before cleanup: %v %v", ok, err)
 		}
-		if err := e.stopProxy(); err != nil {
-			t.Fatal(err)
+		// Stopping the agent leaves the table (services outlive an agent
+		// restart); Cleanup removes it.
+		e.agent.Stop()
+		e.agent = nil
+		if ok, err := proxy.TableExists(table); err != nil || !ok {
+			t.Fatalf("table after agent stop: %v %v", ok, err)
 		}
 		if err := proxy.Cleanup(e.popts); err != nil {
 			t.Fatal(err)
