@@ -326,7 +326,7 @@ func (a *Agent) enqueue(o any) {
 
 func (a *Agent) containerExited(id string) {
 	c, err := a.rt.Get(context.Background(), id)
-	if err == nil && c.Labels[runtime.LabelPodUID] != "" {
+	if err == nil && c.Labels[runtime.LabelPodUID] != "" && a.ours(c) {
 		a.queue.Add(types.UID(c.Labels[runtime.LabelPodUID]))
 	}
 }
@@ -369,7 +369,7 @@ func (a *Agent) resyncAll(ctx context.Context) {
 	}
 	if cs, err := a.rt.List(ctx); err == nil {
 		for _, c := range cs {
-			if uid := c.Labels[runtime.LabelPodUID]; uid != "" {
+			if uid := c.Labels[runtime.LabelPodUID]; uid != "" && a.ours(c) {
 				a.queue.Add(types.UID(uid))
 			}
 		}

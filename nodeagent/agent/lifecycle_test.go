@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/skiffhq/skiff/internal/testimages"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +27,38 @@ func TestHooksAndGracefulTermination(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
 	const grace = 4
+	// An image whose STOPSIGNAL is SIGUSR1: the agent stops with it.
+	const usr1Image = "skiff.test/busybox-usr1:1"
+	base, err := tarball.ImageFromPath(filepath.Join(e.opts.StateDir, "images", "busybox.tar"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := base.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.StopSignal = "SIGUSR1"
+	usr1, err := mutate.ConfigFile(base, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag(usr1Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarPath := filepath.Join(t.TempDir(), "usr1.tar")
+	if err := tarball.WriteToFile(tarPath, tag, usr1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.agent.Runtime().ImportFile(ctx, tarPath); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if rt := e.agent.Runtime(); rt != nil {
+			_ = rt.RemoveImage(context.Background(), "skiff.test/busybox-usr1:1")
+		}
+	})
 	e.createPod(&corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "term"},
 		Spec: corev1.PodSpec{
@@ -46,11 +81,16 @@ func TestHooksAndGracefulTermination(t *testing.T) {
 					VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
 					Lifecycle:    &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 1}}},
 				},
+				{
+					Name: "usr1", Image: usr1Image, ImagePullPolicy: corev1.PullNever,
+					Command:      []string{"sh", "-c", "trap 'echo usr1 > /data/usr1; exit 0' USR1; while true; do sleep 0.2; done"},
+					VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+				},
 			},
 		},
 	})
 	p := e.waitPod("default", "term", "Running", func(p *corev1.Pod) bool {
-		return running(p) && status(p, "polite").State.Running != nil && status(p, "stubborn").State.Running != nil
+		return running(p) && status(p, "polite").State.Running != nil && status(p, "stubborn").State.Running != nil && status(p, "usr1").State.Running != nil
 	})
 	if b, err := os.ReadFile(filepath.Join(data, "poststart")); err != nil || string(b) != "started\n" {
 		t.Errorf("postStart hook did not run: %q %v", b, err)
@@ -106,6 +146,12 @@ wait:
 	}
 	if _, err := os.Stat(filepath.Join(data, "term")); err != nil {
 		t.Errorf("polite never saw SIGTERM: %v", err)
+	}
+	if st := status(last, "usr1").State.Terminated; st == nil || st.ExitCode != 0 {
+		t.Errorf("usr1's final state %+v, want exit 0 from its USR1 trap (the image's STOPSIGNAL)", status(last, "usr1").State)
+	}
+	if _, err := os.Stat(filepath.Join(data, "usr1")); err != nil {
+		t.Errorf("usr1 never got its image's stop signal: %v", err)
 	}
 	e.waitEvent("term", "Killing", "Stopping container stubborn")
 	assertNothingLeft(t, e, string(p.UID), p.Status.PodIP)

@@ -84,7 +84,7 @@ func (a *Agent) podContainers(ctx context.Context, uid types.UID) (map[string][]
 	}
 	out := map[string][]runtime.Container{}
 	for _, c := range all {
-		if c.Labels[runtime.LabelPodUID] == string(uid) {
+		if c.Labels[runtime.LabelPodUID] == string(uid) && a.ours(c) {
 			n := c.Labels[runtime.LabelContainer]
 			out[n] = append(out[n], c)
 		}
@@ -93,6 +93,15 @@ func (a *Agent) podContainers(ctx context.Context, uid types.UID) (map[string][]
 		sort.Slice(cs, func(i, j int) bool { return cs[i].Restart() > cs[j].Restart() })
 	}
 	return out, nil
+}
+
+// ours reports whether this agent created c: another agent on the same
+// containerd (tests, a hollow node beside a real one) has its own pods,
+// which this one must not take for deleted ones. Containers from before
+// the node label count as ours.
+func (a *Agent) ours(c runtime.Container) bool {
+	n := c.Labels[runtime.LabelNode]
+	return n == "" || n == a.opts.NodeName
 }
 
 // syncPod brings one pod to its desired state. It returns when to look
@@ -333,6 +342,9 @@ func (a *Agent) ensureContainer(ctx context.Context, pod *corev1.Pod, c *corev1.
 	cfg, err := a.containerConfig(ctx, pod, c, isInit, restart, img, mounts, sb)
 	if err == nil {
 		err = a.applySecurity(ctx, pod, c, img, &cfg)
+	}
+	if err == nil {
+		cfg.Labels[runtime.LabelNode] = a.opts.NodeName
 	}
 	if err != nil {
 		a.setWaiting(pod.UID, c.Name, "CreateContainerConfigError", err.Error())

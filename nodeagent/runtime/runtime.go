@@ -55,7 +55,10 @@ const (
 	LabelInit         = "io.skiff.container.init"
 	LabelLogPath      = "io.skiff.log.path"
 	LabelImageRef     = "io.skiff.image.ref"
-	labelStartedAt    = "io.skiff.started-at"
+	// LabelNode names the node (agent) that created the container: agents
+	// sharing one containerd leave each other's containers alone.
+	LabelNode      = "io.skiff.node"
+	labelStartedAt = "io.skiff.started-at"
 )
 
 // Errors.
