@@ -301,6 +301,11 @@ func TestServicesOnRealPods(t *testing.T) {
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: labels,
 			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(testimages.HTTPServerPort)}}},
 	})
+	sticky := e.createService(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "sticky"},
+		Spec: corev1.ServiceSpec{Selector: labels, SessionAffinity: corev1.ServiceAffinityClientIP,
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(testimages.HTTPServerPort)}}},
+	})
 	empty := e.createService(&corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "empty"},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "nothing"},
@@ -312,6 +317,7 @@ func TestServicesOnRealPods(t *testing.T) {
 	e.waitReady("self")
 	e.waitEndpoints("self", 1)
 	e.waitEndpoints("web", 2)
+	e.waitEndpoints("sticky", 2)
 	vip := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, "80") + "/"
 
 	t.Run("ClusterIP from the host reaches both pods", func(t *testing.T) {
@@ -346,6 +352,26 @@ func TestServicesOnRealPods(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		t.Fatalf("hairpin: %v: %s", err, out)
+	})
+	t.Run("sessionAffinity ClientIP keeps one backend", func(t *testing.T) {
+		url := "http://" + net.JoinHostPort(sticky.Spec.ClusterIP, "80") + "/"
+		first := ""
+		for i := 0; i < 30; i++ {
+			h, err := get(url)
+			if err != nil {
+				if first == "" {
+					time.Sleep(100 * time.Millisecond)
+					i--
+					continue
+				}
+				t.Fatal(err)
+			}
+			if first == "" {
+				first = h
+			} else if h != first {
+				t.Fatalf("request %d went to %s, the first to %s", i, h, first)
+			}
+		}
 	})
 	t.Run("NodePort on 127.0.0.1", func(t *testing.T) {
 		np := svc.Spec.Ports[0].NodePort
