@@ -257,7 +257,7 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // bindClusterDNS binds the cluster DNS IP once it is an address of this
-// host, retrying while it is not (EADDRNOTAVAIL).
+// host, retrying every second while it is not (EADDRNOTAVAIL).
 func (s *Server) bindClusterDNS(ctx context.Context) {
 	addr := net.JoinHostPort(s.opts.ClusterDNS, strconv.Itoa(s.opts.ClusterDNSPort))
 	logged := false
@@ -278,7 +278,7 @@ func (s *Server) bindClusterDNS(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(5 * time.Second):
+		case <-time.After(time.Second):
 		}
 	}
 }
