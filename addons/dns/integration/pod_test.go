@@ -1,4 +1,4 @@
-package dns_test
+package integration_test
 
 import (
 	"context"
