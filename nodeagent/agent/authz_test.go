@@ -79,9 +79,13 @@ func TestAgentAPIAuthorization(t *testing.T) {
 	if code, body := call(clientFor("", nil), "GET", "/healthz", "not-a-token"); code != http.StatusUnauthorized {
 		t.Errorf("bad token: %d %q, want 401", code, body)
 	}
-	// The identity the API server proxies with (group system:masters).
-	if code, body := call(clientFor("kube-apiserver-kubelet-client", []string{"system:masters"}), "GET", "/healthz", ""); code != http.StatusOK {
-		t.Errorf("API server's kubelet client: %d %q", code, body)
+	// The identity the API server proxies with: allowed by default RBAC
+	// (system:kubelet-api-admin) even without its system:masters group.
+	kc := clientFor("kube-apiserver-kubelet-client", nil)
+	for _, tc := range []struct{ method, path string }{{"GET", "/healthz"}, {"GET", "/stats/summary"}} {
+		if code, body := call(kc, tc.method, tc.path, ""); code == http.StatusForbidden || code == http.StatusUnauthorized {
+			t.Errorf("API server's kubelet client: %s %s = %d %q", tc.method, tc.path, code, body)
+		}
 	}
 
 	// Bearer tokens: a service account granted nodes/proxy gets in, one

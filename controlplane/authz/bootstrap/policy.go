@@ -30,6 +30,10 @@ const (
 	UserKubeProxy             = "system:kube-proxy"
 	UserCRDController         = "system:skiff:crd-controller"
 	UserKubernetesService     = "system:skiff:kubernetes-service"
+	// UserKubeletClient is the API server's identity towards node agents
+	// (pods/log, exec, attach, portforward, nodes/proxy); it is bound to
+	// system:kubelet-api-admin, as kubeadm binds kube-apiserver's.
+	UserKubeletClient = "kube-apiserver-kubelet-client"
 	// UserDNS is the cluster DNS add-on's identity and its ClusterRole.
 	UserDNS = "system:skiff-dns"
 	// ControllerManagerRole aggregates the roles of the controllers the
@@ -170,6 +174,11 @@ func ClusterRoles() []rbacv1.ClusterRole {
 			r(v("list", "watch"), "discovery.k8s.io").on("endpointslices"),
 			eventsRules()),
 		clusterRole("system:node-bootstrapper", nil, r(v("create", "get", "list", "watch"), "certificates.k8s.io").on("certificatesigningrequests")),
+		// Full access to the kubelet API (upstream's role).
+		clusterRole("system:kubelet-api-admin", nil,
+			r(read, legacy).on("nodes"),
+			r(v("proxy"), legacy).on("nodes"),
+			r(v("*"), legacy).on("nodes/proxy", "nodes/metrics", "nodes/spec", "nodes/stats", "nodes/log")),
 		clusterRole("system:auth-delegator", nil,
 			r(v("create"), "authentication.k8s.io").on("tokenreviews"),
 			r(v("create"), "authorization.k8s.io").on("subjectaccessreviews")),
@@ -390,6 +399,7 @@ func ClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 		clusterBinding(ControllerManagerRole, subject(rbacv1.UserKind, UserKubeControllerManager)),
 		clusterBinding(UserCRDController, subject(rbacv1.UserKind, UserCRDController)),
 		clusterBinding(UserDNS, subject(rbacv1.UserKind, UserDNS)),
+		clusterBindingNamed("system:skiff:kube-apiserver-kubelet-client", "system:kubelet-api-admin", subject(rbacv1.UserKind, UserKubeletClient)),
 	}
 	for _, c := range ControllerNames {
 		out = append(out, clusterBinding("system:controller:"+c, sa("kube-system", c)))
