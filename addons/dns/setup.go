@@ -295,7 +295,7 @@ func (s *Server) listen(addr string) (string, error) {
 	for attempt := 0; ; attempt++ {
 		pc, err = net.ListenPacket("udp", addr)
 		if err != nil {
-			return "", fmt.Errorf("dns: listen udp %s: %w", addr, err)
+			return "", fmt.Errorf("dns: %w", err)
 		}
 		udpPort := strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
 		ln, err = net.Listen("tcp", net.JoinHostPort(host, udpPort))
@@ -304,7 +304,7 @@ func (s *Server) listen(addr string) (string, error) {
 		}
 		_ = pc.Close()
 		if port != "0" || attempt >= 10 {
-			return "", fmt.Errorf("dns: listen tcp %s: %w", addr, err)
+			return "", fmt.Errorf("dns: %w", err)
 		}
 	}
 	udp := &mdns.Server{PacketConn: pc, Handler: s.h, UDPSize: maxUDPSize}
