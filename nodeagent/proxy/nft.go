@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,6 +73,35 @@ var (
 	concatIPProtoPort = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	concatProtoPort   = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
 )
+
+// batchBuffer is the netlink socket buffer (send and receive) forced on
+// the proxy's connection: a full sync is one transaction, tens of
+// megabytes for 10,000 services, far above the default 208 KiB (and
+// wmem_max), as nft itself does with SO_SNDBUFFORCE.
+const batchBuffer = 256 << 20
+
+// newConn opens a netlink connection for a transaction of any size.
+func newConn() (*nftables.Conn, error) {
+	return nftables.New(nftables.WithSockOptions(func(c *netlink.Conn) error {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = errors.Join(
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, batchBuffer),
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, batchBuffer))
+		}); err != nil {
+			return err
+		}
+		return serr
+	}))
+}
+
+// elemChunk elements of the largest kind (a 12-byte key and a verdict
+// naming a chain of up to 200 bytes) stay well under 64 KiB.
+const elemChunk = 200
 
 func native32(v uint32) []byte { return binaryutil.NativeEndian.PutUint32(v) }
 
@@ -169,8 +199,17 @@ func build(c *nftables.Conn, t *nftables.Table, cfg Config, sps []*ServicePort) 
 	}
 	newSet := func(s *nftables.Set, elems []nftables.SetElement) (*nftables.Set, error) {
 		s.Table = t
-		if err := c.AddSet(s, elems); err != nil {
+		// A netlink attribute's length is 16 bits: an element list past
+		// 64 KiB wraps and the kernel misreads it, so big maps go in
+		// chunks of elemChunk, one message each (same transaction).
+		first := elems[:min(len(elems), elemChunk)]
+		if err := c.AddSet(s, first); err != nil {
 			return nil, fmt.Errorf("proxy: set %s: %w", s.Name, err)
+		}
+		for i := len(first); i < len(elems); i += elemChunk {
+			if err := c.SetAddElements(s, elems[i:min(len(elems), i+elemChunk)]); err != nil {
+				return nil, fmt.Errorf("proxy: set %s: %w", s.Name, err)
+			}
 		}
 		return s, nil
 	}

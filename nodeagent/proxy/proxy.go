@@ -225,7 +225,7 @@ func (p *Proxy) Sync() error {
 // apply programs sps: table first (new VIPs must be DNATed the moment
 // they become local addresses), then the dummy interface's addresses.
 func (p *Proxy) apply(sps []*ServicePort) error {
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
 		return fmt.Errorf("proxy: netlink: %w", err)
 	}

@@ -1,0 +1,53 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// TestFullSyncScale programs N services × 5 endpoints into the kernel
+// (SKIFF_PROXY_SCALE=N; skipped otherwise) and reports how long a full
+// sync from empty and a full resync after one endpoint change take. It
+// asserts only that the kernel accepts the transaction (large maps once
+// overflowed a netlink attribute); speed is reported, not asserted.
+func TestFullSyncScale(t *testing.T) {
+	needRoot(t)
+	n, _ := strconv.Atoi(os.Getenv("SKIFF_PROXY_SCALE"))
+	if n <= 0 {
+		t.Skip("set SKIFF_PROXY_SCALE=<services> to measure")
+	}
+	table := fmt.Sprintf("skiff_proxy_s%d", os.Getpid())
+	c, err := newConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = deleteTable(c, table) })
+	sps := make([]*ServicePort, n)
+	for i := range sps {
+		var eps []Endpoint
+		for j := 0; j < 5; j++ {
+			eps = append(eps, Endpoint{IP: net.IPv4(10, 42, byte(i>>8), byte(j*50+i%50)).To4(), Port: 8080})
+		}
+		sps[i] = &ServicePort{Namespace: "bench", Name: fmt.Sprintf("svc-%d", i), Protocol: corev1.ProtocolTCP,
+			ClusterIP: net.IPv4(10, 43, byte(i>>8), byte(i)).To4(), Port: 80, Cluster: eps, All: eps, HasEndpoints: true}
+	}
+	cfg := Config{Table: table, LocalhostNodePorts: true}
+	start := time.Now()
+	if err := applyFull(c, cfg, sps); err != nil {
+		t.Fatal(err)
+	}
+	empty := time.Since(start)
+	sps[0].Cluster = sps[0].Cluster[:4]
+	sps[0].All = sps[0].Cluster
+	start = time.Now()
+	if err := applyFull(c, cfg, sps); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d services x 5 endpoints: full sync from empty %v, full resync after one endpoint change %v", n, empty, time.Since(start))
+}
