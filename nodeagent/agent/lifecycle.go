@@ -138,3 +138,39 @@ func specOf(pod *corev1.Pod, name string) *corev1.Container {
 	}
 	return nil
 }
+
+// watchGraceCut SIGKILLs the given containers of a terminating pod once a
+// shortened grace period ran out (a second delete with a smaller
+// gracePeriodSeconds moves deletionTimestamp earlier), or at once when the
+// pod was deleted from the API meanwhile (forced). g is the grace period
+// the termination started with. The returned func stops watching.
+func (a *Agent) watchGraceCut(ctx context.Context, pod *corev1.Pod, g time.Duration, ids []string) (stop func()) {
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+			}
+			cur := a.podByUID(pod.UID)
+			switch {
+			case cur == nil:
+			case cur.DeletionTimestamp != nil && cur.DeletionGracePeriodSeconds != nil &&
+				time.Duration(*cur.DeletionGracePeriodSeconds)*time.Second < g && !time.Now().Before(cur.DeletionTimestamp.Time):
+			default:
+				continue
+			}
+			a.log.Info("grace period cut short: killing containers", "pod", pod.Namespace+"/"+pod.Name)
+			for _, id := range ids {
+				_ = a.rt.Stop(wctx, id, 0)
+			}
+			return
+		}
+	}()
+	return func() { cancel(); <-done }
+}

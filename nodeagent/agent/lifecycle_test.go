@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/skiffhq/skiff/internal/testimages"
+	"github.com/skiffhq/skiff/nodeagent/runtime"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -171,4 +172,57 @@ func TestFailedPostStartHookKillsContainer(t *testing.T) {
 	})
 	e.waitEvent("badhook", "FailedPostStartHook", "exited with 3")
 	e.waitPod("default", "badhook", "restarted", func(p *corev1.Pod) bool { return status(p, "c").RestartCount >= 1 })
+}
+
+// TestGracePeriodCutShort: a second delete with a shorter grace period
+// (and a forced delete) ends a long graceful stop early, as upstream.
+func TestGracePeriodCutShort(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	for _, n := range []string{"shortened", "forced"} {
+		e.createPod(&corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: n},
+			Spec: corev1.PodSpec{
+				TerminationGracePeriodSeconds: ptr.To[int64](300),
+				Containers: []corev1.Container{{
+					// sh as PID 1 ignores SIGTERM: only SIGKILL ends it.
+					Name: "c", Image: testimages.Busybox, Command: []string{"sh", "-c", "while true; do sleep 1; done"},
+				}},
+			},
+		})
+	}
+	pods := map[string]*corev1.Pod{}
+	for _, n := range []string{"shortened", "forced"} {
+		pods[n] = e.waitPod("default", n, "Running", running)
+		if err := e.srv.Client.CoreV1().Pods("default").Delete(ctx, n, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitEvent("shortened", "Killing", "Stopping container c")
+	e.waitEvent("forced", "Killing", "Stopping container c")
+	if err := e.srv.Client.CoreV1().Pods("default").Delete(ctx, "shortened", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Client.CoreV1().Pods("default").Delete(ctx, "forced", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		t.Fatal(err)
+	}
+	// Within the 60 s of deletePodAndWait, far less than the 300 s the
+	// pods started terminating with.
+	e.deletePodAndWait("shortened")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		left := false
+		for _, c := range e.ourContainers() {
+			if c.Labels[runtime.LabelPodUID] == string(pods["forced"].UID) && c.State == runtime.StateRunning {
+				left = true
+			}
+		}
+		if !left {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the force-deleted pod's container still runs")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

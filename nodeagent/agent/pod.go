@@ -422,15 +422,20 @@ func (a *Agent) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Cont
 // terminate stops a pod being deleted gracefully, then deletes it.
 func (a *Agent) terminate(ctx context.Context, pod *corev1.Pod, ctrs map[string][]runtime.Container, sb *sandbox) error {
 	g := grace(pod)
+	var ids []string
 	for name, cs := range ctrs {
 		if len(cs) > 0 && cs[0].State == runtime.StateRunning {
 			a.event(pod, corev1.EventTypeNormal, "Killing", "Stopping container %s", name)
+			ids = append(ids, cs[0].ID)
 		}
 	}
-	if err := a.teardown(ctx, pod.UID, ctrs, sb, g, pod); err != nil {
+	stopWatch := a.watchGraceCut(ctx, pod, g, ids)
+	err := a.teardown(ctx, pod.UID, ctrs, sb, g, pod)
+	stopWatch()
+	if err != nil {
 		return err
 	}
-	err := a.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+	err = a.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: new(int64),
 		Preconditions:      &metav1.Preconditions{UID: &pod.UID},
 	})
