@@ -26,7 +26,10 @@ test: lint test-go test-e2e ## run every test
 
 test-go: build ## unit and integration tests (race detector on the concurrent packages)
 	$(GO) test -count=1 -race -timeout 30m $(PKGS_RACE)
-	$(GO) test -count=1 -timeout 20m $(shell $(GO) list ./... | grep -v -e /controlplane/ -e /server -e /internal/ -e /e2e)
+	# One package at a time: the node agent, proxy and DNS pod tests share this
+	# machine's containerd, images and netfilter, and disturb each other when
+	# they run at once.
+	$(GO) test -count=1 -p 1 -timeout 30m $(shell $(GO) list ./... | grep -v -e /controlplane/ -e /server -e /internal/ -e /e2e)
 
 test-e2e: build ## end-to-end tests: the real kubectl against bin/skiff
 	SKIFF_BIN=$(CURDIR)/bin/skiff $(GO) test -count=1 -timeout 30m ./e2e/...
