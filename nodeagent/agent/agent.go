@@ -168,6 +168,7 @@ type Agent struct {
 	bcast   record.EventBroadcaster
 	api     *apiServer
 	probes  *probeManager
+	summary summaryState // /stats/summary (stats.go)
 
 	mu      sync.Mutex
 	backoff map[string]time.Time // uid/container → image pull retry time

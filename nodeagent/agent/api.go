@@ -70,6 +70,7 @@ func (a *Agent) startAPI() error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /containerLogs/{ns}/{pod}/{container}", a.serveLogs)
+	mux.HandleFunc("GET /stats/summary", a.serveStatsSummary)
 	a.routeStreaming(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	a.api = &apiServer{ln: ln, port: ln.Addr().(*net.TCPAddr).Port, srv: &http.Server{
