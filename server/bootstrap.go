@@ -58,6 +58,7 @@ func (s *Server) startLoops(ctx context.Context) {
 	s.startScheduler(ctx)
 	s.startNodeAgent(ctx)
 	s.startDNS(ctx)
+	s.startIngress(ctx)
 }
 
 var _ runtime.Object = (*corev1.Namespace)(nil)

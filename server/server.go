@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/addons/dns"
+	"github.com/skiffhq/skiff/addons/ingress"
 	"github.com/skiffhq/skiff/controlplane/admission"
 	"github.com/skiffhq/skiff/controlplane/apiserver"
 	"github.com/skiffhq/skiff/controlplane/apiserver/crd"
@@ -93,6 +94,19 @@ type Config struct {
 	DNSListenAddress string
 	DNSUpstreams     []string
 
+	// IngressHTTPPort and IngressHTTPSPort are the ingress add-on's ports
+	// on IngressBindAddress (default 0.0.0.0); 0 turns a listener off and
+	// both off (the zero Config, as in tests) do not start the add-on
+	// (`skiff server` defaults to 80 and 443). IngressHTTPAddress and
+	// IngressHTTPSAddress override with host:port (tests use 127.0.0.1:0).
+	// IngressAccessLog receives JSON access logs ("-" = stdout, "" = off).
+	IngressHTTPPort     int
+	IngressHTTPSPort    int
+	IngressBindAddress  string
+	IngressHTTPAddress  string
+	IngressHTTPSAddress string
+	IngressAccessLog    string
+
 	// EnableAdmissionPlugins and DisableAdmissionPlugins adjust the
 	// default admission chain (upstream names; the order is fixed).
 	EnableAdmissionPlugins  []string
@@ -145,6 +159,7 @@ type Server struct {
 	services   *serviceip.Allocator
 	authz      *authorization
 	dns        *dns.Server
+	ingress    *ingress.Server
 }
 
 // Start brings the server up and returns once it is ready to serve.

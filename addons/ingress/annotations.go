@@ -29,7 +29,6 @@ type routeConfig struct {
 	bodyLimit        int64 // bytes; 0 = unlimited
 	connectTimeout   time.Duration
 	readTimeout      time.Duration // response header wait
-	sendTimeout      time.Duration // request body upload
 	limiter          *ipLimiter
 	auth             *basicAuth
 	cors             *corsConfig
@@ -121,7 +120,6 @@ func (b *builder) parseConfig(ing *networkingv1.Ingress, secrets map[types.Names
 	}
 	seconds("proxy-connect-timeout", &c.connectTimeout)
 	seconds("proxy-read-timeout", &c.readTimeout)
-	seconds("proxy-send-timeout", &c.sendTimeout)
 
 	rps, burst := 0, 5
 	integer("limit-rps", &rps, 0, 1<<20)

@@ -36,6 +36,8 @@ const (
 	UserKubeletClient = "kube-apiserver-kubelet-client"
 	// UserDNS is the cluster DNS add-on's identity and its ClusterRole.
 	UserDNS = "system:skiff-dns"
+	// UserIngress is the ingress add-on's identity and its ClusterRole.
+	UserIngress = "system:skiff-ingress"
 	// ControllerManagerRole aggregates the roles of the controllers the
 	// controller manager runs; it is bound to UserKubeControllerManager.
 	ControllerManagerRole = "system:skiff:kube-controller-manager-controllers"
@@ -325,6 +327,15 @@ func ClusterRoles() []rbacv1.ClusterRole {
 		clusterRole(UserDNS, nil,
 			r(v("list", "watch"), legacy).on("services", "namespaces"),
 			r(v("list", "watch"), "discovery.k8s.io").on("endpointslices")),
+
+		// The ingress add-on (addons/ingress) reads what it routes to and
+		// writes Ingress status and events.
+		clusterRole(UserIngress, nil,
+			r(v("list", "watch"), "networking.k8s.io").on("ingresses", "ingressclasses"),
+			r(v("update"), "networking.k8s.io").on("ingresses/status"),
+			r(v("list", "watch"), legacy).on("services", "secrets", "nodes"),
+			r(v("list", "watch"), "discovery.k8s.io").on("endpointslices"),
+			eventsRules()),
 	}
 }
 
@@ -399,6 +410,7 @@ func ClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 		clusterBinding(ControllerManagerRole, subject(rbacv1.UserKind, UserKubeControllerManager)),
 		clusterBinding(UserCRDController, subject(rbacv1.UserKind, UserCRDController)),
 		clusterBinding(UserDNS, subject(rbacv1.UserKind, UserDNS)),
+		clusterBinding(UserIngress, subject(rbacv1.UserKind, UserIngress)),
 		clusterBindingNamed("system:skiff:kube-apiserver-kubelet-client", "system:kubelet-api-admin", subject(rbacv1.UserKind, UserKubeletClient)),
 	}
 	for _, c := range ControllerNames {

@@ -1,0 +1,492 @@
+package ingress
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Defaults of the per-route timeouts (as nginx's proxy_* defaults).
+const (
+	defaultConnectTimeout = 5 * time.Second
+	defaultReadTimeout    = 60 * time.Second
+	maxAttempts           = 3 // connects tried per idempotent request
+)
+
+// Sentinel errors turned into HTTP answers at the edge (errorHandler).
+var (
+	errNoEndpoints   = errors.New("no ready endpoints")
+	errBackendTimout = errors.New("backend timed out")
+)
+
+// Proxy is the ingress HTTP handler: it matches a request against the
+// current Table and proxies it to one endpoint of the route's backend.
+type Proxy struct {
+	table atomic.Pointer[Table]
+	rp    *httputil.ReverseProxy
+	h1    *http.Transport // HTTP/1.1 with keep-alive pools per endpoint
+	h2c   *http.Transport // prior-knowledge HTTP/2 (appProtocol kubernetes.io/h2c)
+
+	httpsPort int // for redirects; 443 is left out of the URL
+	accessLog *slog.Logger
+	m         *metrics
+}
+
+type ctxKey struct{}
+
+// reqState travels with one proxied request.
+type reqState struct {
+	route    *route
+	backend  *backend
+	path     string // rewritten path ("" = unchanged)
+	cfg      *routeConfig
+	endpoint string
+	timedOut atomic.Bool
+}
+
+func newProxy(m *metrics, accessLog *slog.Logger, httpsPort int) *Proxy {
+	p := &Proxy{m: m, accessLog: accessLog, httpsPort: httpsPort}
+	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		timeout := defaultConnectTimeout
+		if st, _ := ctx.Value(ctxKey{}).(*reqState); st != nil && st.cfg.connectTimeout > 0 {
+			timeout = st.cfg.connectTimeout
+		}
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return dialer.DialContext(ctx, network, addr)
+	}
+	p.h1 = &http.Transport{
+		Proxy:                  nil, // never an environment proxy
+		DialContext:            dial,
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    512,
+		IdleConnTimeout:        90 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true, // Accept-Encoding passes through as sent
+		WriteBufferSize:        32 << 10,
+		ReadBufferSize:         32 << 10,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	p.h2c = &http.Transport{
+		DialContext:        dial,
+		IdleConnTimeout:    90 * time.Second,
+		DisableCompression: true,
+	}
+	p.h2c.Protocols = new(http.Protocols)
+	p.h2c.Protocols.SetUnencryptedHTTP2(true)
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    roundTripper{p},
+		ErrorHandler: p.errorHandler,
+		BufferPool:   bufferPool{},
+		ErrorLog:     nil,
+	}
+	return p
+}
+
+// Table returns the current routing table.
+func (p *Proxy) Table() *Table { return p.table.Load() }
+
+// rewrite shapes the outbound request: original Host, X-Forwarded-*,
+// Forwarded, X-Real-IP, X-Request-ID, the rewritten path.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	st := pr.In.Context().Value(ctxKey{}).(*reqState)
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = st.backend.key // replaced by the endpoint in RoundTrip
+	pr.Out.Host = pr.In.Host
+	if st.path != "" {
+		pr.Out.URL.Path, pr.Out.URL.RawPath = st.path, ""
+	}
+	pr.SetXForwarded()
+	ip := clientIP(pr.In)
+	proto := "http"
+	if pr.In.TLS != nil {
+		proto = "https"
+	}
+	forIP := ip
+	if strings.Contains(ip, ":") {
+		forIP = `"[` + ip + `]"`
+	}
+	fwd := fmt.Sprintf("for=%s;host=%q;proto=%s", forIP, pr.In.Host, proto)
+	if prev := pr.In.Header.Values("Forwarded"); len(prev) > 0 {
+		fwd = strings.Join(prev, ", ") + ", " + fwd
+	}
+	pr.Out.Header.Set("Forwarded", fwd)
+	pr.Out.Header.Set("X-Real-IP", ip)
+	pr.Out.Header.Set("X-Request-ID", pr.In.Header.Get("X-Request-ID"))
+	if _, ok := pr.In.Header["User-Agent"]; !ok {
+		pr.Out.Header.Set("User-Agent", "")
+	}
+}
+
+// roundTripper picks endpoints: round-robin, skipping ejected ones, and
+// retries a connect failure on another endpoint when the request is
+// idempotent and has no body (it never reached a backend).
+type roundTripper struct{ p *Proxy }
+
+func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	st := req.Context().Value(ctxKey{}).(*reqState)
+	tr := rt.p.h1
+	if st.backend.h2c && req.Header.Get("Upgrade") == "" {
+		tr = rt.p.h2c
+	}
+	readTimeout := defaultReadTimeout
+	if st.cfg.readTimeout > 0 {
+		readTimeout = st.cfg.readTimeout
+	}
+	var tried []*endpoint
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		e := st.backend.pool.pick(tried)
+		if e == nil {
+			if lastErr != nil {
+				return nil, lastErr
+			}
+			if req.Body != nil {
+				_ = req.Body.Close()
+			}
+			return nil, errNoEndpoints
+		}
+		tried = append(tried, e)
+		req.URL.Host = e.addr
+		st.endpoint = e.addr
+		// The read timeout bounds the wait for response headers; once
+		// they arrive the body streams for as long as it takes.
+		ctx, cancel := context.WithCancel(req.Context())
+		timer := time.AfterFunc(readTimeout, func() {
+			st.timedOut.Store(true)
+			cancel()
+		})
+		resp, err := tr.RoundTrip(req.WithContext(ctx))
+		timer.Stop()
+		if err == nil {
+			e.ok()
+			return resp, nil
+		}
+		cancel()
+		if st.timedOut.Load() {
+			return nil, fmt.Errorf("%w after %s: %w", errBackendTimout, readTimeout, err)
+		}
+		if !isConnectError(err) {
+			return nil, err
+		}
+		e.fail()
+		rt.p.m.connectErrors.WithLabelValues(st.backend.namespace, st.backend.service).Inc()
+		lastErr = err
+		if !retryable(req) || attempt+1 >= maxAttempts || req.Context().Err() != nil {
+			return nil, err
+		}
+	}
+}
+
+// isConnectError reports whether err happened before the request was
+// sent: the connection could not be made.
+func isConnectError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
+}
+
+// retryable: idempotent methods without a body (a consumed body cannot be
+// sent again without buffering it).
+func retryable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+	default:
+		return false
+	}
+	return req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 && req.Header.Get("Transfer-Encoding") == ""
+}
+
+// errorHandler turns proxy errors into clear 502/503/504 answers.
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := r.Context().Value(ctxKey{}).(*reqState)
+	be := st.backend
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, errNoEndpoints):
+		msg := be.unavailable
+		if msg == "" {
+			msg = fmt.Sprintf("service %s/%s port %s has no ready endpoints", be.namespace, be.service, be.port)
+		}
+		httpError(w, http.StatusServiceUnavailable, msg)
+	case errors.As(err, &mbe):
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
+	case errors.Is(err, errBackendTimout):
+		httpError(w, http.StatusGatewayTimeout, fmt.Sprintf("backend %s (endpoint %s) did not answer in time", be.key, st.endpoint))
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads an answer.
+		w.WriteHeader(499)
+	case isConnectError(err):
+		httpError(w, http.StatusBadGateway, fmt.Sprintf("could not connect to backend %s (last endpoint tried %s)", be.key, st.endpoint))
+	default:
+		httpError(w, http.StatusBadGateway, fmt.Sprintf("backend %s (endpoint %s) failed: %v", be.key, st.endpoint, err))
+	}
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = fmt.Fprintf(w, "%d %s: %s\n", code, http.StatusText(code), msg)
+}
+
+// ServeHTTP routes one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rid := r.Header.Get("X-Request-ID")
+	if rid == "" || len(rid) > 200 {
+		rid = newRequestID()
+		r.Header.Set("X-Request-ID", rid)
+	}
+	lw := &logWriter{ResponseWriter: w, code: http.StatusOK}
+	lw.Header().Set("X-Request-ID", rid)
+	st := &reqState{}
+	defer func() { p.finish(r, lw, st, start, rid) }()
+
+	rt := p.table.Load().Match(r.Host, r.URL.Path)
+	if rt == nil {
+		httpError(lw, http.StatusNotFound, fmt.Sprintf("no Ingress rule for host %q and path %q", normalizeHost(r.Host), r.URL.Path))
+		return
+	}
+	st.route, st.cfg, st.backend = rt, rt.cfg, rt.backend
+	cfg := rt.cfg
+	if r.TLS == nil && ((rt.hostTLS && cfg.sslRedirect) || cfg.forceSSLRedirect) {
+		host := normalizeHost(r.Host)
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		if p.httpsPort != 443 && p.httpsPort != 0 {
+			host += ":" + strconv.Itoa(p.httpsPort)
+		}
+		http.Redirect(lw, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+		return
+	}
+	if cfg.cors != nil && cfg.cors.apply(lw, r) {
+		return // preflight answered
+	}
+	if cfg.limiter != nil && !cfg.limiter.allow(clientIP(r), start) {
+		httpError(lw, http.StatusServiceUnavailable, "rate limit exceeded")
+		return
+	}
+	if a := cfg.auth; a != nil {
+		if a.broken != "" {
+			httpError(lw, http.StatusServiceUnavailable, "authentication is misconfigured for this route")
+			return
+		}
+		u, pw, ok := r.BasicAuth()
+		if !ok || !a.check(u, pw) {
+			lw.Header().Set("WWW-Authenticate", fmt.Sprintf("Basic realm=%q", a.realm))
+			httpError(lw, http.StatusUnauthorized, "authentication required")
+			return
+		}
+	}
+	if cfg.bodyLimit > 0 {
+		if r.ContentLength > cfg.bodyLimit {
+			httpError(lw, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", cfg.bodyLimit))
+			return
+		}
+		r.Body = http.MaxBytesReader(lw, r.Body, cfg.bodyLimit)
+	}
+	if c := rt.canary; c != nil && c.backend != nil && useCanary(c, r) {
+		st.backend = c.backend
+	}
+	if cfg.rewriteTarget != "" {
+		st.path = rewritePath(rt, cfg.rewriteTarget, r.URL.Path)
+	}
+	p.rp.ServeHTTP(lw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
+}
+
+// useCanary decides for one request: the header first (a value match, or
+// "always"/"never"), then the weight.
+func useCanary(c *canaryRoute, r *http.Request) bool {
+	if c.header != "" {
+		v := r.Header.Get(c.header)
+		if c.headerValue != "" {
+			if v == c.headerValue {
+				return true
+			}
+		} else {
+			switch v {
+			case "always":
+				return true
+			case "never":
+				return false
+			}
+		}
+	}
+	return c.weight > 0 && mrand.IntN(c.weightTotal) < c.weight
+}
+
+// rewritePath applies rewrite-target: for a regex path the target with
+// $n capture groups replaces the whole path (nginx's rewrite); for a
+// prefix path the matched prefix is replaced by the target.
+func rewritePath(rt *route, target, path string) string {
+	if rt.re != nil {
+		m := rt.re.FindStringSubmatchIndex(path)
+		if m == nil {
+			return path
+		}
+		out := string(rt.re.ExpandString(nil, target, path, m))
+		if !strings.HasPrefix(out, "/") {
+			out = "/" + out
+		}
+		return out
+	}
+	rest := strings.TrimPrefix(path, strings.TrimSuffix(rt.path, "/"))
+	out := strings.TrimSuffix(target, "/") + rest
+	if out == "" {
+		out = "/"
+	}
+	if !strings.HasPrefix(out, "/") {
+		out = "/" + out
+	}
+	return out
+}
+
+// apply adds CORS headers for an allowed Origin and answers preflights
+// (true = answered).
+func (c *corsConfig) apply(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	allowed := ""
+	for _, o := range c.allowOrigins {
+		if o == "*" {
+			allowed = "*"
+			if c.allowCredentials {
+				allowed = origin // "*" is not valid with credentials
+			}
+			break
+		}
+		if strings.EqualFold(o, origin) {
+			allowed = origin
+			break
+		}
+	}
+	if allowed == "" {
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", allowed)
+	if allowed != "*" {
+		h.Add("Vary", "Origin")
+	}
+	if c.allowCredentials {
+		h.Set("Access-Control-Allow-Credentials", "true")
+	}
+	if c.exposeHeaders != "" {
+		h.Set("Access-Control-Expose-Headers", c.exposeHeaders)
+	}
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		h.Set("Access-Control-Allow-Methods", c.allowMethods)
+		h.Set("Access-Control-Allow-Headers", c.allowHeaders)
+		h.Set("Access-Control-Max-Age", c.maxAge)
+		h.Set("Content-Length", "0")
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	}
+	return false
+}
+
+// finish writes the access log line and the metrics of one request.
+func (p *Proxy) finish(r *http.Request, lw *logWriter, st *reqState, start time.Time, rid string) {
+	d := time.Since(start)
+	ns, ing, svc := "", "", ""
+	if st.route != nil {
+		ns, ing = st.route.ingress.Namespace, st.route.ingress.Name
+	}
+	if st.backend != nil {
+		svc = st.backend.service
+	}
+	code := strconv.Itoa(lw.code)
+	p.m.requests.WithLabelValues(ns, ing, svc, code).Inc()
+	p.m.duration.WithLabelValues(ns, ing, svc).Observe(d.Seconds())
+	if p.accessLog != nil {
+		p.accessLog.LogAttrs(r.Context(), slog.LevelInfo, "access",
+			slog.String("request_id", rid),
+			slog.String("remote_addr", clientIP(r)),
+			slog.String("method", r.Method),
+			slog.String("host", r.Host),
+			slog.String("uri", r.RequestURI),
+			slog.String("proto", r.Proto),
+			slog.Int("status", lw.code),
+			slog.Int64("bytes", lw.bytes),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+			slog.String("namespace", ns),
+			slog.String("ingress", ing),
+			slog.String("service", svc),
+			slog.String("endpoint", st.endpoint),
+			slog.String("user_agent", r.UserAgent()),
+			slog.String("referer", r.Referer()),
+		)
+	}
+}
+
+// logWriter records the status and size of an answer. It unwraps for
+// http.ResponseController (flush, hijack for upgrades).
+type logWriter struct {
+	http.ResponseWriter
+	code        int
+	bytes       int64
+	wroteHeader bool
+}
+
+func (w *logWriter) WriteHeader(code int) {
+	if !w.wroteHeader && code >= 200 || code == http.StatusSwitchingProtocols {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *logWriter) Write(b []byte) (int, error) {
+	w.wroteHeader = true
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *logWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
+
+func (w *logWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var _ io.Writer = (*logWriter)(nil)
+
+func clientIP(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// bufferPool shares the 32 KiB copy buffers of streamed bodies.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
