@@ -25,6 +25,9 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if err := s.waitForPolicy(ctx); err != nil {
 		return err
 	}
+	if err := s.ensureDefaultStorageClass(ctx); err != nil {
+		return err
+	}
 	return s.ensureKubernetesService(ctx)
 }
 
@@ -59,6 +62,7 @@ func (s *Server) startLoops(ctx context.Context) {
 	s.startNodeAgent(ctx)
 	s.startDNS(ctx)
 	s.startIngress(ctx)
+	s.startMetrics(ctx)
 }
 
 var _ runtime.Object = (*corev1.Namespace)(nil)

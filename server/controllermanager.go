@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"path/filepath"
 
 	"github.com/skiffhq/skiff/controlplane/controllers/manager"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodeipam"
@@ -28,6 +29,7 @@ func (s *Server) startControllerManager(ctx context.Context) {
 		RootCA:             s.ca.CertPEM,
 		ClusterCIDR:        s.cfg.ClusterCIDR,
 		NodeLifecycle:      manager.NodeLifecycleConfig{MonitorGracePeriod: s.cfg.NodeMonitorGracePeriod},
+		StorageDir:         filepath.Join(s.cfg.DataDir, "storage"),
 		Logger:             s.cfg.Logger,
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/admission"
 	"github.com/skiffhq/skiff/internal/testserver"
+	"github.com/skiffhq/skiff/server"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,7 +21,9 @@ import (
 // TestAdmission runs every plugin's test against one real server (each in
 // its own namespace) to keep the suite cheap.
 func TestAdmission(t *testing.T) {
-	s := testserver.Start(t)
+	// Without the server's default local-path class: the
+	// DefaultStorageClass test starts from a cluster with no default.
+	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, "local-storage") })
 	t.Run("Chain", func(t *testing.T) { testChain(t, s) })
 	t.Run("ServiceAccount", func(t *testing.T) { testServiceAccount(t, s) })
 	t.Run("LimitRanger", func(t *testing.T) { testLimitRanger(t, s) })

@@ -121,7 +121,7 @@ var ControllerNames = []string{
 	"deployment-controller", "statefulset-controller", "daemon-set-controller", "job-controller",
 	"cronjob-controller", "endpoint-controller", "endpointslice-controller", "service-account-controller",
 	"node-controller", "resourcequota-controller", "disruption-controller", "horizontal-pod-autoscaler",
-	"ttl-after-finished-controller",
+	"ttl-after-finished-controller", "persistent-volume-binder", "pvc-protection-controller", "pv-protection-controller",
 }
 
 // ClusterRoles returns the default cluster roles.
@@ -310,6 +310,18 @@ func ClusterRoles() []rbacv1.ClusterRole {
 		controllerRole("ttl-after-finished-controller",
 			r(v("get", "list", "watch", "delete"), "batch").on("jobs"),
 			eventsRules()),
+		controllerRole("persistent-volume-binder",
+			r(v("get", "list", "watch", "create", "update", "delete"), legacy).on("persistentvolumes"),
+			r(v("update"), legacy).on("persistentvolumes/status", "persistentvolumeclaims/status"),
+			r(v("get", "list", "watch", "update"), legacy).on("persistentvolumeclaims"),
+			r(read, legacy).on("pods", "nodes"),
+			r(read, "storage.k8s.io").on("storageclasses"),
+			eventsRules()),
+		controllerRole("pvc-protection-controller",
+			r(v("get", "list", "watch", "update"), legacy).on("persistentvolumeclaims"),
+			r(v("get", "list", "watch"), legacy).on("pods")),
+		controllerRole("pv-protection-controller",
+			r(v("get", "list", "watch", "update"), legacy).on("persistentvolumes")),
 		controllerRole("pod-garbage-collector",
 			r(v("list", "watch", "delete"), legacy).on("pods"),
 			r(v("get", "list"), legacy).on("nodes"),

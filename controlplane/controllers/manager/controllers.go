@@ -11,6 +11,9 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/namespace"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodeipam"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodelifecycle"
+	"github.com/skiffhq/skiff/controlplane/controllers/persistentvolume"
+	"github.com/skiffhq/skiff/controlplane/controllers/persistentvolume/provisioner"
+	"github.com/skiffhq/skiff/controlplane/controllers/persistentvolume/provisioner/localpath"
 	"github.com/skiffhq/skiff/controlplane/controllers/podgc"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceaccount"
@@ -43,6 +46,9 @@ func Specs() []Spec {
 		{Name: job.Name, Aliases: []string{"job"}, Workers: 5, New: newJob},
 		{Name: cronjob.Name, Aliases: []string{"cronjob"}, Workers: 5, New: newCronJob},
 		{Name: ttlafterfinished.Name, Aliases: []string{"ttl-after-finished"}, Workers: 5, New: newTTLAfterFinished},
+		{Name: persistentvolume.Name, Aliases: []string{"persistentvolume-binder"}, Workers: 1, New: newPVBinder},
+		{Name: persistentvolume.PVCProtectionName, Aliases: []string{"pvc-protection"}, Workers: 1, New: newPVCProtection},
+		{Name: persistentvolume.PVProtectionName, Aliases: []string{"pv-protection"}, Workers: 1, New: newPVProtection},
 	}
 }
 
@@ -125,4 +131,20 @@ func newCronJob(c *Context) (controllers.Controller, error) {
 
 func newTTLAfterFinished(c *Context) (controllers.Controller, error) {
 	return ttlafterfinished.New(ttlafterfinished.Config{Client: c.Client, Informers: c.Informers, Logger: c.Logger})
+}
+
+func newPVBinder(c *Context) (controllers.Controller, error) {
+	var provs []provisioner.Provisioner
+	if c.Config.StorageDir != "" {
+		provs = append(provs, localpath.New(c.Config.StorageDir))
+	}
+	return persistentvolume.New(persistentvolume.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder("persistentvolume-controller"), Logger: c.Logger, Provisioners: provs})
+}
+
+func newPVCProtection(c *Context) (controllers.Controller, error) {
+	return persistentvolume.NewPVCProtection(persistentvolume.ProtectionConfig{Client: c.Client, Informers: c.Informers, Logger: c.Logger})
+}
+
+func newPVProtection(c *Context) (controllers.Controller, error) {
+	return persistentvolume.NewPVProtection(persistentvolume.ProtectionConfig{Client: c.Client, Informers: c.Informers, Logger: c.Logger})
 }

@@ -69,6 +69,10 @@ type Config struct {
 	// NodeLifecycle tunes node failure detection and eviction; zero
 	// fields get upstream's defaults.
 	NodeLifecycle NodeLifecycleConfig
+	// StorageDir is where the built-in local-path provisioner keeps volume
+	// directories (<data-dir>/storage); empty leaves local-path claims to
+	// an external provisioner.
+	StorageDir string
 	// ResyncPeriod of the shared informers (default 12h as upstream's minimum).
 	ResyncPeriod time.Duration
 	Logger       *slog.Logger
