@@ -112,6 +112,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if st.path != "" {
 		pr.Out.URL.Path, pr.Out.URL.RawPath = st.path, ""
 	}
+	// As nginx's $proxy_add_x_forwarded_for: the client's address is
+	// appended to what the request already carried.
+	if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+		pr.Out.Header["X-Forwarded-For"] = []string{strings.Join(prior, ", ")}
+	}
 	pr.SetXForwarded()
 	ip := clientIP(pr.In)
 	proto := "http"
