@@ -113,7 +113,7 @@ type PluginConfig struct {
 }
 
 // DefaultMultiPoint is the default profile's plugin list and score weights
-// (upstream's v1 defaults, without the storage plugins).
+// (upstream's v1 defaults; of the storage plugins only VolumeBinding).
 func DefaultMultiPoint() []PluginRef {
 	w := func(n int32) *int32 { return &n }
 	return []PluginRef{
@@ -124,6 +124,7 @@ func DefaultMultiPoint() []PluginRef {
 		{Name: "NodeAffinity", Weight: w(2)},
 		{Name: "NodePorts"},
 		{Name: "NodeResourcesFit", Weight: w(1)},
+		{Name: "VolumeBinding"},
 		{Name: "PodTopologySpread", Weight: w(2)},
 		{Name: "InterPodAffinity", Weight: w(2)},
 		{Name: "DefaultPreemption"},

@@ -14,4 +14,5 @@ import (
 	_ "github.com/skiffhq/skiff/controlplane/scheduler/plugins/podtopologyspread"
 	_ "github.com/skiffhq/skiff/controlplane/scheduler/plugins/queuesort"
 	_ "github.com/skiffhq/skiff/controlplane/scheduler/plugins/tainttoleration"
+	_ "github.com/skiffhq/skiff/controlplane/scheduler/plugins/volumebinding"
 )

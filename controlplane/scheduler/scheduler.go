@@ -258,6 +258,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return fmt.Errorf("scheduler: node handler: %w", err)
 	}
 	s.factory.Scheduling().V1().PriorityClasses().Informer()
+	if err := s.watchStorage(); err != nil {
+		return err
+	}
 	s.factory.Start(ctx.Done())
 	podFactory.Start(ctx.Done())
 	defer podFactory.Shutdown()
@@ -768,4 +771,23 @@ func (s *Scheduler) findNodesThatFit(ctx context.Context, fwk *framework.Framewo
 		s.nextStartNodeIndex = (start + processed) % len(nodes)
 	}
 	return feasible[:found.Load()], fe, nil
+}
+
+// watchStorage requeues pods rejected for their volumes when claims,
+// volumes or storage classes change.
+func (s *Scheduler) watchStorage() error {
+	on := func(ev framework.ClusterEvent) cache.ResourceEventHandlerFuncs {
+		move := func() { s.queue.MoveAllToActiveOrBackoff(ev) }
+		return cache.ResourceEventHandlerFuncs{AddFunc: func(any) { move() }, UpdateFunc: func(any, any) { move() }}
+	}
+	for inf, ev := range map[cache.SharedIndexInformer]framework.ClusterEvent{
+		s.factory.Core().V1().PersistentVolumes().Informer():      framework.EventPersistentVolumeChange,
+		s.factory.Core().V1().PersistentVolumeClaims().Informer(): framework.EventPersistentVolumeClaimChange,
+		s.factory.Storage().V1().StorageClasses().Informer():      framework.EventStorageClassChange,
+	} {
+		if _, err := inf.AddEventHandler(on(ev)); err != nil {
+			return fmt.Errorf("scheduler: storage handler: %w", err)
+		}
+	}
+	return nil
 }

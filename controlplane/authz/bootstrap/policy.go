@@ -194,6 +194,7 @@ func ClusterRoles() []rbacv1.ClusterRole {
 			r(v("create"), legacy).on("pods/binding", "bindings"),
 			r(v("patch", "update"), legacy).on("pods/status"),
 			r(read, legacy).on("replicationcontrollers", "services", "namespaces", "persistentvolumeclaims", "persistentvolumes"),
+			r(v("patch", "update"), legacy).on("persistentvolumeclaims", "persistentvolumes"),
 			r(read, "apps", "extensions").on("replicasets"),
 			r(read, "apps").on("statefulsets"),
 			r(read, "policy").on("poddisruptionbudgets"),

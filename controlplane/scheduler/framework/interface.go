@@ -185,6 +185,10 @@ const (
 	EventAssignedPodDelete    ClusterEvent = "AssignedPodDelete"
 	EventUnscheduledPodDelete ClusterEvent = "UnscheduledPodDelete"
 	EventForceActivate        ClusterEvent = "ForceActivate"
+	// Storage objects changed (the VolumeBinding plugin's events).
+	EventPersistentVolumeChange      ClusterEvent = "PersistentVolumeChange"
+	EventPersistentVolumeClaimChange ClusterEvent = "PersistentVolumeClaimChange"
+	EventStorageClassChange          ClusterEvent = "StorageClassChange"
 )
 
 // EnqueueExtensions is implemented by filtering plugins that know which
