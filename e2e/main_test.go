@@ -70,7 +70,7 @@ func startClusterIn(t *testing.T, dir string, extra ...string) *cluster {
 	c := &cluster{dir: dir, kubeconfig: filepath.Join(dir, "admin.kubeconfig"), log: &bytes.Buffer{}}
 	args := append([]string{"server", "--data-dir", dir, "--bind-address", "127.0.0.1",
 		"--https-listen-port", fmt.Sprint(freePort(t)), "--etcd-client-port", "0", "--etcd-peer-port", "0",
-		"--disable-agent"}, extra...)
+		"--disable-agent", "--ingress-http-port", "0", "--ingress-https-port", "0"}, extra...)
 	c.cmd = exec.Command(skiffBin(t), args...)
 	c.cmd.Stdout = c.log
 	c.cmd.Stderr = c.log
