@@ -38,6 +38,10 @@ const (
 	UserDNS = "system:skiff-dns"
 	// UserIngress is the ingress add-on's identity and its ClusterRole.
 	UserIngress = "system:skiff-ingress"
+	// UserDashboard is the dashboard backend's identity (backend/): it
+	// lists and watches every kind for the dashboard's shared cache and
+	// authorizes each user's view with the user's own access reviews.
+	UserDashboard = "system:skiff-dashboard"
 	// ControllerManagerRole aggregates the roles of the controllers the
 	// controller manager runs; it is bound to UserKubeControllerManager.
 	ControllerManagerRole = "system:skiff:kube-controller-manager-controllers"
@@ -349,6 +353,9 @@ func ClusterRoles() []rbacv1.ClusterRole {
 			r(v("list", "watch"), legacy).on("services", "secrets", "nodes"),
 			r(v("list", "watch"), "discovery.k8s.io").on("endpointslices"),
 			eventsRules()),
+
+		// The dashboard backend's shared cache reads every kind.
+		clusterRole(UserDashboard, nil, r(v("list", "watch"), "*").on("*")),
 	}
 }
 
@@ -424,6 +431,7 @@ func ClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 		clusterBinding(UserCRDController, subject(rbacv1.UserKind, UserCRDController)),
 		clusterBinding(UserDNS, subject(rbacv1.UserKind, UserDNS)),
 		clusterBinding(UserIngress, subject(rbacv1.UserKind, UserIngress)),
+		clusterBinding(UserDashboard, subject(rbacv1.UserKind, UserDashboard)),
 		clusterBindingNamed("system:skiff:kube-apiserver-kubelet-client", "system:kubelet-api-admin", subject(rbacv1.UserKind, UserKubeletClient)),
 	}
 	for _, c := range ControllerNames {

@@ -1,0 +1,379 @@
+package backend
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"golang.org/x/time/rate"
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Options configure a dashboard backend.
+type Options struct {
+	// CacheConfig is the backend's own identity: it lists and watches
+	// every kind for the shared cache (ClusterRole system:skiff-dashboard)
+	// and nothing else. Users' requests never use it.
+	CacheConfig *rest.Config
+	// APIConfig is the API server's address and CA for users' requests
+	// (credentials are dropped; default: CacheConfig's server).
+	APIConfig *rest.Config
+	// AllowedOrigins are extra origins (scheme://host:port) allowed to
+	// open the websocket and send mutations; the dashboard's own origin
+	// (the request's Host) is always allowed.
+	AllowedOrigins []string
+	// SessionTTL is a session's lifetime (default 8h).
+	SessionTTL time.Duration
+	// RequestRate and RequestBurst limit each session's HTTP requests and
+	// websocket messages (default 50/s, burst 200); LoginRate limits
+	// login attempts per client IP (default 2/s, burst 10).
+	RequestRate  rate.Limit
+	RequestBurst int
+	LoginRate    rate.Limit
+	// IdleWatch is how long a kind's watch stays open after its last
+	// subscriber left (default 1m).
+	IdleWatch time.Duration
+	// InsecureCookies drops the cookie's Secure attribute (plain-HTTP
+	// development only).
+	InsecureCookies bool
+	Logger          *slog.Logger
+}
+
+// Server is the dashboard backend.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	api      *rest.Config
+	cache    *sharedCache
+	sessions *sessionStore
+	handler  http.Handler
+
+	loginMu     sync.Mutex
+	loginLimits map[string]*rate.Limiter
+}
+
+// New builds a backend; it starts nothing until requests arrive.
+func New(opts Options) (*Server, error) {
+	if opts.CacheConfig == nil {
+		return nil, errors.New("backend: CacheConfig is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = 8 * time.Hour
+	}
+	if opts.RequestRate <= 0 {
+		opts.RequestRate, opts.RequestBurst = 50, 200
+	}
+	if opts.RequestBurst <= 0 {
+		opts.RequestBurst = int(opts.RequestRate) * 4
+	}
+	if opts.LoginRate <= 0 {
+		opts.LoginRate = 2
+	}
+	base := opts.APIConfig
+	if base == nil {
+		base = opts.CacheConfig
+	}
+	cc := rest.CopyConfig(opts.CacheConfig)
+	cc.UserAgent = "skiff-dashboard"
+	dyn, err := dynamic.NewForConfig(cc)
+	if err != nil {
+		return nil, fmt.Errorf("backend: cache client: %w", err)
+	}
+	s := &Server{
+		opts:        opts,
+		log:         opts.Logger.With("component", "dashboard"),
+		api:         rest.AnonymousClientConfig(base),
+		sessions:    newSessionStore(opts.SessionTTL),
+		loginLimits: map[string]*rate.Limiter{},
+	}
+	s.cache = newSharedCache(dyn, opts.IdleWatch, s.log)
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler serves the dashboard (front end, /api/..., /api/ws).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Watches reports how many kind watches run and how many were started
+// since the backend began (tests check one watch per kind).
+func (s *Server) Watches() (running int, started int64) { return s.cache.watches() }
+
+// Close stops the shared cache.
+func (s *Server) Close() { s.cache.stop() }
+
+// Serve serves HTTPS (cert non-nil) or HTTP on l until ctx ends.
+func (s *Server) Serve(ctx context.Context, l net.Listener, cert *tls.Certificate) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	if cert != nil {
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
+	}
+	errCh := make(chan error, 1)
+	go func() {
+		if cert != nil {
+			errCh <- srv.ServeTLS(l, "", "")
+		} else {
+			errCh <- srv.Serve(l)
+		}
+	}()
+	select {
+	case err := <-errCh:
+		s.Close()
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	s.Close()
+	return nil
+}
+
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(securityHeaders)
+	r.Route("/api", func(r chi.Router) {
+		r.Post("/login", s.login)
+		r.Group(func(r chi.Router) {
+			r.Use(s.requireSession)
+			r.Get("/session", s.getSession)
+			r.Post("/logout", s.logout)
+			r.Get("/discovery", s.discoveryHandler)
+			r.Get("/rules", s.rulesHandler)
+			r.Get("/access", s.accessHandler)
+			r.Get("/object", s.getObject)
+			r.Delete("/object", s.deleteObject)
+			r.Post("/apply", s.apply)
+			r.Post("/scale", s.scale)
+			r.Get("/logs", s.logs)
+			r.Get("/ws", s.websocket)
+		})
+		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotFound, "no such API endpoint")
+		})
+	})
+	r.Handle("/*", staticHandler())
+	return r
+}
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// originAllowed accepts a request without Origin only when it is not a
+// browser's cross-site request (safe methods); otherwise the Origin must
+// be the dashboard's own or an allowed one.
+func (s *Server) originAllowed(r *http.Request, required bool) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return !required
+	}
+	u, err := url.Parse(o)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, a := range s.opts.AllowedOrigins {
+		if strings.EqualFold(strings.TrimRight(a, "/"), o) {
+			return true
+		}
+	}
+	return false
+}
+
+type ctxKey struct{}
+
+func sessionFrom(ctx context.Context) *session {
+	s, _ := ctx.Value(ctxKey{}).(*session)
+	return s
+}
+
+// requireSession authenticates the cookie, rate limits the session and,
+// for mutations, checks the Origin and the CSRF token.
+func (s *Server) requireSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sess := s.sessions.get(r)
+		if sess == nil {
+			writeError(w, http.StatusUnauthorized, "not logged in or session expired")
+			return
+		}
+		if !sess.limiter.Allow() {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, "too many requests")
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if !s.originAllowed(r, true) {
+				writeError(w, http.StatusForbidden, "origin not allowed")
+				return
+			}
+			if !sess.checkCSRF(r) {
+				writeError(w, http.StatusForbidden, "missing or wrong CSRF token")
+				return
+			}
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, sess)))
+	})
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (s *Server) loginAllowed(r *http.Request) bool {
+	s.loginMu.Lock()
+	defer s.loginMu.Unlock()
+	ip := clientIP(r)
+	l := s.loginLimits[ip]
+	if l == nil {
+		if len(s.loginLimits) > 10000 {
+			clear(s.loginLimits)
+		}
+		l = rate.NewLimiter(s.opts.LoginRate, 10)
+		s.loginLimits[ip] = l
+	}
+	return l.Allow()
+}
+
+type sessionInfo struct {
+	User   string   `json:"user"`
+	Groups []string `json:"groups"`
+	CSRF   string   `json:"csrf"`
+}
+
+// login validates a bearer token by asking the API server who its bearer
+// is (SelfSubjectReview, `kubectl auth whoami`), as that user.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if !s.originAllowed(r, true) {
+		writeError(w, http.StatusForbidden, "origin not allowed")
+		return
+	}
+	if !s.loginAllowed(r) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "too many login attempts")
+		return
+	}
+	var body struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&body); err != nil {
+		writeError(w, http.StatusBadRequest, "bad login request: "+err.Error())
+		return
+	}
+	token := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(body.Token), "Bearer "))
+	if token == "" {
+		writeError(w, http.StatusBadRequest, "a token is required")
+		return
+	}
+	uc := rest.CopyConfig(s.api)
+	uc.BearerToken = token
+	uc.UserAgent = "skiff-dashboard"
+	uc.QPS, uc.Burst = 50, 100
+	cs, err := kubernetes.NewForConfig(uc)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "client: "+err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	rev, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		s.log.Info("dashboard login refused", "ip", clientIP(r), "err", err)
+		writeError(w, http.StatusUnauthorized, "the API server did not accept this token")
+		return
+	}
+	ui := rev.Status.UserInfo
+	if ui.Username == "" || ui.Username == "system:anonymous" {
+		writeError(w, http.StatusUnauthorized, "the API server did not accept this token")
+		return
+	}
+	dyn, err := dynamic.NewForConfig(uc)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "client: "+err.Error())
+		return
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(uc)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "client: "+err.Error())
+		return
+	}
+	sess := &session{
+		id: randomID(), user: ui.Username, groups: ui.Groups, csrf: randomID(),
+		expires: time.Now().Add(s.opts.SessionTTL),
+		limiter: rate.NewLimiter(s.opts.RequestRate, s.opts.RequestBurst),
+		client:  cs, dynamic: dyn, discovery: disc, rest: uc,
+	}
+	s.sessions.add(sess)
+	http.SetCookie(w, &http.Cookie{
+		Name: CookieName, Value: sess.id, Path: "/",
+		Expires: sess.expires, HttpOnly: true, Secure: !s.opts.InsecureCookies,
+		SameSite: http.SameSiteStrictMode,
+	})
+	s.log.Info("dashboard login", "user", sess.user)
+	writeJSON(w, http.StatusOK, sessionInfo{User: sess.user, Groups: sess.groups, CSRF: sess.csrf})
+}
+
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
+	sess := sessionFrom(r.Context())
+	writeJSON(w, http.StatusOK, sessionInfo{User: sess.user, Groups: sess.groups, CSRF: sess.csrf})
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	sess := sessionFrom(r.Context())
+	s.sessions.remove(sess.id)
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		Secure: !s.opts.InsecureCookies, SameSite: http.SameSiteStrictMode})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type apiError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, apiError{Code: code, Message: msg})
+}

@@ -1,0 +1,173 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+)
+
+// sharedCache holds one informer (one list+watch) per resource kind,
+// however many browsers subscribe to it. Informers start on the first
+// subscription and stop idleTimeout after the last one ends.
+type sharedCache struct {
+	client      dynamic.Interface
+	log         *slog.Logger
+	idleTimeout time.Duration
+
+	mu     sync.Mutex
+	kinds  map[schema.GroupVersionResource]*kindCache
+	starts atomic.Int64
+}
+
+// kindCache is one resource kind's informer and its listeners.
+type kindCache struct {
+	gvr      schema.GroupVersionResource
+	informer cache.SharedIndexInformer
+	cancel   context.CancelFunc
+	seq      atomic.Uint64
+
+	mu        sync.Mutex
+	refs      int
+	idle      *time.Timer
+	listeners map[chan struct{}]struct{}
+}
+
+func newSharedCache(client dynamic.Interface, idle time.Duration, log *slog.Logger) *sharedCache {
+	if idle <= 0 {
+		idle = time.Minute
+	}
+	return &sharedCache{client: client, log: log, idleTimeout: idle, kinds: map[schema.GroupVersionResource]*kindCache{}}
+}
+
+// stripManagedFields keeps cached objects small: managed fields are never
+// shown in tables and are most of a typical object's bytes.
+func stripManagedFields(obj any) (any, error) {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		u.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// acquire returns the kind's cache, starting its informer if needed, and
+// registers notify, which gets a (coalesced) signal on every change. The
+// caller must call release with the same channel.
+func (c *sharedCache) acquire(ctx context.Context, gvr schema.GroupVersionResource, notify chan struct{}) (*kindCache, error) {
+	c.mu.Lock()
+	k := c.kinds[gvr]
+	if k == nil {
+		inf := dynamicinformer.NewFilteredDynamicInformer(c.client, gvr, "", 0,
+			cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, nil).Informer()
+		_ = inf.SetTransform(stripManagedFields)
+		k = &kindCache{gvr: gvr, informer: inf, listeners: map[chan struct{}]struct{}{}}
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { k.changed() },
+			UpdateFunc: func(_, _ any) { k.changed() },
+			DeleteFunc: func(any) { k.changed() },
+		})
+		ictx, cancel := context.WithCancel(context.Background())
+		k.cancel = cancel
+		c.kinds[gvr] = k
+		c.starts.Add(1)
+		c.log.Info("dashboard watch started", "resource", gvr.String())
+		go inf.RunWithContext(ictx)
+	}
+	k.mu.Lock()
+	k.refs++
+	if k.idle != nil {
+		k.idle.Stop()
+		k.idle = nil
+	}
+	k.listeners[notify] = struct{}{}
+	k.mu.Unlock()
+	c.mu.Unlock()
+
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if !cache.WaitForCacheSync(sctx.Done(), k.informer.HasSynced) {
+		c.release(k, notify)
+		return nil, fmt.Errorf("%s: cache did not sync: %w", gvr.Resource, context.Cause(sctx))
+	}
+	return k, nil
+}
+
+// release drops a listener; the informer stops after the idle timeout.
+func (c *sharedCache) release(k *kindCache, notify chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.listeners, notify)
+	k.refs--
+	if k.refs > 0 {
+		return
+	}
+	k.idle = time.AfterFunc(c.idleTimeout, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if k.refs > 0 || c.kinds[k.gvr] != k {
+			return
+		}
+		delete(c.kinds, k.gvr)
+		k.cancel()
+		c.log.Info("dashboard watch stopped", "resource", k.gvr.String())
+	})
+}
+
+// stop ends every informer.
+func (c *sharedCache) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for gvr, k := range c.kinds {
+		k.cancel()
+		delete(c.kinds, gvr)
+	}
+}
+
+// watches reports the number of running informers and how many were
+// ever started.
+func (c *sharedCache) watches() (running int, started int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.kinds), c.starts.Load()
+}
+
+func (k *kindCache) changed() {
+	k.seq.Add(1)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for ch := range k.listeners {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// list returns the cached objects of namespace ("" = all). The objects
+// are shared with the cache and must not be modified.
+func (k *kindCache) list(namespace string) []*unstructured.Unstructured {
+	var items []any
+	if namespace == "" {
+		items = k.informer.GetStore().List()
+	} else {
+		items, _ = k.informer.GetIndexer().ByIndex(cache.NamespaceIndex, namespace)
+	}
+	out := make([]*unstructured.Unstructured, 0, len(items))
+	for _, it := range items {
+		if u, ok := it.(*unstructured.Unstructured); ok {
+			out = append(out, u)
+		}
+	}
+	return out
+}

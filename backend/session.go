@@ -1,0 +1,100 @@
+package backend
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// CookieName is the session cookie.
+const CookieName = "skiff_session"
+
+// session is a logged-in user. The token never leaves the server after
+// login: the browser holds only the random session id (HttpOnly cookie).
+type session struct {
+	id      string
+	user    string
+	groups  []string
+	csrf    string
+	expires time.Time
+	limiter *rate.Limiter
+
+	client    kubernetes.Interface
+	dynamic   dynamic.Interface
+	discovery discovery.DiscoveryInterface
+	rest      *rest.Config
+}
+
+// sessionStore keeps sessions in memory (a restart logs everyone out).
+type sessionStore struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[string]*session
+}
+
+func newSessionStore(ttl time.Duration) *sessionStore {
+	return &sessionStore{ttl: ttl, m: map[string]*session{}}
+}
+
+func randomID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (s *sessionStore) add(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	for id, o := range s.m {
+		if now.After(o.expires) {
+			delete(s.m, id)
+		}
+	}
+	s.m[sess.id] = sess
+}
+
+// get returns the live session of r's cookie, or nil.
+func (s *sessionStore) get(r *http.Request) *session {
+	c, err := r.Cookie(CookieName)
+	if err != nil || c.Value == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := s.m[c.Value]
+	if sess == nil {
+		return nil
+	}
+	if time.Now().After(sess.expires) {
+		delete(s.m, c.Value)
+		return nil
+	}
+	return sess
+}
+
+func (s *sessionStore) remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, id)
+}
+
+func (s *sessionStore) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+func (sess *session) checkCSRF(r *http.Request) bool {
+	got := r.Header.Get("X-CSRF-Token")
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(sess.csrf)) == 1
+}
