@@ -19,6 +19,7 @@ import (
 
 	"github.com/skiffhq/skiff/addons/dns"
 	"github.com/skiffhq/skiff/addons/ingress"
+	"github.com/skiffhq/skiff/addons/metrics"
 	"github.com/skiffhq/skiff/controlplane/admission"
 	"github.com/skiffhq/skiff/controlplane/apiserver"
 	"github.com/skiffhq/skiff/controlplane/apiserver/crd"
@@ -29,6 +30,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/storage"
 	"github.com/skiffhq/skiff/version"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -94,6 +96,12 @@ type Config struct {
 	DNSListenAddress string
 	DNSUpstreams     []string
 
+	// MetricsResolution is the metrics add-on's scrape interval (default
+	// 15s); MetricsScrapeURL, when set, says where a node's summary is read
+	// (tests with hollow nodes).
+	MetricsResolution time.Duration
+	MetricsScrapeURL  func(*corev1.Node) (string, error)
+
 	// IngressHTTPPort and IngressHTTPSPort are the ingress add-on's ports
 	// on IngressBindAddress (default 0.0.0.0); 0 turns a listener off and
 	// both off (the zero Config, as in tests) do not start the add-on
@@ -158,6 +166,7 @@ type Server struct {
 	errCh      chan error
 	services   *serviceip.Allocator
 	authz      *authorization
+	metrics    *metrics.Collector
 	dns        *dns.Server
 	ingress    *ingress.Server
 }

@@ -359,6 +359,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.serveVirtual(w, r, res, info, ns)
 		return
 	}
+	if res.Get != nil || res.List != nil {
+		s.serveReadOnly(w, r, res, info, ns)
+		return
+	}
 	if sub != "" {
 		if !res.HasSubresource(sub) {
 			notFound()

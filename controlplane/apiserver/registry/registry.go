@@ -12,6 +12,7 @@ import (
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -117,6 +118,13 @@ type Resource struct {
 	// 201 (TokenReview, SelfSubjectReview, access reviews). ns is the
 	// request's namespace ("" for cluster-scoped); ctx carries the caller.
 	Create func(ctx context.Context, ns string, obj runtime.Object) (runtime.Object, error)
+	// Get and List, when set, make the resource virtual and read-only:
+	// nothing is stored, get and list are answered from them
+	// (metrics.k8s.io). ns is "" for cluster-scoped resources and for a
+	// list across namespaces; List filters by the request's label
+	// selector. Answer NotFound errors for missing objects.
+	Get  func(ctx context.Context, ns, name string) (runtime.Object, error)
+	List func(ctx context.Context, ns string, sel labels.Selector) (runtime.Object, error)
 }
 
 // GVR returns the group/version/resource.

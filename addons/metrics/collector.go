@@ -1,0 +1,328 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+)
+
+// NodeUsage is a node's latest usage. CPU is in nano-cores, derived from
+// two samples of cumulative usage; Memory is the working set in bytes.
+type NodeUsage struct {
+	Name   string
+	Time   time.Time // when the agent sampled it
+	Window time.Duration
+	CPU    int64
+	Memory int64
+	// NetworkRx and NetworkTx are bytes per second on the node's default
+	// interface (0 until two samples exist); FsUsed and FsCapacity are
+	// the node filesystem's.
+	NetworkRx, NetworkTx float64
+	FsUsed, FsCapacity   uint64
+	// Stale is set when the latest scrape failed: the values are the last
+	// good ones (from Time), never zeros. LastError says why.
+	Stale     bool
+	LastError string
+}
+
+// PodUsage is a pod's latest usage (sum of its containers').
+type PodUsage struct {
+	Namespace, Name, UID, Node string
+	Time                       time.Time
+	Window                     time.Duration
+	CPU, Memory                int64
+	NetworkRx, NetworkTx       float64
+	Containers                 []ContainerUsage
+	Stale                      bool
+}
+
+// ContainerUsage is one container's latest usage.
+type ContainerUsage struct {
+	Name        string
+	CPU, Memory int64
+}
+
+// Snapshot is the result of the latest scrape round; it is immutable.
+type Snapshot struct {
+	Time  time.Time
+	Nodes map[string]*NodeUsage
+	Pods  map[string]*PodUsage // "<ns>/<name>"
+}
+
+// cum is a cumulative counter sample.
+type cum struct {
+	t time.Time
+	v uint64
+}
+
+// nodeState is what the collector keeps per node between rounds.
+type nodeState struct {
+	usage  *NodeUsage
+	pods   []*PodUsage
+	lastOK time.Time
+	cpu    cum
+	rx, tx cum
+	ctrs   map[string]cum // "<uid>/<container>" → CPU
+	podNet map[string][2]cum
+}
+
+// rate derives a per-second rate from two cumulative samples; ok is false
+// without a usable previous sample (first scrape, a reset, no time passed).
+func rate(prev cum, t time.Time, v uint64) (float64, time.Duration, bool) {
+	if prev.t.IsZero() || v < prev.v || !t.After(prev.t) {
+		return 0, 0, false
+	}
+	d := t.Sub(prev.t)
+	return float64(v-prev.v) / d.Seconds(), d, true
+}
+
+// round scrapes every node concurrently and publishes a new snapshot.
+func (c *Collector) round(ctx context.Context) {
+	start := time.Now()
+	nodes, err := c.nodes.List(labels.Everything())
+	if err != nil {
+		c.log.Error("list nodes", "err", err)
+		return
+	}
+	type result struct {
+		node string
+		sum  *statsv1alpha1.Summary
+		err  error
+	}
+	results := make([]result, len(nodes))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	workers := min(c.opts.Workers, len(nodes))
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(nodes) {
+					return
+				}
+				sctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+				s, err := c.opts.Scraper.Scrape(sctx, nodes[i])
+				cancel()
+				results[i] = result{node: nodes[i].Name, sum: s, err: err}
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return
+	}
+
+	now := time.Now()
+	c.mu.Lock()
+	seen := make(map[string]bool, len(nodes))
+	snap := &Snapshot{Time: now, Nodes: make(map[string]*NodeUsage, len(nodes)), Pods: make(map[string]*PodUsage, len(c.last.Load().Pods))}
+	failed := 0
+	for _, r := range results {
+		seen[r.node] = true
+		st := c.state[r.node]
+		if st == nil {
+			st = &nodeState{ctrs: map[string]cum{}, podNet: map[string][2]cum{}}
+			c.state[r.node] = st
+		}
+		if r.err == nil && r.sum == nil {
+			r.err = errors.New("empty summary")
+		}
+		if r.err != nil {
+			failed++
+			c.metrics.scrapeErrors.Inc()
+			c.log.Debug("scrape failed", "node", r.node, "err", r.err)
+			if st.usage == nil || now.Sub(st.lastOK) > c.opts.MaxStale {
+				continue // nothing recent to show: absent, not zero
+			}
+			u := *st.usage
+			u.Stale, u.LastError = true, r.err.Error()
+			st.usage = &u
+			snap.Nodes[r.node] = st.usage
+			for _, p := range st.pods {
+				q := *p
+				q.Stale = true
+				snap.Pods[q.Namespace+"/"+q.Name] = &q
+			}
+			continue
+		}
+		c.update(st, r.node, r.sum)
+		if st.usage != nil {
+			snap.Nodes[r.node] = st.usage
+		}
+		for _, p := range st.pods {
+			snap.Pods[p.Namespace+"/"+p.Name] = p
+		}
+	}
+	for name := range c.state {
+		if !seen[name] {
+			delete(c.state, name)
+		}
+	}
+	c.last.Store(snap)
+	c.mu.Unlock()
+	c.record(snap)
+	c.metrics.staleNodes.Set(float64(failed))
+	c.metrics.roundSeconds.Observe(time.Since(start).Seconds())
+	c.ready.Store(true)
+}
+
+// update folds one good summary into a node's state.
+func (c *Collector) update(st *nodeState, node string, s *statsv1alpha1.Summary) {
+	st.lastOK = time.Now()
+	n := s.Node
+	if n.CPU != nil && n.CPU.UsageCoreNanoSeconds != nil && n.Memory != nil && n.Memory.WorkingSetBytes != nil {
+		t := n.CPU.Time.Time
+		u := &NodeUsage{Name: node, Time: t, Memory: int64(*n.Memory.WorkingSetBytes)}
+		if r, d, ok := rate(st.cpu, t, *n.CPU.UsageCoreNanoSeconds); ok {
+			u.CPU, u.Window = int64(r), d
+		} else if n.CPU.UsageNanoCores != nil {
+			// First sample: the agent's own rate, over its last interval.
+			u.CPU, u.Window = int64(*n.CPU.UsageNanoCores), c.opts.Interval
+		} else {
+			u = nil
+		}
+		st.cpu = cum{t, *n.CPU.UsageCoreNanoSeconds}
+		if u != nil {
+			if net := n.Network; net != nil && net.RxBytes != nil && net.TxBytes != nil {
+				if r, _, ok := rate(st.rx, net.Time.Time, *net.RxBytes); ok {
+					u.NetworkRx = r
+				}
+				if r, _, ok := rate(st.tx, net.Time.Time, *net.TxBytes); ok {
+					u.NetworkTx = r
+				}
+				st.rx, st.tx = cum{net.Time.Time, *net.RxBytes}, cum{net.Time.Time, *net.TxBytes}
+			}
+			if fs := n.Fs; fs != nil && fs.UsedBytes != nil && fs.CapacityBytes != nil {
+				u.FsUsed, u.FsCapacity = *fs.UsedBytes, *fs.CapacityBytes
+			}
+			st.usage = u
+		}
+	}
+	ctrs := make(map[string]cum, len(st.ctrs))
+	podNet := make(map[string][2]cum, len(s.Pods))
+	st.pods = st.pods[:0:0]
+	for i := range s.Pods {
+		ps := &s.Pods[i]
+		p := &PodUsage{Namespace: ps.PodRef.Namespace, Name: ps.PodRef.Name, UID: ps.PodRef.UID, Node: node}
+		complete := len(ps.Containers) > 0
+		for j := range ps.Containers {
+			cs := &ps.Containers[j]
+			if cs.CPU == nil || cs.CPU.UsageCoreNanoSeconds == nil || cs.Memory == nil || cs.Memory.WorkingSetBytes == nil {
+				complete = false
+				continue
+			}
+			key := ps.PodRef.UID + "/" + cs.Name
+			t := cs.CPU.Time.Time
+			ctrs[key] = cum{t, *cs.CPU.UsageCoreNanoSeconds}
+			cu := ContainerUsage{Name: cs.Name, Memory: int64(*cs.Memory.WorkingSetBytes)}
+			if r, d, ok := rate(st.ctrs[key], t, *cs.CPU.UsageCoreNanoSeconds); ok {
+				cu.CPU = int64(r)
+				p.Window = max(p.Window, d)
+			} else if cs.CPU.UsageNanoCores != nil {
+				cu.CPU = int64(*cs.CPU.UsageNanoCores)
+				p.Window = max(p.Window, c.opts.Interval)
+			} else {
+				complete = false // metrics-server leaves such pods out too
+				continue
+			}
+			if t.After(p.Time) {
+				p.Time = t
+			}
+			p.CPU += cu.CPU
+			p.Memory += cu.Memory
+			p.Containers = append(p.Containers, cu)
+		}
+		if net := ps.Network; net != nil && net.RxBytes != nil && net.TxBytes != nil {
+			prev := st.podNet[ps.PodRef.UID]
+			t := net.Time.Time
+			if r, _, ok := rate(prev[0], t, *net.RxBytes); ok {
+				p.NetworkRx = r
+			}
+			if r, _, ok := rate(prev[1], t, *net.TxBytes); ok {
+				p.NetworkTx = r
+			}
+			podNet[ps.PodRef.UID] = [2]cum{{t, *net.RxBytes}, {t, *net.TxBytes}}
+		}
+		if complete {
+			st.pods = append(st.pods, p)
+		}
+	}
+	st.ctrs, st.podNet = ctrs, podNet
+}
+
+// record appends the snapshot to the history: nodes, pods, containers, and
+// sums per namespace and per workload. Stale values are not recorded (a
+// gap, not a repeat).
+func (c *Collector) record(s *Snapshot) {
+	h := c.history
+	h.Begin(s.Time)
+	for _, n := range s.Nodes {
+		if !n.Stale {
+			h.Put(KindNode, n.Name, float64(n.CPU)/1e9, float64(n.Memory))
+		}
+	}
+	for key, p := range s.Pods {
+		if p.Stale {
+			continue
+		}
+		cpu, mem := float64(p.CPU)/1e9, float64(p.Memory)
+		h.Put(KindPod, key, cpu, mem)
+		for _, ct := range p.Containers {
+			h.Put(KindContainer, key+"/"+ct.Name, float64(ct.CPU)/1e9, float64(ct.Memory))
+		}
+		h.Add(KindNamespace, p.Namespace, cpu, mem)
+		if w := c.workloadOf(p.Namespace, p.Name); w != "" {
+			h.Add(KindWorkload, w, cpu, mem)
+		}
+	}
+	c.metrics.historySeries.Set(float64(h.Len(KindNode) + h.Len(KindNamespace) + h.Len(KindWorkload) + h.Len(KindPod) + h.Len(KindContainer)))
+}
+
+// workloadOf names a pod's workload: its controller, with a ReplicaSet
+// created by a Deployment (pod-template-hash suffix) folded into the
+// Deployment. "" for pods without a controller or not in the cache.
+func (c *Collector) workloadOf(ns, name string) string {
+	pod, err := c.pods.Pods(ns).Get(name)
+	if err != nil {
+		return ""
+	}
+	ref := metav1.GetControllerOf(pod)
+	if ref == nil {
+		return ""
+	}
+	kind, owner := ref.Kind, ref.Name
+	if kind == "ReplicaSet" {
+		if h := pod.Labels["pod-template-hash"]; h != "" {
+			if d, ok := strings.CutSuffix(owner, "-"+h); ok {
+				kind, owner = "Deployment", d
+			}
+		}
+	}
+	return fmt.Sprintf("%s/%s/%s", ns, kind, owner)
+}
+
+// pod returns the pod object of usage p if it still exists (same UID).
+func (c *Collector) pod(p *PodUsage) (*corev1.Pod, bool) {
+	pod, err := c.pods.Pods(p.Namespace).Get(p.Name)
+	if err != nil || (p.UID != "" && string(pod.UID) != p.UID) {
+		return nil, false
+	}
+	return pod, true
+}
+
+// Latest is the latest snapshot (empty before the first round).
+func (c *Collector) Latest() *Snapshot { return c.last.Load() }
+
+// History is the collector's history of every series.
+func (c *Collector) History() *History { return c.history }

@@ -1,0 +1,87 @@
+package metrics
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+)
+
+// Scraper fetches one node's stats summary.
+type Scraper interface {
+	Scrape(ctx context.Context, node *corev1.Node) (*statsv1alpha1.Summary, error)
+}
+
+// ErrNoAddress is returned for a node without an address or agent port.
+var ErrNoAddress = errors.New("node has no address or kubelet port")
+
+// HTTPScraper reads GET /stats/summary from node agents (the kubelet API).
+type HTTPScraper struct {
+	// Client carries the credentials the agents authorize (nodes/stats) and
+	// trusts their serving certificates (the cluster CA).
+	Client *http.Client
+	// URL, when set, overrides where a node's summary is read (tests and
+	// hollow nodes). The default is https://<InternalIP>:<kubelet port>.
+	URL func(node *corev1.Node) (string, error)
+	// MaxBytes bounds one response (default 64 MiB).
+	MaxBytes int64
+}
+
+var _ Scraper = (*HTTPScraper)(nil)
+
+// Scrape implements Scraper.
+func (h *HTTPScraper) Scrape(ctx context.Context, node *corev1.Node) (*statsv1alpha1.Summary, error) {
+	url, err := h.url(node)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := h.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", node.Name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("scrape %s: %s: %s", node.Name, resp.Status, b)
+	}
+	limit := h.MaxBytes
+	if limit <= 0 {
+		limit = 64 << 20
+	}
+	var s statsv1alpha1.Summary
+	if err := json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(&s); err != nil {
+		return nil, fmt.Errorf("scrape %s: decode summary: %w", node.Name, err)
+	}
+	return &s, nil
+}
+
+func (h *HTTPScraper) url(node *corev1.Node) (string, error) {
+	if h.URL != nil {
+		return h.URL(node)
+	}
+	port := node.Status.DaemonEndpoints.KubeletEndpoint.Port
+	var addr string
+	for _, t := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP, corev1.NodeHostName} {
+		for _, a := range node.Status.Addresses {
+			if a.Type == t && addr == "" {
+				addr = a.Address
+			}
+		}
+	}
+	if addr == "" || port == 0 {
+		return "", fmt.Errorf("%s: %w", node.Name, ErrNoAddress)
+	}
+	return "https://" + net.JoinHostPort(addr, strconv.Itoa(int(port))) + "/stats/summary", nil
+}

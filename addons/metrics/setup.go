@@ -1,0 +1,144 @@
+// Package metrics is the resource metrics add-on (metrics-server and
+// Heapster's model in one): it scrapes every node agent's stats summary
+// (/stats/summary) concurrently, derives CPU rates from cumulative usage,
+// keeps the latest usage of nodes, pods and containers, an in-memory
+// history of fixed size per series (nodes, namespaces, workloads, pods,
+// containers) for the dashboard, and serves metrics.k8s.io/v1beta1
+// NodeMetrics and PodMetrics built into the API server (Resources) so
+// that `kubectl top` works. It runs inside `skiff server` and alone as
+// `skiff metrics`.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+)
+
+// Defaults.
+const (
+	DefaultInterval = 15 * time.Second
+	DefaultTimeout  = 10 * time.Second
+	DefaultHistory  = time.Hour
+	DefaultWorkers  = 64
+)
+
+// Options configure the add-on. The zero value of each field is its default.
+type Options struct {
+	// Client lists and watches nodes and pods. Required.
+	Client kubernetes.Interface
+	// Scraper reads node summaries. Required (see HTTPScraper).
+	Scraper Scraper
+	// Interval between scrape rounds (default 15s, metrics-server's
+	// --metric-resolution).
+	Interval time.Duration
+	// Timeout of one node's scrape (default 10s, at most Interval).
+	Timeout time.Duration
+	// Workers scrape concurrently (default 64).
+	Workers int
+	// MaxStale is how long a node that stopped answering keeps being served
+	// with its last values, marked stale (default 2×Interval); after that
+	// it has no metrics (kubectl top shows it as unknown), never zeros.
+	MaxStale time.Duration
+	// History is how far back the history reaches (default 1h): it keeps
+	// History/Interval rounds per series.
+	History time.Duration
+	// Registerer receives the add-on's own metrics (nil = none).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Collector is a running metrics add-on.
+type Collector struct {
+	opts    Options
+	log     *slog.Logger
+	nodes   corelisters.NodeLister
+	pods    corelisters.PodLister
+	factory informers.SharedInformerFactory
+	history *History
+	metrics *addonMetrics
+	ready   atomic.Bool
+
+	mu    sync.Mutex // rounds
+	state map[string]*nodeState
+	last  atomic.Pointer[Snapshot]
+}
+
+// New validates opts and builds the collector; Run starts it.
+func New(opts Options) (*Collector, error) {
+	if opts.Client == nil {
+		return nil, errors.New("metrics: a Kubernetes client is required")
+	}
+	if opts.Scraper == nil {
+		return nil, errors.New("metrics: a scraper is required")
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultInterval
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	opts.Timeout = min(opts.Timeout, opts.Interval)
+	if opts.Workers <= 0 {
+		opts.Workers = DefaultWorkers
+	}
+	if opts.MaxStale <= 0 {
+		opts.MaxStale = 2 * opts.Interval
+	}
+	if opts.History <= 0 {
+		opts.History = DefaultHistory
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	m, err := newAddonMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	f := informers.NewSharedInformerFactory(opts.Client, 0)
+	c := &Collector{
+		opts: opts, log: opts.Logger.With("component", "metrics"),
+		nodes: f.Core().V1().Nodes().Lister(), pods: f.Core().V1().Pods().Lister(), factory: f,
+		history: NewHistory(int((opts.History + opts.Interval - 1) / opts.Interval)),
+		metrics: m, state: map[string]*nodeState{},
+	}
+	c.last.Store(&Snapshot{Nodes: map[string]*NodeUsage{}, Pods: map[string]*PodUsage{}})
+	return c, nil
+}
+
+// Run scrapes every Interval until ctx ends.
+func (c *Collector) Run(ctx context.Context) error {
+	c.factory.Start(ctx.Done())
+	defer c.factory.Shutdown()
+	for typ, ok := range c.factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("metrics: %v informer did not sync", typ)
+		}
+	}
+	c.log.Info("metrics add-on running", "interval", c.opts.Interval, "history_rounds", c.history.Size())
+	t := time.NewTicker(c.opts.Interval)
+	defer t.Stop()
+	for {
+		c.round(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Ready reports whether a first scrape round has completed (/readyz).
+func (c *Collector) Ready() bool { return c.ready.Load() }
+
+// Interval is the scrape interval.
+func (c *Collector) Interval() time.Duration { return c.opts.Interval }
