@@ -1,0 +1,161 @@
+import { useEffect, useMemo, useState } from "react";
+import * as api from "./api";
+import { Live } from "./live";
+import { useHash, useLive } from "./hooks";
+import { parseRoute, listHref } from "./route";
+import { Overview } from "./Overview";
+import { ListView } from "./ListView";
+import { ObjectView } from "./ObjectView";
+
+function Login({ onLogin }: { onLogin: (s: api.Session) => void }) {
+  const [token, setToken] = useState("");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  return (
+    <main className="login">
+      <form
+        onSubmit={async (e) => {
+          e.preventDefault();
+          setBusy(true);
+          setError("");
+          try {
+            onLogin(await api.login(token));
+          } catch (err) {
+            setError((err as Error).message);
+          } finally {
+            setBusy(false);
+          }
+        }}
+      >
+        <h1>Skiff</h1>
+        <label htmlFor="token">Bearer token</label>
+        <textarea id="token" name="token" rows={4} value={token} onChange={(e) => setToken(e.target.value)} autoFocus />
+        <button type="submit" disabled={busy || !token.trim()}>
+          Log in
+        </button>
+        {error && (
+          <p role="alert" className="error">
+            {error}
+          </p>
+        )}
+        <p className="hint">The token is checked by the API server and kept on the dashboard server, never in this browser.</p>
+      </form>
+    </main>
+  );
+}
+
+export function App() {
+  const [sess, setSess] = useState<api.Session | null>(null);
+  const [checked, setChecked] = useState(false);
+  const [theme, setTheme] = useState(() => localStorage.getItem("skiff-theme") ?? "dark");
+  useEffect(() => {
+    document.documentElement.dataset.theme = theme;
+    localStorage.setItem("skiff-theme", theme);
+  }, [theme]);
+  useEffect(() => {
+    api
+      .session()
+      .then(setSess)
+      .catch(() => setSess(null))
+      .finally(() => setChecked(true));
+    const out = () => setSess(null);
+    window.addEventListener("skiff:logout", out);
+    return () => window.removeEventListener("skiff:logout", out);
+  }, []);
+  if (!checked) return null;
+  if (!sess) return <Login onLogin={setSess} />;
+  return <Shell sess={sess} theme={theme} setTheme={setTheme} onLogout={() => setSess(null)} />;
+}
+
+const favourites = ["pods", "deployments", "services", "replicasets", "statefulsets", "daemonsets", "jobs", "configmaps", "secrets", "events", "nodes", "namespaces"];
+
+function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: string; setTheme: (t: string) => void; onLogout: () => void }) {
+  const [live, setLive] = useState<Live | null>(null);
+  const [status, setStatus] = useState("connecting");
+  const [resources, setResources] = useState<api.Resource[]>([]);
+  const [rules, setRules] = useState<api.Rule[]>([]);
+  const [msg, setMsg] = useState("");
+  const hash = useHash();
+  const route = parseRoute(hash);
+  const ns = route.ns;
+
+  useEffect(() => {
+    const l = new Live();
+    l.onStatus = setStatus;
+    setLive(l);
+    return () => l.close();
+  }, []);
+  useEffect(() => {
+    api.discovery().then(setResources, (e) => setMsg(e.message));
+  }, []);
+  useEffect(() => {
+    api.rules(ns || "default").then((r) => setRules(r.resourceRules ?? []), () => setRules([]));
+  }, [ns]);
+
+  const namespaces = useLive(live, { group: "", version: "v1", resource: "namespaces", namespace: "", page: { offset: 0, limit: 500 } });
+  const sorted = useMemo(() => {
+    const fav = resources.filter((r) => favourites.includes(r.resource));
+    fav.sort((a, b) => favourites.indexOf(a.resource) - favourites.indexOf(b.resource));
+    const rest = resources.filter((r) => !favourites.includes(r.resource) && (r.verbs ?? []).includes("list"));
+    rest.sort((a, b) => a.kind.localeCompare(b.kind));
+    return [...fav, ...rest];
+  }, [resources]);
+
+  const setNs = (n: string) => {
+    const h = location.hash.includes("?") ? location.hash.replace(/([?&])ns=[^&]*/, `$1ns=${encodeURIComponent(n)}`) : `${location.hash || "#/overview"}?ns=${n}`;
+    location.hash = h.includes("ns=") ? h : `${h}&ns=${encodeURIComponent(n)}`;
+  };
+
+  return (
+    <div className="shell">
+      <header>
+        <a href={`#/overview?ns=${ns}`} className="brand">
+          Skiff
+        </a>
+        <label>
+          Namespace{" "}
+          <select aria-label="namespace" value={ns} onChange={(e) => setNs(e.target.value)}>
+            <option value="">(all namespaces)</option>
+            {!namespaces.rows.some((n) => n.metadata.name === ns) && ns && <option value={ns}>{ns}</option>}
+            {namespaces.rows.map((n) => (
+              <option key={n.metadata.name}>{n.metadata.name}</option>
+            ))}
+          </select>
+        </label>
+        <span className={`conn ${status}`} title="live connection">
+          {status === "open" ? "● live" : status}
+        </span>
+        <span className="spacer" />
+        <span className="user">{sess.user}</span>
+        <button onClick={() => setTheme(theme === "dark" ? "light" : "dark")} aria-label="toggle theme">
+          {theme === "dark" ? "Light" : "Dark"}
+        </button>
+        <button
+          onClick={async () => {
+            await api.logout().catch(() => undefined);
+            onLogout();
+          }}
+        >
+          Log out
+        </button>
+      </header>
+      <nav aria-label="kinds">
+        <a href={`#/overview?ns=${ns}`}>Overview</a>
+        {sorted.map((r) => (
+          <a key={`${r.group}/${r.resource}`} href={listHref(r.group, r.version, r.resource, ns)} className={route.view !== "overview" && route.resource === r.resource ? "active" : ""}>
+            {r.kind}
+            {r.group && !favourites.includes(r.resource) ? <small> {r.group}</small> : null}
+          </a>
+        ))}
+      </nav>
+      <main>
+        {msg && <p className="error">{msg}</p>}
+        {route.view === "overview" && <Overview live={live} ns={ns} />}
+        {route.view === "list" && (
+          <ListView key={`${route.group}/${route.resource}`} live={live} route={route} resource={resources.find((r) => r.group === route.group && r.resource === route.resource)} />
+        )}
+        {route.view === "object" && <ObjectView key={hash} route={route} rules={rules} resource={resources.find((r) => r.group === route.group && r.resource === route.resource)} />}
+      </main>
+    </div>
+  );
+}

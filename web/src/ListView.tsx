@@ -1,0 +1,114 @@
+import { useEffect, useRef, useState } from "react";
+import type { Live } from "./live";
+import type { Resource } from "./api";
+import type { Route } from "./route";
+import { useLive, useNow } from "./hooks";
+import { columnsFor } from "./columns";
+import { objectHref } from "./route";
+import { windowFor, pageFor } from "./windowing";
+
+const ROW = 28;
+
+type ListRoute = Extract<Route, { view: "list" }>;
+
+export function ListView({ live, route, resource }: { live: Live | null; route: ListRoute; resource?: Resource }) {
+  const now = useNow();
+  const namespaced = resource?.namespaced ?? true;
+  const [filter, setFilter] = useState(route.q);
+  const [labels, setLabels] = useState("");
+  const [sort, setSort] = useState<{ by: string; desc: boolean }>({ by: "name", desc: false });
+  const [scroll, setScroll] = useState(0);
+  const [height, setHeight] = useState(600);
+  const box = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    const ro = new ResizeObserver(() => setHeight(el.clientHeight));
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, []);
+
+  // The backend pages; the browser windows the page it holds.
+  const [page, setPage] = useState({ offset: 0, limit: 200 });
+  const data = useLive(live, {
+    group: route.group,
+    version: route.version,
+    resource: route.resource,
+    namespace: namespaced ? route.ns : "",
+    filter: { text: filter, labels },
+    sort,
+    page,
+  });
+  const total = data.total;
+  const w = windowFor(total, ROW, scroll, height);
+  useEffect(() => {
+    const want = pageFor(w);
+    if (w.start < page.offset || w.end > page.offset + page.limit) setPage(want);
+  }, [w.start, w.end, page.offset, page.limit]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  const cols = columnsFor(route.resource, namespaced, namespaced && route.ns === "");
+  const rows = [];
+  for (let i = w.start; i < w.end; i++) {
+    const o = data.rows[i - data.offset];
+    if (!o) {
+      rows.push(
+        <tr key={`p${i}`} style={{ height: ROW }}>
+          <td colSpan={cols.length}>…</td>
+        </tr>,
+      );
+      continue;
+    }
+    rows.push(
+      <tr key={`${o.metadata.namespace}/${o.metadata.name}`} style={{ height: ROW }} data-name={o.metadata.name}>
+        {cols.map((c, j) => (
+          <td key={c.title}>
+            {j === (namespaced && route.ns === "" ? 1 : 0) ? (
+              <a href={objectHref(route.group, route.version, route.resource, o.metadata.namespace ?? "", o.metadata.name)}>{c.get(o, now)}</a>
+            ) : (
+              c.get(o, now)
+            )}
+          </td>
+        ))}
+      </tr>,
+    );
+  }
+  return (
+    <section className="list">
+      <div className="toolbar">
+        <h2>{resource?.kind ?? route.resource}</h2>
+        <input aria-label="filter" placeholder="filter by name…" value={filter} onChange={(e) => setFilter(e.target.value)} />
+        <input aria-label="label selector" placeholder="label selector (app=web)" value={labels} onChange={(e) => setLabels(e.target.value)} />
+        <span className="count">{data.loaded ? `${total} items` : "loading…"}</span>
+      </div>
+      {data.error && (
+        <p role="alert" className="error">
+          {data.error}
+        </p>
+      )}
+      <div className="scroller" ref={box} onScroll={(e) => setScroll(e.currentTarget.scrollTop)}>
+        <table>
+          <thead>
+            <tr>
+              {cols.map((c) => (
+                <th
+                  key={c.title}
+                  className={c.sort ? "sortable" : ""}
+                  aria-sort={sort.by === c.sort ? (sort.desc ? "descending" : "ascending") : undefined}
+                  onClick={() => c.sort && setSort({ by: c.sort, desc: sort.by === c.sort ? !sort.desc : false })}
+                >
+                  {c.title}
+                  {sort.by === c.sort ? (sort.desc ? " ▼" : " ▲") : ""}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {w.padTop > 0 && <tr style={{ height: w.padTop }} aria-hidden />}
+            {rows}
+            {w.padBottom > 0 && <tr style={{ height: w.padBottom }} aria-hidden />}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
+}

@@ -1,0 +1,106 @@
+// HTTP calls to the dashboard backend. The session lives in an HttpOnly
+// cookie; the CSRF token is kept in memory only.
+let csrf = "";
+
+export interface Session {
+  user: string;
+  groups: string[] | null;
+  csrf: string;
+}
+
+export class ApiError extends Error {
+  constructor(
+    public code: number,
+    message: string,
+    public reason = "",
+  ) {
+    super(message);
+  }
+}
+
+async function call<T>(method: string, path: string, body?: BodyInit, type = "application/json"): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf;
+  if (body !== undefined) headers["Content-Type"] = type;
+  const r = await fetch(path, { method, body, headers, credentials: "same-origin" });
+  const text = await r.text();
+  if (!r.ok) {
+    let msg = text;
+    let reason = "";
+    try {
+      const j = JSON.parse(text);
+      msg = j.message ?? text;
+      reason = j.reason ?? "";
+    } catch {
+      /* not JSON */
+    }
+    if (r.status === 401 && path !== "/api/login") window.dispatchEvent(new Event("skiff:logout"));
+    throw new ApiError(r.status, msg || r.statusText, reason);
+  }
+  if (!text) return undefined as T;
+  return (r.headers.get("Content-Type") ?? "").includes("json") ? JSON.parse(text) : (text as T);
+}
+
+export async function login(token: string): Promise<Session> {
+  const s = await call<Session>("POST", "/api/login", JSON.stringify({ token }));
+  csrf = s.csrf;
+  return s;
+}
+
+export async function session(): Promise<Session> {
+  const s = await call<Session>("GET", "/api/session");
+  csrf = s.csrf;
+  return s;
+}
+
+export const logout = () => call<void>("POST", "/api/logout");
+
+export interface Resource {
+  group: string;
+  version: string;
+  resource: string;
+  kind: string;
+  namespaced: boolean;
+  verbs: string[] | null;
+  shortNames?: string[];
+}
+
+export const discovery = () => call<Resource[]>("GET", "/api/discovery");
+
+export interface Rule {
+  verbs: string[];
+  apiGroups?: string[];
+  resources?: string[];
+  resourceNames?: string[];
+}
+
+export const rules = (namespace: string) =>
+  call<{ resourceRules: Rule[] }>("GET", `/api/rules?namespace=${encodeURIComponent(namespace)}`);
+
+export interface Ref {
+  group: string;
+  version: string;
+  resource: string;
+  namespace: string;
+  name: string;
+}
+
+const q = (r: Ref) => new URLSearchParams({ ...r }).toString();
+
+export const getYAML = (r: Ref) => call<string>("GET", `/api/object?${q(r)}&format=yaml`);
+export const getObject = (r: Ref) => call<Record<string, unknown>>("GET", `/api/object?${q(r)}`);
+export const deleteObject = (r: Ref) => call<void>("DELETE", `/api/object?${q(r)}`);
+export const apply = (yaml: string, namespace: string) =>
+  call<{ action: string }>("POST", `/api/apply?namespace=${encodeURIComponent(namespace)}`, yaml, "application/yaml");
+export const scale = (r: Ref, replicas: number) => call<unknown>("POST", "/api/scale", JSON.stringify({ ...r, replicas }));
+
+/** allowed reports whether a SelfSubjectRulesReview grants verb on group/resource. */
+export function allowed(rs: Rule[], verb: string, group: string, resource: string): boolean {
+  return rs.some(
+    (r) =>
+      (r.verbs.includes("*") || r.verbs.includes(verb)) &&
+      (r.apiGroups ?? []).some((g) => g === "*" || g === group) &&
+      (r.resources ?? []).some((x) => x === "*" || x === resource) &&
+      !(r.resourceNames && r.resourceNames.length > 0),
+  );
+}

@@ -1,0 +1,26 @@
+import { defineConfig } from "vitest/config";
+import react from "@vitejs/plugin-react";
+import { fileURLToPath } from "node:url";
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+
+// The build lands in backend/webdist, which the Go binary embeds
+// (public/placeholder.html is copied back so a clean tree stays buildable).
+export default defineConfig({
+  root: here,
+  plugins: [react()],
+  build: {
+    outDir: fileURLToPath(new URL("../backend/webdist", import.meta.url)),
+    emptyOutDir: true,
+    target: "es2022",
+    chunkSizeWarningLimit: 400,
+  },
+  server: {
+    proxy: { "/api": { target: "https://127.0.0.1:8443", secure: false, ws: true } },
+  },
+  test: {
+    root: here,
+    include: ["src/**/*.test.ts"],
+    environment: "node",
+  },
+});
