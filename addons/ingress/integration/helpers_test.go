@@ -165,9 +165,19 @@ func (e *env) endpoints(name string, backends ...*httptest.Server) {
 	ctx := context.Background()
 	cs := e.ts.Client.DiscoveryV1().EndpointSlices(e.ns)
 	sel := discoveryv1.LabelServiceName + "=" + name
-	if err := cs.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: sel}); err != nil {
+	old, err := cs.List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
 		e.t.Fatal(err)
 	}
+	// The old slices go after the new ones exist, as the EndpointSlice
+	// controller never leaves a service without slices mid-update.
+	defer func() {
+		for _, sl := range old.Items {
+			if err := cs.Delete(ctx, sl.Name, metav1.DeleteOptions{}); err != nil {
+				e.t.Fatal(err)
+			}
+		}
+	}()
 	for i, b := range backends {
 		ip, port := hostPort(e.t, b)
 		_, err := cs.Create(ctx, &discoveryv1.EndpointSlice{

@@ -14,6 +14,12 @@ import (
 
 	"github.com/gorilla/websocket"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+var (
+	metav1GetOptions    = metav1.GetOptions{}
+	metav1UpdateOptions = metav1.UpdateOptions{}
 )
 
 // TestWebsocketAndStreaming: an upgraded connection is tunneled both
@@ -207,4 +213,111 @@ func TestBackendKilledMidLoad(t *testing.T) {
 			t.Errorf("%s took %v", m, d)
 		}
 	}
+}
+
+// TestReconfigurationUnderLoad: a rolling replacement of the endpoints
+// (new backend added, old one removed from the EndpointSlices, then shut
+// down) and repeated Ingress edits while GETs run: no request fails.
+func TestReconfigurationUnderLoad(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	v1 := backend(t, "127.0.0.2", "v1")
+	e.service("roll", v1)
+	e.ingress("roll", nil, networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{rule("roll.example.com", path(prefix, "/", "roll"))}})
+	e.waitRoute("roll.example.com", "/", "v1")
+
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	var last sync.Map // goroutine → last backend
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("GET", "http://"+e.httpAddr+"/", nil)
+				req.Host = "roll.example.com"
+				resp, err := e.client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %s", resp.StatusCode, b))
+					continue
+				}
+				ok.Add(1)
+				last.Store(g, strings.Contains(string(b), `"backend":"v2"`))
+			}
+		})
+	}
+	cs := e.ts.Client.NetworkingV1().Ingresses(e.ns)
+	for i := range 10 {
+		ing, err := cs.Get(ctx, "roll", metav1GetOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ing.Spec.Rules[0].HTTP.Paths = append(ing.Spec.Rules[0].HTTP.Paths[:1], path(prefix, fmt.Sprintf("/p%d", i), "roll"))
+		if _, err := cs.Update(ctx, ing, metav1UpdateOptions); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	v2 := backend(t, "127.0.0.3", "v2")
+	e.endpoints("roll", v1, v2)
+	time.Sleep(200 * time.Millisecond)
+	e.endpoints("roll", v2)
+	waitFor(t, 20*time.Second, "only v2 answers", func() (bool, string) {
+		_, ec, _ := e.get("roll.example.com", "/")
+		return ec.Backend == "v2", ec.Backend
+	})
+	v1.Close()
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests ok, %d failed", ok.Load(), failed.Load())
+	if failed.Load() != 0 {
+		t.Errorf("%d requests failed, first: %v", failed.Load(), firstErr.Load())
+	}
+	last.Range(func(k, v any) bool {
+		if v != true {
+			t.Errorf("worker %v last answered by v1", k)
+		}
+		return true
+	})
+}
+
+// TestBadRequests: oversize headers and malformed requests are refused
+// by the listener; routes keep working.
+func TestBadRequests(t *testing.T) {
+	e := start(t)
+	e.service("ok", backend(t, "127.0.0.2", "ok"))
+	e.ingress("ok", nil, networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{rule("ok.example.com", path(prefix, "/", "ok"))}})
+	e.waitRoute("ok.example.com", "/", "ok")
+	resp, _ := e.do("GET", "ok.example.com", "/", http.Header{"X-Big": {strings.Repeat("x", 100<<10)}}, nil)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("100 KiB header: %d", resp.StatusCode)
+	}
+	for _, raw := range []string{"THIS IS NOT HTTP AT ALL, REALLY\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "GET / HTTP/1.1\r\nHost: ok.example.com\r\nContent-Length: -5\r\n\r\n"} {
+		c, err := net.Dial("tcp", e.httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(c, raw)
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if !strings.HasPrefix(string(b), "HTTP/1.1 400") {
+			t.Errorf("%q: %.40q", raw, b)
+		}
+	}
+	e.waitRoute("ok.example.com", "/", "ok")
 }
