@@ -7,7 +7,6 @@ package daemonset
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,7 +22,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
@@ -472,46 +470,13 @@ func (c *Controller) trimHistory(ctx context.Context, ds *appsv1.DaemonSet, revs
 // claimPods returns ds's pods after adopting matching orphans and
 // releasing owned pods that stopped matching.
 func (c *Controller) claimPods(ctx context.Context, ds *appsv1.DaemonSet, sel labels.Selector, all []*corev1.Pod) ([]*corev1.Pod, error) {
-	var owned []*corev1.Pod
-	var errs []error
-	var canAdopt *bool
-	for _, p := range all {
-		match := sel.Matches(labels.Set(p.Labels))
-		ref := metav1.GetControllerOf(p)
-		switch {
-		case ref != nil && ref.UID == ds.UID:
-			if match {
-				owned = append(owned, p)
-			} else if ds.DeletionTimestamp == nil {
-				if err := c.patchOwner(ctx, p, map[string]any{"$patch": "delete", "uid": ds.UID}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsInvalid(err) {
-					errs = append(errs, err)
-				}
-			}
-		case ref == nil && match && ds.DeletionTimestamp == nil && p.DeletionTimestamp == nil:
-			if canAdopt == nil {
-				fresh, err := c.client.AppsV1().DaemonSets(ds.Namespace).Get(ctx, ds.Name, metav1.GetOptions{})
-				ok := err == nil && fresh.UID == ds.UID && fresh.DeletionTimestamp == nil
-				canAdopt = &ok
-			}
-			if !*canAdopt {
-				continue
-			}
-			if err := c.patchOwner(ctx, p, podutil.NewControllerRef(ds, GVK)); err != nil {
-				if !apierrors.IsNotFound(err) {
-					errs = append(errs, err)
-				}
-				continue
-			}
-			owned = append(owned, p)
-		}
+	cl := podutil.Claimer{
+		Client: c.client, Owner: ds, GVK: GVK, Selector: sel,
+		Fresh: func(ctx context.Context) (metav1.Object, error) {
+			return c.client.AppsV1().DaemonSets(ds.Namespace).Get(ctx, ds.Name, metav1.GetOptions{})
+		},
 	}
-	return owned, errors.Join(errs...)
-}
-
-func (c *Controller) patchOwner(ctx context.Context, p *corev1.Pod, ref any) error {
-	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": []any{ref}, "uid": p.UID}})
-	_, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, b, metav1.PatchOptions{})
-	return err
+	return cl.Claim(ctx, all)
 }
 
 func (c *Controller) event(ds *appsv1.DaemonSet, typ, reason, format string, args ...any) {

@@ -807,39 +807,16 @@ func (c *Controller) removeFinalizers(ctx context.Context, key string, pods []*c
 }
 
 // claimPods returns the pods j controls, adopting orphans that match its
-// selector while j is live.
+// selector while j is live and unfinished.
 func (c *Controller) claimPods(ctx context.Context, j *batchv1.Job, pods []*corev1.Pod) ([]*corev1.Pod, error) {
-	sel := selectorOf(j)
-	var owned []*corev1.Pod
-	var errs []error
-	var canAdopt *bool
-	for _, p := range pods {
-		ref := metav1.GetControllerOf(p)
-		switch {
-		case ref != nil && ref.UID == j.UID:
-			owned = append(owned, p)
-		case ref == nil && sel.Matches(labels.Set(p.Labels)) && p.DeletionTimestamp == nil && j.DeletionTimestamp == nil && !IsFinished(j):
-			if canAdopt == nil {
-				fresh, err := c.client.BatchV1().Jobs(j.Namespace).Get(ctx, j.Name, metav1.GetOptions{})
-				ok := err == nil && fresh.UID == j.UID && fresh.DeletionTimestamp == nil
-				canAdopt = &ok
-			}
-			if !*canAdopt {
-				continue
-			}
-			patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
-				"ownerReferences": []any{podutil.NewControllerRef(j, gvk)}, "uid": p.UID}})
-			got, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
-			if err != nil {
-				if !apierrors.IsNotFound(err) {
-					errs = append(errs, err)
-				}
-				continue
-			}
-			owned = append(owned, got)
-		}
+	cl := podutil.Claimer{
+		Client: c.client, Owner: j, GVK: gvk, Selector: selectorOf(j), KeepUnmatched: true,
+		Fresh: func(ctx context.Context) (metav1.Object, error) {
+			return c.client.BatchV1().Jobs(j.Namespace).Get(ctx, j.Name, metav1.GetOptions{})
+		},
+		Adoptable: func(*corev1.Pod) bool { return !IsFinished(j) },
 	}
-	return owned, errors.Join(errs...)
+	return cl.Claim(ctx, pods)
 }
 
 // writeStatus updates status when it differs from the cached job; a stale

@@ -6,7 +6,6 @@ package replicaset
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -298,73 +297,11 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (controllers.Res
 // claimPods adopts matching orphans and releases owned pods that stopped
 // matching; it returns the pods rs owns afterwards.
 func (c *Controller) claimPods(ctx context.Context, rs *appsv1.ReplicaSet, pods []*corev1.Pod) ([]*corev1.Pod, error) {
-	sel := selectorOf(rs)
-	var owned []*corev1.Pod
-	var errs []error
-	var canAdopt *bool
-	for _, p := range pods {
-		match := sel.Matches(labels.Set(p.Labels))
-		ref := metav1.GetControllerOf(p)
-		switch {
-		case ref != nil && ref.UID == rs.UID:
-			if match {
-				owned = append(owned, p)
-				continue
-			}
-			if rs.DeletionTimestamp != nil {
-				continue
-			}
-			if err := c.release(ctx, rs, p); err != nil && !apierrors.IsNotFound(err) {
-				errs = append(errs, err)
-			}
-		case ref == nil && match && rs.DeletionTimestamp == nil && p.DeletionTimestamp == nil:
-			if canAdopt == nil {
-				ok := c.canAdopt(ctx, rs)
-				canAdopt = &ok
-			}
-			if !*canAdopt {
-				continue
-			}
-			if err := c.adopt(ctx, rs, p); err != nil {
-				if !apierrors.IsNotFound(err) {
-					errs = append(errs, err)
-				}
-				continue
-			}
-			owned = append(owned, p)
-		}
+	cl := podutil.Claimer{
+		Client: c.client, Owner: rs, GVK: c.kind.gvk(), Selector: selectorOf(rs),
+		Fresh: func(ctx context.Context) (metav1.Object, error) { return c.kind.fresh(ctx, rs.Namespace, rs.Name) },
 	}
-	return owned, errors.Join(errs...)
-}
-
-// canAdopt re-reads rs from the API server: a stale cache must not adopt for
-// an object that is gone or being deleted.
-func (c *Controller) canAdopt(ctx context.Context, rs *appsv1.ReplicaSet) bool {
-	fresh, err := c.kind.fresh(ctx, rs.Namespace, rs.Name)
-	return err == nil && fresh.GetUID() == rs.UID && fresh.GetDeletionTimestamp() == nil
-}
-
-func (c *Controller) adopt(ctx context.Context, rs *appsv1.ReplicaSet, p *corev1.Pod) error {
-	patch := map[string]any{"metadata": map[string]any{
-		"ownerReferences": []any{podutil.NewControllerRef(rs, c.kind.gvk())},
-		"uid":             p.UID,
-	}}
-	b, _ := json.Marshal(patch)
-	_, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, b, metav1.PatchOptions{})
-	return err
-}
-
-func (c *Controller) release(ctx context.Context, rs *appsv1.ReplicaSet, p *corev1.Pod) error {
-	patch := map[string]any{"metadata": map[string]any{
-		"ownerReferences": []any{map[string]any{"$patch": "delete", "uid": rs.UID}},
-		"uid":             p.UID,
-	}}
-	b, _ := json.Marshal(patch)
-	_, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, b, metav1.PatchOptions{})
-	if apierrors.IsInvalid(err) {
-		return nil // the pod's UID changed: it is another pod now
-	}
-	return err
+	return cl.Claim(ctx, pods)
 }
 
 // ReplicaDiff is how many pods to create (>0) or delete (<0), capped at

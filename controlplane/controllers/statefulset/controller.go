@@ -7,7 +7,6 @@ package statefulset
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,7 +20,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
@@ -273,49 +271,14 @@ func (c *Controller) trimHistory(ctx context.Context, set *appsv1.StatefulSet, r
 // claimPods returns the pods set owns after adopting matching orphans that
 // are named as its members and releasing owned pods that stopped matching.
 func (c *Controller) claimPods(ctx context.Context, set *appsv1.StatefulSet, sel labels.Selector, all []*corev1.Pod) ([]*corev1.Pod, error) {
-	var owned []*corev1.Pod
-	var errs []error
-	var canAdopt *bool
-	for _, p := range all {
-		match := sel.Matches(labels.Set(p.Labels))
-		ref := metav1.GetControllerOf(p)
-		switch {
-		case ref != nil && ref.UID == set.UID:
-			if match {
-				owned = append(owned, p)
-			} else if set.DeletionTimestamp == nil {
-				if err := c.patchOwner(ctx, p, map[string]any{"$patch": "delete", "uid": set.UID}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsInvalid(err) {
-					errs = append(errs, err)
-				}
-			}
-		case ref == nil && match && set.DeletionTimestamp == nil && p.DeletionTimestamp == nil:
-			if _, member := Ordinal(set.Name, p.Name); !member {
-				continue
-			}
-			if canAdopt == nil {
-				fresh, err := c.client.AppsV1().StatefulSets(set.Namespace).Get(ctx, set.Name, metav1.GetOptions{})
-				ok := err == nil && fresh.UID == set.UID && fresh.DeletionTimestamp == nil
-				canAdopt = &ok
-			}
-			if !*canAdopt {
-				continue
-			}
-			if err := c.patchOwner(ctx, p, podutil.NewControllerRef(set, GVK)); err != nil {
-				if !apierrors.IsNotFound(err) {
-					errs = append(errs, err)
-				}
-				continue
-			}
-			owned = append(owned, p)
-		}
+	cl := podutil.Claimer{
+		Client: c.client, Owner: set, GVK: GVK, Selector: sel,
+		Fresh: func(ctx context.Context) (metav1.Object, error) {
+			return c.client.AppsV1().StatefulSets(set.Namespace).Get(ctx, set.Name, metav1.GetOptions{})
+		},
+		Adoptable: func(p *corev1.Pod) bool { _, member := Ordinal(set.Name, p.Name); return member },
 	}
-	return owned, errors.Join(errs...)
-}
-
-func (c *Controller) patchOwner(ctx context.Context, p *corev1.Pod, ref any) error {
-	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": []any{ref}, "uid": p.UID}})
-	_, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, b, metav1.PatchOptions{})
-	return err
+	return cl.Claim(ctx, all)
 }
 
 func (c *Controller) event(set *appsv1.StatefulSet, typ, reason, format string, args ...any) {
