@@ -1,0 +1,385 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/skiffhq/skiff/addons/ingress"
+	"github.com/skiffhq/skiff/server"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+)
+
+// Issue 10's targets.
+const (
+	ingressTargetRatio    = 0.9
+	ingressTargetReconfMs = 100.0
+)
+
+type ingressBenchOpts struct {
+	duration             time.Duration
+	connections, threads int
+	wrk, nginx           string
+	reconfRounds         int
+	bodyBytes            int
+}
+
+type proxyResult struct {
+	RequestsPerSec float64 `json:"requests_per_second"`
+	P50Ms          float64 `json:"p50_ms"`
+	P99Ms          float64 `json:"p99_ms"`
+	Non2xx         int64   `json:"non_2xx"`
+	SocketErrors   string  `json:"socket_errors,omitempty"`
+}
+
+type ingressBenchResult struct {
+	Benchmark     string      `json:"benchmark"`
+	CPUs          int         `json:"cpus"`
+	Connections   int         `json:"connections"`
+	Threads       int         `json:"threads"`
+	Seconds       float64     `json:"seconds_per_run"`
+	BodyBytes     int         `json:"body_bytes"`
+	Skiff         proxyResult `json:"skiff_ingress"`
+	Nginx         proxyResult `json:"nginx"`
+	NginxVersion  string      `json:"nginx_version"`
+	Ratio         float64     `json:"ratio_rps_skiff_to_nginx"`
+	TargetRatio   float64     `json:"target_ratio"`
+	ReconfMs      []float64   `json:"reconfiguration_ms"`
+	ReconfMedian  float64     `json:"reconfiguration_median_ms"`
+	TargetReconf  float64     `json:"target_reconfiguration_ms"`
+	MeetsTargets  bool        `json:"meets_targets"`
+	Note          string      `json:"note"`
+	SetupSeconds  float64     `json:"setup_seconds"`
+	BackendServer string      `json:"backend"`
+}
+
+func ingressCommand() *cobra.Command {
+	var o ingressBenchOpts
+	cmd := &cobra.Command{
+		Use:   "ingress",
+		Short: "Benchmark the ingress add-on against nginx as a keep-alive reverse proxy to the same backend, with wrk (Debian packages wrk and nginx; nothing is installed)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := runIngressBench(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.duration, "duration", 10*time.Second, "wrk run length per proxy")
+	f.IntVar(&o.connections, "connections", 64, "wrk connections")
+	f.IntVar(&o.threads, "threads", 2, "wrk threads")
+	f.StringVar(&o.wrk, "wrk", "wrk", "wrk binary")
+	f.StringVar(&o.nginx, "nginx", "nginx", "nginx binary")
+	f.IntVar(&o.reconfRounds, "reconfigurations", 9, "Ingress changes timed to their first routed request")
+	f.IntVar(&o.bodyBytes, "body-bytes", 128, "backend answer size")
+	return cmd
+}
+
+func freeLoopbackPort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func runIngressBench(ctx context.Context, o ingressBenchOpts) (*ingressBenchResult, error) {
+	wrkBin, err := exec.LookPath(o.wrk)
+	if err != nil {
+		return nil, fmt.Errorf("%s not found: install the Debian package wrk (apt-get install wrk); this benchmark installs nothing", o.wrk)
+	}
+	nginxBin, err := exec.LookPath(o.nginx)
+	if err != nil {
+		return nil, fmt.Errorf("%s not found: install the Debian package nginx (apt-get install nginx); this benchmark installs nothing", o.nginx)
+	}
+	setup := time.Now()
+	dir, err := os.MkdirTemp("", "skiff-bench-ingress-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+
+	// The backend both proxies send to.
+	body := []byte(strings.Repeat("x", o.bodyBytes))
+	bln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write(body)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = backend.Serve(bln) }()
+	defer backend.Close()
+	backendPort := bln.Addr().(*net.TCPAddr).Port
+
+	httpPort, err := freeLoopbackPort()
+	if err != nil {
+		return nil, err
+	}
+	s, err := server.Start(ctx, server.Config{
+		DataDir: filepath.Join(dir, "skiff"), BindAddress: "127.0.0.1", DisableAgent: true,
+		EtcdLogLevel: "fatal", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DNSListenAddress:   "127.0.0.1:0",
+		IngressHTTPAddress: net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start server: %w", err)
+	}
+	defer s.Stop()
+	rc, err := s.AdminConfig()
+	if err != nil {
+		return nil, err
+	}
+	rc.QPS, rc.Burst = -1, 0
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitUntil(ctx, 60*time.Second, func() bool { return s.Ingress() != nil && s.Ingress().Ready() }); err != nil {
+		return nil, fmt.Errorf("ingress not ready: %w", err)
+	}
+	const host = "bench.example.com"
+	if err := createBenchObjects(ctx, cs, backendPort, host); err != nil {
+		return nil, err
+	}
+	ingressURL := fmt.Sprintf("http://127.0.0.1:%d/", httpPort)
+	client := &http.Client{Timeout: 5 * time.Second}
+	routed := func(path string) bool {
+		req, _ := http.NewRequest("GET", ingressURL+strings.TrimPrefix(path, "/"), nil)
+		req.Host = host
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+	if err := waitUntil(ctx, 30*time.Second, func() bool { return routed("/") }); err != nil {
+		return nil, fmt.Errorf("ingress never routed: %w", err)
+	}
+
+	// nginx as a plain keep-alive reverse proxy to the same backend.
+	nginxPort, err := freeLoopbackPort()
+	if err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf(`daemon off;
+worker_processes %d;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[2]s/body; proxy_temp_path %[2]s/proxy;
+  fastcgi_temp_path %[2]s/fcgi; uwsgi_temp_path %[2]s/uwsgi; scgi_temp_path %[2]s/scgi;
+  upstream backend { server 127.0.0.1:%[3]d; keepalive 256; }
+  server {
+    listen 127.0.0.1:%[4]d;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }
+  }
+}
+`, runtime.NumCPU(), dir, backendPort, nginxPort)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	nctx, ncancel := context.WithCancel(ctx)
+	defer ncancel()
+	ng := exec.CommandContext(nctx, nginxBin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
+	ng.Stderr = os.Stderr
+	if err := ng.Start(); err != nil {
+		return nil, fmt.Errorf("start nginx: %w", err)
+	}
+	defer func() { ncancel(); _ = ng.Wait() }()
+	nginxURL := fmt.Sprintf("http://127.0.0.1:%d/", nginxPort)
+	if err := waitUntil(ctx, 10*time.Second, func() bool {
+		resp, err := client.Get(nginxURL)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}); err != nil {
+		return nil, fmt.Errorf("nginx never answered: %w", err)
+	}
+	ver, _ := exec.Command(nginxBin, "-v").CombinedOutput()
+
+	res := &ingressBenchResult{
+		Benchmark: "ingress", CPUs: runtime.NumCPU(), Connections: o.connections, Threads: o.threads,
+		Seconds: o.duration.Seconds(), BodyBytes: o.bodyBytes, TargetRatio: ingressTargetRatio,
+		TargetReconf: ingressTargetReconfMs, NginxVersion: strings.TrimSpace(strings.TrimPrefix(string(ver), "nginx version: ")),
+		SetupSeconds: time.Since(setup).Seconds(), BackendServer: "Go net/http on 127.0.0.1, same process as skiff",
+		Note: "wrk, both proxies and the backend share this machine's CPUs; both proxies keep backend connections alive and log nothing",
+	}
+	wrk := func(url string) (proxyResult, error) {
+		out, err := exec.CommandContext(ctx, wrkBin, "-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.connections),
+			"-d", fmt.Sprintf("%ds", int(o.duration.Seconds())), "--latency", "-H", "Host: "+host, url).CombinedOutput()
+		if err != nil {
+			return proxyResult{}, fmt.Errorf("wrk: %w: %s", err, out)
+		}
+		return parseWrk(string(out))
+	}
+	// Warm both (connection pools, JIT-free but page cache and scheduler).
+	for _, u := range []string{ingressURL, nginxURL} {
+		_ = exec.CommandContext(ctx, wrkBin, "-t1", "-c8", "-d2s", "-H", "Host: "+host, u).Run()
+	}
+	if res.Skiff, err = wrk(ingressURL); err != nil {
+		return nil, err
+	}
+	if res.Nginx, err = wrk(nginxURL); err != nil {
+		return nil, err
+	}
+	if res.Nginx.RequestsPerSec > 0 {
+		res.Ratio = res.Skiff.RequestsPerSec / res.Nginx.RequestsPerSec
+	}
+
+	// Reconfiguration: add a path, time until it answers.
+	for i := range o.reconfRounds {
+		path := fmt.Sprintf("/reconf-%d", i)
+		ing, err := cs.NetworkingV1().Ingresses("default").Get(ctx, "bench", metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		ing.Spec.Rules[0].HTTP.Paths = append(ing.Spec.Rules[0].HTTP.Paths, networkingv1.HTTPIngressPath{
+			Path: path, PathType: ptr.To(networkingv1.PathTypeExact),
+			Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "bench", Port: networkingv1.ServiceBackendPort{Number: 80}}},
+		})
+		// The only other path is Exact "/": /reconf-N answers 404 until
+		// its route is in.
+		start := time.Now()
+		if _, err := cs.NetworkingV1().Ingresses("default").Update(ctx, ing, metav1.UpdateOptions{}); err != nil {
+			return nil, err
+		}
+		for !routed(path) {
+			if time.Since(start) > 10*time.Second {
+				return nil, fmt.Errorf("route %s never appeared", path)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		res.ReconfMs = append(res.ReconfMs, float64(time.Since(start).Microseconds())/1000)
+	}
+	if len(res.ReconfMs) > 0 {
+		sorted := slices.Clone(res.ReconfMs)
+		slices.Sort(sorted)
+		res.ReconfMedian = sorted[len(sorted)/2]
+	}
+	res.MeetsTargets = res.Ratio >= ingressTargetRatio && res.ReconfMedian < ingressTargetReconfMs && res.Skiff.Non2xx == 0
+	return res, nil
+}
+
+func createBenchObjects(ctx context.Context, cs kubernetes.Interface, backendPort int, host string) error {
+	if _, err := cs.NetworkingV1().IngressClasses().Create(ctx, &networkingv1.IngressClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "skiff"},
+		Spec:       networkingv1.IngressClassSpec{Controller: ingress.DefaultController},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := cs.CoreV1().Services("default").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := cs.DiscoveryV1().EndpointSlices("default").Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "bench", Labels: map[string]string{discoveryv1.LabelServiceName: "bench", discoveryv1.LabelManagedBy: "skiff-bench"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(backendPort))}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"127.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	_, err := cs.NetworkingV1().Ingresses("default").Create(ctx, &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench"},
+		Spec: networkingv1.IngressSpec{
+			IngressClassName: ptr.To("skiff"),
+			Rules: []networkingv1.IngressRule{{Host: host, IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+				Paths: []networkingv1.HTTPIngressPath{{
+					Path: "/", PathType: ptr.To(networkingv1.PathTypeExact),
+					Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "bench", Port: networkingv1.ServiceBackendPort{Number: 80}}},
+				}},
+			}}}},
+		},
+	}, metav1.CreateOptions{})
+	return err
+}
+
+func waitUntil(ctx context.Context, d time.Duration, f func() bool) error {
+	deadline := time.Now().Add(d)
+	for !f() {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+var (
+	wrkRPS     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkPct     = regexp.MustCompile(`(?m)^\s+(50|99)(?:\.0+)?%\s+([0-9.]+)(us|ms|s)\b`)
+	wrkNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
+	wrkSockErr = regexp.MustCompile(`Socket errors:[^\n]*`)
+)
+
+// parseWrk reads requests/s and the p50/p99 latencies of wrk --latency.
+func parseWrk(out string) (proxyResult, error) {
+	var r proxyResult
+	m := wrkRPS.FindStringSubmatch(out)
+	if m == nil {
+		return r, fmt.Errorf("wrk output without Requests/sec: %s", out)
+	}
+	r.RequestsPerSec, _ = strconv.ParseFloat(m[1], 64)
+	for _, p := range wrkPct.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(p[2], 64)
+		switch p[3] {
+		case "us":
+			v /= 1000
+		case "s":
+			v *= 1000
+		}
+		if p[1] == "50" {
+			r.P50Ms = v
+		} else {
+			r.P99Ms = v
+		}
+	}
+	if m := wrkNon2xx.FindStringSubmatch(out); m != nil {
+		r.Non2xx, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	r.SocketErrors = wrkSockErr.FindString(out)
+	return r, nil
+}
