@@ -63,6 +63,7 @@ func (s *Server) startLoops(ctx context.Context) {
 	s.startDNS(ctx)
 	s.startIngress(ctx)
 	s.startMetrics(ctx)
+	s.startDashboard(ctx)
 }
 
 var _ runtime.Object = (*corev1.Namespace)(nil)

@@ -115,6 +115,13 @@ type Config struct {
 	IngressHTTPSAddress string
 	IngressAccessLog    string
 
+	// DashboardPort serves the dashboard (backend/) over HTTPS on
+	// BindAddress with a serving certificate of the cluster CA; 0 = off
+	// (the zero Config, as in tests; `skiff server` defaults to 8443).
+	// DashboardAddress overrides with host:port (tests use 127.0.0.1:0).
+	DashboardPort    int
+	DashboardAddress string
+
 	// EnableAdmissionPlugins and DisableAdmissionPlugins adjust the
 	// default admission chain (upstream names; the order is fixed).
 	EnableAdmissionPlugins  []string
@@ -169,6 +176,8 @@ type Server struct {
 	metrics    *metrics.Collector
 	dns        *dns.Server
 	ingress    *ingress.Server
+	// dashboardURL is where the dashboard listens ("" = off).
+	dashboardURL string
 }
 
 // Start brings the server up and returns once it is ready to serve.

@@ -66,6 +66,7 @@ func serverCmd() *cobra.Command {
 	f.IntVar(&cfg.IngressHTTPSPort, "ingress-https-port", 443, "ingress add-on HTTPS port (0 = off)")
 	f.StringVar(&cfg.IngressBindAddress, "ingress-bind-address", "0.0.0.0", "address the ingress listeners bind")
 	f.StringVar(&cfg.IngressAccessLog, "ingress-access-log", "-", "ingress JSON access log file ('-' = stdout, '' = off)")
+	f.IntVar(&cfg.DashboardPort, "dashboard-port", 8443, "web dashboard HTTPS port on --bind-address (0 = off)")
 	return cmd
 }
 

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"time"
+
+	"github.com/skiffhq/skiff/backend"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+func dashboardCmd() *cobra.Command {
+	var (
+		kubeconfig, master, listen, certFile, keyFile string
+		insecureHTTP                                  bool
+		opts                                          backend.Options
+	)
+	cmd := &cobra.Command{
+		Use:   "dashboard",
+		Short: "Run the web dashboard against an API server (users log in with their own tokens)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rc, err := clientcmd.BuildConfigFromFlags(master, kubeconfig)
+			if err != nil {
+				return fmt.Errorf("--kubeconfig: %w", err)
+			}
+			rc.QPS, rc.Burst = -1, 0
+			opts.CacheConfig, opts.Logger = rc, slog.Default()
+			opts.InsecureCookies = insecureHTTP
+			d, err := backend.New(opts)
+			if err != nil {
+				return err
+			}
+			var cert *tls.Certificate
+			switch {
+			case insecureHTTP:
+			case certFile != "":
+				c, err := tls.LoadX509KeyPair(certFile, keyFile)
+				if err != nil {
+					return fmt.Errorf("--tls-cert-file: %w", err)
+				}
+				cert = &c
+			default:
+				c, err := selfSigned()
+				if err != nil {
+					return err
+				}
+				cert = &c
+				slog.Warn("dashboard: no --tls-cert-file, serving a self-signed certificate")
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			slog.Info("dashboard listening", "address", ln.Addr().String(), "https", cert != nil)
+			return d.Serve(cmd.Context(), ln, cert)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with the API server's address and CA and the dashboard's own identity (list/watch on everything: ClusterRole system:skiff-dashboard); users' requests use their own tokens")
+	f.StringVar(&master, "master", "", "API server address (overrides the kubeconfig)")
+	f.StringVar(&listen, "listen", "127.0.0.1:8443", "address the dashboard listens on")
+	f.StringVar(&certFile, "tls-cert-file", "", "serving certificate (default: a self-signed one made at start)")
+	f.StringVar(&keyFile, "tls-private-key-file", "", "serving certificate's key")
+	f.BoolVar(&insecureHTTP, "insecure-http", false, "serve plain HTTP and drop the cookie's Secure attribute (development on loopback only)")
+	f.DurationVar(&opts.SessionTTL, "session-ttl", 8*time.Hour, "session lifetime")
+	f.StringSliceVar(&opts.AllowedOrigins, "allowed-origin", nil, "extra origins (scheme://host:port) allowed to use the websocket and mutations")
+	return cmd
+}
+
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "skiff-dashboard"},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("self-signed certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
