@@ -5,14 +5,22 @@ export PATH := /usr/local/go/bin:$(PATH)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/skiffhq/skiff/version.gitCommit=$(VERSION)
 DATA_DIR ?= /var/lib/skiff
-PKGS_RACE := ./controlplane/... ./server/... ./internal/...
+PKGS_RACE := ./controlplane/... ./server/... ./internal/... ./backend/...
 
-.PHONY: help build run test test-go test-e2e lint fmt vet boundaries bench fuzz clean deps
+.PHONY: help web test-web build run test test-go test-e2e lint fmt vet boundaries bench fuzz clean deps
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build bin/skiff and bin/skiff-bench
+web: ## build the dashboard front end into backend/webdist (embedded by bin/skiff)
+	[ -d node_modules ] || npm ci --no-audit --no-fund
+	npm run build
+
+test-web: ## Vitest unit tests of the dashboard front end
+	[ -d node_modules ] || npm ci --no-audit --no-fund
+	npm test
+
+build: web ## build bin/skiff and bin/skiff-bench
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/skiff ./cmd/skiff
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/skiff-bench ./cmd/skiff-bench
 
@@ -22,14 +30,14 @@ run: build ## build and run `skiff server` on this machine
 deps: ## install what the build and tests need on Debian (root)
 	./deploy/install-deps.sh
 
-test: lint test-go test-e2e ## run every test
+test: lint test-web test-go test-e2e ## run every test (test-e2e includes the dashboard browser test)
 
 test-go: build ## unit and integration tests (race detector on the concurrent packages)
 	$(GO) test -count=1 -race -timeout 30m $(PKGS_RACE)
 	# One package at a time: the node agent, proxy and DNS pod tests share this
 	# machine's containerd, images and netfilter, and disturb each other when
 	# they run at once.
-	$(GO) test -count=1 -p 1 -timeout 30m $(shell $(GO) list ./... | grep -v -e /controlplane/ -e /server -e /internal/ -e /e2e)
+	$(GO) test -count=1 -p 1 -timeout 30m $(shell $(GO) list ./... | grep -v -e /controlplane/ -e /server -e /internal/ -e /backend -e /e2e)
 
 test-e2e: build ## end-to-end tests: the real kubectl against bin/skiff
 	SKIFF_BIN=$(CURDIR)/bin/skiff $(GO) test -count=1 -timeout 30m ./e2e/...

@@ -6,7 +6,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
 for pkg in make git ca-certificates containerd runc containernetworking-plugins \
-	busybox-static nftables iproute2; do
+	busybox-static nftables iproute2 chromium; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -16,6 +16,16 @@ fi
 if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
 	echo "Go 1.26 is required at /usr/local/go" >&2
 	exit 1
+fi
+# The dashboard front end (web/): node 20 and npm are expected on the
+# machine; dependencies come from package-lock.json.
+if ! command -v npm >/dev/null 2>&1; then
+	echo "node 20 and npm are required to build the dashboard front end" >&2
+	exit 1
+fi
+repo=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$repo/node_modules" ]; then
+	(cd "$repo" && npm ci --no-audit --no-fund)
 fi
 if ! command -v kubectl >/dev/null 2>&1; then
 	echo "kubectl is required (expected at /usr/bin/kubectl) for the end-to-end tests" >&2
