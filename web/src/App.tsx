@@ -144,7 +144,7 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
         {sorted.map((r) => (
           <a key={`${r.group}/${r.resource}`} href={listHref(r.group, r.version, r.resource, ns)} className={route.view !== "overview" && route.resource === r.resource ? "active" : ""}>
             {r.kind}
-            {r.group && !favourites.includes(r.resource) ? <small> {r.group}</small> : null}
+            {r.group ? <small> {r.group}</small> : null}
           </a>
         ))}
       </nav>

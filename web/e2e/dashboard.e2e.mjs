@@ -1,0 +1,137 @@
+// Browser end-to-end test of the dashboard (run by e2e/dashboard_test.go,
+// which starts bin/skiff server and passes DASHBOARD_URL, ADMIN_TOKEN,
+// VIEWER_TOKEN, KUBECONFIG, CHROMIUM and ARTIFACTS). Exits non-zero on any
+// failure; prints one JSON line of measurements.
+import { chromium } from "playwright-core";
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+
+const env = (k) => {
+  if (!process.env[k]) throw new Error(`${k} is not set`);
+  return process.env[k];
+};
+const url = env("DASHBOARD_URL");
+const artifacts = env("ARTIFACTS");
+const kubectl = (...args) => execFileSync("kubectl", ["--kubeconfig", env("KUBECONFIG"), ...args], { encoding: "utf8" }).trim();
+const shot = (page, name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+const step = (s) => console.log(`step: ${s}`);
+
+async function poll(what, fn, timeout = 20000) {
+  const end = Date.now() + timeout;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last === true) return;
+    } catch (e) {
+      last = e.message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what}: not met in ${timeout} ms (last: ${last})`);
+}
+
+async function login(browser, token) {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+  const page = await ctx.newPage();
+  page.on("pageerror", (e) => console.log("page error:", e.message));
+  await page.goto(url + "/");
+  await page.fill("#token", token);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("text=● live", { timeout: 15000 });
+  return { ctx, page };
+}
+
+const browser = await chromium.launch({
+  executablePath: env("CHROMIUM"),
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+const results = {};
+try {
+  step("a wrong token is refused with a message");
+  {
+    const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await ctx.newPage();
+    const t0 = Date.now();
+    await page.goto(url + "/");
+    await page.waitForSelector("#token");
+    results.loginPageMs = Date.now() - t0;
+    await page.fill("#token", "not-a-token");
+    await page.click("button[type=submit]");
+    await page.waitForSelector("[role=alert]");
+    await shot(page, "login-refused");
+    await ctx.close();
+  }
+
+  step("admin logs in; the session cookie is HttpOnly and the token is not stored in the page");
+  const { ctx, page } = await login(browser, env("ADMIN_TOKEN"));
+  const cookies = await ctx.cookies();
+  const sc = cookies.find((c) => c.name === "skiff_session");
+  if (!sc || !sc.httpOnly || !sc.secure || sc.sameSite !== "Strict") throw new Error(`session cookie: ${JSON.stringify(sc)}`);
+  const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie);
+  if (stored.includes(env("ADMIN_TOKEN"))) throw new Error("the token is readable by the page");
+  await page.waitForSelector("text=Cluster overview");
+  await shot(page, "overview");
+
+  step("a Deployment created with kubectl appears without reload");
+  await page.goto(url + "/#/r/apps/v1/deployments?ns=default");
+  await page.waitForSelector("text=0 items");
+  kubectl("create", "deployment", "web", "--image=busybox", "-n", "default");
+  const t1 = Date.now();
+  await page.waitForSelector('tr[data-name="web"]', { timeout: 10000 });
+  results.kubectlToDomMs = Date.now() - t1;
+  await shot(page, "deployments");
+
+  step("scale from the UI; the API shows it");
+  await page.click('tr[data-name="web"] a');
+  await page.waitForSelector("input[aria-label=replicas]");
+  await page.fill("input[aria-label=replicas]", "3");
+  await page.click("button:has-text('Scale')");
+  await poll("spec.replicas = 3", () => kubectl("get", "deployment", "web", "-n", "default", "-o", "jsonpath={.spec.replicas}") === "3");
+  await shot(page, "deployment-detail");
+
+  step("edit replicas in YAML, review the diff, apply");
+  await page.click("a[role=tab]:has-text('YAML')");
+  const area = page.locator("textarea[aria-label=YAML]");
+  await poll("yaml loaded", async () => (await area.inputValue()).includes("replicas: 3"));
+  await area.fill((await area.inputValue()).replace("replicas: 3", "replicas: 4"));
+  await page.click("button:has-text('Review changes')");
+  await page.waitForSelector(".diff .add:has-text('replicas: 4')");
+  await shot(page, "yaml-diff");
+  await page.click("button:has-text('Apply')");
+  await page.waitForSelector("text=Applied");
+  await poll("spec.replicas = 4", () => kubectl("get", "deployment", "web", "-n", "default", "-o", "jsonpath={.spec.replicas}") === "4");
+
+  step("a pods table for the namespace shows the Deployment's pods live");
+  await page.goto(url + "/#/r/core/v1/pods?ns=default");
+  await poll("4 pods listed", async () => (await page.textContent(".count")) === "4 items");
+  await shot(page, "pods");
+
+  step("theme switch");
+  await page.click("button[aria-label='toggle theme']");
+  await shot(page, "pods-light");
+  await ctx.close();
+
+  step("a view user sees the Deployment, the UI offers no delete, and the API refuses it");
+  const v = await login(browser, env("VIEWER_TOKEN"));
+  await v.page.goto(url + "/#/o/apps/v1/deployments/default/web");
+  await v.page.waitForSelector("input[aria-label=replicas]");
+  const del = v.page.locator("button:has-text('Delete')");
+  if (!(await del.isDisabled())) throw new Error("the Delete button is enabled for a view user");
+  await shot(v.page, "viewer-detail");
+  const status = await v.page.evaluate(async () => {
+    const s = await (await fetch("/api/session")).json();
+    const r = await fetch("/api/object?group=apps&version=v1&resource=deployments&namespace=default&name=web", {
+      method: "DELETE",
+      headers: { "X-CSRF-Token": s.csrf },
+    });
+    return r.status;
+  });
+  if (status !== 403) throw new Error(`viewer DELETE answered ${status}, want 403`);
+  if (kubectl("get", "deployment", "web", "-n", "default", "-o", "name") !== "deployment.apps/web") throw new Error("the deployment is gone");
+  await v.ctx.close();
+  console.log(JSON.stringify(results));
+} finally {
+  await browser.close();
+}
