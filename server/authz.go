@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -21,13 +22,15 @@ import (
 type authorization struct {
 	index *rbac.Index
 	graph *node.Graph
+	node  *node.Authorizer
 	chain authz.Chain
 }
 
 // newAuthorization builds the chain and registers the review APIs.
 func newAuthorization(reg *registry.Registry) *authorization {
 	a := &authorization{index: rbac.NewIndex(), graph: node.NewGraph()}
-	a.chain = authz.Chain{&node.Authorizer{Graph: a.graph}, authz.RBAC{Index: a.index}}
+	a.node = &node.Authorizer{Graph: a.graph}
+	a.chain = authz.Chain{a.node, authz.RBAC{Index: a.index}}
 	(&review.Reviews{Authorizer: a.chain, RBAC: a.index}).Register(reg)
 	return a
 }
@@ -60,6 +63,25 @@ func (s *Server) followAuthorization(ctx context.Context) error {
 	pods, err := prefix("", "pods")
 	if err != nil {
 		return err
+	}
+	claims, err := prefix("", "persistentvolumeclaims")
+	if err != nil {
+		return err
+	}
+	s.authz.node.ClaimVolume = func(ns, name string) string {
+		o, _, ok := s.cache.Get(claims + ns + "/" + name)
+		if !ok {
+			return ""
+		}
+		var pvc struct {
+			Spec struct {
+				VolumeName string `json:"volumeName"`
+			} `json:"spec"`
+		}
+		if json.Unmarshal(o.Value, &pvc) != nil {
+			return ""
+		}
+		return pvc.Spec.VolumeName
 	}
 	loadCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

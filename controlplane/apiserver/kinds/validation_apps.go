@@ -3,6 +3,7 @@ package kinds
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -208,6 +209,28 @@ func validateDeploymentSpec(s *appsv1.DeploymentSpec, spec *field.Path) field.Er
 	return errs
 }
 
+// statefulSetPodTemplate is the template as its pods get it: each
+// volumeClaimTemplate is a claim volume of the same name (unless the
+// template has a volume of that name), so mounts of claim templates
+// resolve, as upstream, which checks mounts against the union of volumes
+// and claim templates.
+func statefulSetPodTemplate(s *appsv1.StatefulSetSpec) *corev1.PodTemplateSpec {
+	if len(s.VolumeClaimTemplates) == 0 {
+		return &s.Template
+	}
+	t := s.Template
+	t.Spec.Volumes = slices.Clone(s.Template.Spec.Volumes)
+	for _, c := range s.VolumeClaimTemplates {
+		if slices.ContainsFunc(t.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == c.Name }) {
+			continue
+		}
+		t.Spec.Volumes = append(t.Spec.Volumes, corev1.Volume{Name: c.Name, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: c.Name},
+		}})
+	}
+	return &t
+}
+
 func validateStatefulSetSpec(s *appsv1.StatefulSetSpec, spec *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	switch s.PodManagementPolicy {
@@ -264,7 +287,7 @@ func validateStatefulSetSpec(s *appsv1.StatefulSetSpec, spec *field.Path) field.
 		}
 	}
 	errs = append(errs, validateWorkloadSelector(s.Selector, &s.Template, spec, "statefulset")...)
-	errs = append(errs, validateAlwaysTemplate(&s.Template, spec.Child("template"))...)
+	errs = append(errs, validateAlwaysTemplate(statefulSetPodTemplate(s), spec.Child("template"))...)
 	for i := range s.VolumeClaimTemplates {
 		errs = append(errs, validatePVCSpec(&s.VolumeClaimTemplates[i].Spec, spec.Child("volumeClaimTemplates").Index(i).Child("spec"), true)...)
 	}

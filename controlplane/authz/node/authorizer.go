@@ -39,6 +39,10 @@ func NodeName(u *apiserver.UserInfo) (string, bool) {
 // Authorizer is upstream's Node authorization mode.
 type Authorizer struct {
 	Graph *Graph
+	// ClaimVolume returns the volume a claim is bound to ("" if none or
+	// unknown); with it a node may get the PersistentVolumes of the claims
+	// its pods use (pod → claim → volume, as upstream's graph).
+	ClaimVolume func(namespace, name string) string
 }
 
 var _ authz.Authorizer = (*Authorizer)(nil)
@@ -118,11 +122,32 @@ func (a *Authorizer) Decide(_ context.Context, u *apiserver.UserInfo, info *apis
 		return authz.Allow, "", nil
 	case info.APIGroup == "" && info.Resource == "persistentvolumeclaims" && info.Subresource == "status":
 		return authz.NoOpinion, "", nil
+	case info.APIGroup == "" && info.Resource == "persistentvolumes" && info.Subresource == "":
+		return a.volumeGet(node, info)
 	}
 	if rbac.RulesAllow(authz.Request(u, info), nodeRules) {
 		return authz.Allow, "", nil
 	}
 	return authz.NoOpinion, "", nil
+}
+
+// volumeGet allows get of a volume bound to a claim a pod of node uses.
+func (a *Authorizer) volumeGet(node string, info *apiserver.RequestInfo) (authz.Decision, string, error) {
+	if info.Verb != "get" {
+		return authz.NoOpinion, "can only get individual resources of this type", nil
+	}
+	if info.Name == "" {
+		return authz.NoOpinion, "No Object name found", nil
+	}
+	if a.ClaimVolume != nil {
+		for _, claim := range a.Graph.Claims(node) {
+			ns, name, _ := strings.Cut(claim, "/")
+			if a.ClaimVolume(ns, name) == info.Name {
+				return authz.Allow, "", nil
+			}
+		}
+	}
+	return authz.NoOpinion, fmt.Sprintf("no relationship found between node '%s' and this object", node), nil
 }
 
 // graphGet allows get of one object referenced by a pod of node.

@@ -138,6 +138,19 @@ func (g *Graph) References(node, kind, ns, name string) bool {
 	return g.byNode[node][kind+"/"+ns+"/"+name] > 0
 }
 
+// Claims lists the claims ("namespace/name") pods bound to node use.
+func (g *Graph) Claims(node string) []string {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	var out []string
+	for r := range g.byNode[node] {
+		if rest, ok := strings.CutPrefix(r, kindPVC+"/"); ok {
+			out = append(out, rest)
+		}
+	}
+	return out
+}
+
 // PodNode returns the node a pod is bound to ("" when unbound or unknown).
 func (g *Graph) PodNode(ns, name string) string {
 	g.mu.RLock()
