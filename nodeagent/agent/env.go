@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,10 +49,21 @@ func (a *Agent) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1.
 			return runtime.ContainerConfig{}, fmt.Errorf("volume %q of mount %s is not defined", vm.Name, vm.MountPath)
 		}
 		if vm.SubPath != "" {
+			base := src
 			src = src + "/" + strings.TrimPrefix(vm.SubPath, "/")
+			if !strings.HasPrefix(filepath.Clean(src), filepath.Clean(base)+"/") {
+				return runtime.ContainerConfig{}, fmt.Errorf("subPath %q of volume %q leaves the volume", vm.SubPath, vm.Name)
+			}
+			// The kubelet creates a missing subPath directory; here it is
+			// also the pod's fsGroup's, as the volume around it.
+			if _, err := os.Lstat(src); os.IsNotExist(err) {
+				if err := makeSubPath(src, pod); err != nil {
+					return runtime.ContainerConfig{}, fmt.Errorf("subPath %s of volume %q: %w", vm.SubPath, vm.Name, err)
+				}
+			}
 		}
 		opt := "rw"
-		if vm.ReadOnly {
+		if vm.ReadOnly || mounts[roKey(vm.Name)] != "" {
 			opt = "ro"
 		}
 		ms = append(ms, specs.Mount{Destination: vm.MountPath, Type: "bind", Source: src, Options: []string{"rbind", opt}})

@@ -42,7 +42,13 @@ func (a *Agent) preparePod(ctx context.Context, pod *corev1.Pod, sb *sandbox) (m
 		mounts[key] = p
 	}
 	for _, v := range pod.Spec.Volumes {
-		p, err := a.prepareVolume(ctx, pod, v)
+		var p string
+		var err error
+		if v.PersistentVolumeClaim != nil {
+			p, err = a.claimVolume(ctx, pod, v, mounts) // volumes.go
+		} else {
+			p, err = a.prepareVolume(ctx, pod, v)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("MountVolume.SetUp failed for volume %q : %w", v.Name, err)
 		}

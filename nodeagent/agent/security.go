@@ -126,6 +126,8 @@ func applyFSGroup(pod *corev1.Pod, mounts map[string]string) error {
 		case v.EmptyDir != nil:
 			readOnly = false
 		case v.ConfigMap != nil, v.Secret != nil, v.Projected != nil, v.DownwardAPI != nil:
+		case v.PersistentVolumeClaim != nil && mounts[fsGroupKey(v.Name)] != "":
+			readOnly = false
 		default:
 			continue
 		}
