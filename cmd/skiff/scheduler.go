@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 
 	"github.com/skiffhq/skiff/controlplane/scheduler"
 	"github.com/spf13/cobra"
@@ -13,6 +15,7 @@ import (
 func schedulerCmd() *cobra.Command {
 	var (
 		kubeconfig, master, configFile string
+		cpuProfile                     string
 		cfg                            scheduler.StandaloneConfig
 	)
 	cmd := &cobra.Command{
@@ -53,6 +56,17 @@ func schedulerCmd() *cobra.Command {
 				return err
 			}
 			cfg.Client, cfg.Config, cfg.Logger = cs, conf, slog.Default()
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return scheduler.RunStandalone(cmd.Context(), cfg)
 		},
 	}
@@ -67,5 +81,7 @@ func schedulerCmd() *cobra.Command {
 	f.DurationVar(&cfg.RenewDeadline, "leader-elect-renew-deadline", 10e9, "how long the leader retries renewing before giving up")
 	f.DurationVar(&cfg.RetryPeriod, "leader-elect-retry-period", 2e9, "wait between leader election attempts")
 	f.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", scheduler.DefaultMetricsBindAddress, "address serving /metrics and /healthz over plain HTTP (empty = off)")
+	f.BoolVar(&cfg.Profiling, "profiling", true, "serve /debug/pprof/ on the metrics address")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the scheduler to this file until it stops (benchmarks)")
 	return cmd
 }

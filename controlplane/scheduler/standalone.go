@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -30,7 +31,10 @@ type StandaloneConfig struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// MetricsBindAddress serves /metrics and /healthz (empty = off).
 	MetricsBindAddress string
-	Logger             *slog.Logger
+	// Profiling serves Go's /debug/pprof/ on the metrics address, as
+	// kube-scheduler's --profiling does.
+	Profiling bool
+	Logger    *slog.Logger
 	// OnListen, when set, is told the metrics listener's address.
 	OnListen func(addr string)
 }
@@ -53,6 +57,13 @@ func RunStandalone(ctx context.Context, c StandaloneConfig) error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", sched.MetricsHandler())
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+		if c.Profiling {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
