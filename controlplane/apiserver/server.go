@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -191,6 +192,14 @@ func (s *Server) Handler() http.Handler {
 		r.Use(s.impersonate)
 		r.Use(s.authorize)
 		r.Get("/metrics", promhttp.HandlerFor(s.promReg, promhttp.HandlerOpts{}).ServeHTTP)
+		// Profiling as upstream's --profiling: non-resource URLs that only
+		// an identity granted /debug/* (cluster-admin) may read.
+		r.HandleFunc("/debug/pprof/", pprof.Index)
+		r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		r.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		r.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		r.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		r.HandleFunc("/debug/pprof/{name}", pprof.Index)
 		r.Get("/api", s.discoveryCore)
 		r.Get("/apis", s.discoveryGroups)
 		r.Get("/openapi/v2", s.openAPIV2)

@@ -561,10 +561,17 @@ func TestAnonymousAndDiscovery(t *testing.T) {
 			t.Errorf("anonymous %s: %d, want 200", p, code)
 		}
 	}
-	for _, p := range []string{"/api", "/apis", "/api/v1/namespaces", "/openid/v1/jwks", "/.well-known/openid-configuration", "/metrics"} {
+	for _, p := range []string{"/api", "/apis", "/api/v1/namespaces", "/openid/v1/jwks", "/.well-known/openid-configuration", "/metrics", "/debug/pprof/heap"} {
 		if code, _ := get(p, ""); code != http.StatusUnauthorized {
 			t.Errorf("anonymous %s: %d, want 401", p, code)
 		}
+	}
+	// Profiling is for cluster admins only.
+	if code, _ := get("/debug/pprof/heap", aliceToken); code != http.StatusForbidden {
+		t.Errorf("alice /debug/pprof/heap: %d, want 403", code)
+	}
+	if b, err := e.Client.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/heap").Param("debug", "1").DoRaw(context.Background()); err != nil || !strings.Contains(string(b), "heap profile") {
+		t.Errorf("admin /debug/pprof/heap: %v %.80s", err, b)
 	}
 	grant(t, e.Client, "issuer-discovery", rbacv1.Subject{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "alice"},
 		rbacv1.PolicyRule{Verbs: []string{"get"}, NonResourceURLs: []string{"/.well-known/openid-configuration", "/openid/v1/jwks"}})
