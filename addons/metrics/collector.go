@@ -266,26 +266,27 @@ func (c *Collector) update(st *nodeState, node string, s *statsv1alpha1.Summary)
 // gap, not a repeat).
 func (c *Collector) record(s *Snapshot) {
 	h := c.history
-	h.Begin(s.Time)
-	for _, n := range s.Nodes {
-		if !n.Stale {
-			h.Put(KindNode, n.Name, float64(n.CPU)/1e9, float64(n.Memory))
+	h.Write(s.Time, func(b Batch) {
+		for _, n := range s.Nodes {
+			if !n.Stale {
+				b.Put(KindNode, n.Name, float64(n.CPU)/1e9, float64(n.Memory))
+			}
 		}
-	}
-	for key, p := range s.Pods {
-		if p.Stale {
-			continue
+		for key, p := range s.Pods {
+			if p.Stale {
+				continue
+			}
+			cpu, mem := float64(p.CPU)/1e9, float64(p.Memory)
+			b.Put(KindPod, key, cpu, mem)
+			for _, ct := range p.Containers {
+				b.Put(KindContainer, key+"/"+ct.Name, float64(ct.CPU)/1e9, float64(ct.Memory))
+			}
+			b.Add(KindNamespace, p.Namespace, cpu, mem)
+			if w := c.workloadOf(p.Namespace, p.Name); w != "" {
+				b.Add(KindWorkload, w, cpu, mem)
+			}
 		}
-		cpu, mem := float64(p.CPU)/1e9, float64(p.Memory)
-		h.Put(KindPod, key, cpu, mem)
-		for _, ct := range p.Containers {
-			h.Put(KindContainer, key+"/"+ct.Name, float64(ct.CPU)/1e9, float64(ct.Memory))
-		}
-		h.Add(KindNamespace, p.Namespace, cpu, mem)
-		if w := c.workloadOf(p.Namespace, p.Name); w != "" {
-			h.Add(KindWorkload, w, cpu, mem)
-		}
-	}
+	})
 	c.metrics.historySeries.Set(float64(h.Len(KindNode) + h.Len(KindNamespace) + h.Len(KindWorkload) + h.Len(KindPod) + h.Len(KindContainer)))
 }
 

@@ -88,6 +88,28 @@ func (h *History) Begin(t time.Time) {
 	}
 }
 
+// Batch is a writer holding the history's lock (History.Write).
+type Batch struct{ h *History }
+
+// Put is History.Put under the batch's lock.
+func (b Batch) Put(kind Kind, key string, cpuCores, memBytes float64) {
+	b.h.put(kind, key, cpuCores, memBytes)
+}
+
+// Add is History.Add under the batch's lock.
+func (b Batch) Add(kind Kind, key string, cpuCores, memBytes float64) {
+	b.h.add(kind, key, cpuCores, memBytes)
+}
+
+// Write starts a round at t and runs fn with the lock held once, for the
+// many writes of a scrape round.
+func (h *History) Write(t time.Time, fn func(Batch)) {
+	h.Begin(t)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	fn(Batch{h})
+}
+
 // Put records a value of series (kind, key) in the current round; a second
 // Put in the same round replaces the first.
 func (h *History) Put(kind Kind, key string, cpuCores, memBytes float64) {
@@ -101,6 +123,10 @@ func (h *History) Put(kind Kind, key string, cpuCores, memBytes float64) {
 func (h *History) Add(kind Kind, key string, cpuCores, memBytes float64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.add(kind, key, cpuCores, memBytes)
+}
+
+func (h *History) add(kind Kind, key string, cpuCores, memBytes float64) {
 	if h.round == 0 {
 		return
 	}

@@ -31,7 +31,7 @@ func main() {
 		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})))
 		return nil
 	}
-	root.AddCommand(serverCmd(), agentCmd(), schedulerCmd(), controllerManagerCmd(), dnsCmd(), ingressCmd(), dashboardCmd(), versionCmd())
+	root.AddCommand(serverCmd(), agentCmd(), schedulerCmd(), controllerManagerCmd(), dnsCmd(), metricsCmd(), ingressCmd(), dashboardCmd(), versionCmd())
 	root.AddCommand(secretsEncryptCmd(), tokenCmd(), imagesCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "skiff:", err)

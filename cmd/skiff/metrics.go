@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/skiffhq/skiff/addons/metrics"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// metricsCmd runs the metrics add-on alone. It scrapes the agents with the
+// kubeconfig's credentials (they need get on nodes/stats, and list/watch on
+// nodes and pods) and keeps the latest usage and the history, but it does
+// not serve metrics.k8s.io to kubectl: that API is built into `skiff
+// server`, and Skiff has no API aggregation yet (see addons/metrics/README.md).
+func metricsCmd() *cobra.Command {
+	var (
+		kubeconfig, master, health string
+		opts                       metrics.Options
+	)
+	cmd := &cobra.Command{
+		Use:   "metrics",
+		Short: "Run the metrics add-on against an API server (scrapes node agents' /stats/summary)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rc, err := clientcmd.BuildConfigFromFlags(master, kubeconfig)
+			if err != nil {
+				return fmt.Errorf("--kubeconfig: %w", err)
+			}
+			rc.QPS, rc.Burst = -1, 0
+			rc.UserAgent = "skiff-metrics"
+			cs, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return err
+			}
+			hc, err := rest.HTTPClientFor(rc)
+			if err != nil {
+				return err
+			}
+			reg := prometheus.NewRegistry()
+			opts.Client, opts.Scraper, opts.Registerer, opts.Logger = cs, &metrics.HTTPScraper{Client: hc}, reg, slog.Default()
+			c, err := metrics.New(opts)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if health != "" {
+				mux := http.NewServeMux()
+				mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+				mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+					if !c.Ready() {
+						http.Error(w, "no scrape round completed yet", http.StatusServiceUnavailable)
+						return
+					}
+					_, _ = w.Write([]byte("ok"))
+				})
+				mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+				srv := &http.Server{Addr: health, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+				go func() {
+					if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+						slog.Error("metrics health server", "err", err)
+					}
+				}()
+				defer func() {
+					sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					_ = srv.Shutdown(sctx)
+				}()
+			}
+			return c.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with the API server's address and the add-on's credentials (list/watch nodes and pods, get nodes/stats)")
+	f.StringVar(&master, "master", "", "API server address (overrides the kubeconfig)")
+	f.DurationVar(&opts.Interval, "metric-resolution", metrics.DefaultInterval, "how often every node is scraped")
+	f.DurationVar(&opts.Timeout, "scrape-timeout", metrics.DefaultTimeout, "timeout of one node's scrape (at most --metric-resolution)")
+	f.IntVar(&opts.Workers, "scrape-workers", metrics.DefaultWorkers, "nodes scraped concurrently")
+	f.DurationVar(&opts.History, "history", metrics.DefaultHistory, "how far back the in-memory history reaches")
+	f.StringVar(&health, "health-address", "127.0.0.1:8082", "address serving /healthz, /readyz and /metrics over plain HTTP (empty = off)")
+	return cmd
+}
