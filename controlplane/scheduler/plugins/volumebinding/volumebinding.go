@@ -80,15 +80,19 @@ func New(raw json.RawMessage, h framework.Handle) (framework.Plugin, error) {
 	if args.BindTimeoutSeconds <= 0 {
 		return nil, fmt.Errorf("%s: bindTimeoutSeconds must be positive", Name)
 	}
-	f := h.SharedInformerFactory()
-	return &VolumeBinding{
+	p := &VolumeBinding{
 		client:  h.ClientSet(),
-		claims:  f.Core().V1().PersistentVolumeClaims().Lister(),
-		volumes: f.Core().V1().PersistentVolumes().Lister(),
-		classes: f.Storage().V1().StorageClasses().Lister(),
 		timeout: time.Duration(args.BindTimeoutSeconds) * time.Second,
 		assumed: map[string]types.UID{},
-	}, nil
+	}
+	// Frameworks built for unit tests and benchmarks have no informers;
+	// the plugin then rejects pods with claims and skips the others.
+	if f := h.SharedInformerFactory(); f != nil {
+		p.claims = f.Core().V1().PersistentVolumeClaims().Lister()
+		p.volumes = f.Core().V1().PersistentVolumes().Lister()
+		p.classes = f.Storage().V1().StorageClasses().Lister()
+	}
+	return p, nil
 }
 
 // Name implements framework.Plugin.
@@ -149,6 +153,9 @@ func (p *VolumeBinding) PreFilter(_ context.Context, state *framework.CycleState
 	names := PodClaimNames(pod)
 	if len(names) == 0 {
 		return nil, framework.NewStatus(framework.Skip)
+	}
+	if p.claims == nil {
+		return nil, framework.AsStatus(fmt.Errorf("%s: no informers to read claims from", Name))
 	}
 	s := &stateData{nodes: map[string]*decision{}}
 	for _, name := range names {
