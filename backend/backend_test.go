@@ -232,13 +232,26 @@ func TestActionsRunAsTheUser(t *testing.T) {
 	}
 
 	// YAML edit: a stale resourceVersion is the API server's 409.
-	code, y := admin.call("GET", ref+"&format=yaml", "")
-	if code != 200 || !strings.Contains(y, "replicas: 3") {
-		t.Fatalf("yaml: %d %s", code, y)
+	// The deployment controller writes status meanwhile, so a fresh copy
+	// may itself conflict once; retry as a user would.
+	var edited string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, y := admin.call("GET", ref+"&format=yaml", "")
+		if code != 200 || !strings.Contains(y, "replicas: 3") {
+			t.Fatalf("yaml: %d %s", code, y)
+		}
+		edited = strings.Replace(y, "replicas: 3", "replicas: 2", 1)
+		code, body := admin.call("POST", "/api/apply", edited)
+		if code == 200 {
+			break
+		}
+		if code != http.StatusConflict || time.Now().After(deadline) {
+			t.Fatalf("apply: %d %s", code, body)
+		}
 	}
-	edited := strings.Replace(y, "replicas: 3", "replicas: 2", 1)
-	if code, body := admin.call("POST", "/api/apply", edited); code != 200 {
-		t.Fatalf("apply: %d %s", code, body)
+	if got, _ := e.ts.Client.AppsV1().Deployments("team").Get(ctx, "web", metav1.GetOptions{}); *got.Spec.Replicas != 2 {
+		t.Fatalf("replicas after the YAML apply = %d, want 2", *got.Spec.Replicas)
 	}
 	if code, body := admin.call("POST", "/api/apply", edited); code != http.StatusConflict {
 		t.Fatalf("apply with a stale resourceVersion: %d %s", code, body)

@@ -107,13 +107,17 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader answered with an error status
 	}
 	conn.SetReadLimit(1 << 20)
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	// The request context ends with the server (BaseContext), which
+	// closes the socket through the writer.
+	ctx, cancel := context.WithCancel(r.Context())
 	c := &wsConn{s: s, sess: sess, conn: conn, out: make(chan any, 64), ctx: ctx, subs: map[string]*subscription{}}
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
 		c.writeLoop()
 		cancel()
+		// Unblocks the reader when the server or the writer ended first.
+		_ = conn.Close()
 	}()
 	c.readLoop()
 	cancel()

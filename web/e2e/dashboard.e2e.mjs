@@ -94,13 +94,25 @@ try {
   step("edit replicas in YAML, review the diff, apply");
   await page.click("a[role=tab]:has-text('YAML')");
   const area = page.locator("textarea[aria-label=YAML]");
-  await poll("yaml loaded", async () => (await area.inputValue()).includes("replicas: 3"));
-  await area.fill((await area.inputValue()).replace("replicas: 3", "replicas: 4"));
-  await page.click("button:has-text('Review changes')");
-  await page.waitForSelector(".diff .add:has-text('replicas: 4')");
-  await shot(page, "yaml-diff");
-  await page.click("button:has-text('Apply')");
-  await page.waitForSelector("text=Applied");
+  // The deployment controller writes status meanwhile: a 409 shows the
+  // conflict with a reload button, and the edit is redone on the reload.
+  results.conflicts = 0;
+  for (let attempt = 0; ; attempt++) {
+    await poll("yaml loaded", async () => (await area.inputValue()).includes("replicas: 3"));
+    await area.fill((await area.inputValue()).replace("replicas: 3", "replicas: 4"));
+    await page.click("button:has-text('Review changes')");
+    await page.waitForSelector(".diff .add:has-text('replicas: 4')");
+    if (attempt === 0) await shot(page, "yaml-diff");
+    await page.click("button:has-text('Apply')");
+    const wait = (sel, v) => page.waitForSelector(sel).then(() => v, () => "timeout");
+    const outcome = await Promise.race([wait("text=Applied", "applied"), wait("text=Conflict:", "conflict")]);
+    if (outcome === "timeout") throw new Error("apply showed neither success nor a conflict");
+    if (outcome === "applied") break;
+    results.conflicts++;
+    if (attempt === 0) await shot(page, "yaml-conflict");
+    if (attempt >= 5) throw new Error("every apply conflicted");
+    await page.click("button:has-text('Reload the current version')");
+  }
   await poll("spec.replicas = 4", () => kubectl("get", "deployment", "web", "-n", "default", "-o", "jsonpath={.spec.replicas}") === "4");
 
   step("a pods table for the namespace shows the Deployment's pods live");
