@@ -59,6 +59,7 @@ func TestStandalone(t *testing.T) {
 		HTTPAddr:         "127.0.0.1:0",
 		PublishAddresses: []string{"127.0.0.1", "ingress.example.net"},
 		AccessLog:        slog.New(slog.NewJSONHandler(&logs, nil)),
+		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
