@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
 // NodeUsage is a node's latest usage. CPU is in nano-cores, derived from
@@ -95,7 +94,7 @@ func (c *Collector) round(ctx context.Context) {
 	}
 	type result struct {
 		node string
-		sum  *statsv1alpha1.Summary
+		sum  *Summary
 		err  error
 	}
 	results := make([]result, len(nodes))
@@ -178,7 +177,7 @@ func (c *Collector) round(ctx context.Context) {
 }
 
 // update folds one good summary into a node's state.
-func (c *Collector) update(st *nodeState, node string, s *statsv1alpha1.Summary) {
+func (c *Collector) update(st *nodeState, node string, s *Summary) {
 	st.lastOK = time.Now()
 	n := s.Node
 	if n.CPU != nil && n.CPU.UsageCoreNanoSeconds != nil && n.Memory != nil && n.Memory.WorkingSetBytes != nil {

@@ -18,7 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
 // encodedScraper decodes pre-encoded summaries (the JSON a hollow node's
@@ -29,8 +28,8 @@ type encodedScraper struct {
 	bodies []map[string][]byte // per round, node → body
 }
 
-func (s *encodedScraper) Scrape(_ context.Context, n *corev1.Node) (*statsv1alpha1.Summary, error) {
-	var out statsv1alpha1.Summary
+func (s *encodedScraper) Scrape(_ context.Context, n *corev1.Node) (*Summary, error) {
+	var out Summary
 	if err := json.Unmarshal(s.bodies[s.round.Load()][n.Name], &out); err != nil {
 		return nil, err
 	}

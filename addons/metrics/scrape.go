@@ -11,12 +11,11 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
-	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
 // Scraper fetches one node's stats summary.
 type Scraper interface {
-	Scrape(ctx context.Context, node *corev1.Node) (*statsv1alpha1.Summary, error)
+	Scrape(ctx context.Context, node *corev1.Node) (*Summary, error)
 }
 
 // ErrNoAddress is returned for a node without an address or agent port.
@@ -37,7 +36,7 @@ type HTTPScraper struct {
 var _ Scraper = (*HTTPScraper)(nil)
 
 // Scrape implements Scraper.
-func (h *HTTPScraper) Scrape(ctx context.Context, node *corev1.Node) (*statsv1alpha1.Summary, error) {
+func (h *HTTPScraper) Scrape(ctx context.Context, node *corev1.Node) (*Summary, error) {
 	url, err := h.url(node)
 	if err != nil {
 		return nil, err
@@ -60,7 +59,7 @@ func (h *HTTPScraper) Scrape(ctx context.Context, node *corev1.Node) (*statsv1al
 	if limit <= 0 {
 		limit = 64 << 20
 	}
-	var s statsv1alpha1.Summary
+	var s Summary
 	if err := json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(&s); err != nil {
 		return nil, fmt.Errorf("scrape %s: decode summary: %w", node.Name, err)
 	}
