@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"syscall"
@@ -89,6 +90,7 @@ Progress goes to stderr; one JSON object is printed on stdout at the end.`,
 	f.IntVar(&opts.FloodRequests, "flood-requests", 10000, "requests with invalid bearer tokens (0 = skip the phase)")
 	f.IntVar(&opts.FloodWorkers, "flood-workers", 32, "goroutines sending the invalid requests")
 	f.IntVar(&opts.ServerPID, "server-pid", 0, "with --kubeconfig: server process whose idle RSS to read")
+	f.StringVar(&opts.ServerBin, "server-bin", defaultServerBin(), "with --embedded: skiff binary started as a separate `skiff server` for the idle RSS ('' = measure this process)")
 	f.StringSliceVar(&opts.Phases, "phases", nil, "run only these phases: create,get,update,list,watch,flood (default all)")
 	f.BoolVar(&jsonOnly, "json-only", false, "print nothing but the JSON result")
 	f.StringVar(&blockProfile, "blockprofile", "", "write block and mutex profiles of this process to FILE and FILE.mutex")
@@ -111,4 +113,17 @@ func writeProfiles(path string) error {
 		}
 	}
 	return nil
+}
+
+// defaultServerBin is the skiff binary next to this one, if there is one.
+func defaultServerBin() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	bin := filepath.Join(filepath.Dir(exe), "skiff")
+	if _, err := os.Stat(bin); err != nil {
+		return ""
+	}
+	return bin
 }

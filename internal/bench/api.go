@@ -53,6 +53,10 @@ type Options struct {
 	Namespace     string
 	// ServerPID is read for the idle RSS of a --kubeconfig target.
 	ServerPID int
+	// ServerBin, with Embedded, is a skiff binary started as a separate
+	// `skiff server` whose idle RSS is the one reported (the in-process
+	// server shares its process with the benchmark client).
+	ServerBin string
 	// Phases selects phases by name (create, get, update, list, watch,
 	// flood); empty runs all. get and update need create.
 	Phases []string
@@ -196,6 +200,13 @@ func API(ctx context.Context, opts Options) (*Result, error) {
 // idleRSS reads the resident memory before any data is loaded.
 func (r *run) idleRSS() error {
 	switch {
+	case r.opts.Embedded && r.opts.ServerBin != "":
+		r.progress("idle RSS of %s server", r.opts.ServerBin)
+		info, err := ServerIdleRSS(context.Background(), r.opts.ServerBin, 2*time.Minute)
+		if err != nil {
+			return err
+		}
+		r.res.IdleRSSMiB, r.res.IdleRSS = info.MiB, info
 	case r.opts.Embedded:
 		// Let start-up work (compaction, first GCs) settle.
 		time.Sleep(2 * time.Second)
