@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/skiffhq/skiff/addons/ingress"
@@ -217,6 +218,10 @@ http {
 	defer ncancel()
 	ng := exec.CommandContext(nctx, nginxBin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
 	ng.Stderr = os.Stderr
+	// SIGTERM lets the master stop its workers (SIGKILL would orphan them,
+	// still listening).
+	ng.Cancel = func() error { return ng.Process.Signal(syscall.SIGTERM) }
+	ng.WaitDelay = 10 * time.Second
 	if err := ng.Start(); err != nil {
 		return nil, fmt.Errorf("start nginx: %w", err)
 	}
