@@ -20,14 +20,16 @@ func (s *Server) ensureDefaultStorageClass(ctx context.Context) error {
 	}
 	wait := storagev1.VolumeBindingWaitForFirstConsumer
 	del := corev1.PersistentVolumeReclaimDelete
+	expand := true // capacity is not enforced: growing is bookkeeping
 	sc := &storagev1.StorageClass{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        localpath.ClassName,
 			Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"},
 		},
-		Provisioner:       localpath.Name,
-		ReclaimPolicy:     &del,
-		VolumeBindingMode: &wait,
+		Provisioner:          localpath.Name,
+		ReclaimPolicy:        &del,
+		VolumeBindingMode:    &wait,
+		AllowVolumeExpansion: &expand,
 	}
 	if err := s.api.Ensure(ctx, "storage.k8s.io", "v1", "storageclasses", sc); err != nil {
 		return fmt.Errorf("default storage class: %w", err)

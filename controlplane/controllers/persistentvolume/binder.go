@@ -36,16 +36,18 @@ const Name = "persistentvolume-binder-controller"
 
 // Event reasons, as upstream.
 const (
-	EventFailedBinding         = "FailedBinding"
-	EventWaitForFirstConsumer  = "WaitForFirstConsumer"
-	EventProvisioningFailed    = "ProvisioningFailed"
-	EventProvisioningSucceeded = "ProvisioningSucceeded"
-	EventExternalProvisioning  = "ExternalProvisioning"
-	EventVolumeMismatch        = "VolumeMismatch"
-	EventClaimLost             = "ClaimLost"
-	EventClaimMisbound         = "ClaimMisbound"
-	EventVolumeFailedDelete    = "VolumeFailedDelete"
-	EventVolumeFailedRecycle   = "VolumeFailedRecycle"
+	EventFailedBinding          = "FailedBinding"
+	EventWaitForFirstConsumer   = "WaitForFirstConsumer"
+	EventProvisioningFailed     = "ProvisioningFailed"
+	EventProvisioningSucceeded  = "ProvisioningSucceeded"
+	EventExternalProvisioning   = "ExternalProvisioning"
+	EventVolumeMismatch         = "VolumeMismatch"
+	EventClaimLost              = "ClaimLost"
+	EventClaimMisbound          = "ClaimMisbound"
+	EventVolumeFailedDelete     = "VolumeFailedDelete"
+	EventVolumeFailedRecycle    = "VolumeFailedRecycle"
+	EventVolumeResizeFailed     = "VolumeResizeFailed"
+	EventVolumeResizeSuccessful = "VolumeResizeSuccessful"
 )
 
 // Config is what the binder needs.
@@ -299,12 +301,47 @@ func (b *Binder) syncBoundClaim(ctx context.Context, c *corev1.PersistentVolumeC
 		return err
 	}
 	if v.Spec.ClaimRef == nil || v.Spec.ClaimRef.UID == c.UID || BoundToClaim(v, c) {
-		return b.bind(ctx, v.DeepCopy(), c)
+		if err := b.bind(ctx, v.DeepCopy(), c.DeepCopy()); err != nil {
+			return err
+		}
+		return b.expand(ctx, v.DeepCopy(), c)
 	}
 	if c.Status.Phase != corev1.ClaimLost {
 		b.event(c, corev1.EventTypeWarning, EventClaimMisbound, "Two claims are bound to the same volume, this one is bound incorrectly")
 	}
 	return b.setClaimPhase(ctx, c, corev1.ClaimLost)
+}
+
+// expand grows the volume of a bound claim whose request exceeds its
+// capacity, when the claim's class allows expansion and the volume's
+// provisioner can expand; the volume's capacity, then the claim's status
+// capacity, record the new size.
+func (b *Binder) expand(ctx context.Context, v *corev1.PersistentVolume, c *corev1.PersistentVolumeClaim) error {
+	req := c.Spec.Resources.Requests[corev1.ResourceStorage]
+	have := v.Spec.Capacity[corev1.ResourceStorage]
+	if req.Cmp(have) <= 0 {
+		return nil
+	}
+	class, _ := b.classes.Get(ClaimClass(c))
+	exp, ok := b.provs[v.Annotations[AnnDynamicallyProvisioned]].(provisioner.Expander)
+	if class == nil || class.AllowVolumeExpansion == nil || !*class.AllowVolumeExpansion || !ok {
+		b.event(c, corev1.EventTypeWarning, EventVolumeResizeFailed, "only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize")
+		return nil
+	}
+	if err := exp.Expand(ctx, v, req); err != nil {
+		b.event(c, corev1.EventTypeWarning, EventVolumeResizeFailed, fmt.Sprintf("resize volume %q: %v", v.Name, err))
+		return fmt.Errorf("expand volume %s: %w", v.Name, err)
+	}
+	v.Spec.Capacity[corev1.ResourceStorage] = req.DeepCopy()
+	if _, err := b.client.CoreV1().PersistentVolumes().Update(ctx, v, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("record expanded capacity of volume %s: %w", v.Name, err)
+	}
+	c.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: req.DeepCopy()}
+	if _, err := b.client.CoreV1().PersistentVolumeClaims(c.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("record expanded capacity of claim %s/%s: %w", c.Namespace, c.Name, err)
+	}
+	b.event(c, corev1.EventTypeNormal, EventVolumeResizeSuccessful, fmt.Sprintf("resize volume %q to %s succeeded", v.Name, req.String()))
+	return nil
 }
 
 // bind binds v and c to each other: the volume first (claimRef, phase

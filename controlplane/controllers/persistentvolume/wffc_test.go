@@ -15,6 +15,7 @@ import (
 	"github.com/skiffhq/skiff/nodeagent/hollow"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -146,6 +147,22 @@ func TestWaitForFirstConsumer(t *testing.T) {
 		if len(terms) != 1 || !strings.Contains(fmt.Sprint(terms[0].MatchExpressions), names[1]) {
 			t.Fatalf("node affinity %v, want %s", terms, names[1])
 		}
+		// local-path allows expansion: a larger request grows the
+		// volume and the claim's capacity.
+		pvc.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("3Gi")
+		if _, err := c.CoreV1().PersistentVolumeClaims(ns).Update(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "volume expanded", 20*time.Second, func() (bool, string) {
+			v, st := volumeState(c, pvName)
+			cl, cst := claimState(c, ns, "dyn")
+			if v == nil || cl == nil {
+				return false, st + cst
+			}
+			vq, cq := v.Spec.Capacity[corev1.ResourceStorage], cl.Status.Capacity[corev1.ResourceStorage]
+			return vq.String() == "3Gi" && cq.String() == "3Gi", "volume " + vq.String() + " claim " + cq.String()
+		})
+		waitEvent(t, c, ns, "PersistentVolumeClaim", "dyn", persistentvolume.EventVolumeResizeSuccessful, "to 3Gi succeeded")
 		// Hollow nodes mount nothing; stand in for the agent that would
 		// have made the directory.
 		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {

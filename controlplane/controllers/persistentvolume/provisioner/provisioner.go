@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // ErrUnsupported marks a claim the provisioner cannot serve (its access
@@ -46,4 +47,12 @@ type Provisioner interface {
 	// Delete removes the storage of a released volume with reclaim policy
 	// Delete. Deleting storage that is already gone is not an error.
 	Delete(ctx context.Context, pv *corev1.PersistentVolume) error
+}
+
+// Expander is implemented by provisioners whose volumes can grow; the
+// binder calls it for bound claims of classes with allowVolumeExpansion
+// whose request exceeds their capacity, then records the new capacity on
+// the volume and the claim.
+type Expander interface {
+	Expand(ctx context.Context, pv *corev1.PersistentVolume, size resource.Quantity) error
 }

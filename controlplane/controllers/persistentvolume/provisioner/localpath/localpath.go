@@ -36,7 +36,10 @@ type Provisioner struct {
 	Base string
 }
 
-var _ provisioner.Provisioner = (*Provisioner)(nil)
+var (
+	_ provisioner.Provisioner = (*Provisioner)(nil)
+	_ provisioner.Expander    = (*Provisioner)(nil)
+)
 
 // New returns a local-path provisioner keeping volumes under base.
 func New(base string) *Provisioner { return &Provisioner{Base: base} }
@@ -106,5 +109,11 @@ func (p *Provisioner) Delete(_ context.Context, pv *corev1.PersistentVolume) err
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove %s: %w", dir, err)
 	}
+	return nil
+}
+
+// Expand implements provisioner.Expander: a directory has no size of its
+// own (capacity is not enforced), so growing it is only bookkeeping.
+func (p *Provisioner) Expand(context.Context, *corev1.PersistentVolume, resource.Quantity) error {
 	return nil
 }
