@@ -14,6 +14,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/persistentvolume"
 	"github.com/skiffhq/skiff/controlplane/controllers/persistentvolume/provisioner"
 	"github.com/skiffhq/skiff/controlplane/controllers/persistentvolume/provisioner/localpath"
+	"github.com/skiffhq/skiff/controlplane/controllers/podautoscaler"
 	"github.com/skiffhq/skiff/controlplane/controllers/podgc"
 	"github.com/skiffhq/skiff/controlplane/controllers/replicaset"
 	"github.com/skiffhq/skiff/controlplane/controllers/serviceaccount"
@@ -46,6 +47,7 @@ func Specs() []Spec {
 		{Name: job.Name, Aliases: []string{"job"}, Workers: 5, New: newJob},
 		{Name: cronjob.Name, Aliases: []string{"cronjob"}, Workers: 5, New: newCronJob},
 		{Name: ttlafterfinished.Name, Aliases: []string{"ttl-after-finished"}, Workers: 5, New: newTTLAfterFinished},
+		{Name: podautoscaler.Name, Aliases: []string{"horizontalpodautoscaling"}, Workers: 5, New: newHPA},
 		{Name: persistentvolume.Name, Aliases: []string{"persistentvolume-binder"}, Workers: 1, New: newPVBinder},
 		{Name: persistentvolume.PVCProtectionName, Aliases: []string{"pvc-protection"}, Workers: 1, New: newPVCProtection},
 		{Name: persistentvolume.PVProtectionName, Aliases: []string{"pv-protection"}, Workers: 1, New: newPVProtection},
@@ -127,6 +129,10 @@ func newJob(c *Context) (controllers.Controller, error) {
 
 func newCronJob(c *Context) (controllers.Controller, error) {
 	return cronjob.New(cronjob.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder(cronjob.Name), Logger: c.Logger})
+}
+
+func newHPA(c *Context) (controllers.Controller, error) {
+	return podautoscaler.New(podautoscaler.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder("horizontal-pod-autoscaler"), Logger: c.Logger})
 }
 
 func newTTLAfterFinished(c *Context) (controllers.Controller, error) {
