@@ -19,6 +19,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/admission/priority"
 	"github.com/skiffhq/skiff/controlplane/admission/resourcequota"
 	"github.com/skiffhq/skiff/controlplane/admission/serviceaccount"
+	"github.com/skiffhq/skiff/controlplane/admission/storageobjectinuseprotection"
 	"github.com/skiffhq/skiff/controlplane/admission/webhook"
 	"github.com/skiffhq/skiff/controlplane/apiserver"
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
@@ -27,16 +28,17 @@ import (
 
 // Plugin names, as upstream spells them.
 const (
-	NamespaceLifecycle         = "NamespaceLifecycle"
-	LimitRanger                = "LimitRanger"
-	ServiceAccount             = "ServiceAccount"
-	PodSecurity                = "PodSecurity"
-	Priority                   = "Priority"
-	DefaultTolerationSeconds   = "DefaultTolerationSeconds"
-	DefaultStorageClass        = "DefaultStorageClass"
-	MutatingAdmissionWebhook   = "MutatingAdmissionWebhook"
-	ValidatingAdmissionWebhook = "ValidatingAdmissionWebhook"
-	ResourceQuota              = "ResourceQuota"
+	NamespaceLifecycle           = "NamespaceLifecycle"
+	LimitRanger                  = "LimitRanger"
+	ServiceAccount               = "ServiceAccount"
+	PodSecurity                  = "PodSecurity"
+	Priority                     = "Priority"
+	DefaultTolerationSeconds     = "DefaultTolerationSeconds"
+	DefaultStorageClass          = "DefaultStorageClass"
+	StorageObjectInUseProtection = "StorageObjectInUseProtection"
+	MutatingAdmissionWebhook     = "MutatingAdmissionWebhook"
+	ValidatingAdmissionWebhook   = "ValidatingAdmissionWebhook"
+	ResourceQuota                = "ResourceQuota"
 )
 
 // Order is upstream's fixed plugin order (the subset Skiff implements);
@@ -49,6 +51,7 @@ var Order = []string{
 	Priority,
 	DefaultTolerationSeconds,
 	DefaultStorageClass,
+	StorageObjectInUseProtection,
 	MutatingAdmissionWebhook,
 	ValidatingAdmissionWebhook,
 	ResourceQuota,
@@ -155,6 +158,8 @@ func New(cfg Config) (*Chain, error) {
 			c.plugins = append(c.plugins, defaulttolerationseconds.New())
 		case DefaultStorageClass:
 			c.plugins = append(c.plugins, defaultstorageclass.New(r))
+		case StorageObjectInUseProtection:
+			c.plugins = append(c.plugins, storageobjectinuseprotection.New())
 		case MutatingAdmissionWebhook:
 			mutating = webhook.NewMutating(r, cfg.Logger)
 			c.plugins = append(c.plugins, mutating)

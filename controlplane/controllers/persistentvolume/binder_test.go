@@ -175,6 +175,10 @@ func TestStaticBinding(t *testing.T) {
 
 	t.Run("too large stays pending", func(t *testing.T) {
 		mkPVC(t, c, ns, "too-large", "100Gi", ptr.To(""))
+		// StorageObjectInUseProtection admission protects it from creation.
+		if pvc, st := claimState(c, ns, "too-large"); pvc == nil || !slices.Contains(pvc.Finalizers, persistentvolume.PVCProtectionFinalizer) {
+			t.Fatalf("new claim without the protection finalizer: %s", st)
+		}
 		waitEvent(t, c, ns, "PersistentVolumeClaim", "too-large", persistentvolume.EventFailedBinding, "no persistent volumes available for this claim and no storage class is set")
 		if pvc, st := claimState(c, ns, "too-large"); pvc == nil || pvc.Status.Phase != corev1.ClaimPending {
 			t.Fatalf("too large claim: %s", st)
