@@ -60,6 +60,9 @@ type Config struct {
 	EtcdLogLevel string
 	// WatchCacheSize is the per-resource event history for watch resume.
 	WatchCacheSize int
+	// WatchBookmarkInterval is how often watchers that allow bookmarks get
+	// one (0 = a minute, as upstream).
+	WatchBookmarkInterval time.Duration
 	// Disable lists add-ons and loops not to start.
 	Disable []string
 	Logger  *slog.Logger
@@ -206,7 +209,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.setupSecretsEncryption(runCtx); err != nil {
 		return nil, err
 	}
-	s.cache = storage.NewCache(s.store, storage.CacheOptions{HistorySize: cfg.WatchCacheSize, Logger: cfg.Logger})
+	s.cache = storage.NewCache(s.store, storage.CacheOptions{HistorySize: cfg.WatchCacheSize, BookmarkInterval: cfg.WatchBookmarkInterval, Logger: cfg.Logger})
 	reg := registry.New()
 	kinds.Register(reg)
 	crd.InstallDefinitionHooks(reg)

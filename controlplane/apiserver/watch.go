@@ -129,9 +129,10 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, res *regist
 			}
 			data = b
 		} else {
-			if res.Hooks.FromStorage != nil {
-				// Versions sharing a bucket render events differently: do
-				// not share the encoding.
+			if res.Hooks.FromStorage != nil || e.Type == storage.Bookmark {
+				// Versions sharing a bucket render events differently, and
+				// one bookmark event goes to the watchers of every
+				// resource: do not share their encoding.
 				data = encodeEvent(res, e)
 			} else {
 				data = e.Encoded(func(e *storage.Event) []byte { return encodeEvent(res, e) })
