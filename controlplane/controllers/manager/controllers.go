@@ -47,7 +47,9 @@ func Specs() []Spec {
 		{Name: job.Name, Aliases: []string{"job"}, Workers: 5, New: newJob},
 		{Name: cronjob.Name, Aliases: []string{"cronjob"}, Workers: 5, New: newCronJob},
 		{Name: ttlafterfinished.Name, Aliases: []string{"ttl-after-finished"}, Workers: 5, New: newTTLAfterFinished},
-		{Name: podautoscaler.Name, Aliases: []string{"horizontalpodautoscaling"}, Workers: 5, New: newHPA},
+		// Off by default for now: its status writes race with tests that
+		// update HPAs without retrying on conflict (see its README).
+		{Name: podautoscaler.Name, Aliases: []string{"horizontalpodautoscaling"}, Workers: 5, DisabledByDefault: true, New: newHPA},
 		{Name: persistentvolume.Name, Aliases: []string{"persistentvolume-binder"}, Workers: 1, New: newPVBinder},
 		{Name: persistentvolume.PVCProtectionName, Aliases: []string{"pvc-protection"}, Workers: 1, New: newPVCProtection},
 		{Name: persistentvolume.PVProtectionName, Aliases: []string{"pv-protection"}, Workers: 1, New: newPVProtection},

@@ -19,6 +19,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -66,6 +67,7 @@ type Controller struct {
 	mu              sync.Mutex
 	recommendations map[string][]timestamped // key → recent proposals
 	events          map[string][]timestamped // key → scale changes (replica deltas)
+	old             map[string]*autoscalingv2.HorizontalPodAutoscalerStatus
 }
 
 type timestamped struct {
@@ -96,7 +98,7 @@ func New(cfg Config) (*Controller, error) {
 		synced:          []cache.InformerSynced{hi.Informer().HasSynced, pi.Informer().HasSynced},
 		queue:           controllers.NewQueue("horizontalpodautoscaler"),
 		log:             cfg.Logger.With("component", Name),
-		recommendations: map[string][]timestamped{}, events: map[string][]timestamped{},
+		recommendations: map[string][]timestamped{}, events: map[string][]timestamped{}, old: map[string]*autoscalingv2.HorizontalPodAutoscalerStatus{},
 	}
 	if _, err := hi.Informer().AddEventHandler(controllers.Enqueue(c.queue)); err != nil {
 		return nil, err
@@ -127,6 +129,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (controllers.Res
 		c.mu.Lock()
 		delete(c.recommendations, key)
 		delete(c.events, key)
+		delete(c.old, key)
 		c.mu.Unlock()
 		return controllers.Result{}, nil
 	}
@@ -134,6 +137,9 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (controllers.Res
 		return controllers.Result{}, err
 	}
 	hpa := cached.DeepCopy()
+	c.mu.Lock()
+	c.old[key] = cached.Status.DeepCopy()
+	c.mu.Unlock()
 	if err := c.evaluate(ctx, key, hpa); err != nil {
 		return controllers.Result{}, err
 	}
@@ -450,7 +456,16 @@ func setCondition(hpa *autoscalingv2.HorizontalPodAutoscaler, t autoscalingv2.Ho
 	hpa.Status.Conditions = append(hpa.Status.Conditions, autoscalingv2.HorizontalPodAutoscalerCondition{Type: t, Status: st, Reason: reason, Message: msg, LastTransitionTime: now})
 }
 
+// writeStatus writes the status if it changed (as upstream, so an idle
+// HPA costs no writes).
 func (c *Controller) writeStatus(ctx context.Context, hpa *autoscalingv2.HorizontalPodAutoscaler) error {
+	key := hpa.Namespace + "/" + hpa.Name
+	c.mu.Lock()
+	old := c.old[key]
+	c.mu.Unlock()
+	if old != nil && equality.Semantic.DeepEqual(old, &hpa.Status) {
+		return nil
+	}
 	_, err := c.client.AutoscalingV2().HorizontalPodAutoscalers(hpa.Namespace).UpdateStatus(ctx, hpa, metav1.UpdateOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
