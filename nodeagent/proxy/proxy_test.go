@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/testimages"
+	"github.com/skiffhq/skiff/internal/nodetest"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/network"
@@ -49,32 +50,11 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs pods on containerd and programs nftables")
-	}
-	if _, err := os.Stat(runtime.DefaultAddress); err != nil {
-		t.Skip("containerd is not running (run deploy/install-deps.sh)")
-	}
-	if _, err := os.Stat(testimages.BusyboxPath); err != nil {
-		t.Skip(testimages.ErrNoBusybox)
-	}
-	state := t.TempDir()
-	images := filepath.Join(state, "images")
-	if err := os.MkdirAll(images, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := testimages.WriteBusybox(filepath.Join(images, "busybox.tar")); err != nil {
-		t.Fatal(err)
-	}
-	if err := testimages.WriteHTTPServer(filepath.Join(images, "httpserver.tar"), t.TempDir()); err != nil {
-		t.Fatal(err)
-	}
+	// Root also for nftables.
+	nodetest.Require(t)
+	state := nodetest.StateDir(t, nodetest.Busybox, nodetest.HTTPServer)
 	e := &env{t: t, srv: testserver.Start(t), nodeName: fmt.Sprintf("proxy-test-%d", time.Now().UnixNano()%1e6)}
-	e.opts = agent.Options{
-		NodeName: e.nodeName, NodeIP: "127.0.0.1", StateDir: state, PodLogDir: filepath.Join(state, "logs"),
-		PodCIDR: podCIDR, Bridge: bridge, NetNSDir: filepath.Join(state, "netns"),
-		LeaseInterval: time.Second, ResyncInterval: 2 * time.Second,
-	}
+	e.opts = nodetest.AgentOptions(e.nodeName, state, podCIDR, bridge)
 	// The agent runs the proxy with its node identity (the node authorizer
 	// must let it list and watch Services and EndpointSlices).
 	e.popts = proxy.Options{Table: table, Interface: dummy}

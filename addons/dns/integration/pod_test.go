@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/testimages"
+	"github.com/skiffhq/skiff/internal/nodetest"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/network"
@@ -32,30 +33,11 @@ const (
 // address into the pod's resolv.conf and the DNS add-on binds it once the
 // agent has created the bridge.
 func TestNslookupFromPod(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the node agent runs containers through containerd")
-	}
-	if _, err := os.Stat(runtime.DefaultAddress); err != nil {
-		t.Skip("containerd is not running (run deploy/install-deps.sh)")
-	}
-	if _, err := os.Stat(testimages.BusyboxPath); err != nil {
-		t.Skip(testimages.ErrNoBusybox)
-	}
-	state := t.TempDir()
-	images := filepath.Join(state, "images")
-	if err := os.MkdirAll(images, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := testimages.WriteBusybox(filepath.Join(images, "busybox.tar")); err != nil {
-		t.Fatal(err)
-	}
+	nodetest.Require(t)
+	state := nodetest.StateDir(t, nodetest.Busybox)
 	ts := testserver.Start(t, func(c *server.Config) { c.ClusterDNS = podGW })
 	ctx := context.Background()
-	opts := agent.Options{
-		NodeName: "dns-pod-test", NodeIP: "127.0.0.1", StateDir: state, PodLogDir: filepath.Join(state, "logs"),
-		PodCIDR: podCIDR, Bridge: bridge, NetNSDir: filepath.Join(state, "netns"),
-		LeaseInterval: time.Second, ResyncInterval: 2 * time.Second,
-	}
+	opts := nodetest.AgentOptions("dns-pod-test", state, podCIDR, bridge)
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	a, err := ts.StartAgent(sctx, opts)
 	cancel()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/testimages"
+	"github.com/skiffhq/skiff/internal/nodetest"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/network"
@@ -40,30 +41,11 @@ const (
 // holding 100 MiB in a memory-backed emptyDir about 100 MiB, through the
 // agent's /stats/summary, metrics.k8s.io and kubectl top.
 func TestMetricsFromRealContainers(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the node agent runs containers through containerd")
-	}
-	if _, err := os.Stat(runtime.DefaultAddress); err != nil {
-		t.Skip("containerd is not running (run deploy/install-deps.sh)")
-	}
-	if _, err := os.Stat(testimages.BusyboxPath); err != nil {
-		t.Skip(testimages.ErrNoBusybox)
-	}
-	state := t.TempDir()
-	images := filepath.Join(state, "images")
-	if err := os.MkdirAll(images, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := testimages.WriteBusybox(filepath.Join(images, "busybox.tar")); err != nil {
-		t.Fatal(err)
-	}
+	nodetest.Require(t)
+	state := nodetest.StateDir(t, nodetest.Busybox)
 	s := testserver.Start(t, func(c *server.Config) { c.MetricsResolution = 2 * time.Second })
 	nodeName := fmt.Sprintf("metrics-node-%d", time.Now().UnixNano()%1e6)
-	opts := agent.Options{
-		NodeName: nodeName, NodeIP: "127.0.0.1", StateDir: state, PodLogDir: filepath.Join(state, "logs"),
-		PodCIDR: podCIDR, Bridge: bridge, NetNSDir: filepath.Join(state, "netns"),
-		LeaseInterval: time.Second, ResyncInterval: 2 * time.Second,
-	}
+	opts := nodetest.AgentOptions(nodeName, state, podCIDR, bridge)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	a, err := s.StartAgent(ctx, opts)
 	cancel()
