@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/skiffhq/skiff/internal/testimages"
 	"github.com/skiffhq/skiff/internal/nodetest"
+	"github.com/skiffhq/skiff/internal/testimages"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/network"
