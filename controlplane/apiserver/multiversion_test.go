@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/skiffhq/skiff/internal/testserver"
+	"github.com/skiffhq/skiff/server"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -14,7 +15,9 @@ import (
 // TestHPAServedInTwoVersions: one stored object, read and written through
 // autoscaling/v1 and autoscaling/v2.
 func TestHPAServedInTwoVersions(t *testing.T) {
-	s := testserver.Start(t)
+	// Conversion is the subject: no HPA controller writing status between
+	// this test's read and update.
+	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, "controller-manager") })
 	ctx := ctxT(t)
 	v1c := s.Client.AutoscalingV1().HorizontalPodAutoscalers("default")
 	v2c := s.Client.AutoscalingV2().HorizontalPodAutoscalers("default")

@@ -49,7 +49,7 @@ func Specs() []Spec {
 		{Name: ttlafterfinished.Name, Aliases: []string{"ttl-after-finished"}, Workers: 5, New: newTTLAfterFinished},
 		// Off by default for now: its status writes race with tests that
 		// update HPAs without retrying on conflict (see its README).
-		{Name: podautoscaler.Name, Aliases: []string{"horizontalpodautoscaling"}, Workers: 5, DisabledByDefault: true, New: newHPA},
+		{Name: podautoscaler.Name, Aliases: []string{"horizontalpodautoscaling"}, Workers: 5, New: newHPA},
 		{Name: persistentvolume.Name, Aliases: []string{"persistentvolume-binder"}, Workers: 1, New: newPVBinder},
 		{Name: persistentvolume.PVCProtectionName, Aliases: []string{"pvc-protection"}, Workers: 1, New: newPVCProtection},
 		{Name: persistentvolume.PVProtectionName, Aliases: []string{"pv-protection"}, Workers: 1, New: newPVProtection},
