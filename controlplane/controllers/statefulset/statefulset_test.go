@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -205,6 +206,30 @@ func TestOrderedScaleWithClaims(t *testing.T) {
 	ctx := context.Background()
 	startNodes(t, s, 2)
 	log := watchPods(t, c, "default")
+	// The revision each claim was created at: the storage controllers
+	// update claims afterwards (finalizers, annotations), so the claim's
+	// current resourceVersion says nothing about its creation.
+	claimWatch, err := c.CoreV1().PersistentVolumeClaims("default").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer claimWatch.Stop()
+	var claimMu sync.Mutex
+	claimCreated := map[string]int64{}
+	go func() {
+		for e := range claimWatch.ResultChan() {
+			pvc, ok := e.Object.(*corev1.PersistentVolumeClaim)
+			if !ok || e.Type != watch.Added {
+				continue
+			}
+			rv, _ := strconv.ParseInt(pvc.ResourceVersion, 10, 64)
+			claimMu.Lock()
+			if _, seen := claimCreated[pvc.Name]; !seen {
+				claimCreated[pvc.Name] = rv
+			}
+			claimMu.Unlock()
+		}
+	}()
 
 	set := newSet("web", 3, "nginx:1")
 	set.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{
@@ -264,7 +289,9 @@ func TestOrderedScaleWithClaims(t *testing.T) {
 			t.Fatalf("claim %s: labels %v spec %+v", claim, pvc.Labels, pvc.Spec)
 		}
 		// The claim was written before the pod (etcd revisions are global).
-		pvcRV, _ := strconv.ParseInt(pvc.ResourceVersion, 10, 64)
+		claimMu.Lock()
+		pvcRV := claimCreated[claim]
+		claimMu.Unlock()
 		podRV, _ := strconv.ParseInt(first(es, name, "add").rv, 10, 64)
 		if pvcRV == 0 || podRV == 0 || pvcRV >= podRV {
 			t.Fatalf("claim %s (rv %d) not created before pod %s (rv %d)", claim, pvcRV, name, podRV)
