@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/testserver"
+	"github.com/skiffhq/skiff/server"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -108,7 +109,8 @@ func TestKubectlGetPrintsUpstreamColumns(t *testing.T) {
 	if _, err := os.Stat(kubectlPath); err != nil {
 		t.Skipf("kubectl not installed at %s", kubectlPath)
 	}
-	s := testserver.Start(t)
+	// The test creates its own default "local-path" class.
+	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, "local-storage") })
 	ctx := context.Background()
 	cs := s.Client
 	const ns = "print-test"
