@@ -171,8 +171,15 @@ func TestAnnotations(t *testing.T) {
 		if code := req("alice", "secret"); code != 200 {
 			t.Errorf("right password: %d", code)
 		}
-		// A missing auth Secret denies rather than serving unprotected.
-		if code, _, body := e.get("auth-missing.example.com", "/"); code != 503 {
+		// A missing auth Secret denies rather than serving unprotected
+		// (once its Ingress is routed at all: 404 before that).
+		var code int
+		var body string
+		waitFor(t, 20*time.Second, "auth-missing routed", func() (bool, string) {
+			code, _, body = e.get("auth-missing.example.com", "/")
+			return code != 404, body
+		})
+		if code != 503 {
 			t.Errorf("missing auth secret: %d %s", code, body)
 		}
 	})
