@@ -1,0 +1,328 @@
+// Package federation is the federation add-on: one host cluster places
+// workloads on several member clusters (Skiff or any Kubernetes API) and
+// fails over between them. Its API (federation.skiff.io/v1alpha1:
+// MemberCluster, PropagationPolicy, ClusterPropagationPolicy,
+// ResourceBinding) is served by the host as custom resources the add-on
+// installs; members are reached only through their API with client-go.
+// It runs as `skiff federation --kubeconfig HOST` or inside `skiff server
+// --enable federation`. See README.md.
+package federation
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/skiffhq/skiff/addons/federation/apis/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Name is the add-on's name (`--enable federation`, logs, metrics).
+const Name = "federation"
+
+// Options configure the add-on. The zero value of each field is its
+// default.
+type Options struct {
+	// Config reaches the host cluster. Required. The identity needs the
+	// federation API, Secrets (member credentials and dependencies),
+	// Events, CRDs and read/update on every kind it propagates.
+	Config *rest.Config
+	// HeartbeatInterval is how often each member is checked (default 10s).
+	HeartbeatInterval time.Duration
+	// FailureGrace is how long a Ready member may fail its checks before
+	// it becomes NotReady and tainted (default 40s).
+	FailureGrace time.Duration
+	// RecoveryGrace is how long a NotReady member must pass its checks
+	// before it is Ready again (default 30s).
+	RecoveryGrace time.Duration
+	// MemberTimeout bounds each call to a member (default 5s).
+	MemberTimeout time.Duration
+	// ResyncInterval is how often each federated object is re-applied and
+	// its members' status collected (default 10s).
+	ResyncInterval time.Duration
+	// Workers reconcile host objects concurrently (default 4).
+	Workers int
+	// Registerer receives the add-on's metrics (nil = not registered).
+	Registerer prometheus.Registerer
+	// Logger receives diagnostics (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock (tests; default time.Now).
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = 10 * time.Second
+	}
+	if o.FailureGrace <= 0 {
+		o.FailureGrace = 40 * time.Second
+	}
+	if o.RecoveryGrace <= 0 {
+		o.RecoveryGrace = 30 * time.Second
+	}
+	if o.MemberTimeout <= 0 {
+		o.MemberTimeout = 5 * time.Second
+	}
+	if o.ResyncInterval <= 0 {
+		o.ResyncInterval = 10 * time.Second
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// objKey names a host object of a propagated kind.
+type objKey struct {
+	GVR       schema.GroupVersionResource
+	Namespace string
+	Name      string
+}
+
+// Controller is the running add-on.
+type Controller struct {
+	opts     Options
+	log      *slog.Logger
+	kube     kubernetes.Interface
+	dyn      dynamic.Interface
+	ext      apiextensionsclient.Interface
+	mapper   *restmapper.DeferredDiscoveryRESTMapper
+	factory  dynamicinformer.DynamicSharedInformerFactory
+	queue    workqueue.TypedRateLimitingInterface[objKey]
+	recorder record.EventRecorder
+	metrics  *metrics
+	ready    atomic.Bool
+	now      func() time.Time
+
+	memberInformer cache.SharedIndexInformer
+	ppInformer     cache.SharedIndexInformer
+	cppInformer    cache.SharedIndexInformer
+
+	runCtx context.Context
+
+	mu      sync.Mutex
+	members map[string]*member
+	// watched are the host kinds named by some policy.
+	watched map[schema.GroupVersionResource]cache.SharedIndexInformer
+	// lastEvent remembers each object's last per-member outcome, so events
+	// are emitted on change only.
+	lastEvent map[string]string
+}
+
+// New checks the options and builds the clients; Run starts the add-on.
+func New(opts Options) (*Controller, error) {
+	if opts.Config == nil {
+		return nil, fmt.Errorf("federation: Options.Config is required")
+	}
+	opts.defaults()
+	rc := rest.CopyConfig(opts.Config)
+	if rc.UserAgent == "" {
+		rc.UserAgent = "skiff-federation"
+	}
+	kc, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("host client: %w", err)
+	}
+	dc, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("host dynamic client: %w", err)
+	}
+	ec, err := apiextensionsclient.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("host apiextensions client: %w", err)
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("host discovery client: %w", err)
+	}
+	c := &Controller{
+		opts:      opts,
+		log:       opts.Logger.With("component", Name),
+		kube:      kc,
+		dyn:       dc,
+		ext:       ec,
+		mapper:    restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc)),
+		factory:   dynamicinformer.NewDynamicSharedInformerFactory(dc, 0),
+		queue:     workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[objKey](), workqueue.TypedRateLimitingQueueConfig[objKey]{Name: Name}),
+		metrics:   newMetrics(opts.Registerer),
+		now:       opts.Now,
+		members:   map[string]*member{},
+		watched:   map[schema.GroupVersionResource]cache.SharedIndexInformer{},
+		lastEvent: map[string]string{},
+	}
+	return c, nil
+}
+
+// Ready reports whether the CRDs are established and the caches synced.
+func (c *Controller) Ready() bool { return c.ready.Load() }
+
+// Run installs the API, starts the informers, member heartbeats and
+// workers, and blocks until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c.runCtx = ctx
+	if err := InstallCRDs(ctx, c.ext); err != nil {
+		return err
+	}
+	c.mapper.Reset()
+	bc := record.NewBroadcaster(record.WithContext(ctx))
+	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.kube.CoreV1().Events("")})
+	defer bc.Shutdown()
+	c.recorder = bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "skiff-federation"})
+
+	c.memberInformer = c.factory.ForResource(v1alpha1.MemberClusterGVR).Informer()
+	c.ppInformer = c.factory.ForResource(v1alpha1.PropagationPolicyGVR).Informer()
+	c.cppInformer = c.factory.ForResource(v1alpha1.ClusterPropagationPolicyGVR).Informer()
+	_, _ = c.memberInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				c.startMember(u.GetName())
+				c.enqueueAll()
+			}
+		},
+		UpdateFunc: func(old, o any) {
+			ou, _ := old.(*unstructured.Unstructured)
+			nu, _ := o.(*unstructured.Unstructured)
+			if ou == nil || nu == nil {
+				return
+			}
+			// Status writes (every heartbeat) change neither labels nor
+			// generation; readiness changes are enqueued by the heartbeat.
+			if ou.GetGeneration() != nu.GetGeneration() || !equalMaps(ou.GetLabels(), nu.GetLabels()) {
+				c.enqueueAll()
+			}
+		},
+		DeleteFunc: func(o any) {
+			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = d.Obj
+			}
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				go c.stopMember(u.GetName())
+				c.enqueueAll()
+			}
+		},
+	})
+	policyChanged := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.policiesChanged() },
+		UpdateFunc: func(any, any) { c.policiesChanged() },
+		DeleteFunc: func(any) { c.policiesChanged() },
+	}
+	_, _ = c.ppInformer.AddEventHandler(policyChanged)
+	_, _ = c.cppInformer.AddEventHandler(policyChanged)
+	c.factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), c.memberInformer.HasSynced, c.ppInformer.HasSynced, c.cppInformer.HasSynced) {
+		return ctx.Err()
+	}
+	c.policiesChanged()
+
+	var wg sync.WaitGroup
+	for range c.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c.processNext(ctx) {
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.policyStatusLoop(ctx)
+	}()
+	c.ready.Store(true)
+	c.log.Info("federation controller started", "heartbeat", c.opts.HeartbeatInterval, "failureGrace", c.opts.FailureGrace, "recoveryGrace", c.opts.RecoveryGrace)
+	<-ctx.Done()
+	c.ready.Store(false)
+	c.queue.ShutDown()
+	wg.Wait()
+	c.mu.Lock()
+	names := make([]string, 0, len(c.members))
+	for n := range c.members {
+		names = append(names, n)
+	}
+	c.mu.Unlock()
+	for _, n := range names {
+		c.stopMember(n)
+	}
+	c.factory.Shutdown()
+	return nil
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, shutdown := c.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer c.queue.Done(key)
+	requeue, err := c.reconcile(ctx, key)
+	switch {
+	case err != nil:
+		c.metrics.reconciles.WithLabelValues("error").Inc()
+		if ctx.Err() == nil {
+			c.log.Debug("reconcile failed", "resource", key.GVR.Resource, "namespace", key.Namespace, "name", key.Name, "err", err)
+		}
+		c.queue.AddRateLimited(key)
+	default:
+		c.metrics.reconciles.WithLabelValues("ok").Inc()
+		c.queue.Forget(key)
+		if requeue {
+			c.queue.AddAfter(key, c.opts.ResyncInterval)
+		}
+	}
+	return true
+}
+
+// enqueueAll queues every object of every watched kind (placement inputs
+// changed: a member, its readiness, or a policy).
+func (c *Controller) enqueueAll() {
+	c.mu.Lock()
+	inf := make(map[schema.GroupVersionResource]cache.SharedIndexInformer, len(c.watched))
+	for k, v := range c.watched {
+		inf[k] = v
+	}
+	c.mu.Unlock()
+	for gvr, i := range inf {
+		for _, o := range i.GetStore().List() {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				c.queue.Add(objKey{GVR: gvr, Namespace: u.GetNamespace(), Name: u.GetName()})
+			}
+		}
+	}
+}
