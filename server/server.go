@@ -63,6 +63,10 @@ type Config struct {
 	// WatchBookmarkInterval is how often watchers that allow bookmarks get
 	// one (0 = a minute, as upstream).
 	WatchBookmarkInterval time.Duration
+	// LogsMaxAge and LogsMaxBytes bound the embedded log store (0 = its
+	// defaults: 7 days, no size limit).
+	LogsMaxAge   time.Duration
+	LogsMaxBytes int64
 	// Disable lists add-ons and loops not to start.
 	Disable []string
 	Logger  *slog.Logger
@@ -172,6 +176,7 @@ type Server struct {
 	url        string
 	kubeconfig string
 	cancel     context.CancelFunc
+	logs       logsAddon
 	wg         sync.WaitGroup
 	stopOnce   sync.Once
 	errCh      chan error
@@ -272,6 +277,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Admission:       chain.Plugins(),
 	})
 	installAuthn(s.api)
+	if err := s.startLogStore(runCtx); err != nil {
+		return nil, err
+	}
 	s.api.SyncCache()
 	reg.OnChange(s.api.SyncCache)
 	if err := s.followAuthorization(runCtx); err != nil {

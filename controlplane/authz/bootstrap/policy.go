@@ -42,6 +42,9 @@ const (
 	// lists and watches every kind for the dashboard's shared cache and
 	// authorizes each user's view with the user's own access reviews.
 	UserDashboard = "system:skiff-dashboard"
+	// LogsShipperRole lets node agents (group system:nodes) write to the
+	// embedded log store: POST /logs/_bulk and GET /logs/.
+	LogsShipperRole = "system:skiff-logs-shipper"
 	// ControllerManagerRole aggregates the roles of the controllers the
 	// controller manager runs; it is bound to UserKubeControllerManager.
 	ControllerManagerRole = "system:skiff:kube-controller-manager-controllers"
@@ -356,6 +359,9 @@ func ClusterRoles() []rbacv1.ClusterRole {
 
 		// The dashboard backend's shared cache reads every kind.
 		clusterRole(UserDashboard, nil, r(v("list", "watch"), "*").on("*")),
+		// Node agents ship container logs into the embedded log store
+		// (addons/logging) through the API server.
+		clusterRole(LogsShipperRole, nil, urls(v("post", "put"), "/logs/_bulk"), urls(v("get", "head"), "/logs", "/logs/")),
 	}
 }
 
@@ -432,6 +438,7 @@ func ClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 		clusterBinding(UserDNS, subject(rbacv1.UserKind, UserDNS)),
 		clusterBinding(UserIngress, subject(rbacv1.UserKind, UserIngress)),
 		clusterBinding(UserDashboard, subject(rbacv1.UserKind, UserDashboard)),
+		clusterBinding(LogsShipperRole, subject(rbacv1.GroupKind, "system:nodes")),
 		clusterBindingNamed("system:skiff:kube-apiserver-kubelet-client", "system:kubelet-api-admin", subject(rbacv1.UserKind, UserKubeletClient)),
 	}
 	for _, c := range ControllerNames {

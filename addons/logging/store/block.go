@@ -1,0 +1,351 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/klauspost/compress/zstd"
+)
+
+// A block file holds one sealed head: zstd-compressed sections (timestamps,
+// ids, one per column) followed by the JSON metadata (time bounds, section
+// offsets, one token bloom filter per column), its length and a magic.
+//
+// Column encoding (sparse): for each document that has the field,
+// uvarint(doc - previous doc), uvarint(len<<2|kind), bytes.
+
+const blockMagic = "SKLOGBK1"
+
+type section struct {
+	Off int64 `json:"o"`
+	Len int64 `json:"l"`
+	Raw int64 `json:"r"`
+}
+
+type blockCol struct {
+	Path  string  `json:"p"`
+	Sec   section `json:"s"`
+	Bloom bloom   `json:"b"`
+	name  string  // dotted
+}
+
+type blockMeta struct {
+	Gen   uint64     `json:"gen"`
+	N     int        `json:"n"`
+	MinTS int64      `json:"min"`
+	MaxTS int64      `json:"max"`
+	TS    section    `json:"ts"`
+	IDs   section    `json:"ids"`
+	Cols  []blockCol `json:"cols"`
+}
+
+type block struct {
+	path  string
+	gen   uint64
+	n     int
+	minTS int64
+	maxTS int64
+	size  int64
+	meta  blockMeta
+	names map[string][]int // dotted name -> columns
+}
+
+var (
+	encPool = sync.Pool{New: func() any {
+		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		return e
+	}}
+	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+)
+
+func dotted(path string) string { return strings.ReplaceAll(path, string(pathSep), ".") }
+
+// writeBlock writes a sealed head into dir and returns the opened block.
+func writeBlock(dir string, h *head, fsync bool) (*block, error) {
+	n := len(h.docs)
+	var tsBuf, idBuf []byte
+	colBufs := make([][]byte, len(h.cols))
+	last := make([]int, len(h.cols))
+	toks := make([][]uint64, len(h.cols))
+	for i := range last {
+		last[i] = -1
+	}
+	var prev int64
+	var tb []byte
+	for i, d := range h.docs {
+		tsBuf = binary.AppendVarint(tsBuf, d.ts-prev)
+		prev = d.ts
+		idBuf = appendString(idBuf, d.id)
+		eachField(d.enc, func(c uint32, kind uint8, v []byte) bool {
+			b := colBufs[c]
+			b = binary.AppendUvarint(b, uint64(i-last[c]))
+			b = binary.AppendUvarint(b, uint64(len(v))<<2|uint64(kind))
+			colBufs[c] = append(b, v...)
+			last[c] = i
+			tb = tokens(v, tb, func(t []byte) { toks[c] = append(toks[c], xxhash.Sum64(t)) })
+			return true
+		})
+	}
+	meta := blockMeta{Gen: h.gen, N: n, MinTS: h.minTS, MaxTS: h.maxTS}
+	var out []byte
+	enc := encPool.Get().(*zstd.Encoder)
+	defer encPool.Put(enc)
+	put := func(raw []byte) section {
+		s := section{Off: int64(len(out)), Raw: int64(len(raw))}
+		out = enc.EncodeAll(raw, out)
+		s.Len = int64(len(out)) - s.Off
+		return s
+	}
+	meta.TS = put(tsBuf)
+	meta.IDs = put(idBuf)
+	for c, p := range h.cols {
+		meta.Cols = append(meta.Cols, blockCol{Path: p, Sec: put(colBufs[c]), Bloom: newBloom(toks[c])})
+	}
+	mb, err := json.Marshal(&meta)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, mb...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(mb)))
+	out = append(out, blockMagic...)
+	path := filepath.Join(dir, fmt.Sprintf("%016d.blk", h.gen))
+	if err := writeFileSync(path, out, fsync); err != nil {
+		return nil, fmt.Errorf("write block: %w", err)
+	}
+	return newBlock(path, meta, int64(len(out))), nil
+}
+
+func newBlock(path string, meta blockMeta, size int64) *block {
+	b := &block{path: path, gen: meta.Gen, n: meta.N, minTS: meta.MinTS, maxTS: meta.MaxTS, size: size, meta: meta, names: map[string][]int{}}
+	for i := range b.meta.Cols {
+		c := &b.meta.Cols[i]
+		c.name = dotted(c.Path)
+		b.names[c.name] = append(b.names[c.name], i)
+	}
+	return b
+}
+
+func openBlock(path string) (*block, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := st.Size()
+	if size < int64(len(blockMagic)+4) {
+		return nil, errors.New("block too short")
+	}
+	var tail [12]byte
+	if _, err := f.ReadAt(tail[:], size-12); err != nil {
+		return nil, err
+	}
+	if string(tail[4:]) != blockMagic {
+		return nil, errors.New("bad block magic")
+	}
+	ml := int64(binary.LittleEndian.Uint32(tail[:4]))
+	if ml > size-12 {
+		return nil, errors.New("bad block metadata length")
+	}
+	mb := make([]byte, ml)
+	if _, err := f.ReadAt(mb, size-12-ml); err != nil {
+		return nil, err
+	}
+	var meta blockMeta
+	if err := json.Unmarshal(mb, &meta); err != nil {
+		return nil, fmt.Errorf("block metadata: %w", err)
+	}
+	return newBlock(path, meta, size), nil
+}
+
+// read decompresses one section.
+func (b *block) read(s section) ([]byte, error) {
+	f, err := os.Open(b.path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	c := make([]byte, s.Len)
+	if _, err := f.ReadAt(c, s.Off); err != nil {
+		return nil, err
+	}
+	out, err := decoder.DecodeAll(c, make([]byte, 0, s.Raw))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.path, err)
+	}
+	return out, nil
+}
+
+func (b *block) eachID(fn func(h uint64)) error {
+	raw, err := b.read(b.meta.IDs)
+	if err != nil {
+		return err
+	}
+	for len(raw) > 0 {
+		v, rest, ok := readBytes(raw)
+		if !ok {
+			return errors.New("corrupt id section")
+		}
+		fn(idHash(string(v)))
+		raw = rest
+	}
+	return nil
+}
+
+func (b *block) ids() ([]string, error) {
+	raw, err := b.read(b.meta.IDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, b.n)
+	for len(raw) > 0 {
+		v, rest, ok := readBytes(raw)
+		if !ok {
+			return nil, errors.New("corrupt id section")
+		}
+		out = append(out, string(v))
+		raw = rest
+	}
+	return out, nil
+}
+
+func (b *block) timestamps() ([]int64, error) {
+	raw, err := b.read(b.meta.TS)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, 0, b.n)
+	var prev int64
+	for len(raw) > 0 {
+		d, k := binary.Varint(raw)
+		if k <= 0 {
+			return nil, errors.New("corrupt timestamp section")
+		}
+		prev += d
+		out = append(out, prev)
+		raw = raw[k:]
+	}
+	return out, nil
+}
+
+// colData is one decoded column: per document the value's offset in data,
+// its length and kind (kindAbsent when the document lacks the field).
+type colData struct {
+	data []byte
+	off  []uint32
+	ln   []uint32
+	kind []uint8
+}
+
+func (c *colData) get(i int) (uint8, []byte) {
+	k := c.kind[i]
+	if k == kindAbsent {
+		return kindAbsent, nil
+	}
+	return k, c.data[c.off[i] : c.off[i]+c.ln[i]]
+}
+
+func (b *block) column(ci int) (*colData, error) {
+	raw, err := b.read(b.meta.Cols[ci].Sec)
+	if err != nil {
+		return nil, err
+	}
+	c := &colData{data: raw, off: make([]uint32, b.n), ln: make([]uint32, b.n), kind: make([]uint8, b.n)}
+	doc := -1
+	p := 0
+	for p < len(raw) {
+		d, k := binary.Uvarint(raw[p:])
+		if k <= 0 {
+			return nil, errors.New("corrupt column")
+		}
+		p += k
+		lk, k := binary.Uvarint(raw[p:])
+		if k <= 0 {
+			return nil, errors.New("corrupt column")
+		}
+		p += k
+		doc += int(d)
+		n := int(lk >> 2)
+		if doc >= b.n || p+n > len(raw) {
+			return nil, errors.New("corrupt column")
+		}
+		c.off[doc], c.ln[doc], c.kind[doc] = uint32(p), uint32(n), uint8(lk&3)
+		p += n
+	}
+	return c, nil
+}
+
+// bloom is a token bloom filter (5 probes, about 10 bits per token).
+type bloom []uint64
+
+const bloomK = 5
+
+func newBloom(hashes []uint64) bloom {
+	if len(hashes) == 0 {
+		return nil
+	}
+	slices.Sort(hashes)
+	hashes = slices.Compact(hashes)
+	words := (len(hashes)*10 + 63) / 64
+	b := make(bloom, words)
+	m := uint64(words * 64)
+	for _, h := range hashes {
+		h1, h2 := h, h>>33|1
+		for i := uint64(0); i < bloomK; i++ {
+			bit := (h1 + i*h2) % m
+			b[bit/64] |= 1 << (bit % 64)
+		}
+	}
+	return b
+}
+
+// MarshalJSON stores the filter as base64 bytes.
+func (b bloom) MarshalJSON() ([]byte, error) {
+	raw := make([]byte, 0, len(b)*8)
+	for _, w := range b {
+		raw = binary.LittleEndian.AppendUint64(raw, w)
+	}
+	return json.Marshal(raw)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (b *bloom) UnmarshalJSON(data []byte) error {
+	var raw []byte
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return err
+	}
+	if len(raw)%8 != 0 {
+		return errors.New("bad bloom filter")
+	}
+	*b = make(bloom, len(raw)/8)
+	for i := range *b {
+		(*b)[i] = binary.LittleEndian.Uint64(raw[i*8:])
+	}
+	return nil
+}
+
+func (b bloom) has(h uint64) bool {
+	if len(b) == 0 {
+		return false
+	}
+	m := uint64(len(b) * 64)
+	h1, h2 := h, h>>33|1
+	for i := uint64(0); i < bloomK; i++ {
+		bit := (h1 + i*h2) % m
+		if b[bit/64]&(1<<(bit%64)) == 0 {
+			return false
+		}
+	}
+	return true
+}

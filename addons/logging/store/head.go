@@ -1,0 +1,104 @@
+package store
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+// head holds the documents of an index not yet sealed into a block. Docs
+// and cols only grow (readers take a snapshot of their slice headers under
+// the index lock); each document's fields are encoded once into an arena:
+// uvarint(column) uvarint(len<<2|kind) bytes, repeated.
+type head struct {
+	gen    uint64
+	cols   []string // column paths (segments joined by pathSep)
+	colIdx map[string]uint32
+	docs   []hdoc
+	chunk  []byte
+	bytes  int
+	minTS  int64
+	maxTS  int64
+}
+
+type hdoc struct {
+	ts  int64
+	id  string
+	enc []byte
+}
+
+const arenaChunk = 1 << 20
+
+func newHead(gen uint64) *head {
+	return &head{gen: gen, colIdx: map[string]uint32{}, minTS: 1<<63 - 1, maxTS: -1 << 63}
+}
+
+// add appends a document and returns the bytes it takes.
+func (h *head) add(id string, fields []field, now func() time.Time) int {
+	ts, haveTS := int64(0), false
+	size := 0
+	for _, f := range fields {
+		if !haveTS && string(f.path) == "@timestamp" {
+			ts, haveTS = parseTime(f.kind, f.value)
+		}
+		size += 2*binary.MaxVarintLen32 + len(f.value)
+	}
+	if !haveTS {
+		ts = now().UnixNano()
+	}
+	if size > cap(h.chunk) {
+		n := arenaChunk
+		if size > n/4 {
+			n = size // large documents get their own allocation
+		}
+		h.chunk = make([]byte, 0, n)
+	}
+	buf := h.chunk[:0]
+	for _, f := range fields {
+		c, ok := h.colIdx[string(f.path)]
+		if !ok {
+			c = uint32(len(h.cols))
+			p := string(f.path)
+			h.cols = append(h.cols, p)
+			h.colIdx[p] = c
+		}
+		buf = binary.AppendUvarint(buf, uint64(c))
+		buf = binary.AppendUvarint(buf, uint64(len(f.value))<<2|uint64(f.kind))
+		buf = append(buf, f.value...)
+	}
+	enc := buf[:len(buf):len(buf)]
+	h.chunk = buf[len(buf):]
+	h.docs = append(h.docs, hdoc{ts: ts, id: id, enc: enc})
+	if ts < h.minTS {
+		h.minTS = ts
+	}
+	if ts > h.maxTS {
+		h.maxTS = ts
+	}
+	n := len(enc) + len(id) + 48
+	h.bytes += n
+	return n
+}
+
+// eachField decodes a head document's fields.
+func eachField(enc []byte, fn func(col uint32, kind uint8, v []byte) bool) {
+	for len(enc) > 0 {
+		c, k := binary.Uvarint(enc)
+		if k <= 0 {
+			return
+		}
+		enc = enc[k:]
+		lk, k := binary.Uvarint(enc)
+		if k <= 0 {
+			return
+		}
+		enc = enc[k:]
+		n := int(lk >> 2)
+		if n > len(enc) {
+			return
+		}
+		if !fn(uint32(c), uint8(lk&3), enc[:n]) {
+			return
+		}
+		enc = enc[n:]
+	}
+}
