@@ -107,7 +107,12 @@ func (s *Server) StartAgent(ctx context.Context, opts agent.Options) (*agent.Age
 	if err != nil {
 		return nil, fmt.Errorf("agent identity: %w", err)
 	}
-	return agent.Start(ctx, rc, opts)
+	a, err := agent.Start(ctx, rc, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.publishClusterDNS(a)
+	return a, nil
 }
 
 // clusterDNSIP is the tenth address of the service range (10.43.0.10 by

@@ -59,8 +59,8 @@ func (s *Server) startLoops(ctx context.Context) {
 	s.startControllerManager(ctx)
 	s.startNodeJoin(ctx)
 	s.startScheduler(ctx)
+	s.startDNS(ctx) // before the agent: the agent publishes kube-dns
 	s.startNodeAgent(ctx)
-	s.startDNS(ctx)
 	s.startIngress(ctx)
 	s.startMetrics(ctx)
 	s.startDashboard(ctx)

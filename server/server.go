@@ -63,6 +63,13 @@ type Config struct {
 	// WatchBookmarkInterval is how often watchers that allow bookmarks get
 	// one (0 = a minute, as upstream).
 	WatchBookmarkInterval time.Duration
+	// EtcdSnapshotScheduleCron takes etcd snapshots on this cron schedule
+	// ("" = none; `skiff server` defaults to every 12 hours) into
+	// EtcdSnapshotDir (default <data-dir>/snapshots), keeping the
+	// EtcdSnapshotRetention newest (default 5).
+	EtcdSnapshotScheduleCron string
+	EtcdSnapshotRetention    int
+	EtcdSnapshotDir          string
 	// LogsMaxAge and LogsMaxBytes bound the embedded log store (0 = its
 	// defaults: 7 days, no size limit).
 	LogsMaxAge   time.Duration
@@ -176,6 +183,9 @@ type Server struct {
 	url        string
 	kubeconfig string
 	cancel     context.CancelFunc
+	// runCtx ends when the server stops (loops started after Start use it).
+	runCtx     context.Context
+	clusterDNS clusterDNS
 	logs       logsAddon
 	wg         sync.WaitGroup
 	stopOnce   sync.Once
@@ -193,7 +203,7 @@ type Server struct {
 func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	cfg.Defaults()
 	runCtx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "server"), cancel: cancel, errCh: make(chan error, 4)}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "server"), cancel: cancel, runCtx: runCtx, errCh: make(chan error, 4)}
 	defer func() {
 		if err != nil {
 			s.Stop()
@@ -326,6 +336,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
 	s.startLoops(runCtx)
+	if err := s.startSnapshots(runCtx); err != nil {
+		return nil, err
+	}
 	if err := s.startCRDController(runCtx); err != nil {
 		return nil, err
 	}
@@ -387,7 +400,7 @@ func (s *Server) startDatastore(ctx context.Context) error {
 	if _, err := cli.Get(cctx, "/registry/health"); err != nil {
 		return fmt.Errorf("etcd at %v is not reachable: %w", endpoints, err)
 	}
-	return nil
+	return s.recordDatastore(endpoints)
 }
 
 func (s *Server) writeAdminKubeconfig() error {

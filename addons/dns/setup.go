@@ -241,7 +241,7 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.bindClusterDNS(ctx)
+			s.bindWhenLocal(ctx, s.opts.ClusterDNS)
 		}()
 	}
 	select {
@@ -256,15 +256,25 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// bindClusterDNS binds the cluster DNS IP once it is an address of this
-// host, retrying every second while it is not (EADDRNOTAVAIL).
-func (s *Server) bindClusterDNS(ctx context.Context) {
-	addr := net.JoinHostPort(s.opts.ClusterDNS, strconv.Itoa(s.opts.ClusterDNSPort))
+// ServeOn serves DNS on host at the cluster DNS port as well, from the
+// moment host is an address of this machine until ctx ends. `skiff
+// server` passes the pod bridge's gateway of its node agent: the kube-dns
+// Service's endpoint, where pods' queries to the cluster DNS IP are sent.
+func (s *Server) ServeOn(ctx context.Context, host string) {
+	go s.bindWhenLocal(ctx, host)
+}
+
+// bindWhenLocal binds host at the cluster DNS port once it is an address
+// of this machine, retrying every 250ms while it is not (EADDRNOTAVAIL):
+// the cluster DNS IP appears with the service proxy's dummy link, a
+// bridge gateway with the first pod.
+func (s *Server) bindWhenLocal(ctx context.Context, host string) {
+	addr := net.JoinHostPort(host, strconv.Itoa(s.opts.ClusterDNSPort))
 	logged := false
 	for {
 		bound, err := s.listen(addr)
 		if err == nil {
-			s.log.Info("dns listening on the cluster DNS address", "addr", bound)
+			s.log.Info("dns listening", "addr", bound)
 			return
 		}
 		if !logged {
@@ -272,13 +282,13 @@ func (s *Server) bindClusterDNS(ctx context.Context) {
 			if errors.Is(err, syscall.EADDRNOTAVAIL) {
 				level = slog.LevelInfo
 			}
-			s.log.Log(ctx, level, "cluster DNS address not served yet; retrying", "addr", addr, "err", err)
+			s.log.Log(ctx, level, "dns address not local yet; retrying", "addr", addr, "err", err)
 			logged = true
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Second):
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }

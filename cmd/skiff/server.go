@@ -68,6 +68,9 @@ func serverCmd() *cobra.Command {
 	f.StringVar(&cfg.IngressBindAddress, "ingress-bind-address", "0.0.0.0", "address the ingress listeners bind")
 	f.StringVar(&cfg.IngressAccessLog, "ingress-access-log", "-", "ingress JSON access log file ('-' = stdout, '' = off)")
 	f.IntVar(&cfg.DashboardPort, "dashboard-port", 8443, "web dashboard HTTPS port on --bind-address (0 = off)")
+	f.StringVar(&cfg.EtcdSnapshotScheduleCron, "etcd-snapshot-schedule-cron", "0 */12 * * *", "take etcd snapshots on this cron schedule ('' = never; --disable etcd-snapshot)")
+	f.IntVar(&cfg.EtcdSnapshotRetention, "etcd-snapshot-retention", 5, "keep this many scheduled snapshots")
+	f.StringVar(&cfg.EtcdSnapshotDir, "etcd-snapshot-dir", "", "where snapshots go (default <data-dir>/snapshots)")
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,35 +10,45 @@ import (
 	"testing"
 	"time"
 
+	mdns "github.com/miekg/dns"
 	"github.com/skiffhq/skiff/internal/nodetest"
 	"github.com/skiffhq/skiff/internal/testimages"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/network"
+	"github.com/skiffhq/skiff/nodeagent/proxy"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
-	"github.com/skiffhq/skiff/server"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 const (
-	podCIDR = "10.42.247.0/24"
-	podGW   = "10.42.247.1" // the bridge's address: where the pods' nameserver points
-	bridge  = "skiffdns0"
+	podCIDR    = "10.42.247.0/24"
+	podGW      = "10.42.247.1" // the bridge's address: the kube-dns endpoint
+	clusterDNS = "10.43.0.10"  // the default cluster DNS IP
+	bridge     = "skiffdns0"
+	// The service proxy's table and dummy link, this package's own.
+	proxyTable, proxyLink = "skiff_proxy_dnstest", "skiffdnssvc0"
 )
 
-// TestNslookupFromPod runs busybox nslookup in a real pod. Nothing routes
-// pod traffic to the cluster DNS service IP yet (no service proxy), so the
-// server is told --cluster-dns <bridge gateway>: the node agent writes that
-// address into the pod's resolv.conf and the DNS add-on binds it once the
-// agent has created the bridge.
+// TestNslookupFromPod runs busybox nslookup in a real pod whose resolv.conf
+// names the cluster DNS IP, as every ClusterFirst pod's does. The path is
+// the production one: the server publishes kube-system/kube-dns with the
+// agent's bridge gateway as endpoint, the agent's nftables proxy DNATs the
+// query there, and the add-on answers on the gateway.
 func TestNslookupFromPod(t *testing.T) {
 	nodetest.Require(t)
 	state := nodetest.StateDir(t, nodetest.Busybox)
-	ts := testserver.Start(t, func(c *server.Config) { c.ClusterDNS = podGW })
+	ts := testserver.Start(t)
 	ctx := context.Background()
 	opts := nodetest.AgentOptions("dns-pod-test", state, podCIDR, bridge)
+	opts.ProxyMode = agent.ProxyModeNFTables
+	opts.Proxy = proxy.Options{Table: proxyTable, Interface: proxyLink}
+	const localnet = "/proc/sys/net/ipv4/conf/all/route_localnet"
+	if prev, err := os.ReadFile(localnet); err == nil {
+		t.Cleanup(func() { _ = os.WriteFile(localnet, prev, 0o644) })
+	}
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	a, err := ts.StartAgent(sctx, opts)
 	cancel()
@@ -113,8 +124,8 @@ echo "Q END"; sleep 3600`
 		}
 	}
 	t.Logf("pod output:\n%s", logs)
-	if !strings.Contains(logs, "nameserver "+podGW) {
-		t.Fatalf("resolv.conf does not name %s", podGW)
+	if !strings.Contains(logs, "nameserver "+clusterDNS) {
+		t.Fatalf("resolv.conf does not name %s", clusterDNS)
 	}
 	sections := map[string]string{}
 	for _, part := range strings.Split(logs, "Q ")[1:] {
@@ -131,6 +142,27 @@ echo "Q END"; sleep 3600`
 	} {
 		if !strings.Contains(sections[name], want) {
 			t.Errorf("nslookup %s: no %q in\n%s", name, want, sections[name])
+		}
+	}
+	// The Service the server publishes, and the same VIP from the host
+	// (the proxy's output DNAT), over UDP and TCP.
+	kd, err := ts.Client.CoreV1().Services("kube-system").Get(ctx, "kube-dns", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("kube-dns service: %v", err)
+	}
+	if kd.Spec.ClusterIP != clusterDNS || len(kd.Spec.Ports) != 2 || kd.Labels["k8s-app"] != "kube-dns" {
+		t.Fatalf("kube-dns service: %+v", kd)
+	}
+	for _, proto := range []string{"udp", "tcp"} {
+		c := &mdns.Client{Net: proto, Timeout: 2 * time.Second}
+		m := new(mdns.Msg)
+		m.SetQuestion("web.dnspod.svc.cluster.local.", mdns.TypeA)
+		r, _, err := c.Exchange(m, net.JoinHostPort(clusterDNS, "53"))
+		if err != nil {
+			t.Fatalf("host query over %s to %s: %v", proto, clusterDNS, err)
+		}
+		if len(r.Answer) != 1 || r.Answer[0].(*mdns.A).A.String() != web.Spec.ClusterIP {
+			t.Fatalf("host query over %s: %v", proto, r)
 		}
 	}
 }
@@ -158,6 +190,9 @@ func cleanupAgent(t *testing.T, ts *testserver.Server, a *agent.Agent, opts agen
 		time.Sleep(200 * time.Millisecond)
 	}
 	a.Stop()
+	if err := proxy.Cleanup(opts.Proxy); err != nil {
+		t.Errorf("proxy cleanup: %v", err)
+	}
 	if rt, err := runtime.New(ctx, runtime.Options{}); err == nil {
 		for _, c := range ours(rt) {
 			_ = rt.Remove(ctx, c.ID)

@@ -447,25 +447,41 @@ func ClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 	return out
 }
 
-// Roles returns the default namespaced roles.
+// Roles returns the default namespaced roles: the server keeps
+// default/kubernetes and kube-system/kube-dns (KubeDNSService) itself.
 func Roles() []rbacv1.Role {
-	m := meta(UserKubernetesService, nil)
-	m.Namespace = metav1.NamespaceDefault
-	return []rbacv1.Role{{ObjectMeta: m, Rules: rules(
-		r(v("list", "watch", "create"), legacy).on("services", "endpoints"),
-		r(v("get", "update", "patch"), legacy).on("services", "endpoints").names("kubernetes"),
-		r(v("list", "watch", "create"), "discovery.k8s.io").on("endpointslices"),
-		r(v("get", "update", "patch", "delete"), "discovery.k8s.io").on("endpointslices").names("kubernetes"),
-	)}}
+	var out []rbacv1.Role
+	for _, s := range controlPlaneServices {
+		m := meta(UserKubernetesService, nil)
+		m.Namespace = s[0]
+		out = append(out, rbacv1.Role{ObjectMeta: m, Rules: rules(
+			r(v("list", "watch", "create"), legacy).on("services", "endpoints"),
+			r(v("get", "update", "patch"), legacy).on("services", "endpoints").names(s[1]),
+			r(v("list", "watch", "create"), "discovery.k8s.io").on("endpointslices"),
+			r(v("get", "update", "patch", "delete"), "discovery.k8s.io").on("endpointslices").names(s[1]),
+		)})
+	}
+	return out
 }
+
+// KubeDNSService is the cluster DNS add-on's Service in kube-system.
+const KubeDNSService = "kube-dns"
+
+// controlPlaneServices are the Services (namespace, name) whose endpoints
+// the server itself keeps.
+var controlPlaneServices = [][2]string{{metav1.NamespaceDefault, "kubernetes"}, {metav1.NamespaceSystem, KubeDNSService}}
 
 // RoleBindings returns the default namespaced role bindings.
 func RoleBindings() []rbacv1.RoleBinding {
-	m := meta(UserKubernetesService, nil)
-	m.Namespace = metav1.NamespaceDefault
-	return []rbacv1.RoleBinding{{
-		ObjectMeta: m,
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: UserKubernetesService},
-		Subjects:   []rbacv1.Subject{subject(rbacv1.UserKind, UserKubernetesService)},
-	}}
+	var out []rbacv1.RoleBinding
+	for _, s := range controlPlaneServices {
+		m := meta(UserKubernetesService, nil)
+		m.Namespace = s[0]
+		out = append(out, rbacv1.RoleBinding{
+			ObjectMeta: m,
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: UserKubernetesService},
+			Subjects:   []rbacv1.Subject{subject(rbacv1.UserKind, UserKubernetesService)},
+		})
+	}
+	return out
 }

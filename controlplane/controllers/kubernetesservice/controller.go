@@ -1,6 +1,7 @@
-// Package kubernetesservice keeps the `kubernetes` Service in namespace
-// default, its Endpoints and its EndpointSlice pointing at the API server,
-// as kube-apiserver's own reconcilers do. See README.md.
+// Package kubernetesservice keeps a Service that the control plane itself
+// backs — `default/kubernetes` (the API server) and `kube-system/kube-dns`
+// (the DNS add-on) — with its Endpoints and EndpointSlice pointing at one
+// fixed address, as kube-apiserver's own reconcilers do. See README.md.
 package kubernetesservice
 
 import (
@@ -25,23 +26,27 @@ import (
 // Name is the controller's name (and its --disable name).
 const Name = "kubernetes-service"
 
-const (
-	namespace = metav1.NamespaceDefault
-	name      = "kubernetes"
-	key       = namespace + "/" + name
-	// resync re-checks the objects even when nothing changed, as upstream's
-	// endpoint reconciler does every 10s.
-	resync = 10 * time.Second
-)
+// resync re-checks the objects even when nothing changed, as upstream's
+// endpoint reconciler does every 10s.
+const resync = 10 * time.Second
 
-// Config is what the controller needs.
+// Config is what the controller needs. The zero Namespace/Service/Ports
+// describe `default/kubernetes`: port 443 `https` to Port.
 type Config struct {
 	Client kubernetes.Interface
-	// ClusterIP is the Service's address (the first of the service range).
+	// Namespace and Service name the Service (default default/kubernetes);
+	// Labels are set on it when it is created.
+	Namespace, Service string
+	Labels             map[string]string
+	// ClusterIP is the Service's address (the first of the service range
+	// for `kubernetes`).
 	ClusterIP string
-	// Address and Port are where the API server listens.
+	// Address is the one endpoint; Ports the Service's ports, whose
+	// numeric TargetPorts are the endpoint's ports. Unset Ports mean one
+	// port 443 named https to Port (the API server's).
 	Address string
 	Port    int32
+	Ports   []corev1.ServicePort
 	Logger  *slog.Logger
 }
 
@@ -56,7 +61,17 @@ func New(cfg Config) *Controller {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Controller{cfg: cfg, log: cfg.Logger.With("component", Name)}
+	if cfg.Namespace == "" {
+		cfg.Namespace = metav1.NamespaceDefault
+	}
+	if cfg.Service == "" {
+		cfg.Service = "kubernetes"
+		cfg.Labels = map[string]string{"component": "apiserver", "provider": "kubernetes"}
+	}
+	if len(cfg.Ports) == 0 {
+		cfg.Ports = []corev1.ServicePort{{Name: "https", Protocol: corev1.ProtocolTCP, Port: 443, TargetPort: intstr.FromInt32(cfg.Port)}}
+	}
+	return &Controller{cfg: cfg, log: cfg.Logger.With("component", Name, "service", cfg.Namespace+"/"+cfg.Service)}
 }
 
 var _ controllers.Controller = (*Controller)(nil)
@@ -67,9 +82,9 @@ func (c *Controller) Name() string { return Name }
 // Run implements controllers.Controller.
 func (c *Controller) Run(ctx context.Context, workers int) error {
 	f := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, resync,
-		informers.WithNamespace(namespace),
+		informers.WithNamespace(c.cfg.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", c.cfg.Service).String()
 		}))
 	q := controllers.NewQueue(Name)
 	h := controllers.Enqueue(q)
@@ -90,7 +105,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	if !controllers.WaitForSync(ctx, svcs.Informer().HasSynced, eps.Informer().HasSynced, slices.Informer().HasSynced) {
 		return ctx.Err()
 	}
-	q.Add(key)
+	q.Add(c.cfg.Namespace + "/" + c.cfg.Service)
 	controllers.RunWorkers(ctx, q, 1, c.log, func(ctx context.Context, _ string) (controllers.Result, error) {
 		return controllers.Result{}, c.Reconcile(ctx)
 	})
@@ -102,39 +117,47 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 // server calls once at startup before the informers exist.
 func (c *Controller) Reconcile(ctx context.Context) error {
 	if err := c.service(ctx); err != nil {
-		return fmt.Errorf("kubernetes service: %w", err)
+		return fmt.Errorf("service %s/%s: %w", c.cfg.Namespace, c.cfg.Service, err)
 	}
 	if err := c.endpoints(ctx); err != nil {
-		return fmt.Errorf("kubernetes endpoints: %w", err)
+		return fmt.Errorf("endpoints %s/%s: %w", c.cfg.Namespace, c.cfg.Service, err)
 	}
 	if err := c.endpointSlice(ctx); err != nil {
-		return fmt.Errorf("kubernetes endpointslice: %w", err)
+		return fmt.Errorf("endpointslice %s/%s: %w", c.cfg.Namespace, c.cfg.Service, err)
 	}
 	return nil
 }
 
-func (c *Controller) ports() []corev1.ServicePort {
-	return []corev1.ServicePort{{Name: "https", Protocol: corev1.ProtocolTCP, Port: 443, TargetPort: intstr.FromInt32(c.cfg.Port)}}
+// samePorts compares the fields the controller sets.
+func samePorts(a, b []corev1.ServicePort) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || a[i].Port != b[i].Port || a[i].Protocol != b[i].Protocol || a[i].TargetPort != b[i].TargetPort {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Controller) service(ctx context.Context) error {
-	cli := c.cfg.Client.CoreV1().Services(namespace)
-	cur, err := cli.Get(ctx, name, metav1.GetOptions{})
+	cli := c.cfg.Client.CoreV1().Services(c.cfg.Namespace)
+	cur, err := cli.Get(ctx, c.cfg.Service, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		svc := &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace,
-				Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
+			ObjectMeta: metav1.ObjectMeta{Name: c.cfg.Service, Namespace: c.cfg.Namespace, Labels: c.cfg.Labels},
 			Spec: corev1.ServiceSpec{
 				Type:            corev1.ServiceTypeClusterIP,
 				ClusterIP:       c.cfg.ClusterIP,
 				ClusterIPs:      []string{c.cfg.ClusterIP},
-				Ports:           c.ports(),
+				Ports:           c.cfg.Ports,
 				SessionAffinity: corev1.ServiceAffinityNone,
 			},
 		}
 		_, err = cli.Create(ctx, svc, metav1.CreateOptions{})
 		if err == nil {
-			c.log.Info("created the kubernetes service", "clusterIP", c.cfg.ClusterIP)
+			c.log.Info("created the service", "clusterIP", c.cfg.ClusterIP)
 		}
 		if apierrors.IsAlreadyExists(err) {
 			return nil
@@ -145,10 +168,8 @@ func (c *Controller) service(ctx context.Context) error {
 		return err
 	}
 	// Only the ports and type are corrected; the cluster IP is immutable.
-	want := c.ports()
-	if cur.Spec.Type == corev1.ServiceTypeClusterIP && len(cur.Spec.Ports) == 1 &&
-		cur.Spec.Ports[0].Name == want[0].Name && cur.Spec.Ports[0].Port == want[0].Port &&
-		cur.Spec.Ports[0].Protocol == want[0].Protocol && cur.Spec.Ports[0].TargetPort == want[0].TargetPort {
+	want := c.cfg.Ports
+	if cur.Spec.Type == corev1.ServiceTypeClusterIP && samePorts(cur.Spec.Ports, want) {
 		return nil
 	}
 	next := cur.DeepCopy()
@@ -159,15 +180,19 @@ func (c *Controller) service(ctx context.Context) error {
 }
 
 func (c *Controller) endpoints(ctx context.Context) error {
-	cli := c.cfg.Client.CoreV1().Endpoints(namespace)
+	cli := c.cfg.Client.CoreV1().Endpoints(c.cfg.Namespace)
+	var ports []corev1.EndpointPort
+	for _, p := range c.cfg.Ports {
+		ports = append(ports, corev1.EndpointPort{Name: p.Name, Port: p.TargetPort.IntVal, Protocol: p.Protocol})
+	}
 	subsets := []corev1.EndpointSubset{{
 		Addresses: []corev1.EndpointAddress{{IP: c.cfg.Address}},
-		Ports:     []corev1.EndpointPort{{Name: "https", Port: c.cfg.Port, Protocol: corev1.ProtocolTCP}},
+		Ports:     ports,
 	}}
 	labels := map[string]string{discoveryv1.LabelSkipMirror: "true"}
-	cur, err := cli.Get(ctx, name, metav1.GetOptions{})
+	cur, err := cli.Get(ctx, c.cfg.Service, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		_, err = cli.Create(ctx, &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels}, Subsets: subsets}, metav1.CreateOptions{})
+		_, err = cli.Create(ctx, &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: c.cfg.Service, Namespace: c.cfg.Namespace, Labels: labels}, Subsets: subsets}, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
 			return nil
 		}
@@ -190,20 +215,23 @@ func (c *Controller) endpoints(ctx context.Context) error {
 }
 
 func (c *Controller) endpointSlice(ctx context.Context) error {
-	cli := c.cfg.Client.DiscoveryV1().EndpointSlices(namespace)
+	name := c.cfg.Service
+	cli := c.cfg.Client.DiscoveryV1().EndpointSlices(c.cfg.Namespace)
 	ready := true
-	portName, proto, port := "https", corev1.ProtocolTCP, c.cfg.Port
 	addrType := discoveryv1.AddressTypeIPv4
 	if ip := parseIP(c.cfg.Address); ip != nil && ip.To4() == nil {
 		addrType = discoveryv1.AddressTypeIPv6
 	}
 	endpoints := []discoveryv1.Endpoint{{Addresses: []string{c.cfg.Address}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}
-	ports := []discoveryv1.EndpointPort{{Name: &portName, Protocol: &proto, Port: &port}}
+	var ports []discoveryv1.EndpointPort
+	for _, p := range c.cfg.Ports {
+		ports = append(ports, discoveryv1.EndpointPort{Name: &p.Name, Protocol: &p.Protocol, Port: &p.TargetPort.IntVal})
+	}
 	labels := map[string]string{discoveryv1.LabelServiceName: name}
 	cur, err := cli.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = cli.Create(ctx, &discoveryv1.EndpointSlice{
-			ObjectMeta:  metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels},
+			ObjectMeta:  metav1.ObjectMeta{Name: name, Namespace: c.cfg.Namespace, Labels: labels},
 			AddressType: addrType, Endpoints: endpoints, Ports: ports,
 		}, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {

@@ -1,0 +1,62 @@
+package server
+
+import (
+	"net"
+	"strconv"
+	"sync"
+
+	"github.com/skiffhq/skiff/controlplane/authz/bootstrap"
+	"github.com/skiffhq/skiff/controlplane/controllers/kubernetesservice"
+	"github.com/skiffhq/skiff/nodeagent/agent"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// clusterDNS publishes the DNS add-on as the kube-system/kube-dns Service
+// once, for the first node agent this process runs.
+type clusterDNS struct{ once sync.Once }
+
+// publishClusterDNS makes the cluster DNS IP reach the DNS add-on from
+// pods on any node: the add-on also listens on the pod bridge's gateway of
+// this process's node agent, and kube-system/kube-dns (ClusterIP = the
+// cluster DNS IP, port 53 UDP and TCP) has that gateway as its one
+// endpoint, so the service proxy DNATs pods' queries there (pods on other
+// nodes reach it over the pod routes). Only the first agent is used; an
+// agent without a pod network (hollow nodes) publishes nothing.
+func (s *Server) publishClusterDNS(a *agent.Agent) {
+	if s.dns == nil || a.Network() == nil || a.Network().Gateway() == nil || s.disabled(kubernetesservice.Name) {
+		return
+	}
+	s.clusterDNS.once.Do(func() {
+		gw := a.Network().Gateway().String()
+		port := s.cfg.DNSPort
+		if port == 0 {
+			port = 53
+		}
+		s.dns.ServeOn(s.runCtx, gw)
+		cs, err := s.componentClient(bootstrap.UserKubernetesService)
+		if err != nil {
+			s.log.Error("kube-dns service", "err", err)
+			return
+		}
+		target := intstr.FromInt32(int32(port))
+		c := kubernetesservice.New(kubernetesservice.Config{
+			Client:    cs,
+			Namespace: metav1.NamespaceSystem,
+			Service:   bootstrap.KubeDNSService,
+			// Upstream's kube-dns labels; `kubectl cluster-info` lists
+			// services labelled kubernetes.io/cluster-service.
+			Labels:    map[string]string{"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "SkiffDNS"},
+			ClusterIP: s.cfg.ClusterDNS,
+			Address:   gw,
+			Ports: []corev1.ServicePort{
+				{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: target},
+				{Name: "dns-tcp", Protocol: corev1.ProtocolTCP, Port: 53, TargetPort: target},
+			},
+			Logger: s.cfg.Logger,
+		})
+		s.log.Info("publishing cluster DNS", "service", "kube-system/"+bootstrap.KubeDNSService, "clusterIP", s.cfg.ClusterDNS, "endpoint", net.JoinHostPort(gw, strconv.Itoa(port)))
+		s.runController(s.runCtx, c, 1)
+	})
+}
