@@ -1,0 +1,822 @@
+package store
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// part is one searchable piece of an index: a block or a head snapshot.
+type part struct {
+	idx   *index
+	gen   uint64
+	n     int
+	minTS int64
+	maxTS int64
+
+	blk *block
+	// head snapshot
+	hdocs []hdoc
+	hcols []string
+
+	mu     sync.Mutex
+	names  map[string][]int // dotted name -> columns (head)
+	tsv    []int64
+	idv    []string
+	colv   map[int]*colData
+	loadErr error
+}
+
+func (p *part) colNames() []string {
+	if p.blk != nil {
+		out := make([]string, len(p.blk.meta.Cols))
+		for i, c := range p.blk.meta.Cols {
+			out[i] = c.name
+		}
+		return out
+	}
+	out := make([]string, len(p.hcols))
+	for i, c := range p.hcols {
+		out[i] = dotted(c)
+	}
+	return out
+}
+
+// columns resolves a dotted field name or pattern to column numbers.
+func (p *part) columns(name string) []int {
+	if p.blk != nil && !strings.ContainsAny(name, "*?") {
+		return p.blk.names[name]
+	}
+	if p.names == nil {
+		p.names = map[string][]int{}
+	}
+	if cols, ok := p.names[name]; ok {
+		return cols
+	}
+	var cols []int
+	for i, n := range p.colNames() {
+		if n == name || (strings.ContainsAny(name, "*?") && wildcardMatch(name, n)) {
+			cols = append(cols, i)
+		}
+	}
+	p.names[name] = cols
+	return cols
+}
+
+func (p *part) bloomAny(field string, qh []uint64, anyTok bool) bool {
+	cols := p.columns(field)
+	if p.blk == nil {
+		return len(cols) > 0
+	}
+	for _, c := range cols {
+		b := p.blk.meta.Cols[c].Bloom
+		ok := !anyTok
+		for _, h := range qh {
+			has := b.has(h)
+			if anyTok && has {
+				ok = true
+				break
+			}
+			if !anyTok && !has {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *part) value(c, i int) (uint8, []byte) {
+	if p.blk != nil {
+		cd := p.colv[c]
+		if cd == nil {
+			var err error
+			cd, err = p.blk.column(c)
+			if err != nil {
+				p.loadErr = err
+				cd = &colData{off: make([]uint32, p.n), ln: make([]uint32, p.n), kind: make([]uint8, p.n)}
+			}
+			if p.colv == nil {
+				p.colv = map[int]*colData{}
+			}
+			p.colv[c] = cd
+		}
+		return cd.get(i)
+	}
+	var kind uint8
+	var val []byte
+	eachField(p.hdocs[i].enc, func(col uint32, k uint8, v []byte) bool {
+		if int(col) == c {
+			kind, val = k, v
+			return false
+		}
+		return true
+	})
+	return kind, val
+}
+
+func (p *part) loadTS() error {
+	if p.tsv != nil || p.blk == nil {
+		return nil
+	}
+	ts, err := p.blk.timestamps()
+	if err != nil {
+		return err
+	}
+	p.tsv = ts
+	return nil
+}
+
+func (p *part) ts(i int) int64 {
+	if p.blk == nil {
+		return p.hdocs[i].ts
+	}
+	return p.tsv[i]
+}
+
+func (p *part) loadIDs() error {
+	if p.idv != nil || p.blk == nil {
+		return nil
+	}
+	ids, err := p.blk.ids()
+	if err != nil {
+		return err
+	}
+	p.idv = ids
+	return nil
+}
+
+func (p *part) id(i int) string {
+	if p.blk == nil {
+		return p.hdocs[i].id
+	}
+	return p.idv[i]
+}
+
+// source rebuilds document i's JSON with the client's nesting.
+func (p *part) source(i int) []byte {
+	type fv struct {
+		path []string
+		kind uint8
+		v    []byte
+	}
+	var fs []fv
+	if p.blk != nil {
+		for c := range p.blk.meta.Cols {
+			if k, v := p.value(c, i); k != kindAbsent {
+				fs = append(fs, fv{strings.Split(p.blk.meta.Cols[c].Path, string(pathSep)), k, v})
+			}
+		}
+	} else {
+		eachField(p.hdocs[i].enc, func(col uint32, k uint8, v []byte) bool {
+			fs = append(fs, fv{strings.Split(p.hcols[col], string(pathSep)), k, v})
+			return true
+		})
+	}
+	type node struct {
+		key  string
+		kids []*node
+		kind uint8
+		v    []byte
+	}
+	root := &node{}
+	for _, f := range fs {
+		n := root
+		for d, seg := range f.path {
+			leaf := d == len(f.path)-1
+			var next *node
+			if !leaf {
+				for _, k := range n.kids {
+					if k.key == seg && k.kind == 0 {
+						next = k
+						break
+					}
+				}
+			}
+			if next == nil {
+				next = &node{key: seg}
+				n.kids = append(n.kids, next)
+			}
+			if leaf {
+				next.kind, next.v = f.kind, f.v
+			}
+			n = next
+		}
+	}
+	var out []byte
+	var emit func(n *node)
+	emit = func(n *node) {
+		out = append(out, '{')
+		for j, k := range n.kids {
+			if j > 0 {
+				out = append(out, ',')
+			}
+			out = appendJSONStr(out, k.key)
+			out = append(out, ':')
+			switch k.kind {
+			case kindString:
+				out = appendJSONStr(out, string(k.v))
+			case kindRaw:
+				out = append(out, k.v...)
+			default:
+				emit(k)
+			}
+		}
+		out = append(out, '}')
+	}
+	emit(root)
+	return out
+}
+
+func appendJSONStr(out []byte, s string) []byte {
+	out = append(out, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < 0x80 {
+			out = append(out, c)
+			i++
+			continue
+		}
+		if c < 0x80 {
+			switch c {
+			case '"':
+				out = append(out, '\\', '"')
+			case '\\':
+				out = append(out, '\\', '\\')
+			case '\n':
+				out = append(out, '\\', 'n')
+			case '\r':
+				out = append(out, '\\', 'r')
+			case '\t':
+				out = append(out, '\\', 't')
+			default:
+				out = append(out, `\u00`...)
+				out = append(out, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			out = append(out, `\ufffd`...)
+		} else {
+			out = append(out, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(out, '"')
+}
+
+// SortField orders hits: "@timestamp" (millisecond values, as a date
+// field), "_doc" (insertion order) or "_score" (all scores are 1).
+type SortField struct {
+	Field string
+	Desc  bool
+}
+
+// SearchRequest is a search over indices.
+type SearchRequest struct {
+	Indices []string
+	Query   Query
+	From    int
+	Size    int
+	Sort    []SortField
+	// SearchAfter holds the sort values of the last hit of the previous
+	// page, one per Sort field.
+	SearchAfter []int64
+	// TrackTotalHits counts matches exactly up to this many (0 = 10,000
+	// as Elasticsearch; negative = always exactly).
+	TrackTotalHits int
+	Aggs           []AggRequest
+}
+
+// Hit is one returned document.
+type Hit struct {
+	Index  string
+	ID     string
+	TS     int64
+	Source json.RawMessage
+	Sort   []int64
+}
+
+// SearchResult is the outcome of a search.
+type SearchResult struct {
+	Total      int64
+	TotalExact bool
+	Hits       []Hit
+	Aggs       []AggResult
+}
+
+type hitRef struct {
+	p    *part
+	i    int
+	keys []int64
+}
+
+// hitHeap keeps the best hits with the worst on top.
+type hitHeap struct {
+	refs []hitRef
+	desc []bool
+}
+
+func compareKeys(a, b []int64, desc []bool) int {
+	for j := range a {
+		if a[j] == b[j] {
+			continue
+		}
+		less := a[j] < b[j]
+		if j < len(desc) && desc[j] {
+			less = !less
+		}
+		if less {
+			return -1
+		}
+		return 1
+	}
+	return 0
+}
+
+func (h *hitHeap) Len() int           { return len(h.refs) }
+func (h *hitHeap) Less(i, j int) bool { return compareKeys(h.refs[i].keys, h.refs[j].keys, h.desc) > 0 }
+func (h *hitHeap) Swap(i, j int)      { h.refs[i], h.refs[j] = h.refs[j], h.refs[i] }
+func (h *hitHeap) Push(x any)         { h.refs = append(h.refs, x.(hitRef)) }
+func (h *hitHeap) Pop() any {
+	x := h.refs[len(h.refs)-1]
+	h.refs = h.refs[:len(h.refs)-1]
+	return x
+}
+
+// snapshot returns the searchable parts of the matching indices.
+func (s *Store) snapshot(patterns []string) []*part {
+	var parts []*part
+	for _, idx := range s.match(patterns) {
+		idx.mu.Lock()
+		for _, b := range idx.blocks {
+			parts = append(parts, &part{idx: idx, gen: b.gen, n: b.n, minTS: b.minTS, maxTS: b.maxTS, blk: b})
+		}
+		hs := append(append([]*head{}, idx.sealed...), idx.head)
+		for _, h := range hs {
+			if len(h.docs) == 0 {
+				continue
+			}
+			parts = append(parts, &part{idx: idx, gen: h.gen, n: len(h.docs), minTS: h.minTS, maxTS: h.maxTS, hdocs: h.docs[:len(h.docs):len(h.docs)], hcols: h.cols[:len(h.cols):len(h.cols)]})
+		}
+		idx.mu.Unlock()
+	}
+	return parts
+}
+
+// Search runs a search. Unknown index patterns match nothing.
+func (s *Store) Search(ctx context.Context, req SearchRequest) (*SearchResult, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	parts := s.snapshot(req.Indices)
+	q := req.Query
+	if q == nil {
+		q = MatchAll{}
+	}
+	sortBy := req.Sort
+	desc := make([]bool, 0, len(sortBy)+1)
+	needTS := false
+	for _, f := range sortBy {
+		desc = append(desc, f.Desc)
+		if f.Field == "@timestamp" {
+			needTS = true
+		}
+	}
+	// Ties break by _doc, ascending.
+	desc = append(desc, false)
+	track := req.TrackTotalHits
+	if track == 0 {
+		track = 10000
+	}
+	want := req.From + req.Size
+	// Early termination: sorted by time with no aggregations, visit
+	// parts newest (or oldest) first and stop once the page is full, the
+	// count reached the tracking limit and no later part can beat it.
+	byTime := len(sortBy) > 0 && sortBy[0].Field == "@timestamp" && len(req.Aggs) == 0 && track > 0
+	if byTime {
+		if sortBy[0].Desc {
+			sort.SliceStable(parts, func(i, j int) bool { return parts[i].maxTS > parts[j].maxTS })
+		} else {
+			sort.SliceStable(parts, func(i, j int) bool { return parts[i].minTS < parts[j].minTS })
+		}
+	}
+	lo, hi := timeWindow(q)
+	aggs := newAggregators(req.Aggs)
+	hh := &hitHeap{desc: desc}
+	var total int64
+	stopped := false
+	for _, p := range parts {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if p.maxTS < lo || p.minTS > hi {
+			continue
+		}
+		if byTime && hh.Len() >= want && total >= int64(track) {
+			worst := hh.refs[0].keys[0]
+			bound := p.maxTS / 1e6
+			if !sortBy[0].Desc {
+				bound = p.minTS / 1e6
+			}
+			if (sortBy[0].Desc && bound < worst) || (!sortBy[0].Desc && bound > worst) {
+				stopped = true
+				break
+			}
+		}
+		if p.blk != nil && !mayMatch(q, p) {
+			continue
+		}
+		m, err := compile(q, p)
+		if err != nil {
+			return nil, err
+		}
+		if needTS || len(aggs) > 0 {
+			if err := p.loadTS(); err != nil {
+				return nil, err
+			}
+		}
+		for i := 0; i < p.n; i++ {
+			if !m(i) {
+				continue
+			}
+			var keys []int64
+			if want > 0 || req.SearchAfter != nil {
+				keys = make([]int64, 0, len(sortBy)+1)
+				for _, f := range sortBy {
+					switch f.Field {
+					case "@timestamp":
+						keys = append(keys, floorDiv(p.ts(i), 1e6))
+					case "_doc":
+						keys = append(keys, int64(p.gen)<<32|int64(i))
+					default:
+						keys = append(keys, 0)
+					}
+				}
+				keys = append(keys, int64(p.gen)<<32|int64(i))
+				if req.SearchAfter != nil && compareKeys(keys[:min(len(req.SearchAfter), len(keys))], req.SearchAfter[:min(len(req.SearchAfter), len(keys))], desc) <= 0 {
+					continue
+				}
+			}
+			total++
+			for _, a := range aggs {
+				a.collect(p, i)
+			}
+			if want == 0 {
+				continue
+			}
+			if hh.Len() < want {
+				heap.Push(hh, hitRef{p, i, keys})
+			} else if compareKeys(keys, hh.refs[0].keys, desc) < 0 {
+				hh.refs[0] = hitRef{p, i, keys}
+				heap.Fix(hh, 0)
+			}
+		}
+		if p.loadErr != nil {
+			return nil, p.loadErr
+		}
+	}
+	res := &SearchResult{Total: total, TotalExact: !stopped && (track < 0 || total <= int64(track))}
+	if !res.TotalExact && track > 0 && total > int64(track) {
+		res.Total = int64(track)
+	}
+	refs := hh.refs
+	sort.Slice(refs, func(i, j int) bool { return compareKeys(refs[i].keys, refs[j].keys, desc) < 0 })
+	if req.From < len(refs) {
+		refs = refs[req.From:]
+	} else {
+		refs = nil
+	}
+	for _, r := range refs {
+		if err := r.p.loadIDs(); err != nil {
+			return nil, err
+		}
+		if err := r.p.loadTS(); err != nil {
+			return nil, err
+		}
+		h := Hit{Index: r.p.idx.name, ID: r.p.id(r.i), TS: r.p.ts(r.i), Source: r.p.source(r.i)}
+		if len(sortBy) > 0 {
+			h.Sort = r.keys[:len(sortBy)]
+		}
+		res.Hits = append(res.Hits, h)
+		if r.p.loadErr != nil {
+			return nil, r.p.loadErr
+		}
+	}
+	for _, a := range aggs {
+		res.Aggs = append(res.Aggs, a.result())
+	}
+	return res, nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+// Count counts the matching documents exactly.
+func (s *Store) Count(ctx context.Context, indices []string, q Query) (int64, error) {
+	res, err := s.Search(ctx, SearchRequest{Indices: indices, Query: q, TrackTotalHits: -1})
+	if err != nil {
+		return 0, err
+	}
+	return res.Total, nil
+}
+
+// AggRequest is one aggregation (date_histogram or terms), with optional
+// sub-aggregations per bucket.
+type AggRequest struct {
+	Name          string
+	DateHistogram *DateHistogram
+	Terms         *TermsAgg
+	Aggs          []AggRequest
+}
+
+// DateHistogram buckets documents by time.
+type DateHistogram struct {
+	Field string
+	// Fixed is fixed_interval; Calendar is calendar_interval (minute,
+	// hour, day, week, month, quarter, year or 1m, 1h, 1d, 1w, 1M, 1q, 1y).
+	Fixed    time.Duration
+	Calendar string
+	// MinDocCount (Elasticsearch's default 0 fills empty buckets between
+	// the first and last, and across ExtendedBounds).
+	MinDocCount    int64
+	ExtendedBounds *[2]int64 // ns
+}
+
+// TermsAgg counts the most frequent values of a field.
+type TermsAgg struct {
+	Field       string
+	Size        int
+	MinDocCount int64
+}
+
+// AggResult is one aggregation's buckets.
+type AggResult struct {
+	Name     string
+	Date     bool
+	Buckets  []Bucket
+	SumOther int64
+}
+
+// Bucket is one bucket: Key (ms) for dates, KeyString for terms (with
+// KeyRaw set when the value was a JSON number or literal).
+type Bucket struct {
+	Key       int64
+	KeyString string
+	KeyRaw    bool
+	Count     int64
+	Aggs      []AggResult
+}
+
+type aggregator interface {
+	collect(p *part, i int)
+	result() AggResult
+}
+
+func newAggregators(reqs []AggRequest) []aggregator {
+	var out []aggregator
+	for _, r := range reqs {
+		switch {
+		case r.DateHistogram != nil:
+			out = append(out, &dateAgg{req: r, buckets: map[int64]*aggBucket{}})
+		case r.Terms != nil:
+			out = append(out, &termsAgg{req: r, buckets: map[string]*aggBucket{}})
+		}
+	}
+	return out
+}
+
+type aggBucket struct {
+	count int64
+	raw   bool
+	sub   []aggregator
+}
+
+type dateAgg struct {
+	req     AggRequest
+	buckets map[int64]*aggBucket
+}
+
+func (a *dateAgg) key(ts int64) int64 {
+	d := a.req.DateHistogram
+	if d.Fixed > 0 {
+		return floorDiv(ts, int64(d.Fixed)) * int64(d.Fixed)
+	}
+	t := time.Unix(0, ts).UTC()
+	switch d.Calendar {
+	case "second", "1s":
+		t = t.Truncate(time.Second)
+	case "minute", "1m":
+		t = t.Truncate(time.Minute)
+	case "hour", "1h":
+		t = t.Truncate(time.Hour)
+	case "week", "1w":
+		t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+		wd := (int(t.Weekday()) + 6) % 7 // Monday first
+		t = t.AddDate(0, 0, -wd)
+	case "month", "1M":
+		t = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	case "quarter", "1q":
+		t = time.Date(t.Year(), ((t.Month()-1)/3)*3+1, 1, 0, 0, 0, 0, time.UTC)
+	case "year", "1y":
+		t = time.Date(t.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+	default: // day
+		t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	}
+	return t.UnixNano()
+}
+
+func (a *dateAgg) next(k int64) int64 {
+	d := a.req.DateHistogram
+	if d.Fixed > 0 {
+		return k + int64(d.Fixed)
+	}
+	t := time.Unix(0, k).UTC()
+	switch d.Calendar {
+	case "second", "1s":
+		return t.Add(time.Second).UnixNano()
+	case "minute", "1m":
+		return t.Add(time.Minute).UnixNano()
+	case "hour", "1h":
+		return t.Add(time.Hour).UnixNano()
+	case "week", "1w":
+		return t.AddDate(0, 0, 7).UnixNano()
+	case "month", "1M":
+		return t.AddDate(0, 1, 0).UnixNano()
+	case "quarter", "1q":
+		return t.AddDate(0, 3, 0).UnixNano()
+	case "year", "1y":
+		return t.AddDate(1, 0, 0).UnixNano()
+	}
+	return t.AddDate(0, 0, 1).UnixNano()
+}
+
+func (a *dateAgg) collect(p *part, i int) {
+	var ts int64
+	f := a.req.DateHistogram.Field
+	if f == "" || f == "@timestamp" {
+		ts = p.ts(i)
+	} else {
+		found := false
+		for _, c := range p.columns(f) {
+			if k, v := p.value(c, i); k != kindAbsent {
+				if t, ok := parseTime(k, v); ok {
+					ts, found = t, true
+					break
+				}
+			}
+		}
+		if !found {
+			return
+		}
+	}
+	k := a.key(ts)
+	b := a.buckets[k]
+	if b == nil {
+		b = &aggBucket{sub: newAggregators(a.req.Aggs)}
+		a.buckets[k] = b
+	}
+	b.count++
+	for _, s := range b.sub {
+		s.collect(p, i)
+	}
+}
+
+func (a *dateAgg) result() AggResult {
+	d := a.req.DateHistogram
+	res := AggResult{Name: a.req.Name, Date: true}
+	keys := make([]int64, 0, len(a.buckets))
+	for k := range a.buckets {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	if d.MinDocCount == 0 && (len(keys) > 0 || d.ExtendedBounds != nil) {
+		var first, last int64
+		if len(keys) > 0 {
+			first, last = keys[0], keys[len(keys)-1]
+		} else {
+			first, last = a.key(d.ExtendedBounds[0]), a.key(d.ExtendedBounds[1])
+		}
+		if eb := d.ExtendedBounds; eb != nil {
+			first = min(first, a.key(eb[0]))
+			last = max(last, a.key(eb[1]))
+		}
+		filled := keys[:0:0]
+		for k := first; k <= last && len(filled) < 100000; k = a.next(k) {
+			filled = append(filled, k)
+		}
+		keys = filled
+	}
+	for _, k := range keys {
+		b := a.buckets[k]
+		bk := Bucket{Key: k / 1e6}
+		if b != nil {
+			if b.count < d.MinDocCount {
+				continue
+			}
+			bk.Count = b.count
+			for _, s := range b.sub {
+				bk.Aggs = append(bk.Aggs, s.result())
+			}
+		} else {
+			for _, s := range newAggregators(a.req.Aggs) {
+				bk.Aggs = append(bk.Aggs, s.result())
+			}
+		}
+		res.Buckets = append(res.Buckets, bk)
+	}
+	return res
+}
+
+type termsAgg struct {
+	req     AggRequest
+	buckets map[string]*aggBucket
+}
+
+func (a *termsAgg) collect(p *part, i int) {
+	f := parseField(a.req.Terms.Field)
+	var key []byte
+	var kind uint8
+	switch f.name {
+	case "_index":
+		key, kind = []byte(p.idx.name), kindString
+	default:
+		for _, c := range p.columns(f.name) {
+			if k, v := p.value(c, i); k != kindAbsent {
+				key, kind = v, k
+				break
+			}
+		}
+		if kind == kindAbsent {
+			return
+		}
+	}
+	b := a.buckets[string(key)]
+	if b == nil {
+		b = &aggBucket{raw: kind == kindRaw, sub: newAggregators(a.req.Aggs)}
+		a.buckets[string(key)] = b
+	}
+	b.count++
+	for _, s := range b.sub {
+		s.collect(p, i)
+	}
+}
+
+func (a *termsAgg) result() AggResult {
+	t := a.req.Terms
+	size := t.Size
+	if size <= 0 {
+		size = 10
+	}
+	minCount := t.MinDocCount
+	if minCount <= 0 {
+		minCount = 1
+	}
+	type kv struct {
+		k string
+		b *aggBucket
+	}
+	all := make([]kv, 0, len(a.buckets))
+	for k, b := range a.buckets {
+		if b.count >= minCount {
+			all = append(all, kv{k, b})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].b.count != all[j].b.count {
+			return all[i].b.count > all[j].b.count
+		}
+		return all[i].k < all[j].k
+	})
+	res := AggResult{Name: a.req.Name}
+	for j, e := range all {
+		if j >= size {
+			res.SumOther += e.b.count
+			continue
+		}
+		bk := Bucket{KeyString: e.k, KeyRaw: e.b.raw, Count: e.b.count}
+		for _, s := range e.b.sub {
+			bk.Aggs = append(bk.Aggs, s.result())
+		}
+		res.Buckets = append(res.Buckets, bk)
+	}
+	return res
+}
+
+var _ = strconv.Itoa
