@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/nodeagent/agent"
+	"github.com/skiffhq/skiff/nodeagent/crilog"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -20,7 +22,8 @@ import (
 type realAgentFlags struct {
 	dataDir, nodeName, nodeIP, endpoint, clusterCIDR, podCIDR, clusterDNS, podLogDir string
 	certFile, keyFile, clientCAFile, proxyMode                                       string
-	port                                                                             int
+	port, containerLogMaxFiles                                                       int
+	containerLogMaxSize                                                              string
 	podCIDRWait                                                                      time.Duration
 }
 
@@ -35,6 +38,8 @@ func (f *realAgentFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.podCIDRWait, "pod-cidr-wait", 30*time.Second, "without --pod-cidr, how long to wait for the node IPAM controller to assign spec.podCIDR before taking the cluster CIDR's first /24 (0: do not wait)")
 	fl.StringVar(&f.clusterDNS, "cluster-dns", agent.DefaultClusterDNS, "nameserver written into ClusterFirst pods' resolv.conf")
 	fl.StringVar(&f.podLogDir, "pod-log-dir", agent.DefaultPodLogDir, "where CRI-format container logs are written")
+	fl.StringVar(&f.containerLogMaxSize, "container-log-max-size", "10Mi", "rotate a container's log file at this size (kubelet's containerLogMaxSize; -1 never rotates)")
+	fl.IntVar(&f.containerLogMaxFiles, "container-log-max-files", crilog.DefaultMaxFiles, "log files kept per container, the current one included (kubelet's containerLogMaxFiles)")
 	fl.StringVar(&f.proxyMode, "proxy-mode", agent.ProxyModeNFTables, "service proxy: nftables, userspace (not implemented yet) or none")
 	fl.IntVar(&f.port, "port", agent.DefaultPort, "HTTPS port of the agent's API (container logs)")
 	fl.StringVar(&f.certFile, "tls-cert-file", "", "serving certificate of the agent's API, issued by the cluster CA (default: self-signed, which the API server cannot verify)")
@@ -55,6 +60,17 @@ func runContainerdAgent(cmd *cobra.Command, kubeconfig, server string, f realAge
 		PodLogDir: f.podLogDir, ContainerdAddress: f.endpoint, ClusterCIDR: f.clusterCIDR, PodCIDR: f.podCIDR, PodCIDRWait: f.podCIDRWait,
 		ClusterDNS: f.clusterDNS, Port: f.port, Logger: slog.Default(), ProxyMode: f.proxyMode,
 	}
+	if f.containerLogMaxSize != "" {
+		q, err := resource.ParseQuantity(f.containerLogMaxSize)
+		if err != nil {
+			return fmt.Errorf("--container-log-max-size: %w", err)
+		}
+		opts.ContainerLogMaxSize = q.Value()
+	}
+	if f.containerLogMaxFiles < 2 {
+		return fmt.Errorf("--container-log-max-files %d: must be at least 2", f.containerLogMaxFiles)
+	}
+	opts.ContainerLogMaxFiles = f.containerLogMaxFiles
 	if f.certFile != "" || f.keyFile != "" {
 		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
 		if err != nil {

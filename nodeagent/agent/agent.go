@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiffhq/skiff/nodeagent/crilog"
 	"github.com/skiffhq/skiff/nodeagent/network"
 	"github.com/skiffhq/skiff/nodeagent/proxy"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
@@ -70,6 +71,11 @@ type Options struct {
 	ImagesDir string
 	// PodLogDir is where CRI log files go (default /var/log/pods).
 	PodLogDir string
+	// ContainerLogMaxSize rotates a container's log file at this many
+	// bytes (default 10Mi as the kubelet's containerLogMaxSize; negative:
+	// never); ContainerLogMaxFiles files are kept (default 5).
+	ContainerLogMaxSize  int64
+	ContainerLogMaxFiles int
 	// ContainerdAddress is containerd's socket.
 	ContainerdAddress string
 	// ClusterCIDR is the cluster's pod range; a node without spec.podCIDR
@@ -117,6 +123,12 @@ func (o *Options) defaults() error {
 	}
 	if o.PodLogDir == "" {
 		o.PodLogDir = DefaultPodLogDir
+	}
+	if o.ContainerLogMaxSize == 0 {
+		o.ContainerLogMaxSize = crilog.DefaultMaxSize
+	}
+	if o.ContainerLogMaxFiles == 0 {
+		o.ContainerLogMaxFiles = crilog.DefaultMaxFiles
 	}
 	if o.ClusterCIDR == "" {
 		o.ClusterCIDR = DefaultClusterCIDR
@@ -214,7 +226,8 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 	}
-	a.rt, err = runtime.New(ctx, runtime.Options{Address: opts.ContainerdAddress, Logger: opts.Logger, OnExit: a.containerExited})
+	a.rt, err = runtime.New(ctx, runtime.Options{Address: opts.ContainerdAddress, Logger: opts.Logger, OnExit: a.containerExited,
+		LogRotation: crilog.Rotation{MaxSize: opts.ContainerLogMaxSize, MaxFiles: opts.ContainerLogMaxFiles}})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}

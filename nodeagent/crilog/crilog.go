@@ -4,8 +4,10 @@
 //	<RFC3339Nano timestamp> <stdout|stderr> <P|F> <message>
 //
 // where F closes a line and P is a part of a longer line (or output that
-// ended without a newline). The reader serves what `kubectl logs` asks
-// for: tail, since, timestamps, byte limits and follow.
+// ended without a newline). Files are rotated by size as the kubelet's
+// containerLogMaxSize/containerLogMaxFiles (rotate.go). The reader serves
+// what `kubectl logs` asks for: tail, since, timestamps, byte limits and
+// follow (across rotations).
 package crilog
 
 import (
@@ -31,16 +33,24 @@ const (
 // split into P records (containerd's CRI plugin uses 16 KiB too).
 const maxLine = 16 * 1024
 
-// Writer appends records of both streams of one container to one file.
+// Writer appends records of both streams of one container to one file,
+// rotating it by size (see Rotation).
 type Writer struct {
 	mu   sync.Mutex
+	path string
 	f    *os.File
+	size int64 // bytes in f
+	rot  Rotation
 	bufs map[string]*bytes.Buffer
 	now  func() time.Time
 }
 
-// Open opens (creating folders) a log file for appending.
-func Open(path string) (*Writer, error) {
+// Open opens (creating folders) a log file for appending, without rotation.
+func Open(path string) (*Writer, error) { return OpenRotating(path, Rotation{}) }
+
+// OpenRotating opens (creating folders) a log file for appending that is
+// rotated by rot.
+func OpenRotating(path string, rot Rotation) (*Writer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("crilog: %w", err)
 	}
@@ -48,7 +58,12 @@ func Open(path string) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("crilog: %w", err)
 	}
-	return &Writer{f: f, bufs: map[string]*bytes.Buffer{}, now: time.Now}, nil
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("crilog: %w", err)
+	}
+	return &Writer{path: path, f: f, size: st.Size(), rot: rot.withDefaults(), bufs: map[string]*bytes.Buffer{}, now: time.Now}, nil
 }
 
 // Stream returns an io.Writer for one stream.
@@ -105,8 +120,15 @@ func (w *Writer) record(stream, tag string, msg []byte) error {
 	line = append(line, ' ')
 	line = append(line, msg...)
 	line = append(line, '\n')
-	_, err := w.f.Write(line)
-	return err
+	n, err := w.f.Write(line)
+	w.size += int64(n)
+	if err != nil {
+		return err
+	}
+	if w.rot.MaxSize > 0 && w.size >= w.rot.MaxSize {
+		return w.rotate()
+	}
+	return nil
 }
 
 // Close writes what is left of unterminated lines as P records and closes
@@ -184,7 +206,13 @@ func Read(ctx context.Context, path string, out io.Writer, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("crilog: %w", err)
 	}
-	defer f.Close()
+	var next *os.File
+	defer func() {
+		f.Close()
+		if next != nil {
+			next.Close()
+		}
+	}()
 	lw := &limitWriter{w: out, left: opts.LimitBytes}
 	emit := func(rec Record) error {
 		if !opts.Since.IsZero() && rec.Time.Before(opts.Since) {
@@ -239,6 +267,18 @@ func Read(ctx context.Context, path string, out io.Writer, opts Options) error {
 		if !opts.Follow {
 			return nil
 		}
+		// Rotation: once path names another file, the old one gets no more
+		// writes. Drain it once more, then continue with the new file.
+		if next != nil {
+			f.Close()
+			f, next = next, nil
+			rd.Reset(f)
+			continue
+		}
+		if nf, ok := rotatedAway(f, path); ok {
+			next = nf
+			continue
+		}
 		if opts.Done != nil && opts.Done() && len(pending) == 0 {
 			// Drain once more: the writer may have finished after our read.
 			if more, _ := rd.Peek(1); len(more) == 0 {
@@ -252,6 +292,34 @@ func Read(ctx context.Context, path string, out io.Writer, opts Options) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// rotatedAway opens the file that follows f once f is not the file at
+// path any more: the next rotated file (a follower slower than several
+// rotations still reads them all), else path.
+func rotatedAway(f *os.File, path string) (*os.File, bool) {
+	cur, err := f.Stat()
+	if err != nil {
+		return nil, false
+	}
+	if st, err := os.Stat(path); err != nil || os.SameFile(cur, st) {
+		return nil, false
+	}
+	files, _ := RotatedFiles(path)
+	next := path
+	for i, p := range files {
+		if st, err := os.Stat(p); err == nil && os.SameFile(cur, st) {
+			if i+1 < len(files) {
+				next = files[i+1]
+			}
+			break
+		}
+	}
+	nf, err := os.Open(next)
+	if err != nil {
+		return nil, false
+	}
+	return nf, true
 }
 
 // tailOffset is where the last n complete records start.

@@ -111,6 +111,8 @@ type Options struct {
 	Logger  *slog.Logger
 	// OnExit is told the ID of every container whose task exits.
 	OnExit func(id string)
+	// LogRotation rotates containers' CRI log files (zero: never).
+	LogRotation crilog.Rotation
 }
 
 // Runtime talks to containerd.
@@ -118,6 +120,7 @@ type Runtime struct {
 	client *containerd.Client
 	log    *slog.Logger
 	onExit func(string)
+	logRot crilog.Rotation
 
 	mu       sync.Mutex
 	oom      map[string]bool
@@ -152,7 +155,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		return nil, fmt.Errorf("containerd at %s does not answer: %w", opts.Address, err)
 	}
 	evCtx, cancel := context.WithCancel(context.Background())
-	r := &Runtime{client: c, log: opts.Logger.With("component", "runtime"), onExit: opts.OnExit,
+	r := &Runtime{client: c, log: opts.Logger.With("component", "runtime"), onExit: opts.OnExit, logRot: opts.LogRotation,
 		oom: map[string]bool{}, attached: map[string]bool{}, stdio: map[string]*containerIO{}, cancel: cancel}
 	r.wg.Add(1)
 	go r.followEvents(evCtx)
@@ -438,7 +441,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("labels of %s: %w", id, err)
 	}
-	lw, err := openLog(labels[LabelLogPath])
+	lw, err := r.openLog(labels[LabelLogPath])
 	if err != nil {
 		return err
 	}
@@ -512,7 +515,7 @@ func (r *Runtime) Adopt(ctx context.Context) error {
 		if err != nil || labels[LabelLogPath] == "" {
 			continue
 		}
-		lw, err := openLog(labels[LabelLogPath])
+		lw, err := r.openLog(labels[LabelLogPath])
 		if err != nil {
 			r.log.Warn("adopt: open log", "container", c.ID(), "err", err)
 			continue
@@ -705,11 +708,11 @@ func (r *Runtime) describe(ctx context.Context, c containerd.Container) (Contain
 	return ct, nil
 }
 
-func openLog(path string) (*crilog.Writer, error) {
+func (r *Runtime) openLog(path string) (*crilog.Writer, error) {
 	if path == "" {
 		return nil, errors.New("container has no log path label")
 	}
-	w, err := crilog.Open(path)
+	w, err := crilog.OpenRotating(path, r.logRot)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,172 @@
+package crilog
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// readAll returns the messages of every file (rotated first, then path).
+func readAll(t *testing.T, path string) []string {
+	t.Helper()
+	files, err := RotatedFiles(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range append(files, path) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			rec, err := Parse(sc.Bytes())
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			out = append(out, string(rec.Message))
+		}
+	}
+	return out
+}
+
+func TestRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c", "0.log")
+	w, err := OpenRotating(path, Rotation{MaxSize: 1000, MaxFiles: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every write rotates several times per second: names must not collide.
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(w.Stream(Stdout), "line %04d\n", i)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := RotatedFiles(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rotated) != 2 {
+		t.Fatalf("rotated files = %v, want MaxFiles-1 = 2", rotated)
+	}
+	for _, p := range rotated {
+		if !IsRotatedName(filepath.Base(p)) || !strings.HasPrefix(filepath.Base(p), "0.log.") {
+			t.Fatalf("rotated name %q is not 0.log.YYYYMMDD-hhmmss[.NNN]", p)
+		}
+		if st, _ := os.Stat(p); st.Size() < 1000 {
+			t.Fatalf("%s has %d bytes, rotated before MaxSize", p, st.Size())
+		}
+	}
+	// What is kept is the newest lines, contiguous, ending with the last.
+	got := readAll(t, path)
+	if len(got) == 0 || got[len(got)-1] != "line 0199" {
+		t.Fatalf("last line = %v", got[len(got)-1:])
+	}
+	for i := 1; i < len(got); i++ {
+		var a, b int
+		fmt.Sscanf(got[i-1], "line %d", &a)
+		fmt.Sscanf(got[i], "line %d", &b)
+		if b != a+1 {
+			t.Fatalf("gap between %q and %q", got[i-1], got[i])
+		}
+	}
+	// kubectl logs reads the current file only.
+	var cur bytes.Buffer
+	if err := Read(context.Background(), path, &cur, Options{TailLines: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if cur.String() != "line 0199\n" {
+		t.Fatalf("tail 1 = %q", cur.String())
+	}
+}
+
+type holdAll struct {
+	mu      sync.Mutex
+	dropped []string
+}
+
+func (h *holdAll) Retain(string) bool { return true }
+func (h *holdAll) Dropped(p string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, err := os.Stat(p); err != nil {
+		panic("Dropped after removal")
+	}
+	h.dropped = append(h.dropped, p)
+}
+
+func TestRotationRetainer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	h := &holdAll{}
+	w, err := OpenRotating(path, Rotation{MaxSize: 100, MaxFiles: 2, Retainer: h, HardMaxFiles: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Repeat("x", 100) + "\n" // one record per file
+	for i := 0; i < 3; i++ {
+		_, _ = w.Stream(Stdout).Write([]byte(line))
+	}
+	if r, _ := RotatedFiles(path); len(r) != 3 || len(h.dropped) != 0 {
+		t.Fatalf("retained %d rotated files (dropped %v), want 3 and none dropped", len(r), h.dropped)
+	}
+	for i := 0; i < 2; i++ {
+		_, _ = w.Stream(Stdout).Write([]byte(line))
+	}
+	r, _ := RotatedFiles(path)
+	if len(r) != 3 || len(h.dropped) != 2 {
+		t.Fatalf("at the hard limit: %d rotated files, dropped %v; want 3 and 2 dropped", len(r), h.dropped)
+	}
+	_ = w.Close()
+}
+
+// A follower (kubectl logs -f) sees every line once across rotations.
+func TestFollowAcrossRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	w, err := OpenRotating(path, Rotation{MaxSize: 4096, MaxFiles: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	var done atomic.Bool
+	go func() {
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(w.Stream(Stdout), "%d\n", i)
+			if i%500 == 0 {
+				time.Sleep(20 * time.Millisecond) // let the follower catch up sometimes
+			}
+		}
+		_ = w.Close()
+		done.Store(true)
+	}()
+	var b bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := Read(ctx, path, &b, Options{TailLines: -1, Follow: true, Done: done.Load}); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("follow did not end")
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) != n {
+		t.Fatalf("followed %d lines, want %d", len(lines), n)
+	}
+	for i, l := range lines {
+		if l != fmt.Sprint(i) {
+			t.Fatalf("line %d = %q", i, l)
+		}
+	}
+	if r, _ := RotatedFiles(path); len(r) < 5 {
+		t.Fatalf("only %d rotations happened", len(r))
+	}
+}
