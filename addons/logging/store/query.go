@@ -48,7 +48,7 @@ type Wildcard struct {
 // (and values that parse as times when the bounds do) as times, others as
 // strings. Empty bounds are open.
 type Range struct {
-	Field           string
+	Field            string
 	GT, GTE, LT, LTE string
 }
 

@@ -25,11 +25,11 @@ type part struct {
 	hdocs []hdoc
 	hcols []string
 
-	mu     sync.Mutex
-	names  map[string][]int // dotted name -> columns (head)
-	tsv    []int64
-	idv    []string
-	colv   map[int]*colData
+	mu      sync.Mutex
+	names   map[string][]int // dotted name -> columns (head)
+	tsv     []int64
+	idv     []string
+	colv    map[int]*colData
 	loadErr error
 }
 
