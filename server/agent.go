@@ -138,22 +138,18 @@ func (s *Server) installPodLogProxy() error {
 	if err != nil {
 		return err
 	}
-	certPEM, keyPEM, err := s.ca.Issue(kubeletClientUser, []string{"system:masters"}, nil, nil, false, 365*24*time.Hour)
-	if err != nil {
-		return err
-	}
-	clientCert, err := tls.X509KeyPair(certPEM, keyPEM)
+	clientCert, err := s.clientLeaf(kubeletClientUser, []string{"system:masters"})
 	if err != nil {
 		return err
 	}
 	pool := s.ca.Pool()
 	tr := &http.Transport{
-		TLSClientConfig:       &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientCert}, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:       &tls.Config{RootCAs: pool, GetClientCertificate: clientCert.GetClientCertificate, MinVersion: tls.VersionTLS12},
 		ResponseHeaderTimeout: 30 * time.Second,
 		IdleConnTimeout:       90 * time.Second,
 	}
 	insecure := &http.Transport{
-		TLSClientConfig:       &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{clientCert}, MinVersion: tls.VersionTLS12}, //nolint:gosec // only when the client asks (insecureSkipTLSVerifyBackend)
+		TLSClientConfig:       &tls.Config{InsecureSkipVerify: true, GetClientCertificate: clientCert.GetClientCertificate, MinVersion: tls.VersionTLS12}, //nolint:gosec // only when the client asks (insecureSkipTLSVerifyBackend)
 		ResponseHeaderTimeout: 30 * time.Second,
 	}
 	s.api.HandleSubresource("", "pods", "log", func(w http.ResponseWriter, r *http.Request, _ *registry.Resource, ns, name string) {

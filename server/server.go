@@ -74,6 +74,11 @@ type Config struct {
 	// defaults: 7 days, no size limit).
 	LogsMaxAge   time.Duration
 	LogsMaxBytes int64
+	// CertLifetime is the lifetime of the leaf certificates the server
+	// issues itself (default a year); each is renewed, without a restart,
+	// when less than CertRenewBefore of its lifetime remains (default 0.25).
+	CertLifetime    time.Duration
+	CertRenewBefore float64
 	// Disable lists add-ons and loops not to start.
 	Disable []string
 	Logger  *slog.Logger
@@ -178,6 +183,7 @@ type Server struct {
 	cache      *storage.Cache
 	api        *apiserver.Server
 	ca         *pki.CA
+	certs      *pki.Rotator
 	httpSrv    *http.Server
 	listener   net.Listener
 	url        string
@@ -217,6 +223,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster CA: %w", err)
 	}
+	s.certs = s.newRotator(tlsDir)
 	if err := s.startDatastore(ctx); err != nil {
 		return nil, err
 	}
@@ -299,9 +306,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
-	serving, err := s.ca.EnsureServing(tlsDir, "serving-kube-apiserver", servingHosts(), servingIPs(cfg))
+	serving, err := s.servingLeaf()
 	if err != nil {
-		return nil, fmt.Errorf("serving certificate: %w", err)
+		return nil, err
 	}
 	s.httpSrv = &http.Server{
 		Handler:           s.api.Handler(),
@@ -311,11 +318,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 2000},
 		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{serving},
-			ClientAuth:   tls.RequestClientCert,
-			ClientCAs:    s.ca.Pool(),
-			MinVersion:   tls.VersionTLS12,
-			NextProtos:   []string{"h2", "http/1.1"},
+			GetCertificate: serving.GetCertificate,
+			ClientAuth:     tls.RequestClientCert,
+			ClientCAs:      s.ca.Pool(),
+			MinVersion:     tls.VersionTLS12,
+			NextProtos:     []string{"h2", "http/1.1"},
 		},
 	}
 	s.wg.Add(1)
@@ -336,6 +343,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
 	s.startLoops(runCtx)
+	s.startCertRotation(runCtx)
 	if err := s.startSnapshots(runCtx); err != nil {
 		return nil, err
 	}
@@ -403,28 +411,10 @@ func (s *Server) startDatastore(ctx context.Context) error {
 	return s.recordDatastore(endpoints)
 }
 
-func (s *Server) writeAdminKubeconfig() error {
-	certPEM, keyPEM, err := s.ca.Issue("system:admin", []string{"system:masters"}, nil, nil, false, 365*24*time.Hour)
-	if err != nil {
-		return err
-	}
-	s.kubeconfig = s.cfg.WriteKubeconfig
-	return pki.WriteKubeconfig(s.kubeconfig, s.url, "admin", s.ca.CertPEM, certPEM, keyPEM)
-}
-
 // ComponentConfig returns a client config for an in-process component
 // with its own identity (least privilege: one user per component).
 func (s *Server) ComponentConfig(user string, groups []string) (*rest.Config, error) {
-	certPEM, keyPEM, err := s.ca.Issue(user, groups, nil, nil, false, 365*24*time.Hour)
-	if err != nil {
-		return nil, err
-	}
-	return &rest.Config{
-		Host:            s.url,
-		TLSClientConfig: rest.TLSClientConfig{CAData: s.ca.CertPEM, CertData: certPEM, KeyData: keyPEM},
-		QPS:             -1,
-		UserAgent:       "skiff/" + user,
-	}, nil
+	return s.componentConfig(user, groups)
 }
 
 // URL returns the API server's URL.

@@ -36,17 +36,13 @@ func (s *Server) installStreamingProxy() error {
 	if err != nil {
 		return err
 	}
-	certPEM, keyPEM, err := s.ca.Issue(kubeletClientUser, []string{"system:masters"}, nil, nil, false, 365*24*time.Hour)
-	if err != nil {
-		return err
-	}
-	clientCert, err := tls.X509KeyPair(certPEM, keyPEM)
+	clientCert, err := s.clientLeaf(kubeletClientUser, []string{"system:masters"})
 	if err != nil {
 		return err
 	}
 	// HTTP/1.1 only: upgrades do not exist in HTTP/2.
 	tr := &http.Transport{
-		TLSClientConfig:       &tls.Config{RootCAs: s.ca.Pool(), Certificates: []tls.Certificate{clientCert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}},
+		TLSClientConfig:       &tls.Config{RootCAs: s.ca.Pool(), GetClientCertificate: clientCert.GetClientCertificate, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}},
 		ResponseHeaderTimeout: 60 * time.Second,
 		IdleConnTimeout:       90 * time.Second,
 	}

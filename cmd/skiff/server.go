@@ -71,6 +71,8 @@ func serverCmd() *cobra.Command {
 	f.StringVar(&cfg.EtcdSnapshotScheduleCron, "etcd-snapshot-schedule-cron", "0 */12 * * *", "take etcd snapshots on this cron schedule ('' = never; --disable etcd-snapshot)")
 	f.IntVar(&cfg.EtcdSnapshotRetention, "etcd-snapshot-retention", 5, "keep this many scheduled snapshots")
 	f.StringVar(&cfg.EtcdSnapshotDir, "etcd-snapshot-dir", "", "where snapshots go (default <data-dir>/snapshots)")
+	f.DurationVar(&cfg.CertLifetime, "cert-lifetime", 365*24*time.Hour, "lifetime of the leaf certificates the server issues (serving, admin, components)")
+	f.Float64Var(&cfg.CertRenewBefore, "cert-renew-before", 0.25, "renew a leaf certificate, without a restart, when less than this fraction of its lifetime remains")
 	return cmd
 }
 
