@@ -14,10 +14,13 @@ package memtrim
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Region is one mapping of the executable.
@@ -75,4 +78,18 @@ func ResidentFileKiB() (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no RssFile in /proc/self/status")
+}
+
+// ReleaseAfter waits d (start-up settles) and then calls Release, logging
+// what it gave back at debug level. It returns early when ctx ends.
+func ReleaseAfter(ctx context.Context, d time.Duration, log *slog.Logger) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(d):
+	}
+	before, _ := ResidentFileKiB()
+	n, err := Release()
+	after, _ := ResidentFileKiB()
+	log.Debug("released executable pages", "mapped_bytes", n, "rss_file_kib_before", before, "rss_file_kib_after", after, "err", err)
 }
