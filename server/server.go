@@ -467,7 +467,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer s.Stop()
-	go releaseExecutable(ctx, s.log)
+	go memtrim.ReleaseAfter(ctx, 10*time.Second, s.log)
 	select {
 	case <-ctx.Done():
 		s.log.Info("shutting down")
@@ -475,20 +475,6 @@ func Run(ctx context.Context, cfg Config) error {
 	case err := <-s.errCh:
 		return err
 	}
-}
-
-// releaseExecutable gives the pages of the binary that start-up touched back
-// to the kernel once the components settled (see internal/memtrim).
-func releaseExecutable(ctx context.Context, log *slog.Logger) {
-	select {
-	case <-ctx.Done():
-		return
-	case <-time.After(10 * time.Second):
-	}
-	before, _ := memtrim.ResidentFileKiB()
-	n, err := memtrim.Release()
-	after, _ := memtrim.ResidentFileKiB()
-	log.Debug("released executable pages", "mapped_bytes", n, "rss_file_kib_before", before, "rss_file_kib_after", after, "err", err)
 }
 
 func freePort() (int, error) {
