@@ -56,11 +56,30 @@ func (f *forwarder) pick(name string) []string {
 func (f *forwarder) forward(ctx context.Context, r *mdns.Msg) (*mdns.Msg, error) {
 	q := r.Question[0]
 	key := cacheKey(q, r)
-	if m := f.cache.get(key); m != nil {
+	if m, refresh := f.cache.get(key); m != nil {
 		f.m.cacheHit()
+		if refresh {
+			// Prefetch: a popular entry near its expiry is refreshed in
+			// the background, so its clients never wait on a miss.
+			go f.prefetch(key, r.Copy())
+		}
 		return reply(r, m), nil
 	}
 	f.m.cacheMiss()
+	return f.exchange(ctx, key, r)
+}
+
+// prefetch refreshes the cache entry key with an upstream exchange for r.
+func (f *forwarder) prefetch(key string, r *mdns.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = f.exchange(ctx, key, r)
+	f.cache.prefetched(key)
+}
+
+// exchange asks the upstreams for r's question and caches the answer.
+func (f *forwarder) exchange(ctx context.Context, key string, r *mdns.Msg) (*mdns.Msg, error) {
+	q := r.Question[0]
 	req := new(mdns.Msg)
 	req.SetQuestion(q.Name, q.Qtype)
 	req.Question[0].Qclass = q.Qclass
@@ -131,6 +150,11 @@ func cacheKey(q mdns.Question, r *mdns.Msg) string {
 // smallest TTL (at most maxTTL), negative answers (NXDOMAIN, NODATA) for
 // the SOA's negative TTL (at most maxNegTTL). When full, an expired entry
 // or else an arbitrary one is evicted (Go's map order is random).
+//
+// Prefetch (as CoreDNS's cache plugin): an entry that was stored for at
+// least prefetchMinTTL, was hit at least prefetchHits times and has less
+// than a tenth of its lifetime left is refreshed once in the background on
+// its next hit.
 type cache struct {
 	mu        sync.Mutex
 	cap       int
@@ -141,10 +165,18 @@ type cache struct {
 }
 
 type cacheEntry struct {
-	msg     *mdns.Msg
-	stored  time.Time
-	expires time.Time
+	msg         *mdns.Msg
+	stored      time.Time
+	expires     time.Time
+	hits        int
+	prefetching bool
 }
+
+// Prefetch thresholds.
+const (
+	prefetchMinTTL = 10 * time.Second
+	prefetchHits   = 2
+)
 
 func newCache(capacity int, maxTTL, maxNegTTL time.Duration) *cache {
 	return &cache{cap: capacity, maxTTL: maxTTL, maxNegTTL: maxNegTTL, entries: map[string]cacheEntry{}, now: time.Now}
@@ -207,10 +239,12 @@ func (c *cache) evictLocked(now time.Time) {
 	delete(c.entries, victim)
 }
 
-// get returns a copy of a live entry with TTLs reduced by its age.
-func (c *cache) get(key string) *mdns.Msg {
+// get returns a copy of a live entry with TTLs reduced by its age, and
+// whether the caller should prefetch it (at most one caller per entry
+// until prefetched is called).
+func (c *cache) get(key string) (*mdns.Msg, bool) {
 	if c == nil {
-		return nil
+		return nil, false
 	}
 	now := c.now()
 	c.mu.Lock()
@@ -219,9 +253,18 @@ func (c *cache) get(key string) *mdns.Msg {
 		delete(c.entries, key)
 		ok = false
 	}
+	refresh := false
+	if ok {
+		e.hits++
+		life := e.expires.Sub(e.stored)
+		if !e.prefetching && life >= prefetchMinTTL && e.hits >= prefetchHits && e.expires.Sub(now) < life/10 {
+			e.prefetching, refresh = true, true
+		}
+		c.entries[key] = e
+	}
 	c.mu.Unlock()
 	if !ok {
-		return nil
+		return nil, false
 	}
 	m := e.msg.Copy()
 	age := uint32(now.Sub(e.stored) / time.Second)
@@ -238,7 +281,18 @@ func (c *cache) get(key string) *mdns.Msg {
 			}
 		}
 	}
-	return m
+	return m, refresh
+}
+
+// prefetched clears the prefetch mark of key (a failed refresh may be
+// tried again on a later hit; a successful one replaced the entry).
+func (c *cache) prefetched(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[key]; ok && e.prefetching {
+		e.prefetching = false
+		c.entries[key] = e
+	}
 }
 
 // len reports the number of entries (for tests).

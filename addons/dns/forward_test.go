@@ -193,3 +193,48 @@ func TestStubDomain(t *testing.T) {
 		t.Fatalf("stub domain answer: %v", r)
 	}
 }
+
+// TestPrefetch: an entry hit twice with less than a tenth of its TTL left
+// is refreshed in the background once, so the query after the old expiry
+// is still a cache hit.
+func TestPrefetch(t *testing.T) {
+	up := startUpstream(t)
+	h, clk := forwardingHandler(t, up, 100)
+	addr := serve(t, h)
+	query(t, addr, "www.example.org.", mdns.TypeA) // miss: stored with TTL 60
+	clk.Add(10 * time.Second)
+	query(t, addr, "www.example.org.", mdns.TypeA) // hit 1, 50s left
+	if n := up.queries.Load(); n != 1 {
+		t.Fatalf("upstream saw %d queries, want 1", n)
+	}
+	clk.Add(45 * time.Second)
+	if r := query(t, addr, "www.example.org.", mdns.TypeA); len(r.Answer) != 1 || r.Answer[0].Header().Ttl != 5 {
+		t.Fatalf("hit 2 near expiry: %v", r)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for up.queries.Load() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no prefetch: upstream saw %d queries", up.queries.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Wait for the refreshed entry to be stored, then pass the old expiry.
+	for {
+		m, _ := h.fwd.cache.get("www.example.org./1/1")
+		if m != nil && len(m.Answer) == 1 && m.Answer[0].Header().Ttl == 60 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the refreshed entry was not stored: %v", m)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	clk.Add(10 * time.Second)
+	r := query(t, addr, "www.example.org.", mdns.TypeA)
+	if len(r.Answer) != 1 || r.Answer[0].Header().Ttl != 50 {
+		t.Fatalf("after the old expiry: %v", r)
+	}
+	if n := up.queries.Load(); n != 2 {
+		t.Fatalf("upstream saw %d queries, want 2 (one prefetch, then hits)", n)
+	}
+}
