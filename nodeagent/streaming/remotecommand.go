@@ -203,7 +203,10 @@ func statusWriter(out io.Writer, v4 bool) func(*metav1.Status) error {
 	}
 }
 
-// resizeEvents decodes JSON sizes from rd until it ends.
+// resizeEvents decodes JSON sizes from rd until it ends. After a message
+// that does not decode, the rest of the stream is read and dropped: the
+// WebSocket and SPDY readers block on an unread stream, so stopping would
+// wedge stdin and the whole session (found by FuzzRemoteCommandFrames).
 func resizeEvents(rd io.Reader) <-chan TerminalSize {
 	ch := make(chan TerminalSize, 4)
 	go func() {
@@ -212,6 +215,7 @@ func resizeEvents(rd io.Reader) <-chan TerminalSize {
 		for {
 			var sz TerminalSize
 			if err := dec.Decode(&sz); err != nil {
+				_, _ = io.Copy(io.Discard, rd)
 				return
 			}
 			ch <- sz
