@@ -34,8 +34,32 @@ type watcher struct {
 	ready   chan struct{}
 }
 
+// slim drops what the record table never reads from the cached objects
+// (managed fields, annotations, labels of Services and Namespaces; status),
+// so the informer caches of 10,000 services stay small.
+func slim(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *corev1.Service:
+		o.ManagedFields, o.Annotations, o.Labels = nil, nil, nil
+		o.Spec.Selector = nil
+		o.Status = corev1.ServiceStatus{}
+	case *discoveryv1.EndpointSlice:
+		o.ManagedFields, o.Annotations = nil, nil
+		o.OwnerReferences = nil
+		for i := range o.Endpoints {
+			o.Endpoints[i].TargetRef = nil
+			o.Endpoints[i].Hints = nil
+			o.Endpoints[i].DeprecatedTopology = nil
+		}
+	case *corev1.Namespace:
+		o.ManagedFields, o.Annotations, o.Labels = nil, nil, nil
+		o.Spec, o.Status = corev1.NamespaceSpec{}, corev1.NamespaceStatus{}
+	}
+	return obj, nil
+}
+
 func newWatcher(cs kubernetes.Interface, t *table) (*watcher, error) {
-	f := informers.NewSharedInformerFactory(cs, 0)
+	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTransform(slim))
 	w := &watcher{
 		t:        t,
 		factory:  f,
