@@ -53,6 +53,8 @@ type dnsServerResult struct {
 	P50Ms        float64 `json:"cluster_p50_ms"`
 	P99Ms        float64 `json:"cluster_p99_ms"`
 	RSSMiB       float64 `json:"rss_mib"`
+	RSSAnonMiB   float64 `json:"rss_anon_mib"`
+	RSSFileMiB   float64 `json:"rss_file_mib"`
 }
 
 type dnsBenchResult struct {
@@ -266,6 +268,11 @@ func runDNSBench(ctx context.Context, o dnsBenchOpts) (*dnsBenchResult, error) {
 			return err
 		}
 		r.RSSMiB = round2(float64(rss) / (1 << 20))
+		anon, file, err := procRSSParts(pid)
+		if err != nil {
+			return err
+		}
+		r.RSSAnonMiB, r.RSSFileMiB = round2(float64(anon)/(1<<20)), round2(float64(file)/(1<<20))
 		return nil
 	}
 	if err := fill(&res.Skiff, sk, skiffAddr, dnsCmd.Process.Pid); err != nil {
@@ -497,4 +504,26 @@ func medianF(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// procRSSParts reads RssAnon and RssFile of pid in bytes.
+func procRSSParts(pid int) (anon, file int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "RssAnon:":
+			anon = v * 1024
+		case "RssFile:":
+			file = v * 1024
+		}
+	}
+	return anon, file, nil
 }
