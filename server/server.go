@@ -231,6 +231,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.setupSecretsEncryption(runCtx); err != nil {
 		return nil, err
 	}
+	if err := s.runMigrations(ctx); err != nil {
+		return nil, err
+	}
 	s.cache = storage.NewCache(s.store, storage.CacheOptions{HistorySize: cfg.WatchCacheSize, BookmarkInterval: cfg.WatchBookmarkInterval, Logger: cfg.Logger})
 	reg := registry.New()
 	kinds.Register(reg)
