@@ -29,8 +29,8 @@ type searchResp struct {
 			Relation string
 		}
 		Hits []struct {
-			Index     string `json:"_index"`
-			ID        string `json:"_id"`
+			Index     string         `json:"_index"`
+			ID        string         `json:"_id"`
 			Source    map[string]any `json:"_source"`
 			Sort      []int64
 			Highlight map[string][]string
