@@ -48,7 +48,7 @@ func anyValue() apiextensionsv1.JSONSchemaProps {
 	return apiextensionsv1.JSONSchemaProps{XPreserveUnknownFields: &t}
 }
 func quantities() apiextensionsv1.JSONSchemaProps {
-	q := apiextensionsv1.JSONSchemaProps{XIntOrString: true, AnyOf: []apiextensionsv1.JSONSchemaProps{{Type: "integer"}, {Type: "string"}}}
+	q := apiextensionsv1.JSONSchemaProps{XIntOrString: true}
 	return apiextensionsv1.JSONSchemaProps{Type: "object", AdditionalProperties: &apiextensionsv1.JSONSchemaPropsOrBool{Allows: true, Schema: &q}}
 }
 

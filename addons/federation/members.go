@@ -108,7 +108,7 @@ func (c *Controller) memberList() ([]*member, []memberInfo) {
 			continue
 		}
 		m.mu.Lock()
-		infos = append(infos, memberInfo{Name: mc.Name, Labels: mc.Labels, Taints: mc.Spec.Taints, Ready: m.ready, Available: m.available.DeepCopy()})
+		infos = append(infos, memberInfo{Name: mc.Name, Labels: mc.Labels, Taints: mc.Spec.Taints, Ready: m.ready, EverReady: m.everReady, Available: m.available.DeepCopy()})
 		m.mu.Unlock()
 		ms = append(ms, m)
 	}

@@ -103,6 +103,9 @@ type memberInfo struct {
 	// Ready is false while the member is failing its health checks (or
 	// waiting out the recovery grace).
 	Ready bool
+	// EverReady is false for a member that never passed a health check
+	// (it cannot hold anything federation made).
+	EverReady bool
 	// Available is allocatable minus allocated (dynamic weights).
 	Available corev1.ResourceList
 }

@@ -461,7 +461,8 @@ func (c *Controller) removeFrom(ctx context.Context, m *member, gvr schema.Group
 }
 
 // release removes obj from every member; it asks for a requeue while a
-// member that may hold a copy is not ready. Then the finalizer goes.
+// member that may hold a copy (it was ready once) is not ready. Then the
+// finalizer goes.
 func (c *Controller) release(ctx context.Context, key objKey, obj *unstructured.Unstructured, ms []*member, infos []memberInfo) (bool, error) {
 	var errs []string
 	pending := false
@@ -469,7 +470,8 @@ func (c *Controller) release(ctx context.Context, key objKey, obj *unstructured.
 	var wg sync.WaitGroup
 	for i, m := range ms {
 		if !infos[i].Ready {
-			pending = true
+			// A member that was ready once may hold a copy: wait for it.
+			pending = pending || infos[i].EverReady
 			continue
 		}
 		wg.Add(1)
