@@ -71,9 +71,9 @@ func TestChoosePolicy(t *testing.T) {
 		obj  *unstructured.Unstructured
 		want string
 	}{
-		{deployment("web", map[string]string{"app": "web"}), "z-name"},   // name beats label
-		{deployment("api", map[string]string{"app": "web"}), "z-label"},  // label beats kind
-		{deployment("api", nil), "a-kind"},                               // namespaced beats cluster, then alphabetical
+		{deployment("web", map[string]string{"app": "web"}), "z-name"},  // name beats label
+		{deployment("api", map[string]string{"app": "web"}), "z-label"}, // label beats kind
+		{deployment("api", nil), "a-kind"},                              // namespaced beats cluster, then alphabetical
 		{&unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Service", "metadata": map[string]any{"name": "web", "namespace": "ns"}}}, ""},
 	} {
 		got := ""
