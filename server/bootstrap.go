@@ -64,6 +64,7 @@ func (s *Server) startLoops(ctx context.Context) {
 	s.startIngress(ctx)
 	s.startMetrics(ctx)
 	s.startDashboard(ctx)
+	s.startFederation(ctx)
 }
 
 var _ runtime.Object = (*corev1.Namespace)(nil)

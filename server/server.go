@@ -81,7 +81,9 @@ type Config struct {
 	CertRenewBefore float64
 	// Disable lists add-ons and loops not to start.
 	Disable []string
-	Logger  *slog.Logger
+	// Enable lists opt-in add-ons to start (federation).
+	Enable []string
+	Logger *slog.Logger
 
 	// TokenAuthFile is upstream's static token CSV (--token-auth-file).
 	TokenAuthFile string

@@ -32,7 +32,7 @@ func main() {
 		return nil
 	}
 	root.AddCommand(serverCmd(), agentCmd(), schedulerCmd(), controllerManagerCmd(), dnsCmd(), metricsCmd(), ingressCmd(), dashboardCmd(), versionCmd())
-	root.AddCommand(secretsEncryptCmd(), tokenCmd(), imagesCmd())
+	root.AddCommand(secretsEncryptCmd(), tokenCmd(), imagesCmd(), federationCmd())
 	root.AddCommand(etcdSnapshotCmd(), certificateCmd(), migrateCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "skiff:", err)

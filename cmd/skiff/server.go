@@ -49,6 +49,7 @@ func serverCmd() *cobra.Command {
 	f.IntVar(&cfg.EtcdPeerPort, "etcd-peer-port", 2380, "peer port of the embedded etcd (0 = any free port)")
 	f.IntVar(&cfg.WatchCacheSize, "watch-cache-size", 4096, "events kept per resource for watch resume")
 	f.StringVar(&disable, "disable", "", "comma-separated components not to start")
+	f.StringSliceVar(&cfg.Enable, "enable", nil, "opt-in add-ons to start: federation (this server becomes a federation host)")
 	f.StringVar(&cfg.TokenAuthFile, "token-auth-file", "", "static bearer tokens, CSV: token,user,uid,\"group1,group2\"")
 	f.StringVar(&cfg.ServiceAccountIssuer, "service-account-issuer", "https://kubernetes.default.svc.cluster.local", "issuer (iss) of service account tokens, also the API audience")
 	f.StringVar(&cfg.AuditLogPath, "audit-log-path", "", "write audit.k8s.io/v1 events as JSON lines to this file ('-' = stdout)")

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/skiffhq/skiff/addons/federation"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+func federationCmd() *cobra.Command {
+	var (
+		kubeconfig, master, health string
+		opts                       federation.Options
+	)
+	cmd := &cobra.Command{
+		Use:   "federation",
+		Short: "Run the federation add-on against a host cluster: place workloads on member clusters and fail over between them",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rc, err := clientcmd.BuildConfigFromFlags(master, kubeconfig)
+			if err != nil {
+				return fmt.Errorf("--kubeconfig: %w", err)
+			}
+			rc.QPS, rc.Burst = 50, 100
+			rc.UserAgent = "skiff-federation"
+			reg := prometheus.NewRegistry()
+			opts.Config, opts.Logger, opts.Registerer = rc, slog.Default(), reg
+			c, err := federation.New(opts)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if health != "" {
+				mux := http.NewServeMux()
+				mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+				mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+					if !c.Ready() {
+						http.Error(w, "not ready", http.StatusServiceUnavailable)
+						return
+					}
+					_, _ = w.Write([]byte("ok"))
+				})
+				mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+				srv := &http.Server{Addr: health, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+				go func() {
+					if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+						slog.Error("federation health server", "err", err)
+					}
+				}()
+				defer func() {
+					sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					_ = srv.Shutdown(sctx)
+				}()
+			}
+			return c.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the HOST cluster (the identity needs the federation.skiff.io API, CRDs, Secrets, Events and every kind it propagates)")
+	f.StringVar(&master, "master", "", "host API server address (overrides the kubeconfig)")
+	f.DurationVar(&opts.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "how often each member cluster is health-checked")
+	f.DurationVar(&opts.FailureGrace, "failure-grace-period", 40*time.Second, "how long a Ready member may fail its checks before it is NotReady and tainted")
+	f.DurationVar(&opts.RecoveryGrace, "recovery-grace-period", 30*time.Second, "how long a NotReady member must pass its checks before it is Ready again")
+	f.DurationVar(&opts.MemberTimeout, "member-timeout", 5*time.Second, "timeout of each call to a member cluster")
+	f.DurationVar(&opts.ResyncInterval, "resync-interval", 10*time.Second, "how often federated objects are re-applied and their members' status collected")
+	f.IntVar(&opts.Workers, "workers", 4, "objects reconciled concurrently")
+	f.StringVar(&health, "health-address", "127.0.0.1:8085", "address serving /healthz, /readyz and /metrics over plain HTTP (empty = off)")
+	return cmd
+}
