@@ -452,3 +452,17 @@ func (c *Controller) writeMemberStatus(ctx context.Context, name string, ready b
 	}
 	return nil
 }
+
+// MemberConfig builds a client config for mc from its credentials Secret,
+// read with client (use the caller's own client so that only users who may
+// read the Secret can reach the member, e.g. the dashboard's context switch).
+func MemberConfig(ctx context.Context, client kubernetes.Interface, mc *v1alpha1.MemberCluster) (*rest.Config, error) {
+	if mc.Spec.SecretRef == nil {
+		return nil, fmt.Errorf("%w: spec.secretRef is not set", errCredentials)
+	}
+	sec, err := client.CoreV1().Secrets(mc.Spec.SecretRef.Namespace).Get(ctx, mc.Spec.SecretRef.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: secret %s/%s: %w", errCredentials, mc.Spec.SecretRef.Namespace, mc.Spec.SecretRef.Name, err)
+	}
+	return memberConfig(mc.Spec.APIEndpoint, sec)
+}
