@@ -58,10 +58,24 @@ bench: build ## run the benchmarks (each prints one JSON object)
 	./bin/skiff-bench api --embedded
 	./bin/skiff-bench controllers
 
-fuzz: ## run each fuzz target briefly
-	$(GO) test ./controlplane/apiserver -run '^$$' -fuzz FuzzDecodeObject -fuzztime 30s
-	$(GO) test ./controlplane/apiserver -run '^$$' -fuzz FuzzPatch -fuzztime 30s
-	$(GO) test ./addons/dns -run '^$$' -fuzz FuzzServeDNS -fuzztime 30s
+# Fuzz targets as package:Name; `go test -fuzz` runs one target per call.
+# Seeds and crashers found are kept in <package>/testdata/fuzz/<Name>/ and
+# run as ordinary tests by test-go.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	./controlplane/apiserver:FuzzDecodeObject ./controlplane/apiserver:FuzzDecodeRoundTrip \
+	./controlplane/apiserver:FuzzPatch ./controlplane/apiserver:FuzzPatchIdempotent \
+	./controlplane/apiserver:FuzzSelectors ./controlplane/apiserver:FuzzWithRV \
+	./controlplane/apiserver:FuzzRequestInfo ./addons/dns:FuzzServeDNS \
+	./addons/ingress:FuzzIngressRequest ./nodeagent/crilog:FuzzParse ./nodeagent/crilog:FuzzWriteRead \
+	./backend:FuzzClientMessage ./nodeagent/streaming:FuzzParseOptions \
+	./nodeagent/streaming:FuzzRemoteCommandFrames
+
+fuzz: ## run each fuzz target in turn for FUZZTIME (default 30s)
+	@set -e; for pt in $(FUZZ_TARGETS); do \
+		echo "== $$pt ($(FUZZTIME))"; \
+		$(GO) test $${pt%%:*} -run '^$$' -fuzz "^$${pt##*:}\$$" -fuzztime $(FUZZTIME); \
+	done
 
 clean:
 	rm -rf bin
