@@ -428,6 +428,19 @@ func validateVolumeMounts(mounts []corev1.VolumeMount, vols map[string]corev1.Vo
 				errs = append(errs, field.Invalid(idx.Child("subPath"), m.SubPath, "must not contain '..'"))
 			}
 		}
+		// subPathExpr is checked as written, as upstream (the kubelet checks
+		// the expanded path again).
+		if m.SubPathExpr != "" {
+			if m.SubPath != "" {
+				errs = append(errs, field.Invalid(idx.Child("subPathExpr"), m.SubPathExpr, "subPathExpr and subPath are mutually exclusive"))
+			}
+			if strings.HasPrefix(m.SubPathExpr, "/") {
+				errs = append(errs, field.Invalid(idx.Child("subPathExpr"), m.SubPathExpr, "must be a relative path"))
+			}
+			if sets.New(strings.Split(m.SubPathExpr, "/")...).Has("..") {
+				errs = append(errs, field.Invalid(idx.Child("subPathExpr"), m.SubPathExpr, "must not contain '..'"))
+			}
+		}
 	}
 	return errs
 }
