@@ -11,7 +11,12 @@ import (
 // BenchmarkBulk measures store.Bulk (flatten, id check, head, WAL group
 // commit with fsync) for 100-byte log lines in batches of 1000.
 func BenchmarkBulk(b *testing.B) {
-	s, err := Open(Options{Dir: b.TempDir(), MaxAge: -1})
+	b.Run("fsync", func(b *testing.B) { benchBulk(b, false) })
+	b.Run("nosync", func(b *testing.B) { benchBulk(b, true) })
+}
+
+func benchBulk(b *testing.B, noSync bool) {
+	s, err := Open(Options{Dir: b.TempDir(), MaxAge: -1, NoSync: noSync})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -398,7 +398,11 @@ func (s *Store) Bulk(ctx context.Context, ops []Op) ([]OpResult, error) {
 	fl := flattenerPool.Get().(*flattener)
 	defer flattenerPool.Put(fl)
 	payloads := make([][]byte, 0, len(ops))
-	var recBuf []byte
+	size := 0
+	for _, op := range ops {
+		size += len(op.Source) + len(op.Index) + len(op.ID) + 64
+	}
+	recBuf := make([]byte, 0, size)
 	s.sealMu.RLock()
 	for i, op := range ops {
 		r := &res[i]

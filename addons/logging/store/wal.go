@@ -39,6 +39,7 @@ type wal struct {
 	buf     []byte
 	seq     uint64
 	pending []walWrite // buffers of rotated files not yet written
+	free    []byte     // a written buffer kept for reuse
 
 	syncMu sync.Mutex
 	synced uint64 // guarded by syncMu
@@ -70,6 +71,9 @@ func openWAL(dir string, gen uint64, fsync bool) (*wal, error) {
 // appendRecord frames payload into the buffer and returns its sequence.
 func (w *wal) appendRecords(payloads ...[]byte) uint64 {
 	w.mu.Lock()
+	if w.buf == nil && w.free != nil {
+		w.buf, w.free = w.free, nil
+	}
 	for _, p := range payloads {
 		var hdr [8]byte
 		binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(p)))
@@ -117,6 +121,11 @@ func (w *wal) sync(seq uint64) error {
 		_ = wr.f.Close()
 	}
 	w.synced = top
+	if last := writes[len(writes)-1].buf; cap(last) <= 64<<20 {
+		w.mu.Lock()
+		w.free = last[:0]
+		w.mu.Unlock()
+	}
 	return nil
 }
 
