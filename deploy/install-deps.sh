@@ -31,6 +31,11 @@ if ! command -v kubectl >/dev/null 2>&1; then
 	echo "kubectl is required (expected at /usr/bin/kubectl) for the end-to-end tests" >&2
 	exit 1
 fi
+# VictoriaLogs: a third-party Elasticsearch-bulk sink the log shipper's tests
+# ship to (addons/logging/shipper). About 3 minutes to build, only when missing.
+if ! command -v victoria-logs >/dev/null 2>&1; then
+	GOBIN=/usr/local/bin PATH="/usr/local/go/bin:$PATH" go install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1
+fi
 
 # containerd: the node agent's runtime. Use systemd when it runs the
 # machine; otherwise supervise the daemon in the background ourselves.

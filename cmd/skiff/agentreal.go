@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/skiffhq/skiff/nodeagent/agent"
@@ -24,6 +26,8 @@ type realAgentFlags struct {
 	certFile, keyFile, clientCAFile, proxyMode                                       string
 	port, containerLogMaxFiles                                                       int
 	containerLogMaxSize                                                              string
+	logsURL, logsAPIKey, logsUser, logsPassword, logsCAFile                          string
+	logsHeaders                                                                      []string
 	podCIDRWait                                                                      time.Duration
 }
 
@@ -40,6 +44,12 @@ func (f *realAgentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.podLogDir, "pod-log-dir", agent.DefaultPodLogDir, "where CRI-format container logs are written")
 	fl.StringVar(&f.containerLogMaxSize, "container-log-max-size", "10Mi", "rotate a container's log file at this size (kubelet's containerLogMaxSize; -1 never rotates)")
 	fl.IntVar(&f.containerLogMaxFiles, "container-log-max-files", crilog.DefaultMaxFiles, "log files kept per container, the current one included (kubelet's containerLogMaxFiles)")
+	fl.StringVar(&f.logsURL, "logs-elasticsearch-url", "", "Elasticsearch-compatible API the log shipper sends container logs to (default: the API server's embedded store, <server>/logs, as this node; an explicit empty string disables shipping)")
+	fl.StringVar(&f.logsAPIKey, "logs-elasticsearch-api-key", "", "API key (base64 id:key) for --logs-elasticsearch-url")
+	fl.StringVar(&f.logsUser, "logs-elasticsearch-username", "", "basic auth user for --logs-elasticsearch-url")
+	fl.StringVar(&f.logsPassword, "logs-elasticsearch-password", "", "basic auth password for --logs-elasticsearch-url (or SKIFF_LOGS_ELASTICSEARCH_PASSWORD)")
+	fl.StringVar(&f.logsCAFile, "logs-elasticsearch-ca-file", "", "CA bundle that verifies --logs-elasticsearch-url")
+	fl.StringArrayVar(&f.logsHeaders, "logs-elasticsearch-header", nil, "extra request header Name:Value for the log sink, repeatable (VictoriaLogs: VL-Time-Field:@timestamp)")
 	fl.StringVar(&f.proxyMode, "proxy-mode", agent.ProxyModeNFTables, "service proxy: nftables, userspace (not implemented yet) or none")
 	fl.IntVar(&f.port, "port", agent.DefaultPort, "HTTPS port of the agent's API (container logs)")
 	fl.StringVar(&f.certFile, "tls-cert-file", "", "serving certificate of the agent's API, issued by the cluster CA (default: self-signed, which the API server cannot verify)")
@@ -71,6 +81,9 @@ func runContainerdAgent(cmd *cobra.Command, kubeconfig, server string, f realAge
 		return fmt.Errorf("--container-log-max-files %d: must be at least 2", f.containerLogMaxFiles)
 	}
 	opts.ContainerLogMaxFiles = f.containerLogMaxFiles
+	if opts.Logs, err = f.logsOptions(cmd); err != nil {
+		return err
+	}
 	if f.certFile != "" || f.keyFile != "" {
 		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
 		if err != nil {
@@ -97,4 +110,34 @@ func runContainerdAgent(cmd *cobra.Command, kubeconfig, server string, f realAge
 	<-cmd.Context().Done()
 	a.Stop()
 	return nil
+}
+
+// logsOptions turns the --logs-elasticsearch-* flags into the shipper's
+// options: unset URL = the embedded store, explicit empty = disabled.
+func (f *realAgentFlags) logsOptions(cmd *cobra.Command) (agent.LogsOptions, error) {
+	lo := agent.LogsOptions{ElasticsearchURL: f.logsURL, APIKey: f.logsAPIKey, Username: f.logsUser, Password: f.logsPassword}
+	if cmd.Flags().Changed("logs-elasticsearch-url") && f.logsURL == "" {
+		return agent.LogsOptions{Disabled: true}, nil
+	}
+	if lo.Password == "" {
+		lo.Password = os.Getenv("SKIFF_LOGS_ELASTICSEARCH_PASSWORD")
+	}
+	if f.logsCAFile != "" {
+		b, err := os.ReadFile(f.logsCAFile)
+		if err != nil {
+			return lo, fmt.Errorf("--logs-elasticsearch-ca-file: %w", err)
+		}
+		lo.CACert = b
+	}
+	for _, h := range f.logsHeaders {
+		k, v, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return lo, fmt.Errorf("--logs-elasticsearch-header %q: want Name:Value", h)
+		}
+		if lo.Header == nil {
+			lo.Header = http.Header{}
+		}
+		lo.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	return lo, nil
 }

@@ -29,6 +29,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/skiffhq/skiff/addons/logging/shipper"
 	"github.com/skiffhq/skiff/nodeagent/crilog"
 	"github.com/skiffhq/skiff/nodeagent/network"
 	"github.com/skiffhq/skiff/nodeagent/proxy"
@@ -94,6 +96,9 @@ type Options struct {
 	// (NodeName is the agent's; ClusterCIDR and Logger default to its).
 	ProxyMode string
 	Proxy     proxy.Options
+	// Logs configures the log shipper (default: on, to the API server's
+	// embedded log store).
+	Logs LogsOptions
 	// Port of the agent's HTTPS API (0 picks a free port, <0 disables).
 	Port int
 	// ServingCert is the API's certificate; ClientCAs verify callers
@@ -182,6 +187,11 @@ type Agent struct {
 	probes  *probeManager
 	summary summaryState // /stats/summary (stats.go)
 
+	shipper    *shipper.Shipper // logs.go
+	shipEvents lazyEvents
+	reg        *prometheus.Registry
+	regOnce    sync.Once
+
 	mu      sync.Mutex
 	backoff map[string]time.Time // uid/container → image pull retry time
 	pullN   map[string]int
@@ -226,8 +236,15 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 	}
+	if err := a.newLogShipper(cfg); err != nil {
+		return nil, err
+	}
+	rot := crilog.Rotation{MaxSize: opts.ContainerLogMaxSize, MaxFiles: opts.ContainerLogMaxFiles}
+	if a.shipper != nil {
+		rot.Retainer = a.shipper
+	}
 	a.rt, err = runtime.New(ctx, runtime.Options{Address: opts.ContainerdAddress, Logger: opts.Logger, OnExit: a.containerExited,
-		LogRotation: crilog.Rotation{MaxSize: opts.ContainerLogMaxSize, MaxFiles: opts.ContainerLogMaxFiles}})
+		LogRotation: rot})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -287,6 +304,7 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 	if err := a.startProxy(runCtx); err != nil {
 		return nil, err
 	}
+	a.startLogShipper(runCtx)
 	a.probes = newProbeManager(runCtx, a)
 	a.wg.Add(3)
 	go func() { defer a.wg.Done(); a.heartbeat(runCtx) }()

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/skiffhq/skiff/nodeagent/crilog"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 	corev1 "k8s.io/api/core/v1"
@@ -71,6 +72,7 @@ func (a *Agent) startAPI() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /containerLogs/{ns}/{pod}/{container}", a.serveLogs)
 	mux.HandleFunc("GET /stats/summary", a.serveStatsSummary)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metricsRegistry(), promhttp.HandlerOpts{}))
 	a.routeStreaming(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	a.api = &apiServer{ln: ln, port: ln.Addr().(*net.TCPAddr).Port, srv: &http.Server{

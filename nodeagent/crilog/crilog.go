@@ -42,6 +42,7 @@ type Writer struct {
 	size int64 // bytes in f
 	rot  Rotation
 	bufs map[string]*bytes.Buffer
+	open map[string]bool // streams whose last record was P
 	now  func() time.Time
 }
 
@@ -63,7 +64,7 @@ func OpenRotating(path string, rot Rotation) (*Writer, error) {
 		f.Close()
 		return nil, fmt.Errorf("crilog: %w", err)
 	}
-	return &Writer{path: path, f: f, size: st.Size(), rot: rot.withDefaults(), bufs: map[string]*bytes.Buffer{}, now: time.Now}, nil
+	return &Writer{path: path, f: f, size: st.Size(), rot: rot.withDefaults(), bufs: map[string]*bytes.Buffer{}, open: map[string]bool{}, now: time.Now}, nil
 }
 
 // Stream returns an io.Writer for one stream.
@@ -125,7 +126,15 @@ func (w *Writer) record(stream, tag string, msg []byte) error {
 	if err != nil {
 		return err
 	}
-	if w.rot.MaxSize > 0 && w.size >= w.rot.MaxSize {
+	if tag == "P" {
+		w.open[stream] = true
+	} else {
+		delete(w.open, stream)
+	}
+	// Rotate between lines, so that a line's P records and its F stay in
+	// one file (readers reassemble them there), unless a partial line
+	// goes on for another MaxSize.
+	if w.rot.MaxSize > 0 && (w.size >= w.rot.MaxSize && len(w.open) == 0 || w.size >= 2*w.rot.MaxSize) {
 		return w.rotate()
 	}
 	return nil

@@ -170,3 +170,32 @@ func TestFollowAcrossRotation(t *testing.T) {
 		t.Fatalf("only %d rotations happened", len(r))
 	}
 }
+
+// A long line (P records, then F) is never split across files.
+func TestRotationKeepsPartialLinesTogether(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	w, err := OpenRotating(path, Rotation{MaxSize: 20 << 10, MaxFiles: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("y", 40<<10) // three records: P P F
+	for i := 0; i < 10; i++ {
+		fmt.Fprintf(w.Stream(Stdout), "%d %s\n", i, long)
+	}
+	_ = w.Close()
+	files, _ := RotatedFiles(path)
+	if len(files) < 5 {
+		t.Fatalf("%d rotations", len(files))
+	}
+	for _, p := range append(files, path) {
+		b, _ := os.ReadFile(p)
+		if len(b) == 0 {
+			continue
+		}
+		last := bytes.Split(bytes.TrimSuffix(b, []byte{'\n'}), []byte{'\n'})
+		rec, err := Parse(last[len(last)-1])
+		if err != nil || rec.Partial {
+			t.Fatalf("%s ends inside a line (partial=%v, %v)", p, rec.Partial, err)
+		}
+	}
+}

@@ -1,0 +1,453 @@
+package shipper
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/skiffhq/skiff/nodeagent/crilog"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// ExcludeAnnotation on a pod set to "true" keeps its logs from being shipped.
+const ExcludeAnnotation = "skiff.io/logs-exclude"
+
+// IndexPrefix names the index (or data stream) of a namespace's logs:
+// logs-kubernetes-<namespace>.
+const IndexPrefix = "logs-kubernetes-"
+
+// Config configures a Shipper.
+type Config struct {
+	// PodLogDir is the agent's pod log folder
+	// (<ns>_<pod>_<uid>/<container>/<restart>.log).
+	PodLogDir string
+	// StateDir holds checkpoints.json and deadletter.log.
+	StateDir string
+	// NodeName is kubernetes.host.
+	NodeName string
+	// Pod returns the pod with this UID from the agent's cache (nil when
+	// unknown; records then carry what the folder name says).
+	Pod func(uid types.UID) *corev1.Pod
+	// Events, if set, receives LogsDropped warnings (the agent's event
+	// recorder).
+	Events EventRecorder
+
+	// URL of the Elasticsearch-compatible API (the base the client adds
+	// /_bulk to).
+	URL string
+	// APIKey (base64 id:key) or Username/Password authenticate to the sink.
+	APIKey, Username, Password string
+	// CACert is a PEM bundle that verifies the sink (nil: the system's).
+	CACert []byte
+	// ClientCert is presented to the sink (the node's client certificate
+	// for the embedded store).
+	ClientCert *tls.Certificate
+	// Header is added to every request (VictoriaLogs wants VL-Time-Field).
+	Header http.Header
+	// Transport, if set, carries the requests instead of one built from
+	// CACert and ClientCert (the agent passes its API client's, which
+	// authenticates as the node).
+	Transport http.RoundTripper
+
+	// PollInterval is how often files are looked for and idle files
+	// re-read (default 250ms).
+	PollInterval time.Duration
+	// FlushInterval and FlushBytes tune the bulk indexer (default 1s, 1MB).
+	FlushInterval time.Duration
+	FlushBytes    int
+	// MaxInFlight bounds the documents read but not yet acknowledged
+	// (default 20000): the shipper stops reading when it is reached.
+	MaxInFlight int
+	// CheckpointInterval is how often acknowledged offsets are written
+	// (default 1s).
+	CheckpointInterval time.Duration
+	// MaxAttempts is how often a document the sink rejects (4xx other than
+	// 409 and 429) is sent before it is dead-lettered (default 3).
+	MaxAttempts int
+	// NoFinalFlush makes Run return at once when its context ends, with
+	// nothing flushed and no last checkpoint, as a kill -9 would (tests).
+	NoFinalFlush bool
+	// Registerer receives the metrics (nil: none).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	if c.PodLogDir == "" || c.StateDir == "" || c.URL == "" {
+		return errors.New("shipper: PodLogDir, StateDir and URL are required")
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 250 * time.Millisecond
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = time.Second
+	}
+	if c.FlushBytes <= 0 {
+		c.FlushBytes = 1 << 20
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 20000
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = time.Second
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 3
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return nil
+}
+
+// EventRecorder is the part of client-go's record.EventRecorder the
+// shipper uses.
+type EventRecorder interface {
+	Eventf(object runtime.Object, eventtype, reason, messageFmt string, args ...any)
+}
+
+// Shipper tails container logs and ships them. It is a crilog.Retainer.
+type Shipper struct {
+	cfg      Config
+	log      *slog.Logger
+	m        *metrics
+	sink     *sink
+	inflight chan struct{}
+	cpPath   string
+
+	mu      sync.Mutex
+	marks   map[string]fileMark // checkpoint as loaded, then as committed
+	tailers map[string]*tailer
+	dirty   bool
+
+	// ship sends one document (sink.add; benchmarks replace it).
+	ship func(ctx context.Context, t *tailer, e *entry, rec *logLine, meta *Meta)
+
+	dropped atomic.Int64
+	closing atomic.Bool
+	wg      sync.WaitGroup
+}
+
+var _ crilog.Retainer = (*Shipper)(nil)
+
+// New prepares a shipper (nothing runs until Run).
+func New(cfg Config) (*Shipper, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(cfg.StateDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("shipper: %w", err)
+	}
+	s := &Shipper{
+		cfg: cfg, log: cfg.Logger.With("component", "logshipper"), m: newMetrics(cfg.Registerer),
+		inflight: make(chan struct{}, cfg.MaxInFlight), cpPath: filepath.Join(dir, "checkpoints.json"),
+		tailers: map[string]*tailer{},
+	}
+	cp, err := loadCheckpoint(s.cpPath)
+	if err != nil {
+		// A torn checkpoint cannot happen (rename); a corrupt one means
+		// re-shipping from the start, which the IDs make harmless.
+		s.log.Warn("checkpoint unreadable, starting over", "err", err)
+	}
+	s.marks = cp.Files
+	s.sink, err = newSink(s)
+	if err != nil {
+		return nil, err
+	}
+	s.ship = s.sink.add
+	return s, nil
+}
+
+// Run tails and ships until ctx ends, then writes a last checkpoint of
+// what was acknowledged.
+func (s *Shipper) Run(ctx context.Context) error {
+	s.log.Info("log shipper running", "url", s.cfg.URL, "dir", s.cfg.PodLogDir)
+	tick := time.NewTicker(s.cfg.PollInterval)
+	defer tick.Stop()
+	cpTick := time.NewTicker(s.cfg.CheckpointInterval)
+	defer cpTick.Stop()
+	for {
+		s.discover(ctx)
+		select {
+		case <-ctx.Done():
+			// Tailers stay registered from now on, so that documents
+			// acknowledged while the indexer closes are checkpointed.
+			s.closing.Store(true)
+			if s.cfg.NoFinalFlush {
+				return nil
+			}
+			s.wg.Wait()
+			closeCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = s.sink.bi.Close(closeCtx)
+			cancel()
+			s.saveCheckpoint()
+			return nil
+		case <-cpTick.C:
+			s.saveCheckpoint()
+		case <-tick.C:
+		}
+	}
+}
+
+// Stats are counters for tests and benchmarks.
+type Stats struct{ Shipped, Duplicates, Dropped, DeadLettered, Retries int64 }
+
+// fileID identifies one log file across renames by rotation.
+type fileID struct {
+	rel     string // <ns>_<pod>_<uid>/<container>
+	restart string
+	dev     uint64
+	ino     uint64
+}
+
+func (f fileID) String() string { return fmt.Sprintf("%s/%s@%d:%d", f.rel, f.restart, f.dev, f.ino) }
+
+// identify returns the identity of the log file at path (under root).
+func identify(root, path string) (fileID, os.FileInfo, bool) {
+	st, err := os.Stat(path)
+	if err != nil || !st.Mode().IsRegular() {
+		return fileID{}, nil, false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, nil, false
+	}
+	rel, err := filepath.Rel(root, filepath.Dir(path))
+	if err != nil {
+		return fileID{}, nil, false
+	}
+	base := filepath.Base(path)
+	restart, _, _ := strings.Cut(base, ".")
+	return fileID{rel: rel, restart: restart, dev: uint64(sys.Dev), ino: sys.Ino}, st, true
+}
+
+// fingerprint hashes the file's first line (at most 256 bytes); "" while
+// the file has no complete first line.
+func fingerprint(f *os.File) string {
+	buf := make([]byte, 256)
+	n, _ := f.ReadAt(buf, 0)
+	i := strings.IndexByte(string(buf[:n]), '\n')
+	if i < 0 {
+		if n < len(buf) {
+			return ""
+		}
+		i = n - 1
+	}
+	sum := sha256.Sum256(buf[:i+1])
+	return hex.EncodeToString(sum[:8])
+}
+
+// isLogName is <restart>.log or a rotated <restart>.log.<time>.
+func isLogName(name string) bool {
+	return strings.HasSuffix(name, ".log") || crilog.IsRotatedName(name)
+}
+
+// discover starts a tailer for every log file without one and forgets
+// checkpoint entries of files that are gone.
+func (s *Shipper) discover(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	seen := map[string]bool{}
+	pods, _ := os.ReadDir(s.cfg.PodLogDir)
+	for _, p := range pods {
+		if !p.IsDir() {
+			continue
+		}
+		ctrs, _ := os.ReadDir(filepath.Join(s.cfg.PodLogDir, p.Name()))
+		for _, c := range ctrs {
+			if !c.IsDir() {
+				continue
+			}
+			dir := filepath.Join(s.cfg.PodLogDir, p.Name(), c.Name())
+			files, _ := os.ReadDir(dir)
+			for _, f := range files {
+				if !isLogName(f.Name()) {
+					continue
+				}
+				path := filepath.Join(dir, f.Name())
+				id, _, ok := identify(s.cfg.PodLogDir, path)
+				if !ok {
+					continue
+				}
+				key := id.String()
+				seen[key] = true
+				s.mu.Lock()
+				t := s.tailers[key]
+				mark, known := s.marks[key]
+				s.mu.Unlock()
+				if t != nil || (known && mark.Done) {
+					continue
+				}
+				s.startTailer(ctx, id, path)
+			}
+		}
+	}
+	s.mu.Lock()
+	for k := range s.marks {
+		if !seen[k] && s.tailers[k] == nil {
+			delete(s.marks, k)
+			s.dirty = true
+		}
+	}
+	s.mu.Unlock()
+}
+
+func (s *Shipper) saveCheckpoint() {
+	s.mu.Lock()
+	cp := checkpoint{Files: make(map[string]fileMark, len(s.marks))}
+	for k, t := range s.tailers {
+		if m, ok := t.mark(); ok {
+			if old := s.marks[k]; old != m {
+				s.marks[k] = m
+				s.dirty = true
+			}
+		}
+	}
+	if !s.dirty {
+		s.mu.Unlock()
+		return
+	}
+	for k, m := range s.marks {
+		cp.Files[k] = m
+	}
+	s.dirty = false
+	s.mu.Unlock()
+	if err := cp.save(s.cpPath); err != nil {
+		s.log.Error("write checkpoint", "err", err)
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+	}
+}
+
+// Retain implements crilog.Retainer: a rotated file is kept while the
+// shipper has not read and shipped all of it.
+func (s *Shipper) Retain(path string) bool {
+	id, st, ok := identify(s.cfg.PodLogDir, path)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := id.String()
+	if t := s.tailers[key]; t != nil {
+		return !t.isFinished()
+	}
+	m, known := s.marks[key]
+	return !known || (!m.Done && m.Offset < st.Size())
+}
+
+// Dropped implements crilog.Retainer: rotation removes a file the shipper
+// has not finished. What was not read yet is counted and reported.
+func (s *Shipper) Dropped(path string) {
+	id, _, ok := identify(s.cfg.PodLogDir, path)
+	if !ok {
+		return
+	}
+	key := id.String()
+	s.mu.Lock()
+	t := s.tailers[key]
+	from := s.marks[key].Offset
+	s.mu.Unlock()
+	if t != nil {
+		t.abandon() // the tailer counts what it has not read
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	n := countLines(f, from)
+	s.reportDropped(id, n)
+}
+
+func (s *Shipper) reportDropped(id fileID, lines int64) {
+	if lines <= 0 {
+		return
+	}
+	s.m.dropped.Add(float64(lines))
+	s.dropped.Add(lines)
+	s.log.Warn("log lines dropped: rotation removed a file the shipper had not finished", "file", id.String(), "lines", lines)
+	if s.cfg.Events == nil {
+		return
+	}
+	ns, name, uid := splitPodDir(filepath.Dir(id.rel))
+	var obj *corev1.ObjectReference
+	if p := s.pod(types.UID(uid)); p != nil {
+		obj = &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: p.Namespace, Name: p.Name, UID: p.UID}
+	} else {
+		obj = &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: ns, Name: name, UID: types.UID(uid)}
+	}
+	s.cfg.Events.Eventf(obj, corev1.EventTypeWarning, "LogsDropped",
+		"%d log lines of container %s were not shipped: the sink was unreachable for too long and log rotation reached its hard limit", lines, filepath.Base(id.rel))
+}
+
+func (s *Shipper) pod(uid types.UID) *corev1.Pod {
+	if s.cfg.Pod == nil || uid == "" {
+		return nil
+	}
+	return s.cfg.Pod(uid)
+}
+
+// splitPodDir splits <ns>_<pod>_<uid> (names and UIDs have no '_').
+func splitPodDir(dir string) (ns, name, uid string) {
+	parts := strings.SplitN(filepath.Base(dir), "_", 3)
+	if len(parts) != 3 {
+		return "", filepath.Base(dir), ""
+	}
+	return parts[0], parts[1], parts[2]
+}
+
+// countLines counts newline-terminated lines from offset to EOF.
+func countLines(f *os.File, from int64) int64 {
+	buf := make([]byte, 64*1024)
+	var n int64
+	for off := from; ; {
+		k, err := f.ReadAt(buf, off)
+		for _, c := range buf[:k] {
+			if c == '\n' {
+				n++
+			}
+		}
+		off += int64(k)
+		if err != nil {
+			return n
+		}
+	}
+}
+
+// tlsConfig is the sink's TLS configuration.
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(c.CACert) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(c.CACert) {
+			return nil, errors.New("shipper: CA bundle holds no certificate")
+		}
+		tc.RootCAs = pool
+	}
+	if c.ClientCert != nil {
+		tc.Certificates = []tls.Certificate{*c.ClientCert}
+	}
+	return tc, nil
+}

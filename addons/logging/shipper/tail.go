@@ -1,0 +1,380 @@
+package shipper
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/skiffhq/skiff/nodeagent/crilog"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+const (
+	// maxRawLine bounds one line of a file; longer lines (not written by
+	// crilog, which splits at 16 KiB) are cut into several records.
+	maxRawLine = 2 << 20
+	// maxMessage bounds a reassembled P...F message; beyond it the parts
+	// so far are shipped as one record and the rest as the next.
+	maxMessage = 4 << 20
+)
+
+// entry is one document in flight; commitAt is the file offset that may
+// be checkpointed once it and every earlier entry are acknowledged.
+type entry struct {
+	commitAt int64
+	acked    bool
+}
+
+// tailer reads one log file (by inode, across its rotation) and ships it.
+type tailer struct {
+	s    *Shipper
+	id   fileID
+	key  string
+	fp   string
+	meta *Meta
+
+	abandonOnce sync.Once
+	abandoned   chan struct{}
+	lost        int64 // lines read but not sent when abandoned
+
+	mu        sync.Mutex
+	pending   []*entry
+	committed int64
+	finished  bool
+}
+
+func (t *tailer) isFinished() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.finished
+}
+
+func (t *tailer) abandon() { t.abandonOnce.Do(func() { close(t.abandoned) }) }
+
+// mark is the tailer's checkpoint entry (false before the file had a
+// first line).
+func (t *tailer) mark() (fileMark, bool) {
+	if t.fp == "" {
+		return fileMark{}, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return fileMark{FP: t.fp, Offset: t.committed, Done: t.finished}, true
+}
+
+// ack marks e acknowledged and advances the committed offset over the
+// acknowledged prefix.
+func (t *tailer) ack(e *entry) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e.acked = true
+	i := 0
+	for ; i < len(t.pending) && t.pending[i].acked; i++ {
+		t.committed = t.pending[i].commitAt
+	}
+	if i > 0 {
+		t.pending = append(t.pending[:0], t.pending[i:]...)
+	}
+}
+
+func (t *tailer) push(e *entry) {
+	t.mu.Lock()
+	t.pending = append(t.pending, e)
+	t.mu.Unlock()
+}
+
+func (t *tailer) drained() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pending) == 0
+}
+
+func (s *Shipper) startTailer(ctx context.Context, id fileID, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	// The file may have been replaced between stat and open.
+	if nid, _, ok := identify(s.cfg.PodLogDir, path); !ok || nid != id {
+		f.Close()
+		return
+	}
+	t := &tailer{s: s, id: id, key: id.String(), abandoned: make(chan struct{})}
+	s.mu.Lock()
+	s.tailers[t.key] = t
+	s.mu.Unlock()
+	s.m.files.Inc()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.m.files.Dec()
+		defer f.Close()
+		t.run(ctx, f, path)
+	}()
+}
+
+// partial is a line being reassembled from P records.
+type partial struct {
+	start int64
+	time  time.Time
+	msg   []byte
+}
+
+func (t *tailer) run(ctx context.Context, f *os.File, path string) {
+	s := t.s
+	// Wait for a first line: it fingerprints the file.
+	for t.fp = fingerprint(f); t.fp == ""; t.fp = fingerprint(f) {
+		if !t.sleep(ctx) || t.gone(f, path) {
+			t.stop(false)
+			return
+		}
+	}
+	var off int64
+	s.mu.Lock()
+	if m, ok := s.marks[t.key]; ok && m.FP == t.fp {
+		off = m.Offset
+	}
+	s.mu.Unlock()
+	t.mu.Lock()
+	t.committed = off
+	t.mu.Unlock()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		t.stop(false)
+		return
+	}
+	rd := bufio.NewReaderSize(f, 256*1024)
+	var (
+		line     []byte
+		parts    = map[string]*partial{}
+		rotated  bool
+		lastMeta time.Time
+	)
+	t.refreshMeta()
+	for {
+		select {
+		case <-t.abandoned:
+			n := countLines(f, off) + t.lost
+			s.reportDropped(t.id, n)
+			t.stop(true)
+			return
+		default:
+		}
+		chunk, err := rd.ReadSlice('\n')
+		line = append(line, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) && len(line) < maxRawLine {
+			continue
+		}
+		if err == nil || errors.Is(err, bufio.ErrBufferFull) {
+			start := off
+			off += int64(len(line))
+			if !t.handle(ctx, line, start, off, parts) {
+				t.stop(false)
+				return
+			}
+			line = line[:0]
+			if time.Since(lastMeta) > 5*time.Second {
+				t.refreshMeta()
+				lastMeta = time.Now()
+			}
+			continue
+		}
+		if !errors.Is(err, io.EOF) {
+			t.stop(false)
+			return
+		}
+		// At the end of what was written so far. A file that is no longer
+		// the current one gets no more writes: once read to the end after
+		// noticing that, flush its partial lines and finish.
+		if rotated {
+			for stream, p := range parts {
+				t.emit(ctx, &logLine{time: p.time, stream: stream, msg: p.msg, offset: p.start}, off)
+			}
+			t.finish(ctx)
+			return
+		}
+		if t.gone(f, path) {
+			rotated = true
+			continue
+		}
+		if !t.sleep(ctx) {
+			t.stop(false)
+			return
+		}
+		// A truncated file (copytruncate) starts over.
+		if st, err := f.Stat(); err == nil && st.Size() < off {
+			s.log.Warn("log file truncated, reading it from the start", "file", t.key)
+			off = 0
+			_, _ = f.Seek(0, io.SeekStart)
+			rd.Reset(f)
+			line = line[:0]
+			clear(parts)
+		}
+	}
+}
+
+// gone reports whether f is no longer the file at its original path: it
+// was rotated (renamed), or removed.
+func (t *tailer) gone(f *os.File, path string) bool {
+	cur, err := f.Stat()
+	if err != nil {
+		return true
+	}
+	if sys, ok := cur.Sys().(*syscall.Stat_t); ok && sys.Nlink == 0 {
+		return true
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return true
+	}
+	// A rotated file's own path never becomes current again.
+	return !os.SameFile(cur, st) || crilog.IsRotatedName(filepath.Base(path))
+}
+
+func (t *tailer) sleep(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.abandoned:
+		return true
+	case <-time.After(t.s.cfg.PollInterval):
+		return true
+	}
+}
+
+// handle parses one line [start, end) and ships it (or adds it to its
+// stream's partial line). false: the shipper is stopping.
+func (t *tailer) handle(ctx context.Context, line []byte, start, end int64, parts map[string]*partial) bool {
+	rec, err := crilog.Parse(bytes.TrimSuffix(line, []byte{'\n'}))
+	if err != nil {
+		// Not a CRI record (junk, or a cut overlong line): ship as is.
+		return t.emit(ctx, &logLine{time: time.Now(), stream: "stdout", msg: bytes.TrimSuffix(line, []byte{'\n'}), offset: start}, t.commitPoint(end, parts))
+	}
+	p := parts[rec.Stream]
+	if rec.Partial {
+		if p == nil {
+			p = &partial{start: start, time: rec.Time}
+			parts[rec.Stream] = p
+		}
+		p.msg = append(p.msg, rec.Message...)
+		if len(p.msg) < maxMessage {
+			return true
+		}
+		delete(parts, rec.Stream)
+		return t.emit(ctx, &logLine{time: p.time, stream: rec.Stream, msg: p.msg, offset: p.start}, t.commitPoint(end, parts))
+	}
+	r := &logLine{time: rec.Time, stream: rec.Stream, msg: rec.Message, offset: start}
+	if p != nil {
+		delete(parts, rec.Stream)
+		r.time, r.offset, r.msg = p.time, p.start, append(p.msg, rec.Message...)
+	}
+	return t.emit(ctx, r, t.commitPoint(end, parts))
+}
+
+// commitPoint is end unless another stream's partial line started before
+// it: a restart must re-read that line's first parts.
+func (t *tailer) commitPoint(end int64, parts map[string]*partial) int64 {
+	for _, p := range parts {
+		if p.start < end {
+			end = p.start
+		}
+	}
+	return end
+}
+
+// emit ships one record. Records of excluded pods are acknowledged at
+// once. It blocks while MaxInFlight documents are unacknowledged.
+func (t *tailer) emit(ctx context.Context, rec *logLine, commitAt int64) bool {
+	e := &entry{commitAt: commitAt}
+	meta := t.meta
+	if meta == nil {
+		t.push(e)
+		t.ack(e)
+		return true
+	}
+	select {
+	case t.s.inflight <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	case <-t.abandoned:
+		t.lost++ // read, never sent
+		return true
+	}
+	t.push(e)
+	t.s.ship(ctx, t, e, rec, meta)
+	return true
+}
+
+// refreshMeta reads the pod's metadata from the agent's cache; nil meta
+// means excluded.
+func (t *tailer) refreshMeta() {
+	podDir := filepath.Dir(t.id.rel)
+	ns, name, uid := splitPodDir(podDir)
+	m := &Meta{NamespaceName: ns, PodName: name, PodID: uid, ContainerName: filepath.Base(t.id.rel), Host: t.s.cfg.NodeName}
+	if p := t.s.pod(types.UID(uid)); p != nil {
+		if p.Annotations[ExcludeAnnotation] == "true" {
+			t.meta = nil
+			return
+		}
+		m.Labels, m.Annotations = p.Labels, p.Annotations
+		m.ContainerImage = containerImage(p, m.ContainerName)
+	} else if t.meta != nil {
+		return // keep what the pod said while it existed
+	}
+	t.meta = m
+}
+
+func containerImage(p *corev1.Pod, name string) string {
+	for _, st := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		if st.Name == name && st.Image != "" {
+			return st.Image
+		}
+	}
+	for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+		if c.Name == name {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+// finish waits until everything read was acknowledged, then marks the
+// file done (rotation may remove it).
+func (t *tailer) finish(ctx context.Context) {
+	for !t.drained() {
+		select {
+		case <-ctx.Done():
+			t.stop(false)
+			return
+		case <-t.abandoned:
+			t.stop(true)
+			return
+		case <-time.After(t.s.cfg.PollInterval):
+		}
+	}
+	t.stop(true)
+}
+
+// stop removes the tailer; done records the file as finished.
+func (t *tailer) stop(done bool) {
+	s := t.s
+	t.mu.Lock()
+	t.finished = done
+	t.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := t.mark(); ok {
+		s.marks[t.key] = m
+		s.dirty = true
+	}
+	if !s.closing.Load() {
+		delete(s.tailers, t.key)
+	}
+}
