@@ -527,6 +527,18 @@ func TestFederation(t *testing.T) {
 			}
 			return fmt.Errorf("conditions %+v", rb.Status.Conditions)
 		})
+		eventually(t, "Warning event on the host object", 30*time.Second, func() error {
+			evs, err := host.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
+			}
+			for _, e := range evs.Items {
+				if e.InvolvedObject.Kind == "ConfigMap" && e.InvolvedObject.Name == "theirs" && e.Reason == "MemberConflict" && e.Type == corev1.EventTypeWarning {
+					return nil
+				}
+			}
+			return fmt.Errorf("no MemberConflict event among %d", len(evs.Items))
+		})
 		cm, err := m1.srv.Client.CoreV1().ConfigMaps(ns).Get(ctx, "theirs", metav1.GetOptions{})
 		if err != nil || cm.Data["owner"] != "m1" {
 			t.Fatalf("an object federation did not make was overwritten: %v %v", cm, err)
@@ -591,6 +603,44 @@ func TestFederation(t *testing.T) {
 				t.Fatalf("MemberCluster list shows credentials (%.20s...)", s)
 			}
 		}
+	})
+
+	t.Run("services are duplicated with member-allocated ClusterIPs and kept in step", func(t *testing.T) {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns}, Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+		if _, err := host.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		create(ctx, t, host, "propagationpolicies", ns, v1alpha1.PropagationPolicy{
+			TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: v1alpha1.KindPropagation},
+			ObjectMeta: metav1.ObjectMeta{Name: "svc", Namespace: ns},
+			Spec:       v1alpha1.PropagationSpec{ResourceSelectors: []v1alpha1.ResourceSelector{{APIVersion: "v1", Kind: "Service", Name: "web"}}},
+		})
+		check := func(label string) {
+			t.Helper()
+			eventually(t, "service on every member with label "+label, 30*time.Second, func() error {
+				for _, m := range []*memberCluster{m1, m2, m3} {
+					s, err := m.srv.Client.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+					if err != nil {
+						return fmt.Errorf("%s: %w", m.name, err)
+					}
+					if s.Spec.ClusterIP == "" || s.Annotations[v1alpha1.ManagedByAnnotation] != v1alpha1.ManagedByValue || s.Labels["tier"] != label {
+						return fmt.Errorf("%s: clusterIP %q labels %v", m.name, s.Spec.ClusterIP, s.Labels)
+					}
+				}
+				return nil
+			})
+		}
+		check("")
+		cur, err := host.Client.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Labels = map[string]string{"tier": "front"}
+		if _, err := host.Client.CoreV1().Services(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		check("front")
 	})
 
 	t.Run("deleting on the host cleans every member", func(t *testing.T) {
