@@ -41,6 +41,8 @@ test-go: build ## unit and integration tests (race detector on the concurrent pa
 
 test-e2e: build ## end-to-end tests: the real kubectl against bin/skiff
 	SKIFF_BIN=$(CURDIR)/bin/skiff $(GO) test -count=1 -timeout 30m ./e2e/...
+	# Helm's Go SDK as a client; its own module keeps Helm out of go.mod.
+	cd e2e/helm && SKIFF_BIN=$(CURDIR)/bin/skiff $(GO) test -count=1 -timeout 10m ./...
 
 lint: fmt vet boundaries ## gofmt, go vet and import boundaries
 
