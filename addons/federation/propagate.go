@@ -519,11 +519,11 @@ func (c *Controller) emitEvents(obj *unstructured.Unstructured, statuses []v1alp
 		if cur == "" || (seen && prev == cur) {
 			continue
 		}
-		typ := corev1.EventTypeWarning
-		if cur == "MemberNotReady" {
-			typ = corev1.EventTypeWarning
+		reason := cur
+		if !strings.HasPrefix(reason, "Member") {
+			reason = "Member" + reason
 		}
-		c.recorder.Eventf(obj, typ, "Member"+cur, "member cluster %s: %s", st.Cluster, st.Message)
+		c.recorder.Eventf(obj, corev1.EventTypeWarning, reason, "member cluster %s: %s", st.Cluster, st.Message)
 	}
 }
 

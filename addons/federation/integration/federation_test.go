@@ -547,6 +547,36 @@ func TestFederation(t *testing.T) {
 		expectReplicas(ctx, t, "2/2/2 under the more specific policy", map[*memberCluster]int32{m1: 2, m2: 2, m3: 2})
 	})
 
+	t.Run("a member leaving placement loses its copy and dependency", func(t *testing.T) {
+		setNames := func(names []any) {
+			t.Helper()
+			api := host.Dynamic.Resource(v1alpha1.PropagationPolicyGVR).Namespace(ns)
+			eventually(t, "update policy web", 30*time.Second, func() error {
+				u, err := api.Get(ctx, "web", metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if names == nil {
+					unstructured.RemoveNestedField(u.Object, "spec", "placement", "clusterNames")
+				} else if err := unstructured.SetNestedSlice(u.Object, names, "spec", "placement", "clusterNames"); err != nil {
+					return err
+				}
+				_, err = api.Update(ctx, u, metav1.UpdateOptions{})
+				return err
+			})
+		}
+		setNames([]any{"m1", "m3"})
+		expectReplicas(ctx, t, "m2 left placement", map[*memberCluster]int32{m1: 3, m3: 3, m2: -1})
+		eventually(t, "m2's dependency copy released", 30*time.Second, func() error {
+			if _, err := m2.srv.Client.CoreV1().ConfigMaps(ns).Get(ctx, "web-config", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("web-config still on m2 (%v)", err)
+			}
+			return nil
+		})
+		setNames(nil)
+		expectReplicas(ctx, t, "back to 2/2/2", map[*memberCluster]int32{m1: 2, m2: 2, m3: 2})
+	})
+
 	t.Run("credentials stay behind RBAC on the Secret", func(t *testing.T) {
 		_, err := host.Client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "federation-viewer"},
 			Rules: []rbacv1.PolicyRule{{APIGroups: []string{v1alpha1.Group}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}}}}, metav1.CreateOptions{})
