@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -155,7 +156,10 @@ func compile(q Query, p *part) (matcher, error) {
 
 func compileBool(q Bool, p *part) (matcher, error) {
 	var must, not, should []matcher
-	for _, sub := range append(append([]Query{}, q.Must...), q.Filter...) {
+	// Cheap conditions first: time ranges, then terms, then text scans.
+	required := append(append([]Query{}, q.Filter...), q.Must...)
+	sort.SliceStable(required, func(i, j int) bool { return queryCost(required[i]) < queryCost(required[j]) })
+	for _, sub := range required {
 		m, err := compile(sub, p)
 		if err != nil {
 			return nil, err
@@ -214,9 +218,58 @@ func anyValue(p *part, cols []int, i int, ok func(kind uint8, v []byte) bool) bo
 	return false
 }
 
+// queryCost orders required clauses: cheaper ones run first.
+func queryCost(q Query) int {
+	switch q := q.(type) {
+	case Range:
+		if parseField(q.Field).name == "@timestamp" {
+			return 0
+		}
+		return 2
+	case Term, Exists, IDs:
+		return 1
+	case Text:
+		if parseField(q.Field).name != "*" {
+			return 2
+		}
+	}
+	return 3
+}
+
+// bloomCols keeps the block columns whose bloom filter may hold every
+// (or, anyTok, any) token.
+func bloomCols(p *part, cols []int, qh []uint64, anyTok bool) []int {
+	if p.blk == nil || len(qh) == 0 {
+		return cols
+	}
+	var out []int
+	for _, c := range cols {
+		b := p.blk.meta.Cols[c].Bloom
+		ok := !anyTok
+		for _, h := range qh {
+			has := b.has(h)
+			if anyTok && has {
+				ok = true
+				break
+			}
+			if !anyTok && !has {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 func compileText(q Text, p *part) (matcher, error) {
 	fs := parseField(q.Field)
 	cols := p.columns(fs.name)
+	if !fs.exact {
+		cols = bloomCols(p, cols, tokenHashes(q.Text), q.AnyToken)
+	}
 	if fs.exact {
 		want := []byte(q.Text)
 		return func(i int) bool {
@@ -289,7 +342,7 @@ func compileTerm(q Term, p *part) (matcher, error) {
 		ok := p.idx.name == q.Value
 		return func(int) bool { return ok }, nil
 	}
-	cols := p.columns(fs.name)
+	cols := bloomCols(p, p.columns(fs.name), tokenHashes(q.Value), false)
 	want := []byte(q.Value)
 	th := xxhash.Sum64(want)
 	var tb []byte
