@@ -43,7 +43,7 @@ func BenchmarkTailEncode(b *testing.B) {
 			var buf bytes.Buffer
 			s.ship = func(_ context.Context, t *tailer, e *entry, rec *logLine, meta *Meta) {
 				encode(&buf, rec, meta, true)
-				_ = docID(t.id, rec.offset)
+				_ = docID(t.id, t.fp, rec.offset)
 				t.ack(e)
 				<-s.inflight
 				if n++; n == b.N {

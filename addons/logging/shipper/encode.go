@@ -93,11 +93,13 @@ func writeString(buf *bytes.Buffer, s string) {
 }
 
 // docID is the document ID of the line starting at offset in the file
-// with identity id: the same line always gets the same ID, so a re-ship
+// with identity id and fingerprint fp (a reused inode is another file): the same line always gets the same ID, so a re-ship
 // after a crash is a 409 the sink answers for a document it has.
-func docID(id fileID, offset int64) string {
+func docID(id fileID, fp string, offset int64) string {
 	h := sha256.New()
 	h.Write([]byte(id.String()))
+	h.Write([]byte{0})
+	h.Write([]byte(fp))
 	h.Write([]byte{0})
 	h.Write(strconv.AppendInt(nil, offset, 10))
 	return hex.EncodeToString(h.Sum(nil)[:16])

@@ -137,6 +137,9 @@ type Shipper struct {
 	tailers map[string]*tailer
 	dirty   bool
 
+	// sendCtx bounds sends and retries; it ends after the last flush.
+	sendCtx    context.Context
+	sendCancel context.CancelFunc
 	// ship sends one document (sink.add; benchmarks replace it).
 	ship func(ctx context.Context, t *tailer, e *entry, rec *logLine, meta *Meta)
 
@@ -173,6 +176,7 @@ func New(cfg Config) (*Shipper, error) {
 		return nil, err
 	}
 	s.ship = s.sink.add
+	s.sendCtx, s.sendCancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -180,6 +184,7 @@ func New(cfg Config) (*Shipper, error) {
 // what was acknowledged.
 func (s *Shipper) Run(ctx context.Context) error {
 	s.log.Info("log shipper running", "url", s.cfg.URL, "dir", s.cfg.PodLogDir)
+	defer s.sendCancel()
 	tick := time.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
 	cpTick := time.NewTicker(s.cfg.CheckpointInterval)
@@ -195,8 +200,10 @@ func (s *Shipper) Run(ctx context.Context) error {
 				return nil
 			}
 			s.wg.Wait()
-			closeCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = s.sink.bi.Close(closeCtx)
+			// A last flush, so that a clean stop re-ships nothing; what is
+			// not acknowledged by then is re-shipped after the restart.
+			closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			s.sink.close(closeCtx)
 			cancel()
 			s.saveCheckpoint()
 			return nil
@@ -294,7 +301,17 @@ func (s *Shipper) discover(ctx context.Context) {
 				t := s.tailers[key]
 				mark, known := s.marks[key]
 				s.mu.Unlock()
-				if t != nil || (known && mark.Done) {
+				if t != nil {
+					continue
+				}
+				if known && !s.sameFile(path, mark) {
+					// A reused inode: another file than the one checkpointed.
+					s.mu.Lock()
+					delete(s.marks, key)
+					s.mu.Unlock()
+					known = false
+				}
+				if known && mark.Done {
 					continue
 				}
 				s.startTailer(ctx, id, path)
@@ -353,7 +370,21 @@ func (s *Shipper) Retain(path string) bool {
 		return !t.isFinished()
 	}
 	m, known := s.marks[key]
+	if known && !s.sameFile(path, m) {
+		return true // a reused inode: a new file, not read yet
+	}
 	return !known || (!m.Done && m.Offset < st.Size())
+}
+
+// sameFile reports whether the file at path is the one m was recorded for
+// (same first line).
+func (s *Shipper) sameFile(path string, m fileMark) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return fingerprint(f) == m.FP
 }
 
 // Dropped implements crilog.Retainer: rotation removes a file the shipper
@@ -366,8 +397,12 @@ func (s *Shipper) Dropped(path string) {
 	key := id.String()
 	s.mu.Lock()
 	t := s.tailers[key]
-	from := s.marks[key].Offset
+	m, known := s.marks[key]
 	s.mu.Unlock()
+	var from int64
+	if known && s.sameFile(path, m) {
+		from = m.Offset
+	}
 	if t != nil {
 		t.abandon() // the tailer counts what it has not read
 		return

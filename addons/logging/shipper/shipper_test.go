@@ -140,6 +140,8 @@ func TestVictoriaLogs(t *testing.T) {
 	waitCount(t, vl, "*", 2000, 60*time.Second)
 	r1.stop()
 	ret.s.Store(nil)
+	time.Sleep(2 * time.Second)
+	t.Logf("after the first shipper: stats %+v, sink holds %d", r1.s.Stats(), vl.count(t, "*"))
 	write(n/2, n) // rotates many times with no shipper running
 	if r, _ := crilog.RotatedFiles(filepath.Join(logDir, "ns1_web-0_uid-1", "app", "0.log")); len(r) < 5 {
 		t.Fatalf("only %d rotated files: the test does not exercise rotation", len(r))
@@ -179,6 +181,15 @@ func TestVictoriaLogs(t *testing.T) {
 		if i%100 == 13 && !strings.Contains(msg, "\uFFFD") {
 			t.Fatalf("invalid UTF-8 line %d: %q", i, msg)
 		}
+	}
+	var dups []int
+	for i := 0; i < n; i++ {
+		if seen[fmt.Sprint(i)] > 1 {
+			dups = append(dups, i)
+		}
+	}
+	if len(dups) > 0 {
+		t.Logf("duplicates: %d, first %d last %d: %v", len(dups), dups[0], dups[len(dups)-1], dups[:min(len(dups), 200)])
 	}
 	for i := 0; i < n; i++ {
 		if seen[fmt.Sprint(i)] != 1 {

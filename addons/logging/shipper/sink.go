@@ -32,6 +32,19 @@ type sink struct {
 
 	dlMu   sync.Mutex
 	dlPath string
+
+	// closeMu orders retries (send) before the indexer's Close.
+	closeMu sync.RWMutex
+	closed  bool
+}
+
+// close flushes what the indexer holds (until ctx ends) and stops it;
+// later retries are dropped (their lines were not checkpointed).
+func (k *sink) close(ctx context.Context) {
+	k.closeMu.Lock()
+	k.closed = true
+	k.closeMu.Unlock()
+	_ = k.bi.Close(ctx)
 }
 
 // doc is one document and its delivery state.
@@ -106,7 +119,7 @@ func backoff(attempt int) time.Duration {
 }
 
 func (k *sink) add(ctx context.Context, t *tailer, e *entry, rec *logLine, meta *Meta) {
-	d := &doc{t: t, e: e, rec: rec, meta: meta, index: IndexPrefix + meta.NamespaceName, id: docID(t.id, rec.offset)}
+	d := &doc{t: t, e: e, rec: rec, meta: meta, index: IndexPrefix + meta.NamespaceName, id: docID(t.id, t.fp, rec.offset)}
 	var buf bytes.Buffer
 	d.lifted = encode(&buf, rec, meta, true)
 	d.body = buf.Bytes()
@@ -114,6 +127,12 @@ func (k *sink) add(ctx context.Context, t *tailer, e *entry, rec *logLine, meta 
 }
 
 func (k *sink) send(ctx context.Context, d *doc) {
+	k.closeMu.RLock()
+	defer k.closeMu.RUnlock()
+	if k.closed {
+		<-k.s.inflight
+		return
+	}
 	err := k.bi.Add(ctx, esutil.BulkIndexerItem{
 		Index: d.index, Action: "create", DocumentID: d.id, Body: bytes.NewReader(d.body),
 		OnSuccess: func(context.Context, esutil.BulkIndexerItem, esutil.BulkIndexerResponseItem) {

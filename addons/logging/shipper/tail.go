@@ -36,6 +36,7 @@ type entry struct {
 // tailer reads one log file (by inode, across its rotation) and ships it.
 type tailer struct {
 	s    *Shipper
+	ctx  context.Context // the shipper's Run context
 	id   fileID
 	key  string
 	fp   string
@@ -62,11 +63,11 @@ func (t *tailer) abandon() { t.abandonOnce.Do(func() { close(t.abandoned) }) }
 // mark is the tailer's checkpoint entry (false before the file had a
 // first line).
 func (t *tailer) mark() (fileMark, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.fp == "" {
 		return fileMark{}, false
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	return fileMark{FP: t.fp, Offset: t.committed, Done: t.finished}, true
 }
 
@@ -107,7 +108,7 @@ func (s *Shipper) startTailer(ctx context.Context, id fileID, path string) {
 		f.Close()
 		return
 	}
-	t := &tailer{s: s, id: id, key: id.String(), abandoned: make(chan struct{})}
+	t := &tailer{s: s, ctx: ctx, id: id, key: id.String(), abandoned: make(chan struct{})}
 	s.mu.Lock()
 	s.tailers[t.key] = t
 	s.mu.Unlock()
@@ -131,12 +132,16 @@ type partial struct {
 func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 	s := t.s
 	// Wait for a first line: it fingerprints the file.
-	for t.fp = fingerprint(f); t.fp == ""; t.fp = fingerprint(f) {
+	fp := fingerprint(f)
+	for ; fp == ""; fp = fingerprint(f) {
 		if !t.sleep(ctx) || t.gone(f, path) {
 			t.stop(false)
 			return
 		}
 	}
+	t.mu.Lock()
+	t.fp = fp
+	t.mu.Unlock()
 	var off int64
 	s.mu.Lock()
 	if m, ok := s.marks[t.key]; ok && m.FP == t.fp {
@@ -308,7 +313,9 @@ func (t *tailer) emit(ctx context.Context, rec *logLine, commitAt int64) bool {
 		return true
 	}
 	t.push(e)
-	t.s.ship(ctx, t, e, rec, meta)
+	// Sends outlive the tailers' context: a clean stop lets what was read
+	// reach the sink (Run cancels sendCtx after the last flush).
+	t.s.ship(t.s.sendCtx, t, e, rec, meta)
 	return true
 }
 
@@ -374,7 +381,9 @@ func (t *tailer) stop(done bool) {
 		s.marks[t.key] = m
 		s.dirty = true
 	}
-	if !s.closing.Load() {
+	// While the shipper stops, tailers stay registered, so that documents
+	// acknowledged by the last flush are checkpointed.
+	if t.ctx.Err() == nil && !s.closing.Load() {
 		delete(s.tailers, t.key)
 	}
 }

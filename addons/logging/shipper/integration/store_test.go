@@ -63,7 +63,7 @@ func TestEmbeddedStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := tls.X509KeyPair(node.CertData, node.KeyData)
+	cert, err := tls.LoadX509KeyPair(node.CertFile, node.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
