@@ -30,7 +30,7 @@ run: build ## build and run `skiff server` on this machine
 deps: ## install what the build and tests need on Debian (root)
 	./deploy/install-deps.sh
 
-test: lint vulncheck test-web test-go test-e2e ## run every test (test-e2e includes the dashboard browser test)
+test: lint test-web test-go test-e2e vulncheck ## run every test (test-e2e includes the dashboard browser test)
 
 test-go: build ## unit and integration tests (race detector on the concurrent packages)
 	$(GO) test -count=1 -race -timeout 30m $(PKGS_RACE)
