@@ -30,6 +30,7 @@ type Handler struct {
 	ttl        uint32
 	podRecords bool
 	m          *metrics
+	fast       fastCache // answers for the UDP fast path (fastpath.go)
 }
 
 var _ mdns.Handler = (*Handler)(nil)
@@ -43,13 +44,24 @@ func (h *Handler) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	m, source := h.answer(ctx, r)
+	snap := h.t.load()
+	m, source := h.answer(ctx, r, snap)
 	if proto == "udp" {
 		size := mdns.MinMsgSize
 		if opt := r.IsEdns0(); opt != nil && int(opt.UDPSize()) > size {
 			size = min(int(opt.UDPSize()), maxUDPSize)
 		}
 		m.Truncate(size)
+		if source == srcCluster && !hasCNAME(m) {
+			// Deterministic from the snapshot (no forwarded CNAME
+			// target): kept for the fast path.
+			if packed, err := m.Pack(); err == nil {
+				h.remember(snap, r, packed)
+				_, _ = w.Write(packed)
+				h.m.observe(proto, source, m.Rcode, time.Since(start))
+				return
+			}
+		}
 	}
 	_ = w.WriteMsg(m)
 	h.m.observe(proto, source, m.Rcode, time.Since(start))
@@ -62,8 +74,19 @@ const (
 	srcError   = "error"
 )
 
-// answer computes the response to r.
-func (h *Handler) answer(ctx context.Context, r *mdns.Msg) (*mdns.Msg, string) {
+// hasCNAME reports whether m's answer holds a CNAME (whose target may
+// have been resolved upstream).
+func hasCNAME(m *mdns.Msg) bool {
+	for _, rr := range m.Answer {
+		if rr.Header().Rrtype == mdns.TypeCNAME {
+			return true
+		}
+	}
+	return false
+}
+
+// answer computes the response to r from the table snapshot snap.
+func (h *Handler) answer(ctx context.Context, r *mdns.Msg, snap *snapshot) (*mdns.Msg, string) {
 	m := new(mdns.Msg)
 	m.SetReply(r)
 	m.RecursionAvailable = h.fwd != nil
@@ -104,11 +127,11 @@ func (h *Handler) answer(ctx context.Context, r *mdns.Msg) (*mdns.Msg, string) {
 		return m, srcError
 	}
 	if mdns.IsSubDomain(h.zone, name) {
-		h.zoneAnswer(ctx, m, q, name, h.t.load())
+		h.zoneAnswer(ctx, m, q, name, snap)
 		return m, srcCluster
 	}
 	if a, ok := reverseAddr(name); ok {
-		if names := h.t.load().ptr[a]; len(names) > 0 {
+		if names := snap.ptr[a]; len(names) > 0 {
 			m.Authoritative = true
 			if q.Qtype == mdns.TypePTR || q.Qtype == mdns.TypeANY {
 				for _, n := range names {

@@ -82,7 +82,11 @@ func serve(t *testing.T, h mdns.Handler) string {
 		pc.Close()
 		t.Skipf("tcp port %s taken: %v", addr, err)
 	}
-	for _, srv := range []*mdns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
+	udp := &mdns.Server{PacketConn: pc, Handler: h}
+	if hh, ok := h.(*Handler); ok {
+		udp.DecorateReader = hh.decorateReader // as the add-on serves UDP
+	}
+	for _, srv := range []*mdns.Server{udp, {Listener: ln, Handler: h}} {
 		started := make(chan struct{})
 		srv.NotifyStartedFunc = func() { close(started) }
 		go func() { _ = srv.ActivateAndServe() }()

@@ -317,7 +317,7 @@ func (s *Server) listen(addr string) (string, error) {
 			return "", fmt.Errorf("dns: %w", err)
 		}
 	}
-	udp := &mdns.Server{PacketConn: pc, Handler: s.h, UDPSize: maxUDPSize}
+	udp := &mdns.Server{PacketConn: pc, Handler: s.h, UDPSize: maxUDPSize, DecorateReader: s.h.decorateReader}
 	tcp := &mdns.Server{Listener: ln, Handler: s.h, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 	s.mu.Lock()
 	s.servers = append(s.servers, udp, tcp)
