@@ -201,6 +201,9 @@ func writeKubeconfig(t *testing.T, s *testserver.Server, user string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := rest.LoadTLSFiles(cfg); err != nil { // the certificate is a rotating file
+		t.Fatal(err)
+	}
 	path := filepath.Join(t.TempDir(), user+".kubeconfig")
 	if err := pki.WriteKubeconfig(path, cfg.Host, user, cfg.CAData, cfg.CertData, cfg.KeyData); err != nil {
 		t.Fatal(err)

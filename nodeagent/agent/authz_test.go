@@ -35,7 +35,7 @@ func TestAgentAPIAuthorization(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cert, err := tls.X509KeyPair(rc.TLSClientConfig.CertData, rc.TLSClientConfig.KeyData)
+			cert, err := tls.LoadX509KeyPair(rc.TLSClientConfig.CertFile, rc.TLSClientConfig.KeyFile)
 			if err != nil {
 				t.Fatal(err)
 			}
