@@ -6,12 +6,18 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
 for pkg in make git ca-certificates containerd runc containernetworking-plugins \
-	busybox-static nftables iproute2 chromium; do
+	busybox-static nftables iproute2 chromium etcd-server; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq "${need[@]}"
+fi
+# etcd-server: only the external-datastore test runs its binary (three
+# members on free loopback ports). Its own service would take 2379/2380,
+# the embedded etcd's default ports, so it stays off.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+	systemctl disable --now etcd >/dev/null 2>&1 || true
 fi
 if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
 	echo "Go 1.26 is required at /usr/local/go" >&2
