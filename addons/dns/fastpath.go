@@ -118,11 +118,9 @@ func (h *Handler) decorateReader(r mdns.Reader) mdns.Reader {
 }
 
 // ReadUDP implements mdns.Reader.
-func (f *fastReader) ReadUDP(conn *net.UDPConn, timeout time.Duration) ([]byte, *mdns.SessionUDP, error) {
+func (f *fastReader) ReadUDP(conn *net.UDPConn, _ time.Duration) ([]byte, *mdns.SessionUDP, error) {
+	// No read deadline: Shutdown closes the socket, which ends the read.
 	for {
-		if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-			return nil, nil, err
-		}
 		n, sess, err := mdns.ReadFromSessionUDP(conn, f.buf)
 		if err != nil {
 			return nil, nil, err

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -303,7 +305,7 @@ func (s *Server) listen(addr string) (string, error) {
 	var pc net.PacketConn
 	var ln net.Listener
 	for attempt := 0; ; attempt++ {
-		pc, err = net.ListenPacket("udp", addr)
+		pc, err = reusePort.ListenPacket(context.Background(), "udp", addr)
 		if err != nil {
 			return "", fmt.Errorf("dns: %w", err)
 		}
@@ -317,12 +319,27 @@ func (s *Server) listen(addr string) (string, error) {
 			return "", fmt.Errorf("dns: %w", err)
 		}
 	}
-	udp := &mdns.Server{PacketConn: pc, Handler: s.h, UDPSize: maxUDPSize, DecorateReader: s.h.decorateReader}
-	tcp := &mdns.Server{Listener: ln, Handler: s.h, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	bound := pc.LocalAddr().String()
+	// One UDP socket per CPU on the same address (SO_REUSEPORT: the
+	// kernel spreads clients over them), each with its own read loop, so
+	// that the fast path is not one goroutine's work.
+	pcs := []net.PacketConn{pc}
+	for range runtime.GOMAXPROCS(0) - 1 {
+		more, err := reusePort.ListenPacket(context.Background(), "udp", bound)
+		if err != nil {
+			s.log.Debug("dns: one more UDP socket", "err", err)
+			break
+		}
+		pcs = append(pcs, more)
+	}
+	srvs := []*mdns.Server{{Listener: ln, Handler: s.h, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}}
+	for _, c := range pcs {
+		srvs = append(srvs, &mdns.Server{PacketConn: c, Handler: s.h, UDPSize: maxUDPSize, DecorateReader: s.h.decorateReader})
+	}
 	s.mu.Lock()
-	s.servers = append(s.servers, udp, tcp)
+	s.servers = append(s.servers, srvs...)
 	s.mu.Unlock()
-	for _, srv := range []*mdns.Server{udp, tcp} {
+	for _, srv := range srvs {
 		started := make(chan struct{})
 		srv.NotifyStartedFunc = func() { close(started) }
 		go func() {
@@ -332,8 +349,20 @@ func (s *Server) listen(addr string) (string, error) {
 		}()
 		<-started // so that Shutdown finds it started
 	}
-	return pc.LocalAddr().String(), nil
+	return bound, nil
 }
+
+// reusePort binds UDP sockets with SO_REUSEPORT, so that several sockets
+// of this process share one address.
+var reusePort = net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}}
 
 // HealthHandler serves /healthz (the process is up), /readyz (records are
 // synced) and, when the metrics use a private registry, /metrics.
