@@ -86,7 +86,7 @@ func TestEmbeddedStore(t *testing.T) {
 		Pod:          func(types.UID) *corev1.Pod { return pod },
 		PollInterval: 50 * time.Millisecond, FlushInterval: 200 * time.Millisecond, CheckpointInterval: 100 * time.Millisecond,
 	}
-	w, err := crilog.OpenRotating(filepath.Join(logDir, "ns1_web-0_uid-1", "app", "0.log"), crilog.Rotation{MaxSize: 64 << 10, MaxFiles: 3})
+	w, err := crilog.OpenRotating(filepath.Join(logDir, "ns1_web-0_uid-1", "app", "0.log"), crilog.Rotation{MaxSize: 64 << 10, MaxFiles: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
