@@ -20,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 )
@@ -104,23 +103,11 @@ func runControllersBench(ctx context.Context, o ctrlBenchOpts) (*ctrlBenchResult
 	}
 	// The whole control plane in this process: API server, scheduler and
 	// controller manager, as `skiff server --disable-agent`.
-	srv, err := server.Start(ctx, server.Config{
-		DataDir: dir, BindAddress: "127.0.0.1", HTTPSPort: 0, DisableAgent: true, EtcdClientPort: 0, EtcdPeerPort: 0,
-		EtcdLogLevel: "fatal", Logger: quiet,
-	})
+	srv, rc, cs, err := startServer(ctx, server.Config{DataDir: dir, Logger: quiet})
 	if err != nil {
-		return nil, fmt.Errorf("start server: %w", err)
+		return nil, err
 	}
 	defer srv.Stop()
-	rc, err := srv.AdminConfig()
-	if err != nil {
-		return nil, err
-	}
-	rc.QPS, rc.Burst = -1, 0
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, err
-	}
 	hc, err := hollow.Start(ctx, rc, hollow.Options{Nodes: o.nodes, CPU: "32", Memory: "128Gi", Pods: "110", Logger: quiet})
 	if err != nil {
 		return nil, fmt.Errorf("hollow nodes: %w", err)

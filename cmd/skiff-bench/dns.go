@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"os"
@@ -126,25 +125,13 @@ func runDNSBench(ctx context.Context, o dnsBenchOpts) (*dnsBenchResult, error) {
 	}
 	defer os.RemoveAll(dir)
 
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.Start(ctx, server.Config{
-		DataDir: filepath.Join(dir, "skiff"), BindAddress: "127.0.0.1", DisableAgent: true,
-		EtcdLogLevel: "fatal", Logger: quiet, DNSListenAddress: "127.0.0.1:0",
-		Disable: []string{server.DNSName, server.SchedulerName},
+	srv, _, cs, err := startServer(ctx, server.Config{
+		DataDir: filepath.Join(dir, "skiff"), Disable: []string{server.DNSName, server.SchedulerName},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("start server: %w", err)
+		return nil, err
 	}
 	defer srv.Stop()
-	rc, err := srv.AdminConfig()
-	if err != nil {
-		return nil, err
-	}
-	rc.QPS, rc.Burst = -1, 0
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, err
-	}
 	const ns = "bench"
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		return nil, err
@@ -172,7 +159,9 @@ func runDNSBench(ctx context.Context, o dnsBenchOpts) (*dnsBenchResult, error) {
 	dnsCmd := exec.CommandContext(ctx, o.skiffBin, "dns", "--kubeconfig", srv.Kubeconfig(),
 		"--cluster-dns", "", "--listen", "127.0.0.1", "--dns-port", strconv.Itoa(skiffPort),
 		"--dns-upstream", upstream, "--health-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(healthPort)))
-	dnsCmd.Stderr = io.Discard
+	ef, _ := os.Create("/tmp/skiffdns.stderr")
+	dnsCmd.Stderr = ef
+	dnsCmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
 	if err := dnsCmd.Start(); err != nil {
 		return nil, fmt.Errorf("start skiff dns: %w", err)
 	}

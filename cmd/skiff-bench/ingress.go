@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -141,25 +140,15 @@ func runIngressBench(ctx context.Context, o ingressBenchOpts) (*ingressBenchResu
 	if err != nil {
 		return nil, err
 	}
-	s, err := server.Start(ctx, server.Config{
-		DataDir: filepath.Join(dir, "skiff"), BindAddress: "127.0.0.1", DisableAgent: true,
-		EtcdLogLevel: "fatal", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	s, _, cs, err := startServer(ctx, server.Config{
+		DataDir:            filepath.Join(dir, "skiff"),
 		DNSListenAddress:   "127.0.0.1:0",
 		IngressHTTPAddress: net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("start server: %w", err)
+		return nil, err
 	}
 	defer s.Stop()
-	rc, err := s.AdminConfig()
-	if err != nil {
-		return nil, err
-	}
-	rc.QPS, rc.Burst = -1, 0
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, err
-	}
 	if err := waitUntil(ctx, 60*time.Second, func() bool { return s.Ingress() != nil && s.Ingress().Ready() }); err != nil {
 		return nil, fmt.Errorf("ingress not ready: %w", err)
 	}

@@ -180,27 +180,17 @@ func runSchedulerBench(ctx context.Context, o schedBenchOpts) (*schedBenchResult
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	srv, err := server.Start(ctx, server.Config{
-		DataDir: dir, BindAddress: "127.0.0.1", HTTPSPort: 0, DisableAgent: true, EtcdClientPort: 0, EtcdPeerPort: 0,
-		EtcdLogLevel: "fatal", Logger: quiet,
+	srv, rc, cs, err := startServer(ctx, server.Config{
+		DataDir: dir, Logger: quiet,
 		// No node lifecycle controller, as upstream's scheduler_perf: on a
 		// loaded machine late hollow-node lease renewals tainted nodes
 		// unreachable and left anti-affinity groups without a free node.
 		Disable: []string{server.SchedulerName, "nodelifecycle"},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("start server: %w", err)
+		return nil, err
 	}
 	defer srv.Stop()
-	rc, err := srv.AdminConfig()
-	if err != nil {
-		return nil, err
-	}
-	rc.QPS, rc.Burst = -1, 0
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, err
-	}
 	res := &schedBenchResult{Benchmark: "scheduler", Nodes: o.nodes, CPUs: runtime.NumCPU()}
 
 	// The scheduler: a separate process when a skiff binary is at hand.
