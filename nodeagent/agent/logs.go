@@ -44,7 +44,7 @@ func (a *Agent) newLogShipper(rc *rest.Config) error {
 		return nil
 	}
 	cfg := shipper.Config{
-		PodLogDir: a.opts.PodLogDir, StateDir: filepath.Join(a.opts.StateDir, "logs"), NodeName: a.opts.NodeName,
+		PodLogDir: a.opts.PodLogDir, StateDir: filepath.Join(a.opts.StateDir, "logshipper"), NodeName: a.opts.NodeName,
 		URL: lo.ElasticsearchURL, APIKey: lo.APIKey, Username: lo.Username, Password: lo.Password, CACert: lo.CACert,
 		Header: lo.Header, Pod: a.shipperPod, Events: &a.shipEvents, Registerer: a.metricsRegistry(), Logger: a.opts.Logger,
 	}
