@@ -2,6 +2,11 @@
 SHELL := /bin/bash
 GO ?= go
 export PATH := /usr/local/go/bin:$(PATH)
+# The Go toolchain: go1.27.3, which the go command fetches from the module
+# proxy (the machine's Go 1.26.8 standard library has called
+# vulnerabilities that `make vulncheck` reports). go.mod stays at go 1.26,
+# so GODEBUG defaults do not change.
+export GOTOOLCHAIN ?= go1.27.3
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/skiffhq/skiff/version.gitCommit=$(VERSION)
 DATA_DIR ?= /var/lib/skiff
