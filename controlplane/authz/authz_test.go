@@ -60,6 +60,23 @@ func as(t *testing.T, s *testserver.Server, user string, groups ...string) *iden
 	return &identity{cfg: cfg, http: hc, cs: cs}
 }
 
+// impersonating is the admin impersonating user with no groups beyond
+// system:authenticated.
+func impersonating(t *testing.T, s *testserver.Server, user string) *identity {
+	t.Helper()
+	cfg := rest.CopyConfig(s.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &identity{cfg: cfg, http: hc, cs: cs}
+}
+
 // do sends a raw request and returns the status code and the body.
 func (id *identity) do(t *testing.T, method, path string, body any) (int, string) {
 	t.Helper()

@@ -56,7 +56,9 @@ func testNodeAuthorizer(t *testing.T, s *testserver.Server) {
 	expect(t, a, "GET", "/api/v1/namespaces/"+ns+"/secrets/unused", `secrets "unused" is forbidden: User "system:node:node-a" cannot get resource "secrets" in API group "" in the namespace "nodes-test"`+noRel)
 	expect(t, a, "GET", "/api/v1/namespaces/"+ns+"/secrets", `secrets is forbidden: User "system:node:node-a" cannot list resource "secrets" in API group "" in the namespace "nodes-test": can only get individual resources of this type`)
 	// A user named like a node but outside system:nodes gets nothing.
-	fake := as(t, s, "system:node:node-a")
+	// (Impersonated: the server issues one client certificate per user,
+	// and node-a's is the one above, with its group.)
+	fake := impersonating(t, s, "system:node:node-a")
 	expect(t, fake, "GET", "/api/v1/namespaces/"+ns+"/secrets/secret-a", `secrets "secret-a" is forbidden: User "system:node:node-a" cannot get resource "secrets" in API group "" in the namespace "nodes-test"`)
 
 	// Pods: read anywhere, status only for its own.

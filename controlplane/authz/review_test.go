@@ -36,11 +36,21 @@ func testLeastPrivilege(t *testing.T, s *testserver.Server) {
 		{"system:skiff:crd-controller", "POST", "/api/v1/namespaces/default/pods", `pods is forbidden: User "system:skiff:crd-controller" cannot create resource "pods" in API group "" in the namespace "default"`},
 		{"system:skiff:kubernetes-service", "GET", "/api/v1/namespaces/default/services/kubernetes", ""},
 		{"system:skiff:kubernetes-service", "GET", "/api/v1/namespaces/default/services/other", `services "other" is forbidden: User "system:skiff:kubernetes-service" cannot get resource "services" in API group "" in the namespace "default"`},
-		{"system:skiff:kubernetes-service", "GET", "/api/v1/namespaces/kube-system/services", `services is forbidden: User "system:skiff:kubernetes-service" cannot list resource "services" in API group "" in the namespace "kube-system"`},
+		// Its Roles are in default (kubernetes) and kube-system (kube-dns) only.
+		{"system:skiff:kubernetes-service", "GET", "/api/v1/namespaces/kube-public/services", `services is forbidden: User "system:skiff:kubernetes-service" cannot list resource "services" in API group "" in the namespace "kube-public"`},
+		{"system:skiff:kubernetes-service", "GET", "/api/v1/namespaces/kube-system/services/other", `services "other" is forbidden: User "system:skiff:kubernetes-service" cannot get resource "services" in API group "" in the namespace "kube-system"`},
 		{"system:serviceaccount:kube-system:clusterrole-aggregation-controller", "GET", "/api/v1/namespaces/default/configmaps", `configmaps is forbidden: User "system:serviceaccount:kube-system:clusterrole-aggregation-controller" cannot list resource "configmaps" in API group "" in the namespace "default"`},
 	}
 	for _, c := range cases {
-		expect(t, as(t, s, c.user), c.method, c.path, c.want)
+		id := as
+		if strings.HasPrefix(c.user, "system:serviceaccount:") {
+			// The server holds this service account's client certificate
+			// (with its groups) already; one certificate per user.
+			id = func(t *testing.T, s *testserver.Server, user string, _ ...string) *identity {
+				return impersonating(t, s, user)
+			}
+		}
+		expect(t, id(t, s, c.user), c.method, c.path, c.want)
 	}
 	// The components still do their work: the kubernetes service controller
 	// keeps its Service (created at start with its identity).
