@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 // serviceRepairInterval is how often the service ranges are reconciled
@@ -94,7 +95,9 @@ func (s *Server) ensureKubernetesService(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.Reconcile(ctx)
+	// Servers sharing one etcd reconcile the same objects at start: a
+	// conflict means another wrote first; read again and retry.
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error { return c.Reconcile(ctx) })
 }
 
 // startServiceRepair reconciles the service ranges periodically.
