@@ -6,10 +6,12 @@ import (
 	"crypto/x509"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/skiffhq/skiff/controlplane/pki"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -81,7 +83,21 @@ func TestAgentAPIAuthorization(t *testing.T) {
 	}
 	// The identity the API server proxies with: allowed by default RBAC
 	// (system:kubelet-api-admin) even without its system:masters group.
-	kc := clientFor("kube-apiserver-kubelet-client", nil)
+	// (The server holds this user's certificate, with the group, already:
+	// one per user since rotation; this one is minted from the cluster CA.)
+	ca, err := pki.LoadOrCreateCA(filepath.Join(e.srv.DataDir, "tls"), "server-ca", "skiff-server-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue("kube-apiserver-kubelet-client", nil, nil, nil, false, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcCert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{kcCert}}}}
 	for _, tc := range []struct{ method, path string }{{"GET", "/healthz"}, {"GET", "/stats/summary"}} {
 		if code, body := call(kc, tc.method, tc.path, ""); code == http.StatusForbidden || code == http.StatusUnauthorized {
 			t.Errorf("API server's kubelet client: %s %s = %d %q", tc.method, tc.path, code, body)
