@@ -96,6 +96,11 @@ func (ca *CA) Pool() *x509.CertPool {
 // Issue signs a new key pair. Server certificates get hosts and ips as
 // SANs; client certificates get cn/orgs as Kubernetes user and groups.
 func (ca *CA) Issue(cn string, orgs []string, hosts []string, ips []net.IP, server bool, ttl time.Duration) (certPEM, keyPEM []byte, err error) {
+	return ca.issue(cn, orgs, hosts, ips, server, ttl, time.Hour)
+}
+
+// issue signs a new key pair valid from now-backdate (clock skew) for ttl.
+func (ca *CA) issue(cn string, orgs []string, hosts []string, ips []net.IP, server bool, ttl, backdate time.Duration) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -104,7 +109,7 @@ func (ca *CA) Issue(cn string, orgs []string, hosts []string, ips []net.IP, serv
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: cn, Organization: orgs},
-		NotBefore:    now.Add(-time.Hour),
+		NotBefore:    now.Add(-backdate),
 		NotAfter:     now.Add(ttl),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		DNSNames:     hosts,

@@ -3,13 +3,8 @@ package pki
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -262,34 +257,7 @@ func (r *Rotator) Run(ctx context.Context) {
 // IssueLeaf signs a new key pair for spec valid for ttl. NotBefore is
 // backdated by a tenth of ttl (at most an hour) for clock skew.
 func (ca *CA) IssueLeaf(spec LeafSpec, ttl time.Duration) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: spec.CN, Organization: spec.Orgs},
-		NotBefore:    now.Add(-min(ttl/10, time.Hour)),
-		NotAfter:     now.Add(ttl),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		DNSNames:     spec.Hosts,
-		IPAddresses:  spec.IPs,
-	}
-	if spec.Server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyPEM, err = encodeKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+	return ca.issue(spec.CN, spec.Orgs, spec.Hosts, spec.IPs, spec.Server, ttl, min(ttl/10, time.Hour))
 }
 
 // SpecOf recovers the spec a certificate was issued for.
