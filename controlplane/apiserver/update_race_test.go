@@ -34,7 +34,10 @@ func TestConcurrentUpdatesLoseNothing(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				err := retry.RetryOnConflict(wait.Backoff{Steps: 100, Duration: 2 * time.Millisecond, Factor: 1.2, Jitter: 1, Cap: 50 * time.Millisecond}, func() error {
+				// No Cap: wait.Backoff zeroes Steps once the cap is reached,
+				// which left ~18 tries, too few for a loaded CI machine. The
+				// claim here is that no update is lost, not a bound on retries.
+				err := retry.RetryOnConflict(wait.Backoff{Steps: 1000, Duration: 2 * time.Millisecond, Factor: 1, Jitter: 4}, func() error {
 					cur, err := cms.Get(ctx, "counter", metav1.GetOptions{})
 					if err != nil {
 						return err
