@@ -64,7 +64,59 @@ func OpenRotating(path string, rot Rotation) (*Writer, error) {
 		f.Close()
 		return nil, fmt.Errorf("crilog: %w", err)
 	}
-	return &Writer{path: path, f: f, size: st.Size(), rot: rot.withDefaults(), bufs: map[string]*bytes.Buffer{}, open: map[string]bool{}, now: time.Now}, nil
+	open, err := openLines(path, st.Size())
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("crilog: %w", err)
+	}
+	return &Writer{path: path, f: f, size: st.Size(), rot: rot.withDefaults(), bufs: map[string]*bytes.Buffer{}, open: open, now: time.Now}, nil
+}
+
+// openLines finds the streams whose last record in the file is P: a
+// previous Writer (an agent before its restart) closed in the middle of
+// their lines, and the rest follows. Rotation waits for those lines too,
+// so that their parts stay in one file. Only the end of the file is read:
+// a stream with no record there is taken as closed.
+func openLines(path string, size int64) (map[string]bool, error) {
+	const window = 256 << 10
+	if size == 0 {
+		return map[string]bool{}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	from := max(0, size-window)
+	b := make([]byte, size-from)
+	if _, err := f.ReadAt(b, from); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if from > 0 {
+		// The window starts inside a record.
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		} else {
+			b = nil
+		}
+	}
+	open := map[string]bool{}
+	seen := map[string]bool{}
+	for len(b) > 0 && len(seen) < 2 {
+		b = bytes.TrimSuffix(b, []byte{'\n'})
+		i := bytes.LastIndexByte(b, '\n')
+		line := b[i+1:]
+		b = b[:i+1]
+		rec, err := Parse(line)
+		if err != nil || seen[rec.Stream] {
+			continue
+		}
+		seen[rec.Stream] = true
+		if rec.Partial {
+			open[rec.Stream] = true
+		}
+	}
+	return open, nil
 }
 
 // Stream returns an io.Writer for one stream.
