@@ -9,26 +9,23 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/controllers/manager"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 func controllerManagerCmd() *cobra.Command {
 	var (
-		kubeconfig, master string
-		rootCAFile         string
-		ctrls              []string
-		cfg                manager.Config
+		api        apiFlags
+		rootCAFile string
+		ctrls      []string
+		cfg        manager.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "controller-manager",
 		Short: "Run the controller manager against an API server (like kube-controller-manager)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rc, err := clientcmd.BuildConfigFromFlags(master, kubeconfig)
+			rc, err := api.config("skiff-controller-manager", 200, 400)
 			if err != nil {
-				return fmt.Errorf("--kubeconfig: %w", err)
+				return err
 			}
-			rc.QPS, rc.Burst = 200, 400
-			rc.UserAgent = "skiff-controller-manager"
 			cfg.RestConfig = rc
 			cfg.Controllers = ctrls
 			cfg.Logger = slog.Default()
@@ -53,8 +50,7 @@ func controllerManagerCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with the API server's address and the manager's credentials")
-	f.StringVar(&master, "master", "", "API server address (overrides the kubeconfig)")
+	api.register(f, "kubeconfig with the API server's address and the manager's credentials")
 	f.StringSliceVar(&ctrls, "controllers", []string{"*"}, "controllers to enable: '*' enables all on by default, 'foo' enables foo, '-foo' disables foo. Known: "+strings.Join(manager.KnownNames(manager.Specs()), ", "))
 	f.BoolVar(&cfg.LeaderElect, "leader-elect", true, "run the controllers only while holding the leader Lease")
 	f.StringVar(&cfg.LeaseNamespace, "leader-elect-resource-namespace", "kube-system", "namespace of the leader Lease")

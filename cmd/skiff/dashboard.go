@@ -15,24 +15,23 @@ import (
 
 	"github.com/skiffhq/skiff/backend"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 func dashboardCmd() *cobra.Command {
 	var (
-		kubeconfig, master, listen, certFile, keyFile string
-		insecureHTTP                                  bool
-		opts                                          backend.Options
+		api                       apiFlags
+		listen, certFile, keyFile string
+		insecureHTTP              bool
+		opts                      backend.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "dashboard",
 		Short: "Run the web dashboard against an API server (users log in with their own tokens)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rc, err := clientcmd.BuildConfigFromFlags(master, kubeconfig)
+			rc, err := api.config("skiff-dashboard", -1, 0)
 			if err != nil {
-				return fmt.Errorf("--kubeconfig: %w", err)
+				return err
 			}
-			rc.QPS, rc.Burst = -1, 0
 			opts.CacheConfig, opts.Logger = rc, slog.Default()
 			opts.InsecureCookies = insecureHTTP
 			d, err := backend.New(opts)
@@ -65,8 +64,7 @@ func dashboardCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with the API server's address and CA and the dashboard's own identity (list/watch on everything: ClusterRole system:skiff-dashboard); users' requests use their own tokens")
-	f.StringVar(&master, "master", "", "API server address (overrides the kubeconfig)")
+	api.register(f, "kubeconfig with the API server's address and CA and the dashboard's own identity (list/watch on everything: ClusterRole system:skiff-dashboard); users' requests use their own tokens")
 	f.StringVar(&listen, "listen", "127.0.0.1:8443", "address the dashboard listens on")
 	f.StringVar(&certFile, "tls-cert-file", "", "serving certificate (default: a self-signed one made at start)")
 	f.StringVar(&keyFile, "tls-private-key-file", "", "serving certificate's key")

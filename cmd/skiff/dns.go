@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,27 +14,20 @@ import (
 	"github.com/skiffhq/skiff/addons/dns"
 	"github.com/skiffhq/skiff/internal/memtrim"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 func dnsCmd() *cobra.Command {
 	var (
-		kubeconfig, master, listen, health string
-		port                               int
-		opts                               dns.Options
+		api            apiFlags
+		listen, health string
+		port           int
+		opts           dns.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "dns",
 		Short: "Run the cluster DNS add-on against an API server (like kube-dns/CoreDNS)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rc, err := clientcmd.BuildConfigFromFlags(master, kubeconfig)
-			if err != nil {
-				return fmt.Errorf("--kubeconfig: %w", err)
-			}
-			rc.QPS, rc.Burst = -1, 0
-			rc.UserAgent = "skiff-dns"
-			cs, err := kubernetes.NewForConfig(rc)
+			_, cs, err := api.clientset("skiff-dns", -1, 0)
 			if err != nil {
 				return err
 			}
@@ -83,8 +75,7 @@ func dnsCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with the API server's address and the add-on's credentials (needs list/watch on services, endpointslices, namespaces: ClusterRole system:skiff-dns)")
-	f.StringVar(&master, "master", "", "API server address (overrides the kubeconfig)")
+	api.register(f, "kubeconfig with the API server's address and the add-on's credentials (needs list/watch on services, endpointslices, namespaces: ClusterRole system:skiff-dns)")
 	f.StringVar(&opts.ClusterDNS, "cluster-dns", "10.43.0.10", "cluster DNS service IP, served once it is an address of this host (empty = off)")
 	f.IntVar(&port, "dns-port", 53, "port of the cluster DNS IP and of --listen")
 	f.StringVar(&listen, "listen", "127.0.0.1", "address always served on --dns-port (empty = only the cluster DNS IP)")

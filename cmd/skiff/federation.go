@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -12,24 +11,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/skiffhq/skiff/addons/federation"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 func federationCmd() *cobra.Command {
 	var (
-		kubeconfig, master, health string
-		opts                       federation.Options
+		api    apiFlags
+		health string
+		opts   federation.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "federation",
 		Short: "Run the federation add-on against a host cluster: place workloads on member clusters and fail over between them",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rc, err := clientcmd.BuildConfigFromFlags(master, kubeconfig)
+			rc, err := api.config("skiff-federation", 50, 100)
 			if err != nil {
-				return fmt.Errorf("--kubeconfig: %w", err)
+				return err
 			}
-			rc.QPS, rc.Burst = 50, 100
-			rc.UserAgent = "skiff-federation"
 			reg := prometheus.NewRegistry()
 			opts.Config, opts.Logger, opts.Registerer = rc, slog.Default(), reg
 			c, err := federation.New(opts)
@@ -64,8 +61,7 @@ func federationCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the HOST cluster (the identity needs the federation.skiff.io API, CRDs, Secrets, Events and every kind it propagates)")
-	f.StringVar(&master, "master", "", "host API server address (overrides the kubeconfig)")
+	api.register(f, "kubeconfig of the HOST cluster (the identity needs the federation.skiff.io API, CRDs, Secrets, Events and every kind it propagates)")
 	f.DurationVar(&opts.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "how often each member cluster is health-checked")
 	f.DurationVar(&opts.FailureGrace, "failure-grace-period", 40*time.Second, "how long a Ready member may fail its checks before it is NotReady and tainted")
 	f.DurationVar(&opts.RecoveryGrace, "recovery-grace-period", 30*time.Second, "how long a NotReady member must pass its checks before it is Ready again")

@@ -13,27 +13,20 @@ import (
 
 	"github.com/skiffhq/skiff/addons/ingress"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 func ingressCmd() *cobra.Command {
 	var (
-		kubeconfig, master, bind, health, accessLog string
-		httpPort, httpsPort                         int
-		opts                                        ingress.Options
+		api                     apiFlags
+		bind, health, accessLog string
+		httpPort, httpsPort     int
+		opts                    ingress.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "ingress",
 		Short: "Run the ingress controller add-on against an API server (Ingresses of class controller skiff.io/ingress-controller)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rc, err := clientcmd.BuildConfigFromFlags(master, kubeconfig)
-			if err != nil {
-				return fmt.Errorf("--kubeconfig: %w", err)
-			}
-			rc.QPS, rc.Burst = -1, 0
-			rc.UserAgent = "skiff-ingress"
-			cs, err := kubernetes.NewForConfig(rc)
+			_, cs, err := api.clientset("skiff-ingress", -1, 0)
 			if err != nil {
 				return err
 			}
@@ -77,8 +70,7 @@ func ingressCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with the API server's address and the add-on's credentials (ClusterRole system:skiff-ingress: list/watch ingresses, ingressclasses, services, endpointslices, secrets, nodes; update ingresses/status; events)")
-	f.StringVar(&master, "master", "", "API server address (overrides the kubeconfig)")
+	api.register(f, "kubeconfig with the API server's address and the add-on's credentials (ClusterRole system:skiff-ingress: list/watch ingresses, ingressclasses, services, endpointslices, secrets, nodes; update ingresses/status; events)")
 	f.StringVar(&bind, "bind-address", "0.0.0.0", "address the HTTP and HTTPS listeners bind")
 	f.IntVar(&httpPort, "ingress-http-port", 80, "HTTP port (0 = off)")
 	f.IntVar(&httpsPort, "ingress-https-port", 443, "HTTPS port (0 = off)")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -12,9 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/skiffhq/skiff/addons/metrics"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // metricsCmd runs the metrics add-on alone. It scrapes the agents with the
@@ -24,20 +21,15 @@ import (
 // server`, and Skiff has no API aggregation yet (see addons/metrics/README.md).
 func metricsCmd() *cobra.Command {
 	var (
-		kubeconfig, master, health string
-		opts                       metrics.Options
+		api    apiFlags
+		health string
+		opts   metrics.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "metrics",
 		Short: "Run the metrics add-on against an API server (scrapes node agents' /stats/summary)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rc, err := clientcmd.BuildConfigFromFlags(master, kubeconfig)
-			if err != nil {
-				return fmt.Errorf("--kubeconfig: %w", err)
-			}
-			rc.QPS, rc.Burst = -1, 0
-			rc.UserAgent = "skiff-metrics"
-			cs, err := kubernetes.NewForConfig(rc)
+			rc, cs, err := api.clientset("skiff-metrics", -1, 0)
 			if err != nil {
 				return err
 			}
@@ -79,8 +71,7 @@ func metricsCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with the API server's address and the add-on's credentials (list/watch nodes and pods, get nodes/stats)")
-	f.StringVar(&master, "master", "", "API server address (overrides the kubeconfig)")
+	api.register(f, "kubeconfig with the API server's address and the add-on's credentials (list/watch nodes and pods, get nodes/stats)")
 	f.DurationVar(&opts.Interval, "metric-resolution", metrics.DefaultInterval, "how often every node is scraped")
 	f.DurationVar(&opts.Timeout, "scrape-timeout", metrics.DefaultTimeout, "timeout of one node's scrape (at most --metric-resolution)")
 	f.IntVar(&opts.Workers, "scrape-workers", metrics.DefaultWorkers, "nodes scraped concurrently")

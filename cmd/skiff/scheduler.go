@@ -1,22 +1,20 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
 	"runtime/pprof"
 
 	"github.com/skiffhq/skiff/controlplane/scheduler"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 func schedulerCmd() *cobra.Command {
 	var (
-		kubeconfig, master, configFile string
-		cpuProfile                     string
-		cfg                            scheduler.StandaloneConfig
+		api        apiFlags
+		configFile string
+		cpuProfile string
+		cfg        scheduler.StandaloneConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "scheduler",
@@ -29,8 +27,8 @@ func schedulerCmd() *cobra.Command {
 					return err
 				}
 				conf = c
-				if cc := c.ClientConnection; cc != nil && cc.Kubeconfig != "" && kubeconfig == "" {
-					kubeconfig = cc.Kubeconfig
+				if cc := c.ClientConnection; cc != nil && cc.Kubeconfig != "" && api.kubeconfig == "" {
+					api.kubeconfig = cc.Kubeconfig
 				}
 				if le := c.LeaderElection; le != nil && !cmd.Flags().Changed("leader-elect") {
 					cfg.LeaderElect = c.LeaderElect()
@@ -42,16 +40,11 @@ func schedulerCmd() *cobra.Command {
 					}
 				}
 			}
-			rc, err := clientcmd.BuildConfigFromFlags(master, kubeconfig)
-			if err != nil {
-				return fmt.Errorf("--kubeconfig: %w", err)
-			}
-			rc.QPS, rc.Burst = -1, 0
+			qps, burst := float32(-1), 0
 			if conf != nil && conf.ClientConnection != nil && conf.ClientConnection.QPS > 0 {
-				rc.QPS, rc.Burst = conf.ClientConnection.QPS, int(conf.ClientConnection.Burst)
+				qps, burst = conf.ClientConnection.QPS, int(conf.ClientConnection.Burst)
 			}
-			rc.UserAgent = "skiff-scheduler"
-			cs, err := kubernetes.NewForConfig(rc)
+			_, cs, err := api.clientset("skiff-scheduler", qps, burst)
 			if err != nil {
 				return err
 			}
@@ -71,8 +64,7 @@ func schedulerCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with the API server's address and the scheduler's credentials")
-	f.StringVar(&master, "master", "", "API server address (overrides the kubeconfig)")
+	api.register(f, "kubeconfig with the API server's address and the scheduler's credentials")
 	f.StringVar(&configFile, "config", "", "KubeSchedulerConfiguration file (kubescheduler.config.k8s.io/v1): profiles, plugins, weights, plugin args")
 	f.BoolVar(&cfg.LeaderElect, "leader-elect", true, "schedule only while holding the leader Lease")
 	f.StringVar(&cfg.LeaseNamespace, "leader-elect-resource-namespace", "kube-system", "namespace of the leader Lease")
