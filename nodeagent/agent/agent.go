@@ -196,6 +196,7 @@ type Agent struct {
 	backoff map[string]time.Time // uid/container → image pull retry time
 	pullN   map[string]int
 	waiting map[types.UID]map[string]corev1.ContainerStateWaiting
+	tokens  map[string]cachedToken // projected service account tokens (files.go)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -244,7 +245,7 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 		rot.Retainer = a.shipper
 	}
 	a.rt, err = runtime.New(ctx, runtime.Options{Address: opts.ContainerdAddress, Logger: opts.Logger, OnExit: a.containerExited,
-		LogRotation: rot})
+		LogRotation: rot, Node: opts.NodeName})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -319,6 +320,12 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 // Stop stops the agent's loops and closes its connections. Containers
 // keep running: a new Agent on the same state adopts them.
 func (a *Agent) Stop() {
+	if a.rt != nil {
+		// Output copying stops first: what reached the log files is then
+		// all the log shipper has to finish, and no file rotates while the
+		// shipper is stopped. The next Agent copies the rest.
+		a.rt.Detach()
+	}
 	if a.cancel != nil {
 		a.cancel()
 	}

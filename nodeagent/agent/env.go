@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,18 +50,15 @@ func (a *Agent) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1.
 		if !ok {
 			return runtime.ContainerConfig{}, fmt.Errorf("volume %q of mount %s is not defined", vm.Name, vm.MountPath)
 		}
-		if vm.SubPath != "" {
-			base := src
-			src = src + "/" + strings.TrimPrefix(vm.SubPath, "/")
-			if !strings.HasPrefix(filepath.Clean(src), filepath.Clean(base)+"/") {
-				return runtime.ContainerConfig{}, fmt.Errorf("subPath %q of volume %q leaves the volume", vm.SubPath, vm.Name)
+		subPath := vm.SubPath
+		if vm.SubPathExpr != "" {
+			if subPath, err = expandSubPathExpr(vm.SubPathExpr, vars); err != nil {
+				return runtime.ContainerConfig{}, err
 			}
-			// The kubelet creates a missing subPath directory; here it is
-			// also the pod's fsGroup's, as the volume around it.
-			if _, err := os.Lstat(src); os.IsNotExist(err) {
-				if err := makeSubPath(src, pod); err != nil {
-					return runtime.ContainerConfig{}, fmt.Errorf("subPath %s of volume %q: %w", vm.SubPath, vm.Name, err)
-				}
+		}
+		if subPath != "" {
+			if src, err = subPathSource(src, subPath, pod); err != nil {
+				return runtime.ContainerConfig{}, fmt.Errorf("subPath %q of volume %q: %w", subPath, vm.Name, err)
 			}
 		}
 		opt := "rw"
@@ -324,6 +323,82 @@ func expandVars(s string, vars map[string]string) string {
 		}
 	}
 	return b.String()
+}
+
+// expandSubPathExpr is upstream's expansion of a volume mount's
+// subPathExpr: $(VAR) is the container's variable, $$ a $; a variable that
+// is not set or empty is an error (the container does not start).
+func expandSubPathExpr(expr string, vars map[string]string) (string, error) {
+	var missing []string
+	var b strings.Builder
+	for i := 0; i < len(expr); i++ {
+		if expr[i] != '$' || i+1 >= len(expr) {
+			b.WriteByte(expr[i])
+			continue
+		}
+		switch expr[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+		case '(':
+			end := strings.IndexByte(expr[i+2:], ')')
+			if end < 0 {
+				b.WriteString(expr[i:])
+				i = len(expr)
+				continue
+			}
+			name := expr[i+2 : i+2+end]
+			if v := vars[name]; v != "" {
+				b.WriteString(v)
+			} else if !slices.Contains(missing, name) {
+				missing = append(missing, name)
+			}
+			i += 2 + end
+		default:
+			b.WriteByte('$')
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return "", fmt.Errorf("missing value for %s", strings.Join(missing, ", "))
+	}
+	return b.String(), nil
+}
+
+// subPathSource is the host path a subPath mount binds: the subPath must
+// be relative without "..", a missing one is made as a folder, and
+// symlinks are resolved (which pins an API-data volume's key to its
+// current generation: subPath mounts do not see updates, as upstream) and
+// must stay inside the volume.
+func subPathSource(base, subPath string, pod *corev1.Pod) (string, error) {
+	if filepath.IsAbs(subPath) {
+		return "", fmt.Errorf("error SubPath `%s` must not be an absolute path", subPath)
+	}
+	for _, el := range strings.Split(filepath.ToSlash(subPath), "/") {
+		if el == ".." {
+			return "", fmt.Errorf("unable to provision SubPath `%s`: must not contain '..'", subPath)
+		}
+	}
+	p := filepath.Join(base, subPath)
+	// The kubelet creates a missing subPath directory; here it is also the
+	// pod's fsGroup's, as the volume around it.
+	if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+		if err := makeSubPath(p, pod); err != nil {
+			return "", err
+		}
+	}
+	root, err := filepath.EvalSymlinks(base)
+	if err != nil {
+		return "", err
+	}
+	resolved, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", err
+	}
+	if resolved != root && !strings.HasPrefix(resolved, root+"/") {
+		return "", fmt.Errorf("subpath %q not within volume path %q", resolved, root)
+	}
+	return resolved, nil
 }
 
 // serviceEnv is the Docker-links style variables of the services that

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"time"
 
+	"github.com/skiffhq/skiff/nodeagent/agent/atomicwriter"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -53,6 +57,9 @@ func (a *Agent) preparePod(ctx context.Context, pod *corev1.Pod, sb *sandbox) (m
 			return nil, fmt.Errorf("MountVolume.SetUp failed for volume %q : %w", v.Name, err)
 		}
 		mounts[v.Name] = p
+		if apiDataVolume(v) {
+			mounts[roKey(v.Name)] = "1"
+		}
 	}
 	return mounts, nil
 }
@@ -174,13 +181,19 @@ func (a *Agent) resolvConf(pod *corev1.Pod) string {
 	return b.String()
 }
 
-// prepareVolume makes a volume's host folder: emptyDir, configMap,
-// secret (basic: keys or items as files with modes) and hostPath.
+// prepareVolume makes a volume's host folder: emptyDir (a tmpfs for
+// medium Memory), hostPath, and the API-data volumes configMap, secret,
+// projected and downwardAPI. The API-data volumes are written with the
+// atomic writer on every sync of the pod, so running pods see updates of
+// their ConfigMaps, Secrets and labels/annotations (package atomicwriter).
 func (a *Agent) prepareVolume(ctx context.Context, pod *corev1.Pod, v corev1.Volume) (string, error) {
 	base := filepath.Join(a.podDir(pod.UID), "volumes")
 	switch {
 	case v.EmptyDir != nil:
 		p := filepath.Join(base, "kubernetes.io~empty-dir", v.Name)
+		if v.EmptyDir.Medium == corev1.StorageMediumMemory {
+			return p, mountTmpfs(p, emptyDirMemorySize(pod, v.EmptyDir)) // volumes.go
+		}
 		if err := os.MkdirAll(p, 0o777); err != nil {
 			return "", err
 		}
@@ -212,186 +225,316 @@ func (a *Agent) prepareVolume(ctx context.Context, pod *corev1.Pod, v corev1.Vol
 		}
 		return v.HostPath.Path, nil
 	case v.ConfigMap != nil:
-		cm, err := a.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
+		dir := filepath.Join(base, "kubernetes.io~configmap", v.Name)
+		optional := v.ConfigMap.Optional != nil && *v.ConfigMap.Optional
+		data, found, err := a.configMapData(ctx, pod.Namespace, v.ConfigMap.Name, optional)
 		if err != nil {
-			if v.ConfigMap.Optional != nil && *v.ConfigMap.Optional {
-				cm = &corev1.ConfigMap{}
-			} else {
-				return "", fmt.Errorf("configmap %q not found", v.ConfigMap.Name)
-			}
+			return "", err
 		}
-		data := map[string][]byte{}
-		for k, s := range cm.Data {
-			data[k] = []byte(s)
+		payload, err := keysPayload(data, v.ConfigMap.Items, defaultMode(v.ConfigMap.DefaultMode), optional || !found, "configmap references non-existent config key")
+		if err != nil {
+			return "", err
 		}
-		for k, b := range cm.BinaryData {
-			data[k] = b
-		}
-		return writeKeys(filepath.Join(base, "kubernetes.io~configmap", v.Name), data, v.ConfigMap.Items, v.ConfigMap.DefaultMode)
+		return dir, writeVolume(pod, dir, payload)
 	case v.Secret != nil:
-		s, err := a.client.CoreV1().Secrets(pod.Namespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
+		dir := filepath.Join(base, "kubernetes.io~secret", v.Name)
+		optional := v.Secret.Optional != nil && *v.Secret.Optional
+		data, found, err := a.secretData(ctx, pod.Namespace, v.Secret.SecretName, optional)
 		if err != nil {
-			if v.Secret.Optional != nil && *v.Secret.Optional {
-				s = &corev1.Secret{}
-			} else {
-				return "", fmt.Errorf("secret %q not found", v.Secret.SecretName)
-			}
+			return "", err
 		}
-		return writeKeys(filepath.Join(base, "kubernetes.io~secret", v.Name), s.Data, v.Secret.Items, v.Secret.DefaultMode)
+		payload, err := keysPayload(data, v.Secret.Items, defaultMode(v.Secret.DefaultMode), optional || !found, "references non-existent secret key")
+		if err != nil {
+			return "", err
+		}
+		return dir, writeVolume(pod, dir, payload)
 	case v.Projected != nil:
-		return a.projected(ctx, pod, v, filepath.Join(base, "kubernetes.io~projected", v.Name))
-	case v.DownwardAPI != nil:
-		data := map[string][]byte{}
-		var items []corev1.KeyToPath
-		for _, it := range v.DownwardAPI.Items {
-			if it.FieldRef == nil {
-				continue
-			}
-			val, err := fieldValue(pod, it.FieldRef.FieldPath, a.opts.NodeIP, pod.Status.PodIP)
-			if err != nil {
-				return "", err
-			}
-			data[it.Path] = []byte(val)
-			items = append(items, corev1.KeyToPath{Key: it.Path, Path: it.Path, Mode: it.Mode})
+		dir := filepath.Join(base, "kubernetes.io~projected", v.Name)
+		payload, err := a.projected(ctx, pod, v)
+		if err != nil {
+			return "", err
 		}
-		return writeKeys(filepath.Join(base, "kubernetes.io~downward-api", v.Name), data, items, v.DownwardAPI.DefaultMode)
+		return dir, writeVolume(pod, dir, payload)
+	case v.DownwardAPI != nil:
+		dir := filepath.Join(base, "kubernetes.io~downward-api", v.Name)
+		payload := map[string]atomicwriter.File{}
+		if err := a.downwardPayload(pod, v.DownwardAPI.Items, defaultMode(v.DownwardAPI.DefaultMode), payload); err != nil {
+			return "", err
+		}
+		return dir, writeVolume(pod, dir, payload)
 	default:
 		return "", fmt.Errorf("volume type not supported by this agent yet")
 	}
 }
 
-func writeKeys(dir string, data map[string][]byte, items []corev1.KeyToPath, defMode *int32) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+// apiDataVolume reports whether v's contents come from the API
+// (configMap, secret, projected, downwardAPI): the kubelet mounts these
+// read-only in every container.
+func apiDataVolume(v corev1.Volume) bool {
+	return v.ConfigMap != nil || v.Secret != nil || v.Projected != nil || v.DownwardAPI != nil
+}
+
+func defaultMode(m *int32) os.FileMode {
+	if m == nil {
+		return 0o644 // upstream's default for every API-data volume
 	}
-	mode := os.FileMode(0o644)
-	if defMode != nil {
-		mode = os.FileMode(*defMode)
+	return os.FileMode(*m)
+}
+
+// writeVolume writes an API-data volume through the atomic writer; a new
+// generation gets the pod's fsGroup before it is visible.
+func writeVolume(pod *corev1.Pod, dir string, payload map[string]atomicwriter.File) error {
+	var setPerms func(string) error
+	if psc := pod.Spec.SecurityContext; psc != nil && psc.FSGroup != nil {
+		gid := int(*psc.FSGroup)
+		setPerms = func(gen string) error { return setOwnership(gen, gid, true) }
 	}
-	want := map[string]os.FileMode{}
-	body := map[string][]byte{}
+	if err := atomicwriter.Write(dir, payload, setPerms); err != nil {
+		return fmt.Errorf("write volume: %w", err)
+	}
+	return nil
+}
+
+// configMapData gets a ConfigMap's keys (data and binaryData). A missing
+// optional ConfigMap is empty (found false); any other error is returned,
+// so that a volume keeps its contents through API trouble.
+func (a *Agent) configMapData(ctx context.Context, ns, name string, optional bool) (map[string][]byte, bool, error) {
+	cm, err := a.client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		if optional {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("configmap %q not found", name)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("get configmap %q: %w", name, err)
+	}
+	data := make(map[string][]byte, len(cm.Data)+len(cm.BinaryData))
+	for k, s := range cm.Data {
+		data[k] = []byte(s)
+	}
+	for k, b := range cm.BinaryData {
+		data[k] = b
+	}
+	return data, true, nil
+}
+
+// secretData is configMapData for a Secret.
+func (a *Agent) secretData(ctx context.Context, ns, name string, optional bool) (map[string][]byte, bool, error) {
+	s, err := a.client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		if optional {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("secret %q not found", name)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("get secret %q: %w", name, err)
+	}
+	return s.Data, true, nil
+}
+
+// keysPayload is upstream's MakePayload for configMap and secret keys:
+// every key with the default mode, or only the items (path and mode of
+// their own); an item whose key is missing is skipped when optional and an
+// error otherwise.
+func keysPayload(data map[string][]byte, items []corev1.KeyToPath, mode os.FileMode, optional bool, missing string) (map[string]atomicwriter.File, error) {
+	out := map[string]atomicwriter.File{}
+	if err := addKeys(out, data, items, mode, optional, missing); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func addKeys(out map[string]atomicwriter.File, data map[string][]byte, items []corev1.KeyToPath, mode os.FileMode, optional bool, missing string) error {
 	if len(items) == 0 {
 		for k, b := range data {
-			want[k], body[k] = mode, b
+			out[k] = atomicwriter.File{Data: b, Mode: mode}
 		}
+		return nil
 	}
 	for _, it := range items {
 		b, ok := data[it.Key]
 		if !ok {
-			return "", fmt.Errorf("configuration key %q not found", it.Key)
+			if optional {
+				continue
+			}
+			return fmt.Errorf("%s: %s", missing, it.Key)
 		}
 		m := mode
 		if it.Mode != nil {
 			m = os.FileMode(*it.Mode)
 		}
-		want[it.Path], body[it.Path] = m, b
+		out[it.Path] = atomicwriter.File{Data: b, Mode: m}
 	}
-	for p, m := range want {
-		full := filepath.Join(dir, filepath.Clean("/"+p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			return "", err
-		}
-		if err := writeIfChanged(full, string(body[p]), m); err != nil {
-			return "", err
-		}
-		if err := os.Chmod(full, m); err != nil {
-			return "", err
-		}
-	}
-	return dir, nil
+	return nil
 }
 
-// cleanPodDir removes the pod's folder (files, volumes, sandbox record).
+// downwardPayload adds downward API items: fields of the pod (labels and
+// annotations included, so they update live) and containers' resources.
+func (a *Agent) downwardPayload(pod *corev1.Pod, items []corev1.DownwardAPIVolumeFile, mode os.FileMode, out map[string]atomicwriter.File) error {
+	for _, it := range items {
+		var val string
+		var err error
+		switch {
+		case it.FieldRef != nil:
+			val, err = volumeFieldValue(pod, it.FieldRef.FieldPath, a.opts.NodeIP)
+		case it.ResourceFieldRef != nil:
+			val, err = a.envSource(context.Background(), pod, &corev1.Container{Name: it.ResourceFieldRef.ContainerName},
+				corev1.EnvVar{ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: it.ResourceFieldRef}}, nil)
+		default:
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("downward API item %q: %w", it.Path, err)
+		}
+		m := mode
+		if it.Mode != nil {
+			m = os.FileMode(*it.Mode)
+		}
+		out[it.Path] = atomicwriter.File{Data: []byte(val), Mode: m}
+	}
+	return nil
+}
+
+// volumeFieldValue is a downward API volume's field: besides the env
+// fields, all labels or annotations as upstream formats them (sorted
+// key="quoted value" lines).
+func volumeFieldValue(pod *corev1.Pod, path, hostIP string) (string, error) {
+	var m map[string]string
+	switch path {
+	case "metadata.labels":
+		m = pod.Labels
+	case "metadata.annotations":
+		m = pod.Annotations
+	default:
+		return fieldValue(pod, path, hostIP, pod.Status.PodIP)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%q\n", k, m[k])
+	}
+	return strings.TrimSuffix(b.String(), "\n"), nil
+}
+
+// cleanPodDir removes the pod's folder (files, volumes, sandbox record),
+// unmounting its memory-backed emptyDirs first.
 func (a *Agent) cleanPodDir(uid types.UID) error {
+	a.forgetTokens(uid)
+	if err := unmountTmpfsVolumes(filepath.Join(a.podDir(uid), "volumes", "kubernetes.io~empty-dir")); err != nil {
+		return fmt.Errorf("remove pod dir: %w", err)
+	}
 	if err := os.RemoveAll(a.podDir(uid)); err != nil {
 		return fmt.Errorf("remove pod dir: %w", err)
 	}
 	return nil
 }
 
-// projected writes a projected volume: service account tokens (through
-// the TokenRequest API, bound to the pod), configMap and secret keys and
-// downward API fields.
-func (a *Agent) projected(ctx context.Context, pod *corev1.Pod, v corev1.Volume, dir string) (string, error) {
-	data := map[string][]byte{}
-	var items []corev1.KeyToPath
-	add := func(path string, b []byte, mode *int32) {
-		data[path] = b
-		items = append(items, corev1.KeyToPath{Key: path, Path: path, Mode: mode})
-	}
+// projected is a projected volume's payload: service account tokens
+// (through the TokenRequest API, bound to the pod, renewed as upstream
+// when 80% of their life or 24 hours passed), configMap and secret keys
+// and downward API fields.
+func (a *Agent) projected(ctx context.Context, pod *corev1.Pod, v corev1.Volume) (map[string]atomicwriter.File, error) {
+	out := map[string]atomicwriter.File{}
+	mode := defaultMode(v.Projected.DefaultMode)
 	for _, src := range v.Projected.Sources {
 		switch {
 		case src.ServiceAccountToken != nil:
-			t := src.ServiceAccountToken
-			sa := pod.Spec.ServiceAccountName
-			if sa == "" {
-				sa = "default"
-			}
-			exp := int64(3607)
-			if t.ExpirationSeconds != nil {
-				exp = *t.ExpirationSeconds
-			}
-			var aud []string
-			if t.Audience != "" {
-				aud = []string{t.Audience}
-			}
-			tr, err := a.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
-				Spec: authenticationv1.TokenRequestSpec{Audiences: aud, ExpirationSeconds: &exp, BoundObjectRef: &authenticationv1.BoundObjectReference{
-					Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID,
-				}},
-			}, metav1.CreateOptions{})
+			tok, err := a.projectedToken(ctx, pod, v.Name, src.ServiceAccountToken)
 			if err != nil {
-				return "", fmt.Errorf("failed to fetch token: %w", err)
+				return nil, err
 			}
-			add(t.Path, []byte(tr.Status.Token), nil)
+			out[src.ServiceAccountToken.Path] = atomicwriter.File{Data: []byte(tok), Mode: mode}
 		case src.ConfigMap != nil:
-			cm, err := a.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, src.ConfigMap.Name, metav1.GetOptions{})
+			optional := src.ConfigMap.Optional != nil && *src.ConfigMap.Optional
+			data, found, err := a.configMapData(ctx, pod.Namespace, src.ConfigMap.Name, optional)
 			if err != nil {
-				if src.ConfigMap.Optional != nil && *src.ConfigMap.Optional {
-					continue
-				}
-				return "", fmt.Errorf("configmap %q not found", src.ConfigMap.Name)
+				return nil, err
 			}
-			if len(src.ConfigMap.Items) == 0 {
-				for k, val := range cm.Data {
-					add(k, []byte(val), nil)
-				}
-			}
-			for _, it := range src.ConfigMap.Items {
-				if val, ok := cm.Data[it.Key]; ok {
-					add(it.Path, []byte(val), it.Mode)
-				}
+			if err := addKeys(out, data, src.ConfigMap.Items, mode, optional || !found, "configmap references non-existent config key"); err != nil {
+				return nil, err
 			}
 		case src.Secret != nil:
-			s, err := a.client.CoreV1().Secrets(pod.Namespace).Get(ctx, src.Secret.Name, metav1.GetOptions{})
+			optional := src.Secret.Optional != nil && *src.Secret.Optional
+			data, found, err := a.secretData(ctx, pod.Namespace, src.Secret.Name, optional)
 			if err != nil {
-				if src.Secret.Optional != nil && *src.Secret.Optional {
-					continue
-				}
-				return "", fmt.Errorf("secret %q not found", src.Secret.Name)
+				return nil, err
 			}
-			if len(src.Secret.Items) == 0 {
-				for k, val := range s.Data {
-					add(k, val, nil)
-				}
-			}
-			for _, it := range src.Secret.Items {
-				if val, ok := s.Data[it.Key]; ok {
-					add(it.Path, val, it.Mode)
-				}
+			if err := addKeys(out, data, src.Secret.Items, mode, optional || !found, "references non-existent secret key"); err != nil {
+				return nil, err
 			}
 		case src.DownwardAPI != nil:
-			for _, it := range src.DownwardAPI.Items {
-				if it.FieldRef == nil {
-					continue
-				}
-				val, err := fieldValue(pod, it.FieldRef.FieldPath, a.opts.NodeIP, pod.Status.PodIP)
-				if err != nil {
-					return "", err
-				}
-				add(it.Path, []byte(val), it.Mode)
+			if err := a.downwardPayload(pod, src.DownwardAPI.Items, mode, out); err != nil {
+				return nil, err
 			}
 		}
 	}
-	return writeKeys(dir, data, items, v.Projected.DefaultMode)
+	return out, nil
+}
+
+// cachedToken is a service account token of a projected volume.
+type cachedToken struct {
+	token          string
+	issued, expiry time.Time
+}
+
+// projectedToken returns the pod's token for a projected source, from the
+// agent's cache while it is fresh (less than 80% of its life and 24 hours
+// old), so that the volume does not change on every sync.
+func (a *Agent) projectedToken(ctx context.Context, pod *corev1.Pod, volume string, t *corev1.ServiceAccountTokenProjection) (string, error) {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	exp := int64(3607)
+	if t.ExpirationSeconds != nil {
+		exp = *t.ExpirationSeconds
+	}
+	key := fmt.Sprintf("%s/%s/%s/%s/%d", pod.UID, volume, sa, t.Audience, exp)
+	now := time.Now()
+	a.mu.Lock()
+	c, ok := a.tokens[key]
+	a.mu.Unlock()
+	if ok && now.Before(c.issued.Add(c.expiry.Sub(c.issued)*8/10)) && now.Before(c.issued.Add(24*time.Hour)) {
+		return c.token, nil
+	}
+	var aud []string
+	if t.Audience != "" {
+		aud = []string{t.Audience}
+	}
+	tr, err := a.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: aud, ExpirationSeconds: &exp, BoundObjectRef: &authenticationv1.BoundObjectReference{
+			Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID,
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("failed to fetch token: %w", err)
+	}
+	c = cachedToken{token: tr.Status.Token, issued: now, expiry: tr.Status.ExpirationTimestamp.Time}
+	if c.expiry.Before(now) {
+		c.expiry = now.Add(time.Duration(exp) * time.Second)
+	}
+	a.mu.Lock()
+	if a.tokens == nil {
+		a.tokens = map[string]cachedToken{}
+	}
+	a.tokens[key] = c
+	a.mu.Unlock()
+	return c.token, nil
+}
+
+// forgetTokens drops the cached tokens of a pod that is gone.
+func (a *Agent) forgetTokens(uid types.UID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.tokens {
+		if strings.HasPrefix(k, string(uid)+"/") {
+			delete(a.tokens, k)
+		}
+	}
 }

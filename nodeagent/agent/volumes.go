@@ -2,9 +2,12 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -91,4 +94,118 @@ func makeSubPath(dir string, pod *corev1.Pod) error {
 		return err
 	}
 	return os.Chmod(dir, 0o775|os.ModeSetgid)
+}
+
+// Memory-backed emptyDirs: the volume's folder is a tmpfs mount, sized as
+// upstream (the smallest of the node's memory, the pod's memory limit when
+// every container has one, and the volume's sizeLimit), unmounted when the
+// pod's folder is removed.
+
+// mountTmpfs makes dir a tmpfs of size bytes, unless it is one already
+// (the pod's earlier syncs, or an agent before a restart).
+func mountTmpfs(dir string, size int64) error {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return err
+	}
+	mounted, err := isMountPoint(dir)
+	if err != nil || mounted {
+		return err
+	}
+	data := ""
+	if size > 0 {
+		data = fmt.Sprintf("size=%d", size)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, data); err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
+	}
+	return nil
+}
+
+// isMountPoint reports whether dir is on another file system than its
+// parent (what a tmpfs mount on it makes it).
+func isMountPoint(dir string) (bool, error) {
+	var st, parent unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return false, fmt.Errorf("stat %s: %w", dir, err)
+	}
+	if err := unix.Lstat(filepath.Dir(dir), &parent); err != nil {
+		return false, fmt.Errorf("stat %s: %w", filepath.Dir(dir), err)
+	}
+	return st.Dev != parent.Dev, nil
+}
+
+// unmountTmpfsVolumes unmounts every mount point directly below dir (the
+// pod's emptyDir folder); a missing dir is nothing to do.
+func unmountTmpfsVolumes(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if !e.IsDir() {
+			continue
+		}
+		mounted, err := isMountPoint(p)
+		if err != nil {
+			return err
+		}
+		if !mounted {
+			continue
+		}
+		if err := unix.Unmount(p, 0); err != nil {
+			// Still busy (a process of a container being torn down):
+			// detach it, the kernel frees it when the last user goes.
+			if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
+				return fmt.Errorf("unmount %s: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
+// emptyDirMemorySize is upstream's size of a memory-backed emptyDir.
+func emptyDirMemorySize(pod *corev1.Pod, ed *corev1.EmptyDirVolumeSource) int64 {
+	var si unix.Sysinfo_t
+	size := int64(0)
+	if unix.Sysinfo(&si) == nil {
+		size = int64(si.Totalram) * int64(si.Unit)
+	}
+	fits := func(n int64) bool { return n > 0 && (size == 0 || n <= size) }
+	if lim := podMemoryLimit(pod); fits(lim) {
+		size = lim
+	}
+	if ed.SizeLimit != nil && fits(ed.SizeLimit.Value()) {
+		size = ed.SizeLimit.Value()
+	}
+	return size
+}
+
+// podMemoryLimit is the pod's memory limit as its cgroup would have it:
+// the sum of its containers' limits (at least the largest init
+// container's), 0 when some container has none.
+func podMemoryLimit(pod *corev1.Pod) int64 {
+	var sum, initMax int64
+	for _, c := range pod.Spec.Containers {
+		q, ok := c.Resources.Limits[corev1.ResourceMemory]
+		if !ok || q.Value() <= 0 {
+			return 0
+		}
+		sum += q.Value()
+	}
+	for _, c := range pod.Spec.InitContainers {
+		q, ok := c.Resources.Limits[corev1.ResourceMemory]
+		if !ok || q.Value() <= 0 {
+			return 0
+		}
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			sum += q.Value()
+		} else {
+			initMax = max(initMax, q.Value())
+		}
+	}
+	return max(sum, initMax)
 }

@@ -48,9 +48,12 @@ type File struct {
 // Write makes dir hold exactly payload (relative path → file). Paths may
 // be nested ("a/b/c"); they must be relative, without ".." elements and not
 // start with "..". Nothing is written when the current generation already
-// holds the same paths, contents and modes. Write is not safe for
-// concurrent use on the same dir.
-func Write(dir string, payload map[string]File) error {
+// holds the same paths and contents (modes are not compared, as upstream:
+// a volume's modes cannot change, and ownership management adds bits).
+// setPerms, when set, is called on a new generation's folder before it
+// becomes visible (fsGroup ownership). Write is not safe for concurrent use
+// on the same dir.
+func Write(dir string, payload map[string]File, setPerms func(generation string) error) error {
 	clean := make(map[string]File, len(payload))
 	for p, f := range payload {
 		if err := validatePath(p); err != nil {
@@ -77,6 +80,12 @@ func Write(dir string, payload map[string]File) error {
 		if err := writeDir(newTs, clean); err != nil {
 			_ = os.RemoveAll(newTs)
 			return err
+		}
+		if setPerms != nil {
+			if err := setPerms(newTs); err != nil {
+				_ = os.RemoveAll(newTs)
+				return fmt.Errorf("atomic writer: set permissions: %w", err)
+			}
 		}
 		tmp := filepath.Join(dir, newDataDirName)
 		_ = os.Remove(tmp)
@@ -143,7 +152,8 @@ func validatePath(p string) error {
 	return nil
 }
 
-// sameContents reports whether the generation in ts holds exactly payload.
+// sameContents reports whether the generation in ts holds exactly
+// payload's paths and contents.
 func sameContents(ts string, payload map[string]File) bool {
 	n := 0
 	same := true
@@ -161,14 +171,6 @@ func sameContents(ts string, payload map[string]File) bool {
 			return filepath.SkipAll
 		}
 		n++
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if info.Mode().Perm() != f.Mode.Perm() || info.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky) != f.Mode&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky) {
-			same = false
-			return filepath.SkipAll
-		}
 		b, err := os.ReadFile(p)
 		if err != nil || !bytes.Equal(b, f.Data) {
 			same = false

@@ -88,7 +88,7 @@ func TestLayout(t *testing.T) {
 		"sub/dir/f":   {Data: []byte("deep"), Mode: 0o600},
 		"sub/g":       {Data: []byte("g"), Mode: 0o755},
 		"./cleaned/h": {Data: []byte("h"), Mode: 0o644},
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,21 +118,21 @@ func TestLayout(t *testing.T) {
 }
 
 // TestUpdate: a changed payload is a new generation (the old folder goes),
-// removed keys disappear, added ones appear; an unchanged payload (same
-// contents and modes) writes nothing; a mode change alone is a change.
+// removed keys disappear, added ones appear; an unchanged payload writes
+// nothing.
 func TestUpdate(t *testing.T) {
 	dir := t.TempDir()
-	if err := Write(dir, map[string]File{"a": {Data: []byte("1"), Mode: 0o644}, "b": {Data: []byte("1"), Mode: 0o644}, "n/x": {Data: []byte("x"), Mode: 0o644}}); err != nil {
+	if err := Write(dir, map[string]File{"a": {Data: []byte("1"), Mode: 0o644}, "b": {Data: []byte("1"), Mode: 0o644}, "n/x": {Data: []byte("x"), Mode: 0o644}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	gen1, _ := os.Readlink(filepath.Join(dir, DataDirName))
-	if err := Write(dir, map[string]File{"a": {Data: []byte("1"), Mode: 0o644}, "b": {Data: []byte("1"), Mode: 0o644}, "n/x": {Data: []byte("x"), Mode: 0o644}}); err != nil {
+	if err := Write(dir, map[string]File{"a": {Data: []byte("1"), Mode: 0o644}, "b": {Data: []byte("1"), Mode: 0o644}, "n/x": {Data: []byte("x"), Mode: 0o644}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if same, _ := os.Readlink(filepath.Join(dir, DataDirName)); same != gen1 {
 		t.Fatalf("unchanged payload made a new generation %s (was %s)", same, gen1)
 	}
-	if err := Write(dir, map[string]File{"a": {Data: []byte("2"), Mode: 0o644}, "c": {Data: []byte("new"), Mode: 0o644}}); err != nil {
+	if err := Write(dir, map[string]File{"a": {Data: []byte("2"), Mode: 0o644}, "c": {Data: []byte("new"), Mode: 0o644}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	gen2, _ := os.Readlink(filepath.Join(dir, DataDirName))
@@ -147,14 +147,20 @@ func TestUpdate(t *testing.T) {
 			t.Errorf("%s still there after the update (%v)", gone, err)
 		}
 	}
-	if err := Write(dir, map[string]File{"a": {Data: []byte("2"), Mode: 0o600}, "c": {Data: []byte("new"), Mode: 0o644}}); err != nil {
+	// Modes are not compared (upstream): ownership management adds bits
+	// to a generation without making the next sync write a new one.
+	gen2, _ = os.Readlink(filepath.Join(dir, DataDirName))
+	if err := os.Chmod(filepath.Join(dir, "a"), 0o664); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := os.Stat(filepath.Join(dir, "a")); err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("mode-only change not applied: %v %v", st.Mode(), err)
+	if err := Write(dir, map[string]File{"a": {Data: []byte("2"), Mode: 0o644}, "c": {Data: []byte("new"), Mode: 0o644}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if same, _ := os.Readlink(filepath.Join(dir, DataDirName)); same != gen2 {
+		t.Fatalf("a mode changed on disk made a new generation")
 	}
 	// Everything removed: an empty volume, only the bookkeeping left.
-	if err := Write(dir, nil); err != nil {
+	if err := Write(dir, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := tree(t, dir); len(got) != 0 {
@@ -162,6 +168,47 @@ func TestUpdate(t *testing.T) {
 	}
 	if h := hidden(t, dir); len(h) != 2 {
 		t.Fatalf("hidden entries %v, want one generation and ..data", h)
+	}
+}
+
+// TestSetPerms: the hook sees the complete new generation before it is
+// visible; when it fails, the old generation stays current.
+func TestSetPerms(t *testing.T) {
+	dir := t.TempDir()
+	if err := Write(dir, map[string]File{"k": {Data: []byte("v1"), Mode: 0o644}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	gen1, _ := os.Readlink(filepath.Join(dir, DataDirName))
+	called := false
+	err := Write(dir, map[string]File{"k": {Data: []byte("v2"), Mode: 0o644}}, func(gen string) error {
+		called = true
+		if cur, _ := os.Readlink(filepath.Join(dir, DataDirName)); cur == filepath.Base(gen) {
+			t.Errorf("hook called after the swap")
+		}
+		if b, err := os.ReadFile(filepath.Join(gen, "k")); err != nil || string(b) != "v2" {
+			t.Errorf("hook sees %q, %v", b, err)
+		}
+		return os.Chmod(filepath.Join(gen, "k"), 0o640)
+	})
+	if err != nil || !called {
+		t.Fatalf("write: %v (hook called %v)", err, called)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "k")); err != nil || st.Mode().Perm() != 0o640 {
+		t.Fatalf("hook's mode not kept: %v %v", st.Mode(), err)
+	}
+	gen2, _ := os.Readlink(filepath.Join(dir, DataDirName))
+	err = Write(dir, map[string]File{"k": {Data: []byte("v3"), Mode: 0o644}}, func(string) error { return errors.New("no") })
+	if err == nil {
+		t.Fatal("hook's error not returned")
+	}
+	if cur, _ := os.Readlink(filepath.Join(dir, DataDirName)); cur != gen2 || gen2 == gen1 {
+		t.Fatalf("..data -> %s after a failed hook, want %s", cur, gen2)
+	}
+	if got := tree(t, dir); !equal(got, map[string]string{"k": "v2"}) {
+		t.Fatalf("after a failed hook: %v", got)
+	}
+	if h := hidden(t, dir); len(h) != 2 {
+		t.Fatalf("failed write left %v", h)
 	}
 }
 
@@ -180,7 +227,7 @@ func TestOldLayout(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "..2001_01_01_00_00_00.1", "z"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := Write(dir, map[string]File{"a": {Data: []byte("new"), Mode: 0o644}, "nested": {Data: []byte("file now"), Mode: 0o644}}); err != nil {
+	if err := Write(dir, map[string]File{"a": {Data: []byte("new"), Mode: 0o644}, "nested": {Data: []byte("file now"), Mode: 0o644}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := tree(t, dir); !equal(got, map[string]string{"a": "new", "nested": "file now"}) {
@@ -195,7 +242,7 @@ func TestOldLayout(t *testing.T) {
 func TestInvalidPaths(t *testing.T) {
 	for _, p := range []string{"", "/abs", "../up", "a/../../b", "..hidden", "a/..", ".", strings.Repeat("x", 256)} {
 		dir := t.TempDir()
-		if err := Write(dir, map[string]File{p: {Data: []byte("x"), Mode: 0o644}}); err == nil {
+		if err := Write(dir, map[string]File{p: {Data: []byte("x"), Mode: 0o644}}, nil); err == nil {
 			t.Errorf("path %q accepted", p)
 		}
 		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
@@ -221,7 +268,7 @@ func TestNoPartialState(t *testing.T) {
 		}
 		return out
 	}
-	if err := Write(dir, payload(0)); err != nil {
+	if err := Write(dir, payload(0), nil); err != nil {
 		t.Fatal(err)
 	}
 	whole := func(b []byte) (string, bool) {
@@ -287,7 +334,7 @@ func TestNoPartialState(t *testing.T) {
 		}()
 	}
 	for gen := 1; gen <= 200; gen++ {
-		if err := Write(dir, payload(gen)); err != nil {
+		if err := Write(dir, payload(gen), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
