@@ -10,6 +10,8 @@ import (
 
 	"github.com/skiffhq/skiff/addons/ingress"
 	"github.com/skiffhq/skiff/controlplane/authz/bootstrap"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -41,6 +43,9 @@ func (s *Server) startIngress(ctx context.Context) {
 	httpAddr, httpsAddr := s.cfg.ingressAddrs()
 	if s.disabled(IngressName) || (httpAddr == "" && httpsAddr == "") {
 		return
+	}
+	if err := s.ensureIngressClass(ctx); err != nil {
+		s.log.Error("ingress class", "err", err)
 	}
 	rc, err := s.ComponentConfig(bootstrap.UserIngress, nil)
 	if err != nil {
@@ -77,6 +82,29 @@ func (s *Server) startIngress(ctx context.Context) {
 			s.log.Error("ingress stopped", "err", err)
 		}
 	}()
+}
+
+// IngressClassName is the IngressClass the server creates for its ingress
+// add-on, marked as the cluster's default.
+const IngressClassName = "skiff"
+
+// ensureIngressClass creates the `skiff` IngressClass (controller
+// skiff.io/ingress-controller), the cluster's default, as k3s ships one for
+// its bundled controller: Ingresses created without a class get it through
+// the DefaultIngressClass admission plugin. An existing class of that name
+// is left as it is (a user may have removed the default mark).
+func (s *Server) ensureIngressClass(ctx context.Context) error {
+	class := &networkingv1.IngressClass{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        IngressClassName,
+			Annotations: map[string]string{"ingressclass.kubernetes.io/is-default-class": "true"},
+		},
+		Spec: networkingv1.IngressClassSpec{Controller: ingress.DefaultController},
+	}
+	if err := s.api.Ensure(ctx, "networking.k8s.io", "v1", "ingressclasses", class); err != nil {
+		return fmt.Errorf("ingress class %s: %w", IngressClassName, err)
+	}
+	return nil
 }
 
 // accessLogger writes JSON lines to path ("-" = stdout, "" = off).

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/skiffhq/skiff/controlplane/admission/defaultingressclass"
 	"github.com/skiffhq/skiff/controlplane/admission/defaultstorageclass"
 	"github.com/skiffhq/skiff/controlplane/admission/defaulttolerationseconds"
 	"github.com/skiffhq/skiff/controlplane/admission/internal/objects"
@@ -36,6 +37,7 @@ const (
 	DefaultTolerationSeconds     = "DefaultTolerationSeconds"
 	DefaultStorageClass          = "DefaultStorageClass"
 	StorageObjectInUseProtection = "StorageObjectInUseProtection"
+	DefaultIngressClass          = "DefaultIngressClass"
 	MutatingAdmissionWebhook     = "MutatingAdmissionWebhook"
 	ValidatingAdmissionWebhook   = "ValidatingAdmissionWebhook"
 	ResourceQuota                = "ResourceQuota"
@@ -52,6 +54,7 @@ var Order = []string{
 	DefaultTolerationSeconds,
 	DefaultStorageClass,
 	StorageObjectInUseProtection,
+	DefaultIngressClass,
 	MutatingAdmissionWebhook,
 	ValidatingAdmissionWebhook,
 	ResourceQuota,
@@ -160,6 +163,8 @@ func New(cfg Config) (*Chain, error) {
 			c.plugins = append(c.plugins, defaultstorageclass.New(r))
 		case StorageObjectInUseProtection:
 			c.plugins = append(c.plugins, storageobjectinuseprotection.New())
+		case DefaultIngressClass:
+			c.plugins = append(c.plugins, defaultingressclass.New(r))
 		case MutatingAdmissionWebhook:
 			mutating = webhook.NewMutating(r, cfg.Logger)
 			c.plugins = append(c.plugins, mutating)

@@ -29,6 +29,7 @@ func TestAdmission(t *testing.T) {
 	t.Run("LimitRanger", func(t *testing.T) { testLimitRanger(t, s) })
 	t.Run("ResourceQuota", func(t *testing.T) { testResourceQuota(t, s) })
 	t.Run("DefaultStorageClass", func(t *testing.T) { testDefaultStorageClass(t, s) })
+	t.Run("DefaultIngressClass", func(t *testing.T) { testDefaultIngressClass(t, s) })
 	t.Run("PodSecurity", func(t *testing.T) { testPodSecurity(t, s) })
 	t.Run("Priority", func(t *testing.T) { testPriority(t, s) })
 	t.Run("DefaultTolerationSeconds", func(t *testing.T) { testDefaultTolerationSeconds(t, s) })
