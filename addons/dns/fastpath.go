@@ -3,6 +3,7 @@ package dns
 import (
 	"encoding/binary"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,21 +25,63 @@ import (
 const fastMaxEntries = 50000
 
 type fastCache struct {
-	mu      sync.RWMutex
-	snap    *snapshot
-	answers map[string][]byte // request bytes after the ID -> packed answer
-	hits    atomic.Int64      // answers sent by the fast path
+	mu        sync.RWMutex
+	snap      *snapshot
+	answers   map[string][]byte         // request bytes after the ID -> packed answer
+	forwarded map[string]*fastForwarded // the same for answers from the forwarding cache
+	hits      atomic.Int64              // answers sent by the fast path
 }
 
-// lookup returns the stored answer for a request's bytes after the ID,
-// if it was computed from snap.
-func (c *fastCache) lookup(snap *snapshot, key []byte) []byte {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.snap != snap {
-		return nil
+// fastForwarded is a forwarded answer from the cache, packed, with its
+// TTLs counting down: each TTL field (at ttls[i]) is base[i] minus the
+// whole seconds since stored, at least 0, as the forwarding cache
+// computes them. It is repeated until until, then the full path answers
+// again (expiry, prefetch).
+type fastForwarded struct {
+	msg           []byte
+	ttls          []uint16
+	base          []uint32
+	stored, until time.Time
+}
+
+// appendLocked appends to dst the stored answer to the request pkt (an
+// answer computed from snap, with pkt's ID), if there is one. c.mu must
+// be read-locked. Only plain queries are stored, and a packet with the
+// same bytes after the ID is the same plain query, so pkt needs no check
+// of its own.
+func (c *fastCache) appendLocked(dst []byte, snap *snapshot, pkt []byte, now func() time.Time) ([]byte, int, bool) {
+	if len(pkt) < 12 {
+		return dst, 0, false
 	}
-	return c.answers[string(key)]
+	off := len(dst)
+	if c.snap == snap {
+		if stored, ok := c.answers[string(pkt[2:])]; ok {
+			dst = append(dst, stored...)
+			dst[off], dst[off+1] = pkt[0], pkt[1]
+			return dst, fastCluster, true
+		}
+	}
+	e, ok := c.forwarded[string(pkt[2:])]
+	if !ok {
+		return dst, 0, false
+	}
+	t := now()
+	if !t.Before(e.until) {
+		return dst, 0, false
+	}
+	age := uint32(t.Sub(e.stored) / time.Second)
+	dst = append(dst, e.msg...)
+	dst[off], dst[off+1] = pkt[0], pkt[1]
+	for i, at := range e.ttls {
+		ttl := e.base[i]
+		if ttl > age {
+			ttl -= age
+		} else {
+			ttl = 0
+		}
+		binary.BigEndian.PutUint32(dst[off+int(at):], ttl)
+	}
+	return dst, fastForward, true
 }
 
 // store keeps answer for key, computed from snap.
@@ -49,6 +92,81 @@ func (c *fastCache) store(snap *snapshot, key string, answer []byte) {
 		c.snap, c.answers = snap, make(map[string][]byte)
 	}
 	c.answers[key] = answer
+}
+
+// storeForwarded keeps e for key; when the map is full, the entries past
+// their time are dropped, or all of them.
+func (c *fastCache) storeForwarded(key string, e *fastForwarded) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.forwarded == nil {
+		c.forwarded = make(map[string]*fastForwarded)
+	}
+	if _, ok := c.forwarded[key]; !ok && len(c.forwarded) >= fastMaxEntries {
+		for k, old := range c.forwarded {
+			if !e.stored.Before(old.until) {
+				delete(c.forwarded, k)
+			}
+		}
+		if len(c.forwarded) >= fastMaxEntries {
+			c.forwarded = make(map[string]*fastForwarded)
+		}
+	}
+	c.forwarded[key] = e
+}
+
+// ttlOffsets returns the offsets and values of the TTL fields of every
+// record of the packed message msg (not OPT's, which holds flags).
+func ttlOffsets(msg []byte) ([]uint16, []uint32, bool) {
+	if len(msg) < 12 || len(msg) > 0xFFFF {
+		return nil, nil, false
+	}
+	qd := int(binary.BigEndian.Uint16(msg[4:]))
+	rrs := int(binary.BigEndian.Uint16(msg[6:])) + int(binary.BigEndian.Uint16(msg[8:])) + int(binary.BigEndian.Uint16(msg[10:]))
+	off := 12
+	for range qd {
+		if off = skipName(msg, off); off < 0 || off+4 > len(msg) {
+			return nil, nil, false
+		}
+		off += 4
+	}
+	var offs []uint16
+	var vals []uint32
+	for range rrs {
+		if off = skipName(msg, off); off < 0 || off+10 > len(msg) {
+			return nil, nil, false
+		}
+		if binary.BigEndian.Uint16(msg[off:]) != mdns.TypeOPT {
+			offs = append(offs, uint16(off+4))
+			vals = append(vals, binary.BigEndian.Uint32(msg[off+4:]))
+		}
+		off += 10 + int(binary.BigEndian.Uint16(msg[off+8:]))
+		if off > len(msg) {
+			return nil, nil, false
+		}
+	}
+	return offs, vals, off == len(msg)
+}
+
+// skipName returns the offset after the (possibly compressed) name at
+// off, or -1.
+func skipName(msg []byte, off int) int {
+	for off < len(msg) {
+		l := int(msg[off])
+		switch {
+		case l == 0:
+			return off + 1
+		case l&0xC0 == 0xC0:
+			if off+2 > len(msg) {
+				return -1
+			}
+			return off + 2
+		case l&0xC0 != 0:
+			return -1
+		}
+		off += 1 + l
+	}
+	return -1
 }
 
 // plainQuery reports whether pkt is a query the fast path may answer: a
@@ -103,7 +221,8 @@ func plainQuery(pkt []byte) bool {
 }
 
 // fastReader answers repeated plain queries in the read loop and hands
-// every other packet to miekg/dns.
+// every other packet to miekg/dns. On a *batchConn (Linux) it reads and
+// answers whole batches; on a *net.UDPConn one packet at a time.
 type fastReader struct {
 	mdns.Reader
 	h   *Handler
@@ -114,11 +233,14 @@ type fastReader struct {
 var _ mdns.PacketConnReader = (*fastReader)(nil)
 
 func (h *Handler) decorateReader(r mdns.Reader) mdns.Reader {
-	return &fastReader{Reader: r, h: h, buf: make([]byte, maxUDPSize+1), out: make([]byte, 0, maxUDPSize)}
+	return &fastReader{Reader: r, h: h}
 }
 
 // ReadUDP implements mdns.Reader.
 func (f *fastReader) ReadUDP(conn *net.UDPConn, _ time.Duration) ([]byte, *mdns.SessionUDP, error) {
+	if f.buf == nil {
+		f.buf, f.out = make([]byte, maxUDPSize+1), make([]byte, 0, maxUDPSize)
+	}
 	// No read deadline: Shutdown closes the socket, which ends the read.
 	for {
 		n, sess, err := mdns.ReadFromSessionUDP(conn, f.buf)
@@ -133,27 +255,29 @@ func (f *fastReader) ReadUDP(conn *net.UDPConn, _ time.Duration) ([]byte, *mdns.
 	}
 }
 
-// ReadPacketConn implements mdns.PacketConnReader (non-UDPConn sockets do
-// not take the fast path).
+// ReadPacketConn implements mdns.PacketConnReader: a *batchConn is read
+// in batches, other sockets do not take the fast path.
 func (f *fastReader) ReadPacketConn(conn net.PacketConn, timeout time.Duration) ([]byte, net.Addr, error) {
+	if b, ok := conn.(*batchConn); ok {
+		return b.next()
+	}
 	return f.Reader.(mdns.PacketConnReader).ReadPacketConn(conn, timeout)
 }
 
 // answer writes the stored answer to pkt, if there is one.
 func (f *fastReader) answer(conn *net.UDPConn, pkt []byte, sess *mdns.SessionUDP) bool {
-	if len(pkt) < 12 || !plainQuery(pkt) {
-		return false
-	}
 	start := time.Now()
-	stored := f.h.fast.lookup(f.h.t.load(), pkt[2:])
-	if stored == nil {
+	snap := f.h.t.load()
+	f.h.fast.mu.RLock()
+	out, source, ok := f.h.fast.appendLocked(f.out[:0], snap, pkt, f.h.now)
+	f.h.fast.mu.RUnlock()
+	if !ok {
 		return false
 	}
-	f.out = append(f.out[:0], stored...)
-	copy(f.out[:2], pkt[:2])
-	_, _ = mdns.WriteToSessionUDP(conn, f.out, sess)
-	f.h.fast.hits.Add(1)
-	f.h.m.observe("udp", srcCluster, int(stored[3]&0xF), time.Since(start))
+	f.out = out
+	f.h.fast.hits.Add(1) // before the answer leaves (tests read it)
+	_, _ = mdns.WriteToSessionUDP(conn, out, sess)
+	f.h.m.observeFast(source, int(out[3]&0xF), time.Since(start))
 	return true
 }
 
@@ -165,4 +289,35 @@ func (h *Handler) remember(snap *snapshot, r *mdns.Msg, packed []byte) {
 		return
 	}
 	h.fast.store(snap, string(req[2:]), packed)
+}
+
+// rememberForwarded stores the packed answer to r (a UDP request answered
+// from the forwarding cache entry hit) for the fast path, when r is a
+// plain query for a name that can never become a cluster answer (not a
+// reverse name, which a Service's address may take over).
+func (h *Handler) rememberForwarded(r *mdns.Msg, packed []byte, hit cacheHit) {
+	name := strings.ToLower(r.Question[0].Name)
+	if strings.HasSuffix(name, ".in-addr.arpa.") || strings.HasSuffix(name, ".ip6.arpa.") {
+		return
+	}
+	req, err := r.Pack()
+	if err != nil || !plainQuery(req) {
+		return
+	}
+	offs, vals, ok := ttlOffsets(packed)
+	if !ok {
+		return
+	}
+	for i := range vals {
+		vals[i] += hit.age // the TTLs at age 0 (a TTL cut to 0 stays 0 from then on)
+	}
+	h.fast.storeForwarded(string(req[2:]), &fastForwarded{msg: packed, ttls: offs, base: vals, stored: hit.stored, until: hit.fastUntil()})
+}
+
+// now is the forwarding cache's clock (tests set it), else the time.
+func (h *Handler) now() time.Time {
+	if h.fwd != nil && h.fwd.cache != nil {
+		return h.fwd.cache.now()
+	}
+	return time.Now()
 }

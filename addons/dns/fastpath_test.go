@@ -11,11 +11,22 @@ import (
 // TestFastPath: a repeated plain query is answered by the read loop with
 // the same answer as the full path (its own ID, the question's spelling),
 // a table change is never answered from before it, and unusual packets
-// keep taking the full path.
+// keep taking the full path. Both ways of reading UDP: the add-on's
+// listener (batched on Linux) and a plain *net.UDPConn (one datagram at a
+// time, as elsewhere).
 func TestFastPath(t *testing.T) {
+	t.Run("listener", func(t *testing.T) {
+		testFastPath(t, func(h *Handler) string { return listenTest(t, h, "127.0.0.1:0") })
+	})
+	t.Run("udpconn", func(t *testing.T) {
+		testFastPath(t, func(h *Handler) string { return serve(t, h) })
+	})
+}
+
+func testFastPath(t *testing.T, serve func(*Handler) string) {
 	tb := testTable()
 	h := newTestHandler(tb)
-	addr := serve(t, h)
+	addr := serve(h)
 	ask := func(name string, id uint16, edns bool) *mdns.Msg {
 		t.Helper()
 		m := new(mdns.Msg)

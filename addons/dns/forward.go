@@ -52,21 +52,25 @@ func (f *forwarder) pick(name string) []string {
 }
 
 // forward answers r from the cache or the upstreams. The returned message
-// is the caller's to modify.
-func (f *forwarder) forward(ctx context.Context, r *mdns.Msg) (*mdns.Msg, error) {
+// is the caller's to modify. An answer from the cache comes with the
+// entry's times (for the UDP fast path); a prefetching hit and an
+// upstream answer come with none.
+func (f *forwarder) forward(ctx context.Context, r *mdns.Msg) (*mdns.Msg, cacheHit, error) {
 	q := r.Question[0]
 	key := cacheKey(q, r)
-	if m, refresh := f.cache.get(key); m != nil {
+	if m, refresh, hit := f.cache.lookup(key); m != nil {
 		f.m.cacheHit()
 		if refresh {
 			// Prefetch: a popular entry near its expiry is refreshed in
 			// the background, so its clients never wait on a miss.
 			go f.prefetch(key, r.Copy())
+			hit = cacheHit{}
 		}
-		return reply(r, m), nil
+		return reply(r, m), hit, nil
 	}
 	f.m.cacheMiss()
-	return f.exchange(ctx, key, r)
+	m, err := f.exchange(ctx, key, r)
+	return m, cacheHit{}, err
 }
 
 // prefetch refreshes the cache entry key with an upstream exchange for r.
@@ -164,6 +168,26 @@ type cache struct {
 	now       func() time.Time
 }
 
+// cacheHit is what a cache answer's TTLs were computed from: the entry's
+// storage time and expiry, and the age (whole seconds since stored) taken
+// off every TTL.
+type cacheHit struct {
+	stored, expires time.Time
+	age             uint32
+}
+
+// fastUntil is the instant after which the fast path must stop repeating
+// this entry's answer: its expiry, or for an entry that may be prefetched
+// the start of its last tenth of life (the full path's hits there count
+// towards, and trigger, the prefetch).
+func (h cacheHit) fastUntil() time.Time {
+	life := h.expires.Sub(h.stored)
+	if life >= prefetchMinTTL {
+		return h.expires.Add(-life / 10)
+	}
+	return h.expires
+}
+
 type cacheEntry struct {
 	msg         *mdns.Msg
 	stored      time.Time
@@ -243,8 +267,14 @@ func (c *cache) evictLocked(now time.Time) {
 // whether the caller should prefetch it (at most one caller per entry
 // until prefetched is called).
 func (c *cache) get(key string) (*mdns.Msg, bool) {
+	m, refresh, _ := c.lookup(key)
+	return m, refresh
+}
+
+// lookup is get, also returning the entry's times.
+func (c *cache) lookup(key string) (*mdns.Msg, bool, cacheHit) {
 	if c == nil {
-		return nil, false
+		return nil, false, cacheHit{}
 	}
 	now := c.now()
 	c.mu.Lock()
@@ -264,7 +294,7 @@ func (c *cache) get(key string) (*mdns.Msg, bool) {
 	}
 	c.mu.Unlock()
 	if !ok {
-		return nil, false
+		return nil, false, cacheHit{}
 	}
 	m := e.msg.Copy()
 	age := uint32(now.Sub(e.stored) / time.Second)
@@ -281,7 +311,7 @@ func (c *cache) get(key string) (*mdns.Msg, bool) {
 			}
 		}
 	}
-	return m, refresh
+	return m, refresh, cacheHit{stored: e.stored, expires: e.expires, age: age}
 }
 
 // prefetched clears the prefetch mark of key (a failed refresh may be

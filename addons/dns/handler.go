@@ -45,18 +45,24 @@ func (h *Handler) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	snap := h.t.load()
-	m, source := h.answer(ctx, r, snap)
+	m, source, hit := h.answer(ctx, r, snap)
 	if proto == "udp" {
 		size := mdns.MinMsgSize
 		if opt := r.IsEdns0(); opt != nil && int(opt.UDPSize()) > size {
 			size = min(int(opt.UDPSize()), maxUDPSize)
 		}
 		m.Truncate(size)
-		if source == srcCluster && !hasCNAME(m) {
+		cluster := source == srcCluster && !hasCNAME(m)
+		if cluster || !hit.stored.IsZero() {
 			// Deterministic from the snapshot (no forwarded CNAME
-			// target): kept for the fast path.
+			// target), or from a cache entry with TTLs counting down:
+			// kept for the fast path.
 			if packed, err := m.Pack(); err == nil {
-				h.remember(snap, r, packed)
+				if cluster {
+					h.remember(snap, r, packed)
+				} else {
+					h.rememberForwarded(r, packed, hit)
+				}
 				_, _ = w.Write(packed)
 				h.m.observe(proto, source, m.Rcode, time.Since(start))
 				return
@@ -85,8 +91,9 @@ func hasCNAME(m *mdns.Msg) bool {
 	return false
 }
 
-// answer computes the response to r from the table snapshot snap.
-func (h *Handler) answer(ctx context.Context, r *mdns.Msg, snap *snapshot) (*mdns.Msg, string) {
+// answer computes the response to r from the table snapshot snap; a
+// forwarded answer from the cache comes with the entry's times.
+func (h *Handler) answer(ctx context.Context, r *mdns.Msg, snap *snapshot) (*mdns.Msg, string, cacheHit) {
 	m := new(mdns.Msg)
 	m.SetReply(r)
 	m.RecursionAvailable = h.fwd != nil
@@ -94,41 +101,41 @@ func (h *Handler) answer(ctx context.Context, r *mdns.Msg, snap *snapshot) (*mdn
 		m.SetEdns0(maxUDPSize, false)
 		if opt.Version() != 0 {
 			m.Rcode = mdns.RcodeBadVers
-			return m, srcError
+			return m, srcError, cacheHit{}
 		}
 	}
 	if r.Opcode != mdns.OpcodeQuery {
 		m.Rcode = mdns.RcodeNotImplemented
-		return m, srcError
+		return m, srcError, cacheHit{}
 	}
 	if len(r.Question) != 1 {
 		m.Rcode = mdns.RcodeFormatError
-		return m, srcError
+		return m, srcError, cacheHit{}
 	}
 	q := r.Question[0]
 	switch q.Qtype {
 	case mdns.TypeNone, mdns.TypeOPT, mdns.TypeTSIG, mdns.TypeTKEY:
 		m.Rcode = mdns.RcodeFormatError
-		return m, srcError
+		return m, srcError, cacheHit{}
 	case mdns.TypeAXFR, mdns.TypeIXFR:
 		m.Rcode = mdns.RcodeRefused
-		return m, srcError
+		return m, srcError, cacheHit{}
 	case mdns.TypeMAILA, mdns.TypeMAILB:
 		m.Rcode = mdns.RcodeNotImplemented
-		return m, srcError
+		return m, srcError, cacheHit{}
 	}
 	if q.Qclass != mdns.ClassINET {
 		m.Rcode = mdns.RcodeRefused
-		return m, srcError
+		return m, srcError, cacheHit{}
 	}
 	name := strings.ToLower(q.Name)
 	if _, ok := mdns.IsDomainName(name); !ok || !mdns.IsFqdn(name) {
 		m.Rcode = mdns.RcodeFormatError
-		return m, srcError
+		return m, srcError, cacheHit{}
 	}
 	if mdns.IsSubDomain(h.zone, name) {
 		h.zoneAnswer(ctx, m, q, name, snap)
-		return m, srcCluster
+		return m, srcCluster, cacheHit{}
 	}
 	if a, ok := reverseAddr(name); ok {
 		if names := snap.ptr[a]; len(names) > 0 {
@@ -138,19 +145,19 @@ func (h *Handler) answer(ctx context.Context, r *mdns.Msg, snap *snapshot) (*mdn
 					m.Answer = append(m.Answer, &mdns.PTR{Hdr: h.hdr(q.Name, mdns.TypePTR), Ptr: n})
 				}
 			}
-			return m, srcCluster
+			return m, srcCluster, cacheHit{}
 		}
 	}
 	if h.fwd == nil {
 		m.Rcode = mdns.RcodeRefused
-		return m, srcError
+		return m, srcError, cacheHit{}
 	}
-	resp, err := h.fwd.forward(ctx, r)
+	resp, hit, err := h.fwd.forward(ctx, r)
 	if err != nil {
 		m.Rcode = mdns.RcodeServerFailure
-		return m, srcError
+		return m, srcError, cacheHit{}
 	}
-	return resp, srcForward
+	return resp, srcForward, hit
 }
 
 func (h *Handler) hdr(owner string, t uint16) mdns.RR_Header {
@@ -229,7 +236,7 @@ func (h *Handler) chase(ctx context.Context, m *mdns.Msg, q mdns.Question, targe
 	}
 	req := new(mdns.Msg)
 	req.SetQuestion(target, q.Qtype)
-	resp, err := h.fwd.forward(ctx, req)
+	resp, _, err := h.fwd.forward(ctx, req)
 	if err != nil {
 		return
 	}

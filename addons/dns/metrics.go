@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"sync/atomic"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -15,7 +16,19 @@ type metrics struct {
 	cacheMisses prometheus.Counter
 	fwdErrors   prometheus.Counter
 	latency     *prometheus.HistogramVec
+
+	// The fast path's series, resolved on first use (no label lookup per
+	// query; a series appears only once something was counted in it).
+	udpRequests atomic.Pointer[prometheus.Counter]
+	rcodes      [16]atomic.Pointer[prometheus.Counter] // by the header's 4-bit rcode
+	fastLatency [2]atomic.Pointer[prometheus.Observer] // fastCluster, fastForward
 }
+
+// Sources of a fast-path answer (indexes of metrics.fastLatency).
+const (
+	fastCluster = iota
+	fastForward
+)
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -51,13 +64,40 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// child returns the series cached in p, resolving it with mk the first time.
+func child[T any](p *atomic.Pointer[T], mk func() T) T {
+	if c := p.Load(); c != nil {
+		return *c
+	}
+	c := mk()
+	p.Store(&c)
+	return c
+}
+
+func rcodeName(rcode int) string {
+	if rc, ok := mdns.RcodeToString[rcode]; ok {
+		return rc
+	}
+	return "OTHER"
+}
+
+// observeFast counts one UDP answer of the fast path: rcode is the
+// header's, source fastCluster or fastForward.
+func (m *metrics) observeFast(source, rcode int, d time.Duration) {
+	child(&m.udpRequests, func() prometheus.Counter { return m.requests.WithLabelValues("udp") }).Inc()
+	rcode &= 0xF
+	child(&m.rcodes[rcode], func() prometheus.Counter { return m.responses.WithLabelValues(rcodeName(rcode)) }).Inc()
+	src := srcCluster
+	if source == fastForward {
+		src = srcForward
+		m.cacheHits.Inc()
+	}
+	child(&m.fastLatency[source], func() prometheus.Observer { return m.latency.WithLabelValues(src) }).Observe(d.Seconds())
+}
+
 func (m *metrics) observe(proto, source string, rcode int, d time.Duration) {
 	m.requests.WithLabelValues(proto).Inc()
-	rc, ok := mdns.RcodeToString[rcode]
-	if !ok {
-		rc = "OTHER"
-	}
-	m.responses.WithLabelValues(rc).Inc()
+	m.responses.WithLabelValues(rcodeName(rcode)).Inc()
 	m.latency.WithLabelValues(source).Observe(d.Seconds())
 }
 

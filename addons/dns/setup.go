@@ -333,8 +333,23 @@ func (s *Server) listen(addr string) (string, error) {
 		pcs = append(pcs, more)
 	}
 	srvs := []*mdns.Server{{Listener: ln, Handler: s.h, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}}
-	for _, c := range pcs {
-		srvs = append(srvs, &mdns.Server{PacketConn: c, Handler: s.h, UDPSize: maxUDPSize, DecorateReader: s.h.decorateReader})
+	// A wildcard socket must reply from each query's destination (packet
+	// information); a specific address needs nothing per datagram.
+	wildcard := pc.LocalAddr().(*net.UDPAddr).IP.IsUnspecified()
+	for i, c := range pcs {
+		served, err := udpConn(s.h, c.(*net.UDPConn), wildcard)
+		if err != nil {
+			for _, c := range pcs[i:] {
+				_ = c.Close()
+			}
+			if i == 0 {
+				_ = ln.Close()
+				return "", err
+			}
+			s.log.Debug("dns: one more UDP socket", "err", err)
+			break
+		}
+		srvs = append(srvs, &mdns.Server{PacketConn: served, Handler: s.h, UDPSize: maxUDPSize, DecorateReader: s.h.decorateReader})
 	}
 	s.mu.Lock()
 	s.servers = append(s.servers, srvs...)
