@@ -1,0 +1,78 @@
+package dns
+
+import (
+	"net"
+	"testing"
+
+	mdns "github.com/miekg/dns"
+)
+
+// TestBatchAllocationFree: receiving a batch of repeated queries (cluster
+// names and a forwarded name from the cache), answering and sending it
+// allocates nothing.
+func TestBatchAllocationFree(t *testing.T) {
+	up := startUpstream(t)
+	h, _ := forwardingHandler(t, up, 100)
+	addr := listenTest(t, h, "127.0.0.1:0")
+	names := []string{"web.ns1.svc.cluster.local.", "dual.ns1.svc.cluster.local.", "nope.ns1.svc.cluster.local.", "www.example.org."}
+	var pkts [][]byte
+	for _, n := range names {
+		m := new(mdns.Msg)
+		m.SetQuestion(n, mdns.TypeA)
+		for range 2 { // a forwarded name reaches the fast path from its first cache hit
+			query(t, addr, n, mdns.TypeA)
+		}
+		b, _ := m.Pack()
+		pkts = append(pkts, b)
+	}
+
+	// A batch socket of its own, read by the test.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newBatchConn(h, pc.(*net.UDPConn), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	client, err := net.Dial("udp", b.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	buf := make([]byte, 4096)
+	before := h.fast.hits.Load()
+	runs := 0
+	allocs := testing.AllocsPerRun(50, func() {
+		runs++
+		for _, p := range pkts {
+			if _, err := client.Write(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for got := 0; got < len(pkts); {
+			n, err := b.recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.pending, b.pend = b.pending[:0], 0
+			b.answer(n)
+			if len(b.pending) != 0 {
+				t.Fatalf("%d datagrams missed the fast path", len(b.pending))
+			}
+			got += n
+		}
+		for range pkts {
+			if _, err := client.Read(buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per batch of %d answers", allocs, len(pkts))
+	}
+	if got := h.fast.hits.Load() - before; got != int64(runs*len(pkts)) {
+		t.Fatalf("fast answers %d, want %d", got, runs*len(pkts))
+	}
+}
