@@ -52,6 +52,7 @@ type batchConn struct {
 	arena []byte // the batch's answers, back to back
 
 	replies []batchReply
+	tally   fastBatch
 	pending []int // datagrams of the last batch for miekg/dns
 	pend    int   // next index into pending
 
@@ -237,10 +238,10 @@ func (b *batchConn) answer(n int) {
 	}
 	f.hits.Add(int64(len(b.replies))) // before the answers leave (tests read it)
 	b.send(len(b.replies))
-	d := time.Since(start)
 	for _, r := range b.replies {
-		b.h.m.observeFast(r.source, int(b.arena[r.off+3]&0xF), d)
+		b.tally.add(r.source, int(b.arena[r.off+3]&0xF))
 	}
+	b.h.m.observeFast(&b.tally, time.Since(start))
 }
 
 // send sends the first n prepared answers; an answer the kernel refuses

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestBatchAllocationFree: receiving a batch of repeated queries (cluster
@@ -74,5 +76,34 @@ func TestBatchAllocationFree(t *testing.T) {
 	}
 	if got := h.fast.hits.Load() - before; got != int64(runs*len(pkts)) {
 		t.Fatalf("fast answers %d, want %d", got, runs*len(pkts))
+	}
+	// Counted in the metrics as the full path counts: every UDP answer a
+	// request, an rcode and a latency by source; forwarded ones cache hits.
+	value := func(c prometheus.Collector) float64 {
+		ch := make(chan prometheus.Metric, 1)
+		c.Collect(ch)
+		var m dto.Metric
+		if err := (<-ch).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Histogram != nil {
+			return float64(m.Histogram.GetSampleCount())
+		}
+		return m.GetCounter().GetValue()
+	}
+	warm := 2 * len(names)
+	for what, want := range map[string]struct {
+		c prometheus.Collector
+		n int
+	}{
+		"udp requests":       {h.m.requests.WithLabelValues("udp"), warm + runs*len(pkts)},
+		"NXDOMAIN responses": {h.m.responses.WithLabelValues("NXDOMAIN"), 2 + runs},
+		"cache hits":         {h.m.cacheHits, 1 + runs},
+		"forward latencies":  {h.m.latency.WithLabelValues(srcForward).(prometheus.Histogram), 2 + runs},
+		"cluster latencies":  {h.m.latency.WithLabelValues(srcCluster).(prometheus.Histogram), 6 + 3*runs},
+	} {
+		if got := value(want.c); got != float64(want.n) {
+			t.Errorf("%s: %v, want %d", what, got, want.n)
+		}
 	}
 }

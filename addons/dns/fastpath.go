@@ -277,7 +277,9 @@ func (f *fastReader) answer(conn *net.UDPConn, pkt []byte, sess *mdns.SessionUDP
 	f.out = out
 	f.h.fast.hits.Add(1) // before the answer leaves (tests read it)
 	_, _ = mdns.WriteToSessionUDP(conn, out, sess)
-	f.h.m.observeFast(source, int(out[3]&0xF), time.Since(start))
+	var tally fastBatch
+	tally.add(source, int(out[3]&0xF))
+	f.h.m.observeFast(&tally, time.Since(start))
 	return true
 }
 

@@ -81,18 +81,48 @@ func rcodeName(rcode int) string {
 	return "OTHER"
 }
 
-// observeFast counts one UDP answer of the fast path: rcode is the
-// header's, source fastCluster or fastForward.
-func (m *metrics) observeFast(source, rcode int, d time.Duration) {
-	child(&m.udpRequests, func() prometheus.Counter { return m.requests.WithLabelValues("udp") }).Inc()
-	rcode &= 0xF
-	child(&m.rcodes[rcode], func() prometheus.Counter { return m.responses.WithLabelValues(rcodeName(rcode)) }).Inc()
-	src := srcCluster
-	if source == fastForward {
-		src = srcForward
-		m.cacheHits.Inc()
+// fastBatch tallies the fast path's answers of one batch, so that each
+// counter is added to once per batch.
+type fastBatch struct {
+	rcodes  [16]int32
+	sources [2]int32 // fastCluster, fastForward
+}
+
+func (b *fastBatch) add(source, rcode int) {
+	b.rcodes[rcode&0xF]++
+	b.sources[source]++
+}
+
+// observeFast counts a batch of UDP answers of the fast path, each of
+// which took d, and resets b.
+func (m *metrics) observeFast(b *fastBatch, d time.Duration) {
+	n := b.sources[fastCluster] + b.sources[fastForward]
+	if n == 0 {
+		return
 	}
-	child(&m.fastLatency[source], func() prometheus.Observer { return m.latency.WithLabelValues(src) }).Observe(d.Seconds())
+	child(&m.udpRequests, func() prometheus.Counter { return m.requests.WithLabelValues("udp") }).Add(float64(n))
+	for rc, k := range b.rcodes {
+		if k > 0 {
+			child(&m.rcodes[rc], func() prometheus.Counter { return m.responses.WithLabelValues(rcodeName(rc)) }).Add(float64(k))
+		}
+	}
+	if k := b.sources[fastForward]; k > 0 {
+		m.cacheHits.Add(float64(k))
+	}
+	for source, k := range b.sources {
+		if k == 0 {
+			continue
+		}
+		src := srcCluster
+		if source == fastForward {
+			src = srcForward
+		}
+		o := child(&m.fastLatency[source], func() prometheus.Observer { return m.latency.WithLabelValues(src) })
+		for range k {
+			o.Observe(d.Seconds())
+		}
+	}
+	*b = fastBatch{}
 }
 
 func (m *metrics) observe(proto, source string, rcode int, d time.Duration) {
