@@ -469,6 +469,17 @@ func (b *Binder) provision(ctx context.Context, c *corev1.PersistentVolumeClaim,
 	var node *corev1.Node
 	if n := c.Annotations[AnnSelectedNode]; n != "" {
 		nd, err := b.nodes.Get(n)
+		if apierrors.IsNotFound(err) {
+			// The cache may lag a node just created: ask the API server.
+			nd, err = b.client.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+		}
+		if apierrors.IsNotFound(err) {
+			// The node the scheduler chose is gone: as upstream's
+			// provisioners do, drop the choice so the scheduler places the
+			// claim's consumer again (and selects another node).
+			fail(fmt.Sprintf("selected node %q not found: rescheduling", n))
+			return b.reschedule(ctx, c)
+		}
 		if err != nil {
 			fail(fmt.Sprintf("selected node %q: %v", n, err))
 			return nil
@@ -507,6 +518,18 @@ func (b *Binder) provision(ctx context.Context, c *corev1.PersistentVolumeClaim,
 	capacity := pv.Spec.Capacity[corev1.ResourceStorage]
 	b.event(c, corev1.EventTypeNormal, EventProvisioningSucceeded, fmt.Sprintf("Successfully provisioned volume %s using %s (%s)", name, p.Name(), capacity.String()))
 	b.log.Info("provisioned volume", "claim", c.Namespace+"/"+c.Name, "volume", name, "provisioner", p.Name())
+	return nil
+}
+
+// reschedule removes the scheduler's node choice from a claim whose
+// provisioning cannot happen there.
+func (b *Binder) reschedule(ctx context.Context, c *corev1.PersistentVolumeClaim) error {
+	nc := c.DeepCopy()
+	delete(nc.Annotations, AnnSelectedNode)
+	if _, err := b.client.CoreV1().PersistentVolumeClaims(c.Namespace).Update(ctx, nc, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("remove %s from claim %s/%s: %w", AnnSelectedNode, c.Namespace, c.Name, err)
+	}
+	b.log.Info("claim's selected node is gone; rescheduling", "claim", c.Namespace+"/"+c.Name, "node", c.Annotations[AnnSelectedNode])
 	return nil
 }
 

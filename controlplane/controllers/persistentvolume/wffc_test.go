@@ -186,6 +186,29 @@ func TestWaitForFirstConsumer(t *testing.T) {
 		}
 	})
 
+	t.Run("selected node gone: the claim is rescheduled", func(t *testing.T) {
+		// The scheduler chose a node that then disappeared: the binder
+		// drops the choice, and the claim's consumer is placed again.
+		mkPVC(t, c, ns, "orphan", "1Gi", nil, func(pvc *corev1.PersistentVolumeClaim) {
+			pvc.Annotations = map[string]string{persistentvolume.AnnSelectedNode: "gone-node"}
+		})
+		waitEvent(t, c, ns, "PersistentVolumeClaim", "orphan", persistentvolume.EventProvisioningFailed, `selected node "gone-node" not found`)
+		eventually(t, "stale node choice removed", 10*time.Second, func() (bool, string) {
+			pvc, st := claimState(c, ns, "orphan")
+			if pvc == nil {
+				return false, st
+			}
+			_, has := pvc.Annotations[persistentvolume.AnnSelectedNode]
+			return !has, fmt.Sprintf("%s annotations %v", st, pvc.Annotations)
+		})
+		mkPod(t, c, ns, "orphan-user", names[0], "orphan")
+		eventually(t, "claim provisioned on the pod's node", 30*time.Second, func() (bool, string) {
+			pvc, st := claimState(c, ns, "orphan")
+			n, pst := podNode(c, ns, "orphan-user")
+			return pvc != nil && pvc.Status.Phase == corev1.ClaimBound && pvc.Annotations[persistentvolume.AnnSelectedNode] == names[0] && n == names[0], st + " pod " + pst
+		})
+	})
+
 	t.Run("unbound immediate claim", func(t *testing.T) {
 		imm := storagev1.VolumeBindingImmediate
 		if _, err := c.StorageV1().StorageClasses().Create(ctx, &storagev1.StorageClass{
