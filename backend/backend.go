@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 )
 
@@ -48,6 +49,12 @@ type Options struct {
 	// IdleWatch is how long a kind's watch stays open after its last
 	// subscriber left (default 1m).
 	IdleWatch time.Duration
+	// ReauthInterval is how often every open subscription's access
+	// reviews and every session's token are checked again even without an
+	// RBAC change, which covers other authorizers (webhooks, node) and
+	// tokens that expire or are revoked (default 1m). RBAC changes seen
+	// by the backend's informers trigger a check at once.
+	ReauthInterval time.Duration
 	// InsecureCookies drops the cookie's Secure attribute (plain-HTTP
 	// development only).
 	InsecureCookies bool
@@ -65,6 +72,14 @@ type Server struct {
 
 	loginMu     sync.Mutex
 	loginLimits map[string]*rate.Limiter
+
+	// bg ends with Close; the re-authorizer runs under it.
+	bg       context.Context
+	bgCancel context.CancelFunc
+	// reauthOnce starts the re-authorizer with the first subscription.
+	reauthOnce sync.Once
+	connsMu    sync.Mutex
+	conns      map[*wsConn]struct{}
 }
 
 // New builds a backend; it starts nothing until requests arrive.
@@ -87,6 +102,9 @@ func New(opts Options) (*Server, error) {
 	if opts.LoginRate <= 0 {
 		opts.LoginRate = 2
 	}
+	if opts.ReauthInterval <= 0 {
+		opts.ReauthInterval = time.Minute
+	}
 	base := opts.APIConfig
 	if base == nil {
 		base = opts.CacheConfig
@@ -97,14 +115,20 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend: cache client: %w", err)
 	}
+	md, err := metadata.NewForConfig(cc)
+	if err != nil {
+		return nil, fmt.Errorf("backend: metadata cache client: %w", err)
+	}
 	s := &Server{
 		opts:        opts,
 		log:         opts.Logger.With("component", "dashboard"),
 		api:         rest.AnonymousClientConfig(base),
 		sessions:    newSessionStore(opts.SessionTTL),
 		loginLimits: map[string]*rate.Limiter{},
+		conns:       map[*wsConn]struct{}{},
 	}
-	s.cache = newSharedCache(dyn, opts.IdleWatch, s.log)
+	s.bg, s.bgCancel = context.WithCancel(context.Background())
+	s.cache = newSharedCache(dyn, md, opts.IdleWatch, s.log)
 	s.handler = s.routes()
 	return s, nil
 }
@@ -116,8 +140,11 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // since the backend began (tests check one watch per kind).
 func (s *Server) Watches() (running int, started int64) { return s.cache.watches() }
 
-// Close stops the shared cache.
-func (s *Server) Close() { s.cache.stop() }
+// Close stops the re-authorizer and the shared cache.
+func (s *Server) Close() {
+	s.bgCancel()
+	s.cache.stop()
+}
 
 // Serve serves HTTPS (cert non-nil) or HTTP on l until ctx ends.
 func (s *Server) Serve(ctx context.Context, l net.Listener, cert *tls.Certificate) error {
@@ -356,6 +383,8 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFrom(r.Context())
 	s.sessions.remove(sess.id)
+	// The session's other tabs stop streaming too.
+	s.closeSessionSockets(sess, "logged out")
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
 		Secure: !s.opts.InsecureCookies, SameSite: http.SameSiteStrictMode})
 	w.WriteHeader(http.StatusNoContent)

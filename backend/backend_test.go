@@ -31,6 +31,7 @@ import (
 const (
 	adminToken  = "admin-token-0123456789"
 	viewerToken = "viewer-token-0123456789"
+	devToken    = "dev-token-0123456789"
 )
 
 type env struct {
@@ -40,13 +41,14 @@ type env struct {
 	web *httptest.Server
 }
 
-// start runs a real API server with two static-token users (an admin in
-// system:masters and "viewer", bound to the view ClusterRole in namespace
-// team) and a dashboard backend in front of it.
-func start(t *testing.T) *env {
+// start runs a real API server with three static-token users (an admin
+// in system:masters, "viewer", bound to the view ClusterRole in namespace
+// team, and "dev", bound to nothing) and a dashboard backend in front of
+// it; opts change the backend's options.
+func start(t *testing.T, opts ...func(*backend.Options)) *env {
 	t.Helper()
 	tokens := filepath.Join(t.TempDir(), "tokens.csv")
-	csv := adminToken + ",alice,1,system:masters\n" + viewerToken + ",viewer,2\n"
+	csv := adminToken + ",alice,1,system:masters\n" + viewerToken + ",viewer,2\n" + devToken + ",dev,3\n"
 	if err := os.WriteFile(tokens, []byte(csv), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,11 @@ func start(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := backend.New(backend.Options{CacheConfig: cc, Logger: slog.New(slog.DiscardHandler), IdleWatch: time.Hour})
+	bo := backend.Options{CacheConfig: cc, Logger: slog.New(slog.DiscardHandler), IdleWatch: time.Hour}
+	for _, o := range opts {
+		o(&bo)
+	}
+	be, err := backend.New(bo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,6 +323,7 @@ type msg struct {
 	Upsert  []map[string]any `json:"upsert"`
 	Remove  []string         `json:"remove"`
 	Code    int              `json:"code"`
+	Reason  string           `json:"reason"`
 	Message string           `json:"message"`
 }
 
@@ -553,9 +560,11 @@ func TestOneWatchPerKind(t *testing.T) {
 		})
 		conns = append(conns, c)
 	}
+	// The first subscription also started the re-authorizer's watches of
+	// the four RBAC kinds (reauth.go).
 	running, started := e.be.Watches()
-	if running != 2 || started != 2 {
-		t.Fatalf("4 browsers × 3 subscriptions on 2 kinds: %d watches running, %d started; want 2 and 2", running, started)
+	if running != 6 || started != 6 {
+		t.Fatalf("4 browsers × 3 subscriptions on 2 kinds (+4 RBAC kinds): %d watches running, %d started; want 6 and 6", running, started)
 	}
 	// Every browser sees a change from the one shared watch.
 	createCM(t, e, "team", "later", nil)

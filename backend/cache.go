@@ -8,18 +8,37 @@ import (
 	"sync/atomic"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
 )
+
+// metadataOnlyKinds are kinds whose shared informer lists and watches only
+// object metadata (PartialObjectMetadata), never their content: the
+// backend's identity may list them, but their values (a Secret's data) are
+// read only with a user's own token when the user opens one object
+// (GET /api/object). The value is the kind the cached rows carry.
+var metadataOnlyKinds = map[schema.GroupResource]string{
+	{Group: "", Resource: "secrets"}: "Secret",
+}
+
+// lastApplied is kubectl's client-side apply annotation: it holds a copy
+// of the whole object (a Secret's data included), so metadata-only caches
+// drop it.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 // sharedCache holds one informer (one list+watch) per resource kind,
 // however many browsers subscribe to it. Informers start on the first
 // subscription and stop idleTimeout after the last one ends.
 type sharedCache struct {
 	client      dynamic.Interface
+	meta        metadata.Interface
 	log         *slog.Logger
 	idleTimeout time.Duration
 
@@ -32,8 +51,10 @@ type sharedCache struct {
 type kindCache struct {
 	gvr      schema.GroupVersionResource
 	informer cache.SharedIndexInformer
-	cancel   context.CancelFunc
-	seq      atomic.Uint64
+	// metadataOnly: the cache holds only the objects' metadata.
+	metadataOnly bool
+	cancel       context.CancelFunc
+	seq          atomic.Uint64
 
 	mu        sync.Mutex
 	refs      int
@@ -41,11 +62,11 @@ type kindCache struct {
 	listeners map[chan struct{}]struct{}
 }
 
-func newSharedCache(client dynamic.Interface, idle time.Duration, log *slog.Logger) *sharedCache {
+func newSharedCache(client dynamic.Interface, meta metadata.Interface, idle time.Duration, log *slog.Logger) *sharedCache {
 	if idle <= 0 {
 		idle = time.Minute
 	}
-	return &sharedCache{client: client, log: log, idleTimeout: idle, kinds: map[schema.GroupVersionResource]*kindCache{}}
+	return &sharedCache{client: client, meta: meta, log: log, idleTimeout: idle, kinds: map[schema.GroupVersionResource]*kindCache{}}
 }
 
 // stripManagedFields keeps cached objects small: managed fields are never
@@ -57,6 +78,47 @@ func stripManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
+// metadataRow turns a PartialObjectMetadata into the row the cache keeps:
+// apiVersion, kind and metadata (without managed fields and kubectl's
+// last-applied copy of the object), so queries and the browser see the
+// same shape as for other kinds, minus the content.
+func metadataRow(gvr schema.GroupVersionResource, kind string) cache.TransformFunc {
+	return func(obj any) (any, error) {
+		var om *metav1.ObjectMeta
+		switch o := obj.(type) {
+		case *metav1.PartialObjectMetadata:
+			om = o.ObjectMeta.DeepCopy()
+		case *unstructured.Unstructured:
+			// Already a row (transforms may run twice).
+			o.SetManagedFields(nil)
+			stripLastApplied(o)
+			return o, nil
+		default:
+			return obj, nil
+		}
+		om.ManagedFields = nil
+		delete(om.Annotations, lastApplied)
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(om)
+		if err != nil {
+			return nil, fmt.Errorf("%s metadata: %w", gvr.Resource, err)
+		}
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": gvr.GroupVersion().String(),
+			"kind":       kind,
+			"metadata":   m,
+		}}, nil
+	}
+}
+
+func stripLastApplied(u *unstructured.Unstructured) {
+	if a := u.GetAnnotations(); a != nil {
+		if _, ok := a[lastApplied]; ok {
+			delete(a, lastApplied)
+			u.SetAnnotations(a)
+		}
+	}
+}
+
 // acquire returns the kind's cache, starting its informer if needed, and
 // registers notify, which gets a (coalesced) signal on every change. The
 // caller must call release with the same channel.
@@ -64,10 +126,17 @@ func (c *sharedCache) acquire(ctx context.Context, gvr schema.GroupVersionResour
 	c.mu.Lock()
 	k := c.kinds[gvr]
 	if k == nil {
-		inf := dynamicinformer.NewFilteredDynamicInformer(c.client, gvr, "", 0,
-			cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, nil).Informer()
-		_ = inf.SetTransform(stripManagedFields)
-		k = &kindCache{gvr: gvr, informer: inf, listeners: map[chan struct{}]struct{}{}}
+		indexers := cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
+		var inf cache.SharedIndexInformer
+		kind, metaOnly := metadataOnlyKinds[gvr.GroupResource()]
+		if metaOnly {
+			inf = metadatainformer.NewFilteredMetadataInformer(c.meta, gvr, "", 0, indexers, nil).Informer()
+			_ = inf.SetTransform(metadataRow(gvr, kind))
+		} else {
+			inf = dynamicinformer.NewFilteredDynamicInformer(c.client, gvr, "", 0, indexers, nil).Informer()
+			_ = inf.SetTransform(stripManagedFields)
+		}
+		k = &kindCache{gvr: gvr, informer: inf, metadataOnly: metaOnly, listeners: map[chan struct{}]struct{}{}}
 		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { k.changed() },
 			UpdateFunc: func(_, _ any) { k.changed() },

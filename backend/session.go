@@ -82,10 +82,27 @@ func (s *sessionStore) get(r *http.Request) *session {
 	return sess
 }
 
-func (s *sessionStore) remove(id string) {
+// remove forgets a session; it reports whether the session was there.
+func (s *sessionStore) remove(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	_, ok := s.m[id]
 	delete(s.m, id)
+	return ok
+}
+
+// all returns the sessions that have not expired.
+func (s *sessionStore) all() []*session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	out := make([]*session, 0, len(s.m))
+	for _, sess := range s.m {
+		if !now.After(sess.expires) {
+			out = append(out, sess)
+		}
+	}
+	return out
 }
 
 func (s *sessionStore) len() int {

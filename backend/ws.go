@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -33,11 +34,21 @@ import (
 //	{"type":"page","id":"s1","seq":42,"total":30000,"offset":0,"order":["ns/a",...],
 //	 "upsert":[{...object...}],"remove":["ns/b"]}
 //	{"type":"error","id":"s1","code":403,"message":"..."}
+//	{"type":"revoked","id":"s1","code":403,"reason":"Forbidden","message":"..."}
+//	{"type":"revoked","code":401,"reason":"SessionRevoked","message":"..."}
 //	{"type":"pong"}
 //
 // order is the page's rows in order; upsert holds only rows the browser
 // does not have yet or that changed; remove the rows it should drop. seq
 // is the kind cache's change counter and only grows.
+//
+// Open subscriptions are authorized again (reauth.go) whenever an RBAC
+// object changes and every ReauthInterval. A subscription the user may no
+// longer list or watch ends with a "revoked" message carrying its id, and
+// no page of it follows; the browser should drop its rows. A session
+// whose token the API server no longer accepts ends with a "revoked"
+// message without id (code 401): the backend forgets the session and
+// closes the socket, and the browser should go back to the login.
 
 type clientMsg struct {
 	Type      string            `json:"type"`
@@ -67,7 +78,15 @@ type errorMsg struct {
 	Type    string `json:"type"`
 	ID      string `json:"id,omitempty"`
 	Code    int    `json:"code"`
+	Reason  string `json:"reason,omitempty"`
 	Message string `json:"message"`
+}
+
+// wsClose asks the writer to close the socket after the messages queued
+// before it.
+type wsClose struct {
+	code int
+	text string
 }
 
 // minPageInterval coalesces bursts of changes into one page per
@@ -96,6 +115,29 @@ type subscription struct {
 	id     string
 	cancel context.CancelFunc
 	done   chan struct{}
+	// authz is what the subscription was authorized for, set once the
+	// user's access reviews allowed it; the re-authorizer checks it again.
+	authz atomic.Pointer[subAuthz]
+}
+
+// subAuthz is the access a subscription needs: list and watch of gvr in
+// namespace ns ("" = all namespaces or cluster scope).
+type subAuthz struct {
+	gvr        schema.GroupVersionResource
+	ns         string
+	namespaced bool
+}
+
+// denied describes a refused verb for the user.
+func (a *subAuthz) denied(user, verb string) string {
+	where := "in all namespaces"
+	if a.ns != "" {
+		where = "in namespace " + a.ns
+	}
+	if !a.namespaced {
+		where = "at cluster scope"
+	}
+	return fmt.Sprintf("%s cannot %s %s %s", user, verb, a.gvr.Resource, where)
 }
 
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
@@ -111,6 +153,14 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	// closes the socket through the writer.
 	ctx, cancel := context.WithCancel(r.Context())
 	c := &wsConn{s: s, sess: sess, conn: conn, out: make(chan any, 64), ctx: ctx, subs: map[string]*subscription{}}
+	s.connsMu.Lock()
+	s.conns[c] = struct{}{}
+	s.connsMu.Unlock()
+	defer func() {
+		s.connsMu.Lock()
+		delete(s.conns, c)
+		s.connsMu.Unlock()
+	}()
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -137,6 +187,15 @@ func (c *wsConn) send(v any) {
 	}
 }
 
+// sendSub queues a subscription's message unless the subscription ended
+// (ctx), so a cancelled subscription never blocks on a slow socket.
+func (c *wsConn) sendSub(ctx context.Context, v any) {
+	select {
+	case c.out <- v:
+	case <-ctx.Done():
+	}
+}
+
 func (c *wsConn) writeLoop() {
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
@@ -150,6 +209,10 @@ func (c *wsConn) writeLoop() {
 				return
 			}
 		case v := <-c.out:
+			if cl, ok := v.(wsClose); ok {
+				_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(cl.code, cl.text), time.Now().Add(time.Second))
+				return
+			}
 			_ = c.conn.SetWriteDeadline(time.Now().Add(15 * time.Second))
 			if err := c.conn.WriteJSON(v); err != nil {
 				return
@@ -239,7 +302,7 @@ func (c *wsConn) subscribe(m clientMsg) {
 	go func() {
 		defer close(sub.done)
 		defer cancel()
-		if err := c.runSubscription(ctx, m, gvr, q); err != nil && ctx.Err() == nil {
+		if err := c.runSubscription(ctx, sub, m, gvr, q); err != nil && ctx.Err() == nil {
 			var se *subError
 			if errors.As(err, &se) {
 				fail(se.code, "%s", se.msg)
@@ -281,7 +344,7 @@ func checkKind(sess *session, gvr schema.GroupVersionResource) (bool, error) {
 	return false, &subError{http.StatusNotFound, fmt.Sprintf("unknown kind: %s is not served in %s", gvr.Resource, gv)}
 }
 
-func (c *wsConn) runSubscription(ctx context.Context, m clientMsg, gvr schema.GroupVersionResource, q *query) error {
+func (c *wsConn) runSubscription(ctx context.Context, sub *subscription, m clientMsg, gvr schema.GroupVersionResource, q *query) error {
 	namespaced, err := checkKind(c.sess, gvr)
 	if err != nil {
 		return err
@@ -292,22 +355,20 @@ func (c *wsConn) runSubscription(ctx context.Context, m clientMsg, gvr schema.Gr
 	}
 	// The shared cache reads with the backend's identity, so every
 	// subscription is authorized as the user first, as list and watch.
-	for _, verb := range []string{"list", "watch"} {
+	az := &subAuthz{gvr: gvr, ns: ns, namespaced: namespaced}
+	for _, verb := range reviewVerbs {
 		ok, err := canI(ctx, c.sess, verb, gvr, ns, "")
 		if err != nil {
 			return fmt.Errorf("access review: %w", err)
 		}
 		if !ok {
-			where := "in all namespaces"
-			if ns != "" {
-				where = "in namespace " + ns
-			}
-			if !namespaced {
-				where = "at cluster scope"
-			}
-			return &subError{http.StatusForbidden, fmt.Sprintf("%s cannot %s %s %s", c.sess.user, verb, gvr.Resource, where)}
+			return &subError{http.StatusForbidden, az.denied(c.sess.user, verb)}
 		}
 	}
+	// From now on the re-authorizer checks the subscription again on
+	// every RBAC change and every ReauthInterval.
+	c.s.startReauth()
+	sub.authz.Store(az)
 	notify := make(chan struct{}, 1)
 	kc, err := c.s.cache.acquire(ctx, gvr, notify)
 	if err != nil {
@@ -344,7 +405,7 @@ func (c *wsConn) runSubscription(ctx context.Context, m clientMsg, gvr schema.Gr
 			}
 		}
 		if first || len(msg.Upsert) > 0 || len(msg.Remove) > 0 || total != lastTotal || !equalStrings(lastOrder, msg.Order) {
-			c.send(msg)
+			c.sendSub(ctx, msg)
 			first = false
 		}
 		lastOrder, lastTotal = msg.Order, total
