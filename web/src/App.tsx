@@ -1,13 +1,13 @@
 import { useEffect, useMemo, useState } from "react";
 import * as api from "./api";
-import { Live } from "./live";
+import { Live, LOGOUT } from "./live";
 import { useHash, useLive } from "./hooks";
 import { parseRoute, listHref } from "./route";
 import { Overview } from "./Overview";
 import { ListView } from "./ListView";
 import { ObjectView } from "./ObjectView";
 
-function Login({ onLogin }: { onLogin: (s: api.Session) => void }) {
+function Login({ onLogin, notice }: { onLogin: (s: api.Session) => void; notice?: string }) {
   const [token, setToken] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
@@ -28,6 +28,11 @@ function Login({ onLogin }: { onLogin: (s: api.Session) => void }) {
         }}
       >
         <h1>Skiff</h1>
+        {notice && (
+          <p role="status" className="note">
+            {notice}
+          </p>
+        )}
         <label htmlFor="token">Bearer token</label>
         <textarea id="token" name="token" rows={4} value={token} onChange={(e) => setToken(e.target.value)} autoFocus />
         <button type="submit" disabled={busy || !token.trim()}>
@@ -46,6 +51,7 @@ function Login({ onLogin }: { onLogin: (s: api.Session) => void }) {
 
 export function App() {
   const [sess, setSess] = useState<api.Session | null>(null);
+  const [notice, setNotice] = useState("");
   const [checked, setChecked] = useState(false);
   const [theme, setTheme] = useState(() => localStorage.getItem("skiff-theme") ?? "dark");
   useEffect(() => {
@@ -58,12 +64,26 @@ export function App() {
       .then(setSess)
       .catch(() => setSess(null))
       .finally(() => setChecked(true));
-    const out = () => setSess(null);
-    window.addEventListener("skiff:logout", out);
-    return () => window.removeEventListener("skiff:logout", out);
+    // A 401 anywhere, or the backend revoking the session, ends it here.
+    const out = (e: Event) => {
+      const why = e instanceof CustomEvent && typeof e.detail === "string" ? e.detail : "";
+      setNotice(why ? `Logged out: ${why}` : "");
+      setSess(null);
+    };
+    window.addEventListener(LOGOUT, out);
+    return () => window.removeEventListener(LOGOUT, out);
   }, []);
   if (!checked) return null;
-  if (!sess) return <Login onLogin={setSess} />;
+  if (!sess)
+    return (
+      <Login
+        notice={notice}
+        onLogin={(s) => {
+          setNotice("");
+          setSess(s);
+        }}
+      />
+    );
   return <Shell sess={sess} theme={theme} setTheme={setTheme} onLogout={() => setSess(null)} />;
 }
 

@@ -47,8 +47,10 @@ export function ListView({ live, route, resource }: { live: Live | null; route: 
   }, [w.start, w.end, page.offset, page.limit]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const cols = columnsFor(route.resource, namespaced, namespaced && route.ns === "");
+  // A revoked subscription shows why instead of rows (never stale ones).
+  const revoked = !!data.revoked;
   const rows = [];
-  for (let i = w.start; i < w.end; i++) {
+  for (let i = w.start; i < w.end && !revoked; i++) {
     const o = data.rows[i - data.offset];
     if (!o) {
       rows.push(
@@ -78,9 +80,9 @@ export function ListView({ live, route, resource }: { live: Live | null; route: 
         <h2>{resource?.kind ?? route.resource}</h2>
         <input aria-label="filter" placeholder="filter by name…" value={filter} onChange={(e) => setFilter(e.target.value)} />
         <input aria-label="label selector" placeholder="label selector (app=web)" value={labels} onChange={(e) => setLabels(e.target.value)} />
-        <span className="count">{data.loaded ? `${total} items` : "loading…"}</span>
+        <span className="count">{revoked ? "access revoked" : data.loaded ? `${total} items` : "loading…"}</span>
       </div>
-      {data.error && (
+      {data.error && !revoked && (
         <p role="alert" className="error">
           {data.error}
         </p>
@@ -103,9 +105,19 @@ export function ListView({ live, route, resource }: { live: Live | null; route: 
             </tr>
           </thead>
           <tbody>
-            {w.padTop > 0 && <tr style={{ height: w.padTop }} aria-hidden />}
-            {rows}
-            {w.padBottom > 0 && <tr style={{ height: w.padBottom }} aria-hidden />}
+            {revoked ? (
+              <tr className="revoked">
+                <td colSpan={cols.length} role="alert" className="error">
+                  Access revoked: {data.error}. Your permissions changed while this view was open; its rows were removed.
+                </td>
+              </tr>
+            ) : (
+              <>
+                {w.padTop > 0 && <tr style={{ height: w.padTop }} aria-hidden />}
+                {rows}
+                {w.padBottom > 0 && <tr style={{ height: w.padBottom }} aria-hidden />}
+              </>
+            )}
           </tbody>
         </table>
       </div>

@@ -34,7 +34,7 @@ async function call<T>(method: string, path: string, body?: BodyInit, type = "ap
     } catch {
       /* not JSON */
     }
-    if (r.status === 401 && path !== "/api/login") window.dispatchEvent(new Event("skiff:logout"));
+    if (r.status === 401 && path !== "/api/login" && path !== "/api/session") window.dispatchEvent(new CustomEvent("skiff:logout", { detail: msg }));
     throw new ApiError(r.status, msg || r.statusText, reason);
   }
   if (!text) return undefined as T;

@@ -93,10 +93,9 @@ const byKind: Record<string, Column[]> = {
     { title: "Message", get: (o) => s(o).message ?? "" },
   ],
   configmaps: [{ title: "Data", get: (o) => String(Object.keys(s(o).data ?? {}).length) }],
-  secrets: [
-    { title: "Type", get: (o) => s(o).type ?? "" },
-    { title: "Data", get: (o) => String(Object.keys(s(o).data ?? {}).length) },
-  ],
+  // The backend caches only Secrets' metadata (no type, no data): a
+  // Secret's content is read with the user's own token when it is opened.
+  secrets: [],
   namespaces: [{ title: "Status", get: (o) => s(o).status?.phase ?? "" }],
   jobs: [{ title: "Completions", get: (o) => `${s(o).status?.succeeded ?? 0}/${s(o).spec?.completions ?? 1}` }],
   persistentvolumeclaims: [

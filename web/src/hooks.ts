@@ -6,6 +6,8 @@ export interface LiveState {
   total: number;
   offset: number;
   error?: string;
+  /** revoked: the backend ended the subscription (access revoked); rows is empty. */
+  revoked?: boolean;
   loaded: boolean;
 }
 
@@ -17,8 +19,8 @@ export function useLive(live: Live | null, query: Query | null): LiveState {
   useEffect(() => {
     if (!live || !query) return;
     setState({ rows: [], total: 0, offset: 0, loaded: false });
-    sub.current = live.subscribe(query, (v, error) =>
-      setState({ rows: v.list(), total: v.total, offset: v.offset, error, loaded: true }),
+    sub.current = live.subscribe(query, (v, error, revoked) =>
+      setState({ rows: v.list(), total: v.total, offset: v.offset, error, revoked, loaded: true }),
     );
     return () => {
       sub.current?.close();

@@ -1,6 +1,14 @@
 // The websocket client: one socket per tab, subscriptions multiplexed by
 // id, reconnect with backoff and resume (the rows held are sent as
 // "known", so the backend sends only what changed).
+//
+// Revocation: the backend re-checks open subscriptions when RBAC changes.
+// {"type":"revoked","id":...} ends one subscription: its rows are dropped
+// (never shown stale), the listener gets the message with revoked set, and
+// it is not re-sent on reconnect (an update re-asks). {"type":"revoked"}
+// without id (code 401) ends the session: the socket stops reconnecting
+// and "skiff:logout" is dispatched with the message, so the app goes back
+// to the login.
 
 export type Obj = { metadata: { name: string; namespace?: string; resourceVersion?: string; [k: string]: unknown }; [k: string]: unknown };
 
@@ -58,12 +66,29 @@ export class View {
   }
 }
 
-type Listener = (v: View, err?: string) => void;
+/** ServerMsg is a message from the backend other than a page. */
+export interface ServerMsg {
+  type: string;
+  id?: string;
+  code?: number;
+  reason?: string;
+  message?: string;
+}
+
+export type Listener = (v: View, err?: string, revoked?: boolean) => void;
 
 interface Sub {
   query: Query;
   view: View;
   listener: Listener;
+  revoked?: boolean;
+}
+
+/** LOGOUT is the window event that sends the app back to the login; its detail is the reason. */
+export const LOGOUT = "skiff:logout";
+
+export function logoutEvent(message = ""): Event {
+  return new CustomEvent(LOGOUT, { detail: message });
 }
 
 export class Live {
@@ -86,23 +111,16 @@ export class Live {
     ws.onopen = () => {
       this.backoff = 250;
       this.setStatus("open");
-      for (const [id, s] of this.subs) this.send(id, s);
+      for (const [id, s] of this.subs) if (!s.revoked) this.send(id, s);
     };
     ws.onmessage = (ev) => {
-      let m: { type: string; id?: string; code?: number; message?: string };
+      let m: ServerMsg;
       try {
         m = JSON.parse(ev.data);
       } catch {
         return;
       }
-      const s = m.id ? this.subs.get(m.id) : undefined;
-      if (m.type === "page" && s) {
-        if (s.view.apply(m as PageMsg)) s.listener(s.view);
-      } else if (m.type === "error") {
-        if (m.code === 401) window.dispatchEvent(new Event("skiff:logout"));
-        if (s) s.listener(s.view, m.message);
-        else console.warn("dashboard:", m.message);
-      }
+      this.handle(m);
     };
     ws.onclose = () => {
       this.setStatus("closed");
@@ -110,6 +128,29 @@ export class Live {
       setTimeout(() => this.connect(), this.backoff);
       this.backoff = Math.min(this.backoff * 2, 10000);
     };
+  }
+
+  /** handle applies one message from the backend. */
+  handle(m: ServerMsg) {
+    const s = m.id ? this.subs.get(m.id) : undefined;
+    if (m.type === "page") {
+      if (s && !s.revoked && s.view.apply(m as unknown as PageMsg)) s.listener(s.view);
+    } else if (m.type === "revoked") {
+      if (!m.id || m.code === 401) {
+        // The session ended: stop reconnecting and go back to the login.
+        this.close();
+        window.dispatchEvent(logoutEvent(m.message));
+        return;
+      }
+      if (!s) return;
+      s.revoked = true;
+      s.view = new View();
+      s.listener(s.view, m.message || "access revoked", true);
+    } else if (m.type === "error") {
+      if (m.code === 401) window.dispatchEvent(logoutEvent(m.message));
+      if (s) s.listener(s.view, m.message);
+      else console.warn("dashboard:", m.message);
+    }
   }
 
   private setStatus(s: Live["status"]) {
@@ -131,6 +172,7 @@ export class Live {
     return {
       update: (q) => {
         s.query = q;
+        s.revoked = false;
         this.send(id, s);
       },
       close: () => {
