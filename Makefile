@@ -73,7 +73,7 @@ FUZZ_TARGETS := \
 	./controlplane/apiserver:FuzzDecodeObject ./controlplane/apiserver:FuzzDecodeRoundTrip \
 	./controlplane/apiserver:FuzzPatch ./controlplane/apiserver:FuzzPatchIdempotent \
 	./controlplane/apiserver:FuzzSelectors ./controlplane/apiserver:FuzzWithRV \
-	./controlplane/apiserver:FuzzRequestInfo ./addons/dns:FuzzServeDNS ./addons/dns:FuzzServerPackets \
+	./controlplane/apiserver:FuzzRequestInfo ./controlplane/apiserver:FuzzDecodeProtobuf ./addons/dns:FuzzServeDNS ./addons/dns:FuzzServerPackets \
 	./addons/ingress:FuzzIngressRequest ./nodeagent/crilog:FuzzParse ./nodeagent/crilog:FuzzWriteRead \
 	./backend:FuzzClientMessage ./nodeagent/streaming:FuzzParseOptions \
 	./nodeagent/streaming:FuzzRemoteCommandFrames

@@ -398,8 +398,16 @@ func skipValue(data []byte, i int) int {
 	}
 }
 
-// writeObject writes an object as JSON (or YAML when asked).
+// writeJSONBytes writes an object given as JSON in the negotiated format:
+// protobuf when negotiated and the kind has one, else JSON (or YAML when
+// asked).
 func writeJSONBytes(w http.ResponseWriter, r *http.Request, code int, data []byte) {
+	if outputOf(r).proto {
+		if b, err := jsonToProto(data); err == nil {
+			writeProtoBytes(w, code, b)
+			return
+		}
+	}
 	if wantsYAML(r) {
 		if y, err := yaml.JSONToYAML(data); err == nil {
 			w.Header().Set("Content-Type", "application/yaml")
@@ -418,7 +426,14 @@ func wantsYAML(r *http.Request) bool {
 	return strings.HasPrefix(acc, "application/yaml")
 }
 
+// writeObj writes an object in the negotiated format (see writeJSONBytes).
 func writeObj(w http.ResponseWriter, r *http.Request, code int, obj any) {
+	if ro, ok := obj.(runtime.Object); ok && outputOf(r).proto {
+		if b, err := encodeProto(ro); err == nil {
+			writeProtoBytes(w, code, b)
+			return
+		}
+	}
 	data, err := json.Marshal(obj)
 	if err != nil {
 		writeStatus(w, statusFor(err))

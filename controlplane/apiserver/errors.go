@@ -42,6 +42,13 @@ func writeStatus(w http.ResponseWriter, st *metav1.Status) {
 	if code == 0 {
 		code = http.StatusInternalServerError
 	}
+	if _, ok := w.(*protoResponse); ok {
+		if b, err := encodeProto(st); err == nil {
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			writeProtoBytes(w, code, b)
+			return
+		}
+	}
 	b, _ := json.Marshal(st)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -78,13 +78,14 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, res *registry
 	key := objectKey(res, ns, name)
 	var value []byte
 	var rev int64
+	var src *storage.Object
 	if r.URL.Query().Get("resourceVersion") == "0" {
 		o, _, ok := s.cache.Get(key)
 		if !ok {
 			writeStatus(w, statusFor(apierrors.NewNotFound(res.GVR().GroupResource(), name)))
 			return
 		}
-		value, rev = o.Value, o.ModRev
+		value, rev, src = o.Value, o.ModRev, o
 	} else {
 		kv, err := s.store.Get(r.Context(), key)
 		if err != nil {
@@ -93,12 +94,13 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, res *registry
 		}
 		value, rev = kv.Value, kv.ModRev
 	}
-	s.respondStored(w, r, res, value, rev, http.StatusOK)
+	s.respondStored(w, r, res, value, rev, src, http.StatusOK)
 }
 
 // respondStored writes one stored object in the format the client asked for.
-func (s *Server) respondStored(w http.ResponseWriter, r *http.Request, res *registry.Resource, value []byte, rev int64, code int) {
-	switch negotiate(r) {
+func (s *Server) respondStored(w http.ResponseWriter, r *http.Request, res *registry.Resource, value []byte, rev int64, src *storage.Object, code int) {
+	out := outputOf(r)
+	switch out.rep {
 	case asTable:
 		obj, err := fromStorage(res, value, rev)
 		if err != nil {
@@ -119,6 +121,15 @@ func (s *Server) respondStored(w http.ResponseWriter, r *http.Request, res *regi
 		}
 		writeObj(w, r, code, pm)
 	default:
+		if out.proto {
+			raw, err := objectProto(res, value, rev, src)
+			if err != nil {
+				writeStatus(w, statusFor(err))
+				return
+			}
+			writeProtoBytes(w, code, envelope(res.GroupVersion(), res.Kind, raw))
+			return
+		}
 		writeJSONBytes(w, r, code, served(res, value, rev))
 	}
 }
@@ -155,6 +166,9 @@ type storedItem struct {
 	value []byte
 	rev   int64
 	obj   any // decoded lazily for tables
+	// src is the watch cache's object, when the item came from it: it
+	// keeps the item's protobuf encoding.
+	src *storage.Object
 }
 
 // listResult is a list ready to be written.
@@ -247,7 +261,7 @@ func (s *Server) list(ctx context.Context, r *http.Request, res *registry.Resour
 	}
 	out := &listResult{rev: rev, items: make([]storedItem, len(objs))}
 	for i, o := range objs {
-		out.items[i] = storedItem{value: o.Value, rev: o.ModRev}
+		out.items[i] = storedItem{value: o.Value, rev: o.ModRev, src: o}
 	}
 	return out, nil
 }
@@ -320,6 +334,15 @@ func (s *Server) respondList(w http.ResponseWriter, r *http.Request, res *regist
 			return
 		}
 		writeObj(w, r, http.StatusOK, pl)
+		return
+	}
+	if outputOf(r).proto {
+		b, err := encodeProtoList(res, lr)
+		if err != nil {
+			writeStatus(w, statusFor(err))
+			return
+		}
+		writeProtoBytes(w, http.StatusOK, b)
 		return
 	}
 	var buf bytes.Buffer

@@ -353,6 +353,21 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ns, name, sub := info.Namespace, info.Name, info.Subresource
+	switch sub {
+	case "exec", "attach", "portforward", "proxy", "log":
+		// Streams, not objects: no negotiation.
+	default:
+		builtIn := hasProtobuf(res)
+		out := negotiateOutput(r.Header.Get("Accept"), builtIn)
+		if !out.ok {
+			writeStatus(w, statusFor(notAcceptableMedia(builtIn)))
+			return
+		}
+		r = r.WithContext(withOutput(r.Context(), out))
+		if out.proto {
+			w = &protoResponse{ResponseWriter: w}
+		}
+	}
 	if !res.Namespaced {
 		if res.Plural != "namespaces" && ns != "" {
 			notFound()

@@ -2,10 +2,8 @@ package apiserver
 
 import (
 	"encoding/json"
-	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
@@ -24,35 +22,11 @@ const (
 	asPartialMetaList
 )
 
-// negotiate reads the Accept header for the alternative representations
-// kubectl and metadata informers ask for.
+// negotiate returns the representation negotiated for r: the object
+// itself, or the Table and PartialObjectMetadata forms kubectl and
+// metadata informers ask for (see negotiateOutput).
 func negotiate(r *http.Request) negotiated {
-	acc := r.Header.Get("Accept")
-	if !strings.Contains(acc, "as=") {
-		return asJSON
-	}
-	for _, part := range strings.Split(acc, ",") {
-		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err != nil || (mt != "application/json" && mt != "application/yaml") {
-			continue
-		}
-		as := params["as"]
-		if as == "" {
-			return asJSON
-		}
-		if params["g"] != "meta.k8s.io" {
-			continue
-		}
-		switch as {
-		case "Table":
-			return asTable
-		case "PartialObjectMetadata":
-			return asPartialMeta
-		case "PartialObjectMetadataList":
-			return asPartialMetaList
-		}
-	}
-	return asJSON
+	return outputOf(r).rep
 }
 
 var defaultColumns = []metav1.TableColumnDefinition{

@@ -16,7 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// handleWatch streams watch events as newline-delimited JSON.
+// handleWatch streams watch events as newline-delimited JSON, or as
+// length-delimited protobuf frames when the client negotiated protobuf.
 func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, res *registry.Resource, ns, name string) {
 	q := r.URL.Query()
 	sel, err := parseSelectors(r, res)
@@ -82,10 +83,16 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, res *regist
 			timeout = time.Duration(n) * time.Second
 		}
 	}
-	table := negotiate(r) == asTable
-	partial := negotiate(r) == asPartialMeta
+	out := outputOf(r)
+	table := out.rep == asTable
+	partial := out.rep == asPartialMeta
+	proto := out.proto && !table
 	flusher, _ := w.(http.Flusher)
-	w.Header().Set("Content-Type", "application/json")
+	if proto {
+		w.Header().Set("Content-Type", protobufMediaType+";stream=watch")
+	} else {
+		w.Header().Set("Content-Type", "application/json")
+	}
 	w.Header().Set("Transfer-Encoding", "chunked")
 
 	watcher, err := s.cache.Watch(res.StorageKeyPrefix, opts)
@@ -96,6 +103,10 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, res *regist
 			w.WriteHeader(http.StatusOK)
 			st := apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %s (%d)", rv, s.cache.Rev())).ErrStatus
 			st.Kind, st.APIVersion = "Status", "v1"
+			if proto {
+				_, _ = w.Write(protoStatusFrame(&st))
+				return
+			}
 			b, _ := json.Marshal(map[string]any{"type": "ERROR", "object": st})
 			_, _ = w.Write(append(b, '\n'))
 			return
@@ -122,12 +133,39 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, res *regist
 				return nil
 			}
 			data = b
+		} else if partial && proto {
+			b, err := partialMetaProtoEvent(res, e)
+			if err != nil {
+				return err
+			}
+			data = b
 		} else if partial {
 			b, err := partialMetaEvent(res, e)
 			if err != nil {
 				return err
 			}
 			data = b
+		} else if proto {
+			if res.Hooks.FromStorage != nil || e.Type == storage.Bookmark {
+				b, err := protoEvent(res, e)
+				if err != nil {
+					return err
+				}
+				data = b
+			} else {
+				var perr error
+				data = e.AltEncoded(func(e *storage.Event) []byte {
+					b, err := protoEvent(res, e)
+					perr = err
+					return b
+				})
+				if data == nil {
+					if perr == nil {
+						perr = errors.New("cannot encode watch event as protobuf")
+					}
+					return perr
+				}
+			}
 		} else {
 			if res.Hooks.FromStorage != nil || e.Type == storage.Bookmark {
 				// Versions sharing a bucket render events differently, and

@@ -34,3 +34,25 @@ func partialMetaEvent(res *registry.Resource, e *storage.Event) ([]byte, error) 
 	}
 	return append(b, '\n'), nil
 }
+
+// partialMetaProtoEvent is partialMetaEvent as a protobuf watch frame.
+func partialMetaProtoEvent(res *registry.Resource, e *storage.Event) ([]byte, error) {
+	pm := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"}}
+	if e.Type == storage.Bookmark {
+		pm.ResourceVersion = strconv.FormatInt(e.Rev, 10)
+		if e.InitialEventsEnd {
+			pm.Annotations = map[string]string{metav1.InitialEventsAnnotationKey: "true"}
+		}
+	} else {
+		p, err := partialMeta(res, e.Object.Value, e.Rev)
+		if err != nil {
+			return nil, err
+		}
+		pm = p
+	}
+	b, err := encodeProto(pm)
+	if err != nil {
+		return nil, err
+	}
+	return protoFrame(string(e.Type), b), nil
+}

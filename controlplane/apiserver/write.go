@@ -58,6 +58,16 @@ func (s *Server) decodeRequestObject(r *http.Request, res *registry.Resource, fv
 	if err != nil {
 		return nil, nil, err
 	}
+	if mediaType(r) == protobufMediaType {
+		if !hasProtobuf(res) {
+			return nil, nil, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "", schemaGR(""), "",
+				fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got %q)", protobufMediaType), 0, false)
+		}
+		// Protobuf has no unknown fields to warn about: field validation
+		// applies to JSON and YAML only, as upstream.
+		obj, err := decodeProtoObject(data, res)
+		return obj, nil, err
+	}
 	data, err = toJSON(r, data)
 	if err != nil {
 		return nil, nil, err

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -36,6 +37,25 @@ type Object struct {
 	ModRev    int64
 	CreateRev int64
 	Attrs     Attrs
+
+	// alt memoises one alternative encoding of the object (the API
+	// server's protobuf), computed on first use.
+	alt atomic.Value
+}
+
+// AltEncoded returns enc(o), computed once per published object and kept
+// with it (the API server's protobuf encoding for protobuf clients). enc
+// must depend only on o; concurrent first calls may both run it.
+func (o *Object) AltEncoded(enc func(*Object) ([]byte, error)) ([]byte, error) {
+	if b, ok := o.alt.Load().([]byte); ok {
+		return b, nil
+	}
+	b, err := enc(o)
+	if err != nil {
+		return nil, err
+	}
+	o.alt.Store(b)
+	return b, nil
 }
 
 // EventType says what happened to an object.
@@ -61,6 +81,16 @@ type Event struct {
 
 	once    sync.Once
 	encoded []byte
+
+	altOnce    sync.Once
+	altEncoded []byte
+}
+
+// AltEncoded is Encoded for a second encoding (the API server's protobuf
+// watch frames), computed once and shared by every watcher.
+func (e *Event) AltEncoded(enc func(*Event) []byte) []byte {
+	e.altOnce.Do(func() { e.altEncoded = enc(e) })
+	return e.altEncoded
 }
 
 // Encoded returns enc(e), computed once and shared by every watcher.
@@ -191,7 +221,7 @@ func (c *Cache) Unregister(prefix string) {
 }
 
 func (c *Cache) withAttrs(b *bucket, o *Object) *Object {
-	n := *o
+	n := Object{Key: o.Key, Value: o.Value, ModRev: o.ModRev, CreateRev: o.CreateRev}
 	if b.attr != nil {
 		a, err := b.attr(o.Key, o.Value)
 		if err != nil {
