@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"syscall"
 	"time"
@@ -210,10 +211,10 @@ type containerIO struct {
 	ctx            context.Context
 }
 
-func newContainerIO(ctx context.Context, lw *crilog.Writer, labels map[string]string) *containerIO {
+func newContainerIO(ctx context.Context, lw *crilog.Writer, labels map[string]string, log *slog.Logger) *containerIO {
 	h := &containerIO{
-		stdout: &fanout{log: lw.Stream(crilog.Stdout), subs: map[*io.Writer]struct{}{}},
-		stderr: &fanout{log: lw.Stream(crilog.Stderr), subs: map[*io.Writer]struct{}{}},
+		stdout: &fanout{log: lw.Stream(crilog.Stdout), subs: map[*io.Writer]struct{}{}, logger: log},
+		stderr: &fanout{log: lw.Stream(crilog.Stderr), subs: map[*io.Writer]struct{}{}, logger: log},
 		tty:    labels[labelTTY] == "true", stdinOnce: labels[labelStdinOnce] == "true",
 		done: make(chan struct{}), ctx: ctx,
 	}
@@ -280,23 +281,30 @@ func (h *containerIO) close() {
 }
 
 // fanout writes to the log and to every subscriber; a subscriber that
-// fails is dropped.
+// fails is dropped. It never fails itself: the copy from the container's
+// FIFO ends at the first error, and a FIFO nobody reads stalls the
+// container. A log error (a failed rotation, a full disk) is logged.
 type fanout struct {
-	mu   sync.Mutex
-	log  io.Writer
-	subs map[*io.Writer]struct{}
+	mu      sync.Mutex
+	log     io.Writer
+	subs    map[*io.Writer]struct{}
+	logger  *slog.Logger
+	lastErr time.Time
 }
 
 func (f *fanout) Write(p []byte) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	n, err := f.log.Write(p)
+	if _, err := f.log.Write(p); err != nil && time.Since(f.lastErr) > time.Minute {
+		f.lastErr = time.Now()
+		f.logger.Error("write container log", "err", err)
+	}
 	for s := range f.subs {
 		if _, werr := (*s).Write(p); werr != nil {
 			delete(f.subs, s)
 		}
 	}
-	return n, err
+	return len(p), nil
 }
 
 func (f *fanout) add(w *io.Writer) {

@@ -113,6 +113,10 @@ type Options struct {
 	OnExit func(id string)
 	// LogRotation rotates containers' CRI log files (zero: never).
 	LogRotation crilog.Rotation
+	// Node is the node whose containers Adopt takes over: those labelled
+	// LabelNode=Node, and those without the label. Other agents sharing
+	// the containerd copy their own containers' output.
+	Node string
 }
 
 // Runtime talks to containerd.
@@ -121,13 +125,23 @@ type Runtime struct {
 	log    *slog.Logger
 	onExit func(string)
 	logRot crilog.Rotation
+	node   string
+	// runCtx (namespaced) lives until Close: task waits belong to the
+	// Runtime, not to the request that started the task.
+	runCtx context.Context
+
+	// detached is closed by Detach: copies stop.
+	detached   chan struct{}
+	detachOnce sync.Once
 
 	mu       sync.Mutex
+	closed   bool // detached: no new copies
 	oom      map[string]bool
 	attached map[string]bool
 	stdio    map[string]*containerIO
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // followEvents
+	copiers  sync.WaitGroup // watchIO
 }
 
 // New connects to containerd and starts following task events.
@@ -156,15 +170,32 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	evCtx, cancel := context.WithCancel(context.Background())
 	r := &Runtime{client: c, log: opts.Logger.With("component", "runtime"), onExit: opts.OnExit, logRot: opts.LogRotation,
+		node: opts.Node, runCtx: namespaces.WithNamespace(evCtx, Namespace), detached: make(chan struct{}),
 		oom: map[string]bool{}, attached: map[string]bool{}, stdio: map[string]*containerIO{}, cancel: cancel}
 	r.wg.Add(1)
 	go r.followEvents(evCtx)
 	return r, nil
 }
 
-// Close stops following events and closes the connection. Containers keep
-// running; their logs are copied again by the next Runtime's Adopt.
+// Detach stops copying containers' output; containers keep running.
+// Before Detach returns, every copy has stopped and every log file is
+// closed (an unfinished line ends in a P record): output the containers
+// write from then on waits in their FIFOs until the next Runtime's Adopt
+// copies it. No copy of this Runtime competes with the next one's for the
+// FIFOs or the log files. Containers started afterwards are not copied
+// either. Safe to call more than once.
+func (r *Runtime) Detach() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.detachOnce.Do(func() { close(r.detached) })
+	r.copiers.Wait()
+}
+
+// Close detaches (see Detach), stops following events and closes the
+// connection. Containers keep running.
 func (r *Runtime) Close() error {
+	r.Detach()
 	r.cancel()
 	r.wg.Wait()
 	return r.client.Close()
@@ -445,13 +476,15 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	sio := newContainerIO(r.ctx(context.Background()), lw, labels)
+	sio := newContainerIO(r.runCtx, lw, labels, r.log.With("container", id))
 	task, err := c.NewTask(ctx, cio.NewCreator(sio.opts()...))
 	if err != nil {
 		lw.Close()
 		return fmt.Errorf("create task %s: %w", id, err)
 	}
-	exitCh, err := task.Wait(ctx)
+	// The wait belongs to the Runtime: ending ctx (the caller's request)
+	// must not look like the task's exit.
+	exitCh, err := task.Wait(r.runCtx)
 	if err != nil {
 		_, _ = task.Delete(ctx)
 		lw.Close()
@@ -466,24 +499,40 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		r.log.Warn("record start time", "container", id, "err", err)
 	}
 	sio.task = task
-	r.watchIO(id, exitCh, task.IO(), lw, sio)
+	r.watchIO(id, task, exitCh, lw, sio)
 	return nil
 }
 
-// watchIO closes the log once the task exited and its output is drained.
-func (r *Runtime) watchIO(id string, exitCh <-chan containerd.ExitStatus, tio cio.IO, lw *crilog.Writer, sio *containerIO) {
+// watchIO copies the task's output to its log until the task exits (then
+// the rest of its output is drained and the log closed) or the Runtime
+// detaches (then the copy stops, leaving unread output in the FIFOs for
+// the next Runtime's Adopt, and the log is closed).
+func (r *Runtime) watchIO(id string, task containerd.Task, exitCh <-chan containerd.ExitStatus, lw *crilog.Writer, sio *containerIO) {
+	tio := task.IO()
 	r.mu.Lock()
-	r.attached[id] = true
-	r.stdio[id] = sio
+	closed := r.closed
+	if !closed {
+		r.attached[id] = true
+		r.stdio[id] = sio
+		r.copiers.Add(1)
+	}
 	r.mu.Unlock()
+	if closed {
+		r.stopCopy(id, tio, 0)
+		lw.Close()
+		sio.close()
+		return
+	}
 	go func() {
-		<-exitCh
-		done := make(chan struct{})
-		go func() { tio.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(2 * time.Second):
-			tio.Cancel()
+		defer r.copiers.Done()
+		if r.waitExit(id, task, exitCh) {
+			// The rest of the output, until the shim closes the FIFOs.
+			r.stopCopy(id, tio, 2*time.Second)
+		} else {
+			// Detach: close our ends of the FIFOs. What the copy read is
+			// written first; what it did not read stays in the pipe (the
+			// shim holds it open) for the next Runtime.
+			r.stopCopy(id, tio, 0)
 		}
 		lw.Close()
 		sio.close()
@@ -496,8 +545,77 @@ func (r *Runtime) watchIO(id string, exitCh <-chan containerd.ExitStatus, tio ci
 	}()
 }
 
-// Adopt re-attaches log copying to every running container that this
-// process does not copy yet (after an agent restart).
+// stopCopy lets the copy from the task's FIFOs run for up to drain, then
+// cancels it and waits for it to end (its last read written out). A copy
+// stuck in a write (an attached client that does not read) is given up on
+// after a while, so that Close cannot hang.
+func (r *Runtime) stopCopy(id string, tio cio.IO, drain time.Duration) {
+	done := make(chan struct{})
+	go func() { tio.Wait(); close(done) }()
+	if drain > 0 {
+		select {
+		case <-done:
+			return
+		case <-time.After(drain):
+		}
+	}
+	tio.Cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		r.log.Warn("output copy did not stop", "container", id)
+	}
+}
+
+// waitExit reports true once the task has exited, false once the Runtime
+// detaches first. A wait that fails without an exit (containerd restarting,
+// the connection lost) is retried: only a real exit ends the copy.
+func (r *Runtime) waitExit(id string, task containerd.Task, exitCh <-chan containerd.ExitStatus) bool {
+	for {
+		var st containerd.ExitStatus
+		select {
+		case <-r.detached:
+			select {
+			case st = <-exitCh: // an exit that came with Detach is drained
+				return st.Error() == nil
+			default:
+				return false
+			}
+		case st = <-exitCh:
+		}
+		if st.Error() == nil {
+			return true
+		}
+		select {
+		case <-r.detached:
+			return false
+		default:
+		}
+		r.log.Warn("waiting for a task failed; waiting again", "container", id, "err", st.Error())
+		select {
+		case <-r.detached:
+			return false
+		case <-time.After(time.Second):
+		}
+		s, err := task.Status(r.runCtx)
+		if errdefs.IsNotFound(err) || err == nil && s.Status == containerd.Stopped {
+			return true
+		}
+		ch, err := task.Wait(r.runCtx)
+		if err != nil {
+			failed := make(chan containerd.ExitStatus, 1)
+			failed <- *containerd.NewExitStatus(containerd.UnknownExitStatus, time.Time{}, err)
+			ch = failed
+		}
+		exitCh = ch
+	}
+}
+
+// Adopt re-attaches log copying to every running container of this node
+// that this Runtime does not copy yet (after an agent restart). ctx bounds
+// only the adoption itself: the copies last until the task exits or the
+// Runtime detaches. Containers of other nodes (LabelNode) are left to
+// their own agents.
 func (r *Runtime) Adopt(ctx context.Context) error {
 	ctx = r.ctx(ctx)
 	cs, err := r.client.Containers(ctx)
@@ -515,33 +633,50 @@ func (r *Runtime) Adopt(ctx context.Context) error {
 		if err != nil || labels[LabelLogPath] == "" {
 			continue
 		}
-		lw, err := r.openLog(labels[LabelLogPath])
-		if err != nil {
-			r.log.Warn("adopt: open log", "container", c.ID(), "err", err)
-			continue
+		if n := labels[LabelNode]; n != "" && n != r.node {
+			continue // another agent's: it copies that output itself
 		}
-		sio := newContainerIO(r.ctx(context.Background()), lw, labels)
-		task, err := c.Task(ctx, cio.NewAttach(sio.opts()...))
-		if err != nil {
-			lw.Close()
-			continue
+		if err := r.adopt(ctx, c, labels); err != nil {
+			r.log.Warn("adopt container", "container", c.ID(), "err", err)
 		}
-		st, err := task.Status(ctx)
-		if err != nil || st.Status != containerd.Running {
-			if tio := task.IO(); tio != nil {
-				tio.Cancel()
-			}
-			lw.Close()
-			continue
-		}
-		exitCh, err := task.Wait(ctx)
-		if err != nil {
-			lw.Close()
-			continue
-		}
-		sio.task = task
-		r.watchIO(c.ID(), exitCh, task.IO(), lw, sio)
 	}
+	return nil
+}
+
+func (r *Runtime) adopt(ctx context.Context, c containerd.Container, labels map[string]string) error {
+	task, err := c.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("task: %w", err)
+	}
+	// Only a running task is attached: the FIFOs of an exited one hold
+	// nothing any more (the shim closed its ends once the process ended).
+	if st, err := task.Status(ctx); err != nil || st.Status != containerd.Running {
+		return err
+	}
+	lw, err := r.openLog(labels[LabelLogPath])
+	if err != nil {
+		return err
+	}
+	sio := newContainerIO(r.runCtx, lw, labels, r.log.With("container", c.ID()))
+	task, err = c.Task(ctx, cio.NewAttach(sio.opts()...))
+	if err != nil {
+		lw.Close()
+		return fmt.Errorf("attach: %w", err)
+	}
+	exitCh, err := task.Wait(r.runCtx)
+	if err != nil {
+		if tio := task.IO(); tio != nil {
+			tio.Cancel()
+			tio.Wait()
+		}
+		lw.Close()
+		return fmt.Errorf("wait: %w", err)
+	}
+	sio.task = task
+	r.watchIO(c.ID(), task, exitCh, lw, sio)
 	return nil
 }
 

@@ -18,12 +18,18 @@ import (
 // start connects to the machine's containerd, or skips the test.
 func start(t *testing.T, onExit func(string)) *Runtime {
 	t.Helper()
+	return startWith(t, Options{OnExit: onExit})
+}
+
+// startWith is start with options.
+func startWith(t *testing.T, opts Options) *Runtime {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run containers through containerd")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := New(ctx, Options{OnExit: onExit})
+	r, err := New(ctx, opts)
 	if err != nil {
 		t.Skipf("containerd is not reachable (run deploy/install-deps.sh): %v", err)
 	}
