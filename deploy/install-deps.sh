@@ -52,7 +52,9 @@ if ! containerd_up; then
 		systemctl enable --now containerd >/dev/null 2>&1 || systemctl start containerd
 	else
 		mkdir -p /var/log
-		nohup containerd >>/var/log/containerd.log 2>&1 </dev/null &
+		# Its own session: stopping the script's process group (a test
+		# run interrupted) must not take the daemon down with it.
+		setsid nohup containerd >>/var/log/containerd.log 2>&1 </dev/null &
 		disown || true
 	fi
 	for _ in $(seq 1 60); do
