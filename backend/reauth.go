@@ -200,7 +200,7 @@ func (s *Server) reauthorize(ctx context.Context) {
 					return
 				case !ok:
 					s.log.Info("dashboard subscription revoked", "user", t.c.sess.user, "resource", t.az.gvr.Resource, "namespace", t.az.ns, "verb", verb)
-					t.c.revoke(t.sub, t.az.denied(t.c.sess.user, verb)+": access revoked")
+					t.c.revoke(t.sub, "access revoked: "+t.az.denied(t.c.sess.user, verb))
 					return
 				}
 			}

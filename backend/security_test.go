@@ -67,7 +67,7 @@ func createPod(t *testing.T, e *env, ns, name string) {
 // revokedCM is the revocation's message: which of the two reviews (list,
 // watch) is refused first depends on when the API server's authorizer
 // saw the deletion.
-var revokedCM = regexp.MustCompile(`^dev cannot (list|watch) configmaps in namespace team: access revoked$`)
+var revokedCM = regexp.MustCompile(`^access revoked: dev cannot (list|watch) configmaps in namespace team$`)
 
 // TestRevokedSubscriptionStops: deleting the RoleBinding that allowed a
 // subscription ends it with a "revoked" message (the RBAC watch, not the

@@ -142,6 +142,17 @@ try {
   });
   if (status !== 403) throw new Error(`viewer DELETE answered ${status}, want 403`);
   if (kubectl("get", "deployment", "web", "-n", "default", "-o", "name") !== "deployment.apps/web") throw new Error("the deployment is gone");
+
+  step("the view user's open table is revoked when its RoleBinding is deleted: a message, no stale rows");
+  await v.page.goto(url + "/#/r/apps/v1/deployments?ns=default");
+  await poll("the viewer's deployments table", async () => (await v.page.locator("tbody tr[data-name=web]").count()) === 1);
+  const revokeStart = Date.now();
+  kubectl("delete", "rolebinding", "viewer-view", "-n", "default");
+  await poll("the revocation in the table", async () => ((await v.page.textContent("tbody")) ?? "").includes("access revoked: viewer cannot"), 15000);
+  results.rbacDeleteToRevokedMs = Date.now() - revokeStart;
+  if ((await v.page.locator("tbody tr[data-name]").count()) !== 0) throw new Error("stale rows remain after the revocation");
+  if ((await v.page.textContent(".count")) !== "access revoked") throw new Error("the count still shows items after the revocation");
+  await shot(v.page, "viewer-revoked");
   await v.ctx.close();
   console.log(JSON.stringify(results));
 } finally {

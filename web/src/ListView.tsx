@@ -107,8 +107,8 @@ export function ListView({ live, route, resource }: { live: Live | null; route: 
           <tbody>
             {revoked ? (
               <tr className="revoked">
-                <td colSpan={cols.length} role="alert" className="error">
-                  Access revoked: {data.error}. Your permissions changed while this view was open; its rows were removed.
+                <td colSpan={cols.length} role="alert" className="error" style={{ whiteSpace: "normal" }}>
+                  {data.error}. Your permissions changed while this view was open; its rows were removed.
                 </td>
               </tr>
             ) : (

@@ -67,8 +67,8 @@ describe("Live revocation", () => {
     ws.receive({ type: "page", id: "s2", seq: 1, total: 1, offset: 0, order: ["team/p"], upsert: [obj("p", "1")], remove: [] });
     expect(cm.at(-1)).toEqual({ rows: ["a"], err: undefined, revoked: undefined });
 
-    ws.receive({ type: "revoked", id: "s1", code: 403, reason: "Forbidden", message: "dev cannot list configmaps in namespace team: access revoked" });
-    expect(cm.at(-1)).toEqual({ rows: [], err: "dev cannot list configmaps in namespace team: access revoked", revoked: true });
+    ws.receive({ type: "revoked", id: "s1", code: 403, reason: "Forbidden", message: "access revoked: dev cannot list configmaps in namespace team" });
+    expect(cm.at(-1)).toEqual({ rows: [], err: "access revoked: dev cannot list configmaps in namespace team", revoked: true });
 
     // A late page of the revoked subscription changes nothing.
     const n = cm.length;
