@@ -26,7 +26,8 @@ func apiCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "api",
 		Short: "Benchmark the Kubernetes API: create, get, update, LIST, watch fan-out, idle RSS, bad-token flood",
-		Long: `Benchmark the Kubernetes API through client-go (JSON).
+		Long: `Benchmark the Kubernetes API through client-go (JSON, or protobuf
+with --content-type protobuf).
 
 With --embedded an in-process Skiff server is started (temporary data
 directory, free loopback ports) and every phase is also run as raw etcd
@@ -91,6 +92,7 @@ Progress goes to stderr; one JSON object is printed on stdout at the end.`,
 	f.IntVar(&opts.FloodWorkers, "flood-workers", 32, "goroutines sending the invalid requests")
 	f.IntVar(&opts.ServerPID, "server-pid", 0, "with --kubeconfig: server process whose idle RSS to read")
 	f.StringVar(&opts.ServerBin, "server-bin", defaultServerBin(), "with --embedded: skiff binary started as a separate `skiff server` for the idle RSS ('' = measure this process)")
+	f.StringVar(&opts.ContentType, "content-type", "json", "wire format of the benchmark clients: json or protobuf")
 	f.StringSliceVar(&opts.Phases, "phases", nil, "run only these phases: create,get,update,list,watch,flood (default all)")
 	f.BoolVar(&jsonOnly, "json-only", false, "print nothing but the JSON result")
 	f.StringVar(&blockProfile, "blockprofile", "", "write block and mutex profiles of this process to FILE and FILE.mutex")

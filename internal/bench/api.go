@@ -57,6 +57,10 @@ type Options struct {
 	// `skiff server` whose idle RSS is the one reported (the in-process
 	// server shares its process with the benchmark client).
 	ServerBin string
+	// ContentType is the wire format of the benchmark clients: "json"
+	// (the default) or "protobuf" (protobuf bodies, Accept protobuf with a
+	// JSON fallback, as kube components).
+	ContentType string
 	// Phases selects phases by name (create, get, update, list, watch,
 	// flood); empty runs all. get and update need create.
 	Phases []string
@@ -75,6 +79,9 @@ func (o *Options) Defaults() {
 	setDefault(&o.Watchers, 1000)
 	setDefault(&o.WatchWrites, 20)
 	setDefault(&o.FloodWorkers, 32)
+	if o.ContentType == "" {
+		o.ContentType = "json"
+	}
 	if o.Duration <= 0 {
 		o.Duration = 30 * time.Second
 	}
@@ -120,6 +127,9 @@ func API(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Embedded == (opts.Kubeconfig != "") {
 		return nil, errors.New("set exactly one of --embedded and --kubeconfig")
 	}
+	if opts.ContentType != "json" && opts.ContentType != "protobuf" {
+		return nil, fmt.Errorf("content type %q: want json or protobuf", opts.ContentType)
+	}
 	start, cpu0, load0 := time.Now(), processCPU(), loadAvg()
 	var (
 		t   *target
@@ -134,12 +144,14 @@ func API(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer t.close()
+	t.protobuf = opts.ContentType == "protobuf"
 	idb := make([]byte, 3)
 	_, _ = rand.Read(idb)
 	r := &run{opts: opts, t: t, ns: opts.Namespace, id: hex.EncodeToString(idb), res: &Result{
 		Benchmark:   "api",
 		Server:      t.name,
 		Clients:     opts.Clients,
+		ContentType: opts.ContentType,
 		Namespace:   opts.Namespace,
 		Rounds:      opts.Rounds,
 		GOMAXPROCS:  runtime.GOMAXPROCS(0),

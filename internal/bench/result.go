@@ -2,15 +2,17 @@ package bench
 
 // Result is the JSON object `skiff-bench api` prints.
 type Result struct {
-	Benchmark  string   `json:"benchmark"`
-	Server     string   `json:"server"`
-	Clients    int      `json:"clients"`
-	Namespace  string   `json:"namespace"`
-	Rounds     int      `json:"rounds"`
-	GOMAXPROCS int      `json:"gomaxprocs"`
-	Host       HostInfo `json:"host"`
-	IdleRSSMiB float64  `json:"idle_rss_mib,omitempty"`
-	IdleRSS    *RSSInfo `json:"idle_rss,omitempty"`
+	Benchmark string `json:"benchmark"`
+	Server    string `json:"server"`
+	Clients   int    `json:"clients"`
+	// ContentType is the clients' wire format: json or protobuf.
+	ContentType string   `json:"content_type,omitempty"`
+	Namespace   string   `json:"namespace"`
+	Rounds      int      `json:"rounds"`
+	GOMAXPROCS  int      `json:"gomaxprocs"`
+	Host        HostInfo `json:"host"`
+	IdleRSSMiB  float64  `json:"idle_rss_mib,omitempty"`
+	IdleRSS     *RSSInfo `json:"idle_rss,omitempty"`
 
 	Create      *Throughput        `json:"create,omitempty"`
 	CreatePods  *Throughput        `json:"create_pods,omitempty"`

@@ -31,6 +31,8 @@ type target struct {
 	dataDir string
 	// dials counts the TCP connections the benchmark clients opened.
 	dials atomic.Int64
+	// protobuf: clients send and accept Kubernetes protobuf.
+	protobuf bool
 }
 
 func (t *target) close() {
@@ -100,13 +102,17 @@ func fromKubeconfig(path string) (*target, error) {
 }
 
 // restConfig returns a copy of the target's config for one benchmark
-// client: JSON on the wire, no client-side rate limit, and (when own is
+// client: JSON (or protobuf, see Options.ContentType) on the wire, no client-side rate limit, and (when own is
 // true) its own transport, so it gets its own TCP/HTTP2 connection.
 func (t *target) restConfig(own bool) *rest.Config {
 	c := rest.CopyConfig(t.cfg)
 	c.QPS, c.Burst = -1, 0
 	c.ContentType = "application/json"
 	c.AcceptContentTypes = "application/json"
+	if t.protobuf {
+		c.ContentType = "application/vnd.kubernetes.protobuf"
+		c.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	}
 	c.UserAgent = "skiff-bench"
 	c.Timeout = 0
 	if own {
