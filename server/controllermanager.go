@@ -6,6 +6,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/controllers/manager"
 	"github.com/skiffhq/skiff/controlplane/controllers/nodeipam"
+	"k8s.io/client-go/rest"
 )
 
 // startControllerManager runs the controller manager in-process as
@@ -20,6 +21,7 @@ func (s *Server) startControllerManager(ctx context.Context) {
 		s.log.Error("controller manager identity", "err", err)
 		return
 	}
+	preferProtobuf(rc)
 	m, err := manager.New(manager.Config{
 		RestConfig:         rc,
 		Controllers:        s.cfg.Controllers,
@@ -63,4 +65,13 @@ func (s *Server) nodeIPAMEnabled() bool {
 		}
 	}
 	return false
+}
+
+// preferProtobuf makes rc's typed clients speak Kubernetes protobuf, with
+// JSON accepted for what has no protobuf form, as kube-controller-manager
+// and kube-scheduler do (their clientConnection.contentType default).
+// Dynamic clients made from rc still use JSON.
+func preferProtobuf(rc *rest.Config) {
+	rc.ContentType = "application/vnd.kubernetes.protobuf"
+	rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 }

@@ -22,6 +22,7 @@ func (s *Server) startScheduler(ctx context.Context) {
 		s.log.Error("scheduler identity", "err", err)
 		return
 	}
+	preferProtobuf(rc)
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		s.log.Error("scheduler client", "err", err)
