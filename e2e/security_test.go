@@ -223,7 +223,8 @@ spec:
 		}
 		for _, p := range []string{"/", "/api", "/apis", "/api/v1/secrets", "/api/v1/namespaces/default/secrets/planted",
 			"/apis/apps/v1/deployments", "/metrics", "/debug/pprof/", "/openapi/v2", "/openapi/v3",
-			"/.well-known/openid-configuration", "/openid/v1/jwks", "/logs/", "/api/v1/nodes/x/proxy/"} {
+			"/.well-known/openid-configuration", "/openid/v1/jwks", "/logs/", "/api/v1/nodes/x/proxy/",
+			"/healthz/etcd", "/readyz/informer-sync", "/livez/ping"} {
 			for _, hdr := range []map[string]string{nil, {"Authorization": "Bearer not-a-token"}, {"Impersonate-User": "system:admin"}} {
 				if code, body := get(base+p, hdr); code != 401 {
 					t.Errorf("GET %s with %v = %d, want 401: %.200s", p, hdr, code, body)
@@ -233,9 +234,8 @@ spec:
 	})
 	t.Run("api-path-tricks", func(t *testing.T) {
 		// Dot segments and encoded slashes must not carry a request past
-		// authentication into another handler. (/healthz/* is served
-		// anonymously by Skiff, so a path under it may answer "ok"; it must
-		// never answer with API data.)
+		// authentication into another handler: never API data, and never a
+		// 200 other than a public health path's "ok".
 		base := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
 		for _, p := range []string{"/healthz/../api/v1/secrets", "/version/../api/v1/secrets", "/readyz/%2e%2e/api/v1/secrets",
 			"/livez/..%2fapi/v1/secrets", "//api/v1/secrets", "/api/v1/namespaces/default/secrets/planted/../planted"} {

@@ -80,10 +80,11 @@ type Server struct {
 	subHandlers map[string]SubresourceHandler
 	extraRoutes []func(chi.Router)
 
-	ready   atomic.Bool
-	metrics *metrics
-	promReg *prometheus.Registry
-	openapi *openAPICache
+	ready      atomic.Bool
+	etcdHealth *etcdProbe
+	metrics    *metrics
+	promReg    *prometheus.Registry
+	openapi    *openAPICache
 
 	// EvictionCheck, when set, decides whether a pod may be evicted
 	// (disruption budgets); it returns a 429 error to refuse.
@@ -111,6 +112,10 @@ func New(cfg Config) *Server {
 		promReg:     promReg,
 		openapi:     &openAPICache{},
 		authFail:    newFailureThrottle(cfg.AuthFailures),
+		etcdHealth:  &etcdProbe{},
+	}
+	if cfg.Store != nil {
+		s.etcdHealth.get = cfg.Store.Ping
 	}
 	s.reg.OnChange(s.openapi.invalidate)
 	return s
@@ -177,12 +182,9 @@ func (s *Server) Handler() http.Handler {
 	r.Use(s.recoverer)
 	r.Use(s.instrument)
 	r.Use(withWarningHeaders)
-	r.Get("/healthz", s.health)
-	r.Get("/healthz/*", s.health)
-	r.Get("/livez", s.health)
-	r.Get("/livez/*", s.health)
-	r.Get("/readyz", s.readyz)
-	r.Get("/readyz/*", s.readyz)
+	r.Get("/healthz", s.healthRoot("healthz", s.livezChecks))
+	r.Get("/livez", s.healthRoot("livez", s.livezChecks))
+	r.Get("/readyz", s.healthRoot("readyz", s.readyzChecks))
 	r.Get("/version", s.version)
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
@@ -192,6 +194,9 @@ func (s *Server) Handler() http.Handler {
 		r.Use(s.impersonate)
 		r.Use(s.authorize)
 		r.Get("/metrics", promhttp.HandlerFor(s.promReg, promhttp.HandlerOpts{}).ServeHTTP)
+		r.Get("/healthz/*", s.healthOne(s.livezChecks))
+		r.Get("/livez/*", s.healthOne(s.livezChecks))
+		r.Get("/readyz/*", s.healthOne(s.readyzChecks))
 		// Profiling as upstream's --profiling: non-resource URLs that only
 		// an identity granted /debug/* (cluster-admin) may read.
 		r.HandleFunc("/debug/pprof/", pprof.Index)
@@ -235,28 +240,6 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
-}
-
-func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte("ok"))
-}
-
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if !s.ready.Load() {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("[-]startup not complete\nreadyz check failed"))
-		return
-	}
-	select {
-	case <-s.cache.Ready():
-	default:
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("[-]watch-cache not ready\nreadyz check failed"))
-		return
-	}
-	_, _ = w.Write([]byte("ok"))
 }
 
 func (s *Server) version(w http.ResponseWriter, r *http.Request) {

@@ -115,6 +115,16 @@ func (s *Store) CreateGuarded(ctx context.Context, key string, value []byte, gua
 	return resp.Header.Revision, nil
 }
 
+// Ping reads one key with a linearizable read: it succeeds only when the
+// etcd cluster has a leader and answers (the API server's etcd health
+// check).
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.cli.Get(ctx, "health", clientv3.WithCountOnly()); err != nil {
+		return wrapErr("health", "health", err)
+	}
+	return nil
+}
+
 // Get reads the latest value of key.
 func (s *Store) Get(ctx context.Context, key string) (KV, error) {
 	resp, err := s.cli.Get(ctx, key)
