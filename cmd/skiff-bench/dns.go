@@ -159,9 +159,12 @@ func runDNSBench(ctx context.Context, o dnsBenchOpts) (*dnsBenchResult, error) {
 	dnsCmd := exec.CommandContext(ctx, o.skiffBin, "dns", "--kubeconfig", srv.Kubeconfig(),
 		"--cluster-dns", "", "--listen", "127.0.0.1", "--dns-port", strconv.Itoa(skiffPort),
 		"--dns-upstream", upstream, "--health-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(healthPort)))
-	ef, _ := os.Create("/tmp/skiffdns.stderr")
-	dnsCmd.Stderr = ef
-	dnsCmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+	errLog, err := os.Create(filepath.Join(dir, "skiff-dns.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer errLog.Close()
+	dnsCmd.Stderr = errLog
 	if err := dnsCmd.Start(); err != nil {
 		return nil, fmt.Errorf("start skiff dns: %w", err)
 	}
