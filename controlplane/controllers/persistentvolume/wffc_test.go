@@ -209,6 +209,37 @@ func TestWaitForFirstConsumer(t *testing.T) {
 		})
 	})
 
+	t.Run("provisioner gives the node back: the pod is placed again", func(t *testing.T) {
+		// An external provisioner that cannot make the volume on the
+		// chosen node removes the choice; the scheduler's wait for the
+		// claim ends at once and the pod goes back to the queue.
+		if _, err := c.StorageV1().StorageClasses().Create(ctx, &storagev1.StorageClass{
+			ObjectMeta: metav1.ObjectMeta{Name: "external-wffc"}, Provisioner: "example.com/external", VolumeBindingMode: &wait,
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		mkPVC(t, c, ns, "ext", "1Gi", ptr.To("external-wffc"))
+		mkPod(t, c, ns, "ext-user", names[2], "ext")
+		eventually(t, "node chosen for the claim", 30*time.Second, func() (bool, string) {
+			pvc, st := claimState(c, ns, "ext")
+			return pvc != nil && pvc.Annotations[persistentvolume.AnnSelectedNode] == names[2], st
+		})
+		pvc, _ := claimState(c, ns, "ext")
+		delete(pvc.Annotations, persistentvolume.AnnSelectedNode)
+		if _, err := c.CoreV1().PersistentVolumeClaims(ns).Update(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(t, c, ns, "Pod", "ext-user", "FailedScheduling", `selectedNode annotation reset for PVC "ext"`)
+		// Placed again: the claim gets the node chosen anew.
+		eventually(t, "node chosen again", 30*time.Second, func() (bool, string) {
+			pvc, st := claimState(c, ns, "ext")
+			return pvc != nil && pvc.Annotations[persistentvolume.AnnSelectedNode] == names[2], st
+		})
+		if err := c.CoreV1().Pods(ns).Delete(ctx, "ext-user", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("unbound immediate claim", func(t *testing.T) {
 		imm := storagev1.VolumeBindingImmediate
 		if _, err := c.StorageV1().StorageClasses().Create(ctx, &storagev1.StorageClass{

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -359,14 +360,30 @@ func (p *VolumeBinding) PreBind(ctx context.Context, state *framework.CycleState
 			return framework.AsStatus(err)
 		}
 	}
+	selected := map[string]int64{} // claim → resourceVersion with our choice
 	for _, c := range d.provision {
-		if err := p.selectNode(ctx, c.Namespace, c.Name, nodeName); err != nil {
+		rv, err := p.selectNode(ctx, c.Namespace, c.Name, nodeName)
+		if err != nil {
 			return framework.AsStatus(err)
 		}
+		selected[c.Name] = rv
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	for {
+		// A claim version at or after the one carrying our node choice
+		// that no longer carries it: the provisioner gave the choice back
+		// (the node cannot have the volume), and the pod must be placed
+		// again, as upstream.
+		for _, pc := range d.provision {
+			c, err := p.claims.PersistentVolumeClaims(pc.Namespace).Get(pc.Name)
+			if err != nil || c.Spec.VolumeName != "" || c.Annotations[persistentvolume.AnnSelectedNode] == nodeName {
+				continue
+			}
+			if rv, err := strconv.ParseInt(c.ResourceVersion, 10, 64); err == nil && rv >= selected[pc.Name] {
+				return framework.AsStatus(fmt.Errorf("binding volumes: selectedNode annotation reset for PVC %q", pc.Name))
+			}
+		}
 		pending := ""
 		for _, tb := range s.toBind {
 			c, err := p.claims.PersistentVolumeClaims(pod.Namespace).Get(tb.claim.Name)
@@ -415,21 +432,25 @@ func (p *VolumeBinding) bindVolume(ctx context.Context, ns, claimName, volumeNam
 }
 
 // selectNode annotates the claim with the node its volume must be
-// provisioned on.
-func (p *VolumeBinding) selectNode(ctx context.Context, ns, name, node string) error {
+// provisioned on and returns the claim's resourceVersion that carries the
+// choice (or that is already bound).
+func (p *VolumeBinding) selectNode(ctx context.Context, ns, name, node string) (int64, error) {
 	c, err := p.client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("claim %s/%s: %w", ns, name, err)
+		return 0, fmt.Errorf("claim %s/%s: %w", ns, name, err)
 	}
-	if c.Annotations[persistentvolume.AnnSelectedNode] == node || c.Spec.VolumeName != "" {
-		return nil
+	if c.Annotations[persistentvolume.AnnSelectedNode] != node && c.Spec.VolumeName == "" {
+		if c.Annotations == nil {
+			c.Annotations = map[string]string{}
+		}
+		c.Annotations[persistentvolume.AnnSelectedNode] = node
+		if c, err = p.client.CoreV1().PersistentVolumeClaims(ns).Update(ctx, c, metav1.UpdateOptions{}); err != nil {
+			return 0, fmt.Errorf("select node %s for claim %s/%s: %w", node, ns, name, err)
+		}
 	}
-	if c.Annotations == nil {
-		c.Annotations = map[string]string{}
+	rv, err := strconv.ParseInt(c.ResourceVersion, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("claim %s/%s: resourceVersion %q: %w", ns, name, c.ResourceVersion, err)
 	}
-	c.Annotations[persistentvolume.AnnSelectedNode] = node
-	if _, err := p.client.CoreV1().PersistentVolumeClaims(ns).Update(ctx, c, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("select node %s for claim %s/%s: %w", node, ns, name, err)
-	}
-	return nil
+	return rv, nil
 }
