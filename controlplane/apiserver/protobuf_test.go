@@ -313,7 +313,9 @@ func TestProtobufWatch(t *testing.T) {
 
 // TestProtobufSubresources: status and scale through a protobuf client.
 func TestProtobufSubresources(t *testing.T) {
-	s := testserver.Start(t)
+	// Without the deployment controller: its status writes would race the
+	// test's status and scale updates (409s).
+	s := testserver.Start(t, func(c *server.Config) { c.Controllers = []string{"*", "-deployment"} })
 	ctx := context.Background()
 	cs := protoClient(t, s)
 	deps := cs.AppsV1().Deployments("default")
