@@ -61,13 +61,14 @@ func start(t *testing.T) *env {
 		Timeout:       20 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	_, err := ts.Client.NetworkingV1().IngressClasses().Create(context.Background(), &networkingv1.IngressClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "skiff"},
-		Spec:       networkingv1.IngressClassSpec{Controller: "skiff.io/ingress-controller"},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The server made its default IngressClass `skiff` for the add-on.
+	waitFor(t, 30*time.Second, "IngressClass skiff", func() (bool, string) {
+		c, err := ts.Client.NetworkingV1().IngressClasses().Get(context.Background(), "skiff", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return c.Spec.Controller == "skiff.io/ingress-controller", "controller " + c.Spec.Controller
+	})
 	return e
 }
 
