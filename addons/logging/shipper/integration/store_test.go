@@ -110,8 +110,24 @@ func TestEmbeddedStore(t *testing.T) {
 	}
 	wait(1000)
 	// A checkpoint from early on: the later acknowledgements are "lost".
+	// One bulk request may already have covered every line, so the files'
+	// offsets are also rewound to their starts: whatever the timing, the
+	// restarted shipper sends lines the store already has.
 	old, err := os.ReadFile(filepath.Join(state, "checkpoints.json"))
 	if err != nil {
+		t.Fatal(err)
+	}
+	var cp struct {
+		Files map[string]map[string]any `json:"files"`
+	}
+	if err := json.Unmarshal(old, &cp); err != nil || len(cp.Files) == 0 {
+		t.Fatalf("checkpoint %s: %v", old, err)
+	}
+	for _, m := range cp.Files {
+		m["offset"] = 0
+		delete(m, "done")
+	}
+	if old, err = json.Marshal(cp); err != nil {
 		t.Fatal(err)
 	}
 	wait(n / 2)
