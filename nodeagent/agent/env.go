@@ -292,6 +292,36 @@ func fieldValue(pod *corev1.Pod, path, hostIP, podIP string) (string, error) {
 // expandVars replaces $(VAR) with known variables; $$ escapes a $, and
 // unknown references stay as written (upstream's rules).
 func expandVars(s string, vars map[string]string) string {
+	return expand(s, func(name string) (string, bool) {
+		v, ok := vars[name]
+		return v, ok
+	})
+}
+
+// expandSubPathExpr is upstream's expansion of a volume mount's
+// subPathExpr: $(VAR) is the container's variable, $$ a $; a variable that
+// is not set or empty is an error (the container does not start).
+func expandSubPathExpr(expr string, vars map[string]string) (string, error) {
+	var missing []string
+	out := expand(expr, func(name string) (string, bool) {
+		if v := vars[name]; v != "" {
+			return v, true
+		}
+		if !slices.Contains(missing, name) {
+			missing = append(missing, name)
+		}
+		return "", false
+	})
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return "", fmt.Errorf("missing value for %s", strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+// expand replaces each $(NAME) with lookup's value, or leaves it as
+// written when lookup has none; $$ is a $, and any other $ stays.
+func expand(s string, lookup func(name string) (string, bool)) string {
 	if !strings.Contains(s, "$") {
 		return s
 	}
@@ -311,8 +341,7 @@ func expandVars(s string, vars map[string]string) string {
 				b.WriteString(s[i:])
 				return b.String()
 			}
-			name := s[i+2 : i+2+end]
-			if v, ok := vars[name]; ok {
+			if v, ok := lookup(s[i+2 : i+2+end]); ok {
 				b.WriteString(v)
 			} else {
 				b.WriteString(s[i : i+3+end])
@@ -323,46 +352,6 @@ func expandVars(s string, vars map[string]string) string {
 		}
 	}
 	return b.String()
-}
-
-// expandSubPathExpr is upstream's expansion of a volume mount's
-// subPathExpr: $(VAR) is the container's variable, $$ a $; a variable that
-// is not set or empty is an error (the container does not start).
-func expandSubPathExpr(expr string, vars map[string]string) (string, error) {
-	var missing []string
-	var b strings.Builder
-	for i := 0; i < len(expr); i++ {
-		if expr[i] != '$' || i+1 >= len(expr) {
-			b.WriteByte(expr[i])
-			continue
-		}
-		switch expr[i+1] {
-		case '$':
-			b.WriteByte('$')
-			i++
-		case '(':
-			end := strings.IndexByte(expr[i+2:], ')')
-			if end < 0 {
-				b.WriteString(expr[i:])
-				i = len(expr)
-				continue
-			}
-			name := expr[i+2 : i+2+end]
-			if v := vars[name]; v != "" {
-				b.WriteString(v)
-			} else if !slices.Contains(missing, name) {
-				missing = append(missing, name)
-			}
-			i += 2 + end
-		default:
-			b.WriteByte('$')
-		}
-	}
-	if len(missing) > 0 {
-		sort.Strings(missing)
-		return "", fmt.Errorf("missing value for %s", strings.Join(missing, ", "))
-	}
-	return b.String(), nil
 }
 
 // subPathSource is the host path a subPath mount binds: the subPath must
