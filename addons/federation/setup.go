@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -213,7 +214,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 			// Status writes (every heartbeat) change neither labels nor
 			// generation; readiness changes are enqueued by the heartbeat.
-			if ou.GetGeneration() != nu.GetGeneration() || !equalMaps(ou.GetLabels(), nu.GetLabels()) {
+			if ou.GetGeneration() != nu.GetGeneration() || !maps.Equal(ou.GetLabels(), nu.GetLabels()) {
 				c.enqueueAll()
 			}
 		},
@@ -271,18 +272,6 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.factory.Shutdown()
 	return nil
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 func (c *Controller) processNext(ctx context.Context) bool {

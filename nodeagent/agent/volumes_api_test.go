@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,18 +49,6 @@ func readVolume(t *testing.T, dir string) map[string]string {
 	}
 	walk("")
 	return out
-}
-
-func sameMap(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || v != w {
-			return false
-		}
-	}
-	return true
 }
 
 // TestAPIDataVolumesUpdate runs the agent's volume code against a real API
@@ -135,7 +124,7 @@ func TestAPIDataVolumesUpdate(t *testing.T) {
 		t.Helper()
 		got := sync()
 		for name, w := range want {
-			if !sameMap(got[name], w) {
+			if !maps.Equal(got[name], w) {
 				t.Errorf("%s: volume %s = %v, want %v", when, name, got[name], w)
 			}
 		}
@@ -186,7 +175,7 @@ func TestAPIDataVolumesUpdate(t *testing.T) {
 	if _, err := agent.PrepareVolume(ctx, c, state, pod, bad); err == nil || !strings.Contains(err.Error(), "non-existent config key: b") {
 		t.Errorf("missing key: %v", err)
 	}
-	if got := readVolume(t, itemsDir); !sameMap(got, map[string]string{"nested/dir/a": "10"}) {
+	if got := readVolume(t, itemsDir); !maps.Equal(got, map[string]string{"nested/dir/a": "10"}) {
 		t.Errorf("volume after a failed sync: %v", got)
 	}
 	// The ConfigMap deleted: the non-optional volume fails and keeps its
@@ -201,7 +190,7 @@ func TestAPIDataVolumesUpdate(t *testing.T) {
 		t.Errorf("deleted configmap: %v", err)
 	}
 	cmDir := filepath.Join(podDir, "volumes", "kubernetes.io~configmap")
-	if got := readVolume(t, filepath.Join(cmDir, "cm")); !sameMap(got, map[string]string{"a": "10", "c": "3"}) {
+	if got := readVolume(t, filepath.Join(cmDir, "cm")); !maps.Equal(got, map[string]string{"a": "10", "c": "3"}) {
 		t.Errorf("volume of a deleted configmap: %v", got)
 	}
 	if dir, err := agent.PrepareVolume(ctx, c, state, pod, pod.Spec.Volumes[2]); err != nil || len(readVolume(t, dir)) != 0 {
