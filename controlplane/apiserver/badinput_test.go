@@ -1,10 +1,7 @@
 package apiserver_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -26,22 +23,10 @@ func rawClient(t *testing.T, s *testserver.Server) (*http.Client, string) {
 
 func do(t *testing.T, c *http.Client, method, url, ct string, body []byte) (int, metav1.Status, []byte) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ct != "" {
-		req.Header.Set("Content-Type", ct)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
+	code, _, data := rawReq(t, c, method, url, "", ct, body)
 	var st metav1.Status
 	_ = json.Unmarshal(data, &st)
-	return resp.StatusCode, st, data
+	return code, st, data
 }
 
 // TestBadInputAnswers4xxStatus sends malformed and hostile bodies: every

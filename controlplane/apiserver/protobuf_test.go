@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -125,7 +126,7 @@ func TestProtobufCRUD(t *testing.T) {
 		t.Fatalf("get missing: want NotFound, got %v", err)
 	}
 	var se *apierrors.StatusError
-	if _, err := cms.Get(ctx, "nope", metav1.GetOptions{}); !errorsAs(err, &se) || se.ErrStatus.Details == nil || se.ErrStatus.Details.Name != "nope" {
+	if _, err := cms.Get(ctx, "nope", metav1.GetOptions{}); !errors.As(err, &se) || se.ErrStatus.Details == nil || se.ErrStatus.Details.Name != "nope" {
 		t.Fatalf("NotFound carries no details: %#v", err)
 	}
 	patched, err := cms.Patch(ctx, "pb", types.MergePatchType, []byte(`{"data":{"p":"q"}}`), metav1.PatchOptions{})
@@ -163,14 +164,6 @@ func TestProtobufCRUD(t *testing.T) {
 	if _, err := cms.Get(ctx, "pb", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("after delete: %v", err)
 	}
-}
-
-func errorsAs(err error, se **apierrors.StatusError) bool {
-	s, ok := err.(*apierrors.StatusError)
-	if ok {
-		*se = s
-	}
-	return ok
 }
 
 // TestProtobufListPaging lists in pages, from etcd and from the watch
