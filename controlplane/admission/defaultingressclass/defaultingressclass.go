@@ -44,19 +44,11 @@ func (p *Plugin) Admit(ctx context.Context, a *apiserver.Attributes) error {
 	if _, ok := ing.Annotations[legacyClassAnnotation]; ok {
 		return nil
 	}
-	classes, err := objects.List[networkingv1.IngressClass](p.r, "networking.k8s.io", "ingressclasses", "")
+	best, err := objects.NewestDefault(p.r, "networking.k8s.io", "ingressclasses", func(c *networkingv1.IngressClass) bool {
+		return c.Annotations[IsDefaultAnnotation] == "true"
+	})
 	if err != nil {
 		return err
-	}
-	var best *networkingv1.IngressClass
-	for _, c := range classes {
-		if c.Annotations[IsDefaultAnnotation] != "true" {
-			continue
-		}
-		if best == nil || c.CreationTimestamp.After(best.CreationTimestamp.Time) ||
-			(c.CreationTimestamp.Equal(&best.CreationTimestamp) && c.Name < best.Name) {
-			best = c
-		}
 	}
 	if best != nil {
 		name := best.Name

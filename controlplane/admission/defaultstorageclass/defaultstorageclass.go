@@ -43,7 +43,7 @@ func (p *Plugin) Admit(ctx context.Context, a *apiserver.Attributes) error {
 	if !ok || pvc.Spec.StorageClassName != nil || pvc.Annotations[betaClassAnnotation] != "" {
 		return nil
 	}
-	def, err := p.defaultClass()
+	def, err := objects.NewestDefault(p.r, "storage.k8s.io", "storageclasses", IsDefault)
 	if err != nil || def == nil {
 		return err
 	}
@@ -58,22 +58,4 @@ func (p *Plugin) Validate(context.Context, *apiserver.Attributes) error { return
 // IsDefault reports whether sc is marked as the default class.
 func IsDefault(sc *storagev1.StorageClass) bool {
 	return sc.Annotations[IsDefaultAnnotation] == "true" || sc.Annotations[BetaIsDefaultAnnotation] == "true"
-}
-
-func (p *Plugin) defaultClass() (*storagev1.StorageClass, error) {
-	classes, err := objects.List[storagev1.StorageClass](p.r, "storage.k8s.io", "storageclasses", "")
-	if err != nil {
-		return nil, err
-	}
-	var best *storagev1.StorageClass
-	for _, sc := range classes {
-		if !IsDefault(sc) {
-			continue
-		}
-		if best == nil || sc.CreationTimestamp.After(best.CreationTimestamp.Time) ||
-			(sc.CreationTimestamp.Equal(&best.CreationTimestamp) && sc.Name < best.Name) {
-			best = sc
-		}
-	}
-	return best, nil
 }

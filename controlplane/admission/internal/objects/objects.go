@@ -13,6 +13,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
 	"github.com/skiffhq/skiff/controlplane/storage"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // ErrNotFound is returned when an object does not exist.
@@ -128,4 +129,34 @@ func (r *Reader) CompareAndSwap(ctx context.Context, key string, obj any, modRev
 	}
 	_, _, err = r.Store.Update(ctx, key, data, modRev)
 	return err
+}
+
+// NewestDefault lists the cluster-scoped classes group/plural and returns
+// the newest one isDefault marks (ties go to the smaller name), or nil: how
+// upstream's DefaultStorageClass and DefaultIngressClass plugins choose
+// when several classes are marked default.
+func NewestDefault[T any, P interface {
+	*T
+	metav1.Object
+}](r *Reader, group, plural string, isDefault func(P) bool) (P, error) {
+	items, err := List[T](r, group, plural, "")
+	if err != nil {
+		return nil, err
+	}
+	var best P
+	for _, it := range items {
+		c := P(it)
+		if !isDefault(c) {
+			continue
+		}
+		if best == nil {
+			best = c
+			continue
+		}
+		ct, bt := c.GetCreationTimestamp(), best.GetCreationTimestamp()
+		if ct.After(bt.Time) || (ct.Equal(&bt) && c.GetName() < best.GetName()) {
+			best = c
+		}
+	}
+	return best, nil
 }
