@@ -12,6 +12,7 @@ import (
 	"github.com/skiffhq/skiff/server"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // With the ingress add-on on, the server creates the default `skiff`
@@ -38,7 +39,7 @@ func TestDefaultIngressClassServesClasslessIngress(t *testing.T) {
 	ing, err := s.Client.NetworkingV1().Ingresses("default").Create(ctx, &networkingv1.Ingress{
 		ObjectMeta: metav1.ObjectMeta{Name: "classless"},
 		Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "classless.example.com", IngressRuleValue: networkingv1.IngressRuleValue{
-			HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: ptrTo(networkingv1.PathTypePrefix),
+			HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: ptr.To(networkingv1.PathTypePrefix),
 				Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}}}},
 		}}}},
 	}, metav1.CreateOptions{})
@@ -69,5 +70,3 @@ func TestDefaultIngressClassServesClasslessIngress(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
-func ptrTo[T any](v T) *T { return &v }
