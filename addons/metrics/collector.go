@@ -50,11 +50,34 @@ type ContainerUsage struct {
 	CPU, Memory int64
 }
 
+// VolumeUsage is the latest usage of a PersistentVolumeClaim's volume, as
+// reported by the agent of a node where a pod mounts it (the summary's
+// pods[].volume[] entries with a pvcRef, v1alpha1 VolumeStats). Volumes
+// without both usedBytes and capacityBytes are left out.
+type VolumeUsage struct {
+	Namespace, Claim string // the claim
+	Pod, Node        string // the pod ("<ns>/<name>") and node that reported it
+	Time             time.Time
+	// UsedBytes and CapacityBytes are the volume filesystem's; AvailableBytes
+	// is the agent's value, or CapacityBytes-UsedBytes when it sent none.
+	UsedBytes, CapacityBytes, AvailableBytes uint64
+	// Inodes, InodesUsed and InodesFree are 0 when not reported (Inodes 0
+	// means unknown, as for block volumes).
+	Inodes, InodesUsed, InodesFree uint64
+	// Stale: the node did not answer the latest scrape; the values are the
+	// last good ones (from Time).
+	Stale bool
+}
+
 // Snapshot is the result of the latest scrape round; it is immutable.
 type Snapshot struct {
 	Time  time.Time
 	Nodes map[string]*NodeUsage
 	Pods  map[string]*PodUsage // "<ns>/<name>"
+	// Volumes are PersistentVolumeClaims' volumes by "<ns>/<claim>". A
+	// claim mounted by several pods is reported once, with the newest
+	// sample.
+	Volumes map[string]*VolumeUsage
 }
 
 // cum is a cumulative counter sample.
@@ -67,6 +90,7 @@ type cum struct {
 type nodeState struct {
 	usage  *NodeUsage
 	pods   []*PodUsage
+	vols   []*VolumeUsage
 	lastOK time.Time
 	cpu    cum
 	rx, tx cum
@@ -125,7 +149,9 @@ func (c *Collector) round(ctx context.Context) {
 	now := time.Now()
 	c.mu.Lock()
 	seen := make(map[string]bool, len(nodes))
-	snap := &Snapshot{Time: now, Nodes: make(map[string]*NodeUsage, len(nodes)), Pods: make(map[string]*PodUsage, len(c.last.Load().Pods))}
+	prev := c.last.Load()
+	snap := &Snapshot{Time: now, Nodes: make(map[string]*NodeUsage, len(nodes)), Pods: make(map[string]*PodUsage, len(prev.Pods)),
+		Volumes: make(map[string]*VolumeUsage, len(prev.Volumes))}
 	failed := 0
 	for _, r := range results {
 		seen[r.node] = true
@@ -153,6 +179,11 @@ func (c *Collector) round(ctx context.Context) {
 				q.Stale = true
 				snap.Pods[q.Namespace+"/"+q.Name] = &q
 			}
+			for _, v := range st.vols {
+				w := *v
+				w.Stale = true
+				snap.putVolume(&w)
+			}
 			continue
 		}
 		c.update(st, r.node, r.sum)
@@ -161,6 +192,9 @@ func (c *Collector) round(ctx context.Context) {
 		}
 		for _, p := range st.pods {
 			snap.Pods[p.Namespace+"/"+p.Name] = p
+		}
+		for _, v := range st.vols {
+			snap.putVolume(v)
 		}
 	}
 	for name := range c.state {
@@ -211,8 +245,14 @@ func (c *Collector) update(st *nodeState, node string, s *Summary) {
 	ctrs := make(map[string]cum, len(st.ctrs))
 	podNet := make(map[string][2]cum, len(s.Pods))
 	st.pods = st.pods[:0:0]
+	st.vols = st.vols[:0:0]
 	for i := range s.Pods {
 		ps := &s.Pods[i]
+		for j := range ps.Volumes {
+			if v := volumeUsage(&ps.Volumes[j], ps, node); v != nil {
+				st.vols = append(st.vols, v)
+			}
+		}
 		p := &PodUsage{Namespace: ps.PodRef.Namespace, Name: ps.PodRef.Name, UID: ps.PodRef.UID, Node: node}
 		complete := len(ps.Containers) > 0
 		for j := range ps.Containers {
@@ -258,6 +298,45 @@ func (c *Collector) update(st *nodeState, node string, s *Summary) {
 		}
 	}
 	st.ctrs, st.podNet = ctrs, podNet
+}
+
+// volumeUsage is a pod's volume entry as VolumeUsage, nil unless it is a
+// claim's with used and capacity bytes.
+func volumeUsage(vs *VolumeSample, ps *PodSummary, node string) *VolumeUsage {
+	if vs.PVCRef == nil || vs.PVCRef.Name == "" || vs.UsedBytes == nil || vs.CapacityBytes == nil {
+		return nil
+	}
+	ns := vs.PVCRef.Namespace
+	if ns == "" {
+		ns = ps.PodRef.Namespace
+	}
+	v := &VolumeUsage{Namespace: ns, Claim: vs.PVCRef.Name, Pod: ps.PodRef.Namespace + "/" + ps.PodRef.Name, Node: node,
+		Time: vs.Time.Time, UsedBytes: *vs.UsedBytes, CapacityBytes: *vs.CapacityBytes}
+	switch {
+	case vs.AvailableBytes != nil:
+		v.AvailableBytes = *vs.AvailableBytes
+	case v.CapacityBytes > v.UsedBytes:
+		v.AvailableBytes = v.CapacityBytes - v.UsedBytes
+	}
+	for _, f := range []struct {
+		dst *uint64
+		src *uint64
+	}{{&v.Inodes, vs.Inodes}, {&v.InodesUsed, vs.InodesUsed}, {&v.InodesFree, vs.InodesFree}} {
+		if f.src != nil {
+			*f.dst = *f.src
+		}
+	}
+	return v
+}
+
+// putVolume keeps the newest sample of a claim (several pods, possibly on
+// several nodes, may mount it); a fresh sample wins over a stale one.
+func (s *Snapshot) putVolume(v *VolumeUsage) {
+	key := v.Namespace + "/" + v.Claim
+	if old, ok := s.Volumes[key]; ok && (old.Stale == v.Stale && !v.Time.After(old.Time) || !old.Stale && v.Stale) {
+		return
+	}
+	s.Volumes[key] = v
 }
 
 // record appends the snapshot to the history: nodes, pods, containers, and

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -16,7 +14,6 @@ import (
 	"github.com/skiffhq/skiff/nodeagent/stats"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -63,18 +60,7 @@ func scaleCollector(tb testing.TB, nodes, podsPerNode, rounds int) (*Collector, 
 			sc.bodies[r][name] = b
 		}
 	}
-	c, err := New(Options{Client: nil, Scraper: sc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err == nil {
-		tb.Fatal("New accepted a nil client")
-	}
-	m, _ := newAddonMetrics(nil)
-	c = &Collector{
-		opts:  Options{Scraper: sc, Interval: DefaultInterval, Timeout: DefaultTimeout, Workers: DefaultWorkers, MaxStale: 2 * DefaultInterval},
-		log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		nodes: corelisters.NewNodeLister(idx), pods: corelisters.NewPodLister(cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})),
-		history: NewHistory(int(DefaultHistory / DefaultInterval)), metrics: m, state: map[string]*nodeState{},
-	}
-	c.last.Store(&Snapshot{Nodes: map[string]*NodeUsage{}, Pods: map[string]*PodUsage{}})
+	c := testCollector(tb, sc, idx, nil)
 	return c, sc
 }
 

@@ -111,7 +111,7 @@ func New(opts Options) (*Collector, error) {
 		history: NewHistory(int((opts.History + opts.Interval - 1) / opts.Interval)),
 		metrics: m, state: map[string]*nodeState{},
 	}
-	c.last.Store(&Snapshot{Nodes: map[string]*NodeUsage{}, Pods: map[string]*PodUsage{}})
+	c.last.Store(&Snapshot{Nodes: map[string]*NodeUsage{}, Pods: map[string]*PodUsage{}, Volumes: map[string]*VolumeUsage{}})
 	return c, nil
 }
 

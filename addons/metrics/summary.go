@@ -33,6 +33,25 @@ type PodSummary struct {
 	} `json:"podRef"`
 	Containers []ContainerSummary `json:"containers"`
 	Network    *NetSample         `json:"network,omitempty"`
+	// Volumes are the pod's volumes; only those with a pvcRef are kept.
+	Volumes []VolumeSample `json:"volume,omitempty"`
+}
+
+// VolumeSample is v1alpha1 VolumeStats: a volume's filesystem usage and,
+// for a PersistentVolumeClaim's volume, the claim.
+type VolumeSample struct {
+	Time           Time    `json:"time"`
+	AvailableBytes *uint64 `json:"availableBytes,omitempty"`
+	CapacityBytes  *uint64 `json:"capacityBytes,omitempty"`
+	UsedBytes      *uint64 `json:"usedBytes,omitempty"`
+	InodesFree     *uint64 `json:"inodesFree,omitempty"`
+	Inodes         *uint64 `json:"inodes,omitempty"`
+	InodesUsed     *uint64 `json:"inodesUsed,omitempty"`
+	Name           string  `json:"name"`
+	PVCRef         *struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"pvcRef,omitempty"`
 }
 
 // ContainerSummary is one container of a pod.
