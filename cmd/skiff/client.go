@@ -34,6 +34,35 @@ func (a *apiFlags) config(userAgent string, qps float32, burst int) (*rest.Confi
 	return rc, nil
 }
 
+// Upstream components' clientConnection defaults: protobuf for built-in
+// kinds, with JSON accepted for what has no protobuf form.
+const (
+	protobufContentType       = "application/vnd.kubernetes.protobuf"
+	protobufAcceptContentType = "application/vnd.kubernetes.protobuf,application/json"
+)
+
+// setContentType applies a component's clientConnection contentType and
+// acceptContentTypes to rc, with upstream's defaults for empty values:
+// protobuf, and protobuf then JSON (or just contentType when it is set to
+// something else). It refuses types client-go cannot speak.
+func setContentType(rc *rest.Config, contentType, accept string) error {
+	switch contentType {
+	case "":
+		contentType = protobufContentType
+	case protobufContentType, "application/json":
+	default:
+		return fmt.Errorf("content type %q: want application/json or %s", contentType, protobufContentType)
+	}
+	if accept == "" {
+		accept = contentType
+		if contentType == protobufContentType {
+			accept = protobufAcceptContentType
+		}
+	}
+	rc.ContentType, rc.AcceptContentTypes = contentType, accept
+	return nil
+}
+
 // clientset is config followed by a typed clientset on it.
 func (a *apiFlags) clientset(userAgent string, qps float32, burst int) (*rest.Config, kubernetes.Interface, error) {
 	rc, err := a.config(userAgent, qps, burst)

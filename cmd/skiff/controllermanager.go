@@ -16,6 +16,7 @@ func controllerManagerCmd() *cobra.Command {
 		api        apiFlags
 		rootCAFile string
 		ctrls      []string
+		apiContent string
 		cfg        manager.Config
 	)
 	cmd := &cobra.Command{
@@ -25,6 +26,9 @@ func controllerManagerCmd() *cobra.Command {
 			rc, err := api.config("skiff-controller-manager", 200, 400)
 			if err != nil {
 				return err
+			}
+			if err := setContentType(rc, apiContent, ""); err != nil {
+				return fmt.Errorf("--kube-api-content-type: %w", err)
 			}
 			cfg.RestConfig = rc
 			cfg.Controllers = ctrls
@@ -52,6 +56,7 @@ func controllerManagerCmd() *cobra.Command {
 	f := cmd.Flags()
 	api.register(f, "kubeconfig with the API server's address and the manager's credentials")
 	f.StringSliceVar(&ctrls, "controllers", []string{"*"}, "controllers to enable: '*' enables all on by default, 'foo' enables foo, '-foo' disables foo. Known: "+strings.Join(manager.KnownNames(manager.Specs()), ", "))
+	f.StringVar(&apiContent, "kube-api-content-type", protobufContentType, "content type of requests sent to the API server (application/json or "+protobufContentType+")")
 	f.BoolVar(&cfg.LeaderElect, "leader-elect", true, "run the controllers only while holding the leader Lease")
 	f.StringVar(&cfg.LeaseNamespace, "leader-elect-resource-namespace", "kube-system", "namespace of the leader Lease")
 	f.StringVar(&cfg.LeaseName, "leader-elect-resource-name", "kube-controller-manager", "name of the leader Lease")

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"runtime/pprof"
 
 	"github.com/skiffhq/skiff/controlplane/scheduler"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 )
 
 func schedulerCmd() *cobra.Command {
@@ -41,12 +43,23 @@ func schedulerCmd() *cobra.Command {
 				}
 			}
 			qps, burst := float32(-1), 0
-			if conf != nil && conf.ClientConnection != nil && conf.ClientConnection.QPS > 0 {
-				qps, burst = conf.ClientConnection.QPS, int(conf.ClientConnection.Burst)
+			cc := &scheduler.ClientConnection{}
+			if conf != nil && conf.ClientConnection != nil {
+				cc = conf.ClientConnection
 			}
-			_, cs, err := api.clientset("skiff-scheduler", qps, burst)
+			if cc.QPS > 0 {
+				qps, burst = cc.QPS, int(cc.Burst)
+			}
+			rc, err := api.config("skiff-scheduler", qps, burst)
 			if err != nil {
 				return err
+			}
+			if err := setContentType(rc, cc.ContentType, cc.AcceptContentTypes); err != nil {
+				return fmt.Errorf("clientConnection: %w", err)
+			}
+			cs, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return fmt.Errorf("client: %w", err)
 			}
 			cfg.Client, cfg.Config, cfg.Logger = cs, conf, slog.Default()
 			if cpuProfile != "" {
