@@ -34,7 +34,10 @@ type blockCol struct {
 	Path  string  `json:"p"`
 	Sec   section `json:"s"`
 	Bloom bloom   `json:"b"`
-	name  string  // dotted
+	// Index is the column's token index (absent in blocks written
+	// before format version 1 of the index).
+	Index *section `json:"x,omitempty"`
+	name  string   // dotted
 }
 
 type blockMeta struct {
@@ -45,6 +48,8 @@ type blockMeta struct {
 	TS    section    `json:"ts"`
 	IDs   section    `json:"ids"`
 	Cols  []blockCol `json:"cols"`
+	// IndexVersion is tokIndexVersion when every column has an index.
+	IndexVersion int `json:"xv,omitempty"`
 }
 
 type block struct {
@@ -56,6 +61,7 @@ type block struct {
 	size  int64
 	meta  blockMeta
 	names map[string][]int // dotted name -> columns
+	cache *decodeCache
 }
 
 var (
@@ -75,6 +81,7 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 	colBufs := make([][]byte, len(h.cols))
 	last := make([]int, len(h.cols))
 	toks := make([][]uint64, len(h.cols))
+	posts := make([][]posting, len(h.cols))
 	for i := range last {
 		last[i] = -1
 	}
@@ -90,11 +97,19 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 			b = binary.AppendUvarint(b, uint64(len(v))<<2|uint64(kind))
 			colBufs[c] = append(b, v...)
 			last[c] = i
-			tb = tokens(v, tb, func(t []byte) { toks[c] = append(toks[c], xxhash.Sum64(t)) })
+			row := uint32(i)
+			if len(v) <= maxValueKeyLen {
+				posts[c] = append(posts[c], posting{valueKey(v), row})
+			}
+			tb = tokens(v, tb, func(t []byte) {
+				k := xxhash.Sum64(t)
+				toks[c] = append(toks[c], k)
+				posts[c] = append(posts[c], posting{k, row})
+			})
 			return true
 		})
 	}
-	meta := blockMeta{Gen: h.gen, N: n, MinTS: h.minTS, MaxTS: h.maxTS}
+	meta := blockMeta{Gen: h.gen, N: n, MinTS: h.minTS, MaxTS: h.maxTS, IndexVersion: tokIndexVersion}
 	var out []byte
 	enc := encPool.Get().(*zstd.Encoder)
 	defer encPool.Put(enc)
@@ -107,7 +122,11 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 	meta.TS = put(tsBuf)
 	meta.IDs = put(idBuf)
 	for c, p := range h.cols {
-		meta.Cols = append(meta.Cols, blockCol{Path: p, Sec: put(colBufs[c]), Bloom: newBloom(toks[c])})
+		col := blockCol{Path: p, Sec: put(colBufs[c]), Bloom: newBloom(toks[c])}
+		x := put(encodeTokIndex(sortPostings(posts[c])))
+		posts[c] = nil
+		col.Index = &x
+		meta.Cols = append(meta.Cols, col)
 	}
 	mb, err := json.Marshal(&meta)
 	if err != nil {
@@ -203,24 +222,55 @@ func (b *block) eachID(fn func(h uint64)) error {
 	return nil
 }
 
-func (b *block) ids() ([]string, error) {
+// idList is a block's decoded ids: id i is raw[off[i]:off[i+1]].
+type idList struct {
+	raw []byte
+	off []uint32
+}
+
+func (l *idList) get(i int) string { return string(l.raw[l.off[i]:l.off[i+1]]) }
+
+// ids decodes the block's ids (cached).
+func (b *block) ids() (*idList, error) {
+	key := cacheKey{b.path, b.meta.IDs.Off, cacheIDs}
+	if v := b.cache.get(key); v != nil {
+		return v.(*idList), nil
+	}
 	raw, err := b.read(b.meta.IDs)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, 0, b.n)
+	l := &idList{raw: make([]byte, 0, len(raw)), off: make([]uint32, 1, b.n+1)}
 	for len(raw) > 0 {
 		v, rest, ok := readBytes(raw)
-		if !ok {
+		if !ok || len(l.off) > b.n {
 			return nil, errors.New("corrupt id section")
 		}
-		out = append(out, string(v))
+		l.raw = append(l.raw, v...)
+		l.off = append(l.off, uint32(len(l.raw)))
 		raw = rest
 	}
-	return out, nil
+	if len(l.off) != b.n+1 {
+		return nil, errors.New("corrupt id section")
+	}
+	b.cache.put(key, l, len(l.raw)+4*len(l.off))
+	return l, nil
 }
 
 func (b *block) timestamps() ([]int64, error) {
+	key := cacheKey{b.path, b.meta.TS.Off, cacheTS}
+	if v := b.cache.get(key); v != nil {
+		return v.([]int64), nil
+	}
+	ts, err := b.decodeTimestamps()
+	if err != nil {
+		return nil, err
+	}
+	b.cache.put(key, ts, 8*len(ts))
+	return ts, nil
+}
+
+func (b *block) decodeTimestamps() ([]int64, error) {
 	raw, err := b.read(b.meta.TS)
 	if err != nil {
 		return nil, err
@@ -256,7 +306,52 @@ func (c *colData) get(i int) (uint8, []byte) {
 	return k, c.data[c.off[i] : c.off[i]+c.ln[i]]
 }
 
+// Kinds of cached decodings.
+const (
+	cacheColumn = iota + 1
+	cacheIndex
+	cacheTS
+	cacheIDs
+)
+
+// column decodes column ci (cached).
 func (b *block) column(ci int) (*colData, error) {
+	key := cacheKey{b.path, b.meta.Cols[ci].Sec.Off, cacheColumn}
+	if v := b.cache.get(key); v != nil {
+		return v.(*colData), nil
+	}
+	c, err := b.decodeColumn(ci)
+	if err != nil {
+		return nil, err
+	}
+	b.cache.put(key, c, len(c.data)+9*b.n)
+	return c, nil
+}
+
+// tokIndex decodes column ci's token index (cached); nil when the block
+// has none.
+func (b *block) tokIndex(ci int) (*tokIndex, error) {
+	s := b.meta.Cols[ci].Index
+	if s == nil || b.meta.IndexVersion != tokIndexVersion {
+		return nil, nil
+	}
+	key := cacheKey{b.path, s.Off, cacheIndex}
+	if v := b.cache.get(key); v != nil {
+		return v.(*tokIndex), nil
+	}
+	raw, err := b.read(*s)
+	if err != nil {
+		return nil, err
+	}
+	x, err := decodeTokIndex(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.path, err)
+	}
+	b.cache.put(key, x, x.size())
+	return x, nil
+}
+
+func (b *block) decodeColumn(ci int) (*colData, error) {
 	raw, err := b.read(b.meta.Cols[ci].Sec)
 	if err != nil {
 		return nil, err

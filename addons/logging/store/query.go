@@ -264,21 +264,110 @@ func bloomCols(p *part, cols []int, qh []uint64, anyTok bool) []int {
 	return out
 }
 
+// indexRows answers from the blocks' token indexes which rows hold, in
+// one of cols, every key (all) or any key; ok is false when a column has
+// no index (blocks written before it existed) or it could not be read.
+func indexRows(p *part, cols []int, keys []uint64, all bool) (rows bitset, ok bool) {
+	if p.blk == nil || len(keys) == 0 {
+		return nil, false
+	}
+	xs := make([]*tokIndex, len(cols))
+	for j, c := range cols {
+		x, err := p.blk.tokIndex(c)
+		if err != nil {
+			p.loadErr = err
+			return nil, false
+		}
+		if x == nil {
+			return nil, false
+		}
+		xs[j] = x
+	}
+	rows = newBitset(p.n)
+	var tmp bitset
+	for _, x := range xs {
+		var colRows bitset
+		if all {
+			// Rarest key first; stop at an absent one.
+			posts := make([][]byte, len(keys))
+			for k, key := range keys {
+				posts[k] = x.postings(key)
+				if posts[k] == nil {
+					posts = nil
+					break
+				}
+			}
+			if posts == nil {
+				continue
+			}
+			sort.Slice(posts, func(a, b int) bool { return len(posts[a]) < len(posts[b]) })
+			colRows = newBitset(p.n)
+			if err := colRows.addRows(posts[0], p.n); err != nil {
+				p.loadErr = err
+				return nil, false
+			}
+			for _, post := range posts[1:] {
+				if tmp == nil {
+					tmp = newBitset(p.n)
+				} else {
+					clear(tmp)
+				}
+				if err := tmp.addRows(post, p.n); err != nil {
+					p.loadErr = err
+					return nil, false
+				}
+				colRows.and(tmp)
+			}
+			rows.or(colRows)
+			continue
+		}
+		for _, key := range keys {
+			if err := rows.addRows(x.postings(key), p.n); err != nil {
+				p.loadErr = err
+				return nil, false
+			}
+		}
+	}
+	return rows, true
+}
+
 func compileText(q Text, p *part) (matcher, error) {
 	fs := parseField(q.Field)
 	cols := p.columns(fs.name)
 	if !fs.exact {
 		cols = bloomCols(p, cols, tokenHashes(q.Text), q.AnyToken)
 	}
+	if p.blk != nil {
+		var keys []uint64
+		if !fs.exact {
+			keys = tokenHashes(q.Text)
+		} else if len(q.Text) <= maxValueKeyLen {
+			keys = []uint64{valueKey([]byte(q.Text))}
+		}
+		if rows, ok := indexRows(p, cols, keys, fs.exact || !q.AnyToken); ok {
+			if !q.Phrase || fs.exact || len(keys) == 1 {
+				return rows.has, nil
+			}
+			// A phrase: the index gives the rows with every token;
+			// only those are checked for order and adjacency.
+			scan := scanText(q, fs, p, cols)
+			return func(i int) bool { return rows.has(i) && scan(i) }, nil
+		}
+	}
+	return scanText(q, fs, p, cols), nil
+}
+
+// scanText matches by reading and tokenizing the values.
+func scanText(q Text, fs fieldSpec, p *part, cols []int) matcher {
 	if fs.exact {
 		want := []byte(q.Text)
 		return func(i int) bool {
 			return anyValue(p, cols, i, func(_ uint8, v []byte) bool { return bytes.Equal(v, want) })
-		}, nil
+		}
 	}
 	qh := tokenHashes(q.Text)
 	if len(qh) == 0 {
-		return func(int) bool { return false }, nil
+		return func(int) bool { return false }
 	}
 	var hs []uint64
 	var tb []byte
@@ -288,7 +377,7 @@ func compileText(q Text, p *part) (matcher, error) {
 			tb = tokens(v, tb, func(t []byte) { hs = append(hs, xxhash.Sum64(t)) })
 			return textMatch(hs, qh, q.Phrase, q.AnyToken)
 		})
-	}, nil
+	}
 }
 
 func textMatch(hs, qh []uint64, phrase, anyTok bool) bool {
@@ -345,6 +434,21 @@ func compileTerm(q Term, p *part) (matcher, error) {
 	cols := bloomCols(p, p.columns(fs.name), tokenHashes(q.Value), false)
 	want := []byte(q.Value)
 	th := xxhash.Sum64(want)
+	if len(want) <= maxValueKeyLen {
+		// Equal values, or (not .keyword) a token equal to the value.
+		if rows, ok := indexRows(p, cols, []uint64{valueKey(want)}, true); ok {
+			if !fs.exact {
+				if tr, ok := indexRows(p, cols, []uint64{th}, true); ok {
+					rows.or(tr)
+				} else {
+					rows = nil
+				}
+			}
+			if rows != nil {
+				return rows.has, nil
+			}
+		}
+	}
 	var tb []byte
 	return func(i int) bool {
 		return anyValue(p, cols, i, func(_ uint8, v []byte) bool {

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"encoding/json"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,7 +29,7 @@ type part struct {
 	mu      sync.Mutex
 	names   map[string][]int // dotted name -> columns (head)
 	tsv     []int64
-	idv     []string
+	idv     *idList
 	colv    map[int]*colData
 	loadErr error
 }
@@ -159,7 +160,7 @@ func (p *part) id(i int) string {
 	if p.blk == nil {
 		return p.hdocs[i].id
 	}
-	return p.idv[i]
+	return p.idv.get(i)
 }
 
 // source rebuilds document i's JSON with the client's nesting.
@@ -417,74 +418,92 @@ func (s *Store) Search(ctx context.Context, req SearchRequest) (*SearchResult, e
 	hh := &hitHeap{desc: desc}
 	var total int64
 	stopped := false
+	inRange := parts[:0]
 	for _, p := range parts {
+		if p.maxTS >= lo && p.minTS <= hi {
+			inRange = append(inRange, p)
+		}
+	}
+	// canStop tells whether no document of p (or of any part after it)
+	// can enter the page any more.
+	canStop := func(p *part) bool {
+		if !byTime || hh.Len() < want || total < int64(track) {
+			return false
+		}
+		worst := hh.refs[0].keys[0]
+		if sortBy[0].Desc {
+			return p.maxTS/1e6 < worst
+		}
+		return p.minTS/1e6 > worst
+	}
+	// Parts are matched in parallel, a window of them at a time, and
+	// merged in order.
+	window := max(1, runtime.GOMAXPROCS(0))
+	matched := make([][]int32, window)
+	errs := make([]error, window)
+	for w := 0; w < len(inRange) && !stopped; w += window {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if p.maxTS < lo || p.minTS > hi {
-			continue
+		batch := inRange[w:min(w+window, len(inRange))]
+		if canStop(batch[0]) {
+			stopped = true
+			break
 		}
-		if byTime && hh.Len() >= want && total >= int64(track) {
-			worst := hh.refs[0].keys[0]
-			bound := p.maxTS / 1e6
-			if !sortBy[0].Desc {
-				bound = p.minTS / 1e6
+		var wg sync.WaitGroup
+		for j, p := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				matched[j], errs[j] = matchPart(q, p, needTS || len(aggs) > 0)
+			}()
+		}
+		wg.Wait()
+		for j, p := range batch {
+			if errs[j] != nil {
+				return nil, errs[j]
 			}
-			if (sortBy[0].Desc && bound < worst) || (!sortBy[0].Desc && bound > worst) {
+			if canStop(p) {
 				stopped = true
 				break
 			}
-		}
-		if p.blk != nil && !mayMatch(q, p) {
-			continue
-		}
-		m, err := compile(q, p)
-		if err != nil {
-			return nil, err
-		}
-		if needTS || len(aggs) > 0 {
-			if err := p.loadTS(); err != nil {
-				return nil, err
-			}
-		}
-		for i := 0; i < p.n; i++ {
-			if !m(i) {
-				continue
-			}
-			var keys []int64
-			if want > 0 || req.SearchAfter != nil {
-				keys = make([]int64, 0, len(sortBy)+1)
-				for _, f := range sortBy {
-					switch f.Field {
-					case "@timestamp":
-						keys = append(keys, floorDiv(p.ts(i), 1e6))
-					case "_doc":
-						keys = append(keys, int64(p.gen)<<32|int64(i))
-					default:
-						keys = append(keys, 0)
+			for _, row := range matched[j] {
+				i := int(row)
+				var keys []int64
+				if want > 0 || req.SearchAfter != nil {
+					keys = make([]int64, 0, len(sortBy)+1)
+					for _, f := range sortBy {
+						switch f.Field {
+						case "@timestamp":
+							keys = append(keys, floorDiv(p.ts(i), 1e6))
+						case "_doc":
+							keys = append(keys, int64(p.gen)<<32|int64(i))
+						default:
+							keys = append(keys, 0)
+						}
+					}
+					keys = append(keys, int64(p.gen)<<32|int64(i))
+					if req.SearchAfter != nil && compareKeys(keys[:min(len(req.SearchAfter), len(keys))], req.SearchAfter[:min(len(req.SearchAfter), len(keys))], desc) <= 0 {
+						continue
 					}
 				}
-				keys = append(keys, int64(p.gen)<<32|int64(i))
-				if req.SearchAfter != nil && compareKeys(keys[:min(len(req.SearchAfter), len(keys))], req.SearchAfter[:min(len(req.SearchAfter), len(keys))], desc) <= 0 {
+				total++
+				for _, a := range aggs {
+					a.collect(p, i)
+				}
+				if want == 0 {
 					continue
 				}
+				if hh.Len() < want {
+					heap.Push(hh, hitRef{p, i, keys})
+				} else if compareKeys(keys, hh.refs[0].keys, desc) < 0 {
+					hh.refs[0] = hitRef{p, i, keys}
+					heap.Fix(hh, 0)
+				}
 			}
-			total++
-			for _, a := range aggs {
-				a.collect(p, i)
+			if p.loadErr != nil {
+				return nil, p.loadErr
 			}
-			if want == 0 {
-				continue
-			}
-			if hh.Len() < want {
-				heap.Push(hh, hitRef{p, i, keys})
-			} else if compareKeys(keys, hh.refs[0].keys, desc) < 0 {
-				hh.refs[0] = hitRef{p, i, keys}
-				heap.Fix(hh, 0)
-			}
-		}
-		if p.loadErr != nil {
-			return nil, p.loadErr
 		}
 	}
 	res := &SearchResult{Total: total, TotalExact: !stopped && (track < 0 || total <= int64(track))}
@@ -518,6 +537,32 @@ func (s *Store) Search(ctx context.Context, req SearchRequest) (*SearchResult, e
 		res.Aggs = append(res.Aggs, a.result())
 	}
 	return res, nil
+}
+
+// matchPart returns the rows of p that match q.
+func matchPart(q Query, p *part, needTS bool) ([]int32, error) {
+	if p.blk != nil && !mayMatch(q, p) {
+		return nil, nil
+	}
+	m, err := compile(q, p)
+	if err != nil {
+		return nil, err
+	}
+	if needTS {
+		if err := p.loadTS(); err != nil {
+			return nil, err
+		}
+	}
+	var rows []int32
+	for i := 0; i < p.n; i++ {
+		if m(i) {
+			rows = append(rows, int32(i))
+		}
+	}
+	if p.loadErr != nil {
+		return nil, p.loadErr
+	}
+	return rows, nil
 }
 
 func floorDiv(a, b int64) int64 {

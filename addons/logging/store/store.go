@@ -43,6 +43,7 @@ const (
 	DefaultFlushInterval = 5 * time.Minute
 	DefaultHeadBytes     = 64 << 20
 	DefaultMaxAge        = 7 * 24 * time.Hour
+	DefaultCacheBytes    = 128 << 20
 )
 
 // Options configure a Store.
@@ -62,6 +63,10 @@ type Options struct {
 	HeadBytes int64
 	// NoSync skips fsync (tests and benchmarks measuring its cost only).
 	NoSync bool
+	// CacheBytes bounds the cache of decoded block sections (columns,
+	// token indexes, timestamps) searches share (default 128 MiB;
+	// negative = no cache).
+	CacheBytes int
 	Logger *slog.Logger
 	// Now is the clock (tests).
 	Now func() time.Time
@@ -88,6 +93,7 @@ type Store struct {
 	done      chan struct{}
 	closed    atomic.Bool
 	docSeq    atomic.Int64
+	cache     *decodeCache
 }
 
 // index is one named index (an incarnation: deleting and re-creating a
@@ -132,10 +138,16 @@ func Open(opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.CacheBytes == 0 {
+		opts.CacheBytes = DefaultCacheBytes
+	}
 	s := &Store{
 		opts: opts, log: opts.Logger.With("component", "logstore"),
 		indices: map[string]*index{}, flushReq: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	if opts.CacheBytes > 0 {
+		s.cache = newDecodeCache(opts.CacheBytes)
 	}
 	if err := os.MkdirAll(filepath.Join(opts.Dir, "indices"), 0o700); err != nil {
 		return nil, fmt.Errorf("logstore: %w", err)
@@ -160,7 +172,7 @@ func (s *Store) load() error {
 		if !e.IsDir() {
 			continue
 		}
-		idx, err := loadIndex(filepath.Join(root, e.Name()))
+		idx, err := loadIndex(filepath.Join(root, e.Name()), s.cache)
 		if err != nil {
 			s.log.Warn("skipping unreadable index directory", "dir", e.Name(), "err", err)
 			continue
@@ -226,7 +238,7 @@ type indexMeta struct {
 	Created time.Time `json:"created"`
 }
 
-func loadIndex(dir string) (*index, error) {
+func loadIndex(dir string, cache *decodeCache) (*index, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
 	if err != nil {
 		return nil, err
@@ -249,6 +261,7 @@ func loadIndex(dir string) (*index, error) {
 		if err != nil {
 			return nil, fmt.Errorf("block %s: %w", e.Name(), err)
 		}
+		blk.cache = cache
 		idx.blocks = append(idx.blocks, blk)
 	}
 	sort.Slice(idx.blocks, func(i, j int) bool { return idx.blocks[i].gen < idx.blocks[j].gen })
@@ -765,6 +778,7 @@ func (s *Store) flushAll() error {
 				}
 				break
 			}
+			blk.cache = s.cache
 			idx.mu.Lock()
 			idx.sealed = idx.sealed[1:]
 			idx.blocks = append(idx.blocks, blk)

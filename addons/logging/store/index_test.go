@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// indexCases are queries answered from the token index on blocks and by
+// scanning in heads; both must give the same counts (want).
+func indexCases() []struct {
+	name string
+	q    Query
+	want int64
+} {
+	return []struct {
+		name string
+		q    Query
+		want int64
+	}{
+		{"token", Text{Field: "message", Text: "reset"}, 20},
+		{"token upper case", Text{Field: "message", Text: "RESET"}, 20},
+		{"token any field", Text{Text: "reset"}, 20},
+		{"and tokens", Text{Field: "message", Text: "peer connection"}, 20},
+		{"any token", Text{Field: "message", Text: "reset timeout", AnyToken: true}, 40},
+		{"phrase", Text{Field: "message", Text: "connection reset", Phrase: true}, 20},
+		{"phrase reversed", Text{Field: "message", Text: "reset connection", Phrase: true}, 0},
+		{"phrase not adjacent", Text{Field: "message", Text: "connection peer", Phrase: true}, 0},
+		// Punctuation between tokens does not matter to a phrase.
+		{"phrase across punctuation", Text{Field: "message", Text: "Connection-Reset; by", Phrase: true}, 20},
+		{"phrase across path", Text{Field: "message", Text: "api/v1 items", Phrase: true}, 160},
+		{"phrase one token", Text{Field: "message", Text: "timeout", Phrase: true}, 20},
+		{"dotted token", Text{Field: "message", Text: "v2.1"}, 20},
+		{"dotted token part", Text{Field: "message", Text: "v2"}, 0},
+		{"keyword exact", Text{Field: "level.keyword", Text: "ERROR"}, 40},
+		{"keyword case", Text{Field: "level.keyword", Text: "error"}, 0},
+		{"term value", Term{Field: "level", Value: "ERROR"}, 40},
+		{"term token", Term{Field: "level", Value: "error"}, 40},
+		{"term not analyzed", Term{Field: "message", Value: "Reset"}, 0},
+		{"term keyword token", Term{Field: "message.keyword", Value: "reset"}, 0},
+		{"term long value", Term{Field: "message", Value: strings.Repeat("x", maxValueKeyLen+1)}, 1},
+		{"term number", Term{Field: "n", Value: "7"}, 1},
+		{"wildcard", Wildcard{Field: "message", Pattern: "conn*"}, 20},
+		{"not phrase", Bool{Must: []Query{Text{Field: "message", Text: "request"}}, MustNot: []Query{Text{Field: "message", Text: "connection reset", Phrase: true}}}, 180},
+		{"not term", Bool{MustNot: []Query{Term{Field: "level", Value: "error"}}}, 161},
+		{"missing token", Text{Field: "message", Text: "nothere"}, 0},
+		{"missing field", Text{Field: "nofield", Text: "reset"}, 0},
+	}
+}
+
+// fillIndexDocs stores 201 documents: every tenth "connection reset by
+// peer" with level ERROR, every tenth (other) "upstream timeout v2.1",
+// the rest "GET /api/v1/items"; one with a message longer than
+// maxValueKeyLen.
+func fillIndexDocs(t *testing.T, s *Store) {
+	t.Helper()
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var ops []Op
+	for i := range 200 {
+		msg, level := fmt.Sprintf("request %d handled GET /api/v1/items path=/items/%d", i, i), "info"
+		switch i % 10 {
+		case 0:
+			msg, level = fmt.Sprintf("request %d: Connection reset by peer", i), "ERROR"
+		case 5:
+			msg, level = fmt.Sprintf("request %d upstream timeout v2.1", i), "ERROR"
+		}
+		src := fmt.Appendf(nil, `{"@timestamp":%q,"level":%q,"message":%q,"n":%d}`, base.Add(time.Duration(i)*time.Second).Format(time.RFC3339Nano), level, msg, i)
+		ops = append(ops, Op{Index: fmt.Sprintf("logs-a%d", i%2), ID: fmt.Sprint(i), Create: true, Source: src})
+	}
+	long := strings.Repeat("x", maxValueKeyLen+1)
+	ops = append(ops, Op{Index: "logs-a0", ID: "long", Create: true, Source: fmt.Appendf(nil, `{"@timestamp":%q,"message":%q}`, base.Format(time.RFC3339Nano), long)})
+	res, err := s.Bulk(context.Background(), ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Status != 201 {
+			t.Fatalf("bulk: %d %v", r.Status, r.Err)
+		}
+	}
+}
+
+// TestTokenIndex checks that queries answered from the blocks' token
+// indexes agree with the scanning matcher used on heads.
+func TestTokenIndex(t *testing.T) {
+	for _, flushed := range []bool{false, true} {
+		t.Run(fmt.Sprint("flushed=", flushed), func(t *testing.T) {
+			s := openT(t, t.TempDir())
+			defer s.Close()
+			fillIndexDocs(t, s)
+			if flushed {
+				if err := s.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range s.snapshot([]string{"logs-*"}) {
+					if p.blk == nil || p.blk.meta.IndexVersion != tokIndexVersion {
+						t.Fatalf("part %d is not an indexed block", p.gen)
+					}
+				}
+			}
+			for _, c := range indexCases() {
+				n, err := s.Count(context.Background(), []string{"logs-*"}, c.q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n != c.want {
+					t.Errorf("%s: count = %d, want %d", c.name, n, c.want)
+				}
+			}
+		})
+	}
+}
+
+func TestTokIndexEncoding(t *testing.T) {
+	var ps []posting
+	for row := range 5000 {
+		ps = append(ps, posting{uint64(row % 7), uint32(row)}, posting{uint64(row%7) << 40, uint32(row)}, posting{uint64(row % 7), uint32(row)})
+	}
+	x, err := decodeTokIndex(encodeTokIndex(sortPostings(ps)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(x.keys) != 13 { // 0 is shared by both key families
+		t.Fatalf("keys = %d", len(x.keys))
+	}
+	b := newBitset(5000)
+	if err := b.addRows(x.postings(3<<40), 5000); err != nil {
+		t.Fatal(err)
+	}
+	if b.count() != 714 || !b.has(3) || !b.has(4994) || b.has(4) {
+		t.Fatalf("postings of key 3<<40: %d rows", b.count())
+	}
+	if x.postings(99) != nil {
+		t.Fatal("absent key has postings")
+	}
+	if _, err := decodeTokIndex([]byte{5, 1}); err == nil {
+		t.Fatal("truncated index decoded")
+	}
+}
+
+// TestOpenVersion1 opens a store written before the token index existed
+// (testdata/v1: fill(300) then Flush), answers from it by scanning, and
+// answers from it and new indexed blocks together.
+func TestOpenVersion1(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("testdata/v1")); err != nil {
+		t.Fatal(err)
+	}
+	// CopyFS keeps read-only modes; the store needs to write.
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			mode := os.FileMode(0o600)
+			if d.IsDir() {
+				mode = 0o700
+			}
+			_ = os.Chmod(p, mode)
+		}
+		return nil
+	})
+	s := openT(t, dir, func(o *Options) { o.MaxAge = -1 })
+	defer s.Close()
+	parts := s.snapshot([]string{"logs-*"})
+	if len(parts) != 3 {
+		t.Fatalf("parts = %d, want 3 old blocks", len(parts))
+	}
+	for _, p := range parts {
+		if p.blk == nil || p.blk.meta.IndexVersion != 0 || p.blk.meta.Cols[0].Index != nil {
+			t.Fatal("testdata/v1 should hold blocks without token indexes")
+		}
+	}
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	check := func(old int64) {
+		t.Helper()
+		for _, c := range []struct {
+			name string
+			q    Query
+			want int64
+		}{
+			{"all", MatchAll{}, 300},
+			{"token", Text{Field: "message", Text: "ERROR"}, 30},
+			{"phrase", Text{Field: "message", Text: "disk full", Phrase: true}, 30},
+			{"term keyword", Term{Field: "kubernetes.namespace_name.keyword", Value: "ns1"}, 100},
+			{"term token", Term{Field: "kubernetes.namespace_name", Value: "ns2"}, 100},
+		} {
+			n, err := s.Count(context.Background(), []string{"logs-*"}, c.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != c.want*old {
+				t.Errorf("%s: count = %d, want %d", c.name, n, c.want*old)
+			}
+		}
+	}
+	check(1)
+	res, err := s.Search(context.Background(), SearchRequest{Indices: []string{"logs-*"}, Query: Text{Field: "message", Text: "disk full", Phrase: true}, Size: 1, Sort: []SortField{{Field: "@timestamp", Desc: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Hits) != 1 || res.Hits[0].ID != "290" || string(res.Hits[0].Source) != string(doc(290, base.Add(290*time.Second), "line 290 disk full error")) {
+		t.Fatalf("newest hit %+v", res.Hits)
+	}
+	// The same documents again (other ids) in new, indexed blocks.
+	var ops []Op
+	for i := range 300 {
+		msg := fmt.Sprintf("line %d level=info", i)
+		if i%10 == 0 {
+			msg = fmt.Sprintf("line %d disk full error", i)
+		}
+		ops = append(ops, Op{Index: fmt.Sprintf("logs-kubernetes-ns%d", i%3), ID: fmt.Sprint("new-", i), Create: true, Source: doc(i, base.Add(time.Duration(i)*time.Second), msg)})
+	}
+	if _, err := s.Bulk(context.Background(), ops); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	check(2)
+}
