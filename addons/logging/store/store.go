@@ -67,7 +67,7 @@ type Options struct {
 	// token indexes, timestamps) searches share (default 128 MiB;
 	// negative = no cache).
 	CacheBytes int
-	Logger *slog.Logger
+	Logger     *slog.Logger
 	// Now is the clock (tests).
 	Now func() time.Time
 }
