@@ -45,6 +45,13 @@ const (
 	// LogsShipperRole lets node agents (group system:nodes) write to the
 	// embedded log store: POST /logs/_bulk and GET /logs/.
 	LogsShipperRole = "system:skiff-logs-shipper"
+	// LogsReaderRole may search the embedded log store (GET /logs/*: _search,
+	// _count, _cat/indices; no _bulk, no index changes). The path is not
+	// namespaced, so a ClusterRoleBinding to it lets the subject read every
+	// namespace's logs through the API; it is bound to nobody by default.
+	// The dashboard narrows its users' searches further to the namespaces
+	// where they may get pods/log (backend/logsearch.go).
+	LogsReaderRole = "system:skiff-logs-reader"
 	// ControllerManagerRole aggregates the roles of the controllers the
 	// controller manager runs; it is bound to UserKubeControllerManager.
 	ControllerManagerRole = "system:skiff:kube-controller-manager-controllers"
@@ -362,6 +369,7 @@ func ClusterRoles() []rbacv1.ClusterRole {
 		// Node agents ship container logs into the embedded log store
 		// (addons/logging) through the API server.
 		clusterRole(LogsShipperRole, nil, urls(v("post", "put"), "/logs/_bulk"), urls(v("get", "head"), "/logs", "/logs/")),
+		clusterRole(LogsReaderRole, nil, urls(v("get", "head"), "/logs", "/logs/", "/logs/*")),
 	}
 }
 
