@@ -22,6 +22,8 @@ type NodeUsage struct {
 	Window time.Duration
 	CPU    int64
 	Memory int64
+	// CPUTotal is the cumulative CPU (usageCoreNanoSeconds), for counters.
+	CPUTotal uint64
 	// NetworkRx and NetworkTx are bytes per second on the node's default
 	// interface (0 until two samples exist); FsUsed and FsCapacity are
 	// the node filesystem's.
@@ -39,15 +41,23 @@ type PodUsage struct {
 	Time                       time.Time
 	Window                     time.Duration
 	CPU, Memory                int64
-	NetworkRx, NetworkTx       float64
-	Containers                 []ContainerUsage
-	Stale                      bool
+	// CPUTotal (cumulative core-nanoseconds) and WorkingSet are the pod's
+	// own (its cgroup's, pause and all) when the agent reports them, else
+	// its containers' sums (CPU and Memory are always the containers' sums,
+	// as metrics-server's).
+	CPUTotal             uint64
+	WorkingSet           int64
+	NetworkRx, NetworkTx float64
+	Containers           []ContainerUsage
+	Stale                bool
 }
 
-// ContainerUsage is one container's latest usage.
+// ContainerUsage is one container's latest usage; CPUTotal is cumulative
+// (core-nanoseconds).
 type ContainerUsage struct {
 	Name        string
 	CPU, Memory int64
+	CPUTotal    uint64
 }
 
 // VolumeUsage is the latest usage of a PersistentVolumeClaim's volume, as
@@ -216,7 +226,7 @@ func (c *Collector) update(st *nodeState, node string, s *Summary) {
 	n := s.Node
 	if n.CPU != nil && n.CPU.UsageCoreNanoSeconds != nil && n.Memory != nil && n.Memory.WorkingSetBytes != nil {
 		t := n.CPU.Time.Time
-		u := &NodeUsage{Name: node, Time: t, Memory: int64(*n.Memory.WorkingSetBytes)}
+		u := &NodeUsage{Name: node, Time: t, Memory: int64(*n.Memory.WorkingSetBytes), CPUTotal: *n.CPU.UsageCoreNanoSeconds}
 		if r, d, ok := rate(st.cpu, t, *n.CPU.UsageCoreNanoSeconds); ok {
 			u.CPU, u.Window = int64(r), d
 		} else if n.CPU.UsageNanoCores != nil {
@@ -264,7 +274,7 @@ func (c *Collector) update(st *nodeState, node string, s *Summary) {
 			key := ps.PodRef.UID + "/" + cs.Name
 			t := cs.CPU.Time.Time
 			ctrs[key] = cum{t, *cs.CPU.UsageCoreNanoSeconds}
-			cu := ContainerUsage{Name: cs.Name, Memory: int64(*cs.Memory.WorkingSetBytes)}
+			cu := ContainerUsage{Name: cs.Name, Memory: int64(*cs.Memory.WorkingSetBytes), CPUTotal: *cs.CPU.UsageCoreNanoSeconds}
 			if r, d, ok := rate(st.ctrs[key], t, *cs.CPU.UsageCoreNanoSeconds); ok {
 				cu.CPU = int64(r)
 				p.Window = max(p.Window, d)
@@ -280,7 +290,15 @@ func (c *Collector) update(st *nodeState, node string, s *Summary) {
 			}
 			p.CPU += cu.CPU
 			p.Memory += cu.Memory
+			p.CPUTotal += cu.CPUTotal
 			p.Containers = append(p.Containers, cu)
+		}
+		p.WorkingSet = p.Memory
+		if ps.CPU != nil && ps.CPU.UsageCoreNanoSeconds != nil {
+			p.CPUTotal = *ps.CPU.UsageCoreNanoSeconds
+		}
+		if ps.Memory != nil && ps.Memory.WorkingSetBytes != nil {
+			p.WorkingSet = int64(*ps.Memory.WorkingSetBytes)
 		}
 		if net := ps.Network; net != nil && net.RxBytes != nil && net.TxBytes != nil {
 			prev := st.podNet[ps.PodRef.UID]

@@ -39,6 +39,10 @@ func testCollector(tb testing.TB, sc Scraper, nodes cache.Indexer, reg prometheu
 		nodes: corelisters.NewNodeLister(nodes), pods: corelisters.NewPodLister(cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})),
 		history: NewHistory(int(DefaultHistory / DefaultInterval)), metrics: m, state: map[string]*nodeState{},
 	}
+	c.usage = &usageCollector{c: c}
+	if err := registerUsage(reg, c.usage); err != nil {
+		tb.Fatal(err)
+	}
 	c.last.Store(&Snapshot{Nodes: map[string]*NodeUsage{}, Pods: map[string]*PodUsage{}, Volumes: map[string]*VolumeUsage{}})
 	return c
 }

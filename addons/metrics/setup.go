@@ -52,7 +52,8 @@ type Options struct {
 	// History is how far back the history reaches (default 1h): it keeps
 	// History/Interval rounds per series.
 	History time.Duration
-	// Registerer receives the add-on's own metrics (nil = none).
+	// Registerer receives the add-on's own metrics and the cluster usage
+	// in the kubelet's metric names (UsageCollector); nil = none.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -66,6 +67,7 @@ type Collector struct {
 	factory informers.SharedInformerFactory
 	history *History
 	metrics *addonMetrics
+	usage   *usageCollector
 	ready   atomic.Bool
 
 	mu    sync.Mutex // rounds
@@ -111,8 +113,27 @@ func New(opts Options) (*Collector, error) {
 		history: NewHistory(int((opts.History + opts.Interval - 1) / opts.Interval)),
 		metrics: m, state: map[string]*nodeState{},
 	}
+	c.usage = &usageCollector{c: c}
+	if err := registerUsage(opts.Registerer, c.usage); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	c.last.Store(&Snapshot{Nodes: map[string]*NodeUsage{}, Pods: map[string]*PodUsage{}, Volumes: map[string]*VolumeUsage{}})
 	return c, nil
+}
+
+// registerUsage registers the usage collector, replacing one of an earlier
+// collector (an add-on restarted in the same process).
+func registerUsage(reg prometheus.Registerer, u prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	err := reg.Register(u)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		reg.Unregister(are.ExistingCollector)
+		err = reg.Register(u)
+	}
+	return err
 }
 
 // Run scrapes every Interval until ctx ends.

@@ -32,7 +32,10 @@ type PodSummary struct {
 		UID       string `json:"uid"`
 	} `json:"podRef"`
 	Containers []ContainerSummary `json:"containers"`
-	Network    *NetSample         `json:"network,omitempty"`
+	// CPU and Memory are the pod's own (its cgroup's), when reported.
+	CPU     *CPUSample    `json:"cpu,omitempty"`
+	Memory  *MemorySample `json:"memory,omitempty"`
+	Network *NetSample    `json:"network,omitempty"`
 	// Volumes are the pod's volumes; only those with a pvcRef are kept.
 	Volumes []VolumeSample `json:"volume,omitempty"`
 }

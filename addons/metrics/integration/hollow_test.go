@@ -318,6 +318,31 @@ func TestMetricsAPIWithHollowNodes(t *testing.T) {
 		}
 	})
 
+	t.Run("usage in the kubelet's names on the API server's /metrics", func(t *testing.T) {
+		var body string
+		eventually(t, 10*time.Second, "usage series", func() error {
+			b, err := rest.Get().AbsPath("/metrics").DoRaw(ctx)
+			if err != nil {
+				return err
+			}
+			body = string(b)
+			for _, want := range []string{
+				"# TYPE node_cpu_usage_seconds_total counter",
+				`node_memory_working_set_bytes{node="` + nodes[0] + `"}`,
+				`pod_cpu_usage_seconds_total{namespace="` + ns + `",node="` + nodes[1] + `",pod="db"}`,
+				`container_memory_working_set_bytes{container="sidecar",namespace="` + ns + `",node="` + web.Spec.NodeName + `",pod="` + web.Name + `"}`,
+			} {
+				if !strings.Contains(body, want) {
+					return fmt.Errorf("no %s", want)
+				}
+			}
+			return nil
+		})
+		if !strings.Contains(body, "skiff_metrics_scrape_round_duration_seconds") {
+			t.Error("the add-on's own metrics are gone")
+		}
+	})
+
 	t.Run("stale node keeps its last values", func(t *testing.T) {
 		down := nodes[2]
 		before, ok := mc.NodeMetrics(down)
