@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from "react";
+import { lazy, Suspense, useEffect, useMemo, useState } from "react";
 import * as api from "./api";
 import { Live, LOGOUT } from "./live";
 import { useHash, useLive } from "./hooks";
@@ -6,6 +6,8 @@ import { parseRoute, listHref } from "./route";
 import { Overview } from "./Overview";
 import { ListView } from "./ListView";
 import { ObjectView } from "./ObjectView";
+
+const LogSearch = lazy(() => import("./LogSearch"));
 
 function Login({ onLogin, notice }: { onLogin: (s: api.Session) => void; notice?: string }) {
   const [token, setToken] = useState("");
@@ -161,8 +163,11 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
       </header>
       <nav aria-label="kinds">
         <a href={`#/overview?ns=${ns}`}>Overview</a>
+        <a href="#/logs" className={route.view === "logsearch" ? "active" : ""}>
+          Log search
+        </a>
         {sorted.map((r) => (
-          <a key={`${r.group}/${r.resource}`} href={listHref(r.group, r.version, r.resource, ns)} className={route.view !== "overview" && route.resource === r.resource ? "active" : ""}>
+          <a key={`${r.group}/${r.resource}`} href={listHref(r.group, r.version, r.resource, ns)} className={(route.view === "list" || route.view === "object") && route.resource === r.resource ? "active" : ""}>
             {r.kind}
             {r.group ? <small> {r.group}</small> : null}
           </a>
@@ -171,6 +176,11 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
       <main>
         {msg && <p className="error">{msg}</p>}
         {route.view === "overview" && <Overview live={live} ns={ns} />}
+        {route.view === "logsearch" && (
+          <Suspense fallback={<p>Loading log search…</p>}>
+            <LogSearch query={route.query} />
+          </Suspense>
+        )}
         {route.view === "list" && (
           <ListView key={`${route.group}/${route.resource}`} live={live} route={route} resource={resources.find((r) => r.group === route.group && r.resource === route.resource)} />
         )}

@@ -3,6 +3,7 @@ import * as api from "./api";
 import type { Route } from "./route";
 import { listHref, objectHref } from "./route";
 import { Logs } from "./Logs";
+import { searchLink } from "./logsearch";
 
 const Editor = lazy(() => import("./Editor"));
 
@@ -48,6 +49,11 @@ export function ObjectView({ route, rules, resource }: { route: ObjRoute; rules:
         {route.resource === "pods" && (
           <a role="tab" aria-selected={tab === "logs"} href={`${base}/logs`}>
             Logs
+          </a>
+        )}
+        {obj && searchLink(route.resource, obj) && (
+          <a className="searchlogs" href={searchLink(route.resource, obj)!}>
+            Search logs
           </a>
         )}
       </div>
