@@ -16,6 +16,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/admission/defaulttolerationseconds"
 	"github.com/skiffhq/skiff/controlplane/admission/internal/objects"
 	"github.com/skiffhq/skiff/controlplane/admission/limitranger"
+	"github.com/skiffhq/skiff/controlplane/admission/persistentvolumeclaimresize"
 	"github.com/skiffhq/skiff/controlplane/admission/podsecurity"
 	"github.com/skiffhq/skiff/controlplane/admission/priority"
 	"github.com/skiffhq/skiff/controlplane/admission/resourcequota"
@@ -37,6 +38,7 @@ const (
 	DefaultTolerationSeconds     = "DefaultTolerationSeconds"
 	DefaultStorageClass          = "DefaultStorageClass"
 	StorageObjectInUseProtection = "StorageObjectInUseProtection"
+	PersistentVolumeClaimResize  = "PersistentVolumeClaimResize"
 	DefaultIngressClass          = "DefaultIngressClass"
 	MutatingAdmissionWebhook     = "MutatingAdmissionWebhook"
 	ValidatingAdmissionWebhook   = "ValidatingAdmissionWebhook"
@@ -54,6 +56,7 @@ var Order = []string{
 	DefaultTolerationSeconds,
 	DefaultStorageClass,
 	StorageObjectInUseProtection,
+	PersistentVolumeClaimResize,
 	DefaultIngressClass,
 	MutatingAdmissionWebhook,
 	ValidatingAdmissionWebhook,
@@ -163,6 +166,8 @@ func New(cfg Config) (*Chain, error) {
 			c.plugins = append(c.plugins, defaultstorageclass.New(r))
 		case StorageObjectInUseProtection:
 			c.plugins = append(c.plugins, storageobjectinuseprotection.New())
+		case PersistentVolumeClaimResize:
+			c.plugins = append(c.plugins, persistentvolumeclaimresize.New(r))
 		case DefaultIngressClass:
 			c.plugins = append(c.plugins, defaultingressclass.New(r))
 		case MutatingAdmissionWebhook:

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
@@ -314,12 +315,22 @@ func (b *Binder) syncBoundClaim(ctx context.Context, c *corev1.PersistentVolumeC
 
 // expand grows the volume of a bound claim whose request exceeds its
 // capacity, when the claim's class allows expansion and the volume's
-// provisioner can expand; the volume's capacity, then the claim's status
-// capacity, record the new size.
+// provisioner can expand. As upstream's resizers, the claim is first
+// marked in progress (condition Resizing, status.allocatedResources set
+// to the new size, allocatedResourceStatuses ControllerResizeInProgress),
+// then the volume's capacity grows, then the claim's capacity; the
+// built-in volumes need no filesystem resize on the node, so the claim
+// ends as upstream shows an online expansion that needs none: conditions
+// and allocatedResourceStatuses cleared, allocatedResources and capacity
+// at the new size.
 func (b *Binder) expand(ctx context.Context, v *corev1.PersistentVolume, c *corev1.PersistentVolumeClaim) error {
 	req := c.Spec.Resources.Requests[corev1.ResourceStorage]
 	have := v.Spec.Capacity[corev1.ResourceStorage]
 	if req.Cmp(have) <= 0 {
+		if resizing(c) {
+			// The volume grew but the claim's last write did not land.
+			return b.finishResize(ctx, c, have)
+		}
 		return nil
 	}
 	class, _ := b.classes.Get(ClaimClass(c))
@@ -327,6 +338,10 @@ func (b *Binder) expand(ctx context.Context, v *corev1.PersistentVolume, c *core
 	if class == nil || class.AllowVolumeExpansion == nil || !*class.AllowVolumeExpansion || !ok {
 		b.event(c, corev1.EventTypeWarning, EventVolumeResizeFailed, "only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize")
 		return nil
+	}
+	c, err := b.markResizing(ctx, c, req)
+	if err != nil {
+		return err
 	}
 	if err := exp.Expand(ctx, v, req); err != nil {
 		b.event(c, corev1.EventTypeWarning, EventVolumeResizeFailed, fmt.Sprintf("resize volume %q: %v", v.Name, err))
@@ -336,12 +351,71 @@ func (b *Binder) expand(ctx context.Context, v *corev1.PersistentVolume, c *core
 	if _, err := b.client.CoreV1().PersistentVolumes().Update(ctx, v, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("record expanded capacity of volume %s: %w", v.Name, err)
 	}
-	c.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: req.DeepCopy()}
-	if _, err := b.client.CoreV1().PersistentVolumeClaims(c.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("record expanded capacity of claim %s/%s: %w", c.Namespace, c.Name, err)
+	if err := b.finishResize(ctx, c, req); err != nil {
+		return err
 	}
 	b.event(c, corev1.EventTypeNormal, EventVolumeResizeSuccessful, fmt.Sprintf("resize volume %q to %s succeeded", v.Name, req.String()))
 	return nil
+}
+
+// resizing reports whether the claim carries an unfinished resize.
+func resizing(c *corev1.PersistentVolumeClaim) bool {
+	for _, cond := range c.Status.Conditions {
+		if cond.Type == corev1.PersistentVolumeClaimResizing {
+			return true
+		}
+	}
+	_, ok := c.Status.AllocatedResourceStatuses[corev1.ResourceStorage]
+	return ok
+}
+
+// markResizing records that the claim's volume is being expanded to size
+// (upstream's MarkControllerResizeInProgress).
+func (b *Binder) markResizing(ctx context.Context, c *corev1.PersistentVolumeClaim, size resource.Quantity) (*corev1.PersistentVolumeClaim, error) {
+	c = c.DeepCopy()
+	c.Status.Conditions = withoutResizeConditions(c.Status.Conditions)
+	c.Status.Conditions = append(c.Status.Conditions, corev1.PersistentVolumeClaimCondition{
+		Type: corev1.PersistentVolumeClaimResizing, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now(),
+	})
+	if c.Status.AllocatedResources == nil {
+		c.Status.AllocatedResources = corev1.ResourceList{}
+	}
+	c.Status.AllocatedResources[corev1.ResourceStorage] = size.DeepCopy()
+	if c.Status.AllocatedResourceStatuses == nil {
+		c.Status.AllocatedResourceStatuses = map[corev1.ResourceName]corev1.ClaimResourceStatus{}
+	}
+	c.Status.AllocatedResourceStatuses[corev1.ResourceStorage] = corev1.PersistentVolumeClaimControllerResizeInProgress
+	nc, err := b.client.CoreV1().PersistentVolumeClaims(c.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("mark claim %s/%s resizing: %w", c.Namespace, c.Name, err)
+	}
+	return nc, nil
+}
+
+// finishResize records the claim's new capacity and clears the resize
+// conditions and status (upstream's MarkResizeFinished).
+func (b *Binder) finishResize(ctx context.Context, c *corev1.PersistentVolumeClaim, size resource.Quantity) error {
+	c = c.DeepCopy()
+	c.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: size.DeepCopy()}
+	c.Status.Conditions = withoutResizeConditions(c.Status.Conditions)
+	delete(c.Status.AllocatedResourceStatuses, corev1.ResourceStorage)
+	if len(c.Status.AllocatedResourceStatuses) == 0 {
+		c.Status.AllocatedResourceStatuses = nil
+	}
+	if _, err := b.client.CoreV1().PersistentVolumeClaims(c.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("record expanded capacity of claim %s/%s: %w", c.Namespace, c.Name, err)
+	}
+	return nil
+}
+
+func withoutResizeConditions(in []corev1.PersistentVolumeClaimCondition) []corev1.PersistentVolumeClaimCondition {
+	var out []corev1.PersistentVolumeClaimCondition
+	for _, c := range in {
+		if c.Type != corev1.PersistentVolumeClaimResizing && c.Type != corev1.PersistentVolumeClaimFileSystemResizePending {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // bind binds v and c to each other: the volume first (claimRef, phase
