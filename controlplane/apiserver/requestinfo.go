@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/fields"
 )
 
 // RequestInfo is what a request addresses, parsed from its path as
@@ -110,6 +112,13 @@ func ParseRequestInfo(r *http.Request) *RequestInfo {
 			info.Verb = "watch"
 		}
 	}
+	if info.Name == "" && (info.Verb == "list" || info.Verb == "watch") {
+		// A list or watch of one object by a metadata.name field selector
+		// (what the kubelet's configmap and secret watches send) addresses
+		// that object, as upstream's RequestInfoFactory sets it: the node
+		// authorizer and resourceNames rules then apply to it.
+		info.Name = selectedName(r)
+	}
 	if len(parts) < 2 && info.Verb == "delete" {
 		info.Verb = "deletecollection"
 	}
@@ -118,6 +127,21 @@ func ParseRequestInfo(r *http.Request) *RequestInfo {
 		info.Verb = "watch"
 	}
 	return info
+}
+
+// selectedName is the name a request's fieldSelector requires exactly
+// (metadata.name=x or ==x), or "" when it has none or does not parse.
+func selectedName(r *http.Request) string {
+	values := r.URL.Query()["fieldSelector"]
+	if len(values) != 1 || values[0] == "" {
+		return ""
+	}
+	sel, err := fields.ParseSelector(values[0])
+	if err != nil {
+		return ""
+	}
+	name, _ := sel.RequiresExactMatch("metadata.name")
+	return name
 }
 
 func isWatch(r *http.Request) bool {

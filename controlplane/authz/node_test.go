@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skiffhq/skiff/internal/testserver"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -54,7 +55,34 @@ func testNodeAuthorizer(t *testing.T, s *testserver.Server) {
 	expect(t, a, "GET", "/api/v1/namespaces/"+ns+"/secrets/secret-b", `secrets "secret-b" is forbidden: User "system:node:node-a" cannot get resource "secrets" in API group "" in the namespace "nodes-test"`+noRel)
 	expect(t, a, "GET", "/api/v1/namespaces/"+ns+"/configmaps/cm-b", `configmaps "cm-b" is forbidden: User "system:node:node-a" cannot get resource "configmaps" in API group "" in the namespace "nodes-test"`+noRel)
 	expect(t, a, "GET", "/api/v1/namespaces/"+ns+"/secrets/unused", `secrets "unused" is forbidden: User "system:node:node-a" cannot get resource "secrets" in API group "" in the namespace "nodes-test"`+noRel)
-	expect(t, a, "GET", "/api/v1/namespaces/"+ns+"/secrets", `secrets is forbidden: User "system:node:node-a" cannot list resource "secrets" in API group "" in the namespace "nodes-test": can only get individual resources of this type`)
+	expect(t, a, "GET", "/api/v1/namespaces/"+ns+"/secrets", `secrets is forbidden: User "system:node:node-a" cannot list resource "secrets" in API group "" in the namespace "nodes-test": No Object name found`)
+	expect(t, a, "POST", "/api/v1/namespaces/"+ns+"/secrets", `secrets is forbidden: User "system:node:node-a" cannot create resource "secrets" in API group "" in the namespace "nodes-test": can only read resources of this type`)
+	// List and watch of one related object by a metadata.name field
+	// selector, as the agent watches its pods' ConfigMaps and Secrets.
+	expect(t, a, "GET", "/api/v1/namespaces/"+ns+"/secrets?fieldSelector=metadata.name%3Dsecret-b", `secrets "secret-b" is forbidden: User "system:node:node-a" cannot list resource "secrets" in API group "" in the namespace "nodes-test"`+noRel)
+	expect(t, a, "GET", "/api/v1/namespaces/"+ns+"/configmaps?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Dcm-b", `configmaps "cm-b" is forbidden: User "system:node:node-a" cannot watch resource "configmaps" in API group "" in the namespace "nodes-test"`+noRel)
+	expect(t, a, "GET", "/api/v1/namespaces/"+ns+"/persistentvolumeclaims?fieldSelector=metadata.name%3Dany", `persistentvolumeclaims "any" is forbidden: User "system:node:node-a" cannot list resource "persistentvolumeclaims" in API group "" in the namespace "nodes-test": can only get individual resources of this type`)
+	one := metav1.ListOptions{FieldSelector: "metadata.name=secret-a"}
+	list, err := a.cs.CoreV1().Secrets(ns).List(ctx, one)
+	if err != nil || len(list.Items) != 1 || list.Items[0].Name != "secret-a" {
+		t.Fatalf("node list of its secret by name: %v, %v", list, err)
+	}
+	w, err := a.cs.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=cm-a", ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		t.Fatalf("node watch of its configmap by name: %v", err)
+	}
+	if _, err := s.Client.CoreV1().ConfigMaps(ns).Update(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm-a"}, Data: map[string]string{"k": "changed"}}, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-w.ResultChan():
+		if cm, ok := ev.Object.(*corev1.ConfigMap); !ok || cm.Name != "cm-a" || cm.Data["k"] != "changed" {
+			t.Fatalf("watch event %s %#v, want cm-a modified", ev.Type, ev.Object)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no watch event for cm-a")
+	}
+	w.Stop()
 	// A user named like a node but outside system:nodes gets nothing.
 	// (Impersonated: the server issues one client certificate per user,
 	// and node-a's is the one above, with its group.)

@@ -97,9 +97,10 @@ func (a *Authorizer) Decide(_ context.Context, u *apiserver.UserInfo, info *apis
 		return authz.NoOpinion, "", nil
 	}
 	switch {
-	case info.APIGroup == "" && info.Subresource == "" && (info.Resource == "secrets" || info.Resource == "configmaps" || info.Resource == "persistentvolumeclaims"):
-		kind := map[string]string{"secrets": kindSecret, "configmaps": kindConfigMap, "persistentvolumeclaims": kindPVC}[info.Resource]
-		return a.graphGet(node, kind, info)
+	case info.APIGroup == "" && info.Subresource == "" && (info.Resource == "secrets" || info.Resource == "configmaps"):
+		return a.graphRead(node, map[string]string{"secrets": kindSecret, "configmaps": kindConfigMap}[info.Resource], info)
+	case info.APIGroup == "" && info.Subresource == "" && info.Resource == "persistentvolumeclaims":
+		return a.graphGet(node, kindPVC, info)
 	case info.APIGroup == "" && info.Resource == "serviceaccounts" && info.Subresource == "token":
 		if info.Verb != "create" {
 			return authz.NoOpinion, "can only create tokens for individual service accounts", nil
@@ -154,6 +155,22 @@ func (a *Authorizer) volumeGet(node string, info *apiserver.RequestInfo) (authz.
 func (a *Authorizer) graphGet(node, kind string, info *apiserver.RequestInfo) (authz.Decision, string, error) {
 	if info.Verb != "get" {
 		return authz.NoOpinion, "can only get individual resources of this type", nil
+	}
+	return a.related(node, kind, info)
+}
+
+// graphRead allows get, and list and watch of one object by name (a
+// metadata.name field selector: the agent watches the ConfigMaps and
+// Secrets its pods use), of an object referenced by a pod of node, as
+// upstream's authorizeReadNamespacedObject.
+func (a *Authorizer) graphRead(node, kind string, info *apiserver.RequestInfo) (authz.Decision, string, error) {
+	switch info.Verb {
+	case "get", "list", "watch":
+	default:
+		return authz.NoOpinion, "can only read resources of this type", nil
+	}
+	if info.Namespace == "" {
+		return authz.NoOpinion, "can only read namespaced object of this type", nil
 	}
 	return a.related(node, kind, info)
 }
