@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/skiffhq/skiff/addons/metrics"
 	"golang.org/x/time/rate"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,6 +56,14 @@ type Options struct {
 	// tokens that expire or are revoked (default 1m). RBAC changes seen
 	// by the backend's informers trigger a check at once.
 	ReauthInterval time.Duration
+	// Metrics is the metrics add-on's collector when it runs in the same
+	// process (skiff server): the websocket then serves its history and
+	// latest usage (metrics.go). Nil: charts say the history is
+	// unavailable.
+	Metrics *metrics.Collector
+	// MetricsPoll is how often a metrics feed looks for a new scrape
+	// round (default 1s).
+	MetricsPoll time.Duration
 	// InsecureCookies drops the cookie's Secure attribute (plain-HTTP
 	// development only).
 	InsecureCookies bool
@@ -101,6 +110,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.LoginRate <= 0 {
 		opts.LoginRate = 2
+	}
+	if opts.MetricsPoll <= 0 {
+		opts.MetricsPoll = time.Second
 	}
 	if opts.ReauthInterval <= 0 {
 		opts.ReauthInterval = time.Minute
@@ -195,6 +207,8 @@ func (s *Server) routes() http.Handler {
 			r.Post("/apply", s.apply)
 			r.Post("/scale", s.scale)
 			r.Get("/logs", s.logs)
+			r.Get("/logsearch", s.logSearch)
+			r.Get("/logsearch/context", s.logContext)
 			r.Get("/ws", s.websocket)
 		})
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) {

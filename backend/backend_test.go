@@ -66,6 +66,12 @@ func start(t *testing.T, opts ...func(*backend.Options)) *env {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	return backendOn(t, ts, opts...)
+}
+
+// backendOn starts a dashboard backend in front of ts.
+func backendOn(t *testing.T, ts *testserver.Server, opts ...func(*backend.Options)) *env {
+	t.Helper()
 	cc, err := ts.ComponentConfig(bootstrap.UserDashboard, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -188,7 +188,7 @@ func (s *Server) reauthorize(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			for _, verb := range reviewVerbs {
+			for _, verb := range t.az.reviewVerbs() {
 				ok, err := review(t.c.sess, verb, t.az)
 				switch {
 				case apierrors.IsUnauthorized(err):

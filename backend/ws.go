@@ -61,6 +61,10 @@ type clientMsg struct {
 	Sort      Sort              `json:"sort"`
 	Page      Page              `json:"page"`
 	Known     map[string]string `json:"known"`
+	// Kind, Name and Limit describe a metrics feed (metrics.go).
+	Kind  string `json:"kind"`
+	Name  string `json:"name"`
+	Limit int    `json:"limit"`
 }
 
 type pageMsg struct {
@@ -126,6 +130,18 @@ type subAuthz struct {
 	gvr        schema.GroupVersionResource
 	ns         string
 	namespaced bool
+	// verbs are the verbs reviewed (default list and watch); what names
+	// the kind in messages (default the resource).
+	verbs []string
+	what  string
+}
+
+// reviewVerbs are the verbs the subscription needs.
+func (a *subAuthz) reviewVerbs() []string {
+	if a.verbs != nil {
+		return a.verbs
+	}
+	return reviewVerbs
 }
 
 // denied describes a refused verb for the user.
@@ -137,7 +153,11 @@ func (a *subAuthz) denied(user, verb string) string {
 	if !a.namespaced {
 		where = "at cluster scope"
 	}
-	return fmt.Sprintf("%s cannot %s %s %s", user, verb, a.gvr.Resource, where)
+	what := a.what
+	if what == "" {
+		what = a.gvr.Resource
+	}
+	return fmt.Sprintf("%s cannot %s %s %s", user, verb, what, where)
 }
 
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
@@ -245,6 +265,8 @@ func (c *wsConn) readLoop() {
 			c.send(map[string]string{"type": "pong"})
 		case "subscribe":
 			c.subscribe(m)
+		case "metrics":
+			c.subscribeMetrics(m)
 		case "unsubscribe":
 			c.unsubscribe(m.ID)
 		default:
@@ -273,6 +295,24 @@ func (c *wsConn) unsubscribe(id string) {
 }
 
 func (c *wsConn) subscribe(m clientMsg) {
+	q, err := compileQuery(m.Filter, m.Sort, m.Page)
+	gvr := schema.GroupVersionResource{Group: m.Group, Version: m.Version, Resource: m.Resource}
+	c.start(m, func(ctx context.Context, sub *subscription) error {
+		if err != nil {
+			return &subError{http.StatusBadRequest, fmt.Sprintf("subscribe: %v", err)}
+		}
+		return c.runSubscription(ctx, sub, m, gvr, q)
+	})
+}
+
+// subscribeMetrics starts a metrics feed (metrics.go).
+func (c *wsConn) subscribeMetrics(m clientMsg) {
+	c.start(m, func(ctx context.Context, sub *subscription) error { return c.runMetrics(ctx, sub, m) })
+}
+
+// start replaces subscription m.ID with one running run until it ends or
+// is unsubscribed; run's error goes to the browser.
+func (c *wsConn) start(m clientMsg, run func(ctx context.Context, sub *subscription) error) {
 	fail := func(code int, format string, args ...any) {
 		c.send(errorMsg{Type: "error", ID: m.ID, Code: code, Message: fmt.Sprintf(format, args...)})
 	}
@@ -288,12 +328,6 @@ func (c *wsConn) subscribe(m clientMsg) {
 		fail(http.StatusTooManyRequests, "subscribe: at most 32 subscriptions per connection")
 		return
 	}
-	q, err := compileQuery(m.Filter, m.Sort, m.Page)
-	if err != nil {
-		fail(http.StatusBadRequest, "subscribe: %v", err)
-		return
-	}
-	gvr := schema.GroupVersionResource{Group: m.Group, Version: m.Version, Resource: m.Resource}
 	ctx, cancel := context.WithCancel(c.ctx)
 	sub := &subscription{id: m.ID, cancel: cancel, done: make(chan struct{})}
 	c.mu.Lock()
@@ -302,7 +336,7 @@ func (c *wsConn) subscribe(m clientMsg) {
 	go func() {
 		defer close(sub.done)
 		defer cancel()
-		if err := c.runSubscription(ctx, sub, m, gvr, q); err != nil && ctx.Err() == nil {
+		if err := run(ctx, sub); err != nil && ctx.Err() == nil {
 			var se *subError
 			if errors.As(err, &se) {
 				fail(se.code, "%s", se.msg)

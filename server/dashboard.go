@@ -33,7 +33,8 @@ func (s *Server) runDashboard(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
-	d, err := backend.New(backend.Options{CacheConfig: rc, Logger: s.cfg.Logger})
+	// The metrics add-on (started before) feeds the dashboard's charts.
+	d, err := backend.New(backend.Options{CacheConfig: rc, Metrics: s.metrics, Logger: s.cfg.Logger})
 	if err != nil {
 		return err
 	}
