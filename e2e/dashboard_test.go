@@ -17,7 +17,8 @@ import (
 // TestDashboardBrowser drives Debian's Chromium (playwright-core, headless)
 // against the dashboard of a real `bin/skiff server`: token login, a
 // Deployment created with kubectl appearing live, scaling from the UI and
-// from the YAML editor, and a `view` user who cannot delete. The browser
+// from the YAML editor, a `view` user who cannot delete, and the log search
+// page over lines indexed into the embedded log store. The browser
 // part is web/e2e/dashboard.e2e.mjs; screenshots land in e2e/artifacts/.
 func TestDashboardBrowser(t *testing.T) {
 	chromium := "/usr/bin/chromium"
@@ -68,7 +69,7 @@ func TestDashboardBrowser(t *testing.T) {
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join(root, "web", "e2e", "dashboard.e2e.mjs"))
 	cmd.Dir = root

@@ -4,6 +4,8 @@
 // failure; prints one JSON line of measurements.
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const env = (k) => {
@@ -29,6 +31,19 @@ async function poll(what, fn, timeout = 20000) {
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${what}: not met in ${timeout} ms (last: ${last})`);
+}
+
+// indexLogs posts _bulk NDJSON to the embedded log store through the API
+// server as the admin (kubectl create --raw).
+function indexLogs(ndjson) {
+  const tmp = mkdtempSync(join(tmpdir(), "skiff-e2e-logs-"));
+  try {
+    writeFileSync(join(tmp, "bulk.ndjson"), ndjson);
+    const out = JSON.parse(kubectl("create", "--raw", "/logs/_bulk", "-f", join(tmp, "bulk.ndjson")));
+    if (out.errors) throw new Error(`bulk: ${JSON.stringify(out.items.find((x) => x.create?.error))}`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 async function login(browser, token) {
@@ -125,6 +140,93 @@ try {
   step("theme switch");
   await page.click("button[aria-label='toggle theme']");
   await shot(page, "pods-light");
+
+  step("log search: lines indexed through /logs/_bulk are found, histogram, facets, context, highlight");
+  // The e2e server runs without a node agent (--disable-agent), so no
+  // container logs flow: the test indexes lines for two of the web pods
+  // into the embedded store as the admin, as a shipper would.
+  const pods = kubectl("get", "pods", "-n", "default", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.uid}{'\\n'}{end}")
+    .split("\n")
+    .map((l) => l.trim().split(" "))
+    .slice(0, 2);
+  if (pods.length < 2) throw new Error(`want two web pods, have ${JSON.stringify(pods)}`);
+  const t0 = Date.now() - 5 * 60_000;
+  let bulk = "";
+  for (const [i, [name, uid]] of pods.entries()) {
+    for (let j = 0; j < 20; j++) {
+      bulk += JSON.stringify({ create: { _index: "logs-kubernetes-default", _id: `e2e-${name}-${j}` } }) + "\n";
+      bulk +=
+        JSON.stringify({
+          "@timestamp": new Date(t0 + j * 10_000 + i).toISOString(),
+          message: `e2e line ${j} of ${name}${j % 5 === 0 ? " payment failed" : ""}`,
+          stream: j % 2 ? "stderr" : "stdout",
+          level: j % 5 === 0 ? "error" : "info",
+          kubernetes: { namespace_name: "default", pod_name: name, pod_id: uid, container_name: "busybox", host: "e2e-node", labels: { app: "web" } },
+        }) + "\n";
+    }
+  }
+  indexLogs(bulk);
+  const total = () => page.textContent("[data-testid=log-total]");
+  const rowPods = () => page.$$eval(".lsrow", (rs) => rs.map((r) => r.getAttribute("data-pod")));
+  const ls0 = Date.now();
+  await page.goto(url + "/#/logs?q=e2e&range=1h");
+  await poll("40 lines found", async () => (await total()) === "40 lines");
+  results.logSearchMs = Date.now() - ls0;
+  const barCount = await page.$$eval(".histogram rect.bar", (rs) => rs.filter((r) => Number(r.getAttribute("data-count")) > 0).length);
+  if (barCount < 2) throw new Error(`histogram: ${barCount} non-empty bars, want the lines spread over several`);
+  if ((await page.locator(".lsrow mark", { hasText: "e2e" }).count()) === 0) throw new Error("the matched word is not highlighted");
+  await page.click(`[data-facet=pod] button[title="pod=${pods[0][0]}"]`);
+  await poll("the pod facet narrows to 20 lines", async () => (await total()) === "20 lines");
+  if ((await rowPods()).some((p) => p !== pods[0][0])) throw new Error("rows of another pod after the pod filter");
+  if (!(await page.evaluate(() => location.hash)).includes(`f=pod%3A${pods[0][0]}`)) throw new Error("the filter is not in the URL");
+  await page.fill("input[aria-label=query]", "payment AND failed");
+  await page.press("input[aria-label=query]", "Enter");
+  await poll("the query narrows to 4 lines", async () => (await total()) === "4 lines");
+  await page.click(".lsrow >> nth=1");
+  await page.click("button:has-text('Show context')");
+  await poll("context lines around the hit", async () => (await page.locator(".lscontext li").count()) >= 10);
+  if ((await page.locator(".lscontext li[aria-current=true]").count()) !== 1) throw new Error("the hit is not marked in its context");
+  await shot(page, "logsearch");
+  await page.fill("input[aria-label=query]", "payment AND (failed");
+  await page.press("input[aria-label=query]", "Enter");
+  await page.waitForSelector(".lserror[role=alert]");
+
+  step("'Search logs' on a pod page and a Deployment page opens the search pre-filtered");
+  await page.goto(url + `/#/o/core/v1/pods/default/${pods[1][0]}`);
+  await page.click("a:has-text('Search logs')");
+  await poll("the pod's 20 lines", async () => (await total()) === "20 lines");
+  if ((await rowPods()).some((p) => p !== pods[1][0])) throw new Error("rows of another pod after the pod page's link");
+  const [dl] = await Promise.all([page.waitForEvent("download"), page.click("button:has-text('Export CSV')")]);
+  const csv = readFileSync(await dl.path(), "utf8").trim().split("\r\n");
+  if (csv.length !== 21 || !csv[1].includes(pods[1][0])) throw new Error(`CSV export: ${csv.length} rows, first ${csv[1]}`);
+  await page.click("button[aria-label='toggle theme']");
+  await shot(page, "logsearch-from-pod");
+
+  step("live tail shows new lines; after a pause it continues from where it stopped");
+  const line = (msg) =>
+    JSON.stringify({ create: { _index: "logs-kubernetes-default" } }) +
+    "\n" +
+    JSON.stringify({
+      "@timestamp": new Date().toISOString(),
+      message: msg,
+      stream: "stdout",
+      kubernetes: { namespace_name: "default", pod_name: pods[1][0], pod_id: pods[1][1], container_name: "busybox", host: "e2e-node", labels: { app: "web" } },
+    }) +
+    "\n";
+  const firstRow = () => page.textContent(".lsrow >> nth=0");
+  await page.click("button:has-text('Live tail')");
+  await page.waitForSelector("text=● tailing");
+  indexLogs(line("tailed line one"));
+  await poll("the tailed line on top", async () => (await firstRow()).includes("tailed line one"));
+  await page.click("button:has-text('Pause')");
+  await page.waitForSelector("text=tail paused");
+  indexLogs(line("written while paused"));
+  await page.click("button:has-text('Resume')");
+  await poll("the line written during the pause after resuming", async () => (await firstRow()).includes("written while paused"));
+  await page.goto(url + "/#/o/apps/v1/deployments/default/web");
+  await page.click("a:has-text('Search logs')");
+  // 40 lines and the two tailed ones, all from pods the selector app=web picks.
+  await poll("the Deployment's 42 lines (by its selector app=web)", async () => (await total()) === "42 lines");
   await ctx.close();
 
   step("a view user sees the Deployment, the UI offers no delete, and the API refuses it");
