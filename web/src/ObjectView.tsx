@@ -3,6 +3,8 @@ import * as api from "./api";
 import type { Route } from "./route";
 import { listHref, objectHref } from "./route";
 import { Logs } from "./Logs";
+import type { Live } from "./live";
+import { ObjectExtras } from "./Extras";
 import { searchLink } from "./logsearch";
 
 const Editor = lazy(() => import("./Editor"));
@@ -10,7 +12,7 @@ const Editor = lazy(() => import("./Editor"));
 type ObjRoute = Extract<Route, { view: "object" }>;
 type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-export function ObjectView({ route, rules, resource }: { route: ObjRoute; rules: api.Rule[]; resource?: api.Resource }) {
+export function ObjectView({ route, rules, resource, live = null }: { route: ObjRoute; rules: api.Rule[]; resource?: api.Resource; live?: Live | null }) {
   const ref: api.Ref = { group: route.group, version: route.version, resource: route.resource, namespace: route.ns, name: route.name };
   const [obj, setObj] = useState<Any | null>(null);
   const [error, setError] = useState("");
@@ -110,6 +112,7 @@ export function ObjectView({ route, rules, resource }: { route: ObjRoute; rules:
             )}
           </div>
           <Summary obj={obj} />
+          <ObjectExtras live={live} route={route} obj={obj} />
         </div>
       )}
       {tab === "yaml" && (

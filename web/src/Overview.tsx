@@ -2,6 +2,7 @@ import type { Live } from "./live";
 import { useLive, useNow } from "./hooks";
 import { columnsFor, age } from "./columns";
 import { objectHref } from "./route";
+import { MetricsPanel, TopPods } from "./Metrics";
 
 export function Overview({ live, ns }: { live: Live | null; ns: string }) {
   const now = useNow();
@@ -19,6 +20,12 @@ export function Overview({ live, ns }: { live: Live | null; ns: string }) {
   return (
     <section>
       <h2>Cluster overview</h2>
+      <MetricsPanel
+        live={live}
+        query={ns ? { kind: "namespace", namespace: ns } : { kind: "cluster" }}
+        title={ns ? `Namespace ${ns}` : "Cluster (all nodes)"}
+      />
+      <TopPods live={live} ns={ns} />
       <h3>
         Nodes <small>({nodes.total})</small>
       </h3>

@@ -1,6 +1,7 @@
 // Table columns per kind, after kubectl's (upstream's printers); any
 // other kind, CRDs included, gets name, namespace and age.
 import type { Obj } from "./live";
+import { claimStatus, classInfo, volumeStatus } from "./storage";
 
 export interface Column {
   title: string;
@@ -99,8 +100,26 @@ const byKind: Record<string, Column[]> = {
   namespaces: [{ title: "Status", get: (o) => s(o).status?.phase ?? "" }],
   jobs: [{ title: "Completions", get: (o) => `${s(o).status?.succeeded ?? 0}/${s(o).spec?.completions ?? 1}` }],
   persistentvolumeclaims: [
-    { title: "Status", get: (o) => s(o).status?.phase ?? "" },
-    { title: "Volume", get: (o) => s(o).spec?.volumeName ?? "" },
+    { title: "Status", sort: "status.phase", get: (o) => claimStatus(s(o)).phase },
+    { title: "Volume", sort: "spec.volumeName", get: (o) => s(o).spec?.volumeName ?? "" },
+    { title: "Capacity", get: (o) => s(o).status?.capacity?.storage ?? "" },
+    { title: "Access modes", get: (o) => claimStatus(s(o)).accessModes },
+    { title: "StorageClass", sort: "spec.storageClassName", get: (o) => claimStatus(s(o)).storageClass },
+  ],
+  persistentvolumes: [
+    { title: "Capacity", get: (o) => s(o).spec?.capacity?.storage ?? "" },
+    { title: "Access modes", get: (o) => volumeStatus(s(o)).accessModes },
+    { title: "Reclaim policy", get: (o) => volumeStatus(s(o)).reclaimPolicy },
+    { title: "Status", sort: "status.phase", get: (o) => volumeStatus(s(o)).phase },
+    { title: "Claim", get: (o) => volumeStatus(s(o)).claim },
+    { title: "StorageClass", sort: "spec.storageClassName", get: (o) => s(o).spec?.storageClassName ?? "" },
+  ],
+  storageclasses: [
+    { title: "Default", get: (o) => (classInfo(s(o)).isDefault ? "yes" : "") },
+    { title: "Provisioner", sort: "provisioner", get: (o) => classInfo(s(o)).provisioner },
+    { title: "Reclaim policy", get: (o) => classInfo(s(o)).reclaimPolicy },
+    { title: "Binding mode", get: (o) => classInfo(s(o)).bindingMode },
+    { title: "Expansion", get: (o) => String(classInfo(s(o)).expansion) },
   ],
 };
 

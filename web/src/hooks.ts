@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import type { Live, Obj, Query } from "./live";
+import type { MetricsMsg, MetricsQuery } from "./metrics";
 
 export interface LiveState {
   rows: Obj[];
@@ -53,4 +54,17 @@ export function useNow(ms = 5000): number {
     return () => clearInterval(t);
   }, [ms]);
   return n;
+}
+
+/** useMetrics keeps a metrics feed open while mounted (null query: none). */
+export function useMetrics(live: Live | null, query: MetricsQuery | null): { msg?: MetricsMsg; error?: string } {
+  const [state, setState] = useState<{ msg?: MetricsMsg; error?: string }>({});
+  const key = JSON.stringify(query);
+  useEffect(() => {
+    setState({});
+    if (!live || !query) return;
+    return live.metrics(query, (msg, error) => setState(error ? { error } : { msg }));
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [live, key]);
+  return state;
 }

@@ -10,6 +10,8 @@
 // and "skiff:logout" is dispatched with the message, so the app goes back
 // to the login.
 
+import type { MetricsMsg, MetricsQuery } from "./metrics";
+
 export type Obj = { metadata: { name: string; namespace?: string; resourceVersion?: string; [k: string]: unknown }; [k: string]: unknown };
 
 export interface Query {
@@ -84,6 +86,15 @@ interface Sub {
   revoked?: boolean;
 }
 
+/** MetricsListener gets each metrics message, or the error that ended the feed. */
+export type MetricsListener = (m: MetricsMsg | undefined, err?: string) => void;
+
+interface Feed {
+  query: MetricsQuery;
+  listener: MetricsListener;
+  ended?: boolean;
+}
+
 /** LOGOUT is the window event that sends the app back to the login; its detail is the reason. */
 export const LOGOUT = "skiff:logout";
 
@@ -94,6 +105,7 @@ export function logoutEvent(message = ""): Event {
 export class Live {
   private ws?: WebSocket;
   private subs = new Map<string, Sub>();
+  private feeds = new Map<string, Feed>();
   private next = 1;
   private backoff = 250;
   private closed = false;
@@ -112,6 +124,7 @@ export class Live {
       this.backoff = 250;
       this.setStatus("open");
       for (const [id, s] of this.subs) if (!s.revoked) this.send(id, s);
+      for (const [id, f] of this.feeds) if (!f.ended) this.sendFeed(id, f);
     };
     ws.onmessage = (ev) => {
       let m: ServerMsg;
@@ -132,6 +145,15 @@ export class Live {
 
   /** handle applies one message from the backend. */
   handle(m: ServerMsg) {
+    const f = m.id ? this.feeds.get(m.id) : undefined;
+    if (f) {
+      if (m.type === "metrics") f.listener(m as unknown as MetricsMsg);
+      else if (m.type === "error" || m.type === "revoked") {
+        f.ended = true;
+        f.listener(undefined, m.message || m.type);
+      }
+      return;
+    }
     const s = m.id ? this.subs.get(m.id) : undefined;
     if (m.type === "page") {
       if (s && !s.revoked && s.view.apply(m as unknown as PageMsg)) s.listener(s.view);
@@ -179,6 +201,23 @@ export class Live {
         this.subs.delete(id);
         if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: "unsubscribe", id }));
       },
+    };
+  }
+
+  private sendFeed(id: string, f: Feed) {
+    if (this.ws?.readyState !== WebSocket.OPEN) return;
+    this.ws.send(JSON.stringify({ type: "metrics", id, ...f.query }));
+  }
+
+  /** metrics opens a metrics feed (a message per scrape round); the result ends it. */
+  metrics(query: MetricsQuery, listener: MetricsListener): () => void {
+    const id = `m${this.next++}`;
+    const f: Feed = { query, listener };
+    this.feeds.set(id, f);
+    this.sendFeed(id, f);
+    return () => {
+      this.feeds.delete(id);
+      if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: "unsubscribe", id }));
     };
   }
 
