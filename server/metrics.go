@@ -60,7 +60,7 @@ func (s *Server) newMetrics() (*metrics.Collector, error) {
 		scraper.URL = s.cfg.MetricsScrapeURL
 	}
 	return metrics.New(metrics.Options{
-		Client: cs, Scraper: scraper, Interval: s.cfg.MetricsResolution,
+		Client: cs, Scraper: scraper, Interval: s.cfg.MetricsResolution, RemoteWrite: s.cfg.MetricsRemoteWrite,
 		Registerer: s.api.MetricsRegistry(), Logger: s.cfg.Logger,
 	})
 }

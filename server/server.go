@@ -123,6 +123,9 @@ type Config struct {
 	// (tests with hollow nodes).
 	MetricsResolution time.Duration
 	MetricsScrapeURL  func(*corev1.Node) (string, error)
+	// MetricsRemoteWrite writes the add-on's usage series to a Prometheus
+	// remote write endpoint (off without a URL).
+	MetricsRemoteWrite metrics.RemoteWriteOptions
 
 	// IngressHTTPPort and IngressHTTPSPort are the ingress add-on's ports
 	// on IngressBindAddress (default 0.0.0.0); 0 turns a listener off and

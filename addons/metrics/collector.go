@@ -215,6 +215,9 @@ func (c *Collector) round(ctx context.Context) {
 	c.last.Store(snap)
 	c.mu.Unlock()
 	c.record(snap)
+	if c.rw != nil {
+		c.rw.enqueue(c.usage.current(), now)
+	}
 	c.metrics.staleNodes.Set(float64(failed))
 	c.metrics.roundSeconds.Observe(time.Since(start).Seconds())
 	c.ready.Store(true)

@@ -52,6 +52,9 @@ type Options struct {
 	// History is how far back the history reaches (default 1h): it keeps
 	// History/Interval rounds per series.
 	History time.Duration
+	// RemoteWrite, when its URL is set, writes the usage series (the
+	// UsageCollector's) to a Prometheus remote write receiver every round.
+	RemoteWrite RemoteWriteOptions
 	// Registerer receives the add-on's own metrics and the cluster usage
 	// in the kubelet's metric names (UsageCollector); nil = none.
 	Registerer prometheus.Registerer
@@ -68,6 +71,7 @@ type Collector struct {
 	history *History
 	metrics *addonMetrics
 	usage   *usageCollector
+	rw      *remoteWriter // nil = no remote write
 	ready   atomic.Bool
 
 	mu    sync.Mutex // rounds
@@ -117,6 +121,11 @@ func New(opts Options) (*Collector, error) {
 	if err := registerUsage(opts.Registerer, c.usage); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	if opts.RemoteWrite.Enabled() {
+		if c.rw, err = newRemoteWriter(opts.RemoteWrite, opts.Registerer, c.log); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
 	c.last.Store(&Snapshot{Nodes: map[string]*NodeUsage{}, Pods: map[string]*PodUsage{}, Volumes: map[string]*VolumeUsage{}})
 	return c, nil
 }
@@ -145,7 +154,12 @@ func (c *Collector) Run(ctx context.Context) error {
 			return fmt.Errorf("metrics: %v informer did not sync", typ)
 		}
 	}
-	c.log.Info("metrics add-on running", "interval", c.opts.Interval, "history_rounds", c.history.Size())
+	c.log.Info("metrics add-on running", "interval", c.opts.Interval, "history_rounds", c.history.Size(), "remote_write", c.rw != nil)
+	if c.rw != nil {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { c.rw.run(ctx) })
+	}
 	t := time.NewTicker(c.opts.Interval)
 	defer t.Stop()
 	for {

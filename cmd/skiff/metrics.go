@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/skiffhq/skiff/addons/metrics"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 )
 
@@ -76,6 +77,17 @@ func metricsCmd() *cobra.Command {
 	f.DurationVar(&opts.Timeout, "scrape-timeout", metrics.DefaultTimeout, "timeout of one node's scrape (at most --metric-resolution)")
 	f.IntVar(&opts.Workers, "scrape-workers", metrics.DefaultWorkers, "nodes scraped concurrently")
 	f.DurationVar(&opts.History, "history", metrics.DefaultHistory, "how far back the in-memory history reaches")
-	f.StringVar(&health, "health-address", "127.0.0.1:8082", "address serving /healthz, /readyz and /metrics over plain HTTP (empty = off)")
+	f.StringVar(&health, "health-address", "127.0.0.1:8082", "address serving /healthz, /readyz and /metrics (the add-on's own and the cluster usage) over plain HTTP (empty = off)")
+	remoteWriteFlags(f, &opts.RemoteWrite)
 	return cmd
+}
+
+// remoteWriteFlags are the metrics add-on's remote write flags, shared by
+// `skiff server` and `skiff metrics`.
+func remoteWriteFlags(f *pflag.FlagSet, o *metrics.RemoteWriteOptions) {
+	f.StringVar(&o.URL, "metrics-remote-write-url", "", "Prometheus remote write (1.0) endpoint the metrics add-on writes the cluster usage series to every scrape round (empty = off)")
+	f.StringVar(&o.BearerTokenFile, "metrics-remote-write-bearer-token-file", "", "file with a bearer token for the remote write endpoint (read before every request)")
+	f.StringVar(&o.Username, "metrics-remote-write-username", "", "basic auth user for the remote write endpoint")
+	f.StringVar(&o.PasswordFile, "metrics-remote-write-password-file", "", "file with the basic auth password for the remote write endpoint")
+	f.StringVar(&o.CAFile, "metrics-remote-write-ca-file", "", "PEM CA bundle the remote write endpoint's certificate is checked against (default: system roots)")
 }

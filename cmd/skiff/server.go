@@ -64,6 +64,7 @@ func serverCmd() *cobra.Command {
 	f.IntVar(&cfg.DNSPort, "dns-port", 53, "DNS add-on port on the cluster DNS IP and on 127.0.0.1")
 	f.StringSliceVar(&cfg.DNSUpstreams, "dns-upstream", nil, "upstream resolvers for non-cluster names (default: /etc/resolv.conf's nameservers)")
 	f.DurationVar(&cfg.MetricsResolution, "metric-resolution", 15*time.Second, "how often the metrics add-on scrapes every node's stats summary (metrics-server's flag)")
+	remoteWriteFlags(f, &cfg.MetricsRemoteWrite)
 	f.IntVar(&cfg.IngressHTTPPort, "ingress-http-port", 80, "ingress add-on HTTP port (0 = off; both ports 0 or --disable ingress = no ingress)")
 	f.IntVar(&cfg.IngressHTTPSPort, "ingress-https-port", 443, "ingress add-on HTTPS port (0 = off)")
 	f.StringVar(&cfg.IngressBindAddress, "ingress-bind-address", "0.0.0.0", "address the ingress listeners bind")
