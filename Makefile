@@ -8,7 +8,9 @@ export PATH := /usr/local/go/bin:$(PATH)
 # so GODEBUG defaults do not change.
 export GOTOOLCHAIN ?= go1.27.3
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/skiffhq/skiff/version.gitCommit=$(VERSION)
+# -s -w: no symbol table or DWARF (as upstream's release builds); stack
+# traces and pprof still resolve through the pclntab. 141 MB -> 98 MB.
+LDFLAGS := -s -w -X github.com/skiffhq/skiff/version.gitCommit=$(VERSION)
 DATA_DIR ?= /var/lib/skiff
 PKGS_RACE := ./controlplane/... ./server/... ./internal/... ./backend/...
 
