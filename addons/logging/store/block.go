@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -48,7 +47,8 @@ type blockMeta struct {
 	TS    section    `json:"ts"`
 	IDs   section    `json:"ids"`
 	Cols  []blockCol `json:"cols"`
-	// IndexVersion is tokIndexVersion when every column has an index.
+	// IndexVersion is tokIndexVersion when the columns carry token
+	// indexes (every column but @timestamp).
 	IndexVersion int `json:"xv,omitempty"`
 }
 
@@ -80,13 +80,15 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 	var tsBuf, idBuf []byte
 	colBufs := make([][]byte, len(h.cols))
 	last := make([]int, len(h.cols))
-	toks := make([][]uint64, len(h.cols))
-	posts := make([][]posting, len(h.cols))
+	ibs := make([]*indexBuilder, len(h.cols))
+	for c := range ibs {
+		ibs[c] = newIndexBuilder()
+		ibs[c].bloomOnly = h.cols[c] == "@timestamp"
+	}
 	for i := range last {
 		last[i] = -1
 	}
 	var prev int64
-	var tb []byte
 	for i, d := range h.docs {
 		tsBuf = binary.AppendVarint(tsBuf, d.ts-prev)
 		prev = d.ts
@@ -97,15 +99,7 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 			b = binary.AppendUvarint(b, uint64(len(v))<<2|uint64(kind))
 			colBufs[c] = append(b, v...)
 			last[c] = i
-			row := uint32(i)
-			if len(v) <= maxValueKeyLen {
-				posts[c] = append(posts[c], posting{valueKey(v), row})
-			}
-			tb = tokens(v, tb, func(t []byte) {
-				k := xxhash.Sum64(t)
-				toks[c] = append(toks[c], k)
-				posts[c] = append(posts[c], posting{k, row})
-			})
+			ibs[c].add(i, v)
 			return true
 		})
 	}
@@ -122,10 +116,12 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 	meta.TS = put(tsBuf)
 	meta.IDs = put(idBuf)
 	for c, p := range h.cols {
-		col := blockCol{Path: p, Sec: put(colBufs[c]), Bloom: newBloom(toks[c])}
-		x := put(encodeTokIndex(sortPostings(posts[c])))
-		posts[c] = nil
-		col.Index = &x
+		col := blockCol{Path: p, Sec: put(colBufs[c]), Bloom: newBloom(ibs[c].tokenKeys())}
+		if !ibs[c].bloomOnly {
+			x := put(ibs[c].encode())
+			col.Index = &x
+		}
+		ibs[c] = nil
 		meta.Cols = append(meta.Cols, col)
 	}
 	mb, err := json.Marshal(&meta)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // indexCases are queries answered from the token index on blocks and by
@@ -50,6 +52,8 @@ func indexCases() []struct {
 		{"not term", Bool{MustNot: []Query{Term{Field: "level", Value: "error"}}}, 161},
 		{"missing token", Text{Field: "message", Text: "nothere"}, 0},
 		{"missing field", Text{Field: "nofield", Text: "reset"}, 0},
+		{"timestamp token (not indexed)", Text{Field: "@timestamp", Text: "2026"}, 201},
+		{"timestamp value (not indexed)", Term{Field: "@timestamp", Value: "2026-03-01T00:00:05Z"}, 1},
 	}
 }
 
@@ -117,26 +121,36 @@ func TestTokenIndex(t *testing.T) {
 }
 
 func TestTokIndexEncoding(t *testing.T) {
-	var ps []posting
+	b := newIndexBuilder()
+	long := strings.Repeat("y", maxValueKeyLen+1)
 	for row := range 5000 {
-		ps = append(ps, posting{uint64(row % 7), uint32(row)}, posting{uint64(row%7) << 40, uint32(row)}, posting{uint64(row % 7), uint32(row)})
+		// A token twice in a value is one posting.
+		b.add(row, fmt.Appendf(nil, "T%d t%d", row%7, row%7))
+		if row == 4000 {
+			b.add(row, []byte(long))
+		}
 	}
-	x, err := decodeTokIndex(encodeTokIndex(sortPostings(ps)))
+	x, err := decodeTokIndex(b.encode())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(x.keys) != 13 { // 0 is shared by both key families
+	if len(x.keys) != 7+7+1 { // tokens, whole values, "y..."
 		t.Fatalf("keys = %d", len(x.keys))
 	}
-	b := newBitset(5000)
-	if err := b.addRows(x.postings(3<<40), 5000); err != nil {
-		t.Fatal(err)
+	for _, key := range []uint64{xxhash.Sum64String("t3"), valueKey([]byte("T3 t3"))} {
+		rows := newBitset(5000)
+		if err := rows.addRows(x.postings(key), 5000); err != nil {
+			t.Fatal(err)
+		}
+		if rows.count() != 714 || !rows.has(3) || !rows.has(4994) || rows.has(4) {
+			t.Fatalf("postings: %d rows", rows.count())
+		}
 	}
-	if b.count() != 714 || !b.has(3) || !b.has(4994) || b.has(4) {
-		t.Fatalf("postings of key 3<<40: %d rows", b.count())
+	if x.postings(valueKey([]byte(long))) != nil {
+		t.Fatal("a long value has a whole-value key")
 	}
-	if x.postings(99) != nil {
-		t.Fatal("absent key has postings")
+	if len(b.tokenKeys()) != 8 {
+		t.Fatalf("token keys = %d", len(b.tokenKeys()))
 	}
 	if _, err := decodeTokIndex([]byte{5, 1}); err == nil {
 		t.Fatal("truncated index decoded")

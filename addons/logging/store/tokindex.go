@@ -1,9 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"math/bits"
+	"slices"
 	"sort"
 
 	"github.com/cespare/xxhash/v2"
@@ -28,7 +30,7 @@ const tokIndexVersion = 1
 
 // maxValueKeyLen bounds the values whose whole-value hash is indexed;
 // exact matches of longer values scan the column.
-const maxValueKeyLen = 256
+const maxValueKeyLen = 64
 
 // valueKey hashes a whole value apart from token hashes (tokens never
 // contain 0xff, valid UTF-8 never does).
@@ -40,68 +42,135 @@ func valueKey(v []byte) uint64 {
 	return d.Sum64()
 }
 
-// posting is one (key, row) pair while a block is built.
-type posting struct {
-	key uint64
-	row uint32
+// indexBuilder collects one column's token index and bloom filter keys
+// while a block is written. Postings are chained per key in flat arrays
+// (no per-key allocation), and the keys of short values seen before are
+// remembered, so low-cardinality columns (namespace, level, labels) are
+// tokenized once per distinct value.
+type indexBuilder struct {
+	slots   map[uint64]int32 // key -> slot
+	keys    []uint64         // per slot
+	isTok   []bool           // per slot: a token (else a whole-value key)
+	first   []int32          // per slot: first posting
+	last    []int32          // per slot: last posting
+	lastRow []int32          // per slot
+	rows    []uint32         // per posting
+	next    []int32          // per posting: next posting of the slot, -1
+	memo    map[string][]int32
+	cur     []int32
+	tb      []byte
+	// bloomOnly collects token hashes for the bloom filter and no index
+	// (the @timestamp column: time ranges use the timestamp section, and
+	// its nearly unique values would double the index's size).
+	bloomOnly bool
+	toks      []uint64
 }
 
-// sortPostings sorts by key, keeping rows in their (ascending) order: an
-// LSD radix sort on 16-bit digits.
-func sortPostings(ps []posting) []posting {
-	if len(ps) < 256 {
-		sort.SliceStable(ps, func(i, j int) bool { return ps[i].key < ps[j].key })
-		return ps
-	}
-	tmp := make([]posting, len(ps))
-	var count [1 << 16]int
-	for shift := uint(0); shift < 64; shift += 16 {
-		clear(count[:])
-		for _, p := range ps {
-			count[(p.key>>shift)&0xffff]++
-		}
-		if count[(ps[0].key>>shift)&0xffff] == len(ps) {
-			continue // every key has this digit
-		}
-		sum := 0
-		for i, c := range count {
-			count[i] = sum
-			sum += c
-		}
-		for _, p := range ps {
-			d := (p.key >> shift) & 0xffff
-			tmp[count[d]] = p
-			count[d]++
-		}
-		ps, tmp = tmp, ps
-	}
-	return ps
+// maxMemoValues bounds the distinct values remembered per column.
+const maxMemoValues = 4096
+
+func newIndexBuilder() *indexBuilder {
+	return &indexBuilder{slots: map[uint64]int32{}, memo: map[string][]int32{}}
 }
 
-// encodeTokIndex encodes postings sorted by key (rows ascending within a
-// key; duplicates are dropped).
-func encodeTokIndex(ps []posting) []byte {
-	var dict, post []byte
-	nkeys := 0
+func (b *indexBuilder) slot(key uint64, tok bool) int32 {
+	s, ok := b.slots[key]
+	if !ok {
+		s = int32(len(b.keys))
+		b.slots[key] = s
+		b.keys = append(b.keys, key)
+		b.isTok = append(b.isTok, tok)
+		b.first = append(b.first, -1)
+		b.last = append(b.last, -1)
+		b.lastRow = append(b.lastRow, -1)
+	} else if tok {
+		b.isTok[s] = true
+	}
+	return s
+}
+
+func (b *indexBuilder) post(s int32, row int32) {
+	if b.lastRow[s] == row {
+		return
+	}
+	b.lastRow[s] = row
+	p := int32(len(b.rows))
+	b.rows = append(b.rows, uint32(row))
+	b.next = append(b.next, -1)
+	if b.last[s] >= 0 {
+		b.next[b.last[s]] = p
+	} else {
+		b.first[s] = p
+	}
+	b.last[s] = p
+}
+
+// add indexes value v of row (rows come in ascending order).
+func (b *indexBuilder) add(row int, v []byte) {
+	if b.bloomOnly {
+		b.tb = tokens(v, b.tb, func(t []byte) { b.toks = append(b.toks, xxhash.Sum64(t)) })
+		return
+	}
+	r := int32(row)
+	short := len(v) <= maxValueKeyLen
+	if short {
+		if slots, ok := b.memo[string(v)]; ok {
+			for _, s := range slots {
+				b.post(s, r)
+			}
+			return
+		}
+	}
+	b.cur = b.cur[:0]
+	if short {
+		b.cur = append(b.cur, b.slot(valueKey(v), false))
+	}
+	b.tb = tokens(v, b.tb, func(t []byte) { b.cur = append(b.cur, b.slot(xxhash.Sum64(t), true)) })
+	for _, s := range b.cur {
+		b.post(s, r)
+	}
+	if short && len(b.memo) < maxMemoValues {
+		b.memo[string(v)] = slices.Clone(b.cur)
+	}
+}
+
+// tokenKeys returns the distinct token hashes (for the bloom filter).
+func (b *indexBuilder) tokenKeys() []uint64 {
+	if b.bloomOnly {
+		return b.toks
+	}
+	out := make([]uint64, 0, len(b.keys))
+	for s, k := range b.keys {
+		if b.isTok[s] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// encode returns the index in the format described above.
+func (b *indexBuilder) encode() []byte {
+	order := make([]int32, len(b.keys))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(x, y int32) int { return cmp.Compare(b.keys[x], b.keys[y]) })
+	var dict []byte
+	post := make([]byte, 0, len(b.rows)+len(b.rows)/2)
 	var prevKey uint64
-	for i := 0; i < len(ps); {
-		k := ps[i].key
+	for _, s := range order {
 		start := len(post)
 		prevRow := int64(-1)
-		for ; i < len(ps) && ps[i].key == k; i++ {
-			r := int64(ps[i].row)
-			if r == prevRow {
-				continue
-			}
+		for p := b.first[s]; p >= 0; p = b.next[p] {
+			r := int64(b.rows[p])
 			post = binary.AppendUvarint(post, uint64(r-prevRow))
 			prevRow = r
 		}
-		dict = binary.AppendUvarint(dict, k-prevKey)
+		dict = binary.AppendUvarint(dict, b.keys[s]-prevKey)
 		dict = binary.AppendUvarint(dict, uint64(len(post)-start))
-		prevKey = k
-		nkeys++
+		prevKey = b.keys[s]
 	}
-	out := binary.AppendUvarint(make([]byte, 0, len(dict)+len(post)+10), uint64(nkeys))
+	out := binary.AppendUvarint(make([]byte, 0, len(dict)+len(post)+10), uint64(len(order)))
 	out = append(out, dict...)
 	return append(out, post...)
 }
