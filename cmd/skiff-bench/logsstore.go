@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"sync"
@@ -36,6 +37,7 @@ type logsStoreOpts struct {
 	clients      int
 	queries      int
 	keep         bool
+	cpuProfile   string
 }
 
 type logsIngest struct {
@@ -85,6 +87,17 @@ func logsStoreCommand() *cobra.Command {
 		Use:   "logs-store",
 		Short: "Benchmark the embedded log store: _bulk ingest over HTTP (100 B and 1 KB lines), bytes per line on disk, query_string + time range search latency, against a raw sequential write of the same bytes",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.cpuProfile != "" {
+				f, err := os.Create(o.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			res, err := runLogsStoreBench(cmd.Context(), o)
 			if err != nil {
 				return err
@@ -101,6 +114,7 @@ func logsStoreCommand() *cobra.Command {
 	f.IntVar(&o.clients, "clients", 4, "concurrent _bulk clients")
 	f.IntVar(&o.queries, "queries", 20, "timed runs per search query")
 	f.BoolVar(&o.keep, "keep", false, "keep the data directory")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	return cmd
 }
 

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/skiffhq/skiff/addons/logging/shipper"
+	"github.com/skiffhq/skiff/addons/logging/store"
+	"github.com/skiffhq/skiff/nodeagent/crilog"
+	"github.com/spf13/cobra"
+)
+
+// Issue 12's shipper target.
+const logsTargetShipperRSSMiB = 30.0
+
+type logsOpts struct {
+	small, large int
+	pods         int
+	searchLines  int
+	queries      int
+	timeout      time.Duration
+}
+
+type logsPhase struct {
+	LineBytes        int     `json:"line_bytes"`
+	Lines            int     `json:"lines"`
+	Pods             int     `json:"pods"`
+	CRIBytesPerLine  float64 `json:"cri_file_bytes_per_line"`
+	WriteSeconds     float64 `json:"container_write_seconds"`
+	Seconds          float64 `json:"write_to_searchable_seconds"`
+	LinesPerSec      float64 `json:"lines_per_second"`
+	ShipperCPU       float64 `json:"shipper_cpu_seconds"`
+	ShipperCPUPerSec float64 `json:"shipper_lines_per_cpu_second"`
+	ShipperRSSMiB    float64 `json:"shipper_max_rss_mib"`
+	ServerCPU        float64 `json:"writer_and_store_process_cpu_seconds"`
+	LinesPerCPUSec   float64 `json:"lines_per_cpu_second_all_processes"`
+	DiskBytesLine    float64 `json:"store_disk_bytes_per_line"`
+	RawMBPerSec      float64 `json:"raw_sequential_write_mb_per_second"`
+	RawLinesPerSec   float64 `json:"raw_write_lines_per_second"`
+	RatioToRaw       float64 `json:"ratio_to_raw_write"`
+}
+
+type logsResult struct {
+	Benchmark         string        `json:"benchmark"`
+	CPUs              int           `json:"cpus"`
+	LoadAvgStart      string        `json:"load_average_start"`
+	LoadAvgEnd        string        `json:"load_average_end"`
+	Path              string        `json:"path"`
+	Phases            []logsPhase   `json:"end_to_end"`
+	SearchLines       int           `json:"search_corpus_lines"`
+	SearchCorpusSecs  float64       `json:"search_corpus_load_seconds"`
+	SearchDiskBytesLn float64       `json:"search_corpus_disk_bytes_per_line"`
+	Search            []logsLatency `json:"search"`
+	TargetLinesPerSec float64       `json:"target_lines_per_second_100b"`
+	TargetRSSMiB      float64       `json:"target_shipper_rss_mib"`
+	TargetSearchMs    float64       `json:"target_search_ms"`
+	MeetsTargets      bool          `json:"meets_targets"`
+	Note              string        `json:"note"`
+}
+
+func logsCommand() *cobra.Command {
+	var o logsOpts
+	cmd := &cobra.Command{
+		Use:   "logs",
+		Short: "Benchmark the logging add-on end to end: CRI log files written in the bench, tailed by the shipper in a child process, shipped over loopback HTTP into the embedded store until searchable (100 B and 1 KB lines), shipper CPU and RSS, bytes per line on disk, search latency over a large corpus, against a raw sequential write",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := runLogsBench(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.small, "lines-100b", 1000000, "100 B lines written and shipped")
+	f.IntVar(&o.large, "lines-1kb", 200000, "1 KB lines written and shipped")
+	f.IntVar(&o.pods, "pods", 4, "pods (one container each) writing in parallel")
+	f.IntVar(&o.searchLines, "search-lines", 10000000, "lines in the search corpus (0 = skip the search part)")
+	f.IntVar(&o.queries, "queries", 20, "timed runs per search query")
+	f.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up on a phase after this long")
+	return cmd
+}
+
+// logsShipperCommand is the child process the logs benchmark measures:
+// the agent's shipper with its defaults, until SIGTERM.
+func logsShipperCommand() *cobra.Command {
+	var cfg shipper.Config
+	cmd := &cobra.Command{
+		Use:    "logs-shipper-child",
+		Hidden: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			s, err := shipper.New(cfg)
+			if err != nil {
+				return err
+			}
+			return s.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.PodLogDir, "pod-log-dir", "", "pod log folder")
+	f.StringVar(&cfg.StateDir, "state-dir", "", "checkpoint folder")
+	f.StringVar(&cfg.URL, "url", "", "Elasticsearch-compatible URL")
+	f.StringVar(&cfg.NodeName, "node-name", "bench-node", "kubernetes.host")
+	return cmd
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+func runLogsBench(ctx context.Context, o logsOpts) (*logsResult, error) {
+	dir, err := os.MkdirTemp("", "skiff-bench-logs-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	res := &logsResult{Benchmark: "logs", CPUs: runtime.NumCPU(), LoadAvgStart: loadAvg(),
+		Path:              "in-bench writer (crilog, as the node agent writes container output) -> CRI files -> shipper (child process: tail, CRI parse, metadata, go-elasticsearch bulk indexer, gzip) -> HTTP/1.1 loopback -> esapi _bulk -> store (WAL fsync, head: searchable)",
+		TargetLinesPerSec: logsTargetDocsPerSec, TargetRSSMiB: logsTargetShipperRSSMiB, TargetSearchMs: logsTargetSearchMs}
+	for _, spec := range []struct{ lines, bytes int }{{o.small, 100}, {o.large, 1000}} {
+		if spec.lines <= 0 {
+			continue
+		}
+		ph, err := logsPhaseRun(ctx, filepath.Join(dir, strconv.Itoa(spec.bytes)), spec.lines, spec.bytes, o)
+		if err != nil {
+			return nil, fmt.Errorf("%d B lines: %w", spec.bytes, err)
+		}
+		res.Phases = append(res.Phases, *ph)
+	}
+	if o.searchLines > 0 {
+		sr := &logsStoreResult{}
+		if err := benchSearch(ctx, filepath.Join(dir, "search"), logsStoreOpts{searchLines: o.searchLines, queries: o.queries}, sr); err != nil {
+			return nil, err
+		}
+		res.SearchLines, res.SearchCorpusSecs, res.SearchDiskBytesLn, res.Search = sr.SearchLines, sr.SearchCorpusSecs, sr.SearchDiskBytesLn, sr.Search
+	}
+	res.MeetsTargets = len(res.Phases) > 0 && res.Phases[0].LineBytes == 100 && res.Phases[0].LinesPerSec >= logsTargetDocsPerSec
+	for _, p := range res.Phases {
+		if p.ShipperRSSMiB >= logsTargetShipperRSSMiB {
+			res.MeetsTargets = false
+		}
+	}
+	for _, s := range res.Search {
+		if s.P50Ms > logsTargetSearchMs {
+			res.MeetsTargets = false
+		}
+	}
+	res.LoadAvgEnd = loadAvg()
+	res.Note = "lines/s = lines / (first container write -> last line counted in the store); the shipper runs with the agent's defaults in a child process (its CPU and peak RSS from wait4); writer and store share the bench process; raw write = the CRI files' bytes written sequentially in 1 MiB writes + one fsync; the search corpus is loaded in-process (as logs-store does) and queried over HTTP"
+	return res, nil
+}
+
+// logsPhaseRun writes lines CRI records of lineBytes over o.pods pods,
+// ships them with a child shipper into a fresh store and waits until the
+// store holds them all.
+func logsPhaseRun(ctx context.Context, dir string, lines, lineBytes int, o logsOpts) (*logsPhase, error) {
+	podDir, stateDir, storeDir := filepath.Join(dir, "pods"), filepath.Join(dir, "state"), filepath.Join(dir, "store")
+	st, err := store.Open(store.Options{Dir: storeDir, MaxAge: -1})
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	url, stopHTTP, err := serveStore(st)
+	if err != nil {
+		return nil, err
+	}
+	defer stopHTTP()
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	child := exec.CommandContext(ctx, self, "logs-shipper-child", "--pod-log-dir", podDir, "--state-dir", stateDir, "--url", url)
+	child.Stderr = os.Stderr
+	child.Cancel = func() error { return child.Process.Signal(syscall.SIGTERM) }
+	if err := os.MkdirAll(podDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := child.Start(); err != nil {
+		return nil, err
+	}
+	childDone := false
+	defer func() {
+		if !childDone {
+			_ = child.Process.Kill()
+			_ = child.Wait()
+		}
+	}()
+
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var criBytes int64
+	var mu sync.Mutex
+	errCh := make(chan error, o.pods)
+	for p := range o.pods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := filepath.Join(podDir, fmt.Sprintf("bench_web-%d_uid-%d", p, p), "app", "0.log")
+			w, err := crilog.Open(path)
+			if err != nil {
+				errCh <- err
+				return
+			}
+			out := w.Stream(crilog.Stdout)
+			var buf []byte
+			base := time.Now()
+			for i := p; i < lines; i += o.pods {
+				buf = appendBenchLine(buf[:0], i, base, lineBytes)
+				if _, err := out.Write(buf); err != nil {
+					errCh <- err
+					return
+				}
+			}
+			if err := w.Close(); err != nil {
+				errCh <- err
+				return
+			}
+			fi, err := os.Stat(path)
+			if err == nil {
+				mu.Lock()
+				criBytes += fi.Size()
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	writeSecs := time.Since(start).Seconds()
+	select {
+	case err := <-errCh:
+		return nil, err
+	default:
+	}
+	deadline := time.Now().Add(o.timeout)
+	for {
+		var n int64
+		for _, in := range st.Indices() {
+			n += in.Docs
+		}
+		if n >= int64(lines) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("only %d of %d lines searchable after %s", n, lines, o.timeout)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	secs := time.Since(start).Seconds()
+	serverCPU := cpuSeconds() - cpu0
+	// The count is the searchable view; check it as a query does.
+	if c, err := st.Count(ctx, []string{"logs-*"}, store.Text{Field: "message", Text: "request"}); err != nil || c != int64(lines) {
+		return nil, fmt.Errorf("query found %d of %d lines (%v)", c, lines, err)
+	}
+	_ = child.Process.Signal(syscall.SIGTERM)
+	err = child.Wait()
+	childDone = true
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return nil, err
+	}
+	ph := &logsPhase{LineBytes: lineBytes, Lines: lines, Pods: o.pods, WriteSeconds: writeSecs, Seconds: secs,
+		LinesPerSec: float64(lines) / secs, ServerCPU: serverCPU, CRIBytesPerLine: float64(criBytes) / float64(lines)}
+	if ru, ok := child.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		ph.ShipperCPU = float64(ru.Utime.Sec) + float64(ru.Utime.Usec)/1e6 + float64(ru.Stime.Sec) + float64(ru.Stime.Usec)/1e6
+		ph.ShipperRSSMiB = float64(ru.Maxrss) / 1024 // KiB on Linux
+	}
+	if ph.ShipperCPU > 0 {
+		ph.ShipperCPUPerSec = float64(lines) / ph.ShipperCPU
+	}
+	ph.LinesPerCPUSec = float64(lines) / (ph.ShipperCPU + serverCPU)
+	if err := st.Flush(); err != nil {
+		return nil, err
+	}
+	ph.DiskBytesLine = float64(dirSize(storeDir)) / float64(lines)
+	_ = os.RemoveAll(podDir)
+	mbps, err := rawWrite(filepath.Join(dir, "raw.bin"), criBytes)
+	if err != nil {
+		return nil, err
+	}
+	ph.RawMBPerSec = mbps
+	ph.RawLinesPerSec = mbps * 1e6 / ph.CRIBytesPerLine
+	ph.RatioToRaw = ph.LinesPerSec / ph.RawLinesPerSec
+	return ph, nil
+}
+
+// appendBenchLine appends one container output line of lineBytes bytes
+// (newline included): a plain-text request log, every 97th a
+// "connection reset by peer".
+func appendBenchLine(b []byte, i int, base time.Time, lineBytes int) []byte {
+	start := len(b)
+	b = base.Add(time.Duration(i) * time.Millisecond).UTC().AppendFormat(b, "15:04:05.000")
+	level := benchLevels[i%len(benchLevels)]
+	b = append(b, ' ')
+	b = append(b, level...)
+	b = append(b, " request id="...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	if i%97 == 0 {
+		b = append(b, " connection reset by peer"...)
+	} else {
+		b = append(b, " handled GET /api/v1/items path=/items/"...)
+		b = strconv.AppendInt(b, int64(i%1000), 10)
+	}
+	for len(b)-start < lineBytes-1 {
+		b = append(b, " lorem ipsum dolor sit amet consectetur"[:min(39, lineBytes-1-(len(b)-start))]...)
+	}
+	return append(b, '\n')
+}
