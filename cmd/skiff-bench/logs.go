@@ -309,7 +309,7 @@ func logsPhaseRun(ctx context.Context, dir string, lines, lineBytes int, o logsO
 // "connection reset by peer".
 func appendBenchLine(b []byte, i int, base time.Time, lineBytes int) []byte {
 	start := len(b)
-	b = base.Add(time.Duration(i) * time.Millisecond).UTC().AppendFormat(b, "15:04:05.000")
+	b = base.Add(time.Duration(i)*time.Millisecond).UTC().AppendFormat(b, "15:04:05.000")
 	level := benchLevels[i%len(benchLevels)]
 	b = append(b, ' ')
 	b = append(b, level...)
