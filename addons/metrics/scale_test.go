@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,11 +27,7 @@ type encodedScraper struct {
 }
 
 func (s *encodedScraper) Scrape(_ context.Context, n *corev1.Node) (*Summary, error) {
-	var out Summary
-	if err := json.Unmarshal(s.bodies[s.round.Load()][n.Name], &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return decodeSummary(bytes.NewReader(s.bodies[s.round.Load()][n.Name]))
 }
 
 // scaleCollector builds a collector over nodes×podsPerNode synthetic pods

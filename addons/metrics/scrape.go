@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -59,11 +58,11 @@ func (h *HTTPScraper) Scrape(ctx context.Context, node *corev1.Node) (*Summary, 
 	if limit <= 0 {
 		limit = 64 << 20
 	}
-	var s Summary
-	if err := json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(&s); err != nil {
+	s, err := decodeSummary(io.LimitReader(resp.Body, limit))
+	if err != nil {
 		return nil, fmt.Errorf("scrape %s: decode summary: %w", node.Name, err)
 	}
-	return &s, nil
+	return s, nil
 }
 
 func (h *HTTPScraper) url(node *corev1.Node) (string, error) {

@@ -147,12 +147,9 @@ func registerUsage(reg prometheus.Registerer, u prometheus.Collector) error {
 
 // Run scrapes every Interval until ctx ends.
 func (c *Collector) Run(ctx context.Context) error {
-	c.factory.Start(ctx.Done())
 	defer c.factory.Shutdown()
-	for typ, ok := range c.factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("metrics: %v informer did not sync", typ)
-		}
+	if err := c.Sync(ctx); err != nil {
+		return err
 	}
 	c.log.Info("metrics add-on running", "interval", c.opts.Interval, "history_rounds", c.history.Size(), "remote_write", c.rw != nil)
 	if c.rw != nil {
@@ -170,6 +167,31 @@ func (c *Collector) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// Sync starts the node and pod informers (until ctx ends) and waits for
+// their caches. Run calls it; a benchmark calls it and then Round.
+func (c *Collector) Sync(ctx context.Context) error {
+	c.factory.Start(ctx.Done())
+	for typ, ok := range c.factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("metrics: %v informer did not sync", typ)
+		}
+	}
+	return nil
+}
+
+// Round runs one scrape round now (Run does every Interval); not while
+// Run runs. For benchmarks and tools, after Sync.
+func (c *Collector) Round(ctx context.Context) { c.round(ctx) }
+
+// RecordLatest records the latest snapshot in the history again, as a
+// round at t whose scrapes returned the same values: a benchmark fills an
+// hour of history without an hour of scrapes. Not while Run runs.
+func (c *Collector) RecordLatest(t time.Time) {
+	snap := *c.Latest()
+	snap.Time = t
+	c.record(&snap)
 }
 
 // Ready reports whether a first scrape round has completed (/readyz).
