@@ -51,6 +51,7 @@ const (
 	logHistogramBuckets = 120
 	logAccessTTL        = 30 * time.Second
 	logMaxNamespaces    = 500
+	logMaxAnswer        = 64 << 20
 	// Markers around highlighted words: private-use characters that log
 	// lines do not carry, so the browser can split on them and render the
 	// text without ever parsing HTML.
@@ -361,9 +362,11 @@ func searchStore(ctx context.Context, sess *session, body jsonObj) (*esSearchRes
 	if err != nil {
 		return nil, fmt.Errorf("encode search: %w", err)
 	}
-	hc, err := logHTTPClient(sess.rest)
+	// The TLS transport is shared (client-go caches it per TLS config);
+	// the client only adds the user's bearer token.
+	hc, err := rest.HTTPClientFor(sess.rest)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("log store client: %w", err)
 	}
 	u := strings.TrimRight(sess.rest.Host, "/") + "/logs/" + logIndex + "/_search?ignore_unavailable=true"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, bytes.NewReader(raw))
@@ -377,9 +380,12 @@ func searchStore(ctx context.Context, sess *session, body jsonObj) (*esSearchRes
 		return nil, fmt.Errorf("log store: %w", err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, logMaxAnswer+1))
 	if err != nil {
 		return nil, fmt.Errorf("log store: %w", err)
+	}
+	if len(b) > logMaxAnswer {
+		return nil, &logStoreError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("the log store's answer is larger than %d MiB: ask for fewer lines or a narrower search", logMaxAnswer>>20)}
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, storeError(resp.StatusCode, b)
@@ -423,20 +429,6 @@ func storeError(code int, b []byte) error {
 		code = http.StatusBadGateway
 	}
 	return &logStoreError{code: code, msg: msg}
-}
-
-var logClients sync.Map // *rest.Config → *http.Client
-
-func logHTTPClient(rc *rest.Config) (*http.Client, error) {
-	if c, ok := logClients.Load(rc); ok {
-		return c.(*http.Client), nil
-	}
-	hc, err := rest.HTTPClientFor(rc)
-	if err != nil {
-		return nil, fmt.Errorf("log store client: %w", err)
-	}
-	c, _ := logClients.LoadOrStore(rc, hc)
-	return c.(*http.Client), nil
 }
 
 func writeLogError(w http.ResponseWriter, err error) {
