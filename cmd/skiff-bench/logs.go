@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ type logsOpts struct {
 	searchLines  int
 	queries      int
 	timeout      time.Duration
+	cpuProfile   string
 }
 
 type logsPhase struct {
@@ -90,6 +92,7 @@ func logsCommand() *cobra.Command {
 	f.IntVar(&o.searchLines, "search-lines", 10000000, "lines in the search corpus (0 = skip the search part)")
 	f.IntVar(&o.queries, "queries", 20, "timed runs per search query")
 	f.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up on a phase after this long")
+	f.StringVar(&o.cpuProfile, "shipper-cpuprofile", "", "write the shipper child's CPU profile to this file (suffixed with the line size)")
 	return cmd
 }
 
@@ -97,12 +100,24 @@ func logsCommand() *cobra.Command {
 // the agent's shipper with its defaults, until SIGTERM.
 func logsShipperCommand() *cobra.Command {
 	var cfg shipper.Config
+	var profile string
 	cmd := &cobra.Command{
 		Use:    "logs-shipper-child",
 		Hidden: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
+			if profile != "" {
+				f, err := os.Create(profile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			s, err := shipper.New(cfg)
 			if err != nil {
 				return err
@@ -115,6 +130,7 @@ func logsShipperCommand() *cobra.Command {
 	f.StringVar(&cfg.StateDir, "state-dir", "", "checkpoint folder")
 	f.StringVar(&cfg.URL, "url", "", "Elasticsearch-compatible URL")
 	f.StringVar(&cfg.NodeName, "node-name", "bench-node", "kubernetes.host")
+	f.StringVar(&profile, "cpuprofile", "", "write a CPU profile to this file")
 	return cmd
 }
 
@@ -187,7 +203,11 @@ func logsPhaseRun(ctx context.Context, dir string, lines, lineBytes int, o logsO
 	if err != nil {
 		return nil, err
 	}
-	child := exec.CommandContext(ctx, self, "logs-shipper-child", "--pod-log-dir", podDir, "--state-dir", stateDir, "--url", url)
+	args := []string{"logs-shipper-child", "--pod-log-dir", podDir, "--state-dir", stateDir, "--url", url}
+	if o.cpuProfile != "" {
+		args = append(args, "--cpuprofile", fmt.Sprintf("%s.%d", o.cpuProfile, lineBytes))
+	}
+	child := exec.CommandContext(ctx, self, args...)
 	child.Stderr = os.Stderr
 	child.Cancel = func() error { return child.Process.Signal(syscall.SIGTERM) }
 	if err := os.MkdirAll(podDir, 0o700); err != nil {

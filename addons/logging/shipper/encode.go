@@ -21,6 +21,8 @@ type Meta struct {
 	Host           string            `json:"host"`
 	Labels         map[string]string `json:"labels,omitempty"`
 	Annotations    map[string]string `json:"annotations,omitempty"`
+	// enc is the JSON of the fields above (see encoded).
+	enc []byte
 }
 
 // reserved are the document's own top-level keys, which fields lifted from
@@ -43,15 +45,21 @@ type logLine struct {
 // always keeps the line as written. Invalid UTF-8 is replaced by U+FFFD.
 func encode(buf *bytes.Buffer, rec *logLine, meta *Meta, lift bool) (lifted bool) {
 	buf.Reset()
+	buf.Grow(len(rec.msg) + len(meta.enc) + 96)
+	var tb [40]byte
 	buf.WriteString(`{"@timestamp":"`)
-	buf.Write(rec.time.UTC().AppendFormat(nil, time.RFC3339Nano))
+	buf.Write(rec.time.UTC().AppendFormat(tb[:0], time.RFC3339Nano))
 	buf.WriteString(`","stream":`)
 	writeString(buf, rec.stream)
 	buf.WriteString(`,"message":`)
-	writeString(buf, string(rec.msg))
+	writeBytes(buf, rec.msg)
 	buf.WriteString(`,"kubernetes":`)
-	m, _ := json.Marshal(meta)
-	buf.Write(m)
+	if meta.enc != nil {
+		buf.Write(meta.enc)
+	} else {
+		m, _ := json.Marshal(meta)
+		buf.Write(m)
+	}
 	if lift {
 		if fields := jsonObject(rec.msg); fields != nil {
 			for k, v := range fields {
@@ -92,15 +100,45 @@ func writeString(buf *bytes.Buffer, s string) {
 	buf.Write(b)
 }
 
+// writeBytes writes b as a JSON string as writeString does, without
+// going through encoding/json for the common printable ASCII text.
+func writeBytes(buf *bytes.Buffer, b []byte) {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			writeString(buf, string(b))
+			return
+		}
+	}
+	buf.WriteByte('"')
+	buf.Write(b)
+	buf.WriteByte('"')
+}
+
+// encoded renders m's JSON once, before m is shared (encode reuses it).
+func (m *Meta) encoded() *Meta {
+	m.enc = nil
+	b, err := json.Marshal(m)
+	if err == nil {
+		m.enc = b
+	}
+	return m
+}
+
 // docID is the document ID of the line starting at offset in the file
 // with identity id and fingerprint fp (a reused inode is another file): the same line always gets the same ID, so a re-ship
 // after a crash is a 409 the sink answers for a document it has.
 func docID(id fileID, fp string, offset int64) string {
-	h := sha256.New()
-	h.Write([]byte(id.String()))
-	h.Write([]byte{0})
-	h.Write([]byte(fp))
-	h.Write([]byte{0})
-	h.Write(strconv.AppendInt(nil, offset, 10))
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	return docIDFrom(docIDPrefix(id, fp), offset)
+}
+
+// docIDPrefix is what docID hashes before the offset (a tailer keeps it).
+func docIDPrefix(id fileID, fp string) []byte {
+	return []byte(id.String() + "\x00" + fp + "\x00")
+}
+
+// docIDFrom is docID from its prefix.
+func docIDFrom(prefix []byte, offset int64) string {
+	var b [96]byte
+	h := sha256.Sum256(strconv.AppendInt(append(b[:0], prefix...), offset, 10))
+	return hex.EncodeToString(h[:16])
 }

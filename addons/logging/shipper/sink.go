@@ -119,7 +119,7 @@ func backoff(attempt int) time.Duration {
 }
 
 func (k *sink) add(ctx context.Context, t *tailer, e *entry, rec *logLine, meta *Meta) {
-	d := &doc{t: t, e: e, rec: rec, meta: meta, index: IndexPrefix + meta.NamespaceName, id: docID(t.id, t.fp, rec.offset)}
+	d := &doc{t: t, e: e, rec: rec, meta: meta, index: IndexPrefix + meta.NamespaceName, id: docIDFrom(t.idPrefix, rec.offset)}
 	var buf bytes.Buffer
 	d.lifted = encode(&buf, rec, meta, true)
 	d.body = buf.Bytes()

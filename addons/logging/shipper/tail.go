@@ -41,6 +41,8 @@ type tailer struct {
 	key  string
 	fp   string
 	meta *Meta
+	// idPrefix is docIDPrefix(id, fp), set with fp.
+	idPrefix []byte
 
 	abandonOnce sync.Once
 	abandoned   chan struct{}
@@ -141,6 +143,7 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 	}
 	t.mu.Lock()
 	t.fp = fp
+	t.idPrefix = docIDPrefix(t.id, fp)
 	t.mu.Unlock()
 	var off int64
 	s.mu.Lock()
@@ -335,7 +338,7 @@ func (t *tailer) refreshMeta() {
 	} else if t.meta != nil {
 		return // keep what the pod said while it existed
 	}
-	t.meta = m
+	t.meta = m.encoded()
 }
 
 func containerImage(p *corev1.Pod, name string) string {
