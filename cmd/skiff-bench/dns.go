@@ -49,11 +49,17 @@ type dnsServerResult struct {
 	ExternalQPS  float64 `json:"cached_external_names_qps"`
 	ClusterLost  int64   `json:"cluster_queries_lost"`
 	ExternalLost int64   `json:"external_queries_lost"`
-	P50Ms        float64 `json:"cluster_p50_ms"`
-	P99Ms        float64 `json:"cluster_p99_ms"`
-	RSSMiB       float64 `json:"rss_mib"`
-	RSSAnonMiB   float64 `json:"rss_anon_mib"`
-	RSSFileMiB   float64 `json:"rss_file_mib"`
+	// CPU time per answered query (user+system, all threads), medians
+	// over the rounds: unlike QPS, this does not move with the share of
+	// the CPUs other processes on the machine take.
+	ClusterCPUus  float64 `json:"cluster_cpu_us_per_query"`
+	ExternalCPUus float64 `json:"external_cpu_us_per_query"`
+	DNSPerfCPUus  float64 `json:"dnsperf_cpu_us_per_query"`
+	P50Ms         float64 `json:"cluster_p50_ms"`
+	P99Ms         float64 `json:"cluster_p99_ms"`
+	RSSMiB        float64 `json:"rss_mib"`
+	RSSAnonMiB    float64 `json:"rss_anon_mib"`
+	RSSFileMiB    float64 `json:"rss_file_mib"`
 }
 
 type dnsBenchResult struct {
@@ -72,7 +78,10 @@ type dnsBenchResult struct {
 	TargetRSSMiB   float64         `json:"target_rss_mib"`
 	MeetsTargets   bool            `json:"meets_targets"`
 	SetupSeconds   float64         `json:"setup_seconds"`
-	Note           string          `json:"note"`
+	// LoadAvg is the 1-minute load average when the measurements start
+	// and end (the machine may be shared).
+	LoadAvg [2]float64 `json:"loadavg_1m_start_end"`
+	Note    string     `json:"note"`
 }
 
 func dnsCommand() *cobra.Command {
@@ -224,32 +233,49 @@ func runDNSBench(ctx context.Context, o dnsBenchOpts) (*dnsBenchResult, error) {
 	}
 	// Warm the caches (external names) before measuring.
 	for _, addr := range []string{skiffAddr, unboundAddr} {
-		if _, _, err := runDNSPerf(ctx, o.dnsperf, addr, externalFile, 2*time.Second, o.clients); err != nil {
+		if _, err := runDNSPerf(ctx, o.dnsperf, addr, externalFile, 2*time.Second, o.clients); err != nil {
 			return nil, err
 		}
 	}
-	type samples struct{ cluster, external, clusterLost, externalLost []float64 }
+	type samples struct {
+		cluster, external, clusterLost, externalLost []float64
+		clusterCPU, externalCPU, perfCPU             []float64
+	}
+	type side struct {
+		addr string
+		pid  int
+		into *samples
+	}
 	var sk, ub samples
-	for range o.rounds {
-		for _, s := range []struct {
-			addr string
-			into *samples
-		}{{skiffAddr, &sk}, {unboundAddr, &ub}} {
-			qps, lost, err := runDNSPerf(ctx, o.dnsperf, s.addr, clusterFile, o.duration, o.clients)
+	sides := []side{{skiffAddr, dnsCmd.Process.Pid, &sk}, {unboundAddr, ubCmd.Process.Pid, &ub}}
+	res.LoadAvg[0] = loadAvg1()
+	for r := range o.rounds {
+		// Each round swaps who goes first (skiff, unbound, unbound, skiff, ...).
+		order := sides
+		if r%2 == 1 {
+			order = []side{sides[1], sides[0]}
+		}
+		for _, s := range order {
+			run, err := measureDNSPerf(ctx, o, s.addr, clusterFile, s.pid)
 			if err != nil {
 				return nil, err
 			}
-			s.into.cluster, s.into.clusterLost = append(s.into.cluster, qps), append(s.into.clusterLost, float64(lost))
-			qps, lost, err = runDNSPerf(ctx, o.dnsperf, s.addr, externalFile, o.duration, o.clients)
+			s.into.cluster, s.into.clusterLost = append(s.into.cluster, run.qps), append(s.into.clusterLost, float64(run.lost))
+			s.into.clusterCPU, s.into.perfCPU = append(s.into.clusterCPU, run.serverCPUus), append(s.into.perfCPU, run.perfCPUus)
+			run, err = measureDNSPerf(ctx, o, s.addr, externalFile, s.pid)
 			if err != nil {
 				return nil, err
 			}
-			s.into.external, s.into.externalLost = append(s.into.external, qps), append(s.into.externalLost, float64(lost))
+			s.into.external, s.into.externalLost = append(s.into.external, run.qps), append(s.into.externalLost, float64(run.lost))
+			s.into.externalCPU = append(s.into.externalCPU, run.serverCPUus)
 		}
 	}
+	res.LoadAvg[1] = loadAvg1()
 	fill := func(r *dnsServerResult, s samples, addr string, pid int) error {
 		r.ClusterQPS, r.ExternalQPS = math.Round(medianF(s.cluster)), math.Round(medianF(s.external))
 		r.ClusterLost, r.ExternalLost = int64(medianF(s.clusterLost)), int64(medianF(s.externalLost))
+		r.ClusterCPUus, r.ExternalCPUus = round2(medianF(s.clusterCPU)), round2(medianF(s.externalCPU))
+		r.DNSPerfCPUus = round2(medianF(s.perfCPU))
 		p50, p99, err := dnsLatency(addr, ns, o.services, o.latencyQueries)
 		if err != nil {
 			return err
@@ -423,13 +449,45 @@ func waitDNSAnswer(ctx context.Context, addr, name, want string, timeout time.Du
 }
 
 var (
-	dnsperfQPS  = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
-	dnsperfLost = regexp.MustCompile(`Queries lost:\s+([0-9]+)`)
+	dnsperfQPS       = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
+	dnsperfLost      = regexp.MustCompile(`Queries lost:\s+([0-9]+)`)
+	dnsperfCompleted = regexp.MustCompile(`Queries completed:\s+([0-9]+)`)
 )
 
-// runDNSPerf runs dnsperf against addr and returns queries per second and
-// queries lost.
-func runDNSPerf(ctx context.Context, bin, addr, file string, d time.Duration, clients int) (float64, int64, error) {
+// dnsperfRun is one dnsperf run's result.
+type dnsperfRun struct {
+	qps             float64
+	lost, completed int64
+	perfCPU         time.Duration // dnsperf's own user+system time
+	serverCPUus     float64       // the server's CPU µs per completed query
+	perfCPUus       float64       // dnsperf's CPU µs per completed query
+}
+
+// measureDNSPerf runs dnsperf against the server pid listening on addr
+// and adds the server's and dnsperf's CPU time per completed query.
+func measureDNSPerf(ctx context.Context, o dnsBenchOpts, addr, file string, pid int) (dnsperfRun, error) {
+	before, err := procCPU(pid)
+	if err != nil {
+		return dnsperfRun{}, err
+	}
+	run, err := runDNSPerf(ctx, o.dnsperf, addr, file, o.duration, o.clients)
+	if err != nil {
+		return run, err
+	}
+	after, err := procCPU(pid)
+	if err != nil {
+		return run, err
+	}
+	if run.completed > 0 {
+		run.serverCPUus = float64(after-before) / float64(time.Microsecond) / float64(run.completed)
+		run.perfCPUus = float64(run.perfCPU) / float64(time.Microsecond) / float64(run.completed)
+	}
+	return run, nil
+}
+
+// runDNSPerf runs dnsperf against addr: queries per second, lost and
+// completed, and dnsperf's CPU time.
+func runDNSPerf(ctx context.Context, bin, addr, file string, d time.Duration, clients int) (dnsperfRun, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	cmd := exec.CommandContext(ctx, bin, "-s", host, "-p", port, "-d", file, "-l", strconv.Itoa(secs),
@@ -437,18 +495,36 @@ func runDNSPerf(ctx context.Context, bin, addr, file string, d time.Duration, cl
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return 0, 0, fmt.Errorf("dnsperf: %w: %s", err, out)
+		return dnsperfRun{}, fmt.Errorf("dnsperf: %w: %s", err, out)
 	}
+	var run dnsperfRun
 	m := dnsperfQPS.FindSubmatch(out)
 	if m == nil {
-		return 0, 0, fmt.Errorf("dnsperf: no QPS in output: %s", out)
+		return run, fmt.Errorf("dnsperf: no QPS in output: %s", out)
 	}
-	qps, _ := strconv.ParseFloat(string(m[1]), 64)
-	var lost int64
+	run.qps, _ = strconv.ParseFloat(string(m[1]), 64)
 	if m := dnsperfLost.FindSubmatch(out); m != nil {
-		lost, _ = strconv.ParseInt(string(m[1]), 10, 64)
+		run.lost, _ = strconv.ParseInt(string(m[1]), 10, 64)
 	}
-	return qps, lost, nil
+	if m := dnsperfCompleted.FindSubmatch(out); m != nil {
+		run.completed, _ = strconv.ParseInt(string(m[1]), 10, 64)
+	}
+	run.perfCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return run, nil
+}
+
+// loadAvg1 returns the 1-minute load average (0 if unreadable).
+func loadAvg1() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // dnsLatency sends n sequential queries for cluster names and returns the
