@@ -44,7 +44,7 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	port := freePort(t)
 	c := startClusterIn(t, filepath.Join(dir, "data"), "--token-auth-file", tokens, "--dashboard-port", fmt.Sprint(port),
-		"--ingress-http-port", "0", "--ingress-https-port", "0")
+		"--ingress-http-port", "0", "--ingress-https-port", "0", "--metric-resolution", "2s")
 	url := fmt.Sprintf("https://127.0.0.1:%d", port)
 
 	// The binary must embed the built UI, not the placeholder.
@@ -64,12 +64,16 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Fatalf("bin/skiff serves no built UI (run make build):\n%s", page)
 	}
 	c.k(t, "create", "rolebinding", "viewer-view", "--clusterrole=view", "--user=viewer", "-n", "default")
+	// Metrics charts and storage pages: a fake node agent feeds the metrics
+	// add-on; a static volume binds the claim a pod mounts.
+	startFakeAgent(t, c, filepath.Join(dir, "data"))
+	createStorageObjects(t, c)
 
 	artifacts := filepath.Join(root, "e2e", "artifacts")
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 330*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join(root, "web", "e2e", "dashboard.e2e.mjs"))
 	cmd.Dir = root

@@ -227,6 +227,40 @@ try {
   await page.click("a:has-text('Search logs')");
   // 40 lines and the two tailed ones, all from pods the selector app=web picks.
   await poll("the Deployment's 42 lines (by its selector app=web)", async () => (await total()) === "42 lines");
+
+  step("metrics: a pod's page draws CPU and memory charts with real points and adds one each scrape round; the overview ranks it");
+  // e2e/dashboard_metrics_test.go's fake agent reports pod demo/metrics-demo
+  // (0.25 cores, 64 MiB) to the real metrics add-on every 2 s.
+  await page.goto(url + "/#/o/core/v1/pods/demo/metrics-demo");
+  const chartPoints = async () => Number((await page.getAttribute("figure.chart >> nth=0", "data-points", { timeout: 1000 })) ?? 0);
+  await poll("the pod's CPU chart with points", async () => (await chartPoints()) >= 2, 60000);
+  const before = await chartPoints();
+  const t2 = Date.now();
+  await poll("a point from the next scrape round, without reload", async () => (await chartPoints()) > before, 30000);
+  results.chartRoundMs = Date.now() - t2;
+  const label = await page.getAttribute("figure.chart >> nth=0", "aria-label");
+  if (!/^Pod metrics-demo CPU over the last \d+ min: latest 250m/.test(label)) throw new Error(`chart text alternative: ${label}`);
+  await shot(page, "pod-metrics");
+  await page.goto(url + "/#/overview?ns=demo");
+  await poll("metrics-demo in the top pods", async () => ((await page.textContent("[data-testid=top-pods]", { timeout: 1000 })) ?? "").includes("demo/metrics-demo"), 30000);
+  await page.waitForSelector("figure.chart");
+  await shot(page, "overview-metrics");
+
+  step("storage: the claims table, a claim's bound volume, usage and pod, and the volume linking back");
+  await page.goto(url + "/#/r/core/v1/persistentvolumeclaims?ns=demo");
+  await page.waitForSelector('tr[data-name="data"]');
+  const pvcRow = await page.textContent('tr[data-name="data"]');
+  if (!pvcRow.includes("Bound") || !pvcRow.includes("e2e-pv") || !pvcRow.includes("RWO")) throw new Error(`claims table row: ${pvcRow}`);
+  await shot(page, "pvcs");
+  await page.click('tr[data-name="data"] a');
+  await page.waitForSelector("[data-testid=bound-volume] a:has-text('e2e-pv')");
+  await poll("the claim's usage", async () => ((await page.textContent("[data-testid=usage]", { timeout: 1000 })) ?? "").includes("256 MiB of 1.0 GiB used (25%)"), 30000);
+  await page.waitForSelector("[data-testid=claim-pods] a:has-text('metrics-demo')");
+  await shot(page, "pvc-detail");
+  await page.click("[data-testid=bound-volume] a");
+  await page.waitForSelector("[data-testid=claim-ref] a:has-text('demo/data')");
+  if ((await page.textContent("[data-testid=phase]")) !== "Bound") throw new Error("the volume is not shown Bound");
+  await shot(page, "pv-detail");
   await ctx.close();
 
   step("a view user sees the Deployment, the UI offers no delete, and the API refuses it");
