@@ -42,9 +42,13 @@ func benchBulk(b *testing.B, noSync bool) {
 
 // benchCorpus stores n 100-byte-line documents over 10 indices (every 97th
 // says "connection reset by peer") and seals them into blocks.
+// benchCacheBytes is the decode cache of benchmark stores (-1: none, to
+// measure cold searches).
+var benchCacheBytes = 0
+
 func benchCorpus(b *testing.B, n int) *Store {
 	b.Helper()
-	s, err := Open(Options{Dir: b.TempDir(), MaxAge: -1, NoSync: true})
+	s, err := Open(Options{Dir: b.TempDir(), MaxAge: -1, NoSync: true, CacheBytes: benchCacheBytes})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -94,4 +98,12 @@ func BenchmarkSearch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSearchCold is BenchmarkSearch without the decode cache: every
+// search decodes what it reads.
+func BenchmarkSearchCold(b *testing.B) {
+	benchCacheBytes = -1
+	defer func() { benchCacheBytes = 0 }()
+	BenchmarkSearch(b)
 }

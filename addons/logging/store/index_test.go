@@ -120,6 +120,36 @@ func TestTokenIndex(t *testing.T) {
 	}
 }
 
+// TestPhrasePairs checks phrases answered from token pairs: two tokens
+// exactly, longer ones whose pairs all occur but not in sequence.
+func TestPhrasePairs(t *testing.T) {
+	s := openT(t, t.TempDir())
+	defer s.Close()
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var ops []Op
+	for i, msg := range []string{"a b x b c", "a b c", "x a-b-c y", "c b a", "b c a b"} {
+		ops = append(ops, Op{Index: "logs-p", ID: fmt.Sprint(i), Create: true, Source: doc(i, base, msg)})
+	}
+	if _, err := s.Bulk(context.Background(), ops); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		phrase string
+		want   int64
+	}{{"a b", 4}, {"b c", 4}, {"a b c", 2}, {"c b a", 1}, {"b a", 1}, {"c a", 1}, {"a c", 0}, {"b c a b", 1}, {"x b c", 1}} {
+		n, err := s.Count(context.Background(), []string{"logs-p"}, Text{Field: "message", Text: c.phrase, Phrase: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != c.want {
+			t.Errorf("%q: count = %d, want %d", c.phrase, n, c.want)
+		}
+	}
+}
+
 func TestTokIndexEncoding(t *testing.T) {
 	b := newIndexBuilder()
 	long := strings.Repeat("y", maxValueKeyLen+1)
@@ -134,8 +164,8 @@ func TestTokIndexEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(x.keys) != 7+7+1 { // tokens, whole values, "y..."
-		t.Fatalf("keys = %d", len(x.keys))
+	if x.n != 7+7+7+1 { // tokens, pairs, whole values, "y..."
+		t.Fatalf("keys = %d", x.n)
 	}
 	for _, key := range []uint64{xxhash.Sum64String("t3"), valueKey([]byte("T3 t3"))} {
 		rows := newBitset(5000)

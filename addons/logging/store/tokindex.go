@@ -11,22 +11,26 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// A token index (one per column of a block, format version 1) maps keys to
+// A token index (one per column of a block, format version 2) maps keys to
 // the rows holding them. Keys are the xxhash of each lower-cased token of a
 // value (the same hashes the bloom filters and the scanning matcher use)
 // and, for values up to maxValueKeyLen bytes, a hash of the whole value
-// (valueKey). Encoding, zstd-compressed as one section:
+// (valueKey), and a hash of each pair of adjacent tokens
+// (pairKey). Encoding, zstd-compressed as one section, laid out to be
+// searched in place:
 //
-//	uvarint(number of keys)
-//	per key, ascending: uvarint(key - previous key), uvarint(postings bytes)
+//	uvarint(number of keys n)
+//	n keys, ascending, 8 bytes little-endian each
+//	n uint32 little-endian: where each key's postings end
 //	per key, in the same order: its rows as uvarint(row - previous row),
 //	the first relative to -1.
 //
 // Blocks written before the index existed have no such section; queries
 // on them scan the column as before.
 
-// tokIndexVersion is recorded in block metadata.
-const tokIndexVersion = 1
+// tokIndexVersion is recorded in block metadata (version 1, a
+// development format without pairs, is not read).
+const tokIndexVersion = 2 // blocks with another version are scanned
 
 // maxValueKeyLen bounds the values whose whole-value hash is indexed;
 // exact matches of longer values scan the column.
@@ -40,6 +44,16 @@ func valueKey(v []byte) uint64 {
 	_, _ = d.Write([]byte{0xff})
 	_, _ = d.Write(v)
 	return d.Sum64()
+}
+
+// pairKey hashes two adjacent tokens (by their hashes): a phrase of two
+// tokens is one key, a longer phrase narrows to rows with all its pairs.
+func pairKey(a, b uint64) uint64 {
+	var buf [17]byte
+	buf[0] = 0xfe
+	binary.LittleEndian.PutUint64(buf[1:], a)
+	binary.LittleEndian.PutUint64(buf[9:], b)
+	return xxhash.Sum64(buf[:])
 }
 
 // indexBuilder collects one column's token index and bloom filter keys
@@ -125,7 +139,16 @@ func (b *indexBuilder) add(row int, v []byte) {
 	if short {
 		b.cur = append(b.cur, b.slot(valueKey(v), false))
 	}
-	b.tb = tokens(v, b.tb, func(t []byte) { b.cur = append(b.cur, b.slot(xxhash.Sum64(t), true)) })
+	var prev uint64
+	first := true
+	b.tb = tokens(v, b.tb, func(t []byte) {
+		h := xxhash.Sum64(t)
+		b.cur = append(b.cur, b.slot(h, true))
+		if !first {
+			b.cur = append(b.cur, b.slot(pairKey(prev, h), false))
+		}
+		prev, first = h, false
+	})
 	for _, s := range b.cur {
 		b.post(s, r)
 	}
@@ -155,30 +178,32 @@ func (b *indexBuilder) encode() []byte {
 		order[i] = int32(i)
 	}
 	slices.SortFunc(order, func(x, y int32) int { return cmp.Compare(b.keys[x], b.keys[y]) })
-	var dict []byte
-	post := make([]byte, 0, len(b.rows)+len(b.rows)/2)
-	var prevKey uint64
+	n := len(order)
+	out := binary.AppendUvarint(make([]byte, 0, 10+12*n+len(b.rows)*3/2), uint64(n))
 	for _, s := range order {
-		start := len(post)
+		out = binary.LittleEndian.AppendUint64(out, b.keys[s])
+	}
+	ends := len(out)
+	out = append(out, make([]byte, 4*n)...)
+	post := len(out)
+	for j, s := range order {
 		prevRow := int64(-1)
 		for p := b.first[s]; p >= 0; p = b.next[p] {
 			r := int64(b.rows[p])
-			post = binary.AppendUvarint(post, uint64(r-prevRow))
+			out = binary.AppendUvarint(out, uint64(r-prevRow))
 			prevRow = r
 		}
-		dict = binary.AppendUvarint(dict, b.keys[s]-prevKey)
-		dict = binary.AppendUvarint(dict, uint64(len(post)-start))
-		prevKey = b.keys[s]
+		binary.LittleEndian.PutUint32(out[ends+4*j:], uint32(len(out)-post))
 	}
-	out := binary.AppendUvarint(make([]byte, 0, len(dict)+len(post)+10), uint64(len(order)))
-	out = append(out, dict...)
-	return append(out, post...)
+	return out
 }
 
-// tokIndex is a decoded token index.
+// tokIndex is a token index read in place (nothing is parsed before a
+// lookup).
 type tokIndex struct {
-	keys []uint64
-	offs []uint32 // len(keys)+1 offsets into post
+	n    int
+	keys []byte // n little-endian uint64, ascending
+	ends []byte // n little-endian uint32: end of each key's postings
 	post []byte
 }
 
@@ -186,46 +211,33 @@ var errCorruptIndex = errors.New("corrupt token index")
 
 func decodeTokIndex(raw []byte) (*tokIndex, error) {
 	n, k := binary.Uvarint(raw)
-	if k <= 0 || n > uint64(len(raw)) {
+	if k <= 0 || n > uint64(len(raw))/12 {
 		return nil, errCorruptIndex
 	}
-	p := k
-	x := &tokIndex{keys: make([]uint64, n), offs: make([]uint32, n+1)}
-	var key uint64
-	var off uint32
-	for i := range x.keys {
-		d, k := binary.Uvarint(raw[p:])
-		if k <= 0 {
-			return nil, errCorruptIndex
-		}
-		p += k
-		l, k := binary.Uvarint(raw[p:])
-		if k <= 0 {
-			return nil, errCorruptIndex
-		}
-		p += k
-		key += d
-		x.keys[i] = key
-		x.offs[i] = off
-		off += uint32(l)
-	}
-	x.offs[n] = off
-	x.post = raw[p:]
-	if int(off) != len(x.post) {
+	x := &tokIndex{n: int(n), keys: raw[k : k+8*int(n)], ends: raw[k+8*int(n) : k+12*int(n)], post: raw[k+12*int(n):]}
+	if n > 0 && int(binary.LittleEndian.Uint32(x.ends[4*(n-1):])) != len(x.post) {
 		return nil, errCorruptIndex
 	}
 	return x, nil
 }
 
-func (x *tokIndex) size() int { return len(x.keys)*12 + len(x.post) }
+func (x *tokIndex) size() int { return len(x.keys) + len(x.ends) + len(x.post) }
 
 // postings returns the encoded rows of key (nil when absent).
 func (x *tokIndex) postings(key uint64) []byte {
-	i := sort.Search(len(x.keys), func(i int) bool { return x.keys[i] >= key })
-	if i == len(x.keys) || x.keys[i] != key {
+	i := sort.Search(x.n, func(i int) bool { return binary.LittleEndian.Uint64(x.keys[8*i:]) >= key })
+	if i == x.n || binary.LittleEndian.Uint64(x.keys[8*i:]) != key {
 		return nil
 	}
-	return x.post[x.offs[i]:x.offs[i+1]]
+	var start uint32
+	if i > 0 {
+		start = binary.LittleEndian.Uint32(x.ends[4*(i-1):])
+	}
+	end := binary.LittleEndian.Uint32(x.ends[4*i:])
+	if start > end || int(end) > len(x.post) {
+		return nil
+	}
+	return x.post[start:end]
 }
 
 // bitset is a set of rows.
