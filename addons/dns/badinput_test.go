@@ -142,3 +142,38 @@ func FuzzServeDNS(f *testing.F) {
 		}
 	})
 }
+
+// TestOversizeQuery: a UDP query longer than the largest message the
+// add-on reads (4096 bytes) is answered FORMERR by the listener the
+// add-on serves with, and the server keeps serving; one within the limit
+// is answered.
+func TestOversizeQuery(t *testing.T) {
+	addr := listenTest(t, newTestHandler(testTable()), "127.0.0.1:0")
+	for _, c := range []struct {
+		size  int
+		rcode int
+	}{{maxUDPSize, mdns.RcodeSuccess}, {maxUDPSize + 1, mdns.RcodeFormatError}, {9000, mdns.RcodeFormatError}} {
+		m := new(mdns.Msg)
+		m.SetQuestion("web.ns1.svc.cluster.local.", mdns.TypeA)
+		m.SetEdns0(maxUDPSize, false)
+		b := pack(t, m)
+		// Pad the OPT record with an EDNS0 padding option up to c.size.
+		pad := c.size - len(b) - 4
+		b = append(b, 0, 12, byte(pad>>8), byte(pad))
+		b = append(b, make([]byte, pad)...)
+		b[len(b)-pad-4-2], b[len(b)-pad-4-1] = byte((pad+4)>>8), byte(pad+4) // OPT RDLENGTH
+		r := rawExchange(t, addr, b)
+		if r == nil {
+			t.Fatalf("%d bytes: no reply", c.size)
+		}
+		if r.Rcode != c.rcode {
+			t.Fatalf("%d bytes: rcode %s, want %s", c.size, mdns.RcodeToString[r.Rcode], mdns.RcodeToString[c.rcode])
+		}
+		if r.Id != m.Id {
+			t.Fatalf("%d bytes: reply id %d, want %d", c.size, r.Id, m.Id)
+		}
+		if r := query(t, addr, "web.ns1.svc.cluster.local.", mdns.TypeA); len(r.Answer) != 1 {
+			t.Fatalf("server stopped answering after %d bytes: %v", c.size, r)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	mdns "github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
 
@@ -144,6 +145,10 @@ func (b *batchConn) next() ([]byte, net.Addr, error) {
 		if b.pend < len(b.pending) {
 			i := b.pending[b.pend]
 			b.pend++
+			if len(b.packet(i)) > maxUDPSize {
+				b.oversize(i)
+				continue
+			}
 			pkt := append([]byte(nil), b.packet(i)...)
 			return pkt, b.addr(i), nil
 		}
@@ -159,6 +164,24 @@ func (b *batchConn) next() ([]byte, net.Addr, error) {
 func (b *batchConn) packet(i int) []byte {
 	off := i * (maxUDPSize + 1)
 	return b.bufs[off : off+int(b.rh[i].n)]
+}
+
+// oversize answers datagram i, longer than the largest message read
+// (the kernel cut it to maxUDPSize+1 bytes), with FORMERR: its header's
+// ID, opcode and RD, no sections. A response is dropped.
+func (b *batchConn) oversize(i int) {
+	start := time.Now()
+	pkt := b.packet(i)
+	if pkt[2]&0x80 != 0 {
+		return
+	}
+	var reply [12]byte
+	copy(reply[:2], pkt[:2])
+	reply[2] = 0x80 | pkt[2]&0x79 // QR, the opcode and RD of the query
+	reply[3] = mdns.RcodeFormatError
+	if _, err := b.WriteTo(reply[:], b.addr(i)); err == nil {
+		b.h.m.observe("udp", srcError, mdns.RcodeFormatError, time.Since(start))
+	}
 }
 
 // recv receives up to batchSize datagrams, waiting for the first.
