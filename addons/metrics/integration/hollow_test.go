@@ -5,8 +5,10 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/snappy"
 	"github.com/skiffhq/skiff/addons/metrics"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
@@ -37,13 +40,27 @@ type hollowEnv struct {
 	cluster *hollow.Cluster
 	mu      sync.Mutex
 	down    map[string]bool
+	written [][]byte // remote write requests (decoded snappy)
 }
 
 func startHollow(t *testing.T, nodes int) *hollowEnv {
 	t.Helper()
 	e := &hollowEnv{down: map[string]bool{}}
 	var base atomic.Pointer[string]
+	rw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		raw, err := snappy.Decode(nil, b)
+		if err != nil || r.Header.Get("Content-Encoding") != "snappy" {
+			http.Error(w, "not snappy", http.StatusBadRequest)
+			return
+		}
+		e.mu.Lock()
+		e.written = append(e.written, raw)
+		e.mu.Unlock()
+	}))
+	t.Cleanup(rw.Close)
 	e.srv = testserver.Start(t, func(c *server.Config) {
+		c.MetricsRemoteWrite.URL = rw.URL + "/api/v1/write"
 		c.MetricsResolution = time.Second
 		c.MetricsScrapeURL = func(n *corev1.Node) (string, error) {
 			b := base.Load()
@@ -341,6 +358,21 @@ func TestMetricsAPIWithHollowNodes(t *testing.T) {
 		if !strings.Contains(body, "skiff_metrics_scrape_round_duration_seconds") {
 			t.Error("the add-on's own metrics are gone")
 		}
+	})
+
+	t.Run("remote write", func(t *testing.T) {
+		// The writer's encoding is checked in the package's tests; here,
+		// that skiff server's flags reach it.
+		eventually(t, 15*time.Second, "a write with the pods' series", func() error {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			for _, w := range e.written {
+				if bytes.Contains(w, []byte("pod_cpu_usage_seconds_total")) && bytes.Contains(w, []byte(web.Name)) {
+					return nil
+				}
+			}
+			return fmt.Errorf("%d writes, none with %s", len(e.written), web.Name)
+		})
 	})
 
 	t.Run("stale node keeps its last values", func(t *testing.T) {
