@@ -781,9 +781,11 @@ func (s *Scheduler) watchStorage() error {
 		return cache.ResourceEventHandlerFuncs{AddFunc: func(any) { move() }, UpdateFunc: func(any, any) { move() }}
 	}
 	for inf, ev := range map[cache.SharedIndexInformer]framework.ClusterEvent{
-		s.factory.Core().V1().PersistentVolumes().Informer():      framework.EventPersistentVolumeChange,
-		s.factory.Core().V1().PersistentVolumeClaims().Informer(): framework.EventPersistentVolumeClaimChange,
-		s.factory.Storage().V1().StorageClasses().Informer():      framework.EventStorageClassChange,
+		s.factory.Core().V1().PersistentVolumes().Informer():       framework.EventPersistentVolumeChange,
+		s.factory.Core().V1().PersistentVolumeClaims().Informer():  framework.EventPersistentVolumeClaimChange,
+		s.factory.Storage().V1().StorageClasses().Informer():       framework.EventStorageClassChange,
+		s.factory.Storage().V1().CSIStorageCapacities().Informer(): framework.EventCSIStorageCapacityChange,
+		s.factory.Storage().V1().CSIDrivers().Informer():           framework.EventCSIStorageCapacityChange,
 	} {
 		if _, err := inf.AddEventHandler(on(ev)); err != nil {
 			return fmt.Errorf("scheduler: storage handler: %w", err)

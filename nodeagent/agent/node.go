@@ -194,8 +194,14 @@ func cond(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg stri
 }
 
 // heartbeat renews the Lease every interval and refreshes the Ready
-// condition's heartbeat every minute.
+// condition's heartbeat every minute. It also runs the volumes' disk
+// usage walker and keeps the node's local-path storage report current
+// (localpath.go).
 func (a *Agent) heartbeat(ctx context.Context) {
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.summary.du.run(ctx) }()
+	var storage storageReporter
+	storage.report(ctx, a)
 	t := time.NewTicker(a.opts.LeaseInterval)
 	defer t.Stop()
 	lastStatus := time.Now()
@@ -205,6 +211,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		storage.report(ctx, a)
 		n, err := a.client.CoreV1().Nodes().Get(ctx, a.opts.NodeName, metav1.GetOptions{})
 		if err != nil {
 			a.log.Warn("heartbeat: get node", "err", err)

@@ -30,6 +30,7 @@ type summaryState struct {
 	node  *stats.NodeSampler
 	rates stats.Rates
 	mu    sync.Mutex // one summary at a time: rates need ordered samples
+	du    duCache    // disk usage of volumes (du.go; walked by heartbeat's goroutine)
 }
 
 // serveStatsSummary is the kubelet's GET /stats/summary (Summary API

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiffhq/skiff/controlplane/controllers/persistentvolume/provisioner/localpath"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -51,6 +52,10 @@ type Options struct {
 	NamePrefix string
 	// CPU, Memory and Pods are each node's capacity (default 4, 16Gi, 110).
 	CPU, Memory, Pods string
+	// LocalPathAvailable is the synthetic free space each node reports for
+	// local-path volumes, as an agent reports its storage directory's
+	// (annotation local-path.skiff.io/available-bytes; default 100Gi).
+	LocalPathAvailable string
 	// Extended adds extended resources to capacity (e.g. example.com/gpu: 2).
 	Extended map[string]string
 	// Labels are added to every node besides kubernetes.io/hostname.
@@ -73,6 +78,9 @@ func (o *Options) defaults() {
 	}
 	if o.CPU == "" {
 		o.CPU = "4"
+	}
+	if o.LocalPathAvailable == "" {
+		o.LocalPathAvailable = "100Gi"
 	}
 	if o.Memory == "" {
 		o.Memory = "16Gi"
@@ -274,6 +282,10 @@ func (c *Cluster) nodeObject(n *node) (*corev1.Node, error) {
 		}
 		capacity[corev1.ResourceName(name)] = q
 	}
+	avail, err := resource.ParseQuantity(c.opts.LocalPathAvailable)
+	if err != nil {
+		return nil, fmt.Errorf("hollow: LocalPathAvailable %q: %w", c.opts.LocalPathAvailable, err)
+	}
 	labels := map[string]string{
 		corev1.LabelHostname:   n.name,
 		corev1.LabelOSStable:   "linux",
@@ -285,7 +297,10 @@ func (c *Cluster) nodeObject(n *node) (*corev1.Node, error) {
 	}
 	now := metav1.Now()
 	obj := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: labels, Annotations: map[string]string{
+			localpath.AnnAvailableBytes: strconv.FormatInt(avail.Value(), 10),
+			localpath.AnnUsedBytes:      "0",
+		}},
 		Spec: corev1.NodeSpec{
 			PodCIDR:  fmt.Sprintf("%s/24", net.ParseIP(n.ip).Mask(net.CIDRMask(24, 32))),
 			Taints:   append([]corev1.Taint(nil), c.opts.Taints...),

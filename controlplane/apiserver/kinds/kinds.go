@@ -94,6 +94,7 @@ func Builtins() []*registry.Resource {
 		{"storage.k8s.io", "v1", "StorageClass", "storageclasses", false, []string{"sc"}, nil, nil, nil, false, false, func() runtime.Object { return &storagev1.StorageClass{} }, ""},
 		{"storage.k8s.io", "v1", "CSIDriver", "csidrivers", false, nil, nil, nil, nil, true, false, func() runtime.Object { return &storagev1.CSIDriver{} }, ""},
 		{"storage.k8s.io", "v1", "CSINode", "csinodes", false, nil, nil, nil, nil, true, false, func() runtime.Object { return &storagev1.CSINode{} }, ""},
+		{"storage.k8s.io", "v1", "CSIStorageCapacity", "csistoragecapacities", true, nil, nil, nil, nil, false, false, func() runtime.Object { return &storagev1.CSIStorageCapacity{} }, ""},
 		{"storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", false, nil, nil, []string{"status"}, nil, true, false, func() runtime.Object { return &storagev1.VolumeAttachment{} }, ""},
 		// discovery.k8s.io/v1
 		{"discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, nil, nil, nil, nil, false, false, func() runtime.Object { return &discoveryv1.EndpointSlice{} }, ""},

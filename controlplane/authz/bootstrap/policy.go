@@ -136,7 +136,13 @@ var ControllerNames = []string{
 	"cronjob-controller", "endpoint-controller", "endpointslice-controller", "service-account-controller",
 	"node-controller", "resourcequota-controller", "disruption-controller", "horizontal-pod-autoscaler",
 	"ttl-after-finished-controller", "persistent-volume-binder", "pvc-protection-controller", "pv-protection-controller",
+	LocalPathCapacityController,
 }
+
+// LocalPathCapacityController publishes local-path's CSIStorageCapacity
+// objects; it may write them only in kube-system (a Role there), and read
+// the nodes, volumes and classes the numbers come from.
+const LocalPathCapacityController = "local-path-capacity-controller"
 
 // ClusterRoles returns the default cluster roles.
 func ClusterRoles() []rbacv1.ClusterRole {
@@ -330,8 +336,11 @@ func ClusterRoles() []rbacv1.ClusterRole {
 			r(v("update"), legacy).on("persistentvolumes/status", "persistentvolumeclaims/status"),
 			r(v("get", "list", "watch", "update"), legacy).on("persistentvolumeclaims"),
 			r(read, legacy).on("pods", "nodes"),
-			r(read, "storage.k8s.io").on("storageclasses"),
+			r(read, "storage.k8s.io").on("storageclasses", "csidrivers", "csistoragecapacities"),
 			eventsRules()),
+		controllerRole(LocalPathCapacityController,
+			r(read, legacy).on("nodes", "persistentvolumes"),
+			r(read, "storage.k8s.io").on("storageclasses", "csistoragecapacities")),
 		controllerRole("pvc-protection-controller",
 			r(v("get", "list", "watch", "update"), legacy).on("persistentvolumeclaims"),
 			r(v("get", "list", "watch"), legacy).on("pods")),
@@ -469,6 +478,11 @@ func Roles() []rbacv1.Role {
 			r(v("get", "update", "patch", "delete"), "discovery.k8s.io").on("endpointslices").names(s[1]),
 		)})
 	}
+	m := meta("system:controller:"+LocalPathCapacityController, nil)
+	m.Namespace = metav1.NamespaceSystem
+	out = append(out, rbacv1.Role{ObjectMeta: m, Rules: rules(
+		r(v("create", "update", "delete"), "storage.k8s.io").on("csistoragecapacities"),
+	)})
 	return out
 }
 
@@ -491,5 +505,13 @@ func RoleBindings() []rbacv1.RoleBinding {
 			Subjects:   []rbacv1.Subject{subject(rbacv1.UserKind, UserKubernetesService)},
 		})
 	}
+	name := "system:controller:" + LocalPathCapacityController
+	m := meta(name, nil)
+	m.Namespace = metav1.NamespaceSystem
+	out = append(out, rbacv1.RoleBinding{
+		ObjectMeta: m,
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{subject(rbacv1.UserKind, UserKubeControllerManager), sa(metav1.NamespaceSystem, LocalPathCapacityController)},
+	})
 	return out
 }

@@ -53,6 +53,7 @@ func Specs() []Spec {
 		{Name: persistentvolume.Name, Aliases: []string{"persistentvolume-binder"}, Workers: 1, New: newPVBinder},
 		{Name: persistentvolume.PVCProtectionName, Aliases: []string{"pvc-protection"}, Workers: 1, New: newPVCProtection},
 		{Name: persistentvolume.PVProtectionName, Aliases: []string{"pv-protection"}, Workers: 1, New: newPVProtection},
+		{Name: persistentvolume.CapacityName, Aliases: []string{"local-path-capacity"}, Workers: 1, New: newLocalPathCapacity},
 	}
 }
 
@@ -147,6 +148,10 @@ func newPVBinder(c *Context) (controllers.Controller, error) {
 		provs = append(provs, localpath.New(c.Config.StorageDir))
 	}
 	return persistentvolume.New(persistentvolume.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder("persistentvolume-controller"), Logger: c.Logger, Provisioners: provs})
+}
+
+func newLocalPathCapacity(c *Context) (controllers.Controller, error) {
+	return persistentvolume.NewCapacity(persistentvolume.CapacityConfig{Client: c.Client, Informers: c.Informers, Logger: c.Logger})
 }
 
 func newPVCProtection(c *Context) (controllers.Controller, error) {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/skiffhq/skiff/controlplane/controllers"
@@ -39,6 +40,7 @@ const Name = "persistentvolume-binder-controller"
 const (
 	EventFailedBinding          = "FailedBinding"
 	EventWaitForFirstConsumer   = "WaitForFirstConsumer"
+	EventWaitForPodScheduled    = "WaitForPodScheduled"
 	EventProvisioningFailed     = "ProvisioningFailed"
 	EventProvisioningSucceeded  = "ProvisioningSucceeded"
 	EventExternalProvisioning   = "ExternalProvisioning"
@@ -68,6 +70,9 @@ type Binder struct {
 	volumes corelisters.PersistentVolumeLister
 	classes storagelisters.StorageClassLister
 	nodes   corelisters.NodeLister
+	pods    corelisters.PodLister
+	drivers storagelisters.CSIDriverLister
+	caps    storagelisters.CSIStorageCapacityLister
 	synced  []cache.InformerSynced
 	rec     record.EventRecorder
 	log     *slog.Logger
@@ -89,9 +94,12 @@ func New(cfg Config) (*Binder, error) {
 	}
 	f := cfg.Informers
 	pvcs, pvs, scs, nodes := f.Core().V1().PersistentVolumeClaims(), f.Core().V1().PersistentVolumes(), f.Storage().V1().StorageClasses(), f.Core().V1().Nodes()
+	drivers, caps, pods := f.Storage().V1().CSIDrivers(), f.Storage().V1().CSIStorageCapacities(), f.Core().V1().Pods()
 	b := &Binder{
 		client: cfg.Client, claims: pvcs.Lister(), volumes: pvs.Lister(), classes: scs.Lister(), nodes: nodes.Lister(),
-		synced: []cache.InformerSynced{pvcs.Informer().HasSynced, pvs.Informer().HasSynced, scs.Informer().HasSynced, nodes.Informer().HasSynced},
+		pods: pods.Lister(), drivers: drivers.Lister(), caps: caps.Lister(),
+		synced: []cache.InformerSynced{pvcs.Informer().HasSynced, pvs.Informer().HasSynced, scs.Informer().HasSynced, nodes.Informer().HasSynced,
+			drivers.Informer().HasSynced, caps.Informer().HasSynced, pods.Informer().HasSynced},
 		rec:    cfg.Recorder, log: cfg.Logger.With("component", Name),
 		queue: controllers.NewQueue("volumes"),
 		provs: map[string]provisioner.Provisioner{},
@@ -131,6 +139,27 @@ func New(cfg Config) (*Binder, error) {
 	}
 	if _, err := pvs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: onVolume, UpdateFunc: func(_, o any) { onVolume(o) }, DeleteFunc: onVolume,
+	}); err != nil {
+		return nil, err
+	}
+	// An unscheduled pod's claims say they wait for it (WaitForPodScheduled);
+	// the pod's first update (the scheduler's PodScheduled condition)
+	// requeues them too.
+	onPod := func(obj any) {
+		if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName == "" && p.DeletionTimestamp == nil {
+			for _, v := range p.Spec.Volumes {
+				if v.PersistentVolumeClaim != nil {
+					b.queue.Add(claimPrefix + p.Namespace + "/" + v.PersistentVolumeClaim.ClaimName)
+				}
+			}
+		}
+	}
+	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: onPod, UpdateFunc: func(o, n any) {
+			if op, ok := o.(*corev1.Pod); ok && len(op.Status.Conditions) == 0 {
+				onPod(n)
+			}
+		},
 	}); err != nil {
 		return nil, err
 	}
@@ -250,7 +279,7 @@ func (b *Binder) syncUnboundClaim(ctx context.Context, c *corev1.PersistentVolum
 		case class == nil:
 			b.event(c, corev1.EventTypeWarning, EventProvisioningFailed, fmt.Sprintf("storageclass.storage.k8s.io %q not found", className))
 		case delayed && c.Annotations[AnnSelectedNode] == "":
-			b.event(c, corev1.EventTypeNormal, EventWaitForFirstConsumer, "waiting for first consumer to be created before binding")
+			b.waitingEvent(c)
 		default:
 			if err := b.provision(ctx, c, class); err != nil {
 				return err
@@ -277,6 +306,35 @@ func (b *Binder) syncUnboundClaim(ctx context.Context, c *corev1.PersistentVolum
 	default:
 		b.event(c, corev1.EventTypeWarning, EventFailedBinding, fmt.Sprintf("volume %q already bound to a different claim.", v.Name))
 		return b.setClaimPhase(ctx, c, corev1.ClaimPending)
+	}
+}
+
+// waitingEvent is upstream's event for an unbound WaitForFirstConsumer
+// claim: WaitForPodScheduled naming the unscheduled pods that use it, or
+// WaitForFirstConsumer when there are none.
+func (b *Binder) waitingEvent(c *corev1.PersistentVolumeClaim) {
+	var names []string
+	if pods, err := b.pods.Pods(c.Namespace).List(labels.Everything()); err == nil {
+		for _, p := range pods {
+			if p.Spec.NodeName != "" || p.DeletionTimestamp != nil {
+				continue
+			}
+			for _, v := range p.Spec.Volumes {
+				if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == c.Name {
+					names = append(names, p.Name)
+					break
+				}
+			}
+		}
+	}
+	switch len(names) {
+	case 0:
+		b.event(c, corev1.EventTypeNormal, EventWaitForFirstConsumer, "waiting for first consumer to be created before binding")
+	case 1:
+		b.event(c, corev1.EventTypeNormal, EventWaitForPodScheduled, fmt.Sprintf("waiting for pod %s to be scheduled", names[0]))
+	default:
+		slices.Sort(names)
+		b.event(c, corev1.EventTypeNormal, EventWaitForPodScheduled, fmt.Sprintf("waiting for pods %s to be scheduled", strings.Join(names, ",")))
 	}
 }
 
@@ -559,6 +617,15 @@ func (b *Binder) provision(ctx context.Context, c *corev1.PersistentVolumeClaim,
 			return nil
 		}
 		node = nd
+		// Storage capacity tracking: the node must have room for the
+		// claim, else the choice goes back to the scheduler, as upstream's
+		// provisioners do when a node ran out of space.
+		if msg, err := b.checkCapacity(c, class, node); err != nil {
+			return err
+		} else if msg != "" {
+			fail(msg)
+			return b.reschedule(ctx, c)
+		}
 	}
 	pv, err := p.Provision(ctx, provisioner.Options{PVName: name, Claim: c, Class: class, SelectedNode: node})
 	if err != nil {
@@ -593,6 +660,25 @@ func (b *Binder) provision(ctx context.Context, c *corev1.PersistentVolumeClaim,
 	b.event(c, corev1.EventTypeNormal, EventProvisioningSucceeded, fmt.Sprintf("Successfully provisioned volume %s using %s (%s)", name, p.Name(), capacity.String()))
 	b.log.Info("provisioned volume", "claim", c.Namespace+"/"+c.Name, "volume", name, "provisioner", p.Name())
 	return nil
+}
+
+// checkCapacity returns why node cannot hold the claim's volume when the
+// class's provisioner tracks storage capacity ("" when it can, or when
+// capacity is not tracked).
+func (b *Binder) checkCapacity(c *corev1.PersistentVolumeClaim, class *storagev1.StorageClass, node *corev1.Node) (string, error) {
+	tracked, err := CapacityTracked(b.drivers, class.Provisioner)
+	if err != nil || !tracked {
+		return "", err
+	}
+	req := c.Spec.Resources.Requests[corev1.ResourceStorage]
+	all, err := b.caps.List(labels.Everything())
+	if err != nil {
+		return "", err
+	}
+	if HasEnoughCapacity(all, class.Name, node, req.Value()) {
+		return "", nil
+	}
+	return fmt.Sprintf("node %q does not have enough free storage for %s (no CSIStorageCapacity of class %q for the node has room for it): rescheduling", node.Name, req.String(), class.Name), nil
 }
 
 // reschedule removes the scheduler's node choice from a claim whose

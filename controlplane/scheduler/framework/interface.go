@@ -189,6 +189,7 @@ const (
 	EventPersistentVolumeChange      ClusterEvent = "PersistentVolumeChange"
 	EventPersistentVolumeClaimChange ClusterEvent = "PersistentVolumeClaimChange"
 	EventStorageClassChange          ClusterEvent = "StorageClassChange"
+	EventCSIStorageCapacityChange    ClusterEvent = "CSIStorageCapacityChange"
 )
 
 // EnqueueExtensions is implemented by filtering plugins that know which

@@ -37,6 +37,7 @@ const (
 	ErrReasonBindConflict     = "node(s) didn't find available persistent volumes to bind"
 	ErrReasonNodeConflict     = "node(s) had volume node affinity conflict"
 	ErrReasonUnboundImmediate = "pod has unbound immediate PersistentVolumeClaims"
+	ErrReasonNotEnoughSpace   = "node(s) did not have enough free storage"
 	// NoProvisioner is the provisioner name of classes for static volumes only.
 	NoProvisioner = "kubernetes.io/no-provisioner"
 )
@@ -58,6 +59,8 @@ type VolumeBinding struct {
 	claims  corelisters.PersistentVolumeClaimLister
 	volumes corelisters.PersistentVolumeLister
 	classes storagelisters.StorageClassLister
+	drivers storagelisters.CSIDriverLister
+	caps    storagelisters.CSIStorageCapacityLister
 	timeout time.Duration
 
 	mu      sync.Mutex
@@ -92,6 +95,8 @@ func New(raw json.RawMessage, h framework.Handle) (framework.Plugin, error) {
 		p.claims = f.Core().V1().PersistentVolumeClaims().Lister()
 		p.volumes = f.Core().V1().PersistentVolumes().Lister()
 		p.classes = f.Storage().V1().StorageClasses().Lister()
+		p.drivers = f.Storage().V1().CSIDrivers().Lister()
+		p.caps = f.Storage().V1().CSIStorageCapacities().Lister()
 	}
 	return p, nil
 }
@@ -104,6 +109,7 @@ func (*VolumeBinding) EventsToRegister() []framework.ClusterEvent {
 	return []framework.ClusterEvent{
 		framework.EventNodeAdd, framework.EventNodeUpdate,
 		framework.EventPersistentVolumeChange, framework.EventPersistentVolumeClaimChange, framework.EventStorageClassChange,
+		framework.EventCSIStorageCapacityChange,
 	}
 }
 
@@ -265,12 +271,39 @@ func (p *VolumeBinding) Filter(_ context.Context, state *framework.CycleState, _
 		if !canProvision(tb.class, node) {
 			return framework.NewStatus(framework.UnschedulableAndUnresolvable, ErrReasonBindConflict)
 		}
+		enough, err := p.hasEnoughCapacity(tb.claim, tb.class, node)
+		if err != nil {
+			return framework.AsStatus(err)
+		}
+		if !enough {
+			return framework.NewStatus(framework.UnschedulableAndUnresolvable, ErrReasonNotEnoughSpace)
+		}
 		d.provision = append(d.provision, tb.claim)
 	}
 	s.mu.Lock()
 	s.nodes[node.Name] = d
 	s.mu.Unlock()
 	return nil
+}
+
+// hasEnoughCapacity is upstream's storage capacity check: when the
+// class's provisioner declares capacity tracking (CSIDriver
+// storageCapacity: true), some CSIStorageCapacity of the class visible
+// from the node must have room for the claim's request.
+func (p *VolumeBinding) hasEnoughCapacity(c *corev1.PersistentVolumeClaim, class *storagev1.StorageClass, node *corev1.Node) (bool, error) {
+	req, ok := c.Spec.Resources.Requests[corev1.ResourceStorage]
+	if !ok {
+		return true, nil
+	}
+	tracked, err := persistentvolume.CapacityTracked(p.drivers, class.Provisioner)
+	if err != nil || !tracked {
+		return !tracked, err
+	}
+	all, err := p.caps.List(labels.Everything())
+	if err != nil {
+		return false, err
+	}
+	return persistentvolume.HasEnoughCapacity(all, class.Name, node, req.Value()), nil
 }
 
 // canProvision reports whether class may provision a volume on node: it

@@ -30,6 +30,20 @@ const Name = "skiff.io/local-path"
 // ClassName is the default StorageClass the server creates for it.
 const ClassName = "local-path"
 
+// The node agent reports its storage directory's space in two
+// annotations on its Node; the capacity controller
+// (persistentvolume.CapacityController) turns them into one
+// CSIStorageCapacity per node and local-path class.
+const (
+	// AnnAvailableBytes is the available space (statfs f_bavail ×
+	// f_bsize, in bytes) of the filesystem holding the node's storage
+	// directory.
+	AnnAvailableBytes = "local-path.skiff.io/available-bytes"
+	// AnnUsedBytes is the space (in bytes, as du counts it) used by the
+	// volume directories in the node's storage directory.
+	AnnUsedBytes = "local-path.skiff.io/used-bytes"
+)
+
 // Provisioner makes directories under Base.
 type Provisioner struct {
 	// Base is the storage directory (<data-dir>/storage).
