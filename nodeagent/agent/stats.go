@@ -26,11 +26,12 @@ const containerdRoot = "/var/lib/containerd"
 // sampler and the previous cumulative CPU samples rates are derived from.
 // Its zero value is ready to use.
 type summaryState struct {
-	once  sync.Once
-	node  *stats.NodeSampler
-	rates stats.Rates
-	mu    sync.Mutex // one summary at a time: rates need ordered samples
-	du    duCache    // disk usage of volumes (du.go; walked by heartbeat's goroutine)
+	once   sync.Once
+	node   *stats.NodeSampler
+	rates  stats.Rates
+	mu     sync.Mutex  // one summary at a time: rates need ordered samples
+	claims claimMounts // where pods' claims are mounted (volstats.go)
+	du     duCache     // disk usage of volumes (du.go; walked by heartbeat's goroutine)
 }
 
 // serveStatsSummary is the kubelet's GET /stats/summary (Summary API
@@ -88,6 +89,7 @@ func (a *Agent) Summary(ctx context.Context, onlyCPUAndMemory bool) (*statsv1alp
 		sum.Pods = append(sum.Pods, ps)
 	}
 	st.rates.Prune()
+	st.claims.prune(func(uid string) bool { _, ok := a.podObjectByUID(uid); return ok })
 	return sum, nil
 }
 
@@ -144,6 +146,9 @@ func (a *Agent) podStats(ctx context.Context, pod *corev1.Pod, ctrs []runtime.Co
 		if netPid == 0 {
 			netPid = c.Pid
 		}
+	}
+	if !onlyCPUAndMemory {
+		ps.VolumeStats = a.volumeStats(pod) // volstats.go
 	}
 	if len(ps.Containers) == 0 {
 		return ps

@@ -35,8 +35,17 @@ const localPathProvisioner = "skiff.io/local-path"
 
 // claimVolume returns the host directory of the volume bound to the
 // pod's claim, after upstream's checks: the claim exists, is not being
-// deleted and is Bound; the volume is bound to that claim.
+// deleted and is Bound; the volume is bound to that claim. The directory
+// is remembered for the pod's volume stats.
 func (a *Agent) claimVolume(ctx context.Context, pod *corev1.Pod, v corev1.Volume, mounts map[string]string) (string, error) {
+	dir, err := a.resolveClaimVolume(ctx, pod, v, mounts)
+	if err == nil {
+		a.summary.claims.record(pod.UID, v.Name, v.PersistentVolumeClaim.ClaimName, dir)
+	}
+	return dir, err
+}
+
+func (a *Agent) resolveClaimVolume(ctx context.Context, pod *corev1.Pod, v corev1.Volume, mounts map[string]string) (string, error) {
 	name := v.PersistentVolumeClaim.ClaimName
 	pvc, err := a.client.CoreV1().PersistentVolumeClaims(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
