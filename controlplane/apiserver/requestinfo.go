@@ -144,6 +144,16 @@ func selectedName(r *http.Request) string {
 	return name
 }
 
+// PathName is the object name in the request's path ("" for a
+// collection). Unlike Name, it is never taken from a field selector, so
+// handlers route on it.
+func (i *RequestInfo) PathName() string {
+	if len(i.Parts) >= 2 {
+		return i.Parts[1]
+	}
+	return ""
+}
+
 func isWatch(r *http.Request) bool {
 	v := r.URL.Query().Get("watch")
 	return v == "true" || v == "1"

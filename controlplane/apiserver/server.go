@@ -335,7 +335,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		notFound()
 		return
 	}
-	ns, name, sub := info.Namespace, info.Name, info.Subresource
+	ns, name, sub := info.Namespace, info.PathName(), info.Subresource
 	switch sub {
 	case "exec", "attach", "portforward", "proxy", "log":
 		// Streams, not objects: no negotiation.

@@ -67,6 +67,13 @@ func testNodeAuthorizer(t *testing.T, s *testserver.Server) {
 	if err != nil || len(list.Items) != 1 || list.Items[0].Name != "secret-a" {
 		t.Fatalf("node list of its secret by name: %v, %v", list, err)
 	}
+	// The name a field selector gives a request is for authorization
+	// only: a list across namespaces by name (the root CA publisher's) is
+	// still a list.
+	all, err := s.Client.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=cm-a"})
+	if err != nil || len(all.Items) != 1 || all.Items[0].Namespace != ns {
+		t.Fatalf("cluster-wide list of configmaps by name: %v, %v", all, err)
+	}
 	w, err := a.cs.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=cm-a", ResourceVersion: list.ResourceVersion})
 	if err != nil {
 		t.Fatalf("node watch of its configmap by name: %v", err)
