@@ -120,9 +120,9 @@ func TestTokenIndex(t *testing.T) {
 	}
 }
 
-// TestPhrasePairs checks phrases answered from token pairs: two tokens
-// exactly, longer ones whose pairs all occur but not in sequence.
-func TestPhrasePairs(t *testing.T) {
+// TestPhraseCandidates checks phrases whose tokens (and pairs of tokens)
+// all occur in a value but not in sequence.
+func TestPhraseCandidates(t *testing.T) {
 	s := openT(t, t.TempDir())
 	defer s.Close()
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -164,7 +164,7 @@ func TestTokIndexEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if x.n != 7+7+7+1 { // tokens, pairs, whole values, "y..."
+	if x.n != 7+7+1 { // tokens, whole values, "y..."
 		t.Fatalf("keys = %d", x.n)
 	}
 	for _, key := range []uint64{xxhash.Sum64String("t3"), valueKey([]byte("T3 t3"))} {

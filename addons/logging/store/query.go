@@ -344,22 +344,12 @@ func compileText(q Text, p *part) (matcher, error) {
 		} else if len(q.Text) <= maxValueKeyLen {
 			keys = []uint64{valueKey([]byte(q.Text))}
 		}
-		nTok, exactPairs := len(keys), false
-		if q.Phrase && !fs.exact && len(keys) > 1 {
-			// The pairs of adjacent tokens: exact for two tokens.
-			pairs := make([]uint64, 0, len(keys)-1)
-			for j := 1; j < len(keys); j++ {
-				pairs = append(pairs, pairKey(keys[j-1], keys[j]))
-			}
-			keys, exactPairs = pairs, len(pairs) == 1
-		}
 		if rows, ok := indexRows(p, cols, keys, fs.exact || !q.AnyToken); ok {
-			if !q.Phrase || fs.exact || exactPairs || nTok == 1 {
+			if !q.Phrase || fs.exact || len(keys) == 1 {
 				return rows.has, nil
 			}
-			// A longer phrase (or a block without pairs): the index
-			// gives the rows with every pair (token); only those are
-			// checked for order and adjacency.
+			// A phrase: the index gives the rows with every token;
+			// only those are checked for order and adjacency.
 			scan := scanText(q, fs, p, cols)
 			return func(i int) bool { return rows.has(i) && scan(i) }, nil
 		}

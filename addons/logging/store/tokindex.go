@@ -15,8 +15,7 @@ import (
 // the rows holding them. Keys are the xxhash of each lower-cased token of a
 // value (the same hashes the bloom filters and the scanning matcher use)
 // and, for values up to maxValueKeyLen bytes, a hash of the whole value
-// (valueKey), and a hash of each pair of adjacent tokens
-// (pairKey). Encoding, zstd-compressed as one section, laid out to be
+// (valueKey). Encoding, zstd-compressed as one section, laid out to be
 // searched in place:
 //
 //	uvarint(number of keys n)
@@ -29,7 +28,7 @@ import (
 // on them scan the column as before.
 
 // tokIndexVersion is recorded in block metadata (version 1, a
-// development format without pairs, is not read).
+// development format parsed before use, is not read).
 const tokIndexVersion = 2 // blocks with another version are scanned
 
 // maxValueKeyLen bounds the values whose whole-value hash is indexed;
@@ -44,16 +43,6 @@ func valueKey(v []byte) uint64 {
 	_, _ = d.Write([]byte{0xff})
 	_, _ = d.Write(v)
 	return d.Sum64()
-}
-
-// pairKey hashes two adjacent tokens (by their hashes): a phrase of two
-// tokens is one key, a longer phrase narrows to rows with all its pairs.
-func pairKey(a, b uint64) uint64 {
-	var buf [17]byte
-	buf[0] = 0xfe
-	binary.LittleEndian.PutUint64(buf[1:], a)
-	binary.LittleEndian.PutUint64(buf[9:], b)
-	return xxhash.Sum64(buf[:])
 }
 
 // indexBuilder collects one column's token index and bloom filter keys
@@ -139,16 +128,7 @@ func (b *indexBuilder) add(row int, v []byte) {
 	if short {
 		b.cur = append(b.cur, b.slot(valueKey(v), false))
 	}
-	var prev uint64
-	first := true
-	b.tb = tokens(v, b.tb, func(t []byte) {
-		h := xxhash.Sum64(t)
-		b.cur = append(b.cur, b.slot(h, true))
-		if !first {
-			b.cur = append(b.cur, b.slot(pairKey(prev, h), false))
-		}
-		prev, first = h, false
-	})
+	b.tb = tokens(v, b.tb, func(t []byte) { b.cur = append(b.cur, b.slot(xxhash.Sum64(t), true)) })
 	for _, s := range b.cur {
 		b.post(s, r)
 	}
