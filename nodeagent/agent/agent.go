@@ -185,7 +185,8 @@ type Agent struct {
 	bcast   record.EventBroadcaster
 	api     *apiServer
 	probes  *probeManager
-	summary summaryState // /stats/summary (stats.go)
+	summary summaryState   // /stats/summary (stats.go)
+	sources *sourceWatcher // volumes' ConfigMaps and Secrets (sourcewatch.go)
 
 	shipper    *shipper.Shipper // logs.go
 	shipEvents lazyEvents
@@ -295,6 +296,7 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 		},
 	})
 	a.pods = inf.GetIndexer()
+	a.sources = newSourceWatcher(runCtx, cs, func(uid types.UID) { a.queue.Add(uid) }, a.log)
 	factory.Start(runCtx.Done())
 	syncCtx, cancelSync := context.WithTimeout(ctx, 60*time.Second)
 	defer cancelSync()

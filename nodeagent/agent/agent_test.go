@@ -45,10 +45,19 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
+	return setupWith(t, nil)
+}
+
+// setupWith is setup with the agent's options changed by mod first.
+func setupWith(t *testing.T, mod func(*agent.Options)) *env {
+	t.Helper()
 	nodetest.Require(t)
 	state := nodetest.StateDir(t, nodetest.Busybox, nodetest.HTTPServer)
 	e := &env{t: t, srv: testserver.Start(t), nodeName: fmt.Sprintf("agent-test-%d", time.Now().UnixNano()%1e6)}
 	e.opts = nodetest.AgentOptions(e.nodeName, state, podCIDR, bridge)
+	if mod != nil {
+		mod(&e.opts)
+	}
 	e.start()
 	t.Cleanup(e.cleanup)
 	return e

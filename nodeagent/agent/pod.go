@@ -116,6 +116,11 @@ func (a *Agent) syncPod(ctx context.Context, uid types.UID) (time.Duration, erro
 	if err != nil {
 		return 0, err
 	}
+	if pod == nil || pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		a.sources.track(uid, nil)
+	} else {
+		a.sources.track(uid, pod)
+	}
 	if pod == nil {
 		if len(ctrs) == 0 && sb == nil {
 			return 0, nil

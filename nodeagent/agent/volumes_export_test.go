@@ -14,3 +14,7 @@ func PrepareVolume(ctx context.Context, client kubernetes.Interface, stateDir st
 	a := &Agent{client: client, opts: Options{StateDir: stateDir, NodeIP: "192.0.2.1"}}
 	return a.prepareVolume(ctx, pod, v)
 }
+
+// WatchedSources is how many ConfigMaps and Secrets the agent watches for
+// its pods' volumes.
+func (a *Agent) WatchedSources() int { return a.sources.count() }

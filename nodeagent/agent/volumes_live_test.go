@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/testimages"
+	"github.com/skiffhq/skiff/nodeagent/agent"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -48,10 +49,12 @@ func waitFile(t *testing.T, path, want string, within time.Duration) {
 // configMap volume, an optional ConfigMap created after it started, and
 // its new labels in a downwardAPI volume, while a subPath mount of the
 // same key keeps the value it started with (upstream). The volume is
-// mounted read-only.
+// mounted read-only. The agent resyncs only hourly here: the ConfigMap
+// changes reach the pod through the agent's watches of its volumes'
+// sources, and the watches end with the pod.
 func TestAPIDataVolumesLive(t *testing.T) {
 	out := hostDir(t)
-	e := setup(t)
+	e := setupWith(t, func(o *agent.Options) { o.ResyncInterval = time.Hour })
 	ctx := context.Background()
 	c := e.srv.Client
 	cm, err := c.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{
@@ -122,6 +125,19 @@ done`
 	time.Sleep(time.Second)
 	if b, err := os.ReadFile(filepath.Join(out, "sub")); err != nil || string(b) != "v1" {
 		t.Fatalf("subPath mount of the key = %q, %v; want the old value v1", b, err)
+	}
+	if n := e.agent.WatchedSources(); n != 3 {
+		t.Fatalf("agent watches %d volume sources, want 3 (live, later and the token volume's kube-root-ca.crt)", n)
+	}
+	if err := c.CoreV1().Pods("default").Delete(ctx, "live", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](1)}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for e.agent.WatchedSources() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent still watches %d volume sources after the pod was deleted", e.agent.WatchedSources())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
