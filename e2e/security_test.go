@@ -189,7 +189,7 @@ spec:
 		}
 		seen[k.name] = true
 		if strings.HasPrefix(k.name, "etcd") && !s.ip.IsLoopback() {
-			t.Errorf("%s listens on %s: etcd must be loopback-only (no TLS here)", k.name, s)
+			t.Errorf("%s listens on %s: etcd must be loopback-only", k.name, s)
 		}
 	}
 	for _, k := range known {
@@ -277,6 +277,21 @@ spec:
 		for _, s := range socks {
 			if (s.port == etcdClient || s.port == etcdPeer) && !s.ip.IsLoopback() {
 				t.Errorf("etcd socket %s not on loopback", s)
+			}
+		}
+		// Mutual TLS on both ports: plain HTTP gets no etcd answer, and a
+		// TLS client without a certificate of etcd's CA fails the handshake.
+		for _, port := range []int{etcdClient, etcdPeer} {
+			if resp, err := insecure.Get(fmt.Sprintf("http://127.0.0.1:%d/version", port)); err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					t.Errorf("etcd port %d answered plain HTTP: %s", port, body)
+				}
+			}
+			if resp, err := insecure.Get(fmt.Sprintf("https://127.0.0.1:%d/version", port)); err == nil {
+				resp.Body.Close()
+				t.Errorf("etcd port %d answered a TLS client without a certificate: %d", port, resp.StatusCode)
 			}
 		}
 	})

@@ -25,11 +25,16 @@ func (s *Server) newRotator(tlsDir string) *pki.Rotator {
 // startCertRotation renews leaves before they expire and reloads those
 // `skiff certificate rotate` rewrote, without a restart.
 func (s *Server) startCertRotation(ctx context.Context) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.certs.Run(ctx)
-	}()
+	for _, r := range []*pki.Rotator{s.certs, s.etcdCerts} {
+		if r == nil {
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			r.Run(ctx)
+		}()
+	}
 }
 
 // clientLeaf is the rotating client certificate of an in-process identity.

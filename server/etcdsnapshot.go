@@ -20,6 +20,8 @@ func (s *Server) recordDatastore(endpoints []string) error {
 	info := etcdclient.Info{Endpoints: endpoints, Embedded: s.etcd != nil}
 	if s.etcd == nil {
 		info.CAFile, info.CertFile, info.KeyFile = s.cfg.DatastoreCAFile, s.cfg.DatastoreCertFile, s.cfg.DatastoreKeyFile
+	} else {
+		info.CAFile, info.CertFile, info.KeyFile = s.etcdClientFiles.CAFile, s.etcdClientFiles.CertFile, s.etcdClientFiles.KeyFile
 	}
 	if err := etcdclient.Write(s.cfg.DataDir, info); err != nil {
 		return fmt.Errorf("record datastore endpoints: %w", err)

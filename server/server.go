@@ -25,6 +25,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/apiserver/crd"
 	"github.com/skiffhq/skiff/controlplane/apiserver/kinds"
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
+	"github.com/skiffhq/skiff/controlplane/etcdclient"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/controlplane/serviceip"
 	"github.com/skiffhq/skiff/controlplane/storage"
@@ -180,20 +181,24 @@ func (c *Config) Defaults() {
 
 // Server is a running `skiff server`.
 type Server struct {
-	cfg        Config
-	log        *slog.Logger
-	etcd       *storage.Embedded
-	etcdCli    *clientv3.Client
-	store      *storage.Store
-	cache      *storage.Cache
-	api        *apiserver.Server
-	ca         *pki.CA
-	certs      *pki.Rotator
-	httpSrv    *http.Server
-	listener   net.Listener
-	url        string
-	kubeconfig string
-	cancel     context.CancelFunc
+	cfg       Config
+	log       *slog.Logger
+	etcd      *storage.Embedded
+	etcdCli   *clientv3.Client
+	store     *storage.Store
+	cache     *storage.Cache
+	api       *apiserver.Server
+	ca        *pki.CA
+	certs     *pki.Rotator
+	etcdCerts *pki.Rotator // the embedded etcd's CA and leaves (etcdtls.go)
+	// etcdClientFiles are the embedded etcd's CA and the client
+	// certificate the operator commands use (recorded by recordDatastore).
+	etcdClientFiles etcdclient.Info
+	httpSrv         *http.Server
+	listener        net.Listener
+	url             string
+	kubeconfig      string
+	cancel          context.CancelFunc
 	// runCtx ends when the server stops (loops started after Start use it).
 	runCtx     context.Context
 	clusterDNS clusterDNS
@@ -380,10 +385,16 @@ func (s *Server) startDatastore(ctx context.Context) error {
 				return err
 			}
 		}
+		et, err := s.newEtcdTLS()
+		if err != nil {
+			return err
+		}
 		e, err := storage.StartEmbedded(ctx, storage.EmbeddedConfig{
 			Dir:       filepath.Join(cfg.DataDir, "db", "etcd"),
-			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", cp),
-			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", pp),
+			ClientURL: fmt.Sprintf("https://127.0.0.1:%d", cp),
+			PeerURL:   fmt.Sprintf("https://127.0.0.1:%d", pp),
+			ClientTLS: et.files(et.server),
+			PeerTLS:   et.files(et.peer),
 			Logger:    cfg.Logger,
 			LogLevel:  cfg.EtcdLogLevel,
 		})
@@ -392,6 +403,9 @@ func (s *Server) startDatastore(ctx context.Context) error {
 		}
 		s.etcd = e
 		endpoints = e.Endpoints()
+		tlsCfg = et.clientConfig()
+		client := et.files(et.client)
+		s.etcdClientFiles = etcdclient.Info{CAFile: client.TrustedCAFile, CertFile: client.CertFile, KeyFile: client.KeyFile}
 	} else if cfg.DatastoreCAFile != "" || cfg.DatastoreCertFile != "" {
 		t, err := datastoreTLS(cfg)
 		if err != nil {

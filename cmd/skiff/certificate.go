@@ -41,7 +41,9 @@ func certificateCmd() *cobra.Command {
 		Short: "Check and rotate the server's certificates",
 		Long: `The server keeps its certificates under <data-dir>/tls: the cluster CA (server-ca),
 the API serving certificate and the client certificates of the admin kubeconfig and of
-its in-process components (client-*). A running server renews each leaf certificate by
+its in-process components (client-*); and under <data-dir>/tls/etcd the embedded etcd's
+own CA (etcd-ca), its serving and peer certificates and the API server's client
+certificate for it (etcd-*). A running server renews each leaf certificate by
 itself when less than --cert-renew-before of its lifetime remains, without a restart;
 "rotate" renews them now (the running server picks the new files up within its check
 interval, at most a minute).`,
@@ -79,13 +81,47 @@ interval, at most a minute).`,
 	return cmd
 }
 
-func readCerts(dir string, renewBefore float64, now time.Time) ([]certInfo, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.crt"))
-	if err != nil {
-		return nil, err
+// certDir is a folder of certificates and the CA that signs its leaves.
+type certDir struct {
+	dir, caName, caCN string
+}
+
+// certDirs are the server's certificate folders under tlsDir: the cluster
+// CA's, and the embedded etcd's own CA's when the server runs etcd.
+func certDirs(tlsDir string) []certDir {
+	dirs := []certDir{{tlsDir, "server-ca", "skiff-server-ca"}}
+	etcd := filepath.Join(tlsDir, "etcd")
+	if _, err := os.Stat(filepath.Join(etcd, "etcd-ca.crt")); err == nil {
+		dirs = append(dirs, certDir{etcd, "etcd-ca", "skiff-etcd-ca"})
+	}
+	return dirs
+}
+
+// certFiles lists the certificates of every folder of tlsDir, each with
+// the folder it is in.
+func certFiles(tlsDir string) (map[string]certDir, []string, error) {
+	dirOf := map[string]certDir{}
+	var files []string
+	for _, d := range certDirs(tlsDir) {
+		fs, err := filepath.Glob(filepath.Join(d.dir, "*.crt"))
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, f := range fs {
+			dirOf[f] = d
+		}
+		files = append(files, fs...)
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("no certificates in %s (is --data-dir right?)", dir)
+		return nil, nil, fmt.Errorf("no certificates in %s (is --data-dir right?)", tlsDir)
+	}
+	return dirOf, files, nil
+}
+
+func readCerts(dir string, renewBefore float64, now time.Time) ([]certInfo, error) {
+	_, files, err := certFiles(dir)
+	if err != nil {
+		return nil, err
 	}
 	var out []certInfo
 	for _, f := range files {
@@ -163,7 +199,15 @@ func rotateCerts(w io.Writer, dir string, services []string) error {
 	if _, err := os.Stat(caCert); err != nil {
 		return fmt.Errorf("cluster CA: %w", err)
 	}
-	ca, err := pki.LoadOrCreateCA(dir, "server-ca", "skiff-server-ca")
+	cas := map[string]*pki.CA{}
+	for _, d := range certDirs(dir) {
+		ca, err := pki.LoadOrCreateCA(d.dir, d.caName, d.caCN)
+		if err != nil {
+			return err
+		}
+		cas[d.dir] = ca
+	}
+	dirOf, _, err := certFiles(dir)
 	if err != nil {
 		return err
 	}
@@ -172,9 +216,11 @@ func rotateCerts(w io.Writer, dir string, services []string) error {
 		return err
 	}
 	var leaves []string
+	files := map[string]string{} // leaf name → its certificate file
 	for _, i := range infos {
 		if !i.CA {
 			leaves = append(leaves, i.Name)
+			files[i.Name] = i.File
 		}
 	}
 	for _, s := range services {
@@ -187,11 +233,12 @@ func rotateCerts(w io.Writer, dir string, services []string) error {
 		if len(services) > 0 && !slices.Contains(services, name) {
 			continue
 		}
-		keyFile := filepath.Join(dir, name+".key")
+		d := dirOf[files[name]]
+		keyFile := filepath.Join(d.dir, name+".key")
 		if _, err := os.Stat(keyFile); err != nil {
 			continue // not one of ours (no key beside it)
 		}
-		c, err := ca.RenewFiles(filepath.Join(dir, name+".crt"), keyFile)
+		c, err := cas[d.dir].RenewFiles(filepath.Join(d.dir, name+".crt"), keyFile)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			continue

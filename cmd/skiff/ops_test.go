@@ -62,13 +62,14 @@ func TestOperatorCommands(t *testing.T) {
 			t.Errorf("%s: %.1f days left, %s", c.Name, c.DaysLeft, c.Status)
 		}
 	}
-	for _, want := range []string{"server-ca", "serving-kube-apiserver", "client-system-admin", "client-system-kube-controller-manager"} {
+	for _, want := range []string{"server-ca", "serving-kube-apiserver", "client-system-admin", "client-system-kube-controller-manager",
+		"etcd-ca", "etcd-server", "etcd-peer", "etcd-client-apiserver"} {
 		if serial[want] == "" {
 			t.Errorf("check does not list %s: %v", want, serial)
 		}
 	}
-	out = runCmd(t, certificateCmd(), "rotate", "--data-dir", dir, "--service", "serving-kube-apiserver")
-	if !strings.Contains(out, "rotated serving-kube-apiserver") || strings.Contains(out, "client-system-admin") {
+	out = runCmd(t, certificateCmd(), "rotate", "--data-dir", dir, "--service", "serving-kube-apiserver", "--service", "etcd-server")
+	if !strings.Contains(out, "rotated serving-kube-apiserver") || !strings.Contains(out, "rotated etcd-server") || strings.Contains(out, "client-system-admin") {
 		t.Fatalf("rotate: %s", out)
 	}
 	certs = nil
@@ -77,7 +78,7 @@ func TestOperatorCommands(t *testing.T) {
 	}
 	for _, c := range certs {
 		changed := c.Serial != serial[c.Name]
-		if changed != (c.Name == "serving-kube-apiserver") {
+		if changed != (c.Name == "serving-kube-apiserver" || c.Name == "etcd-server") {
 			t.Errorf("%s: serial changed %v", c.Name, changed)
 		}
 	}

@@ -25,8 +25,9 @@ const File = "db/etcd-client.json"
 // started there (or is older than the record).
 var ErrNoRecord = errors.New("no etcd client record (has `skiff server` run with this --data-dir?)")
 
-// Info is how to reach the datastore. TLS files are absolute paths; all
-// empty means plain HTTP (the embedded etcd listens on loopback only).
+// Info is how to reach the datastore. TLS files are absolute paths (for the
+// embedded etcd: its CA and the API server's client certificate for it);
+// all empty means plain HTTP.
 type Info struct {
 	Endpoints []string `json:"endpoints"`
 	CAFile    string   `json:"caFile,omitempty"`

@@ -96,11 +96,24 @@ func (ca *CA) Pool() *x509.CertPool {
 // Issue signs a new key pair. Server certificates get hosts and ips as
 // SANs; client certificates get cn/orgs as Kubernetes user and groups.
 func (ca *CA) Issue(cn string, orgs []string, hosts []string, ips []net.IP, server bool, ttl time.Duration) (certPEM, keyPEM []byte, err error) {
-	return ca.issue(cn, orgs, hosts, ips, server, ttl, time.Hour)
+	return ca.issue(cn, orgs, hosts, ips, extKeyUsage(server, false), ttl, time.Hour)
+}
+
+// extKeyUsage is a leaf's extended key usage: server or client
+// authentication, or both for an etcd peer (peers dial each other).
+func extKeyUsage(server, peer bool) []x509.ExtKeyUsage {
+	switch {
+	case peer:
+		return []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	case server:
+		return []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	default:
+		return []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
 }
 
 // issue signs a new key pair valid from now-backdate (clock skew) for ttl.
-func (ca *CA) issue(cn string, orgs []string, hosts []string, ips []net.IP, server bool, ttl, backdate time.Duration) (certPEM, keyPEM []byte, err error) {
+func (ca *CA) issue(cn string, orgs []string, hosts []string, ips []net.IP, usage []x509.ExtKeyUsage, ttl, backdate time.Duration) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -114,11 +127,7 @@ func (ca *CA) issue(cn string, orgs []string, hosts []string, ips []net.IP, serv
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		DNSNames:     hosts,
 		IPAddresses:  ips,
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		ExtKeyUsage:  usage,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {

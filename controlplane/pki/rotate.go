@@ -34,6 +34,8 @@ type LeafSpec struct {
 	Hosts  []string
 	IPs    []net.IP
 	Server bool
+	// Peer: both server and client authentication (etcd peers).
+	Peer bool
 }
 
 // ClientLeafName is the file name of the client certificate of user.
@@ -101,7 +103,7 @@ func (r *Rotator) Leaf(spec LeafSpec) (*Leaf, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if l, ok := r.leaves[spec.Name]; ok {
-		if l.spec.CN != spec.CN || !slices.Equal(l.spec.Orgs, spec.Orgs) || l.spec.Server != spec.Server {
+		if l.spec.CN != spec.CN || !slices.Equal(l.spec.Orgs, spec.Orgs) || l.spec.Server != spec.Server || l.spec.Peer != spec.Peer {
 			return nil, fmt.Errorf("certificate %s: asked for again with another subject", spec.Name)
 		}
 		return l, nil
@@ -257,13 +259,14 @@ func (r *Rotator) Run(ctx context.Context) {
 // IssueLeaf signs a new key pair for spec valid for ttl. NotBefore is
 // backdated by a tenth of ttl (at most an hour) for clock skew.
 func (ca *CA) IssueLeaf(spec LeafSpec, ttl time.Duration) (certPEM, keyPEM []byte, err error) {
-	return ca.issue(spec.CN, spec.Orgs, spec.Hosts, spec.IPs, spec.Server, ttl, min(ttl/10, time.Hour))
+	return ca.issue(spec.CN, spec.Orgs, spec.Hosts, spec.IPs, extKeyUsage(spec.Server, spec.Peer), ttl, min(ttl/10, time.Hour))
 }
 
 // SpecOf recovers the spec a certificate was issued for.
 func SpecOf(name string, c *x509.Certificate) LeafSpec {
 	server := slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
-	return LeafSpec{Name: name, CN: c.Subject.CommonName, Orgs: c.Subject.Organization, Hosts: c.DNSNames, IPs: c.IPAddresses, Server: server}
+	peer := server && slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+	return LeafSpec{Name: name, CN: c.Subject.CommonName, Orgs: c.Subject.Organization, Hosts: c.DNSNames, IPs: c.IPAddresses, Server: server && !peer, Peer: peer}
 }
 
 // RenewFiles reissues the leaf in certFile/keyFile with the same subject,
