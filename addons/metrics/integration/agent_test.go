@@ -267,7 +267,7 @@ func cleanupAgent(t *testing.T, s *testserver.Server, a *agent.Agent, opts agent
 		}
 		rt.Close()
 	}
-	nm, err := network.New(network.Options{StateDir: filepath.Join(opts.StateDir, "network"), PodCIDR: podCIDR, Bridge: bridge, NetNSDir: opts.NetNSDir})
+	nm, err := network.New(network.Options{StateDir: filepath.Join(opts.StateDir, "network"), PodCIDR: opts.PodCIDR, Bridge: opts.Bridge, NetNSDir: opts.NetNSDir})
 	if err != nil {
 		t.Errorf("network cleanup: %v", err)
 		return

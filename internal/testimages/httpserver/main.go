@@ -1,6 +1,8 @@
 // Command httpserver is the static test server baked into the test image
 // that internal/testimages builds: it answers every request with the pod's
-// hostname and the requested path, and /env with its environment.
+// hostname and the requested path, /env with its environment, and
+// /burn?d=200ms by spinning on the CPU for that long (load for autoscaling
+// tests; at most 10 s).
 package main
 
 import (
@@ -20,6 +22,17 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, strings.Join(os.Environ(), "\n"))
+	})
+	mux.HandleFunc("/burn", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("d"))
+		if err != nil || d <= 0 || d > 10*time.Second {
+			d = 100 * time.Millisecond
+		}
+		n := 0
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			n++
+		}
+		fmt.Fprintf(w, "hostname=%s burned=%v loops=%d\n", host, d, n)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hostname=%s path=%s\n", host, r.URL.Path)
