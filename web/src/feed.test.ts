@@ -1,34 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Live } from "./live";
 import type { MetricsMsg } from "./metrics";
-
-// FakeSocket plays the backend (see revoke.test.ts).
-class FakeSocket {
-  static OPEN = 1;
-  static all: FakeSocket[] = [];
-  readyState = 0;
-  sent: Record<string, unknown>[] = [];
-  onopen?: () => void;
-  onmessage?: (ev: { data: string }) => void;
-  onclose?: () => void;
-  constructor(public url: string) {
-    FakeSocket.all.push(this);
-  }
-  open() {
-    this.readyState = FakeSocket.OPEN;
-    this.onopen?.();
-  }
-  send(data: string) {
-    this.sent.push(JSON.parse(data));
-  }
-  close() {
-    this.readyState = 3;
-    this.onclose?.();
-  }
-  receive(m: unknown) {
-    this.onmessage?.({ data: JSON.stringify(m) });
-  }
-}
+import { FakeSocket } from "./fakesocket.test-util";
 
 beforeEach(() => {
   FakeSocket.all = [];

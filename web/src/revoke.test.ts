@@ -1,34 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Live, LOGOUT, type Obj, type View } from "./live";
-
-// FakeSocket stands in for the browser's WebSocket: the test plays the
-// backend by calling receive().
-class FakeSocket {
-  static OPEN = 1;
-  static all: FakeSocket[] = [];
-  readyState = 0;
-  sent: Record<string, unknown>[] = [];
-  onopen?: () => void;
-  onmessage?: (ev: { data: string }) => void;
-  onclose?: () => void;
-  constructor(public url: string) {
-    FakeSocket.all.push(this);
-  }
-  open() {
-    this.readyState = FakeSocket.OPEN;
-    this.onopen?.();
-  }
-  send(data: string) {
-    this.sent.push(JSON.parse(data));
-  }
-  close() {
-    this.readyState = 3;
-    this.onclose?.();
-  }
-  receive(m: unknown) {
-    this.onmessage?.({ data: JSON.stringify(m) });
-  }
-}
+import { FakeSocket } from "./fakesocket.test-util";
 
 const obj = (name: string, rv: string): Obj => ({ metadata: { name, namespace: "team", resourceVersion: rv } });
 const q = (resource: string) => ({ group: "", version: "v1", resource, namespace: "team" });
