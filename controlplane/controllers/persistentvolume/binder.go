@@ -100,7 +100,7 @@ func New(cfg Config) (*Binder, error) {
 		pods: pods.Lister(), drivers: drivers.Lister(), caps: caps.Lister(),
 		synced: []cache.InformerSynced{pvcs.Informer().HasSynced, pvs.Informer().HasSynced, scs.Informer().HasSynced, nodes.Informer().HasSynced,
 			drivers.Informer().HasSynced, caps.Informer().HasSynced, pods.Informer().HasSynced},
-		rec:    cfg.Recorder, log: cfg.Logger.With("component", Name),
+		rec: cfg.Recorder, log: cfg.Logger.With("component", Name),
 		queue: controllers.NewQueue("volumes"),
 		provs: map[string]provisioner.Provisioner{},
 	}

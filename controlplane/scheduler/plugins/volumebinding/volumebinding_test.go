@@ -22,6 +22,8 @@ func plugin(t *testing.T, objs ...any) *VolumeBinding {
 	claims := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	vols := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	classes := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	drivers := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	caps := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	for _, o := range objs {
 		var err error
 		switch o.(type) {
@@ -31,6 +33,8 @@ func plugin(t *testing.T, objs ...any) *VolumeBinding {
 			err = vols.Add(o)
 		case *storagev1.StorageClass:
 			err = classes.Add(o)
+		case *storagev1.CSIStorageCapacity:
+			err = caps.Add(o)
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -39,6 +43,17 @@ func plugin(t *testing.T, objs ...any) *VolumeBinding {
 	return &VolumeBinding{
 		claims: corelisters.NewPersistentVolumeClaimLister(claims), volumes: corelisters.NewPersistentVolumeLister(vols),
 		classes: storagelisters.NewStorageClassLister(classes), assumed: map[string]types.UID{},
+		drivers: storagelisters.NewCSIDriverLister(drivers), caps: storagelisters.NewCSIStorageCapacityLister(caps),
+	}
+}
+
+// capacity is a CSIStorageCapacity of class for node.
+func capacity(class, node, size string) *storagev1.CSIStorageCapacity {
+	q := resource.MustParse(size)
+	return &storagev1.CSIStorageCapacity{
+		ObjectMeta:       metav1.ObjectMeta{Namespace: "kube-system", Name: class + "-" + node},
+		NodeTopology:     &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelHostname: node}},
+		StorageClassName: class, Capacity: &q,
 	}
 }
 
@@ -110,6 +125,8 @@ func TestFilter(t *testing.T) {
 		claim("immediate", "fast", "1Gi", ""),
 		claim("zoned", "zoned", "1Gi", ""),
 		claim("nothing-fits", "local", "100Gi", ""),
+		claim("dynamic-big", "local-path", "8Gi", ""),
+		capacity("local-path", "n1", "10Gi"), capacity("local-path", "n2", "5Gi"), capacity("zoned", "n2", "10Gi"),
 	}
 	tests := []struct {
 		name   string
@@ -124,6 +141,7 @@ func TestFilter(t *testing.T) {
 		{name: "bound volume's node affinity", pod: podWith("bound"), fits: map[string]bool{"n1": true, "n2": false}, reason: ErrReasonNodeConflict},
 		{name: "static match only where a volume fits", pod: podWith("static"), fits: map[string]bool{"n1": false, "n2": true}, reason: ErrReasonBindConflict},
 		{name: "provisioner serves any node", pod: podWith("dynamic"), fits: map[string]bool{"n1": true, "n2": true}},
+		{name: "storage capacity", pod: podWith("dynamic-big"), fits: map[string]bool{"n1": true, "n2": false}, reason: ErrReasonNotEnoughSpace},
 		{name: "allowed topologies", pod: podWith("zoned"), fits: map[string]bool{"n1": false, "n2": true}, reason: ErrReasonBindConflict},
 		{name: "nothing fits and no provisioner", pod: podWith("nothing-fits"), fits: map[string]bool{"n1": false, "n2": false}, reason: ErrReasonBindConflict},
 		{name: "two claims need two volumes", pod: podWith("static-small", "static"), fits: map[string]bool{"n1": false, "n2": false}, reason: ErrReasonBindConflict},
