@@ -36,16 +36,15 @@ const (
 	bridge  = "skiffmx0"
 )
 
-// TestMetricsFromRealContainers runs a real node agent on containerd: a
-// busybox pod spinning in a shell loop must show about one core and a pod
-// holding 100 MiB in a memory-backed emptyDir about 100 MiB, through the
-// agent's /stats/summary, metrics.k8s.io and kubectl top.
-func TestMetricsFromRealContainers(t *testing.T) {
-	nodetest.Require(t)
-	state := nodetest.StateDir(t, nodetest.Busybox)
+// startNode starts a server with 2 s metrics rounds and a real node agent
+// on containerd with image, its own pod range and bridge, removed after
+// the test; it returns the server, the agent and the node's name.
+func startNode(t *testing.T, image nodetest.Image, prefix, cidr, br string) (*testserver.Server, *agent.Agent, string) {
+	t.Helper()
+	state := nodetest.StateDir(t, image)
 	s := testserver.Start(t, func(c *server.Config) { c.MetricsResolution = 2 * time.Second })
-	nodeName := fmt.Sprintf("metrics-node-%d", time.Now().UnixNano()%1e6)
-	opts := nodetest.AgentOptions(nodeName, state, podCIDR, bridge)
+	nodeName := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1e6)
+	opts := nodetest.AgentOptions(nodeName, state, cidr, br)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	a, err := s.StartAgent(ctx, opts)
 	cancel()
@@ -53,8 +52,17 @@ func TestMetricsFromRealContainers(t *testing.T) {
 		t.Fatalf("start agent: %v", err)
 	}
 	t.Cleanup(func() { cleanupAgent(t, s, a, opts) })
+	return s, a, nodeName
+}
 
-	ctx = context.Background()
+// TestMetricsFromRealContainers runs a real node agent on containerd: a
+// busybox pod spinning in a shell loop must show about one core and a pod
+// holding 100 MiB in a memory-backed emptyDir about 100 MiB, through the
+// agent's /stats/summary, metrics.k8s.io and kubectl top.
+func TestMetricsFromRealContainers(t *testing.T) {
+	nodetest.Require(t)
+	s, a, nodeName := startNode(t, nodetest.Busybox, "metrics-node", podCIDR, bridge)
+	ctx := context.Background()
 	ns := "default"
 	_, _ = s.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
 	burn := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "burn", Namespace: ns, Labels: map[string]string{"app": "burn"}}, Spec: corev1.PodSpec{

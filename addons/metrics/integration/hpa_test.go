@@ -15,8 +15,6 @@ import (
 
 	"github.com/skiffhq/skiff/internal/nodetest"
 	"github.com/skiffhq/skiff/internal/testimages"
-	"github.com/skiffhq/skiff/internal/testserver"
-	"github.com/skiffhq/skiff/server"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -43,19 +41,8 @@ func TestHPAScalesOnRealCPU(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/kubectl"); err != nil {
 		t.Skip("kubectl not installed")
 	}
-	state := nodetest.StateDir(t, nodetest.HTTPServer)
-	s := testserver.Start(t, func(c *server.Config) { c.MetricsResolution = 2 * time.Second })
-	nodeName := fmt.Sprintf("hpa-node-%d", time.Now().UnixNano()%1e6)
-	opts := nodetest.AgentOptions(nodeName, state, hpaPodCIDR, hpaBridge)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	a, err := s.StartAgent(ctx, opts)
-	cancel()
-	if err != nil {
-		t.Fatalf("start agent: %v", err)
-	}
-	t.Cleanup(func() { cleanupAgent(t, s, a, opts) })
-
-	ctx = context.Background()
+	s, _, nodeName := startNode(t, nodetest.HTTPServer, "hpa-node", hpaPodCIDR, hpaBridge)
+	ctx := context.Background()
 	cs := s.Client
 	ns := "default"
 	_, _ = cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
