@@ -61,6 +61,18 @@ func init() {
 			tblSince(o.CreationTimestamp)}
 	})
 
+	tblRegister("storage.k8s.io", "CSIStorageCapacity", []metav1.TableColumnDefinition{
+		tblName(),
+		tblCol("StorageClassName", "string", storagev1.CSIStorageCapacity{}.SwaggerDoc()["storageClassName"]),
+		tblCol("Capacity", "string", storagev1.CSIStorageCapacity{}.SwaggerDoc()["capacity"]),
+	}, func(o *storagev1.CSIStorageCapacity) []interface{} {
+		capacity := "<unset>"
+		if o.Capacity != nil {
+			capacity = o.Capacity.String()
+		}
+		return []interface{}{o.Name, o.StorageClassName, capacity}
+	})
+
 	tblRegister("storage.k8s.io", "CSINode", []metav1.TableColumnDefinition{
 		tblName(),
 		tblCol("Drivers", "integer", "Drivers indicates the number of CSI drivers registered on the node"),
