@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/skiffhq/skiff/controlplane/etcdclient"
 	"github.com/skiffhq/skiff/server"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/client-go/kubernetes"
@@ -81,8 +82,19 @@ func startEmbedded(ctx context.Context, logw io.Writer) (_ *target, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin config: %w", err)
 	}
+	// The embedded etcd wants a client certificate of its own CA: the one
+	// the server records for the operator commands.
+	info, err := etcdclient.Read(dir)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client record: %w", err)
+	}
+	tlsCfg, err := info.TLS()
+	if err != nil {
+		return nil, err
+	}
 	t.etcd, err = clientv3.New(clientv3.Config{
-		Endpoints:          t.srv.Store().Client().Endpoints(),
+		Endpoints:          info.Endpoints,
+		TLS:                tlsCfg,
 		DialTimeout:        10 * time.Second,
 		MaxCallRecvMsgSize: 1 << 30,
 	})
