@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/bench"
+	"github.com/skiffhq/skiff/internal/cpuprofile"
 	"github.com/spf13/cobra"
 )
 
@@ -44,17 +45,11 @@ Progress goes to stderr; one JSON object is printed on stdout at the end.`,
 			} else {
 				opts.Progress = io.Discard
 			}
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return fmt.Errorf("cpu profile: %w", err)
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return fmt.Errorf("cpu profile: %w", err)
-				}
-				defer pprof.StopCPUProfile()
+			stopProfile, err := cpuprofile.Start(cpuProfile)
+			if err != nil {
+				return err
 			}
+			defer stopProfile()
 			if blockProfile != "" {
 				// Samples blocking of 100µs and more: where a request waits.
 				runtime.SetBlockProfileRate(int(100 * time.Microsecond))

@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/skiffhq/skiff/addons/logging/shipper"
 	"github.com/skiffhq/skiff/addons/logging/store"
+	"github.com/skiffhq/skiff/internal/cpuprofile"
 	"github.com/skiffhq/skiff/nodeagent/crilog"
 	"github.com/spf13/cobra"
 )
@@ -107,17 +107,11 @@ func logsShipperCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			if profile != "" {
-				f, err := os.Create(profile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+			stopProfile, err := cpuprofile.Start(profile)
+			if err != nil {
+				return err
 			}
+			defer stopProfile()
 			s, err := shipper.New(cfg)
 			if err != nil {
 				return err

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"sort"
 	"strconv"
 	"sync"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/skiffhq/skiff/addons/logging/esapi"
 	"github.com/skiffhq/skiff/addons/logging/store"
+	"github.com/skiffhq/skiff/internal/cpuprofile"
 	"github.com/spf13/cobra"
 )
 
@@ -87,17 +87,11 @@ func logsStoreCommand() *cobra.Command {
 		Use:   "logs-store",
 		Short: "Benchmark the embedded log store: _bulk ingest over HTTP (100 B and 1 KB lines), bytes per line on disk, query_string + time range search latency, against a raw sequential write of the same bytes",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.cpuProfile != "" {
-				f, err := os.Create(o.cpuProfile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+			stopProfile, err := cpuprofile.Start(o.cpuProfile)
+			if err != nil {
+				return err
 			}
+			defer stopProfile()
 			res, err := runLogsStoreBench(cmd.Context(), o)
 			if err != nil {
 				return err

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/scheduler"
+	"github.com/skiffhq/skiff/internal/cpuprofile"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
 	"github.com/skiffhq/skiff/server"
 	"github.com/spf13/cobra"
@@ -211,17 +211,11 @@ func runSchedulerBench(ctx context.Context, o schedBenchOpts) (*schedBenchResult
 	} else {
 		res.SchedulerMode = "in-process"
 		res.Note = "in-process: CPU and RSS cover the whole benchmark process (server, etcd, hollow nodes, scheduler)"
-		if o.cpuProfile != "" {
-			f, err := os.Create(o.cpuProfile)
-			if err != nil {
-				return nil, err
-			}
-			defer f.Close()
-			if err := pprof.StartCPUProfile(f); err != nil {
-				return nil, err
-			}
-			defer pprof.StopCPUProfile()
+		stopProfile, err := cpuprofile.Start(o.cpuProfile)
+		if err != nil {
+			return nil, err
 		}
+		defer stopProfile()
 	}
 
 	hc, err := hollow.Start(ctx, rc, hollow.Options{

@@ -3,10 +3,9 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"os"
-	"runtime/pprof"
 
 	"github.com/skiffhq/skiff/controlplane/scheduler"
+	"github.com/skiffhq/skiff/internal/cpuprofile"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 )
@@ -62,17 +61,11 @@ func schedulerCmd() *cobra.Command {
 				return fmt.Errorf("client: %w", err)
 			}
 			cfg.Client, cfg.Config, cfg.Logger = cs, conf, slog.Default()
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+			stopProfile, err := cpuprofile.Start(cpuProfile)
+			if err != nil {
+				return err
 			}
+			defer stopProfile()
 			return scheduler.RunStandalone(cmd.Context(), cfg)
 		},
 	}
