@@ -21,6 +21,7 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"github.com/skiffhq/skiff/internal/bench"
 	"github.com/skiffhq/skiff/server"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -256,7 +257,7 @@ func runDNSBench(ctx context.Context, o dnsBenchOpts) (*dnsBenchResult, error) {
 	}
 	var sk, ub samples
 	sides := []side{{skiffAddr, dnsCmd.Process.Pid, &sk}, {unboundAddr, ubCmd.Process.Pid, &ub}}
-	res.LoadAvg[0] = loadAvg1()
+	res.LoadAvg[0] = bench.LoadAvg()
 	for r := range o.rounds {
 		// Each round swaps who goes first (skiff, unbound, unbound, skiff, ...).
 		order := sides
@@ -278,7 +279,7 @@ func runDNSBench(ctx context.Context, o dnsBenchOpts) (*dnsBenchResult, error) {
 			s.into.externalCPU = append(s.into.externalCPU, run.serverCPUus)
 		}
 	}
-	res.LoadAvg[1] = loadAvg1()
+	res.LoadAvg[1] = bench.LoadAvg()
 	fill := func(r *dnsServerResult, s samples, addr string, pid int) error {
 		r.ClusterQPS, r.ExternalQPS = math.Round(medianF(s.cluster)), math.Round(medianF(s.external))
 		r.ClusterLost, r.ExternalLost = int64(medianF(s.clusterLost)), int64(medianF(s.externalLost))
@@ -564,20 +565,6 @@ func runDNSPerf(ctx context.Context, bin, addr, file string, d time.Duration, cl
 	}
 	run.perfCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return run, nil
-}
-
-// loadAvg1 returns the 1-minute load average (0 if unreadable).
-func loadAvg1() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	v, _ := strconv.ParseFloat(f[0], 64)
-	return v
 }
 
 // dnsLatency sends n sequential queries for cluster names and returns the

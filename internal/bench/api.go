@@ -130,7 +130,7 @@ func API(ctx context.Context, opts Options) (*Result, error) {
 	if opts.ContentType != "json" && opts.ContentType != "protobuf" {
 		return nil, fmt.Errorf("content type %q: want json or protobuf", opts.ContentType)
 	}
-	start, cpu0, load0 := time.Now(), processCPU(), loadAvg()
+	start, cpu0, load0 := time.Now(), processCPU(), LoadAvg()
 	var (
 		t   *target
 		err error
@@ -204,7 +204,7 @@ func API(ctx context.Context, opts Options) (*Result, error) {
 	r.cleanup(ctx)
 	r.targets()
 	r.res.DurationSec = round3(time.Since(start).Seconds())
-	r.res.Host.LoadAvgEnd = loadAvg()
+	r.res.Host.LoadAvgEnd = LoadAvg()
 	r.res.Host.ProcessCPUSec = round3((processCPU() - cpu0).Seconds())
 	return r.res, nil
 }

@@ -196,8 +196,9 @@ func readRSS(pid string) (float64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%s/status", pid)
 }
 
-// loadAvg returns the 1-minute load average (0 when unknown).
-func loadAvg() float64 {
+// LoadAvg returns the 1-minute load average (0 when unknown); benchmark
+// results record it beside their numbers.
+func LoadAvg() float64 {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return 0
