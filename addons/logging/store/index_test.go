@@ -78,15 +78,7 @@ func fillIndexDocs(t *testing.T, s *Store) {
 	}
 	long := strings.Repeat("x", maxValueKeyLen+1)
 	ops = append(ops, Op{Index: "logs-a0", ID: "long", Create: true, Source: fmt.Appendf(nil, `{"@timestamp":%q,"message":%q}`, base.Format(time.RFC3339Nano), long)})
-	res, err := s.Bulk(context.Background(), ops)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range res {
-		if r.Status != 201 {
-			t.Fatalf("bulk: %d %v", r.Status, r.Err)
-		}
-	}
+	mustCreate(t, s, ops)
 }
 
 // TestTokenIndex checks that queries answered from the blocks' token

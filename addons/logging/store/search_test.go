@@ -20,15 +20,7 @@ func fill(t *testing.T, s *Store, n int, base time.Time) {
 		}
 		ops = append(ops, Op{Index: fmt.Sprintf("logs-kubernetes-ns%d", i%3), ID: fmt.Sprint(i), Create: true, Source: doc(i, base.Add(time.Duration(i)*time.Second), msg)})
 	}
-	res, err := s.Bulk(context.Background(), ops)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range res {
-		if r.Status != 201 {
-			t.Fatalf("bulk: %d %v", r.Status, r.Err)
-		}
-	}
+	mustCreate(t, s, ops)
 }
 
 func TestSearch(t *testing.T) {

@@ -43,17 +43,9 @@ func TestBulkDuplicatesAndRestart(t *testing.T) {
 	for i := range 100 {
 		ops = append(ops, Op{Index: "logs-kubernetes-a", ID: fmt.Sprint("id-", i), Create: true, Source: doc(i, base.Add(time.Duration(i)*time.Second), fmt.Sprintf("line %d hello", i))})
 	}
-	res, err := s.Bulk(ctx, ops)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, r := range res {
-		if r.Status != 201 {
-			t.Fatalf("item %d: status %d %v", i, r.Status, r.Err)
-		}
-	}
+	mustCreate(t, s, ops)
 	// The same ids again: all 409, nothing stored.
-	res, _ = s.Bulk(ctx, ops[:10])
+	res, _ := s.Bulk(ctx, ops[:10])
 	for i, r := range res {
 		if r.Status != 409 {
 			t.Fatalf("dup item %d: status %d", i, r.Status)
@@ -120,5 +112,20 @@ func TestBadDocuments(t *testing.T) {
 	}
 	if n := docs(t, s); n != 4 {
 		t.Fatalf("docs = %d, want 4", n)
+	}
+}
+
+// mustCreate bulk-creates ops in s and fails the test unless every item is
+// created (201).
+func mustCreate(t *testing.T, s *Store, ops []Op) {
+	t.Helper()
+	res, err := s.Bulk(context.Background(), ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Status != 201 {
+			t.Fatalf("bulk item %d: status %d %v", i, r.Status, r.Err)
+		}
 	}
 }
