@@ -214,14 +214,6 @@ func exact(field string, values []string) jsonObj {
 	return jsonObj{"terms": jsonObj{field + ".keyword": values}}
 }
 
-// unhighlighted wraps a filter in a double negation: the same documents
-// match, but the store's highlighter (which takes words from every
-// must/filter/should clause, whatever their field) does not mark a pod or
-// namespace name inside messages.
-func unhighlighted(q jsonObj) jsonObj {
-	return jsonObj{"bool": jsonObj{"must_not": []any{jsonObj{"bool": jsonObj{"must_not": []any{q}}}}}}
-}
-
 // storeQuery is the bool query of a search: the user's query_string, the
 // time range, the filters and the namespaces the user may read (nil: all).
 func (req *logSearchRequest) storeQuery(namespaces []string) jsonObj {
@@ -239,10 +231,10 @@ func (req *logSearchRequest) storeQuery(namespaces []string) jsonObj {
 	sort.Strings(names)
 	for _, n := range names {
 		f, _ := logFieldFor(n)
-		filter = append(filter, unhighlighted(exact(f, req.filters[n])))
+		filter = append(filter, exact(f, req.filters[n]))
 	}
 	if namespaces != nil {
-		filter = append(filter, unhighlighted(exact(logFields["namespace"], namespaces)))
+		filter = append(filter, exact(logFields["namespace"], namespaces))
 	}
 	b := jsonObj{"filter": filter}
 	if len(must) > 0 {
@@ -666,7 +658,7 @@ func canReadLogs(ctx context.Context, sess *session, ns string) (bool, error) {
 	if ok, known := logAccessCache.get(sess.id, ns); known {
 		return ok, nil
 	}
-	ok, err := canI(ctx, sess, "get", podsLog, ns, "log")
+	ok, err := canI(ctx, sess.client, "get", podsLog, ns, "log")
 	if err != nil {
 		return false, fmt.Errorf("access review for pods/log in %q: %w", ns, err)
 	}

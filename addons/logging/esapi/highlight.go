@@ -9,12 +9,23 @@ import (
 
 // highlighter wraps the query's words in <em> tags in the requested
 // fields, as Elasticsearch's highlight does for text fields (whole
-// values, no fragmenting).
+// values, no fragmenting). As there, a field is highlighted only with the
+// words of clauses that query that field (require_field_match, default
+// true); a clause on every field ("" or "*", query_string without a
+// default field) or on a matching pattern counts for each field.
 type highlighter struct {
 	fields map[string]bool // dotted names; "*" = all
-	words  []string        // lower-cased
-	pre    string
-	post   string
+	words  []fieldWord
+	// anyField: require_field_match is false, every word counts everywhere.
+	anyField bool
+	pre      string
+	post     string
+}
+
+// fieldWord is one lower-cased query word and the field its clause queries.
+type fieldWord struct {
+	field string
+	word  string
 }
 
 func highlightTerms(body *searchBody, q store.Query) *highlighter {
@@ -22,14 +33,16 @@ func highlightTerms(body *searchBody, q store.Query) *highlighter {
 		return nil
 	}
 	var hl struct {
-		Fields   json.RawMessage `json:"fields"`
-		PreTags  []string        `json:"pre_tags"`
-		PostTags []string        `json:"post_tags"`
+		Fields            json.RawMessage `json:"fields"`
+		PreTags           []string        `json:"pre_tags"`
+		PostTags          []string        `json:"post_tags"`
+		RequireFieldMatch *bool           `json:"require_field_match"`
 	}
 	if json.Unmarshal(body.Highlight, &hl) != nil {
 		return nil
 	}
 	h := &highlighter{fields: map[string]bool{}, pre: "<em>", post: "</em>"}
+	h.anyField = hl.RequireFieldMatch != nil && !*hl.RequireFieldMatch
 	if len(hl.PreTags) > 0 && len(hl.PostTags) > 0 {
 		h.pre, h.post = hl.PreTags[0], hl.PostTags[0]
 	}
@@ -53,10 +66,14 @@ func highlightTerms(body *searchBody, q store.Query) *highlighter {
 		switch q := q.(type) {
 		case store.Text:
 			for _, w := range strings.FieldsFunc(strings.ToLower(q.Text), notWord) {
-				h.words = append(h.words, w)
+				h.words = append(h.words, fieldWord{q.Field, w})
 			}
 		case store.Term:
-			h.words = append(h.words, strings.ToLower(q.Value))
+			// A term on name.keyword queries the keyword field, not the
+			// text one, and is not highlighted there.
+			if !strings.HasSuffix(q.Field, ".keyword") {
+				h.words = append(h.words, fieldWord{q.Field, strings.ToLower(q.Value)})
+			}
 		case store.Bool:
 			for _, l := range [][]store.Query{q.Must, q.Filter, q.Should} {
 				for _, s := range l {
@@ -95,7 +112,11 @@ func (h *highlighter) apply(src []byte) []byte {
 		if !h.fields[name] && !h.fields["*"] {
 			return
 		}
-		if s, ok := h.mark(string(v)); ok {
+		words := h.wordsFor(name)
+		if len(words) == 0 {
+			return
+		}
+		if s, ok := h.mark(string(v), words); ok {
 			out[name] = append(out[name], s)
 		}
 	})
@@ -106,7 +127,18 @@ func (h *highlighter) apply(src []byte) []byte {
 	return b
 }
 
-func (h *highlighter) mark(v string) (string, bool) {
+// wordsFor returns the words that highlight the document field name.
+func (h *highlighter) wordsFor(name string) []string {
+	var out []string
+	for _, fw := range h.words {
+		if h.anyField || store.FieldMatches(fw.field, name) {
+			out = append(out, fw.word)
+		}
+	}
+	return out
+}
+
+func (h *highlighter) mark(v string, words []string) (string, bool) {
 	lower := strings.ToLower(v)
 	if len(lower) != len(v) {
 		return "", false
@@ -116,7 +148,7 @@ func (h *highlighter) mark(v string) (string, bool) {
 	for i := 0; i < len(lower); {
 		matched := 0
 		if i == 0 || !isWordByte(lower[i-1]) {
-			for _, w := range h.words {
+			for _, w := range words {
 				if w != "" && strings.HasPrefix(lower[i:], w) && (i+len(w) == len(lower) || !isWordByte(lower[i+len(w)])) && len(w) > matched {
 					matched = len(w)
 				}

@@ -158,3 +158,41 @@ func TestSearchAPI(t *testing.T) {
 		t.Errorf("create twice %d", code)
 	}
 }
+
+// TestHighlightRequireFieldMatch: a field is highlighted only with the
+// words of clauses on that field (Elasticsearch's require_field_match,
+// true by default), unless the request turns it off.
+func TestHighlightRequireFieldMatch(t *testing.T) {
+	srv := newTestServer(t, 0)
+	bulk := `{"create":{"_index":"logs-a","_id":"x"}}` + "\n" +
+		`{"@timestamp":"2026-05-01T10:00:00Z","message":"error while reading pod-a","level":"error","pod":"pod-a"}` + "\n"
+	if code, _, body := do(t, "POST", srv.URL+"/logs/_bulk?refresh=true", []byte(bulk)); code != 200 || strings.Contains(string(body), `"errors":true`) {
+		t.Fatalf("bulk %d %s", code, body)
+	}
+	cases := []struct {
+		name, query string
+		want        map[string][]string
+	}{
+		{"clause on another field", `{"query":{"query_string":{"query":"level:error"}},"highlight":{"fields":{"message":{},"level":{}}}}`,
+			map[string][]string{"level": {"<em>error</em>"}}},
+		{"require_field_match false", `{"query":{"query_string":{"query":"level:error"}},"highlight":{"require_field_match":false,"fields":{"message":{},"level":{}}}}`,
+			map[string][]string{"level": {"<em>error</em>"}, "message": {"<em>error</em> while reading pod-a"}}},
+		{"every field", `{"query":{"query_string":{"query":"reading"}},"highlight":{"fields":{"*":{}}}}`,
+			map[string][]string{"message": {"error while <em>reading</em> pod-a"}}},
+		{"keyword filter", `{"query":{"bool":{"must":[{"match":{"message":"reading"}}],"filter":[{"term":{"pod.keyword":"pod-a"}}]}},"highlight":{"fields":{"message":{},"pod":{}}}}`,
+			map[string][]string{"message": {"error while <em>reading</em> pod-a"}}},
+		{"field pattern", `{"query":{"query_string":{"query":"mess*:while"}},"highlight":{"fields":{"*":{}}}}`,
+			map[string][]string{"message": {"error <em>while</em> reading pod-a"}}},
+	}
+	for _, c := range cases {
+		code, _, body := do(t, "POST", srv.URL+"/logs/logs-a/_search", []byte(c.query))
+		var r searchResp
+		if code != 200 || json.Unmarshal(body, &r) != nil || len(r.Hits.Hits) != 1 {
+			t.Fatalf("%s: %d %s", c.name, code, body)
+		}
+		got := r.Hits.Hits[0].Highlight
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%s: highlight %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -103,6 +103,14 @@ func parseField(f string) fieldSpec {
 	return fieldSpec{name: f}
 }
 
+// FieldMatches tells whether a query's field (a name, a name ending in
+// .keyword, a pattern with '*' and '?', or "" for every field) addresses
+// the document field name.
+func FieldMatches(queryField, name string) bool {
+	f := parseField(queryField).name
+	return f == name || (strings.ContainsAny(f, "*?") && wildcardMatch(f, name))
+}
+
 func tokenHashes(s string) []uint64 {
 	var out []uint64
 	tokens([]byte(s), nil, func(t []byte) { out = append(out, xxhash.Sum64(t)) })
