@@ -124,6 +124,9 @@ type Cache struct {
 	unrouted map[string]*Object
 	ready    chan struct{}
 	readyOne sync.Once
+	// watchCtx is the context of the current etcd watch (nil while
+	// loading), for progress requests.
+	watchCtx context.Context
 }
 
 type bucket struct {
@@ -317,6 +320,14 @@ func (c *Cache) runOnce(ctx context.Context) error {
 	defer cancel()
 	wch := c.store.cli.Watch(wctx, RegistryPrefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1),
 		clientv3.WithPrevKV(), clientv3.WithProgressNotify())
+	c.mu.Lock()
+	c.watchCtx = wctx
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.watchCtx = nil
+		c.mu.Unlock()
+	}()
 	bookmarks := time.NewTicker(c.opts.BookmarkInterval)
 	defer bookmarks.Stop()
 	for {
@@ -347,6 +358,22 @@ func (c *Cache) runOnce(ctx context.Context) error {
 			c.apply(resp.Events)
 		}
 	}
+}
+
+// requestProgress asks etcd for a progress notification on the cache's
+// watch. clientv3 keys its watch streams by the context's outgoing gRPC
+// metadata, and a stream takes the lifetime of the context that opened
+// it: so the request goes with the watch's own context. With another
+// context it would open a stream of its own, without watchers, that etcd
+// answers nothing on. Without a watch (loading) there is nothing to ask.
+func (c *Cache) requestProgress() error {
+	c.mu.RLock()
+	wctx := c.watchCtx
+	c.mu.RUnlock()
+	if wctx == nil {
+		return nil
+	}
+	return c.store.cli.RequestProgress(wctx)
 }
 
 func (c *Cache) loadAll(ctx context.Context) (int64, []*Object, error) {
@@ -497,7 +524,7 @@ func (c *Cache) WaitRev(ctx context.Context, rev int64) error {
 	}
 	// Ask etcd for a progress notification so that the cache's revision
 	// advances even if nothing under the registry changed.
-	_ = c.store.cli.RequestProgress(ctx)
+	_ = c.requestProgress()
 	deadline := time.Now().Add(3 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -518,7 +545,7 @@ func (c *Cache) WaitRev(ctx context.Context, rev int64) error {
 		if time.Now().After(retry) {
 			retry = time.Now().Add(250 * time.Millisecond)
 			c.mu.Unlock()
-			_ = c.store.cli.RequestProgress(ctx)
+			_ = c.requestProgress()
 			c.mu.Lock()
 			continue
 		}

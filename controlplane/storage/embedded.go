@@ -7,10 +7,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 )
 
 // EmbeddedConfig configures an in-process etcd member.
@@ -51,6 +54,9 @@ type Embedded struct {
 	etcd      *embed.Etcd
 	endpoints []string
 	closed    bool
+
+	clientOnce sync.Once
+	client     *clientv3.Client
 }
 
 // StartEmbedded starts etcd and waits until it serves clients.
@@ -119,12 +125,30 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 // Endpoints returns the client URLs of the member.
 func (e *Embedded) Endpoints() []string { return e.endpoints }
 
-// Close stops etcd. Close clients first: with a client still connected etcd
-// waits several seconds for it. Safe to call more than once.
+// Client returns an in-process client of the member: its calls go straight
+// to the etcd server's gRPC service implementations, with no TLS, HTTP/2
+// framing, protobuf marshalling or socket in between, and without the
+// client certificate the network port demands. It is what a process that
+// embeds etcd should use itself (KV, Txn, Watch with progress requests,
+// Lease, Compact, Snapshot, Status); other processes go through
+// Endpoints. The member owns the client: Close closes it, callers must
+// not.
+func (e *Embedded) Client() *clientv3.Client {
+	e.clientOnce.Do(func() { e.client = v3client.New(e.etcd.Server) })
+	return e.client
+}
+
+// Close stops etcd. Close network clients first: with a client still
+// connected etcd waits several seconds for it. The in-process Client is
+// closed here, before the member. Safe to call more than once.
 func (e *Embedded) Close() {
 	if e == nil || e.closed {
 		return
 	}
 	e.closed = true
+	e.clientOnce.Do(func() {}) // orders the read of e.client after Client's write
+	if e.client != nil {
+		_ = e.client.Close()
+	}
 	e.etcd.Close()
 }

@@ -1,0 +1,186 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func freeURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String()
+}
+
+// TestEmbeddedClientInProcess: the embedded member's Client works with its
+// client port closed, so it cannot be a network client. It covers what the
+// server uses: the Store's KV and Txn operations with their sentinel errors,
+// the watch cache (events and a progress request that moves its revision
+// past a write outside the registry), leases, compaction, snapshots and
+// status.
+func TestEmbeddedClientInProcess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), ClientURL: freeURL(t), PeerURL: freeURL(t), LogLevel: "fatal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+
+	// Close the client port: nothing can reach the member over the network.
+	for _, l := range e.etcd.Clients {
+		_ = l.Close()
+	}
+	u, err := url.Parse(e.Endpoints()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", u.Host, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("client port %s still accepts connections", u.Host)
+	}
+
+	cli := e.Client()
+	if cli != e.Client() {
+		t.Fatal("Client returned a second client")
+	}
+	if cli.ActiveConnection() != nil {
+		t.Fatal("Client has a gRPC connection: it is a network client")
+	}
+	st := NewStore(cli, nil)
+	if err := st.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+
+	cache := NewCache(st, CacheOptions{})
+	const prefix = RegistryPrefix + "configmaps/"
+	cache.Register(prefix, nil)
+	cctx, stopCache := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = cache.Run(cctx)
+	}()
+	t.Cleanup(func() { stopCache(); <-done })
+	select {
+	case <-cache.Ready():
+	case <-ctx.Done():
+		t.Fatal("watch cache did not load")
+	}
+	w, err := cache.Watch(prefix, WatchOptions{FromRev: cache.Rev()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+
+	key := prefix + "default/a"
+	rev1, err := st.Create(ctx, key, []byte("v1"))
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if _, err := st.Create(ctx, key, []byte("again")); !errors.Is(err, ErrExists) {
+		t.Fatalf("second create: %v, want ErrExists", err)
+	}
+	rev2, _, err := st.Update(ctx, key, []byte("v2"), rev1)
+	if err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if _, cur, err := st.Update(ctx, key, []byte("stale"), rev1); !errors.Is(err, ErrConflict) || string(cur.Value) != "v2" || cur.ModRev != rev2 {
+		t.Fatalf("stale update: %v %+v, want ErrConflict with the current value", err, cur)
+	}
+	if kv, err := st.Get(ctx, key); err != nil || string(kv.Value) != "v2" || kv.CreateRev != rev1 {
+		t.Fatalf("get: %v %+v", err, kv)
+	}
+	if _, err := st.Create(ctx, prefix+"default/big", make([]byte, 4<<20)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("create of 4 MiB: %v, want ErrTooLarge", err)
+	}
+	for _, want := range []struct {
+		typ EventType
+		rev int64
+	}{{Added, rev1}, {Modified, rev2}} {
+		select {
+		case ev, ok := <-w.Events():
+			if !ok || ev.Type != want.typ || ev.Rev != want.rev || ev.Object.Key != key {
+				t.Fatalf("watch event %v %+v, want %s at %d", ok, ev, want.typ, want.rev)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no %s event", want.typ)
+		}
+	}
+
+	// A write outside the registry moves etcd's revision but sends the
+	// cache's watch no event: only a progress notification on that watch
+	// lets a consistent read catch up (the cache gives up after 3 s).
+	put, err := cli.Put(ctx, "/not-registry/x", "y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cache.WaitFresh(ctx); err != nil || got < put.Header.Revision {
+		t.Fatalf("consistent read after a write outside the registry: rev %d, %v; want >= %d", got, err, put.Header.Revision)
+	}
+
+	// Leases (the migrations lock uses a session).
+	lease, err := cli.Grant(ctx, 30)
+	if err != nil {
+		t.Fatalf("grant: %v", err)
+	}
+	if _, err := cli.Put(ctx, "/leased", "x", clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.KeepAliveOnce(ctx, lease.ID); err != nil {
+		t.Fatalf("keepalive: %v", err)
+	}
+	if _, err := cli.Revoke(ctx, lease.ID); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	if resp, err := cli.Get(ctx, "/leased"); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("leased key after revoke: %v %v", err, resp)
+	}
+
+	// Compaction: reads below it are gone (410 in the API).
+	if err := st.Compact(ctx, rev2); err != nil {
+		t.Fatalf("compact: %v", err)
+	}
+	if _, err := st.List(ctx, prefix, "", rev1, 0); !errors.Is(err, ErrExpired) {
+		t.Fatalf("list below the compacted revision: %v, want ErrExpired", err)
+	}
+	if _, err := cli.Get(ctx, key, clientv3.WithRev(rev1)); !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Fatalf("get below the compacted revision: %v", err)
+	}
+
+	// Maintenance: status and a snapshot (scheduled snapshots).
+	status, err := cli.Status(ctx, e.Endpoints()[0])
+	if err != nil || status.Header.Revision < put.Header.Revision {
+		t.Fatalf("status: %v %+v", err, status)
+	}
+	rc, err := cli.Snapshot(ctx)
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	n, err := io.Copy(io.Discard, rc)
+	rc.Close()
+	if err != nil || n == 0 {
+		t.Fatalf("snapshot: %d bytes, %v", n, err)
+	}
+
+	// Close stops the cache's watch and closes the client before the member
+	// (twice is safe).
+	stopCache()
+	<-done
+	e.Close()
+	e.Close()
+	if _, err := cli.Get(context.Background(), key); err == nil {
+		t.Fatal("get after Close succeeded")
+	}
+}
