@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -17,9 +16,9 @@ import (
 const EtcdTLSDir = "tls/etcd"
 
 // etcdTLS is the mutual TLS of the embedded etcd: a CA, the member's
-// serving and peer certificates, and the API server's client certificate.
+// serving and peer certificates, and the client certificate of the
+// operator commands (the server itself uses the in-process client).
 type etcdTLS struct {
-	ca                   *pki.CA
 	caFile               string
 	server, peer, client *pki.Leaf
 }
@@ -35,7 +34,7 @@ func (s *Server) newEtcdTLS() (*etcdTLS, error) {
 	s.etcdCerts = &pki.Rotator{CA: ca, Dir: dir, Lifetime: s.cfg.CertLifetime, RenewBefore: s.cfg.CertRenewBefore,
 		Logger: s.cfg.Logger.With("component", "certificates", "ca", "etcd-ca")}
 	loopback := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	t := &etcdTLS{ca: ca, caFile: filepath.Join(dir, "etcd-ca.crt")}
+	t := &etcdTLS{caFile: filepath.Join(dir, "etcd-ca.crt")}
 	for _, l := range []struct {
 		leaf **pki.Leaf
 		spec pki.LeafSpec
@@ -54,10 +53,4 @@ func (s *Server) newEtcdTLS() (*etcdTLS, error) {
 func (t *etcdTLS) files(l *pki.Leaf) *storage.TLSFiles {
 	cert, key := l.Files()
 	return &storage.TLSFiles{CertFile: cert, KeyFile: key, TrustedCAFile: t.caFile}
-}
-
-// clientConfig is the API server's TLS towards etcd: the etcd CA and the
-// current client certificate on every handshake.
-func (t *etcdTLS) clientConfig() *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: t.ca.Pool(), GetClientCertificate: t.client.GetClientCertificate}
 }

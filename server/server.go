@@ -403,7 +403,6 @@ func (s *Server) startDatastore(ctx context.Context) error {
 		}
 		s.etcd = e
 		endpoints = e.Endpoints()
-		tlsCfg = et.clientConfig()
 		client := et.files(et.client)
 		s.etcdClientFiles = etcdclient.Info{CAFile: client.TrustedCAFile, CertFile: client.CertFile, KeyFile: client.KeyFile}
 	} else if cfg.DatastoreCAFile != "" || cfg.DatastoreCertFile != "" {
@@ -413,18 +412,25 @@ func (s *Server) startDatastore(ctx context.Context) error {
 		}
 		tlsCfg = t
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:          endpoints,
-		DialTimeout:        10 * time.Second,
-		TLS:                tlsCfg,
-		MaxCallRecvMsgSize: 1 << 30,
-		MaxCallSendMsgSize: 4 << 20,
-		Logger:             nil,
-	})
-	if err != nil {
-		return fmt.Errorf("etcd client: %w", err)
+	if s.etcd != nil {
+		// This process runs the member: talk to it in-process. The
+		// client port (mutual TLS) is for the other processes and the
+		// operator commands recorded below.
+		s.etcdCli = s.etcd.Client()
+	} else {
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints:          endpoints,
+			DialTimeout:        10 * time.Second,
+			TLS:                tlsCfg,
+			MaxCallRecvMsgSize: 1 << 30,
+			MaxCallSendMsgSize: 4 << 20,
+		})
+		if err != nil {
+			return fmt.Errorf("etcd client: %w", err)
+		}
+		s.etcdCli = cli
 	}
-	s.etcdCli = cli
+	cli := s.etcdCli
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if _, err := cli.Get(cctx, "/registry/health"); err != nil {
@@ -475,7 +481,9 @@ func (s *Server) Stop() {
 		}
 		s.cancel()
 		s.wg.Wait()
-		if s.etcdCli != nil {
+		// The embedded member owns its in-process client and closes it
+		// before itself; a client of an external datastore is ours.
+		if s.etcdCli != nil && s.etcd == nil {
 			_ = s.etcdCli.Close()
 		}
 		s.etcd.Close()
