@@ -1,13 +1,20 @@
 // Package network gives every pod its own network namespace wired through
 // CNI (libcni with the plugins Debian ships in /usr/lib/cni): a bridge
-// (isGateway, no masquerade: pod traffic is never NATed off the host),
-// host-local IPAM on the node's pod CIDR, portmap for hostPorts, and
-// loopback. libcni's cache and host-local's allocations live under the
-// agent's state folder, so a restarted agent can tear down what it set up
-// before. The bridge plugin never deletes its bridge and turns IP
-// forwarding on; an nftables table owned by the Manager keeps forwarded
-// pod traffic on the bridge (nothing leaves the machine from a pod until a
-// service proxy and masquerading exist).
+// (isGateway; the bridge plugin's own masquerade is off), host-local IPAM
+// on the node's pod CIDR, portmap for hostPorts, and loopback. libcni's
+// cache and host-local's allocations live under the agent's state folder,
+// so a restarted agent can tear down what it set up before. The bridge
+// plugin never deletes its bridge and turns IP forwarding on.
+//
+// Across nodes the pod network is host-gw (as flannel's host-gw backend):
+// every other node's pod CIDR is routed via that node's address
+// (SyncRoutes), so pods reach pods on other nodes by pod IP without
+// encapsulation; the nodes must share a link. An nftables table owned by
+// the Manager guards forwarding: pods reach the cluster CIDR (pods on
+// any node) and the EgressCIDRs, nothing else, and traffic leaving the
+// cluster CIDR is masqueraded to the node's address. Blackhole routes for
+// the cluster and service CIDRs keep every packet for them on the machine
+// (the more specific pod-CIDR routes win). See README.md.
 package network
 
 import (
@@ -53,7 +60,18 @@ type Options struct {
 	PluginDirs []string
 	// NetNSDir holds the pods' network namespace mounts.
 	NetNSDir string
-	Logger   *slog.Logger
+	// ClusterCIDR is the pod range of the whole cluster (every node's
+	// pod CIDR lies in it): pods may reach it, traffic to it is not
+	// masqueraded, and it gets a blackhole route. Default: PodCIDR only.
+	ClusterCIDR string
+	// ServiceCIDR is the ClusterIP range; when set it gets a blackhole
+	// route too.
+	ServiceCIDR string
+	// EgressCIDRs are destinations outside the cluster CIDR that pods may
+	// reach (masqueraded to the node's address), e.g. 0.0.0.0/0. Default:
+	// none, pods reach only the cluster.
+	EgressCIDRs []string
+	Logger      *slog.Logger
 }
 
 // PortMapping is a hostPort of a pod.
@@ -101,6 +119,17 @@ func New(opts Options) (*Manager, error) {
 	_, cidr, err := net.ParseCIDR(opts.PodCIDR)
 	if err != nil || cidr.IP.To4() == nil {
 		return nil, fmt.Errorf("network: pod CIDR %q is not an IPv4 CIDR", opts.PodCIDR)
+	}
+	if opts.ClusterCIDR == "" {
+		opts.ClusterCIDR = cidr.String()
+	}
+	for _, c := range append([]string{opts.ClusterCIDR, opts.ServiceCIDR}, opts.EgressCIDRs...) {
+		if c == "" {
+			continue
+		}
+		if _, n, err := net.ParseCIDR(c); err != nil || n.IP.To4() == nil {
+			return nil, fmt.Errorf("network: %q is not an IPv4 CIDR", c)
+		}
 	}
 	for _, d := range []string{opts.cacheDir(), opts.ipamDir(), opts.NetNSDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -155,6 +184,19 @@ func New(opts Options) (*Manager, error) {
 		log: opts.Logger.With("component", "network"),
 	}
 	if err := m.guard(cidr.String()); err != nil {
+		return nil, err
+	}
+	// The cluster CIDR gets a blackhole only when it is larger than the
+	// pod CIDR: the same prefix would hide the bridge's own route.
+	blackholes := []string{opts.ServiceCIDR}
+	if _, c, _ := net.ParseCIDR(opts.ClusterCIDR); c != nil {
+		cOnes, _ := c.Mask.Size()
+		pOnes, _ := cidr.Mask.Size()
+		if cOnes < pOnes {
+			blackholes = append(blackholes, c.String())
+		}
+	}
+	if err := ensureBlackholes(blackholes...); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -254,25 +296,43 @@ func (m *Manager) Teardown(ctx context.Context, podUID, nsPath, ns, name string,
 // nftTable is the forwarding guard's nftables table.
 func (m *Manager) nftTable() string { return strings.ReplaceAll(m.opts.Bridge, "-", "_") + "_guard" }
 
-// guard installs an nftables table that drops forwarded traffic between
-// the pod bridge and any other interface: pods reach each other and the
-// host, never the outside.
-func (m *Manager) guard(cidr string) error {
+// guard installs the nftables table that guards forwarding for the pod
+// bridge: a packet from the bridge to another interface passes only to
+// the cluster CIDR (pods on other nodes, routed host-gw), to the egress
+// CIDRs, or as a reply; a packet into the bridge from elsewhere passes
+// only from the cluster CIDR, as a reply, or DNATed by the service
+// proxy. No other interface may send with a source address of this
+// node's pod CIDR. Traffic of the node's pods that leaves the cluster
+// CIDR through another interface is masqueraded.
+func (m *Manager) guard(podCIDR string) error {
 	if _, err := exec.LookPath("nft"); err != nil {
 		return fmt.Errorf("network: nft not found (apt-get install nftables): %w", err)
 	}
 	t := m.nftTable()
+	egress := ""
+	if len(m.opts.EgressCIDRs) > 0 {
+		egress = fmt.Sprintf("\t\tiifname \"%s\" ip daddr { %s } accept\n", m.opts.Bridge, strings.Join(m.opts.EgressCIDRs, ", "))
+	}
 	rules := fmt.Sprintf(`table inet %[1]s
 delete table inet %[1]s
 table inet %[1]s {
 	chain forward {
 		type filter hook forward priority -10; policy accept;
-		iifname "%[2]s" oifname != "%[2]s" drop
-		oifname "%[2]s" iifname != "%[2]s" drop
 		ip saddr %[3]s iifname != "%[2]s" drop
+		iifname "%[2]s" oifname "%[2]s" accept
+		iifname "%[2]s" ip daddr %[4]s accept
+		oifname "%[2]s" ip saddr %[4]s accept
+%[5]s		ct state established,related accept
+		oifname "%[2]s" ct status dnat accept
+		iifname "%[2]s" drop
+		oifname "%[2]s" drop
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr %[3]s ip daddr != %[4]s oifname != "%[2]s" masquerade
 	}
 }
-`, t, m.opts.Bridge, cidr)
+`, t, m.opts.Bridge, podCIDR, m.opts.ClusterCIDR, egress)
 	cmd := exec.Command("nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -134,4 +135,94 @@ func bridgePorts(t *testing.T, bridge string) []string {
 		}
 	}
 	return names
+}
+
+// TestHostGWRoutes runs a Manager in a network namespace of its own and
+// checks the blackhole routes, the host-gw routes SyncRoutes adds,
+// replaces and removes, and the masquerade rule of the guard.
+func TestHostGWRoutes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces")
+	}
+	if _, err := os.Stat(filepath.Join(DefaultPluginDir, "bridge")); err != nil {
+		t.Skip("CNI plugins are not installed (run deploy/install-deps.sh)")
+	}
+	state := t.TempDir()
+	n, err := netns.NewNetNS(filepath.Join(state, "ns"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Remove() })
+	in := func(f func() error) {
+		t.Helper()
+		if err := n.Do(func(cnins.NetNS) error { return f() }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ip := func(args ...string) string {
+		out, err := exec.Command("ip", args...).CombinedOutput()
+		if err != nil {
+			return "error: " + err.Error() + ": " + string(out)
+		}
+		return string(out)
+	}
+	var m *Manager
+	in(func() error {
+		for _, a := range [][]string{{"link", "add", "node0", "type", "bridge"}, {"addr", "add", "10.250.9.2/24", "dev", "node0"}, {"link", "set", "node0", "up"}} {
+			if out, err := exec.Command("ip", a...).CombinedOutput(); err != nil {
+				return fmt.Errorf("ip %v: %w: %s", a, err, out)
+			}
+		}
+		var err error
+		m, err = New(Options{StateDir: state, PodCIDR: "10.42.64.0/24", ClusterCIDR: "10.42.64.0/18", ServiceCIDR: "10.43.0.0/16",
+			Bridge: "skiffrt0", NetNSDir: filepath.Join(state, "netns")})
+		return err
+	})
+	in(func() error {
+		out := ip("-4", "route", "show", "type", "blackhole")
+		for _, c := range []string{"10.42.64.0/18", "10.43.0.0/16"} {
+			if !strings.Contains(out, c) {
+				t.Errorf("no blackhole route for %s: %q", c, out)
+			}
+		}
+		table, err := exec.Command("nft", "list", "table", "inet", m.nftTable()).CombinedOutput()
+		if err != nil || !strings.Contains(string(table), "ip saddr 10.42.64.0/24 ip daddr != 10.42.64.0/18 oifname != \"skiffrt0\" masquerade") {
+			t.Errorf("guard has no masquerade rule (%v):\n%s", err, table)
+		}
+		return nil
+	})
+	routes := func() map[string]string {
+		var r map[string]string
+		in(func() error { var err error; r, err = m.Routes(); return err })
+		return r
+	}
+	in(func() error {
+		return m.SyncRoutes(map[string]net.IP{
+			"10.42.65.0/24": net.ParseIP("10.250.9.3"),
+			"10.42.66.0/24": net.ParseIP("10.250.9.4"),
+			"10.42.64.0/24": net.ParseIP("10.250.9.2"), // its own: skipped
+		})
+	})
+	if r := routes(); len(r) != 2 || r["10.42.65.0/24"] != "10.250.9.3" || r["10.42.66.0/24"] != "10.250.9.4" {
+		t.Fatalf("routes after the first sync = %v", r)
+	}
+	var syncErr error
+	in(func() error {
+		syncErr = m.SyncRoutes(map[string]net.IP{
+			"10.42.65.0/24": net.ParseIP("10.250.9.5"), // moved
+			"10.42.67.0/24": net.ParseIP("192.0.2.77"), // no directly reachable gateway
+			"10.99.0.0/24":  net.ParseIP("10.250.9.6"), // outside the cluster CIDR
+		})
+		return nil
+	})
+	if syncErr == nil || !strings.Contains(syncErr.Error(), "10.42.67.0/24") || !strings.Contains(syncErr.Error(), "not inside the cluster CIDR") {
+		t.Errorf("second sync error = %v, want the unreachable gateway and the foreign CIDR reported", syncErr)
+	}
+	if r := routes(); len(r) != 1 || r["10.42.65.0/24"] != "10.250.9.5" {
+		t.Fatalf("routes after the second sync = %v, want only 10.42.65.0/24 via 10.250.9.5", r)
+	}
+	in(func() error { return m.SyncRoutes(nil) })
+	if r := routes(); len(r) != 0 {
+		t.Fatalf("routes after an empty sync = %v", r)
+	}
 }
