@@ -33,6 +33,10 @@ type routeConfig struct {
 	auth             *basicAuth
 	cors             *corsConfig
 
+	// leastRequest balances to the endpoint with the fewest requests in
+	// flight (load-balance: least_request) instead of round-robin.
+	leastRequest bool
+
 	canary            bool
 	canaryHeader      string
 	canaryHeaderValue string
@@ -116,6 +120,15 @@ func (b *builder) parseConfig(ing *networkingv1.Ingress, secrets map[types.Names
 			bad("proxy-body-size", v, err)
 		} else {
 			c.bodyLimit = n
+		}
+	}
+	if v, ok := annotation(ing, "load-balance"); ok {
+		switch v {
+		case "round_robin":
+		case "least_request":
+			c.leastRequest = true
+		default:
+			bad("load-balance", v, fmt.Errorf("want round_robin or least_request"))
 		}
 	}
 	seconds("proxy-connect-timeout", &c.connectTimeout)

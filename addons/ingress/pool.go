@@ -24,6 +24,7 @@ type endpoint struct {
 	addr         string
 	ejectedUntil atomic.Int64 // unix nanoseconds
 	failures     atomic.Int32 // consecutive connect failures
+	active       atomic.Int64 // requests in flight through this proxy
 }
 
 // Passive health: an endpoint that refuses a connection is skipped for
@@ -53,7 +54,9 @@ func (e *endpoint) ok() {
 	}
 }
 
-// pool balances requests over a backend's endpoints round-robin.
+// pool balances requests over a backend's endpoints: round-robin, or to
+// the endpoint with the fewest requests in flight (ties in round-robin
+// order) when the route asks for least_request.
 type pool struct {
 	eps  atomic.Pointer[[]*endpoint]
 	next atomic.Uint64
@@ -100,10 +103,12 @@ func (p *pool) size() int {
 }
 
 // pick returns the next endpoint in round-robin order that is neither
-// ejected nor already tried by this request. When every untried endpoint
-// is ejected it returns the one whose ejection ends first (a backend that
-// is all down still gets probed by real traffic); nil when all were tried.
-func (p *pool) pick(tried []*endpoint) *endpoint {
+// ejected nor already tried by this request; with leastRequest, the one of
+// those with the fewest requests in flight, the first in round-robin order
+// on a tie. When every untried endpoint is ejected it returns the one whose
+// ejection ends first (a backend that is all down still gets probed by
+// real traffic); nil when all were tried.
+func (p *pool) pick(tried []*endpoint, leastRequest bool) *endpoint {
 	epsp := p.eps.Load()
 	if epsp == nil || len(*epsp) == 0 {
 		return nil
@@ -111,18 +116,28 @@ func (p *pool) pick(tried []*endpoint) *endpoint {
 	eps := *epsp
 	now := time.Now().UnixNano()
 	start := p.next.Add(1) - 1
-	var fallback *endpoint
+	var fallback, least *endpoint
+	var leastActive int64
 	for i := range eps {
 		e := eps[(start+uint64(i))%uint64(len(eps))]
 		if slices.Contains(tried, e) {
 			continue
 		}
 		if !e.ejected(now) {
-			return e
+			if !leastRequest {
+				return e
+			}
+			if a := e.active.Load(); least == nil || a < leastActive {
+				least, leastActive = e, a
+			}
+			continue
 		}
 		if fallback == nil || e.ejectedUntil.Load() < fallback.ejectedUntil.Load() {
 			fallback = e
 		}
+	}
+	if least != nil {
+		return least
 	}
 	return fallback
 }

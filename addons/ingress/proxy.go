@@ -55,6 +55,9 @@ type reqState struct {
 	path     string // rewritten path ("" = unchanged)
 	cfg      *routeConfig
 	endpoint string
+	// picked is the endpoint whose in-flight count this request holds
+	// until it ends (least_request balancing).
+	picked   *endpoint
 	timedOut atomic.Bool
 }
 
@@ -157,7 +160,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	var tried []*endpoint
 	var lastErr error
 	for attempt := 0; ; attempt++ {
-		e := st.backend.pool.pick(tried)
+		e := st.backend.pool.pick(tried, st.cfg.leastRequest)
 		if e == nil {
 			if lastErr != nil {
 				return nil, lastErr
@@ -168,6 +171,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, errNoEndpoints
 		}
 		tried = append(tried, e)
+		e.active.Add(1)
 		req.URL.Host = e.addr
 		st.endpoint = e.addr
 		// The read timeout bounds the wait for response headers; once
@@ -181,8 +185,10 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		timer.Stop()
 		if err == nil {
 			e.ok()
+			st.picked = e // released when the request ends (ServeHTTP)
 			return resp, nil
 		}
+		e.active.Add(-1)
 		cancel()
 		if st.timedOut.Load() {
 			return nil, fmt.Errorf("%w after %s: %w", errBackendTimout, readTimeout, err)
@@ -264,7 +270,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lw := &logWriter{ResponseWriter: w, code: http.StatusOK}
 	lw.Header().Set("X-Request-ID", rid)
 	st := &reqState{}
-	defer func() { p.finish(r, lw, st, start, rid) }()
+	defer func() {
+		if st.picked != nil {
+			st.picked.active.Add(-1)
+		}
+		p.finish(r, lw, st, start, rid)
+	}()
 
 	rt := p.table.Load().Match(r.Host, r.URL.Path)
 	if rt == nil {

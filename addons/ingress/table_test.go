@@ -347,7 +347,7 @@ func TestPoolRoundRobinAndEjection(t *testing.T) {
 	p.set([]string{"a", "b", "c"})
 	seen := map[string]int{}
 	for range 30 {
-		seen[p.pick(nil).addr]++
+		seen[p.pick(nil, false).addr]++
 	}
 	if seen["a"] != 10 || seen["b"] != 10 || seen["c"] != 10 {
 		t.Fatalf("round robin: %v", seen)
@@ -355,14 +355,14 @@ func TestPoolRoundRobinAndEjection(t *testing.T) {
 	eps := *p.eps.Load()
 	eps[1].fail()
 	for range 20 {
-		if e := p.pick(nil); e.addr == "b" {
+		if e := p.pick(nil, false); e.addr == "b" {
 			t.Fatal("ejected endpoint picked")
 		}
 	}
 	// State survives an update that keeps the address.
 	p.set([]string{"a", "b", "d"})
 	for range 20 {
-		if e := p.pick(nil); e.addr == "b" {
+		if e := p.pick(nil, false); e.addr == "b" {
 			t.Fatal("ejection lost on update")
 		}
 	}
@@ -371,15 +371,53 @@ func TestPoolRoundRobinAndEjection(t *testing.T) {
 	eps = *p.eps.Load()
 	eps[0].fail()
 	eps[2].fail()
-	if e := p.pick([]*endpoint{eps[0]}); e == nil || e.addr == "a" {
+	if e := p.pick([]*endpoint{eps[0]}, false); e == nil || e.addr == "a" {
 		t.Fatalf("all ejected: %v", e)
 	}
-	if e := p.pick(eps); e != nil {
+	if e := p.pick(eps, false); e != nil {
 		t.Fatalf("all tried: %v", e.addr)
 	}
 	eps[1].ok()
-	if e := p.pick(nil); e.addr != "b" {
+	if e := p.pick(nil, false); e.addr != "b" {
 		t.Fatalf("recovered endpoint not picked: %s", e.addr)
+	}
+}
+
+// TestPoolLeastRequest: the endpoint with the fewest requests in flight
+// wins, ties go round-robin, ejected and tried endpoints are skipped.
+func TestPoolLeastRequest(t *testing.T) {
+	var p pool
+	p.set([]string{"a", "b", "c"})
+	eps := *p.eps.Load()
+	seen := map[string]int{}
+	for range 30 {
+		seen[p.pick(nil, true).addr]++
+	}
+	if seen["a"] != 10 || seen["b"] != 10 || seen["c"] != 10 {
+		t.Fatalf("ties are not round-robin: %v", seen)
+	}
+	eps[0].active.Store(3)
+	eps[1].active.Store(1)
+	eps[2].active.Store(2)
+	for range 10 {
+		if e := p.pick(nil, true); e.addr != "b" {
+			t.Fatalf("picked %s with %d in flight, want b with 1", e.addr, e.active.Load())
+		}
+	}
+	if e := p.pick([]*endpoint{eps[1]}, true); e.addr != "c" {
+		t.Fatalf("tried endpoint skipped: picked %s, want c", e.addr)
+	}
+	eps[1].fail()
+	if e := p.pick(nil, true); e.addr != "c" {
+		t.Fatalf("ejected endpoint skipped: picked %s, want c", e.addr)
+	}
+	// Round-robin ignores the counts: a, with the most in flight, is picked.
+	seen = map[string]int{}
+	for range 30 {
+		seen[p.pick(nil, false).addr]++
+	}
+	if seen["a"] == 0 || seen["b"] != 0 || seen["a"]+seen["c"] != 30 {
+		t.Fatalf("round robin with b ejected: %v", seen)
 	}
 }
 

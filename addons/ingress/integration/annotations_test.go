@@ -2,8 +2,10 @@ package integration_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,6 +133,53 @@ func TestAnnotations(t *testing.T) {
 			if _, ec, _ := e.get("canary.example.com", "/"); ec.Backend != "canary" {
 				t.Fatalf("weight 100: %s", ec.Backend)
 			}
+		}
+	})
+
+	t.Run("load-balance", func(t *testing.T) {
+		// Two backends; a request held open on one of them. With
+		// least_request every other request goes to the other backend;
+		// round-robin would alternate.
+		arrived := make(chan string, 1)
+		release := make(chan struct{})
+		var releaseOnce sync.Once
+		// Deferred, so the held request ends before the backends' cleanup
+		// waits for it, also when the subtest fails.
+		defer releaseOnce.Do(func() { close(release) })
+		holding := func(name string) http.Handler {
+			echoH := echoHandler(name)
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/hold" {
+					arrived <- name
+					<-release
+				}
+				echoH.ServeHTTP(w, r)
+			})
+		}
+		e.service("lr", backendWith(t, "127.0.0.5", holding("lr-a")), backendWith(t, "127.0.0.6", holding("lr-b")))
+		e.ingress("lr", map[string]string{skiff + "load-balance": "least_request"}, one("lr.example.com", path(prefix, "/", "lr")))
+		waitFor(t, 20*time.Second, "both lr backends", func() (bool, string) {
+			seen := map[string]bool{}
+			for range 4 {
+				_, ec, _ := e.get("lr.example.com", "/")
+				seen[ec.Backend] = true
+			}
+			return seen["lr-a"] && seen["lr-b"], fmt.Sprint(seen)
+		})
+		held := make(chan int, 1)
+		go func() {
+			code, _, _ := e.get("lr.example.com", "/hold")
+			held <- code
+		}()
+		busy := <-arrived
+		for range 6 {
+			if _, ec, _ := e.get("lr.example.com", "/"); ec.Backend == busy || ec.Backend == "" {
+				t.Fatalf("least_request sent a request to %q while %s holds one", ec.Backend, busy)
+			}
+		}
+		releaseOnce.Do(func() { close(release) })
+		if code := <-held; code != 200 {
+			t.Fatalf("held request: %d", code)
 		}
 	})
 

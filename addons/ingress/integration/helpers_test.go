@@ -101,7 +101,12 @@ type echo struct {
 // backend starts an HTTP server on ip:0 that answers an echo as JSON.
 func backend(t *testing.T, ip, name string) *httptest.Server {
 	t.Helper()
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return backendWith(t, ip, echoHandler(name))
+}
+
+// echoHandler answers an echo as JSON, after ?sleep=<duration> if asked.
+func echoHandler(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if d := r.URL.Query().Get("sleep"); d != "" {
 			dur, _ := time.ParseDuration(d)
 			select {
@@ -118,7 +123,6 @@ func backend(t *testing.T, ip, name string) *httptest.Server {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(echo{Backend: name, Method: r.Method, Host: r.Host, Path: r.URL.Path, Query: r.URL.RawQuery, Headers: hs, Proto: r.Proto})
 	})
-	return backendWith(t, ip, h)
 }
 
 func backendWith(t *testing.T, ip string, h http.Handler) *httptest.Server {
