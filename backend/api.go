@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 )
 
@@ -56,8 +57,11 @@ type Resource struct {
 // discoveryHandler lists every kind the API serves (CRDs included), in
 // each group's preferred version, as the user sees them.
 func (s *Server) discoveryHandler(w http.ResponseWriter, r *http.Request) {
-	sess := sessionFrom(r.Context())
-	lists, err := sess.discovery.ServerPreferredResources()
+	t, ok := s.targetFor(w, r)
+	if !ok {
+		return
+	}
+	lists, err := t.discovery.ServerPreferredResources()
 	if err != nil && len(lists) == 0 {
 		writeAPIError(w, err)
 		return
@@ -82,12 +86,15 @@ func (s *Server) discoveryHandler(w http.ResponseWriter, r *http.Request) {
 // rulesHandler answers the user's SelfSubjectRulesReview for a namespace,
 // which the UI uses to hide actions the user may not take.
 func (s *Server) rulesHandler(w http.ResponseWriter, r *http.Request) {
-	sess := sessionFrom(r.Context())
+	t, ok := s.targetFor(w, r)
+	if !ok {
+		return
+	}
 	ns := r.URL.Query().Get("namespace")
 	if ns == "" {
 		ns = "default"
 	}
-	rev, err := sess.client.AuthorizationV1().SelfSubjectRulesReviews().Create(r.Context(),
+	rev, err := t.client.AuthorizationV1().SelfSubjectRulesReviews().Create(r.Context(),
 		&authzv1.SelfSubjectRulesReview{Spec: authzv1.SelfSubjectRulesReviewSpec{Namespace: ns}}, metav1.CreateOptions{})
 	if err != nil {
 		writeAPIError(w, err)
@@ -96,24 +103,23 @@ func (s *Server) rulesHandler(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rev.Status)
 }
 
-// canI asks the API server whether the session's user may do verb.
-func canI(ctx context.Context, sess *session, verb string, gvr schema.GroupVersionResource, ns, sub string) (bool, error) {
-	rev, err := sess.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authzv1.SelfSubjectAccessReview{
-		Spec: authzv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authzv1.ResourceAttributes{
-			Namespace: ns, Verb: verb, Group: gvr.Group, Version: gvr.Version, Resource: gvr.Resource, Subresource: sub,
-		}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return false, err
-	}
-	return rev.Status.Allowed, nil
+// canI asks the API server whether client's user (the session's user,
+// or a member's credentials) may do verb.
+func canI(ctx context.Context, client kubernetes.Interface, verb string, gvr schema.GroupVersionResource, ns, sub string) (bool, error) {
+	return accessReview(ctx, client, authzv1.ResourceAttributes{
+		Namespace: ns, Verb: verb, Group: gvr.Group, Version: gvr.Version, Resource: gvr.Resource, Subresource: sub,
+	})
 }
 
 // accessHandler answers one SelfSubjectAccessReview
 // (?verb=&group=&resource=&namespace=&subresource=).
 func (s *Server) accessHandler(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	ok, err := canI(r.Context(), sessionFrom(r.Context()), q.Get("verb"),
+	t, found := s.targetFor(w, r)
+	if !found {
+		return
+	}
+	ok, err := canI(r.Context(), t.client, q.Get("verb"),
 		schema.GroupVersionResource{Group: q.Get("group"), Resource: q.Get("resource")}, q.Get("namespace"), q.Get("subresource"))
 	if err != nil {
 		writeAPIError(w, err)
@@ -146,7 +152,11 @@ func (s *Server) getObject(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	obj, err := resourceClient(sessionFrom(r.Context()).dynamic, gvr, ns).Get(r.Context(), name, metav1.GetOptions{})
+	t, ok := s.targetFor(w, r)
+	if !ok {
+		return
+	}
+	obj, err := resourceClient(t.dynamic, gvr, ns).Get(r.Context(), name, metav1.GetOptions{})
 	if err != nil {
 		writeAPIError(w, err)
 		return
@@ -173,22 +183,26 @@ func (s *Server) deleteObject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := sessionFrom(r.Context())
-	if err := resourceClient(sess.dynamic, gvr, ns).Delete(r.Context(), name, metav1.DeleteOptions{}); err != nil {
+	t, ok := s.targetFor(w, r)
+	if !ok {
+		return
+	}
+	if err := resourceClient(t.dynamic, gvr, ns).Delete(r.Context(), name, metav1.DeleteOptions{}); err != nil {
 		writeAPIError(w, err)
 		return
 	}
-	s.log.Info("dashboard delete", "user", sess.user, "resource", gvr.Resource, "namespace", ns, "name", name)
+	s.log.Info("dashboard delete", "user", sess.user, "cluster", t.cluster, "resource", gvr.Resource, "namespace", ns, "name", name)
 	writeJSON(w, http.StatusOK, map[string]string{"status": "deleted"})
 }
 
 // resolveKind finds the resource of apiVersion/kind through the user's
 // discovery.
-func resolveKind(sess *session, apiVersion, kind string) (schema.GroupVersionResource, bool, error) {
+func resolveKind(t *target, apiVersion, kind string) (schema.GroupVersionResource, bool, error) {
 	gv, err := schema.ParseGroupVersion(apiVersion)
 	if err != nil {
 		return schema.GroupVersionResource{}, false, fmt.Errorf("apiVersion %q: %w", apiVersion, err)
 	}
-	list, err := sess.discovery.ServerResourcesForGroupVersion(apiVersion)
+	list, err := t.discovery.ServerResourcesForGroupVersion(apiVersion)
 	if err != nil {
 		return schema.GroupVersionResource{}, false, fmt.Errorf("apiVersion %q is not served: %w", apiVersion, err)
 	}
@@ -206,6 +220,10 @@ func resolveKind(sess *session, apiVersion, kind string) (schema.GroupVersionRes
 // object exists.
 func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFrom(r.Context())
+	t, ok := s.targetFor(w, r)
+	if !ok {
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 3<<20))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
@@ -225,7 +243,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "metadata.name is required")
 		return
 	}
-	gvr, namespaced, err := resolveKind(sess, obj.GetAPIVersion(), obj.GetKind())
+	gvr, namespaced, err := resolveKind(t, obj.GetAPIVersion(), obj.GetKind())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -241,7 +259,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	if !namespaced {
 		ns = ""
 	}
-	rc := resourceClient(sess.dynamic, gvr, ns)
+	rc := resourceClient(t.dynamic, gvr, ns)
 	obj.SetManagedFields(nil)
 	var out *unstructured.Unstructured
 	action := "update"
@@ -265,13 +283,17 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
-	s.log.Info("dashboard apply", "user", sess.user, "action", action, "resource", gvr.Resource, "namespace", ns, "name", obj.GetName())
+	s.log.Info("dashboard apply", "user", sess.user, "cluster", t.cluster, "action", action, "resource", gvr.Resource, "namespace", ns, "name", obj.GetName())
 	writeJSON(w, http.StatusOK, map[string]any{"action": action, "object": out.Object})
 }
 
 // scale sets replicas through the scale subresource as the user.
 func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFrom(r.Context())
+	t, ok := s.targetFor(w, r)
+	if !ok {
+		return
+	}
 	var body struct {
 		Group     string `json:"group"`
 		Version   string `json:"version"`
@@ -290,19 +312,22 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
 	}
 	gvr := schema.GroupVersionResource{Group: body.Group, Version: body.Version, Resource: body.Resource}
 	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, *body.Replicas)
-	out, err := resourceClient(sess.dynamic, gvr, body.Namespace).Patch(r.Context(), body.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "scale")
+	out, err := resourceClient(t.dynamic, gvr, body.Namespace).Patch(r.Context(), body.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "scale")
 	if err != nil {
 		writeAPIError(w, err)
 		return
 	}
-	s.log.Info("dashboard scale", "user", sess.user, "resource", gvr.Resource, "namespace", body.Namespace, "name", body.Name, "replicas", *body.Replicas)
+	s.log.Info("dashboard scale", "user", sess.user, "cluster", t.cluster, "resource", gvr.Resource, "namespace", body.Namespace, "name", body.Name, "replicas", *body.Replicas)
 	writeJSON(w, http.StatusOK, out.Object)
 }
 
 // logs streams a pod's log as the user (?namespace=&name=&container=
 // &follow=1&tailLines=N&timestamps=1&previous=1), flushing each line.
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
-	sess := sessionFrom(r.Context())
+	t, ok := s.targetFor(w, r)
+	if !ok {
+		return
+	}
 	q := r.URL.Query()
 	opts := &corev1.PodLogOptions{
 		Container:  q.Get("container"),
@@ -318,7 +343,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		}
 		opts.TailLines = &n
 	}
-	stream, err := sess.client.CoreV1().Pods(q.Get("namespace")).GetLogs(q.Get("name"), opts).Stream(r.Context())
+	stream, err := t.client.CoreV1().Pods(q.Get("namespace")).GetLogs(q.Get("name"), opts).Stream(r.Context())
 	if err != nil {
 		writeAPIError(w, err)
 		return

@@ -89,6 +89,10 @@ type Server struct {
 	reauthOnce sync.Once
 	connsMu    sync.Mutex
 	conns      map[*wsConn]struct{}
+	// members are member clusters' clients and caches, by member and
+	// credentials (members.go).
+	membersMu sync.Mutex
+	members   map[string]*target
 }
 
 // New builds a backend; it starts nothing until requests arrive.
@@ -138,6 +142,7 @@ func New(opts Options) (*Server, error) {
 		sessions:    newSessionStore(opts.SessionTTL),
 		loginLimits: map[string]*rate.Limiter{},
 		conns:       map[*wsConn]struct{}{},
+		members:     map[string]*target{},
 	}
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
 	s.cache = newSharedCache(dyn, md, opts.IdleWatch, s.log)
@@ -156,6 +161,7 @@ func (s *Server) Watches() (running int, started int64) { return s.cache.watches
 func (s *Server) Close() {
 	s.bgCancel()
 	s.cache.stop()
+	s.stopMembers()
 }
 
 // Serve serves HTTPS (cert non-nil) or HTTP on l until ctx ends.
@@ -207,8 +213,9 @@ func (s *Server) routes() http.Handler {
 			r.Post("/apply", s.apply)
 			r.Post("/scale", s.scale)
 			r.Get("/logs", s.logs)
-			r.Get("/logsearch", s.logSearch)
-			r.Get("/logsearch/context", s.logContext)
+			r.Post("/cluster", s.switchCluster)
+			r.With(hostOnly("log search")).Get("/logsearch", s.logSearch)
+			r.With(hostOnly("log search")).Get("/logsearch/context", s.logContext)
 			r.Get("/ws", s.websocket)
 		})
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) {

@@ -160,13 +160,18 @@ func (c *wsConn) runMetrics(ctx context.Context, sub *subscription, m clientMsg)
 		return err
 	}
 	col := c.s.opts.Metrics
+	if m.Cluster != "" {
+		c.sendSub(ctx, metricsMsg{Type: "metrics", ID: m.ID, Message: "metrics history covers the host cluster only", Series: []seriesMsg{}})
+		<-ctx.Done()
+		return nil
+	}
 	if col == nil {
 		c.sendSub(ctx, metricsMsg{Type: "metrics", ID: m.ID, Message: MetricsUnavailable, Series: []seriesMsg{}})
 		<-ctx.Done()
 		return nil
 	}
 	for _, verb := range az.reviewVerbs() {
-		ok, err := canI(ctx, c.sess, verb, az.gvr, az.ns, "")
+		ok, err := canI(ctx, c.sess.client, verb, az.gvr, az.ns, "")
 		if err != nil {
 			return fmt.Errorf("access review: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -128,10 +129,12 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // reviewKey identifies one access review of one session in a pass, so
 // subscriptions asking the same question share the answer.
 type reviewKey struct {
-	sess string
-	verb string
-	gvr  schema.GroupVersionResource
-	ns   string
+	sess    string
+	cluster string
+	verb    string
+	gvr     schema.GroupVersionResource
+	ns      string
+	name    string
 }
 
 type reviewResult struct {
@@ -143,18 +146,18 @@ type reviewResult struct {
 // reauthorize runs the access reviews of every open, authorized
 // subscription again, as its user, and revokes those now refused.
 func (s *Server) reauthorize(ctx context.Context) {
-	type target struct {
+	type openSub struct {
 		c   *wsConn
 		sub *subscription
 		az  *subAuthz
 	}
-	var targets []target
+	var targets []openSub
 	s.connsMu.Lock()
 	for c := range s.conns {
 		c.mu.Lock()
 		for _, sub := range c.subs {
 			if az := sub.authz.Load(); az != nil {
-				targets = append(targets, target{c, sub, az})
+				targets = append(targets, openSub{c, sub, az})
 			}
 		}
 		c.mu.Unlock()
@@ -165,8 +168,8 @@ func (s *Server) reauthorize(ctx context.Context) {
 	}
 	var mu sync.Mutex
 	results := map[reviewKey]*reviewResult{}
-	review := func(sess *session, verb string, az *subAuthz) (bool, error) {
-		k := reviewKey{sess.id, verb, az.gvr, az.ns}
+	// shared runs f once per key in this pass.
+	shared := func(k reviewKey, f func(context.Context) (bool, error)) (bool, error) {
 		mu.Lock()
 		r := results[k]
 		if r == nil {
@@ -177,9 +180,27 @@ func (s *Server) reauthorize(ctx context.Context) {
 		r.once.Do(func() {
 			rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			defer cancel()
-			r.allowed, r.err = canI(rctx, sess, verb, az.gvr, az.ns, "")
+			r.allowed, r.err = f(rctx)
 		})
 		return r.allowed, r.err
+	}
+	// review asks the subscription's cluster: the host as the user, a
+	// member with its credentials.
+	review := func(sess *session, verb string, az *subAuthz) (bool, error) {
+		client, cluster := sess.client, ""
+		if az.t != nil && az.t.cluster != "" {
+			client, cluster = az.t.client, az.t.cluster
+		}
+		return shared(reviewKey{sess: sess.id, cluster: cluster, verb: verb, gvr: az.gvr, ns: az.ns}, func(ctx context.Context) (bool, error) {
+			return canI(ctx, client, verb, az.gvr, az.ns, "")
+		})
+	}
+	// secretReview asks whether the user may still read a member's
+	// credentials Secret on the host.
+	secretReview := func(sess *session, t *target) (bool, error) {
+		return shared(reviewKey{sess: sess.id, verb: "get", gvr: secretsGVR, ns: t.secretNS, name: t.secretName}, func(ctx context.Context) (bool, error) {
+			return accessReview(ctx, sess.client, authzv1.ResourceAttributes{Verb: "get", Version: "v1", Resource: "secrets", Namespace: t.secretNS, Name: t.secretName})
+		})
 	}
 	sem := make(chan struct{}, reauthParallel)
 	var wg sync.WaitGroup
@@ -188,19 +209,37 @@ func (s *Server) reauthorize(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			for _, verb := range t.az.reviewVerbs() {
-				ok, err := review(t.c.sess, verb, t.az)
+			sess := t.c.sess
+			if mt := t.az.t; mt != nil && mt.cluster != "" {
+				ok, err := secretReview(sess, mt)
 				switch {
 				case apierrors.IsUnauthorized(err):
-					s.revokeSession(t.c.sess, "the API server no longer accepts this session's token")
+					s.revokeSession(sess, "the API server no longer accepts this session's token")
+					return
+				case err != nil:
+					s.log.Warn("dashboard re-authorization failed", "user", sess.user, "cluster", mt.cluster, "err", err)
+					return
+				case !ok:
+					sess.members.drop(mt.cluster)
+					s.log.Info("dashboard member subscription revoked", "user", sess.user, "cluster", mt.cluster)
+					t.c.revoke(t.sub, fmt.Sprintf("access revoked: %s cannot get secret %s/%s, the credentials of member cluster %q",
+						sess.user, mt.secretNS, mt.secretName, mt.cluster))
+					return
+				}
+			}
+			for _, verb := range t.az.reviewVerbs() {
+				ok, err := review(sess, verb, t.az)
+				switch {
+				case apierrors.IsUnauthorized(err) && (t.az.t == nil || t.az.t.cluster == ""):
+					s.revokeSession(sess, "the API server no longer accepts this session's token")
 					return
 				case err != nil:
 					// Not a refusal: keep streaming; the next pass asks again.
-					s.log.Warn("dashboard re-authorization failed", "user", t.c.sess.user, "resource", t.az.gvr.Resource, "err", err)
+					s.log.Warn("dashboard re-authorization failed", "user", sess.user, "resource", t.az.gvr.Resource, "err", err)
 					return
 				case !ok:
-					s.log.Info("dashboard subscription revoked", "user", t.c.sess.user, "resource", t.az.gvr.Resource, "namespace", t.az.ns, "verb", verb)
-					t.c.revoke(t.sub, "access revoked: "+t.az.denied(t.c.sess.user, verb))
+					s.log.Info("dashboard subscription revoked", "user", sess.user, "resource", t.az.gvr.Resource, "namespace", t.az.ns, "verb", verb)
+					t.c.revoke(t.sub, "access revoked: "+t.az.denied(sess.user, verb))
 					return
 				}
 			}

@@ -32,6 +32,8 @@ type session struct {
 	dynamic   dynamic.Interface
 	discovery discovery.DiscoveryInterface
 	rest      *rest.Config
+	// members are the member clusters the user was checked for (members.go).
+	members memberGrants
 }
 
 // sessionStore keeps sessions in memory (a restart logs everyone out).

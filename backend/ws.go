@@ -61,6 +61,8 @@ type clientMsg struct {
 	Sort      Sort              `json:"sort"`
 	Page      Page              `json:"page"`
 	Known     map[string]string `json:"known"`
+	// Cluster names a member cluster ("" = the host; members.go).
+	Cluster string `json:"cluster,omitempty"`
 	// Kind, Name and Limit describe a metrics feed (metrics.go).
 	Kind  string `json:"kind"`
 	Name  string `json:"name"`
@@ -134,6 +136,9 @@ type subAuthz struct {
 	// the kind in messages (default the resource).
 	verbs []string
 	what  string
+	// t is the cluster the subscription reads (nil: the host); for a
+	// member, the user's access to its credentials Secret is reviewed too.
+	t *target
 }
 
 // reviewVerbs are the verbs the subscription needs.
@@ -152,6 +157,9 @@ func (a *subAuthz) denied(user, verb string) string {
 	}
 	if !a.namespaced {
 		where = "at cluster scope"
+	}
+	if a.t != nil && a.t.cluster != "" {
+		where += " of member cluster " + a.t.cluster
 	}
 	what := a.what
 	if what == "" {
@@ -361,12 +369,12 @@ func (e *subError) Error() string { return e.msg }
 
 // checkKind verifies through the user's discovery that the kind is served
 // and whether it is namespaced.
-func checkKind(sess *session, gvr schema.GroupVersionResource) (bool, error) {
+func checkKind(t *target, gvr schema.GroupVersionResource) (bool, error) {
 	if gvr.Version == "" || gvr.Resource == "" {
 		return false, &subError{http.StatusBadRequest, "subscribe: version and resource are required"}
 	}
 	gv := gvr.GroupVersion().String()
-	list, err := sess.discovery.ServerResourcesForGroupVersion(gv)
+	list, err := t.discovery.ServerResourcesForGroupVersion(gv)
 	if err != nil {
 		return false, &subError{http.StatusNotFound, fmt.Sprintf("unknown kind %s: group version %s is not served", gvr.Resource, gv)}
 	}
@@ -379,7 +387,15 @@ func checkKind(sess *session, gvr schema.GroupVersionResource) (bool, error) {
 }
 
 func (c *wsConn) runSubscription(ctx context.Context, sub *subscription, m clientMsg, gvr schema.GroupVersionResource, q *query) error {
-	namespaced, err := checkKind(c.sess, gvr)
+	t, err := c.s.resolveTarget(ctx, c.sess, m.Cluster)
+	if err != nil {
+		var se *statusError
+		if errors.As(err, &se) {
+			return &subError{se.code, se.msg}
+		}
+		return err
+	}
+	namespaced, err := checkKind(t, gvr)
 	if err != nil {
 		return err
 	}
@@ -389,9 +405,9 @@ func (c *wsConn) runSubscription(ctx context.Context, sub *subscription, m clien
 	}
 	// The shared cache reads with the backend's identity, so every
 	// subscription is authorized as the user first, as list and watch.
-	az := &subAuthz{gvr: gvr, ns: ns, namespaced: namespaced}
+	az := &subAuthz{gvr: gvr, ns: ns, namespaced: namespaced, t: t}
 	for _, verb := range reviewVerbs {
-		ok, err := canI(ctx, c.sess, verb, gvr, ns, "")
+		ok, err := canI(ctx, t.client, verb, gvr, ns, "")
 		if err != nil {
 			return fmt.Errorf("access review: %w", err)
 		}
@@ -404,11 +420,11 @@ func (c *wsConn) runSubscription(ctx context.Context, sub *subscription, m clien
 	c.s.startReauth()
 	sub.authz.Store(az)
 	notify := make(chan struct{}, 1)
-	kc, err := c.s.cache.acquire(ctx, gvr, notify)
+	kc, err := t.cache.acquire(ctx, gvr, notify)
 	if err != nil {
 		return err
 	}
-	defer c.s.cache.release(kc, notify)
+	defer t.cache.release(kc, notify)
 
 	sent := make(map[string]string, len(m.Known))
 	for k, rv := range m.Known {
