@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,11 +48,36 @@ type ServicePort struct {
 	// all: without, traffic is rejected; with endpoints but none allowed
 	// by a Local policy, traffic is dropped (as upstream).
 	HasEndpoints bool
+
+	key string // Key, once computed
 }
 
 // Key names the service port: namespace/name/protocol/port.
 func (sp *ServicePort) Key() string {
-	return fmt.Sprintf("%s/%s/%s/%d", sp.Namespace, sp.Name, strings.ToLower(string(sp.Protocol)), sp.Port)
+	if sp.key == "" {
+		sp.key = sp.Namespace + "/" + sp.Name + "/" + strings.ToLower(string(sp.Protocol)) + "/" + strconv.Itoa(int(sp.Port))
+	}
+	return sp.key
+}
+
+// equal says whether a and b program the same objects.
+func (sp *ServicePort) equal(o *ServicePort) bool {
+	a, b := sp, o
+	return a.Key() == b.Key() && a.PortName == b.PortName && a.ClusterIP.Equal(b.ClusterIP) && a.NodePort == b.NodePort &&
+		a.Affinity == b.Affinity && a.ExternalLocal == b.ExternalLocal && a.HasEndpoints == b.HasEndpoints &&
+		sameEndpoints(a.Cluster, b.Cluster) && sameEndpoints(a.All, b.All) && sameEndpoints(a.Local, b.Local)
+}
+
+func sameEndpoints(a, b []Endpoint) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Port != b[i].Port || !a[i].IP.Equal(b[i].IP) {
+			return false
+		}
+	}
+	return true
 }
 
 // chainName is upstream's naming: a prefix, a hash (the key may be longer

@@ -4,8 +4,11 @@
 // table owned by Skiff (ip family, default "skiff_proxy"), written through
 // netlink (github.com/google/nftables, never the nft binary).
 //
-// Every sync rebuilds the whole table in one netlink batch (create, delete,
-// fill), which the kernel applies atomically. Dispatch is by verdict maps
+// The first sync (and one every FullSyncPeriod, and the one after a
+// failure) rebuilds the whole table; the others rewrite only the chains
+// and map elements of service ports that changed (upstream's partial
+// sync). Every sync is one netlink transaction, which the kernel applies
+// atomically. Dispatch is by verdict maps
 // keyed on (daddr . l4proto . dport) for ClusterIPs and (l4proto . dport)
 // on local addresses for NodePorts, so the per-packet cost does not grow
 // with the number of services; each service port has its own chain that
@@ -49,7 +52,10 @@ const (
 	DefaultTable         = "skiff_proxy"
 	DefaultInterface     = "skiff-svc0"
 	DefaultMinSyncPeriod = 100 * time.Millisecond
-	routeLocalnet        = "/proc/sys/net/ipv4/conf/all/route_localnet"
+	// DefaultFullSyncPeriod is upstream's: a full resync every hour repairs
+	// whatever changed the table behind the proxy's back.
+	DefaultFullSyncPeriod = time.Hour
+	routeLocalnet         = "/proc/sys/net/ipv4/conf/all/route_localnet"
 )
 
 // Options configures a Proxy.
@@ -64,6 +70,12 @@ type Options struct {
 	Table, Interface string
 	// MinSyncPeriod debounces changes (default 100ms).
 	MinSyncPeriod time.Duration
+	// FullSyncPeriod is the time after which a sync rewrites the whole
+	// table rather than what changed (default 1h).
+	FullSyncPeriod time.Duration
+	// NetNS is a named network namespace (`ip netns`, /run/netns/NAME)
+	// to program instead of the agent's own; for benchmarks and tests.
+	NetNS string
 	// NoLocalhostNodePorts turns NodePorts on 127.0.0.0/8 off; on by
 	// default, which needs net.ipv4.conf.all.route_localnet=1 (set at
 	// start, as upstream's iptables mode).
@@ -83,11 +95,16 @@ type Proxy struct {
 	synced      []cache.InformerSynced
 	kick        chan struct{}
 
-	mu       sync.Mutex
-	vips     map[string]bool // addresses on the dummy interface
-	lastSync time.Time
-	syncs    int
-	lastErr  error
+	mu        sync.Mutex
+	nft       syncer
+	vips      map[string]bool // addresses on the dummy interface
+	linkReady bool
+	lastSync  time.Time
+	lastFull  time.Time
+	forceFull bool
+	syncs     int
+	lastErr   error
+	lastStats syncStats
 }
 
 // New checks the options; Run does the work.
@@ -100,6 +117,9 @@ func New(client kubernetes.Interface, opts Options) (*Proxy, error) {
 	}
 	if opts.MinSyncPeriod <= 0 {
 		opts.MinSyncPeriod = DefaultMinSyncPeriod
+	}
+	if opts.FullSyncPeriod <= 0 {
+		opts.FullSyncPeriod = DefaultFullSyncPeriod
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -114,7 +134,7 @@ func New(client kubernetes.Interface, opts Options) (*Proxy, error) {
 		cfg.ClusterCIDR = n
 	}
 	return &Proxy{
-		opts: opts, cfg: cfg, client: client, kick: make(chan struct{}, 1), vips: map[string]bool{},
+		opts: opts, cfg: cfg, nft: syncer{cfg: cfg}, client: client, kick: make(chan struct{}, 1), vips: map[string]bool{},
 		log: opts.Logger.With("component", "proxy", "mode", "nftables"),
 	}, nil
 }
@@ -127,9 +147,6 @@ func (p *Proxy) Run(ctx context.Context) error {
 		if err := os.WriteFile(routeLocalnet, []byte("1"), 0o644); err != nil {
 			return fmt.Errorf("proxy: route_localnet for localhost NodePorts: %w", err)
 		}
-	}
-	if err := ensureDummy(p.opts.Interface); err != nil {
-		return err
 	}
 	f := informers.NewSharedInformerFactory(p.client, 0)
 	svcInf := f.Core().V1().Services()
@@ -193,7 +210,6 @@ func (p *Proxy) Kick() {
 
 // Sync programs the table from the informer caches now.
 func (p *Proxy) Sync() error {
-	start := time.Now()
 	var svcs []*corev1.Service
 	objs, err := p.svcLister.List(labels.Everything())
 	if err != nil {
@@ -210,39 +226,68 @@ func (p *Proxy) Sync() error {
 	for _, o := range objs {
 		slices = append(slices, o.(*discoveryv1.EndpointSlice))
 	}
+	return p.Program(svcs, slices)
+}
+
+// Program programs the table and the dummy link for the given Services
+// and EndpointSlices (what Sync does with the informer caches' content).
+// Calls must not overlap.
+func (p *Proxy) Program(svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice) error {
+	start := time.Now()
 	sps := BuildServicePorts(svcs, slices, p.opts.NodeName)
-	err = p.apply(sps)
+	st, err := p.apply(sps)
 	p.mu.Lock()
-	p.lastSync, p.lastErr = time.Now(), err
+	p.lastSync, p.lastErr, p.lastStats = time.Now(), err, st
+	if err == nil && st.Full {
+		p.lastFull = p.lastSync
+	}
 	p.syncs++
 	p.mu.Unlock()
 	if err == nil {
-		p.log.Debug("synced", "servicePorts", len(sps), "took", time.Since(start))
+		p.log.Debug("synced", "servicePorts", len(sps), "full", st.Full, "changed", st.Changed, "removed", st.Removed, "took", time.Since(start))
 	}
 	return err
 }
 
+// ForceFullSync makes the next sync rewrite the whole table.
+func (p *Proxy) ForceFullSync() {
+	p.mu.Lock()
+	p.forceFull = true
+	p.mu.Unlock()
+}
+
 // apply programs sps: table first (new VIPs must be DNATed the moment
 // they become local addresses), then the dummy interface's addresses.
-func (p *Proxy) apply(sps []*ServicePort) error {
-	c, err := newConn()
+func (p *Proxy) apply(sps []*ServicePort) (syncStats, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.linkReady {
+		if err := ensureDummyIn(p.opts.NetNS, p.opts.Interface); err != nil {
+			return syncStats{}, err
+		}
+		p.linkReady = true
+	}
+	c, err := newConn(p.opts.NetNS)
 	if err != nil {
-		return fmt.Errorf("proxy: netlink: %w", err)
+		return syncStats{}, fmt.Errorf("proxy: netlink: %w", err)
 	}
-	if err := applyFull(c, p.cfg, sps); err != nil {
-		return err
+	defer func() { _ = c.CloseLasting() }()
+	full := p.forceFull || time.Since(p.lastFull) >= p.opts.FullSyncPeriod
+	st, err := p.nft.sync(c, sps, full)
+	if err != nil {
+		return st, err
 	}
+	p.forceFull = false
 	want := map[string]bool{}
 	for _, sp := range sps {
 		want[sp.ClusterIP.String()] = true
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := syncAddresses(p.opts.Interface, p.vips, want); err != nil {
-		return err
+	if err := syncAddressesIn(p.opts.NetNS, p.opts.Interface, p.vips, want); err != nil {
+		p.vips = map[string]bool{} // read them back next time
+		return st, err
 	}
 	p.vips = want
-	return nil
+	return st, nil
 }
 
 // Synced reports how many syncs ran and the last one's error.
@@ -263,13 +308,16 @@ func Cleanup(opts Options) error {
 		opts.Interface = DefaultInterface
 	}
 	var errs []error
-	c, err := nftables.New()
+	c, err := newConn(opts.NetNS)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("proxy: netlink: %w", err))
-	} else if err := deleteTable(c, opts.Table); err != nil {
-		errs = append(errs, err)
+	} else {
+		if err := deleteTable(c, opts.Table); err != nil {
+			errs = append(errs, err)
+		}
+		_ = c.CloseLasting()
 	}
-	if err := deleteDummy(opts.Interface); err != nil {
+	if err := deleteDummy(opts.NetNS, opts.Interface); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -11,23 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// TestFullSyncScale programs N services × 5 endpoints into the kernel
-// (SKIFF_PROXY_SCALE=N; skipped otherwise) and reports how long a full
-// sync from empty and a full resync after one endpoint change take. It
-// asserts only that the kernel accepts the transaction (large maps once
-// overflowed a netlink attribute); speed is reported, not asserted.
-func TestFullSyncScale(t *testing.T) {
-	needRoot(t)
-	n, _ := strconv.Atoi(os.Getenv("SKIFF_PROXY_SCALE"))
-	if n <= 0 {
-		t.Skip("set SKIFF_PROXY_SCALE=<services> to measure")
-	}
-	table := fmt.Sprintf("skiff_proxy_s%d", os.Getpid())
-	c, err := newConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = deleteTable(c, table) })
+// scaleServicePorts is n services × 5 endpoints.
+func scaleServicePorts(n int) []*ServicePort {
 	sps := make([]*ServicePort, n)
 	for i := range sps {
 		var eps []Endpoint
@@ -37,17 +22,50 @@ func TestFullSyncScale(t *testing.T) {
 		sps[i] = &ServicePort{Namespace: "bench", Name: fmt.Sprintf("svc-%d", i), Protocol: corev1.ProtocolTCP,
 			ClusterIP: net.IPv4(10, 43, byte(i>>8), byte(i)).To4(), Port: 80, Cluster: eps, All: eps, HasEndpoints: true}
 	}
-	cfg := Config{Table: table, LocalhostNodePorts: true}
+	return sps
+}
+
+// TestFullSyncScale programs N services × 5 endpoints into the kernel
+// (SKIFF_PROXY_SCALE=N; skipped otherwise) and reports how long a full
+// sync from empty, a partial sync after one endpoint change and a full
+// resync take. It asserts only that the kernel accepts the transactions
+// (large maps once overflowed a netlink attribute); speed is measured by
+// `skiff-bench proxy`.
+func TestFullSyncScale(t *testing.T) {
+	needRoot(t)
+	n, _ := strconv.Atoi(os.Getenv("SKIFF_PROXY_SCALE"))
+	if n <= 0 {
+		t.Skip("set SKIFF_PROXY_SCALE=<services> to measure")
+	}
+	table := fmt.Sprintf("skiff_proxy_s%d", os.Getpid())
+	c, err := newConn("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = deleteTable(c, table); _ = c.CloseLasting() })
+	sps := scaleServicePorts(n)
+	s := &syncer{cfg: Config{Table: table, LocalhostNodePorts: true}}
 	start := time.Now()
-	if err := applyFull(c, cfg, sps); err != nil {
+	if _, err := s.sync(c, sps, true); err != nil {
 		t.Fatal(err)
 	}
 	empty := time.Since(start)
+	sps[0] = scaleServicePorts(1)[0]
 	sps[0].Cluster = sps[0].Cluster[:4]
 	sps[0].All = sps[0].Cluster
 	start = time.Now()
-	if err := applyFull(c, cfg, sps); err != nil {
+	st, err := s.sync(c, sps, false)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d services x 5 endpoints: full sync from empty %v, full resync after one endpoint change %v", n, empty, time.Since(start))
+	partial := time.Since(start)
+	if st.Full || st.Changed != 1 {
+		t.Fatalf("partial sync: %+v", st)
+	}
+	start = time.Now()
+	if _, err := s.sync(c, sps, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d services x 5 endpoints: full sync from empty %v, partial sync after one endpoint change %v, full resync %v",
+		n, empty, partial, time.Since(start))
 }

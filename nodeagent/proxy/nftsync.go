@@ -1,0 +1,251 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"slices"
+
+	"github.com/google/nftables"
+)
+
+// syncer programs the table and remembers what it programmed, so that a
+// sync after the first one only rewrites what changed (upstream's partial
+// sync): the chains of service ports that changed are flushed and
+// refilled, chains and affinity sets no longer needed deleted, map
+// elements added and removed. A full sync replaces the whole table. Every
+// sync is one netlink transaction: the kernel applies all of it or none.
+type syncer struct {
+	cfg Config
+	// ports is what the table holds by service port key; nil until a
+	// full sync succeeded (and again after any failed sync, so the next
+	// one is full).
+	ports map[string]*programmed
+	vips  map[string]bool
+}
+
+type programmed struct {
+	sp  *ServicePort
+	obj *portObjects
+}
+
+// syncStats says what a sync did.
+type syncStats struct {
+	Full             bool
+	Changed, Removed int
+}
+
+func (s *syncer) table() *nftables.Table {
+	return &nftables.Table{Name: s.cfg.Table, Family: nftables.TableFamilyIPv4}
+}
+
+// sync programs sps: a full sync when asked or when the table's state is
+// not known, a partial one otherwise.
+func (s *syncer) sync(c *nftables.Conn, sps []*ServicePort, full bool) (syncStats, error) {
+	var st syncStats
+	var err error
+	if full || s.ports == nil {
+		st, err = s.full(c, sps)
+	} else {
+		st, err = s.partial(c, sps)
+	}
+	if err != nil {
+		s.ports, s.vips = nil, nil
+	}
+	return st, err
+}
+
+// full stages the whole table in one transaction: create (so the delete
+// cannot fail), delete, then everything anew.
+func (s *syncer) full(c *nftables.Conn, sps []*ServicePort) (syncStats, error) {
+	t := s.table()
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	b := &builder{c: c, t: t, cfg: s.cfg}
+	b.fixedChains()
+	ports := make(map[string]*programmed, len(sps))
+	elems := map[string][]nftables.SetElement{}
+	vips := map[string]bool{}
+	var vipElems []nftables.SetElement
+	for _, sp := range sps {
+		o, err := b.port(sp)
+		if err != nil {
+			return syncStats{}, err
+		}
+		ports[sp.Key()] = &programmed{sp: sp, obj: o}
+		elems[o.ipMap] = append(elems[o.ipMap], o.ipElem)
+		if o.npMap != "" {
+			elems[o.npMap] = append(elems[o.npMap], o.npElem)
+		}
+		if v := sp.ClusterIP.String(); !vips[v] {
+			vips[v] = true
+			vipElems = append(vipElems, nftables.SetElement{Key: []byte(sp.ClusterIP.To4())})
+		}
+	}
+	if err := b.dispatch(elems, vipElems); err != nil {
+		return syncStats{}, err
+	}
+	if err := c.Flush(); err != nil {
+		return syncStats{}, fmt.Errorf("proxy: nftables transaction: %w", err)
+	}
+	s.ports, s.vips = ports, vips
+	return syncStats{Full: true, Changed: len(sps)}, nil
+}
+
+// partial stages only the differences from what the last sync left:
+//  1. the map elements of changed and removed service ports are deleted;
+//  2. all their chains are flushed (which drops every reference between
+//     them and to their affinity sets);
+//  3. the changed ones are refilled, new chains and sets added;
+//  4. chains and affinity sets no longer used are deleted;
+//  5. the new map elements and ClusterIPs are added, stale ClusterIPs
+//     deleted.
+func (s *syncer) partial(c *nftables.Conn, sps []*ServicePort) (syncStats, error) {
+	t := s.table()
+	var st syncStats
+	want := make(map[string]bool, len(sps))
+	var changed []*ServicePort
+	vips := make(map[string]bool, len(s.vips))
+	for _, sp := range sps {
+		k := sp.Key()
+		want[k] = true
+		vips[sp.ClusterIP.String()] = true
+		if old := s.ports[k]; old == nil || !old.sp.equal(sp) {
+			changed = append(changed, sp)
+		}
+	}
+	var gone []string
+	for k := range s.ports {
+		if !want[k] {
+			gone = append(gone, k)
+		}
+	}
+	var vipAdd, vipDel []nftables.SetElement
+	for v := range vips {
+		if !s.vips[v] {
+			vipAdd = append(vipAdd, nftables.SetElement{Key: []byte(net.ParseIP(v).To4())})
+		}
+	}
+	for v := range s.vips {
+		if !vips[v] {
+			vipDel = append(vipDel, nftables.SetElement{Key: []byte(net.ParseIP(v).To4())})
+		}
+	}
+	if len(changed) == 0 && len(gone) == 0 && len(vipAdd) == 0 && len(vipDel) == 0 {
+		return st, nil
+	}
+	slices.Sort(gone)
+
+	b := &builder{c: c, t: t, cfg: s.cfg, haveChains: map[string]bool{}, haveSets: map[string]bool{}}
+	// The old objects of every service port touched.
+	var olds []*portObjects
+	for _, sp := range changed {
+		if old := s.ports[sp.Key()]; old != nil {
+			olds = append(olds, old.obj)
+		}
+	}
+	for _, k := range gone {
+		olds = append(olds, s.ports[k].obj)
+	}
+	// 1. Old map elements.
+	del := map[string][]nftables.SetElement{}
+	for _, o := range olds {
+		del[o.ipMap] = append(del[o.ipMap], nftables.SetElement{Key: o.ipElem.Key})
+		if o.npMap != "" {
+			del[o.npMap] = append(del[o.npMap], nftables.SetElement{Key: o.npElem.Key})
+		}
+	}
+	for _, name := range sortedKeys(del) {
+		if err := b.elems(mapDef(t, name), del[name], true); err != nil {
+			return st, err
+		}
+	}
+	// 2. Flush the old chains.
+	for _, o := range olds {
+		for _, ch := range o.chains {
+			c.FlushChain(&nftables.Chain{Name: ch, Table: t})
+			b.haveChains[ch] = true
+		}
+		for _, set := range o.sets {
+			b.haveSets[set] = true
+		}
+	}
+	// 3. Refill.
+	ports := make(map[string]*programmed, len(sps))
+	for k, p := range s.ports {
+		if want[k] {
+			ports[k] = p
+		}
+	}
+	add := map[string][]nftables.SetElement{}
+	usedChains, usedSets := map[string]bool{}, map[string]bool{}
+	for _, sp := range changed {
+		o, err := b.port(sp)
+		if err != nil {
+			return st, err
+		}
+		ports[sp.Key()] = &programmed{sp: sp, obj: o}
+		for _, ch := range o.chains {
+			usedChains[ch] = true
+		}
+		for _, set := range o.sets {
+			usedSets[set] = true
+		}
+		add[o.ipMap] = append(add[o.ipMap], o.ipElem)
+		if o.npMap != "" {
+			add[o.npMap] = append(add[o.npMap], o.npElem)
+		}
+	}
+	// 4. Delete what is no longer used (every reference to it went in
+	// steps 1 and 2).
+	for _, o := range olds {
+		for _, ch := range o.chains {
+			if !usedChains[ch] {
+				c.DelChain(&nftables.Chain{Name: ch, Table: t})
+				usedChains[ch] = true // once
+			}
+		}
+	}
+	for _, o := range olds {
+		for _, set := range o.sets {
+			if !usedSets[set] {
+				c.DelSet(&nftables.Set{Name: set, Table: t})
+				usedSets[set] = true
+			}
+		}
+	}
+	// 5. New elements, ClusterIPs.
+	for _, name := range sortedKeys(add) {
+		if err := b.elems(mapDef(t, name), add[name], false); err != nil {
+			return st, err
+		}
+	}
+	if err := b.elems(vipSetDef(t), vipDel, true); err != nil {
+		return st, err
+	}
+	if err := b.elems(vipSetDef(t), vipAdd, false); err != nil {
+		return st, err
+	}
+	if err := c.Flush(); err != nil {
+		return st, fmt.Errorf("proxy: nftables transaction (partial): %w", err)
+	}
+	s.ports, s.vips = ports, vips
+	st.Changed, st.Removed = len(changed), len(gone)
+	return st, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// applyFull replaces the table with sps in one transaction, keeping no
+// state.
+func applyFull(c *nftables.Conn, cfg Config, sps []*ServicePort) error {
+	_, err := (&syncer{cfg: cfg}).full(c, sps)
+	return err
+}

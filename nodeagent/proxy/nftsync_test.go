@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/nftables"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// ruleHandles reads every chain of the table with its rules' handles
+// (a rewritten rule gets a new handle), by hash-elided chain name.
+func ruleHandles(t *testing.T, c *nftables.Conn, table string) map[string][]uint64 {
+	t.Helper()
+	tb := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
+	chs, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]uint64{}
+	for _, ch := range chs {
+		if ch.Table.Name != table {
+			continue
+		}
+		rules, err := c.GetRules(tb, ch)
+		if err != nil {
+			t.Fatalf("rules of %s: %v", ch.Name, err)
+		}
+		hs := []uint64{}
+		for _, r := range rules {
+			hs = append(hs, r.Handle)
+		}
+		out[elideHash(ch.Name)] = hs
+	}
+	return out
+}
+
+func setKeys(t *testing.T, c *nftables.Conn, table, set string) []string {
+	t.Helper()
+	s, err := c.GetSetByName(&nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}, set)
+	if err != nil {
+		t.Fatalf("set %s: %v", set, err)
+	}
+	es, err := c.GetSetElements(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, net.IP(e.Key).String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestPartialSyncKernel programs the sample table, then changes one
+// service's endpoints, removes one service and adds one, and reads the
+// kernel's table back: the partial sync rewrote only the chains of the
+// changed and new services (all other rules keep their handles), deleted
+// the removed service's and the dropped endpoint's chains and moved the
+// map and ClusterIP set elements. Then it breaks a chain behind the
+// proxy's back: a partial sync with nothing changed leaves it so, a full
+// sync repairs it.
+func TestPartialSyncKernel(t *testing.T) {
+	needRoot(t)
+	table := fmt.Sprintf("skiff_proxy_p%d", os.Getpid())
+	c, err := newConn("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = deleteTable(c, table); _ = c.CloseLasting() })
+	_, cidr, _ := net.ParseCIDR("10.42.0.0/16")
+	s := &syncer{cfg: Config{Table: table, ClusterCIDR: cidr, LocalhostNodePorts: true}}
+	sps := sampleServicePorts()
+	if st, err := s.sync(c, sps, false); err != nil || !st.Full {
+		t.Fatalf("first sync: %+v %v (must be full)", st, err)
+	}
+	before := ruleHandles(t, c, table)
+
+	// web (index 0) loses 10.42.250.3; dns (2) goes; "new" comes.
+	next := sampleServicePorts()
+	web := next[0]
+	web.Cluster, web.All = web.Cluster[:1], web.All[:1]
+	ep := Endpoint{IP: net.ParseIP("10.42.250.9").To4(), Port: 80}
+	next = append(next[:2], next[3:]...)
+	next = append(next, &ServicePort{Namespace: "default", Name: "new", Protocol: corev1.ProtocolTCP,
+		ClusterIP: net.ParseIP("10.43.250.7").To4(), Port: 80, Cluster: []Endpoint{ep}, All: []Endpoint{ep}, HasEndpoints: true})
+	st, err := s.sync(c, next, false)
+	if err != nil {
+		t.Fatalf("partial sync: %v", err)
+	}
+	if st.Full || st.Changed != 2 || st.Removed != 1 {
+		t.Fatalf("partial sync did %+v, want 2 changed and 1 removed", st)
+	}
+	after := ruleHandles(t, c, table)
+	touched := func(ch string) bool {
+		return strings.Contains(ch, "default/web/") || strings.Contains(ch, "default/dns/") || strings.Contains(ch, "default/new/")
+	}
+	for ch, hs := range before {
+		if touched(ch) {
+			continue
+		}
+		if !slices.Equal(after[ch], hs) {
+			t.Errorf("chain %s of an unchanged service was rewritten: rules %v, then %v", ch, hs, after[ch])
+		}
+	}
+	for _, gone := range []string{"ep-*-default/web/tcp/80__10.42.250.3:8080", "svc-*-default/dns/udp/53", "ep-*-default/dns/udp/53__10.42.250.4:53"} {
+		if _, ok := after[gone]; ok {
+			t.Errorf("chain %s still there", gone)
+		}
+	}
+	svc := "svc-*-default/web/tcp/80"
+	if len(after[svc]) == 0 || slices.Equal(after[svc], before[svc]) {
+		t.Errorf("chain %s not rewritten: %v, then %v", svc, before[svc], after[svc])
+	}
+	if len(after["ep-*-default/new/tcp/80__10.42.250.9:80"]) == 0 {
+		t.Errorf("new service's endpoint chain missing or empty: %v", after)
+	}
+	elems := mapElems(t, table)
+	want := []string{
+		"10.43.250.1 . tcp . 80 -> goto svc-*-default/web/tcp/80",
+		"10.43.250.2 . tcp . 80 -> goto svc-*-default/sticky/tcp/80",
+		"10.43.250.6 . tcp . 80 -> goto svc-*-default/local2/tcp/80",
+		"10.43.250.7 . tcp . 80 -> goto svc-*-default/new/tcp/80",
+	}
+	if got := elems[mapServiceIPs]; !slices.Equal(got, want) {
+		t.Errorf("service-ips after partial sync:\n got %q\nwant %q", got, want)
+	}
+	if got, want := setKeys(t, c, table, setClusterIPs), []string{"10.43.250.1", "10.43.250.2", "10.43.250.4", "10.43.250.5", "10.43.250.6", "10.43.250.7"}; !slices.Equal(got, want) {
+		t.Errorf("cluster-ips: %v, want %v", got, want)
+	}
+
+	// Drift: someone flushes sticky's service chain.
+	sticky := &nftables.Chain{Name: chainName("svc", "default/sticky/tcp/80"), Table: &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}}
+	c.FlushChain(sticky)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.sync(c, next, false); err != nil || st.Full || st.Changed+st.Removed != 0 {
+		t.Fatalf("partial sync without changes: %+v %v", st, err)
+	}
+	if n := len(ruleHandles(t, c, table)["svc-*-default/sticky/tcp/80"]); n != 0 {
+		t.Fatalf("a partial sync without changes wrote the flushed chain (%d rules)", n)
+	}
+	if st, err := s.sync(c, next, true); err != nil || !st.Full {
+		t.Fatalf("full sync: %+v %v", st, err)
+	}
+	repaired := ruleHandles(t, c, table)
+	if got, want := len(repaired["svc-*-default/sticky/tcp/80"]), len(before["svc-*-default/sticky/tcp/80"]); got != want || got == 0 {
+		t.Fatalf("full sync left sticky's chain with %d rules, want %d", got, want)
+	}
+	// And a partial sync after it starts from the full one's state.
+	if st, err := s.sync(c, sampleServicePorts(), false); err != nil || st.Full || st.Changed != 2 || st.Removed != 1 {
+		t.Fatalf("partial sync back to the sample: %+v %v", st, err)
+	}
+	if got := mapElems(t, table)[mapServiceIPs]; len(got) != 4 || !strings.Contains(strings.Join(got, "\n"), "10.43.250.3 . udp . 53") {
+		t.Errorf("service-ips back at the sample: %q", got)
+	}
+}
