@@ -14,7 +14,7 @@ LDFLAGS := -s -w -X github.com/skiffhq/skiff/version.gitCommit=$(VERSION)
 DATA_DIR ?= /var/lib/skiff
 PKGS_RACE := ./controlplane/... ./server/... ./internal/... ./backend/...
 
-.PHONY: help web test-web build run test test-go test-e2e lint fmt vet boundaries bench fuzz vulncheck clean deps
+.PHONY: help web test-web build run test test-go test-e2e test-chaos lint fmt vet boundaries bench fuzz vulncheck clean deps
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,10 @@ vet:
 boundaries: ## only controlplane may import controlplane/storage
 	@bad=$$($(GO) list -f '{{.ImportPath}}: {{join .Imports " "}}' ./... | grep -v '^github.com/skiffhq/skiff/controlplane/' | grep -v '^github.com/skiffhq/skiff/server' | grep -v '^github.com/skiffhq/skiff/cmd/skiff-bench' | grep 'skiff/controlplane/storage' || true); \
 	if [ -n "$$bad" ]; then echo "import boundary violated:"; echo "$$bad"; exit 1; fi
+
+CHAOS_DURATION ?= 5m
+test-chaos: build ## fault injection for CHAOS_DURATION: API writes with a ledger while the server is SIGKILLed at random (test-e2e runs a 20 s form)
+	SKIFF_BIN=$(CURDIR)/bin/skiff SKIFF_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -count=1 -timeout 90m -run TestChaos -v ./e2e/
 
 bench: build ## run the benchmarks (each prints one JSON object)
 	./bin/skiff-bench api --embedded

@@ -1,0 +1,50 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/skiffhq/skiff/internal/chaos"
+)
+
+// TestChaosServerKills is the short CI form of `make test-chaos`: API
+// writes from 8 workers while the server is killed with SIGKILL at random
+// moments and restarted on its data dir; every acknowledged write must be
+// there afterwards, and nothing nobody wrote. SKIFF_CHAOS_DURATION makes
+// it longer.
+func TestChaosServerKills(t *testing.T) {
+	d := 20 * time.Second
+	if v := os.Getenv("SKIFF_CHAOS_DURATION"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			t.Fatalf("SKIFF_CHAOS_DURATION: %v", err)
+		}
+	}
+	srv := &chaos.Server{Bin: skiffBin(t), DataDir: t.TempDir()}
+	t.Cleanup(func() {
+		srv.Stop()
+		if t.Failed() {
+			t.Logf("server log tail:\n%s", srv.LogTail(4000))
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
+	defer cancel()
+	rep, err := chaos.Run(ctx, chaos.Config{Server: srv, Duration: d, FaultMin: 2 * time.Second, FaultMax: 5 * time.Second, Seed: uint64(time.Now().UnixNano())})
+	b, _ := json.Marshal(rep)
+	t.Logf("report: %s", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.FaultsInjected < 2 {
+		t.Errorf("only %d faults injected in %v", rep.FaultsInjected, d)
+	}
+	if rep.OpsAcknowledged < 100 {
+		t.Errorf("only %d writes acknowledged: the load did not run", rep.OpsAcknowledged)
+	}
+	for _, v := range rep.Violations {
+		t.Errorf("violation: %s", v)
+	}
+}

@@ -1,0 +1,183 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Server is a `skiff server` process on a data directory, started again
+// on the same directory and port after each kill.
+type Server struct {
+	Bin     string
+	DataDir string
+	Args    []string // extra flags
+
+	port int
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *logBuffer
+}
+
+// logBuffer keeps the server's output; the process writes it while the
+// harness reads it.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.buf.Bytes()
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return string(out)
+}
+
+// Kubeconfig is the admin kubeconfig the server writes.
+func (s *Server) Kubeconfig() string { return filepath.Join(s.DataDir, "admin.kubeconfig") }
+
+// Start runs the server and waits until /readyz answers ok.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.port == 0 {
+		p, err := freePort()
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		s.port = p
+	}
+	if s.log == nil {
+		s.log = &logBuffer{}
+	}
+	args := append([]string{"server", "--data-dir", s.DataDir, "--bind-address", "127.0.0.1",
+		"--https-listen-port", strconv.Itoa(s.port), "--etcd-client-port", "0", "--etcd-peer-port", "0",
+		"--disable-agent", "--ingress-http-port", "0", "--ingress-https-port", "0"}, s.Args...)
+	cmd := exec.Command(s.Bin, args...)
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("start skiff server: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
+	return s.WaitReady(ctx, done)
+}
+
+// WaitReady polls /readyz until it answers ok, the process exits or ctx
+// ends.
+func (s *Server) WaitReady(ctx context.Context, exited <-chan struct{}) error {
+	for {
+		if _, err := os.Stat(s.Kubeconfig()); err == nil {
+			if cs, err := s.Client(2 * time.Second); err == nil {
+				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				b, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+				cancel()
+				if err == nil && string(bytes.TrimSpace(b)) == "ok" {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("server not ready: %w", ctx.Err())
+		case <-exited:
+			return fmt.Errorf("server exited before it was ready; log tail:\n%s", s.LogTail(3000))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+}
+
+// Stop sends SIGTERM, waiting up to 20 s before SIGKILL.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		s.Kill()
+	}
+}
+
+// Client returns a clientset for the admin kubeconfig with the given
+// request timeout and no client-side rate limit.
+func (s *Server) Client(timeout time.Duration) (kubernetes.Interface, error) {
+	cfg, err := s.RESTConfig(timeout)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// RESTConfig is the admin kubeconfig's client configuration.
+func (s *Server) RESTConfig(timeout time.Duration) (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig())
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	cfg.Timeout = timeout
+	cfg.QPS, cfg.Burst = -1, 0
+	return cfg, nil
+}
+
+// LogTail returns the last n bytes of the server's output.
+func (s *Server) LogTail(n int) string {
+	s.mu.Lock()
+	log := s.log
+	s.mu.Unlock()
+	if log == nil {
+		return ""
+	}
+	return log.tail(n)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
