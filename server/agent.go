@@ -71,6 +71,9 @@ func (s *Server) StartAgent(ctx context.Context, opts agent.Options) (*agent.Age
 	if opts.ClusterCIDR == "" {
 		opts.ClusterCIDR = s.cfg.ClusterCIDR
 	}
+	if opts.ServiceCIDR == "" {
+		opts.ServiceCIDR = s.cfg.ServiceCIDR
+	}
 	if opts.PodCIDR == "" && opts.PodCIDRWait == 0 && s.nodeIPAMEnabled() {
 		opts.PodCIDRWait = 30 * time.Second
 	}

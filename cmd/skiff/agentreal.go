@@ -24,6 +24,8 @@ import (
 type realAgentFlags struct {
 	dataDir, nodeName, nodeIP, endpoint, clusterCIDR, podCIDR, clusterDNS, podLogDir string
 	certFile, keyFile, clientCAFile, proxyMode                                       string
+	serviceCIDR, bridge                                                              string
+	egressCIDRs                                                                      []string
 	port, containerLogMaxFiles                                                       int
 	containerLogMaxSize                                                              string
 	logsURL, logsAPIKey, logsUser, logsPassword, logsCAFile                          string
@@ -40,6 +42,9 @@ func (f *realAgentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.clusterCIDR, "cluster-cidr", agent.DefaultClusterCIDR, "cluster pod range; without a node podCIDR the agent takes its first /24")
 	fl.StringVar(&f.podCIDR, "pod-cidr", "", "this node's pod range (overrides the node's spec.podCIDR)")
 	fl.DurationVar(&f.podCIDRWait, "pod-cidr-wait", 30*time.Second, "without --pod-cidr, how long to wait for the node IPAM controller to assign spec.podCIDR before taking the cluster CIDR's first /24 (0: do not wait)")
+	fl.StringVar(&f.serviceCIDR, "service-cidr", agent.DefaultServiceCIDR, "service ClusterIP range (blackholed like the cluster CIDR)")
+	fl.StringSliceVar(&f.egressCIDRs, "pod-egress-cidrs", nil, "destinations outside the cluster CIDR that pods may reach, masqueraded to the node IP (e.g. 0.0.0.0/0; default none)")
+	fl.StringVar(&f.bridge, "bridge", "", "Linux bridge of the pod network (default skiff0)")
 	fl.StringVar(&f.clusterDNS, "cluster-dns", agent.DefaultClusterDNS, "nameserver written into ClusterFirst pods' resolv.conf")
 	fl.StringVar(&f.podLogDir, "pod-log-dir", agent.DefaultPodLogDir, "where CRI-format container logs are written")
 	fl.StringVar(&f.containerLogMaxSize, "container-log-max-size", "10Mi", "rotate a container's log file at this size (kubelet's containerLogMaxSize; -1 never rotates)")
@@ -69,6 +74,7 @@ func runContainerdAgent(cmd *cobra.Command, kubeconfig, server string, f realAge
 		NodeName: f.nodeName, NodeIP: f.nodeIP, StateDir: filepath.Join(f.dataDir, "agent"),
 		PodLogDir: f.podLogDir, ContainerdAddress: f.endpoint, ClusterCIDR: f.clusterCIDR, PodCIDR: f.podCIDR, PodCIDRWait: f.podCIDRWait,
 		ClusterDNS: f.clusterDNS, Port: f.port, Logger: slog.Default(), ProxyMode: f.proxyMode,
+		ServiceCIDR: f.serviceCIDR, EgressCIDRs: f.egressCIDRs, Bridge: f.bridge,
 	}
 	if f.containerLogMaxSize != "" {
 		q, err := resource.ParseQuantity(f.containerLogMaxSize)

@@ -56,6 +56,7 @@ const (
 	DefaultClusterDNS    = "10.43.0.10"
 	DefaultClusterDomain = "cluster.local"
 	DefaultClusterCIDR   = "10.42.0.0/16"
+	DefaultServiceCIDR   = "10.43.0.0/16"
 )
 
 // Options configures an Agent.
@@ -83,6 +84,12 @@ type Options struct {
 	// ClusterCIDR is the cluster's pod range; a node without spec.podCIDR
 	// takes its first /24. PodCIDR overrides both.
 	ClusterCIDR, PodCIDR string
+	// ServiceCIDR is the ClusterIP range; it gets a blackhole route
+	// (default 10.43.0.0/16).
+	ServiceCIDR string
+	// EgressCIDRs are the destinations outside the cluster CIDR that pods
+	// may reach, masqueraded to the node's address (default none).
+	EgressCIDRs []string
 	// PodCIDRWait, when > 0 and PodCIDR is empty, registers the node
 	// without a pod range and waits this long for the node IPAM controller
 	// to assign one before taking the cluster CIDR's first /24 itself.
@@ -137,6 +144,9 @@ func (o *Options) defaults() error {
 	}
 	if o.ClusterCIDR == "" {
 		o.ClusterCIDR = DefaultClusterCIDR
+	}
+	if o.ServiceCIDR == "" {
+		o.ServiceCIDR = DefaultServiceCIDR
 	}
 	if o.ClusterDNS == "" {
 		o.ClusterDNS = DefaultClusterDNS
@@ -267,6 +277,7 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 	a.net, err = network.New(network.Options{
 		StateDir: filepath.Join(opts.StateDir, "network"), PodCIDR: a.podCIDR, Bridge: opts.Bridge,
 		NetNSDir: opts.NetNSDir, Logger: opts.Logger,
+		ClusterCIDR: opts.ClusterCIDR, ServiceCIDR: opts.ServiceCIDR, EgressCIDRs: opts.EgressCIDRs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -308,6 +319,7 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.startLogShipper(runCtx)
+	a.startRoutes(runCtx, cs)
 	a.probes = newProbeManager(runCtx, a)
 	a.wg.Add(3)
 	go func() { defer a.wg.Done(); a.heartbeat(runCtx) }()
