@@ -1,0 +1,565 @@
+// Package multinode runs a multi-node Skiff cluster on this one machine for
+// tests: a real in-process server (internal/testserver) and N `skiff agent`
+// processes, each in a network namespace of its own with its own address
+// on a host bridge, all on the machine's shared containerd.
+//
+// Layout for instance k (Options.Instance, 1–254; deploy/multinode.sh uses
+// the same names with its own instance):
+//
+//	host bridge  skiffmn<k>       10.250.<k>.1/24, the API server binds here
+//	node i       netns skiff-mn<k>-<i>, veth eth0 10.250.<k>.<10+i>/24,
+//	             node name skiff-mn<k>-<i>, pod bridge skiffpod0
+//
+// A node namespace has no default route: its agent, its pods and its
+// service proxy reach the bridge's /24 and nothing else. The agents are
+// started with nsenter --net (not `ip netns exec`, whose private mount
+// namespace would hide the pods' network namespace mounts from
+// containerd). Each agent's CNI bridge, pod veths, nftables tables, host-gw
+// routes and skiff-svc0 live in its namespace and die with it.
+//
+// Everything Start creates is removed when the test ends, also when it
+// fails: pods are deleted and their containers given a few seconds to go,
+// the agents are stopped, leftover containers of the nodes and pod network
+// namespaces are removed, then the node namespaces and the bridge. What a
+// crashed earlier run of the same instance left is removed before it starts.
+package multinode
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/skiffhq/skiff/controlplane/pki"
+	"github.com/skiffhq/skiff/internal/nodetest"
+	"github.com/skiffhq/skiff/internal/testserver"
+	"github.com/skiffhq/skiff/nodeagent/runtime"
+	"github.com/skiffhq/skiff/server"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// Defaults.
+const (
+	// DefaultClusterCIDR is a part of the blackholed 10.42.0.0/16 that the
+	// single-node tests' /24s (10.42.0.0 and 10.42.24x) do not use, so
+	// their forwarding guards on the host never see these pods' addresses
+	// (the host bridge is subject to the host's netfilter hooks).
+	DefaultClusterCIDR = "10.42.64.0/18"
+	// PodBridge is every node's CNI bridge inside its namespace.
+	PodBridge = "skiffpod0"
+)
+
+// Options configures Start.
+type Options struct {
+	// Nodes is the number of agents (default 2).
+	Nodes int
+	// Instance picks the address block 10.250.<Instance>.0/24 and the
+	// names; tests that may run at the same time need different ones.
+	Instance int
+	// Bin is the skiff binary (default $SKIFF_BIN, else <repo>/bin/skiff).
+	Bin string
+	// ClusterCIDR is the pod range (default DefaultClusterCIDR).
+	ClusterCIDR string
+	// Images are imported by every agent when it starts.
+	Images []nodetest.Image
+	// Server changes the server config before it starts.
+	Server []testserver.Option
+}
+
+// Cluster is a started cluster.
+type Cluster struct {
+	*testserver.Server
+	Nodes []*Node
+	// Bridge and HostIP are the host end of the node network.
+	Bridge, HostIP string
+	Subnet         *net.IPNet
+
+	opts Options
+}
+
+// Node is one agent process in its namespace.
+type Node struct {
+	Name, NetNS, IP, DataDir, Log string
+	cmd                           *exec.Cmd
+	done                          chan struct{}
+}
+
+// Names of instance k.
+func bridgeName(k int) string      { return fmt.Sprintf("skiffmn%d", k) }
+func netnsPrefix(k int) string     { return fmt.Sprintf("skiff-mn%d-", k) }
+func vethName(k, i int) string     { return fmt.Sprintf("skmn%dh%d", k, i) }
+func hostIP(k int) string          { return fmt.Sprintf("10.250.%d.1", k) }
+func nodeIP(k, i int) string       { return fmt.Sprintf("10.250.%d.%d", k, 10+i) }
+func subnet(k int) string          { return fmt.Sprintf("10.250.%d.0/24", k) }
+func nodeName(k, i int) string     { return fmt.Sprintf("%s%d", netnsPrefix(k), i) }
+func netnsPath(name string) string { return filepath.Join("/run/netns", name) }
+
+// Require skips t unless a multi-node cluster can run here: root,
+// containerd, busybox, iproute2, nsenter and nft.
+func Require(t testing.TB) {
+	t.Helper()
+	nodetest.Require(t)
+	for _, b := range []string{"ip", "nsenter", "nft"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s is not installed (run deploy/install-deps.sh)", b)
+		}
+	}
+}
+
+// Start builds the node network, starts the server on the host bridge and
+// one agent per node, and waits until every node is Ready with a pod CIDR.
+// Cleanup is registered on t.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	Require(t)
+	if opts.Nodes <= 0 {
+		opts.Nodes = 2
+	}
+	if opts.Instance <= 0 || opts.Instance > 254 {
+		t.Fatalf("multinode: Instance %d: want 1–254", opts.Instance)
+	}
+	if opts.ClusterCIDR == "" {
+		opts.ClusterCIDR = DefaultClusterCIDR
+	}
+	if opts.Bin == "" {
+		opts.Bin = defaultBin()
+	}
+	if _, err := os.Stat(opts.Bin); err != nil {
+		t.Fatalf("multinode: skiff binary %s: %v (run make build or set SKIFF_BIN)", opts.Bin, err)
+	}
+	k := opts.Instance
+	if err := Clean(k); err != nil {
+		t.Fatalf("multinode: remove leftovers of an earlier run: %v", err)
+	}
+	c := &Cluster{Bridge: bridgeName(k), HostIP: hostIP(k), opts: opts}
+	_, c.Subnet, _ = net.ParseCIDR(subnet(k))
+	// Registered first, so it runs last: after the server and the agents.
+	t.Cleanup(func() {
+		if err := Clean(k); err != nil {
+			t.Errorf("multinode: cleanup: %v", err)
+		}
+	})
+	if err := run("ip", "link", "add", c.Bridge, "type", "bridge"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"addr", "add", c.HostIP + "/24", "dev", c.Bridge},
+		{"link", "set", c.Bridge, "up"},
+	} {
+		if err := run("ip", args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	sopts := append([]testserver.Option{func(cfg *server.Config) {
+		cfg.BindAddress = c.HostIP
+		cfg.ClusterCIDR = opts.ClusterCIDR
+	}}, opts.Server...)
+	c.Server = testserver.Start(t, sopts...)
+	ca, err := pki.LoadOrCreateCA(filepath.Join(c.DataDir, "tls"), "server-ca", "unused")
+	if err != nil {
+		t.Fatalf("multinode: cluster CA: %v", err)
+	}
+	images := nodetest.StateDir(t, opts.Images...)
+
+	for i := 1; i <= opts.Nodes; i++ {
+		n := &Node{Name: nodeName(k, i), NetNS: nodeName(k, i), IP: nodeIP(k, i), DataDir: t.TempDir(), done: make(chan struct{})}
+		n.Log = filepath.Join(n.DataDir, "agent.log")
+		if err := c.addNetNS(n, i); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.startAgent(n, ca, images); err != nil {
+			t.Fatal(err)
+		}
+		c.Nodes = append(c.Nodes, n)
+	}
+	t.Cleanup(func() { c.stop(t) })
+	if err := c.waitReady(t, 90*time.Second); err != nil {
+		c.dumpLogs(t)
+		t.Fatal(err)
+	}
+	return c
+}
+
+func defaultBin() string {
+	if b := os.Getenv("SKIFF_BIN"); b != "" {
+		return b
+	}
+	dir, err := os.Getwd()
+	for err == nil {
+		if _, serr := os.Stat(filepath.Join(dir, "go.mod")); serr == nil {
+			return filepath.Join(dir, "bin", "skiff")
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return "bin/skiff"
+}
+
+// addNetNS creates node i's namespace and wires it to the host bridge.
+func (c *Cluster) addNetNS(n *Node, i int) error {
+	veth := vethName(c.opts.Instance, i)
+	steps := [][]string{
+		{"netns", "add", n.NetNS},
+		{"-n", n.NetNS, "link", "set", "lo", "up"},
+		{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", n.NetNS},
+		{"link", "set", veth, "master", c.Bridge, "up"},
+		{"-n", n.NetNS, "addr", "add", n.IP + "/24", "dev", "eth0"},
+		{"-n", n.NetNS, "link", "set", "eth0", "up"},
+	}
+	for _, s := range steps {
+		if err := run("ip", s...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startAgent issues the node's client and serving certificates from the
+// cluster CA (what node join would produce) and starts `skiff agent` in
+// the node's namespace.
+func (c *Cluster) startAgent(n *Node, ca *pki.CA, images string) error {
+	certPEM, keyPEM, err := ca.Issue("system:node:"+n.Name, []string{"system:nodes"}, nil, nil, false, 24*time.Hour)
+	if err != nil {
+		return fmt.Errorf("multinode: node certificate: %w", err)
+	}
+	kubeconfig := filepath.Join(n.DataDir, "kubeconfig")
+	if err := pki.WriteKubeconfig(kubeconfig, c.URL(), "system:node:"+n.Name, ca.CertPEM, certPEM, keyPEM); err != nil {
+		return fmt.Errorf("multinode: kubeconfig: %w", err)
+	}
+	sCert, sKey, err := ca.Issue("system:node:"+n.Name, []string{"system:nodes"}, []string{n.Name}, []net.IP{net.ParseIP(n.IP)}, true, 24*time.Hour)
+	if err != nil {
+		return fmt.Errorf("multinode: serving certificate: %w", err)
+	}
+	files := map[string][]byte{"serving.crt": sCert, "serving.key": sKey, "ca.crt": ca.CertPEM}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(n.DataDir, name), b, 0o600); err != nil {
+			return fmt.Errorf("multinode: %w", err)
+		}
+	}
+	// The images are imported into the shared containerd by every agent;
+	// hard links avoid copying them.
+	imgDir := filepath.Join(n.DataDir, "agent", "images")
+	if err := os.MkdirAll(imgDir, 0o755); err != nil {
+		return fmt.Errorf("multinode: %w", err)
+	}
+	tars, _ := filepath.Glob(filepath.Join(images, "images", "*.tar"))
+	for _, f := range tars {
+		if err := os.Link(f, filepath.Join(imgDir, filepath.Base(f))); err != nil {
+			return fmt.Errorf("multinode: image %s: %w", f, err)
+		}
+	}
+	logf, err := os.Create(n.Log)
+	if err != nil {
+		return fmt.Errorf("multinode: %w", err)
+	}
+	args := append([]string{"--net=" + netnsPath(n.NetNS), "--", c.opts.Bin}, AgentArgs(c.opts.ClusterCIDR, c.Subnet.String(), n.Name, n.IP, n.DataDir)...)
+	n.cmd = exec.Command("nsenter", args...)
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	// Its own process group: a test interrupted with ^C does not take it
+	// down half-way; cleanup (here or in the next run) stops it.
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := n.cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("multinode: start agent %s: %w", n.Name, err)
+	}
+	go func() {
+		_ = n.cmd.Wait()
+		logf.Close()
+		close(n.done)
+	}()
+	return nil
+}
+
+// AgentArgs are the `skiff agent` arguments of a node of this layout
+// (deploy/multinode.sh passes the same).
+func AgentArgs(clusterCIDR, nodeSubnet, name, ip, dataDir string) []string {
+	return []string{"agent",
+		"--kubeconfig", filepath.Join(dataDir, "kubeconfig"),
+		"--data-dir", dataDir, "--node-name", name, "--node-ip", ip,
+		"--cluster-cidr", clusterCIDR, "--bridge", PodBridge,
+		"--pod-egress-cidrs", nodeSubnet,
+		"--pod-log-dir", filepath.Join(dataDir, "logs"),
+		"--tls-cert-file", filepath.Join(dataDir, "serving.crt"),
+		"--tls-private-key-file", filepath.Join(dataDir, "serving.key"),
+		"--client-ca-file", filepath.Join(dataDir, "ca.crt"),
+		"--logs-elasticsearch-url=",
+	}
+}
+
+func (c *Cluster) waitReady(t testing.TB, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var last string
+	err := wait.PollUntilContextCancel(ctx, 300*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		for _, n := range c.Nodes {
+			select {
+			case <-n.done:
+				return false, fmt.Errorf("agent %s exited", n.Name)
+			default:
+			}
+			node, err := c.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				last = fmt.Sprintf("node %s: %v", n.Name, err)
+				return false, nil
+			}
+			if node.Spec.PodCIDR == "" || !ready(node) {
+				last = fmt.Sprintf("node %s: podCIDR %q, not ready", n.Name, node.Spec.PodCIDR)
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("multinode: nodes not ready: %w (%s)", err, last)
+	}
+	return nil
+}
+
+func ready(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// NodeNames are the nodes' names.
+func (c *Cluster) NodeNames() []string {
+	out := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		out[i] = n.Name
+	}
+	return out
+}
+
+func (c *Cluster) dumpLogs(t testing.TB) {
+	t.Helper()
+	for _, n := range c.Nodes {
+		b, _ := os.ReadFile(n.Log)
+		if len(b) > 6000 {
+			b = b[len(b)-6000:]
+		}
+		t.Logf("agent %s log (tail):\n%s", n.Name, b)
+	}
+}
+
+// stop deletes every pod of the nodes (so the agents tear their
+// containers and pod networks down), then stops the agents. Clean removes
+// what is left afterwards.
+func (c *Cluster) stop(t testing.TB) {
+	if t.Failed() {
+		c.dumpLogs(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	zero := int64(0)
+	pods, err := c.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err == nil {
+		for _, p := range pods.Items {
+			_ = c.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		}
+		names := c.NodeNames()
+		_ = wait.PollUntilContextTimeout(ctx, 300*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+			n, err := countContainers(ctx, names)
+			return err == nil && n == 0, nil
+		})
+	}
+	for _, n := range c.Nodes {
+		if n.cmd != nil && n.cmd.Process != nil {
+			_ = n.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	for _, n := range c.Nodes {
+		select {
+		case <-n.done:
+		case <-time.After(15 * time.Second):
+			_ = n.cmd.Process.Kill()
+			<-n.done
+		}
+	}
+	// What the agents did not tear down: containers, pod network
+	// namespaces, and mounts under the data folders (emptyDir tmpfs),
+	// which would keep t.TempDir from removing them.
+	if err := removeContainers(ctx, netnsPrefix(c.opts.Instance)); err != nil {
+		t.Errorf("multinode: %v", err)
+	}
+	for _, n := range c.Nodes {
+		unmountUnder(n.DataDir)
+	}
+}
+
+// unmountUnder detaches every mount below dir, deepest first.
+func unmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var mps []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			mps = append(mps, f[4])
+		}
+	}
+	for i := len(mps) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(mps[i], syscall.MNT_DETACH)
+	}
+}
+
+// Clean removes what instance k of the harness (or deploy/multinode.sh)
+// created: the agents still running in the node namespaces, the
+// containers of its nodes with their pod network namespaces, the node
+// namespaces (with everything inside) and the host bridge. Nothing there
+// is an error.
+func Clean(k int) error {
+	var errs []error
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip netns list: %w: %s", err, out)
+	}
+	var nss []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], netnsPrefix(k)) {
+			nss = append(nss, f[0])
+		}
+	}
+	for _, ns := range nss {
+		// The agents of a crashed run still live in their namespace.
+		if pids, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
+			for _, p := range strings.Fields(string(pids)) {
+				if pid, err := strconv.Atoi(p); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := removeContainers(ctx, netnsPrefix(k)); err != nil {
+		errs = append(errs, err)
+	}
+	for _, ns := range nss {
+		if err := run("ip", "netns", "del", ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := net.InterfaceByName(bridgeName(k)); err == nil {
+		if err := run("ip", "link", "del", bridgeName(k)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func containerdClient() (*containerd.Client, error) {
+	return containerd.New(runtime.DefaultAddress, containerd.WithDefaultNamespace(runtime.Namespace))
+}
+
+// countContainers counts the containers of the named nodes.
+func countContainers(ctx context.Context, nodes []string) (int, error) {
+	cl, err := containerdClient()
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	ctx = namespaces.WithNamespace(ctx, runtime.Namespace)
+	n := 0
+	for _, name := range nodes {
+		cs, err := cl.Containers(ctx, fmt.Sprintf("labels.%q==%q", runtime.LabelNode, name))
+		if err != nil {
+			return 0, err
+		}
+		n += len(cs)
+	}
+	return n, nil
+}
+
+// removeContainers kills and deletes the containers whose node label
+// starts with prefix, and removes the pod network namespace each one
+// recorded (the agent keeps its path in the container's OCI spec).
+func removeContainers(ctx context.Context, prefix string) error {
+	cl, err := containerdClient()
+	if err != nil {
+		return fmt.Errorf("containerd: %w", err)
+	}
+	defer cl.Close()
+	ctx = namespaces.WithNamespace(ctx, runtime.Namespace)
+	cs, err := cl.Containers(ctx)
+	if err != nil {
+		return fmt.Errorf("containerd: list: %w", err)
+	}
+	var errs []error
+	for _, ct := range cs {
+		labels, err := ct.Labels(ctx)
+		if err != nil || !strings.HasPrefix(labels[runtime.LabelNode], prefix) {
+			continue
+		}
+		netnsFile := ""
+		if spec, err := ct.Spec(ctx); err == nil && spec.Linux != nil {
+			for _, ns := range spec.Linux.Namespaces {
+				if ns.Type == "network" {
+					netnsFile = ns.Path
+				}
+			}
+		}
+		if task, err := ct.Task(ctx, nil); err == nil {
+			_ = task.Kill(ctx, syscall.SIGKILL)
+			st, err := task.Wait(ctx)
+			if err == nil {
+				select {
+				case <-st:
+				case <-time.After(10 * time.Second):
+				}
+			}
+			_, _ = task.Delete(ctx, containerd.WithProcessKill)
+		}
+		if err := ct.Delete(ctx, containerd.WithSnapshotCleanup); err != nil {
+			errs = append(errs, fmt.Errorf("containerd: delete %s: %w", ct.ID(), err))
+		}
+		if netnsFile != "" {
+			_ = syscall.Unmount(netnsFile, syscall.MNT_DETACH)
+			_ = os.Remove(netnsFile)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func run(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Pods lists the pods in ns as JSON-friendly (name, node, IP) for logs.
+func (c *Cluster) Pods(ctx context.Context, ns string) string {
+	l, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	type row struct{ Name, Node, IP, Phase string }
+	var rows []row
+	for _, p := range l.Items {
+		rows = append(rows, row{p.Name, p.Spec.NodeName, p.Status.PodIP, string(p.Status.Phase)})
+	}
+	b, _ := json.Marshal(rows)
+	return string(b)
+}
