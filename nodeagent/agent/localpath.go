@@ -10,6 +10,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/controllers/persistentvolume/provisioner/localpath"
 	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -54,9 +55,55 @@ func (a *Agent) sampleStorage() (storageSample, error) {
 }
 
 // storageDir is the node's local-path storage directory:
-// <data-dir>/storage, beside the agent's state folder <data-dir>/agent.
+// <data-dir>/storage, beside the agent's state folder <data-dir>/agent
+// (absolute: the provisioner puts it in the volumes' paths).
 func (a *Agent) storageDir() string {
-	return filepath.Join(filepath.Dir(a.opts.StateDir), "storage")
+	dir := filepath.Join(filepath.Dir(a.opts.StateDir), "storage")
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
+}
+
+// reclaimVolumes removes the local-path directories the controller asks
+// this node to delete (annotation localpath.AnnDelete of its own Node)
+// and answers each request in localpath.AnnDeleted: "" once the directory
+// is gone, else why not. Only <storage dir>/<volume name> is ever
+// removed (localpath.RemoveVolumeDir). heartbeat calls it with the Node
+// it just read.
+func (a *Agent) reclaimVolumes(ctx context.Context, n *corev1.Node) {
+	reqs, err := localpath.ParseDirs(n.Annotations[localpath.AnnDelete])
+	if err != nil {
+		a.log.Warn("local-path delete requests", "err", err)
+	}
+	root := a.storageDir()
+	acks := map[string]string{}
+	for name, dir := range reqs {
+		_, statErr := os.Lstat(dir)
+		if err := localpath.RemoveVolumeDir(root, name, dir); err != nil {
+			acks[name] = err.Error()
+			continue
+		}
+		acks[name] = ""
+		if statErr == nil {
+			a.log.Info("removed released local-path volume", "volume", name, "dir", dir)
+		}
+	}
+	want := localpath.FormatDirs(acks)
+	if n.Annotations[localpath.AnnDeleted] == want {
+		return
+	}
+	val := any(nil)
+	if want != "" {
+		val = want
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{localpath.AnnDeleted: val}}})
+	if err != nil {
+		return
+	}
+	if _, err := a.client.CoreV1().Nodes().Patch(ctx, a.opts.NodeName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		a.log.Warn("answer local-path delete requests", "err", err)
+	}
 }
 
 // storageReporter writes the Node's storage annotations when they moved
@@ -101,6 +148,7 @@ func (a *Agent) patchStorageAnnotations(ctx context.Context, s storageSample) er
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
 		localpath.AnnAvailableBytes: strconv.FormatInt(s.avail, 10),
 		localpath.AnnUsedBytes:      strconv.FormatInt(s.used, 10),
+		localpath.AnnStorageDir:     a.storageDir(),
 	}}})
 	if err != nil {
 		return err

@@ -220,6 +220,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		if err := a.renewLease(ctx, n); err != nil {
 			a.log.Warn("heartbeat: lease", "err", err)
 		}
+		a.reclaimVolumes(ctx, n)
 		if time.Since(lastStatus) >= time.Minute || markedUnknown(n) {
 			n = n.DeepCopy()
 			now := metav1.Now()

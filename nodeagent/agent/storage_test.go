@@ -107,7 +107,16 @@ sleep 3600`
 		if pvc.Status.Phase != corev1.ClaimBound || pvc.Annotations["volume.kubernetes.io/selected-node"] != e.nodeName {
 			t.Fatalf("claim %s: phase %s annotations %v", pvc.Name, pvc.Status.Phase, pvc.Annotations)
 		}
-		dir := filepath.Join(e.srv.DataDir, "storage", pvc.Spec.VolumeName)
+		// The volume is in the storage directory the agent reports, not
+		// the server's (a remote agent's disk).
+		dir := filepath.Join(e.storageDir(), pvc.Spec.VolumeName)
+		pv, err := c.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pv.Spec.HostPath == nil || pv.Spec.HostPath.Path != dir {
+			t.Fatalf("volume %s source %+v, want hostPath %s", pv.Name, pv.Spec.PersistentVolumeSource, dir)
+		}
 		dirs[name] = dir
 		waitFile(dir, "id", name+"\n")
 		waitFile(dir, "boots", "boot\n")

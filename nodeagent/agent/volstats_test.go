@@ -68,7 +68,7 @@ func TestVolumeStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := filepath.Join(e.srv.DataDir, "storage", pvc.Spec.VolumeName, "done")
+	done := filepath.Join(e.storageDir(), pvc.Spec.VolumeName, "done")
 	deadline := time.Now().Add(60 * time.Second)
 	for _, err := os.Stat(done); err != nil; _, err = os.Stat(done) {
 		if time.Now().After(deadline) {

@@ -336,6 +336,8 @@ func ClusterRoles() []rbacv1.ClusterRole {
 			r(v("update"), legacy).on("persistentvolumes/status", "persistentvolumeclaims/status"),
 			r(v("get", "list", "watch", "update"), legacy).on("persistentvolumeclaims"),
 			r(read, legacy).on("pods", "nodes"),
+			// local-path volumes are deleted through their node's annotations.
+			r(v("patch"), legacy).on("nodes"),
 			r(read, "storage.k8s.io").on("storageclasses", "csidrivers", "csistoragecapacities"),
 			eventsRules()),
 		controllerRole(LocalPathCapacityController,

@@ -145,7 +145,9 @@ func newTTLAfterFinished(c *Context) (controllers.Controller, error) {
 func newPVBinder(c *Context) (controllers.Controller, error) {
 	var provs []provisioner.Provisioner
 	if c.Config.StorageDir != "" {
-		provs = append(provs, localpath.New(c.Config.StorageDir))
+		lp := localpath.New(c.Config.StorageDir)
+		lp.Client, lp.Nodes = c.Client, c.Informers.Core().V1().Nodes().Lister()
+		provs = append(provs, lp)
 	}
 	return persistentvolume.New(persistentvolume.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder("persistentvolume-controller"), Logger: c.Logger, Provisioners: provs})
 }

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/persistentvolume/provisioner"
@@ -81,6 +82,10 @@ type Binder struct {
 }
 
 var _ controllers.Controller = (*Binder)(nil)
+
+// deletePendingRecheck is how soon a volume whose storage its node is
+// removing is looked at again.
+const deletePendingRecheck = 2 * time.Second
 
 const (
 	claimPrefix  = "claim/"
@@ -773,17 +778,28 @@ func (b *Binder) reclaim(ctx context.Context, v *corev1.PersistentVolume) error 
 	if v.DeletionTimestamp != nil {
 		return nil
 	}
-	if v.Status.Phase == corev1.VolumeFailed {
-		return nil // retried only when the volume changes again
-	}
 	p, ok := b.provs[v.Annotations[AnnDynamicallyProvisioned]]
 	if !ok {
+		if v.Status.Phase == corev1.VolumeFailed {
+			return nil // retried only when the volume changes again
+		}
 		msg := "error getting deleter volume plugin for volume \"" + v.Name + "\": no deletable volume plugin matched"
 		b.event(v, corev1.EventTypeWarning, EventVolumeFailedDelete, msg)
 		_, err := b.setVolumePhase(ctx, v, corev1.VolumeFailed, msg)
 		return err
 	}
+	// As upstream, a volume whose delete failed is Failed and retried on
+	// every sync (here: the queue's backoff); one still being deleted
+	// (on its node) keeps its phase and is looked at again shortly.
 	if err := p.Delete(ctx, v); err != nil {
+		if errors.Is(err, provisioner.ErrDeletePending) {
+			b.log.Debug("volume deletion pending", "volume", v.Name, "reason", err.Error())
+			b.queue.AddAfter(volumePrefix+v.Name, deletePendingRecheck)
+			return nil
+		}
+		if v.Status.Phase == corev1.VolumeFailed && v.Status.Message == err.Error() {
+			return err // same failure again: no new event
+		}
 		b.event(v, corev1.EventTypeWarning, EventVolumeFailedDelete, err.Error())
 		_, serr := b.setVolumePhase(ctx, v, corev1.VolumeFailed, err.Error())
 		return errors.Join(err, serr)

@@ -19,6 +19,12 @@ import (
 // ProvisioningFailed event carrying the message.
 var ErrUnsupported = errors.New("unsupported claim")
 
+// ErrDeletePending is returned by Delete while the storage is being
+// removed by someone else (a node's agent): the volume stays Released and
+// Delete is called again later, as upstream does for a volume its plugin
+// is still deleting.
+var ErrDeletePending = errors.New("volume deletion pending")
+
 // Options describe one volume to provision.
 type Options struct {
 	// PVName is the name the volume must get (pvc-<claim uid>).
@@ -45,7 +51,8 @@ type Provisioner interface {
 	// for this claim spec; other errors are retried.
 	Provision(ctx context.Context, opts Options) (*corev1.PersistentVolume, error)
 	// Delete removes the storage of a released volume with reclaim policy
-	// Delete. Deleting storage that is already gone is not an error.
+	// Delete. Deleting storage that is already gone is not an error; an
+	// error wrapping ErrDeletePending means the removal is under way.
 	Delete(ctx context.Context, pv *corev1.PersistentVolume) error
 }
 

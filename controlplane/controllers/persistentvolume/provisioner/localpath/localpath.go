@@ -4,12 +4,19 @@
 // hostPath volume of type DirectoryOrCreate with required node affinity
 // to that node.
 //
-// Where the directory lives: the node agent creates it when it first
-// mounts the volume (it owns the node's disk; DirectoryOrCreate), so
-// provisioning needs no access to the node. Delete removes the directory
-// when it is on this machine (the server's own node, or nodes sharing
-// the machine, as in tests); a directory on a remote agent's disk is left
-// behind (see README.md).
+// Where the directory lives: in the storage directory the node's agent
+// reports (AnnStorageDir; the provisioner's own base for nodes that
+// report none). The agent creates it when it first mounts the volume (it
+// owns the node's disk; DirectoryOrCreate), so provisioning needs no
+// access to the node.
+//
+// Delete goes through the node too (node.go): the provisioner lists the
+// directory in an annotation on the volume's Node (AnnDelete, which only
+// the controller may write), the agent removes it, after checking that it
+// is <storage dir>/<pv name>, and answers in AnnDeleted; only then is the
+// volume deleted. Nodes that report no storage directory (hollow nodes)
+// or are gone have their directories removed here, when they are under
+// Base on this machine.
 package localpath
 
 import (
@@ -22,6 +29,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
 )
 
 // Name is the provisioner name StorageClasses use.
@@ -42,12 +51,20 @@ const (
 	// AnnUsedBytes is the space (in bytes, as du counts it) used by the
 	// volume directories in the node's storage directory.
 	AnnUsedBytes = "local-path.skiff.io/used-bytes"
+	// AnnStorageDir is the node's storage directory (an absolute, clean
+	// path), where the provisioner puts the node's volumes.
+	AnnStorageDir = "local-path.skiff.io/storage-dir"
 )
 
-// Provisioner makes directories under Base.
+// Provisioner makes directories under Base, or under the storage
+// directory the volume's node reports.
 type Provisioner struct {
 	// Base is the storage directory (<data-dir>/storage).
 	Base string
+	// Client and Nodes reach the volumes' nodes for Delete; without them
+	// only directories under Base on this machine are removed.
+	Client kubernetes.Interface
+	Nodes  corelisters.NodeLister
 }
 
 var (
@@ -88,7 +105,7 @@ func (p *Provisioner) Provision(_ context.Context, o provisioner.Options) (*core
 		Spec: corev1.PersistentVolumeSpec{
 			Capacity: corev1.ResourceList{corev1.ResourceStorage: size},
 			PersistentVolumeSource: corev1.PersistentVolumeSource{
-				HostPath: &corev1.HostPathVolumeSource{Path: p.Path(o.PVName), Type: &dirType},
+				HostPath: &corev1.HostPathVolumeSource{Path: filepath.Join(p.dirOf(o.SelectedNode), o.PVName), Type: &dirType},
 			},
 			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
 				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{hostnameOf(o.SelectedNode)}}},
@@ -106,19 +123,41 @@ func hostnameOf(n *corev1.Node) string {
 	return n.Name
 }
 
-// Path is the directory of volume pvName.
+// Path is the directory of volume pvName on a node without a storage
+// directory of its own.
 func (p *Provisioner) Path(pvName string) string { return filepath.Join(p.Base, pvName) }
 
-// Delete implements provisioner.Provisioner: the volume's directory is
-// removed when it is on this machine. Only <Base>/<pv-name> is ever
-// touched, whatever else the PV says.
-func (p *Provisioner) Delete(_ context.Context, pv *corev1.PersistentVolume) error {
+// dirOf is the storage directory of node: the one its agent reports when
+// it is an absolute, clean path, else Base.
+func (p *Provisioner) dirOf(node *corev1.Node) string {
+	if node != nil {
+		if d := node.Annotations[AnnStorageDir]; d != "" && filepath.IsAbs(d) && filepath.Clean(d) == d && d != "/" {
+			return d
+		}
+	}
+	return p.Base
+}
+
+// Delete implements provisioner.Provisioner. A volume whose node reports
+// a storage directory is removed by that node's agent (deleteOnNode);
+// otherwise the directory is removed here when it is <Base>/<pv-name>.
+// Only such a directory is ever touched, whatever else the PV says.
+func (p *Provisioner) Delete(ctx context.Context, pv *corev1.PersistentVolume) error {
 	if pv.Spec.HostPath == nil {
 		return fmt.Errorf("volume %s has no hostPath: not made by %s", pv.Name, Name)
 	}
+	if p.Nodes != nil && p.Client != nil {
+		node, err := p.nodeOf(pv)
+		if err != nil {
+			return err
+		}
+		if node != nil && node.Annotations[AnnStorageDir] != "" {
+			return p.deleteOnNode(ctx, node, pv)
+		}
+	}
 	dir := filepath.Clean(pv.Spec.HostPath.Path)
-	if filepath.Dir(dir) != filepath.Clean(p.Base) || filepath.Base(dir) != pv.Name {
-		return fmt.Errorf("volume %s: path %s is not a local-path directory under %s", pv.Name, dir, p.Base)
+	if err := CheckVolumeDir(p.Base, pv.Name, dir); err != nil {
+		return fmt.Errorf("volume %s: %w", pv.Name, err)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove %s: %w", dir, err)
