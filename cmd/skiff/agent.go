@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -24,6 +25,9 @@ func agentCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch runtime {
 			case "containerd":
+				if err := agent.ValidateProxyMode(real.proxyMode); err != nil {
+					return fmt.Errorf("--proxy-mode: %w", err)
+				}
 				return runContainerdAgent(cmd, kubeconfig, server, real)
 			case "fake":
 			default:

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/server"
 	"github.com/spf13/cobra"
 )
@@ -28,6 +29,9 @@ func serverCmd() *cobra.Command {
 			if disable != "" {
 				cfg.Disable = strings.Split(disable, ",")
 			}
+			if err := agent.ValidateProxyMode(cfg.ProxyMode); err != nil {
+				return fmt.Errorf("--proxy-mode: %w", err)
+			}
 			cfg.Logger = slog.Default()
 			return server.Run(cmd.Context(), cfg)
 		},
@@ -38,7 +42,7 @@ func serverCmd() *cobra.Command {
 	f.IntVar(&cfg.HTTPSPort, "https-listen-port", 6443, "HTTPS port of the API server")
 	f.StringVar(&cfg.WriteKubeconfig, "write-kubeconfig", "", "where to write the admin kubeconfig (default <data-dir>/admin.kubeconfig)")
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "do not run a node agent on this host")
-	f.StringVar(&cfg.ProxyMode, "proxy-mode", "nftables", "the node agent's service proxy: nftables, userspace (not implemented yet) or none")
+	f.StringVar(&cfg.ProxyMode, "proxy-mode", "nftables", "the node agent's service proxy: nftables, userspace (listening sockets, for kernels without nftables) or none")
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", "10.42.0.0/16", "pod network range")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", "10.43.0.0/16", "service ClusterIP range")
 	f.StringVar(&datastore, "datastore-endpoint", "", "external etcd endpoints, comma separated (default: embedded etcd)")
