@@ -1,6 +1,7 @@
 // Package storage is the only package in Skiff that talks to etcd.
 //
-// It offers three things: an embedded etcd server (Embedded), a small
+// It offers three things: an embedded etcd server (Embedded, whose Client
+// is an in-process etcd client for the process that embeds it), a small
 // key/value store with optimistic concurrency on etcd revisions (Store), and a
 // watch cache (Cache) that mirrors everything under the registry prefix in
 // memory, serves consistent lists from memory and fans watch events out to
