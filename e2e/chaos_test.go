@@ -11,10 +11,11 @@ import (
 )
 
 // TestChaosServerKills is the short CI form of `make test-chaos`: API
-// writes from 8 workers while the server is killed with SIGKILL at random
-// moments and restarted on its data dir; every acknowledged write must be
-// there afterwards, and nothing nobody wrote. SKIFF_CHAOS_DURATION makes
-// it longer.
+// writes from 8 workers and Deployment scale/rollout churn on 3 hollow
+// nodes while the server or the agent is killed with SIGKILL at random
+// moments and restarted; every acknowledged write must be there
+// afterwards, nothing nobody wrote, and every Deployment must converge
+// with exactly its replicas. SKIFF_CHAOS_DURATION makes it longer.
 func TestChaosServerKills(t *testing.T) {
 	d := 20 * time.Second
 	if v := os.Getenv("SKIFF_CHAOS_DURATION"); v != "" {
@@ -23,7 +24,7 @@ func TestChaosServerKills(t *testing.T) {
 			t.Fatalf("SKIFF_CHAOS_DURATION: %v", err)
 		}
 	}
-	srv := &chaos.Server{Bin: skiffBin(t), DataDir: t.TempDir()}
+	srv := &chaos.Server{Proc: chaos.Proc{Bin: skiffBin(t)}, DataDir: t.TempDir()}
 	t.Cleanup(func() {
 		srv.Stop()
 		if t.Failed() {
@@ -32,7 +33,8 @@ func TestChaosServerKills(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
 	defer cancel()
-	rep, err := chaos.Run(ctx, chaos.Config{Server: srv, Duration: d, FaultMin: 2 * time.Second, FaultMax: 5 * time.Second, Seed: uint64(time.Now().UnixNano())})
+	rep, err := chaos.Run(ctx, chaos.Config{Server: srv, Duration: d, FaultMin: 2 * time.Second, FaultMax: 5 * time.Second, Seed: uint64(time.Now().UnixNano()),
+		HollowNodes: 3, Deployments: 4, AgentDataDir: t.TempDir()})
 	b, _ := json.Marshal(rep)
 	t.Logf("report: %s", b)
 	if err != nil {
@@ -40,6 +42,9 @@ func TestChaosServerKills(t *testing.T) {
 	}
 	if rep.FaultsInjected < 2 {
 		t.Errorf("only %d faults injected in %v", rep.FaultsInjected, d)
+	}
+	if rep.DeploymentChanges == 0 {
+		t.Errorf("no Deployment change was acknowledged: the churn did not run")
 	}
 	if rep.OpsAcknowledged < 100 {
 		t.Errorf("only %d writes acknowledged: the load did not run", rep.OpsAcknowledged)

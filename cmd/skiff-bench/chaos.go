@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/skiffhq/skiff/internal/chaos"
@@ -17,6 +18,7 @@ func chaosCommand() *cobra.Command {
 		duration           time.Duration
 		faultMin, faultMax time.Duration
 		workers, keys      int
+		hollow, deps       int
 		seed               uint64
 	)
 	cmd := &cobra.Command{
@@ -26,10 +28,12 @@ func chaosCommand() *cobra.Command {
 drives ConfigMap creates, updates and deletes from --workers workers, each
 owning --keys keys, recording every write the server acknowledged. At
 random moments between --fault-min and --fault-max the server is killed
-with SIGKILL and started again on the same directory. Writes whose answer
+with SIGKILL and started again on the same directory; so is the hollow
+node agent, while Deployments on its nodes are scaled and rolled. Writes whose answer
 was lost are settled by reading them back. At the end every key is
 checked: an acknowledged write must be there with its value, and nothing
-may be there that nobody wrote. Prints one JSON object; operations_lost
+may be there that nobody wrote; every Deployment must converge with
+exactly its replicas. Prints one JSON object; operations_lost
 must be 0. Exits non-zero when a promise is broken.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if bin == "" {
@@ -44,13 +48,14 @@ must be 0. Exits non-zero when a promise is broken.`,
 				defer os.RemoveAll(d)
 				dir = d
 			}
-			srv := &chaos.Server{Bin: bin, DataDir: dir}
+			srv := &chaos.Server{Proc: chaos.Proc{Bin: bin}, DataDir: filepath.Join(dir, "server")}
 			defer srv.Stop()
 			if seed == 0 {
 				seed = uint64(time.Now().UnixNano())
 			}
 			rep, err := chaos.Run(cmd.Context(), chaos.Config{Server: srv, Duration: duration, FaultMin: faultMin, FaultMax: faultMax,
-				Workers: workers, KeysPerWorker: keys, Seed: seed})
+				Workers: workers, KeysPerWorker: keys, Seed: seed,
+				HollowNodes: hollow, Deployments: deps, AgentDataDir: filepath.Join(dir, "agent")})
 			if rep != nil {
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")
@@ -73,6 +78,8 @@ must be 0. Exits non-zero when a promise is broken.`,
 	f.DurationVar(&faultMax, "fault-max", 10*time.Second, "longest wait between faults")
 	f.IntVar(&workers, "workers", 8, "writers")
 	f.IntVar(&keys, "keys", 20, "keys per writer")
+	f.IntVar(&hollow, "hollow-nodes", 3, "hollow nodes in a `skiff agent --runtime fake` process, also killed at random (0: no agent, no Deployments)")
+	f.IntVar(&deps, "deployments", 4, "Deployments scaled and rolled on the hollow nodes; all must converge after the faults")
 	f.Uint64Var(&seed, "seed", 0, "fault timing seed (0: from the clock)")
 	return cmd
 }

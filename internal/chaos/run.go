@@ -22,6 +22,15 @@ type Config struct {
 	KeysPerWorker      int
 	Seed               uint64
 	Log                *slog.Logger
+	// HollowNodes > 0 adds a `skiff agent --runtime fake` process with
+	// that many nodes (data in AgentDataDir), Deployments churned on them,
+	// and the agent as a second fault target; the Deployments must
+	// converge after the faults.
+	HollowNodes  int
+	Deployments  int
+	AgentDataDir string
+	// ConvergeTimeout bounds the wait for the Deployments (default 2m).
+	ConvergeTimeout time.Duration
 }
 
 // Report is what a run found, printed by `skiff-bench chaos`.
@@ -40,6 +49,10 @@ type Report struct {
 	MeetsPromises    bool      `json:"meets_promises"`
 	KeysWritten      int       `json:"keys_written"`
 	WorkersPerServer int       `json:"workers"`
+	// Deployments on hollow nodes (when configured).
+	DeploymentChanges         int64   `json:"deployment_changes_acknowledged,omitempty"`
+	DeploymentConvergeSeconds float64 `json:"deployments_converge_seconds,omitempty"`
+	DeploymentsConverged      bool    `json:"deployments_converged,omitempty"`
 }
 
 // Fault is one injected fault and how long the system took to serve
@@ -76,6 +89,27 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("create namespace: %w", err)
 	}
+	var agent *Proc
+	var wl *Workloads
+	if cfg.HollowNodes > 0 {
+		agent = &Proc{Name: "skiff agent", Bin: cfg.Server.Bin, Args: []string{"agent", "--runtime", "fake",
+			"--hollow-nodes", fmt.Sprint(cfg.HollowNodes), "--kubeconfig", cfg.Server.Kubeconfig(),
+			"--data-dir", cfg.AgentDataDir, "--node-name-prefix", "chaos-node-", "--lease-interval", "2s"}}
+		defer agent.Stop()
+		if _, err := agent.start(); err != nil {
+			return nil, err
+		}
+		if cfg.Deployments == 0 {
+			cfg.Deployments = 4
+		}
+		wl = &Workloads{Client: cs, Namespace: "chaos-apps", Deployments: cfg.Deployments}
+		if err := wl.Setup(ctx); err != nil {
+			return nil, err
+		}
+		if _, off := wl.WaitConverged(ctx, 2*time.Minute, 500*time.Millisecond); off != "" {
+			return nil, fmt.Errorf("deployments did not converge before the faults: %s; agent log:\n%s", off, agent.LogTail(2000))
+		}
+	}
 	ledger := NewLedger()
 	load := &APILoad{Client: cs, Namespace: ns, Workers: cfg.Workers, Keys: cfg.KeysPerWorker, Ledger: ledger, Retry: 100 * time.Millisecond}
 	rep := &Report{Benchmark: "chaos", WorkersPerServer: cfg.Workers}
@@ -84,6 +118,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer stopLoad()
 	loadDone := make(chan struct{})
 	go func() { load.Run(loadCtx); close(loadDone) }()
+	churnDone := make(chan struct{})
+	if wl != nil {
+		go func() { wl.Run(loadCtx, 300*time.Millisecond, cfg.Seed); close(churnDone) }()
+	} else {
+		close(churnDone)
+	}
 
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
 	for {
@@ -102,30 +142,59 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			break
 		}
 		f := Fault{Target: "server", Signal: "SIGKILL", AtSeconds: time.Since(start).Seconds()}
-		log.Info("chaos: killing the server", "at", f.AtSeconds)
-		cfg.Server.Kill()
+		if agent != nil && rng.IntN(2) == 0 {
+			f.Target = "agent"
+		}
+		log.Info("chaos: killing", "target", f.Target, "at", f.AtSeconds)
 		t0 := time.Now()
-		if err := cfg.Server.Start(ctx); err != nil {
+		var err error
+		if f.Target == "agent" {
+			agent.Kill()
+			_, err = agent.start()
+		} else {
+			cfg.Server.Kill()
+			err = cfg.Server.Start(ctx)
+		}
+		if err != nil {
 			stopLoad()
 			<-loadDone
-			return rep, fmt.Errorf("restart after fault %d: %w", len(rep.Faults)+1, err)
+			<-churnDone
+			return rep, fmt.Errorf("restart %s after fault %d: %w", f.Target, len(rep.Faults)+1, err)
 		}
 		f.ConvergeSeconds = time.Since(t0).Seconds()
 		rep.Faults = append(rep.Faults, f)
 		rep.ConvergeSeconds = append(rep.ConvergeSeconds, f.ConvergeSeconds)
 	}
 	<-loadDone
+	<-churnDone
 	rep.DurationSeconds = time.Since(start).Seconds()
 	vctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := load.Verify(vctx); err != nil {
 		return rep, err
 	}
+	notConverged := ""
+	if wl != nil {
+		timeout := cfg.ConvergeTimeout
+		if timeout == 0 {
+			timeout = 2 * time.Minute
+		}
+		took, off := wl.WaitConverged(ctx, timeout, 500*time.Millisecond)
+		rep.DeploymentChanges = wl.Changes.Load()
+		rep.DeploymentConvergeSeconds = took.Seconds()
+		rep.DeploymentsConverged = off == ""
+		if off != "" {
+			notConverged = fmt.Sprintf("deployments did not converge within %v after the faults: %s", timeout, off)
+		}
+	}
 	rep.OpsAcknowledged, rep.OpsUnknown, rep.UnknownApplied, rep.Violations = ledger.Counts()
 	rep.OpsLost = len(rep.Violations)
+	if notConverged != "" {
+		rep.Violations = append(rep.Violations, notConverged)
+	}
 	rep.FaultsInjected = len(rep.Faults)
 	rep.KeysWritten = len(ledger.Keys())
-	rep.MeetsPromises = rep.OpsLost == 0 && rep.LeakedResources == 0
+	rep.MeetsPromises = len(rep.Violations) == 0 && rep.LeakedResources == 0
 	if rep.ConvergeSeconds == nil {
 		rep.ConvergeSeconds = []float64{}
 	}

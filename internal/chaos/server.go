@@ -18,21 +18,20 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Server is a `skiff server` process on a data directory, started again
-// on the same directory and port after each kill.
-type Server struct {
-	Bin     string
-	DataDir string
-	Args    []string // extra flags
+// Proc is a process the harness starts, kills and starts again with the
+// same arguments; its output is kept for failure reports.
+type Proc struct {
+	Name string
+	Bin  string
+	Args []string
 
-	port int
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *logBuffer
+	log  logBuffer
 }
 
-// logBuffer keeps the server's output; the process writes it while the
+// logBuffer keeps a process's output; the process writes it while the
 // harness reads it.
 type logBuffer struct {
 	mu  sync.Mutex
@@ -55,38 +54,84 @@ func (b *logBuffer) tail(n int) string {
 	return string(out)
 }
 
+// start runs the process; exited is closed when it ends.
+func (p *Proc) start() (exited <-chan struct{}, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cmd := exec.Command(p.Bin, p.Args...)
+	cmd.Stdout, cmd.Stderr = &p.log, &p.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", p.Name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	p.cmd, p.done = cmd, done
+	return done, nil
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (p *Proc) Kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+}
+
+// Stop sends SIGTERM, waiting up to 20 s before SIGKILL.
+func (p *Proc) Stop() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		p.Kill()
+	}
+}
+
+// LogTail returns the last n bytes of the process's output.
+func (p *Proc) LogTail(n int) string { return p.log.tail(n) }
+
+// Server is a `skiff server` process on a data directory, started again
+// on the same directory and port after each kill.
+type Server struct {
+	Proc
+	DataDir string
+	Extra   []string // extra flags
+
+	port int
+}
+
 // Kubeconfig is the admin kubeconfig the server writes.
 func (s *Server) Kubeconfig() string { return filepath.Join(s.DataDir, "admin.kubeconfig") }
 
 // Start runs the server and waits until /readyz answers ok.
 func (s *Server) Start(ctx context.Context) error {
-	s.mu.Lock()
 	if s.port == 0 {
 		p, err := freePort()
 		if err != nil {
-			s.mu.Unlock()
 			return err
 		}
 		s.port = p
+		s.Name = "skiff server"
+		s.Args = append([]string{"server", "--data-dir", s.DataDir, "--bind-address", "127.0.0.1",
+			"--https-listen-port", strconv.Itoa(s.port), "--etcd-client-port", "0", "--etcd-peer-port", "0",
+			"--disable-agent", "--ingress-http-port", "0", "--ingress-https-port", "0"}, s.Extra...)
 	}
-	if s.log == nil {
-		s.log = &logBuffer{}
+	exited, err := s.start()
+	if err != nil {
+		return err
 	}
-	args := append([]string{"server", "--data-dir", s.DataDir, "--bind-address", "127.0.0.1",
-		"--https-listen-port", strconv.Itoa(s.port), "--etcd-client-port", "0", "--etcd-peer-port", "0",
-		"--disable-agent", "--ingress-http-port", "0", "--ingress-https-port", "0"}, s.Args...)
-	cmd := exec.Command(s.Bin, args...)
-	cmd.Stdout, cmd.Stderr = s.log, s.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		s.mu.Unlock()
-		return fmt.Errorf("start skiff server: %w", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
-	return s.WaitReady(ctx, done)
+	return s.WaitReady(ctx, exited)
 }
 
 // WaitReady polls /readyz until it answers ok, the process exits or ctx
@@ -113,34 +158,6 @@ func (s *Server) WaitReady(ctx context.Context, exited <-chan struct{}) error {
 	}
 }
 
-// Kill sends SIGKILL and waits for the process to be gone.
-func (s *Server) Kill() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-done
-}
-
-// Stop sends SIGTERM, waiting up to 20 s before SIGKILL.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		s.Kill()
-	}
-}
-
 // Client returns a clientset for the admin kubeconfig with the given
 // request timeout and no client-side rate limit.
 func (s *Server) Client(timeout time.Duration) (kubernetes.Interface, error) {
@@ -160,17 +177,6 @@ func (s *Server) RESTConfig(timeout time.Duration) (*rest.Config, error) {
 	cfg.Timeout = timeout
 	cfg.QPS, cfg.Burst = -1, 0
 	return cfg, nil
-}
-
-// LogTail returns the last n bytes of the server's output.
-func (s *Server) LogTail(n int) string {
-	s.mu.Lock()
-	log := s.log
-	s.mu.Unlock()
-	if log == nil {
-		return ""
-	}
-	return log.tail(n)
 }
 
 func freePort() (int, error) {
