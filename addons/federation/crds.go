@@ -163,24 +163,28 @@ func Definitions() []*apiextensionsv1.CustomResourceDefinition {
 		[]apiextensionsv1.CustomResourceColumnDefinition{{Name: "Matched", Type: "integer", JSONPath: ".status.matchedResources"}, age}, "pp")
 	cpp := crd("clusterpropagationpolicies", v1alpha1.KindClusterPropagat, apiextensionsv1.ClusterScoped, propagationSpec(), propagationStatus(),
 		[]apiextensionsv1.CustomResourceColumnDefinition{{Name: "Matched", Type: "integer", JSONPath: ".status.matchedResources"}, age}, "cpp")
-	rb := crd("resourcebindings", v1alpha1.KindResourceBinding, apiextensionsv1.NamespaceScoped,
-		obj(map[string]apiextensionsv1.JSONSchemaProps{
-			"resource": obj(map[string]apiextensionsv1.JSONSchemaProps{"apiVersion": str(), "kind": str(), "namespace": str(), "name": str(), "uid": str()}, "apiVersion", "kind", "name"),
-			"policy":   obj(map[string]apiextensionsv1.JSONSchemaProps{"kind": str(), "namespace": str(), "name": str()}, "kind", "name"),
-			"clusters": arr(obj(map[string]apiextensionsv1.JSONSchemaProps{"name": str(), "replicas": integer()}, "name")),
-		}, "resource", "policy"),
-		obj(map[string]apiextensionsv1.JSONSchemaProps{
-			"conditions": conditions(),
-			"members": arr(obj(map[string]apiextensionsv1.JSONSchemaProps{
-				"cluster": str(), "applied": boolean(), "reason": str(), "message": str(), "status": open(),
-			}, "cluster")),
-		}),
-		[]apiextensionsv1.CustomResourceColumnDefinition{
-			{Name: "Kind", Type: "string", JSONPath: ".spec.resource.kind"},
-			{Name: "Applied", Type: "string", JSONPath: `.status.conditions[?(@.type=="FullyApplied")].status`},
-			age,
-		}, "rb")
-	return []*apiextensionsv1.CustomResourceDefinition{member, pp, cpp, rb}
+	binding := func(plural, kind string, scope apiextensionsv1.ResourceScope, short string) *apiextensionsv1.CustomResourceDefinition {
+		return crd(plural, kind, scope,
+			obj(map[string]apiextensionsv1.JSONSchemaProps{
+				"resource": obj(map[string]apiextensionsv1.JSONSchemaProps{"apiVersion": str(), "kind": str(), "namespace": str(), "name": str(), "uid": str()}, "apiVersion", "kind", "name"),
+				"policy":   obj(map[string]apiextensionsv1.JSONSchemaProps{"kind": str(), "namespace": str(), "name": str()}, "kind", "name"),
+				"clusters": arr(obj(map[string]apiextensionsv1.JSONSchemaProps{"name": str(), "replicas": integer()}, "name")),
+			}, "resource", "policy"),
+			obj(map[string]apiextensionsv1.JSONSchemaProps{
+				"conditions": conditions(),
+				"members": arr(obj(map[string]apiextensionsv1.JSONSchemaProps{
+					"cluster": str(), "applied": boolean(), "reason": str(), "message": str(), "status": open(),
+				}, "cluster")),
+			}),
+			[]apiextensionsv1.CustomResourceColumnDefinition{
+				{Name: "Kind", Type: "string", JSONPath: ".spec.resource.kind"},
+				{Name: "Applied", Type: "string", JSONPath: `.status.conditions[?(@.type=="FullyApplied")].status`},
+				age,
+			}, short)
+	}
+	rb := binding("resourcebindings", v1alpha1.KindResourceBinding, apiextensionsv1.NamespaceScoped, "rb")
+	crb := binding("clusterresourcebindings", v1alpha1.KindClusterBinding, apiextensionsv1.ClusterScoped, "crb")
+	return []*apiextensionsv1.CustomResourceDefinition{member, pp, cpp, rb, crb}
 }
 
 // InstallCRDs creates or updates the API's CRDs and waits until each is

@@ -158,10 +158,29 @@ func (c *Controller) applyDependencies(ctx context.Context, m *member, obj *unst
 // releaseDependencies drops obj from its dependencies' RequiredBy lists on
 // m and deletes copies nothing needs any more.
 func (c *Controller) releaseDependencies(ctx context.Context, m *member, obj *unstructured.Unstructured) error {
+	return c.releaseDeps(ctx, m, obj.GetNamespace(), source(obj), dependencyList(obj))
+}
+
+// staleDependencies are the dependencies the member's copy cur refers to
+// that the host object obj no longer does.
+func staleDependencies(cur, obj *unstructured.Unstructured) []dependency {
+	now := dependencyList(obj)
+	var out []dependency
+	for _, d := range dependencyList(cur) {
+		if !slices.Contains(now, d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// releaseDeps drops src from the RequiredBy lists of deps in namespace ns
+// on m and deletes the copies federation made that nothing needs any more
+// (a copy its own policy places keeps existing).
+func (c *Controller) releaseDeps(ctx context.Context, m *member, ns, src string, deps []dependency) error {
 	_, dc := m.clients()
-	src := source(obj)
-	for _, d := range dependencyList(obj) {
-		ri := dc.Resource(d.gvr).Namespace(obj.GetNamespace())
+	for _, d := range deps {
+		ri := dc.Resource(d.gvr).Namespace(ns)
 		cur, err := ri.Get(ctx, d.name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			continue
@@ -174,15 +193,19 @@ func (c *Controller) releaseDependencies(ctx context.Context, m *member, obj *un
 			continue
 		}
 		reqs = slices.DeleteFunc(reqs, func(s string) bool { return s == src })
-		if len(reqs) == 0 {
+		ann := cur.GetAnnotations()
+		if len(reqs) == 0 && ann[v1alpha1.SourceAnnotation] == "" {
 			uid := cur.GetUID()
 			if err := ri.Delete(ctx, d.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}); err != nil && !apierrors.IsNotFound(err) {
 				return err
 			}
 			continue
 		}
-		ann := cur.GetAnnotations()
-		ann[v1alpha1.RequiredByAnnotation] = strings.Join(reqs, ",")
+		if len(reqs) == 0 {
+			delete(ann, v1alpha1.RequiredByAnnotation)
+		} else {
+			ann[v1alpha1.RequiredByAnnotation] = strings.Join(reqs, ",")
+		}
 		cur.SetAnnotations(ann)
 		if _, err := ri.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 			return err

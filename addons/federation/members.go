@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -100,7 +102,9 @@ func (c *Controller) memberList() ([]*member, []memberInfo) {
 			continue
 		}
 		m, ok := c.members[u.GetName()]
-		if !ok {
+		if !ok || u.GetDeletionTimestamp() != nil {
+			// A deleted member is no placement target; its heartbeat
+			// cleans it (cleanupMember).
 			continue
 		}
 		var mc v1alpha1.MemberCluster
@@ -222,7 +226,108 @@ func (c *Controller) check(ctx context.Context, m *member) bool {
 			c.recorder.Eventf(obj.(*unstructured.Unstructured), corev1.EventTypeWarning, "MemberNotReady", "member cluster %s failed its health checks for %s: %s", m.name, c.opts.FailureGrace, msg)
 		}
 	}
+	u := obj.(*unstructured.Unstructured)
+	switch {
+	case u.GetDeletionTimestamp() == nil && !slices.Contains(u.GetFinalizers(), v1alpha1.CleanupFinalizer):
+		if err := c.setMemberFinalizer(ctx, m.name, true); err != nil && ctx.Err() == nil {
+			c.log.Warn("add member finalizer", "member", m.name, "err", err)
+		}
+	case u.GetDeletionTimestamp() != nil && slices.Contains(u.GetFinalizers(), v1alpha1.CleanupFinalizer):
+		c.cleanupMember(ctx, m, u, perr)
+	}
 	return was != ready
+}
+
+// setMemberFinalizer adds or removes CleanupFinalizer on MemberCluster name.
+func (c *Controller) setMemberFinalizer(ctx context.Context, name string, add bool) error {
+	ri := c.dyn.Resource(v1alpha1.MemberClusterGVR)
+	u, err := ri.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	fs := u.GetFinalizers()
+	has := slices.Contains(fs, v1alpha1.CleanupFinalizer)
+	switch {
+	case add && !has:
+		u.SetFinalizers(append(fs, v1alpha1.CleanupFinalizer))
+	case !add && has:
+		u.SetFinalizers(slices.DeleteFunc(fs, func(f string) bool { return f == v1alpha1.CleanupFinalizer }))
+	default:
+		return nil
+	}
+	_, err = ri.Update(ctx, u, metav1.UpdateOptions{})
+	return err
+}
+
+// cleanupMember runs while a deleted MemberCluster holds the cleanup
+// finalizer: when the member answers (perr nil), everything federation
+// created there (annotated managed-by, namespaces excepted) is deleted and
+// the finalizer goes. A member that does not answer, or whose cleanup keeps
+// failing, is retried on every heartbeat for FailureGrace after the
+// deletion; then a Warning event says what stays on it and the finalizer
+// goes anyway, so a dead member never blocks its deletion.
+func (c *Controller) cleanupMember(ctx context.Context, m *member, u *unstructured.Unstructured, perr error) {
+	late := c.now().Sub(u.GetDeletionTimestamp().Time) >= c.opts.FailureGrace
+	var n int
+	err := perr
+	if err == nil {
+		n, err = c.deleteCopies(ctx, m)
+	}
+	switch {
+	case err == nil:
+		c.recorder.Eventf(u, corev1.EventTypeNormal, "MemberCleanedUp", "deleted the %d objects federation created on member cluster %s", n, m.name)
+	case !late:
+		c.log.Info("member cleanup pending", "member", m.name, "err", err)
+		return
+	case perr != nil:
+		c.recorder.Eventf(u, corev1.EventTypeWarning, "MemberCleanupSkipped",
+			"member cluster %s did not answer for %s after its deletion (%v): what federation created there (annotated %s) stays on it", m.name, c.opts.FailureGrace, perr, v1alpha1.ManagedByAnnotation)
+	default:
+		c.recorder.Eventf(u, corev1.EventTypeWarning, "MemberCleanupIncomplete",
+			"cleaning member cluster %s failed for %s after its deletion (%v): some objects annotated %s may stay on it", m.name, c.opts.FailureGrace, err, v1alpha1.ManagedByAnnotation)
+	}
+	if err := c.setMemberFinalizer(ctx, m.name, false); err != nil && ctx.Err() == nil {
+		c.log.Warn("remove member finalizer", "member", m.name, "err", err)
+	}
+}
+
+// deleteCopies deletes from m every object federation created there, of
+// the kinds policies name and the ConfigMaps and Secrets that follow them
+// (namespaces stay, as always), each with a UID precondition.
+func (c *Controller) deleteCopies(ctx context.Context, m *member) (int, error) {
+	_, dc := m.clients()
+	if dc == nil {
+		return 0, fmt.Errorf("no client for member %s", m.name)
+	}
+	c.mu.Lock()
+	kinds := []schema.GroupVersionResource{configMapGVR, secretGVR}
+	for gvr := range c.watched {
+		if gvr.Group == "" && gvr.Resource == "namespaces" || slices.Contains(kinds, gvr) {
+			continue
+		}
+		kinds = append(kinds, gvr)
+	}
+	c.mu.Unlock()
+	n := 0
+	for _, gvr := range kinds {
+		list, err := dc.Resource(gvr).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return n, fmt.Errorf("list %s: %w", gvr.Resource, err)
+		}
+		for i := range list.Items {
+			o := &list.Items[i]
+			if !managedByUs(o) {
+				continue
+			}
+			uid := o.GetUID()
+			err := dc.Resource(gvr).Namespace(o.GetNamespace()).Delete(ctx, o.GetName(), metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				return n, fmt.Errorf("delete %s %s/%s: %w", gvr.Resource, o.GetNamespace(), o.GetName(), err)
+			}
+			n++
+		}
+	}
+	return n, nil
 }
 
 func boolGauge(b bool) float64 {

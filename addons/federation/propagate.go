@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -127,6 +128,15 @@ func bindingName(obj *unstructured.Unstructured) string {
 	return strings.ToLower(obj.GetName() + "-" + obj.GetKind())
 }
 
+// bindingAPI is where obj's binding lives: a ResourceBinding in its
+// namespace, or a ClusterResourceBinding for a cluster-scoped object.
+func (c *Controller) bindingAPI(obj *unstructured.Unstructured) (dynamic.ResourceInterface, string) {
+	if obj.GetNamespace() == "" {
+		return c.dyn.Resource(v1alpha1.ClusterResourceBindingGVR), v1alpha1.KindClusterBinding
+	}
+	return c.dyn.Resource(v1alpha1.ResourceBindingGVR).Namespace(obj.GetNamespace()), v1alpha1.KindResourceBinding
+}
+
 // reconcile places one host object; requeue asks for a timed resync.
 func (c *Controller) reconcile(ctx context.Context, key objKey) (bool, error) {
 	c.mu.Lock()
@@ -157,8 +167,9 @@ func (c *Controller) reconcile(ctx context.Context, key objKey) (bool, error) {
 	if p == nil {
 		if slices.Contains(obj.GetFinalizers(), v1alpha1.CleanupFinalizer) {
 			requeue, err := c.release(ctx, key, obj, ms, infos)
-			if err == nil && !requeue && obj.GetNamespace() != "" {
-				err = c.dyn.Resource(v1alpha1.ResourceBindingGVR).Namespace(obj.GetNamespace()).Delete(ctx, bindingName(obj), metav1.DeleteOptions{})
+			if err == nil && !requeue {
+				api, _ := c.bindingAPI(obj)
+				err = api.Delete(ctx, bindingName(obj), metav1.DeleteOptions{})
 				if apierrors.IsNotFound(err) {
 					err = nil
 				}
@@ -424,9 +435,16 @@ func (c *Controller) applyTo(ctx context.Context, m *member, info memberInfo, gv
 				}
 			}
 		}
+		stale := staleDependencies(cur, obj)
 		cur, err = ri.Update(ctx, desired, metav1.UpdateOptions{})
 		if err != nil {
 			return fail("ApplyFailed", fmt.Errorf("update: %w", err))
+		}
+		// ConfigMaps and Secrets the copy no longer refers to leave the
+		// member once nothing else needs them (after the update, so the
+		// running copy never refers to a deleted one).
+		if err := c.releaseDeps(ctx, m, obj.GetNamespace(), source(obj), stale); err != nil {
+			c.log.Warn("releasing dependencies the copy no longer uses", "member", info.Name, "namespace", obj.GetNamespace(), "name", obj.GetName(), "err", err)
 		}
 	}
 	st.Applied = true
@@ -590,12 +608,10 @@ func normalizeJSON(v any) any {
 	return out
 }
 
-// writeBinding creates or updates the object's ResourceBinding.
+// writeBinding creates or updates the object's ResourceBinding (a
+// ClusterResourceBinding for a cluster-scoped object).
 func (c *Controller) writeBinding(ctx context.Context, obj *unstructured.Unstructured, p *policy, targets map[string]*int32, statuses []v1alpha1.MemberStatus, sched metav1.Condition) error {
-	if obj.GetNamespace() == "" {
-		return nil // cluster-scoped objects have no binding yet
-	}
-	api := c.dyn.Resource(v1alpha1.ResourceBindingGVR).Namespace(obj.GetNamespace())
+	api, kind := c.bindingAPI(obj)
 	name := bindingName(obj)
 	var rb v1alpha1.ResourceBinding
 	cur, err := api.Get(ctx, name, metav1.GetOptions{})
@@ -640,7 +656,7 @@ func (c *Controller) writeBinding(ctx context.Context, obj *unstructured.Unstruc
 
 	if cur == nil {
 		nb := v1alpha1.ResourceBinding{
-			TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: v1alpha1.KindResourceBinding},
+			TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: kind},
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: obj.GetNamespace(), OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: obj.GetAPIVersion(), Kind: obj.GetKind(), Name: obj.GetName(), UID: obj.GetUID(),
 			}}},

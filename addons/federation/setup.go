@@ -214,7 +214,8 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 			// Status writes (every heartbeat) change neither labels nor
 			// generation; readiness changes are enqueued by the heartbeat.
-			if ou.GetGeneration() != nu.GetGeneration() || !maps.Equal(ou.GetLabels(), nu.GetLabels()) {
+			if ou.GetGeneration() != nu.GetGeneration() || !maps.Equal(ou.GetLabels(), nu.GetLabels()) ||
+				(ou.GetDeletionTimestamp() == nil) != (nu.GetDeletionTimestamp() == nil) {
 				c.enqueueAll()
 			}
 		},

@@ -30,6 +30,9 @@ var (
 	PropagationPolicyGVR        = GroupVersion.WithResource("propagationpolicies")
 	ClusterPropagationPolicyGVR = GroupVersion.WithResource("clusterpropagationpolicies")
 	ResourceBindingGVR          = GroupVersion.WithResource("resourcebindings")
+	// ClusterResourceBindingGVR holds the bindings of cluster-scoped
+	// objects (same schema as ResourceBinding).
+	ClusterResourceBindingGVR = GroupVersion.WithResource("clusterresourcebindings")
 )
 
 // Annotations, labels, finalizers and taints the add-on sets.
@@ -72,6 +75,7 @@ const (
 	KindPropagation     = "PropagationPolicy"
 	KindClusterPropagat = "ClusterPropagationPolicy"
 	KindResourceBinding = "ResourceBinding"
+	KindClusterBinding  = "ClusterResourceBinding"
 )
 
 // MemberCluster is a cluster federation places workloads on
