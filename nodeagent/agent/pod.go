@@ -147,7 +147,7 @@ func (a *Agent) syncPod(ctx context.Context, uid types.UID) (time.Duration, erro
 			}
 			_ = os.Remove(filepath.Join(a.podDir(uid), "sandbox.json"))
 		}
-		return 0, nil
+		return a.releaseVolumes(ctx, uid)
 	}
 
 	if sb == nil || !exists(sb.NetNS) {
@@ -554,4 +554,38 @@ func (a *Agent) event(pod *corev1.Pod, typ, reason, format string, args ...any) 
 	if a.rec != nil {
 		a.rec.Eventf(pod, typ, reason, format, args...)
 	}
+}
+
+// releaseVolumes tears down the volumes of a terminated pod (Succeeded or
+// Failed: nothing in it runs again), as the kubelet does for terminated
+// pods without waiting for their deletion: once every container has
+// exited, memory-backed emptyDirs are unmounted (their memory freed),
+// the pod's emptyDir and API-data folders (secrets, tokens) removed and
+// its token renewal stopped. Until then it asks to be synced again. A
+// pod's claims are the host's directories and are kept.
+func (a *Agent) releaseVolumes(ctx context.Context, uid types.UID) (time.Duration, error) {
+	ctrs, err := a.podContainers(ctx, uid)
+	if err != nil {
+		return 0, err
+	}
+	for _, cs := range ctrs {
+		for _, c := range cs {
+			if c.State == runtime.StateRunning {
+				return time.Second, nil
+			}
+		}
+	}
+	dir := filepath.Join(a.podDir(uid), "volumes")
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	a.forgetTokens(uid)
+	if err := unmountTmpfsVolumes(filepath.Join(dir, "kubernetes.io~empty-dir")); err != nil {
+		return 0, fmt.Errorf("release volumes of terminated pod: %w", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return 0, fmt.Errorf("release volumes of terminated pod: %w", err)
+	}
+	a.log.Info("released the volumes of a terminated pod", "uid", uid)
+	return 0, nil
 }
