@@ -495,6 +495,9 @@ func countContainers(ctx context.Context, nodes []string) (int, error) {
 // starts with prefix, and removes the pod network namespace each one
 // recorded (the agent keeps its path in the container's OCI spec).
 func removeContainers(ctx context.Context, prefix string) error {
+	if _, err := os.Stat(runtime.DefaultAddress); err != nil {
+		return nil // no containerd: no containers
+	}
 	cl, err := containerdClient()
 	if err != nil {
 		return fmt.Errorf("containerd: %w", err)
