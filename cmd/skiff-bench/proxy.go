@@ -57,21 +57,25 @@ type proxyBenchResult struct {
 	Endpoints int        `json:"endpoints_per_service"`
 	// Programming time of the proxy's sync (table and ClusterIP link)
 	// inside the benchmark's network namespace.
-	FullSyncMs     float64            `json:"full_sync_from_empty_ms"`
-	ChangeMsMedian float64            `json:"endpoint_change_ms_median"`
-	ChangeMs       []float64          `json:"endpoint_change_ms"`
-	FullResyncMs   float64            `json:"full_resync_ms"`
-	Rounds         int                `json:"rounds"`
-	Clients        int                `json:"clients"`
-	SecondsPerRun  float64            `json:"seconds_per_run"`
-	Direct         proxyThroughput    `json:"direct"`
-	VIP            proxyThroughput    `json:"service_vip"`
-	ConnsRatio     float64            `json:"ratio_connections_vip_to_direct"`
-	RequestsRatio  float64            `json:"ratio_requests_vip_to_direct"`
-	Targets        map[string]float64 `json:"targets"`
-	Meets          map[string]bool    `json:"meets"`
-	MeetsTargets   bool               `json:"meets_targets"`
-	Note           string             `json:"note"`
+	FullSyncMs float64 `json:"full_sync_from_empty_ms"`
+	// The parts of it: nftables transaction, ClusterIP addresses.
+	FullSyncTableMs float64            `json:"full_sync_table_ms"`
+	FullSyncAddrMs  float64            `json:"full_sync_addresses_ms"`
+	ChangeTableMs   float64            `json:"endpoint_change_table_ms_median"`
+	ChangeMsMedian  float64            `json:"endpoint_change_ms_median"`
+	ChangeMs        []float64          `json:"endpoint_change_ms"`
+	FullResyncMs    float64            `json:"full_resync_ms"`
+	Rounds          int                `json:"rounds"`
+	Clients         int                `json:"clients"`
+	SecondsPerRun   float64            `json:"seconds_per_run"`
+	Direct          proxyThroughput    `json:"direct"`
+	VIP             proxyThroughput    `json:"service_vip"`
+	ConnsRatio      float64            `json:"ratio_connections_vip_to_direct"`
+	RequestsRatio   float64            `json:"ratio_requests_vip_to_direct"`
+	Targets         map[string]float64 `json:"targets"`
+	Meets           map[string]bool    `json:"meets"`
+	MeetsTargets    bool               `json:"meets_targets"`
+	Note            string             `json:"note"`
 }
 
 func proxyCommand() *cobra.Command {
@@ -182,7 +186,25 @@ func (n pbNetns) cleanup() error {
 	return errors.Join(errs...)
 }
 
-// inNetns runs f on a thread moved into namespace ns; the thread is never
+// pbCleanStale deletes namespaces a killed earlier run left behind (its
+// process is gone).
+func pbCleanStale() {
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		var kind string
+		var pid int
+		if n, _ := fmt.Sscanf(strings.ReplaceAll(e.Name(), "-", " "), "skb %s %d", &kind, &pid); n != 2 {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue
+		}
+		_ = ipRun("netns", "del", e.Name())
+	}
+}
+
+// inNetns starts f on a thread moved into namespace ns and returns once
+// it is there (not when f is done); the thread is never
 // handed back (it ends with the goroutine), so nothing else runs there.
 // Sockets f creates belong to ns.
 func inNetns(ns string, f func()) error {
@@ -255,6 +277,7 @@ func runProxyBench(ctx context.Context, o proxyBenchOpts) (res *proxyBenchResult
 	if o.services > 65000 {
 		return nil, errors.New("--services: at most 65000 (ClusterIPs come from one /16)")
 	}
+	pbCleanStale()
 	id := os.Getpid()
 	ns := pbNetns{proxy: fmt.Sprintf("skb-px-%d", id), client: fmt.Sprintf("skb-cl-%d", id), backend: fmt.Sprintf("skb-be-%d", id)}
 	defer func() {
@@ -280,6 +303,12 @@ func runProxyBench(ctx context.Context, o proxyBenchOpts) (res *proxyBenchResult
 		return nil, fmt.Errorf("full sync: %w", err)
 	}
 	res.FullSyncMs = msOf(time.Since(start))
+	if st := p.LastSync(); st.Full {
+		res.FullSyncTableMs, res.FullSyncAddrMs = msOf(st.Table), msOf(st.Addresses)
+	} else {
+		return nil, errors.New("the first sync was not a full one")
+	}
+	var changeTable []float64
 	for k := 0; k < o.changes; k++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -296,8 +325,14 @@ func runProxyBench(ctx context.Context, o proxyBenchOpts) (res *proxyBenchResult
 			return nil, fmt.Errorf("endpoint change: %w", err)
 		}
 		res.ChangeMs = append(res.ChangeMs, msOf(time.Since(start)))
+		st := p.LastSync()
+		if st.Full || st.Changed != 1 {
+			return nil, fmt.Errorf("an endpoint change synced %+v, want a partial sync of one service port", st)
+		}
+		changeTable = append(changeTable, msOf(st.Table))
 	}
 	res.ChangeMsMedian = medianOf(res.ChangeMs)
+	res.ChangeTableMs = medianOf(changeTable)
 	p.ForceFullSync()
 	start = time.Now()
 	if err := p.Program(svcs, slices); err != nil {
@@ -308,14 +343,22 @@ func runProxyBench(ctx context.Context, o proxyBenchOpts) (res *proxyBenchResult
 	// (b) Throughput through the proxy namespace, direct and via the VIP.
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, pbBody) }),
 		ReadHeaderTimeout: 10 * time.Second}
-	var ln net.Listener
-	var lerr error
-	if err := inNetns(ns.backend, func() { ln, lerr = net.Listen("tcp4", fmt.Sprintf("%s:%d", pbBackendIP, pbPort)) }); err != nil {
+	type listened struct {
+		ln  net.Listener
+		err error
+	}
+	lc := make(chan listened, 1)
+	if err := inNetns(ns.backend, func() {
+		ln, err := net.Listen("tcp4", fmt.Sprintf("%s:%d", pbBackendIP, pbPort))
+		lc <- listened{ln, err}
+	}); err != nil {
 		return nil, err
 	}
-	if lerr != nil {
-		return nil, fmt.Errorf("backend listen: %w", lerr)
+	l := <-lc
+	if l.err != nil {
+		return nil, fmt.Errorf("backend listen: %w", l.err)
 	}
+	ln := l.ln
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 

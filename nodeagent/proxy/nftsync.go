@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"time"
 
 	"github.com/google/nftables"
 )
@@ -28,10 +29,15 @@ type programmed struct {
 	obj *portObjects
 }
 
-// syncStats says what a sync did.
-type syncStats struct {
-	Full             bool
+// SyncInfo says what a sync did.
+type SyncInfo struct {
+	// Full: the whole table was rewritten.
+	Full bool
+	// Changed and Removed count the service ports written and deleted.
 	Changed, Removed int
+	// Table is the time the nftables transaction took (staging and
+	// kernel), Addresses the ClusterIP link's update.
+	Table, Addresses time.Duration
 }
 
 func (s *syncer) table() *nftables.Table {
@@ -40,8 +46,8 @@ func (s *syncer) table() *nftables.Table {
 
 // sync programs sps: a full sync when asked or when the table's state is
 // not known, a partial one otherwise.
-func (s *syncer) sync(c *nftables.Conn, sps []*ServicePort, full bool) (syncStats, error) {
-	var st syncStats
+func (s *syncer) sync(c *nftables.Conn, sps []*ServicePort, full bool) (SyncInfo, error) {
+	var st SyncInfo
 	var err error
 	if full || s.ports == nil {
 		st, err = s.full(c, sps)
@@ -56,7 +62,7 @@ func (s *syncer) sync(c *nftables.Conn, sps []*ServicePort, full bool) (syncStat
 
 // full stages the whole table in one transaction: create (so the delete
 // cannot fail), delete, then everything anew.
-func (s *syncer) full(c *nftables.Conn, sps []*ServicePort) (syncStats, error) {
+func (s *syncer) full(c *nftables.Conn, sps []*ServicePort) (SyncInfo, error) {
 	t := s.table()
 	c.AddTable(t)
 	c.DelTable(t)
@@ -70,7 +76,7 @@ func (s *syncer) full(c *nftables.Conn, sps []*ServicePort) (syncStats, error) {
 	for _, sp := range sps {
 		o, err := b.port(sp)
 		if err != nil {
-			return syncStats{}, err
+			return SyncInfo{}, err
 		}
 		ports[sp.Key()] = &programmed{sp: sp, obj: o}
 		elems[o.ipMap] = append(elems[o.ipMap], o.ipElem)
@@ -83,13 +89,13 @@ func (s *syncer) full(c *nftables.Conn, sps []*ServicePort) (syncStats, error) {
 		}
 	}
 	if err := b.dispatch(elems, vipElems); err != nil {
-		return syncStats{}, err
+		return SyncInfo{}, err
 	}
 	if err := c.Flush(); err != nil {
-		return syncStats{}, fmt.Errorf("proxy: nftables transaction: %w", err)
+		return SyncInfo{}, fmt.Errorf("proxy: nftables transaction: %w", err)
 	}
 	s.ports, s.vips = ports, vips
-	return syncStats{Full: true, Changed: len(sps)}, nil
+	return SyncInfo{Full: true, Changed: len(sps)}, nil
 }
 
 // partial stages only the differences from what the last sync left:
@@ -100,9 +106,9 @@ func (s *syncer) full(c *nftables.Conn, sps []*ServicePort) (syncStats, error) {
 //  4. chains and affinity sets no longer used are deleted;
 //  5. the new map elements and ClusterIPs are added, stale ClusterIPs
 //     deleted.
-func (s *syncer) partial(c *nftables.Conn, sps []*ServicePort) (syncStats, error) {
+func (s *syncer) partial(c *nftables.Conn, sps []*ServicePort) (SyncInfo, error) {
 	t := s.table()
-	var st syncStats
+	var st SyncInfo
 	want := make(map[string]bool, len(sps))
 	var changed []*ServicePort
 	vips := make(map[string]bool, len(s.vips))

@@ -104,7 +104,7 @@ type Proxy struct {
 	forceFull bool
 	syncs     int
 	lastErr   error
-	lastStats syncStats
+	lastStats SyncInfo
 }
 
 // New checks the options; Run does the work.
@@ -258,25 +258,29 @@ func (p *Proxy) ForceFullSync() {
 
 // apply programs sps: table first (new VIPs must be DNATed the moment
 // they become local addresses), then the dummy interface's addresses.
-func (p *Proxy) apply(sps []*ServicePort) (syncStats, error) {
+func (p *Proxy) apply(sps []*ServicePort) (st SyncInfo, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.linkReady {
 		if err := ensureDummyIn(p.opts.NetNS, p.opts.Interface); err != nil {
-			return syncStats{}, err
+			return SyncInfo{}, err
 		}
 		p.linkReady = true
 	}
 	c, err := newConn(p.opts.NetNS)
 	if err != nil {
-		return syncStats{}, fmt.Errorf("proxy: netlink: %w", err)
+		return SyncInfo{}, fmt.Errorf("proxy: netlink: %w", err)
 	}
 	defer func() { _ = c.CloseLasting() }()
 	full := p.forceFull || time.Since(p.lastFull) >= p.opts.FullSyncPeriod
-	st, err := p.nft.sync(c, sps, full)
+	start := time.Now()
+	st, err = p.nft.sync(c, sps, full)
+	st.Table = time.Since(start)
 	if err != nil {
 		return st, err
 	}
+	start = time.Now()
+	defer func() { st.Addresses = time.Since(start) }()
 	p.forceFull = false
 	want := map[string]bool{}
 	for _, sp := range sps {
@@ -288,6 +292,13 @@ func (p *Proxy) apply(sps []*ServicePort) (syncStats, error) {
 	}
 	p.vips = want
 	return st, nil
+}
+
+// LastSync says what the last sync did.
+func (p *Proxy) LastSync() SyncInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastStats
 }
 
 // Synced reports how many syncs ran and the last one's error.
