@@ -69,6 +69,7 @@ type Userspace struct {
 	mu       sync.Mutex
 	vips     map[string]bool
 	fronts   map[string]*frontend
+	busy     map[string]bool       // listeners that could not bind (logged once)
 	conns    map[net.Conn]struct{} // open proxied TCP connections (both ends)
 	stopped  bool
 	lastSync time.Time
@@ -96,7 +97,7 @@ func NewUserspace(client kubernetes.Interface, opts Options) (*Userspace, error)
 		opts: opts, client: client, log: opts.Logger.With("component", "proxy", "mode", "userspace"),
 		udpIdle: DefaultUDPIdleTimeout, dialTimeout: DefaultDialTimeout,
 		kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
-		vips: map[string]bool{}, fronts: map[string]*frontend{}, conns: map[net.Conn]struct{}{},
+		vips: map[string]bool{}, fronts: map[string]*frontend{}, conns: map[net.Conn]struct{}{}, busy: map[string]bool{},
 	}
 	u.refreshLocal()
 	return u, nil
@@ -163,9 +164,11 @@ func (u *Userspace) Run(ctx context.Context) error {
 		default:
 		}
 		if err := u.Sync(); err != nil {
-			// A port held by another process, for one: the others work.
 			u.log.Error("sync failed", "err", err)
 			retry.Reset(time.Second)
+		} else if u.portsBusy() {
+			// Ports another socket holds are retried, less often.
+			retry.Reset(5 * time.Second)
 		}
 	}
 }
@@ -178,7 +181,15 @@ func (u *Userspace) Kick() {
 	}
 }
 
-// Synced reports how many syncs ran and the last one's error.
+// portsBusy says whether some listener could not bind.
+func (u *Userspace) portsBusy() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.busy) > 0
+}
+
+// Synced reports how many syncs ran and the last one's error (a port that
+// could not be bound counts).
 func (u *Userspace) Synced() (int, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -206,6 +217,25 @@ func (u *Userspace) Sync() error {
 	return u.apply(BuildServicePorts(svcs, slices, u.opts.NodeName))
 }
 
+// Program sets the listeners for these objects without informers (a
+// benchmark or another front end); Run must not be running. Stop ends it.
+func (u *Userspace) Program(svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice) error {
+	if !u.noLink {
+		if err := ensureDummy(u.opts.Interface); err != nil {
+			return err
+		}
+	}
+	if err := u.apply(BuildServicePorts(svcs, slices, u.opts.NodeName)); err != nil {
+		return err
+	}
+	_, err := u.Synced()
+	return err
+}
+
+// Stop closes the listeners and proxied connections of a Userspace driven
+// by Program (Run does it itself when its context ends).
+func (u *Userspace) Stop() { u.shutdown() }
+
 // frontKey names a listening socket: protocol and local address.
 func frontKey(proto corev1.Protocol, ip net.IP, port int32) string {
 	return string(proto) + "/" + net.JoinHostPort(ip.String(), strconv.Itoa(int(port)))
@@ -215,7 +245,9 @@ func frontKey(proto corev1.Protocol, ip net.IP, port int32) string {
 // gets no listener, so the kernel refuses at once (TCP reset, ICMP port
 // unreachable for UDP) as its ClusterIP is still a local address. Existing
 // listeners only get their service port swapped: connections through them,
-// and through closed ones, keep running.
+// and through closed ones, keep running. A port another socket holds (say
+// a host process on the wildcard address at that port) does not fail the
+// sync: it is logged once, kept in Synced's error and retried.
 func (u *Userspace) apply(sps []*ServicePort) error {
 	type want struct {
 		sp       *ServicePort
@@ -240,7 +272,12 @@ func (u *Userspace) apply(sps []*ServicePort) error {
 	if u.stopped {
 		return errors.New("proxy: stopped")
 	}
-	var errs []error
+	var errs, busyErrs []error
+	for k := range u.busy {
+		if _, ok := wants[k]; !ok {
+			delete(u.busy, k)
+		}
+	}
 	for k, f := range u.fronts {
 		if _, ok := wants[k]; !ok {
 			f.close()
@@ -263,14 +300,23 @@ func (u *Userspace) apply(sps []*ServicePort) error {
 		}
 		f, err := u.listen(w.sp.Protocol, w.ip, w.port, w.nodePort)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("proxy: service %s: %w", w.sp.Key(), err))
+			err = fmt.Errorf("proxy: service %s: %w", w.sp.Key(), err)
+			busyErrs = append(busyErrs, err)
+			if !u.busy[k] {
+				u.log.Warn("cannot listen for a service port; retrying", "err", err)
+				u.busy[k] = true
+			}
 			continue
+		}
+		if u.busy[k] {
+			u.log.Info("listening for the service port now", "service", w.sp.Key(), "listener", k)
+			delete(u.busy, k)
 		}
 		f.sp.Store(w.sp)
 		u.fronts[k] = f
 	}
 	err := errors.Join(errs...)
-	u.lastSync, u.lastErr = time.Now(), err
+	u.lastSync, u.lastErr = time.Now(), errors.Join(err, errors.Join(busyErrs...))
 	u.syncs++
 	return err
 }

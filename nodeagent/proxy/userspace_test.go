@@ -11,6 +11,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // These tests drive the userspace proxy's listeners directly (apply with
@@ -256,6 +259,38 @@ func TestUserspaceTCP(t *testing.T) {
 	})
 }
 
+// TestUserspaceBusyPort: a port another socket holds does not fail the
+// sync (the other service ports work); Synced reports it, and a later sync
+// binds once it is free.
+func TestUserspaceBusyPort(t *testing.T) {
+	u := newTestUserspace(t)
+	a := tcpBackend(t, "a")
+	busyPort, freeP := freePort(t), freePort(t)
+	vip := "127.0.0.8"
+	hold, err := net.Listen("tcp4", net.JoinHostPort(vip, fmt.Sprint(busyPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := servicePort(corev1.ProtocolTCP, vip, busyPort, a)
+	other := servicePort(corev1.ProtocolTCP, vip, freeP, a)
+	other.Name = "other"
+	apply(t, u, busy, other)
+	if _, err := u.Synced(); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Synced with a busy port: %v", err)
+	}
+	if got := greet(t, net.JoinHostPort(vip, fmt.Sprint(freeP))); got != "a" {
+		t.Fatalf("the other service port: %q", got)
+	}
+	hold.Close()
+	apply(t, u, busy, other)
+	if _, err := u.Synced(); err != nil {
+		t.Fatalf("Synced once the port is free: %v", err)
+	}
+	if got := greet(t, net.JoinHostPort(vip, fmt.Sprint(busyPort))); got != "a" {
+		t.Fatalf("the once busy port: %q", got)
+	}
+}
+
 func echo(t *testing.T, c net.Conn, name string) {
 	t.Helper()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
@@ -372,4 +407,49 @@ func TestUserspaceUDP(t *testing.T) {
 			t.Fatalf("read without endpoints: %v, want connection refused (ICMP port unreachable)", err)
 		}
 	})
+}
+
+// TestUserspaceProgram: Services and EndpointSlices go through
+// BuildServicePorts (model.go) into listeners; a not-ready endpoint gets
+// nothing.
+func TestUserspaceProgram(t *testing.T) {
+	u := newTestUserspace(t)
+	port, vipPort := freePort(t), freePort(t)
+	var eps []discoveryv1.Endpoint
+	for i, name := range []string{"a", "b", "c"} {
+		ip := fmt.Sprintf("127.0.0.%d", 11+i)
+		ln, err := net.Listen("tcp4", net.JoinHostPort(ip, fmt.Sprint(port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(c, "%s\n", name)
+				c.Close()
+			}
+		}()
+		eps = append(eps, discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(name != "c")}})
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+		Spec: corev1.ServiceSpec{ClusterIP: "127.0.0.10", Ports: []corev1.ServicePort{{Name: "http", Port: vipPort, Protocol: corev1.ProtocolTCP}}}}
+	slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-1",
+		Labels: map[string]string{discoveryv1.LabelServiceName: "web"}}, AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:     []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(port), Protocol: ptr.To(corev1.ProtocolTCP)}},
+		Endpoints: eps}
+	if err := u.Program([]*corev1.Service{svc}, []*discoveryv1.EndpointSlice{slice}); err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.10", fmt.Sprint(vipPort))
+	seen := map[string]int{}
+	for i := 0; i < 6; i++ {
+		seen[greet(t, addr)]++
+	}
+	if seen["a"] != 3 || seen["b"] != 3 {
+		t.Fatalf("answers %v, want a and b three times each, never c (not ready)", seen)
+	}
 }
