@@ -223,11 +223,11 @@ func (s *Server) memberTarget(name string, cfg *rest.Config, secretNS, secretNam
 	}
 	t := &target{cluster: name, client: cs, dynamic: dyn, discovery: disc, rest: c,
 		cache: newSharedCache(dyn, md, s.opts.IdleWatch, s.log.With("member", name)), secretNS: secretNS, secretName: secretName}
-	// Credentials changed: the old entry's informers stop when idle.
+	// Credentials changed: new requests use the new entry; the old one's
+	// informers keep serving its open subscriptions and stop when idle.
 	for k, o := range s.members {
 		if o.cluster == name {
 			delete(s.members, k)
-			go o.cache.stop()
 		}
 	}
 	s.members[key] = t

@@ -24,6 +24,11 @@ import (
 //	{"type":"unsubscribe","id":"s1"}
 //	{"type":"ping"}
 //
+// A subscribe (or metrics feed) may add "cluster":"<member>" to read a
+// member cluster of the federation add-on instead of the host (members.go;
+// refused with code 403 unless the user may get the member's credentials
+// Secret).
+//
 // A subscribe with an id in use replaces that subscription (new filter,
 // sort or page). "known" lists the rows (key → resourceVersion) the
 // browser already holds, e.g. after a reconnect: they are not sent again
