@@ -55,7 +55,7 @@ func (f *realAgentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.logsPassword, "logs-elasticsearch-password", "", "basic auth password for --logs-elasticsearch-url (or SKIFF_LOGS_ELASTICSEARCH_PASSWORD)")
 	fl.StringVar(&f.logsCAFile, "logs-elasticsearch-ca-file", "", "CA bundle that verifies --logs-elasticsearch-url")
 	fl.StringArrayVar(&f.logsHeaders, "logs-elasticsearch-header", nil, "extra request header Name:Value for the log sink, repeatable (VictoriaLogs: VL-Time-Field:@timestamp)")
-	fl.StringVar(&f.proxyMode, "proxy-mode", agent.ProxyModeNFTables, "service proxy: nftables, userspace (not implemented yet) or none")
+	fl.StringVar(&f.proxyMode, "proxy-mode", agent.ProxyModeNFTables, "service proxy: nftables, userspace (listening sockets, for kernels without nftables) or none")
 	fl.IntVar(&f.port, "port", agent.DefaultPort, "HTTPS port of the agent's API (container logs)")
 	fl.StringVar(&f.certFile, "tls-cert-file", "", "serving certificate of the agent's API, issued by the cluster CA (default: self-signed, which the API server cannot verify)")
 	fl.StringVar(&f.keyFile, "tls-private-key-file", "", "key of --tls-cert-file")

@@ -98,8 +98,8 @@ type Options struct {
 	ClusterDNS, ClusterDomain string
 	// Bridge and NetNSDir are passed to the network manager.
 	Bridge, NetNSDir string
-	// ProxyMode runs the service proxy: "nftables", "userspace" (not
-	// implemented yet), or "none"/"" for none. Proxy configures it
+	// ProxyMode runs the service proxy: "nftables", "userspace"
+	// (proxy.Userspace), or "none"/"" for none. Proxy configures it
 	// (NodeName is the agent's; ClusterCIDR and Logger default to its).
 	ProxyMode string
 	Proxy     proxy.Options
