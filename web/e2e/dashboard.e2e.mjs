@@ -261,6 +261,32 @@ try {
   await page.waitForSelector("[data-testid=claim-ref] a:has-text('demo/data')");
   if ((await page.textContent("[data-testid=phase]")) !== "Bound") throw new Error("the volume is not shown Bound");
   await shot(page, "pv-detail");
+
+  step("federation: the member's health and the policy's placement, live; the dashboard switched to the member and back");
+  await page.goto(url + "/#/federation");
+  await poll("m1 Ready", async () => ((await page.textContent("[data-testid=health-m1]", { timeout: 1000 })) ?? "").startsWith("Ready"), 60000);
+  const m1Row = await page.textContent("[data-testid=member-m1]");
+  if (!m1Row.includes("zone-a / e2e") || !/v1\.\d+/.test(m1Row)) throw new Error(`member row: ${m1Row}`);
+  await poll("fed-web placed on m1 with 2 replicas", async () => /^m1: (\d+\/)?2$/.test(((await page.textContent("[data-testid=placement-fed-web-m1]", { timeout: 1000 })) ?? "").trim()), 60000);
+  await shot(page, "federation");
+  await page.click('button[aria-label="switch to m1"]');
+  await page.waitForSelector("[data-testid=cluster-context]:has-text('m1')");
+  // The member has no Deployment in default (the host has web) and the
+  // propagated copy of fed-web in fed.
+  await page.goto(url + "/#/r/apps/v1/deployments?ns=default");
+  await page.waitForSelector("text=0 items");
+  await page.goto(url + "/#/r/apps/v1/deployments?ns=fed");
+  await page.waitForSelector('tr[data-name="fed-web"]');
+  await page.click('tr[data-name="fed-web"] a');
+  await page.click("a[role=tab]:has-text('YAML')");
+  await poll("the member's copy", async () => (await page.locator("textarea[aria-label=YAML]").inputValue()).includes("federation.skiff.io/managed-by: skiff-federation"));
+  await page.goto(url + "/#/r/apps/v1/deployments?ns=fed");
+  await page.waitForSelector('tr[data-name="fed-web"]');
+  await shot(page, "member-context");
+  await page.click("button:has-text('Back to the host')");
+  await poll("back on the host", async () => (await page.locator("[data-testid=cluster-context]").count()) === 0);
+  await page.goto(url + "/#/r/apps/v1/deployments?ns=default");
+  await page.waitForSelector('tr[data-name="web"]');
   await ctx.close();
 
   step("a view user sees the Deployment, the UI offers no delete, and the API refuses it");
@@ -280,6 +306,16 @@ try {
   });
   if (status !== 403) throw new Error(`viewer DELETE answered ${status}, want 403`);
   if (kubectl("get", "deployment", "web", "-n", "default", "-o", "name") !== "deployment.apps/web") throw new Error("the deployment is gone");
+
+  step("the view user, who may not read the member's credentials Secret, cannot switch to it: a clear 403 message");
+  await v.page.goto(url + "/#/federation");
+  await v.page.waitForSelector('button[aria-label="switch to m1"]');
+  await v.page.click('button[aria-label="switch to m1"]');
+  await v.page.waitForSelector("[data-testid=switch-error]");
+  const switchErr = await v.page.textContent("[data-testid=switch-error]");
+  if (!switchErr.includes("viewer cannot get secret federation-system/m1-credentials")) throw new Error(`switch error: ${switchErr}`);
+  if ((await v.page.locator("[data-testid=cluster-context]").count()) !== 0) throw new Error("the viewer's dashboard switched anyway");
+  await shot(v.page, "member-denied");
 
   step("the view user's open table is revoked when its RoleBinding is deleted: a message, no stale rows");
   await v.page.goto(url + "/#/r/apps/v1/deployments?ns=default");

@@ -6,6 +6,8 @@ import { parseRoute, listHref } from "./route";
 import { Overview } from "./Overview";
 import { ListView } from "./ListView";
 import { ObjectView } from "./ObjectView";
+import { Federation } from "./Federation";
+import { FED_GROUP, FED_VERSION } from "./federation";
 
 const LogSearch = lazy(() => import("./LogSearch"));
 
@@ -91,28 +93,78 @@ export function App() {
 
 const favourites = ["pods", "deployments", "services", "replicasets", "statefulsets", "daemonsets", "jobs", "configmaps", "secrets", "events", "nodes", "namespaces"];
 
+const CLUSTER_KEY = "skiff-cluster";
+
 function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: string; setTheme: (t: string) => void; onLogout: () => void }) {
-  const [live, setLive] = useState<Live | null>(null);
+  // hostLive always reads the host (member list, federation page); live
+  // reads the current cluster (the host or a member).
+  const [hostLive, setHostLive] = useState<Live | null>(null);
+  const [memberLive, setMemberLive] = useState<Live | null>(null);
   const [status, setStatus] = useState("connecting");
+  const [cluster, setCluster] = useState("");
+  const [hostResources, setHostResources] = useState<api.Resource[] | null>(null);
   const [resources, setResources] = useState<api.Resource[]>([]);
   const [rules, setRules] = useState<api.Rule[]>([]);
   const [msg, setMsg] = useState("");
+  const [switchError, setSwitchError] = useState("");
   const hash = useHash();
   const route = parseRoute(hash);
   const ns = route.ns;
+  const live = cluster ? memberLive : hostLive;
 
   useEffect(() => {
     const l = new Live();
     l.onStatus = setStatus;
-    setLive(l);
+    setHostLive(l);
+    // The host's discovery first, then the member this tab used before a reload.
+    api.discovery().then(
+      (rs) => {
+        setHostResources(rs);
+        setResources(rs);
+        const saved = sessionStorage.getItem(CLUSTER_KEY);
+        if (saved) switchTo(saved);
+      },
+      (e) => setMsg(e.message),
+    );
     return () => l.close();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
   useEffect(() => {
-    api.discovery().then(setResources, (e) => setMsg(e.message));
-  }, []);
+    if (!cluster) {
+      setMemberLive(null);
+      return;
+    }
+    const l = new Live(undefined, cluster);
+    l.onStatus = setStatus;
+    setMemberLive(l);
+    return () => l.close();
+  }, [cluster]);
+  useEffect(() => {
+    if (hostResources === null) return;
+    if (!cluster) setResources(hostResources);
+    else api.discovery().then(setResources, (e) => setMsg(e.message));
+  }, [cluster, hostResources]);
   useEffect(() => {
     api.rules(ns || "default").then((r) => setRules(r.resourceRules ?? []), () => setRules([]));
-  }, [ns]);
+  }, [ns, cluster]);
+
+  const switchTo = async (name: string): Promise<boolean> => {
+    setSwitchError("");
+    try {
+      const r = await api.switchCluster(name);
+      setMsg("");
+      setCluster(r.cluster);
+      if (r.cluster) sessionStorage.setItem(CLUSTER_KEY, r.cluster);
+      else sessionStorage.removeItem(CLUSTER_KEY);
+      return true;
+    } catch (e) {
+      setSwitchError(`Cannot switch to ${name ? `member cluster ${name}` : "the host"}: ${(e as Error).message}`);
+      if (sessionStorage.getItem(CLUSTER_KEY) === name) sessionStorage.removeItem(CLUSTER_KEY);
+      return false;
+    }
+  };
+  const fedEnabled = (hostResources ?? []).some((r) => r.group === FED_GROUP && r.resource === "memberclusters");
+  const members = useLive(fedEnabled ? hostLive : null, { group: FED_GROUP, version: FED_VERSION, resource: "memberclusters", namespace: "", page: { offset: 0, limit: 500 } });
 
   const namespaces = useLive(live, { group: "", version: "v1", resource: "namespaces", namespace: "", page: { offset: 0, limit: 500 } });
   const sorted = useMemo(() => {
@@ -144,6 +196,20 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
             ))}
           </select>
         </label>
+        {fedEnabled && (
+          <label>
+            Cluster{" "}
+            <select aria-label="cluster" value={cluster} onChange={(e) => switchTo(e.target.value)}>
+              <option value="">host</option>
+              {!members.rows.some((m) => m.metadata.name === cluster) && cluster && <option value={cluster}>{cluster}</option>}
+              {members.rows.map((m) => (
+                <option key={m.metadata.name} value={m.metadata.name}>
+                  {m.metadata.name}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
         <span className={`conn ${status}`} title="live connection">
           {status === "open" ? "● live" : status}
         </span>
@@ -163,6 +229,11 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
       </header>
       <nav aria-label="kinds">
         <a href={`#/overview?ns=${ns}`}>Overview</a>
+        {fedEnabled && (
+          <a href="#/federation" className={route.view === "federation" ? "active" : ""}>
+            Federation
+          </a>
+        )}
         <a href="#/logs" className={route.view === "logsearch" ? "active" : ""}>
           Log search
         </a>
@@ -173,8 +244,35 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
           </a>
         ))}
       </nav>
-      <main>
+      <main key={cluster}>
+        {cluster && (
+          <p className="context-banner" role="status" data-testid="cluster-context">
+            Viewing member cluster <strong>{cluster}</strong> with its credentials. <button onClick={() => switchTo("")}>Back to the host</button>
+          </p>
+        )}
+        {switchError && (
+          <p role="alert" className="error" data-testid="switch-error">
+            {switchError}
+          </p>
+        )}
         {msg && <p className="error">{msg}</p>}
+        {route.view === "federation" &&
+          (hostResources === null ? (
+            <p>Loading…</p>
+          ) : fedEnabled ? (
+            <Federation
+              live={hostLive}
+              resources={hostResources}
+              current={cluster}
+              onSwitch={async (n) => {
+                if (await switchTo(n)) location.hash = `#/overview?ns=${ns}`;
+              }}
+            />
+          ) : (
+            <p className="note" data-testid="federation-disabled">
+              Federation is not enabled on this host: the federation.skiff.io kinds are not served (run skiff server --enable federation).
+            </p>
+          ))}
         {route.view === "overview" && <Overview live={live} ns={ns} />}
         {route.view === "logsearch" && (
           <Suspense fallback={<p>Loading log search…</p>}>

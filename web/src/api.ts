@@ -1,6 +1,11 @@
 // HTTP calls to the dashboard backend. The session lives in an HttpOnly
 // cookie; the CSRF token is kept in memory only.
 let csrf = "";
+// cluster is the member cluster requests act on ("" = the host); the
+// backend checks the user may read its credentials Secret.
+let cluster = "";
+
+export const currentCluster = () => cluster;
 
 export interface Session {
   user: string;
@@ -22,6 +27,7 @@ async function call<T>(method: string, path: string, body?: BodyInit, type = "ap
   const headers: Record<string, string> = {};
   if (method !== "GET") headers["X-CSRF-Token"] = csrf;
   if (body !== undefined) headers["Content-Type"] = type;
+  if (cluster && path !== "/api/cluster") headers["X-Skiff-Cluster"] = cluster;
   const r = await fetch(path, { method, body, headers, credentials: "same-origin" });
   const text = await r.text();
   if (!r.ok) {
@@ -103,4 +109,11 @@ export function allowed(rs: Rule[], verb: string, group: string, resource: strin
       (r.resources ?? []).some((x) => x === "*" || x === resource) &&
       !(r.resourceNames && r.resourceNames.length > 0),
   );
+}
+
+/** switchCluster asks the backend whether the user may use member name ("" = the host) and whether it answers; then every request names it. */
+export async function switchCluster(name: string): Promise<{ cluster: string; version?: string }> {
+  const r = await call<{ cluster: string; version?: string }>("POST", "/api/cluster", JSON.stringify({ cluster: name }));
+  cluster = r.cluster;
+  return r;
 }

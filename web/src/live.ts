@@ -112,7 +112,11 @@ export class Live {
   status: "connecting" | "open" | "closed" = "connecting";
   onStatus?: (s: Live["status"]) => void;
 
-  constructor(private url = defaultURL()) {
+  /** cluster is the member cluster every subscription reads ("" = the host). */
+  constructor(
+    private url = defaultURL(),
+    readonly cluster = "",
+  ) {
     this.connect();
   }
 
@@ -182,7 +186,7 @@ export class Live {
 
   private send(id: string, s: Sub) {
     if (this.ws?.readyState !== WebSocket.OPEN) return;
-    this.ws.send(JSON.stringify({ type: "subscribe", id, ...s.query, known: s.view.known() }));
+    this.ws.send(JSON.stringify({ type: "subscribe", id, ...s.query, ...(this.cluster ? { cluster: this.cluster } : {}), known: s.view.known() }));
   }
 
   /** subscribe returns a function that changes the query and one that ends it. */
@@ -206,7 +210,7 @@ export class Live {
 
   private sendFeed(id: string, f: Feed) {
     if (this.ws?.readyState !== WebSocket.OPEN) return;
-    this.ws.send(JSON.stringify({ type: "metrics", id, ...f.query }));
+    this.ws.send(JSON.stringify({ type: "metrics", id, ...f.query, ...(this.cluster ? { cluster: this.cluster } : {}) }));
   }
 
   /** metrics opens a metrics feed (a message per scrape round); the result ends it. */
