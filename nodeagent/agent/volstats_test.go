@@ -98,7 +98,10 @@ func TestVolumeStats(t *testing.T) {
 			}
 		}
 		d, s := vols["data"], vols["scratch"]
-		if d.UsedBytes != nil && *d.UsedBytes >= 10*mib && s.UsedBytes != nil {
+		// The storage report may have walked the volume (it lives in the
+		// agent's storage directory) before "done" was written: wait for
+		// a walk that saw all three entries.
+		if d.UsedBytes != nil && *d.UsedBytes >= 10*mib && d.InodesUsed != nil && *d.InodesUsed >= 3 && s.UsedBytes != nil {
 			break
 		}
 		if time.Now().After(deadline) {
