@@ -141,6 +141,9 @@ func (a *Agent) podStats(ctx context.Context, pod *corev1.Pod, ctrs []runtime.Co
 		if c.StartedAt.IsZero() {
 			cs.StartTime = metav1.NewTime(c.CreatedAt)
 		}
+		if !onlyCPUAndMemory {
+			a.containerFs(ctx, c, &cs, s.Time) // ephemeral.go
+		}
 		ps.Containers = append(ps.Containers, cs)
 		cpuTotal, ws, usage, rss = cpuTotal+cpu, ws+mem, usage+s.MemoryUsage, rss+s.MemoryRSS
 		if netPid == 0 {
@@ -152,6 +155,9 @@ func (a *Agent) podStats(ctx context.Context, pod *corev1.Pod, ctrs []runtime.Co
 	}
 	if len(ps.Containers) == 0 {
 		return ps
+	}
+	if !onlyCPUAndMemory {
+		ps.EphemeralStorage = a.podEphemeralStorage(pod, &ps, newest)
 	}
 	t := metav1.NewTime(newest)
 	ps.CPU = &statsv1alpha1.CPUStats{Time: t, UsageCoreNanoSeconds: &cpuTotal}
