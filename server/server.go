@@ -88,6 +88,9 @@ type Config struct {
 
 	// TokenAuthFile is upstream's static token CSV (--token-auth-file).
 	TokenAuthFile string
+	// MaxWatchesPerUser bounds one user's open watches (0: the API
+	// server's default, < 0: no limit; system:masters is exempt).
+	MaxWatchesPerUser int
 	// ServiceAccountIssuer is the iss of service account tokens and the
 	// API audience (default https://kubernetes.default.svc.cluster.local).
 	ServiceAccountIssuer string
@@ -305,6 +308,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Authenticator:   authenticator,
 		Authorizer:      s.authz.chain,
 		Admission:       chain.Plugins(),
+		// One user's watches are bounded; system:masters is exempt.
+		MaxWatchesPerUser: cfg.MaxWatchesPerUser,
 	})
 	installAuthn(s.api)
 	if err := s.startLogStore(runCtx); err != nil {

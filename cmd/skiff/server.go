@@ -61,6 +61,7 @@ func serverCmd() *cobra.Command {
 	f.BoolVar(&cfg.SecretsEncryption, "secrets-encryption", false, "encrypt Secrets in etcd with AES-GCM (key in <data-dir>/cred/encryption-config.json)")
 	f.StringSliceVar(&cfg.Controllers, "controllers", nil, "controller manager controllers: '*', 'foo', '-foo' (upstream names; default '*')")
 	f.StringSliceVar(&cfg.EnableAdmissionPlugins, "enable-admission-plugins", nil, "admission plugins to enable in addition to the default ones (upstream names; the order is fixed)")
+	f.IntVar(&cfg.MaxWatchesPerUser, "max-watches-per-user", 0, "open watches one user may hold before 429 Too Many Requests (0: 1000, -1: no limit; system:masters exempt)")
 	f.StringSliceVar(&cfg.DisableAdmissionPlugins, "disable-admission-plugins", nil, "admission plugins to disable although they are on by default")
 	f.DurationVar(&cfg.NodeMonitorGracePeriod, "node-monitor-grace-period", 40*time.Second, "how long a node may go without renewing its Lease or status before it is marked Unknown and tainted")
 	f.StringVar(&cfg.ControllerManagerMetricsAddress, "controller-manager-metrics-bind-address", "", "address of the controller manager's /metrics (default off)")

@@ -48,6 +48,9 @@ type Config struct {
 	Registerer *prometheus.Registry
 	// Audit, when set, wraps every authenticated request (the audit log).
 	Audit Middleware
+	// MaxWatchesPerUser bounds one user's open watches (429 beyond it;
+	// system:masters exempt). 0 = DefaultMaxWatchesPerUser, < 0 = none.
+	MaxWatchesPerUser int
 }
 
 // Authenticator identifies the user behind a request. It returns ok=false
@@ -70,6 +73,7 @@ type SubresourceHandler func(w http.ResponseWriter, r *http.Request, res *regist
 type Server struct {
 	cfg      Config
 	authFail *failureThrottle
+	watches  *watchLimiter
 	reg      *registry.Registry
 	store    *storage.Store
 	cache    *storage.Cache
@@ -112,6 +116,7 @@ func New(cfg Config) *Server {
 		promReg:     promReg,
 		openapi:     &openAPICache{},
 		authFail:    newFailureThrottle(cfg.AuthFailures),
+		watches:     newWatchLimiter(cfg.MaxWatchesPerUser),
 		etcdHealth:  &etcdProbe{},
 	}
 	if cfg.Store != nil {
@@ -193,6 +198,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		r.Use(s.impersonate)
 		r.Use(s.authorize)
+		r.Use(s.limitWatches)
 		r.Get("/metrics", promhttp.HandlerFor(s.promReg, promhttp.HandlerOpts{}).ServeHTTP)
 		r.Get("/healthz/*", s.healthOne(s.livezChecks))
 		r.Get("/livez/*", s.healthOne(s.livezChecks))
