@@ -116,7 +116,11 @@ type Options struct {
 	LeaseInterval time.Duration
 	// ResyncInterval re-checks every pod (default 10s).
 	ResyncInterval time.Duration
-	Logger         *slog.Logger
+	// VolumeStatsAggPeriod is how old a volume's measured disk usage may
+	// get before it is walked again (default 1m, as the kubelet's
+	// --volume-stats-agg-period).
+	VolumeStatsAggPeriod time.Duration
+	Logger               *slog.Logger
 }
 
 func (o *Options) defaults() error {
@@ -237,6 +241,7 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 			workqueue.NewTypedItemExponentialFailureRateLimiter[types.UID](200*time.Millisecond, 10*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: "agent"}),
 	}
+	a.summary.du.interval = opts.VolumeStatsAggPeriod
 	ok := false
 	defer func() {
 		if !ok {

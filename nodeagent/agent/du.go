@@ -42,9 +42,11 @@ type duEntry struct {
 // them one at a time on the goroutine that runs run. Its zero value is
 // ready to use.
 type duCache struct {
-	mu      sync.Mutex
-	entries map[string]*duEntry
-	work    chan string
+	// interval replaces duInterval when set (Options.VolumeStatsAggPeriod).
+	interval time.Duration
+	mu       sync.Mutex
+	entries  map[string]*duEntry
+	work     chan string
 }
 
 // init makes the map and queue; c.mu is held.
@@ -76,7 +78,11 @@ func (c *duCache) Get(dir string) (duUsage, bool) {
 		c.entries[dir] = e
 	}
 	e.asked = now
-	if !e.pending && (!e.done || now.Sub(e.usage.At) >= duInterval) {
+	every := duInterval
+	if c.interval > 0 {
+		every = c.interval
+	}
+	if !e.pending && (!e.done || now.Sub(e.usage.At) >= every) {
 		select {
 		case c.work <- dir:
 			e.pending = true

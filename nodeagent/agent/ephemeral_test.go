@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"github.com/skiffhq/skiff/nodeagent/agent"
 	"testing"
 	"time"
 
@@ -17,7 +18,9 @@ import (
 // stats summary reports them as the container's rootfs and logs and the
 // pod's ephemeral-storage (their sum), and the node's fs and imageFs.
 func TestEphemeralStorageStats(t *testing.T) {
-	e := setup(t)
+	// Usage is measured again every 2 s instead of every minute, so the
+	// test need not wait for a second pass after the pod wrote its files.
+	e := setupWith(t, func(o *agent.Options) { o.VolumeStatsAggPeriod = 2 * time.Second })
 	const mib = 1 << 20
 	script := "dd if=/dev/zero of=/big bs=1048576 count=6 && dd if=/dev/zero of=/scratch/f bs=1048576 count=3 && sync && " +
 		"head -c 2000 /dev/zero | tr '\\000' a && echo && sleep 3600"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/skiffhq/skiff/nodeagent/agent"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,7 +28,9 @@ import (
 // with upstream's JSON field names. The node reports its storage space
 // and the controller manager publishes its CSIStorageCapacity.
 func TestVolumeStats(t *testing.T) {
-	e := setup(t)
+	// Usage is measured again every 2 s instead of every minute, so the
+	// test need not wait for a second pass after the pod wrote its files.
+	e := setupWith(t, func(o *agent.Options) { o.VolumeStatsAggPeriod = 2 * time.Second })
 	c := e.srv.Client
 	ctx := context.Background()
 	const ns = "default"
@@ -77,8 +80,9 @@ func TestVolumeStats(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	// Usage is walked in the background at most once a minute per
-	// volume: the 10 MiB show within a couple of walks.
+	// Usage is walked in the background at most once per
+	// VolumeStatsAggPeriod per volume: the 10 MiB show within a couple
+	// of walks.
 	const mib = 1 << 20
 	var vols map[string]statsv1alpha1.VolumeStats
 	var raw []byte
