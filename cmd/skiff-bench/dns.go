@@ -281,10 +281,10 @@ func runDNSBench(ctx context.Context, o dnsBenchOpts) (*dnsBenchResult, error) {
 	}
 	res.LoadAvg[1] = bench.LoadAvg()
 	fill := func(r *dnsServerResult, s samples, addr string, pid int) error {
-		r.ClusterQPS, r.ExternalQPS = math.Round(medianF(s.cluster)), math.Round(medianF(s.external))
-		r.ClusterLost, r.ExternalLost = int64(medianF(s.clusterLost)), int64(medianF(s.externalLost))
-		r.ClusterCPUus, r.ExternalCPUus = round2(medianF(s.clusterCPU)), round2(medianF(s.externalCPU))
-		r.DNSPerfCPUus = round2(medianF(s.perfCPU))
+		r.ClusterQPS, r.ExternalQPS = math.Round(bench.Median(s.cluster)), math.Round(bench.Median(s.external))
+		r.ClusterLost, r.ExternalLost = int64(bench.Median(s.clusterLost)), int64(bench.Median(s.externalLost))
+		r.ClusterCPUus, r.ExternalCPUus = round2(bench.Median(s.clusterCPU)), round2(bench.Median(s.externalCPU))
+		r.DNSPerfCPUus = round2(bench.Median(s.perfCPU))
 		p50, p99, err := dnsLatency(addr, ns, o.services, o.latencyQueries)
 		if err != nil {
 			return err
@@ -475,7 +475,7 @@ func dnsPropagation(ctx context.Context, cs kubernetes.Interface, ns, addr strin
 		}
 		ds = append(ds, float64(time.Since(start).Microseconds())/1000)
 	}
-	return [2]float64{round2(medianF(ds)), round2(slices.Max(ds))}, nil
+	return [2]float64{round2(bench.Median(ds)), round2(slices.Max(ds))}, nil
 }
 
 // waitDNSAnswer polls addr until name resolves to want.
@@ -600,18 +600,6 @@ func dnsLatency(addr, ns string, services, n int) (float64, float64, error) {
 		return math.Round(float64(lat[max(0, i)])/1e3) / 1e3
 	}
 	return q(0.5), q(0.99), nil
-}
-
-func medianF(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // procRSSParts reads RssAnon and RssFile of pid in bytes.

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/skiffhq/skiff/internal/bench"
 	"io"
 	"log/slog"
 	"math/big"
@@ -21,7 +22,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -247,18 +247,6 @@ func heapAlloc() uint64 {
 	return m.HeapAlloc
 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 func runMetricsBench(ctx context.Context, o metricsBenchOpts) (*metricsBenchResult, error) {
 	if o.nodes <= 0 || o.nodes > 250*250 || o.pods <= 0 || o.rounds < 1 {
 		return nil, errors.New("metrics bench: bad --nodes, --pods-per-node or --rounds")
@@ -360,7 +348,7 @@ func runMetricsBench(ctx context.Context, o metricsBenchOpts) (*metricsBenchResu
 		res.RoundCPUSeconds = append(res.RoundCPUSeconds, cpu)
 		walls = append(walls, wall)
 	}
-	res.MedianRoundCPUSeconds, res.MedianRoundWallSeconds = median(res.RoundCPUSeconds), median(walls)
+	res.MedianRoundCPUSeconds, res.MedianRoundWallSeconds = bench.Median(res.RoundCPUSeconds), bench.Median(walls)
 	last := c.Latest().Time
 	for r := o.rounds + 1; r < o.history; r++ {
 		c.RecordLatest(last.Add(time.Duration(r-o.rounds) * metrics.DefaultInterval))

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -331,8 +330,8 @@ func runProxyBench(ctx context.Context, o proxyBenchOpts) (res *proxyBenchResult
 		}
 		changeTable = append(changeTable, msOf(st.Table))
 	}
-	res.ChangeMsMedian = medianOf(res.ChangeMs)
-	res.ChangeTableMs = medianOf(changeTable)
+	res.ChangeMsMedian = bench.Median(res.ChangeMs)
+	res.ChangeTableMs = bench.Median(changeTable)
 	p.ForceFullSync()
 	start = time.Now()
 	if err := p.Program(svcs, slices); err != nil {
@@ -390,8 +389,8 @@ func runProxyBench(ctx context.Context, o proxyBenchOpts) (res *proxyBenchResult
 			}
 		}
 	}
-	res.Direct = proxyThroughput{ConnsPerSec: round1(medianOf(dc)), RequestsPerSec: round1(medianOf(dr)), Errors: derr}
-	res.VIP = proxyThroughput{ConnsPerSec: round1(medianOf(vc)), RequestsPerSec: round1(medianOf(vr)), Errors: verr}
+	res.Direct = proxyThroughput{ConnsPerSec: round1(bench.Median(dc)), RequestsPerSec: round1(bench.Median(dr)), Errors: derr}
+	res.VIP = proxyThroughput{ConnsPerSec: round1(bench.Median(vc)), RequestsPerSec: round1(bench.Median(vr)), Errors: verr}
 	if res.Direct.ConnsPerSec > 0 {
 		res.ConnsRatio = round3f(res.VIP.ConnsPerSec / res.Direct.ConnsPerSec)
 	}
@@ -493,15 +492,3 @@ func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func round1(f float64) float64  { return float64(int64(f*10+0.5)) / 10 }
 func round3f(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
-
-func medianOf(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}

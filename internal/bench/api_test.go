@@ -126,3 +126,18 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", p)
 	return len(p), nil
 }
+
+func TestMedian(t *testing.T) {
+	in := []float64{5, 1, 3}
+	for _, c := range []struct {
+		xs   []float64
+		want float64
+	}{{nil, 0}, {in, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := Median(c.xs); got != c.want {
+			t.Errorf("Median(%v) = %v, want %v", c.xs, got, c.want)
+		}
+	}
+	if in[0] != 5 {
+		t.Errorf("Median sorted its argument: %v", in)
+	}
+}

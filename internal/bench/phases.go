@@ -68,7 +68,7 @@ func (r *run) rounds(ctx context.Context, skiff, etcd func(ctx context.Context, 
 	for _, x := range sk {
 		out.RoundOpsPerSec = append(out.RoundOpsPerSec, round3(x.opsPerSec()))
 	}
-	out.OpsPerSec = round3(median(out.RoundOpsPerSec))
+	out.OpsPerSec = round3(Median(out.RoundOpsPerSec))
 	if s.firstErr != nil {
 		r.note("skiff errors (%d), first: %v", s.errors, s.firstErr)
 	}
@@ -79,7 +79,7 @@ func (r *run) rounds(ctx context.Context, skiff, etcd func(ctx context.Context, 
 		for _, x := range et {
 			out.EtcdRounds = append(out.EtcdRounds, round3(x.opsPerSec()))
 		}
-		out.EtcdOpsPerSec = round3(median(out.EtcdRounds))
+		out.EtcdOpsPerSec = round3(Median(out.EtcdRounds))
 		if out.EtcdOpsPerSec > 0 {
 			out.RatioVsEtcd = round3(out.OpsPerSec / out.EtcdOpsPerSec)
 		}
@@ -334,7 +334,7 @@ func (r *run) listPhase(ctx context.Context) error {
 			r.note("typed list returned %d pods, raw list %d", len(l.Items), out.Objects)
 		}
 	}
-	out.ClientGoDecodedP50ms = median(dec)
+	out.ClientGoDecodedP50ms = Median(dec)
 
 	// Paginated, walked to the end.
 	lat = lat[:0]

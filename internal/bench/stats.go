@@ -28,8 +28,8 @@ func ms(d time.Duration) float64 {
 // round3 rounds to three decimals so the JSON stays readable.
 func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
 
-// median returns the median of xs (0 for none).
-func median(xs []float64) float64 {
+// Median returns the median of xs (0 for none).
+func Median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
 	}
