@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/skiffhq/skiff/addons/dns"
@@ -378,31 +379,41 @@ func (s *Server) startDatastore(ctx context.Context) error {
 	endpoints := cfg.DatastoreEndpoints
 	var tlsCfg *tls.Config
 	if len(endpoints) == 0 {
-		cp, pp := cfg.EtcdClientPort, cfg.EtcdPeerPort
-		var err error
-		if cp == 0 {
-			if cp, err = freePort(); err != nil {
-				return err
-			}
-		}
-		if pp == 0 {
-			if pp, err = freePort(); err != nil {
-				return err
-			}
-		}
 		et, err := s.newEtcdTLS()
 		if err != nil {
 			return err
 		}
-		e, err := storage.StartEmbedded(ctx, storage.EmbeddedConfig{
-			Dir:       filepath.Join(cfg.DataDir, "db", "etcd"),
-			ClientURL: fmt.Sprintf("https://127.0.0.1:%d", cp),
-			PeerURL:   fmt.Sprintf("https://127.0.0.1:%d", pp),
-			ClientTLS: et.files(et.server),
-			PeerTLS:   et.files(et.peer),
-			Logger:    cfg.Logger,
-			LogLevel:  cfg.EtcdLogLevel,
-		})
+		var e *storage.Embedded
+		// A port picked free may be taken (by another process, or as the
+		// local end of an outbound connection) before etcd binds it: pick
+		// again, a few times.
+		for attempt := 1; ; attempt++ {
+			cp, pp := cfg.EtcdClientPort, cfg.EtcdPeerPort
+			if cp == 0 {
+				if cp, err = freePort(); err != nil {
+					return err
+				}
+			}
+			if pp == 0 {
+				if pp, err = freePort(); err != nil {
+					return err
+				}
+			}
+			e, err = storage.StartEmbedded(ctx, storage.EmbeddedConfig{
+				Dir:       filepath.Join(cfg.DataDir, "db", "etcd"),
+				ClientURL: fmt.Sprintf("https://127.0.0.1:%d", cp),
+				PeerURL:   fmt.Sprintf("https://127.0.0.1:%d", pp),
+				ClientTLS: et.files(et.server),
+				PeerTLS:   et.files(et.peer),
+				Logger:    cfg.Logger,
+				LogLevel:  cfg.EtcdLogLevel,
+			})
+			picked := cfg.EtcdClientPort == 0 || cfg.EtcdPeerPort == 0
+			if err == nil || !picked || attempt == 3 || !errors.Is(err, syscall.EADDRINUSE) {
+				break
+			}
+			s.log.Warn("embedded etcd: a picked port was taken, picking again", "err", err)
+		}
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,5 +183,25 @@ func TestEmbeddedClientInProcess(t *testing.T) {
 	e.Close()
 	if _, err := cli.Get(context.Background(), key); err == nil {
 		t.Fatal("get after Close succeeded")
+	}
+}
+
+// TestStartEmbeddedPortTaken: a taken port fails with an error that is
+// syscall.EADDRINUSE, which the server relies on to pick ports again.
+func TestStartEmbeddedPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), ClientURL: "http://" + l.Addr().String(), PeerURL: freeURL(t), LogLevel: "fatal"})
+	if err == nil {
+		e.Close()
+		t.Fatal("etcd started on a taken port")
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("error %v (%T) is not EADDRINUSE", err, err)
 	}
 }
