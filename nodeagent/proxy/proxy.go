@@ -42,7 +42,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -92,7 +91,6 @@ type Proxy struct {
 
 	svcLister   cache.GenericLister
 	sliceLister cache.GenericLister
-	synced      []cache.InformerSynced
 	kick        chan struct{}
 
 	mu        sync.Mutex
@@ -148,56 +146,28 @@ func (p *Proxy) Run(ctx context.Context) error {
 			return fmt.Errorf("proxy: route_localnet for localhost NodePorts: %w", err)
 		}
 	}
-	f := informers.NewSharedInformerFactory(p.client, 0)
-	svcInf := f.Core().V1().Services()
-	sliceInf := f.Discovery().V1().EndpointSlices()
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { p.Kick() },
-		UpdateFunc: func(any, any) { p.Kick() },
-		DeleteFunc: func(any) { p.Kick() },
+	svcs, slices, stop, err := watchSources(ctx, p.client, p.Kick)
+	if err != nil {
+		return err
 	}
-	_, _ = svcInf.Informer().AddEventHandler(h)
-	_, _ = sliceInf.Informer().AddEventHandler(h)
-	p.svcLister = cache.NewGenericLister(svcInf.Informer().GetIndexer(), corev1.Resource("services"))
-	p.sliceLister = cache.NewGenericLister(sliceInf.Informer().GetIndexer(), discoveryv1.Resource("endpointslices"))
-	p.synced = []cache.InformerSynced{svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced}
-	f.Start(ctx.Done())
-	defer f.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), p.synced...) {
-		return ctx.Err()
-	}
+	defer stop()
+	p.svcLister, p.sliceLister = svcs, slices
 	p.log.Info("service proxy started", "table", p.opts.Table, "interface", p.opts.Interface)
-	retry := time.NewTimer(time.Hour)
-	defer retry.Stop()
-	p.Kick()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-p.kick:
-		case <-retry.C:
-		}
-		// Debounce: at most one sync per MinSyncPeriod; events arriving
-		// meanwhile are folded into the next one.
-		p.mu.Lock()
-		wait := time.Until(p.lastSync.Add(p.opts.MinSyncPeriod))
-		p.mu.Unlock()
-		if wait > 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(wait):
-			}
-		}
-		select {
-		case <-p.kick:
-		default:
-		}
+	syncLoop(ctx, p.kick, p.opts.MinSyncPeriod, p.lastSyncTime, func() time.Duration {
 		if err := p.Sync(); err != nil {
 			p.log.Error("sync failed", "err", err)
-			retry.Reset(time.Second)
+			return time.Second
 		}
-	}
+		return 0
+	})
+	return nil
+}
+
+// lastSyncTime is when the last sync ended (for the debounce).
+func (p *Proxy) lastSyncTime() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastSync
 }
 
 // Kick asks for a sync.

@@ -23,7 +23,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -121,56 +120,32 @@ func (u *Userspace) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	f := informers.NewSharedInformerFactory(u.client, 0)
-	svcInf := f.Core().V1().Services()
-	sliceInf := f.Discovery().V1().EndpointSlices()
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { u.Kick() },
-		UpdateFunc: func(any, any) { u.Kick() },
-		DeleteFunc: func(any) { u.Kick() },
+	svcs, slices, stop, err := watchSources(ctx, u.client, u.Kick)
+	if err != nil {
+		return err
 	}
-	_, _ = svcInf.Informer().AddEventHandler(h)
-	_, _ = sliceInf.Informer().AddEventHandler(h)
-	u.svcLister = cache.NewGenericLister(svcInf.Informer().GetIndexer(), corev1.Resource("services"))
-	u.sliceLister = cache.NewGenericLister(sliceInf.Informer().GetIndexer(), discoveryv1.Resource("endpointslices"))
-	f.Start(ctx.Done())
-	defer f.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced) {
-		return ctx.Err()
-	}
+	defer stop()
+	u.svcLister, u.sliceLister = svcs, slices
 	u.log.Info("service proxy started", "interface", u.opts.Interface)
-	retry := time.NewTimer(time.Hour)
-	defer retry.Stop()
-	u.Kick()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-u.kick:
-		case <-retry.C:
-		}
-		u.mu.Lock()
-		wait := time.Until(u.lastSync.Add(u.opts.MinSyncPeriod))
-		u.mu.Unlock()
-		if wait > 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(wait):
-			}
-		}
-		select {
-		case <-u.kick:
-		default:
-		}
+	syncLoop(ctx, u.kick, u.opts.MinSyncPeriod, u.lastSyncTime, func() time.Duration {
 		if err := u.Sync(); err != nil {
 			u.log.Error("sync failed", "err", err)
-			retry.Reset(time.Second)
-		} else if u.portsBusy() {
-			// Ports another socket holds are retried, less often.
-			retry.Reset(5 * time.Second)
+			return time.Second
 		}
-	}
+		if u.portsBusy() {
+			// Ports another socket holds are retried, less often.
+			return 5 * time.Second
+		}
+		return 0
+	})
+	return nil
+}
+
+// lastSyncTime is when the last sync ended (for the debounce).
+func (u *Userspace) lastSyncTime() time.Time {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.lastSync
 }
 
 // Kick asks for a sync.
