@@ -12,8 +12,10 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/kubernetesservice"
 	"github.com/skiffhq/skiff/controlplane/serviceip"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 )
@@ -96,9 +98,21 @@ func (s *Server) ensureKubernetesService(ctx context.Context) error {
 		return err
 	}
 	// Servers sharing one etcd reconcile the same objects at start: a
-	// conflict means another wrote first; read again and retry.
-	return retry.RetryOnConflict(retry.DefaultBackoff, func() error { return c.Reconcile(ctx) })
+	// conflict means another wrote first; read again and retry. Several
+	// servers starting together can keep winning over one another, so a
+	// conflict that outlasts the retries is left to the periodic loop
+	// (startKubernetesService) rather than failing the start.
+	err = retry.RetryOnConflict(bootstrapConflictBackoff, func() error { return c.Reconcile(ctx) })
+	if apierrors.IsConflict(err) {
+		s.log.Warn("kubernetes service still contended at startup; the controller will reconcile it", "err", err)
+		return nil
+	}
+	return err
 }
+
+// bootstrapConflictBackoff spreads the retries of servers that start
+// together against one etcd (jitter makes them stop colliding).
+var bootstrapConflictBackoff = wait.Backoff{Steps: 8, Duration: 20 * time.Millisecond, Factor: 2, Jitter: 1}
 
 // startServiceRepair reconciles the service ranges periodically.
 func (s *Server) startServiceRepair(ctx context.Context) {
