@@ -60,42 +60,97 @@ func deleteDummy(netns, name string) error {
 	return nil
 }
 
-// syncAddresses makes the /32 addresses of link equal want, given have
-// (what a previous call left; on the first call the link's addresses are
-// read).
+// The ClusterIPs are made local to the host with one `local` route each
+// in the local table (`ip route replace local X/32 dev LINK table
+// local`), not with addresses on the link: the kernel keeps a device's
+// addresses in a list that every add and delete walks, so 10,000
+// ClusterIPs cost seconds to minutes, while routes go into the FIB trie.
+// A local route is all a ClusterIP needs: the route lookup at connect()
+// finds RTN_LOCAL (beating the service CIDR's blackhole route, which stays
+// untouched), the source address of such a flow is the ClusterIP itself,
+// and bind() to it works (inet_addr_type looks at the local table), which
+// the userspace mode's listeners rely on. Deleting the link removes its
+// routes with it.
+
+// syncAddresses makes the ClusterIPs local to this host: afterwards the
+// local routes on link are exactly want, given have (what a previous
+// call left; on the first call, have is empty and the routes are read,
+// and /32 addresses an older version put on the link are removed).
 func syncAddresses(link string, have, want map[string]bool) error {
 	return syncAddressesIn("", link, have, want)
 }
 
 // syncAddressesIn is syncAddresses in the named namespace netns.
 func syncAddressesIn(netns, link string, have, want map[string]bool) error {
+	var cmds []string
 	if len(have) == 0 {
-		var err error
-		if have, err = linkAddresses(netns, link); err != nil {
+		// Addresses an earlier version left: deleting one also deletes
+		// the kernel's local route for it, so they go first.
+		old, err := linkAddresses(netns, link)
+		if err != nil {
 			return err
 		}
+		for _, ip := range sortedKeys(old) {
+			cmds = append(cmds, fmt.Sprintf("address del %s/32 dev %s", ip, link))
+		}
+		if len(old) == 0 {
+			if have, err = localRoutes(netns, link); err != nil {
+				return err
+			}
+		}
 	}
-	var cmds []string
+	var add, del []string
 	for ip := range want {
 		if !have[ip] {
-			cmds = append(cmds, fmt.Sprintf("address replace %s/32 dev %s", ip, link))
+			add = append(add, ip)
 		}
 	}
 	for ip := range have {
 		if !want[ip] {
-			cmds = append(cmds, fmt.Sprintf("address del %s/32 dev %s", ip, link))
+			del = append(del, ip)
 		}
 	}
-	if len(cmds) == 0 {
+	if len(cmds) == 0 && len(add) == 0 && len(del) == 0 {
 		return nil
 	}
-	sort.Strings(cmds)
+	sort.Strings(add)
+	sort.Strings(del)
+	for _, ip := range del {
+		cmds = append(cmds, fmt.Sprintf("route del local %s/32 dev %s table local", ip, link))
+	}
+	for _, ip := range add {
+		cmds = append(cmds, fmt.Sprintf("route replace local %s/32 dev %s table local", ip, link))
+	}
 	cmd := ipCmd(netns, "-force", "-batch", "-")
 	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("proxy: addresses of %s: %w: %s", link, err, out)
+		return fmt.Errorf("proxy: ClusterIP routes on %s: %w: %s", link, err, out)
 	}
 	return nil
+}
+
+// localRoutes reads the IPv4 /32 local routes through link in the local
+// table.
+func localRoutes(netns, link string) (map[string]bool, error) {
+	out, err := ipCmd(netns, "-o", "-4", "route", "show", "table", "local", "type", "local", "dev", link).Output()
+	if err != nil {
+		return nil, fmt.Errorf("proxy: local routes of %s: %w", link, err)
+	}
+	have := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == "local" {
+			f = f[1:]
+		}
+		if len(f) == 0 {
+			continue
+		}
+		dst := strings.TrimSuffix(f[0], "/32")
+		if ip := net.ParseIP(dst); ip != nil && ip.To4() != nil {
+			have[ip.String()] = true
+		}
+	}
+	return have, nil
 }
 
 // linkAddresses reads the IPv4 addresses of link.
