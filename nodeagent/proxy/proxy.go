@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -103,6 +104,17 @@ type Proxy struct {
 	syncs     int
 	lastErr   error
 	lastStats SyncInfo
+
+	// built caches each Service's ServicePorts by namespace/name with
+	// the objects they were computed from (only Program touches it).
+	built map[string]*builtService
+}
+
+// builtService is what one Service's ServicePorts were computed from.
+type builtService struct {
+	svc    *corev1.Service
+	slices []*discoveryv1.EndpointSlice
+	sps    []*ServicePort
 }
 
 // New checks the options; Run does the work.
@@ -201,10 +213,13 @@ func (p *Proxy) Sync() error {
 
 // Program programs the table and the dummy link for the given Services
 // and EndpointSlices (what Sync does with the informer caches' content).
-// Calls must not overlap.
+// Calls must not overlap. The objects are taken as immutable, as an
+// informer cache hands them out: a change is a new object, and a Service
+// whose object and EndpointSlice objects are the ones of the previous call
+// is not looked at again.
 func (p *Proxy) Program(svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice) error {
 	start := time.Now()
-	sps := BuildServicePorts(svcs, slices, p.opts.NodeName)
+	sps := p.servicePorts(svcs, slices)
 	st, err := p.apply(sps)
 	p.mu.Lock()
 	p.lastSync, p.lastErr, p.lastStats = time.Now(), err, st
@@ -217,6 +232,51 @@ func (p *Proxy) Program(svcs []*corev1.Service, slices []*discoveryv1.EndpointSl
 		p.log.Debug("synced", "servicePorts", len(sps), "full", st.Full, "changed", st.Changed, "removed", st.Removed, "took", time.Since(start))
 	}
 	return err
+}
+
+// servicePorts is BuildServicePorts, recomputed only for the Services
+// whose object or EndpointSlices changed since the last call (by
+// identity): per-object change tracking, so that one change costs one
+// Service's work plus a pass over the object pointers.
+func (p *Proxy) servicePorts(svcs []*corev1.Service, epSlices []*discoveryv1.EndpointSlice) []*ServicePort {
+	bySvc := make(map[string][]*discoveryv1.EndpointSlice, len(svcs))
+	for _, s := range epSlices {
+		if s.AddressType != discoveryv1.AddressTypeIPv4 {
+			continue
+		}
+		if name := s.Labels[discoveryv1.LabelServiceName]; name != "" {
+			k := s.Namespace + "/" + name
+			bySvc[k] = append(bySvc[k], s)
+		}
+	}
+	next := make(map[string]*builtService, len(svcs))
+	var out []*ServicePort
+	for _, svc := range svcs {
+		k := svc.Namespace + "/" + svc.Name
+		sl := bySvc[k]
+		b := p.built[k]
+		if b == nil || b.svc != svc || !sameObjects(b.slices, sl) {
+			b = &builtService{svc: svc, slices: sl, sps: BuildServicePorts([]*corev1.Service{svc}, sl, p.opts.NodeName)}
+		}
+		next[k] = b
+		out = append(out, b.sps...)
+	}
+	p.built = next
+	slices.SortFunc(out, func(a, b *ServicePort) int { return strings.Compare(a.Key(), b.Key()) })
+	return out
+}
+
+// sameObjects says whether a and b hold the same objects, in any order.
+func sameObjects[T comparable](a, b []T) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
 }
 
 // ForceFullSync makes the next sync rewrite the whole table.
