@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,9 @@ type proxyBenchOpts struct {
 	services, endpoints, changes int
 	duration                     time.Duration
 	rounds, clients              int
+	// cpuProfile, when set, is where a CPU profile of the programming
+	// phase (full sync, changes, resync) is written.
+	cpuProfile string
 }
 
 type proxyThroughput struct {
@@ -112,6 +116,7 @@ end, also on error or interrupt. Needs root.`,
 	f.DurationVar(&o.duration, "duration", 2*time.Second, "length of each throughput run")
 	f.IntVar(&o.rounds, "rounds", 3, "alternating throughput runs per path (medians reported)")
 	f.IntVar(&o.clients, "clients", 4, "concurrent client connections")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the programming phase (syncs) to this file")
 	return cmd
 }
 
@@ -297,6 +302,19 @@ func runProxyBench(ctx context.Context, o proxyBenchOpts) (res *proxyBenchResult
 		return nil, err
 	}
 	svcs, slices := pbServices(o.services, o.endpoints)
+	stopProfile := func() {}
+	if o.cpuProfile != "" {
+		pf, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			pf.Close()
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+		stopProfile = func() { pprof.StopCPUProfile(); pf.Close(); stopProfile = func() {} }
+		defer func() { stopProfile() }()
+	}
 	start := time.Now()
 	if err := p.Program(svcs, slices); err != nil {
 		return nil, fmt.Errorf("full sync: %w", err)
@@ -338,6 +356,7 @@ func runProxyBench(ctx context.Context, o proxyBenchOpts) (res *proxyBenchResult
 		return nil, fmt.Errorf("full resync: %w", err)
 	}
 	res.FullResyncMs = msOf(time.Since(start))
+	stopProfile()
 
 	// (b) Throughput through the proxy namespace, direct and via the VIP.
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, pbBody) }),
