@@ -298,7 +298,7 @@ func (s *Shipper) discover(ctx context.Context) {
 				key := id.String()
 				seen[key] = true
 				s.mu.Lock()
-				t := s.tailers[key]
+				t := s.tailerOfLocked(key, path)
 				mark, known := s.marks[key]
 				s.mu.Unlock()
 				if t != nil {
@@ -366,7 +366,7 @@ func (s *Shipper) Retain(path string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := id.String()
-	if t := s.tailers[key]; t != nil {
+	if t := s.tailerOfLocked(key, path); t != nil {
 		return !t.isFinished()
 	}
 	m, known := s.marks[key]
@@ -396,7 +396,7 @@ func (s *Shipper) Dropped(path string) {
 	}
 	key := id.String()
 	s.mu.Lock()
-	t := s.tailers[key]
+	t := s.tailerOfLocked(key, path)
 	m, known := s.marks[key]
 	s.mu.Unlock()
 	var from int64

@@ -35,10 +35,14 @@ type entry struct {
 
 // tailer reads one log file (by inode, across its rotation) and ships it.
 type tailer struct {
-	s    *Shipper
-	ctx  context.Context // the shipper's Run context
-	id   fileID
-	key  string
+	s   *Shipper
+	ctx context.Context // the shipper's Run context
+	id  fileID
+	key string
+	// slot is the tailer's key in Shipper.tailers (guarded by Shipper.mu):
+	// key, until a new file reusing the inode moves it aside
+	// (tailerOfLocked).
+	slot string
 	fp   string
 	meta *Meta
 	// idPrefix is docIDPrefix(id, fp), set with fp.
@@ -100,6 +104,39 @@ func (t *tailer) drained() bool {
 	return len(t.pending) == 0
 }
 
+// tailerOfLocked returns the tailer of the file at path, whose identity
+// is key, or nil; s.mu is held. Inode numbers are reused: the tailer of a
+// removed file that has not stopped yet (abandoned, or blocked sending to
+// a sink that is down) can hold the key of a new file. It is moved aside
+// to a slot of its own, so that the new file is tailed, retained and, if
+// rotation removes it, counted on its own rather than through the old
+// tailer (which would count nothing of it).
+func (s *Shipper) tailerOfLocked(key, path string) *tailer {
+	t := s.tailers[key]
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	fp := t.fp
+	t.mu.Unlock()
+	if fp == "" {
+		return t
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return t
+	}
+	cur := fingerprint(f)
+	f.Close()
+	if cur == "" || cur == fp {
+		return t
+	}
+	delete(s.tailers, key)
+	t.slot = key + "#" + fp
+	s.tailers[t.slot] = t
+	return nil
+}
+
 func (s *Shipper) startTailer(ctx context.Context, id fileID, path string) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -110,9 +147,9 @@ func (s *Shipper) startTailer(ctx context.Context, id fileID, path string) {
 		f.Close()
 		return
 	}
-	t := &tailer{s: s, ctx: ctx, id: id, key: id.String(), abandoned: make(chan struct{})}
+	t := &tailer{s: s, ctx: ctx, id: id, key: id.String(), slot: id.String(), abandoned: make(chan struct{})}
 	s.mu.Lock()
-	s.tailers[t.key] = t
+	s.tailers[t.slot] = t
 	s.mu.Unlock()
 	s.m.files.Inc()
 	s.wg.Add(1)
@@ -133,10 +170,31 @@ type partial struct {
 
 func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 	s := t.s
-	// Wait for a first line: it fingerprints the file.
+	// Wait for a first line: it fingerprints the file. The file can be
+	// rotated meanwhile: renamed, it is still this tailer's (a tailer
+	// follows its inode), so it is read on; only a file that is gone
+	// without ever having had a line ends the tailer. Abandoned (removed at
+	// the hard limit) before its first line was seen, it is counted here.
 	fp := fingerprint(f)
-	for ; fp == ""; fp = fingerprint(f) {
-		if !t.sleep(ctx) || t.gone(f, path) {
+	for fp == "" {
+		if !t.sleep(ctx) {
+			t.stop(false)
+			return
+		}
+		// gone before the fingerprint: a file that is no longer current
+		// gets no more writes, so an empty fingerprint then is final.
+		gone := t.gone(f, path)
+		if fp = fingerprint(f); fp != "" {
+			break
+		}
+		select {
+		case <-t.abandoned:
+			s.reportDropped(t.id, countLines(f, 0))
+			t.stop(true)
+			return
+		default:
+		}
+		if gone {
 			t.stop(false)
 			return
 		}
@@ -381,12 +439,12 @@ func (t *tailer) stop(done bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m, ok := t.mark(); ok {
-		s.marks[t.key] = m
+		s.marks[t.slot] = m
 		s.dirty = true
 	}
 	// While the shipper stops, tailers stay registered, so that documents
 	// acknowledged by the last flush are checkpointed.
 	if t.ctx.Err() == nil && !s.closing.Load() {
-		delete(s.tailers, t.key)
+		delete(s.tailers, t.slot)
 	}
 }
