@@ -55,6 +55,13 @@ type file struct {
 // path: /bin/busybox with a symlink per applet (sh, env, cat, sleep, ...),
 // and the usual empty directories. Its default command is sh.
 func WriteBusybox(path string) error {
+	return WriteBusyboxAs(path, Busybox, "")
+}
+
+// WriteBusyboxAs writes the busybox image under another reference; a
+// non-empty marker is written to /marker, which makes the image's layer,
+// and so its digest, its own (tests that need several distinct images).
+func WriteBusyboxAs(path, ref, marker string) error {
 	bin, err := os.ReadFile(BusyboxPath)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -74,7 +81,10 @@ func WriteBusybox(path string) error {
 		}
 		files["bin/"+applet] = file{mode: 0o777, link: "busybox"}
 	}
-	return writeImage(path, Busybox, files, v1.Config{
+	if marker != "" {
+		files["marker"] = file{mode: 0o644, body: []byte(marker)}
+	}
+	return writeImage(path, ref, files, v1.Config{
 		Cmd: []string{"sh"},
 		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 	})

@@ -120,7 +120,10 @@ type Options struct {
 	// get before it is walked again (default 1m, as the kubelet's
 	// --volume-stats-agg-period).
 	VolumeStatsAggPeriod time.Duration
-	Logger               *slog.Logger
+	// ImageGC is the image garbage collection policy (imagegc.go; zero
+	// fields take the kubelet's defaults).
+	ImageGC ImageGCPolicy
+	Logger  *slog.Logger
 }
 
 func (o *Options) defaults() error {
@@ -170,7 +173,7 @@ func (o *Options) defaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return nil
+	return o.ImageGC.defaults()
 }
 
 func defaultNodeIP() string {
@@ -201,6 +204,7 @@ type Agent struct {
 	probes  *probeManager
 	summary summaryState   // /stats/summary (stats.go)
 	sources *sourceWatcher // volumes' ConfigMaps and Secrets (sourcewatch.go)
+	imageGC *imageGC       // imagegc.go
 
 	shipper    *shipper.Shipper // logs.go
 	shipEvents lazyEvents
@@ -242,6 +246,7 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 			workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: "agent"}),
 	}
 	a.summary.du.interval = opts.VolumeStatsAggPeriod
+	a.imageGC = newImageGC(opts.ImageGC)
 	ok := false
 	defer func() {
 		if !ok {
@@ -326,7 +331,8 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 	a.startLogShipper(runCtx)
 	a.startRoutes(runCtx, cs)
 	a.probes = newProbeManager(runCtx, a)
-	a.wg.Add(3)
+	a.wg.Add(4)
+	go func() { defer a.wg.Done(); a.imageGCLoop(runCtx) }()
 	go func() { defer a.wg.Done(); a.heartbeat(runCtx) }()
 	go func() { defer a.wg.Done(); a.resync(runCtx) }()
 	go func() { defer a.wg.Done(); a.work(runCtx) }()
@@ -390,7 +396,8 @@ func (a *Agent) containerExited(id string) {
 }
 
 // importAirgap imports every *.tar of the images folder (k3s's airgap
-// convention).
+// convention) and pins the images (runtime.LabelPinned, as k3s does), so
+// that image garbage collection keeps them.
 func (a *Agent) importAirgap(ctx context.Context) error {
 	files, err := filepath.Glob(filepath.Join(a.opts.ImagesDir, "*.tar"))
 	if err != nil {
@@ -400,6 +407,11 @@ func (a *Agent) importAirgap(ctx context.Context) error {
 		names, err := a.rt.ImportFile(ctx, f)
 		if err != nil {
 			return fmt.Errorf("agent: import %s: %w", f, err)
+		}
+		for _, n := range names {
+			if err := a.rt.PinImage(ctx, n); err != nil {
+				return fmt.Errorf("agent: %w", err)
+			}
 		}
 		a.log.Info("imported airgap images", "file", f, "images", names)
 	}

@@ -68,6 +68,16 @@ func (a *Agent) Summary(ctx context.Context, onlyCPUAndMemory bool) (*statsv1alp
 	if onlyCPUAndMemory {
 		node.Network, node.Fs, node.Runtime = nil, nil, nil
 	}
+	if rs := node.Runtime; rs != nil && rs.ImageFs != nil && a.imageGC != nil {
+		// imageFs.usedBytes is the bytes of the images (their content, as
+		// the image GC last listed them), as the CRI reports it; capacity
+		// and available stay the filesystem's. containerFs keeps statfs.
+		if b := a.imageGC.imagesBytes(); b >= 0 {
+			fs := *rs.ImageFs
+			fs.UsedBytes = ptrTo(uint64(b))
+			rs.ImageFs = &fs
+		}
+	}
 	all, err := a.rt.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
