@@ -1,0 +1,533 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/skiffhq/skiff/internal/bench"
+	"github.com/skiffhq/skiff/internal/testimages"
+	"github.com/skiffhq/skiff/nodeagent/agent"
+	"github.com/skiffhq/skiff/nodeagent/network"
+	noderuntime "github.com/skiffhq/skiff/nodeagent/runtime"
+	"github.com/skiffhq/skiff/server"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+)
+
+// Issue 6's targets for `skiff-bench pods`.
+const (
+	podsTargetP50Ms  = 500.0
+	podsTargetP99Ms  = 1500.0
+	podsTargetRSSMiB = 60.0
+)
+
+// The benchmark's node: its own bridge and /24 (inside the blackholed
+// 10.42.0.0/16), which no test package uses.
+const (
+	podsBenchCIDR   = "10.42.236.0/24"
+	podsBenchBridge = "skiffbp0"
+	podsBenchNS     = "bench-pods"
+)
+
+type podsBenchOpts struct {
+	latencyPods, densityPods, workers int
+	interval, timeout, settle         time.Duration
+	dataDir                           string
+}
+
+type podsLatency struct {
+	Pods     int     `json:"pods"`
+	P50Ms    float64 `json:"p50_ms"`
+	P90Ms    float64 `json:"p90_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+	MaxMs    float64 `json:"max_ms"`
+	Interval float64 `json:"create_interval_ms"`
+}
+
+type podsDensity struct {
+	Pods            int     `json:"pods"`
+	AllReadySeconds float64 `json:"all_ready_seconds"`
+	AgentRSSMiB     float64 `json:"agent_rss_mib"`
+	AgentPeakRSSMiB float64 `json:"agent_peak_rss_mib"`
+}
+
+type podsTargets struct {
+	P50Ms       float64 `json:"p50_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	AgentRSSMiB float64 `json:"agent_rss_mib_with_100_pods"`
+}
+
+type podsBenchResult struct {
+	Benchmark    string      `json:"benchmark"`
+	CPUs         int         `json:"cpus"`
+	LoadAvg      float64     `json:"load_avg_1m_at_start"`
+	Latency      podsLatency `json:"startup_latency"`
+	Density      podsDensity `json:"density"`
+	IdleRSSMiB   float64     `json:"agent_rss_mib_no_pods"`
+	Targets      podsTargets `json:"targets"`
+	MeetsP50     bool        `json:"meets_p50"`
+	MeetsP99     bool        `json:"meets_p99"`
+	MeetsRSS     bool        `json:"meets_rss"`
+	MeetsTargets bool        `json:"meets_targets"`
+	Note         string      `json:"note"`
+}
+
+func podsCommand() *cobra.Command {
+	var o podsBenchOpts
+	cmd := &cobra.Command{
+		Use:   "pods",
+		Short: "Benchmark the node agent on real containerd: pod startup latency (create to Running by watch) and 100 pods on one node (time to all Ready, agent RSS)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := runPodsBench(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.latencyPods, "latency-pods", 50, "pods created one by one for the startup latency")
+	f.DurationVar(&o.interval, "latency-interval", 200*time.Millisecond, "time between two latency pods' creates")
+	f.IntVar(&o.densityPods, "density-pods", 100, "pods created at once on the node for the density phase")
+	f.IntVar(&o.workers, "workers", 10, "concurrent creators in the density phase")
+	f.DurationVar(&o.settle, "settle", 5*time.Second, "wait after all density pods are Ready before reading the agent's RSS")
+	f.DurationVar(&o.timeout, "phase-timeout", 5*time.Minute, "give up on a phase after this long")
+	f.StringVar(&o.dataDir, "data-dir", "", "server and agent data directory (default: a temporary directory)")
+	return cmd
+}
+
+// podsAgentCommand is the node agent the benchmark runs in a process of
+// its own, so that its RSS is the agent's alone.
+func podsAgentCommand() *cobra.Command {
+	var kubeconfig, state, node string
+	cmd := &cobra.Command{
+		Use:    "pods-agent",
+		Hidden: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+			if err != nil {
+				return fmt.Errorf("kubeconfig: %w", err)
+			}
+			opts := agent.Options{
+				NodeName: node, NodeIP: "127.0.0.1", StateDir: state, PodLogDir: filepath.Join(state, "logs"),
+				PodCIDR: podsBenchCIDR, Bridge: podsBenchBridge, NetNSDir: filepath.Join(state, "netns"),
+				Port: 0, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			}
+			a, err := agent.Start(ctx, rc, opts)
+			if err != nil {
+				return err
+			}
+			<-ctx.Done()
+			a.Stop()
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "node credential")
+	cmd.Flags().StringVar(&state, "state", "", "agent state folder")
+	cmd.Flags().StringVar(&node, "node", "", "node name")
+	return cmd
+}
+
+func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, err error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if o.latencyPods <= 0 || o.densityPods <= 0 || o.workers <= 0 {
+		return nil, errors.New("--latency-pods, --density-pods and --workers must be positive")
+	}
+	if o.latencyPods > 250 || o.densityPods > 250 {
+		return nil, errors.New("at most 250 pods per phase: the node has one /24")
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("needs root: the node agent runs containers through containerd")
+	}
+	res = &podsBenchResult{Benchmark: "pods", CPUs: runtime.NumCPU(), LoadAvg: bench.LoadAvg(),
+		Targets: podsTargets{P50Ms: podsTargetP50Ms, P99Ms: podsTargetP99Ms, AgentRSSMiB: podsTargetRSSMiB}}
+	dir := o.dataDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "skiff-bench-pods-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	state := filepath.Join(dir, "agent")
+	if err := os.MkdirAll(filepath.Join(state, "images"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := testimages.WriteBusybox(filepath.Join(state, "images", "busybox.tar")); err != nil {
+		return nil, err
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, _, cs, err := startServer(ctx, server.Config{DataDir: filepath.Join(dir, "server"), Logger: quiet})
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Stop()
+
+	node := fmt.Sprintf("bench-pods-%d", time.Now().UnixNano()%1e6)
+	kubeconfig := filepath.Join(dir, "node.kubeconfig")
+	if err := writeNodeKubeconfig(srv, node, kubeconfig); err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	child := exec.Command(self, "pods-agent", "--kubeconfig", kubeconfig, "--state", state, "--node", node)
+	child.Stdout, child.Stderr = os.Stderr, os.Stderr
+	if err := child.Start(); err != nil {
+		return nil, fmt.Errorf("start agent: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	defer func() {
+		cerr := cleanupPodsBench(ctx, cs, node, state, child, exited)
+		if err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	if err := waitNodeReady(ctx, cs, node, exited, 2*time.Minute); err != nil {
+		return nil, err
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: podsBenchNS}}, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("namespace: %w", err)
+	}
+	// Pods need the namespace's default service account.
+	if err := waitServiceAccount(ctx, cs, o.timeout); err != nil {
+		return nil, err
+	}
+	idle, _, err := procRSS(child.Process.Pid)
+	if err != nil {
+		return nil, fmt.Errorf("agent rss: %w", err)
+	}
+	res.IdleRSSMiB = mib(idle)
+
+	// Phase 1: startup latency, one pod every interval.
+	lat, err := podsLatencyPhase(ctx, cs, node, o)
+	if err != nil {
+		return nil, fmt.Errorf("latency phase: %w", err)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	res.Latency = podsLatency{Pods: len(lat), P50Ms: pctMs(lat, 0.50), P90Ms: pctMs(lat, 0.90), P99Ms: pctMs(lat, 0.99),
+		MaxMs: pctMs(lat, 1), Interval: float64(o.interval.Milliseconds())}
+	if err := deleteBenchPods(ctx, cs, o.timeout); err != nil {
+		return nil, err
+	}
+
+	// Phase 2: density, all pods at once.
+	took, err := podsDensityPhase(ctx, cs, node, o)
+	if err != nil {
+		return nil, fmt.Errorf("density phase: %w", err)
+	}
+	time.Sleep(o.settle)
+	rss, peak, err := procRSS(child.Process.Pid)
+	if err != nil {
+		return nil, fmt.Errorf("agent rss: %w", err)
+	}
+	res.Density = podsDensity{Pods: o.densityPods, AllReadySeconds: round3s(took.Seconds()), AgentRSSMiB: mib(rss), AgentPeakRSSMiB: mib(peak)}
+	res.MeetsP50 = res.Latency.P50Ms < podsTargetP50Ms
+	res.MeetsP99 = res.Latency.P99Ms < podsTargetP99Ms
+	res.MeetsRSS = res.Density.AgentRSSMiB < podsTargetRSSMiB
+	res.MeetsTargets = res.MeetsP50 && res.MeetsP99 && res.MeetsRSS
+	res.Note = "in-process server (no agent) + the node agent in a child process on this machine's containerd; busybox pods (sleep), image present; " +
+		"latency = client create call to the first watch event with phase Running; agent RSS is VmRSS of the child after --settle (peak = VmHWM)"
+	return res, nil
+}
+
+func podsBenchPod(name, node string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: podsBenchNS, Labels: map[string]string{"app": "bench-pods"}},
+		Spec: corev1.PodSpec{
+			NodeName:                      node,
+			TerminationGracePeriodSeconds: ptr.To[int64](0),
+			Containers: []corev1.Container{{
+				Name: "c", Image: testimages.Busybox, ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "3600"},
+			}},
+		},
+	}
+}
+
+// podsLatencyPhase creates pods one by one and measures from each create
+// call to the first watch event that shows it Running.
+func podsLatencyPhase(ctx context.Context, cs kubernetes.Interface, node string, o podsBenchOpts) ([]time.Duration, error) {
+	w, err := cs.CoreV1().Pods(podsBenchNS).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	var mu sync.Mutex
+	created := map[string]time.Time{}
+	var out []time.Duration
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		seen := map[string]bool{}
+		for ev := range w.ResultChan() {
+			now := time.Now()
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == watch.Deleted || p.Status.Phase != corev1.PodRunning || seen[p.Name] {
+				continue
+			}
+			mu.Lock()
+			t0, ok := created[p.Name]
+			if ok {
+				seen[p.Name] = true
+				out = append(out, now.Sub(t0))
+			}
+			n := len(out)
+			mu.Unlock()
+			if n == o.latencyPods {
+				return
+			}
+		}
+	}()
+	for i := 0; i < o.latencyPods; i++ {
+		name := fmt.Sprintf("lat-%03d", i)
+		mu.Lock()
+		created[name] = time.Now()
+		mu.Unlock()
+		if _, err := cs.CoreV1().Pods(podsBenchNS).Create(ctx, podsBenchPod(name, node), metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("create %s: %w", name, err)
+		}
+		time.Sleep(o.interval)
+	}
+	select {
+	case <-done:
+	case <-time.After(o.timeout):
+		return nil, fmt.Errorf("not all %d pods Running after %v", o.latencyPods, o.timeout)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(out) < o.latencyPods {
+		return nil, fmt.Errorf("watch ended with %d of %d pods Running", len(out), o.latencyPods)
+	}
+	return out, nil
+}
+
+// podsDensityPhase creates all density pods with o.workers creators and
+// returns the time from the first create to the last pod Ready.
+func podsDensityPhase(ctx context.Context, cs kubernetes.Interface, node string, o podsBenchOpts) (time.Duration, error) {
+	w, err := cs.CoreV1().Pods(podsBenchNS).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, err
+	}
+	defer w.Stop()
+	done := make(chan time.Time, 1)
+	go func() {
+		ready := map[string]bool{}
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == watch.Deleted || !podReady(p) {
+				continue
+			}
+			ready[p.Name] = true
+			if len(ready) == o.densityPods {
+				done <- time.Now()
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	items := make(chan int)
+	errs := make(chan error, o.workers)
+	var wg sync.WaitGroup
+	for range o.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range items {
+				name := fmt.Sprintf("dens-%03d", i)
+				if _, err := cs.CoreV1().Pods(podsBenchNS).Create(ctx, podsBenchPod(name, node), metav1.CreateOptions{}); err != nil {
+					errs <- fmt.Errorf("create %s: %w", name, err)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < o.densityPods; i++ {
+		items <- i
+	}
+	close(items)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return 0, err
+	default:
+	}
+	select {
+	case t := <-done:
+		return t.Sub(start), nil
+	case <-time.After(o.timeout):
+		return 0, fmt.Errorf("not all %d pods Ready after %v", o.densityPods, o.timeout)
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// deleteBenchPods deletes the namespace's pods and waits until the agent
+// has removed them.
+func deleteBenchPods(ctx context.Context, cs kubernetes.Interface, timeout time.Duration) error {
+	if err := cs.CoreV1().Pods(podsBenchNS).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{}); err != nil {
+		return fmt.Errorf("delete pods: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		l, err := cs.CoreV1().Pods(podsBenchNS).List(ctx, metav1.ListOptions{})
+		if err == nil && len(l.Items) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pods still there %v after deletion", timeout)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func waitNodeReady(ctx context.Context, cs kubernetes.Interface, node string, exited <-chan error, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("agent exited: %v", err)
+		default:
+		}
+		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err == nil {
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					return nil
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("node %s not Ready after %v", node, timeout)
+}
+
+func waitServiceAccount(ctx context.Context, cs kubernetes.Interface, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if _, err := cs.CoreV1().ServiceAccounts(podsBenchNS).Get(ctx, "default", metav1.GetOptions{}); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("no default service account in %s after %v", podsBenchNS, timeout)
+}
+
+// writeNodeKubeconfig writes a kubeconfig for system:node:<node>.
+func writeNodeKubeconfig(srv *server.Server, node, path string) error {
+	rc, err := srv.ComponentConfig("system:node:"+node, []string{"system:nodes"})
+	if err != nil {
+		return fmt.Errorf("node credential: %w", err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["skiff"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
+	cfg.AuthInfos["node"] = &clientcmdapi.AuthInfo{ClientCertificate: rc.CertFile, ClientKey: rc.KeyFile,
+		ClientCertificateData: rc.CertData, ClientKeyData: rc.KeyData}
+	cfg.Contexts["node"] = &clientcmdapi.Context{Cluster: "skiff", AuthInfo: "node"}
+	cfg.CurrentContext = "node"
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return fmt.Errorf("write kubeconfig: %w", err)
+	}
+	return nil
+}
+
+// cleanupPodsBench deletes the pods through the agent, stops it and then
+// removes whatever it left: its containers, network namespaces and the
+// bridge.
+func cleanupPodsBench(ctx context.Context, cs kubernetes.Interface, node, state string, child *exec.Cmd, exited <-chan error) error {
+	ctx = context.WithoutCancel(ctx)
+	var errs []error
+	if err := deleteBenchPods(ctx, cs, time.Minute); err != nil {
+		errs = append(errs, err)
+	}
+	_ = child.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = child.Process.Kill()
+		<-exited
+	}
+	rt, err := noderuntime.New(ctx, noderuntime.Options{})
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	defer rt.Close()
+	if ctrs, err := rt.List(ctx); err == nil {
+		for _, c := range ctrs {
+			if c.Labels[noderuntime.LabelNode] == node {
+				if err := rt.Remove(ctx, c.ID); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	nm, err := network.New(network.Options{StateDir: filepath.Join(state, "network"), PodCIDR: podsBenchCIDR, Bridge: podsBenchBridge,
+		NetNSDir: filepath.Join(state, "netns")})
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	if ents, err := os.ReadDir(filepath.Join(state, "pods")); err == nil {
+		for _, e := range ents {
+			_ = nm.Teardown(ctx, e.Name(), "", "", "", nil)
+		}
+	}
+	if nss, err := os.ReadDir(filepath.Join(state, "netns")); err == nil {
+		for _, ns := range nss {
+			_ = syscall.Unmount(filepath.Join(state, "netns", ns.Name()), syscall.MNT_DETACH)
+		}
+	}
+	if err := nm.Destroy(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// pctMs is the p-th quantile (nearest rank) of sorted durations in ms.
+func pctMs(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p+0.999999) - 1
+	i = max(0, min(i, len(sorted)-1))
+	return round3s(float64(sorted[i].Microseconds()) / 1000)
+}
+
+func mib(b int64) float64 { return round3s(float64(b) / (1 << 20)) }
+
+func round3s(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
