@@ -190,7 +190,7 @@ func cat(parts ...[]expr.Any) []expr.Any {
 
 // builder stages objects of the table into one transaction.
 type builder struct {
-	c   *nftables.Conn
+	c   *txn
 	t   *nftables.Table
 	cfg Config
 	// haveChains and haveSets are objects already in the table (a partial

@@ -59,7 +59,7 @@ func TestApplyFullKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := applyFull(c, cfg, sampleServicePorts()); err != nil {
+	if err := applyFull(cfg, sampleServicePorts()); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
 	elems := mapElems(t, table)
@@ -110,7 +110,7 @@ func TestApplyFullKernel(t *testing.T) {
 	}
 
 	// Replace with one service: the rest is gone in the same transaction.
-	if err := applyFull(c, cfg, sampleServicePorts()[2:3]); err != nil {
+	if err := applyFull(cfg, sampleServicePorts()[2:3]); err != nil {
 		t.Fatalf("reapply: %v", err)
 	}
 	elems = mapElems(t, table)

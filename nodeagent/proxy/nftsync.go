@@ -46,7 +46,7 @@ func (s *syncer) table() *nftables.Table {
 
 // sync programs sps: a full sync when asked or when the table's state is
 // not known, a partial one otherwise.
-func (s *syncer) sync(c *nftables.Conn, sps []*ServicePort, full bool) (SyncInfo, error) {
+func (s *syncer) sync(c *txn, sps []*ServicePort, full bool) (SyncInfo, error) {
 	var st SyncInfo
 	var err error
 	if full || s.ports == nil {
@@ -62,7 +62,7 @@ func (s *syncer) sync(c *nftables.Conn, sps []*ServicePort, full bool) (SyncInfo
 
 // full stages the whole table in one transaction: create (so the delete
 // cannot fail), delete, then everything anew.
-func (s *syncer) full(c *nftables.Conn, sps []*ServicePort) (SyncInfo, error) {
+func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	t := s.table()
 	c.AddTable(t)
 	c.DelTable(t)
@@ -106,7 +106,7 @@ func (s *syncer) full(c *nftables.Conn, sps []*ServicePort) (SyncInfo, error) {
 //  4. chains and affinity sets no longer used are deleted;
 //  5. the new map elements and ClusterIPs are added, stale ClusterIPs
 //     deleted.
-func (s *syncer) partial(c *nftables.Conn, sps []*ServicePort) (SyncInfo, error) {
+func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	t := s.table()
 	var st SyncInfo
 	want := make(map[string]bool, len(sps))
@@ -249,9 +249,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// applyFull replaces the table with sps in one transaction, keeping no
-// state.
-func applyFull(c *nftables.Conn, cfg Config, sps []*ServicePort) error {
-	_, err := (&syncer{cfg: cfg}).full(c, sps)
+// applyFull replaces the table (in our network namespace) with sps in
+// one transaction, keeping no state.
+func applyFull(cfg Config, sps []*ServicePort) error {
+	c, err := newTxn("")
+	if err != nil {
+		return err
+	}
+	_, err = (&syncer{cfg: cfg}).full(c, sps)
 	return err
 }

@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/nftables"
@@ -76,7 +78,7 @@ func TestPartialSyncKernel(t *testing.T) {
 	_, cidr, _ := net.ParseCIDR("10.42.0.0/16")
 	s := &syncer{cfg: Config{Table: table, ClusterCIDR: cidr, LocalhostNodePorts: true}}
 	sps := sampleServicePorts()
-	if st, err := s.sync(c, sps, false); err != nil || !st.Full {
+	if st, err := s.sync(stage(t), sps, false); err != nil || !st.Full {
 		t.Fatalf("first sync: %+v %v (must be full)", st, err)
 	}
 	before := ruleHandles(t, c, table)
@@ -89,7 +91,7 @@ func TestPartialSyncKernel(t *testing.T) {
 	next = append(next[:2], next[3:]...)
 	next = append(next, &ServicePort{Namespace: "default", Name: "new", Protocol: corev1.ProtocolTCP,
 		ClusterIP: net.ParseIP("10.43.250.7").To4(), Port: 80, Cluster: []Endpoint{ep}, All: []Endpoint{ep}, HasEndpoints: true})
-	st, err := s.sync(c, next, false)
+	st, err := s.sync(stage(t), next, false)
 	if err != nil {
 		t.Fatalf("partial sync: %v", err)
 	}
@@ -140,13 +142,13 @@ func TestPartialSyncKernel(t *testing.T) {
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := s.sync(c, next, false); err != nil || st.Full || st.Changed+st.Removed != 0 {
+	if st, err := s.sync(stage(t), next, false); err != nil || st.Full || st.Changed+st.Removed != 0 {
 		t.Fatalf("partial sync without changes: %+v %v", st, err)
 	}
 	if n := len(ruleHandles(t, c, table)["svc-*-default/sticky/tcp/80"]); n != 0 {
 		t.Fatalf("a partial sync without changes wrote the flushed chain (%d rules)", n)
 	}
-	if st, err := s.sync(c, next, true); err != nil || !st.Full {
+	if st, err := s.sync(stage(t), next, true); err != nil || !st.Full {
 		t.Fatalf("full sync: %+v %v", st, err)
 	}
 	repaired := ruleHandles(t, c, table)
@@ -154,10 +156,82 @@ func TestPartialSyncKernel(t *testing.T) {
 		t.Fatalf("full sync left sticky's chain with %d rules, want %d", got, want)
 	}
 	// And a partial sync after it starts from the full one's state.
-	if st, err := s.sync(c, sampleServicePorts(), false); err != nil || st.Full || st.Changed != 2 || st.Removed != 1 {
+	if st, err := s.sync(stage(t), sampleServicePorts(), false); err != nil || st.Full || st.Changed != 2 || st.Removed != 1 {
 		t.Fatalf("partial sync back to the sample: %+v %v", st, err)
 	}
 	if got := mapElems(t, table)[mapServiceIPs]; len(got) != 4 || !strings.Contains(strings.Join(got, "\n"), "10.43.250.3 . udp . 53") {
 		t.Errorf("service-ips back at the sample: %q", got)
+	}
+}
+
+// stage is a transaction in our own namespace.
+func stage(t *testing.T) *txn {
+	t.Helper()
+	tx, err := newTxn("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// TestTxnErrors: a transaction sent without per-message ACKs still
+// reports the kernel's error for a failing message, and the kernel
+// applies none of it; a good one is applied.
+func TestTxnErrors(t *testing.T) {
+	needRoot(t)
+	table := fmt.Sprintf("skiff_proxy_x%d", os.Getpid())
+	tb := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
+	c, err := newConn("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = deleteTable(c, table); _ = c.CloseLasting() })
+	chains := func() []string {
+		chs, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, ch := range chs {
+			if ch.Table.Name == table {
+				out = append(out, ch.Name)
+			}
+		}
+		return out
+	}
+
+	tx := stage(t)
+	tx.AddTable(tb)
+	tx.AddChain(&nftables.Chain{Name: "good", Table: tb})
+	tx.DelChain(&nftables.Chain{Name: "missing", Table: tb})
+	tx.AddChain(&nftables.Chain{Name: "after", Table: tb})
+	err = tx.Flush()
+	if !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("deleting a missing chain: %v, want ENOENT", err)
+	}
+	if got := chains(); len(got) != 0 {
+		t.Fatalf("a failed transaction left chains %v", got)
+	}
+
+	tx = stage(t)
+	tx.AddTable(tb)
+	for i := 0; i < 1000; i++ {
+		tx.AddChain(&nftables.Chain{Name: fmt.Sprintf("c%d", i), Table: tb})
+	}
+	if err := tx.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := chains(); len(got) != 1000 {
+		t.Fatalf("%d chains, want 1000", len(got))
+	}
+	// The last message failing is reported too.
+	tx = stage(t)
+	tx.AddChain(&nftables.Chain{Name: "c1000", Table: tb})
+	tx.DelChain(&nftables.Chain{Name: "missing", Table: tb})
+	if err := tx.Flush(); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("last message failing: %v, want ENOENT", err)
+	}
+	if got := chains(); len(got) != 1000 {
+		t.Fatalf("%d chains after a failed transaction, want 1000", len(got))
 	}
 }

@@ -297,11 +297,10 @@ func (p *Proxy) apply(sps []*ServicePort) (st SyncInfo, err error) {
 		}
 		p.linkReady = true
 	}
-	c, err := newConn(p.opts.NetNS)
+	c, err := newTxn(p.opts.NetNS)
 	if err != nil {
-		return SyncInfo{}, fmt.Errorf("proxy: netlink: %w", err)
+		return SyncInfo{}, err
 	}
-	defer func() { _ = c.CloseLasting() }()
 	full := p.forceFull || time.Since(p.lastFull) >= p.opts.FullSyncPeriod
 	start := time.Now()
 	st, err = p.nft.sync(c, sps, full)

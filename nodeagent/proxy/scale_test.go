@@ -46,7 +46,7 @@ func TestFullSyncScale(t *testing.T) {
 	sps := scaleServicePorts(n)
 	s := &syncer{cfg: Config{Table: table, LocalhostNodePorts: true}}
 	start := time.Now()
-	if _, err := s.sync(c, sps, true); err != nil {
+	if _, err := s.sync(stage(t), sps, true); err != nil {
 		t.Fatal(err)
 	}
 	empty := time.Since(start)
@@ -54,7 +54,7 @@ func TestFullSyncScale(t *testing.T) {
 	sps[0].Cluster = sps[0].Cluster[:4]
 	sps[0].All = sps[0].Cluster
 	start = time.Now()
-	st, err := s.sync(c, sps, false)
+	st, err := s.sync(stage(t), sps, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestFullSyncScale(t *testing.T) {
 		t.Fatalf("partial sync: %+v", st)
 	}
 	start = time.Now()
-	if _, err := s.sync(c, sps, true); err != nil {
+	if _, err := s.sync(stage(t), sps, true); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d services x 5 endpoints: full sync from empty %v, partial sync after one endpoint change %v, full resync %v",
