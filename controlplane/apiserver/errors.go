@@ -27,6 +27,9 @@ func statusFor(err error) *metav1.Status {
 	case errors.Is(err, storage.ErrExpired):
 		st := apierrors.NewResourceExpired(err.Error()).ErrStatus
 		return &st
+	case errors.Is(err, storage.ErrUnavailable):
+		st := apierrors.NewServiceUnavailable("etcd has no quorum: the request was not stored (too few etcd members of the cluster are reachable)").ErrStatus
+		return &st
 	}
 	st := apierrors.NewInternalError(errors.New("an error on the server prevented the request from succeeding")).ErrStatus
 	return &st

@@ -26,4 +26,8 @@ var (
 	ErrExpired = errors.New("storage: revision expired")
 	// ErrTooLarge means a value exceeds what etcd accepts in one request.
 	ErrTooLarge = errors.New("storage: value too large")
+	// ErrUnavailable means etcd could not order the request: its member
+	// has no leader, as when a minority of an HA cluster's members is
+	// left (HTTP 503).
+	ErrUnavailable = errors.New("storage: etcd has no leader (quorum lost?)")
 )

@@ -205,3 +205,16 @@ func TestStartEmbeddedPortTaken(t *testing.T) {
 		t.Fatalf("error %v (%T) is not EADDRINUSE", err, err)
 	}
 }
+
+func TestUnavailableErrors(t *testing.T) {
+	for _, err := range []error{rpctypes.ErrTimeout, rpctypes.ErrGRPCTimeout, rpctypes.ErrNoLeader, rpctypes.ErrGRPCTimeoutDueToLeaderFail, rpctypes.Error(rpctypes.ErrGRPCNoLeader)} {
+		if w := wrapErr("create", "/k", err); !errors.Is(w, ErrUnavailable) {
+			t.Errorf("%v wraps to %v, want ErrUnavailable", err, w)
+		}
+	}
+	for _, err := range []error{rpctypes.ErrGRPCCompacted, rpctypes.ErrKeyNotFound, errors.New("etcdserver: request timed out (but not etcd's)"), context.DeadlineExceeded} {
+		if w := wrapErr("create", "/k", err); errors.Is(w, ErrUnavailable) {
+			t.Errorf("%v wraps to ErrUnavailable", err)
+		}
+	}
+}

@@ -68,6 +68,9 @@ func wrapErr(op, key string, err error) error {
 	if errors.Is(err, rpctypes.ErrRequestTooLarge) || errors.Is(err, rpctypes.ErrGRPCRequestTooLarge) {
 		return fmt.Errorf("%s %s: %w", op, key, ErrTooLarge)
 	}
+	if unavailable(err) {
+		return fmt.Errorf("%s %s: %w: %w", op, key, ErrUnavailable, err)
+	}
 	return fmt.Errorf("%s %s: %w", op, key, err)
 }
 
