@@ -34,6 +34,12 @@ func (s *Server) newEtcdTLS() (*etcdTLS, error) {
 	s.etcdCerts = &pki.Rotator{CA: ca, Dir: dir, Lifetime: s.cfg.CertLifetime, RenewBefore: s.cfg.CertRenewBefore,
 		Logger: s.cfg.Logger.With("component", "certificates", "ca", "etcd-ca")}
 	loopback := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	if s.ha != nil {
+		// Peers of an HA cluster reach the member at the advertise address.
+		if ip := net.ParseIP(s.advertiseAddress()); ip != nil && !ip.IsLoopback() {
+			loopback = append(loopback, ip)
+		}
+	}
 	t := &etcdTLS{caFile: filepath.Join(dir, "etcd-ca.crt")}
 	for _, l := range []struct {
 		leaf **pki.Leaf

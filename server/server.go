@@ -58,6 +58,16 @@ type Config struct {
 	// EtcdClientPort and EtcdPeerPort of the embedded etcd (0 = pick free).
 	EtcdClientPort int
 	EtcdPeerPort   int
+	// ClusterInit starts the first server of an HA cluster: the embedded
+	// etcd's peer port listens on AdvertiseAddress and the server serves
+	// the join endpoints (ha.go). JoinServer (an API URL of a server of the
+	// cluster) with Token (<data-dir>/server/token of that server) joins
+	// one. AdvertiseAddress defaults to BindAddress, or else the host's
+	// first global IPv4 address.
+	ClusterInit      bool
+	JoinServer       string
+	Token            string
+	AdvertiseAddress string
 	// EtcdLogLevel is the embedded etcd's own log level (default "error").
 	EtcdLogLevel string
 	// WatchCacheSize is the per-resource event history for watch resume.
@@ -217,6 +227,7 @@ type Server struct {
 	ingress    *ingress.Server
 	// dashboardURL is where the dashboard listens ("" = off).
 	dashboardURL string
+	ha           *haState // nil outside an HA cluster (ha.go)
 }
 
 // Start brings the server up and returns once it is ready to serve.
@@ -227,15 +238,22 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	defer func() {
 		if err != nil {
 			s.Stop()
+			s.undoJoin()
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	if err := s.prepareHA(ctx); err != nil {
+		return nil, err
+	}
 	tlsDir := filepath.Join(cfg.DataDir, "tls")
 	s.ca, err = pki.LoadOrCreateCA(tlsDir, "server-ca", "skiff-server-ca")
 	if err != nil {
 		return nil, fmt.Errorf("cluster CA: %w", err)
+	}
+	if err := s.ensureServerToken(); err != nil {
+		return nil, err
 	}
 	s.certs = s.newRotator(tlsDir)
 	if err := s.startDatastore(ctx); err != nil {
@@ -330,7 +348,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.httpSrv = &http.Server{
-		Handler:           s.api.Handler(),
+		Handler:           s.haHandler(s.api.Handler()),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    1 << 20,
@@ -370,6 +388,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.api.SetReady(true)
+	s.joinDone()
 	s.log.Info("skiff server ready", "url", s.url, "kubeconfig", s.kubeconfig)
 	return s, nil
 }
@@ -384,6 +403,14 @@ func (s *Server) startDatastore(ctx context.Context) error {
 			return err
 		}
 		var e *storage.Embedded
+		name, err := s.etcdMemberName()
+		if err != nil {
+			return err
+		}
+		peerHost := "127.0.0.1"
+		if s.ha != nil {
+			peerHost = s.advertiseAddress()
+		}
 		// A port picked free may be taken (by another process, or as the
 		// local end of an outbound connection) before etcd binds it: pick
 		// again, a few times.
@@ -399,17 +426,24 @@ func (s *Server) startDatastore(ctx context.Context) error {
 					return err
 				}
 			}
-			e, err = storage.StartEmbedded(ctx, storage.EmbeddedConfig{
-				Dir:       filepath.Join(cfg.DataDir, "db", "etcd"),
+			ecfg := storage.EmbeddedConfig{
+				Dir:       s.etcdDataDir(),
+				Name:      name,
 				ClientURL: fmt.Sprintf("https://127.0.0.1:%d", cp),
-				PeerURL:   fmt.Sprintf("https://127.0.0.1:%d", pp),
+				PeerURL:   "https://" + net.JoinHostPort(peerHost, strconv.Itoa(pp)),
 				ClientTLS: et.files(et.server),
 				PeerTLS:   et.files(et.peer),
 				Logger:    cfg.Logger,
 				LogLevel:  cfg.EtcdLogLevel,
-			})
+			}
+			joining := s.ha != nil && s.ha.join != nil
+			if joining {
+				e, err = s.startJoinedEtcd(ctx, ecfg)
+			} else {
+				e, err = storage.StartEmbedded(ctx, ecfg)
+			}
 			picked := cfg.EtcdClientPort == 0 || cfg.EtcdPeerPort == 0
-			if err == nil || !picked || attempt == 3 || !errors.Is(err, syscall.EADDRINUSE) {
+			if err == nil || joining || !picked || attempt == 3 || !errors.Is(err, syscall.EADDRINUSE) {
 				break
 			}
 			s.log.Warn("embedded etcd: a picked port was taken, picking again", "err", err)

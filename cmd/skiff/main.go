@@ -33,7 +33,7 @@ func main() {
 	}
 	root.AddCommand(serverCmd(), agentCmd(), schedulerCmd(), controllerManagerCmd(), dnsCmd(), metricsCmd(), ingressCmd(), dashboardCmd(), versionCmd())
 	root.AddCommand(secretsEncryptCmd(), tokenCmd(), imagesCmd(), federationCmd())
-	root.AddCommand(etcdSnapshotCmd(), certificateCmd(), migrateCmd())
+	root.AddCommand(etcdSnapshotCmd(), etcdCmd(), certificateCmd(), migrateCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "skiff:", err)
 		os.Exit(1)

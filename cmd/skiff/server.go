@@ -32,6 +32,12 @@ func serverCmd() *cobra.Command {
 			if err := agent.ValidateProxyMode(cfg.ProxyMode); err != nil {
 				return fmt.Errorf("--proxy-mode: %w", err)
 			}
+			if (cfg.JoinServer == "") != (cfg.Token == "") {
+				return fmt.Errorf("--server and --token go together")
+			}
+			if cfg.JoinServer != "" && cfg.ClusterInit {
+				return fmt.Errorf("--cluster-init starts a cluster, --server joins one: not both")
+			}
 			cfg.Logger = slog.Default()
 			return server.Run(cmd.Context(), cfg)
 		},
@@ -49,6 +55,10 @@ func serverCmd() *cobra.Command {
 	f.StringVar(&cfg.DatastoreCAFile, "datastore-cafile", "", "CA bundle for the external etcd")
 	f.StringVar(&cfg.DatastoreCertFile, "datastore-certfile", "", "client certificate for the external etcd")
 	f.StringVar(&cfg.DatastoreKeyFile, "datastore-keyfile", "", "client key for the external etcd")
+	f.BoolVar(&cfg.ClusterInit, "cluster-init", false, "start the first server of an HA cluster on embedded etcd (peer port on --advertise-address; join token in <data-dir>/server/token)")
+	f.StringVar(&cfg.JoinServer, "server", "", "join the HA cluster of the server at this URL (https://HOST:PORT) as another etcd member and API server; needs --token")
+	f.StringVar(&cfg.Token, "token", "", "server token to join with: <data-dir>/server/token of a server of the cluster (SK10<ca hash>::server:<secret>)")
+	f.StringVar(&cfg.AdvertiseAddress, "advertise-address", "", "address other servers reach this server's etcd peer port at (default --bind-address, or the host's first global IPv4 address)")
 	f.IntVar(&cfg.EtcdClientPort, "etcd-client-port", 2379, "client port of the embedded etcd (0 = any free port)")
 	f.IntVar(&cfg.EtcdPeerPort, "etcd-peer-port", 2380, "peer port of the embedded etcd (0 = any free port)")
 	f.IntVar(&cfg.WatchCacheSize, "watch-cache-size", 4096, "events kept per resource for watch resume")

@@ -37,6 +37,14 @@ type EmbeddedConfig struct {
 	// certificate signed by TrustedCAFile. etcd reads the files on each
 	// handshake, so rotated certificates take effect without a restart.
 	ClientTLS, PeerTLS *TLSFiles
+	// InitialCluster is the member list a new member starts with
+	// ("name=peerURL,..."); empty = this member alone, a new cluster.
+	// With InitialClusterExisting the member joins a running cluster that
+	// already added it (MemberAdd). Both are ignored once Dir holds data.
+	InitialCluster         string
+	InitialClusterExisting bool
+	// ReadyTimeout bounds the wait for the member to serve (default 60s).
+	ReadyTimeout time.Duration
 }
 
 // TLSFiles are a member's certificate, key and the CA its clients' (or
@@ -92,6 +100,15 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		ec.PeerTLSInfo = cfg.PeerTLS.info()
 	}
 	ec.InitialCluster = fmt.Sprintf("%s=%s", cfg.Name, pu.String())
+	if cfg.InitialCluster != "" {
+		ec.InitialCluster = cfg.InitialCluster
+	}
+	if cfg.InitialClusterExisting {
+		ec.ClusterState = embed.ClusterStateFlagExisting
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = 60 * time.Second
+	}
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = cfg.AutoCompactionRetention.String()
 	ec.LogLevel = "error"
@@ -112,9 +129,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	case err := <-e.Err():
 		e.Close()
 		return nil, fmt.Errorf("etcd failed: %w", err)
-	case <-time.After(60 * time.Second):
+	case <-time.After(cfg.ReadyTimeout):
 		e.Close()
-		return nil, fmt.Errorf("etcd did not become ready in 60s")
+		return nil, fmt.Errorf("etcd did not become ready in %s", cfg.ReadyTimeout)
 	case <-ctx.Done():
 		e.Close()
 		return nil, ctx.Err()

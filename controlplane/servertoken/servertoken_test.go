@@ -1,0 +1,41 @@
+package servertoken
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestRoundTripAndChecks(t *testing.T) {
+	ca := []byte("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
+	tok, err := New(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Parse(tok.String())
+	if err != nil || got != tok {
+		t.Fatalf("Parse(%q) = %+v, %v; want %+v", tok.String(), got, err, tok)
+	}
+	if !got.MatchesCA(ca) || got.MatchesCA([]byte("other")) {
+		t.Error("MatchesCA accepts the wrong CA or refuses the right one")
+	}
+	if !got.CheckSecret(tok.Secret) || got.CheckSecret(tok.Secret+"x") || got.CheckSecret("") {
+		t.Error("CheckSecret accepts a wrong secret or refuses the right one")
+	}
+	dir := t.TempDir()
+	if err := Write(dir, tok); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Read(dir); err != nil || r != tok {
+		t.Fatalf("Read = %+v, %v", r, err)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	h := strings.Repeat("ab", 32)
+	for _, s := range []string{"", "secret", "K10" + h + "::server:s", "SK10" + h + "::server:", "SK10" + h[:10] + "::server:s", "SK10" + strings.Repeat("zz", 32) + "::server:s", "SK10" + h + ":s"} {
+		if _, err := Parse(s); !errors.Is(err, ErrFormat) {
+			t.Errorf("Parse(%q) = %v, want ErrFormat", s, err)
+		}
+	}
+}

@@ -1,0 +1,210 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiffhq/skiff/controlplane/etcdclient"
+	"github.com/skiffhq/skiff/controlplane/servertoken"
+	"github.com/skiffhq/skiff/internal/testserver"
+	"github.com/skiffhq/skiff/server"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+func haConfig(t *testing.T) server.Config {
+	return server.Config{DataDir: t.TempDir(), BindAddress: "127.0.0.1", AdvertiseAddress: "127.0.0.1", DisableAgent: true,
+		DNSListenAddress: "127.0.0.1:0", Disable: []string{"etcd-snapshot"}}
+}
+
+// memberNames lists the etcd members through the client record of a
+// server's data dir (mutual TLS to its member's client port).
+func memberNames(ctx context.Context, t *testing.T, dataDir string) []string {
+	t.Helper()
+	info, err := etcdclient.Read(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := info.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	resp, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatalf("member list: %v", err)
+	}
+	var names []string
+	for _, m := range resp.Members {
+		if m.IsLearner {
+			t.Errorf("member %s is still a learner", m.Name)
+		}
+		names = append(names, m.Name)
+	}
+	return names
+}
+
+// eventually retries f until it succeeds or ctx ends (then it fails t).
+func eventually(ctx context.Context, t *testing.T, what string, f func() error) {
+	t.Helper()
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: %v", what, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func createCM(ctx context.Context, cs kubernetes.Interface, name string) error {
+	_, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"k": name}}, metav1.CreateOptions{})
+	return err
+}
+
+func getCM(ctx context.Context, cs kubernetes.Interface, name string) error {
+	cm, err := cs.CoreV1().ConfigMaps("default").Get(ctx, name, metav1.GetOptions{})
+	if err == nil && cm.Data["k"] != name {
+		err = fmt.Errorf("configmap %s has data %v", name, cm.Data)
+	}
+	return err
+}
+
+// TestHAEmbeddedEtcd forms a cluster of three servers on loopback
+// (--cluster-init, then two joins with the first server's token), with
+// bad joins refused on the way; checks that writes through any server are
+// read through the others, that two servers keep serving when one stops,
+// and that the last one alone refuses writes.
+func TestHAEmbeddedEtcd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	c1 := haConfig(t)
+	c1.ClusterInit = true
+	s1 := testserver.StartWith(t, c1)
+	tokText, err := os.ReadFile(filepath.Join(c1.DataDir, servertoken.File))
+	if err != nil {
+		t.Fatalf("the first server stores its token: %v", err)
+	}
+	tok, err := servertoken.Parse(string(tokText))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Bad joins: a clear error, no member added, no file left behind.
+	wrongCA := tok
+	wrongCA.CAHash = strings.Repeat("0", 64)
+	wrongSecret := tok
+	wrongSecret.Secret = strings.Repeat("f", 32)
+	// A peer port already taken: etcd fails to start after the member was
+	// added, and the join removes it again.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, tc := range []struct {
+		name, token, want string
+		peerPort          int
+	}{
+		{"wrong CA hash", wrongCA.String(), "is not the one the token names", 0},
+		{"wrong secret", wrongSecret.String(), "server token rejected", 0},
+		{"not a token", "K10abc::server:x", "not a server token", 0},
+		{"member added, etcd fails to start", tok.String(), "address already in use", taken.Addr().(*net.TCPAddr).Port},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := haConfig(t)
+			c.JoinServer, c.Token, c.EtcdPeerPort = s1.URL(), tc.token, tc.peerPort
+			s, err := server.Start(ctx, c)
+			if err == nil {
+				s.Stop()
+				t.Fatal("join succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("join error %q, want it to say %q", err, tc.want)
+			}
+			if got := memberNames(ctx, t, c1.DataDir); len(got) != 1 {
+				t.Errorf("members after a refused join: %v", got)
+			}
+			for _, f := range []string{"tls/server-ca.key", "tls/etcd/etcd-ca.key", servertoken.File, "db/etcd/member"} {
+				if _, err := os.Stat(filepath.Join(c.DataDir, f)); err == nil {
+					t.Errorf("refused join left %s behind", f)
+				}
+			}
+		})
+	}
+
+	join := func() (*testserver.Server, server.Config) {
+		c := haConfig(t)
+		c.JoinServer, c.Token = s1.URL(), tok.String()
+		return testserver.StartWith(t, c), c
+	}
+	s2, c2 := join()
+	s3, c3 := join()
+	if got := memberNames(ctx, t, c3.DataDir); len(got) != 3 {
+		t.Fatalf("members: %v, want 3", got)
+	}
+	for _, c := range []server.Config{c2, c3} {
+		if b, err := os.ReadFile(filepath.Join(c.DataDir, "tls/server-ca.crt")); err != nil || !tok.MatchesCA(b) {
+			t.Fatalf("a joined server does not hold the cluster CA: %v", err)
+		}
+	}
+
+	servers := []*testserver.Server{s1, s2, s3}
+	for i, w := range servers {
+		name := fmt.Sprintf("via-%d", i+1)
+		if err := createCM(ctx, w.Client, name); err != nil {
+			t.Fatalf("write through server %d: %v", i+1, err)
+		}
+		for j, r := range servers {
+			eventually(ctx, t, fmt.Sprintf("server %d reads what server %d wrote", j+1, i+1), func() error { return getCM(ctx, r.Client, name) })
+		}
+	}
+
+	// One server down: the other two still serve writes and reads (a
+	// write may fail while etcd elects a new leader).
+	s1.Stop()
+	eventually(ctx, t, "write through server 2 with server 1 stopped", func() error { return createCM(ctx, s2.Client, "after-stop") })
+	eventually(ctx, t, "server 3 reads it", func() error { return getCM(ctx, s3.Client, "after-stop") })
+	if err := createCM(ctx, s3.Client, "after-stop-3"); err != nil {
+		t.Fatalf("write through server 3 with server 1 stopped: %v", err)
+	}
+	eventually(ctx, t, "server 2 reads it", func() error { return getCM(ctx, s2.Client, "after-stop-3") })
+
+	// A minority (server 3 alone) refuses writes.
+	s2.Stop()
+	wctx, wcancel := context.WithTimeout(ctx, 40*time.Second)
+	err = createCM(wctx, s3.Client, "minority")
+	wcancel()
+	if err == nil {
+		t.Fatal("a server without quorum accepted a write")
+	}
+	t.Logf("write without quorum: %v", err)
+	if msg := err.Error(); !apierrors.IsServiceUnavailable(err) || !strings.Contains(msg, "no quorum") {
+		t.Errorf("write without quorum failed with %q, want 503 naming the lost quorum", msg)
+	}
+
+	// Joining a cluster without quorum fails and leaves nothing behind.
+	c4 := haConfig(t)
+	c4.JoinServer, c4.Token = s3.URL(), tok.String()
+	if s, err := server.Start(ctx, c4); err == nil {
+		s.Stop()
+		t.Fatal("joined a cluster without quorum")
+	} else if !strings.Contains(err.Error(), "no quorum") {
+		t.Errorf("join without quorum: %q, want it to say so", err)
+	}
+	if _, err := os.Stat(filepath.Join(c4.DataDir, "tls/server-ca.key")); err == nil {
+		t.Error("a join refused for lack of quorum left the cluster CA behind")
+	}
+}
