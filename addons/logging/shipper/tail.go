@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"syscall"
 	"time"
@@ -45,6 +46,12 @@ type tailer struct {
 	slot string
 	fp   string
 	meta *Meta
+	// join joins multi-line records when the pod asks for it
+	// (MultilineAnnotation); nextStart is the pattern the pod's metadata
+	// asks for now, applied by refresh. Both belong to run's goroutine.
+	join      joiner
+	nextStart *regexp.Regexp
+	badStart  string // an invalid pattern already logged
 	// idPrefix is docIDPrefix(id, fp), set with fp.
 	idPrefix []byte
 
@@ -223,7 +230,10 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 		rotated  bool
 		lastMeta time.Time
 	)
-	t.refreshMeta()
+	if !t.refresh(ctx, off, parts) {
+		t.stop(false)
+		return
+	}
 	for {
 		select {
 		case <-t.abandoned:
@@ -247,7 +257,10 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 			}
 			line = line[:0]
 			if time.Since(lastMeta) > 5*time.Second {
-				t.refreshMeta()
+				if !t.refresh(ctx, off, parts) {
+					t.stop(false)
+					return
+				}
 				lastMeta = time.Now()
 			}
 			continue
@@ -261,10 +274,22 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 		// noticing that, flush its partial lines and finish.
 		if rotated {
 			for stream, p := range parts {
-				t.emit(ctx, &logLine{time: p.time, stream: stream, msg: p.msg, offset: p.start}, off)
+				delete(parts, stream)
+				t.deliver(ctx, &logLine{time: p.time, stream: stream, msg: p.msg, offset: p.start}, off, parts)
+			}
+			for _, r := range t.join.idle(time.Time{}) {
+				t.emit(ctx, r, t.commitPoint(off, parts))
 			}
 			t.finish(ctx)
 			return
+		}
+		// A joined record that got no continuation for a while is
+		// complete as far as anyone can tell.
+		for _, r := range t.join.idle(time.Now()) {
+			if !t.emit(ctx, r, t.commitPoint(off, parts)) {
+				t.stop(false)
+				return
+			}
 		}
 		if t.gone(f, path) {
 			rotated = true
@@ -282,6 +307,7 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 			rd.Reset(f)
 			line = line[:0]
 			clear(parts)
+			t.join.pending = nil
 		}
 	}
 }
@@ -321,7 +347,7 @@ func (t *tailer) handle(ctx context.Context, line []byte, start, end int64, part
 	rec, err := crilog.Parse(bytes.TrimSuffix(line, []byte{'\n'}))
 	if err != nil {
 		// Not a CRI record (junk, or a cut overlong line): ship as is.
-		return t.emit(ctx, &logLine{time: time.Now(), stream: "stdout", msg: bytes.TrimSuffix(line, []byte{'\n'}), offset: start}, t.commitPoint(end, parts))
+		return t.deliver(ctx, &logLine{time: time.Now(), stream: "stdout", msg: bytes.TrimSuffix(line, []byte{'\n'}), offset: start}, end, parts)
 	}
 	p := parts[rec.Stream]
 	if rec.Partial {
@@ -334,25 +360,54 @@ func (t *tailer) handle(ctx context.Context, line []byte, start, end int64, part
 			return true
 		}
 		delete(parts, rec.Stream)
-		return t.emit(ctx, &logLine{time: p.time, stream: rec.Stream, msg: p.msg, offset: p.start}, t.commitPoint(end, parts))
+		return t.deliver(ctx, &logLine{time: p.time, stream: rec.Stream, msg: p.msg, offset: p.start}, end, parts)
 	}
 	r := &logLine{time: rec.Time, stream: rec.Stream, msg: rec.Message, offset: start}
 	if p != nil {
 		delete(parts, rec.Stream)
 		r.time, r.offset, r.msg = p.time, p.start, append(p.msg, rec.Message...)
 	}
+	return t.deliver(ctx, r, end, parts)
+}
+
+// deliver passes on a complete record read up to end: through the joiner
+// when the pod asks for multi-line records, else straight to emit.
+func (t *tailer) deliver(ctx context.Context, r *logLine, end int64, parts map[string]*partial) bool {
+	if t.join.start != nil {
+		if r = t.join.add(r, time.Now()); r == nil {
+			return true
+		}
+	}
 	return t.emit(ctx, r, t.commitPoint(end, parts))
 }
 
-// commitPoint is end unless another stream's partial line started before
-// it: a restart must re-read that line's first parts.
+// commitPoint is end unless another stream's partial line, or a joined
+// record still open, started before it: a restart must re-read it from
+// its first line.
 func (t *tailer) commitPoint(end int64, parts map[string]*partial) int64 {
 	for _, p := range parts {
 		if p.start < end {
 			end = p.start
 		}
 	}
-	return end
+	return t.join.earliest(end)
+}
+
+// refresh reads the pod's metadata again and applies a changed
+// multi-line pattern: the records joined so far under the old one are
+// shipped first. false: the shipper is stopping.
+func (t *tailer) refresh(ctx context.Context, off int64, parts map[string]*partial) bool {
+	t.refreshMeta()
+	if samePattern(t.join.start, t.nextStart) {
+		return true
+	}
+	for _, r := range t.join.idle(time.Time{}) {
+		if !t.emit(ctx, r, t.commitPoint(off, parts)) {
+			return false
+		}
+	}
+	t.join.start = t.nextStart
+	return true
 }
 
 // emit ships one record. Records of excluded pods are acknowledged at
@@ -393,6 +448,14 @@ func (t *tailer) refreshMeta() {
 		}
 		m.Labels, m.Annotations = p.Labels, p.Annotations
 		m.ContainerImage = containerImage(p, m.ContainerName)
+		re, err := multilineStart(p.Annotations, m.ContainerName)
+		if err != nil {
+			if v := p.Annotations[MultilineAnnotation]; v != t.badStart {
+				t.badStart = v
+				t.s.log.Warn("multi-line joining off: invalid pattern", "pod", ns+"/"+name, "container", m.ContainerName, "err", err)
+			}
+		}
+		t.nextStart = re
 	} else if t.meta != nil {
 		return // keep what the pod said while it existed
 	}

@@ -151,3 +151,100 @@ func TestEmbeddedStore(t *testing.T) {
 		t.Fatalf("stats %+v: the re-shipped lines were not answered 409", st)
 	}
 }
+
+// TestMultilineRecordsJoined: a pod annotated for multi-line joining gets
+// a stack trace stored as one document (its frames joined with "\n",
+// including a frame longer than a CRI record, which crilog splits), while
+// another stream's line in between stays its own record and the last
+// record is shipped once nothing follows it.
+func TestMultilineRecordsJoined(t *testing.T) {
+	srv := testserver.Start(t)
+	node, err := srv.ComponentConfig("system:node:node-a", []string{"system:nodes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(node.CertFile, node.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := rest.TransportFor(srv.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{strings.TrimSuffix(srv.Config.Host, "/") + "/logs"}, Transport: rt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	logDir := filepath.Join(root, "logs")
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ml", Name: "java-0", UID: "uid-ml",
+		Annotations: map[string]string{shipper.MultilineAnnotation: "indented"}}}
+	w, err := crilog.OpenRotating(filepath.Join(logDir, "ml_java-0_uid-ml", "app", "0.log"), crilog.Rotation{MaxSize: 1 << 20, MaxFiles: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	long := "\tat " + strings.Repeat("x", 20<<10)
+	trace := []string{`Exception in thread "main" java.lang.IllegalStateException: boom`, "\tat com.example.A.run(A.java:10)", long, "\tat com.example.Main.main(Main.java:3)"}
+	out, errw := w.Stream(crilog.Stdout), w.Stream(crilog.Stderr)
+	fmt.Fprintln(out, "request 1 ok")
+	fmt.Fprintln(out, trace[0])
+	fmt.Fprintln(out, trace[1])
+	fmt.Fprintln(errw, "stderr between frames")
+	fmt.Fprintln(out, trace[2])
+	fmt.Fprintln(out, trace[3])
+	fmt.Fprintln(out, "request 2 ok")
+
+	run(t, shipper.Config{
+		PodLogDir: logDir, StateDir: filepath.Join(root, "state"), NodeName: "node-a",
+		URL: strings.TrimSuffix(node.Host, "/") + "/logs", CACert: node.CAData, ClientCert: &cert,
+		Pod:          func(types.UID) *corev1.Pod { return pod },
+		PollInterval: 50 * time.Millisecond, FlushInterval: 100 * time.Millisecond,
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for count(t, admin, "logs-kubernetes-ml") < 4 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // a fifth document would be a split record: let it arrive
+	res, err := admin.Search(admin.Search.WithIndex("logs-kubernetes-ml"), admin.Search.WithSize(20),
+		admin.Search.WithContext(context.Background()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body struct {
+		Hits struct {
+			Hits []struct {
+				Source struct {
+					Message string `json:"message"`
+					Stream  string `json:"stream"`
+				} `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, h := range body.Hits.Hits {
+		got[h.Source.Message] = h.Source.Stream
+	}
+	want := map[string]string{
+		"request 1 ok":            "stdout",
+		strings.Join(trace, "\n"): "stdout",
+		"stderr between frames":   "stderr",
+		"request 2 ok":            "stdout",
+	}
+	if len(got) != len(want) || len(body.Hits.Hits) != len(want) {
+		short := map[string]string{}
+		for m, s := range got {
+			short[m[:min(len(m), 80)]] = s
+		}
+		t.Fatalf("stored %d documents %v, want the %d records", len(body.Hits.Hits), short, len(want))
+	}
+	for m, s := range want {
+		if got[m] != s {
+			t.Fatalf("record %.80q on %s not stored whole", m, s)
+		}
+	}
+}
