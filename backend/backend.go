@@ -213,6 +213,8 @@ func (s *Server) routes() http.Handler {
 			r.Post("/apply", s.apply)
 			r.Post("/scale", s.scale)
 			r.Get("/logs", s.logs)
+			r.Get("/workloadlogs", s.workloadLogs)
+			r.Get("/exec", s.exec)
 			r.Post("/cluster", s.switchCluster)
 			r.With(hostOnly("log search")).Get("/logsearch", s.logSearch)
 			r.With(hostOnly("log search")).Get("/logsearch/context", s.logContext)

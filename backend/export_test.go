@@ -13,3 +13,6 @@ func CachedObjects(s *Server, gvr schema.GroupVersionResource) []any {
 	}
 	return k.informer.GetStore().List()
 }
+
+// ExecSessions is the number of exec relays open.
+func ExecSessions() int64 { return execSessions.Load() }
