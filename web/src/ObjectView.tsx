@@ -3,11 +3,14 @@ import * as api from "./api";
 import type { Route } from "./route";
 import { listHref, objectHref } from "./route";
 import { Logs } from "./Logs";
+import { MergedLogs } from "./MergedLogs";
+import { mergedKinds } from "./workloadlogs";
 import type { Live } from "./live";
 import { ObjectExtras } from "./Extras";
 import { searchLink } from "./logsearch";
 
 const Editor = lazy(() => import("./Editor"));
+const Terminal = lazy(() => import("./Terminal"));
 
 type ObjRoute = Extract<Route, { view: "object" }>;
 type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -34,6 +37,8 @@ export function ObjectView({ route, rules, resource, live = null }: { route: Obj
   const scalable = ["deployments", "replicasets", "statefulsets", "replicationcontrollers"].includes(route.resource);
   const base = objectHref(route.group, route.version, route.resource, route.ns, route.name);
   const tab = route.tab;
+  const merged = mergedKinds.includes(route.resource) && (route.group === "apps" || route.group === "batch");
+  const containers: string[] = (obj?.spec?.containers ?? obj?.spec?.template?.spec?.containers ?? []).map((c: Any) => c.name);
 
   return (
     <section className="object">
@@ -51,6 +56,16 @@ export function ObjectView({ route, rules, resource, live = null }: { route: Obj
         {route.resource === "pods" && (
           <a role="tab" aria-selected={tab === "logs"} href={`${base}/logs`}>
             Logs
+          </a>
+        )}
+        {route.resource === "pods" && (
+          <a role="tab" aria-selected={tab === "exec"} href={`${base}/exec`} title={can("create", "exec") ? "" : "You may not exec into this pod"}>
+            Terminal
+          </a>
+        )}
+        {merged && (
+          <a role="tab" aria-selected={tab === "logs"} href={`${base}/logs`}>
+            Logs (all pods)
           </a>
         )}
         {obj && searchLink(route.resource, obj) && (
@@ -120,7 +135,13 @@ export function ObjectView({ route, rules, resource, live = null }: { route: Obj
           <Editor refObj={ref} canEdit={can("update")} />
         </Suspense>
       )}
-      {tab === "logs" && <Logs ns={route.ns} pod={route.name} containers={(obj?.spec?.containers ?? []).map((c: Any) => c.name)} />}
+      {tab === "logs" && route.resource === "pods" && <Logs ns={route.ns} pod={route.name} containers={containers} />}
+      {tab === "logs" && merged && <MergedLogs r={ref} containers={containers} />}
+      {tab === "exec" && route.resource === "pods" && obj && (
+        <Suspense fallback={<p>Loading terminal…</p>}>
+          <Terminal ns={route.ns} pod={route.name} containers={containers} />
+        </Suspense>
+      )}
     </section>
   );
 }

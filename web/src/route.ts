@@ -1,7 +1,7 @@
 // Deep links: every view is a hash URL.
 //   #/overview
 //   #/r/<group|core>/<version>/<resource>?ns=<namespace>&q=<filter>
-//   #/o/<group|core>/<version>/<resource>/<namespace|_>/<name>[/yaml|/logs]
+//   #/o/<group|core>/<version>/<resource>/<namespace|_>/<name>[/yaml|/logs|/exec] (logs of a workload: all its pods merged)
 //   #/logs?q=&range=&f=... (log search; the state is parsed by logsearch.ts)
 //   #/federation (member clusters and placement; the host's)
 
