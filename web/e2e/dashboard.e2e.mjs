@@ -63,6 +63,72 @@ const browser = await chromium.launch({
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
 });
 const results = {};
+
+// E2E_PART=exec (e2e/dashboard_exec_test.go: a cluster with a real node
+// agent, pod default/shell running sleep, Deployment default/logger with
+// 2 replicas printing "tick-N from <pod>"): the exec terminal and the
+// merged workload logs.
+async function execPart() {
+  step("exec: the admin opens a shell in pod shell, types a command and sees its output");
+  const { ctx, page } = await login(browser, env("ADMIN_TOKEN"));
+  await page.goto(url + "/#/o/core/v1/pods/default/shell/exec");
+  await page.waitForSelector("input[aria-label=command]");
+  if ((await page.inputValue("input[aria-label=command]")) !== "/bin/sh") throw new Error("the command does not default to /bin/sh");
+  await page.click("button:has-text('Connect')");
+  await page.waitForSelector("[data-testid=exec-state]:has-text('connected')", { timeout: 20000 });
+  const screen = () => page.textContent("[data-testid=terminal] .xterm-rows");
+  const n = Math.floor(Math.random() * 1e6);
+  await page.click("[data-testid=terminal]");
+  await page.keyboard.type(`echo hello-$((${n}+1))`);
+  await page.keyboard.press("Enter");
+  await poll("the command's output in the terminal", async () => (await screen()).includes(`hello-${n + 1}`));
+  // The typed line shows the expression, the output its value: the value
+  // can only come from the shell.
+  await page.keyboard.type("stty size");
+  await page.keyboard.press("Enter");
+  await poll("a terminal size from the browser's resize", async () => /\b\d+ \d+\b/.test((await screen()).split("stty size")[1] ?? ""));
+  await shot(page, "exec-terminal");
+  await page.keyboard.type("exit 4");
+  await page.keyboard.press("Enter");
+  await poll("the exit code shown", async () => ((await page.textContent("[data-testid=exec-ended]", { timeout: 1000 })) ?? "").includes("exited (code 4)"));
+
+  step("merged logs: the Deployment's Logs tab shows lines of both pods, each named, and of a third pod after scaling");
+  const podsOf = () => kubectl("get", "pods", "-n", "default", "-l", "app=logger", "--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}").split(" ").filter(Boolean);
+  await page.goto(url + "/#/o/apps/v1/deployments/default/logger/logs");
+  const shownPods = () => page.$$eval(".mline", (ls) => [...new Set(ls.map((l) => l.getAttribute("data-pod")))].sort());
+  await poll("lines of both pods", async () => (await shownPods()).length === 2, 30000);
+  const two = podsOf();
+  if (JSON.stringify(await shownPods()) !== JSON.stringify([...two].sort())) throw new Error(`pods in the merged log ${await shownPods()}, running ${two}`);
+  for (const p of two) {
+    const line = await page.textContent(`.mline[data-pod="${p}"] >> nth=-1`);
+    if (!line.startsWith(p + " tick-") || !line.includes(`from ${p}`)) throw new Error(`line of ${p}: ${line}`);
+  }
+  await shot(page, "merged-logs");
+  kubectl("scale", "deployment", "logger", "-n", "default", "--replicas=3");
+  await poll("lines of the third pod, without reload", async () => (await shownPods()).length === 3, 90000);
+  await ctx.close();
+
+  step("exec: the view user is refused with the RBAC message in the terminal");
+  const v = await login(browser, env("VIEWER_TOKEN"));
+  await v.page.goto(url + "/#/o/core/v1/pods/default/shell/exec");
+  await v.page.click("button:has-text('Connect')");
+  await v.page.waitForSelector("[data-testid=exec-ended]", { timeout: 20000 });
+  const refused = await v.page.textContent("[data-testid=exec-ended]");
+  if (refused !== "viewer cannot create pods/exec in namespace default") throw new Error(`viewer exec: ${refused}`);
+  await shot(v.page, "exec-denied");
+  await v.ctx.close();
+}
+
+if (process.env.E2E_PART === "exec") {
+  try {
+    await execPart();
+    console.log(JSON.stringify(results));
+  } finally {
+    await browser.close();
+  }
+  process.exit(0);
+}
+
 try {
   step("a wrong token is refused with a message");
   {
