@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,8 +24,11 @@ import (
 )
 
 // RemoteWriteOptions configure Prometheus remote write (1.0) of the usage
-// series (the ones on /metrics, UsageCollector): one write request per
-// scrape round. The zero value (no URL) is off.
+// series (the ones on /metrics, UsageCollector): each scrape round is
+// written in requests of at most MaxSamplesPerSend samples, up to Shards
+// of them at once; rounds are written in order (a round's requests all
+// end before the next round's start, so every series' samples arrive in
+// time order). The zero value (no URL) is off.
 type RemoteWriteOptions struct {
 	// URL of the receiver's remote write endpoint (Prometheus:
 	// /api/v1/write with --web.enable-remote-write-receiver).
@@ -49,6 +53,11 @@ type RemoteWriteOptions struct {
 	// the receiver answered 5xx or 429 to, or did not answer (defaults 100ms
 	// and 10s, doubling).
 	MinBackoff, MaxBackoff time.Duration
+	// MaxSamplesPerSend bounds one request (default 2000, Prometheus's
+	// max_samples_per_send); Shards is how many requests of a round are in
+	// flight at once (default 4).
+	MaxSamplesPerSend int
+	Shards            int
 }
 
 // Enabled reports whether remote write is configured.
@@ -67,7 +76,17 @@ type remoteWriter struct {
 	buf   []byte // encoder scratch (rounds are encoded one at a time)
 }
 
-type writeRound struct {
+// writeRound is one scrape round, in requests.
+type writeRound []writeBatch
+
+func (r writeRound) samples() (n int) {
+	for _, b := range r {
+		n += b.samples
+	}
+	return n
+}
+
+type writeBatch struct {
 	body    []byte // snappy block of a WriteRequest
 	samples int
 }
@@ -121,6 +140,12 @@ func newRemoteWriter(opts RemoteWriteOptions, reg prometheus.Registerer, log *sl
 	if opts.MaxBackoff < opts.MinBackoff {
 		opts.MaxBackoff = max(10*time.Second, opts.MinBackoff)
 	}
+	if opts.MaxSamplesPerSend <= 0 {
+		opts.MaxSamplesPerSend = 2000
+	}
+	if opts.Shards <= 0 {
+		opts.Shards = 4
+	}
 	if opts.BearerTokenFile != "" && opts.Username != "" {
 		return nil, errors.New("remote write: a bearer token or basic auth, not both")
 	}
@@ -147,21 +172,26 @@ func newRemoteWriter(opts RemoteWriteOptions, reg prometheus.Registerer, log *sl
 	return &remoteWriter{opts: opts, client: client, log: log, m: m, wake: make(chan struct{}, 1)}, nil
 }
 
-// enqueue encodes a round's samples as one WriteRequest and queues it,
-// dropping the oldest waiting round when the queue is full.
+// enqueue encodes a round's samples as WriteRequests of at most
+// MaxSamplesPerSend samples and queues them, dropping the oldest waiting
+// round when the queue is full.
 func (w *remoteWriter) enqueue(samples []sample, now time.Time) {
 	if len(samples) == 0 {
 		return
 	}
-	w.buf = encodeWriteRequest(w.buf[:0], samples, now)
-	body := snappy.Encode(nil, w.buf)
+	var round writeRound
+	for chunk := range slices.Chunk(samples, w.opts.MaxSamplesPerSend) {
+		w.buf = encodeWriteRequest(w.buf[:0], chunk, now)
+		round = append(round, writeBatch{body: snappy.Encode(nil, w.buf), samples: len(chunk)})
+	}
 	w.mu.Lock()
 	if len(w.queue) >= w.opts.QueueRounds {
-		w.m.dropped.WithLabelValues("queue_full").Add(float64(w.queue[0].samples))
-		w.log.Warn("remote write queue full: dropping the oldest round", "samples", w.queue[0].samples)
+		n := w.queue[0].samples()
+		w.m.dropped.WithLabelValues("queue_full").Add(float64(n))
+		w.log.Warn("remote write queue full: dropping the oldest round", "samples", n)
 		w.queue = w.queue[1:]
 	}
-	w.queue = append(w.queue, writeRound{body: body, samples: len(samples)})
+	w.queue = append(w.queue, round)
 	w.m.queued.Set(float64(len(w.queue)))
 	w.mu.Unlock()
 	select {
@@ -191,19 +221,38 @@ func (w *remoteWriter) run(ctx context.Context) {
 				continue
 			}
 		}
-		w.deliver(ctx, r)
+		w.deliverRound(ctx, r)
 		if ctx.Err() != nil {
 			return
 		}
 	}
 }
 
+// deliverRound writes a round's requests, up to Shards at once, and
+// returns when every one was accepted, rejected or ctx ended.
+func (w *remoteWriter) deliverRound(ctx context.Context, r writeRound) {
+	if len(r) == 1 {
+		w.deliver(ctx, r[0])
+		return
+	}
+	sem := make(chan struct{}, w.opts.Shards)
+	var wg sync.WaitGroup
+	for _, b := range r {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			w.deliver(ctx, b)
+		})
+	}
+	wg.Wait()
+}
+
 // errRecoverable marks a failure worth retrying (5xx, 429, no answer).
 var errRecoverable = errors.New("recoverable")
 
-// deliver sends one round, retrying recoverable failures with backoff
+// deliver sends one request, retrying recoverable failures with backoff
 // until it is accepted, rejected or ctx ends.
-func (w *remoteWriter) deliver(ctx context.Context, r writeRound) {
+func (w *remoteWriter) deliver(ctx context.Context, r writeBatch) {
 	backoff := w.opts.MinBackoff
 	for {
 		err := w.send(ctx, r)
@@ -214,7 +263,7 @@ func (w *remoteWriter) deliver(ctx context.Context, r writeRound) {
 			return
 		case !errors.Is(err, errRecoverable):
 			w.m.dropped.WithLabelValues("rejected").Add(float64(r.samples))
-			w.log.Warn("remote write rejected: round dropped", "samples", r.samples, "err", err)
+			w.log.Warn("remote write rejected: request dropped", "samples", r.samples, "err", err)
 			return
 		}
 		w.m.retries.Inc()
@@ -228,7 +277,7 @@ func (w *remoteWriter) deliver(ctx context.Context, r writeRound) {
 	}
 }
 
-func (w *remoteWriter) send(ctx context.Context, r writeRound) error {
+func (w *remoteWriter) send(ctx context.Context, r writeBatch) error {
 	ctx, cancel := context.WithTimeout(ctx, w.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.opts.URL, bytes.NewReader(r.body))

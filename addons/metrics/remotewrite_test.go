@@ -391,3 +391,75 @@ func waitValue(c prometheus.Metric, want float64) float64 {
 	}
 	return metricValue(c)
 }
+
+// A round is written in requests of at most MaxSamplesPerSend samples, no
+// more than Shards at once; every series arrives once per round, and a
+// round's requests all end before the next round's begin (each series'
+// samples arrive in time order).
+func TestRemoteWriteBatchesRounds(t *testing.T) {
+	rcv := newReceiver(t)
+	inner := rcv.srv.Config.Handler
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	rcv.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond) // let the shards overlap
+		inner.ServeHTTP(w, r)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	})
+	const per, shards = 3, 2
+	c, agents, _ := rwCollector(t, rcv, RemoteWriteOptions{MaxSamplesPerSend: per, Shards: shards})
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	setRound(agents, t0, 100)
+	c.round(context.Background())
+	setRound(agents, t0.Add(15*time.Second), 110)
+	c.round(context.Background())
+	n := len(c.usage.current())
+	if n <= per {
+		t.Fatalf("%d series: the test needs more than %d", n, per)
+	}
+	reqs := 2 * ((n + per - 1) / per)
+	rcv.waitTries(reqs)
+	seen := map[int64]map[string]int{}
+	var lastTS int64
+	for i, req := range rcv.accepted() {
+		if len(req) > per {
+			t.Errorf("request %d holds %d samples, want at most %d", i, len(req), per)
+		}
+		ts := req[0].ts
+		if ts < lastTS {
+			t.Errorf("request %d of round %d after a request of round %d", i, ts, lastTS)
+		}
+		lastTS = ts
+		for _, s := range req {
+			if s.ts != ts {
+				t.Errorf("request %d mixes rounds %d and %d", i, ts, s.ts)
+			}
+			if seen[ts] == nil {
+				seen[ts] = map[string]int{}
+			}
+			seen[ts][s.key()]++
+		}
+	}
+	for _, round := range []time.Time{t0, t0.Add(15 * time.Second)} {
+		got := seen[round.UnixMilli()]
+		if len(got) != n {
+			t.Errorf("round %v: %d series, want %d", round, len(got), n)
+		}
+		for k, c := range got {
+			if c != 1 {
+				t.Errorf("round %v: %s written %d times", round, k, c)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most > shards {
+		t.Errorf("%d requests in flight at once, want at most %d shards", most, shards)
+	}
+}

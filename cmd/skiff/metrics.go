@@ -90,4 +90,6 @@ func remoteWriteFlags(f *pflag.FlagSet, o *metrics.RemoteWriteOptions) {
 	f.StringVar(&o.Username, "metrics-remote-write-username", "", "basic auth user for the remote write endpoint")
 	f.StringVar(&o.PasswordFile, "metrics-remote-write-password-file", "", "file with the basic auth password for the remote write endpoint")
 	f.StringVar(&o.CAFile, "metrics-remote-write-ca-file", "", "PEM CA bundle the remote write endpoint's certificate is checked against (default: system roots)")
+	f.IntVar(&o.MaxSamplesPerSend, "metrics-remote-write-max-samples-per-send", 2000, "most samples in one remote write request (a round is split into requests)")
+	f.IntVar(&o.Shards, "metrics-remote-write-shards", 4, "remote write requests of one round in flight at once")
 }
