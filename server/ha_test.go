@@ -22,7 +22,7 @@ import (
 
 func haConfig(t *testing.T) server.Config {
 	return server.Config{DataDir: t.TempDir(), BindAddress: "127.0.0.1", AdvertiseAddress: "127.0.0.1", DisableAgent: true,
-		DNSListenAddress: "127.0.0.1:0", Disable: []string{"etcd-snapshot"}}
+		DNSListenAddress: "127.0.0.1:0", Disable: []string{"etcd-snapshot"}, EtcdLogLevel: "fatal"}
 }
 
 // memberNames lists the etcd members through the client record of a
