@@ -233,6 +233,12 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "skiff-agent/" + opts.NodeName
 	}
+	if cfg.QPS == 0 && cfg.RateLimiter == nil {
+		// The kubelet's kubeAPIQPS/kubeAPIBurst defaults; client-go's own
+		// (5/10) throttle status updates and events once a node starts
+		// more than a few pods.
+		cfg.QPS, cfg.Burst = 50, 100
+	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("agent: client: %w", err)
