@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -68,6 +70,10 @@ type podsDensity struct {
 	AllReadySeconds float64 `json:"all_ready_seconds"`
 	AgentRSSMiB     float64 `json:"agent_rss_mib"`
 	AgentPeakRSSMiB float64 `json:"agent_peak_rss_mib"`
+	// AgentRSSAnonMiB and AgentRSSFileMiB split the RSS: the heap and
+	// stacks, and the mapped binary and files.
+	AgentRSSAnonMiB float64 `json:"agent_rss_anon_mib"`
+	AgentRSSFileMiB float64 `json:"agent_rss_file_mib"`
 }
 
 type podsTargets struct {
@@ -248,6 +254,9 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 		return nil, fmt.Errorf("agent rss: %w", err)
 	}
 	res.Density = podsDensity{Pods: o.densityPods, AllReadySeconds: round3s(took.Seconds()), AgentRSSMiB: mib(rss), AgentPeakRSSMiB: mib(peak)}
+	if kb, err := procStatusKB(child.Process.Pid, "RssAnon", "RssFile"); err == nil {
+		res.Density.AgentRSSAnonMiB, res.Density.AgentRSSFileMiB = mib(kb[0]*1024), mib(kb[1]*1024)
+	}
 	res.MeetsP50 = res.Latency.P50Ms < podsTargetP50Ms
 	res.MeetsP99 = res.Latency.P99Ms < podsTargetP99Ms
 	res.MeetsRSS = res.Density.AgentRSSMiB < podsTargetRSSMiB
@@ -516,6 +525,29 @@ func cleanupPodsBench(ctx context.Context, cs kubernetes.Interface, node, state 
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// procStatusKB reads the kB fields keys of /proc/<pid>/status.
+func procStatusKB(pid int, keys ...string) ([]int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(keys))
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		for i, want := range keys {
+			if k == want {
+				if f := strings.Fields(v); len(f) > 0 {
+					out[i], _ = strconv.ParseInt(f[0], 10, 64)
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 // pctMs is the p-th quantile (nearest rank) of sorted durations in ms.
