@@ -116,7 +116,8 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 		k := sp.Key()
 		want[k] = true
 		vips[sp.ClusterIP.String()] = true
-		if old := s.ports[k]; old == nil || !old.sp.equal(sp) {
+		// The same object (Program's change tracking kept it): unchanged.
+		if old := s.ports[k]; old == nil || (old.sp != sp && !old.sp.equal(sp)) {
 			changed = append(changed, sp)
 		}
 	}

@@ -19,11 +19,13 @@
 //
 // The service CIDR has a blackhole route on Skiff nodes, so a socket on the
 // host cannot even connect to a ClusterIP (the route lookup at connect()
-// fails before any netfilter hook). The proxy therefore puts every
-// ClusterIP as a /32 on a dummy interface (as kube-proxy's IPVS mode does
-// with kube-ipvs0): the local route wins over the blackhole, output DNAT
-// rewrites the destination, and packets to ports a service does not have
-// are rejected in the input hook. The blackhole route stays untouched.
+// fails before any netfilter hook). The proxy therefore gives every
+// ClusterIP a local /32 route in the local table through a dummy
+// interface (kube-proxy's IPVS mode puts addresses on kube-ipvs0; routes
+// scale, a device's address list does not): the local route wins over
+// the blackhole, output DNAT rewrites the destination, and packets to
+// ports a service does not have are rejected in the input hook. The
+// blackhole route stays untouched.
 package proxy
 
 import (
@@ -96,7 +98,7 @@ type Proxy struct {
 
 	mu        sync.Mutex
 	nft       syncer
-	vips      map[string]bool // addresses on the dummy interface
+	vips      map[string]bool // ClusterIPs routed locally through the dummy interface
 	linkReady bool
 	lastSync  time.Time
 	lastFull  time.Time
