@@ -22,6 +22,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/encryption"
 	"github.com/skiffhq/skiff/controlplane/servertoken"
 	"github.com/skiffhq/skiff/controlplane/storage"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
 // HA with embedded etcd, k3s's model (docs/architecture.md, "HA"):
@@ -336,7 +337,7 @@ func (s *Server) serveMemberAdd(w http.ResponseWriter, r *http.Request) {
 		haError(w, http.StatusBadRequest, fmt.Errorf("want {name, peerURL}: %v", err))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), 25*time.Second)
 	defer cancel()
 	// A linearizable read needs a quorum: without one, add nothing.
 	if _, err := s.etcdCli.Get(ctx, "/registry/health"); err != nil {
@@ -354,7 +355,17 @@ func (s *Server) serveMemberAdd(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// etcd refuses a reconfiguration until every member has been
+	// connected for its health interval (5 s): right after another server
+	// joined, or a failed join was undone, that is a wait, not a failure.
 	add, err := s.etcdCli.MemberAddAsLearner(ctx, []string{req.PeerURL})
+	for err != nil && strings.Contains(err.Error(), rpctypes.ErrUnhealthy.Error()) && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+			add, err = s.etcdCli.MemberAddAsLearner(ctx, []string{req.PeerURL})
+		}
+	}
 	if err != nil {
 		haError(w, http.StatusServiceUnavailable, fmt.Errorf("etcd member add: %w", err))
 		return
