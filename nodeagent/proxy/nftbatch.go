@@ -120,7 +120,10 @@ func sendBatch(netns string, msgs []netlink.Message) error {
 	for i := range msgs {
 		h := &msgs[i].Header
 		h.Sequence, h.PID = uint32(i+1), 0
-		h.Flags &^= netlink.Acknowledge
+		// Nor echoes: the library asks the kernel to echo every new rule
+		// (for its handle, unused here), 160,000 replies for 10,000
+		// services, which overflow any receive buffer (ENOBUFS).
+		h.Flags &^= netlink.Acknowledge | netlink.Echo
 		if i == last {
 			h.Flags |= netlink.Acknowledge
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -223,6 +224,16 @@ func TestTxnErrors(t *testing.T) {
 	}
 	if got := chains(); len(got) != 1000 {
 		t.Fatalf("%d chains, want 1000", len(got))
+	}
+	// Many rules in one batch: the library asks an echo of each, which
+	// would overflow the reply buffer (ENOBUFS) unless turned off.
+	tx = stage(t)
+	for i := 0; i < 30000; i++ {
+		tx.AddRule(&nftables.Rule{Table: tb, Chain: &nftables.Chain{Name: fmt.Sprintf("c%d", i%1000), Table: tb},
+			Exprs: []expr.Any{&expr.Counter{}}})
+	}
+	if err := tx.Flush(); err != nil {
+		t.Fatalf("30,000 rules: %v", err)
 	}
 	// The last message failing is reported too.
 	tx = stage(t)
