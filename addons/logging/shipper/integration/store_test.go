@@ -53,11 +53,11 @@ func count(t *testing.T, es *elasticsearch.Client, index string) int {
 	return c.Count
 }
 
-// TestEmbeddedStore ships a container log to the server's /logs with the
-// node's certificate; then the shipper restarts from an older checkpoint
-// (what a kill -9 leaves: acknowledged lines after the last checkpoint)
-// and the store answers 409 for what it has, so every line is stored once.
-func TestEmbeddedStore(t *testing.T) {
+// storeServer starts a server and returns node-a's client configuration
+// and certificate (what the shipper sends with) and an admin client of
+// the embedded store.
+func storeServer(t *testing.T) (*rest.Config, tls.Certificate, *elasticsearch.Client) {
+	t.Helper()
 	srv := testserver.Start(t)
 	node, err := srv.ComponentConfig("system:node:node-a", []string{"system:nodes"})
 	if err != nil {
@@ -75,6 +75,15 @@ func TestEmbeddedStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return node, cert, admin
+}
+
+// TestEmbeddedStore ships a container log to the server's /logs with the
+// node's certificate; then the shipper restarts from an older checkpoint
+// (what a kill -9 leaves: acknowledged lines after the last checkpoint)
+// and the store answers 409 for what it has, so every line is stored once.
+func TestEmbeddedStore(t *testing.T) {
+	node, cert, admin := storeServer(t)
 
 	root := t.TempDir()
 	logDir, state := filepath.Join(root, "logs"), filepath.Join(root, "state")
@@ -158,23 +167,7 @@ func TestEmbeddedStore(t *testing.T) {
 // another stream's line in between stays its own record and the last
 // record is shipped once nothing follows it.
 func TestMultilineRecordsJoined(t *testing.T) {
-	srv := testserver.Start(t)
-	node, err := srv.ComponentConfig("system:node:node-a", []string{"system:nodes"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.LoadX509KeyPair(node.CertFile, node.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := rest.TransportFor(srv.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{strings.TrimSuffix(srv.Config.Host, "/") + "/logs"}, Transport: rt})
-	if err != nil {
-		t.Fatal(err)
-	}
+	node, cert, admin := storeServer(t)
 	root := t.TempDir()
 	logDir := filepath.Join(root, "logs")
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ml", Name: "java-0", UID: "uid-ml",
