@@ -341,11 +341,17 @@ func Read(ctx context.Context, path string, out io.Writer, opts Options) error {
 			continue
 		}
 		if opts.Done != nil && opts.Done() && len(pending) == 0 {
-			// Drain once more: the writer may have finished after our read.
-			if more, _ := rd.Peek(1); len(more) == 0 {
-				return nil
+			// The writer is done, so everything is written, a last rotation
+			// included: drain once more, and follow that rotation if it came
+			// after the check above (its file holds the last lines).
+			if more, _ := rd.Peek(1); len(more) > 0 {
+				continue
 			}
-			continue
+			if nf, ok := rotatedAway(f, path); ok {
+				next = nf
+				continue
+			}
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -363,24 +369,32 @@ func rotatedAway(f *os.File, path string) (*os.File, bool) {
 	if err != nil {
 		return nil, false
 	}
-	if st, err := os.Stat(path); err != nil || os.SameFile(cur, st) {
+	// The file at path is opened before the rotated files are listed: if
+	// f is still the newest rotated file in the listing, no rotation came
+	// in between and the file opened is f's successor; if one did, the
+	// listing shows the successor under its rotated name. (Opening path
+	// after the listing skipped a file the writer rotated meanwhile.)
+	pf, err := os.Open(path)
+	if err != nil {
+		return nil, false
+	}
+	if st, err := pf.Stat(); err != nil || os.SameFile(cur, st) {
+		pf.Close()
 		return nil, false
 	}
 	files, _ := RotatedFiles(path)
-	next := path
 	for i, p := range files {
 		if st, err := os.Stat(p); err == nil && os.SameFile(cur, st) {
 			if i+1 < len(files) {
-				next = files[i+1]
+				if nf, err := os.Open(files[i+1]); err == nil {
+					pf.Close()
+					return nf, true
+				}
 			}
 			break
 		}
 	}
-	nf, err := os.Open(next)
-	if err != nil {
-		return nil, false
-	}
-	return nf, true
+	return pf, true
 }
 
 // tailOffset is where the last n complete records start.

@@ -71,12 +71,14 @@ func (r Rotation) withDefaults() Rotation {
 
 // rotate renames the current file and opens a new one; w.mu is held.
 func (w *Writer) rotate() error {
-	rotated := w.path + "." + w.now().UTC().Format(RotatedTimeFormat)
-	// The new name must sort after every rotated file there is (several
-	// rotations in one second, or a clock that stepped back).
+	now := w.now().UTC().Format(RotatedTimeFormat)
+	rotated := w.path + "." + now
+	// The new name must come after every rotated file there is (several
+	// rotations in one second, or a clock that stepped back), in
+	// RotatedFiles' order: the sequence compares as a number, so ".1000"
+	// follows ".999".
 	if existing, err := RotatedFiles(w.path); err == nil && len(existing) > 0 {
-		if last := existing[len(existing)-1]; last >= rotated {
-			ts, seq := splitRotated(last)
+		if ts, seq := splitRotated(existing[len(existing)-1]); ts >= now {
 			rotated = fmt.Sprintf("%s.%s.%03d", w.path, ts, seq+1)
 		}
 	}
@@ -133,8 +135,20 @@ func RotatedFiles(path string) ([]string, error) {
 		}
 		out = append(out, filepath.Join(filepath.Dir(path), n))
 	}
-	sort.Strings(out)
+	sort.Slice(out, func(i, j int) bool { return rotatedBefore(out[i], out[j]) })
 	return out, nil
+}
+
+// rotatedBefore orders rotated names by time, then by sequence number
+// (none first): ".999" comes before ".1000", which a string sort gets
+// wrong once a second holds a thousand rotations.
+func rotatedBefore(a, b string) bool {
+	ta, sa := splitRotated(a)
+	tb, sb := splitRotated(b)
+	if ta != tb {
+		return ta < tb
+	}
+	return sa < sb
 }
 
 // splitRotated returns the timestamp and sequence number of a rotated name.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,6 +197,44 @@ func TestRotationKeepsPartialLinesTogether(t *testing.T) {
 		rec, err := Parse(last[len(last)-1])
 		if err != nil || rec.Partial {
 			t.Fatalf("%s ends inside a line (partial=%v, %v)", p, rec.Partial, err)
+		}
+	}
+}
+
+// TestThousandRotationsInOneSecond: the sequence after a rotated name's
+// time compares as a number, so the 1001st rotation of one second
+// (".1000") comes after ".999" in RotatedFiles and no file is renamed
+// over another.
+func TestThousandRotationsInOneSecond(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	w, err := OpenRotating(path, Rotation{MaxSize: 1, MaxFiles: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	w.now = func() time.Time { return at }
+	const n = 1005
+	for i := range n {
+		fmt.Fprintf(w.Stream(Stdout), "%d\n", i)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, err := RotatedFiles(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != n {
+		t.Fatalf("%d rotated files, want %d (one per line)", len(files), n)
+	}
+	for i, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := Parse(bytes.TrimSuffix(b, []byte{'\n'}))
+		if err != nil || string(rec.Message) != strconv.Itoa(i) {
+			t.Fatalf("rotated file %d (%s) holds %q, want line %d", i, filepath.Base(p), b, i)
 		}
 	}
 }
