@@ -298,7 +298,14 @@ func (s *Shipper) discover(ctx context.Context) {
 				key := id.String()
 				seen[key] = true
 				s.mu.Lock()
-				t := s.tailerOfLocked(key, path)
+				// Only a tailer whose file went away (abandoned or
+				// finished) can hold the identity of a new file: the
+				// fingerprint is read for those alone, not for every
+				// file on every poll.
+				t := s.tailers[key]
+				if t != nil && t.ended() {
+					t = s.tailerOfLocked(key, path)
+				}
 				mark, known := s.marks[key]
 				s.mu.Unlock()
 				if t != nil {

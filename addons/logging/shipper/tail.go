@@ -71,6 +71,17 @@ func (t *tailer) isFinished() bool {
 	return t.finished
 }
 
+// ended reports whether the tailer's file is done with: abandoned at the
+// hard limit, or read and shipped to its end.
+func (t *tailer) ended() bool {
+	select {
+	case <-t.abandoned:
+		return true
+	default:
+		return t.isFinished()
+	}
+}
+
 func (t *tailer) abandon() { t.abandonOnce.Do(func() { close(t.abandoned) }) }
 
 // mark is the tailer's checkpoint entry (false before the file had a
