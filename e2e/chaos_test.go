@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +32,7 @@ func TestChaosServerKills(t *testing.T) {
 		srv.Stop()
 		if t.Failed() {
 			t.Logf("server log tail:\n%s", srv.LogTail(4000))
+			keepServerLog(t, srv)
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
@@ -58,8 +61,25 @@ func TestChaosServerKills(t *testing.T) {
 		// `make test-chaos` (SKIFF_CHAOS_DURATION set) still fails on it.
 		if os.Getenv("SKIFF_CHAOS_DURATION") == "" && strings.HasPrefix(v, "deployments did not converge") {
 			t.Logf("QUARANTINED violation (known, under investigation): %s\nserver log tail:\n%s", v, srv.LogTail(4000))
+			keepServerLog(t, srv)
 			continue
 		}
 		t.Errorf("violation: %s", v)
 	}
+}
+
+// keepServerLog saves the server's whole log where SKIFF_CHAOS_LOG_DIR
+// says (the test's temporary directories are removed), for a failure
+// that needs more than the tail.
+func keepServerLog(t *testing.T, srv *chaos.Server) {
+	dir := os.Getenv("SKIFF_CHAOS_LOG_DIR")
+	if dir == "" {
+		return
+	}
+	path := filepath.Join(dir, fmt.Sprintf("chaos-server-%d.log", time.Now().UnixNano()))
+	if err := srv.SaveLog(path); err != nil {
+		t.Logf("save server log: %v", err)
+		return
+	}
+	t.Logf("server log saved to %s", path)
 }

@@ -184,7 +184,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.DeploymentConvergeSeconds = took.Seconds()
 		rep.DeploymentsConverged = off == ""
 		if off != "" {
-			notConverged = fmt.Sprintf("deployments did not converge within %v after the faults: %s", timeout, off)
+			dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+			notConverged = fmt.Sprintf("deployments did not converge within %v after the faults: %s\n%s", timeout, off, wl.Describe(dctx))
+			dcancel()
 		}
 	}
 	rep.OpsAcknowledged, rep.OpsUnknown, rep.UnknownApplied, rep.Violations = ledger.Counts()

@@ -98,6 +98,14 @@ func (p *Proc) Stop() {
 	}
 }
 
+// SaveLog writes the process's whole output (every start since the
+// first) to path.
+func (p *Proc) SaveLog(path string) error {
+	p.log.mu.Lock()
+	defer p.log.mu.Unlock()
+	return os.WriteFile(path, p.log.buf.Bytes(), 0o644)
+}
+
 // LogTail returns the last n bytes of the process's output.
 func (p *Proc) LogTail(n int) string { return p.log.tail(n) }
 

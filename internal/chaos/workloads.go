@@ -143,3 +143,37 @@ func (w *Workloads) WaitConverged(ctx context.Context, timeout time.Duration, re
 	}
 	return time.Since(start), last
 }
+
+// Describe lists the ReplicaSets and pods of the Deployments, one line
+// each, for a failure report: what each ReplicaSet was asked for and
+// reports, and each pod's owner, node, phase and deletion state.
+func (w *Workloads) Describe(ctx context.Context) string {
+	var b strings.Builder
+	rss, err := w.Client.AppsV1().ReplicaSets(w.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "list replicasets: " + err.Error()
+	}
+	for _, rs := range rss.Items {
+		owner := ""
+		if ref := metav1.GetControllerOf(&rs); ref != nil {
+			owner = ref.Name
+		}
+		fmt.Fprintf(&b, "rs %s owner=%s rv=%s spec=%d gen=%d observed=%d replicas=%d ready=%d available=%d rev=%s desired=%s deleting=%v\n",
+			rs.Name, owner, rs.ResourceVersion, ptr.Deref(rs.Spec.Replicas, 1), rs.Generation, rs.Status.ObservedGeneration,
+			rs.Status.Replicas, rs.Status.ReadyReplicas, rs.Status.AvailableReplicas,
+			rs.Annotations["deployment.kubernetes.io/revision"], rs.Annotations["deployment.kubernetes.io/desired-replicas"], rs.DeletionTimestamp != nil)
+	}
+	pods, err := w.Client.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return b.String() + "list pods: " + err.Error()
+	}
+	for _, p := range pods.Items {
+		owner := ""
+		if ref := metav1.GetControllerOf(&p); ref != nil {
+			owner = ref.Name
+		}
+		fmt.Fprintf(&b, "pod %s owner=%s rv=%s node=%s phase=%s deleting=%v finalizers=%v created=%s\n",
+			p.Name, owner, p.ResourceVersion, p.Spec.NodeName, p.Status.Phase, p.DeletionTimestamp != nil, p.Finalizers, p.CreationTimestamp.Format(time.RFC3339))
+	}
+	return b.String()
+}
