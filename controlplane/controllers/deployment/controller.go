@@ -648,23 +648,53 @@ func (c *Controller) scale(ctx context.Context, d *appsv1.Deployment, newRS *app
 		_, err := c.scaleRS(ctx, d, target, want)
 		return err
 	}
-	if newRS != nil && rsReplicas(newRS) >= want && len(activeRSs(old)) > 0 {
-		return nil // the rollout will scale the old ones down
-	}
-	surge, _ := fenceposts(d)
-	allowed := want + surge
-	total := sumSpec(active)
-	toAdd := allowed - total
-	if toAdd == 0 {
+	// A saturated new ReplicaSet (sized and annotated for want, all of it
+	// available) leaves nothing to the old ones.
+	if saturated(d, newRS) {
+		for _, rs := range activeRSs(old) {
+			if _, err := c.scaleRS(ctx, d, rs, 0); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
-	sizes := ProportionalSizes(active, toAdd)
+	if d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+		return nil
+	}
+	// Spread the difference to want + maxSurge over the active ReplicaSets
+	// in proportion. Every one is written even when its size stays: that
+	// moves its desired-replicas annotation to want, which ends the scaling
+	// event; left behind, every sync would be a scaling event again and
+	// the rolling update would never scale the old ones down.
+	allowed := int32(0)
+	if want > 0 {
+		surge, _ := fenceposts(d)
+		allowed = want + surge
+	}
+	sizes := map[string]int32{}
+	if toAdd := allowed - sumSpec(active); toAdd != 0 {
+		sizes = ProportionalSizes(active, toAdd)
+	} else {
+		for _, rs := range active {
+			sizes[rs.Name] = rsReplicas(rs)
+		}
+	}
 	for _, rs := range active {
 		if _, err := c.scaleRS(ctx, d, rs, sizes[rs.Name]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// saturated: rs is sized and annotated for d's replicas and all of them
+// are available (upstream's IsSaturated).
+func saturated(d *appsv1.Deployment, rs *appsv1.ReplicaSet) bool {
+	if rs == nil {
+		return false
+	}
+	want := replicas(d)
+	return rsReplicas(rs) == want && rs.Annotations[DesiredReplicasAnnotation] == strconv.Itoa(int(want)) && rs.Status.AvailableReplicas == want
 }
 
 // ProportionalSizes spreads toAdd (which may be negative) over the active

@@ -440,3 +440,70 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 		t.Fatalf("max active %d (limit 5), min ready %d (limit 4)", maxActive, minReady)
 	}
 }
+
+// TestScaleDownMidRolloutWithNewRSFull is the state the chaos test found
+// stuck (session 9): a Deployment scaled from 2 to 1 while its new
+// ReplicaSet already had 1 pod, so every ReplicaSet still carries
+// desired-replicas=2. Each sync saw a scaling event, and the scaling step
+// returned early because the new ReplicaSet was already full, leaving the
+// annotations (and so the scaling event) in place forever: the old
+// ReplicaSet kept its 2 pods. Upstream scales proportionally, which
+// rewrites the annotations, and the rollout then scales the old one down.
+// Only the deployment controller runs; the ReplicaSets' statuses are
+// written by the test.
+func TestScaleDownMidRolloutWithNewRSFull(t *testing.T) {
+	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, "controller-manager") })
+	ctx := context.Background()
+	c := s.Client
+	d := newDeployment("halfway", 1, "nginx:2")
+	d, err := c.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mkRS := func(name, image, revision string, size int32) {
+		t.Helper()
+		tmpl := *d.Spec.Template.DeepCopy()
+		tmpl.Labels = map[string]string{"app": "halfway", appsv1.DefaultDeploymentUniqueLabelKey: name}
+		tmpl.Spec.Containers[0].Image = image
+		rs := &appsv1.ReplicaSet{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: "halfway-" + name, Labels: tmpl.Labels,
+				Annotations: map[string]string{deployment.RevisionAnnotation: revision,
+					deployment.DesiredReplicasAnnotation: "2", deployment.MaxReplicasAnnotation: "3"},
+				OwnerReferences: []metav1.OwnerReference{*podutil.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind("Deployment"))},
+			},
+			Spec: appsv1.ReplicaSetSpec{Replicas: &size, Template: tmpl,
+				Selector: &metav1.LabelSelector{MatchLabels: tmpl.Labels}},
+		}
+		created, err := c.AppsV1().ReplicaSets("default").Create(ctx, rs, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		created.Status = appsv1.ReplicaSetStatus{Replicas: size, FullyLabeledReplicas: size, ReadyReplicas: size, AvailableReplicas: size, ObservedGeneration: created.Generation}
+		if _, err := c.AppsV1().ReplicaSets("default").UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkRS("old", "nginx:1", "1", 2)
+	mkRS("new", "nginx:2", "2", 1)
+
+	m, err := manager.New(manager.Config{RestConfig: s.Config, Controllers: []string{"deployment"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = m.Run(mctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	eventually(t, "old ReplicaSet scaled to 0", 30*time.Second, func() error {
+		sizes := map[string]string{}
+		for _, rs := range ownedRS(t, c, d) {
+			sizes[rs.Name] = fmt.Sprintf("%d (desired-replicas %s)", *rs.Spec.Replicas, rs.Annotations[deployment.DesiredReplicasAnnotation])
+		}
+		if sizes["halfway-old"] != "0 (desired-replicas 1)" || sizes["halfway-new"] != "1 (desired-replicas 1)" {
+			return fmt.Errorf("sizes %v", sizes)
+		}
+		return nil
+	})
+}
