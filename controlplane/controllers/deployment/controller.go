@@ -658,21 +658,23 @@ func (c *Controller) scale(ctx context.Context, d *appsv1.Deployment, newRS *app
 		}
 		return nil
 	}
-	if d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
-		return nil
-	}
 	// Spread the difference to want + maxSurge over the active ReplicaSets
-	// in proportion. Every one is written even when its size stays: that
-	// moves its desired-replicas annotation to want, which ends the scaling
-	// event; left behind, every sync would be a scaling event again and
-	// the rolling update would never scale the old ones down.
-	allowed := int32(0)
-	if want > 0 {
-		surge, _ := fenceposts(d)
-		allowed = want + surge
+	// in proportion (a Recreate rollout keeps the sizes: it scales the old
+	// ones down itself). Every one is written even when its size stays:
+	// that moves its desired-replicas annotation to want, which ends the
+	// scaling event; left behind, every sync would be a scaling event again
+	// and the rollout would never scale the old ones down.
+	toAdd := int32(0)
+	if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		allowed := int32(0)
+		if want > 0 {
+			surge, _ := fenceposts(d)
+			allowed = want + surge
+		}
+		toAdd = allowed - sumSpec(active)
 	}
 	sizes := map[string]int32{}
-	if toAdd := allowed - sumSpec(active); toAdd != 0 {
+	if toAdd != 0 {
 		sizes = ProportionalSizes(active, toAdd)
 	} else {
 		for _, rs := range active {

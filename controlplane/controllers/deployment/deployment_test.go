@@ -450,13 +450,27 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 // ReplicaSet kept its 2 pods. Upstream scales proportionally, which
 // rewrites the annotations, and the rollout then scales the old one down.
 // Only the deployment controller runs; the ReplicaSets' statuses are
-// written by the test.
+// written by the test. A Recreate Deployment in the same state must not
+// stay stuck either.
 func TestScaleDownMidRolloutWithNewRSFull(t *testing.T) {
 	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, "controller-manager") })
+	for _, strategy := range []appsv1.DeploymentStrategyType{appsv1.RollingUpdateDeploymentStrategyType, appsv1.RecreateDeploymentStrategyType} {
+		t.Run(string(strategy), func(t *testing.T) { scaleDownMidRollout(t, s, strategy) })
+	}
+}
+
+func scaleDownMidRollout(t *testing.T, s *testserver.Server, strategy appsv1.DeploymentStrategyType) {
 	ctx := context.Background()
 	c := s.Client
+	ns := strings.ToLower(string(strategy))
+	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	d := newDeployment("halfway", 1, "nginx:2")
-	d, err := c.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{})
+	if strategy == appsv1.RecreateDeploymentStrategyType {
+		d.Spec.Strategy = appsv1.DeploymentStrategy{Type: strategy}
+	}
+	d, err := c.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,12 +489,12 @@ func TestScaleDownMidRolloutWithNewRSFull(t *testing.T) {
 			Spec: appsv1.ReplicaSetSpec{Replicas: &size, Template: tmpl,
 				Selector: &metav1.LabelSelector{MatchLabels: tmpl.Labels}},
 		}
-		created, err := c.AppsV1().ReplicaSets("default").Create(ctx, rs, metav1.CreateOptions{})
+		created, err := c.AppsV1().ReplicaSets(ns).Create(ctx, rs, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		created.Status = appsv1.ReplicaSetStatus{Replicas: size, FullyLabeledReplicas: size, ReadyReplicas: size, AvailableReplicas: size, ObservedGeneration: created.Generation}
-		if _, err := c.AppsV1().ReplicaSets("default").UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		if _, err := c.AppsV1().ReplicaSets(ns).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
