@@ -201,13 +201,22 @@ func (p *streamProxy) node(w http.ResponseWriter, r *http.Request, _ *registry.R
 		writeAPIError(w, err)
 		return
 	}
+	// The rest of the path goes on as the client escaped it, so an
+	// escaped slash stays inside its segment (a container name of
+	// "..%2F..%2Fetc" reaches the agent as one name, which it refuses).
 	marker := "/nodes/" + name + "/proxy"
-	i := strings.Index(r.URL.Path, marker)
+	escaped := r.URL.EscapedPath()
+	i := strings.Index(escaped, marker)
 	rest := "/"
-	if i >= 0 && len(r.URL.Path) > i+len(marker) {
-		rest = r.URL.Path[i+len(marker):]
+	if i >= 0 && len(escaped) > i+len(marker) {
+		rest = escaped[i+len(marker):]
 	}
-	target := &url.URL{Scheme: "https", Host: host, Path: rest, RawQuery: r.URL.RawQuery}
+	path, err := url.PathUnescape(rest)
+	if err != nil {
+		writeAPIError(w, apierrors.NewBadRequest(fmt.Sprintf("invalid proxy path %q", rest)))
+		return
+	}
+	target := &url.URL{Scheme: "https", Host: host, Path: path, RawPath: rest, RawQuery: r.URL.RawQuery}
 	p.proxy(w, r, target, "node "+nodeName)
 }
 

@@ -25,6 +25,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 )
 
@@ -300,6 +301,46 @@ func TestBusyboxPodEnvDNSAndLogs(t *testing.T) {
 	}
 	if got := e.kubectl("logs", "bb", "--limit-bytes=3"); got != "KUB" && len(got) != 3 {
 		t.Errorf("--limit-bytes=3 = %q", got)
+	}
+
+	// A container name that walks out of the pod's log directory is no
+	// container of the pod: refused by the API server, by the agent
+	// behind the node proxy, and by kubectl, with nothing of the file.
+	// (kubectl get --raw unescapes the path and sends literal ".."
+	// segments, which lead to no API path at all: NotFound.)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"logs", "bb", "-c", "../../../../etc/passwd"}, "is not valid for pod bb"},
+		{[]string{"get", "--raw", "/api/v1/namespaces/default/pods/bb/log?container=..%2F..%2F..%2F..%2Fetc%2Fpasswd"}, "is not valid for pod bb"},
+		{[]string{"get", "--raw", "/api/v1/nodes/" + e.nodeName + "/proxy/containerLogs/default/bb/..%2F..%2F..%2F..%2Fetc%2Fpasswd"}, "NotFound"},
+	} {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		out, err := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", e.srv.Kubeconfig()}, tc.args...)...).CombinedOutput()
+		cancel()
+		if err == nil || strings.Contains(string(out), "root:") || !strings.Contains(string(out), tc.want) {
+			t.Errorf("kubectl %v: err %v, output %q; want refused with %q", tc.args, err, out, tc.want)
+		}
+	}
+	// The same through the node proxy with the escaping kept: the agent
+	// gets one container name, and refuses it.
+	hc, err := rest.HTTPClientFor(e.srv.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.srv.Config.Host+"/api/v1/nodes/"+e.nodeName+"/proxy/containerLogs/default/bb/..%2F..%2F..%2F..%2Fetc%2Fpasswd", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := hc.Do(req); err != nil {
+		t.Errorf("node proxy: %v", err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "is not valid for pod bb") {
+			t.Errorf("node proxy with an escaped traversal: %d %q, want 400 not valid for pod bb", resp.StatusCode, b)
+		}
 	}
 
 	// kubectl logs -f streams lines written after it started.
