@@ -144,6 +144,10 @@ func execParams(r *http.Request) (ns, pod, container string, command []string, t
 	return
 }
 
+// reasonSessionRevoked is the status reason of a terminal that ended
+// with its session.
+const reasonSessionRevoked = "SessionRevoked"
+
 // exec serves the terminal's websocket (protocol above).
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFrom(r.Context())
@@ -159,14 +163,19 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 	defer conn.Close()
 	conn.SetReadLimit(64 << 10)
 	sock := &execSocket{conn: conn}
-	ctx, cancel := context.WithCancel(r.Context())
+	// The terminal ends with the session (logout, revocation, expiry).
+	ctx, cancel := sess.stream(r.Context())
 	defer cancel()
 
 	st := s.runExec(ctx, cancel, sess, r, sock)
 	b, _ := json.Marshal(st)
 	_ = sock.frame(chanStatus, b)
+	closeMsg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+	if st.Reason == reasonSessionRevoked {
+		closeMsg = websocket.FormatCloseMessage(websocket4401, "session revoked")
+	}
 	sock.mu.Lock()
-	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	_ = conn.WriteControl(websocket.CloseMessage, closeMsg, time.Now().Add(time.Second))
 	sock.mu.Unlock()
 	s.log.Info("dashboard exec ended", "user", sess.user, "namespace", r.URL.Query().Get("namespace"), "pod", r.URL.Query().Get("pod"),
 		"status", st.Status, "exitCode", st.ExitCode)
@@ -251,6 +260,9 @@ func (s *Server) runExec(ctx context.Context, cancel context.CancelFunc, sess *s
 	err = ex.StreamWithContext(ctx, opts)
 	// The executor may return on ctx before its stdin copy ends.
 	_ = stdinR.CloseWithError(io.EOF)
+	if e := sessionEndOf(ctx); e != nil {
+		return execStatus{Status: "Failure", Reason: reasonSessionRevoked, Message: e.Error(), ExitCode: -1}
+	}
 	if ctx.Err() != nil {
 		// The browser left: nobody reads the status.
 		return execStatus{Status: "Failure", Reason: "Closed", Message: "terminal closed", ExitCode: -1}

@@ -317,6 +317,28 @@ func TestExecTerminal(t *testing.T) {
 		}
 	})
 
+	t.Run("logging out ends the terminal", func(t *testing.T) {
+		other := e.login(adminToken)
+		c, _, err := other.exec(t, q())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.frame(0, "echo ready-$((20+22))\n")
+		c.until("the shell", func() bool { return strings.Contains(c.out.String(), "ready-42") })
+		if code, _ := other.call("POST", "/api/logout", ""); code != http.StatusNoContent {
+			t.Fatalf("logout: %d", code)
+		}
+		c.until("the status", func() bool { return c.status != nil })
+		if c.status.Reason != "SessionRevoked" || c.status.Message != "session ended: logged out; log in again" {
+			t.Errorf("status after the logout = %+v", *c.status)
+		}
+		_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _, err = c.conn.ReadMessage()
+		if !websocket.IsCloseError(err, 4401) {
+			t.Errorf("after the status: %v, want close 4401", err)
+		}
+	})
+
 	t.Run("closing the socket ends the shell and the relay", func(t *testing.T) {
 		c, _, err := admin.exec(t, q())
 		if err != nil {
@@ -452,4 +474,26 @@ func TestWorkloadLogsMerged(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPods(3)
+
+	// Logging out ends the stream with a "revoked" line.
+	if code, _ := viewer.call("POST", "/api/logout", ""); code != http.StatusNoContent {
+		t.Fatalf("logout: %d", code)
+	}
+	deadline := time.After(20 * time.Second)
+	for revoked := ""; ; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				if revoked != "session ended: logged out; log in again" {
+					t.Fatalf("the stream ended after the logout with revoked message %q", revoked)
+				}
+				return
+			}
+			if l["event"] == "revoked" {
+				revoked = l["message"]
+			}
+		case <-deadline:
+			t.Fatal("the stream goes on after the logout")
+		}
+	}
 }

@@ -323,9 +323,10 @@ func (s *Server) sessionsWithSockets() []*session {
 	return out
 }
 
-// closeSessionSockets ends every socket of sess (the session itself was
-// removed by the caller).
+// closeSessionSockets ends every socket and stream (exec terminals,
+// merged logs) of sess (the session itself was removed by the caller).
 func (s *Server) closeSessionSockets(sess *session, why string) {
+	sess.endStreams(why)
 	var conns []*wsConn
 	s.connsMu.Lock()
 	for c := range s.conns {

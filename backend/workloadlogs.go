@@ -128,7 +128,8 @@ func (s *Server) workloadLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("dashboard workload logs", "user", sess.user, "cluster", t.cluster, "resource", gvr.Resource, "namespace", ns, "name", name)
 
-	ctx, cancel := context.WithCancel(r.Context())
+	// The stream ends with the session (logout, revocation, expiry).
+	ctx, cancel := sess.stream(r.Context())
 	defer cancel()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
@@ -169,6 +170,10 @@ func (s *Server) workloadLogs(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-ctx.Done():
+			if e := sessionEndOf(ctx); e != nil {
+				_ = enc.Encode(logLine{Event: "revoked", Message: e.Error()})
+				_ = rc.Flush()
+			}
 			return
 		case l := <-out:
 			if err := enc.Encode(l); err != nil {

@@ -23,6 +23,7 @@ export function MergedLogs({ r, containers }: { r: { group: string; version: str
     setPods({});
     setError("");
     let n = 0;
+    let ended = "the stream ended";
     (async () => {
       const headers: Record<string, string> = {};
       if (currentCluster()) headers["X-Skiff-Cluster"] = currentCluster();
@@ -43,7 +44,9 @@ export function MergedLogs({ r, containers }: { r: { group: string; version: str
         if (done) break;
         const { lines: got } = split.push(value);
         const text = got.filter((l) => !l.event).map((l) => ({ ...l, n: n++ }));
-        const events = got.filter((l) => l.event);
+        const revoked = got.find((l) => l.event === "revoked");
+        if (revoked) ended = revoked.message ?? "session ended; log in again";
+        const events = got.filter((l) => l.event && l.event !== "revoked");
         if (events.length)
           setPods((p) => {
             const q = { ...p };
@@ -52,7 +55,7 @@ export function MergedLogs({ r, containers }: { r: { group: string; version: str
           });
         if (text.length) setLines((l) => [...l, ...text].slice(-MAX_LINES));
       }
-      setError("the stream ended");
+      setError(ended);
     })().catch((e) => {
       if (!ac.signal.aborted) setError(String(e));
     });

@@ -7,6 +7,13 @@ describe("merged workload logs", () => {
     expect(s.push('{"pod":"a","container":"c","line":"one"}\n{"pod":"b","con')).toEqual({ lines: [{ pod: "a", container: "c", line: "one" }], bad: 0 });
     expect(s.push('tainer":"c","line":"two"}\nnot json\n{"x":1}\n\n')).toEqual({ lines: [{ pod: "b", container: "c", line: "two" }], bad: 2 });
   });
+  it("keeps the session's revoked line, pod or not", () => {
+    const s = new NDJSONSplitter();
+    expect(s.push('{"event":"revoked","message":"session ended: logged out; log in again"}\n')).toEqual({
+      lines: [{ event: "revoked", message: "session ended: logged out; log in again" }],
+      bad: 0,
+    });
+  });
   it("gives each pod a stable colour among 8", () => {
     expect(podColor("web-1")).toBe(podColor("web-1"));
     const cs = new Set(["web-a", "web-b", "web-c", "web-d", "web-e", "web-f"].map(podColor));

@@ -1,9 +1,10 @@
 // Merged workload logs (backend/workloadlogs.go): an NDJSON stream of
 // {"pod","container","line"} and {"event":"start"|"end",...}, all pods of
-// a Deployment, StatefulSet, DaemonSet, ReplicaSet or Job.
+// a Deployment, StatefulSet, DaemonSet, ReplicaSet or Job; a last
+// {"event":"revoked","message"} when the session ends (logout, revocation).
 
 export interface MergedLine {
-  event?: "start" | "end";
+  event?: "start" | "end" | "revoked";
   pod: string;
   container: string;
   line?: string;
@@ -24,7 +25,7 @@ export class NDJSONSplitter {
       if (!p.trim()) continue;
       try {
         const l = JSON.parse(p);
-        if (l && typeof l.pod === "string") lines.push(l);
+        if (l && (typeof l.pod === "string" || l.event === "revoked")) lines.push(l);
         else bad++;
       } catch {
         bad++;
