@@ -3,6 +3,8 @@ package statefulset_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -12,8 +14,10 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/controllers/internal/podutil"
+	"github.com/skiffhq/skiff/controlplane/controllers/manager"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
+	"github.com/skiffhq/skiff/server"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -542,3 +546,79 @@ func maps(a, b map[string]string) bool {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestControllerManagerRestartMidRollout stops the controller manager in
+// the middle of a StatefulSet's rolling update and starts another: the
+// rollout completes at the new revision with exactly the set's ordinals,
+// never more than replicas pods at once, and the ordinals replaced
+// highest first across the restart.
+func TestControllerManagerRestartMidRollout(t *testing.T) {
+	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, "controller-manager") })
+	c := s.Client
+	ctx := context.Background()
+	runManager := func() context.CancelFunc {
+		m, err := manager.New(manager.Config{RestConfig: s.Config, Controllers: []string{"statefulset", "serviceaccount"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { _ = m.Run(mctx); close(done) }()
+		return func() { cancel(); <-done }
+	}
+	stop := runManager()
+	startNodes(t, s, 2)
+	log := watchPods(t, c, "default")
+	if _, err := c.AppsV1().StatefulSets("default").Create(ctx, newSet("mid", 4, "nginx:1"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	set := waitSettled(t, c, "mid", 4)
+	set.Spec.Template.Spec.Containers[0].Image = "nginx:2"
+	if _, err := c.AppsV1().StatefulSets("default").Update(ctx, set, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "rollout under way", func() error {
+		n := 0
+		for _, img := range images(t, c, "mid") {
+			if img == "nginx:2" {
+				n++
+			}
+		}
+		if n < 1 || n >= 4 {
+			return fmt.Errorf("%d pods at nginx:2", n)
+		}
+		return nil
+	})
+	stop()
+	time.Sleep(500 * time.Millisecond)
+	stop = runManager()
+	defer stop()
+	set = waitSettled(t, c, "mid", 4)
+	eventually(t, "current revision follows", func() error {
+		if st := getSet(t, c, "mid").Status; st.CurrentRevision != st.UpdateRevision || st.CurrentReplicas != 4 {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+	want := map[string]string{"mid-0": "nginx:2", "mid-1": "nginx:2", "mid-2": "nginx:2", "mid-3": "nginx:2"}
+	if got := images(t, c, "mid"); !maps(got, want) {
+		t.Fatalf("images %v, want %v", got, want)
+	}
+	es := log.snapshot()
+	for _, e := range es {
+		if len(e.present) > 4 {
+			t.Fatalf("%d pods present at once (%v), want at most 4", len(e.present), e.present)
+		}
+	}
+	// Replaced highest ordinal first: each ordinal's first termination
+	// comes after the next higher one's.
+	var order []string
+	for _, e := range es {
+		if (e.op == "terminate" || e.op == "delete") && !slices.Contains(order, e.pod) {
+			order = append(order, e.pod)
+		}
+	}
+	if !slices.Equal(order, []string{"mid-3", "mid-2", "mid-1", "mid-0"}) {
+		t.Fatalf("pods replaced in the order %v, want mid-3 to mid-0", order)
+	}
+}
