@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os/exec"
 	"sort"
 	"strings"
@@ -13,8 +15,10 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/internal/podutil"
+	"github.com/skiffhq/skiff/controlplane/controllers/manager"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
+	"github.com/skiffhq/skiff/server"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -422,4 +426,62 @@ func kubectl(t *testing.T, s *testserver.Server, args ...string) string {
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// TestControllerManagerRestartMidRollout stops the controller manager in
+// the middle of a DaemonSet's rolling update (maxUnavailable 1) and starts
+// another: the rollout completes with one new pod per node, and never
+// more than one node without an available pod nor two pods on one node
+// across the restart.
+func TestControllerManagerRestartMidRollout(t *testing.T) {
+	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, "controller-manager") })
+	c := s.Client
+	ctx := context.Background()
+	runManager := func() context.CancelFunc {
+		m, err := manager.New(manager.Config{RestConfig: s.Config, Controllers: []string{"daemonset", "serviceaccount"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { _ = m.Run(mctx); close(done) }()
+		return func() { cancel(); <-done }
+	}
+	stop := runManager()
+	startNodes(t, s, 4)
+	a := watchAvailability(t, c, "mid")
+	if _, err := c.AppsV1().DaemonSets("default").Create(ctx, newDS("mid", "mid:1"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ds := waitRolledOut(t, c, "mid", 4)
+	a.start()
+	ds.Spec.Template.Spec.Containers[0].Image = "mid:2"
+	if _, err := c.AppsV1().DaemonSets("default").Update(ctx, ds, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "rollout under way", func() error {
+		n := 0
+		for _, imgs := range placement(t, c, "mid") {
+			if len(imgs) == 1 && imgs[0] == "mid:2" {
+				n++
+			}
+		}
+		if n < 1 || n >= 4 {
+			return fmt.Errorf("%d nodes at mid:2", n)
+		}
+		return nil
+	})
+	stop()
+	time.Sleep(500 * time.Millisecond)
+	stop = runManager()
+	defer stop()
+	waitRolledOut(t, c, "mid", 4)
+	for n, imgs := range placement(t, c, "mid") {
+		if imgs[0] != "mid:2" {
+			t.Fatalf("node %s runs %v", n, imgs)
+		}
+	}
+	if minNodes, maxPer := a.stats(); minNodes < 3 || maxPer > 1 {
+		t.Fatalf("across the restart: %d nodes available at worst (want >= 3), %d pods on one node (want 1)", minNodes, maxPer)
+	}
 }
