@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -60,6 +61,18 @@ type execStatus struct {
 
 // execSessions counts the exec relays open (tests check none is left).
 var execSessions atomic.Int64
+
+// A terminal's browser frames are read at most execFrameRate a second
+// after a burst of execFrameBurst: a flood is slowed (the socket is not
+// read, so TCP pushes back on the browser), never dropped. Typing and
+// pasting stay far below it.
+const (
+	execFrameRate  = 1000
+	execFrameBurst = 1000
+)
+
+// execThrottled counts the browser frames that waited for the limit.
+var execThrottled atomic.Int64
 
 var podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 
@@ -225,10 +238,17 @@ func (s *Server) runExec(ctx context.Context, cancel context.CancelFunc, sess *s
 		// The browser went away (or sent a close): the exec ends.
 		defer cancel()
 		defer stdinW.Close()
+		lim := rate.NewLimiter(execFrameRate, execFrameBurst)
 		for {
 			mt, data, err := sock.conn.ReadMessage()
 			if err != nil {
 				return
+			}
+			if !lim.Allow() {
+				execThrottled.Add(1)
+				if err := lim.Wait(ctx); err != nil {
+					return
+				}
 			}
 			if mt != websocket.BinaryMessage || len(data) == 0 {
 				sock.notice("refused: frames are binary, the first byte the channel (0 stdin, 4 resize)")

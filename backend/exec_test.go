@@ -317,6 +317,24 @@ func TestExecTerminal(t *testing.T) {
 		}
 	})
 
+	t.Run("a flood of frames is slowed, nothing dropped", func(t *testing.T) {
+		before := backend.ExecThrottled()
+		c, _, err := admin.exec(t, q("tty", "0", "command", "sh", "command", "-c", "command", "head -c 4000 | wc -c"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 4000 {
+			c.frame(0, "x")
+		}
+		c.until("the status", func() bool { return c.status != nil })
+		if strings.TrimSpace(c.out.String()) != "4000" || c.status.Status != "Success" {
+			t.Errorf("stdout %q, status %+v: want all 4000 bytes read", c.out.String(), *c.status)
+		}
+		if backend.ExecThrottled() == before {
+			t.Error("4000 frames sent at once went through without waiting for the limit")
+		}
+	})
+
 	t.Run("logging out ends the terminal", func(t *testing.T) {
 		other := e.login(adminToken)
 		c, _, err := other.exec(t, q())

@@ -16,3 +16,7 @@ func CachedObjects(s *Server, gvr schema.GroupVersionResource) []any {
 
 // ExecSessions is the number of exec relays open.
 func ExecSessions() int64 { return execSessions.Load() }
+
+// ExecThrottled is the number of exec browser frames that waited for the
+// rate limit.
+func ExecThrottled() int64 { return execThrottled.Load() }
