@@ -15,6 +15,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/skiffhq/skiff/nodeagent/crilog"
 )
 
@@ -41,6 +42,10 @@ type StreamIO struct {
 	TTY            bool
 	Resize         <-chan TerminalSize
 }
+
+// initialSizeWait bounds how long a tty exec waits for the client's first
+// terminal size before it starts without one.
+const initialSizeWait = 500 * time.Millisecond
 
 // Exec runs cmd in the running container id, as the container's process
 // (user, env, cwd, capabilities), and returns its exit code. Ending ctx
@@ -72,6 +77,20 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, sio StreamI
 	ps.Args = cmd
 	ps.Terminal = sio.TTY
 	ps.ConsoleSize = nil
+	if sio.TTY && sio.Resize != nil {
+		// The terminal starts at the client's size: a resize can only
+		// reach the console once the process runs, and a shell reading
+		// input typed before it would see a 0x0 terminal (stty size
+		// failed so). Clients send the size first; wait briefly for it.
+		select {
+		case sz, ok := <-sio.Resize:
+			if ok && sz.Width > 0 && sz.Height > 0 {
+				ps.ConsoleSize = &specs.Box{Width: uint(sz.Width), Height: uint(sz.Height)}
+			}
+		case <-time.After(initialSizeWait):
+		case <-ctx.Done():
+		}
+	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	execID := "exec-" + hex.EncodeToString(rnd[:])
