@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os/exec"
 	"sort"
 	"strings"
@@ -14,8 +12,8 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
+	"github.com/skiffhq/skiff/controlplane/controllers/internal/managertest"
 	"github.com/skiffhq/skiff/controlplane/controllers/internal/podutil"
-	"github.com/skiffhq/skiff/controlplane/controllers/manager"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
 	"github.com/skiffhq/skiff/server"
@@ -437,16 +435,7 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, "controller-manager") })
 	c := s.Client
 	ctx := context.Background()
-	runManager := func() context.CancelFunc {
-		m, err := manager.New(manager.Config{RestConfig: s.Config, Controllers: []string{"daemonset", "serviceaccount"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { _ = m.Run(mctx); close(done) }()
-		return func() { cancel(); <-done }
-	}
+	runManager := func() func() { return managertest.Start(t, s.Config, "daemonset", "serviceaccount") }
 	stop := runManager()
 	startNodes(t, s, 4)
 	a := watchAvailability(t, c, "mid")

@@ -3,8 +3,6 @@ package deployment_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os/exec"
 	"strings"
 	"sync"
@@ -12,9 +10,9 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
+	"github.com/skiffhq/skiff/controlplane/controllers/internal/managertest"
 	"github.com/skiffhq/skiff/controlplane/controllers/internal/playnode"
 	"github.com/skiffhq/skiff/controlplane/controllers/internal/podutil"
-	"github.com/skiffhq/skiff/controlplane/controllers/manager"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/server"
 	appsv1 "k8s.io/api/apps/v1"
@@ -388,16 +386,7 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, "controller-manager") })
 	ctx := context.Background()
 	c := s.Client
-	runManager := func() context.CancelFunc {
-		m, err := manager.New(manager.Config{RestConfig: s.Config, Controllers: []string{"replicaset", "deployment", "serviceaccount"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { _ = m.Run(mctx); close(done) }()
-		return func() { cancel(); <-done }
-	}
+	runManager := func() func() { return managertest.Start(t, s.Config, "replicaset", "deployment", "serviceaccount") }
 	stop := runManager()
 	k := startKubelet(t, c, "default", 400*time.Millisecond)
 	d, err := c.AppsV1().Deployments("default").Create(ctx, newDeployment("mid", 4, "nginx:1"), metav1.CreateOptions{})
@@ -501,14 +490,8 @@ func scaleDownMidRollout(t *testing.T, s *testserver.Server, strategy appsv1.Dep
 	mkRS("old", "nginx:1", "1", 2)
 	mkRS("new", "nginx:2", "2", 1)
 
-	m, err := manager.New(manager.Config{RestConfig: s.Config, Controllers: []string{"deployment"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = m.Run(mctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	stop := managertest.Start(t, s.Config, "deployment")
+	defer stop()
 
 	eventually(t, "old ReplicaSet scaled to 0", 30*time.Second, func() error {
 		sizes := map[string]string{}

@@ -3,8 +3,6 @@ package statefulset_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -13,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiffhq/skiff/controlplane/controllers/internal/managertest"
 	"github.com/skiffhq/skiff/controlplane/controllers/internal/podutil"
-	"github.com/skiffhq/skiff/controlplane/controllers/manager"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
 	"github.com/skiffhq/skiff/server"
@@ -556,16 +554,7 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, "controller-manager") })
 	c := s.Client
 	ctx := context.Background()
-	runManager := func() context.CancelFunc {
-		m, err := manager.New(manager.Config{RestConfig: s.Config, Controllers: []string{"statefulset", "serviceaccount"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { _ = m.Run(mctx); close(done) }()
-		return func() { cancel(); <-done }
-	}
+	runManager := func() func() { return managertest.Start(t, s.Config, "statefulset", "serviceaccount") }
 	stop := runManager()
 	startNodes(t, s, 2)
 	log := watchPods(t, c, "default")
