@@ -673,14 +673,7 @@ func (c *Controller) scale(ctx context.Context, d *appsv1.Deployment, newRS *app
 		}
 		toAdd = allowed - sumSpec(active)
 	}
-	sizes := map[string]int32{}
-	if toAdd != 0 {
-		sizes = ProportionalSizes(active, toAdd)
-	} else {
-		for _, rs := range active {
-			sizes[rs.Name] = rsReplicas(rs)
-		}
-	}
+	sizes := ProportionalSizes(active, toAdd) // toAdd 0: the sizes as they are
 	for _, rs := range active {
 		if _, err := c.scaleRS(ctx, d, rs, sizes[rs.Name]); err != nil {
 			return err
