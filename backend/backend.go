@@ -388,6 +388,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		limiter: rate.NewLimiter(s.opts.RequestRate, s.opts.RequestBurst),
 		client:  cs, dynamic: dyn, discovery: disc, rest: uc,
 	}
+	sess.life, sess.end = context.WithCancelCause(context.Background())
 	s.sessions.add(sess)
 	http.SetCookie(w, &http.Cookie{
 		Name: CookieName, Value: sess.id, Path: "/",

@@ -36,8 +36,10 @@ type session struct {
 	rest      *rest.Config
 	// members are the member clusters the user was checked for (members.go).
 	members memberGrants
-	// streams end with the session.
-	streams sessionStreams
+	// life ends (with a *sessionEnded cause) when the session does; the
+	// session's streams end with it.
+	life context.Context
+	end  context.CancelCauseFunc
 }
 
 // sessionStore keeps sessions in memory (a restart logs everyone out).
@@ -128,61 +130,23 @@ type sessionEnded struct{ why string }
 
 func (e *sessionEnded) Error() string { return "session ended: " + e.why + "; log in again" }
 
-// sessionStreams are a session's exec terminals and merged-log streams,
-// which end with the session as its websockets do.
-type sessionStreams struct {
-	mu    sync.Mutex
-	next  int
-	m     map[int]context.CancelCauseFunc
-	ended *sessionEnded
-}
-
-// stream returns the context of one stream of sess: cancelled, with a
-// *sessionEnded cause, when the session ends or expires, and by done.
+// stream returns the context of one stream of sess (an exec terminal, a
+// merged-log stream): cancelled, with a *sessionEnded cause, when the
+// session ends or expires, and by done.
 func (sess *session) stream(parent context.Context) (ctx context.Context, done context.CancelFunc) {
 	ctx, cancelExpiry := context.WithDeadlineCause(parent, sess.expires, &sessionEnded{why: "the session expired"})
 	ctx, cancel := context.WithCancelCause(ctx)
-	st := &sess.streams
-	st.mu.Lock()
-	if st.ended != nil {
-		st.mu.Unlock()
-		cancel(st.ended)
-		return ctx, cancelExpiry
-	}
-	if st.m == nil {
-		st.m = map[int]context.CancelCauseFunc{}
-	}
-	id := st.next
-	st.next++
-	st.m[id] = cancel
-	st.mu.Unlock()
+	stop := context.AfterFunc(sess.life, func() { cancel(context.Cause(sess.life)) })
 	return ctx, func() {
-		st.mu.Lock()
-		delete(st.m, id)
-		st.mu.Unlock()
+		stop()
 		cancel(nil)
 		cancelExpiry()
 	}
 }
 
-// endStreams cancels the streams of sess, now and any opened later.
-func (sess *session) endStreams(why string) {
-	st := &sess.streams
-	st.mu.Lock()
-	if st.ended == nil {
-		st.ended = &sessionEnded{why: why}
-	}
-	cancels := make([]context.CancelCauseFunc, 0, len(st.m))
-	for _, c := range st.m {
-		cancels = append(cancels, c)
-	}
-	st.m = nil
-	ended := st.ended
-	st.mu.Unlock()
-	for _, c := range cancels {
-		c(ended)
-	}
-}
+// endStreams ends the session's streams, now and any opened later (the
+// first reason given stays).
+func (sess *session) endStreams(why string) { sess.end(&sessionEnded{why: why}) }
 
 // sessionEndOf is the session end that cancelled ctx, or nil.
 func sessionEndOf(ctx context.Context) *sessionEnded {
