@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/controlplane/storage"
@@ -36,7 +37,9 @@ func (s *Server) newEtcdTLS() (*etcdTLS, error) {
 	loopback := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	if s.ha != nil {
 		// Peers of an HA cluster reach the member at the advertise address.
-		if ip := net.ParseIP(s.advertiseAddress()); ip != nil && !ip.IsLoopback() {
+		// (Any address but the two already named: servers on one
+		// machine may advertise 127.0.0.2 and up.)
+		if ip := net.ParseIP(s.advertiseAddress()); ip != nil && !slices.ContainsFunc(loopback, ip.Equal) {
 			loopback = append(loopback, ip)
 		}
 	}
