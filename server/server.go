@@ -204,7 +204,8 @@ type Server struct {
 	api       *apiserver.Server
 	ca        *pki.CA
 	certs     *pki.Rotator
-	etcdCerts *pki.Rotator // the embedded etcd's CA and leaves (etcdtls.go)
+	etcdCerts *pki.Rotator   // the embedded etcd's CA and leaves (etcdtls.go)
+	lease     *identityLease // this server's identity Lease, in HA (peers.go)
 	// etcdClientFiles are the embedded etcd's CA and the client
 	// certificate the operator commands use (recorded by recordDatastore).
 	etcdClientFiles etcdclient.Info
@@ -376,6 +377,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.bootstrap(ctx); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
+	if err := s.startIdentityLease(runCtx); err != nil {
+		return nil, err
+	}
 	if err := chain.Start(runCtx, s.api.Ensure); err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
@@ -518,6 +522,7 @@ func (s *Server) Errors() <-chan error { return s.errCh }
 // Stop shuts everything down in reverse order. Safe to call twice.
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
+		s.stopIdentityLease()
 		if s.api != nil {
 			s.api.SetReady(false)
 		}

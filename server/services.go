@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/skiffhq/skiff/controlplane/authz"
 	"github.com/skiffhq/skiff/controlplane/authz/bootstrap"
 	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/kubernetesservice"
@@ -77,13 +78,32 @@ func (s *Server) kubernetesServiceController() (*kubernetesservice.Controller, e
 	}
 	_, port, _ := net.SplitHostPort(s.listener.Addr().String())
 	p, _ := strconv.Atoi(port)
-	return kubernetesservice.New(kubernetesservice.Config{
+	cfg := kubernetesservice.Config{
 		Client:    cs,
 		ClusterIP: s.services.FirstIP().String(),
-		Address:   advertiseAddress(s.cfg.BindAddress),
+		Address:   s.kubernetesEndpointAddress(),
 		Port:      int32(p),
 		Logger:    s.cfg.Logger,
-	}), nil
+	}
+	if s.haEnabled() {
+		// Every server's identity Lease, read with the server's own
+		// loopback identity (the controller's may not read Leases).
+		peers, err := s.componentClient("system:apiserver", authz.SystemMasters)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Peers = s.peerAddresses(peers)
+	}
+	return kubernetesservice.New(cfg), nil
+}
+
+// kubernetesEndpointAddress is this server's address in the `kubernetes`
+// Endpoints: in HA the address the other servers reach it at.
+func (s *Server) kubernetesEndpointAddress() string {
+	if s.haEnabled() {
+		return s.advertiseAddress()
+	}
+	return advertiseAddress(s.cfg.BindAddress)
 }
 
 // ensureKubernetesService creates the `kubernetes` Service, Endpoints and

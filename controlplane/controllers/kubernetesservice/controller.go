@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/controllers"
@@ -47,7 +49,12 @@ type Config struct {
 	Address string
 	Port    int32
 	Ports   []corev1.ServicePort
-	Logger  *slog.Logger
+	// Peers, when set, returns the addresses of the other live servers
+	// behind the Service (the API servers of an HA cluster, each serving
+	// the same ports): the endpoints are Address and these. An error
+	// fails the pass, leaving the endpoints as they are.
+	Peers  func(ctx context.Context) ([]string, error)
+	Logger *slog.Logger
 }
 
 // Controller reconciles the three objects.
@@ -119,13 +126,45 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	if err := c.service(ctx); err != nil {
 		return fmt.Errorf("service %s/%s: %w", c.cfg.Namespace, c.cfg.Service, err)
 	}
-	if err := c.endpoints(ctx); err != nil {
+	addrs, err := c.addresses(ctx)
+	if err != nil {
+		return fmt.Errorf("endpoints %s/%s: peers: %w", c.cfg.Namespace, c.cfg.Service, err)
+	}
+	if err := c.endpoints(ctx, addrs); err != nil {
 		return fmt.Errorf("endpoints %s/%s: %w", c.cfg.Namespace, c.cfg.Service, err)
 	}
-	if err := c.endpointSlice(ctx); err != nil {
+	if err := c.endpointSlice(ctx, addrs); err != nil {
 		return fmt.Errorf("endpointslice %s/%s: %w", c.cfg.Namespace, c.cfg.Service, err)
 	}
 	return nil
+}
+
+// addresses are the endpoints' addresses: Address and the peers of the
+// same family, sorted (every server writes the same list).
+func (c *Controller) addresses(ctx context.Context) ([]string, error) {
+	self, err := netip.ParseAddr(c.cfg.Address)
+	if err != nil {
+		return []string{c.cfg.Address}, nil
+	}
+	out := []netip.Addr{self.Unmap()}
+	if c.cfg.Peers != nil {
+		peers, err := c.cfg.Peers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range peers {
+			if a, err := netip.ParseAddr(p); err == nil && a.Unmap().Is4() == out[0].Is4() {
+				out = append(out, a.Unmap())
+			}
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	out = slices.Compact(out)
+	strs := make([]string, len(out))
+	for i, a := range out {
+		strs[i] = a.String()
+	}
+	return strs, nil
 }
 
 // samePorts compares the fields the controller sets.
@@ -179,16 +218,17 @@ func (c *Controller) service(ctx context.Context) error {
 	return err
 }
 
-func (c *Controller) endpoints(ctx context.Context) error {
+func (c *Controller) endpoints(ctx context.Context, addrs []string) error {
 	cli := c.cfg.Client.CoreV1().Endpoints(c.cfg.Namespace)
 	var ports []corev1.EndpointPort
 	for _, p := range c.cfg.Ports {
 		ports = append(ports, corev1.EndpointPort{Name: p.Name, Port: p.TargetPort.IntVal, Protocol: p.Protocol})
 	}
-	subsets := []corev1.EndpointSubset{{
-		Addresses: []corev1.EndpointAddress{{IP: c.cfg.Address}},
-		Ports:     ports,
-	}}
+	subset := corev1.EndpointSubset{Ports: ports}
+	for _, a := range addrs {
+		subset.Addresses = append(subset.Addresses, corev1.EndpointAddress{IP: a})
+	}
+	subsets := []corev1.EndpointSubset{subset}
 	labels := map[string]string{discoveryv1.LabelSkipMirror: "true"}
 	cur, err := cli.Get(ctx, c.cfg.Service, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -214,7 +254,7 @@ func (c *Controller) endpoints(ctx context.Context) error {
 	return err
 }
 
-func (c *Controller) endpointSlice(ctx context.Context) error {
+func (c *Controller) endpointSlice(ctx context.Context, addrs []string) error {
 	name := c.cfg.Service
 	cli := c.cfg.Client.DiscoveryV1().EndpointSlices(c.cfg.Namespace)
 	ready := true
@@ -222,7 +262,10 @@ func (c *Controller) endpointSlice(ctx context.Context) error {
 	if ip := parseIP(c.cfg.Address); ip != nil && ip.To4() == nil {
 		addrType = discoveryv1.AddressTypeIPv6
 	}
-	endpoints := []discoveryv1.Endpoint{{Addresses: []string{c.cfg.Address}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}
+	var endpoints []discoveryv1.Endpoint
+	for _, a := range addrs {
+		endpoints = append(endpoints, discoveryv1.Endpoint{Addresses: []string{a}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
+	}
 	var ports []discoveryv1.EndpointPort
 	for _, p := range c.cfg.Ports {
 		ports = append(ports, discoveryv1.EndpointPort{Name: &p.Name, Protocol: &p.Protocol, Port: &p.TargetPort.IntVal})
@@ -247,7 +290,7 @@ func (c *Controller) endpointSlice(ctx context.Context) error {
 		if err := cli.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &cur.UID}}); err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
-		return c.endpointSlice(ctx)
+		return c.endpointSlice(ctx, addrs)
 	}
 	if reflect.DeepEqual(cur.Endpoints, endpoints) && reflect.DeepEqual(cur.Ports, ports) && cur.Labels[discoveryv1.LabelServiceName] == name {
 		return nil

@@ -2,11 +2,14 @@ package kubernetesservice_test
 
 import (
 	"context"
+	"errors"
 	"net/url"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/skiffhq/skiff/controlplane/controllers/kubernetesservice"
 	"github.com/skiffhq/skiff/internal/testserver"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -88,4 +91,67 @@ func TestKubernetesService(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitOK("endpoints restored")
+}
+
+// TestPeers: with Peers (the API servers of an HA cluster), the endpoints
+// list this server and every peer of its address family, sorted, so that
+// every server writes the same objects; a failed peer listing leaves them.
+func TestPeers(t *testing.T) {
+	s := testserver.Start(t)
+	cs := s.Client
+	ctx := context.Background()
+	var peers []string
+	var peersErr error
+	c := kubernetesservice.New(kubernetesservice.Config{
+		Client: cs, Namespace: "default", Service: "peers", ClusterIP: "10.43.0.50",
+		Address: "127.0.0.2", Port: 6443,
+		Peers: func(context.Context) ([]string, error) { return peers, peersErr },
+	})
+	got := func() (eps, slice []string) {
+		t.Helper()
+		ep, err := cs.CoreV1().Endpoints("default").Get(ctx, "peers", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ss := range ep.Subsets {
+			for _, a := range ss.Addresses {
+				eps = append(eps, a.IP)
+			}
+			if len(ss.Ports) != 1 || ss.Ports[0].Port != 6443 {
+				t.Fatalf("endpoint ports %v", ss.Ports)
+			}
+		}
+		sl, err := cs.DiscoveryV1().EndpointSlices("default").Get(ctx, "peers", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range sl.Endpoints {
+			if e.Conditions.Ready == nil || !*e.Conditions.Ready {
+				t.Fatalf("endpoint %v not ready", e.Addresses)
+			}
+			slice = append(slice, e.Addresses...)
+		}
+		return eps, slice
+	}
+	for _, tc := range []struct {
+		name  string
+		peers []string
+		err   error
+		want  []string
+	}{
+		{"alone", nil, nil, []string{"127.0.0.2"}},
+		{"three servers", []string{"127.0.0.3", "127.0.0.1", "127.0.0.2", "fd00::1", "not-an-ip"}, nil, []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}},
+		{"listing fails", nil, errors.New("etcd unavailable"), []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}},
+		{"one left", []string{"127.0.0.3"}, nil, []string{"127.0.0.2", "127.0.0.3"}},
+	} {
+		peers, peersErr = tc.peers, tc.err
+		err := c.Reconcile(ctx)
+		if (err != nil) != (tc.err != nil) {
+			t.Fatalf("%s: reconcile error %v", tc.name, err)
+		}
+		eps, slice := got()
+		if !slices.Equal(eps, tc.want) || !slices.Equal(slice, tc.want) {
+			t.Fatalf("%s: endpoints %v, slice %v; want %v", tc.name, eps, slice, tc.want)
+		}
+	}
 }

@@ -1,0 +1,168 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/skiffhq/skiff/controlplane/authz"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+)
+
+// In an HA cluster every server keeps an identity Lease in kube-system,
+// labelled as upstream's API server identity leases, with the address
+// agents and the `kubernetes` Service reach it at. The `default/kubernetes`
+// Endpoints list every server whose Lease is fresh (what upstream's
+// "lease" endpoint reconciler does with its own etcd keys), and agents
+// learn their failover list from them (nodeagent/failover).
+const (
+	identityLabel         = "apiserver.kubernetes.io/identity"
+	identityLabelValue    = "kube-apiserver"
+	addressAnnotation     = "skiff.dev/apiserver-address"
+	identityLeaseDuration = 15 * time.Second
+	identityRenewInterval = 5 * time.Second
+)
+
+// identityLease is this server's Lease loop.
+type identityLease struct {
+	cs      kubernetes.Interface
+	name    string
+	holder  string
+	address string // host:port
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// startIdentityLease starts renewing this server's identity Lease (HA
+// only). stopIdentityLease ends it and deletes the Lease.
+func (s *Server) startIdentityLease(ctx context.Context) error {
+	if !s.haEnabled() {
+		return nil
+	}
+	member, err := s.etcdMemberName()
+	if err != nil {
+		return err
+	}
+	cs, err := s.componentClient("system:apiserver", authz.SystemMasters)
+	if err != nil {
+		return err
+	}
+	_, port, _ := net.SplitHostPort(s.listener.Addr().String())
+	l := &identityLease{
+		cs: cs, name: "apiserver-" + strings.ToLower(member), holder: member,
+		address: net.JoinHostPort(s.kubernetesEndpointAddress(), port), done: make(chan struct{}),
+	}
+	if err := l.renew(ctx); err != nil {
+		return fmt.Errorf("identity lease: %w", err)
+	}
+	ctx, l.cancel = context.WithCancel(ctx)
+	s.lease = l
+	go func() {
+		defer close(l.done)
+		t := time.NewTicker(identityRenewInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := l.renew(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("identity lease renewal failed", "lease", l.name, "err", err)
+			}
+		}
+	}()
+	return nil
+}
+
+// stopIdentityLease stops the renewals and deletes the Lease, so that the
+// other servers drop this one from the endpoints at their next pass
+// rather than when the Lease expires.
+func (s *Server) stopIdentityLease() {
+	l := s.lease
+	if l == nil {
+		return
+	}
+	l.once.Do(func() {
+		l.cancel()
+		<-l.done
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err := l.cs.CoordinationV1().Leases(metav1.NamespaceSystem).Delete(ctx, l.name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			s.log.Warn("identity lease not deleted; it expires", "lease", l.name, "err", err)
+		}
+	})
+}
+
+func (l *identityLease) renew(ctx context.Context) error {
+	leases := l.cs.CoordinationV1().Leases(metav1.NamespaceSystem)
+	now := metav1.NewMicroTime(time.Now())
+	secs := int32(identityLeaseDuration / time.Second)
+	cur, err := leases.Get(ctx, l.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: l.name, Namespace: metav1.NamespaceSystem,
+				Labels:      map[string]string{identityLabel: identityLabelValue},
+				Annotations: map[string]string{addressAnnotation: l.address}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &l.holder, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
+		}, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	next := cur.DeepCopy()
+	if next.Labels == nil {
+		next.Labels = map[string]string{}
+	}
+	if next.Annotations == nil {
+		next.Annotations = map[string]string{}
+	}
+	next.Labels[identityLabel] = identityLabelValue
+	next.Annotations[addressAnnotation] = l.address
+	next.Spec.HolderIdentity, next.Spec.LeaseDurationSeconds, next.Spec.RenewTime = &l.holder, &secs, &now
+	_, err = leases.Update(ctx, next, metav1.UpdateOptions{})
+	return err
+}
+
+// peerAddresses lists the addresses of the servers whose identity Lease
+// is fresh and whose port is this server's (the `kubernetes` Endpoints
+// have one port; a server on another port is left out, with a warning).
+func (s *Server) peerAddresses(cs kubernetes.Interface) func(ctx context.Context) ([]string, error) {
+	_, ownPort, _ := net.SplitHostPort(s.listener.Addr().String())
+	sel := labels.SelectorFromSet(labels.Set{identityLabel: identityLabelValue}).String()
+	return func(ctx context.Context) ([]string, error) {
+		list, err := cs.CoordinationV1().Leases(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		now := time.Now()
+		for _, l := range list.Items {
+			if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil ||
+				now.After(l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second)) {
+				continue
+			}
+			host, port, err := net.SplitHostPort(l.Annotations[addressAnnotation])
+			if err != nil {
+				continue
+			}
+			if port != ownPort {
+				s.log.Warn("API server on another port left out of the kubernetes endpoints", "lease", l.Name, "address", l.Annotations[addressAnnotation], "port", ownPort)
+				continue
+			}
+			out = append(out, host)
+		}
+		return out, nil
+	}
+}
