@@ -2,10 +2,13 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,11 +16,16 @@ import (
 	"github.com/skiffhq/skiff/controlplane/etcdclient"
 	"github.com/skiffhq/skiff/controlplane/servertoken"
 	"github.com/skiffhq/skiff/internal/testserver"
+	"github.com/skiffhq/skiff/nodeagent/failover"
+	"github.com/skiffhq/skiff/nodeagent/hollow"
 	"github.com/skiffhq/skiff/server"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 )
 
 func haConfig(t *testing.T) server.Config {
@@ -90,8 +98,12 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
+	// Each server on its own loopback address, all on one port, as
+	// servers on separate machines: the `kubernetes` Endpoints list
+	// addresses with one port.
+	port := sharedPort(t, "127.0.0.1", "127.0.0.2", "127.0.0.3")
 	c1 := haConfig(t)
-	c1.ClusterInit = true
+	c1.ClusterInit, c1.HTTPSPort = true, port
 	s1 := testserver.StartWith(t, c1)
 	tokText, err := os.ReadFile(filepath.Join(c1.DataDir, servertoken.File))
 	if err != nil {
@@ -145,13 +157,14 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 		})
 	}
 
-	join := func() (*testserver.Server, server.Config) {
+	join := func(ip string) (*testserver.Server, server.Config) {
 		c := haConfig(t)
 		c.JoinServer, c.Token = s1.URL(), tok.String()
+		c.BindAddress, c.AdvertiseAddress, c.HTTPSPort = ip, ip, port
 		return testserver.StartWith(t, c), c
 	}
-	s2, c2 := join()
-	s3, c3 := join()
+	s2, c2 := join("127.0.0.2")
+	s3, c3 := join("127.0.0.3")
 	if got := memberNames(ctx, t, c3.DataDir); len(got) != 3 {
 		t.Fatalf("members: %v, want 3", got)
 	}
@@ -172,8 +185,22 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 		}
 	}
 
+	// The `kubernetes` Endpoints list the three servers (their identity
+	// Leases), and an agent configured with the first alone learns the
+	// others from them.
+	all := []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}
+	eventually(ctx, t, "the kubernetes endpoints list every server", func() error { return endpointsAre(ctx, s3.Client, all) })
+	agent := startFailoverAgent(ctx, t, s1)
+	eventually(ctx, t, "the agent learns every server", func() error {
+		if got := agent.b.Servers(); len(got) != 3 {
+			return fmt.Errorf("servers %v", got)
+		}
+		return nil
+	})
+
 	// One server down: the other two still serve writes and reads (a
 	// write may fail while etcd elects a new leader).
+	stopped := time.Now()
 	s1.Stop()
 	eventually(ctx, t, "write through server 2 with server 1 stopped", func() error { return createCM(ctx, s2.Client, "after-stop") })
 	eventually(ctx, t, "server 3 reads it", func() error { return getCM(ctx, s3.Client, "after-stop") })
@@ -181,6 +208,14 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 		t.Fatalf("write through server 3 with server 1 stopped: %v", err)
 	}
 	eventually(ctx, t, "server 2 reads it", func() error { return getCM(ctx, s2.Client, "after-stop-3") })
+
+	// The agent moved to a live server: its writes succeed, its watch
+	// (started through server 1) sees what server 3 wrote after the stop,
+	// its node's Lease is renewed, and nothing is left open to server 1.
+	agent.failedOver(ctx, t, s1, s2, stopped)
+	// Server 1 deleted its identity Lease when it stopped: the endpoints
+	// drop it at the next pass.
+	eventually(ctx, t, "the endpoints drop the stopped server", func() error { return endpointsAre(ctx, s2.Client, all[1:]) })
 
 	// A minority (server 3 alone) refuses writes.
 	s2.Stop()
@@ -206,5 +241,128 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(c4.DataDir, "tls/server-ca.key")); err == nil {
 		t.Error("a join refused for lack of quorum left the cluster CA behind")
+	}
+}
+
+// sharedPort returns a port free on every one of ips.
+func sharedPort(t *testing.T, ips ...string) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		free := true
+		for _, ip := range ips[1:] {
+			o, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
+			if err != nil {
+				free = false
+				break
+			}
+			o.Close()
+		}
+		l.Close()
+		if free {
+			return port
+		}
+	}
+	t.Fatal("no port free on every address")
+	return 0
+}
+
+// endpointsAre checks the addresses of default/kubernetes.
+func endpointsAre(ctx context.Context, cs kubernetes.Interface, want []string) error {
+	ep, err := cs.CoreV1().Endpoints("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	var got []string
+	for _, ss := range ep.Subsets {
+		for _, a := range ss.Addresses {
+			got = append(got, a.IP)
+		}
+	}
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("endpoints %v, want %v", got, want)
+	}
+	return nil
+}
+
+// failoverAgent is what a node agent runs against the API: a client
+// through a failover balancer, a hollow node and a configmap informer.
+type failoverAgent struct {
+	b     *failover.Balancer
+	cs    kubernetes.Interface
+	seen  cache.Store
+	nodes *hollow.Cluster
+}
+
+// startFailoverAgent starts one configured with s alone (learning the
+// others), checking health every 200ms.
+func startFailoverAgent(ctx context.Context, t *testing.T, s *testserver.Server) *failoverAgent {
+	t.Helper()
+	rc := rest.CopyConfig(s.Config)
+	b, err := failover.Configure(rc, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Run(bctx, 200*time.Millisecond, failover.Learner(cs), 200*time.Millisecond)
+	}()
+	nodes, err := hollow.Start(ctx, rc, hollow.Options{Nodes: 1, NamePrefix: "ha-agent-", LeaseInterval: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace("default"))
+	inf := f.Core().V1().ConfigMaps().Informer()
+	f.Start(bctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		t.Fatal("configmap informer did not sync")
+	}
+	t.Cleanup(func() {
+		nodes.Stop()
+		cancel()
+		f.Shutdown()
+		<-done
+	})
+	return &failoverAgent{b: b, cs: cs, seen: inf.GetStore(), nodes: nodes}
+}
+
+func (a *failoverAgent) failedOver(ctx context.Context, t *testing.T, gone, other *testserver.Server, stopped time.Time) {
+	t.Helper()
+	goneAddr, _ := failover.HostPort(gone.URL())
+	eventually(ctx, t, "the agent leaves the stopped server", func() error {
+		if cur := a.b.Current(); cur == goneAddr {
+			return fmt.Errorf("current %s", cur)
+		}
+		return nil
+	})
+	eventually(ctx, t, "a write through the agent's client", func() error { return createCM(ctx, a.cs, "via-agent") })
+	eventually(ctx, t, "the agent's watch sees a write made after the stop", func() error {
+		if _, ok, _ := a.seen.GetByKey("default/after-stop-3"); !ok {
+			return errors.New("not seen")
+		}
+		return nil
+	})
+	eventually(ctx, t, "the hollow node's Lease is renewed after the stop", func() error {
+		l, err := other.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, "ha-agent-0", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(stopped.Add(time.Second)) {
+			return fmt.Errorf("renewed at %v", l.Spec.RenewTime)
+		}
+		return nil
+	})
+	if n := a.b.Conns(goneAddr); n != 0 {
+		t.Errorf("%d connections still open to the stopped server", n)
 	}
 }

@@ -1,23 +1,29 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/skiffhq/skiff/nodeagent/agent"
+	"github.com/skiffhq/skiff/nodeagent/failover"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
 func agentCmd() *cobra.Command {
 	var (
-		runtime, kubeconfig, labels, taints, server string
-		opts                                        hollow.Options
-		real                                        realAgentFlags
+		runtime, kubeconfig, labels, taints string
+		servers                             []string
+		opts                                hollow.Options
+		real                                realAgentFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -28,7 +34,7 @@ func agentCmd() *cobra.Command {
 				if err := agent.ValidateProxyMode(real.proxyMode); err != nil {
 					return fmt.Errorf("--proxy-mode: %w", err)
 				}
-				return runContainerdAgent(cmd, kubeconfig, server, real)
+				return runContainerdAgent(cmd, kubeconfig, servers, real)
 			case "fake":
 			default:
 				return fmt.Errorf("--runtime %q: must be containerd or fake", runtime)
@@ -36,12 +42,9 @@ func agentCmd() *cobra.Command {
 			if opts.Nodes <= 0 {
 				return errors.New("--hollow-nodes must be at least 1 with --runtime fake")
 			}
-			if kubeconfig == "" {
-				return errors.New("--kubeconfig is required")
-			}
-			rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+			rc, err := agentClientConfig(cmd.Context(), kubeconfig, servers)
 			if err != nil {
-				return fmt.Errorf("load kubeconfig: %w", err)
+				return err
 			}
 			rc.QPS, rc.Burst = -1, 0
 			if opts.Labels, err = parseLabels(labels); err != nil {
@@ -63,7 +66,7 @@ func agentCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&runtime, "runtime", "containerd", "container runtime: containerd runs real pods, fake runs hollow nodes")
-	f.StringVar(&server, "server", "", "API server URL (overrides the kubeconfig's server)")
+	f.StringSliceVar(&servers, "server", nil, "API server URLs, comma-separated: the first replaces the kubeconfig's server, the others are where the agent fails over to (it also learns every server the default/kubernetes Endpoints list)")
 	real.register(cmd)
 	f.IntVar(&opts.Nodes, "hollow-nodes", 0, "number of hollow nodes to run with --runtime fake")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to join")
@@ -110,4 +113,44 @@ func parseTaints(s string) ([]corev1.Taint, error) {
 		out = append(out, corev1.Taint{Key: k, Value: v, Effect: e})
 	}
 	return out, nil
+}
+
+// Failover timing of an agent's API connection: the current server's
+// /readyz every healthInterval (two failures in a row move to another
+// server), the server list from default/kubernetes every learnInterval.
+const (
+	healthInterval = 2 * time.Second
+	learnInterval  = 10 * time.Second
+)
+
+// agentClientConfig loads the agent's kubeconfig, points it at the first
+// of servers (when given) and makes every connection fail over across the
+// servers: those given, then those the cluster lists. The balancer runs
+// until ctx ends.
+func agentClientConfig(ctx context.Context, kubeconfig string, servers []string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return nil, errors.New("--kubeconfig is required")
+	}
+	first := ""
+	if len(servers) > 0 {
+		first = servers[0]
+	}
+	rc, err := clientcmd.BuildConfigFromFlags(first, kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	var others []string
+	if len(servers) > 1 {
+		others = servers[1:]
+	}
+	b, err := failover.Configure(rc, others, slog.Default())
+	if err != nil {
+		return nil, fmt.Errorf("--server: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	go b.Run(ctx, healthInterval, failover.Learner(cs), learnInterval)
+	return rc, nil
 }

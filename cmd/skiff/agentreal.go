@@ -17,7 +17,6 @@ import (
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // realAgentFlags are the flags of `skiff agent --runtime containerd`.
@@ -67,13 +66,13 @@ func (f *realAgentFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.imageMinGCAge, "image-minimum-gc-age", agent.DefaultImageMinimumGCAge, "minimum age of an unused image before it is garbage collected")
 }
 
-func runContainerdAgent(cmd *cobra.Command, kubeconfig, server string, f realAgentFlags) error {
+func runContainerdAgent(cmd *cobra.Command, kubeconfig string, servers []string, f realAgentFlags) error {
 	if kubeconfig == "" {
 		return errors.New("--kubeconfig is required: a credential for system:node:<name> in group system:nodes (joining with a node token is not available yet)")
 	}
-	rc, err := clientcmd.BuildConfigFromFlags(server, kubeconfig)
+	rc, err := agentClientConfig(cmd.Context(), kubeconfig, servers)
 	if err != nil {
-		return fmt.Errorf("load kubeconfig: %w", err)
+		return err
 	}
 	opts := agent.Options{
 		NodeName: f.nodeName, NodeIP: f.nodeIP, StateDir: filepath.Join(f.dataDir, "agent"),
