@@ -67,10 +67,17 @@ func startCluster(t *testing.T, extra ...string) *cluster {
 // startClusterIn runs `skiff server` with data dir dir.
 func startClusterIn(t *testing.T, dir string, extra ...string) *cluster {
 	t.Helper()
-	c := &cluster{dir: dir, kubeconfig: filepath.Join(dir, "admin.kubeconfig"), log: &bytes.Buffer{}}
 	args := append([]string{"server", "--data-dir", dir, "--bind-address", "127.0.0.1",
 		"--https-listen-port", fmt.Sprint(freePort(t)), "--etcd-client-port", "0", "--etcd-peer-port", "0",
 		"--disable-agent", "--ingress-http-port", "0", "--ingress-https-port", "0"}, extra...)
+	return startServer(t, dir, args...)
+}
+
+// startServer runs `skiff <args>` (a server with data dir dir) and waits
+// for /readyz through the admin kubeconfig it writes.
+func startServer(t *testing.T, dir string, args ...string) *cluster {
+	t.Helper()
+	c := &cluster{dir: dir, kubeconfig: filepath.Join(dir, "admin.kubeconfig"), log: &bytes.Buffer{}}
 	c.cmd = exec.Command(skiffBin(t), args...)
 	c.cmd.Stdout = c.log
 	c.cmd.Stderr = c.log

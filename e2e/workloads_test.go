@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -11,14 +10,15 @@ import (
 
 // startHollowNodes runs `skiff agent --runtime fake` as a separate process
 // joined with the admin kubeconfig: n hollow nodes that report bound pods
-// Running and Ready, so workloads roll out without containers.
-func startHollowNodes(t *testing.T, c *cluster, n string) {
+// Running and Ready, so workloads roll out without containers. It returns
+// the agent's log.
+func startHollowNodes(t *testing.T, c *cluster, n string) *syncBuffer {
 	t.Helper()
-	var log bytes.Buffer
+	log := &syncBuffer{}
 	cmd := exec.Command(skiffBin(t), "agent", "--runtime", "fake", "--hollow-nodes", n,
 		"--kubeconfig", c.kubeconfig, "--data-dir", t.TempDir(), "--node-name-prefix", "hollow-",
 		"--lease-interval", "2s")
-	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +43,7 @@ func startHollowNodes(t *testing.T, c *cluster, n string) {
 		}
 		return ""
 	})
+	return log
 }
 
 // TestKubectlWorkloads drives the workload controllers the way a user

@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestHAServerKilled runs three `skiff server` processes as one HA
+// cluster (at 127.0.0.1, .2 and .3 on one port, as three machines would
+// be) and a hollow-node agent that was told about the first server only.
+// The first server is killed with SIGKILL: the other two keep serving
+// writes and reads, the agent moves to a live server (its nodes stay
+// Ready, their Leases renewed), the `kubernetes` Endpoints drop the dead
+// server when its identity Lease expires, and the server restarted on its
+// data dir rejoins and serves again.
+func TestHAServerKilled(t *testing.T) {
+	ips := []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}
+	port := sharedPort(t, ips...)
+	url := func(ip string) string { return fmt.Sprintf("https://%s:%d", ip, port) }
+	args := func(dir, ip string, extra ...string) []string {
+		return append([]string{"server", "--data-dir", dir, "--bind-address", ip, "--advertise-address", ip,
+			"--https-listen-port", fmt.Sprint(port), "--etcd-client-port", "0", "--etcd-peer-port", "0",
+			"--disable-agent", "--ingress-http-port", "0", "--ingress-https-port", "0", "--dashboard-port", "0",
+			"--disable", "dns,etcd-snapshot"}, extra...)
+	}
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	s1 := startServer(t, dirs[0], args(dirs[0], ips[0], "--cluster-init")...)
+	tok, err := os.ReadFile(filepath.Join(dirs[0], "server", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tok))
+	s2 := startServer(t, dirs[1], args(dirs[1], ips[1], "--server", url(ips[0]), "--token", token)...)
+	// Any server admits the next one.
+	s3 := startServer(t, dirs[2], args(dirs[2], ips[2], "--server", url(ips[1]), "--token", token)...)
+
+	endpoints := func(c *cluster) string {
+		out, _ := c.run("get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[*].addresses[*].ip}")
+		return strings.TrimSpace(out)
+	}
+	eventually(t, 30*time.Second, func() string {
+		if got := endpoints(s3); got != strings.Join(ips, " ") {
+			return "kubernetes endpoints: " + got
+		}
+		return ""
+	})
+
+	// The agent knows the first server only; it learns the others from
+	// the endpoints.
+	agentLog := startHollowNodes(t, s1, "2")
+	eventually(t, 30*time.Second, func() string {
+		if l := agentLog.String(); !strings.Contains(l, "API servers learned") || !strings.Contains(l, ips[2]) {
+			return "the agent has not learned the other servers"
+		}
+		return ""
+	})
+
+	killed := time.Now()
+	if err := s1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = s1.cmd.Wait()
+
+	// Writes and reads through the others (a write may fail while etcd
+	// elects a new leader).
+	eventually(t, 30*time.Second, func() string {
+		if out, err := s2.run("create", "configmap", "after-kill", "--from-literal=k=v"); err != nil {
+			return "write through server 2: " + out
+		}
+		return ""
+	})
+	if got := s3.k(t, "get", "configmap", "after-kill", "-o", "jsonpath={.data.k}"); got != "v" {
+		t.Fatalf("read through server 3: %q", got)
+	}
+
+	// The agent moved: both nodes' Leases are renewed after the kill and
+	// the nodes stay Ready.
+	eventually(t, 60*time.Second, func() string {
+		for _, n := range []string{"hollow-0", "hollow-1"} {
+			out, err := s2.run("get", "lease", "-n", "kube-node-lease", n, "-o", "jsonpath={.spec.renewTime}")
+			if err != nil {
+				return out
+			}
+			at, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(out))
+			if err != nil || !at.After(killed.Add(time.Second)) {
+				return fmt.Sprintf("lease %s renewed at %q", n, out)
+			}
+		}
+		return ""
+	})
+	if out := s3.k(t, "get", "nodes", "--no-headers"); strings.Count(out, " Ready ") != 2 {
+		t.Fatalf("nodes after the kill:\n%s", out)
+	}
+	if l := agentLog.String(); !strings.Contains(l, "API server failover") {
+		t.Fatalf("the agent log does not show a failover:\n%s", tail(l, 3000))
+	}
+
+	// The killed server's identity Lease expires: the endpoints drop it.
+	eventually(t, 60*time.Second, func() string {
+		if got := endpoints(s2); got != strings.Join(ips[1:], " ") {
+			return "kubernetes endpoints: " + got
+		}
+		return ""
+	})
+
+	// Restarted on its data dir, it rejoins as the member it was.
+	s1 = startServer(t, dirs[0], args(dirs[0], ips[0], "--cluster-init")...)
+	if got := s1.k(t, "get", "configmap", "after-kill", "-o", "jsonpath={.data.k}"); got != "v" {
+		t.Fatalf("read through the restarted server: %q", got)
+	}
+	s1.k(t, "create", "configmap", "after-restart")
+	eventually(t, 30*time.Second, func() string {
+		if out, err := s3.run("get", "configmap", "after-restart"); err != nil {
+			return out
+		}
+		if got := endpoints(s3); got != strings.Join(ips, " ") {
+			return "kubernetes endpoints: " + got
+		}
+		return ""
+	})
+}
+
+// sharedPort returns a port free on every one of ips.
+func sharedPort(t *testing.T, ips ...string) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		free := true
+		for _, ip := range ips[1:] {
+			o, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
+			if err != nil {
+				free = false
+				break
+			}
+			o.Close()
+		}
+		l.Close()
+		if free {
+			return port
+		}
+	}
+	t.Fatal("no port free on every address")
+	return 0
+}
+
+// syncBuffer is a log buffer the test reads while the process writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
