@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,7 +21,9 @@ import (
 // writes and reads, the agent moves to a live server (its nodes stay
 // Ready, their Leases renewed), the `kubernetes` Endpoints drop the dead
 // server when its identity Lease expires, and the server restarted on its
-// data dir rejoins and serves again.
+// data dir rejoins and serves again. Last, `skiff etcd member list` names
+// the three members and `remove` takes out a stopped one; the two left
+// keep serving writes.
 func TestHAServerKilled(t *testing.T) {
 	ips := []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}
 	port := sharedPort(t, ips...)
@@ -123,6 +126,55 @@ func TestHAServerKilled(t *testing.T) {
 		}
 		if got := endpoints(s3); got != strings.Join(ips, " ") {
 			return "kubernetes endpoints: " + got
+		}
+		return ""
+	})
+
+	// `skiff etcd member`: list on any server; a server leaving for good
+	// is removed from another, and the two left keep quorum.
+	memberName := func(dir string) string {
+		b, err := os.ReadFile(filepath.Join(dir, "server", "etcd-name"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	members := func() string {
+		out, err := exec.Command(skiffBin(t), "etcd", "member", "list", "--data-dir", dirs[1]).CombinedOutput()
+		if err != nil {
+			t.Fatalf("etcd member list: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	list := members()
+	for _, d := range dirs {
+		if n := memberName(d); !strings.Contains(list, n) {
+			t.Fatalf("member list lacks %s:\n%s", n, list)
+		}
+	}
+	if out, err := exec.Command(skiffBin(t), "etcd", "member", "remove", "no-such-member", "--data-dir", dirs[1]).CombinedOutput(); err == nil || !strings.Contains(string(out), `no etcd member named "no-such-member"`) {
+		t.Fatalf("removing an unknown member: %v\n%s", err, out)
+	}
+	if err := s3.stop(); err != nil {
+		t.Fatal(err)
+	}
+	gone := memberName(dirs[2])
+	out, err := exec.Command(skiffBin(t), "etcd", "member", "remove", gone, "--data-dir", dirs[1]).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "removed etcd member "+gone) {
+		t.Fatalf("etcd member remove: %v\n%s", err, out)
+	}
+	if list := members(); strings.Contains(list, gone) || strings.Count(strings.TrimSpace(list), "\n") != 2 {
+		t.Fatalf("members after the removal:\n%s", list)
+	}
+	eventually(t, 30*time.Second, func() string {
+		if out, err := s2.run("create", "configmap", "after-remove"); err != nil {
+			return "write with two members: " + out
+		}
+		return ""
+	})
+	eventually(t, 30*time.Second, func() string {
+		if out, err := s1.run("get", "configmap", "after-remove"); err != nil {
+			return "read through server 1: " + out
 		}
 		return ""
 	})
