@@ -72,8 +72,15 @@ type joiner struct {
 	token   servertoken.Token
 	client  *http.Client
 	written []string // files this join created, removed if it fails
-	member  uint64   // the learner added for us (0 = none)
+	// newDirs are the data dir's directories this join creates (the
+	// certificates, the token, the database): removed whole if it fails,
+	// with every leaf certificate issued meanwhile.
+	newDirs []string
+	member  uint64 // the learner added for us (0 = none)
 }
+
+// joinDirs are the data dir's directories a first join writes into.
+var joinDirs = []string{"tls", "server", "db"}
 
 func (s *Server) haEnabled() bool { return s.cfg.ClusterInit || s.cfg.JoinServer != "" }
 
@@ -155,6 +162,11 @@ func (s *Server) prepareHA(ctx context.Context) error {
 		return nil
 	}
 	j := &joiner{base: strings.TrimSuffix(s.cfg.JoinServer, "/"), token: tok}
+	for _, d := range joinDirs {
+		if p := filepath.Join(s.cfg.DataDir, d); !exists(p) {
+			j.newDirs = append(j.newDirs, p)
+		}
+	}
 	s.ha.join = j
 	return j.fetchMaterial(ctx, s.cfg.DataDir)
 }
@@ -219,6 +231,14 @@ func (s *Server) undoJoin() {
 	for _, p := range j.written {
 		_ = os.Remove(p)
 	}
+	for _, d := range j.newDirs {
+		_ = os.RemoveAll(d)
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // startJoinedEtcd adds this server as a learner through the server it
