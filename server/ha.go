@@ -40,7 +40,7 @@ import (
 // Every server of the cluster serves the join endpoints, authenticated by
 // the token's secret (stored in <data-dir>/server/token).
 const (
-	haCACertsPath   = "/skiff/v1/cacerts"
+	haCACertsPath   = servertoken.CACertsPath
 	haBootstrapPath = "/skiff/v1/server/bootstrap"
 	haMembersPath   = "/skiff/v1/server/etcd-members"
 	// memberNameFile keeps this server's etcd member name.
@@ -286,18 +286,16 @@ func (s *Server) joinDone() {
 // --- server side -----------------------------------------------------------
 
 // haHandler serves the join endpoints in front of the API; other paths go
-// to next.
+// to next. The cluster CA (public) is served on every server: joining
+// servers and agents check it against their token's hash.
 func (s *Server) haHandler(next http.Handler) http.Handler {
-	if s.ha == nil {
-		return next
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
 		case p == haCACertsPath && r.Method == http.MethodGet:
 			w.Header().Set("Content-Type", "application/x-pem-file")
 			_, _ = w.Write(s.ca.CertPEM)
-		case !strings.HasPrefix(p, "/skiff/v1/server/"):
+		case s.ha == nil || !strings.HasPrefix(p, "/skiff/v1/server/"):
 			next.ServeHTTP(w, r)
 		case !s.ha.token.CheckSecret(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")):
 			haError(w, http.StatusUnauthorized, errors.New("server token rejected"))

@@ -20,7 +20,7 @@ import (
 
 func agentCmd() *cobra.Command {
 	var (
-		runtime, kubeconfig, labels, taints string
+		runtime, kubeconfig, token, labels, taints string
 		servers                             []string
 		opts                                hollow.Options
 		real                                realAgentFlags
@@ -34,10 +34,13 @@ func agentCmd() *cobra.Command {
 				if err := agent.ValidateProxyMode(real.proxyMode); err != nil {
 					return fmt.Errorf("--proxy-mode: %w", err)
 				}
-				return runContainerdAgent(cmd, kubeconfig, servers, real)
+				return runContainerdAgent(cmd, kubeconfig, token, servers, real)
 			case "fake":
 			default:
 				return fmt.Errorf("--runtime %q: must be containerd or fake", runtime)
+			}
+			if token != "" {
+				return errors.New("--token joins a real node; hollow nodes use --kubeconfig")
 			}
 			if opts.Nodes <= 0 {
 				return errors.New("--hollow-nodes must be at least 1 with --runtime fake")
@@ -69,7 +72,8 @@ func agentCmd() *cobra.Command {
 	f.StringSliceVar(&servers, "server", nil, "API server URLs, comma-separated: the first replaces the kubeconfig's server, the others are where the agent fails over to (it also learns every server the default/kubernetes Endpoints list)")
 	real.register(cmd)
 	f.IntVar(&opts.Nodes, "hollow-nodes", 0, "number of hollow nodes to run with --runtime fake")
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to join")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to join (default: <data-dir>/agent/kubeconfig, written by a join with --token)")
+	f.StringVar(&token, "token", "", "node join token (`skiff token create`: SK10<ca hash>::<id>.<secret>) to join the cluster of --server with; used once, the node's own credentials are kept in <data-dir>/agent/kubeconfig")
 	f.StringVar(&opts.NamePrefix, "node-name-prefix", "hollow-node-", "hollow nodes are named <prefix><index>")
 	f.StringVar(&opts.CPU, "node-cpu", "4", "CPU capacity of each hollow node")
 	f.StringVar(&opts.Memory, "node-memory", "16Gi", "memory capacity of each hollow node")

@@ -1,9 +1,9 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/nodeagent/agent"
+	"github.com/skiffhq/skiff/nodeagent/bootstrap"
 	"github.com/skiffhq/skiff/nodeagent/crilog"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 	"github.com/spf13/cobra"
@@ -66,9 +67,30 @@ func (f *realAgentFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.imageMinGCAge, "image-minimum-gc-age", agent.DefaultImageMinimumGCAge, "minimum age of an unused image before it is garbage collected")
 }
 
-func runContainerdAgent(cmd *cobra.Command, kubeconfig string, servers []string, f realAgentFlags) error {
+func runContainerdAgent(cmd *cobra.Command, kubeconfig, token string, servers []string, f realAgentFlags) error {
 	if kubeconfig == "" {
-		return errors.New("--kubeconfig is required: a credential for system:node:<name> in group system:nodes (joining with a node token is not available yet)")
+		// Join with a node token, or use the kubeconfig an earlier join
+		// wrote: a credential for system:node:<name> in system:nodes.
+		name := f.nodeName
+		if name == "" {
+			h, err := os.Hostname()
+			if err != nil {
+				return fmt.Errorf("node name: %w", err)
+			}
+			name = strings.ToLower(h)
+		}
+		first := ""
+		if len(servers) > 0 {
+			first = servers[0]
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+		path, err := bootstrap.Join(ctx, filepath.Join(f.dataDir, "agent"), first, token, name)
+		cancel()
+		if err != nil {
+			return err
+		}
+		kubeconfig = path
+		f.nodeName = name
 	}
 	rc, err := agentClientConfig(cmd.Context(), kubeconfig, servers)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -12,11 +13,13 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/authn"
+	"github.com/skiffhq/skiff/controlplane/servertoken"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -29,7 +32,7 @@ func tokenCmd() *cobra.Command {
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&dataDir, "data-dir", "/var/lib/skiff", "the server's data directory")
 	pf.StringVar(&kubeconfig, "kubeconfig", "", "admin kubeconfig (default <data-dir>/admin.kubeconfig)")
-	client := func() (kubernetes.Interface, error) {
+	config := func() (*rest.Config, error) {
 		path := kubeconfig
 		if path == "" {
 			path = filepath.Join(dataDir, "admin.kubeconfig")
@@ -38,16 +41,27 @@ func tokenCmd() *cobra.Command {
 		if err != nil {
 			return nil, fmt.Errorf("--kubeconfig: %w", err)
 		}
+		return rc, nil
+	}
+	client := func() (kubernetes.Interface, error) {
+		rc, err := config()
+		if err != nil {
+			return nil, err
+		}
 		return kubernetes.NewForConfig(rc)
 	}
 	var ttl time.Duration
 	var description string
 	create := &cobra.Command{
 		Use:   "create",
-		Short: "Create a bootstrap token a node can join with",
+		Short: "Create a bootstrap token a node can join with; prints the join token for `skiff agent --token` (SK10<ca hash>::<id>.<secret>)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cs, err := client()
+			rc, err := config()
+			if err != nil {
+				return err
+			}
+			cs, err := kubernetes.NewForConfig(rc)
 			if err != nil {
 				return err
 			}
@@ -55,7 +69,7 @@ func tokenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), tok)
+			fmt.Fprintln(cmd.OutOrStdout(), joinToken(rc, tok))
 			return nil
 		},
 	}
@@ -103,20 +117,15 @@ func createToken(ctx context.Context, cs kubernetes.Interface, ttl time.Duration
 	if err != nil {
 		return "", err
 	}
-	id, secret, _ := authn.ParseBootstrapToken(tok)
-	data := map[string][]byte{
-		authn.BootstrapTokenIDKey:          []byte(id),
-		authn.BootstrapTokenSecretKey:      []byte(secret),
-		authn.BootstrapTokenUsageAuthKey:   []byte("true"),
-		authn.BootstrapTokenUsageSignKey:   []byte("true"),
-		authn.BootstrapTokenExtraGroupsKey: []byte(authn.BootstrapDefaultGroup),
-	}
+	var expires time.Time
 	if ttl > 0 {
-		data[authn.BootstrapTokenExpirationKey] = []byte(now.Add(ttl).UTC().Format(time.RFC3339))
+		expires = now.Add(ttl)
 	}
-	if description != "" {
-		data[authn.BootstrapTokenDescriptionKey] = []byte(description)
+	data, err := authn.BootstrapTokenSecretData(tok, expires, description)
+	if err != nil {
+		return "", err
 	}
+	id, _, _ := authn.ParseBootstrapToken(tok)
 	_, err = cs.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: authn.BootstrapTokenSecretPrefix + id, Namespace: metav1.NamespaceSystem},
 		Type:       authn.BootstrapTokenSecretType,
@@ -167,7 +176,26 @@ func listTokens(ctx context.Context, cs kubernetes.Interface, w io.Writer, now t
 	return tw.Flush()
 }
 
+// joinToken is the node join token of bootstrap token tok: the hash of
+// the cluster CA rc trusts, then the token (SK10<hash>::<id>.<secret>),
+// which `skiff agent --token` checks the server with. Without a CA in rc
+// it is the bare bootstrap token.
+func joinToken(rc *rest.Config, tok string) string {
+	ca := rc.CAData
+	if len(ca) == 0 && rc.CAFile != "" {
+		ca, _ = os.ReadFile(rc.CAFile)
+	}
+	if len(ca) == 0 {
+		return tok
+	}
+	return servertoken.NodeToken{CAHash: servertoken.CAHash(ca), Bootstrap: tok}.String()
+}
+
+// tokenID is the id of a bootstrap token, a join token or an id.
 func tokenID(arg string) string {
+	if _, boot, ok := strings.Cut(arg, "::"); ok {
+		arg = boot
+	}
 	id, _, _ := strings.Cut(arg, ".")
 	return id
 }

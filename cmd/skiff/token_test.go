@@ -9,12 +9,15 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/authn"
+	"github.com/skiffhq/skiff/controlplane/servertoken"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/bootstrap"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -24,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 func whoami(t *testing.T, rc *rest.Config) (*authenticationv1.UserInfo, error) {
@@ -244,4 +248,86 @@ func requestWith(ctx context.Context, t *testing.T, rc *rest.Config, cn string) 
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// TestAgentJoinToken: `skiff token create` prints a join token carrying the
+// cluster CA's hash; an agent joining with it checks the server by that
+// hash, has its node certificate signed and keeps the kubeconfig, so a
+// restart needs no token. A wrong hash, a bare bootstrap token or a
+// deleted token are refused and write nothing.
+func TestAgentJoinToken(t *testing.T) {
+	s := testserver.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tok, err := createToken(ctx, s.Client, time.Hour, "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	join := joinToken(s.Config, tok)
+	nt, err := servertoken.ParseNode(join)
+	if err != nil || nt.Bootstrap != tok || !nt.MatchesCA(s.Config.CAData) {
+		t.Fatalf("join token %q: %+v, %v", join, nt, err)
+	}
+	if id, _, _ := authn.ParseBootstrapToken(tok); tokenID(join) != id {
+		t.Fatalf("tokenID(%q) = %q, want %q", join, tokenID(join), id)
+	}
+
+	empty := func(dir string) {
+		t.Helper()
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Fatalf("a refused join wrote %v", left)
+		}
+	}
+	dir := t.TempDir()
+	wrongCA := servertoken.NodeToken{CAHash: strings.Repeat("0", 64), Bootstrap: tok}.String()
+	if _, err := bootstrap.Join(ctx, dir, s.URL(), wrongCA, "node-j"); err == nil || !strings.Contains(err.Error(), "is not the one the token names") {
+		t.Fatalf("join with a wrong CA hash: %v", err)
+	}
+	empty(dir)
+	if _, err := bootstrap.Join(ctx, dir, s.URL(), tok, "node-j"); !errors.Is(err, servertoken.ErrNodeFormat) {
+		t.Fatalf("join with a bare bootstrap token: %v", err)
+	}
+	empty(dir)
+
+	path, err := bootstrap.Join(ctx, dir, s.URL(), join, "node-j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("kubeconfig %s: %v, %v", path, fi, err)
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := whoami(t, rc)
+	if err != nil || u.Username != "system:node:node-j" || !slices.Contains(u.Groups, "system:nodes") {
+		t.Fatalf("joined agent is %+v (%v), want system:node:node-j", u, err)
+	}
+	// A restart keeps its credentials: no token needed, none used.
+	if again, err := bootstrap.Join(ctx, dir, s.URL(), "", "node-j"); err != nil || again != path {
+		t.Fatalf("join after a join: %q, %v", again, err)
+	}
+
+	// A deleted token joins no one.
+	if err := deleteToken(ctx, s.Client, join); err != nil {
+		t.Fatal(err)
+	}
+	// (The authenticator reads the watch cache: wait until it has seen
+	// the deletion.)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := whoami(t, tokenConfig(s, tok)); apierrors.IsUnauthorized(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the deleted token still authenticates")
+		}
+	}
+	other := t.TempDir()
+	short, cancelShort := context.WithTimeout(ctx, 20*time.Second)
+	defer cancelShort()
+	if _, err := bootstrap.Join(short, other, s.URL(), join, "node-k"); err == nil {
+		t.Fatal("a deleted token joined")
+	}
+	empty(other)
 }

@@ -71,6 +71,30 @@ func NewBootstrapToken() (string, error) {
 	return string(out), nil
 }
 
+// BootstrapTokenSecretData is the data of the Secret of token ("<id>.<secret>")
+// for node joins: usable for authentication and signing, in the default
+// bootstrappers group, expiring at expires (zero: never).
+func BootstrapTokenSecretData(token string, expires time.Time, description string) (map[string][]byte, error) {
+	id, secret, ok := ParseBootstrapToken(token)
+	if !ok {
+		return nil, errors.New("not a bootstrap token")
+	}
+	data := map[string][]byte{
+		BootstrapTokenIDKey:          []byte(id),
+		BootstrapTokenSecretKey:      []byte(secret),
+		BootstrapTokenUsageAuthKey:   []byte("true"),
+		BootstrapTokenUsageSignKey:   []byte("true"),
+		BootstrapTokenExtraGroupsKey: []byte(BootstrapDefaultGroup),
+	}
+	if !expires.IsZero() {
+		data[BootstrapTokenExpirationKey] = []byte(expires.UTC().Format(time.RFC3339))
+	}
+	if description != "" {
+		data[BootstrapTokenDescriptionKey] = []byte(description)
+	}
+	return data, nil
+}
+
 // BootstrapTokens authenticates bootstrap tokens against their Secrets in
 // kube-system, read from the watch cache (then etcd).
 type BootstrapTokens struct {

@@ -2,7 +2,8 @@
 // (`skiff server --server URL --token T`), as k3s's: it carries a hash of
 // the cluster CA, so the joining server can verify the server it contacts
 // before trusting it, and a shared secret the existing servers check
-// before they hand out the cluster's keys.
+// before they hand out the cluster's keys. NodeToken is its counterpart
+// for agents: the CA hash and a bootstrap token.
 //
 // Format: "SK10" + hex(sha256(cluster CA certificate PEM)) + "::server:" +
 // secret, the secret 32 lowercase hex characters (128 random bits). The
@@ -21,6 +22,11 @@ import (
 	"path/filepath"
 	"strings"
 )
+
+// CACertsPath is where every server serves the cluster CA certificate
+// (PEM), without authentication, for joining servers and agents to check
+// against their token's hash.
+const CACertsPath = "/skiff/v1/cacerts"
 
 // File is the token's path relative to the data directory.
 const File = "server/token"
@@ -109,4 +115,64 @@ func Write(dataDir string, t Token) error {
 		return fmt.Errorf("write server token: %w", err)
 	}
 	return nil
+}
+
+// NodeToken is what an agent joins with (`skiff agent --server URL
+// --token T`), the form k3s's `token create` prints: "SK10" + the CA hash
+// + "::" + a bootstrap token (<6-char id>.<16-char secret>). The agent
+// trusts the server once its CA matches the hash, then authenticates with
+// the bootstrap token to have its client certificate signed.
+type NodeToken struct {
+	CAHash    string
+	Bootstrap string
+}
+
+// ErrNodeFormat means a string is not a node join token.
+var ErrNodeFormat = errors.New("not a node join token (want SK10<ca sha256 hex>::<token id>.<token secret>, as `skiff token create` prints)")
+
+// String is the token's text form.
+func (t NodeToken) String() string { return prefix + t.CAHash + "::" + t.Bootstrap }
+
+// MatchesCA reports whether caPEM is the CA the token names.
+func (t NodeToken) MatchesCA(caPEM []byte) bool {
+	return subtle.ConstantTimeCompare([]byte(CAHash(caPEM)), []byte(t.CAHash)) == 1
+}
+
+// ParseNode reads a node join token's text form.
+func ParseNode(s string) (NodeToken, error) {
+	s = strings.TrimSpace(s)
+	rest, ok := strings.CutPrefix(s, prefix)
+	if !ok {
+		return NodeToken{}, ErrNodeFormat
+	}
+	hash, boot, ok := strings.Cut(rest, "::")
+	if !ok {
+		return NodeToken{}, ErrNodeFormat
+	}
+	if b, err := hex.DecodeString(hash); err != nil || len(b) != sha256.Size {
+		return NodeToken{}, fmt.Errorf("%w: the CA hash is not 64 hex characters", ErrNodeFormat)
+	}
+	if !isBootstrapToken(boot) {
+		return NodeToken{}, fmt.Errorf("%w: %q is not a bootstrap token", ErrNodeFormat, redact(boot))
+	}
+	return NodeToken{CAHash: strings.ToLower(hash), Bootstrap: boot}, nil
+}
+
+// isBootstrapToken matches [a-z0-9]{6}.[a-z0-9]{16}.
+func isBootstrapToken(s string) bool {
+	id, secret, ok := strings.Cut(s, ".")
+	valid := func(p string, n int) bool {
+		return len(p) == n && strings.Trim(p, "abcdefghijklmnopqrstuvwxyz0123456789") == ""
+	}
+	return ok && valid(id, 6) && valid(secret, 16)
+}
+
+// redact keeps what precedes a secret: an id, or a server token's kind.
+func redact(s string) string {
+	for _, sep := range []string{".", ":"} {
+		if i := strings.Index(s, sep); i >= 0 {
+			return s[:i+1] + "…"
+		}
+	}
+	return "…"
 }

@@ -39,3 +39,31 @@ func TestParseRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestNodeToken(t *testing.T) {
+	ca := []byte("-----BEGIN CERTIFICATE-----\nnode\n-----END CERTIFICATE-----\n")
+	tok := NodeToken{CAHash: CAHash(ca), Bootstrap: "abcdef.0123456789abcdef"}
+	got, err := ParseNode(" " + tok.String() + "\n")
+	if err != nil || got != tok {
+		t.Fatalf("ParseNode(%q) = %+v, %v", tok.String(), got, err)
+	}
+	if !got.MatchesCA(ca) || got.MatchesCA([]byte("other")) {
+		t.Fatal("MatchesCA")
+	}
+	server := Token{CAHash: CAHash(ca), Secret: strings.Repeat("a", 32)}.String()
+	for _, bad := range []string{
+		"", "abcdef.0123456789abcdef", server,
+		"SK10" + strings.Repeat("0", 63) + "::abcdef.0123456789abcdef",
+		"SK10" + CAHash(ca) + "::ABCDEF.0123456789abcdef",
+		"SK10" + CAHash(ca) + "::abcdef.0123456789",
+		"SK10" + CAHash(ca) + "::abcdef0123456789abcdef",
+	} {
+		_, err := ParseNode(bad)
+		if !errors.Is(err, ErrNodeFormat) {
+			t.Errorf("ParseNode(%q): %v, want ErrNodeFormat", bad, err)
+		}
+		if err != nil && strings.Contains(err.Error(), strings.Repeat("a", 32)) {
+			t.Errorf("the error repeats a secret: %v", err)
+		}
+	}
+}

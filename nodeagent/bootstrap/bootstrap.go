@@ -30,6 +30,18 @@ import (
 // approved and signed. serverURL is the API server, caPEM the cluster CA
 // that verifies it.
 func RequestClientCertificate(ctx context.Context, serverURL string, caPEM []byte, token, nodeName string) (certPEM, keyPEM []byte, err error) {
+	return Request(ctx, &rest.Config{
+		Host:            serverURL,
+		BearerToken:     token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: caPEM},
+		UserAgent:       "skiff-node-bootstrap",
+	}, nodeName)
+}
+
+// Request creates a key and a CSR for node nodeName through rc (a
+// bootstrap token's credentials, or the node's own to renew) and waits
+// until the request is approved and signed.
+func Request(ctx context.Context, rc *rest.Config, nodeName string) (certPEM, keyPEM []byte, err error) {
 	if nodeName == "" {
 		return nil, nil, errors.New("node name is required")
 	}
@@ -48,12 +60,7 @@ func RequestClientCertificate(ctx context.Context, serverURL string, caPEM []byt
 		return nil, nil, fmt.Errorf("encode key: %w", err)
 	}
 	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	cs, err := kubernetes.NewForConfig(&rest.Config{
-		Host:            serverURL,
-		BearerToken:     token,
-		TLSClientConfig: rest.TLSClientConfig{CAData: caPEM},
-		UserAgent:       "skiff-node-bootstrap",
-	})
+	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("api client: %w", err)
 	}
