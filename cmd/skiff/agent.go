@@ -21,9 +21,9 @@ import (
 func agentCmd() *cobra.Command {
 	var (
 		runtime, kubeconfig, token, labels, taints string
-		servers                             []string
-		opts                                hollow.Options
-		real                                realAgentFlags
+		servers                                    []string
+		opts                                       hollow.Options
+		real                                       realAgentFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
