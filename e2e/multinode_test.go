@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +35,23 @@ func TestMultiNodePodNetwork(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	n1, n2 := c.Nodes[0].Name, c.Nodes[1].Name
+
+	// Node 1 joined with a join token: its certificate came through a CSR
+	// of the bootstrap token's user, and it keeps its own kubeconfig.
+	if _, err := os.Stat(filepath.Join(c.Nodes[0].DataDir, "agent", "kubeconfig")); err != nil {
+		t.Fatalf("the node that joined with a token has no kubeconfig of its own: %v", err)
+	}
+	csrs, err := c.Client.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := false
+	for _, r := range csrs.Items {
+		joined = joined || (strings.HasPrefix(r.Spec.Username, "system:bootstrap:") && len(r.Status.Certificate) > 0)
+	}
+	if !joined {
+		t.Fatalf("no signed CSR of a bootstrap token among %d", len(csrs.Items))
+	}
 
 	// host-gw: each node's pod CIDR is routed via the other node's address.
 	nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})

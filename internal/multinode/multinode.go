@@ -33,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,7 +42,9 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/skiffhq/skiff/controlplane/authn"
 	"github.com/skiffhq/skiff/controlplane/pki"
+	"github.com/skiffhq/skiff/controlplane/servertoken"
 	"github.com/skiffhq/skiff/internal/nodetest"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
@@ -174,6 +177,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t.Fatalf("multinode: cluster CA: %v", err)
 	}
 	images := nodetest.StateDir(t, opts.Images...)
+	// The first node joins as a user would, with a join token (`skiff
+	// agent --server --token`); the others get a kubeconfig issued here.
+	join, err := c.joinToken(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	for i := 1; i <= opts.Nodes; i++ {
 		n := &Node{Name: nodeName(k, i), NetNS: nodeName(k, i), IP: nodeIP(k, i), DataDir: t.TempDir(), done: make(chan struct{})}
@@ -181,7 +190,10 @@ func Start(t testing.TB, opts Options) *Cluster {
 		if err := c.addNetNS(n, i); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.startAgent(n, ca, images); err != nil {
+		if i > 1 {
+			join = ""
+		}
+		if err := c.startAgent(n, ca, images, join); err != nil {
 			t.Fatal(err)
 		}
 		c.Nodes = append(c.Nodes, n)
@@ -231,17 +243,43 @@ func (c *Cluster) addNetNS(n *Node, i int) error {
 	return nil
 }
 
-// startAgent issues the node's client and serving certificates from the
-// cluster CA (what node join would produce) and starts `skiff agent` in
-// the node's namespace.
-func (c *Cluster) startAgent(n *Node, ca *pki.CA, images string) error {
-	certPEM, keyPEM, err := ca.Issue("system:node:"+n.Name, []string{"system:nodes"}, nil, nil, false, 24*time.Hour)
+// joinToken creates a bootstrap token and returns its join token.
+func (c *Cluster) joinToken(ca *pki.CA) (string, error) {
+	tok, err := authn.NewBootstrapToken()
 	if err != nil {
-		return fmt.Errorf("multinode: node certificate: %w", err)
+		return "", err
 	}
-	kubeconfig := filepath.Join(n.DataDir, "kubeconfig")
-	if err := pki.WriteKubeconfig(kubeconfig, c.URL(), "system:node:"+n.Name, ca.CertPEM, certPEM, keyPEM); err != nil {
-		return fmt.Errorf("multinode: kubeconfig: %w", err)
+	data, err := authn.BootstrapTokenSecretData(tok, time.Now().Add(time.Hour), "multinode test")
+	if err != nil {
+		return "", err
+	}
+	id, _, _ := authn.ParseBootstrapToken(tok)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = c.Client.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: authn.BootstrapTokenSecretPrefix + id, Namespace: metav1.NamespaceSystem},
+		Type:       authn.BootstrapTokenSecretType, Data: data,
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("multinode: bootstrap token: %w", err)
+	}
+	return servertoken.NodeToken{CAHash: servertoken.CAHash(ca.CertPEM), Bootstrap: tok}.String(), nil
+}
+
+// startAgent starts `skiff agent` in the node's namespace: joining with
+// join (a join token), or, when join is empty, with a client certificate
+// issued here from the cluster CA (what a join produces). The serving
+// certificate is issued here either way.
+func (c *Cluster) startAgent(n *Node, ca *pki.CA, images, join string) error {
+	if join == "" {
+		certPEM, keyPEM, err := ca.Issue("system:node:"+n.Name, []string{"system:nodes"}, nil, nil, false, 24*time.Hour)
+		if err != nil {
+			return fmt.Errorf("multinode: node certificate: %w", err)
+		}
+		kubeconfig := filepath.Join(n.DataDir, "kubeconfig")
+		if err := pki.WriteKubeconfig(kubeconfig, c.URL(), "system:node:"+n.Name, ca.CertPEM, certPEM, keyPEM); err != nil {
+			return fmt.Errorf("multinode: kubeconfig: %w", err)
+		}
 	}
 	sCert, sKey, err := ca.Issue("system:node:"+n.Name, []string{"system:nodes"}, []string{n.Name}, []net.IP{net.ParseIP(n.IP)}, true, 24*time.Hour)
 	if err != nil {
@@ -269,7 +307,13 @@ func (c *Cluster) startAgent(n *Node, ca *pki.CA, images string) error {
 	if err != nil {
 		return fmt.Errorf("multinode: %w", err)
 	}
-	args := append([]string{"--net=" + netnsPath(n.NetNS), "--", c.opts.Bin}, AgentArgs(c.opts.ClusterCIDR, c.Subnet.String(), n.Name, n.IP, n.DataDir)...)
+	agentArgs := AgentArgs(c.opts.ClusterCIDR, c.Subnet.String(), n.Name, n.IP, n.DataDir)
+	if join != "" {
+		agentArgs = append(slices.DeleteFunc(agentArgs, func(a string) bool {
+			return a == "--kubeconfig" || a == filepath.Join(n.DataDir, "kubeconfig")
+		}), "--server", c.URL(), "--token", join)
+	}
+	args := append([]string{"--net=" + netnsPath(n.NetNS), "--", c.opts.Bin}, agentArgs...)
 	n.cmd = exec.Command("nsenter", args...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	// Its own process group: a test interrupted with ^C does not take it
