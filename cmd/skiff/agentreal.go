@@ -18,6 +18,7 @@ import (
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/client-go/rest"
 )
 
 // realAgentFlags are the flags of `skiff agent --runtime containerd`.
@@ -95,6 +96,11 @@ func runContainerdAgent(cmd *cobra.Command, kubeconfig, token string, servers []
 	rc, err := agentClientConfig(cmd.Context(), kubeconfig, servers)
 	if err != nil {
 		return err
+	}
+	if dir := filepath.Join(f.dataDir, "agent"); f.nodeName != "" && bootstrap.Joined(dir, kubeconfig) {
+		// Credentials of a join are the agent's own to renew.
+		r := &bootstrap.Renewer{Dir: dir, Node: f.nodeName, Config: rest.CopyConfig(rc), Logger: slog.Default()}
+		go r.Run(cmd.Context())
 	}
 	opts := agent.Options{
 		NodeName: f.nodeName, NodeIP: f.nodeIP, StateDir: filepath.Join(f.dataDir, "agent"),

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -304,6 +305,56 @@ func TestAgentJoinToken(t *testing.T) {
 	if err != nil || u.Username != "system:node:node-j" || !slices.Contains(u.Groups, "system:nodes") {
 		t.Fatalf("joined agent is %+v (%v), want system:node:node-j", u, err)
 	}
+	// The credentials are files the kubeconfig names, which the agent
+	// renews with its own identity: a new key and certificate, still the
+	// node's, picked up by a client made from the kubeconfig.
+	if !bootstrap.Joined(dir, path) || bootstrap.Joined(dir, filepath.Join(t.TempDir(), "kubeconfig")) {
+		t.Fatal("Joined does not tell the join's kubeconfig from another")
+	}
+	r := &bootstrap.Renewer{Dir: dir, Node: "node-j", Config: rc}
+	before, err := r.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at := bootstrap.RenewAt(before); at.Before(before.NotBefore.Add(before.NotAfter.Sub(before.NotBefore)*7/10)) || at.After(before.NotAfter) {
+		t.Fatalf("renewal scheduled at %v for a certificate of %v to %v", at, before.NotBefore, before.NotAfter)
+	}
+	keyBefore, _ := os.ReadFile(filepath.Join(dir, bootstrap.KeyFile))
+	runCtx, stopRun := context.WithCancel(ctx)
+	first := true
+	r.At = func(*x509.Certificate) time.Time {
+		if first {
+			first = false
+			return time.Now()
+		}
+		return time.Now().Add(time.Hour)
+	}
+	runDone := make(chan struct{})
+	go func() { defer close(runDone); r.Run(runCtx) }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if cur, err := r.Current(); err == nil && cur.SerialNumber.Cmp(before.SerialNumber) != 0 {
+			if cur.Subject.CommonName != "system:node:node-j" {
+				t.Fatalf("renewed certificate for %q", cur.Subject.CommonName)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the certificate was not renewed")
+		}
+	}
+	stopRun()
+	<-runDone
+	if keyAfter, _ := os.ReadFile(filepath.Join(dir, bootstrap.KeyFile)); bytes.Equal(keyAfter, keyBefore) {
+		t.Fatal("the renewal kept the old key")
+	}
+	rc2, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := whoami(t, rc2); err != nil || u.Username != "system:node:node-j" {
+		t.Fatalf("after renewal the agent is %+v (%v)", u, err)
+	}
+
 	// A restart keeps its credentials: no token needed, none used.
 	if again, err := bootstrap.Join(ctx, dir, s.URL(), "", "node-j"); err != nil || again != path {
 		t.Fatalf("join after a join: %q, %v", again, err)

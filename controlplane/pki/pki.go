@@ -77,10 +77,10 @@ func LoadOrCreateCA(dir, name, commonName string) (*CA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := writeFile(keyPath, keyPEM, 0o600); err != nil {
+	if err := WriteFile(keyPath, keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeFile(certPath, certPEM, 0o644); err != nil {
+	if err := WriteFile(certPath, certPEM, 0o644); err != nil {
 		return nil, err
 	}
 	return &CA{Cert: cert, Key: key, CertPEM: certPEM}, nil
@@ -186,10 +186,10 @@ func (ca *CA) EnsureServing(dir, name string, hosts []string, ips []net.IP) (tls
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := writeFile(keyPath, keyPEM, 0o600); err != nil {
+	if err := WriteFile(keyPath, keyPEM, 0o600); err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := writeFile(certPath, certPEM, 0o644); err != nil {
+	if err := WriteFile(certPath, certPEM, 0o644); err != nil {
 		return tls.Certificate{}, err
 	}
 	return tls.X509KeyPair(certPEM, keyPEM)
@@ -235,7 +235,7 @@ func WriteKubeconfig(path, server, user string, caPEM, certPEM, keyPEM []byte) e
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	return writeFile(path, data, 0o600)
+	return WriteFile(path, data, 0o600)
 }
 
 func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
@@ -267,8 +267,9 @@ func serial() *big.Int {
 	return n
 }
 
-// writeFile writes atomically (temp file + rename).
-func writeFile(path string, data []byte, mode os.FileMode) error {
+// WriteFile writes atomically (temp file + rename); the same content is
+// left alone.
+func WriteFile(path string, data []byte, mode os.FileMode) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		return nil
 	}

@@ -302,10 +302,10 @@ func WriteLeafFiles(certFile, keyFile string, certPEM, keyPEM []byte) error {
 	if err := os.MkdirAll(filepath.Dir(certFile), 0o700); err != nil {
 		return err
 	}
-	if err := writeFile(keyFile, keyPEM, 0o600); err != nil {
+	if err := WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		return err
 	}
-	return writeFile(certFile, certPEM, 0o644)
+	return WriteFile(certFile, certPEM, 0o644)
 }
 
 func loadLeaf(certFile, keyFile string) (*leafState, error) {
