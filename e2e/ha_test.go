@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiffhq/skiff/internal/testserver"
 )
 
 // TestHAServerKilled runs three `skiff server` processes as one HA
@@ -26,7 +27,7 @@ import (
 // keep serving writes.
 func TestHAServerKilled(t *testing.T) {
 	ips := []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}
-	port := sharedPort(t, ips...)
+	port := testserver.SharedPort(t, ips...)
 	url := func(ip string) string { return fmt.Sprintf("https://%s:%d", ip, port) }
 	args := func(dir, ip string, extra ...string) []string {
 		return append([]string{"server", "--data-dir", dir, "--bind-address", ip, "--advertise-address", ip,
@@ -178,33 +179,6 @@ func TestHAServerKilled(t *testing.T) {
 		}
 		return ""
 	})
-}
-
-// sharedPort returns a port free on every one of ips.
-func sharedPort(t *testing.T, ips ...string) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		free := true
-		for _, ip := range ips[1:] {
-			o, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
-			if err != nil {
-				free = false
-				break
-			}
-			o.Close()
-		}
-		l.Close()
-		if free {
-			return port
-		}
-	}
-	t.Fatal("no port free on every address")
-	return 0
 }
 
 // syncBuffer is a log buffer the test reads while the process writes.

@@ -101,7 +101,7 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 	// Each server on its own loopback address, all on one port, as
 	// servers on separate machines: the `kubernetes` Endpoints list
 	// addresses with one port.
-	port := sharedPort(t, "127.0.0.1", "127.0.0.2", "127.0.0.3")
+	port := testserver.SharedPort(t, "127.0.0.1", "127.0.0.2", "127.0.0.3")
 	c1 := haConfig(t)
 	c1.ClusterInit, c1.HTTPSPort = true, port
 	s1 := testserver.StartWith(t, c1)
@@ -249,33 +249,6 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(c4.DataDir, "tls/server-ca.key")); err == nil {
 		t.Error("a join refused for lack of quorum left the cluster CA behind")
 	}
-}
-
-// sharedPort returns a port free on every one of ips.
-func sharedPort(t *testing.T, ips ...string) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		free := true
-		for _, ip := range ips[1:] {
-			o, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
-			if err != nil {
-				free = false
-				break
-			}
-			o.Close()
-		}
-		l.Close()
-		if free {
-			return port
-		}
-	}
-	t.Fatal("no port free on every address")
-	return 0
 }
 
 // endpointsAre checks the addresses of default/kubernetes.

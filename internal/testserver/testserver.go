@@ -6,7 +6,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -87,4 +89,33 @@ func logger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// SharedPort returns a TCP port free on every one of ips, for servers that
+// each listen at their own loopback address on one port (as servers on
+// separate machines would).
+func SharedPort(t testing.TB, ips ...string) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		free := true
+		for _, ip := range ips[1:] {
+			o, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+			if err != nil {
+				free = false
+				break
+			}
+			o.Close()
+		}
+		l.Close()
+		if free {
+			return port
+		}
+	}
+	t.Fatal("no port free on every address")
+	return 0
 }
