@@ -70,6 +70,7 @@ test-chaos: build ## fault injection for CHAOS_DURATION: API writes with a ledge
 bench: build ## run the benchmarks (each prints one JSON object)
 	./bin/skiff-bench api --embedded
 	./bin/skiff-bench controllers
+	./bin/skiff-bench ha
 
 # Fuzz targets as package:Name; `go test -fuzz` runs one target per call.
 # Seeds and crashers found are kept in <package>/testdata/fuzz/<Name>/ and

@@ -115,6 +115,10 @@ type Server struct {
 	Proc
 	DataDir string
 	Extra   []string // extra flags
+	// Address is where the API server listens (default 127.0.0.1), and
+	// Port its port (default a free one).
+	Address string
+	Port    int
 
 	port int
 }
@@ -125,13 +129,19 @@ func (s *Server) Kubeconfig() string { return filepath.Join(s.DataDir, "admin.ku
 // Start runs the server and waits until /readyz answers ok.
 func (s *Server) Start(ctx context.Context) error {
 	if s.port == 0 {
-		p, err := freePort()
-		if err != nil {
-			return err
+		p := s.Port
+		if p == 0 {
+			var err error
+			if p, err = freePort(); err != nil {
+				return err
+			}
+		}
+		if s.Address == "" {
+			s.Address = "127.0.0.1"
 		}
 		s.port = p
 		s.Name = "skiff server"
-		s.Args = append([]string{"server", "--data-dir", s.DataDir, "--bind-address", "127.0.0.1",
+		s.Args = append([]string{"server", "--data-dir", s.DataDir, "--bind-address", s.Address,
 			"--https-listen-port", strconv.Itoa(s.port), "--etcd-client-port", "0", "--etcd-peer-port", "0",
 			"--disable-agent", "--ingress-http-port", "0", "--ingress-https-port", "0"}, s.Extra...)
 	}

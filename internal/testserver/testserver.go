@@ -4,6 +4,7 @@ package testserver
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -96,10 +97,19 @@ func logger() *slog.Logger {
 // separate machines would).
 func SharedPort(t testing.TB, ips ...string) int {
 	t.Helper()
+	port, err := FreePortOn(ips...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// FreePortOn is SharedPort for callers without a testing.TB.
+func FreePortOn(ips ...string) (int, error) {
 	for range 50 {
 		l, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
 		if err != nil {
-			t.Fatal(err)
+			return 0, err
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		free := true
@@ -113,9 +123,8 @@ func SharedPort(t testing.TB, ips ...string) int {
 		}
 		l.Close()
 		if free {
-			return port
+			return port, nil
 		}
 	}
-	t.Fatal("no port free on every address")
-	return 0
+	return 0, fmt.Errorf("no port free on every one of %v", ips)
 }
