@@ -120,11 +120,6 @@ func (b *Balancer) SetLearned(servers []string) {
 	}
 }
 
-// Dial is DialContext without a context, for callers that want one.
-func (b *Balancer) Dial(network, addr string) (net.Conn, error) {
-	return b.DialContext(context.Background(), network, addr)
-}
-
 // DialContext dials the current server, whatever addr says (it is the
 // address of the URL the client was configured with), and on failure
 // the others in list order; the first that answers becomes current.
@@ -193,18 +188,29 @@ func (b *Balancer) track(c *conn, first string) bool {
 		b.mu.Unlock()
 		return ok
 	}
+	b.addLocked(c)
 	if c.server != first {
-		b.current, b.failures = c.server, 0
-		stale := b.takeConnsLocked(first)
-		b.addLocked(c)
-		b.mu.Unlock()
-		b.log.Warn("API server failover", "from", first, "to", c.server, "reason", "dial failed", "closed", len(stale))
-		closeAll(stale)
+		b.switchLocked(first, c.server, "dial failed") // unlocks
 		return true
 	}
-	b.addLocked(c)
 	b.mu.Unlock()
 	return true
+}
+
+// switchLocked makes to current instead of from, unlocks b.mu and closes
+// every connection to from.
+func (b *Balancer) switchLocked(from, to, reason string) {
+	b.current, b.failures = to, 0
+	var stale []*conn
+	for c := range b.conns[from] {
+		stale = append(stale, c)
+	}
+	delete(b.conns, from)
+	b.mu.Unlock()
+	b.log.Warn("API server failover", "from", from, "to", to, "reason", reason, "closed", len(stale))
+	for _, c := range stale {
+		_ = c.Conn.Close()
+	}
 }
 
 func (b *Balancer) addLocked(c *conn) {
@@ -214,21 +220,6 @@ func (b *Balancer) addLocked(c *conn) {
 		b.conns[c.server] = m
 	}
 	m[c] = struct{}{}
-}
-
-func (b *Balancer) takeConnsLocked(server string) []*conn {
-	var out []*conn
-	for c := range b.conns[server] {
-		out = append(out, c)
-	}
-	delete(b.conns, server)
-	return out
-}
-
-func closeAll(cs []*conn) {
-	for _, c := range cs {
-		_ = c.Conn.Close()
-	}
 }
 
 // Conns is the number of open connections to server.
@@ -312,11 +303,7 @@ func (b *Balancer) CheckOnce(ctx context.Context, timeout time.Duration) {
 			b.mu.Unlock()
 			return
 		}
-		b.current, b.failures = s, 0
-		stale := b.takeConnsLocked(cur)
-		b.mu.Unlock()
-		b.log.Warn("API server failover", "from", cur, "to", s, "reason", "health check failed", "closed", len(stale))
-		closeAll(stale)
+		b.switchLocked(cur, s, "health check failed") // unlocks
 		return
 	}
 }
