@@ -435,19 +435,14 @@ func (s *Server) serveMember(w http.ResponseWriter, r *http.Request, rest string
 // the shared files with the token's secret and writes them into dataDir.
 // A file that exists already must be the same.
 func (j *joiner) fetchMaterial(ctx context.Context, dataDir string) error {
-	// The CA is public; it is trusted only once it matches the token's hash.
-	insecure := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}}} //nolint:gosec // verified by hash below
-	caPEM, err := j.get(ctx, insecure, haCACertsPath)
+	// The CA is public; it is trusted only once it matches the token's
+	// hash, and the secret is sent only to a server that serves it.
+	caPEM, err := servertoken.FetchCA(ctx, j.base, j.token.CAHash)
 	if err != nil {
-		return fmt.Errorf("fetch the cluster CA from %s: %w", j.base, err)
-	}
-	if !j.token.MatchesCA(caPEM) {
-		return fmt.Errorf("the cluster CA of %s (sha256 %s) is not the one the token names (%s): wrong token or wrong server", j.base, servertoken.CAHash(caPEM), j.token.CAHash)
+		return err
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return fmt.Errorf("the cluster CA of %s is not PEM", j.base)
-	}
+	pool.AppendCertsFromPEM(caPEM)
 	j.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	body, err := j.get(ctx, j.client, haBootstrapPath)
 	if err != nil {

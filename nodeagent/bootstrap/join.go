@@ -2,16 +2,11 @@ package bootstrap
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/controlplane/servertoken"
@@ -49,15 +44,9 @@ func Join(ctx context.Context, dir, serverURL, token, nodeName string) (string, 
 		return "", fmt.Errorf("--token: %w", err)
 	}
 	base := strings.TrimSuffix(serverURL, "/")
-	caPEM, err := fetchCA(ctx, base)
+	caPEM, err := servertoken.FetchCA(ctx, base, tok.CAHash)
 	if err != nil {
 		return "", err
-	}
-	if !tok.MatchesCA(caPEM) {
-		return "", fmt.Errorf("the cluster CA of %s (sha256 %s) is not the one the token names (%s): wrong token or wrong server", base, servertoken.CAHash(caPEM), tok.CAHash)
-	}
-	if !x509.NewCertPool().AppendCertsFromPEM(caPEM) {
-		return "", fmt.Errorf("the cluster CA of %s is not PEM", base)
 	}
 	certPEM, keyPEM, err := RequestClientCertificate(ctx, base, caPEM, tok.Bootstrap, nodeName)
 	if err != nil {
@@ -106,28 +95,4 @@ func writeCredentials(dir string, certPEM, keyPEM []byte) error {
 		return fmt.Errorf("agent credentials: %w", err)
 	}
 	return nil
-}
-
-// fetchCA reads the cluster CA a server serves. It is public and trusted
-// only once it matches the token's hash, so TLS is not verified here.
-func fetchCA(ctx context.Context, base string) ([]byte, error) {
-	c := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}}} //nolint:gosec // verified by hash
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+servertoken.CACertsPath, nil)
-	if err != nil {
-		return nil, fmt.Errorf("--server %q: %w", base, err)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch the cluster CA from %s: %w", base, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("fetch the cluster CA from %s: %w", base, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch the cluster CA from %s: %s", base, resp.Status)
-	}
-	return body, nil
 }
