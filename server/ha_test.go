@@ -224,8 +224,17 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 	// drop it at the next pass.
 	eventually(ctx, t, "the endpoints drop the stopped server", func() error { return endpointsAre(ctx, s2.Client, all[1:]) })
 
-	// A minority (server 3 alone) refuses writes.
+	// A minority (server 3 alone) refuses writes. Once its etcd member
+	// has lost the leader (it is then not ready), a write is turned away
+	// before etcd sees it: 503, and nothing stored. (Before that, a write
+	// may be proposed and answer 504, "may or may not have been stored".)
 	s2.Stop()
+	eventually(ctx, t, "server 3 alone is not ready", func() error {
+		if _, err := s3.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err == nil {
+			return errors.New("ready")
+		}
+		return nil
+	})
 	wctx, wcancel := context.WithTimeout(ctx, 40*time.Second)
 	err = createCM(wctx, s3.Client, "minority")
 	wcancel()

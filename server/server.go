@@ -261,6 +261,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.store = storage.NewStore(s.etcdCli, nil)
+	if s.etcd != nil {
+		s.store.SetLeaderCheck(s.etcd.HasLeader)
+	}
 	if err := s.setupSecretsEncryption(runCtx); err != nil {
 		return nil, err
 	}

@@ -1,9 +1,11 @@
 package apiserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 
 	"github.com/skiffhq/skiff/controlplane/storage"
@@ -12,8 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
-// statusFor turns any error into a Kubernetes Status. Errors that are not
-// API errors become 500s with a generic message (details go to the log).
+// statusFor turns any error into a Kubernetes Status. A request whose
+// deadline passed gets upstream's 504 Timeout; other errors that are not
+// API errors become 500s with a generic message, their details logged.
 func statusFor(err error) *metav1.Status {
 	var se apierrors.APIStatus
 	if errors.As(err, &se) {
@@ -30,7 +33,14 @@ func statusFor(err error) *metav1.Status {
 	case errors.Is(err, storage.ErrUnavailable):
 		st := apierrors.NewServiceUnavailable("etcd has no quorum: the request was not stored (too few etcd members of the cluster are reachable)").ErrStatus
 		return &st
+	case errors.Is(err, storage.ErrUncertain):
+		st := apierrors.NewTimeoutError("etcd did not confirm the write in time (quorum lost?): it may or may not have been stored; read the object before retrying", 0).ErrStatus
+		return &st
+	case errors.Is(err, context.DeadlineExceeded):
+		st := apierrors.NewTimeoutError("request did not complete within the allotted timeout", 0).ErrStatus
+		return &st
 	}
+	slog.Error("internal error answered with 500", "component", "apiserver", "err", err)
 	st := apierrors.NewInternalError(errors.New("an error on the server prevented the request from succeeding")).ErrStatus
 	return &st
 }

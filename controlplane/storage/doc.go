@@ -26,8 +26,14 @@ var (
 	ErrExpired = errors.New("storage: revision expired")
 	// ErrTooLarge means a value exceeds what etcd accepts in one request.
 	ErrTooLarge = errors.New("storage: value too large")
-	// ErrUnavailable means etcd could not order the request: its member
-	// has no leader, as when a minority of an HA cluster's members is
-	// left (HTTP 503).
+	// ErrUnavailable means etcd refused the request before ordering it:
+	// its member has no leader, as when a minority of an HA cluster's
+	// members is left. A write that fails so was not stored (HTTP 503).
 	ErrUnavailable = errors.New("storage: etcd has no leader (quorum lost?)")
+	// ErrUncertain means a write was handed to etcd but not confirmed: it
+	// timed out waiting for a quorum, or the leader changed or was lost
+	// meanwhile. It may still be committed later (a proposal queued to
+	// the leader arrives once the network heals), so the caller must read
+	// before retrying (HTTP 504).
+	ErrUncertain = errors.New("storage: etcd did not confirm the write (quorum lost?); it may or may not be stored")
 )

@@ -155,6 +155,11 @@ func (e *Embedded) Client() *clientv3.Client {
 	return e.client
 }
 
+// HasLeader reports whether the member knows a leader of its cluster
+// (itself included). A member cut off from a majority loses its leader
+// after an election timeout.
+func (e *Embedded) HasLeader() bool { return e.etcd.Server.Leader() != 0 }
+
 // Close stops etcd. Close network clients first: with a client still
 // connected etcd waits several seconds for it. The in-process Client is
 // closed here, before the member. Safe to call more than once.

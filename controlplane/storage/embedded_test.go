@@ -12,6 +12,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func freeURL(t *testing.T) string {
@@ -206,15 +208,81 @@ func TestStartEmbeddedPortTaken(t *testing.T) {
 	}
 }
 
-func TestUnavailableErrors(t *testing.T) {
-	for _, err := range []error{rpctypes.ErrTimeout, rpctypes.ErrGRPCTimeout, rpctypes.ErrNoLeader, rpctypes.ErrGRPCTimeoutDueToLeaderFail, rpctypes.Error(rpctypes.ErrGRPCNoLeader)} {
-		if w := wrapErr("create", "/k", err); !errors.Is(w, ErrUnavailable) {
-			t.Errorf("%v wraps to %v, want ErrUnavailable", err, w)
+func TestQuorumErrors(t *testing.T) {
+	// Refused before proposing: nothing stored, for reads and writes.
+	for _, err := range []error{rpctypes.ErrNoLeader, rpctypes.Error(rpctypes.ErrGRPCNoLeader), rpctypes.ErrGRPCNoLeader, rpctypes.ErrGRPCNotCapable} {
+		for _, op := range []string{"create", "update", "delete", "get", "list"} {
+			if w := wrapErr(op, "/k", err); !errors.Is(w, ErrUnavailable) || errors.Is(w, ErrUncertain) {
+				t.Errorf("%s: %v wraps to %v, want ErrUnavailable", op, err, w)
+			}
 		}
 	}
-	for _, err := range []error{rpctypes.ErrGRPCCompacted, rpctypes.ErrKeyNotFound, errors.New("etcdserver: request timed out (but not etcd's)"), context.DeadlineExceeded} {
-		if w := wrapErr("create", "/k", err); errors.Is(w, ErrUnavailable) {
-			t.Errorf("%v wraps to ErrUnavailable", err)
+	// Proposed but not confirmed: a write's outcome is unknown, a read
+	// simply failed.
+	for _, err := range []error{rpctypes.ErrTimeout, rpctypes.ErrGRPCTimeout, rpctypes.ErrGRPCTimeoutDueToLeaderFail, rpctypes.ErrLeaderChanged,
+		rpctypes.Error(rpctypes.ErrGRPCTimeoutDueToConnectionLost), status.Error(codes.Unavailable, "etcdserver: some new reason")} {
+		for _, op := range []string{"create", "update", "delete"} {
+			if w := wrapErr(op, "/k", err); !errors.Is(w, ErrUncertain) || errors.Is(w, ErrUnavailable) {
+				t.Errorf("%s: %v wraps to %v, want ErrUncertain", op, err, w)
+			}
 		}
+		if w := wrapErr("get", "/k", err); !errors.Is(w, ErrUnavailable) {
+			t.Errorf("get: %v wraps to %v, want ErrUnavailable", err, w)
+		}
+	}
+	if w := wrapErr("update", "/k", context.DeadlineExceeded); !errors.Is(w, ErrUncertain) {
+		t.Errorf("a write past its deadline wraps to %v, want ErrUncertain", w)
+	}
+	for _, err := range []error{rpctypes.ErrGRPCCompacted, rpctypes.ErrKeyNotFound, errors.New("etcdserver: request timed out (but not etcd's)")} {
+		if w := wrapErr("create", "/k", err); errors.Is(w, ErrUnavailable) || errors.Is(w, ErrUncertain) {
+			t.Errorf("%v wraps to %v", err, w)
+		}
+	}
+	if w := wrapErr("get", "/k", context.DeadlineExceeded); errors.Is(w, ErrUnavailable) || errors.Is(w, ErrUncertain) {
+		t.Errorf("a read past its deadline wraps to %v", w)
+	}
+}
+
+// TestLeaderCheckRefusesWrites: with the leader check saying "no
+// leader", every write fails with ErrUnavailable before reaching etcd,
+// and nothing is stored; reads still go through. A single member is its
+// own leader, so the real check lets writes through.
+func TestLeaderCheckRefusesWrites(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), ClientURL: freeURL(t), PeerURL: freeURL(t), LogLevel: "fatal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	if !e.HasLeader() {
+		t.Fatal("a single started member reports no leader")
+	}
+	s := NewStore(e.Client(), nil)
+	s.SetLeaderCheck(e.HasLeader)
+	rev, err := s.Create(ctx, "/k/a", []byte("1"))
+	if err != nil {
+		t.Fatalf("create with a leader: %v", err)
+	}
+
+	s.SetLeaderCheck(func() bool { return false })
+	if _, err := s.Create(ctx, "/k/b", []byte("1")); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("create without a leader: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.CreateGuarded(ctx, "/k/b", []byte("1"), "/k/a", rev); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("guarded create without a leader: %v, want ErrUnavailable", err)
+	}
+	if _, _, err := s.Update(ctx, "/k/a", []byte("2"), rev); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("update without a leader: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Delete(ctx, "/k/a", 0); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("delete without a leader: %v, want ErrUnavailable", err)
+	}
+	kv, err := s.Get(ctx, "/k/a")
+	if err != nil || string(kv.Value) != "1" || kv.ModRev != rev {
+		t.Fatalf("read after refused writes: %+v, %v; want the first value at revision %d", kv, err, rev)
+	}
+	if _, err := s.Get(ctx, "/k/b"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a refused create was stored: %v", err)
 	}
 }

@@ -30,6 +30,7 @@ type Transformer interface {
 type Store struct {
 	cli         *clientv3.Client
 	transformer Transformer
+	hasLeader   func() bool
 }
 
 // NewStore wraps an etcd client. t may be nil.
@@ -39,6 +40,23 @@ func NewStore(cli *clientv3.Client, t Transformer) *Store {
 
 // Client returns the underlying etcd client (for the cache and benchmarks).
 func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// SetLeaderCheck makes every write first ask hasLeader whether the local
+// etcd member knows a leader, and fail with ErrUnavailable (nothing
+// stored) when it does not. It is for the in-process client of an
+// embedded member, which bypasses etcd's gRPC require-leader check that
+// writes over the network ask for.
+func (s *Store) SetLeaderCheck(hasLeader func() bool) { s.hasLeader = hasLeader }
+
+// writeCtx returns the context for one write: it asks etcd to refuse the
+// write when the member has no leader, rather than propose it into a
+// minority where it can neither commit nor be known to have failed.
+func (s *Store) writeCtx(ctx context.Context, op, key string) (context.Context, error) {
+	if s.hasLeader != nil && !s.hasLeader() {
+		return nil, fmt.Errorf("%s %s: %w", op, key, ErrUnavailable)
+	}
+	return clientv3.WithRequireLeader(ctx), nil
+}
 
 // SetTransformer replaces the value transformer.
 func (s *Store) SetTransformer(t Transformer) { s.transformer = t }
@@ -68,8 +86,9 @@ func wrapErr(op, key string, err error) error {
 	if errors.Is(err, rpctypes.ErrRequestTooLarge) || errors.Is(err, rpctypes.ErrGRPCRequestTooLarge) {
 		return fmt.Errorf("%s %s: %w", op, key, ErrTooLarge)
 	}
-	if unavailable(err) {
-		return fmt.Errorf("%s %s: %w: %w", op, key, ErrUnavailable, err)
+	write := op == "create" || op == "update" || op == "delete"
+	if q := quorumErr(write, err); q != nil {
+		return fmt.Errorf("%s %s: %w: %w", op, key, q, err)
 	}
 	return fmt.Errorf("%s %s: %w", op, key, err)
 }
@@ -77,6 +96,10 @@ func wrapErr(op, key string, err error) error {
 // Create writes key only if it does not exist and returns the new revision.
 func (s *Store) Create(ctx context.Context, key string, value []byte) (int64, error) {
 	v, err := s.encode(key, value)
+	if err != nil {
+		return 0, err
+	}
+	ctx, err = s.writeCtx(ctx, "create", key)
 	if err != nil {
 		return 0, err
 	}
@@ -98,6 +121,10 @@ func (s *Store) Create(ctx context.Context, key string, value []byte) (int64, er
 // returns ErrExists when key exists and ErrConflict when guard changed.
 func (s *Store) CreateGuarded(ctx context.Context, key string, value []byte, guard string, guardRev int64) (int64, error) {
 	v, err := s.encode(key, value)
+	if err != nil {
+		return 0, err
+	}
+	ctx, err = s.writeCtx(ctx, "create", key)
 	if err != nil {
 		return 0, err
 	}
@@ -153,6 +180,10 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, modRev int
 	if err != nil {
 		return 0, KV{}, err
 	}
+	ctx, err = s.writeCtx(ctx, "update", key)
+	if err != nil {
+		return 0, KV{}, err
+	}
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
 		Then(clientv3.OpPut(key, string(v))).
@@ -179,6 +210,10 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, modRev int
 // Delete removes key if its modification revision is still modRev (0 means
 // unconditionally) and returns the deletion revision.
 func (s *Store) Delete(ctx context.Context, key string, modRev int64) (int64, error) {
+	ctx, err := s.writeCtx(ctx, "delete", key)
+	if err != nil {
+		return 0, err
+	}
 	txn := s.cli.Txn(ctx)
 	if modRev > 0 {
 		txn = txn.If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev))
