@@ -78,8 +78,14 @@ type Options struct {
 	ClusterCIDR string
 	// Images are imported by every agent when it starts.
 	Images []nodetest.Image
-	// Server changes the server config before it starts.
+	// Server changes the server config before it starts (in-process
+	// server only).
 	Server []testserver.Option
+	// Servers, when above 0, runs that many `skiff server` processes as
+	// one HA cluster on embedded etcd instead of the in-process server,
+	// each in a network namespace of its own (see ha.go). The agents are
+	// told about the first server only and learn the others.
+	Servers int
 }
 
 // Cluster is a started cluster.
@@ -89,9 +95,17 @@ type Cluster struct {
 	// Bridge and HostIP are the host end of the node network.
 	Bridge, HostIP string
 	Subnet         *net.IPNet
+	// HA are the server processes when Options.Servers is above 0; the
+	// embedded Server then talks to the first of them.
+	HA []*ServerProc
 
-	opts Options
+	opts      Options
+	serverURL string
 }
+
+// URL is the API server the agents were given: the in-process server's,
+// or the first HA server's.
+func (c *Cluster) URL() string { return c.serverURL }
 
 // Node is one agent process in its namespace.
 type Node struct {
@@ -167,11 +181,21 @@ func Start(t testing.TB, opts Options) *Cluster {
 		}
 	}
 
-	sopts := append([]testserver.Option{func(cfg *server.Config) {
-		cfg.BindAddress = c.HostIP
-		cfg.ClusterCIDR = opts.ClusterCIDR
-	}}, opts.Server...)
-	c.Server = testserver.Start(t, sopts...)
+	if opts.Servers > 0 {
+		if len(opts.Server) > 0 {
+			t.Fatal("multinode: Options.Server applies to the in-process server only, not to HA servers")
+		}
+		if err := c.startHA(t); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		sopts := append([]testserver.Option{func(cfg *server.Config) {
+			cfg.BindAddress = c.HostIP
+			cfg.ClusterCIDR = opts.ClusterCIDR
+		}}, opts.Server...)
+		c.Server = testserver.Start(t, sopts...)
+		c.serverURL = c.Server.URL()
+	}
 	ca, err := pki.LoadOrCreateCA(filepath.Join(c.DataDir, "tls"), "server-ca", "unused")
 	if err != nil {
 		t.Fatalf("multinode: cluster CA: %v", err)
@@ -226,14 +250,19 @@ func defaultBin() string {
 
 // addNetNS creates node i's namespace and wires it to the host bridge.
 func (c *Cluster) addNetNS(n *Node, i int) error {
-	veth := vethName(c.opts.Instance, i)
+	return c.wireNetNS(n.NetNS, vethName(c.opts.Instance, i), n.IP)
+}
+
+// wireNetNS creates namespace ns with eth0 at ip/24, the peer of the host
+// link veth on the bridge.
+func (c *Cluster) wireNetNS(ns, veth, ip string) error {
 	steps := [][]string{
-		{"netns", "add", n.NetNS},
-		{"-n", n.NetNS, "link", "set", "lo", "up"},
-		{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", n.NetNS},
+		{"netns", "add", ns},
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns},
 		{"link", "set", veth, "master", c.Bridge, "up"},
-		{"-n", n.NetNS, "addr", "add", n.IP + "/24", "dev", "eth0"},
-		{"-n", n.NetNS, "link", "set", "eth0", "up"},
+		{"-n", ns, "addr", "add", ip + "/24", "dev", "eth0"},
+		{"-n", ns, "link", "set", "eth0", "up"},
 	}
 	for _, s := range steps {
 		if err := run("ip", s...); err != nil {
