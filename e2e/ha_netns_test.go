@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,6 +55,13 @@ func TestHAPartitionAndKill(t *testing.T) {
 		return ""
 	})
 
+	// One scheduler and one controller manager for the cluster: each runs
+	// on the server holding its Lease, named by the server's address.
+	liveIPs := []string{s1.IP, s2.IP, s3.IP}
+	pollOK(ctx, t, 60*time.Second, func(ctx context.Context) string {
+		return singletonsHeldBy(ctx, s2.Client, liveIPs)
+	})
+
 	// A pod on node 1 that counts, one line a second.
 	ns := "ha"
 	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -100,6 +108,10 @@ func TestHAPartitionAndKill(t *testing.T) {
 		t.Fatalf("read through server 3: %v", err)
 	}
 	nodesRenewedAfter(ctx, t, s2.Client, c.NodeNames(), killed)
+	// The loops the killed server led moved to a live one.
+	pollOK(ctx, t, 60*time.Second, func(ctx context.Context) string {
+		return singletonsHeldBy(ctx, s2.Client, []string{s2.IP, s3.IP})
+	})
 	// The pod ran on: same container, no restart, and it kept counting
 	// (its logs come through server 2 from the agent).
 	pollOK(ctx, t, 60*time.Second, func(ctx context.Context) string {
@@ -278,6 +290,26 @@ func nodesRenewedAfter(ctx context.Context, t *testing.T, cs kubernetes.Interfac
 		}
 		return ""
 	})
+}
+
+// singletonsHeldBy checks that the scheduler's and controller manager's
+// Leases are held by servers at ips ("" when they are).
+func singletonsHeldBy(ctx context.Context, cs kubernetes.Interface, ips []string) string {
+	for _, name := range []string{"kube-scheduler", "kube-controller-manager"} {
+		l, err := cs.CoordinationV1().Leases("kube-system").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Sprintf("lease %s: %v", name, err)
+		}
+		holder := ""
+		if l.Spec.HolderIdentity != nil {
+			holder = *l.Spec.HolderIdentity
+		}
+		ip, _, _ := strings.Cut(holder, "_")
+		if !slices.Contains(ips, ip) {
+			return fmt.Sprintf("lease %s held by %q, want one of the servers %v", name, holder, ips)
+		}
+	}
+	return ""
 }
 
 func readyNodes(ctx context.Context, cs kubernetes.Interface) int {

@@ -14,6 +14,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/authz/node"
 	"github.com/skiffhq/skiff/controlplane/authz/rbac"
 	"github.com/skiffhq/skiff/controlplane/authz/review"
+	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/controllers/clusterroleaggregation"
 )
 
@@ -122,5 +123,7 @@ func (s *Server) startClusterRoleAggregation(ctx context.Context) {
 		s.log.Error("clusterrole aggregation identity", "err", err)
 		return
 	}
-	s.runController(ctx, clusterroleaggregation.New(clusterroleaggregation.Config{Client: cs, Logger: s.cfg.Logger}), 1)
+	s.runElectedController(ctx, "skiff-"+clusterroleaggregation.Name, func() controllers.Controller {
+		return clusterroleaggregation.New(clusterroleaggregation.Config{Client: cs, Logger: s.cfg.Logger})
+	}, 1)
 }

@@ -10,8 +10,9 @@ import (
 )
 
 // startControllerManager runs the controller manager in-process as
-// system:kube-controller-manager. Leader election is on only with an
-// external datastore, where other servers may run their own manager.
+// system:kube-controller-manager. With other servers (HA, or an external
+// datastore) it runs only while holding the Lease
+// kube-system/kube-controller-manager, and campaigns again after losing it.
 func (s *Server) startControllerManager(ctx context.Context) {
 	if s.disabled("controller-manager") || s.disabled("kube-controller-manager") {
 		return
@@ -26,7 +27,9 @@ func (s *Server) startControllerManager(ctx context.Context) {
 		RestConfig:         rc,
 		Controllers:        s.cfg.Controllers,
 		Disable:            s.cfg.Disable,
-		LeaderElect:        len(s.cfg.DatastoreEndpoints) > 0,
+		LeaderElect:        s.electSingletons(),
+		Recampaign:         true,
+		Identity:           s.leaseIdentity(),
 		MetricsBindAddress: s.cfg.ControllerManagerMetricsAddress,
 		RootCA:             s.ca.CertPEM,
 		ClusterCIDR:        s.cfg.ClusterCIDR,

@@ -24,6 +24,8 @@ func (s *Server) startNodeJoin(ctx context.Context) {
 	if err := s.nodeJoinRBAC(ctx); err != nil {
 		s.log.Error("node join RBAC", "err", err)
 	}
+	// Each is a singleton among the servers (see runSingleton), under a
+	// Lease named as the controller.
 	run := func(user string, mk func(kubernetes.Interface) controllers.Controller, workers int) {
 		rc, err := s.ComponentConfig("system:serviceaccount:kube-system:"+user, []string{"system:serviceaccounts", "system:serviceaccounts:kube-system"})
 		if err != nil {
@@ -35,14 +37,7 @@ func (s *Server) startNodeJoin(ctx context.Context) {
 			s.log.Error("controller client", "user", user, "err", err)
 			return
 		}
-		c := mk(cs)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := c.Run(ctx, workers); err != nil && ctx.Err() == nil {
-				s.log.Error("controller stopped", "controller", c.Name(), "err", err)
-			}
-		}()
+		s.runElectedController(ctx, "skiff-"+user, func() controllers.Controller { return mk(cs) }, workers)
 	}
 	if !s.disabled("csrapproving") || !s.disabled("csrsigning") {
 		run("certificate-controller", func(cs kubernetes.Interface) controllers.Controller {

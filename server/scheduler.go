@@ -28,16 +28,16 @@ func (s *Server) startScheduler(ctx context.Context) {
 		s.log.Error("scheduler client", "err", err)
 		return
 	}
-	sched, err := scheduler.New(scheduler.Options{Client: cs, Logger: s.cfg.Logger})
-	if err != nil {
-		s.log.Error("scheduler", "err", err)
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	// One scheduler per cluster: with several servers, the one holding
+	// the Lease kube-system/kube-scheduler (upstream's name).
+	s.runSingleton(ctx, "kube-scheduler", func(ctx context.Context) {
+		sched, err := scheduler.New(scheduler.Options{Client: cs, Logger: s.cfg.Logger})
+		if err != nil {
+			s.log.Error("scheduler", "err", err)
+			return
+		}
 		if err := sched.Run(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("scheduler stopped", "err", err)
 		}
-	}()
+	})
 }

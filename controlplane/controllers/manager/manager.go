@@ -13,20 +13,18 @@ import (
 	"net/http"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/leaderelect"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 )
 
@@ -44,6 +42,10 @@ type Config struct {
 	Disable []string
 	// LeaderElect runs the controllers only while holding the Lease.
 	LeaderElect bool
+	// Recampaign campaigns again after the Lease is lost, for a manager
+	// inside a process that must not exit (skiff server); otherwise Run
+	// returns an error then, as upstream's component exits.
+	Recampaign bool
 	// LeaseNamespace/LeaseName name the Lease (default kube-system/kube-controller-manager).
 	LeaseNamespace, LeaseName string
 	// Identity in the Lease (default hostname_uuid).
@@ -218,8 +220,9 @@ func (m *Manager) setLeading(v bool) {
 	m.mu.Unlock()
 }
 
-// Run blocks until ctx ends (or, under leader election, the lease is lost,
-// which returns an error as upstream exits).
+// Run blocks until ctx ends (or, under leader election without
+// Recampaign, until the lease is lost, which returns an error as upstream
+// exits).
 func (m *Manager) Run(ctx context.Context) error {
 	if m.metricLn != nil {
 		srv := m.metricsServer()
@@ -237,45 +240,21 @@ func (m *Manager) Run(ctx context.Context) error {
 	if !m.cfg.LeaderElect {
 		return m.runControllers(ctx)
 	}
-	lock := &trackingLock{Interface: &resourcelock.LeaseLock{
-		LeaseMeta:  metav1ObjectMeta(m.cfg.LeaseNamespace, m.cfg.LeaseName),
-		Client:     m.client.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: m.cfg.Identity},
-	}}
-	runDone := make(chan error, 1)
-	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock:            lock,
-		LeaseDuration:   m.cfg.LeaseDuration,
-		RenewDeadline:   m.cfg.RenewDeadline,
-		RetryPeriod:     m.cfg.RetryPeriod,
-		ReleaseOnCancel: true,
-		Name:            m.cfg.LeaseName,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(lctx context.Context) {
-				m.log.Info("became leader", "identity", m.cfg.Identity)
-				runDone <- m.runControllers(lctx)
-			},
-			OnStoppedLeading: func() {},
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("leader election: %w", err)
-	}
-	// le.Run returns when ctx ends or the lease is lost; once the lease was
-	// acquired the loops were started and stop with the context le.Run gave
-	// them, so wait for them.
-	le.Run(ctx)
 	var runErr error
-	if lock.acquired.Load() {
-		runErr = <-runDone
-	}
-	if runErr != nil {
+	err := leaderelect.Run(ctx, leaderelect.Config{
+		Client: m.client.CoordinationV1(), Namespace: m.cfg.LeaseNamespace, Name: m.cfg.LeaseName,
+		Identity: m.cfg.Identity, LeaseDuration: m.cfg.LeaseDuration, RenewDeadline: m.cfg.RenewDeadline,
+		RetryPeriod: m.cfg.RetryPeriod, Again: m.cfg.Recampaign, Logger: m.log,
+	}, func(lctx context.Context) {
+		if err := m.runControllers(lctx); err != nil {
+			m.log.Error("controllers", "err", err)
+			runErr = err
+		}
+	})
+	if runErr != nil && !m.cfg.Recampaign {
 		return runErr
 	}
-	if ctx.Err() == nil {
-		return errors.New("leader election lost")
-	}
-	return nil
+	return err
 }
 
 func (m *Manager) metricsServer() *http.Server {
@@ -324,27 +303,4 @@ func (m *Manager) runControllers(ctx context.Context) error {
 	<-ctx.Done()
 	wg.Wait()
 	return nil
-}
-
-// trackingLock notes whether this manager ever wrote itself as holder, so
-// Run knows the leader callback was started and must be waited for.
-type trackingLock struct {
-	resourcelock.Interface
-	acquired atomic.Bool
-}
-
-func (l *trackingLock) Create(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
-	err := l.Interface.Create(ctx, r)
-	if err == nil && r.HolderIdentity == l.Identity() {
-		l.acquired.Store(true)
-	}
-	return err
-}
-
-func (l *trackingLock) Update(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
-	err := l.Interface.Update(ctx, r)
-	if err == nil && r.HolderIdentity == l.Identity() {
-		l.acquired.Store(true)
-	}
-	return err
 }
