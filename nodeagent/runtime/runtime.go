@@ -753,10 +753,17 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 	if err := r.Stop(ctx, id, 0); err != nil {
 		return err
 	}
-	if task, err := c.Task(ctx, nil); err == nil {
+	// Only a task known to be gone lets the container go: deleting the
+	// container while its task is merely unreachable (a busy shim timing
+	// out) leaves the shim running with nothing left to stop it.
+	task, err := c.Task(ctx, nil)
+	switch {
+	case err == nil:
 		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("delete task %s: %w", id, err)
 		}
+	case !errdefs.IsNotFound(err):
+		return fmt.Errorf("load task %s: %w", id, err)
 	}
 	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete container %s: %w", id, err)
