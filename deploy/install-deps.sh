@@ -13,8 +13,8 @@ if [ "${#need[@]}" -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq "${need[@]}"
 fi
-# shellcheck and systemd (systemd-analyze): the tests of deploy/install.sh
-# lint the scripts and verify the units they write; systemd is not started.
+# The tests of deploy/install.sh run shellcheck and systemd-analyze (package
+# systemd; it is not started) on the scripts and the units they write.
 # etcd-server: only the external-datastore test runs its binary (three
 # members on free loopback ports). Its own service would take 2379/2380,
 # the embedded etcd's default ports, so it stays off.

@@ -98,7 +98,11 @@ if [ -z "$root" ]; then
 	# installed binary, found by their executable, not by name.
 	pids=()
 	for exe in /proc/[0-9]*/exe; do
-		[ "$(readlink "$exe" 2>/dev/null)" = /usr/local/bin/skiff ] || continue
+		# "(deleted)": a process of a binary an upgrade replaced.
+		case $(readlink "$exe" 2>/dev/null) in
+		/usr/local/bin/skiff | "/usr/local/bin/skiff (deleted)") ;;
+		*) continue ;;
+		esac
 		pid=${exe#/proc/}
 		pids+=("${pid%/exe}")
 	done
