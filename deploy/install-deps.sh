@@ -5,14 +5,16 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in make git ca-certificates containerd runc containernetworking-plugins \
-	busybox-static nftables iproute2 chromium etcd-server; do
+for pkg in make git ca-certificates containerd runc containernetworking-plugins shellcheck \
+	busybox-static nftables iproute2 chromium etcd-server systemd; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq "${need[@]}"
 fi
+# The tests of deploy/install.sh run shellcheck and systemd-analyze (package
+# systemd; it is not started) on the scripts and the units they write.
 # etcd-server: only the external-datastore test runs its binary (three
 # members on free loopback ports). Its own service would take 2379/2380,
 # the embedded etcd's default ports, so it stays off.

@@ -29,6 +29,9 @@ func agentCmd() *cobra.Command {
 		Use:   "agent",
 		Short: "Run a node agent: real pods on containerd, or hollow nodes with --runtime fake",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := flagsFromEnv(cmd, joinEnv); err != nil {
+				return err
+			}
 			switch runtime {
 			case "containerd":
 				if err := agent.ValidateProxyMode(real.proxyMode); err != nil {
@@ -69,11 +72,11 @@ func agentCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&runtime, "runtime", "containerd", "container runtime: containerd runs real pods, fake runs hollow nodes")
-	f.StringSliceVar(&servers, "server", nil, "API server URLs, comma-separated: the first replaces the kubeconfig's server, the others are where the agent fails over to (it also learns every server the default/kubernetes Endpoints list)")
+	f.StringSliceVar(&servers, "server", nil, "API server URLs, comma-separated: the first replaces the kubeconfig's server, the others are where the agent fails over to (it also learns every server the default/kubernetes Endpoints list; default $SKIFF_URL)")
 	real.register(cmd)
 	f.IntVar(&opts.Nodes, "hollow-nodes", 0, "number of hollow nodes to run with --runtime fake")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to join (default: <data-dir>/agent/kubeconfig, written by a join with --token)")
-	f.StringVar(&token, "token", "", "node join token (`skiff token create`: SK10<ca hash>::<id>.<secret>) to join the cluster of --server with; used once, the node's own credentials are kept in <data-dir>/agent/kubeconfig")
+	f.StringVar(&token, "token", "", "node join token (`skiff token create`: SK10<ca hash>::<id>.<secret>) to join the cluster of --server with; used once, the node's own credentials are kept in <data-dir>/agent/kubeconfig; default $SKIFF_TOKEN")
 	f.StringVar(&opts.NamePrefix, "node-name-prefix", "hollow-node-", "hollow nodes are named <prefix><index>")
 	f.StringVar(&opts.CPU, "node-cpu", "4", "CPU capacity of each hollow node")
 	f.StringVar(&opts.Memory, "node-memory", "16Gi", "memory capacity of each hollow node")

@@ -19,6 +19,9 @@ func serverCmd() *cobra.Command {
 		Use:   "server",
 		Short: "Run the control plane (etcd, API server, controllers, add-ons) and a node agent",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := flagsFromEnv(cmd, joinEnv); err != nil {
+				return err
+			}
 			if datastore != "" {
 				for _, e := range strings.Split(datastore, ",") {
 					if e = strings.TrimSpace(e); e != "" {
@@ -29,14 +32,14 @@ func serverCmd() *cobra.Command {
 			if disable != "" {
 				cfg.Disable = strings.Split(disable, ",")
 			}
-			if err := agent.ValidateProxyMode(cfg.ProxyMode); err != nil {
-				return fmt.Errorf("--proxy-mode: %w", err)
-			}
 			if (cfg.JoinServer == "") != (cfg.Token == "") {
-				return fmt.Errorf("--server and --token go together")
+				return fmt.Errorf("--server (or SKIFF_URL) and --token (or SKIFF_TOKEN) go together")
 			}
 			if cfg.JoinServer != "" && cfg.ClusterInit {
 				return fmt.Errorf("--cluster-init starts a cluster, --server joins one: not both")
+			}
+			if err := agent.ValidateProxyMode(cfg.ProxyMode); err != nil {
+				return fmt.Errorf("--proxy-mode: %w", err)
 			}
 			cfg.Logger = slog.Default()
 			return server.Run(cmd.Context(), cfg)
@@ -56,8 +59,8 @@ func serverCmd() *cobra.Command {
 	f.StringVar(&cfg.DatastoreCertFile, "datastore-certfile", "", "client certificate for the external etcd")
 	f.StringVar(&cfg.DatastoreKeyFile, "datastore-keyfile", "", "client key for the external etcd")
 	f.BoolVar(&cfg.ClusterInit, "cluster-init", false, "start the first server of an HA cluster on embedded etcd (peer port on --advertise-address; join token in <data-dir>/server/token)")
-	f.StringVar(&cfg.JoinServer, "server", "", "join the HA cluster of the server at this URL (https://HOST:PORT) as another etcd member and API server; needs --token")
-	f.StringVar(&cfg.Token, "token", "", "server token to join with: <data-dir>/server/token of a server of the cluster (SK10<ca hash>::server:<secret>)")
+	f.StringVar(&cfg.JoinServer, "server", "", "join the HA cluster of the server at this URL (https://HOST:PORT) as another etcd member and API server; needs --token (default $SKIFF_URL)")
+	f.StringVar(&cfg.Token, "token", "", "server token to join with: <data-dir>/server/token of a server of the cluster (SK10<ca hash>::server:<secret>; default $SKIFF_TOKEN)")
 	f.StringVar(&cfg.AdvertiseAddress, "advertise-address", "", "address other servers reach this server's etcd peer port at (default --bind-address, or the host's first global IPv4 address)")
 	f.IntVar(&cfg.EtcdClientPort, "etcd-client-port", 2379, "client port of the embedded etcd (0 = any free port)")
 	f.IntVar(&cfg.EtcdPeerPort, "etcd-peer-port", 2380, "peer port of the embedded etcd (0 = any free port)")
