@@ -22,6 +22,8 @@ const (
 	mapNoEndpointIPs    = "no-endpoint-services"
 	mapNoEndpointNPs    = "no-endpoint-nodeports"
 	setClusterIPs       = "cluster-ips"
+	mapEndpoints        = "service-endpoints"
+	setHairpin          = "hairpin-endpoints"
 	chainServices       = "services"
 	chainMarkMasq       = "mark-for-masquerade"
 	chainMasquerading   = "masquerading"
@@ -56,6 +58,12 @@ func deleteTable(c *nftables.Conn, name string) error {
 var (
 	concatIPProtoPort = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	concatProtoPort   = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
+	// concatEndpointKey is a service port's ClusterIP . proto . port and
+	// an endpoint index; concatAddrPort an endpoint; concatAddrAddr the
+	// source and destination of a hairpin connection.
+	concatEndpointKey = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeInteger)
+	concatAddrPort    = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	concatAddrAddr    = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr)
 )
 
 // batchBuffer is the netlink socket buffer (send and receive) forced on
@@ -197,6 +205,8 @@ type builder struct {
 	// sync flushed the chains earlier in the same transaction): they are
 	// refilled or kept, not added.
 	haveChains, haveSets map[string]bool
+	// epMap is the endpoint map the DNAT rules look up.
+	epMap *nftables.Set
 }
 
 func (b *builder) rule(ch *nftables.Chain, e ...expr.Any) {
@@ -261,20 +271,81 @@ func vipSetDef(t *nftables.Table) *nftables.Set {
 	return &nftables.Set{Table: t, Name: setClusterIPs, KeyType: nftables.TypeIPAddr}
 }
 
+// endpointMapDef is the map from a service port's endpoint index to the
+// endpoint: `ClusterIP . proto . port . index : addr . port`.
+func endpointMapDef(t *nftables.Table) *nftables.Set {
+	return &nftables.Set{Table: t, Name: mapEndpoints, IsMap: true, Concatenation: true,
+		KeyType: concatEndpointKey, DataType: concatAddrPort}
+}
+
+// hairpinSetDef is the set of `ep . ep` for every endpoint address: a
+// DNATed connection from an endpoint to itself is masqueraded.
+func hairpinSetDef(t *nftables.Table) *nftables.Set {
+	return &nftables.Set{Table: t, Name: setHairpin, Concatenation: true, KeyType: concatAddrAddr}
+}
+
 // portObjects is what one service port owns in the table: its chains and
-// affinity sets, and its element in a ClusterIP map and (with a NodePort)
-// in a NodePort map.
+// affinity sets, its element in a ClusterIP map and (with a NodePort)
+// in a NodePort map, its elements in the endpoint map and the endpoint
+// addresses it needs in the hairpin set.
 type portObjects struct {
-	chains []string
-	sets   []string
-	ipMap  string
-	ipElem nftables.SetElement
-	npMap  string // "" without a NodePort
-	npElem nftables.SetElement
+	chains  []string
+	sets    []string
+	ipMap   string
+	ipElem  nftables.SetElement
+	npMap   string // "" without a NodePort
+	npElem  nftables.SetElement
+	epElems []nftables.SetElement
+	hairpin []string
+}
+
+// endpointKey is the endpoint map's key of index i of the service port
+// (ip, proto, port); prefix (the first 12 bytes) is what the rules load
+// with one immediate.
+func endpointKey(ip net.IP, proto byte, port int32, i uint32) []byte {
+	return append(keyIPProtoPort(ip, proto, port), native32(i)...)
+}
+
+// addrPort is an endpoint as the endpoint map's data (address . port).
+func addrPort(ep Endpoint) []byte {
+	b := make([]byte, 8)
+	copy(b, ep.IP.To4())
+	binary.BigEndian.PutUint16(b[4:], uint16(ep.Port))
+	return b
+}
+
+// lists gives each distinct endpoint list of a service port (All, Local,
+// Cluster, which is one of the two after BuildServicePorts) its range of
+// indexes in the endpoint map.
+type lists struct {
+	eps  [][]Endpoint
+	offs []uint32
+	next uint32
+}
+
+// offset returns the first index of eps, registering it if new.
+func (l *lists) offset(eps []Endpoint) (uint32, bool) {
+	for i, have := range l.eps {
+		if sameEndpoints(have, eps) {
+			return l.offs[i], false
+		}
+	}
+	off := l.next
+	l.eps, l.offs = append(l.eps, eps), append(l.offs, off)
+	l.next += uint32(len(eps))
+	return off, true
 }
 
 // port stages the chains and affinity sets of sp and returns what it
-// owns; the map elements are left to the caller.
+// owns; the map and set elements are left to the caller.
+//
+// Without session affinity a chain picks the endpoint and DNATs in one
+// rule: `dnat to numgen random mod N offset K map @service-endpoints`
+// keyed by the service port and the number (as upstream's `numgen random
+// mod N vmap`, but into one named map rather than a vmap and a chain per
+// endpoint: no per-endpoint chains, rules or jumps). With ClientIP
+// affinity every endpoint keeps its chain, which records the client in
+// the endpoint's affinity set.
 func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 	o := &portObjects{}
 	chain := func(name string) *nftables.Chain {
@@ -288,72 +359,33 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 	ipKey := keyIPProtoPort(sp.ClusterIP, proto, sp.Port)
 	npKey := keyProtoPort(proto, sp.NodePort)
 
-	// Endpoint chains (one per distinct endpoint of this port).
-	epChains := map[string]string{}
-	affSets := map[string]*nftables.Set{}
-	var eps []Endpoint
-	for _, list := range [][]Endpoint{sp.All, sp.Local} {
+	hairpin := map[string]bool{}
+	for _, list := range [][]Endpoint{sp.All, sp.Local, sp.Cluster} {
 		for _, ep := range list {
-			if _, ok := epChains[ep.String()]; ok {
-				continue
+			if ip := ep.IP.String(); !hairpin[ip] {
+				hairpin[ip] = true
+				o.hairpin = append(o.hairpin, ip)
 			}
-			eps = append(eps, ep)
-			name := chainName("ep", key+"__"+ep.String())
-			epChains[ep.String()] = name
-			if sp.Affinity > 0 {
-				s := &nftables.Set{Name: shortName("aff", key+"__"+ep.String()), KeyType: nftables.TypeIPAddr,
-					HasTimeout: true, Dynamic: true, Timeout: sp.Affinity, Table: b.t}
-				o.sets = append(o.sets, s.Name)
-				if !b.haveSets[s.Name] {
-					if _, err := b.newSet(s, nil); err != nil {
-						return nil, err
-					}
+		}
+	}
+
+	var balance func(ch *nftables.Chain, eps []Endpoint, match []expr.Any)
+	if sp.Affinity > 0 {
+		var err error
+		if balance, err = b.affinityEndpoints(sp, o, chain); err != nil {
+			return nil, err
+		}
+	} else {
+		var ls lists
+		balance = func(ch *nftables.Chain, eps []Endpoint, match []expr.Any) {
+			off, isNew := ls.offset(eps)
+			if isNew {
+				for i, ep := range eps {
+					o.epElems = append(o.epElems, nftables.SetElement{
+						Key: endpointKey(sp.ClusterIP, proto, sp.Port, off+uint32(i)), Val: addrPort(ep)})
 				}
-				affSets[ep.String()] = s
 			}
-		}
-	}
-	for _, ep := range eps {
-		ch := chain(epChains[ep.String()])
-		// Hairpin: a pod reaching itself through the service.
-		b.rule(ch, loadSaddr(1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(ep.IP.To4())},
-			verdict(expr.VerdictJump, chainMarkMasq))
-		if s := affSets[ep.String()]; s != nil {
-			b.rule(ch, loadSaddr(1), &expr.Dynset{SrcRegKey: 1, SetName: s.Name, SetID: s.ID,
-				Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: sp.Affinity})
-		}
-		port := make([]byte, 2)
-		binary.BigEndian.PutUint16(port, uint16(ep.Port))
-		b.rule(ch, l4proto(1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
-			&expr.Immediate{Register: 1, Data: []byte(ep.IP.To4())},
-			&expr.Immediate{Register: 2, Data: port},
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true})
-	}
-	// balance stages `[affinity gotos]` and a uniform random choice of
-	// one of eps into ch. Upstream writes the choice as `numgen random
-	// mod N vmap { 0 : goto ep-…, … }`; each such anonymous map is a set
-	// of the table, and the kernel's loop check for every jump or goto
-	// added (nf_tables_check_loops) walks all sets of the table, so
-	// 10,000 services cost 10,000² set visits per transaction. The same
-	// choice without a set: `numgen random mod (N-i) == 0 goto ep-i` for
-	// i < N-1 (each rule draws anew: probability 1/(N-i) of what is
-	// left), then `goto ep-(N-1)`, as iptables mode's statistic rules.
-	balance := func(ch *nftables.Chain, eps []Endpoint) {
-		for _, ep := range eps {
-			if s := affSets[ep.String()]; s != nil {
-				b.rule(ch, loadSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
-					verdict(expr.VerdictGoto, epChains[ep.String()]))
-			}
-		}
-		for i, ep := range eps {
-			left := len(eps) - i
-			if left == 1 {
-				b.rule(ch, verdict(expr.VerdictGoto, epChains[ep.String()]))
-				break
-			}
-			b.rule(ch, &expr.Numgen{Register: 1, Modulus: uint32(left), Type: unix.NFT_NG_RANDOM},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: native32(0)},
-				verdict(expr.VerdictGoto, epChains[ep.String()]))
+			b.rule(ch, cat(match, b.dnatMap(ipKey, proto, off, uint32(len(eps))))...)
 		}
 	}
 
@@ -369,7 +401,7 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte(b.cfg.ClusterCIDR.IP.To4())},
 				verdict(expr.VerdictJump, chainMarkMasq))
 		}
-		balance(ch, sp.Cluster)
+		balance(ch, sp.Cluster, nil)
 		o.ipMap = mapServiceIPs
 		o.ipElem = nftables.SetElement{Key: ipKey, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}}
 	case sp.HasEndpoints:
@@ -393,24 +425,18 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 		name := chainName("ext", key)
 		ch := chain(name)
 		b.rule(ch, verdict(expr.VerdictJump, chainMarkMasq))
-		balance(ch, sp.All)
+		balance(ch, sp.All, nil)
 		o.npElem = nftables.SetElement{Key: npKey, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}}
 	default:
 		// Local policy: traffic from this host may use any endpoint
 		// (masqueraded); other traffic keeps its source and goes to
 		// local endpoints only, or is dropped when there is none.
-		hostName := chainName("exh", key)
-		balance(chain(hostName), sp.All)
-		localName := chainName("exl", key)
-		if len(sp.Local) > 0 {
-			balance(chain(localName), sp.Local)
-		}
 		name := chainName("ext", key)
 		ch := chain(name)
 		b.rule(ch, cat(addrTypeLocal(true), []expr.Any{verdict(expr.VerdictJump, chainMarkMasq)})...)
-		b.rule(ch, cat(addrTypeLocal(true), []expr.Any{verdict(expr.VerdictGoto, hostName)})...)
+		balance(ch, sp.All, addrTypeLocal(true))
 		if len(sp.Local) > 0 {
-			b.rule(ch, verdict(expr.VerdictGoto, localName))
+			balance(ch, sp.Local, nil)
 		} else {
 			b.rule(ch, verdict(expr.VerdictDrop, ""))
 		}
@@ -419,14 +445,124 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 	return o, nil
 }
 
-// fixedChains stages the chains every service jumps to.
-func (b *builder) fixedChains() {
+// dnatMap is `meta l4proto P dnat to numgen random mod n offset off map
+// @service-endpoints` with the service port's part of the key (ipKey)
+// loaded first: one immediate for ClusterIP . proto . port, the random
+// index after it, the lookup's address . port into the registers the NAT
+// reads.
+func (b *builder) dnatMap(ipKey []byte, proto byte, off, n uint32) []expr.Any {
+	m := b.epMap
+	return []expr.Any{
+		l4proto(1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Immediate{Register: unix.NFT_REG32_00, Data: ipKey},
+		&expr.Numgen{Register: unix.NFT_REG32_03, Modulus: n, Offset: off, Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: unix.NFT_REG32_00, IsDestRegSet: true, DestRegister: unix.NFT_REG32_00, SetName: m.Name, SetID: m.ID},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: unix.NFT_REG32_00, RegProtoMin: unix.NFT_REG32_01, Specified: true},
+	}
+}
+
+// affinityEndpoints stages, for a service port with ClientIP affinity,
+// an affinity set and a chain per endpoint (`update @aff { ip saddr }`,
+// DNAT), and returns the function that fills a choosing chain: the
+// affinity lookups first, then a uniform random goto. Upstream writes
+// the choice as `numgen random mod N vmap { 0 : goto ep-…, … }`; every
+// such anonymous map is a set of the table, which the kernel's loop
+// check walks for every jump or goto added, so the choice here is
+// `numgen random mod (N-i) == 0 goto ep-i` for i < N-1 (each rule draws
+// anew: probability 1/(N-i) of what is left), then `goto ep-(N-1)`, as
+// iptables mode's statistic rules. Chains with a match (matching host
+// traffic) get a chain of their own for the choice.
+func (b *builder) affinityEndpoints(sp *ServicePort, o *portObjects, chain func(string) *nftables.Chain) (func(*nftables.Chain, []Endpoint, []expr.Any), error) {
+	proto, _ := protocolNumber(sp.Protocol)
+	key := sp.Key()
+	epChains := map[string]string{}
+	affSets := map[string]*nftables.Set{}
+	var eps []Endpoint
+	for _, list := range [][]Endpoint{sp.All, sp.Local, sp.Cluster} {
+		for _, ep := range list {
+			if _, ok := epChains[ep.String()]; ok {
+				continue
+			}
+			eps = append(eps, ep)
+			epChains[ep.String()] = chainName("ep", key+"__"+ep.String())
+			s := &nftables.Set{Name: shortName("aff", key+"__"+ep.String()), KeyType: nftables.TypeIPAddr,
+				HasTimeout: true, Dynamic: true, Timeout: sp.Affinity, Table: b.t}
+			o.sets = append(o.sets, s.Name)
+			if !b.haveSets[s.Name] {
+				if _, err := b.newSet(s, nil); err != nil {
+					return nil, err
+				}
+			}
+			affSets[ep.String()] = s
+		}
+	}
+	for _, ep := range eps {
+		ch := chain(epChains[ep.String()])
+		s := affSets[ep.String()]
+		b.rule(ch, loadSaddr(1), &expr.Dynset{SrcRegKey: 1, SetName: s.Name, SetID: s.ID,
+			Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: sp.Affinity})
+		port := make([]byte, 2)
+		binary.BigEndian.PutUint16(port, uint16(ep.Port))
+		b.rule(ch, l4proto(1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+			&expr.Immediate{Register: 1, Data: []byte(ep.IP.To4())},
+			&expr.Immediate{Register: 2, Data: port},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true})
+	}
+	fill := func(ch *nftables.Chain, eps []Endpoint) {
+		for _, ep := range eps {
+			s := affSets[ep.String()]
+			b.rule(ch, loadSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+				verdict(expr.VerdictGoto, epChains[ep.String()]))
+		}
+		for i, ep := range eps {
+			left := len(eps) - i
+			if left == 1 {
+				b.rule(ch, verdict(expr.VerdictGoto, epChains[ep.String()]))
+				break
+			}
+			b.rule(ch, &expr.Numgen{Register: 1, Modulus: uint32(left), Type: unix.NFT_NG_RANDOM},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: native32(0)},
+				verdict(expr.VerdictGoto, epChains[ep.String()]))
+		}
+	}
+	return func(ch *nftables.Chain, eps []Endpoint, match []expr.Any) {
+		if match == nil {
+			fill(ch, eps)
+			return
+		}
+		// Only externalTrafficPolicy Local's host traffic has a match.
+		name := chainName("exh", key)
+		fill(chain(name), eps)
+		b.rule(ch, cat(match, []expr.Any{verdict(expr.VerdictGoto, name)})...)
+	}, nil
+}
+
+// fixedChains stages the endpoint map and hairpin set (empty) and the
+// chains every service jumps to.
+func (b *builder) fixedChains() error {
+	var err error
+	if b.epMap, err = b.newSet(endpointMapDef(b.t), nil); err != nil {
+		return err
+	}
+	hairpin, err := b.newSet(hairpinSetDef(b.t), nil)
+	if err != nil {
+		return err
+	}
 	markMasq := b.chain(chainMarkMasq)
 	b.rule(markMasq,
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: native32(^masqMark), Xor: native32(masqMark)},
 		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
 	masq := b.chain(chainMasquerading)
+	// Hairpin (an endpoint reaching itself through a service): after
+	// DNAT, source and destination are the same endpoint address.
+	b.rule(masq,
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: native32(0x20), Xor: native32(0)}, // IPS_DST_NAT
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: native32(0)},
+		loadSaddr(unix.NFT_REG32_00), loadDaddr(unix.NFT_REG32_01),
+		&expr.Lookup{SourceRegister: unix.NFT_REG32_00, SetName: hairpin.Name, SetID: hairpin.ID},
+		verdict(expr.VerdictJump, chainMarkMasq))
 	b.rule(masq,
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: native32(masqMark), Xor: native32(0)},
@@ -441,6 +577,7 @@ func (b *builder) fixedChains() {
 	b.rule(reject, l4proto(1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 		&expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
 	b.rule(reject, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3 /* port unreachable */})
+	return nil
 }
 
 // dispatch stages the maps (with their elements), the ClusterIP set and

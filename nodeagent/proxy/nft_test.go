@@ -6,12 +6,14 @@ import (
 	"golang.org/x/sys/unix"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -86,14 +88,48 @@ func TestApplyFullKernel(t *testing.T) {
 			t.Errorf("map %s:\n got %q\nwant %q", m, got, w)
 		}
 	}
+	// Without affinity the endpoints are elements of one map (ClusterIP
+	// . proto . port . index -> address . port), each distinct endpoint
+	// list once: web's and local2's cluster and NodePort traffic share
+	// All (0, 1), local2's outside NodePort traffic uses Local (2).
+	wantEps := []string{
+		"10.43.250.1 . tcp . 80 . 0 -> 10.42.250.2 . 8080",
+		"10.43.250.1 . tcp . 80 . 1 -> 10.42.250.3 . 8080",
+		"10.43.250.3 . udp . 53 . 0 -> 10.42.250.4 . 53",
+		"10.43.250.5 . tcp . 80 . 0 -> 10.42.250.3 . 8080",
+		"10.43.250.6 . tcp . 80 . 0 -> 10.42.250.2 . 8080",
+		"10.43.250.6 . tcp . 80 . 1 -> 10.42.250.3 . 8080",
+		"10.43.250.6 . tcp . 80 . 2 -> 10.42.250.2 . 8080",
+	}
+	if got := endpointElems(t, table); !slices.Equal(got, wantEps) {
+		t.Errorf("endpoint map:\n got %q\nwant %q", got, wantEps)
+	}
+	if got, want := hairpinKeys(t, table), []string{"10.42.250.2 . 10.42.250.2", "10.42.250.3 . 10.42.250.3", "10.42.250.4 . 10.42.250.4"}; !slices.Equal(got, want) {
+		t.Errorf("hairpin set: %q, want %q", got, want)
+	}
 	chains := chainNames(t, table)
-	for _, want := range []string{"ep-*-default/web/tcp/80__10.42.250.2:8080", "exl-*-default/local2/tcp/80", "exh-*-default/local/tcp/80", "nat-output", "filter-input"} {
+	for _, want := range []string{"ep-*-default/sticky/tcp/80__10.42.250.2:8080", "ep-*-default/sticky/tcp/80__10.42.250.3:8080",
+		"svc-*-default/web/tcp/80", "ext-*-default/local2/tcp/80", "nat-output", "filter-input"} {
 		if !chains[want] {
 			t.Errorf("chain %s missing (have %v)", want, chains)
 		}
 	}
-	if chains["exl-*-default/local/tcp/80"] {
-		t.Error("a service without local endpoints has a local chain")
+	for ch := range chains {
+		if strings.HasPrefix(ch, "ep-") && !strings.Contains(ch, "/sticky/") || strings.HasPrefix(ch, "exh-") || strings.HasPrefix(ch, "exl-") {
+			t.Errorf("chain %s: only services with affinity have endpoint chains", ch)
+		}
+	}
+	// The rules' shapes: one DNAT through the map per endpoint list.
+	rules := ruleExprs(t, table)
+	if got := rules["svc-*-default/web/tcp/80"]; len(got) != 2 || !strings.HasSuffix(got[1], "numgen(mod 2 offset 0) lookup(service-endpoints) dnat") {
+		t.Errorf("web's service chain: %q", got)
+	}
+	if got := rules["ext-*-default/local2/tcp/80"]; len(got) != 3 || !strings.HasSuffix(got[1], "numgen(mod 2 offset 0) lookup(service-endpoints) dnat") ||
+		!strings.HasSuffix(got[2], "numgen(mod 1 offset 2) lookup(service-endpoints) dnat") {
+		t.Errorf("local2's external chain: %q", got)
+	}
+	if got := rules["ext-*-default/local/tcp/80"]; len(got) != 3 || got[2] != "drop" {
+		t.Errorf("local's external chain (no local endpoint): %q", got)
 	}
 	sets, _ := c.GetSets(&nftables.Table{Name: table, Family: nftables.TableFamilyIPv4})
 	aff := 0
@@ -129,6 +165,97 @@ func TestApplyFullKernel(t *testing.T) {
 	if err := deleteTable(c, table); err != nil {
 		t.Fatalf("deleting a missing table: %v", err)
 	}
+}
+
+// endpointElems renders the endpoint map's elements, sorted.
+func endpointElems(t *testing.T, table string) []string {
+	t.Helper()
+	var out []string
+	for _, e := range elements(t, table, mapEndpoints) {
+		k, v := e.Key, e.Val
+		proto := map[byte]string{6: "tcp", 17: "udp", 132: "sctp"}[k[4]]
+		out = append(out, fmt.Sprintf("%s . %s . %d . %d -> %s . %d", net.IP(k[:4]), proto, binary.BigEndian.Uint16(k[8:]),
+			binary.NativeEndian.Uint32(k[12:]), net.IP(v[:4]), binary.BigEndian.Uint16(v[4:])))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// hairpinKeys renders the hairpin set's elements, sorted.
+func hairpinKeys(t *testing.T, table string) []string {
+	t.Helper()
+	var out []string
+	for _, e := range elements(t, table, setHairpin) {
+		out = append(out, fmt.Sprintf("%s . %s", net.IP(e.Key[:4]), net.IP(e.Key[4:8])))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// elements reads the elements of the table's set or map name.
+func elements(t *testing.T, table, name string) []nftables.SetElement {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.GetSetByName(&nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}, name)
+	if err != nil {
+		t.Fatalf("set %s: %v", name, err)
+	}
+	es, err := c.GetSetElements(s)
+	if err != nil {
+		t.Fatalf("elements of %s: %v", name, err)
+	}
+	return es
+}
+
+// ruleExprs renders each chain's rules (by hash-elided chain name) as a
+// short text of the expressions that matter for the layout.
+func ruleExprs(t *testing.T, table string) map[string][]string {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
+	chs, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, ch := range chs {
+		if ch.Table.Name != table {
+			continue
+		}
+		rules, err := c.GetRules(tb, ch)
+		if err != nil {
+			t.Fatalf("rules of %s: %v", ch.Name, err)
+		}
+		for _, r := range rules {
+			var parts []string
+			for _, e := range r.Exprs {
+				switch e := e.(type) {
+				case *expr.Numgen:
+					parts = append(parts, fmt.Sprintf("numgen(mod %d offset %d)", e.Modulus, e.Offset))
+				case *expr.Lookup:
+					parts = append(parts, "lookup("+e.SetName+")")
+				case *expr.NAT:
+					parts = append(parts, "dnat")
+				case *expr.Dynset:
+					parts = append(parts, "update("+e.SetName+")")
+				case *expr.Verdict:
+					v := map[expr.VerdictKind]string{expr.VerdictJump: "jump", expr.VerdictGoto: "goto", expr.VerdictDrop: "drop", expr.VerdictReturn: "return"}[e.Kind]
+					if e.Chain != "" {
+						v += " " + elideHash(e.Chain)
+					}
+					parts = append(parts, v)
+				}
+			}
+			out[elideHash(ch.Name)] = append(out[elideHash(ch.Name)], strings.Join(parts, " "))
+		}
+	}
+	return out
 }
 
 // mapElems renders the verdict maps' elements with hashes elided.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"time"
@@ -22,6 +23,9 @@ type syncer struct {
 	// one is full).
 	ports map[string]*programmed
 	vips  map[string]bool
+	// hairpin counts the service ports using each endpoint address (an
+	// element of the hairpin set while above zero).
+	hairpin map[string]int
 }
 
 type programmed struct {
@@ -55,7 +59,7 @@ func (s *syncer) sync(c *txn, sps []*ServicePort, full bool) (SyncInfo, error) {
 		st, err = s.partial(c, sps)
 	}
 	if err != nil {
-		s.ports, s.vips = nil, nil
+		s.ports, s.vips, s.hairpin = nil, nil, nil
 	}
 	return st, err
 }
@@ -68,17 +72,24 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	c.DelTable(t)
 	c.AddTable(t)
 	b := &builder{c: c, t: t, cfg: s.cfg}
-	b.fixedChains()
+	if err := b.fixedChains(); err != nil {
+		return SyncInfo{}, err
+	}
 	ports := make(map[string]*programmed, len(sps))
 	elems := map[string][]nftables.SetElement{}
 	vips := map[string]bool{}
-	var vipElems []nftables.SetElement
+	hairpin := map[string]int{}
+	var vipElems, epElems []nftables.SetElement
 	for _, sp := range sps {
 		o, err := b.port(sp)
 		if err != nil {
 			return SyncInfo{}, err
 		}
 		ports[sp.Key()] = &programmed{sp: sp, obj: o}
+		epElems = append(epElems, o.epElems...)
+		for _, ip := range o.hairpin {
+			hairpin[ip]++
+		}
 		elems[o.ipMap] = append(elems[o.ipMap], o.ipElem)
 		if o.npMap != "" {
 			elems[o.npMap] = append(elems[o.npMap], o.npElem)
@@ -88,13 +99,19 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 			vipElems = append(vipElems, nftables.SetElement{Key: []byte(sp.ClusterIP.To4())})
 		}
 	}
+	if err := b.elems(b.epMap, epElems, false); err != nil {
+		return SyncInfo{}, err
+	}
+	if err := b.elems(hairpinSetDef(t), hairpinElems(sortedKeys(hairpin)), false); err != nil {
+		return SyncInfo{}, err
+	}
 	if err := b.dispatch(elems, vipElems); err != nil {
 		return SyncInfo{}, err
 	}
 	if err := c.Flush(); err != nil {
 		return SyncInfo{}, fmt.Errorf("proxy: nftables transaction: %w", err)
 	}
-	s.ports, s.vips = ports, vips
+	s.ports, s.vips, s.hairpin = ports, vips, hairpin
 	return SyncInfo{Full: true, Changed: len(sps)}, nil
 }
 
@@ -143,7 +160,7 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	}
 	slices.Sort(gone)
 
-	b := &builder{c: c, t: t, cfg: s.cfg, haveChains: map[string]bool{}, haveSets: map[string]bool{}}
+	b := &builder{c: c, t: t, cfg: s.cfg, haveChains: map[string]bool{}, haveSets: map[string]bool{}, epMap: endpointMapDef(t)}
 	// The old objects of every service port touched.
 	var olds []*portObjects
 	for _, sp := range changed {
@@ -156,14 +173,24 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	}
 	// 1. Old map elements.
 	del := map[string][]nftables.SetElement{}
+	hairpin := maps.Clone(s.hairpin)
+	if hairpin == nil {
+		hairpin = map[string]int{}
+	}
 	for _, o := range olds {
+		for _, e := range o.epElems {
+			del[mapEndpoints] = append(del[mapEndpoints], nftables.SetElement{Key: e.Key})
+		}
+		for _, ip := range o.hairpin {
+			hairpin[ip]--
+		}
 		del[o.ipMap] = append(del[o.ipMap], nftables.SetElement{Key: o.ipElem.Key})
 		if o.npMap != "" {
 			del[o.npMap] = append(del[o.npMap], nftables.SetElement{Key: o.npElem.Key})
 		}
 	}
 	for _, name := range sortedKeys(del) {
-		if err := b.elems(mapDef(t, name), del[name], true); err != nil {
+		if err := b.elems(elemsDef(t, name), del[name], true); err != nil {
 			return st, err
 		}
 	}
@@ -202,6 +229,10 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 		if o.npMap != "" {
 			add[o.npMap] = append(add[o.npMap], o.npElem)
 		}
+		add[mapEndpoints] = append(add[mapEndpoints], o.epElems...)
+		for _, ip := range o.hairpin {
+			hairpin[ip]++
+		}
 	}
 	// 4. Delete what is no longer used (every reference to it went in
 	// steps 1 and 2).
@@ -223,9 +254,29 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	}
 	// 5. New elements, ClusterIPs.
 	for _, name := range sortedKeys(add) {
-		if err := b.elems(mapDef(t, name), add[name], false); err != nil {
+		if err := b.elems(elemsDef(t, name), add[name], false); err != nil {
 			return st, err
 		}
+	}
+	var pinAdd, pinDel []string
+	for ip, n := range hairpin {
+		switch {
+		case n > 0 && s.hairpin[ip] == 0:
+			pinAdd = append(pinAdd, ip)
+		case n <= 0:
+			delete(hairpin, ip)
+			if s.hairpin[ip] > 0 {
+				pinDel = append(pinDel, ip)
+			}
+		}
+	}
+	slices.Sort(pinAdd)
+	slices.Sort(pinDel)
+	if err := b.elems(hairpinSetDef(t), hairpinElems(pinDel), true); err != nil {
+		return st, err
+	}
+	if err := b.elems(hairpinSetDef(t), hairpinElems(pinAdd), false); err != nil {
+		return st, err
 	}
 	if err := b.elems(vipSetDef(t), vipDel, true); err != nil {
 		return st, err
@@ -236,9 +287,28 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	if err := c.Flush(); err != nil {
 		return st, fmt.Errorf("proxy: nftables transaction (partial): %w", err)
 	}
-	s.ports, s.vips = ports, vips
+	s.ports, s.vips, s.hairpin = ports, vips, hairpin
 	st.Changed, st.Removed = len(changed), len(gone)
 	return st, nil
+}
+
+// elemsDef is the definition of the map or set name whose elements a
+// partial sync changes.
+func elemsDef(t *nftables.Table, name string) *nftables.Set {
+	if name == mapEndpoints {
+		return endpointMapDef(t)
+	}
+	return mapDef(t, name)
+}
+
+// hairpinElems are the hairpin set's elements `ip . ip` of ips.
+func hairpinElems(ips []string) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(ips))
+	for _, ip := range ips {
+		a := net.ParseIP(ip).To4()
+		out = append(out, nftables.SetElement{Key: append(slices.Clone([]byte(a)), a...)})
+	}
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -111,7 +111,7 @@ func TestPartialSyncKernel(t *testing.T) {
 			t.Errorf("chain %s of an unchanged service was rewritten: rules %v, then %v", ch, hs, after[ch])
 		}
 	}
-	for _, gone := range []string{"ep-*-default/web/tcp/80__10.42.250.3:8080", "svc-*-default/dns/udp/53", "ep-*-default/dns/udp/53__10.42.250.4:53"} {
+	for _, gone := range []string{"svc-*-default/dns/udp/53"} {
 		if _, ok := after[gone]; ok {
 			t.Errorf("chain %s still there", gone)
 		}
@@ -120,8 +120,25 @@ func TestPartialSyncKernel(t *testing.T) {
 	if len(after[svc]) == 0 || slices.Equal(after[svc], before[svc]) {
 		t.Errorf("chain %s not rewritten: %v, then %v", svc, before[svc], after[svc])
 	}
-	if len(after["ep-*-default/new/tcp/80__10.42.250.9:80"]) == 0 {
-		t.Errorf("new service's endpoint chain missing or empty: %v", after)
+	if len(after["svc-*-default/new/tcp/80"]) == 0 {
+		t.Errorf("new service's chain missing or empty: %v", after)
+	}
+	// web's second endpoint and dns's are gone from the endpoint map,
+	// new's is there; the hairpin set lost dns's endpoint only (the
+	// others are still used) and gained new's.
+	wantEps := []string{
+		"10.43.250.1 . tcp . 80 . 0 -> 10.42.250.2 . 8080",
+		"10.43.250.5 . tcp . 80 . 0 -> 10.42.250.3 . 8080",
+		"10.43.250.6 . tcp . 80 . 0 -> 10.42.250.2 . 8080",
+		"10.43.250.6 . tcp . 80 . 1 -> 10.42.250.3 . 8080",
+		"10.43.250.6 . tcp . 80 . 2 -> 10.42.250.2 . 8080",
+		"10.43.250.7 . tcp . 80 . 0 -> 10.42.250.9 . 80",
+	}
+	if got := endpointElems(t, table); !slices.Equal(got, wantEps) {
+		t.Errorf("endpoint map after partial sync:\n got %q\nwant %q", got, wantEps)
+	}
+	if got, want := hairpinKeys(t, table), []string{"10.42.250.2 . 10.42.250.2", "10.42.250.3 . 10.42.250.3", "10.42.250.9 . 10.42.250.9"}; !slices.Equal(got, want) {
+		t.Errorf("hairpin set after partial sync: %q, want %q", got, want)
 	}
 	elems := mapElems(t, table)
 	want := []string{
@@ -162,6 +179,12 @@ func TestPartialSyncKernel(t *testing.T) {
 	}
 	if got := mapElems(t, table)[mapServiceIPs]; len(got) != 4 || !strings.Contains(strings.Join(got, "\n"), "10.43.250.3 . udp . 53") {
 		t.Errorf("service-ips back at the sample: %q", got)
+	}
+	if got, want := hairpinKeys(t, table), []string{"10.42.250.2 . 10.42.250.2", "10.42.250.3 . 10.42.250.3", "10.42.250.4 . 10.42.250.4"}; !slices.Equal(got, want) {
+		t.Errorf("hairpin set back at the sample: %q, want %q", got, want)
+	}
+	if got := endpointElems(t, table); len(got) != 7 {
+		t.Errorf("endpoint map back at the sample: %q", got)
 	}
 }
 
