@@ -23,6 +23,9 @@ const (
 	mapNoEndpointNPs    = "no-endpoint-nodeports"
 	setClusterIPs       = "cluster-ips"
 	mapEndpoints        = "service-endpoints"
+	mapNodePortEPs      = "nodeport-endpoints"
+	mapEndpointIndex    = "service-endpoint-index"
+	mapNodePortIndex    = "nodeport-endpoint-index"
 	setHairpin          = "hairpin-endpoints"
 	chainServices       = "services"
 	chainMarkMasq       = "mark-for-masquerade"
@@ -62,6 +65,7 @@ var (
 	// an endpoint index; concatAddrPort an endpoint; concatAddrAddr the
 	// source and destination of a hairpin connection.
 	concatEndpointKey = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeInteger)
+	concatNodePortKey = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeInteger)
 	concatAddrPort    = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
 	concatAddrAddr    = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr)
 )
@@ -205,8 +209,10 @@ type builder struct {
 	// sync flushed the chains earlier in the same transaction): they are
 	// refilled or kept, not added.
 	haveChains, haveSets map[string]bool
-	// epMap is the endpoint map the DNAT rules look up.
-	epMap *nftables.Set
+	// needCluster and needNodePort are the endpoint indexes the staged
+	// service ports use (one more than the highest), for which
+	// index chains must exist.
+	needCluster, needNodePort uint32
 }
 
 func (b *builder) rule(ch *nftables.Chain, e ...expr.Any) {
@@ -271,11 +277,31 @@ func vipSetDef(t *nftables.Table) *nftables.Set {
 	return &nftables.Set{Table: t, Name: setClusterIPs, KeyType: nftables.TypeIPAddr}
 }
 
-// endpointMapDef is the map from a service port's endpoint index to the
-// endpoint: `ClusterIP . proto . port . index : addr . port`.
-func endpointMapDef(t *nftables.Table) *nftables.Set {
-	return &nftables.Set{Table: t, Name: mapEndpoints, IsMap: true, Concatenation: true,
-		KeyType: concatEndpointKey, DataType: concatAddrPort}
+// endpointMapDef is the map (mapEndpoints or mapNodePortEPs) from a
+// service port's endpoint index to the endpoint: `ClusterIP . proto .
+// port . index : addr . port`, or `proto . nodePort . index : addr .
+// port`.
+func endpointMapDef(t *nftables.Table, name string) *nftables.Set {
+	kt := concatEndpointKey
+	if name == mapNodePortEPs {
+		kt = concatNodePortKey
+	}
+	return &nftables.Set{Table: t, Name: name, IsMap: true, Concatenation: true, KeyType: kt, DataType: concatAddrPort}
+}
+
+// indexMapDef is the verdict map (mapEndpointIndex or mapNodePortIndex)
+// from an endpoint index to the index chain that DNATs to it.
+func indexMapDef(t *nftables.Table, name string) *nftables.Set {
+	return &nftables.Set{Table: t, Name: name, IsMap: true, KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict}
+}
+
+// indexChain names the chain of endpoint index i (of NodePort traffic
+// with nodePort).
+func indexChain(nodePort bool, i uint32) string {
+	if nodePort {
+		return fmt.Sprintf("nodeport-endpoint-%d", i)
+	}
+	return fmt.Sprintf("endpoint-%d", i)
 }
 
 // hairpinSetDef is the set of `ep . ep` for every endpoint address: a
@@ -295,15 +321,21 @@ type portObjects struct {
 	ipElem  nftables.SetElement
 	npMap   string // "" without a NodePort
 	npElem  nftables.SetElement
-	epElems []nftables.SetElement
+	epElems []nftables.SetElement // in mapEndpoints
+	npElems []nftables.SetElement // in mapNodePortEPs
 	hairpin []string
 }
 
-// endpointKey is the endpoint map's key of index i of the service port
-// (ip, proto, port); prefix (the first 12 bytes) is what the rules load
-// with one immediate.
+// endpointKey is mapEndpoints' key of index i of the service port (ip,
+// proto, port).
 func endpointKey(ip net.IP, proto byte, port int32, i uint32) []byte {
 	return append(keyIPProtoPort(ip, proto, port), native32(i)...)
+}
+
+// nodePortEndpointKey is mapNodePortEPs' key of index i of NodePort
+// (proto, nodePort).
+func nodePortEndpointKey(proto byte, nodePort int32, i uint32) []byte {
+	return append(keyProtoPort(proto, nodePort), native32(i)...)
 }
 
 // addrPort is an endpoint as the endpoint map's data (address . port).
@@ -339,13 +371,21 @@ func (l *lists) offset(eps []Endpoint) (uint32, bool) {
 // port stages the chains and affinity sets of sp and returns what it
 // owns; the map and set elements are left to the caller.
 //
-// Without session affinity a chain picks the endpoint and DNATs in one
-// rule: `dnat to numgen random mod N offset K map @service-endpoints`
-// keyed by the service port and the number (as upstream's `numgen random
-// mod N vmap`, but into one named map rather than a vmap and a chain per
-// endpoint: no per-endpoint chains, rules or jumps). With ClientIP
-// affinity every endpoint keeps its chain, which records the client in
-// the endpoint's affinity set.
+// Without session affinity a service chain picks an endpoint index with
+// one rule, `numgen random mod N offset K vmap @service-endpoint-index`
+// (as upstream's `numgen random mod N vmap { … }`, but into one named
+// map shared by all services), whose element i goes to the shared chain
+// `endpoint-i`: `dnat to ip daddr . meta l4proto . th dport . i map
+// @service-endpoints` (NodePorts: `nodeport-endpoint-i`, `meta l4proto
+// . th dport . i`, @nodeport-endpoints). So a service port costs a chain
+// and one or two rules, and its endpoints are map elements, not a chain
+// each. The lookups into the endpoint maps are in the few index chains
+// only: the kernel checks every element added to a map against every
+// chain bound to it, and walks the whole map for every chain that newly
+// binds it, so a lookup per service chain made a big sync quadratic.
+//
+// With ClientIP affinity every endpoint keeps its chain, which records
+// the client in the endpoint's affinity set.
 func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 	o := &portObjects{}
 	chain := func(name string) *nftables.Chain {
@@ -369,23 +409,33 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 		}
 	}
 
-	var balance func(ch *nftables.Chain, eps []Endpoint, match []expr.Any)
+	// balance stages into ch (after match) the choice of one of eps, for
+	// NodePort traffic (nodePort) or ClusterIP traffic.
+	var balance func(ch *nftables.Chain, eps []Endpoint, match []expr.Any, nodePort bool)
 	if sp.Affinity > 0 {
 		var err error
 		if balance, err = b.affinityEndpoints(sp, o, chain); err != nil {
 			return nil, err
 		}
 	} else {
-		var ls lists
-		balance = func(ch *nftables.Chain, eps []Endpoint, match []expr.Any) {
+		var cluster, nodePort lists
+		balance = func(ch *nftables.Chain, eps []Endpoint, match []expr.Any, np bool) {
+			ls, elems, need, idxMap := &cluster, &o.epElems, &b.needCluster, mapEndpointIndex
+			if np {
+				ls, elems, need, idxMap = &nodePort, &o.npElems, &b.needNodePort, mapNodePortIndex
+			}
 			off, isNew := ls.offset(eps)
 			if isNew {
 				for i, ep := range eps {
-					o.epElems = append(o.epElems, nftables.SetElement{
-						Key: endpointKey(sp.ClusterIP, proto, sp.Port, off+uint32(i)), Val: addrPort(ep)})
+					k := endpointKey(sp.ClusterIP, proto, sp.Port, off+uint32(i))
+					if np {
+						k = nodePortEndpointKey(proto, sp.NodePort, off+uint32(i))
+					}
+					*elems = append(*elems, nftables.SetElement{Key: k, Val: addrPort(ep)})
 				}
 			}
-			b.rule(ch, cat(match, b.dnatMap(ipKey, proto, off, uint32(len(eps))))...)
+			*need = max(*need, ls.next)
+			b.rule(ch, cat(match, pickIndex(idxMap, off, uint32(len(eps))))...)
 		}
 	}
 
@@ -401,7 +451,7 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte(b.cfg.ClusterCIDR.IP.To4())},
 				verdict(expr.VerdictJump, chainMarkMasq))
 		}
-		balance(ch, sp.Cluster, nil)
+		balance(ch, sp.Cluster, nil, false)
 		o.ipMap = mapServiceIPs
 		o.ipElem = nftables.SetElement{Key: ipKey, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}}
 	case sp.HasEndpoints:
@@ -425,7 +475,7 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 		name := chainName("ext", key)
 		ch := chain(name)
 		b.rule(ch, verdict(expr.VerdictJump, chainMarkMasq))
-		balance(ch, sp.All, nil)
+		balance(ch, sp.All, nil, true)
 		o.npElem = nftables.SetElement{Key: npKey, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}}
 	default:
 		// Local policy: traffic from this host may use any endpoint
@@ -434,9 +484,9 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 		name := chainName("ext", key)
 		ch := chain(name)
 		b.rule(ch, cat(addrTypeLocal(true), []expr.Any{verdict(expr.VerdictJump, chainMarkMasq)})...)
-		balance(ch, sp.All, addrTypeLocal(true))
+		balance(ch, sp.All, addrTypeLocal(true), true)
 		if len(sp.Local) > 0 {
-			balance(ch, sp.Local, nil)
+			balance(ch, sp.Local, nil, true)
 		} else {
 			b.rule(ch, verdict(expr.VerdictDrop, ""))
 		}
@@ -445,20 +495,45 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 	return o, nil
 }
 
-// dnatMap is `meta l4proto P dnat to numgen random mod n offset off map
-// @service-endpoints` with the service port's part of the key (ipKey)
-// loaded first: one immediate for ClusterIP . proto . port, the random
-// index after it, the lookup's address . port into the registers the NAT
-// reads.
-func (b *builder) dnatMap(ipKey []byte, proto byte, off, n uint32) []expr.Any {
-	m := b.epMap
+// pickIndex is `numgen random mod n offset off vmap @idxMap`.
+func pickIndex(idxMap string, off, n uint32) []expr.Any {
 	return []expr.Any{
-		l4proto(1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
-		&expr.Immediate{Register: unix.NFT_REG32_00, Data: ipKey},
-		&expr.Numgen{Register: unix.NFT_REG32_03, Modulus: n, Offset: off, Type: unix.NFT_NG_RANDOM},
-		&expr.Lookup{SourceRegister: unix.NFT_REG32_00, IsDestRegSet: true, DestRegister: unix.NFT_REG32_00, SetName: m.Name, SetID: m.ID},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: unix.NFT_REG32_00, RegProtoMin: unix.NFT_REG32_01, Specified: true},
+		&expr.Numgen{Register: 1, Modulus: n, Offset: off, Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: 1, IsDestRegSet: true, DestRegister: 0, SetName: idxMap},
 	}
+}
+
+// indexChains stages the index chains [from, to) of NodePort traffic
+// (nodePort) or of ClusterIPs, and their elements in the index map.
+// Chain i: `meta l4proto . th dport . i` (NodePorts) or `ip daddr . meta
+// l4proto . th dport . i` (ClusterIPs) looked up in the endpoint map,
+// DNAT to the address . port found.
+func (b *builder) indexChains(nodePort bool, from, to uint32) error {
+	if from >= to {
+		return nil
+	}
+	epMap, idxMap := mapEndpoints, mapEndpointIndex
+	if nodePort {
+		epMap, idxMap = mapNodePortEPs, mapNodePortIndex
+	}
+	var elems []nftables.SetElement
+	for i := from; i < to; i++ {
+		name := indexChain(nodePort, i)
+		var key []expr.Any
+		if nodePort {
+			key = []expr.Any{l4proto(unix.NFT_REG32_00), loadDport(unix.NFT_REG32_01),
+				&expr.Immediate{Register: unix.NFT_REG32_02, Data: native32(i)}}
+		} else {
+			key = []expr.Any{loadDaddr(unix.NFT_REG32_00), l4proto(unix.NFT_REG32_01), loadDport(unix.NFT_REG32_02),
+				&expr.Immediate{Register: unix.NFT_REG32_03, Data: native32(i)}}
+		}
+		b.rule(b.chain(name), cat(key, []expr.Any{
+			&expr.Lookup{SourceRegister: unix.NFT_REG32_00, IsDestRegSet: true, DestRegister: unix.NFT_REG32_00, SetName: epMap},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: unix.NFT_REG32_00, RegProtoMin: unix.NFT_REG32_01, Specified: true},
+		})...)
+		elems = append(elems, nftables.SetElement{Key: native32(i), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}})
+	}
+	return b.elems(indexMapDef(b.t, idxMap), elems, false)
 }
 
 // affinityEndpoints stages, for a service port with ClientIP affinity,
@@ -472,7 +547,7 @@ func (b *builder) dnatMap(ipKey []byte, proto byte, off, n uint32) []expr.Any {
 // anew: probability 1/(N-i) of what is left), then `goto ep-(N-1)`, as
 // iptables mode's statistic rules. Chains with a match (matching host
 // traffic) get a chain of their own for the choice.
-func (b *builder) affinityEndpoints(sp *ServicePort, o *portObjects, chain func(string) *nftables.Chain) (func(*nftables.Chain, []Endpoint, []expr.Any), error) {
+func (b *builder) affinityEndpoints(sp *ServicePort, o *portObjects, chain func(string) *nftables.Chain) (func(*nftables.Chain, []Endpoint, []expr.Any, bool), error) {
 	proto, _ := protocolNumber(sp.Protocol)
 	key := sp.Key()
 	epChains := map[string]string{}
@@ -525,7 +600,7 @@ func (b *builder) affinityEndpoints(sp *ServicePort, o *portObjects, chain func(
 				verdict(expr.VerdictGoto, epChains[ep.String()]))
 		}
 	}
-	return func(ch *nftables.Chain, eps []Endpoint, match []expr.Any) {
+	return func(ch *nftables.Chain, eps []Endpoint, match []expr.Any, _ bool) {
 		if match == nil {
 			fill(ch, eps)
 			return
@@ -540,9 +615,11 @@ func (b *builder) affinityEndpoints(sp *ServicePort, o *portObjects, chain func(
 // fixedChains stages the endpoint map and hairpin set (empty) and the
 // chains every service jumps to.
 func (b *builder) fixedChains() error {
-	var err error
-	if b.epMap, err = b.newSet(endpointMapDef(b.t), nil); err != nil {
-		return err
+	for _, m := range []*nftables.Set{endpointMapDef(b.t, mapEndpoints), endpointMapDef(b.t, mapNodePortEPs),
+		indexMapDef(b.t, mapEndpointIndex), indexMapDef(b.t, mapNodePortIndex)} {
+		if _, err := b.newSet(m, nil); err != nil {
+			return err
+		}
 	}
 	hairpin, err := b.newSet(hairpinSetDef(b.t), nil)
 	if err != nil {

@@ -88,18 +88,22 @@ func TestApplyFullKernel(t *testing.T) {
 			t.Errorf("map %s:\n got %q\nwant %q", m, got, w)
 		}
 	}
-	// Without affinity the endpoints are elements of one map (ClusterIP
-	// . proto . port . index -> address . port), each distinct endpoint
-	// list once: web's and local2's cluster and NodePort traffic share
-	// All (0, 1), local2's outside NodePort traffic uses Local (2).
+	// Without affinity the endpoints are elements of two maps (ClusterIP
+	// . proto . port . index and proto . nodePort . index -> address .
+	// port), each distinct endpoint list once: local2's NodePort traffic
+	// from the host uses All (0, 1), from outside Local (2).
 	wantEps := []string{
 		"10.43.250.1 . tcp . 80 . 0 -> 10.42.250.2 . 8080",
 		"10.43.250.1 . tcp . 80 . 1 -> 10.42.250.3 . 8080",
 		"10.43.250.3 . udp . 53 . 0 -> 10.42.250.4 . 53",
-		"10.43.250.5 . tcp . 80 . 0 -> 10.42.250.3 . 8080",
 		"10.43.250.6 . tcp . 80 . 0 -> 10.42.250.2 . 8080",
 		"10.43.250.6 . tcp . 80 . 1 -> 10.42.250.3 . 8080",
-		"10.43.250.6 . tcp . 80 . 2 -> 10.42.250.2 . 8080",
+		"tcp . 30080 . 0 -> 10.42.250.2 . 8080",
+		"tcp . 30080 . 1 -> 10.42.250.3 . 8080",
+		"tcp . 30082 . 0 -> 10.42.250.3 . 8080",
+		"tcp . 30083 . 0 -> 10.42.250.2 . 8080",
+		"tcp . 30083 . 1 -> 10.42.250.3 . 8080",
+		"tcp . 30083 . 2 -> 10.42.250.2 . 8080",
 	}
 	if got := endpointElems(t, table); !slices.Equal(got, wantEps) {
 		t.Errorf("endpoint map:\n got %q\nwant %q", got, wantEps)
@@ -109,7 +113,8 @@ func TestApplyFullKernel(t *testing.T) {
 	}
 	chains := chainNames(t, table)
 	for _, want := range []string{"ep-*-default/sticky/tcp/80__10.42.250.2:8080", "ep-*-default/sticky/tcp/80__10.42.250.3:8080",
-		"svc-*-default/web/tcp/80", "ext-*-default/local2/tcp/80", "nat-output", "filter-input"} {
+		"svc-*-default/web/tcp/80", "ext-*-default/local2/tcp/80", "nat-output", "filter-input",
+		"endpoint-0", "endpoint-1", "nodeport-endpoint-0", "nodeport-endpoint-1", "nodeport-endpoint-2"} {
 		if !chains[want] {
 			t.Errorf("chain %s missing (have %v)", want, chains)
 		}
@@ -119,14 +124,25 @@ func TestApplyFullKernel(t *testing.T) {
 			t.Errorf("chain %s: only services with affinity have endpoint chains", ch)
 		}
 	}
-	// The rules' shapes: one DNAT through the map per endpoint list.
+	if chains["endpoint-2"] || chains["nodeport-endpoint-3"] {
+		t.Errorf("more index chains than indexes used: %v", chains)
+	}
+	// The rules' shapes: one random index per endpoint list, looked up
+	// in the shared index map; the index chains DNAT through the
+	// endpoint maps.
 	rules := ruleExprs(t, table)
-	if got := rules["svc-*-default/web/tcp/80"]; len(got) != 2 || !strings.HasSuffix(got[1], "numgen(mod 2 offset 0) lookup(service-endpoints) dnat") {
+	if got := rules["svc-*-default/web/tcp/80"]; len(got) != 2 || got[1] != "numgen(mod 2 offset 0) lookup(service-endpoint-index)" {
 		t.Errorf("web's service chain: %q", got)
 	}
-	if got := rules["ext-*-default/local2/tcp/80"]; len(got) != 3 || !strings.HasSuffix(got[1], "numgen(mod 2 offset 0) lookup(service-endpoints) dnat") ||
-		!strings.HasSuffix(got[2], "numgen(mod 1 offset 2) lookup(service-endpoints) dnat") {
+	if got := rules["ext-*-default/local2/tcp/80"]; len(got) != 3 || got[1] != "numgen(mod 2 offset 0) lookup(nodeport-endpoint-index)" ||
+		got[2] != "numgen(mod 1 offset 2) lookup(nodeport-endpoint-index)" {
 		t.Errorf("local2's external chain: %q", got)
+	}
+	if got := rules["endpoint-1"]; len(got) != 1 || got[0] != "lookup(service-endpoints) dnat" {
+		t.Errorf("index chain endpoint-1: %q", got)
+	}
+	if got := rules["nodeport-endpoint-2"]; len(got) != 1 || got[0] != "lookup(nodeport-endpoints) dnat" {
+		t.Errorf("index chain nodeport-endpoint-2: %q", got)
 	}
 	if got := rules["ext-*-default/local/tcp/80"]; len(got) != 3 || got[2] != "drop" {
 		t.Errorf("local's external chain (no local endpoint): %q", got)
@@ -167,15 +183,21 @@ func TestApplyFullKernel(t *testing.T) {
 	}
 }
 
-// endpointElems renders the endpoint map's elements, sorted.
+// endpointElems renders the endpoint maps' elements (ClusterIP, then
+// NodePort), sorted.
 func endpointElems(t *testing.T, table string) []string {
 	t.Helper()
 	var out []string
+	protos := map[byte]string{6: "tcp", 17: "udp", 132: "sctp"}
 	for _, e := range elements(t, table, mapEndpoints) {
 		k, v := e.Key, e.Val
-		proto := map[byte]string{6: "tcp", 17: "udp", 132: "sctp"}[k[4]]
-		out = append(out, fmt.Sprintf("%s . %s . %d . %d -> %s . %d", net.IP(k[:4]), proto, binary.BigEndian.Uint16(k[8:]),
+		out = append(out, fmt.Sprintf("%s . %s . %d . %d -> %s . %d", net.IP(k[:4]), protos[k[4]], binary.BigEndian.Uint16(k[8:]),
 			binary.NativeEndian.Uint32(k[12:]), net.IP(v[:4]), binary.BigEndian.Uint16(v[4:])))
+	}
+	for _, e := range elements(t, table, mapNodePortEPs) {
+		k, v := e.Key, e.Val
+		out = append(out, fmt.Sprintf("%s . %d . %d -> %s . %d", protos[k[0]], binary.BigEndian.Uint16(k[4:]),
+			binary.NativeEndian.Uint32(k[8:]), net.IP(v[:4]), binary.BigEndian.Uint16(v[4:])))
 	}
 	sort.Strings(out)
 	return out

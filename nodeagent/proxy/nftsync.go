@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -26,6 +27,8 @@ type syncer struct {
 	// hairpin counts the service ports using each endpoint address (an
 	// element of the hairpin set while above zero).
 	hairpin map[string]int
+	// haveCluster and haveNodePort count the index chains in the table.
+	haveCluster, haveNodePort uint32
 }
 
 type programmed struct {
@@ -79,7 +82,7 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	elems := map[string][]nftables.SetElement{}
 	vips := map[string]bool{}
 	hairpin := map[string]int{}
-	var vipElems, epElems []nftables.SetElement
+	var vipElems, epElems, npElems []nftables.SetElement
 	for _, sp := range sps {
 		o, err := b.port(sp)
 		if err != nil {
@@ -87,6 +90,7 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 		}
 		ports[sp.Key()] = &programmed{sp: sp, obj: o}
 		epElems = append(epElems, o.epElems...)
+		npElems = append(npElems, o.npElems...)
 		for _, ip := range o.hairpin {
 			hairpin[ip]++
 		}
@@ -99,7 +103,8 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 			vipElems = append(vipElems, nftables.SetElement{Key: []byte(sp.ClusterIP.To4())})
 		}
 	}
-	if err := b.elems(b.epMap, epElems, false); err != nil {
+	if err := errors.Join(b.indexChains(false, 0, b.needCluster), b.indexChains(true, 0, b.needNodePort),
+		b.elems(endpointMapDef(t, mapEndpoints), epElems, false), b.elems(endpointMapDef(t, mapNodePortEPs), npElems, false)); err != nil {
 		return SyncInfo{}, err
 	}
 	if err := b.elems(hairpinSetDef(t), hairpinElems(sortedKeys(hairpin)), false); err != nil {
@@ -112,6 +117,7 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 		return SyncInfo{}, fmt.Errorf("proxy: nftables transaction: %w", err)
 	}
 	s.ports, s.vips, s.hairpin = ports, vips, hairpin
+	s.haveCluster, s.haveNodePort = b.needCluster, b.needNodePort
 	return SyncInfo{Full: true, Changed: len(sps)}, nil
 }
 
@@ -160,7 +166,7 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	}
 	slices.Sort(gone)
 
-	b := &builder{c: c, t: t, cfg: s.cfg, haveChains: map[string]bool{}, haveSets: map[string]bool{}, epMap: endpointMapDef(t)}
+	b := &builder{c: c, t: t, cfg: s.cfg, haveChains: map[string]bool{}, haveSets: map[string]bool{}}
 	// The old objects of every service port touched.
 	var olds []*portObjects
 	for _, sp := range changed {
@@ -180,6 +186,9 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	for _, o := range olds {
 		for _, e := range o.epElems {
 			del[mapEndpoints] = append(del[mapEndpoints], nftables.SetElement{Key: e.Key})
+		}
+		for _, e := range o.npElems {
+			del[mapNodePortEPs] = append(del[mapNodePortEPs], nftables.SetElement{Key: e.Key})
 		}
 		for _, ip := range o.hairpin {
 			hairpin[ip]--
@@ -230,6 +239,7 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 			add[o.npMap] = append(add[o.npMap], o.npElem)
 		}
 		add[mapEndpoints] = append(add[mapEndpoints], o.epElems...)
+		add[mapNodePortEPs] = append(add[mapNodePortEPs], o.npElems...)
 		for _, ip := range o.hairpin {
 			hairpin[ip]++
 		}
@@ -252,7 +262,11 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 			}
 		}
 	}
-	// 5. New elements, ClusterIPs.
+	// 5. New elements (and index chains for indexes not seen before),
+	// ClusterIPs.
+	if err := errors.Join(b.indexChains(false, s.haveCluster, b.needCluster), b.indexChains(true, s.haveNodePort, b.needNodePort)); err != nil {
+		return st, err
+	}
 	for _, name := range sortedKeys(add) {
 		if err := b.elems(elemsDef(t, name), add[name], false); err != nil {
 			return st, err
@@ -288,6 +302,7 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 		return st, fmt.Errorf("proxy: nftables transaction (partial): %w", err)
 	}
 	s.ports, s.vips, s.hairpin = ports, vips, hairpin
+	s.haveCluster, s.haveNodePort = max(s.haveCluster, b.needCluster), max(s.haveNodePort, b.needNodePort)
 	st.Changed, st.Removed = len(changed), len(gone)
 	return st, nil
 }
@@ -295,8 +310,8 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 // elemsDef is the definition of the map or set name whose elements a
 // partial sync changes.
 func elemsDef(t *nftables.Table, name string) *nftables.Set {
-	if name == mapEndpoints {
-		return endpointMapDef(t)
+	if name == mapEndpoints || name == mapNodePortEPs {
+		return endpointMapDef(t, name)
 	}
 	return mapDef(t, name)
 }

@@ -128,11 +128,14 @@ func TestPartialSyncKernel(t *testing.T) {
 	// others are still used) and gained new's.
 	wantEps := []string{
 		"10.43.250.1 . tcp . 80 . 0 -> 10.42.250.2 . 8080",
-		"10.43.250.5 . tcp . 80 . 0 -> 10.42.250.3 . 8080",
 		"10.43.250.6 . tcp . 80 . 0 -> 10.42.250.2 . 8080",
 		"10.43.250.6 . tcp . 80 . 1 -> 10.42.250.3 . 8080",
-		"10.43.250.6 . tcp . 80 . 2 -> 10.42.250.2 . 8080",
 		"10.43.250.7 . tcp . 80 . 0 -> 10.42.250.9 . 80",
+		"tcp . 30080 . 0 -> 10.42.250.2 . 8080",
+		"tcp . 30082 . 0 -> 10.42.250.3 . 8080",
+		"tcp . 30083 . 0 -> 10.42.250.2 . 8080",
+		"tcp . 30083 . 1 -> 10.42.250.3 . 8080",
+		"tcp . 30083 . 2 -> 10.42.250.2 . 8080",
 	}
 	if got := endpointElems(t, table); !slices.Equal(got, wantEps) {
 		t.Errorf("endpoint map after partial sync:\n got %q\nwant %q", got, wantEps)
@@ -183,8 +186,22 @@ func TestPartialSyncKernel(t *testing.T) {
 	if got, want := hairpinKeys(t, table), []string{"10.42.250.2 . 10.42.250.2", "10.42.250.3 . 10.42.250.3", "10.42.250.4 . 10.42.250.4"}; !slices.Equal(got, want) {
 		t.Errorf("hairpin set back at the sample: %q, want %q", got, want)
 	}
-	if got := endpointElems(t, table); len(got) != 7 {
+	if got := endpointElems(t, table); len(got) != 11 {
 		t.Errorf("endpoint map back at the sample: %q", got)
+	}
+	// A service port with more endpoints than any before: a partial sync
+	// adds the index chain for the new index.
+	more := sampleServicePorts()
+	third := Endpoint{IP: net.ParseIP("10.42.250.5").To4(), Port: 8080}
+	more[0].Cluster = append(more[0].Cluster, third)
+	if st, err := s.sync(stage(t), more, false); err != nil || st.Full || st.Changed != 1 {
+		t.Fatalf("partial sync to three endpoints: %+v %v", st, err)
+	}
+	if got := ruleExprs(t, table)["endpoint-2"]; len(got) != 1 || got[0] != "lookup(service-endpoints) dnat" {
+		t.Errorf("index chain endpoint-2 after growing: %q", got)
+	}
+	if got := endpointElems(t, table); !slices.Contains(got, "10.43.250.1 . tcp . 80 . 2 -> 10.42.250.5 . 8080") {
+		t.Errorf("third endpoint missing: %q", got)
 	}
 }
 
