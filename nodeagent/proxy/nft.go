@@ -209,6 +209,8 @@ type builder struct {
 	// sync flushed the chains earlier in the same transaction): they are
 	// refilled or kept, not added.
 	haveChains, haveSets map[string]bool
+	// picks are the pick chains in the table or staged.
+	picks map[string]bool
 	// needCluster and needNodePort are the endpoint indexes the staged
 	// service ports use (one more than the highest), for which
 	// index chains must exist.
@@ -368,99 +370,92 @@ func (l *lists) offset(eps []Endpoint) (uint32, bool) {
 	return off, true
 }
 
-// port stages the chains and affinity sets of sp and returns what it
-// owns; the map and set elements are left to the caller.
+// port stages what sp needs and returns what it owns; the map and set
+// elements are left to the caller.
 //
-// Without session affinity a service chain picks an endpoint index with
-// one rule, `numgen random mod N offset K vmap @service-endpoint-index`
-// (as upstream's `numgen random mod N vmap { … }`, but into one named
-// map shared by all services), whose element i goes to the shared chain
-// `endpoint-i`: `dnat to ip daddr . meta l4proto . th dport . i map
-// @service-endpoints` (NodePorts: `nodeport-endpoint-i`, `meta l4proto
-// . th dport . i`, @nodeport-endpoints). So a service port costs a chain
-// and one or two rules, and its endpoints are map elements, not a chain
-// each. The lookups into the endpoint maps are in the few index chains
-// only: the kernel checks every element added to a map against every
-// chain bound to it, and walks the whole map for every chain that newly
-// binds it, so a lookup per service chain made a big sync quadratic.
+// Without session affinity a service port has no chain of its own (but
+// with externalTrafficPolicy Local): its map element goes to a shared
+// pick chain for its number of endpoints N and their first index K in
+// the endpoint map, `pick-cluster-N-K` (ClusterIPs; masquerade marks for
+// sources outside the cluster CIDR first), `pick-nodeport-N-K`
+// (NodePorts; masquerade marks) or `pick-local-N-K` (NodePort traffic to
+// local endpoints, no mark), whose rule `numgen random mod N offset K
+// vmap @service-endpoint-index` (upstream's `numgen random mod N vmap`,
+// into one shared map) goes to index chain `endpoint-i`: `dnat to ip
+// daddr . meta l4proto . th dport . i map @service-endpoints`
+// (NodePorts: `nodeport-endpoint-i`, `meta l4proto . th dport . i`,
+// @nodeport-endpoints). A service port costs map elements only. The
+// lookups are in few shared chains on purpose: the kernel checks every
+// element added to a map against every chain bound to it, and for every
+// chain that newly binds a map walks the map and the list of its
+// bindings, so a lookup per service chain makes a big sync quadratic.
 //
-// With ClientIP affinity every endpoint keeps its chain, which records
-// the client in the endpoint's affinity set.
+// With ClientIP affinity the service port keeps chains of its own and
+// every endpoint a chain, which records the client in the endpoint's
+// affinity set (affinityEndpoints).
 func (b *builder) port(sp *ServicePort) (*portObjects, error) {
-	o := &portObjects{}
-	chain := func(name string) *nftables.Chain {
-		o.chains = append(o.chains, name)
-		return b.chain(name)
-	}
+	o := &portObjects{hairpin: endpointIPs(sp)}
 	proto, _ := protocolNumber(sp.Protocol)
 	key := sp.Key()
 	rejectV := &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainReject}
 	dropV := &expr.Verdict{Kind: expr.VerdictDrop}
+	gotoV := func(name string) *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictGoto, Chain: name} }
 	ipKey := keyIPProtoPort(sp.ClusterIP, proto, sp.Port)
 	npKey := keyProtoPort(proto, sp.NodePort)
-
-	hairpin := map[string]bool{}
-	for _, list := range [][]Endpoint{sp.All, sp.Local, sp.Cluster} {
-		for _, ep := range list {
-			if ip := ep.IP.String(); !hairpin[ip] {
-				hairpin[ip] = true
-				o.hairpin = append(o.hairpin, ip)
-			}
-		}
+	chain := func(name string) *nftables.Chain {
+		o.chains = append(o.chains, name)
+		return b.chain(name)
 	}
 
-	// balance stages into ch (after match) the choice of one of eps, for
-	// NodePort traffic (nodePort) or ClusterIP traffic.
-	var balance func(ch *nftables.Chain, eps []Endpoint, match []expr.Any, nodePort bool)
+	// target returns the chain that sends traffic of kind to one of eps:
+	// a shared pick chain, or with affinity a chain of the service port
+	// named with prefix.
+	var target func(kind pickKind, eps []Endpoint, prefix string) string
 	if sp.Affinity > 0 {
-		var err error
-		if balance, err = b.affinityEndpoints(sp, o, chain); err != nil {
+		fill, err := b.affinityEndpoints(sp, o, chain)
+		if err != nil {
 			return nil, err
+		}
+		target = func(kind pickKind, eps []Endpoint, prefix string) string {
+			name := chainName(prefix, key)
+			ch := chain(name)
+			b.markRule(ch, kind)
+			fill(ch, eps)
+			return name
 		}
 	} else {
 		var cluster, nodePort lists
-		balance = func(ch *nftables.Chain, eps []Endpoint, match []expr.Any, np bool) {
-			ls, elems, need, idxMap := &cluster, &o.epElems, &b.needCluster, mapEndpointIndex
-			if np {
-				ls, elems, need, idxMap = &nodePort, &o.npElems, &b.needNodePort, mapNodePortIndex
+		target = func(kind pickKind, eps []Endpoint, _ string) string {
+			ls, elems, need := &nodePort, &o.npElems, &b.needNodePort
+			if kind == pickCluster {
+				ls, elems, need = &cluster, &o.epElems, &b.needCluster
 			}
 			off, isNew := ls.offset(eps)
 			if isNew {
 				for i, ep := range eps {
-					k := endpointKey(sp.ClusterIP, proto, sp.Port, off+uint32(i))
-					if np {
-						k = nodePortEndpointKey(proto, sp.NodePort, off+uint32(i))
+					k := nodePortEndpointKey(proto, sp.NodePort, off+uint32(i))
+					if kind == pickCluster {
+						k = endpointKey(sp.ClusterIP, proto, sp.Port, off+uint32(i))
 					}
 					*elems = append(*elems, nftables.SetElement{Key: k, Val: addrPort(ep)})
 				}
 			}
 			*need = max(*need, ls.next)
-			b.rule(ch, cat(match, pickIndex(idxMap, off, uint32(len(eps))))...)
+			return b.pick(kind, uint32(len(eps)), off)
 		}
 	}
 
-	// Cluster chain.
 	o.ipMap = mapNoEndpointIPs
 	switch {
 	case len(sp.Cluster) > 0:
-		name := chainName("svc", key)
-		ch := chain(name)
-		if b.cfg.ClusterCIDR != nil {
-			b.rule(ch, loadSaddr(1),
-				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte(b.cfg.ClusterCIDR.Mask), Xor: []byte{0, 0, 0, 0}},
-				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte(b.cfg.ClusterCIDR.IP.To4())},
-				verdict(expr.VerdictJump, chainMarkMasq))
-		}
-		balance(ch, sp.Cluster, nil, false)
 		o.ipMap = mapServiceIPs
-		o.ipElem = nftables.SetElement{Key: ipKey, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}}
+		o.ipElem = nftables.SetElement{Key: ipKey, VerdictData: gotoV(target(pickCluster, sp.Cluster, "svc"))}
 	case sp.HasEndpoints:
 		o.ipElem = nftables.SetElement{Key: ipKey, VerdictData: dropV}
 	default:
 		o.ipElem = nftables.SetElement{Key: ipKey, VerdictData: rejectV}
 	}
 
-	// External (NodePort) chain.
 	if sp.NodePort == 0 {
 		return o, nil
 	}
@@ -469,38 +464,96 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 	case !sp.HasEndpoints:
 		o.npMap = mapNoEndpointNPs
 		o.npElem = nftables.SetElement{Key: npKey, VerdictData: rejectV}
-		return o, nil
 	case !sp.ExternalLocal:
 		// Cluster policy: masquerade everything, any endpoint.
-		name := chainName("ext", key)
-		ch := chain(name)
-		b.rule(ch, verdict(expr.VerdictJump, chainMarkMasq))
-		balance(ch, sp.All, nil, true)
-		o.npElem = nftables.SetElement{Key: npKey, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}}
+		o.npElem = nftables.SetElement{Key: npKey, VerdictData: gotoV(target(pickNodePort, sp.All, "ext"))}
 	default:
 		// Local policy: traffic from this host may use any endpoint
 		// (masqueraded); other traffic keeps its source and goes to
 		// local endpoints only, or is dropped when there is none.
+		host := target(pickNodePort, sp.All, "exh")
+		local := ""
+		if len(sp.Local) > 0 {
+			local = target(pickLocal, sp.Local, "exl")
+		}
 		name := chainName("ext", key)
 		ch := chain(name)
-		b.rule(ch, cat(addrTypeLocal(true), []expr.Any{verdict(expr.VerdictJump, chainMarkMasq)})...)
-		balance(ch, sp.All, addrTypeLocal(true), true)
-		if len(sp.Local) > 0 {
-			balance(ch, sp.Local, nil, true)
+		b.rule(ch, cat(addrTypeLocal(true), []expr.Any{verdict(expr.VerdictGoto, host)})...)
+		if local != "" {
+			b.rule(ch, verdict(expr.VerdictGoto, local))
 		} else {
 			b.rule(ch, verdict(expr.VerdictDrop, ""))
 		}
-		o.npElem = nftables.SetElement{Key: npKey, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}}
+		o.npElem = nftables.SetElement{Key: npKey, VerdictData: gotoV(name)}
 	}
 	return o, nil
 }
 
-// pickIndex is `numgen random mod n offset off vmap @idxMap`.
-func pickIndex(idxMap string, off, n uint32) []expr.Any {
-	return []expr.Any{
-		&expr.Numgen{Register: 1, Modulus: n, Offset: off, Type: unix.NFT_NG_RANDOM},
-		&expr.Lookup{SourceRegister: 1, IsDestRegSet: true, DestRegister: 0, SetName: idxMap},
+// endpointIPs are the distinct endpoint addresses of sp.
+func endpointIPs(sp *ServicePort) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, list := range [][]Endpoint{sp.All, sp.Local, sp.Cluster} {
+		for _, ep := range list {
+			if ip := ep.IP.String(); !seen[ip] {
+				seen[ip] = true
+				out = append(out, ip)
+			}
+		}
 	}
+	return out
+}
+
+// pickKind says which traffic a pick chain serves.
+type pickKind int
+
+const (
+	// pickCluster: ClusterIP traffic, masquerade marks for sources
+	// outside the cluster CIDR.
+	pickCluster pickKind = iota
+	// pickNodePort: NodePort traffic, all masquerade-marked.
+	pickNodePort
+	// pickLocal: NodePort traffic kept to local endpoints, unmarked.
+	pickLocal
+)
+
+// markRule stages into ch the masquerade mark rule of kind, if any.
+func (b *builder) markRule(ch *nftables.Chain, kind pickKind) {
+	switch {
+	case kind == pickNodePort:
+		b.rule(ch, verdict(expr.VerdictJump, chainMarkMasq))
+	case kind == pickCluster && b.cfg.ClusterCIDR != nil:
+		b.rule(ch, loadSaddr(1),
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte(b.cfg.ClusterCIDR.Mask), Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte(b.cfg.ClusterCIDR.IP.To4())},
+			verdict(expr.VerdictJump, chainMarkMasq))
+	}
+}
+
+// pickChain names the shared pick chain of kind for n endpoints from
+// index off.
+func pickChain(kind pickKind, n, off uint32) string {
+	return fmt.Sprintf("pick-%s-%d-%d", [...]string{"cluster", "nodeport", "local"}[kind], n, off)
+}
+
+// pick returns the shared pick chain of kind for n endpoints from index
+// off, staging it if the table does not have it yet: the mark rule, then
+// `numgen random mod n offset off vmap @<index map>`.
+func (b *builder) pick(kind pickKind, n, off uint32) string {
+	name := pickChain(kind, n, off)
+	if b.picks[name] {
+		return name
+	}
+	b.picks[name] = true
+	ch := b.chain(name)
+	b.markRule(ch, kind)
+	idxMap := mapNodePortIndex
+	if kind == pickCluster {
+		idxMap = mapEndpointIndex
+	}
+	b.rule(ch, &expr.Numgen{Register: 1, Modulus: n, Offset: off, Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: 1, IsDestRegSet: true, DestRegister: 0, SetName: idxMap})
+	return name
 }
 
 // indexChains stages the index chains [from, to) of NodePort traffic
@@ -545,9 +598,8 @@ func (b *builder) indexChains(nodePort bool, from, to uint32) error {
 // check walks for every jump or goto added, so the choice here is
 // `numgen random mod (N-i) == 0 goto ep-i` for i < N-1 (each rule draws
 // anew: probability 1/(N-i) of what is left), then `goto ep-(N-1)`, as
-// iptables mode's statistic rules. Chains with a match (matching host
-// traffic) get a chain of their own for the choice.
-func (b *builder) affinityEndpoints(sp *ServicePort, o *portObjects, chain func(string) *nftables.Chain) (func(*nftables.Chain, []Endpoint, []expr.Any, bool), error) {
+// iptables mode's statistic rules.
+func (b *builder) affinityEndpoints(sp *ServicePort, o *portObjects, chain func(string) *nftables.Chain) (func(*nftables.Chain, []Endpoint), error) {
 	proto, _ := protocolNumber(sp.Protocol)
 	key := sp.Key()
 	epChains := map[string]string{}
@@ -600,16 +652,7 @@ func (b *builder) affinityEndpoints(sp *ServicePort, o *portObjects, chain func(
 				verdict(expr.VerdictGoto, epChains[ep.String()]))
 		}
 	}
-	return func(ch *nftables.Chain, eps []Endpoint, match []expr.Any, _ bool) {
-		if match == nil {
-			fill(ch, eps)
-			return
-		}
-		// Only externalTrafficPolicy Local's host traffic has a match.
-		name := chainName("exh", key)
-		fill(chain(name), eps)
-		b.rule(ch, cat(match, []expr.Any{verdict(expr.VerdictGoto, name)})...)
-	}, nil
+	return fill, nil
 }
 
 // fixedChains stages the endpoint map and hairpin set (empty) and the

@@ -67,13 +67,13 @@ func TestApplyFullKernel(t *testing.T) {
 	elems := mapElems(t, table)
 	want := map[string][]string{
 		mapServiceIPs: {
-			"10.43.250.1 . tcp . 80 -> goto svc-*-default/web/tcp/80",
+			"10.43.250.1 . tcp . 80 -> goto pick-cluster-2-0",
 			"10.43.250.2 . tcp . 80 -> goto svc-*-default/sticky/tcp/80",
-			"10.43.250.3 . udp . 53 -> goto svc-*-default/dns/udp/53",
-			"10.43.250.6 . tcp . 80 -> goto svc-*-default/local2/tcp/80",
+			"10.43.250.3 . udp . 53 -> goto pick-cluster-1-0",
+			"10.43.250.6 . tcp . 80 -> goto pick-cluster-2-0",
 		},
 		mapServiceNodePorts: {
-			"tcp . 30080 -> goto ext-*-default/web/tcp/80",
+			"tcp . 30080 -> goto pick-nodeport-2-0",
 			"tcp . 30082 -> goto ext-*-default/local/tcp/80",
 			"tcp . 30083 -> goto ext-*-default/local2/tcp/80",
 		},
@@ -113,39 +113,40 @@ func TestApplyFullKernel(t *testing.T) {
 	}
 	chains := chainNames(t, table)
 	for _, want := range []string{"ep-*-default/sticky/tcp/80__10.42.250.2:8080", "ep-*-default/sticky/tcp/80__10.42.250.3:8080",
-		"svc-*-default/web/tcp/80", "ext-*-default/local2/tcp/80", "nat-output", "filter-input",
+		"svc-*-default/sticky/tcp/80", "ext-*-default/local2/tcp/80", "nat-output", "filter-input",
 		"endpoint-0", "endpoint-1", "nodeport-endpoint-0", "nodeport-endpoint-1", "nodeport-endpoint-2"} {
 		if !chains[want] {
 			t.Errorf("chain %s missing (have %v)", want, chains)
 		}
 	}
 	for ch := range chains {
-		if strings.HasPrefix(ch, "ep-") && !strings.Contains(ch, "/sticky/") || strings.HasPrefix(ch, "exh-") || strings.HasPrefix(ch, "exl-") {
-			t.Errorf("chain %s: only services with affinity have endpoint chains", ch)
+		if strings.Contains(ch, "-*-") && !strings.Contains(ch, "/sticky/") && !strings.HasPrefix(ch, "ext-*-default/local") {
+			t.Errorf("chain %s: only services with affinity or externalTrafficPolicy Local have chains", ch)
 		}
 	}
 	if chains["endpoint-2"] || chains["nodeport-endpoint-3"] {
 		t.Errorf("more index chains than indexes used: %v", chains)
 	}
-	// The rules' shapes: one random index per endpoint list, looked up
-	// in the shared index map; the index chains DNAT through the
-	// endpoint maps.
+	// The rules' shapes: shared pick chains draw a random index per
+	// endpoint count and first index, looked up in the shared index
+	// map; the index chains DNAT through the endpoint maps.
 	rules := ruleExprs(t, table)
-	if got := rules["svc-*-default/web/tcp/80"]; len(got) != 2 || got[1] != "numgen(mod 2 offset 0) lookup(service-endpoint-index)" {
-		t.Errorf("web's service chain: %q", got)
-	}
-	if got := rules["ext-*-default/local2/tcp/80"]; len(got) != 3 || got[1] != "numgen(mod 2 offset 0) lookup(nodeport-endpoint-index)" ||
-		got[2] != "numgen(mod 1 offset 2) lookup(nodeport-endpoint-index)" {
-		t.Errorf("local2's external chain: %q", got)
+	for ch, want := range map[string][]string{
+		"pick-cluster-2-0":            {"jump mark-for-masquerade", "numgen(mod 2 offset 0) lookup(service-endpoint-index)"},
+		"pick-nodeport-1-0":           {"jump mark-for-masquerade", "numgen(mod 1 offset 0) lookup(nodeport-endpoint-index)"},
+		"pick-local-1-2":              {"numgen(mod 1 offset 2) lookup(nodeport-endpoint-index)"},
+		"ext-*-default/local2/tcp/80": {"goto pick-nodeport-2-0", "goto pick-local-1-2"},
+		"ext-*-default/local/tcp/80":  {"goto pick-nodeport-1-0", "drop"},
+	} {
+		if got := rules[ch]; !slices.Equal(got, want) {
+			t.Errorf("chain %s: %q, want %q", ch, got, want)
+		}
 	}
 	if got := rules["endpoint-1"]; len(got) != 1 || got[0] != "lookup(service-endpoints) dnat" {
 		t.Errorf("index chain endpoint-1: %q", got)
 	}
 	if got := rules["nodeport-endpoint-2"]; len(got) != 1 || got[0] != "lookup(nodeport-endpoints) dnat" {
 		t.Errorf("index chain nodeport-endpoint-2: %q", got)
-	}
-	if got := rules["ext-*-default/local/tcp/80"]; len(got) != 3 || got[2] != "drop" {
-		t.Errorf("local's external chain (no local endpoint): %q", got)
 	}
 	sets, _ := c.GetSets(&nftables.Table{Name: table, Family: nftables.TableFamilyIPv4})
 	aff := 0

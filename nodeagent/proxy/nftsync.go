@@ -29,6 +29,8 @@ type syncer struct {
 	hairpin map[string]int
 	// haveCluster and haveNodePort count the index chains in the table.
 	haveCluster, haveNodePort uint32
+	// picks are the shared pick chains in the table.
+	picks map[string]bool
 }
 
 type programmed struct {
@@ -74,7 +76,7 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
-	b := &builder{c: c, t: t, cfg: s.cfg}
+	b := &builder{c: c, t: t, cfg: s.cfg, picks: map[string]bool{}}
 	if err := b.fixedChains(); err != nil {
 		return SyncInfo{}, err
 	}
@@ -117,7 +119,7 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 		return SyncInfo{}, fmt.Errorf("proxy: nftables transaction: %w", err)
 	}
 	s.ports, s.vips, s.hairpin = ports, vips, hairpin
-	s.haveCluster, s.haveNodePort = b.needCluster, b.needNodePort
+	s.haveCluster, s.haveNodePort, s.picks = b.needCluster, b.needNodePort, b.picks
 	return SyncInfo{Full: true, Changed: len(sps)}, nil
 }
 
@@ -166,7 +168,7 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	}
 	slices.Sort(gone)
 
-	b := &builder{c: c, t: t, cfg: s.cfg, haveChains: map[string]bool{}, haveSets: map[string]bool{}}
+	b := &builder{c: c, t: t, cfg: s.cfg, haveChains: map[string]bool{}, haveSets: map[string]bool{}, picks: maps.Clone(s.picks)}
 	// The old objects of every service port touched.
 	var olds []*portObjects
 	for _, sp := range changed {
@@ -303,6 +305,7 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	}
 	s.ports, s.vips, s.hairpin = ports, vips, hairpin
 	s.haveCluster, s.haveNodePort = max(s.haveCluster, b.needCluster), max(s.haveNodePort, b.needNodePort)
+	s.picks = b.picks
 	st.Changed, st.Removed = len(changed), len(gone)
 	return st, nil
 }

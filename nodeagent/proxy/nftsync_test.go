@@ -116,12 +116,8 @@ func TestPartialSyncKernel(t *testing.T) {
 			t.Errorf("chain %s still there", gone)
 		}
 	}
-	svc := "svc-*-default/web/tcp/80"
-	if len(after[svc]) == 0 || slices.Equal(after[svc], before[svc]) {
-		t.Errorf("chain %s not rewritten: %v, then %v", svc, before[svc], after[svc])
-	}
-	if len(after["svc-*-default/new/tcp/80"]) == 0 {
-		t.Errorf("new service's chain missing or empty: %v", after)
+	if len(after["pick-cluster-1-0"]) == 0 {
+		t.Errorf("pick chain for web's and new's one endpoint missing: %v", after)
 	}
 	// web's second endpoint and dns's are gone from the endpoint map,
 	// new's is there; the hairpin set lost dns's endpoint only (the
@@ -145,10 +141,10 @@ func TestPartialSyncKernel(t *testing.T) {
 	}
 	elems := mapElems(t, table)
 	want := []string{
-		"10.43.250.1 . tcp . 80 -> goto svc-*-default/web/tcp/80",
+		"10.43.250.1 . tcp . 80 -> goto pick-cluster-1-0",
 		"10.43.250.2 . tcp . 80 -> goto svc-*-default/sticky/tcp/80",
-		"10.43.250.6 . tcp . 80 -> goto svc-*-default/local2/tcp/80",
-		"10.43.250.7 . tcp . 80 -> goto svc-*-default/new/tcp/80",
+		"10.43.250.6 . tcp . 80 -> goto pick-cluster-2-0",
+		"10.43.250.7 . tcp . 80 -> goto pick-cluster-1-0",
 	}
 	if got := elems[mapServiceIPs]; !slices.Equal(got, want) {
 		t.Errorf("service-ips after partial sync:\n got %q\nwant %q", got, want)
