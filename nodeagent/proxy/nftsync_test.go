@@ -199,6 +199,40 @@ func TestPartialSyncKernel(t *testing.T) {
 	if got := endpointElems(t, table); !slices.Contains(got, "10.43.250.1 . tcp . 80 . 2 -> 10.42.250.5 . 8080") {
 		t.Errorf("third endpoint missing: %q", got)
 	}
+
+	// sticky loses its affinity: its chains and affinity sets go, its
+	// endpoints become map elements; and back.
+	plain := sampleServicePorts()
+	plain[1].Affinity = 0
+	if st, err := s.sync(stage(t), plain, false); err != nil || st.Full || st.Changed != 2 {
+		t.Fatalf("partial sync without affinity: %+v %v", st, err)
+	}
+	for ch := range ruleHandles(t, c, table) {
+		if strings.Contains(ch, "/sticky/") {
+			t.Errorf("chain %s left after sticky lost its affinity", ch)
+		}
+	}
+	if sets, err := c.GetSets(&nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, set := range sets {
+			if strings.HasPrefix(set.Name, "aff-") {
+				t.Errorf("affinity set %s left", set.Name)
+			}
+		}
+	}
+	if got := mapElems(t, table)[mapServiceIPs]; !slices.Contains(got, "10.43.250.2 . tcp . 80 -> goto pick-cluster-2-0") {
+		t.Errorf("sticky without affinity: %q", got)
+	}
+	if st, err := s.sync(stage(t), sampleServicePorts(), false); err != nil || st.Full || st.Changed != 1 {
+		t.Fatalf("partial sync back to affinity: %+v %v", st, err)
+	}
+	if got := len(ruleHandles(t, c, table)["svc-*-default/sticky/tcp/80"]); got != len(before["svc-*-default/sticky/tcp/80"]) {
+		t.Errorf("sticky's chain has %d rules after getting its affinity back, want %d", got, len(before["svc-*-default/sticky/tcp/80"]))
+	}
+	if got := endpointElems(t, table); slices.ContainsFunc(got, func(e string) bool { return strings.HasPrefix(e, "10.43.250.2 ") }) {
+		t.Errorf("sticky's endpoints still in the endpoint map: %q", got)
+	}
 }
 
 // stage is a transaction in our own namespace.
