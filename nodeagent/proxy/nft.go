@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/google/nftables"
@@ -432,6 +433,7 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 			}
 			off, isNew := ls.offset(eps)
 			if isNew {
+				*elems = slices.Grow(*elems, len(eps))
 				for i, ep := range eps {
 					k := nodePortEndpointKey(proto, sp.NodePort, off+uint32(i))
 					if kind == pickCluster {

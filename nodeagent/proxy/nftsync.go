@@ -81,18 +81,23 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 		return SyncInfo{}, err
 	}
 	ports := make(map[string]*programmed, len(sps))
-	elems := map[string][]nftables.SetElement{}
-	vips := map[string]bool{}
+	elems := map[string][]nftables.SetElement{mapServiceIPs: make([]nftables.SetElement, 0, len(sps))}
+	vips := make(map[string]bool, len(sps))
 	hairpin := map[string]int{}
-	var vipElems, epElems, npElems []nftables.SetElement
+	vipElems := make([]nftables.SetElement, 0, len(sps))
+	// The endpoint maps' elements are staged a chunk at a time as the
+	// ports come (one slice of them all would be copied over and over).
+	epElems := &chunker{b: b, s: endpointMapDef(t, mapEndpoints)}
+	npElems := &chunker{b: b, s: endpointMapDef(t, mapNodePortEPs)}
 	for _, sp := range sps {
 		o, err := b.port(sp)
 		if err != nil {
 			return SyncInfo{}, err
 		}
 		ports[sp.Key()] = &programmed{sp: sp, obj: o}
-		epElems = append(epElems, o.epElems...)
-		npElems = append(npElems, o.npElems...)
+		if err := errors.Join(epElems.add(o.epElems), npElems.add(o.npElems)); err != nil {
+			return SyncInfo{}, err
+		}
 		for _, ip := range o.hairpin {
 			hairpin[ip]++
 		}
@@ -106,7 +111,7 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 		}
 	}
 	if err := errors.Join(b.indexChains(false, 0, b.needCluster), b.indexChains(true, 0, b.needNodePort),
-		b.elems(endpointMapDef(t, mapEndpoints), epElems, false), b.elems(endpointMapDef(t, mapNodePortEPs), npElems, false)); err != nil {
+		epElems.flush(), npElems.flush()); err != nil {
 		return SyncInfo{}, err
 	}
 	if err := b.elems(hairpinSetDef(t), hairpinElems(sortedKeys(hairpin)), false); err != nil {
@@ -308,6 +313,39 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	s.picks = b.picks
 	st.Changed, st.Removed = len(changed), len(gone)
 	return st, nil
+}
+
+// chunker stages elements to add to a set a chunk (elemChunk) at a time.
+type chunker struct {
+	b   *builder
+	s   *nftables.Set
+	buf []nftables.SetElement
+}
+
+// add stages es, sending full chunks on.
+func (c *chunker) add(es []nftables.SetElement) error {
+	for _, e := range es {
+		if c.buf == nil {
+			c.buf = make([]nftables.SetElement, 0, elemChunk)
+		}
+		c.buf = append(c.buf, e)
+		if len(c.buf) == elemChunk {
+			if err := c.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flush stages what is left.
+func (c *chunker) flush() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	err := c.b.elems(c.s, c.buf, false)
+	c.buf = nil
+	return err
 }
 
 // elemsDef is the definition of the map or set name whose elements a
