@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -212,6 +213,8 @@ type builder struct {
 	haveChains, haveSets map[string]bool
 	// picks are the pick chains in the table or staged.
 	picks map[string]bool
+	// pickNames caches pickChain's names.
+	pickNames map[pickKey]string
 	// needCluster and needNodePort are the endpoint indexes the staged
 	// service ports use (one more than the highest), for which
 	// index chains must exist.
@@ -326,7 +329,7 @@ type portObjects struct {
 	npElem  nftables.SetElement
 	epElems []nftables.SetElement // in mapEndpoints
 	npElems []nftables.SetElement // in mapNodePortEPs
-	hairpin []string
+	hairpin []ip4
 }
 
 // endpointKey is mapEndpoints' key of index i of the service port (ip,
@@ -491,14 +494,18 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 	return o, nil
 }
 
+// ip4 is an IPv4 address as a map key.
+type ip4 [4]byte
+
+// compareIP4 orders addresses.
+func compareIP4(a, b ip4) int { return bytes.Compare(a[:], b[:]) }
+
 // endpointIPs are the distinct endpoint addresses of sp.
-func endpointIPs(sp *ServicePort) []string {
-	var out []string
-	seen := map[string]bool{}
+func endpointIPs(sp *ServicePort) []ip4 {
+	out := make([]ip4, 0, len(sp.All))
 	for _, list := range [][]Endpoint{sp.All, sp.Local, sp.Cluster} {
 		for _, ep := range list {
-			if ip := ep.IP.String(); !seen[ip] {
-				seen[ip] = true
+			if ip := ip4(ep.IP.To4()); !slices.Contains(out, ip) {
 				out = append(out, ip)
 			}
 		}
@@ -532,6 +539,12 @@ func (b *builder) markRule(ch *nftables.Chain, kind pickKind) {
 	}
 }
 
+// pickKey is what a pick chain is for.
+type pickKey struct {
+	kind   pickKind
+	n, off uint32
+}
+
 // pickChain names the shared pick chain of kind for n endpoints from
 // index off.
 func pickChain(kind pickKind, n, off uint32) string {
@@ -542,7 +555,15 @@ func pickChain(kind pickKind, n, off uint32) string {
 // off, staging it if the table does not have it yet: the mark rule, then
 // `numgen random mod n offset off vmap @<index map>`.
 func (b *builder) pick(kind pickKind, n, off uint32) string {
+	k := pickKey{kind, n, off}
+	if name, ok := b.pickNames[k]; ok {
+		return name
+	}
 	name := pickChain(kind, n, off)
+	if b.pickNames == nil {
+		b.pickNames = map[pickKey]string{}
+	}
+	b.pickNames[k] = name
 	if b.picks[name] {
 		return name
 	}

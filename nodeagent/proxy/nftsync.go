@@ -26,7 +26,7 @@ type syncer struct {
 	vips  map[string]bool
 	// hairpin counts the service ports using each endpoint address (an
 	// element of the hairpin set while above zero).
-	hairpin map[string]int
+	hairpin map[ip4]int
 	// haveCluster and haveNodePort count the index chains in the table.
 	haveCluster, haveNodePort uint32
 	// picks are the shared pick chains in the table.
@@ -83,7 +83,7 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	ports := make(map[string]*programmed, len(sps))
 	elems := map[string][]nftables.SetElement{mapServiceIPs: make([]nftables.SetElement, 0, len(sps))}
 	vips := make(map[string]bool, len(sps))
-	hairpin := map[string]int{}
+	hairpin := map[ip4]int{}
 	vipElems := make([]nftables.SetElement, 0, len(sps))
 	// The endpoint maps' elements are staged a chunk at a time as the
 	// ports come (one slice of them all would be copied over and over).
@@ -114,7 +114,7 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 		epElems.flush(), npElems.flush()); err != nil {
 		return SyncInfo{}, err
 	}
-	if err := b.elems(hairpinSetDef(t), hairpinElems(sortedKeys(hairpin)), false); err != nil {
+	if err := b.elems(hairpinSetDef(t), hairpinElems(slices.SortedFunc(maps.Keys(hairpin), compareIP4)), false); err != nil {
 		return SyncInfo{}, err
 	}
 	if err := b.dispatch(elems, vipElems); err != nil {
@@ -186,10 +186,9 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	}
 	// 1. Old map elements.
 	del := map[string][]nftables.SetElement{}
-	hairpin := maps.Clone(s.hairpin)
-	if hairpin == nil {
-		hairpin = map[string]int{}
-	}
+	// hairpin is the change of the use counts (applied when the
+	// transaction went through).
+	hairpin := map[ip4]int{}
 	for _, o := range olds {
 		for _, e := range o.epElems {
 			del[mapEndpoints] = append(del[mapEndpoints], nftables.SetElement{Key: e.Key})
@@ -279,20 +278,18 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 			return st, err
 		}
 	}
-	var pinAdd, pinDel []string
-	for ip, n := range hairpin {
-		switch {
-		case n > 0 && s.hairpin[ip] == 0:
+	var pinAdd, pinDel []ip4
+	for ip, d := range hairpin {
+		was := s.hairpin[ip]
+		switch n := was + d; {
+		case n > 0 && was <= 0:
 			pinAdd = append(pinAdd, ip)
-		case n <= 0:
-			delete(hairpin, ip)
-			if s.hairpin[ip] > 0 {
-				pinDel = append(pinDel, ip)
-			}
+		case n <= 0 && was > 0:
+			pinDel = append(pinDel, ip)
 		}
 	}
-	slices.Sort(pinAdd)
-	slices.Sort(pinDel)
+	slices.SortFunc(pinAdd, compareIP4)
+	slices.SortFunc(pinDel, compareIP4)
 	if err := b.elems(hairpinSetDef(t), hairpinElems(pinDel), true); err != nil {
 		return st, err
 	}
@@ -308,7 +305,14 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	if err := c.Flush(); err != nil {
 		return st, fmt.Errorf("proxy: nftables transaction (partial): %w", err)
 	}
-	s.ports, s.vips, s.hairpin = ports, vips, hairpin
+	for ip, d := range hairpin {
+		if n := s.hairpin[ip] + d; n > 0 {
+			s.hairpin[ip] = n
+		} else {
+			delete(s.hairpin, ip)
+		}
+	}
+	s.ports, s.vips = ports, vips
 	s.haveCluster, s.haveNodePort = max(s.haveCluster, b.needCluster), max(s.haveNodePort, b.needNodePort)
 	s.picks = b.picks
 	st.Changed, st.Removed = len(changed), len(gone)
@@ -358,11 +362,10 @@ func elemsDef(t *nftables.Table, name string) *nftables.Set {
 }
 
 // hairpinElems are the hairpin set's elements `ip . ip` of ips.
-func hairpinElems(ips []string) []nftables.SetElement {
+func hairpinElems(ips []ip4) []nftables.SetElement {
 	out := make([]nftables.SetElement, 0, len(ips))
 	for _, ip := range ips {
-		a := net.ParseIP(ip).To4()
-		out = append(out, nftables.SetElement{Key: append(slices.Clone([]byte(a)), a...)})
+		out = append(out, nftables.SetElement{Key: append(ip[:len(ip):len(ip)], ip[:]...)})
 	}
 	return out
 }
