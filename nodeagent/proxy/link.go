@@ -8,9 +8,9 @@ import (
 	"strings"
 )
 
-// The holder link of the ClusterIPs is managed with iproute2 (`ip -batch`), as the
-// network package manages its bridge; nftables itself goes through
-// netlink.
+// The holder link of the ClusterIPs is managed with iproute2, as the
+// network package manages its bridge; its routes (route.go) and nftables
+// go through netlink sockets of our own.
 
 // ipCmd is `ip [-n netns] args...`.
 func ipCmd(netns string, args ...string) *exec.Cmd {
@@ -82,7 +82,7 @@ func syncAddresses(link string, have, want map[string]bool) error {
 
 // syncAddressesIn is syncAddresses in the named namespace netns.
 func syncAddressesIn(netns, link string, have, want map[string]bool) error {
-	var cmds []string
+	var cmds []string // addresses to delete first (`ip -batch`)
 	if len(have) == 0 {
 		// Addresses an earlier version left: deleting one also deletes
 		// the kernel's local route for it, so they go first.
@@ -110,23 +110,16 @@ func syncAddressesIn(netns, link string, have, want map[string]bool) error {
 			del = append(del, ip)
 		}
 	}
-	if len(cmds) == 0 && len(add) == 0 && len(del) == 0 {
-		return nil
+	if len(cmds) > 0 {
+		cmd := ipCmd(netns, "-force", "-batch", "-")
+		cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("proxy: old ClusterIP addresses on %s: %w: %s", link, err, out)
+		}
 	}
 	sort.Strings(add)
 	sort.Strings(del)
-	for _, ip := range del {
-		cmds = append(cmds, fmt.Sprintf("route del local %s/32 dev %s table local", ip, link))
-	}
-	for _, ip := range add {
-		cmds = append(cmds, fmt.Sprintf("route replace local %s/32 dev %s table local", ip, link))
-	}
-	cmd := ipCmd(netns, "-force", "-batch", "-")
-	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("proxy: ClusterIP routes on %s: %w: %s", link, err, out)
-	}
-	return nil
+	return writeRoutes(netns, link, add, del)
 }
 
 // localRoutes reads the IPv4 /32 local routes through link in the local

@@ -77,6 +77,17 @@ func TestClusterIPRoutes(t *testing.T) {
 		t.Fatalf("10.43.0.1 still routed after removal: %s", out)
 	}
 	blackhole()
+	// A caller that believes in a route the kernel does not have (gone
+	// behind its back) still converges: deleting it is no error.
+	if err := syncAddressesIn(ns, link, map[string]bool{"10.43.0.2": true, "10.43.0.3": true, "10.43.0.8": true}, next); err != nil {
+		t.Fatalf("deleting a missing route: %v", err)
+	}
+	if err := writeRoutes(ns, link, []string{"10.43.0.300"}, nil); err == nil {
+		t.Fatal("a bad address was accepted")
+	}
+	if err := writeRoutes(ns, "svc-nosuch0", []string{"10.43.0.4"}, nil); err == nil {
+		t.Fatal("routes through a missing link were accepted")
+	}
 	// Read back from the kernel when the caller knows nothing.
 	if err := syncAddressesIn(ns, link, nil, map[string]bool{"10.43.0.3": true}); err != nil {
 		t.Fatal(err)

@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/google/nftables"
@@ -22,6 +24,11 @@ const (
 	mapNoEndpointIPs    = "no-endpoint-services"
 	mapNoEndpointNPs    = "no-endpoint-nodeports"
 	setClusterIPs       = "cluster-ips"
+	mapEndpoints        = "service-endpoints"
+	mapNodePortEPs      = "nodeport-endpoints"
+	mapEndpointIndex    = "service-endpoint-index"
+	mapNodePortIndex    = "nodeport-endpoint-index"
+	setHairpin          = "hairpin-endpoints"
 	chainServices       = "services"
 	chainMarkMasq       = "mark-for-masquerade"
 	chainMasquerading   = "masquerading"
@@ -56,6 +63,13 @@ func deleteTable(c *nftables.Conn, name string) error {
 var (
 	concatIPProtoPort = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	concatProtoPort   = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
+	// concatEndpointKey is a service port's ClusterIP . proto . port and
+	// an endpoint index; concatAddrPort an endpoint; concatAddrAddr the
+	// source and destination of a hairpin connection.
+	concatEndpointKey = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeInteger)
+	concatNodePortKey = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeInteger)
+	concatAddrPort    = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	concatAddrAddr    = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr)
 )
 
 // batchBuffer is the netlink socket buffer (send and receive) forced on
@@ -197,6 +211,14 @@ type builder struct {
 	// sync flushed the chains earlier in the same transaction): they are
 	// refilled or kept, not added.
 	haveChains, haveSets map[string]bool
+	// picks are the pick chains in the table or staged.
+	picks map[string]bool
+	// pickNames caches pickChain's names.
+	pickNames map[pickKey]string
+	// needCluster and needNodePort are the endpoint indexes the staged
+	// service ports use (one more than the highest), for which
+	// index chains must exist.
+	needCluster, needNodePort uint32
 }
 
 func (b *builder) rule(ch *nftables.Chain, e ...expr.Any) {
@@ -261,67 +283,374 @@ func vipSetDef(t *nftables.Table) *nftables.Set {
 	return &nftables.Set{Table: t, Name: setClusterIPs, KeyType: nftables.TypeIPAddr}
 }
 
-// portObjects is what one service port owns in the table: its chains and
-// affinity sets, and its element in a ClusterIP map and (with a NodePort)
-// in a NodePort map.
-type portObjects struct {
-	chains []string
-	sets   []string
-	ipMap  string
-	ipElem nftables.SetElement
-	npMap  string // "" without a NodePort
-	npElem nftables.SetElement
+// endpointMapDef is the map (mapEndpoints or mapNodePortEPs) from a
+// service port's endpoint index to the endpoint: `ClusterIP . proto .
+// port . index : addr . port`, or `proto . nodePort . index : addr .
+// port`.
+func endpointMapDef(t *nftables.Table, name string) *nftables.Set {
+	kt := concatEndpointKey
+	if name == mapNodePortEPs {
+		kt = concatNodePortKey
+	}
+	return &nftables.Set{Table: t, Name: name, IsMap: true, Concatenation: true, KeyType: kt, DataType: concatAddrPort}
 }
 
-// port stages the chains and affinity sets of sp and returns what it
-// owns; the map elements are left to the caller.
-func (b *builder) port(sp *ServicePort) (*portObjects, error) {
-	o := &portObjects{}
-	chain := func(name string) *nftables.Chain {
-		o.chains = append(o.chains, name)
-		return b.chain(name)
+// indexMapDef is the verdict map (mapEndpointIndex or mapNodePortIndex)
+// from an endpoint index to the index chain that DNATs to it.
+func indexMapDef(t *nftables.Table, name string) *nftables.Set {
+	return &nftables.Set{Table: t, Name: name, IsMap: true, KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict}
+}
+
+// indexChain names the chain of endpoint index i (of NodePort traffic
+// with nodePort).
+func indexChain(nodePort bool, i uint32) string {
+	if nodePort {
+		return fmt.Sprintf("nodeport-endpoint-%d", i)
 	}
+	return fmt.Sprintf("endpoint-%d", i)
+}
+
+// hairpinSetDef is the set of `ep . ep` for every endpoint address: a
+// DNATed connection from an endpoint to itself is masqueraded.
+func hairpinSetDef(t *nftables.Table) *nftables.Set {
+	return &nftables.Set{Table: t, Name: setHairpin, Concatenation: true, KeyType: concatAddrAddr}
+}
+
+// portObjects is what one service port owns in the table: its chains and
+// affinity sets, its element in a ClusterIP map and (with a NodePort)
+// in a NodePort map, its elements in the endpoint map and the endpoint
+// addresses it needs in the hairpin set.
+type portObjects struct {
+	chains  []string
+	sets    []string
+	ipMap   string
+	ipElem  nftables.SetElement
+	npMap   string // "" without a NodePort
+	npElem  nftables.SetElement
+	epElems []nftables.SetElement // in mapEndpoints
+	npElems []nftables.SetElement // in mapNodePortEPs
+	hairpin []ip4
+}
+
+// endpointKey is mapEndpoints' key of index i of the service port (ip,
+// proto, port).
+func endpointKey(ip net.IP, proto byte, port int32, i uint32) []byte {
+	return append(keyIPProtoPort(ip, proto, port), native32(i)...)
+}
+
+// nodePortEndpointKey is mapNodePortEPs' key of index i of NodePort
+// (proto, nodePort).
+func nodePortEndpointKey(proto byte, nodePort int32, i uint32) []byte {
+	return append(keyProtoPort(proto, nodePort), native32(i)...)
+}
+
+// addrPort is an endpoint as the endpoint map's data (address . port).
+func addrPort(ep Endpoint) []byte {
+	b := make([]byte, 8)
+	copy(b, ep.IP.To4())
+	binary.BigEndian.PutUint16(b[4:], uint16(ep.Port))
+	return b
+}
+
+// lists gives each distinct endpoint list of a service port (All, Local,
+// Cluster, which is one of the two after BuildServicePorts) its range of
+// indexes in the endpoint map.
+type lists struct {
+	eps  [][]Endpoint
+	offs []uint32
+	next uint32
+}
+
+// offset returns the first index of eps, registering it if new.
+func (l *lists) offset(eps []Endpoint) (uint32, bool) {
+	for i, have := range l.eps {
+		if sameEndpoints(have, eps) {
+			return l.offs[i], false
+		}
+	}
+	off := l.next
+	l.eps, l.offs = append(l.eps, eps), append(l.offs, off)
+	l.next += uint32(len(eps))
+	return off, true
+}
+
+// port stages what sp needs and returns what it owns; the map and set
+// elements are left to the caller.
+//
+// Without session affinity a service port has no chain of its own (but
+// with externalTrafficPolicy Local): its map element goes to a shared
+// pick chain for its number of endpoints N and their first index K in
+// the endpoint map, `pick-cluster-N-K` (ClusterIPs; masquerade marks for
+// sources outside the cluster CIDR first), `pick-nodeport-N-K`
+// (NodePorts; masquerade marks) or `pick-local-N-K` (NodePort traffic to
+// local endpoints, no mark), whose rule `numgen random mod N offset K
+// vmap @service-endpoint-index` (upstream's `numgen random mod N vmap`,
+// into one shared map) goes to index chain `endpoint-i`: `dnat to ip
+// daddr . meta l4proto . th dport . i map @service-endpoints`
+// (NodePorts: `nodeport-endpoint-i`, `meta l4proto . th dport . i`,
+// @nodeport-endpoints). A service port costs map elements only. The
+// lookups are in few shared chains on purpose: the kernel checks every
+// element added to a map against every chain bound to it, and for every
+// chain that newly binds a map walks the map and the list of its
+// bindings, so a lookup per service chain makes a big sync quadratic.
+//
+// With ClientIP affinity the service port keeps chains of its own and
+// every endpoint a chain, which records the client in the endpoint's
+// affinity set (affinityEndpoints).
+func (b *builder) port(sp *ServicePort) (*portObjects, error) {
+	o := &portObjects{hairpin: endpointIPs(sp)}
 	proto, _ := protocolNumber(sp.Protocol)
 	key := sp.Key()
 	rejectV := &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainReject}
 	dropV := &expr.Verdict{Kind: expr.VerdictDrop}
+	gotoV := func(name string) *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictGoto, Chain: name} }
 	ipKey := keyIPProtoPort(sp.ClusterIP, proto, sp.Port)
 	npKey := keyProtoPort(proto, sp.NodePort)
+	chain := func(name string) *nftables.Chain {
+		o.chains = append(o.chains, name)
+		return b.chain(name)
+	}
 
-	// Endpoint chains (one per distinct endpoint of this port).
+	// target returns the chain that sends traffic of kind to one of eps:
+	// a shared pick chain, or with affinity a chain of the service port
+	// named with prefix.
+	var target func(kind pickKind, eps []Endpoint, prefix string) string
+	if sp.Affinity > 0 {
+		fill, err := b.affinityEndpoints(sp, o, chain)
+		if err != nil {
+			return nil, err
+		}
+		target = func(kind pickKind, eps []Endpoint, prefix string) string {
+			name := chainName(prefix, key)
+			ch := chain(name)
+			b.markRule(ch, kind)
+			fill(ch, eps)
+			return name
+		}
+	} else {
+		var cluster, nodePort lists
+		target = func(kind pickKind, eps []Endpoint, _ string) string {
+			ls, elems, need := &nodePort, &o.npElems, &b.needNodePort
+			if kind == pickCluster {
+				ls, elems, need = &cluster, &o.epElems, &b.needCluster
+			}
+			off, isNew := ls.offset(eps)
+			if isNew {
+				*elems = slices.Grow(*elems, len(eps))
+				for i, ep := range eps {
+					k := nodePortEndpointKey(proto, sp.NodePort, off+uint32(i))
+					if kind == pickCluster {
+						k = endpointKey(sp.ClusterIP, proto, sp.Port, off+uint32(i))
+					}
+					*elems = append(*elems, nftables.SetElement{Key: k, Val: addrPort(ep)})
+				}
+			}
+			*need = max(*need, ls.next)
+			return b.pick(kind, uint32(len(eps)), off)
+		}
+	}
+
+	o.ipMap = mapNoEndpointIPs
+	switch {
+	case len(sp.Cluster) > 0:
+		o.ipMap = mapServiceIPs
+		o.ipElem = nftables.SetElement{Key: ipKey, VerdictData: gotoV(target(pickCluster, sp.Cluster, "svc"))}
+	case sp.HasEndpoints:
+		o.ipElem = nftables.SetElement{Key: ipKey, VerdictData: dropV}
+	default:
+		o.ipElem = nftables.SetElement{Key: ipKey, VerdictData: rejectV}
+	}
+
+	if sp.NodePort == 0 {
+		return o, nil
+	}
+	o.npMap = mapServiceNodePorts
+	switch {
+	case !sp.HasEndpoints:
+		o.npMap = mapNoEndpointNPs
+		o.npElem = nftables.SetElement{Key: npKey, VerdictData: rejectV}
+	case !sp.ExternalLocal:
+		// Cluster policy: masquerade everything, any endpoint.
+		o.npElem = nftables.SetElement{Key: npKey, VerdictData: gotoV(target(pickNodePort, sp.All, "ext"))}
+	default:
+		// Local policy: traffic from this host may use any endpoint
+		// (masqueraded); other traffic keeps its source and goes to
+		// local endpoints only, or is dropped when there is none.
+		host := target(pickNodePort, sp.All, "exh")
+		local := ""
+		if len(sp.Local) > 0 {
+			local = target(pickLocal, sp.Local, "exl")
+		}
+		name := chainName("ext", key)
+		ch := chain(name)
+		b.rule(ch, cat(addrTypeLocal(true), []expr.Any{verdict(expr.VerdictGoto, host)})...)
+		if local != "" {
+			b.rule(ch, verdict(expr.VerdictGoto, local))
+		} else {
+			b.rule(ch, verdict(expr.VerdictDrop, ""))
+		}
+		o.npElem = nftables.SetElement{Key: npKey, VerdictData: gotoV(name)}
+	}
+	return o, nil
+}
+
+// ip4 is an IPv4 address as a map key.
+type ip4 [4]byte
+
+// compareIP4 orders addresses.
+func compareIP4(a, b ip4) int { return bytes.Compare(a[:], b[:]) }
+
+// endpointIPs are the distinct endpoint addresses of sp.
+func endpointIPs(sp *ServicePort) []ip4 {
+	out := make([]ip4, 0, len(sp.All))
+	for _, list := range [][]Endpoint{sp.All, sp.Local, sp.Cluster} {
+		for _, ep := range list {
+			if ip := ip4(ep.IP.To4()); !slices.Contains(out, ip) {
+				out = append(out, ip)
+			}
+		}
+	}
+	return out
+}
+
+// pickKind says which traffic a pick chain serves.
+type pickKind int
+
+const (
+	// pickCluster: ClusterIP traffic, masquerade marks for sources
+	// outside the cluster CIDR.
+	pickCluster pickKind = iota
+	// pickNodePort: NodePort traffic, all masquerade-marked.
+	pickNodePort
+	// pickLocal: NodePort traffic kept to local endpoints, unmarked.
+	pickLocal
+)
+
+// markRule stages into ch the masquerade mark rule of kind, if any.
+func (b *builder) markRule(ch *nftables.Chain, kind pickKind) {
+	switch {
+	case kind == pickNodePort:
+		b.rule(ch, verdict(expr.VerdictJump, chainMarkMasq))
+	case kind == pickCluster && b.cfg.ClusterCIDR != nil:
+		b.rule(ch, loadSaddr(1),
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte(b.cfg.ClusterCIDR.Mask), Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte(b.cfg.ClusterCIDR.IP.To4())},
+			verdict(expr.VerdictJump, chainMarkMasq))
+	}
+}
+
+// pickKey is what a pick chain is for.
+type pickKey struct {
+	kind   pickKind
+	n, off uint32
+}
+
+// pickChain names the shared pick chain of kind for n endpoints from
+// index off.
+func pickChain(kind pickKind, n, off uint32) string {
+	return fmt.Sprintf("pick-%s-%d-%d", [...]string{"cluster", "nodeport", "local"}[kind], n, off)
+}
+
+// pick returns the shared pick chain of kind for n endpoints from index
+// off, staging it if the table does not have it yet: the mark rule, then
+// `numgen random mod n offset off vmap @<index map>`.
+func (b *builder) pick(kind pickKind, n, off uint32) string {
+	k := pickKey{kind, n, off}
+	if name, ok := b.pickNames[k]; ok {
+		return name
+	}
+	name := pickChain(kind, n, off)
+	if b.pickNames == nil {
+		b.pickNames = map[pickKey]string{}
+	}
+	b.pickNames[k] = name
+	if b.picks[name] {
+		return name
+	}
+	b.picks[name] = true
+	ch := b.chain(name)
+	b.markRule(ch, kind)
+	idxMap := mapNodePortIndex
+	if kind == pickCluster {
+		idxMap = mapEndpointIndex
+	}
+	b.rule(ch, &expr.Numgen{Register: 1, Modulus: n, Offset: off, Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: 1, IsDestRegSet: true, DestRegister: 0, SetName: idxMap})
+	return name
+}
+
+// indexChains stages the index chains [from, to) of NodePort traffic
+// (nodePort) or of ClusterIPs, and their elements in the index map.
+// Chain i: `meta l4proto . th dport . i` (NodePorts) or `ip daddr . meta
+// l4proto . th dport . i` (ClusterIPs) looked up in the endpoint map,
+// DNAT to the address . port found.
+func (b *builder) indexChains(nodePort bool, from, to uint32) error {
+	if from >= to {
+		return nil
+	}
+	epMap, idxMap := mapEndpoints, mapEndpointIndex
+	if nodePort {
+		epMap, idxMap = mapNodePortEPs, mapNodePortIndex
+	}
+	var elems []nftables.SetElement
+	for i := from; i < to; i++ {
+		name := indexChain(nodePort, i)
+		var key []expr.Any
+		if nodePort {
+			key = []expr.Any{l4proto(unix.NFT_REG32_00), loadDport(unix.NFT_REG32_01),
+				&expr.Immediate{Register: unix.NFT_REG32_02, Data: native32(i)}}
+		} else {
+			key = []expr.Any{loadDaddr(unix.NFT_REG32_00), l4proto(unix.NFT_REG32_01), loadDport(unix.NFT_REG32_02),
+				&expr.Immediate{Register: unix.NFT_REG32_03, Data: native32(i)}}
+		}
+		b.rule(b.chain(name), cat(key, []expr.Any{
+			&expr.Lookup{SourceRegister: unix.NFT_REG32_00, IsDestRegSet: true, DestRegister: unix.NFT_REG32_00, SetName: epMap},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: unix.NFT_REG32_00, RegProtoMin: unix.NFT_REG32_01, Specified: true},
+		})...)
+		elems = append(elems, nftables.SetElement{Key: native32(i), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}})
+	}
+	return b.elems(indexMapDef(b.t, idxMap), elems, false)
+}
+
+// affinityEndpoints stages, for a service port with ClientIP affinity,
+// an affinity set and a chain per endpoint (`update @aff { ip saddr }`,
+// DNAT), and returns the function that fills a choosing chain: the
+// affinity lookups first, then a uniform random goto. Upstream writes
+// the choice as `numgen random mod N vmap { 0 : goto ep-…, … }`; every
+// such anonymous map is a set of the table, which the kernel's loop
+// check walks for every jump or goto added, so the choice here is
+// `numgen random mod (N-i) == 0 goto ep-i` for i < N-1 (each rule draws
+// anew: probability 1/(N-i) of what is left), then `goto ep-(N-1)`, as
+// iptables mode's statistic rules.
+func (b *builder) affinityEndpoints(sp *ServicePort, o *portObjects, chain func(string) *nftables.Chain) (func(*nftables.Chain, []Endpoint), error) {
+	proto, _ := protocolNumber(sp.Protocol)
+	key := sp.Key()
 	epChains := map[string]string{}
 	affSets := map[string]*nftables.Set{}
 	var eps []Endpoint
-	for _, list := range [][]Endpoint{sp.All, sp.Local} {
+	for _, list := range [][]Endpoint{sp.All, sp.Local, sp.Cluster} {
 		for _, ep := range list {
 			if _, ok := epChains[ep.String()]; ok {
 				continue
 			}
 			eps = append(eps, ep)
-			name := chainName("ep", key+"__"+ep.String())
-			epChains[ep.String()] = name
-			if sp.Affinity > 0 {
-				s := &nftables.Set{Name: shortName("aff", key+"__"+ep.String()), KeyType: nftables.TypeIPAddr,
-					HasTimeout: true, Dynamic: true, Timeout: sp.Affinity, Table: b.t}
-				o.sets = append(o.sets, s.Name)
-				if !b.haveSets[s.Name] {
-					if _, err := b.newSet(s, nil); err != nil {
-						return nil, err
-					}
+			epChains[ep.String()] = chainName("ep", key+"__"+ep.String())
+			s := &nftables.Set{Name: shortName("aff", key+"__"+ep.String()), KeyType: nftables.TypeIPAddr,
+				HasTimeout: true, Dynamic: true, Timeout: sp.Affinity, Table: b.t}
+			o.sets = append(o.sets, s.Name)
+			if !b.haveSets[s.Name] {
+				if _, err := b.newSet(s, nil); err != nil {
+					return nil, err
 				}
-				affSets[ep.String()] = s
 			}
+			affSets[ep.String()] = s
 		}
 	}
 	for _, ep := range eps {
 		ch := chain(epChains[ep.String()])
-		// Hairpin: a pod reaching itself through the service.
-		b.rule(ch, loadSaddr(1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(ep.IP.To4())},
-			verdict(expr.VerdictJump, chainMarkMasq))
-		if s := affSets[ep.String()]; s != nil {
-			b.rule(ch, loadSaddr(1), &expr.Dynset{SrcRegKey: 1, SetName: s.Name, SetID: s.ID,
-				Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: sp.Affinity})
-		}
+		s := affSets[ep.String()]
+		b.rule(ch, loadSaddr(1), &expr.Dynset{SrcRegKey: 1, SetName: s.Name, SetID: s.ID,
+			Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: sp.Affinity})
 		port := make([]byte, 2)
 		binary.BigEndian.PutUint16(port, uint16(ep.Port))
 		b.rule(ch, l4proto(1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
@@ -329,21 +658,11 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 			&expr.Immediate{Register: 2, Data: port},
 			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true})
 	}
-	// balance stages `[affinity gotos]` and a uniform random choice of
-	// one of eps into ch. Upstream writes the choice as `numgen random
-	// mod N vmap { 0 : goto ep-…, … }`; each such anonymous map is a set
-	// of the table, and the kernel's loop check for every jump or goto
-	// added (nf_tables_check_loops) walks all sets of the table, so
-	// 10,000 services cost 10,000² set visits per transaction. The same
-	// choice without a set: `numgen random mod (N-i) == 0 goto ep-i` for
-	// i < N-1 (each rule draws anew: probability 1/(N-i) of what is
-	// left), then `goto ep-(N-1)`, as iptables mode's statistic rules.
-	balance := func(ch *nftables.Chain, eps []Endpoint) {
+	fill := func(ch *nftables.Chain, eps []Endpoint) {
 		for _, ep := range eps {
-			if s := affSets[ep.String()]; s != nil {
-				b.rule(ch, loadSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
-					verdict(expr.VerdictGoto, epChains[ep.String()]))
-			}
+			s := affSets[ep.String()]
+			b.rule(ch, loadSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+				verdict(expr.VerdictGoto, epChains[ep.String()]))
 		}
 		for i, ep := range eps {
 			left := len(eps) - i
@@ -356,77 +675,37 @@ func (b *builder) port(sp *ServicePort) (*portObjects, error) {
 				verdict(expr.VerdictGoto, epChains[ep.String()]))
 		}
 	}
-
-	// Cluster chain.
-	o.ipMap = mapNoEndpointIPs
-	switch {
-	case len(sp.Cluster) > 0:
-		name := chainName("svc", key)
-		ch := chain(name)
-		if b.cfg.ClusterCIDR != nil {
-			b.rule(ch, loadSaddr(1),
-				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte(b.cfg.ClusterCIDR.Mask), Xor: []byte{0, 0, 0, 0}},
-				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte(b.cfg.ClusterCIDR.IP.To4())},
-				verdict(expr.VerdictJump, chainMarkMasq))
-		}
-		balance(ch, sp.Cluster)
-		o.ipMap = mapServiceIPs
-		o.ipElem = nftables.SetElement{Key: ipKey, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}}
-	case sp.HasEndpoints:
-		o.ipElem = nftables.SetElement{Key: ipKey, VerdictData: dropV}
-	default:
-		o.ipElem = nftables.SetElement{Key: ipKey, VerdictData: rejectV}
-	}
-
-	// External (NodePort) chain.
-	if sp.NodePort == 0 {
-		return o, nil
-	}
-	o.npMap = mapServiceNodePorts
-	switch {
-	case !sp.HasEndpoints:
-		o.npMap = mapNoEndpointNPs
-		o.npElem = nftables.SetElement{Key: npKey, VerdictData: rejectV}
-		return o, nil
-	case !sp.ExternalLocal:
-		// Cluster policy: masquerade everything, any endpoint.
-		name := chainName("ext", key)
-		ch := chain(name)
-		b.rule(ch, verdict(expr.VerdictJump, chainMarkMasq))
-		balance(ch, sp.All)
-		o.npElem = nftables.SetElement{Key: npKey, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}}
-	default:
-		// Local policy: traffic from this host may use any endpoint
-		// (masqueraded); other traffic keeps its source and goes to
-		// local endpoints only, or is dropped when there is none.
-		hostName := chainName("exh", key)
-		balance(chain(hostName), sp.All)
-		localName := chainName("exl", key)
-		if len(sp.Local) > 0 {
-			balance(chain(localName), sp.Local)
-		}
-		name := chainName("ext", key)
-		ch := chain(name)
-		b.rule(ch, cat(addrTypeLocal(true), []expr.Any{verdict(expr.VerdictJump, chainMarkMasq)})...)
-		b.rule(ch, cat(addrTypeLocal(true), []expr.Any{verdict(expr.VerdictGoto, hostName)})...)
-		if len(sp.Local) > 0 {
-			b.rule(ch, verdict(expr.VerdictGoto, localName))
-		} else {
-			b.rule(ch, verdict(expr.VerdictDrop, ""))
-		}
-		o.npElem = nftables.SetElement{Key: npKey, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}}
-	}
-	return o, nil
+	return fill, nil
 }
 
-// fixedChains stages the chains every service jumps to.
-func (b *builder) fixedChains() {
+// fixedChains stages the endpoint map and hairpin set (empty) and the
+// chains every service jumps to.
+func (b *builder) fixedChains() error {
+	for _, m := range []*nftables.Set{endpointMapDef(b.t, mapEndpoints), endpointMapDef(b.t, mapNodePortEPs),
+		indexMapDef(b.t, mapEndpointIndex), indexMapDef(b.t, mapNodePortIndex)} {
+		if _, err := b.newSet(m, nil); err != nil {
+			return err
+		}
+	}
+	hairpin, err := b.newSet(hairpinSetDef(b.t), nil)
+	if err != nil {
+		return err
+	}
 	markMasq := b.chain(chainMarkMasq)
 	b.rule(markMasq,
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: native32(^masqMark), Xor: native32(masqMark)},
 		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
 	masq := b.chain(chainMasquerading)
+	// Hairpin (an endpoint reaching itself through a service): after
+	// DNAT, source and destination are the same endpoint address.
+	b.rule(masq,
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: native32(0x20), Xor: native32(0)}, // IPS_DST_NAT
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: native32(0)},
+		loadSaddr(unix.NFT_REG32_00), loadDaddr(unix.NFT_REG32_01),
+		&expr.Lookup{SourceRegister: unix.NFT_REG32_00, SetName: hairpin.Name, SetID: hairpin.ID},
+		verdict(expr.VerdictJump, chainMarkMasq))
 	b.rule(masq,
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: native32(masqMark), Xor: native32(0)},
@@ -441,6 +720,7 @@ func (b *builder) fixedChains() {
 	b.rule(reject, l4proto(1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 		&expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
 	b.rule(reject, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3 /* port unreachable */})
+	return nil
 }
 
 // dispatch stages the maps (with their elements), the ClusterIP set and

@@ -6,12 +6,14 @@ import (
 	"golang.org/x/sys/unix"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -65,13 +67,13 @@ func TestApplyFullKernel(t *testing.T) {
 	elems := mapElems(t, table)
 	want := map[string][]string{
 		mapServiceIPs: {
-			"10.43.250.1 . tcp . 80 -> goto svc-*-default/web/tcp/80",
+			"10.43.250.1 . tcp . 80 -> goto pick-cluster-2-0",
 			"10.43.250.2 . tcp . 80 -> goto svc-*-default/sticky/tcp/80",
-			"10.43.250.3 . udp . 53 -> goto svc-*-default/dns/udp/53",
-			"10.43.250.6 . tcp . 80 -> goto svc-*-default/local2/tcp/80",
+			"10.43.250.3 . udp . 53 -> goto pick-cluster-1-0",
+			"10.43.250.6 . tcp . 80 -> goto pick-cluster-2-0",
 		},
 		mapServiceNodePorts: {
-			"tcp . 30080 -> goto ext-*-default/web/tcp/80",
+			"tcp . 30080 -> goto pick-nodeport-2-0",
 			"tcp . 30082 -> goto ext-*-default/local/tcp/80",
 			"tcp . 30083 -> goto ext-*-default/local2/tcp/80",
 		},
@@ -86,14 +88,65 @@ func TestApplyFullKernel(t *testing.T) {
 			t.Errorf("map %s:\n got %q\nwant %q", m, got, w)
 		}
 	}
+	// Without affinity the endpoints are elements of two maps (ClusterIP
+	// . proto . port . index and proto . nodePort . index -> address .
+	// port), each distinct endpoint list once: local2's NodePort traffic
+	// from the host uses All (0, 1), from outside Local (2).
+	wantEps := []string{
+		"10.43.250.1 . tcp . 80 . 0 -> 10.42.250.2 . 8080",
+		"10.43.250.1 . tcp . 80 . 1 -> 10.42.250.3 . 8080",
+		"10.43.250.3 . udp . 53 . 0 -> 10.42.250.4 . 53",
+		"10.43.250.6 . tcp . 80 . 0 -> 10.42.250.2 . 8080",
+		"10.43.250.6 . tcp . 80 . 1 -> 10.42.250.3 . 8080",
+		"tcp . 30080 . 0 -> 10.42.250.2 . 8080",
+		"tcp . 30080 . 1 -> 10.42.250.3 . 8080",
+		"tcp . 30082 . 0 -> 10.42.250.3 . 8080",
+		"tcp . 30083 . 0 -> 10.42.250.2 . 8080",
+		"tcp . 30083 . 1 -> 10.42.250.3 . 8080",
+		"tcp . 30083 . 2 -> 10.42.250.2 . 8080",
+	}
+	if got := endpointElems(t, table); !slices.Equal(got, wantEps) {
+		t.Errorf("endpoint map:\n got %q\nwant %q", got, wantEps)
+	}
+	if got, want := hairpinKeys(t, table), []string{"10.42.250.2 . 10.42.250.2", "10.42.250.3 . 10.42.250.3", "10.42.250.4 . 10.42.250.4"}; !slices.Equal(got, want) {
+		t.Errorf("hairpin set: %q, want %q", got, want)
+	}
 	chains := chainNames(t, table)
-	for _, want := range []string{"ep-*-default/web/tcp/80__10.42.250.2:8080", "exl-*-default/local2/tcp/80", "exh-*-default/local/tcp/80", "nat-output", "filter-input"} {
+	for _, want := range []string{"ep-*-default/sticky/tcp/80__10.42.250.2:8080", "ep-*-default/sticky/tcp/80__10.42.250.3:8080",
+		"svc-*-default/sticky/tcp/80", "ext-*-default/local2/tcp/80", "nat-output", "filter-input",
+		"endpoint-0", "endpoint-1", "nodeport-endpoint-0", "nodeport-endpoint-1", "nodeport-endpoint-2"} {
 		if !chains[want] {
 			t.Errorf("chain %s missing (have %v)", want, chains)
 		}
 	}
-	if chains["exl-*-default/local/tcp/80"] {
-		t.Error("a service without local endpoints has a local chain")
+	for ch := range chains {
+		if strings.Contains(ch, "-*-") && !strings.Contains(ch, "/sticky/") && !strings.HasPrefix(ch, "ext-*-default/local") {
+			t.Errorf("chain %s: only services with affinity or externalTrafficPolicy Local have chains", ch)
+		}
+	}
+	if chains["endpoint-2"] || chains["nodeport-endpoint-3"] {
+		t.Errorf("more index chains than indexes used: %v", chains)
+	}
+	// The rules' shapes: shared pick chains draw a random index per
+	// endpoint count and first index, looked up in the shared index
+	// map; the index chains DNAT through the endpoint maps.
+	rules := ruleExprs(t, table)
+	for ch, want := range map[string][]string{
+		"pick-cluster-2-0":            {"jump mark-for-masquerade", "numgen(mod 2 offset 0) lookup(service-endpoint-index)"},
+		"pick-nodeport-1-0":           {"jump mark-for-masquerade", "numgen(mod 1 offset 0) lookup(nodeport-endpoint-index)"},
+		"pick-local-1-2":              {"numgen(mod 1 offset 2) lookup(nodeport-endpoint-index)"},
+		"ext-*-default/local2/tcp/80": {"goto pick-nodeport-2-0", "goto pick-local-1-2"},
+		"ext-*-default/local/tcp/80":  {"goto pick-nodeport-1-0", "drop"},
+	} {
+		if got := rules[ch]; !slices.Equal(got, want) {
+			t.Errorf("chain %s: %q, want %q", ch, got, want)
+		}
+	}
+	if got := rules["endpoint-1"]; len(got) != 1 || got[0] != "lookup(service-endpoints) dnat" {
+		t.Errorf("index chain endpoint-1: %q", got)
+	}
+	if got := rules["nodeport-endpoint-2"]; len(got) != 1 || got[0] != "lookup(nodeport-endpoints) dnat" {
+		t.Errorf("index chain nodeport-endpoint-2: %q", got)
 	}
 	sets, _ := c.GetSets(&nftables.Table{Name: table, Family: nftables.TableFamilyIPv4})
 	aff := 0
@@ -129,6 +182,103 @@ func TestApplyFullKernel(t *testing.T) {
 	if err := deleteTable(c, table); err != nil {
 		t.Fatalf("deleting a missing table: %v", err)
 	}
+}
+
+// endpointElems renders the endpoint maps' elements (ClusterIP, then
+// NodePort), sorted.
+func endpointElems(t *testing.T, table string) []string {
+	t.Helper()
+	var out []string
+	protos := map[byte]string{6: "tcp", 17: "udp", 132: "sctp"}
+	for _, e := range elements(t, table, mapEndpoints) {
+		k, v := e.Key, e.Val
+		out = append(out, fmt.Sprintf("%s . %s . %d . %d -> %s . %d", net.IP(k[:4]), protos[k[4]], binary.BigEndian.Uint16(k[8:]),
+			binary.NativeEndian.Uint32(k[12:]), net.IP(v[:4]), binary.BigEndian.Uint16(v[4:])))
+	}
+	for _, e := range elements(t, table, mapNodePortEPs) {
+		k, v := e.Key, e.Val
+		out = append(out, fmt.Sprintf("%s . %d . %d -> %s . %d", protos[k[0]], binary.BigEndian.Uint16(k[4:]),
+			binary.NativeEndian.Uint32(k[8:]), net.IP(v[:4]), binary.BigEndian.Uint16(v[4:])))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// hairpinKeys renders the hairpin set's elements, sorted.
+func hairpinKeys(t *testing.T, table string) []string {
+	t.Helper()
+	var out []string
+	for _, e := range elements(t, table, setHairpin) {
+		out = append(out, fmt.Sprintf("%s . %s", net.IP(e.Key[:4]), net.IP(e.Key[4:8])))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// elements reads the elements of the table's set or map name.
+func elements(t *testing.T, table, name string) []nftables.SetElement {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.GetSetByName(&nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}, name)
+	if err != nil {
+		t.Fatalf("set %s: %v", name, err)
+	}
+	es, err := c.GetSetElements(s)
+	if err != nil {
+		t.Fatalf("elements of %s: %v", name, err)
+	}
+	return es
+}
+
+// ruleExprs renders each chain's rules (by hash-elided chain name) as a
+// short text of the expressions that matter for the layout.
+func ruleExprs(t *testing.T, table string) map[string][]string {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
+	chs, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, ch := range chs {
+		if ch.Table.Name != table {
+			continue
+		}
+		rules, err := c.GetRules(tb, ch)
+		if err != nil {
+			t.Fatalf("rules of %s: %v", ch.Name, err)
+		}
+		for _, r := range rules {
+			var parts []string
+			for _, e := range r.Exprs {
+				switch e := e.(type) {
+				case *expr.Numgen:
+					parts = append(parts, fmt.Sprintf("numgen(mod %d offset %d)", e.Modulus, e.Offset))
+				case *expr.Lookup:
+					parts = append(parts, "lookup("+e.SetName+")")
+				case *expr.NAT:
+					parts = append(parts, "dnat")
+				case *expr.Dynset:
+					parts = append(parts, "update("+e.SetName+")")
+				case *expr.Verdict:
+					v := map[expr.VerdictKind]string{expr.VerdictJump: "jump", expr.VerdictGoto: "goto", expr.VerdictDrop: "drop", expr.VerdictReturn: "return"}[e.Kind]
+					if e.Chain != "" {
+						v += " " + elideHash(e.Chain)
+					}
+					parts = append(parts, v)
+				}
+			}
+			out[elideHash(ch.Name)] = append(out[elideHash(ch.Name)], strings.Join(parts, " "))
+		}
+	}
+	return out
 }
 
 // mapElems renders the verdict maps' elements with hashes elided.

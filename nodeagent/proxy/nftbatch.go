@@ -62,9 +62,14 @@ func (t *txn) Flush() error {
 
 // nlSocket opens a NETLINK_NETFILTER socket in netns (empty: ours).
 func nlSocket(netns string) (int, error) {
-	open := func() (int, error) {
+	return inNetNS(netns, func() (int, error) {
 		return unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
-	}
+	})
+}
+
+// inNetNS runs open (which opens a socket, or looks something up) in
+// netns (empty: ours) and returns its result.
+func inNetNS(netns string, open func() (int, error)) (int, error) {
 	if netns == "" {
 		return open()
 	}
@@ -141,7 +146,20 @@ func sendBatch(netns string, msgs []netlink.Message) error {
 	if err := unix.Sendto(fd, buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("proxy: nftables batch (%d messages, %d bytes): %w", len(msgs), len(buf), err)
 	}
-	lastSeq := msgs[last].Header.Sequence
+	return readErrors(fd, msgs[last].Header.Sequence, func(seq uint32, errno syscall.Errno) error {
+		i := int(seq) - 1
+		what := "batch"
+		if i >= 0 && i < len(msgs) {
+			what = fmt.Sprintf("message %d (type %#x)", i, uint16(msgs[i].Header.Type))
+		}
+		return fmt.Errorf("%s: %w", what, errno)
+	})
+}
+
+// readErrors reads a netlink socket's replies up to the ACK of sequence
+// number lastSeq and returns the errors reported before it, each made by
+// report (nil: ignored).
+func readErrors(fd int, lastSeq uint32, report func(seq uint32, errno syscall.Errno) error) error {
 	var errs []error
 	rbuf := make([]byte, 64<<10)
 	for {
@@ -150,23 +168,20 @@ func sendBatch(netns string, msgs []netlink.Message) error {
 			continue
 		}
 		if err != nil {
-			return errors.Join(append(errs, fmt.Errorf("proxy: nftables batch reply: %w", err))...)
+			return errors.Join(append(errs, fmt.Errorf("proxy: netlink reply: %w", err))...)
 		}
 		replies, err := syscall.ParseNetlinkMessage(rbuf[:n])
 		if err != nil {
-			return fmt.Errorf("proxy: nftables batch reply: %w", err)
+			return fmt.Errorf("proxy: netlink reply: %w", err)
 		}
 		for _, m := range replies {
 			if m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
 				continue
 			}
 			if code := int32(binaryutil.NativeEndian.Uint32(m.Data[:4])); code != 0 {
-				i := int(m.Header.Seq) - 1
-				what := "batch"
-				if i >= 0 && i < len(msgs) {
-					what = fmt.Sprintf("message %d (type %#x)", i, uint16(msgs[i].Header.Type))
+				if err := report(m.Header.Seq, syscall.Errno(-code)); err != nil {
+					errs = append(errs, err)
 				}
-				errs = append(errs, fmt.Errorf("%s: %w", what, syscall.Errno(-code)))
 			}
 			if m.Header.Seq == lastSeq {
 				return errors.Join(errs...)

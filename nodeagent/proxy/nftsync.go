@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"time"
@@ -22,6 +24,13 @@ type syncer struct {
 	// one is full).
 	ports map[string]*programmed
 	vips  map[string]bool
+	// hairpin counts the service ports using each endpoint address (an
+	// element of the hairpin set while above zero).
+	hairpin map[ip4]int
+	// haveCluster and haveNodePort count the index chains in the table.
+	haveCluster, haveNodePort uint32
+	// picks are the shared pick chains in the table.
+	picks map[string]bool
 }
 
 type programmed struct {
@@ -55,7 +64,7 @@ func (s *syncer) sync(c *txn, sps []*ServicePort, full bool) (SyncInfo, error) {
 		st, err = s.partial(c, sps)
 	}
 	if err != nil {
-		s.ports, s.vips = nil, nil
+		s.ports, s.vips, s.hairpin = nil, nil, nil
 	}
 	return st, err
 }
@@ -67,18 +76,31 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
-	b := &builder{c: c, t: t, cfg: s.cfg}
-	b.fixedChains()
+	b := &builder{c: c, t: t, cfg: s.cfg, picks: map[string]bool{}}
+	if err := b.fixedChains(); err != nil {
+		return SyncInfo{}, err
+	}
 	ports := make(map[string]*programmed, len(sps))
-	elems := map[string][]nftables.SetElement{}
-	vips := map[string]bool{}
-	var vipElems []nftables.SetElement
+	elems := map[string][]nftables.SetElement{mapServiceIPs: make([]nftables.SetElement, 0, len(sps))}
+	vips := make(map[string]bool, len(sps))
+	hairpin := map[ip4]int{}
+	vipElems := make([]nftables.SetElement, 0, len(sps))
+	// The endpoint maps' elements are staged a chunk at a time as the
+	// ports come (one slice of them all would be copied over and over).
+	epElems := &chunker{b: b, s: endpointMapDef(t, mapEndpoints)}
+	npElems := &chunker{b: b, s: endpointMapDef(t, mapNodePortEPs)}
 	for _, sp := range sps {
 		o, err := b.port(sp)
 		if err != nil {
 			return SyncInfo{}, err
 		}
 		ports[sp.Key()] = &programmed{sp: sp, obj: o}
+		if err := errors.Join(epElems.add(o.epElems), npElems.add(o.npElems)); err != nil {
+			return SyncInfo{}, err
+		}
+		for _, ip := range o.hairpin {
+			hairpin[ip]++
+		}
 		elems[o.ipMap] = append(elems[o.ipMap], o.ipElem)
 		if o.npMap != "" {
 			elems[o.npMap] = append(elems[o.npMap], o.npElem)
@@ -88,13 +110,21 @@ func (s *syncer) full(c *txn, sps []*ServicePort) (SyncInfo, error) {
 			vipElems = append(vipElems, nftables.SetElement{Key: []byte(sp.ClusterIP.To4())})
 		}
 	}
+	if err := errors.Join(b.indexChains(false, 0, b.needCluster), b.indexChains(true, 0, b.needNodePort),
+		epElems.flush(), npElems.flush()); err != nil {
+		return SyncInfo{}, err
+	}
+	if err := b.elems(hairpinSetDef(t), hairpinElems(slices.SortedFunc(maps.Keys(hairpin), compareIP4)), false); err != nil {
+		return SyncInfo{}, err
+	}
 	if err := b.dispatch(elems, vipElems); err != nil {
 		return SyncInfo{}, err
 	}
 	if err := c.Flush(); err != nil {
 		return SyncInfo{}, fmt.Errorf("proxy: nftables transaction: %w", err)
 	}
-	s.ports, s.vips = ports, vips
+	s.ports, s.vips, s.hairpin = ports, vips, hairpin
+	s.haveCluster, s.haveNodePort, s.picks = b.needCluster, b.needNodePort, b.picks
 	return SyncInfo{Full: true, Changed: len(sps)}, nil
 }
 
@@ -143,7 +173,7 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	}
 	slices.Sort(gone)
 
-	b := &builder{c: c, t: t, cfg: s.cfg, haveChains: map[string]bool{}, haveSets: map[string]bool{}}
+	b := &builder{c: c, t: t, cfg: s.cfg, haveChains: map[string]bool{}, haveSets: map[string]bool{}, picks: maps.Clone(s.picks)}
 	// The old objects of every service port touched.
 	var olds []*portObjects
 	for _, sp := range changed {
@@ -156,14 +186,26 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	}
 	// 1. Old map elements.
 	del := map[string][]nftables.SetElement{}
+	// hairpin is the change of the use counts (applied when the
+	// transaction went through).
+	hairpin := map[ip4]int{}
 	for _, o := range olds {
+		for _, e := range o.epElems {
+			del[mapEndpoints] = append(del[mapEndpoints], nftables.SetElement{Key: e.Key})
+		}
+		for _, e := range o.npElems {
+			del[mapNodePortEPs] = append(del[mapNodePortEPs], nftables.SetElement{Key: e.Key})
+		}
+		for _, ip := range o.hairpin {
+			hairpin[ip]--
+		}
 		del[o.ipMap] = append(del[o.ipMap], nftables.SetElement{Key: o.ipElem.Key})
 		if o.npMap != "" {
 			del[o.npMap] = append(del[o.npMap], nftables.SetElement{Key: o.npElem.Key})
 		}
 	}
 	for _, name := range sortedKeys(del) {
-		if err := b.elems(mapDef(t, name), del[name], true); err != nil {
+		if err := b.elems(elemsDef(t, name), del[name], true); err != nil {
 			return st, err
 		}
 	}
@@ -202,6 +244,11 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 		if o.npMap != "" {
 			add[o.npMap] = append(add[o.npMap], o.npElem)
 		}
+		add[mapEndpoints] = append(add[mapEndpoints], o.epElems...)
+		add[mapNodePortEPs] = append(add[mapNodePortEPs], o.npElems...)
+		for _, ip := range o.hairpin {
+			hairpin[ip]++
+		}
 	}
 	// 4. Delete what is no longer used (every reference to it went in
 	// steps 1 and 2).
@@ -221,11 +268,33 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 			}
 		}
 	}
-	// 5. New elements, ClusterIPs.
+	// 5. New elements (and index chains for indexes not seen before),
+	// ClusterIPs.
+	if err := errors.Join(b.indexChains(false, s.haveCluster, b.needCluster), b.indexChains(true, s.haveNodePort, b.needNodePort)); err != nil {
+		return st, err
+	}
 	for _, name := range sortedKeys(add) {
-		if err := b.elems(mapDef(t, name), add[name], false); err != nil {
+		if err := b.elems(elemsDef(t, name), add[name], false); err != nil {
 			return st, err
 		}
+	}
+	var pinAdd, pinDel []ip4
+	for ip, d := range hairpin {
+		was := s.hairpin[ip]
+		switch n := was + d; {
+		case n > 0 && was <= 0:
+			pinAdd = append(pinAdd, ip)
+		case n <= 0 && was > 0:
+			pinDel = append(pinDel, ip)
+		}
+	}
+	slices.SortFunc(pinAdd, compareIP4)
+	slices.SortFunc(pinDel, compareIP4)
+	if err := b.elems(hairpinSetDef(t), hairpinElems(pinDel), true); err != nil {
+		return st, err
+	}
+	if err := b.elems(hairpinSetDef(t), hairpinElems(pinAdd), false); err != nil {
+		return st, err
 	}
 	if err := b.elems(vipSetDef(t), vipDel, true); err != nil {
 		return st, err
@@ -236,9 +305,69 @@ func (s *syncer) partial(c *txn, sps []*ServicePort) (SyncInfo, error) {
 	if err := c.Flush(); err != nil {
 		return st, fmt.Errorf("proxy: nftables transaction (partial): %w", err)
 	}
+	for ip, d := range hairpin {
+		if n := s.hairpin[ip] + d; n > 0 {
+			s.hairpin[ip] = n
+		} else {
+			delete(s.hairpin, ip)
+		}
+	}
 	s.ports, s.vips = ports, vips
+	s.haveCluster, s.haveNodePort = max(s.haveCluster, b.needCluster), max(s.haveNodePort, b.needNodePort)
+	s.picks = b.picks
 	st.Changed, st.Removed = len(changed), len(gone)
 	return st, nil
+}
+
+// chunker stages elements to add to a set a chunk (elemChunk) at a time.
+type chunker struct {
+	b   *builder
+	s   *nftables.Set
+	buf []nftables.SetElement
+}
+
+// add stages es, sending full chunks on.
+func (c *chunker) add(es []nftables.SetElement) error {
+	for _, e := range es {
+		if c.buf == nil {
+			c.buf = make([]nftables.SetElement, 0, elemChunk)
+		}
+		c.buf = append(c.buf, e)
+		if len(c.buf) == elemChunk {
+			if err := c.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flush stages what is left.
+func (c *chunker) flush() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	err := c.b.elems(c.s, c.buf, false)
+	c.buf = nil
+	return err
+}
+
+// elemsDef is the definition of the map or set name whose elements a
+// partial sync changes.
+func elemsDef(t *nftables.Table, name string) *nftables.Set {
+	if name == mapEndpoints || name == mapNodePortEPs {
+		return endpointMapDef(t, name)
+	}
+	return mapDef(t, name)
+}
+
+// hairpinElems are the hairpin set's elements `ip . ip` of ips.
+func hairpinElems(ips []ip4) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, nftables.SetElement{Key: append(ip[:len(ip):len(ip)], ip[:]...)})
+	}
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -111,24 +111,40 @@ func TestPartialSyncKernel(t *testing.T) {
 			t.Errorf("chain %s of an unchanged service was rewritten: rules %v, then %v", ch, hs, after[ch])
 		}
 	}
-	for _, gone := range []string{"ep-*-default/web/tcp/80__10.42.250.3:8080", "svc-*-default/dns/udp/53", "ep-*-default/dns/udp/53__10.42.250.4:53"} {
+	for _, gone := range []string{"svc-*-default/dns/udp/53"} {
 		if _, ok := after[gone]; ok {
 			t.Errorf("chain %s still there", gone)
 		}
 	}
-	svc := "svc-*-default/web/tcp/80"
-	if len(after[svc]) == 0 || slices.Equal(after[svc], before[svc]) {
-		t.Errorf("chain %s not rewritten: %v, then %v", svc, before[svc], after[svc])
+	if len(after["pick-cluster-1-0"]) == 0 {
+		t.Errorf("pick chain for web's and new's one endpoint missing: %v", after)
 	}
-	if len(after["ep-*-default/new/tcp/80__10.42.250.9:80"]) == 0 {
-		t.Errorf("new service's endpoint chain missing or empty: %v", after)
+	// web's second endpoint and dns's are gone from the endpoint map,
+	// new's is there; the hairpin set lost dns's endpoint only (the
+	// others are still used) and gained new's.
+	wantEps := []string{
+		"10.43.250.1 . tcp . 80 . 0 -> 10.42.250.2 . 8080",
+		"10.43.250.6 . tcp . 80 . 0 -> 10.42.250.2 . 8080",
+		"10.43.250.6 . tcp . 80 . 1 -> 10.42.250.3 . 8080",
+		"10.43.250.7 . tcp . 80 . 0 -> 10.42.250.9 . 80",
+		"tcp . 30080 . 0 -> 10.42.250.2 . 8080",
+		"tcp . 30082 . 0 -> 10.42.250.3 . 8080",
+		"tcp . 30083 . 0 -> 10.42.250.2 . 8080",
+		"tcp . 30083 . 1 -> 10.42.250.3 . 8080",
+		"tcp . 30083 . 2 -> 10.42.250.2 . 8080",
+	}
+	if got := endpointElems(t, table); !slices.Equal(got, wantEps) {
+		t.Errorf("endpoint map after partial sync:\n got %q\nwant %q", got, wantEps)
+	}
+	if got, want := hairpinKeys(t, table), []string{"10.42.250.2 . 10.42.250.2", "10.42.250.3 . 10.42.250.3", "10.42.250.9 . 10.42.250.9"}; !slices.Equal(got, want) {
+		t.Errorf("hairpin set after partial sync: %q, want %q", got, want)
 	}
 	elems := mapElems(t, table)
 	want := []string{
-		"10.43.250.1 . tcp . 80 -> goto svc-*-default/web/tcp/80",
+		"10.43.250.1 . tcp . 80 -> goto pick-cluster-1-0",
 		"10.43.250.2 . tcp . 80 -> goto svc-*-default/sticky/tcp/80",
-		"10.43.250.6 . tcp . 80 -> goto svc-*-default/local2/tcp/80",
-		"10.43.250.7 . tcp . 80 -> goto svc-*-default/new/tcp/80",
+		"10.43.250.6 . tcp . 80 -> goto pick-cluster-2-0",
+		"10.43.250.7 . tcp . 80 -> goto pick-cluster-1-0",
 	}
 	if got := elems[mapServiceIPs]; !slices.Equal(got, want) {
 		t.Errorf("service-ips after partial sync:\n got %q\nwant %q", got, want)
@@ -162,6 +178,60 @@ func TestPartialSyncKernel(t *testing.T) {
 	}
 	if got := mapElems(t, table)[mapServiceIPs]; len(got) != 4 || !strings.Contains(strings.Join(got, "\n"), "10.43.250.3 . udp . 53") {
 		t.Errorf("service-ips back at the sample: %q", got)
+	}
+	if got, want := hairpinKeys(t, table), []string{"10.42.250.2 . 10.42.250.2", "10.42.250.3 . 10.42.250.3", "10.42.250.4 . 10.42.250.4"}; !slices.Equal(got, want) {
+		t.Errorf("hairpin set back at the sample: %q, want %q", got, want)
+	}
+	if got := endpointElems(t, table); len(got) != 11 {
+		t.Errorf("endpoint map back at the sample: %q", got)
+	}
+	// A service port with more endpoints than any before: a partial sync
+	// adds the index chain for the new index.
+	more := sampleServicePorts()
+	third := Endpoint{IP: net.ParseIP("10.42.250.5").To4(), Port: 8080}
+	more[0].Cluster = append(more[0].Cluster, third)
+	if st, err := s.sync(stage(t), more, false); err != nil || st.Full || st.Changed != 1 {
+		t.Fatalf("partial sync to three endpoints: %+v %v", st, err)
+	}
+	if got := ruleExprs(t, table)["endpoint-2"]; len(got) != 1 || got[0] != "lookup(service-endpoints) dnat" {
+		t.Errorf("index chain endpoint-2 after growing: %q", got)
+	}
+	if got := endpointElems(t, table); !slices.Contains(got, "10.43.250.1 . tcp . 80 . 2 -> 10.42.250.5 . 8080") {
+		t.Errorf("third endpoint missing: %q", got)
+	}
+
+	// sticky loses its affinity: its chains and affinity sets go, its
+	// endpoints become map elements; and back.
+	plain := sampleServicePorts()
+	plain[1].Affinity = 0
+	if st, err := s.sync(stage(t), plain, false); err != nil || st.Full || st.Changed != 2 {
+		t.Fatalf("partial sync without affinity: %+v %v", st, err)
+	}
+	for ch := range ruleHandles(t, c, table) {
+		if strings.Contains(ch, "/sticky/") {
+			t.Errorf("chain %s left after sticky lost its affinity", ch)
+		}
+	}
+	if sets, err := c.GetSets(&nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, set := range sets {
+			if strings.HasPrefix(set.Name, "aff-") {
+				t.Errorf("affinity set %s left", set.Name)
+			}
+		}
+	}
+	if got := mapElems(t, table)[mapServiceIPs]; !slices.Contains(got, "10.43.250.2 . tcp . 80 -> goto pick-cluster-2-0") {
+		t.Errorf("sticky without affinity: %q", got)
+	}
+	if st, err := s.sync(stage(t), sampleServicePorts(), false); err != nil || st.Full || st.Changed != 1 {
+		t.Fatalf("partial sync back to affinity: %+v %v", st, err)
+	}
+	if got := len(ruleHandles(t, c, table)["svc-*-default/sticky/tcp/80"]); got != len(before["svc-*-default/sticky/tcp/80"]) {
+		t.Errorf("sticky's chain has %d rules after getting its affinity back, want %d", got, len(before["svc-*-default/sticky/tcp/80"]))
+	}
+	if got := endpointElems(t, table); slices.ContainsFunc(got, func(e string) bool { return strings.HasPrefix(e, "10.43.250.2 ") }) {
+		t.Errorf("sticky's endpoints still in the endpoint map: %q", got)
 	}
 }
 
