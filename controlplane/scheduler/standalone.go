@@ -8,13 +8,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/skiffhq/skiff/controlplane/leaderelect"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
 // DefaultMetricsBindAddress is where `skiff scheduler` serves /metrics.
@@ -87,41 +84,16 @@ func RunStandalone(ctx context.Context, c StandaloneConfig) error {
 	if c.LeaseDuration == 0 {
 		c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = 15*time.Second, 10*time.Second, 2*time.Second
 	}
-	host, _ := os.Hostname()
-	id := host + "_" + uuid.NewString()
-	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, c.LeaseNamespace, c.LeaseName, nil, c.Client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: id})
+	var runErr error
+	err = leaderelect.Run(ctx, leaderelect.Config{
+		Client: c.Client.CoordinationV1(), Namespace: c.LeaseNamespace, Name: c.LeaseName,
+		LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod, Logger: c.Logger,
+	}, func(ctx context.Context) { runErr = sched.Run(ctx) })
 	if err != nil {
-		return fmt.Errorf("leader election lock: %w", err)
+		return err // the Lease was lost: exit, as kube-scheduler does
 	}
-	runErr := make(chan error, 1)
-	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock:            lock,
-		LeaseDuration:   c.LeaseDuration,
-		RenewDeadline:   c.RenewDeadline,
-		RetryPeriod:     c.RetryPeriod,
-		ReleaseOnCancel: true,
-		Name:            c.LeaseName,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
-				c.Logger.Info("became leader", "lease", c.LeaseNamespace+"/"+c.LeaseName, "identity", id)
-				runErr <- sched.Run(ctx)
-			},
-			OnStoppedLeading: func() { c.Logger.Info("stopped leading", "identity", id) },
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("leader election: %w", err)
-	}
-	le.Run(ctx)
-	select {
-	case err := <-runErr:
-		if err != nil {
-			return err
-		}
-	default:
-	}
-	if ctx.Err() == nil {
-		return errors.New("leader election lost")
+	if runErr != nil && ctx.Err() == nil {
+		return runErr
 	}
 	return nil
 }
