@@ -141,6 +141,9 @@ func (l *identityLease) renew(ctx context.Context) error {
 func (s *Server) peerAddresses(cs kubernetes.Interface) func(ctx context.Context) ([]string, error) {
 	_, ownPort, _ := net.SplitHostPort(s.listener.Addr().String())
 	sel := labels.SelectorFromSet(labels.Set{identityLabel: identityLabelValue}).String()
+	// Each misconfigured server is reported once, not on every pass.
+	var mu sync.Mutex
+	warned := map[string]bool{}
 	return func(ctx context.Context) ([]string, error) {
 		list, err := cs.CoordinationV1().Leases(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: sel})
 		if err != nil {
@@ -158,7 +161,12 @@ func (s *Server) peerAddresses(cs kubernetes.Interface) func(ctx context.Context
 				continue
 			}
 			if port != ownPort {
-				s.log.Warn("API server on another port left out of the kubernetes endpoints", "lease", l.Name, "address", l.Annotations[addressAnnotation], "port", ownPort)
+				mu.Lock()
+				if addr := l.Annotations[addressAnnotation]; !warned[addr] {
+					warned[addr] = true
+					s.log.Warn("API server on another port left out of the kubernetes endpoints", "lease", l.Name, "address", addr, "port", ownPort)
+				}
+				mu.Unlock()
 				continue
 			}
 			out = append(out, host)
