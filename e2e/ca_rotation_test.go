@@ -131,6 +131,9 @@ func checkLeavesIssuedBy(t *testing.T, dataDir string, caPEM []byte) {
 	if err != nil {
 		t.Fatalf("skiff certificate check: %v\n%s", err, out)
 	}
+	if table, err := exec.Command(skiffBin(t), "certificate", "check", "--data-dir", dataDir).CombinedOutput(); err == nil {
+		t.Logf("skiff certificate check after rotation:\n%s", table)
+	}
 	var infos []struct {
 		Name, File, Subject, Issuer, Status string
 		CA                                  bool
