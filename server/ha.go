@@ -184,13 +184,23 @@ func (s *Server) ensureServerToken() error {
 		return s.recordWritten(servertoken.File, func() error { return servertoken.Write(s.cfg.DataDir, s.ha.token) })
 	}
 	tok, err := servertoken.Read(s.cfg.DataDir)
-	if err != nil || !tok.MatchesCA(s.ca.CertPEM) {
+	switch {
+	case err != nil:
 		if tok, err = servertoken.New(s.ca.CertPEM); err != nil {
 			return err
 		}
 		if err := servertoken.Write(s.cfg.DataDir, tok); err != nil {
 			return err
 		}
+	case !tok.MatchesCA(s.ca.CertPEM):
+		// The CA was replaced (controlplane/pki/README.md, "CA
+		// rotation"): the token takes the new CA's hash and keeps its
+		// secret, so the other servers' --token changes in its hash only.
+		tok.CAHash = servertoken.CAHash(s.ca.CertPEM)
+		if err := servertoken.Write(s.cfg.DataDir, tok); err != nil {
+			return err
+		}
+		s.log.Warn("cluster CA changed: server token rewritten with its hash; restart the other servers with the new token", "path", filepath.Join(s.cfg.DataDir, servertoken.File))
 	}
 	s.ha.token = tok
 	s.log.Info("server token for joining servers (skiff server --server <url> --token ...)", "path", filepath.Join(s.cfg.DataDir, servertoken.File))

@@ -119,9 +119,15 @@ func certFiles(tlsDir string) (map[string]certDir, []string, error) {
 }
 
 func readCerts(dir string, renewBefore float64, now time.Time) ([]certInfo, error) {
-	_, files, err := certFiles(dir)
+	dirOf, files, err := certFiles(dir)
 	if err != nil {
 		return nil, err
+	}
+	cas := map[string]*x509.Certificate{} // folder → the CA of its leaves
+	for _, d := range certDirs(dir) {
+		if c, err := readCert(filepath.Join(d.dir, d.caName+".crt")); err == nil {
+			cas[d.dir] = c
+		}
 	}
 	var out []certInfo
 	for _, f := range files {
@@ -148,6 +154,10 @@ func readCerts(dir string, renewBefore float64, now time.Time) ([]certInfo, erro
 		switch {
 		case now.After(c.NotAfter):
 			i.Status = "expired"
+		case !c.IsCA && cas[dirOf[f].dir] != nil && c.CheckSignatureFrom(cas[dirOf[f].dir]) != nil:
+			// Left by another CA (a CA rotation; the server reissues
+			// only the leaves it uses).
+			i.Status = "not signed by " + dirOf[f].caName
 		case !c.IsCA && pki.Due(c, renewBefore, now):
 			i.Status = "renewal due"
 		}
