@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,8 +44,11 @@ const (
 	haCACertsPath   = servertoken.CACertsPath
 	haBootstrapPath = "/skiff/v1/server/bootstrap"
 	haMembersPath   = "/skiff/v1/server/etcd-members"
-	// memberNameFile keeps this server's etcd member name.
+	// memberNameFile keeps this server's etcd member name; it also marks
+	// the data dir's member as part of an HA cluster.
 	memberNameFile = "server/etcd-name"
+	// singleMemberName is the member name of a single server.
+	singleMemberName = "skiff"
 )
 
 // sharedFiles are the cluster material every server holds the same copy
@@ -82,7 +86,24 @@ type joiner struct {
 // joinDirs are the data dir's directories a first join writes into.
 var joinDirs = []string{"tls", "server", "db"}
 
-func (s *Server) haEnabled() bool { return s.cfg.ClusterInit || s.cfg.JoinServer != "" }
+// haEnabled: --cluster-init or --server, or a data dir whose member is in
+// an HA cluster already (it has a member name recorded). As k3s, a
+// server once clustered stays clustered: restarted without either flag it
+// keeps its peer port on the advertise address and serves the join
+// endpoints, instead of coming up as a single server its peers cannot
+// reach.
+func (s *Server) haEnabled() bool {
+	return s.cfg.ClusterInit || s.cfg.JoinServer != "" || s.clustered()
+}
+
+// clustered reports whether the data dir records an HA member's name.
+func (s *Server) clustered() bool {
+	return len(s.cfg.DatastoreEndpoints) == 0 && exists(filepath.Join(s.cfg.DataDir, memberNameFile))
+}
+
+// singleMember reports whether the data dir holds the etcd member of a
+// single server (started without --cluster-init or --server).
+func (s *Server) singleMember() bool { return s.hasEtcdMember() && !s.clustered() }
 
 // advertiseAddress is where other servers reach this one's etcd peer port.
 func (s *Server) advertiseAddress() string {
@@ -103,24 +124,29 @@ func (s *Server) advertiseAddress() string {
 }
 
 // etcdMemberName is this server's member name: <hostname>-<random>, kept in
-// the data dir. A server outside an HA cluster keeps the name "skiff".
+// the data dir. A server outside an HA cluster keeps the name "skiff", and
+// so does a single server converted by --cluster-init (its member keeps
+// its name; the name is recorded like any HA member's).
 func (s *Server) etcdMemberName() (string, error) {
 	if !s.haEnabled() {
-		return "skiff", nil
+		return singleMemberName, nil
 	}
 	path := filepath.Join(s.cfg.DataDir, memberNameFile)
 	if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
 		return string(bytes.TrimSpace(b)), nil
 	}
-	host, _ := os.Hostname()
-	if host == "" {
-		host = "skiff"
+	name := singleMemberName
+	if !s.hasEtcdMember() {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "skiff"
+		}
+		r := make([]byte, 4)
+		if _, err := rand.Read(r); err != nil {
+			return "", fmt.Errorf("etcd member name: %w", err)
+		}
+		name = host + "-" + hex.EncodeToString(r)
 	}
-	r := make([]byte, 4)
-	if _, err := rand.Read(r); err != nil {
-		return "", fmt.Errorf("etcd member name: %w", err)
-	}
-	name := host + "-" + hex.EncodeToString(r)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", fmt.Errorf("etcd member name: %w", err)
 	}
@@ -147,8 +173,14 @@ func (s *Server) prepareHA(ctx context.Context) error {
 	if len(s.cfg.DatastoreEndpoints) > 0 {
 		return errors.New("--cluster-init and --server are for the embedded etcd, not with --datastore-endpoint")
 	}
+	if s.cfg.JoinServer != "" && s.singleMember() {
+		return fmt.Errorf("%s holds the etcd data of a single server: a server joins with a data dir without it (or make this server the first of a cluster with --cluster-init)", s.etcdDataDir())
+	}
 	s.ha = &haState{}
 	if s.cfg.JoinServer == "" {
+		if s.singleMember() {
+			s.log.Info("converting a single server into the first server of an HA cluster: its etcd member keeps its data and name and takes a peer URL on the advertise address", "member", singleMemberName, "advertise", s.advertiseAddress())
+		}
 		return nil
 	}
 	tok, err := servertoken.Parse(s.cfg.Token)
@@ -284,6 +316,37 @@ func (s *Server) startJoinedEtcd(ctx context.Context, cfg storage.EmbeddedConfig
 	}
 	s.log.Info("joined the etcd cluster", "server", j.base, "member", cfg.Name, "id", strconv.FormatUint(add.ID, 16))
 	return e, nil
+}
+
+// advertisePeerURL makes the peer URL etcd lists for this member the one
+// it listens on, peerURL, when the member is alone in its cluster: a single
+// server converted by --cluster-init registered a loopback URL, and a
+// member's peer port or advertise address may change across restarts.
+// Joining servers read the URL from the member list. With other members
+// the change would need them (a quorum) and is not made: it is logged.
+func (s *Server) advertisePeerURL(ctx context.Context, peerURL string) error {
+	cli := s.etcd.Client()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	list, err := cli.MemberList(ctx)
+	if err != nil {
+		return fmt.Errorf("etcd member list: %w", err)
+	}
+	self := list.Header.GetMemberId()
+	for _, m := range list.Members {
+		if m.ID != self || slices.Equal(m.PeerURLs, []string{peerURL}) {
+			continue
+		}
+		if len(list.Members) > 1 {
+			s.log.Warn("this etcd member's registered peer URL is not the one it listens on: the other members cannot reach it until it is restarted on its registered address and port", "registered", m.PeerURLs, "listening", peerURL)
+			return nil
+		}
+		if _, err := cli.MemberUpdate(ctx, self, []string{peerURL}); err != nil {
+			return fmt.Errorf("etcd member update (peer URL %s): %w", peerURL, err)
+		}
+		s.log.Info("etcd member's peer URL updated", "member", m.Name, "from", m.PeerURLs, "to", peerURL)
+	}
+	return nil
 }
 
 // joinDone marks a first join finished: nothing is undone any more.

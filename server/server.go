@@ -418,6 +418,7 @@ func (s *Server) startDatastore(ctx context.Context) error {
 		if s.ha != nil {
 			peerHost = s.advertiseAddress()
 		}
+		var peerURL string
 		// A port picked free may be taken (by another process, or as the
 		// local end of an outbound connection) before etcd binds it: pick
 		// again, a few times.
@@ -433,11 +434,12 @@ func (s *Server) startDatastore(ctx context.Context) error {
 					return err
 				}
 			}
+			peerURL = "https://" + net.JoinHostPort(peerHost, strconv.Itoa(pp))
 			ecfg := storage.EmbeddedConfig{
 				Dir:       s.etcdDataDir(),
 				Name:      name,
 				ClientURL: fmt.Sprintf("https://127.0.0.1:%d", cp),
-				PeerURL:   "https://" + net.JoinHostPort(peerHost, strconv.Itoa(pp)),
+				PeerURL:   peerURL,
 				ClientTLS: et.files(et.server),
 				PeerTLS:   et.files(et.peer),
 				Logger:    cfg.Logger,
@@ -459,6 +461,11 @@ func (s *Server) startDatastore(ctx context.Context) error {
 			return err
 		}
 		s.etcd = e
+		if s.ha != nil && s.ha.join == nil {
+			if err := s.advertisePeerURL(ctx, peerURL); err != nil {
+				return err
+			}
+		}
 		endpoints = e.Endpoints()
 		client := et.files(et.client)
 		s.etcdClientFiles = etcdclient.Info{CAFile: client.TrustedCAFile, CertFile: client.CertFile, KeyFile: client.KeyFile}

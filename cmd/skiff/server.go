@@ -58,7 +58,7 @@ func serverCmd() *cobra.Command {
 	f.StringVar(&cfg.DatastoreCAFile, "datastore-cafile", "", "CA bundle for the external etcd")
 	f.StringVar(&cfg.DatastoreCertFile, "datastore-certfile", "", "client certificate for the external etcd")
 	f.StringVar(&cfg.DatastoreKeyFile, "datastore-keyfile", "", "client key for the external etcd")
-	f.BoolVar(&cfg.ClusterInit, "cluster-init", false, "start the first server of an HA cluster on embedded etcd (peer port on --advertise-address; join token in <data-dir>/server/token)")
+	f.BoolVar(&cfg.ClusterInit, "cluster-init", false, "start the first server of an HA cluster on embedded etcd, or make a single server with its data the first one (peer port on --advertise-address; join token in <data-dir>/server/token)")
 	f.StringVar(&cfg.JoinServer, "server", "", "join the HA cluster of the server at this URL (https://HOST:PORT) as another etcd member and API server; needs --token (default $SKIFF_URL)")
 	f.StringVar(&cfg.Token, "token", "", "server token to join with: <data-dir>/server/token of a server of the cluster (SK10<ca hash>::server:<secret>; default $SKIFF_TOKEN)")
 	f.StringVar(&cfg.AdvertiseAddress, "advertise-address", "", "address other servers reach this server's etcd peer port at (default --bind-address, or the host's first global IPv4 address)")
