@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiffhq/skiff/internal/testserver"
 )
 
 // cluster is a `skiff server` subprocess.
@@ -50,12 +51,9 @@ func kubectlBin(t *testing.T) string {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	// Below the kernel's ephemeral range: a server's own port-0
+	// listeners (its etcd) cannot take it before the server binds it.
+	return testserver.SharedPort(t, "127.0.0.1")
 }
 
 // startCluster runs `skiff server` on free ports and waits for /readyz.

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,27 +106,60 @@ func SharedPort(t testing.TB, ips ...string) int {
 	return port
 }
 
-// FreePortOn is SharedPort for callers without a testing.TB.
+// FreePortOn is SharedPort for callers without a testing.TB. The port is
+// free for TCP and UDP on every one of ips, and taken from below the
+// kernel's ephemeral range (net.ipv4.ip_local_port_range): the kernel
+// never hands such a port to a listener asking for port 0, so a server
+// that binds some listeners on port 0 (its etcd, say) cannot take the
+// port picked here before it binds it. (Picking with port 0 and closing,
+// as before, let a server's etcd get the API port it was told to use.)
 func FreePortOn(ips ...string) (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		free := true
-		for _, ip := range ips[1:] {
-			o, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
-			if err != nil {
-				free = false
-				break
-			}
-			o.Close()
-		}
-		l.Close()
-		if free {
+	lo, hi := pickRange()
+	for range 500 {
+		port := lo + rand.IntN(hi-lo)
+		if freeOn(port, ips) {
 			return port, nil
 		}
 	}
-	return 0, fmt.Errorf("no port free on every one of %v", ips)
+	return 0, fmt.Errorf("no port in [%d, %d) free on every one of %v", lo, hi, ips)
+}
+
+// pickRange is the 10,000 ports below the ephemeral range (or, if that
+// starts too low, ports above it).
+func pickRange() (lo, hi int) {
+	eph := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				eph = v
+			}
+			if eph < 11024 {
+				if v, err := strconv.Atoi(f[1]); err == nil && v < 55000 {
+					return v + 1, v + 10001
+				}
+			}
+		}
+	}
+	if eph < 11024 {
+		return 55000, 65000
+	}
+	return eph - 10000, eph
+}
+
+// freeOn reports whether port can be bound for TCP and UDP on every ip.
+func freeOn(port int, ips []string) bool {
+	for _, ip := range ips {
+		addr := net.JoinHostPort(ip, strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err != nil {
+			return false
+		}
+		u.Close()
+	}
+	return true
 }
