@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/skiffhq/skiff/controlplane/etcdclient"
 	"github.com/skiffhq/skiff/controlplane/servertoken"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/failover"
@@ -33,31 +33,10 @@ func haConfig(t *testing.T) server.Config {
 		DNSListenAddress: "127.0.0.1:0", Disable: []string{"etcd-snapshot"}, EtcdLogLevel: "fatal"}
 }
 
-// memberNames lists the etcd members through the client record of a
-// server's data dir (mutual TLS to its member's client port).
+// memberNames lists the etcd members (see etcdMembers), sorted.
 func memberNames(ctx context.Context, t *testing.T, dataDir string) []string {
 	t.Helper()
-	info, err := etcdclient.Read(dataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := info.Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	resp, err := cli.MemberList(ctx)
-	if err != nil {
-		t.Fatalf("member list: %v", err)
-	}
-	var names []string
-	for _, m := range resp.Members {
-		if m.IsLearner {
-			t.Errorf("member %s is still a learner", m.Name)
-		}
-		names = append(names, m.Name)
-	}
-	return names
+	return slices.Sorted(maps.Keys(etcdMembers(ctx, t, dataDir)))
 }
 
 // eventually retries f until it succeeds or ctx ends (then it fails t).
