@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,16 +114,32 @@ func SharedPort(t testing.TB, ips ...string) int {
 // that binds some listeners on port 0 (its etcd, say) cannot take the
 // port picked here before it binds it. (Picking with port 0 and closing,
 // as before, let a server's etcd get the API port it was told to use.)
+//
+// A port is handed out once per process: a test that asks for several
+// ports before it binds any (a server's API, dashboard and ingress ports,
+// say) never gets the same one twice. (CI once gave the dashboard and the
+// ingress the same port; the ingress then failed to bind.)
 func FreePortOn(ips ...string) (int, error) {
 	lo, hi := pickRange()
+	handedMu.Lock()
+	defer handedMu.Unlock()
 	for range 500 {
 		port := lo + rand.IntN(hi-lo)
+		if handed[port] {
+			continue
+		}
 		if freeOn(port, ips) {
+			handed[port] = true
 			return port, nil
 		}
 	}
 	return 0, fmt.Errorf("no port in [%d, %d) free on every one of %v", lo, hi, ips)
 }
+
+var (
+	handedMu sync.Mutex
+	handed   = map[int]bool{} // ports FreePortOn returned in this process
+)
 
 // pickRange is the 10,000 ports below the ephemeral range (or, if that
 // starts too low, ports above it).
