@@ -7,8 +7,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/skiffhq/skiff/internal/freeport"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -505,12 +505,11 @@ func TestInstallRefusesBadInput(t *testing.T) {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.On()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // TestInstalledServerStarts runs the server the way the installed unit

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"github.com/skiffhq/skiff/internal/freeport"
 	"strings"
 	"sync"
 	"testing"
@@ -18,12 +18,12 @@ import (
 )
 
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	p, err := freeport.On()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // startEtcd runs a real embedded etcd and returns a function making clients.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/skiffhq/skiff/internal/freeport"
 	"io"
 	"log/slog"
 	"net"
@@ -157,14 +158,7 @@ func (t *target) clientset(ctx context.Context) (*kubernetes.Clientset, error) {
 	return cs, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return freeport.On() }
 
 // readRSS returns VmRSS of /proc/<pid>/status in MiB ("self" for this
 // process).

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
+	"github.com/skiffhq/skiff/internal/freeport"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -197,11 +197,4 @@ func (s *Server) RESTConfig(timeout time.Duration) (*rest.Config, error) {
 	return cfg, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return freeport.On() }

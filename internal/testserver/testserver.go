@@ -4,18 +4,13 @@ package testserver
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"os"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/skiffhq/skiff/internal/freeport"
 	"github.com/skiffhq/skiff/server"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -107,76 +102,6 @@ func SharedPort(t testing.TB, ips ...string) int {
 	return port
 }
 
-// FreePortOn is SharedPort for callers without a testing.TB. The port is
-// free for TCP and UDP on every one of ips, and taken from below the
-// kernel's ephemeral range (net.ipv4.ip_local_port_range): the kernel
-// never hands such a port to a listener asking for port 0, so a server
-// that binds some listeners on port 0 (its etcd, say) cannot take the
-// port picked here before it binds it. (Picking with port 0 and closing,
-// as before, let a server's etcd get the API port it was told to use.)
-//
-// A port is handed out once per process: a test that asks for several
-// ports before it binds any (a server's API, dashboard and ingress ports,
-// say) never gets the same one twice. (CI once gave the dashboard and the
-// ingress the same port; the ingress then failed to bind.)
-func FreePortOn(ips ...string) (int, error) {
-	lo, hi := pickRange()
-	handedMu.Lock()
-	defer handedMu.Unlock()
-	for range 500 {
-		port := lo + rand.IntN(hi-lo)
-		if handed[port] {
-			continue
-		}
-		if freeOn(port, ips) {
-			handed[port] = true
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("no port in [%d, %d) free on every one of %v", lo, hi, ips)
-}
-
-var (
-	handedMu sync.Mutex
-	handed   = map[int]bool{} // ports FreePortOn returned in this process
-)
-
-// pickRange is the 10,000 ports below the ephemeral range (or, if that
-// starts too low, ports above it).
-func pickRange() (lo, hi int) {
-	eph := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if v, err := strconv.Atoi(f[0]); err == nil {
-				eph = v
-			}
-			if eph < 11024 {
-				if v, err := strconv.Atoi(f[1]); err == nil && v < 55000 {
-					return v + 1, v + 10001
-				}
-			}
-		}
-	}
-	if eph < 11024 {
-		return 55000, 65000
-	}
-	return eph - 10000, eph
-}
-
-// freeOn reports whether port can be bound for TCP and UDP on every ip.
-func freeOn(port int, ips []string) bool {
-	for _, ip := range ips {
-		addr := net.JoinHostPort(ip, strconv.Itoa(port))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return false
-		}
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err != nil {
-			return false
-		}
-		u.Close()
-	}
-	return true
-}
+// FreePortOn is SharedPort for callers without a testing.TB; see
+// internal/freeport.
+func FreePortOn(ips ...string) (int, error) { return freeport.On(ips...) }
