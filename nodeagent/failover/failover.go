@@ -18,6 +18,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -318,24 +319,44 @@ func (b *Balancer) tcpCheck(ctx context.Context, server string) error {
 
 // ReadyzCheck checks a server with GET https://<server>/readyz using
 // tlsConfig (whose ServerName must name every server's certificate).
+//
+// Checks reuse one kept-alive connection per server, so an agent does not
+// make a TLS handshake with its server every interval. Any failed check
+// drops the idle connections, so the next check dials afresh. (A killed
+// or cut-off server fails the check on its old connection too: the
+// connection resets or the check times out.)
 func ReadyzCheck(tlsConfig *tls.Config) CheckFunc {
-	tr := &http.Transport{TLSClientConfig: tlsConfig.Clone(), DisableKeepAlives: true, ForceAttemptHTTP2: false}
+	tr := &http.Transport{
+		TLSClientConfig:     tlsConfig.Clone(),
+		ForceAttemptHTTP2:   false,
+		MaxIdleConnsPerHost: 1,
+		IdleConnTimeout:     time.Minute,
+	}
 	c := &http.Client{Transport: tr}
 	return func(ctx context.Context, server string) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+server+"/readyz", nil)
+		err := readyz(ctx, c, server)
 		if err != nil {
-			return err
+			tr.CloseIdleConnections()
 		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		return nil
+		return err
 	}
+}
+
+func readyz(ctx context.Context, c *http.Client, server string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+server+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/readyz: %s", resp.Status)
+	}
+	return nil
 }
 
 // conn is a connection the balancer can close when its server fails.

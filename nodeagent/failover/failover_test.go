@@ -2,10 +2,14 @@ package failover
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -314,3 +318,69 @@ func TestHostPort(t *testing.T) {
 }
 
 var _ io.Closer = (*conn)(nil)
+
+// TestReadyzCheckReusesConnection: health checks of a healthy server share
+// one connection (one TLS handshake, not one per interval); a failed check
+// drops it, and the next check connects anew.
+func TestReadyzCheckReusesConnection(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		newConn int
+		failing bool
+	)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path != "/readyz" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		if failing {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			mu.Lock()
+			newConn++
+			mu.Unlock()
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	check := ReadyzCheck(&tls.Config{RootCAs: pool, ServerName: "example.com"})
+	server := strings.TrimPrefix(srv.URL, "https://")
+	conns := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return newConn
+	}
+	ctx := context.Background()
+	for i := range 5 {
+		if err := check(ctx, server); err != nil {
+			t.Fatalf("check %d: %v", i, err)
+		}
+	}
+	if n := conns(); n != 1 {
+		t.Fatalf("5 passing checks opened %d connections, want 1", n)
+	}
+	mu.Lock()
+	failing = true
+	mu.Unlock()
+	if err := check(ctx, server); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("check of a failing server = %v, want a 503 error", err)
+	}
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	if err := check(ctx, server); err != nil {
+		t.Fatal(err)
+	}
+	if n := conns(); n != 2 {
+		t.Fatalf("after a failed check: %d connections in all, want 2 (the failure drops the old one)", n)
+	}
+}
