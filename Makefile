@@ -71,6 +71,7 @@ bench: build ## run the benchmarks (each prints one JSON object)
 	./bin/skiff-bench api --embedded
 	./bin/skiff-bench controllers
 	./bin/skiff-bench ha
+	./bin/skiff-bench dashboard
 
 # Fuzz targets as package:Name; `go test -fuzz` runs one target per call.
 # Seeds and crashers found are kept in <package>/testdata/fuzz/<Name>/ and
