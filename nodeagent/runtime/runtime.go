@@ -739,10 +739,22 @@ func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) erro
 	}
 }
 
+// removeTimeout bounds a removal once it has begun (see Remove).
+const removeTimeout = time.Minute
+
 // Remove kills what still runs and deletes the container, its task and
-// its snapshot.
+// its snapshot. Once begun, the removal runs to its end even when ctx
+// ends meanwhile (within removeTimeout): a task delete cancelled half way
+// (the agent stopping while it removes a pod's containers) leaves the
+// shim with its container deleted while containerd, whose call was
+// cancelled, never asks it to shut down. containerd then lists no such
+// task, the container goes next, and the shim runs forever.
 func (r *Runtime) Remove(ctx context.Context, id string) error {
-	ctx = r.ctx(ctx)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx(ctx)), removeTimeout)
+	defer cancel()
 	c, err := r.client.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
 		return nil
