@@ -23,11 +23,13 @@ import (
 	"time"
 
 	eventtypes "github.com/containerd/containerd/api/events"
+	"github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/typeurl/v2"
 	"github.com/distribution/reference"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -776,6 +778,17 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 		}
 	case !errdefs.IsNotFound(err):
 		return fmt.Errorf("load task %s: %w", id, err)
+	}
+	// A task "not found" may still be containerd's: after a task delete
+	// interrupted earlier (another Runtime's, an agent killed half way),
+	// the shim has dropped the container, so containerd lists no task, yet
+	// it still holds the shim, which waits for a shutdown. Deleting the
+	// task once more through containerd has it shut that shim down (and
+	// answers not found).
+	if _, err := r.client.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: id}); err != nil {
+		if err := errgrpc.ToNative(err); !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete task %s: %w", id, err)
+		}
 	}
 	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete container %s: %w", id, err)

@@ -124,6 +124,33 @@ func TestRemoveInterruptedLeavesNoShim(t *testing.T) {
 	waitNoShim(t, id)
 }
 
+// A task delete interrupted by someone else (an agent killed half way
+// through Remove) leaves containerd with a task its shim no longer has:
+// containerd lists no task any more, yet the shim waits for a shutdown.
+// Remove still gets that shim shut down.
+func TestRemoveAfterInterruptedTaskDelete(t *testing.T) {
+	id, r := blockedContainer(t, "shim-half")
+	nctx := r.ctx(context.Background())
+	c, err := r.client.LoadContainer(nctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := c.Task(nctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(nctx)
+	time.AfterFunc(500*time.Millisecond, cancel)
+	_, err = task.Delete(ctx)
+	cancel()
+	t.Logf("interrupted task delete: %v", err)
+	time.Sleep(3 * time.Second)
+	if err := r.Remove(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	waitNoShim(t, id)
+}
+
 func TestRemoveLeavesNoShim(t *testing.T) {
 	r := start(t, nil)
 	id, _ := newContainer(t, r, "shim-run", chatty)
