@@ -486,15 +486,21 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	}
 	// The wait belongs to the Runtime: ending ctx (the caller's request)
 	// must not look like the task's exit.
+	// The task of a failed start is deleted whatever ctx (see Remove: a
+	// delete cancelled half way leaves the shim running).
+	undo := func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+		defer cancel()
+		_, _ = task.Delete(dctx)
+		lw.Close()
+	}
 	exitCh, err := task.Wait(r.runCtx)
 	if err != nil {
-		_, _ = task.Delete(ctx)
-		lw.Close()
+		undo()
 		return fmt.Errorf("wait task %s: %w", id, err)
 	}
 	if err := task.Start(ctx); err != nil {
-		_, _ = task.Delete(ctx)
-		lw.Close()
+		undo()
 		return fmt.Errorf("start task %s: %w", id, err)
 	}
 	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
