@@ -109,8 +109,12 @@ func TestRemoveInterruptedLeavesNoShim(t *testing.T) {
 	// reach the shim; a cancel does not).
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(500*time.Millisecond, cancel)
+	begin := time.Now()
 	err := r.Remove(ctx, id)
 	cancel()
+	if took := time.Since(begin); took < 500*time.Millisecond {
+		t.Fatalf("Remove took %v, less than the time to the cancel: the test proves nothing", took)
+	}
 	t.Logf("interrupted Remove: %v", err)
 	// The shim finishes the delete it was asked for meanwhile.
 	time.Sleep(3 * time.Second)
@@ -143,7 +147,9 @@ func TestRemoveAfterInterruptedTaskDelete(t *testing.T) {
 	time.AfterFunc(500*time.Millisecond, cancel)
 	_, err = task.Delete(ctx)
 	cancel()
-	t.Logf("interrupted task delete: %v", err)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("task delete: %v, want it cancelled half way: the test proves nothing", err)
+	}
 	time.Sleep(3 * time.Second)
 	if err := r.Remove(context.Background(), id); err != nil {
 		t.Fatal(err)
