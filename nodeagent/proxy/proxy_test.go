@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,6 +48,9 @@ type env struct {
 	opts     agent.Options
 	popts    proxy.Options
 	nodeName string
+	// containers are the IDs of the test's containers: cleanup checks
+	// that none of their shims outlives them.
+	containers []string
 }
 
 func setup(t *testing.T) *env {
@@ -114,6 +119,62 @@ func (e *env) cleanup() {
 			e.t.Errorf("destroy network: %v", err)
 		}
 	}
+	e.checkNoShims()
+}
+
+// noteContainers records the IDs of the test's containers (see
+// checkNoShims).
+func (e *env) noteContainers() {
+	for _, c := range e.ours(e.agent.Runtime()) {
+		e.containers = append(e.containers, c.ID)
+	}
+}
+
+// checkNoShims fails the test when a containerd shim of one of its
+// removed containers still runs (a removal cancelled half way leaked
+// them), and kills it: it has no task nor container left to serve.
+func (e *env) checkNoShims() {
+	deadline := time.Now().Add(15 * time.Second)
+	for _, id := range e.containers {
+		for {
+			pids := shimsOf(id)
+			if len(pids) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				e.t.Errorf("container %s is removed, but its shim still runs (pids %v, killed now)", id, pids)
+				for _, pid := range pids {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// shimsOf lists the pids of the containerd shims started for container
+// id (by their command line: -id <id>).
+func shimsOf(id string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(b, []byte("containerd-shim")) {
+			continue
+		}
+		args := bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0})
+		for i := 0; i+1 < len(args); i++ {
+			if string(args[i]) == "-id" && string(args[i+1]) == id {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
 }
 
 func (e *env) ours(rt *runtime.Runtime) []runtime.Container {
@@ -298,6 +359,7 @@ func TestServicesOnRealPods(t *testing.T) {
 	e.waitEndpoints("self", 1)
 	e.waitEndpoints("web", 2)
 	e.waitEndpoints("sticky", 2)
+	e.noteContainers()
 	vip := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, "80") + "/"
 
 	t.Run("ClusterIP from the host reaches both pods", func(t *testing.T) {

@@ -23,11 +23,13 @@ import (
 	"time"
 
 	eventtypes "github.com/containerd/containerd/api/events"
+	"github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/typeurl/v2"
 	"github.com/distribution/reference"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -484,15 +486,21 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	}
 	// The wait belongs to the Runtime: ending ctx (the caller's request)
 	// must not look like the task's exit.
+	// The task of a failed start is deleted whatever ctx (see Remove: a
+	// delete cancelled half way leaves the shim running).
+	undo := func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+		defer cancel()
+		_, _ = task.Delete(dctx)
+		lw.Close()
+	}
 	exitCh, err := task.Wait(r.runCtx)
 	if err != nil {
-		_, _ = task.Delete(ctx)
-		lw.Close()
+		undo()
 		return fmt.Errorf("wait task %s: %w", id, err)
 	}
 	if err := task.Start(ctx); err != nil {
-		_, _ = task.Delete(ctx)
-		lw.Close()
+		undo()
 		return fmt.Errorf("start task %s: %w", id, err)
 	}
 	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
@@ -739,10 +747,22 @@ func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) erro
 	}
 }
 
+// removeTimeout bounds a removal once it has begun (see Remove).
+const removeTimeout = time.Minute
+
 // Remove kills what still runs and deletes the container, its task and
-// its snapshot.
+// its snapshot. Once begun, the removal runs to its end even when ctx
+// ends meanwhile (within removeTimeout): a task delete cancelled half way
+// (the agent stopping while it removes a pod's containers) leaves the
+// shim with its container deleted while containerd, whose call was
+// cancelled, never asks it to shut down. containerd then lists no such
+// task, the container goes next, and the shim runs forever.
 func (r *Runtime) Remove(ctx context.Context, id string) error {
-	ctx = r.ctx(ctx)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx(ctx)), removeTimeout)
+	defer cancel()
 	c, err := r.client.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
 		return nil
@@ -764,6 +784,17 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 		}
 	case !errdefs.IsNotFound(err):
 		return fmt.Errorf("load task %s: %w", id, err)
+	}
+	// A task "not found" may still be containerd's: after a task delete
+	// interrupted earlier (another Runtime's, an agent killed half way),
+	// the shim has dropped the container, so containerd lists no task, yet
+	// it still holds the shim, which waits for a shutdown. Deleting the
+	// task once more through containerd has it shut that shim down (and
+	// answers not found).
+	if _, err := r.client.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: id}); err != nil {
+		if err := errgrpc.ToNative(err); !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete task %s: %w", id, err)
+		}
 	}
 	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete container %s: %w", id, err)

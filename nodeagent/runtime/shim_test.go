@@ -1,0 +1,171 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// shimsOf lists the pids of the containerd shims started for container id
+// (found by their command line: -id <id>).
+func shimsOf(t *testing.T, id string) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(b, []byte("containerd-shim")) {
+			continue
+		}
+		args := bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0})
+		for i := 0; i+1 < len(args); i++ {
+			if string(args[i]) == "-id" && string(args[i+1]) == id {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
+}
+
+// waitNoShim fails t unless every shim of container id is gone within
+// 15 s. A shim left behind is killed (it has no task nor container left to
+// serve), so that a failed run does not leak it.
+func waitNoShim(t *testing.T, id string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		pids := shimsOf(t, id)
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Fatalf("container %s is removed, but its shim still runs (pids %v, killed now)", id, pids)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// chatty writes output without pause: once nobody reads it, the FIFO fills
+// and the shim's copy blocks, which makes the shim's task delete wait (for
+// up to 2 s) for that copy.
+const chatty = `while true; do echo "a line of output that nobody reads any more"; done`
+
+// blockedContainer creates and starts a chatty container with a Runtime
+// that then detaches (an agent stopping): its output stays unread. It
+// returns the container and a fresh Runtime to remove it with.
+func blockedContainer(t *testing.T, name string) (string, *Runtime) {
+	t.Helper()
+	admin := start(t, nil)
+	id, _ := newContainer(t, admin, name, chatty)
+	open := func() *Runtime {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r, err := New(ctx, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	first := open()
+	err := first.Start(context.Background(), id)
+	time.Sleep(300 * time.Millisecond)
+	_ = first.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the FIFO fills
+	next := open()
+	t.Cleanup(func() { _ = next.Close() })
+	// Killed first: the removal's time is then the task delete's.
+	if err := next.Stop(context.Background(), id, 0); err != nil {
+		t.Fatal(err)
+	}
+	return id, next
+}
+
+// A removal whose context ends while containerd deletes the task (the
+// agent stopping during a pod's termination: TestServicesOnRealPods leaked
+// web-2's shim so) must not leave the container's shim running once the
+// container is gone.
+func TestRemoveInterruptedLeavesNoShim(t *testing.T) {
+	id, r := blockedContainer(t, "shim-cancel")
+	// Cancelled, as the agent's context is when it stops (a deadline would
+	// reach the shim; a cancel does not).
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(500*time.Millisecond, cancel)
+	begin := time.Now()
+	err := r.Remove(ctx, id)
+	cancel()
+	if took := time.Since(begin); took < 500*time.Millisecond {
+		t.Fatalf("Remove took %v, less than the time to the cancel: the test proves nothing", took)
+	}
+	t.Logf("interrupted Remove: %v", err)
+	// The shim finishes the delete it was asked for meanwhile.
+	time.Sleep(3 * time.Second)
+	// The agent's next sync, or its successor, removes what is left.
+	if err := r.Remove(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Get(context.Background(), id); !errors.Is(err, ErrContainerNotFound) {
+		t.Fatalf("container after Remove: %v, want ErrContainerNotFound", err)
+	}
+	waitNoShim(t, id)
+}
+
+// A task delete interrupted by someone else (an agent killed half way
+// through Remove) leaves containerd with a task its shim no longer has:
+// containerd lists no task any more, yet the shim waits for a shutdown.
+// Remove still gets that shim shut down.
+func TestRemoveAfterInterruptedTaskDelete(t *testing.T) {
+	id, r := blockedContainer(t, "shim-half")
+	nctx := r.ctx(context.Background())
+	c, err := r.client.LoadContainer(nctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := c.Task(nctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(nctx)
+	time.AfterFunc(500*time.Millisecond, cancel)
+	_, err = task.Delete(ctx)
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("task delete: %v, want it cancelled half way: the test proves nothing", err)
+	}
+	time.Sleep(3 * time.Second)
+	if err := r.Remove(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	waitNoShim(t, id)
+}
+
+func TestRemoveLeavesNoShim(t *testing.T) {
+	r := start(t, nil)
+	id, _ := newContainer(t, r, "shim-run", chatty)
+	if err := r.Start(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, r, id, StateRunning)
+	if err := r.Remove(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	waitNoShim(t, id)
+}
