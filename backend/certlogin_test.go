@@ -281,6 +281,26 @@ func TestCertificateLogin(t *testing.T) {
 			t.Fatalf("session after logout: %d", code)
 		}
 	})
+	t.Run("the session ends with the certificate", func(t *testing.T) {
+		c, k, err := d.ca.Issue("alice", []string{"devs"}, nil, nil, false, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := d.browser(c, k)
+		if code, body := b.login(`{"method":"certificate"}`); code != 200 {
+			t.Fatalf("login: %d %s", code, body)
+		}
+		if code, body := b.call("GET", "/api/session"); code != 200 {
+			t.Fatalf("session before the certificate expired: %d %s", code, body)
+		}
+		time.Sleep(time.Until(notAfterOf(t, c)) + 1100*time.Millisecond)
+		if code, body := b.call("GET", "/api/session"); code != http.StatusUnauthorized {
+			t.Fatalf("session after the certificate expired: %d %s", code, body)
+		}
+		if code, body := b.login(`{"method":"certificate"}`); code != http.StatusUnauthorized || !strings.Contains(body, "expired at") {
+			t.Fatalf("login again with the expired certificate: %d %s", code, body)
+		}
+	})
 	t.Run("another CA", func(t *testing.T) {
 		other, err := pki.LoadOrCreateCA(t.TempDir(), "ca", "elsewhere")
 		if err != nil {
