@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/skiffhq/skiff/backend"
 	"github.com/skiffhq/skiff/controlplane/authz/bootstrap"
 	"github.com/skiffhq/skiff/controlplane/pki"
@@ -250,6 +251,26 @@ func TestCertificateLogin(t *testing.T) {
 		}
 		if code, body := alice.call("DELETE", "/api/object?version=v1&resource=pods&namespace=team&name=p1"); code != http.StatusForbidden {
 			t.Fatalf("delete a pod in team: %d %s", code, body)
+		}
+	})
+	t.Run("alice's live tables", func(t *testing.T) {
+		dl := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: d.ca.Pool()}}
+		conn, _, err := dl.Dial("wss"+strings.TrimPrefix(d.url, "https")+"/api/ws",
+			http.Header{"Origin": {d.url}, "Cookie": {alice.cookie.Name + "=" + alice.cookie.Value}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c := &ws{t: t, conn: conn}
+		c.send(sub("team", "pods", "team", nil))
+		if m := c.next("team pods", func(m msg) bool { return m.ID == "team" }); m.Type != "page" || !contains(m.Order, "team/p1") || contains(m.Order, "other/p2") {
+			t.Fatalf("alice's pods in team: %+v", m)
+		}
+		for _, tc := range []struct{ id, ns string }{{"other", "other"}, {"all", ""}} {
+			c.send(sub(tc.id, "pods", tc.ns, nil))
+			if m := c.next(tc.id, func(m msg) bool { return m.ID == tc.id }); m.Type != "error" || m.Code != 403 || !strings.Contains(m.Message, "alice cannot list") {
+				t.Errorf("alice's pods in %q: %+v, want 403", tc.ns, m)
+			}
 		}
 	})
 	t.Run("a user RBAC denies sees 403s", func(t *testing.T) {
