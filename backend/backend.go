@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/skiffhq/skiff/addons/metrics"
+	"github.com/skiffhq/skiff/controlplane/authn"
 	"golang.org/x/time/rate"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -64,6 +66,14 @@ type Options struct {
 	// MetricsPoll is how often a metrics feed looks for a new scrape
 	// round (default 1s).
 	MetricsPoll time.Duration
+	// ClientCAs is the cluster CA that signs client certificates (the one
+	// the API server trusts for x509 client authentication). When set,
+	// the HTTPS listener asks for a client certificate and users may log
+	// in with it (certlogin.go): the session acts as the certificate's
+	// user (CN) and groups (O) through impersonation by CacheConfig's
+	// identity, which therefore needs verb impersonate on users and
+	// groups. Nil: token login only.
+	ClientCAs *x509.CertPool
 	// InsecureCookies drops the cookie's Secure attribute (plain-HTTP
 	// development only).
 	InsecureCookies bool
@@ -72,10 +82,12 @@ type Options struct {
 
 // Server is the dashboard backend.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	api      *rest.Config
-	cache    *sharedCache
+	opts  Options
+	log   *slog.Logger
+	api   *rest.Config
+	cache *sharedCache
+	// certAuth verifies client certificates (nil: certificate login off).
+	certAuth *authn.X509
 	sessions *sessionStore
 	handler  http.Handler
 
@@ -144,6 +156,9 @@ func New(opts Options) (*Server, error) {
 		conns:       map[*wsConn]struct{}{},
 		members:     map[string]*target{},
 	}
+	if opts.ClientCAs != nil {
+		s.certAuth = &authn.X509{Roots: opts.ClientCAs}
+	}
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
 	s.cache = newSharedCache(dyn, md, opts.IdleWatch, s.log)
 	s.handler = s.routes()
@@ -174,6 +189,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, cert *tls.Certificat
 	}
 	if cert != nil {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
+		if s.certAuth != nil {
+			// Asked for, not required, and verified per request by the
+			// API server's x509 authenticator (certlogin.go). ClientCAs
+			// tells the browser which certificates to offer.
+			srv.TLSConfig.ClientAuth = tls.RequestClientCert
+			srv.TLSConfig.ClientCAs = s.opts.ClientCAs
+		}
 	}
 	errCh := make(chan error, 1)
 	go func() {
@@ -201,6 +223,7 @@ func (s *Server) routes() http.Handler {
 	r.Use(securityHeaders)
 	r.Route("/api", func(r chi.Router) {
 		r.Post("/login", s.login)
+		r.Get("/login/certificate", s.certificateInfo)
 		r.Group(func(r chi.Router) {
 			r.Use(s.requireSession)
 			r.Get("/session", s.getSession)
@@ -326,8 +349,10 @@ type sessionInfo struct {
 	CSRF   string   `json:"csrf"`
 }
 
-// login validates a bearer token by asking the API server who its bearer
-// is (SelfSubjectReview, `kubectl auth whoami`), as that user.
+// login logs a user in. Method "token" (the default) validates a bearer
+// token by asking the API server who its bearer is (SelfSubjectReview,
+// `kubectl auth whoami`), as that user; method "certificate" logs in the
+// user of the connection's client certificate (certlogin.go).
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if !s.originAllowed(r, true) {
 		writeError(w, http.StatusForbidden, "origin not allowed")
@@ -339,10 +364,20 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body struct {
-		Token string `json:"token"`
+		Method string `json:"method"`
+		Token  string `json:"token"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&body); err != nil {
 		writeError(w, http.StatusBadRequest, "bad login request: "+err.Error())
+		return
+	}
+	switch body.Method {
+	case "", "token":
+	case "certificate":
+		s.certificateLogin(w, r)
+		return
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown login method %q (token or certificate)", body.Method))
 		return
 	}
 	token := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(body.Token), "Bearer "))
@@ -388,6 +423,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		limiter: rate.NewLimiter(s.opts.RequestRate, s.opts.RequestBurst),
 		client:  cs, dynamic: dyn, discovery: disc, rest: uc,
 	}
+	s.startSession(w, sess)
+	s.log.Info("dashboard login", "user", sess.user, "method", "token")
+	writeJSON(w, http.StatusOK, sessionInfo{User: sess.user, Groups: sess.groups, CSRF: sess.csrf})
+}
+
+// startSession stores sess and sets its cookie (Secure, HttpOnly,
+// SameSite=Strict, expiring with the session).
+func (s *Server) startSession(w http.ResponseWriter, sess *session) {
 	sess.life, sess.end = context.WithCancelCause(context.Background())
 	s.sessions.add(sess)
 	http.SetCookie(w, &http.Cookie{
@@ -395,8 +438,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		Expires: sess.expires, HttpOnly: true, Secure: !s.opts.InsecureCookies,
 		SameSite: http.SameSiteStrictMode,
 	})
-	s.log.Info("dashboard login", "user", sess.user)
-	writeJSON(w, http.StatusOK, sessionInfo{User: sess.user, Groups: sess.groups, CSRF: sess.csrf})
 }
 
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {

@@ -28,7 +28,9 @@ import (
 //   - every ReauthInterval runs the same pass, which covers authorizers
 //     other than RBAC, and asks the API server who each session's token
 //     belongs to (SelfSubjectReview): a token it no longer accepts (401)
-//     or that now names another user ends the session.
+//     or that now names another user ends the session, and so does a
+//     client-certificate session the dashboard may no longer impersonate
+//     (403).
 //
 // A refused subscription gets a "revoked" message and nothing after it;
 // an ended session gets a "revoked" message without id and its sockets
@@ -288,6 +290,9 @@ func (s *Server) recheckSessions(ctx context.Context) {
 			switch {
 			case apierrors.IsUnauthorized(err):
 				s.revokeSession(sess, "the API server no longer accepts this session's token")
+			case sess.cert && apierrors.IsForbidden(err):
+				// A certificate session acts by impersonation.
+				s.revokeSession(sess, "the dashboard may no longer act as this certificate's user")
 			case err != nil:
 				s.log.Warn("dashboard session check failed", "user", sess.user, "err", err)
 			case rev.Status.UserInfo.Username != sess.user:

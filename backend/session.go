@@ -22,6 +22,8 @@ const CookieName = "skiff_session"
 
 // session is a logged-in user. The token never leaves the server after
 // login: the browser holds only the random session id (HttpOnly cookie).
+// A client-certificate user has no token: its clients impersonate the
+// certificate's user and groups (certlogin.go).
 type session struct {
 	id      string
 	user    string
@@ -29,6 +31,11 @@ type session struct {
 	csrf    string
 	expires time.Time
 	limiter *rate.Limiter
+	// cert: the user logged in with a client certificate; the clients
+	// below impersonate the user with the dashboard's identity. Otherwise
+	// they carry the user's token. expires is at most the certificate's
+	// NotAfter.
+	cert bool
 
 	client    kubernetes.Interface
 	dynamic   dynamic.Interface

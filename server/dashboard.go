@@ -18,7 +18,9 @@ const DashboardName = "dashboard"
 
 // startDashboard serves the dashboard (backend/) over HTTPS with a serving
 // certificate of the cluster CA. Its shared cache runs as
-// system:skiff-dashboard; users act with their own tokens.
+// system:skiff-dashboard; users act with their own tokens, or, logged in
+// with a client certificate of the cluster CA, through impersonation by
+// system:skiff-dashboard.
 func (s *Server) startDashboard(ctx context.Context) {
 	if s.disabled(DashboardName) || (s.cfg.DashboardPort == 0 && s.cfg.DashboardAddress == "") {
 		return
@@ -34,7 +36,9 @@ func (s *Server) runDashboard(ctx context.Context) error {
 		return fmt.Errorf("identity: %w", err)
 	}
 	// The metrics add-on (started before) feeds the dashboard's charts.
-	d, err := backend.New(backend.Options{CacheConfig: rc, Metrics: s.metrics, Logger: s.cfg.Logger})
+	// Users log in with a token or with a client certificate of the
+	// cluster CA, the one the API server trusts for x509 client auth.
+	d, err := backend.New(backend.Options{CacheConfig: rc, ClientCAs: s.ca.Pool(), Metrics: s.metrics, Logger: s.cfg.Logger})
 	if err != nil {
 		return err
 	}

@@ -7,10 +7,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
+	"os"
 	"time"
 
 	"github.com/skiffhq/skiff/backend"
@@ -21,6 +23,7 @@ func dashboardCmd() *cobra.Command {
 	var (
 		api                       apiFlags
 		listen, certFile, keyFile string
+		clientCAFile              string
 		insecureHTTP              bool
 		opts                      backend.Options
 	)
@@ -34,6 +37,19 @@ func dashboardCmd() *cobra.Command {
 			}
 			opts.CacheConfig, opts.Logger = rc, slog.Default()
 			opts.InsecureCookies = insecureHTTP
+			if clientCAFile != "" {
+				if insecureHTTP {
+					return errors.New("--client-ca-file needs HTTPS (drop --insecure-http)")
+				}
+				pemBytes, err := os.ReadFile(clientCAFile)
+				if err != nil {
+					return fmt.Errorf("--client-ca-file: %w", err)
+				}
+				opts.ClientCAs = x509.NewCertPool()
+				if !opts.ClientCAs.AppendCertsFromPEM(pemBytes) {
+					return fmt.Errorf("--client-ca-file %s: no PEM certificates", clientCAFile)
+				}
+			}
 			d, err := backend.New(opts)
 			if err != nil {
 				return err
@@ -68,6 +84,7 @@ func dashboardCmd() *cobra.Command {
 	f.StringVar(&listen, "listen", "127.0.0.1:8443", "address the dashboard listens on")
 	f.StringVar(&certFile, "tls-cert-file", "", "serving certificate (default: a self-signed one made at start)")
 	f.StringVar(&keyFile, "tls-private-key-file", "", "serving certificate's key")
+	f.StringVar(&clientCAFile, "client-ca-file", "", "CA that signs users' client certificates (the API server's --client-ca-file): users may then log in with a certificate (CN = user, O = groups), acted on by impersonation, so the dashboard's identity needs verb impersonate on users and groups")
 	f.BoolVar(&insecureHTTP, "insecure-http", false, "serve plain HTTP and drop the cookie's Secure attribute (development on loopback only)")
 	f.DurationVar(&opts.SessionTTL, "session-ttl", 8*time.Hour, "session lifetime")
 	f.StringSliceVar(&opts.AllowedOrigins, "allowed-origin", nil, "extra origins (scheme://host:port) allowed to use the websocket and mutations")

@@ -80,8 +80,9 @@ func (a *X509) AuthenticateRequest(r *http.Request) (*apiserver.UserInfo, bool, 
 		opts.Intermediates.AddCert(c)
 	}
 	if _, err := cert.Verify(opts); err != nil {
-		a.remember(key, cacheEntry{until: now.Add(time.Minute), err: errors.New("x509: client certificate verification failed")})
-		return nil, false, errors.New("x509: client certificate verification failed")
+		verr := &VerifyError{Err: err}
+		a.remember(key, cacheEntry{until: now.Add(time.Minute), err: verr})
+		return nil, false, verr
 	}
 	until := now.Add(5 * time.Minute)
 	if cert.NotAfter.Before(until) {
@@ -90,6 +91,18 @@ func (a *X509) AuthenticateRequest(r *http.Request) (*apiserver.UserInfo, bool, 
 	a.remember(key, cacheEntry{until: until})
 	return userFromCert(cert)
 }
+
+// VerifyError is a client certificate that failed verification. Its
+// message is deliberately generic (API clients see it); Unwrap gives the
+// x509 reason (x509.CertificateInvalidError for an expired certificate,
+// x509.UnknownAuthorityError for another CA) to callers that explain it,
+// such as the dashboard's certificate login.
+type VerifyError struct{ Err error }
+
+func (e *VerifyError) Error() string { return "x509: client certificate verification failed" }
+
+// Unwrap returns the x509 verification error.
+func (e *VerifyError) Unwrap() error { return e.Err }
 
 // userFromCert maps a verified certificate to a user: CN is the name and
 // each O a group, as upstream.

@@ -8,55 +8,17 @@ import { ListView } from "./ListView";
 import { ObjectView } from "./ObjectView";
 import { Federation } from "./Federation";
 import { FED_GROUP, FED_VERSION } from "./federation";
+import { Login } from "./Login";
 
 const LogSearch = lazy(() => import("./LogSearch"));
-
-function Login({ onLogin, notice }: { onLogin: (s: api.Session) => void; notice?: string }) {
-  const [token, setToken] = useState("");
-  const [error, setError] = useState("");
-  const [busy, setBusy] = useState(false);
-  return (
-    <main className="login">
-      <form
-        onSubmit={async (e) => {
-          e.preventDefault();
-          setBusy(true);
-          setError("");
-          try {
-            onLogin(await api.login(token));
-          } catch (err) {
-            setError((err as Error).message);
-          } finally {
-            setBusy(false);
-          }
-        }}
-      >
-        <h1>Skiff</h1>
-        {notice && (
-          <p role="status" className="note">
-            {notice}
-          </p>
-        )}
-        <label htmlFor="token">Bearer token</label>
-        <textarea id="token" name="token" rows={4} value={token} onChange={(e) => setToken(e.target.value)} autoFocus />
-        <button type="submit" disabled={busy || !token.trim()}>
-          Log in
-        </button>
-        {error && (
-          <p role="alert" className="error">
-            {error}
-          </p>
-        )}
-        <p className="hint">The token is checked by the API server and kept on the dashboard server, never in this browser.</p>
-      </form>
-    </main>
-  );
-}
 
 export function App() {
   const [sess, setSess] = useState<api.Session | null>(null);
   const [notice, setNotice] = useState("");
   const [checked, setChecked] = useState(false);
+  // cert is this connection's client certificate, asked for whenever the
+  // login page shows.
+  const [cert, setCert] = useState<api.CertificateInfo | null>(null);
   const [theme, setTheme] = useState(() => localStorage.getItem("skiff-theme") ?? "dark");
   useEffect(() => {
     document.documentElement.dataset.theme = theme;
@@ -77,11 +39,23 @@ export function App() {
     window.addEventListener(LOGOUT, out);
     return () => window.removeEventListener(LOGOUT, out);
   }, []);
+  useEffect(() => {
+    if (!checked || sess) return;
+    let live = true;
+    api
+      .certificateInfo()
+      .then((c) => live && setCert(c))
+      .catch(() => live && setCert(null));
+    return () => {
+      live = false;
+    };
+  }, [checked, sess]);
   if (!checked) return null;
   if (!sess)
     return (
       <Login
         notice={notice}
+        cert={cert}
         onLogin={(s) => {
           setNotice("");
           setSess(s);

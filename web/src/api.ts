@@ -48,7 +48,30 @@ async function call<T>(method: string, path: string, body?: BodyInit, type = "ap
 }
 
 export async function login(token: string): Promise<Session> {
-  const s = await call<Session>("POST", "/api/login", JSON.stringify({ token }));
+  const s = await call<Session>("POST", "/api/login", JSON.stringify({ method: "token", token }));
+  csrf = s.csrf;
+  return s;
+}
+
+// CertificateInfo is what the backend made of this connection's TLS
+// client certificate: enabled when the dashboard accepts certificates;
+// user and groups when the certificate is verified (CN and O); error when
+// one was presented but cannot log in (expired, another CA).
+export interface CertificateInfo {
+  enabled: boolean;
+  user?: string;
+  groups?: string[];
+  notAfter?: string;
+  error?: string;
+}
+
+export const certificateInfo = () => call<CertificateInfo>("GET", "/api/login/certificate");
+
+// loginWithCertificate logs in as the user of the connection's verified
+// client certificate; the session ends at the certificate's expiry at the
+// latest.
+export async function loginWithCertificate(): Promise<Session> {
+  const s = await call<Session>("POST", "/api/login", JSON.stringify({ method: "certificate" }));
   csrf = s.csrf;
   return s;
 }

@@ -40,7 +40,10 @@ const (
 	UserIngress = "system:skiff-ingress"
 	// UserDashboard is the dashboard backend's identity (backend/): it
 	// lists and watches every kind for the dashboard's shared cache and
-	// authorizes each user's view with the user's own access reviews.
+	// authorizes each user's view with the user's own access reviews. It
+	// may impersonate users and groups, which client-certificate logins
+	// need: it is as powerful as any user, so its key is a cluster-admin
+	// credential.
 	UserDashboard = "system:skiff-dashboard"
 	// LogsShipperRole lets node agents (group system:nodes) write to the
 	// embedded log store: POST /logs/_bulk and GET /logs/.
@@ -375,8 +378,11 @@ func ClusterRoles() []rbacv1.ClusterRole {
 			r(v("list", "watch"), "discovery.k8s.io").on("endpointslices"),
 			eventsRules()),
 
-		// The dashboard backend's shared cache reads every kind.
-		clusterRole(UserDashboard, nil, r(v("list", "watch"), "*").on("*")),
+		// The dashboard backend's shared cache reads every kind; users who
+		// log in with a client certificate act through impersonation of
+		// the certificate's user and groups (backend/certlogin.go).
+		clusterRole(UserDashboard, nil, r(v("list", "watch"), "*").on("*"),
+			r(v("impersonate"), legacy).on("users", "groups")),
 		// Node agents ship container logs into the embedded log store
 		// (addons/logging) through the API server.
 		clusterRole(LogsShipperRole, nil, urls(v("post", "put"), "/logs/_bulk"), urls(v("get", "head"), "/logs", "/logs/")),
