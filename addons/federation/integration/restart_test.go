@@ -96,7 +96,8 @@ func heartbeat(ctx context.Context, t *testing.T, host *testserver.Server, name 
 // then builds a second Controller on the same metrics registry (as a
 // server building the add-on anew would): each run checks its members,
 // places objects and reports its metrics; a stopped one does neither and
-// drops its member gauges; overlapping Runs are refused.
+// drops its member gauges; overlapping Runs are refused; a new
+// Controller takes member health over from the stored status.
 func TestFederationRestart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -210,5 +211,35 @@ func TestFederationRestart(t *testing.T) {
 	eventually(t, "a Deployment placed by the second Controller", 30*time.Second, placed("second-controller"))
 	if err := stop(); err != nil {
 		t.Fatalf("second Controller: %v", err)
+	}
+
+	// A new holder takes the member's health over from its stored status
+	// rather than starting blank: with the member now unreachable, its
+	// first failed checks leave it Ready (reason Unreachable) for the
+	// failure grace instead of marking it NotReady at once.
+	m1.proxy.Close()
+	slow := opts
+	slow.FailureGrace = time.Minute
+	fed3, err := federation.New(slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = run(ctx, t, fed3)
+	eventually(t, "the third Controller's first failed check", 20*time.Second, func() error {
+		mc, err := getMember(ctx, host, "m1")
+		if err != nil {
+			return err
+		}
+		c := readyCond(mc)
+		if c.Reason != "Unreachable" {
+			return fmt.Errorf("Ready=%s reason %s: %s", c.Status, c.Reason, c.Message)
+		}
+		if c.Status != metav1.ConditionTrue {
+			t.Fatalf("a Ready member was marked NotReady on a new controller's first failed check (failure grace skipped): %s", c.Message)
+		}
+		return nil
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("third Controller: %v", err)
 	}
 }
