@@ -15,6 +15,7 @@ import (
 	"github.com/skiffhq/skiff/internal/testserver"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 )
 
 // federationHolder returns the address of the server holding the Lease
@@ -58,7 +59,8 @@ func federationRunsOnlyOn(ctx context.Context, cs kubernetes.Interface, servers 
 // TestHAFederationElected runs three HA servers with --enable federation:
 // the add-on runs on one server only, the holder of the Lease
 // kube-system/skiff-federation, and moves to another live server when
-// that one stops.
+// that one stops; when its holder loses the Lease it stops, and runs
+// again once a server holds the Lease again.
 func TestHAFederationElected(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -116,4 +118,37 @@ func TestHAFederationElected(t *testing.T) {
 		t.Fatalf("federation still on the stopped server %s", holder)
 	}
 	t.Logf("federation moved from %s to %s", holder, next)
+
+	// The holder loses the Lease (another identity writes it): it stops
+	// the add-on, and no server runs it while the Lease is held elsewhere.
+	leases := other.Client.CoordinationV1().Leases(metav1.NamespaceSystem)
+	setHolder := func(holder string) func() error {
+		return func() error {
+			l, err := leases.Get(ctx, "skiff-"+federation.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			now := metav1.NewMicroTime(time.Now())
+			l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime, l.Spec.AcquireTime = &holder, ptr.To[int32](120), &now, &now
+			_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+			return err
+		}
+	}
+	eventually(ctx, t, "take the Lease", setHolder("intruder"))
+	eventually(ctx, t, "federation stops when its holder loses the Lease", func() error {
+		for ip, s := range servers {
+			if s.Federation().Ready() {
+				return fmt.Errorf("still running on %s", ip)
+			}
+		}
+		return nil
+	})
+	// Released: a server takes it and runs the add-on again (perhaps the
+	// one that lost it: a second run in one process).
+	eventually(ctx, t, "release the Lease", setHolder(""))
+	eventually(ctx, t, "federation runs again on one server, the Lease holder", func() (err error) {
+		next, err = federationRunsOnlyOn(ctx, other.Client, servers)
+		return err
+	})
+	t.Logf("federation runs again on %s", next)
 }
