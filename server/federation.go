@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/skiffhq/skiff/addons/federation"
 )
@@ -10,12 +11,23 @@ import (
 // enabled reports whether an opt-in add-on is listed in --enable.
 func (s *Server) enabled(name string) bool { return slices.Contains(s.cfg.Enable, name) }
 
+// federationLease is the Lease, in kube-system, held by the one server
+// that runs the federation add-on when other servers may run it too.
+const federationLease = "skiff-" + federation.Name
+
+// federationRetry is how long a term waits before running the add-on
+// again after it failed (say, its CRDs could not be installed).
+const federationRetry = 5 * time.Second
+
 // startFederation runs the federation add-on (addons/federation) with this
 // server as the host cluster when `--enable federation` is given. Its
 // identity is in system:masters: it propagates any kind a policy names.
 // Run the host with --controllers=*,-deployment-controller so that the
 // host's own deployment controller does not write federated Deployments'
-// status (see addons/federation/README.md).
+// status (see addons/federation/README.md). With other servers (HA, or an
+// external datastore) it runs only on the server holding the Lease
+// kube-system/skiff-federation (see runSingleton), which runs the same
+// Controller again in each term.
 func (s *Server) startFederation(ctx context.Context) {
 	if !s.enabled(federation.Name) {
 		return
@@ -31,11 +43,25 @@ func (s *Server) startFederation(ctx context.Context) {
 		s.log.Error("federation", "err", err)
 		return
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := c.Run(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("federation stopped", "err", err)
+	s.federation = c
+	s.runSingleton(ctx, federationLease, func(ctx context.Context) {
+		// A term that holds the Lease keeps trying: giving up would
+		// leave the add-on stopped on every server.
+		for {
+			err := c.Run(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Error("federation stopped; running it again", "err", err, "after", federationRetry)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(federationRetry):
+			}
 		}
-	}()
+	})
 }
+
+// Federation is the federation add-on (nil unless enabled). In HA it is
+// running, Ready, only on the server holding its Lease.
+func (s *Server) Federation() *federation.Controller { return s.federation }

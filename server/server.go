@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/addons/dns"
+	"github.com/skiffhq/skiff/addons/federation"
 	"github.com/skiffhq/skiff/addons/ingress"
 	"github.com/skiffhq/skiff/addons/metrics"
 	"github.com/skiffhq/skiff/controlplane/admission"
@@ -228,7 +229,8 @@ type Server struct {
 	ingress    *ingress.Server
 	// dashboardURL is where the dashboard listens ("" = off).
 	dashboardURL string
-	ha           *haState // nil outside an HA cluster (ha.go)
+	ha           *haState               // nil outside an HA cluster (ha.go)
+	federation   *federation.Controller // nil unless enabled (federation.go)
 }
 
 // Start brings the server up and returns once it is ready to serve.

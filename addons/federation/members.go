@@ -35,6 +35,7 @@ type member struct {
 	done   chan struct{}
 
 	mu          sync.Mutex
+	seeded      bool // health taken over from the stored status
 	fingerprint string
 	kube        kubernetes.Interface
 	dyn         dynamic.Interface
@@ -58,6 +59,30 @@ func (m *member) isReady() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.ready
+}
+
+// seed takes over, before m's first check, the health another run (this
+// server's earlier term, or another server) stored: Ready as stored, and
+// ever Ready if it was Ready or ever answered. So a new holder of the
+// Lease restarts the failure and recovery graces instead of skipping
+// them (marking a Ready member NotReady on its first failed check, or a
+// recovering one Ready on its first good one). When the current run of
+// failures or successes began is not stored: the graces count from this
+// run's first check.
+func (m *member) seed(mc *v1alpha1.MemberCluster, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.seeded {
+		return
+	}
+	m.seeded = true
+	ready := meta.IsStatusConditionTrue(mc.Status.Conditions, v1alpha1.ConditionReady)
+	m.ready = ready
+	m.everReady = ready || mc.Status.LastHeartbeatTime != nil
+	if m.everReady && !ready {
+		// Failing until now: a good check starts the recovery grace.
+		m.failing = now
+	}
 }
 
 // startMember runs name's heartbeat until the MemberCluster goes away.
@@ -168,6 +193,7 @@ func (c *Controller) check(ctx context.Context, m *member) bool {
 	if err := v1alpha1.FromUnstructured(obj.(*unstructured.Unstructured), &mc); err != nil {
 		return false
 	}
+	m.seed(&mc, c.now())
 	var res probeResult
 	perr := c.connect(ctx, m, &mc)
 	if perr == nil {

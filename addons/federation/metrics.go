@@ -1,6 +1,11 @@
 package federation
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are the add-on's Prometheus series (namespace skiff, subsystem
 // federation).
@@ -10,7 +15,11 @@ type metrics struct {
 	reconciles  *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics registers the add-on's series with reg (nil: not registered).
+// Series a previous Controller registered with reg are reused, so a
+// process may build the add-on again (a server re-elected) with one
+// registry.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		memberReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "skiff", Subsystem: Name, Name: "member_ready",
 			Help: "1 when the member cluster is Ready, else 0."}, []string{"member"}),
@@ -19,10 +28,35 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "skiff", Subsystem: Name, Name: "reconciles_total",
 			Help: "Reconciles of federated host objects by result."}, []string{"result"}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.memberReady, m.errors, m.reconciles} {
-			_ = reg.Register(c)
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	if m.memberReady, err = register(reg, m.memberReady); err != nil {
+		return nil, err
+	}
+	if m.errors, err = register(reg, m.errors); err != nil {
+		return nil, err
+	}
+	if m.reconciles, err = register(reg, m.reconciles); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c with reg, or returns the collector of the same
+// description reg already holds.
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(T); ok {
+			return existing, nil
 		}
 	}
-	return m
+	var zero T
+	return zero, fmt.Errorf("federation: register metrics: %w", err)
 }

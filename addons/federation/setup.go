@@ -10,6 +10,7 @@ package federation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -104,7 +105,9 @@ type objKey struct {
 	Name      string
 }
 
-// Controller is the running add-on.
+// Controller is the add-on. Run may be called again after it returned
+// (an elected server runs it once per term of its Lease): each call
+// builds its informers, queue and member state anew.
 type Controller struct {
 	opts     Options
 	log      *slog.Logger
@@ -112,18 +115,22 @@ type Controller struct {
 	dyn      dynamic.Interface
 	ext      apiextensionsclient.Interface
 	mapper   *restmapper.DeferredDiscoveryRESTMapper
-	factory  dynamicinformer.DynamicSharedInformerFactory
-	queue    workqueue.TypedRateLimitingInterface[objKey]
-	recorder record.EventRecorder
 	metrics  *metrics
 	ready    atomic.Bool
+	running  atomic.Bool
 	now      func() time.Time
+	recorder record.EventRecorder
 
+	// Set by each Run before its goroutines start.
+	factory        dynamicinformer.DynamicSharedInformerFactory
+	queue          workqueue.TypedRateLimitingInterface[objKey]
 	memberInformer cache.SharedIndexInformer
 	ppInformer     cache.SharedIndexInformer
 	cppInformer    cache.SharedIndexInformer
-
-	runCtx context.Context
+	runCtx         context.Context
+	// stopping counts member stops started by informer handlers; Run
+	// waits for them before it returns.
+	stopping sync.WaitGroup
 
 	mu      sync.Mutex
 	members map[string]*member
@@ -160,20 +167,19 @@ func New(opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host discovery client: %w", err)
 	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	c := &Controller{
-		opts:      opts,
-		log:       opts.Logger.With("component", Name),
-		kube:      kc,
-		dyn:       dc,
-		ext:       ec,
-		mapper:    restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc)),
-		factory:   dynamicinformer.NewDynamicSharedInformerFactory(dc, 0),
-		queue:     workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[objKey](), workqueue.TypedRateLimitingQueueConfig[objKey]{Name: Name}),
-		metrics:   newMetrics(opts.Registerer),
-		now:       opts.Now,
-		members:   map[string]*member{},
-		watched:   map[schema.GroupVersionResource]cache.SharedIndexInformer{},
-		lastEvent: map[string]string{},
+		opts:    opts,
+		log:     opts.Logger.With("component", Name),
+		kube:    kc,
+		dyn:     dc,
+		ext:     ec,
+		mapper:  restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc)),
+		metrics: m,
+		now:     opts.Now,
 	}
 	return c, nil
 }
@@ -181,20 +187,62 @@ func New(opts Options) (*Controller, error) {
 // Ready reports whether the CRDs are established and the caches synced.
 func (c *Controller) Ready() bool { return c.ready.Load() }
 
+// ErrRunning is returned by Run while another Run of the same Controller
+// has not returned.
+var ErrRunning = errors.New("federation: the controller is already running")
+
 // Run installs the API, starts the informers, member heartbeats and
-// workers, and blocks until ctx ends.
+// workers, and blocks until ctx ends; it returns once everything it
+// started has stopped, and may then be called again. Calls must not
+// overlap (ErrRunning).
 func (c *Controller) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer c.running.Store(false)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c.runCtx = ctx
 	if err := InstallCRDs(ctx, c.ext); err != nil {
-		return err
+		return fmt.Errorf("federation: %w", err)
 	}
 	c.mapper.Reset()
 	bc := record.NewBroadcaster(record.WithContext(ctx))
 	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.kube.CoreV1().Events("")})
-	defer bc.Shutdown()
 	c.recorder = bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "skiff-federation"})
+
+	// Everything below is this run's own: a previous run shut its
+	// factory and queue down for good.
+	c.runCtx = ctx
+	c.factory = dynamicinformer.NewDynamicSharedInformerFactory(c.dyn, 0)
+	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[objKey](), workqueue.TypedRateLimitingQueueConfig[objKey]{Name: Name})
+	c.mu.Lock()
+	c.members = map[string]*member{}
+	c.watched = map[schema.GroupVersionResource]cache.SharedIndexInformer{}
+	c.lastEvent = map[string]string{}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	defer func() {
+		// Stop in order: workers and loops, the informers and their
+		// handlers (no member is started after that), the members'
+		// heartbeats (their gauges removed: another server reports
+		// them now), then the event sink.
+		c.ready.Store(false)
+		cancel()
+		c.queue.ShutDown()
+		wg.Wait()
+		c.factory.Shutdown()
+		c.stopping.Wait()
+		c.mu.Lock()
+		names := make([]string, 0, len(c.members))
+		for n := range c.members {
+			names = append(names, n)
+		}
+		c.mu.Unlock()
+		for _, n := range names {
+			c.stopMember(n)
+		}
+		bc.Shutdown()
+	}()
 
 	c.memberInformer = c.factory.ForResource(v1alpha1.MemberClusterGVR).Informer()
 	c.ppInformer = c.factory.ForResource(v1alpha1.PropagationPolicyGVR).Informer()
@@ -224,7 +272,11 @@ func (c *Controller) Run(ctx context.Context) error {
 				o = d.Obj
 			}
 			if u, ok := o.(*unstructured.Unstructured); ok {
-				go c.stopMember(u.GetName())
+				c.stopping.Add(1)
+				go func() {
+					defer c.stopping.Done()
+					c.stopMember(u.GetName())
+				}()
 				c.enqueueAll()
 			}
 		},
@@ -242,7 +294,6 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.policiesChanged()
 
-	var wg sync.WaitGroup
 	for range c.opts.Workers {
 		wg.Add(1)
 		go func() {
@@ -259,19 +310,6 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.ready.Store(true)
 	c.log.Info("federation controller started", "heartbeat", c.opts.HeartbeatInterval, "failureGrace", c.opts.FailureGrace, "recoveryGrace", c.opts.RecoveryGrace)
 	<-ctx.Done()
-	c.ready.Store(false)
-	c.queue.ShutDown()
-	wg.Wait()
-	c.mu.Lock()
-	names := make([]string, 0, len(c.members))
-	for n := range c.members {
-		names = append(names, n)
-	}
-	c.mu.Unlock()
-	for _, n := range names {
-		c.stopMember(n)
-	}
-	c.factory.Shutdown()
 	return nil
 }
 
