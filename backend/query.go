@@ -2,9 +2,11 @@ package backend
 
 import (
 	"cmp"
+	"container/heap"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -45,6 +47,7 @@ type query struct {
 	sel    labels.Selector
 	fields map[string][]string
 	sort   Sort
+	path   []string // a dotted-path sort's path (nil for the named sorts)
 	page   Page
 }
 
@@ -75,6 +78,7 @@ func compileQuery(f Filter, s Sort, p Page) (*query, error) {
 		if strings.ContainsAny(s.By, " \t") {
 			return nil, fmt.Errorf("sort: bad field %q", s.By)
 		}
+		q.path = strings.Split(s.By, ".")
 	}
 	return q, nil
 }
@@ -120,43 +124,116 @@ func fieldString(obj map[string]any, path []string) string {
 
 // run filters, sorts and pages objs; it returns the page and the number
 // of matching objects.
+//
+// It runs on every change a subscription sees, over the whole kind (30,000
+// pods), so it reads each object's sort keys once (not per comparison)
+// and orders only the rows up to the page's end: a bounded heap keeps the
+// first Offset+Limit of them, which is O(n log k) rather than a full
+// O(n log n) sort for the usual first pages.
 func (q *query) run(objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, int) {
-	out := make([]*unstructured.Unstructured, 0, len(objs))
-	for _, o := range objs {
-		if q.match(o) {
-			out = append(out, o)
+	end := q.page.Offset + q.page.Limit
+	var rows []queryRow
+	total := 0
+	if end*4 >= len(objs) {
+		rows = make([]queryRow, 0, len(objs))
+		for _, o := range objs {
+			if q.match(o) {
+				rows = append(rows, q.row(o))
+			}
 		}
+		total = len(rows)
+		sortRows(q, rows)
+	} else {
+		h := &rowHeap{q: q, rows: make([]queryRow, 0, end+1)}
+		for _, o := range objs {
+			if !q.match(o) {
+				continue
+			}
+			total++
+			r := q.row(o)
+			if len(h.rows) == end {
+				// Full: r goes in only if it sorts before the last kept row.
+				if compareRows(q, r, h.rows[0]) >= 0 {
+					continue
+				}
+				h.rows[0] = r
+				heap.Fix(h, 0)
+				continue
+			}
+			heap.Push(h, r)
+		}
+		rows = h.rows
+		sortRows(q, rows)
 	}
-	var path []string
-	if q.sort.By != "" && q.sort.By != "name" && q.sort.By != "namespace" && q.sort.By != "age" {
-		path = strings.Split(q.sort.By, ".")
+	lo := min(q.page.Offset, len(rows))
+	hi := min(lo+q.page.Limit, len(rows))
+	out := make([]*unstructured.Unstructured, 0, hi-lo)
+	for _, r := range rows[lo:hi] {
+		out = append(out, r.o)
 	}
-	byName := func(a, b *unstructured.Unstructured) int {
-		return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
+	return out, total
+}
+
+// queryRow is an object with the keys its query sorts by, read once.
+type queryRow struct {
+	o               *unstructured.Unstructured
+	namespace, name string
+	field           string    // the dotted-path sort's value
+	created         time.Time // for the age sort
+}
+
+func (q *query) row(o *unstructured.Unstructured) queryRow {
+	r := queryRow{o: o, namespace: o.GetNamespace(), name: o.GetName()}
+	switch {
+	case q.sort.By == "age":
+		r.created = o.GetCreationTimestamp().Time
+	case q.path != nil:
+		r.field = fieldString(o.Object, q.path)
 	}
-	slices.SortFunc(out, func(a, b *unstructured.Unstructured) int {
-		var c int
-		switch {
-		case q.sort.By == "age":
-			// Newest first, as kubectl's AGE reads best that way round.
-			c = b.GetCreationTimestamp().Compare(a.GetCreationTimestamp().Time)
-		case path != nil:
-			c = cmp.Compare(fieldString(a.Object, path), fieldString(b.Object, path))
-		case q.sort.By == "name":
-			c = cmp.Or(cmp.Compare(a.GetName(), b.GetName()), cmp.Compare(a.GetNamespace(), b.GetNamespace()))
-		}
-		if c == 0 {
-			c = byName(a, b)
-		}
-		if q.sort.Desc {
-			return -c
-		}
-		return c
-	})
-	total := len(out)
-	lo := min(q.page.Offset, total)
-	hi := min(lo+q.page.Limit, total)
-	return out[lo:hi], total
+	return r
+}
+
+// compareRows orders rows by the query's sort, then by namespace and
+// name; Desc reverses the whole order.
+func compareRows(q *query, a, b queryRow) int {
+	var c int
+	switch {
+	case q.sort.By == "age":
+		// Newest first, as kubectl's AGE reads best that way round.
+		c = b.created.Compare(a.created)
+	case q.path != nil:
+		c = cmp.Compare(a.field, b.field)
+	case q.sort.By == "name":
+		c = cmp.Or(cmp.Compare(a.name, b.name), cmp.Compare(a.namespace, b.namespace))
+	}
+	if c == 0 {
+		c = cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
+	}
+	if q.sort.Desc {
+		return -c
+	}
+	return c
+}
+
+func sortRows(q *query, rows []queryRow) {
+	slices.SortFunc(rows, func(a, b queryRow) int { return compareRows(q, a, b) })
+}
+
+// rowHeap is a max-heap of rows in the query's order: its top is the
+// last of the rows kept.
+type rowHeap struct {
+	q    *query
+	rows []queryRow
+}
+
+func (h *rowHeap) Len() int           { return len(h.rows) }
+func (h *rowHeap) Less(i, j int) bool { return compareRows(h.q, h.rows[i], h.rows[j]) > 0 }
+func (h *rowHeap) Swap(i, j int)      { h.rows[i], h.rows[j] = h.rows[j], h.rows[i] }
+func (h *rowHeap) Push(x any)         { h.rows = append(h.rows, x.(queryRow)) }
+func (h *rowHeap) Pop() any {
+	r := h.rows[len(h.rows)-1]
+	h.rows = h.rows[:len(h.rows)-1]
+	return r
 }
 
 // objectKey is the cache key of an object: namespace/name or name.
