@@ -47,18 +47,7 @@ func (s *Server) startFederation(ctx context.Context) {
 	s.runSingleton(ctx, federationLease, func(ctx context.Context) {
 		// A term that holds the Lease keeps trying: giving up would
 		// leave the add-on stopped on every server.
-		for {
-			err := c.Run(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			s.log.Error("federation stopped; running it again", "err", err, "after", federationRetry)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(federationRetry):
-			}
-		}
+		keepRunning(ctx, s.log, federationLease, federationRetry, c.Run)
 	})
 }
 

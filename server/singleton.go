@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -52,14 +54,37 @@ func (s *Server) runSingleton(ctx context.Context, lease string, lead func(conte
 }
 
 // runElectedController runs the controller mk builds as a singleton (see
-// runSingleton), a new one for every term.
+// runSingleton), a new one for every term. A controller that fails is
+// built and run again (see keepRunning): the server holding the Lease
+// must not hold it with the loop stopped.
 func (s *Server) runElectedController(ctx context.Context, lease string, mk func() controllers.Controller, workers int) {
 	s.runSingleton(ctx, lease, func(ctx context.Context) {
-		c := mk()
-		if err := c.Run(ctx, workers); err != nil && ctx.Err() == nil {
-			s.log.Error("controller stopped", "controller", c.Name(), "err", err)
-		}
+		keepRunning(ctx, s.log, lease, controllerRetry, func(ctx context.Context) error {
+			return mk().Run(ctx, workers)
+		})
 	})
+}
+
+// controllerRetry is how long keepRunning waits before running a failed
+// loop again.
+const controllerRetry = 5 * time.Second
+
+// keepRunning calls run until ctx ends, again after retry whenever it
+// fails. A run that returns nil while ctx lasts has finished its work and
+// is not repeated.
+func keepRunning(ctx context.Context, log *slog.Logger, name string, retry time.Duration, run func(context.Context) error) {
+	for {
+		err := run(ctx)
+		if ctx.Err() != nil || err == nil {
+			return
+		}
+		log.Error("stopped; running it again", "loop", name, "err", err, "after", retry)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry):
+		}
+	}
 }
 
 // leaseIdentity names this server as a Lease holder: its advertised
