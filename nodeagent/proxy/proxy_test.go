@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -153,28 +151,10 @@ func (e *env) checkNoShims() {
 	}
 }
 
-// shimsOf lists the pids of the containerd shims started for container
-// id (by their command line: -id <id>).
+// shimsOf lists the pids of the containerd shims started for container id.
 func shimsOf(id string) []int {
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, ent := range ents {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(b, []byte("containerd-shim")) {
-			continue
-		}
-		args := bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0})
-		for i := 0; i+1 < len(args); i++ {
-			if string(args[i]) == "-id" && string(args[i+1]) == id {
-				out = append(out, pid)
-			}
-		}
-	}
-	return out
+	pids, _ := runtime.ShimPIDs(id)
+	return pids
 }
 
 func (e *env) ours(rt *runtime.Runtime) []runtime.Container {

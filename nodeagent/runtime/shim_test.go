@@ -1,43 +1,21 @@
 package runtime
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// shimsOf lists the pids of the containerd shims started for container id
-// (found by their command line: -id <id>).
+// shimsOf lists the pids of the containerd shims started for container id.
 func shimsOf(t *testing.T, id string) []int {
 	t.Helper()
-	ents, err := os.ReadDir("/proc")
+	pids, err := ShimPIDs(id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(b, []byte("containerd-shim")) {
-			continue
-		}
-		args := bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0})
-		for i := 0; i+1 < len(args); i++ {
-			if string(args[i]) == "-id" && string(args[i+1]) == id {
-				out = append(out, pid)
-			}
-		}
-	}
-	return out
+	return pids
 }
 
 // waitNoShim fails t unless every shim of container id is gone within
