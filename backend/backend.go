@@ -385,10 +385,8 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "a token is required")
 		return
 	}
-	uc := rest.CopyConfig(s.api)
+	uc := userConfig(s.api)
 	uc.BearerToken = token
-	uc.UserAgent = "skiff-dashboard"
-	uc.QPS, uc.Burst = 50, 100
 	cs, err := kubernetes.NewForConfig(uc)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "client: "+err.Error())
@@ -407,25 +405,42 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "the API server did not accept this token")
 		return
 	}
-	dyn, err := dynamic.NewForConfig(uc)
+	sess, err := s.newSession(uc, cs, ui.Username, ui.Groups, time.Now().Add(s.opts.SessionTTL))
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "client: "+err.Error())
 		return
-	}
-	disc, err := discovery.NewDiscoveryClientForConfig(uc)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "client: "+err.Error())
-		return
-	}
-	sess := &session{
-		id: randomID(), user: ui.Username, groups: ui.Groups, csrf: randomID(),
-		expires: time.Now().Add(s.opts.SessionTTL),
-		limiter: rate.NewLimiter(s.opts.RequestRate, s.opts.RequestBurst),
-		client:  cs, dynamic: dyn, discovery: disc, rest: uc,
 	}
 	s.startSession(w, sess)
 	s.log.Info("dashboard login", "user", sess.user, "method", "token")
 	writeJSON(w, http.StatusOK, sessionInfo{User: sess.user, Groups: sess.groups, CSRF: sess.csrf})
+}
+
+// userConfig is base for one user's session: the dashboard's user agent
+// and the session's own client rate. The caller adds the credentials.
+func userConfig(base *rest.Config) *rest.Config {
+	uc := rest.CopyConfig(base)
+	uc.UserAgent = "skiff-dashboard"
+	uc.QPS, uc.Burst = 50, 100
+	return uc
+}
+
+// newSession is a session for user on uc (a userConfig with the user's
+// credentials), with cs the client the login confirmed the user with.
+func (s *Server) newSession(uc *rest.Config, cs kubernetes.Interface, user string, groups []string, expires time.Time) (*session, error) {
+	dyn, err := dynamic.NewForConfig(uc)
+	if err != nil {
+		return nil, err
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(uc)
+	if err != nil {
+		return nil, err
+	}
+	return &session{
+		id: randomID(), user: user, groups: groups, csrf: randomID(),
+		expires: expires,
+		limiter: rate.NewLimiter(s.opts.RequestRate, s.opts.RequestBurst),
+		client:  cs, dynamic: dyn, discovery: disc, rest: uc,
+	}, nil
 }
 
 // startSession stores sess and sets its cookie (Secure, HttpOnly,

@@ -10,12 +10,9 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/authn"
-	"golang.org/x/time/rate"
 	authnv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -131,10 +128,8 @@ func (s *Server) certificateLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code, "certificate login refused: "+err.Error())
 		return
 	}
-	uc := rest.CopyConfig(s.opts.CacheConfig)
+	uc := userConfig(s.opts.CacheConfig)
 	uc.Impersonate = rest.ImpersonationConfig{UserName: u.name, Groups: impersonatedGroups(u.groups)}
-	uc.UserAgent = "skiff-dashboard"
-	uc.QPS, uc.Burst = 50, 100
 	cs, err := kubernetes.NewForConfig(uc)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "client: "+err.Error())
@@ -159,26 +154,16 @@ func (s *Server) certificateLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, fmt.Sprintf("certificate login: the API server named %q, not %q", got, u.name))
 		return
 	}
-	dyn, err := dynamic.NewForConfig(uc)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "client: "+err.Error())
-		return
-	}
-	disc, err := discovery.NewDiscoveryClientForConfig(uc)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "client: "+err.Error())
-		return
-	}
 	expires := time.Now().Add(s.opts.SessionTTL)
 	if u.notAfter.Before(expires) {
 		expires = u.notAfter
 	}
-	sess := &session{
-		id: randomID(), user: u.name, groups: u.groups, csrf: randomID(), cert: true,
-		expires: expires,
-		limiter: rate.NewLimiter(s.opts.RequestRate, s.opts.RequestBurst),
-		client:  cs, dynamic: dyn, discovery: disc, rest: uc,
+	sess, err := s.newSession(uc, cs, u.name, u.groups, expires)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "client: "+err.Error())
+		return
 	}
+	sess.cert = true
 	s.startSession(w, sess)
 	s.log.Info("dashboard login", "user", sess.user, "method", "certificate", "expires", sess.expires)
 	writeJSON(w, http.StatusOK, sessionInfo{User: sess.user, Groups: sess.groups, CSRF: sess.csrf})
