@@ -9,16 +9,10 @@ package ingress
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"sync"
@@ -27,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/skiffhq/skiff/controlplane/pki"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -94,11 +89,13 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	cert, err := selfSigned()
+	// The fallback certificate (as ingress-nginx's "fake" one) for clients
+	// whose SNI matches no Ingress.
+	cert, err := pki.SelfSigned("Skiff Ingress Default Certificate", []string{"ingress.local"}, nil, 365*24*time.Hour)
 	if err != nil {
 		return nil, fmt.Errorf("ingress: default certificate: %w", err)
 	}
-	opts.defaultCert = cert
+	opts.defaultCert = &cert
 	s := &Server{opts: opts, log: opts.Logger.With("component", "ingress"), addrs: map[string]string{}, started: make(chan struct{})}
 	reg := opts.Registerer
 	if reg == nil {
@@ -275,31 +272,4 @@ func (s *Server) HealthHandler() http.Handler {
 		mux.Handle("/metrics", promhttp.HandlerFor(s.promReg, promhttp.HandlerOpts{}))
 	}
 	return mux
-}
-
-// selfSigned makes the fallback certificate (as ingress-nginx's "fake"
-// certificate) for clients whose SNI matches no Ingress.
-func selfSigned() (*tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "Skiff Ingress Default Certificate"},
-		DNSNames:     []string{"ingress.local"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().AddDate(1, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

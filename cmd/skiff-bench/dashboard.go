@@ -3,18 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -32,6 +26,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/skiffhq/skiff/backend"
 	"github.com/skiffhq/skiff/controlplane/authz/bootstrap"
+	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/internal/bench"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
 	"github.com/skiffhq/skiff/server"
@@ -162,7 +157,7 @@ func dashboardBackendCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cert, err := selfSignedLoopback()
+			cert, err := pki.SelfSigned("skiff-bench-dashboard", nil, []net.IP{net.IPv4(127, 0, 0, 1)}, 24*time.Hour)
 			if err != nil {
 				return err
 			}
@@ -176,27 +171,6 @@ func dashboardBackendCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "the backend's identity (system:skiff-dashboard)")
 	return cmd
-}
-
-func selfSignedLoopback() (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "skiff-bench-dashboard"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 // dashFilter picks a name filter for n pods named pod-%05d that matches

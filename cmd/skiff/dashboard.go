@@ -1,21 +1,17 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"time"
 
 	"github.com/skiffhq/skiff/backend"
+	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/spf13/cobra"
 )
 
@@ -64,7 +60,7 @@ func dashboardCmd() *cobra.Command {
 				}
 				cert = &c
 			default:
-				c, err := selfSigned()
+				c, err := pki.SelfSigned("skiff-dashboard", []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}, 365*24*time.Hour)
 				if err != nil {
 					return err
 				}
@@ -89,26 +85,4 @@ func dashboardCmd() *cobra.Command {
 	f.DurationVar(&opts.SessionTTL, "session-ttl", 8*time.Hour, "session lifetime")
 	f.StringSliceVar(&opts.AllowedOrigins, "allowed-origin", nil, "extra origins (scheme://host:port) allowed to use the websocket and mutations")
 	return cmd
-}
-
-func selfSigned() (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "skiff-dashboard"},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("self-signed certificate: %w", err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

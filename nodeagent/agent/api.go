@@ -2,21 +2,16 @@ package agent
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/nodeagent/crilog"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 	corev1 "k8s.io/api/core/v1"
@@ -52,7 +47,7 @@ func (a *Agent) startAPI() error {
 	}
 	cert := a.opts.ServingCert
 	if cert == nil {
-		c, err := selfSigned(a.opts.NodeName, a.opts.NodeIP)
+		c, err := pki.SelfSigned(a.opts.NodeName, []string{a.opts.NodeName}, []net.IP{net.ParseIP(a.opts.NodeIP)}, 365*24*time.Hour)
 		if err != nil {
 			return err
 		}
@@ -91,27 +86,6 @@ func (s *apiServer) close() {
 	defer cancel()
 	_ = s.srv.Shutdown(ctx)
 	_ = s.srv.Close()
-}
-
-func selfSigned(name, ip string) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:    []string{name},
-		IPAddresses: []net.IP{net.ParseIP(ip)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 func writeErr(w http.ResponseWriter, err *apierrors.StatusError) {
