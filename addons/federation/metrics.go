@@ -1,10 +1,9 @@
 package federation
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/skiffhq/skiff/internal/promreg"
 )
 
 // metrics are the add-on's Prometheus series (namespace skiff, subsystem
@@ -32,31 +31,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.memberReady, err = register(reg, m.memberReady); err != nil {
+	if m.memberReady, err = promreg.Register(reg, m.memberReady); err != nil {
 		return nil, err
 	}
-	if m.errors, err = register(reg, m.errors); err != nil {
+	if m.errors, err = promreg.Register(reg, m.errors); err != nil {
 		return nil, err
 	}
-	if m.reconciles, err = register(reg, m.reconciles); err != nil {
+	if m.reconciles, err = promreg.Register(reg, m.reconciles); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c with reg, or returns the collector of the same
-// description reg already holds.
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(T); ok {
-			return existing, nil
-		}
-	}
-	var zero T
-	return zero, fmt.Errorf("federation: register metrics: %w", err)
 }

@@ -1,9 +1,9 @@
 package metrics
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/skiffhq/skiff/internal/promreg"
 )
 
 // addonMetrics are the add-on's own metrics (namespace skiff, subsystem
@@ -31,16 +31,20 @@ func newAddonMetrics(reg prometheus.Registerer) (*addonMetrics, error) {
 			Namespace: "skiff", Subsystem: "metrics", Name: "history_series", Help: "Series kept in the history.",
 		}),
 	}
-	if reg == nil {
-		return m, nil
+	// Collectors an earlier run registered with reg are reused (an
+	// elected add-on restarted in the same process keeps exporting).
+	var err error
+	if m.roundSeconds, err = promreg.Register(reg, m.roundSeconds); err != nil {
+		return nil, err
 	}
-	for _, c := range []prometheus.Collector{m.roundSeconds, m.scrapeErrors, m.staleNodes, m.historySeries} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, err
-			}
-		}
+	if m.scrapeErrors, err = promreg.Register(reg, m.scrapeErrors); err != nil {
+		return nil, err
+	}
+	if m.staleNodes, err = promreg.Register(reg, m.staleNodes); err != nil {
+		return nil, err
+	}
+	if m.historySeries, err = promreg.Register(reg, m.historySeries); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
