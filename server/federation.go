@@ -13,7 +13,7 @@ func (s *Server) enabled(name string) bool { return slices.Contains(s.cfg.Enable
 
 // federationLease is the Lease, in kube-system, held by the one server
 // that runs the federation add-on when other servers may run it too.
-const federationLease = "skiff-" + federation.Name
+const federationLease = federation.LeaseName
 
 // federationRetry is how long a term waits before running the add-on
 // again after it failed (say, its CRDs could not be installed).

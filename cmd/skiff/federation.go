@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -10,7 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/skiffhq/skiff/addons/federation"
+	"github.com/skiffhq/skiff/controlplane/leaderelect"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 )
 
 func federationCmd() *cobra.Command {
@@ -18,6 +21,8 @@ func federationCmd() *cobra.Command {
 		api    apiFlags
 		health string
 		opts   federation.Options
+		elect  bool
+		le     leaderelect.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "federation",
@@ -57,17 +62,31 @@ func federationCmd() *cobra.Command {
 					_ = srv.Shutdown(sctx)
 				}()
 			}
-			return c.Run(ctx)
+			if !elect {
+				return c.Run(ctx)
+			}
+			cs, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return fmt.Errorf("client: %w", err)
+			}
+			le.Client, le.Logger = cs.CoordinationV1(), slog.Default()
+			return federation.RunElected(ctx, c, le)
 		},
 	}
 	f := cmd.Flags()
-	api.register(f, "kubeconfig of the HOST cluster (the identity needs the federation.skiff.io API, CRDs, Secrets, Events and every kind it propagates)")
+	api.register(f, "kubeconfig of the HOST cluster (the identity needs the federation.skiff.io API, CRDs, Secrets, Events, every kind it propagates, and with --leader-elect the Lease)")
 	f.DurationVar(&opts.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "how often each member cluster is health-checked")
 	f.DurationVar(&opts.FailureGrace, "failure-grace-period", 40*time.Second, "how long a Ready member may fail its checks before it is NotReady and tainted")
 	f.DurationVar(&opts.RecoveryGrace, "recovery-grace-period", 30*time.Second, "how long a NotReady member must pass its checks before it is Ready again")
 	f.DurationVar(&opts.MemberTimeout, "member-timeout", 5*time.Second, "timeout of each call to a member cluster")
 	f.DurationVar(&opts.ResyncInterval, "resync-interval", 10*time.Second, "how often federated objects are re-applied and their members' status collected")
 	f.IntVar(&opts.Workers, "workers", 4, "objects reconciled concurrently")
+	f.BoolVar(&elect, "leader-elect", true, "run only while holding the Lease that servers started with --enable federation hold too; exit when it is lost")
+	f.StringVar(&le.Namespace, "leader-elect-resource-namespace", "kube-system", "namespace of the leader Lease")
+	f.StringVar(&le.Name, "leader-elect-resource-name", federation.LeaseName, "name of the leader Lease")
+	f.DurationVar(&le.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a non-leader waits before taking over")
+	f.DurationVar(&le.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader retries renewing before giving up")
+	f.DurationVar(&le.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "wait between leader election attempts")
 	f.StringVar(&health, "health-address", "127.0.0.1:8085", "address serving /healthz, /readyz and /metrics over plain HTTP (empty = off)")
 	return cmd
 }
