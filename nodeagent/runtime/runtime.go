@@ -461,8 +461,16 @@ func (r *Runtime) Create(ctx context.Context, cfg ContainerConfig) error {
 
 // Start starts a created container: its output is appended to the CRI
 // log file named by its LabelLogPath.
+//
+// A Start runs to its end once begun (up to startTimeout), whatever ctx:
+// cancelled half way, it could leave containerd with a task created or
+// started that nobody reads the output of (the container then blocks on
+// a full pipe) and that the next Start could not create again. A task
+// that an interrupted Start left created but not started (an agent killed
+// half way) is deleted and made anew.
 func (r *Runtime) Start(ctx context.Context, id string) error {
-	ctx = r.ctx(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx(ctx)), startTimeout)
+	defer cancel()
 	c, err := r.client.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
 		return fmt.Errorf("%s: %w", id, ErrContainerNotFound)
@@ -480,6 +488,12 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	}
 	sio := newContainerIO(r.runCtx, lw, labels, r.log.With("container", id))
 	task, err := c.NewTask(ctx, cio.NewCreator(sio.opts()...))
+	if errdefs.IsAlreadyExists(err) && r.deleteUnstartedTask(ctx, c) {
+		// Fresh streams: the failed attempt's copies may still hold the
+		// first ones.
+		sio = newContainerIO(r.runCtx, lw, labels, r.log.With("container", id))
+		task, err = c.NewTask(ctx, cio.NewCreator(sio.opts()...))
+	}
 	if err != nil {
 		lw.Close()
 		return fmt.Errorf("create task %s: %w", id, err)
@@ -487,11 +501,12 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	// The wait belongs to the Runtime: ending ctx (the caller's request)
 	// must not look like the task's exit.
 	// The task of a failed start is deleted whatever ctx (see Remove: a
-	// delete cancelled half way leaves the shim running).
+	// delete cancelled half way leaves the shim running), killed first in
+	// case it was started.
 	undo := func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
 		defer cancel()
-		_, _ = task.Delete(dctx)
+		_, _ = task.Delete(dctx, containerd.WithProcessKill)
 		lw.Close()
 	}
 	exitCh, err := task.Wait(r.runCtx)
@@ -509,6 +524,29 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	sio.task = task
 	r.watchIO(id, task, exitCh, lw, sio)
 	return nil
+}
+
+// startTimeout bounds a Start once it has begun (see Start).
+const startTimeout = time.Minute
+
+// deleteUnstartedTask deletes c's task if it was created and never
+// started (by a Start that did not finish), and reports whether it did.
+// A task in any other state is left alone: it is the container's.
+func (r *Runtime) deleteUnstartedTask(ctx context.Context, c containerd.Container) bool {
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		return false
+	}
+	st, err := task.Status(ctx)
+	if err != nil || st.Status != containerd.Created {
+		return false
+	}
+	r.log.Info("deleting a task an earlier start left unstarted", "container", c.ID())
+	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil {
+		r.log.Warn("delete unstarted task", "container", c.ID(), "err", err)
+		return false
+	}
+	return true
 }
 
 // watchIO copies the task's output to its log until the task exits (then
