@@ -84,7 +84,7 @@ FUZZ_TARGETS := \
 	./controlplane/apiserver:FuzzRequestInfo ./controlplane/apiserver:FuzzDecodeProtobuf ./addons/dns:FuzzServeDNS ./addons/dns:FuzzServerPackets \
 	./addons/ingress:FuzzIngressRequest ./nodeagent/crilog:FuzzParse ./nodeagent/crilog:FuzzWriteRead \
 	./backend:FuzzClientMessage ./nodeagent/streaming:FuzzParseOptions \
-	./nodeagent/streaming:FuzzRemoteCommandFrames
+	./nodeagent/streaming:FuzzRemoteCommandFrames ./nodeagent/proxy:FuzzParseFlow
 
 fuzz: ## run each fuzz target in turn for FUZZTIME (default 30s)
 	@set -e; for pt in $(FUZZ_TARGETS); do \

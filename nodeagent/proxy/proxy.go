@@ -106,6 +106,9 @@ type Proxy struct {
 	syncs     int
 	lastErr   error
 	lastStats SyncInfo
+	// udp are the UDP service ports the last sync programmed (nil before
+	// the first): what their conntrack entries are checked against.
+	udp map[string]udpPort
 
 	// built caches each Service's ServicePorts by namespace/name with
 	// the objects they were computed from (only Program touches it).
@@ -322,7 +325,30 @@ func (p *Proxy) apply(sps []*ServicePort) (st SyncInfo, err error) {
 		return st, err
 	}
 	p.vips = want
+	p.deleteStaleUDP(sps)
 	return st, nil
+}
+
+// deleteStaleUDP deletes the conntrack entries of UDP flows that the
+// table just written would not send where they go (see conntrack.go). A
+// failure is logged: the entries then live out their timeout.
+func (p *Proxy) deleteStaleUDP(sps []*ServicePort) {
+	udp := udpPorts(sps)
+	prev := p.udp
+	p.udp = udp
+	if prev == nil {
+		return // the first sync: flows made before it are kept (a restart)
+	}
+	filters := staleUDP(prev, udp)
+	if len(filters) == 0 {
+		return
+	}
+	n, err := deleteConntrack(p.opts.NetNS, filters)
+	if err != nil {
+		p.log.Warn("delete stale UDP conntrack entries", "err", err)
+		return
+	}
+	p.log.Debug("deleted stale UDP conntrack entries", "entries", n)
 }
 
 // LastSync says what the last sync did.

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -301,6 +302,52 @@ func hits(t *testing.T, url string, want ...string) map[string]int {
 	return nil
 }
 
+// udpAsk sends a datagram on c and returns who answered (the test
+// server's hostname), waiting up to 300 ms.
+func udpAsk(c *net.UDPConn) (string, error) {
+	if _, err := c.Write([]byte("who")); err != nil {
+		return "", err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	buf := make([]byte, 512)
+	n, err := c.Read(buf)
+	if err != nil {
+		return "", err
+	}
+	host, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimSpace(string(buf[:n])), "hostname="), " ")
+	return host, nil
+}
+
+// udpHits asks ip:53 over UDP, a new source port each time, until every
+// one of want answered (deadline 20 s).
+func udpHits(t *testing.T, ip string, want ...string) {
+	t.Helper()
+	seen := map[string]int{}
+	var last error
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.ParseIP(ip), Port: 53})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := udpAsk(c)
+		c.Close()
+		if err != nil {
+			last = err
+			continue
+		}
+		seen[h]++
+		all := true
+		for _, w := range want {
+			all = all && seen[w] > 0
+		}
+		if all {
+			return
+		}
+	}
+	t.Fatalf("UDP %s:53: answers %v, want all of %v (last error %v)", ip, seen, want, last)
+}
+
 func TestServicesOnRealPods(t *testing.T) {
 	e := setup(t)
 	web := corev1.Container{Name: "web", Image: testimages.HTTPServer, ImagePullPolicy: corev1.PullNever}
@@ -327,6 +374,12 @@ func TestServicesOnRealPods(t *testing.T) {
 		Spec: corev1.ServiceSpec{Selector: labels, SessionAffinity: corev1.ServiceAffinityClientIP,
 			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(testimages.HTTPServerPort)}}},
 	})
+	// The test server answers UDP datagrams on its HTTP port number.
+	udpSvc := e.createService(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "udp"},
+		Spec: corev1.ServiceSpec{Selector: labels,
+			Ports: []corev1.ServicePort{{Name: "udp", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(testimages.HTTPServerPort)}}},
+	})
 	empty := e.createService(&corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "empty"},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "nothing"},
@@ -339,6 +392,7 @@ func TestServicesOnRealPods(t *testing.T) {
 	e.waitEndpoints("self", 1)
 	e.waitEndpoints("web", 2)
 	e.waitEndpoints("sticky", 2)
+	e.waitEndpoints("udp", 2)
 	e.noteContainers()
 	vip := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, "80") + "/"
 
@@ -423,13 +477,95 @@ func TestServicesOnRealPods(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
-	t.Run("removed endpoint gets no traffic", func(t *testing.T) {
+	t.Run("agent and proxy restart keep an open connection", func(t *testing.T) {
+		// One keep-alive connection through the VIP, asked again while
+		// the agent is down and after a new agent (and proxy) synced: the
+		// stopped proxy leaves its table, and the new one must not cut
+		// established flows (no conntrack flush, no re-pick of a backend).
+		conn, err := net.DialTimeout("tcp", net.JoinHostPort(svc.Spec.ClusterIP, "80"), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		br := bufio.NewReader(conn)
+		ask := func(when string) string {
+			t.Helper()
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: web\r\n\r\n"); err != nil {
+				t.Fatalf("%s: write on the open connection: %v", when, err)
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%s: read on the open connection: %v", when, err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK || resp.Close {
+				t.Fatalf("%s: status %d, close %v, body %q, err %v", when, resp.StatusCode, resp.Close, b, err)
+			}
+			host, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimSpace(string(b)), "hostname="), " ")
+			return host
+		}
+		backend := ask("before the restart")
+		e.agent.Stop()
+		e.agent = nil
+		if got := ask("agent stopped"); got != backend {
+			t.Fatalf("agent stopped: answered by %s, want %s (the connection's backend)", got, backend)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		a, err := e.srv.StartAgent(ctx, e.opts)
+		if err != nil {
+			t.Fatalf("start agent again: %v", err)
+		}
+		e.agent = a
+		// New connections work once the new proxy synced...
+		hits(t, vip, "web-1", "web-2")
+		// ...and the old one still reaches its backend.
+		if got := ask("after the restart"); got != backend {
+			t.Fatalf("after the restart: answered by %s, want %s (the connection's backend)", got, backend)
+		}
+	})
+	t.Run("UDP service reaches both pods", func(t *testing.T) {
+		udpHits(t, udpSvc.Spec.ClusterIP, "web-1", "web-2")
+	})
+	t.Run("removed endpoint gets no traffic, and its UDP flow moves", func(t *testing.T) {
+		// A UDP flow (one source port) that conntrack pinned to web-2: it
+		// keeps sending, so only deleting its entry moves it to web-1.
+		var flow *net.UDPConn
+		for i := 0; flow == nil; i++ {
+			if i == 40 {
+				t.Fatal("no UDP flow landed on web-2 in 40 tries")
+			}
+			c, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.ParseIP(udpSvc.Spec.ClusterIP), Port: 53})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h, _ := udpAsk(c); h == "web-2" {
+				flow = c
+				defer c.Close()
+			} else {
+				c.Close()
+			}
+		}
 		if err := e.srv.Client.CoreV1().Pods("default").Delete(context.Background(), "web-2", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		e.waitEndpoints("web", 1)
-		// Once the proxy has caught up, 30 requests in a row all reach web-1.
 		deadline := time.Now().Add(10 * time.Second)
+		var answers []string
+		for {
+			h, err := udpAsk(flow)
+			if h == "web-1" {
+				break
+			}
+			answers = append(answers, fmt.Sprintf("%q/%v", h, err))
+			if time.Now().After(deadline) {
+				t.Fatalf("the UDP flow never reached web-1 after web-2 left (last answers %v)", answers[max(0, len(answers)-3):])
+			}
+		}
+		// Once the proxy has caught up, 30 requests in a row all reach web-1.
+		deadline = time.Now().Add(10 * time.Second)
 		streak := 0
 		for streak < 30 {
 			if time.Now().After(deadline) {

@@ -2,13 +2,15 @@
 // that internal/testimages builds: it answers every request with the pod's
 // hostname and the requested path, /env with its environment, and
 // /burn?d=200ms by spinning on the CPU for that long (load for autoscaling
-// tests; at most 10 s).
+// tests; at most 10 s). Datagrams to the same port over UDP are answered
+// with the hostname (UDP service tests).
 package main
 
 import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -37,7 +39,21 @@ func main() {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hostname=%s path=%s\n", host, r.URL.Path)
 	})
-	log.Printf("listening on %s", *addr)
+	pc, err := net.ListenPacket("udp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				log.Fatal(err)
+			}
+			_, _ = pc.WriteTo([]byte("hostname="+host+"\n"), from)
+		}
+	}()
+	log.Printf("listening on %s (tcp and udp)", *addr)
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	log.Fatal(srv.ListenAndServe())
 }
