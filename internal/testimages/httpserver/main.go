@@ -39,21 +39,26 @@ func main() {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hostname=%s path=%s\n", host, r.URL.Path)
 	})
-	pc, err := net.ListenPacket("udp", *addr)
-	if err != nil {
-		log.Fatal(err)
+	// UDP is a side line: a port taken (host network) only disables it.
+	if pc, err := net.ListenPacket("udp", *addr); err != nil {
+		log.Printf("no UDP answers: %v", err)
+	} else {
+		go answerUDP(pc, host)
 	}
-	go func() {
-		buf := make([]byte, 64<<10)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				log.Fatal(err)
-			}
-			_, _ = pc.WriteTo([]byte("hostname="+host+"\n"), from)
-		}
-	}()
-	log.Printf("listening on %s (tcp and udp)", *addr)
+	log.Printf("listening on %s", *addr)
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	log.Fatal(srv.ListenAndServe())
+}
+
+// answerUDP answers every datagram on pc with the hostname.
+func answerUDP(pc net.PacketConn, host string) {
+	buf := make([]byte, 64<<10)
+	for {
+		_, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			log.Printf("udp: %v", err)
+			return
+		}
+		_, _ = pc.WriteTo([]byte("hostname="+host+"\n"), from)
+	}
 }
