@@ -270,20 +270,25 @@ func get(url string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s := strings.TrimSpace(string(b))
-	host, _, _ := strings.Cut(strings.TrimPrefix(s, "hostname="), " ")
-	return host, nil
+	return hostOf(b), nil
 }
 
 // hits polls url until every one of want answered (deadline 20s) and
 // returns who answered.
 func hits(t *testing.T, url string, want ...string) map[string]int {
 	t.Helper()
+	return askUntil(t, "GET "+url, func() (string, error) { return get(url) }, want...)
+}
+
+// askUntil calls ask until every one of want answered (deadline 20 s) and
+// returns who answered; what names the request in a failure.
+func askUntil(t *testing.T, what string, ask func() (string, error), want ...string) map[string]int {
+	t.Helper()
 	seen := map[string]int{}
 	var last error
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		h, err := get(url)
+		h, err := ask()
 		if err != nil {
 			last = err
 			time.Sleep(50 * time.Millisecond)
@@ -298,8 +303,14 @@ func hits(t *testing.T, url string, want ...string) map[string]int {
 			return seen
 		}
 	}
-	t.Fatalf("GET %s: answers %v, want all of %v (last error %v)", url, seen, want, last)
+	t.Fatalf("%s: answers %v, want all of %v (last error %v)", what, seen, want, last)
 	return nil
+}
+
+// hostOf is the hostname in a test server's answer ("hostname=NAME ...").
+func hostOf(body []byte) string {
+	host, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimSpace(string(body)), "hostname="), " ")
+	return host
 }
 
 // udpAsk sends a datagram on c and returns who answered (the test
@@ -314,38 +325,21 @@ func udpAsk(c *net.UDPConn) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	host, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimSpace(string(buf[:n])), "hostname="), " ")
-	return host, nil
+	return hostOf(buf[:n]), nil
 }
 
 // udpHits asks ip:53 over UDP, a new source port each time, until every
 // one of want answered (deadline 20 s).
 func udpHits(t *testing.T, ip string, want ...string) {
 	t.Helper()
-	seen := map[string]int{}
-	var last error
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	askUntil(t, "UDP "+ip+":53", func() (string, error) {
 		c, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.ParseIP(ip), Port: 53})
 		if err != nil {
-			t.Fatal(err)
+			return "", err
 		}
-		h, err := udpAsk(c)
-		c.Close()
-		if err != nil {
-			last = err
-			continue
-		}
-		seen[h]++
-		all := true
-		for _, w := range want {
-			all = all && seen[w] > 0
-		}
-		if all {
-			return
-		}
-	}
-	t.Fatalf("UDP %s:53: answers %v, want all of %v (last error %v)", ip, seen, want, last)
+		defer c.Close()
+		return udpAsk(c)
+	}, want...)
 }
 
 func TestServicesOnRealPods(t *testing.T) {
@@ -503,8 +497,7 @@ func TestServicesOnRealPods(t *testing.T) {
 			if err != nil || resp.StatusCode != http.StatusOK || resp.Close {
 				t.Fatalf("%s: status %d, close %v, body %q, err %v", when, resp.StatusCode, resp.Close, b, err)
 			}
-			host, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimSpace(string(b)), "hostname="), " ")
-			return host
+			return hostOf(b)
 		}
 		backend := ask("before the restart")
 		e.agent.Stop()
