@@ -70,14 +70,22 @@ func setup(t *testing.T) *env {
 		t.Cleanup(func() { _ = os.WriteFile(localnet, prev, 0o644) })
 	}
 	t.Cleanup(e.cleanup)
+	if err := e.startAgent(); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// startAgent starts the node agent with e.opts (again, after a Stop).
+func (e *env) startAgent() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	a, err := e.srv.StartAgent(ctx, e.opts)
 	if err != nil {
-		t.Fatalf("start agent: %v", err)
+		return fmt.Errorf("start agent: %w", err)
 	}
 	e.agent = a
-	return e
+	return nil
 }
 
 // cleanup removes the proxy's table and link, the test's pods, containers,
@@ -505,13 +513,9 @@ func TestServicesOnRealPods(t *testing.T) {
 		if got := ask("agent stopped"); got != backend {
 			t.Fatalf("agent stopped: answered by %s, want %s (the connection's backend)", got, backend)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		a, err := e.srv.StartAgent(ctx, e.opts)
-		if err != nil {
-			t.Fatalf("start agent again: %v", err)
+		if err := e.startAgent(); err != nil {
+			t.Fatal(err)
 		}
-		e.agent = a
 		// New connections work once the new proxy synced...
 		hits(t, vip, "web-1", "web-2")
 		// ...and the old one still reaches its backend.

@@ -30,13 +30,9 @@ func TestUserspaceModeOnRealPods(t *testing.T) {
 	e.popts = proxy.Options{Table: table, Interface: dummy}
 	e.opts.ProxyMode, e.opts.Proxy = agent.ProxyModeUserspace, e.popts
 	t.Cleanup(e.cleanup)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	a, err := e.srv.StartAgent(ctx, e.opts)
-	if err != nil {
-		t.Fatalf("start agent: %v", err)
+	if err := e.startAgent(); err != nil {
+		t.Fatal(err)
 	}
-	e.agent = a
 
 	web := corev1.Container{Name: "web", Image: testimages.HTTPServer, ImagePullPolicy: corev1.PullNever}
 	labels := map[string]string{"app": "web"}
@@ -58,6 +54,7 @@ func TestUserspaceModeOnRealPods(t *testing.T) {
 		// Round robin: four requests in a row reach both pods.
 		script := fmt.Sprintf(`for i in 1 2 3 4; do printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 %s 80; echo; done`, svc.Spec.ClusterIP)
 		var out []byte
+		var err error
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
