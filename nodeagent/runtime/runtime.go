@@ -462,15 +462,15 @@ func (r *Runtime) Create(ctx context.Context, cfg ContainerConfig) error {
 // Start starts a created container: its output is appended to the CRI
 // log file named by its LabelLogPath.
 //
-// A Start runs to its end once begun (up to startTimeout), whatever ctx:
-// cancelled half way, it could leave containerd with a task created or
-// started that nobody reads the output of (the container then blocks on
-// a full pipe) and that the next Start could not create again. A task
-// that an interrupted Start left created but not started (an agent killed
-// half way) is deleted and made anew.
+// A Start runs to its end once begun, whatever ctx: cancelled half way,
+// it could leave containerd with a task created or started that nobody
+// reads the output of (the container then blocks on a full pipe) and that
+// the next Start could not create again. A task that an interrupted Start
+// left created but not started (an agent killed half way) is deleted and
+// made anew. Its context is never cancelled, not even when Start returns:
+// the task's I/O is set up with it and must outlive the call.
 func (r *Runtime) Start(ctx context.Context, id string) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx(ctx)), startTimeout)
-	defer cancel()
+	ctx = context.WithoutCancel(r.ctx(ctx))
 	c, err := r.client.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
 		return fmt.Errorf("%s: %w", id, ErrContainerNotFound)
@@ -525,9 +525,6 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	r.watchIO(id, task, exitCh, lw, sio)
 	return nil
 }
-
-// startTimeout bounds a Start once it has begun (see Start).
-const startTimeout = time.Minute
 
 // deleteUnstartedTask deletes c's task if it was created and never
 // started (by a Start that did not finish), and reports whether it did.
