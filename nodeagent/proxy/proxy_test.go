@@ -321,35 +321,6 @@ func hostOf(body []byte) string {
 	return host
 }
 
-// udpAsk sends a datagram on c and returns who answered (the test
-// server's hostname), waiting up to 300 ms.
-func udpAsk(c *net.UDPConn) (string, error) {
-	if _, err := c.Write([]byte("who")); err != nil {
-		return "", err
-	}
-	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	buf := make([]byte, 512)
-	n, err := c.Read(buf)
-	if err != nil {
-		return "", err
-	}
-	return hostOf(buf[:n]), nil
-}
-
-// udpHits asks ip:53 over UDP, a new source port each time, until every
-// one of want answered (deadline 20 s).
-func udpHits(t *testing.T, ip string, want ...string) {
-	t.Helper()
-	askUntil(t, "UDP "+ip+":53", func() (string, error) {
-		c, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.ParseIP(ip), Port: 53})
-		if err != nil {
-			return "", err
-		}
-		defer c.Close()
-		return udpAsk(c)
-	}, want...)
-}
-
 func TestServicesOnRealPods(t *testing.T) {
 	e := setup(t)
 	web := corev1.Container{Name: "web", Image: testimages.HTTPServer, ImagePullPolicy: corev1.PullNever}
@@ -376,12 +347,6 @@ func TestServicesOnRealPods(t *testing.T) {
 		Spec: corev1.ServiceSpec{Selector: labels, SessionAffinity: corev1.ServiceAffinityClientIP,
 			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(testimages.HTTPServerPort)}}},
 	})
-	// The test server answers UDP datagrams on its HTTP port number.
-	udpSvc := e.createService(&corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "udp"},
-		Spec: corev1.ServiceSpec{Selector: labels,
-			Ports: []corev1.ServicePort{{Name: "udp", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(testimages.HTTPServerPort)}}},
-	})
 	empty := e.createService(&corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "empty"},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "nothing"},
@@ -394,7 +359,6 @@ func TestServicesOnRealPods(t *testing.T) {
 	e.waitEndpoints("self", 1)
 	e.waitEndpoints("web", 2)
 	e.waitEndpoints("sticky", 2)
-	e.waitEndpoints("udp", 2)
 	e.noteContainers()
 	vip := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, "80") + "/"
 
@@ -522,9 +486,6 @@ func TestServicesOnRealPods(t *testing.T) {
 		if got := ask("after the restart"); got != backend {
 			t.Fatalf("after the restart: answered by %s, want %s (the connection's backend)", got, backend)
 		}
-	})
-	t.Run("UDP service reaches both pods", func(t *testing.T) {
-		udpHits(t, udpSvc.Spec.ClusterIP, "web-1", "web-2")
 	})
 	t.Run("removed endpoint gets no traffic", func(t *testing.T) {
 		if err := e.srv.Client.CoreV1().Pods("default").Delete(context.Background(), "web-2", metav1.DeleteOptions{}); err != nil {

@@ -2,15 +2,13 @@
 // that internal/testimages builds: it answers every request with the pod's
 // hostname and the requested path, /env with its environment, and
 // /burn?d=200ms by spinning on the CPU for that long (load for autoscaling
-// tests; at most 10 s). Datagrams to the same port over UDP are answered
-// with the hostname (UDP service tests).
+// tests; at most 10 s).
 package main
 
 import (
 	"flag"
 	"fmt"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -39,26 +37,7 @@ func main() {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hostname=%s path=%s\n", host, r.URL.Path)
 	})
-	// UDP is a side line: a port taken (host network) only disables it.
-	if pc, err := net.ListenPacket("udp", *addr); err != nil {
-		log.Printf("no UDP answers: %v", err)
-	} else {
-		go answerUDP(pc, host)
-	}
 	log.Printf("listening on %s", *addr)
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	log.Fatal(srv.ListenAndServe())
-}
-
-// answerUDP answers every datagram on pc with the hostname.
-func answerUDP(pc net.PacketConn, host string) {
-	buf := make([]byte, 64<<10)
-	for {
-		_, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			log.Printf("udp: %v", err)
-			return
-		}
-		_, _ = pc.WriteTo([]byte("hostname="+host+"\n"), from)
-	}
 }
