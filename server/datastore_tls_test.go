@@ -96,41 +96,7 @@ func TestExternalEtcdClusterTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir)
 	const members = 3
-	clientURLs := make([]string, members)
-	peerURLs := make([]string, members)
-	var initial []string
-	for i := range members {
-		clientURLs[i] = fmt.Sprintf("https://127.0.0.1:%d", port(t))
-		peerURLs[i] = fmt.Sprintf("https://127.0.0.1:%d", port(t))
-		initial = append(initial, fmt.Sprintf("m%d=%s", i, peerURLs[i]))
-	}
-	procs := make([]*exec.Cmd, members)
-	for i := range members {
-		cert, key := ca.issue(t, fmt.Sprintf("member%d", i))
-		log, err := os.Create(filepath.Join(dir, fmt.Sprintf("m%d.log", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(etcdBin,
-			"--name", fmt.Sprintf("m%d", i), "--data-dir", filepath.Join(dir, fmt.Sprintf("m%d", i)),
-			"--listen-client-urls", clientURLs[i], "--advertise-client-urls", clientURLs[i],
-			"--listen-peer-urls", peerURLs[i], "--initial-advertise-peer-urls", peerURLs[i],
-			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new", "--initial-cluster-token", "skiff-test",
-			"--cert-file", cert, "--key-file", key, "--trusted-ca-file", filepath.Join(dir, "ca.crt"), "--client-cert-auth",
-			"--peer-cert-file", cert, "--peer-key-file", key, "--peer-trusted-ca-file", filepath.Join(dir, "ca.crt"), "--peer-client-cert-auth",
-			"--listen-metrics-urls", fmt.Sprintf("http://127.0.0.1:%d", port(t)),
-		)
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		procs[i] = cmd
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			log.Close()
-		})
-	}
+	clientURLs, procs, logs := startEtcdCluster(t, etcdBin, dir, ca, members)
 	clientCert, clientKey := ca.issue(t, "skiff-server")
 	cfg := server.Config{DataDir: t.TempDir(), BindAddress: "127.0.0.1", DisableAgent: true, DNSListenAddress: "127.0.0.1:0",
 		DatastoreEndpoints: clientURLs, DatastoreCAFile: filepath.Join(dir, "ca.crt"), DatastoreCertFile: clientCert, DatastoreKeyFile: clientKey}
@@ -148,7 +114,7 @@ func TestExternalEtcdClusterTLS(t *testing.T) {
 	cancel()
 
 	ts := testserver.StartWith(t, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
 	create := func(name string) {
 		t.Helper()
@@ -173,7 +139,9 @@ func TestExternalEtcdClusterTLS(t *testing.T) {
 		t.Fatalf("snapshot of the external cluster: %v %+v", err, snap)
 	}
 
-	// Quorum survives one member: kill -9 the first and keep writing.
+	// Quorum survives one member: once all three agree on a leader,
+	// kill -9 the first and keep writing.
+	waitEtcdMembers(ctx, t, info, clientURLs, logs)
 	if err := procs[0].Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +153,7 @@ func TestExternalEtcdClusterTLS(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no write accepted after one of three members died: %v", err)
+			t.Fatalf("no write accepted after one of three members died: %v\n%s", err, tails(logs))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -200,4 +168,137 @@ func TestExternalEtcdClusterTLS(t *testing.T) {
 	if !names["before"] || !names["after"] {
 		t.Fatalf("configmaps after losing a member: %v", names)
 	}
+}
+
+// startEtcdCluster starts members etcd processes with TLS on loopback and
+// returns their client URLs, processes and log files. Ports come from
+// below the kernel's ephemeral range, so a parallel test's outgoing
+// connection cannot take one between choosing and binding it.
+func startEtcdCluster(t *testing.T, etcdBin, dir string, ca *testCA, members int) (clientURLs []string, procs []*exec.Cmd, logs []string) {
+	t.Helper()
+	ports := stablePorts(t, 3*members)
+	clientURLs = make([]string, members)
+	peerURLs := make([]string, members)
+	var initial []string
+	for i := range members {
+		clientURLs[i] = fmt.Sprintf("https://127.0.0.1:%d", ports[3*i])
+		peerURLs[i] = fmt.Sprintf("https://127.0.0.1:%d", ports[3*i+1])
+		initial = append(initial, fmt.Sprintf("m%d=%s", i, peerURLs[i]))
+	}
+	procs = make([]*exec.Cmd, members)
+	for i := range members {
+		cert, key := ca.issue(t, fmt.Sprintf("member%d", i))
+		logPath := filepath.Join(dir, fmt.Sprintf("m%d.log", i))
+		logs = append(logs, logPath)
+		log, err := os.Create(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(etcdBin,
+			"--name", fmt.Sprintf("m%d", i), "--data-dir", filepath.Join(dir, fmt.Sprintf("m%d", i)),
+			"--listen-client-urls", clientURLs[i], "--advertise-client-urls", clientURLs[i],
+			"--listen-peer-urls", peerURLs[i], "--initial-advertise-peer-urls", peerURLs[i],
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new", "--initial-cluster-token", "skiff-test",
+			"--cert-file", cert, "--key-file", key, "--trusted-ca-file", filepath.Join(dir, "ca.crt"), "--client-cert-auth",
+			"--peer-cert-file", cert, "--peer-key-file", key, "--peer-trusted-ca-file", filepath.Join(dir, "ca.crt"), "--peer-client-cert-auth",
+			"--listen-metrics-urls", fmt.Sprintf("http://127.0.0.1:%d", ports[3*i+2]),
+		)
+		cmd.Stdout, cmd.Stderr = log, log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs[i] = cmd
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			log.Close()
+		})
+	}
+	return clientURLs, procs, logs
+}
+
+// stablePorts returns n distinct free loopback ports between 20000 and
+// 30000: below the ephemeral range and the NodePort range.
+func stablePorts(t *testing.T, n int) []int {
+	t.Helper()
+	seen := map[int]bool{}
+	var ports []int
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 10000 {
+			t.Fatal("no free loopback ports below the ephemeral range")
+		}
+		p := 20000 + int(randInt(t, 10000)) // below NodePorts (30000+) too
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		ports = append(ports, p)
+	}
+	return ports
+}
+
+func randInt(t *testing.T, max int64) int64 {
+	n, err := rand.Int(rand.Reader, big.NewInt(max))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.Int64()
+}
+
+// waitEtcdMembers waits until every member answers a status request and
+// all name the same leader, so that killing one leaves a quorum of two
+// that are really connected.
+func waitEtcdMembers(ctx context.Context, t *testing.T, info etcdclient.Info, urls, logs []string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		leaders := map[uint64]bool{}
+		ok := true
+		for _, u := range urls {
+			one := info
+			one.Endpoints = []string{u}
+			cli, err := one.Connect(ctx)
+			if err != nil {
+				ok, last = false, fmt.Sprintf("%s: %v", u, err)
+				break
+			}
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			st, err := cli.Status(sctx, u)
+			cancel()
+			cli.Close()
+			if err != nil || st.Leader == 0 {
+				ok, last = false, fmt.Sprintf("%s: status %v %v", u, st, err)
+				break
+			}
+			leaders[st.Leader] = true
+		}
+		if ok && len(leaders) == 1 {
+			return
+		}
+		if ok {
+			last = fmt.Sprintf("members name different leaders %v", leaders)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("the etcd cluster never had all members on one leader: %s\n%s", last, tails(logs))
+}
+
+// tails returns the last lines of each member's log.
+func tails(logs []string) string {
+	var b strings.Builder
+	for _, p := range logs {
+		data, _ := os.ReadFile(p)
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if len(lines) > 8 {
+			lines = lines[len(lines)-8:]
+		}
+		fmt.Fprintf(&b, "--- %s\n%s\n", filepath.Base(p), strings.Join(lines, "\n"))
+	}
+	return b.String()
 }
