@@ -41,13 +41,17 @@ test: lint test-web test-go test-e2e vulncheck ## run every test (test-e2e inclu
 
 test-go: build ## unit and integration tests (race detector on the concurrent packages)
 	$(GO) test -count=1 -race -timeout 30m $(PKGS_RACE)
+	# Code built only with -tags failpoints: its parser and the shipper killed between ack and checkpoint.
+	$(GO) test -count=1 -tags failpoints -run 'Failpoints|TestKilledBeforeCheckpoint' ./internal/failpoint ./addons/logging/shipper
 	# One package at a time: the node agent, proxy and DNS pod tests share this
 	# machine's containerd, images and netfilter, and disturb each other when
 	# they run at once.
 	$(GO) test -count=1 -p 1 -timeout 30m $(shell $(GO) list ./... | grep -v -e /controlplane/ -e /server -e /internal/ -e /backend -e /e2e)
 
 test-e2e: build ## end-to-end tests: the real kubectl against bin/skiff
-	SKIFF_BIN=$(CURDIR)/bin/skiff $(GO) test -count=1 -timeout 30m ./e2e/...
+	# The failpoint chaos test needs the server built with its failpoints.
+	$(GO) build -tags failpoints -o bin/skiff-failpoints ./cmd/skiff
+	SKIFF_BIN=$(CURDIR)/bin/skiff SKIFF_FAILPOINTS_BIN=$(CURDIR)/bin/skiff-failpoints $(GO) test -count=1 -timeout 30m ./e2e/...
 	# Helm's Go SDK as a client; its own module keeps Helm out of go.mod.
 	cd e2e/helm && SKIFF_BIN=$(CURDIR)/bin/skiff $(GO) test -count=1 -timeout 10m ./...
 
@@ -58,6 +62,7 @@ fmt:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags failpoints ./internal/failpoint ./controlplane/storage ./internal/chaos ./addons/logging/shipper
 
 boundaries: ## only controlplane may import controlplane/storage
 	@bad=$$($(GO) list -f '{{.ImportPath}}: {{join .Imports " "}}' ./... | grep -v '^github.com/skiffhq/skiff/controlplane/' | grep -v '^github.com/skiffhq/skiff/server' | grep -v '^github.com/skiffhq/skiff/cmd/skiff-bench' | grep 'skiff/controlplane/storage' || true); \
@@ -65,7 +70,8 @@ boundaries: ## only controlplane may import controlplane/storage
 
 CHAOS_DURATION ?= 5m
 test-chaos: build ## fault injection for CHAOS_DURATION: API writes with a ledger while the server is SIGKILLed at random (test-e2e runs a 20 s form)
-	SKIFF_BIN=$(CURDIR)/bin/skiff SKIFF_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -count=1 -timeout 90m -run TestChaos -v ./e2e/
+	$(GO) build -tags failpoints -o bin/skiff-failpoints ./cmd/skiff
+	SKIFF_BIN=$(CURDIR)/bin/skiff SKIFF_FAILPOINTS_BIN=$(CURDIR)/bin/skiff-failpoints SKIFF_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -count=1 -timeout 90m -run TestChaos -v ./e2e/
 
 bench: build ## run the benchmarks (each prints one JSON object)
 	./bin/skiff-bench api --embedded

@@ -7,6 +7,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/skiffhq/skiff/internal/failpoint"
 )
 
 // KV is one stored value with the revisions etcd gave it.
@@ -55,7 +57,19 @@ func (s *Store) writeCtx(ctx context.Context, op, key string) (context.Context, 
 	if s.hasLeader != nil && !s.hasLeader() {
 		return nil, fmt.Errorf("%s %s: %w", op, key, ErrUnavailable)
 	}
+	if err := failpoint.Inject("storage/before-commit", key); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, key, err)
+	}
 	return clientv3.WithRequireLeader(ctx), nil
+}
+
+// committed is the failpoint between a write's commit in etcd and its
+// answer: a crash here leaves a durable write whose client saw no reply.
+func committed(op, key string) error {
+	if err := failpoint.Inject("storage/after-commit", key); err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	return nil
 }
 
 // SetTransformer replaces the value transformer.
@@ -113,6 +127,9 @@ func (s *Store) Create(ctx context.Context, key string, value []byte) (int64, er
 	if !resp.Succeeded {
 		return 0, fmt.Errorf("create %s: %w", key, ErrExists)
 	}
+	if err := committed("create", key); err != nil {
+		return 0, err
+	}
 	return resp.Header.Revision, nil
 }
 
@@ -141,6 +158,9 @@ func (s *Store) CreateGuarded(ctx context.Context, key string, value []byte, gua
 			return 0, fmt.Errorf("create %s: %w", key, ErrExists)
 		}
 		return 0, fmt.Errorf("create %s (guard %s): %w", key, guard, ErrConflict)
+	}
+	if err := committed("create", key); err != nil {
+		return 0, err
 	}
 	return resp.Header.Revision, nil
 }
@@ -204,6 +224,9 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, modRev int
 		return 0, KV{Key: key, Value: cur, ModRev: kvs[0].ModRevision, CreateRev: kvs[0].CreateRevision},
 			fmt.Errorf("update %s: %w", key, ErrConflict)
 	}
+	if err := committed("update", key); err != nil {
+		return 0, KV{}, err
+	}
 	return resp.Header.Revision, KV{}, nil
 }
 
@@ -230,6 +253,9 @@ func (s *Store) Delete(ctx context.Context, key string, modRev int64) (int64, er
 			return 0, fmt.Errorf("delete %s: %w", key, ErrNotFound)
 		}
 		return 0, fmt.Errorf("delete %s: %w", key, ErrConflict)
+	}
+	if err := committed("delete", key); err != nil {
+		return 0, err
 	}
 	return resp.Header.Revision, nil
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/skiffhq/skiff/internal/failpoint"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +32,10 @@ type Config struct {
 	AgentDataDir string
 	// ConvergeTimeout bounds the wait for the Deployments (default 2m).
 	ConvergeTimeout time.Duration
+	// Failpoints, when set, is the server's SKIFF_FAILPOINTS (its binary
+	// must be built with -tags failpoints): the harness kills nothing and
+	// instead restarts the server each time a failpoint ends it.
+	Failpoints string
 }
 
 // Report is what a run found, printed by `skiff-bench chaos`.
@@ -77,6 +82,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.KeysPerWorker == 0 {
 		cfg.KeysPerWorker = 20
+	}
+	if cfg.Failpoints != "" {
+		cfg.Server.Env = append(cfg.Server.Env, failpoint.Env+"="+cfg.Failpoints)
 	}
 	if err := cfg.Server.Start(ctx); err != nil {
 		return nil, err
@@ -126,7 +134,34 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
-	for {
+	for cfg.Failpoints != "" {
+		// The server dies only at its failpoints; start it again each
+		// time until the load ends.
+		select {
+		case <-loadCtx.Done():
+		case <-cfg.Server.Exited():
+		}
+		if loadCtx.Err() != nil {
+			break
+		}
+		f := Fault{Target: "server", Signal: "failpoint", AtSeconds: time.Since(start).Seconds()}
+		log.Info("chaos: server ended at a failpoint", "at", f.AtSeconds)
+		t0 := time.Now()
+		died, err := cfg.Server.restartAfterFailpoints(ctx)
+		for range died { // deaths while starting again: faults with no serving time
+			rep.Faults = append(rep.Faults, Fault{Target: "server", Signal: "failpoint", AtSeconds: time.Since(start).Seconds()})
+		}
+		if err != nil {
+			stopLoad()
+			<-loadDone
+			<-churnDone
+			return rep, fmt.Errorf("restart server after failpoint %d: %w", len(rep.Faults)+1, err)
+		}
+		f.ConvergeSeconds = time.Since(t0).Seconds()
+		rep.Faults = append(rep.Faults, f)
+		rep.ConvergeSeconds = append(rep.ConvergeSeconds, f.ConvergeSeconds)
+	}
+	for cfg.Failpoints == "" {
 		wait := cfg.FaultMin
 		if d := cfg.FaultMax - cfg.FaultMin; d > 0 {
 			wait += time.Duration(rng.Int64N(int64(d)))

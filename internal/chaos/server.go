@@ -24,6 +24,8 @@ type Proc struct {
 	Name string
 	Bin  string
 	Args []string
+	// Env is added to the harness's environment (SKIFF_FAILPOINTS).
+	Env []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -44,6 +46,12 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+func (b *logBuffer) count(substr string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Count(b.buf.Bytes(), []byte(substr))
+}
+
 func (b *logBuffer) tail(n int) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -59,6 +67,9 @@ func (p *Proc) start() (exited <-chan struct{}, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cmd := exec.Command(p.Bin, p.Args...)
+	if len(p.Env) > 0 {
+		cmd.Env = append(os.Environ(), p.Env...)
+	}
 	cmd.Stdout, cmd.Stderr = &p.log, &p.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -68,6 +79,14 @@ func (p *Proc) start() (exited <-chan struct{}, err error) {
 	go func() { _ = cmd.Wait(); close(done) }()
 	p.cmd, p.done = cmd, done
 	return done, nil
+}
+
+// Exited is closed when the process last started ends (nil before a
+// start).
+func (p *Proc) Exited() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done
 }
 
 // Kill sends SIGKILL and waits for the process to be gone.
@@ -105,6 +124,9 @@ func (p *Proc) SaveLog(path string) error {
 	defer p.log.mu.Unlock()
 	return os.WriteFile(path, p.log.buf.Bytes(), 0o644)
 }
+
+// LogCount counts substr in the process's whole output (every start).
+func (p *Proc) LogCount(substr string) int { return p.log.count(substr) }
 
 // LogTail returns the last n bytes of the process's output.
 func (p *Proc) LogTail(n int) string { return p.log.tail(n) }
@@ -150,6 +172,24 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	return s.WaitReady(ctx, exited)
+}
+
+// restartAfterFailpoints starts the server again after a failpoint ended
+// it; the load goes on meanwhile, so the new process may reach a failpoint
+// before it is ready, and is then started again (up to 50 times). It
+// returns how many more processes died at a failpoint on the way.
+func (s *Server) restartAfterFailpoints(ctx context.Context) (died int, err error) {
+	for range 50 {
+		before := s.log.count("failpoint: ")
+		if err = s.Start(ctx); err == nil || ctx.Err() != nil {
+			return died, err
+		}
+		if s.log.count("failpoint: ") == before {
+			return died, err // it died of something else
+		}
+		died++
+	}
+	return died, err
 }
 
 // WaitReady polls /readyz until it answers ok, the process exits or ctx
