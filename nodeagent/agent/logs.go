@@ -32,6 +32,9 @@ type LogsOptions struct {
 	CACert                     []byte
 	// Header is added to every request to the sink.
 	Header http.Header
+	// Setup, if set, puts the index template and ILM policy on an external
+	// sink before shipping (ignored for the default sink).
+	Setup *shipper.Setup
 	// Tune overrides shipper settings in tests (nil: defaults).
 	Tune func(*shipper.Config)
 }
@@ -47,8 +50,10 @@ func (a *Agent) newLogShipper(rc *rest.Config) error {
 		PodLogDir: a.opts.PodLogDir, StateDir: filepath.Join(a.opts.StateDir, "logshipper"), NodeName: a.opts.NodeName,
 		URL: lo.ElasticsearchURL, APIKey: lo.APIKey, Username: lo.Username, Password: lo.Password, CACert: lo.CACert,
 		Header: lo.Header, Pod: a.shipperPod, Events: &a.shipEvents, Registerer: a.metricsRegistry(), Logger: a.opts.Logger,
+		Setup: lo.Setup,
 	}
 	if cfg.URL == "" {
+		cfg.Setup = nil // the embedded store keeps its own mapping and retention
 		// The embedded store, reached as the node (its client certificate).
 		cfg.URL = strings.TrimSuffix(rc.Host, "/") + "/logs"
 		rt, err := rest.TransportFor(rc)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/skiffhq/skiff/internal/failpoint"
 	"github.com/skiffhq/skiff/nodeagent/crilog"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -61,6 +62,10 @@ type Config struct {
 	ClientCert *tls.Certificate
 	// Header is added to every request (VictoriaLogs wants VL-Time-Field).
 	Header http.Header
+	// Setup, if set, puts an index template and ILM policy on the sink
+	// before shipping (external Elasticsearch; the embedded store keeps
+	// its own mapping and retention).
+	Setup *Setup
 	// Transport, if set, carries the requests instead of one built from
 	// CACert and ClientCert (the agent passes its API client's, which
 	// authenticates as the node).
@@ -185,6 +190,9 @@ func New(cfg Config) (*Shipper, error) {
 func (s *Shipper) Run(ctx context.Context) error {
 	s.log.Info("log shipper running", "url", s.cfg.URL, "dir", s.cfg.PodLogDir)
 	defer s.sendCancel()
+	if s.cfg.Setup != nil {
+		s.runSetup(ctx, s.sink.es)
+	}
 	tick := time.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
 	cpTick := time.NewTicker(s.cfg.CheckpointInterval)
@@ -355,7 +363,13 @@ func (s *Shipper) saveCheckpoint() {
 	}
 	s.dirty = false
 	s.mu.Unlock()
-	if err := cp.save(s.cpPath); err != nil {
+	// Lines acknowledged since the last save are not yet recorded: a crash
+	// here must cost duplicates the sink refuses (same IDs), never lines.
+	err := failpoint.Inject("shipper/before-checkpoint", s.cpPath)
+	if err == nil {
+		err = cp.save(s.cpPath)
+	}
+	if err != nil {
 		s.log.Error("write checkpoint", "err", err)
 		s.mu.Lock()
 		s.dirty = true

@@ -113,6 +113,9 @@ func TestVictoriaLogs(t *testing.T) {
 			return nil
 		},
 		PollInterval: 50 * time.Millisecond, FlushInterval: 200 * time.Millisecond,
+		// As --logs-elasticsearch-setup defaults: VictoriaLogs v1.52.1
+		// answers 200 {} to the policy and template and ignores them.
+		Setup: &Setup{Retention: 24 * time.Hour},
 	}
 	ret := &retainer{}
 	w, err := crilog.OpenRotating(filepath.Join(logDir, "ns1_web-0_uid-1", "app", "0.log"),

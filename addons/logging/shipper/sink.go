@@ -26,6 +26,7 @@ const maxDeadLetter = 64 << 20
 // holds back the lines around it.
 type sink struct {
 	s  *Shipper
+	es *elasticsearch.Client
 	bi esutil.BulkIndexer
 
 	shipped, duplicates, deadLettered, retries atomic.Int64
@@ -92,7 +93,7 @@ func newSink(s *Shipper) (*sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shipper: elasticsearch client: %w", err)
 	}
-	k := &sink{s: s, dlPath: filepath.Join(s.cfg.StateDir, "deadletter.log")}
+	k := &sink{s: s, es: client, dlPath: filepath.Join(s.cfg.StateDir, "deadletter.log")}
 	k.bi, err = esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
 		Client:        client,
 		NumWorkers:    2,
