@@ -14,6 +14,7 @@ import (
 	"github.com/skiffhq/skiff/nodeagent/hollow"
 	"github.com/skiffhq/skiff/server"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -46,10 +47,19 @@ func TestStandaloneLeaderElection(t *testing.T) {
 	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
 		t.Fatalf("kube-scheduler lease: %v %+v", err, l)
 	}
-	l.Spec.HolderIdentity = ptr.To("intruder")
-	l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
-	l.Spec.LeaseDurationSeconds = ptr.To[int32](60)
-	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+	// The holder renews every 100 ms: retry the takeover on conflict.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		l, err := leases.Get(ctx, "kube-scheduler", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		l.Spec.HolderIdentity = ptr.To("intruder")
+		l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+		l.Spec.LeaseDurationSeconds = ptr.To[int32](60)
+		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -261,6 +261,8 @@ type AffinityTerm struct {
 	// HasNamespaceSelector is set when the term has a namespaceSelector
 	// (an empty one selects every namespace).
 	HasNamespaceSelector bool
+	// Key identifies what the term selects (zero if built by hand).
+	Key MatchKey
 }
 
 // Matches reports whether pod (with its namespace's labels) matches the term.
@@ -290,6 +292,8 @@ type PodInfo struct {
 	NonZeroMemory int64
 	// ParseError is set when an affinity selector does not parse.
 	ParseError error
+	// LabelsKey identifies the pod's namespace and labels.
+	LabelsKey MatchKey
 }
 
 // NewPodInfo derives a PodInfo.
@@ -301,7 +305,7 @@ func NewPodInfo(pod *corev1.Pod) *PodInfo {
 
 // Update re-derives the PodInfo for a new version of the pod.
 func (pi *PodInfo) Update(pod *corev1.Pod) {
-	*pi = PodInfo{Pod: pod}
+	*pi = PodInfo{Pod: pod, LabelsKey: LabelsKey(pod.Namespace, pod.Labels)}
 	pi.Requests = PodRequests(pod)
 	pi.NonZeroCPU, pi.NonZeroMemory = NonZeroRequests(pod)
 	var errs []error
@@ -383,7 +387,9 @@ func NewAffinityTerm(pod *corev1.Pod, term *corev1.PodAffinityTerm) (*AffinityTe
 	if len(term.Namespaces) == 0 && term.NamespaceSelector == nil {
 		ns.Insert(pod.Namespace)
 	}
-	return &AffinityTerm{Namespaces: ns, Selector: sel, TopologyKey: term.TopologyKey, NamespaceSelector: nsSel, HasNamespaceSelector: term.NamespaceSelector != nil}, nil
+	t := &AffinityTerm{Namespaces: ns, Selector: sel, TopologyKey: term.TopologyKey, NamespaceSelector: nsSel, HasNamespaceSelector: term.NamespaceSelector != nil}
+	t.Key = termKey(t.Namespaces, t.Selector, t.HasNamespaceSelector, t.NamespaceSelector)
+	return t, nil
 }
 
 // ImageStateSummary is what the scheduler knows about an image on a node.

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/skiffhq/skiff/controlplane/scheduler/framework"
@@ -107,13 +108,16 @@ func (c counts) clone() counts {
 type preFilterState struct {
 	pod                  *framework.PodInfo
 	existingAntiAffinity counts
-	affinity             counts
-	antiAffinity         counts
-	nsLabels             labels.Set
+	// existingAntiKeys are the topology keys in existingAntiAffinity, so
+	// Filter looks up only those of a node's labels.
+	existingAntiKeys []string
+	affinity         counts
+	antiAffinity     counts
+	nsLabels         labels.Set
 }
 
 func (s *preFilterState) Clone() framework.StateData {
-	return &preFilterState{pod: s.pod, existingAntiAffinity: s.existingAntiAffinity.clone(), affinity: s.affinity.clone(), antiAffinity: s.antiAffinity.clone(), nsLabels: s.nsLabels}
+	return &preFilterState{pod: s.pod, existingAntiAffinity: s.existingAntiAffinity.clone(), existingAntiKeys: slices.Clone(s.existingAntiKeys), affinity: s.affinity.clone(), antiAffinity: s.antiAffinity.clone(), nsLabels: s.nsLabels}
 }
 
 // nsLabelCache resolves namespace labels for namespaceSelector terms.
@@ -195,11 +199,14 @@ func (p *InterPodAffinity) PreFilter(ctx context.Context, state *framework.Cycle
 	s := &preFilterState{pod: pi, existingAntiAffinity: counts{}, affinity: counts{}, antiAffinity: counts{}}
 	var mu sync.Mutex
 	// Existing pods whose required anti-affinity matches the incoming pod.
+	// Pods of one workload share their terms, so each distinct term is
+	// matched once per cycle (termMemo), not once per pod.
+	termMemo := &framework.MatchMemo{}
 	p.h.Parallelizer().Until(ctx, len(withAnti), func(i int) {
 		ni := withAnti[i]
 		local := counts{}
 		for _, ex := range ni.PodsWithRequiredAntiAffinity {
-			existingAntiCounts(local, ex, pod, ni.Node(), nsc, 1)
+			existingAntiCounts(local, ex, pod, ni.Node(), nsc, 1, termMemo)
 		}
 		if len(local) > 0 {
 			mu.Lock()
@@ -208,12 +215,15 @@ func (p *InterPodAffinity) PreFilter(ctx context.Context, state *framework.Cycle
 		}
 	})
 	if hasOwn {
+		// The incoming pod's terms against every pod: matched once per
+		// distinct namespace and label set (podMemo).
+		podMemo := &framework.MatchMemo{}
 		all := lister.List()
 		p.h.Parallelizer().Until(ctx, len(all), func(i int) {
 			ni := all[i]
 			aff, anti := counts{}, counts{}
 			for _, ex := range ni.Pods {
-				incomingCounts(aff, anti, pi, ex.Pod, ni.Node(), nsc, 1)
+				incomingCounts(aff, anti, pi, ex, ni.Node(), nsc, 1, podMemo)
 			}
 			if len(aff) > 0 || len(anti) > 0 {
 				mu.Lock()
@@ -223,6 +233,9 @@ func (p *InterPodAffinity) PreFilter(ctx context.Context, state *framework.Cycle
 			}
 		})
 	}
+	for k := range s.existingAntiAffinity {
+		s.noteAntiKey(k.key)
+	}
 	if termsUseNamespaceSelector(pi.RequiredAffinityTerms) {
 		s.nsLabels = nsc.get(pod.Namespace)
 	}
@@ -231,20 +244,55 @@ func (p *InterPodAffinity) PreFilter(ctx context.Context, state *framework.Cycle
 }
 
 // existingAntiCounts counts the domains where ex's required anti-affinity
-// terms match pod.
-func existingAntiCounts(c counts, ex *framework.PodInfo, pod *corev1.Pod, node *corev1.Node, nsc *nsLabelCache, delta int64) {
+// terms match pod. mm, if not nil, remembers answers by term for this pod.
+func existingAntiCounts(c counts, ex *framework.PodInfo, pod *corev1.Pod, node *corev1.Node, nsc *nsLabelCache, delta int64, mm *framework.MatchMemo) {
 	for i := range ex.RequiredAntiAffinityTerms {
 		t := &ex.RequiredAntiAffinityTerms[i]
-		if v, ok := node.Labels[t.TopologyKey]; ok && matches(t, pod, nsc) {
+		m, ok := mm.Load(t.Key)
+		if !ok {
+			if matches(t, pod, nsc) {
+				m = 1
+			}
+			mm.Store(t.Key, m)
+		}
+		if m == 0 {
+			continue
+		}
+		if v, ok := node.Labels[t.TopologyKey]; ok {
 			c[pair{t.TopologyKey, v}] += delta
 		}
 	}
 }
 
+// memoTerms is how many anti-affinity terms of the incoming pod have a bit
+// in incomingBits; bit 0 is "all affinity terms match".
+const memoTerms = 63
+
+// incomingBits matches ex against the incoming pod's required terms: bit
+// 0 for all affinity terms, bit 1+i for anti-affinity term i < memoTerms.
+func incomingBits(pi *framework.PodInfo, ex *corev1.Pod, nsc *nsLabelCache) uint64 {
+	var b uint64
+	if len(pi.RequiredAffinityTerms) > 0 && matchesAll(pi.RequiredAffinityTerms, ex, nsc) {
+		b |= 1
+	}
+	for i := range pi.RequiredAntiAffinityTerms[:min(len(pi.RequiredAntiAffinityTerms), memoTerms)] {
+		if matches(&pi.RequiredAntiAffinityTerms[i], ex, nsc) {
+			b |= 1 << (i + 1)
+		}
+	}
+	return b
+}
+
 // incomingCounts counts the domains of existing pod ex that match the
 // incoming pod's required affinity (all terms) and anti-affinity terms.
-func incomingCounts(aff, anti counts, pi *framework.PodInfo, ex *corev1.Pod, node *corev1.Node, nsc *nsLabelCache, delta int64) {
-	if len(pi.RequiredAffinityTerms) > 0 && matchesAll(pi.RequiredAffinityTerms, ex, nsc) {
+// mm, if not nil, remembers answers by ex's namespace and labels.
+func incomingCounts(aff, anti counts, pi *framework.PodInfo, ex *framework.PodInfo, node *corev1.Node, nsc *nsLabelCache, delta int64, mm *framework.MatchMemo) {
+	bits, ok := mm.Load(ex.LabelsKey)
+	if !ok {
+		bits = incomingBits(pi, ex.Pod, nsc)
+		mm.Store(ex.LabelsKey, bits)
+	}
+	if bits&1 != 0 {
 		for i := range pi.RequiredAffinityTerms {
 			t := &pi.RequiredAffinityTerms[i]
 			if v, ok := node.Labels[t.TopologyKey]; ok {
@@ -254,7 +302,16 @@ func incomingCounts(aff, anti counts, pi *framework.PodInfo, ex *corev1.Pod, nod
 	}
 	for i := range pi.RequiredAntiAffinityTerms {
 		t := &pi.RequiredAntiAffinityTerms[i]
-		if v, ok := node.Labels[t.TopologyKey]; ok && matches(t, ex, nsc) {
+		var m bool
+		if i < memoTerms {
+			m = bits&(1<<(i+1)) != 0
+		} else {
+			m = matches(t, ex.Pod, nsc)
+		}
+		if !m {
+			continue
+		}
+		if v, ok := node.Labels[t.TopologyKey]; ok {
 			anti[pair{t.TopologyKey, v}] += delta
 		}
 	}
@@ -280,9 +337,20 @@ func (p *InterPodAffinity) updateWith(state *framework.CycleState, pod *corev1.P
 	}
 	s := d.(*preFilterState)
 	nsc := p.nsCache()
-	existingAntiCounts(s.existingAntiAffinity, other, pod, ni.Node(), nsc, delta)
-	incomingCounts(s.affinity, s.antiAffinity, s.pod, other.Pod, ni.Node(), nsc, delta)
+	existingAntiCounts(s.existingAntiAffinity, other, pod, ni.Node(), nsc, delta, nil)
+	incomingCounts(s.affinity, s.antiAffinity, s.pod, other, ni.Node(), nsc, delta, nil)
+	for i := range other.RequiredAntiAffinityTerms {
+		s.noteAntiKey(other.RequiredAntiAffinityTerms[i].TopologyKey)
+	}
 	return nil
+}
+
+// noteAntiKey adds k to existingAntiKeys if missing (a key without counts
+// costs Filter a lookup, nothing else).
+func (s *preFilterState) noteAntiKey(k string) {
+	if !slices.Contains(s.existingAntiKeys, k) {
+		s.existingAntiKeys = append(s.existingAntiKeys, k)
+	}
 }
 
 // Filter implements framework.FilterPlugin.
@@ -293,11 +361,9 @@ func (p *InterPodAffinity) Filter(_ context.Context, state *framework.CycleState
 	}
 	s := d.(*preFilterState)
 	node := ni.Node()
-	if len(s.existingAntiAffinity) > 0 {
-		for k, v := range node.Labels {
-			if s.existingAntiAffinity[pair{k, v}] > 0 {
-				return framework.NewStatus(framework.Unschedulable, ErrReasonExistingAntiAffinityRulesNotMatch)
-			}
+	for _, k := range s.existingAntiKeys {
+		if v, ok := node.Labels[k]; ok && s.existingAntiAffinity[pair{k, v}] > 0 {
+			return framework.NewStatus(framework.Unschedulable, ErrReasonExistingAntiAffinityRulesNotMatch)
 		}
 	}
 	if terms := s.pod.RequiredAffinityTerms; len(terms) > 0 {

@@ -32,6 +32,17 @@ func aff(t ...corev1.PodAffinityTerm) *corev1.Affinity {
 	return &corev1.Affinity{PodAffinity: &corev1.PodAffinity{RequiredDuringSchedulingIgnoredDuringExecution: t}}
 }
 
+// plugin is the InterPodAffinity of a framework over snap.
+func plugin(t *testing.T, snap *scheduler.Snapshot) *interpodaffinity.InterPodAffinity {
+	t.Helper()
+	fwk, err := scheduler.NewFrameworkForSnapshot(snap, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, _ := fwk.Plugin(interpodaffinity.Name)
+	return pl.(*interpodaffinity.InterPodAffinity)
+}
+
 func TestFilter(t *testing.T) {
 	nodes := []*corev1.Node{node("a", "z1"), node("b", "z1"), node("c", "z2")}
 	web := map[string]string{"app": "web"}
@@ -86,12 +97,7 @@ func TestFilter(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			snap := scheduler.NewSnapshotFrom(tc.existing, nodes)
-			fwk, err := scheduler.NewFrameworkForSnapshot(snap, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, _ := fwk.Plugin(interpodaffinity.Name)
-			pl := p.(*interpodaffinity.InterPodAffinity)
+			pl := plugin(t, snap)
 			state := framework.NewCycleState()
 			ctx := context.Background()
 			if _, st := pl.PreFilter(ctx, state, tc.pod); !st.IsSuccess() && !st.IsSkip() {
@@ -116,12 +122,7 @@ func TestPreferredScore(t *testing.T) {
 	existing := []*corev1.Pod{pod("w1", "a", web, nil)}
 	p := pod("w2", "", web, &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{Weight: 10, PodAffinityTerm: term(corev1.LabelHostname, web)}}}})
 	snap := scheduler.NewSnapshotFrom(existing, nodes)
-	fwk, err := scheduler.NewFrameworkForSnapshot(snap, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, _ := fwk.Plugin(interpodaffinity.Name)
-	ipa := pl.(*interpodaffinity.InterPodAffinity)
+	ipa := plugin(t, snap)
 	state := framework.NewCycleState()
 	ctx := context.Background()
 	if st := ipa.PreScore(ctx, state, p, snap.List()); !st.IsSuccess() {

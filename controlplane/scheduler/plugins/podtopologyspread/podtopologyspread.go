@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/skiffhq/skiff/controlplane/scheduler/framework"
@@ -189,7 +190,7 @@ func (p *PodTopologySpread) defaultSelector(pod *corev1.Pod) labels.Selector {
 	if p.services != nil {
 		if svcs, err := p.services.Services(pod.Namespace).List(labels.Everything()); err == nil {
 			for _, s := range svcs {
-				if len(s.Spec.Selector) > 0 && labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) {
+				if len(s.Spec.Selector) > 0 && subsetOf(s.Spec.Selector, podLabels) {
 					for k, v := range s.Spec.Selector {
 						set[k] = v
 					}
@@ -200,7 +201,7 @@ func (p *PodTopologySpread) defaultSelector(pod *corev1.Pod) labels.Selector {
 	if p.rcs != nil {
 		if rcs, err := p.rcs.ReplicationControllers(pod.Namespace).List(labels.Everything()); err == nil {
 			for _, rc := range rcs {
-				if len(rc.Spec.Selector) > 0 && labels.SelectorFromSet(rc.Spec.Selector).Matches(podLabels) {
+				if len(rc.Spec.Selector) > 0 && subsetOf(rc.Spec.Selector, podLabels) {
 					for k, v := range rc.Spec.Selector {
 						set[k] = v
 					}
@@ -214,6 +215,9 @@ func (p *PodTopologySpread) defaultSelector(pod *corev1.Pod) labels.Selector {
 		}
 	}
 	addLS := func(ls *metav1.LabelSelector) {
+		if !mayMatch(ls, podLabels) {
+			return // the namespace's other workloads: skip parsing theirs
+		}
 		s, err := metav1.LabelSelectorAsSelector(ls)
 		if err != nil || s.Empty() || !s.Matches(podLabels) {
 			return
@@ -237,6 +241,53 @@ func (p *PodTopologySpread) defaultSelector(pod *corev1.Pod) labels.Selector {
 		}
 	}
 	return sel
+}
+
+// subsetOf reports whether every label of sel is set to the same value in
+// l: what SelectorFromSet(sel).Matches(l) answers, without building the
+// selector.
+func subsetOf(sel map[string]string, l labels.Set) bool {
+	for k, v := range sel {
+		if w, ok := l[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// mayMatch is false only when ls certainly does not select l; selectors it
+// lets through are parsed and validated by LabelSelectorAsSelector. It
+// spares the parse for every workload of the namespace on every
+// scheduling cycle, most of which select other pods.
+func mayMatch(ls *metav1.LabelSelector, l labels.Set) bool {
+	if ls == nil {
+		return false
+	}
+	if !subsetOf(ls.MatchLabels, l) {
+		return false
+	}
+	for _, e := range ls.MatchExpressions {
+		v, ok := l[e.Key]
+		switch e.Operator {
+		case metav1.LabelSelectorOpIn:
+			if !ok || !slices.Contains(e.Values, v) {
+				return false
+			}
+		case metav1.LabelSelectorOpNotIn:
+			if ok && slices.Contains(e.Values, v) {
+				return false
+			}
+		case metav1.LabelSelectorOpExists:
+			if !ok {
+				return false
+			}
+		case metav1.LabelSelectorOpDoesNotExist:
+			if ok {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 type pair struct{ key, value string }
@@ -290,14 +341,34 @@ func hasAllKeys(node *corev1.Node, cs []constraint) bool {
 	return true
 }
 
-func countMatching(pods []*framework.PodInfo, ns string, sel labels.Selector) int {
+// countMatching counts the pods in ns that sel matches and that are not
+// being deleted. mm, if not nil, remembers sel's answers by namespace and
+// labels for this cycle (the pods of a workload share them).
+func countMatching(pods []*framework.PodInfo, ns string, sel labels.Selector, mm *framework.MatchMemo) int {
 	n := 0
 	for _, pi := range pods {
-		if pi.Pod.Namespace == ns && pi.Pod.DeletionTimestamp == nil && sel.Matches(labels.Set(pi.Pod.Labels)) {
-			n++
+		if pi.Pod.DeletionTimestamp != nil {
+			continue
 		}
+		m, ok := mm.Load(pi.LabelsKey)
+		if !ok {
+			if pi.Pod.Namespace == ns && sel.Matches(labels.Set(pi.Pod.Labels)) {
+				m = 1
+			}
+			mm.Store(pi.LabelsKey, m)
+		}
+		n += int(m)
 	}
 	return n
+}
+
+// newMemos returns one memo per constraint: each has its own selector.
+func newMemos(n int) []*framework.MatchMemo {
+	m := make([]*framework.MatchMemo, n)
+	for i := range m {
+		m[i] = &framework.MatchMemo{}
+	}
+	return m
 }
 
 // PreFilter implements framework.PreFilterPlugin.
@@ -311,6 +382,7 @@ func (p *PodTopologySpread) PreFilter(ctx context.Context, state *framework.Cycl
 	}
 	nodes := p.h.SnapshotSharedLister().List()
 	s := &preFilterState{constraints: cs, matchNum: map[pair]int{}, domains: map[string]int{}}
+	memos := newMemos(len(cs))
 	var mu sync.Mutex
 	p.h.Parallelizer().Until(ctx, len(nodes), func(i int) {
 		node := nodes[i].Node()
@@ -323,7 +395,7 @@ func (p *PodTopologySpread) PreFilter(ctx context.Context, state *framework.Cycl
 			if !eligible(pod, node, c) {
 				continue
 			}
-			local[pair{c.TopologyKey, node.Labels[c.TopologyKey]}] += countMatching(nodes[i].Pods, pod.Namespace, c.Selector)
+			local[pair{c.TopologyKey, node.Labels[c.TopologyKey]}] += countMatching(nodes[i].Pods, pod.Namespace, c.Selector, memos[j])
 		}
 		mu.Lock()
 		for k, v := range local {
@@ -441,6 +513,7 @@ func (p *PodTopologySpread) PreScore(ctx context.Context, state *framework.Cycle
 		s.weights[i] = math.Log(float64(domains[i].Len() + 2))
 	}
 	all := p.h.SnapshotSharedLister().List()
+	memos := newMemos(len(cs))
 	var mu sync.Mutex
 	p.h.Parallelizer().Until(ctx, len(all), func(i int) {
 		node := all[i].Node()
@@ -460,7 +533,7 @@ func (p *PodTopologySpread) PreScore(ctx context.Context, state *framework.Cycle
 			if !tracked {
 				continue
 			}
-			n := int64(countMatching(all[i].Pods, pod.Namespace, c.Selector))
+			n := int64(countMatching(all[i].Pods, pod.Namespace, c.Selector, memos[j]))
 			mu.Lock()
 			s.counts[k] += n
 			mu.Unlock()

@@ -31,6 +31,36 @@ func zoneSpread(skew int32, min *int32) corev1.TopologySpreadConstraint {
 		LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}, MinDomains: min}
 }
 
+// plugin is the PodTopologySpread of a framework over snap.
+func plugin(t *testing.T, snap *scheduler.Snapshot) *podtopologyspread.PodTopologySpread {
+	t.Helper()
+	fwk, err := scheduler.NewFrameworkForSnapshot(snap, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, _ := fwk.Plugin(podtopologyspread.Name)
+	return pl.(*podtopologyspread.PodTopologySpread)
+}
+
+// normalizedScores runs PreScore, Score on every node and NormalizeScore
+// for incoming over existing pods on nodes.
+func normalizedScores(t *testing.T, existing []*corev1.Pod, nodes []*corev1.Node, incoming *corev1.Pod) framework.NodeScoreList {
+	t.Helper()
+	snap := scheduler.NewSnapshotFrom(existing, nodes)
+	p := plugin(t, snap)
+	state := framework.NewCycleState()
+	if st := p.PreScore(context.Background(), state, incoming, snap.List()); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	var scores framework.NodeScoreList
+	for _, ni := range snap.List() {
+		s, _ := p.Score(context.Background(), state, incoming, ni)
+		scores = append(scores, framework.NodeScore{Name: ni.Node().Name, Score: s})
+	}
+	p.NormalizeScore(context.Background(), state, incoming, scores)
+	return scores
+}
+
 func TestFilter(t *testing.T) {
 	nodes := []*corev1.Node{node("a", "z1"), node("b", "z1"), node("c", "z2"), node("d", "")}
 	three := int32(3)
@@ -71,12 +101,7 @@ func TestFilter(t *testing.T) {
 				existing = append(existing, pod(fmt.Sprintf("e%d", i), n))
 			}
 			snap := scheduler.NewSnapshotFrom(existing, nodes)
-			fwk, err := scheduler.NewFrameworkForSnapshot(snap, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pl, _ := fwk.Plugin(podtopologyspread.Name)
-			p := pl.(*podtopologyspread.PodTopologySpread)
+			p := plugin(t, snap)
 			incoming := pod("new", "", tc.c)
 			state := framework.NewCycleState()
 			if _, st := p.PreFilter(context.Background(), state, incoming); !st.IsSuccess() {
@@ -97,24 +122,7 @@ func TestScoreSpreadsByHostname(t *testing.T) {
 	existing := []*corev1.Pod{pod("e1", "a"), pod("e2", "a"), pod("e3", "b")}
 	soft := corev1.TopologySpreadConstraint{MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.ScheduleAnyway,
 		LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}
-	snap := scheduler.NewSnapshotFrom(existing, nodes)
-	fwk, err := scheduler.NewFrameworkForSnapshot(snap, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, _ := fwk.Plugin(podtopologyspread.Name)
-	p := pl.(*podtopologyspread.PodTopologySpread)
-	incoming := pod("new", "", soft)
-	state := framework.NewCycleState()
-	if st := p.PreScore(context.Background(), state, incoming, snap.List()); !st.IsSuccess() {
-		t.Fatal(st)
-	}
-	var scores framework.NodeScoreList
-	for _, ni := range snap.List() {
-		s, _ := p.Score(context.Background(), state, incoming, ni)
-		scores = append(scores, framework.NodeScore{Name: ni.Node().Name, Score: s})
-	}
-	p.NormalizeScore(context.Background(), state, incoming, scores)
+	scores := normalizedScores(t, existing, nodes, pod("new", "", soft))
 	if !(scores[2].Score > scores[1].Score && scores[1].Score > scores[0].Score) || scores[2].Score != framework.MaxNodeScore {
 		t.Fatalf("scores %+v: want c > b > a with c = 100", scores)
 	}
@@ -122,12 +130,7 @@ func TestScoreSpreadsByHostname(t *testing.T) {
 
 func TestSystemDefaultingNeedsASelector(t *testing.T) {
 	snap := scheduler.NewSnapshotFrom(nil, []*corev1.Node{node("a", "z1")})
-	fwk, err := scheduler.NewFrameworkForSnapshot(snap, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, _ := fwk.Plugin(podtopologyspread.Name)
-	p := pl.(*podtopologyspread.PodTopologySpread)
+	p := plugin(t, snap)
 	// No constraints and no workload selecting the pod: nothing to do.
 	if _, st := p.PreFilter(context.Background(), framework.NewCycleState(), pod("x", "")); !st.IsSkip() {
 		t.Fatalf("PreFilter = %v, want Skip", st)
