@@ -13,6 +13,7 @@ import (
 	"github.com/skiffhq/skiff/internal/testserver"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -133,14 +134,20 @@ func TestRunAgainAfterLoss(t *testing.T) {
 // server that lost quorum sees another take over.
 func steal(ctx context.Context, t *testing.T, cs coordclient.LeasesGetter) {
 	t.Helper()
-	lease, err := cs.Leases("kube-system").Get(ctx, "probe", metav1.GetOptions{})
+	// The leader renews every RetryPeriod, so a read-modify-write can
+	// meet a newer version: retry on conflict as any client would.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		lease, err := cs.Leases("kube-system").Get(ctx, "probe", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		lease.Spec.HolderIdentity = ptr.To("intruder")
+		lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+		lease.Spec.LeaseDurationSeconds = ptr.To[int32](3)
+		_, err = cs.Leases("kube-system").Update(ctx, lease, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	lease.Spec.HolderIdentity = ptr.To("intruder")
-	lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
-	lease.Spec.LeaseDurationSeconds = ptr.To[int32](3)
-	if _, err := cs.Leases("kube-system").Update(ctx, lease, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -439,7 +439,13 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 	stop := runManager()
 	startNodes(t, s, 4)
 	a := watchAvailability(t, c, "mid")
-	if _, err := c.AppsV1().DaemonSets("default").Create(ctx, newDS("mid", "mid:1"), metav1.CreateOptions{}); err != nil {
+	// A new pod must stay Ready a second before the next node's is
+	// replaced, so the rollout lasts long enough to be seen under way (on
+	// hollow nodes it could otherwise finish between two polls on a
+	// loaded machine).
+	mid := newDS("mid", "mid:1")
+	mid.Spec.MinReadySeconds = 1
+	if _, err := c.AppsV1().DaemonSets("default").Create(ctx, mid, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ds := waitRolledOut(t, c, "mid", 4)

@@ -3,7 +3,9 @@ package namespace_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,5 +141,111 @@ func createWidget(t *testing.T, s *testserver.Server, ns string) bool {
 			return false
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestNamespaceDeletionThousandObjects deletes a namespace holding 1,000
+// objects of five kinds (ConfigMaps, Secrets, Services with cluster IPs,
+// unscheduled Pods, ServiceAccounts besides the default one): the
+// controller empties it, then removes its finalizer, and nothing of it is
+// left.
+func TestNamespaceDeletionThousandObjects(t *testing.T) {
+	s := testserver.Start(t)
+	cs := s.Client
+	ctx := context.Background()
+	const ns, perKind = "thousand", 200
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	create := func(i int) error {
+		name := fmt.Sprintf("o-%d", i)
+		meta := metav1.ObjectMeta{Name: name}
+		var err error
+		switch i % 5 {
+		case 0:
+			_, err = cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: meta, Data: map[string]string{"k": name}}, metav1.CreateOptions{})
+		case 1:
+			_, err = cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: meta, StringData: map[string]string{"k": name}}, metav1.CreateOptions{})
+		case 2:
+			_, err = cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: meta, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}, metav1.CreateOptions{})
+		case 3:
+			_, err = cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: meta, Spec: corev1.PodSpec{
+				SchedulerName: "nobody", // stays unscheduled: no node, no agent
+				Containers:    []corev1.Container{{Name: "c", Image: "busybox"}}}}, metav1.CreateOptions{})
+		case 4:
+			_, err = cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: meta}, metav1.CreateOptions{})
+		}
+		return err
+	}
+	// The pods need the namespace's default ServiceAccount first.
+	eventually(t, "default ServiceAccount", func() bool {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, 5*perKind)
+	next := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := create(i); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := range 5 * perKind {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	counts := func() [5]int {
+		var n [5]int
+		if l, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{}); err == nil {
+			n[0] = len(l.Items)
+		}
+		if l, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); err == nil {
+			n[1] = len(l.Items)
+		}
+		if l, err := cs.CoreV1().Services(ns).List(ctx, metav1.ListOptions{}); err == nil {
+			n[2] = len(l.Items)
+		}
+		if l, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err == nil {
+			n[3] = len(l.Items)
+		}
+		if l, err := cs.CoreV1().ServiceAccounts(ns).List(ctx, metav1.ListOptions{}); err == nil {
+			n[4] = len(l.Items)
+		}
+		return n
+	}
+	// kube-root-ca.crt and the default ServiceAccount come on top.
+	if got := counts(); got[0] < perKind || got[1] < perKind || got[2] != perKind || got[3] != perKind || got[4] < perKind {
+		t.Fatalf("before the deletion: %v objects per kind, want %d each", got, perKind)
+	}
+
+	start := time.Now()
+	if err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		_, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("namespace still there after 2 minutes (%v); left per kind: %v", err, counts())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("namespace with %d objects deleted in %v", 5*perKind, time.Since(start).Round(time.Millisecond))
+	if got := counts(); got != [5]int{} {
+		t.Fatalf("after the namespace went: %v objects per kind remain", got)
 	}
 }

@@ -93,6 +93,9 @@ func newController(cfg Config, name, queue string, k kind) (*Controller, error) 
 		rec: cfg.Recorder, log: cfg.Logger.With("component", name),
 		queue: controllers.NewQueue(queue), exp: NewExpectations(), now: time.Now,
 	}
+	if err := podutil.AddControllerIndex(c.podInf); err != nil {
+		return nil, err
+	}
 	enqueue := controllers.Enqueue(c.queue)
 	h := enqueue
 	h.DeleteFunc = func(obj any) {
@@ -262,14 +265,18 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (controllers.Res
 		return controllers.Result{}, err
 	}
 	needsSync := c.exp.Satisfied(key)
-	all, err := c.pods.Pods(ns).List(everything)
-	if err != nil {
-		return controllers.Result{}, err
-	}
+	// Its own pods and the orphans it may adopt; pods of other controllers
+	// are never claimed.
 	var active []*corev1.Pod
-	for _, p := range all {
-		if podutil.IsActive(p) {
-			active = append(active, p)
+	for _, uid := range []types.UID{rs.UID, ""} {
+		pods, err := podutil.ControlledPods(c.podInf.GetIndexer(), ns, uid)
+		if err != nil {
+			return controllers.Result{}, err
+		}
+		for _, p := range pods {
+			if podutil.IsActive(p) {
+				active = append(active, p)
+			}
 		}
 	}
 	owned, err := c.claimPods(ctx, rs, active)
@@ -278,7 +285,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (controllers.Res
 	}
 	var manageErr error
 	if needsSync && rs.DeletionTimestamp == nil {
-		manageErr = c.manageReplicas(ctx, key, rs, owned, all)
+		manageErr = c.manageReplicas(ctx, key, rs, owned)
 	}
 	now := c.now()
 	st := CalculateStatus(rs, owned, manageErr, now)
@@ -317,7 +324,7 @@ func ReplicaDiff(want int32, have int) int {
 	return d
 }
 
-func (c *Controller) manageReplicas(ctx context.Context, key string, rs *appsv1.ReplicaSet, owned, all []*corev1.Pod) error {
+func (c *Controller) manageReplicas(ctx context.Context, key string, rs *appsv1.ReplicaSet, owned []*corev1.Pod) error {
 	want := int32(1)
 	if rs.Spec.Replicas != nil {
 		want = *rs.Spec.Replicas
@@ -336,7 +343,7 @@ func (c *Controller) manageReplicas(ctx context.Context, key string, rs *appsv1.
 		}
 		return err
 	case diff < 0:
-		victims := PodsToDelete(owned, c.relatedPods(rs, all), -diff, c.now())
+		victims := PodsToDelete(owned, c.relatedPods(rs), -diff, c.now())
 		keys := make([]string, 0, len(victims))
 		for _, p := range victims {
 			keys = append(keys, p.Namespace+"/"+p.Name)
@@ -369,7 +376,7 @@ func (c *Controller) manageReplicas(ctx context.Context, key string, rs *appsv1.
 
 // relatedPods are the active pods of rs and of its siblings (the other
 // objects under the same controlling owner, such as a Deployment's RSes).
-func (c *Controller) relatedPods(rs *appsv1.ReplicaSet, all []*corev1.Pod) []*corev1.Pod {
+func (c *Controller) relatedPods(rs *appsv1.ReplicaSet) []*corev1.Pod {
 	uids := map[types.UID]bool{rs.UID: true}
 	if owner := metav1.GetControllerOf(rs); owner != nil {
 		if sibs, err := c.kind.list(rs.Namespace); err == nil {
@@ -381,9 +388,12 @@ func (c *Controller) relatedPods(rs *appsv1.ReplicaSet, all []*corev1.Pod) []*co
 		}
 	}
 	var out []*corev1.Pod
-	for _, p := range all {
-		if ref := metav1.GetControllerOf(p); ref != nil && uids[ref.UID] && podutil.IsActive(p) {
-			out = append(out, p)
+	for uid := range uids {
+		pods, _ := podutil.ControlledPods(c.podInf.GetIndexer(), rs.Namespace, uid)
+		for _, p := range pods {
+			if podutil.IsActive(p) {
+				out = append(out, p)
+			}
 		}
 	}
 	return out

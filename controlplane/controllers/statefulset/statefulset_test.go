@@ -558,7 +558,12 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 	stop := runManager()
 	startNodes(t, s, 2)
 	log := watchPods(t, c, "default")
-	if _, err := c.AppsV1().StatefulSets("default").Create(ctx, newSet("mid", 4, "nginx:1"), metav1.CreateOptions{}); err != nil {
+	// Each pod must stay Ready a second before the next is replaced, so
+	// the rollout lasts long enough to be seen under way (on hollow nodes
+	// it could otherwise finish between two polls on a loaded machine).
+	mid := newSet("mid", 4, "nginx:1")
+	mid.Spec.MinReadySeconds = 1
+	if _, err := c.AppsV1().StatefulSets("default").Create(ctx, mid, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	set := waitSettled(t, c, "mid", 4)

@@ -44,8 +44,11 @@ func (c *Claimer) Claim(ctx context.Context, pods []*corev1.Pod) ([]*corev1.Pod,
 	var canAdopt *bool
 	deleting := c.Owner.GetDeletionTimestamp() != nil
 	for _, p := range pods {
-		match := c.Selector.Matches(labels.Set(p.Labels))
 		ref := metav1.GetControllerOf(p)
+		if ref != nil && ref.UID != c.Owner.GetUID() {
+			continue // another controller's: no need to match its labels
+		}
+		match := c.Selector.Matches(labels.Set(p.Labels))
 		switch {
 		case ref != nil && ref.UID == c.Owner.GetUID():
 			if match || c.KeepUnmatched {

@@ -1,0 +1,82 @@
+package podutil
+
+import (
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ktypes "k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+)
+
+func TestControlledPods(t *testing.T) {
+	pod := func(ns, name, owner string, controller bool) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		if owner != "" {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: owner, UID: ktypes.UID("uid-" + owner), Controller: ptr.To(controller)}}
+		}
+		return p
+	}
+	cs := fake.NewClientset()
+	inf := informers.NewSharedInformerFactory(cs, 0).Core().V1().Pods().Informer()
+	// Two controllers sharing the informer add the index once.
+	for range 2 {
+		if err := AddControllerIndex(inf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []*corev1.Pod{
+		pod("a", "mine-1", "rs1", true), pod("a", "mine-2", "rs1", true),
+		pod("a", "other", "rs2", true),
+		pod("a", "orphan", "", false),
+		pod("a", "not-controller", "rs1", false), // an owner, not the controller: an orphan
+		pod("b", "same-uid-elsewhere", "rs1", true),
+		pod("b", "orphan-b", "", false),
+	} {
+		if err := inf.GetIndexer().Add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := func(ns, uid string) []string {
+		t.Helper()
+		pods, err := ControlledPods(inf.GetIndexer(), ns, ktypes.UID(uid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range pods {
+			out = append(out, p.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, tc := range []struct {
+		ns, uid string
+		want    []string
+	}{
+		{"a", "uid-rs1", []string{"mine-1", "mine-2"}},
+		{"a", "uid-rs2", []string{"other"}},
+		{"a", "", []string{"not-controller", "orphan"}},
+		{"b", "uid-rs1", []string{"same-uid-elsewhere"}},
+		{"b", "", []string{"orphan-b"}},
+		{"c", "", nil},
+	} {
+		if got := names(tc.ns, tc.uid); !slices.Equal(got, tc.want) {
+			t.Errorf("ControlledPods(%q, %q) = %v, want %v", tc.ns, tc.uid, got, tc.want)
+		}
+	}
+	// An update that makes the orphan owned moves it between keys.
+	adopted := pod("a", "orphan", "rs2", true)
+	if err := inf.GetIndexer().Update(adopted); err != nil {
+		t.Fatal(err)
+	}
+	if got := names("a", "uid-rs2"); !slices.Equal(got, []string{"orphan", "other"}) {
+		t.Errorf("after adoption rs2 has %v", got)
+	}
+	if got := names("a", ""); !slices.Equal(got, []string{"not-controller"}) {
+		t.Errorf("after adoption the orphans are %v", got)
+	}
+}
