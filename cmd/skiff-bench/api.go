@@ -85,6 +85,7 @@ Progress goes to stderr; one JSON object is printed on stdout at the end.`,
 	f.IntVar(&opts.PageLimit, "page-limit", 500, "page size of the paginated LIST")
 	f.IntVar(&opts.FloodRequests, "flood-requests", 10000, "requests with invalid bearer tokens (0 = skip the phase)")
 	f.IntVar(&opts.FloodWorkers, "flood-workers", 32, "goroutines sending the invalid requests")
+	f.IntVar(&opts.FloodSources, "flood-sources", 64, "loopback source addresses a second flood is spread over, past the per-source throttle (0 = no second flood)")
 	f.IntVar(&opts.ServerPID, "server-pid", 0, "with --kubeconfig: server process whose idle RSS to read")
 	f.StringVar(&opts.ServerBin, "server-bin", defaultServerBin(), "with --embedded: skiff binary started as a separate `skiff server` for the idle RSS ('' = measure this process)")
 	f.StringVar(&opts.ContentType, "content-type", "json", "wire format of the benchmark clients: json or protobuf")

@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"runtime"
 	"sync"
 	"time"
 
+	"github.com/skiffhq/skiff/internal/cpuprofile"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
 	"github.com/skiffhq/skiff/server"
 	"github.com/spf13/cobra"
@@ -31,6 +33,11 @@ type ctrlBenchOpts struct {
 	nodes, deployments, replicas, workers int
 	dataDir                               string
 	timeout                               time.Duration
+	// cmProcess runs the controller manager as `skiff controller-manager`
+	// in its own process, so its RSS is its own.
+	cmProcess bool
+	// cpuProfile, when set, profiles this process over the create phase.
+	cpuProfile string
 }
 
 type ctrlPhase struct {
@@ -55,9 +62,13 @@ type ctrlBenchResult struct {
 	MeetsTarget  bool        `json:"meets_target"`
 	RSSBytes     int64       `json:"rss_bytes"`
 	PeakRSSBytes int64       `json:"peak_rss_bytes"`
-	Note         string      `json:"note"`
-	SetupSeconds float64     `json:"setup_seconds"`
-	CreatePerSec float64     `json:"deployment_creates_per_second"`
+	// The controller manager's own, when it runs in its own process.
+	CMMode         string  `json:"controller_manager"`
+	CMRSSBytes     int64   `json:"controller_manager_rss_bytes,omitempty"`
+	CMPeakRSSBytes int64   `json:"controller_manager_peak_rss_bytes,omitempty"`
+	Note           string  `json:"note"`
+	SetupSeconds   float64 `json:"setup_seconds"`
+	CreatePerSec   float64 `json:"deployment_creates_per_second"`
 }
 
 func controllersCommand() *cobra.Command {
@@ -80,6 +91,8 @@ func controllersCommand() *cobra.Command {
 	f.IntVar(&o.workers, "workers", 16, "concurrent Deployment creators/updaters")
 	f.StringVar(&o.dataDir, "data-dir", "", "server data directory (default: a temporary directory)")
 	f.DurationVar(&o.timeout, "phase-timeout", 15*time.Minute, "give up on a phase after this long")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (server, etcd, hollow nodes; the controller manager unless --controller-manager-process) over the create phase")
+	f.BoolVar(&o.cmProcess, "controller-manager-process", false, "run the controller manager as `skiff controller-manager` (the skiff binary beside this one) in its own process and report its RSS; by default it runs inside the server process, as the target assumes")
 	return cmd
 }
 
@@ -102,12 +115,26 @@ func runControllersBench(ctx context.Context, o ctrlBenchOpts) (*ctrlBenchResult
 		dir = d
 	}
 	// The whole control plane in this process: API server, scheduler and
-	// controller manager, as `skiff server --disable-agent`.
-	srv, rc, cs, err := startServer(ctx, server.Config{DataDir: dir, Logger: quiet})
+	// controller manager, as `skiff server --disable-agent`; with
+	// --controller-manager-process all but the controller manager.
+	cfg := server.Config{DataDir: dir, Logger: quiet}
+	if o.cmProcess {
+		cfg.Disable = []string{"controller-manager"}
+	}
+	srv, rc, cs, err := startServer(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.Stop()
+	cmPID := 0
+	if o.cmProcess {
+		stop, pid, err := startControllerManagerProcess(ctx, srv.Kubeconfig())
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		cmPID = pid
+	}
 	hc, err := hollow.Start(ctx, rc, hollow.Options{Nodes: o.nodes, CPU: "32", Memory: "128Gi", Pods: "110", Logger: quiet})
 	if err != nil {
 		return nil, fmt.Errorf("hollow nodes: %w", err)
@@ -205,9 +232,18 @@ func runControllersBench(ctx context.Context, o ctrlBenchOpts) (*ctrlBenchResult
 	}
 	res := &ctrlBenchResult{Benchmark: "controllers", Nodes: o.nodes, Deployments: o.deployments, Replicas: o.replicas,
 		CPUs: runtime.NumCPU(), TargetPerSec: controllersTarget, SetupSeconds: round2(time.Since(setup).Seconds()),
-		Note: "one process: etcd, API server, scheduler, controller manager, hollow nodes and this client; rss is the whole process"}
+		CMMode: "in-process",
+		Note:   "one process: etcd, API server, scheduler, controller manager, hollow nodes and this client; rss is the whole process"}
+	if o.cmProcess {
+		res.CMMode = "process"
+		res.Note = "the controller manager is `skiff controller-manager` in its own process (admin credentials, no client-side rate limit, as inside the server); rss is the benchmark process's (etcd, API server, scheduler, hollow nodes, this client), controller_manager_rss_bytes its own"
+	}
 
 	// Phase 1: create every Deployment and wait for all pods Ready.
+	stopProfile, err := cpuprofile.Start(o.cpuProfile)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	err = forEachDeployment(ctx, o, func(i int) error {
 		_, err := cs.AppsV1().Deployments(ns).Create(ctx, benchDeployment(i, o.replicas), metav1.CreateOptions{})
@@ -234,13 +270,14 @@ func runControllersBench(ctx context.Context, o ctrlBenchOpts) (*ctrlBenchResult
 		}
 	}
 	secs := time.Since(start).Seconds()
+	stopProfile()
 	mu.Lock()
 	created, boundAt := allSeen.Sub(start).Seconds(), allBound.Sub(start).Seconds()
 	mu.Unlock()
 	res.Phases = append(res.Phases, ctrlPhase{Name: "create-to-ready", Pods: total, Seconds: round2(secs), PodsPerSec: round2(float64(total) / secs),
 		AllCreatedSeconds: round2(created), AllBoundSeconds: round2(boundAt)})
 	res.MeetsTarget = float64(total)/secs >= controllersTarget
-	sampleRSS(res)
+	sampleRSS(res, cmPID)
 
 	// Phase 2: change every pod template and wait for every rollout to
 	// complete (as `kubectl rollout status`).
@@ -276,13 +313,35 @@ func runControllersBench(ctx context.Context, o ctrlBenchOpts) (*ctrlBenchResult
 	}
 	secs = time.Since(start).Seconds()
 	res.Phases = append(res.Phases, ctrlPhase{Name: "rollout", Pods: total, Seconds: round2(secs), PodsPerSec: round2(float64(total) / secs)})
-	sampleRSS(res)
+	sampleRSS(res, cmPID)
 	return res, nil
 }
 
-func sampleRSS(res *ctrlBenchResult) {
+// startControllerManagerProcess runs `skiff controller-manager` from the
+// skiff binary beside this one against the server's admin kubeconfig.
+func startControllerManagerProcess(ctx context.Context, kubeconfig string) (stop func(), pid int, err error) {
+	bin := defaultServerBin()
+	if bin == "" {
+		return nil, 0, errors.New("--controller-manager-process needs the skiff binary beside skiff-bench (make build)")
+	}
+	c := exec.CommandContext(ctx, bin, "controller-manager", "--kubeconfig", kubeconfig, "--leader-elect=false",
+		"--kube-api-qps=-1", "--metrics-bind-address=", "--log-level=error")
+	c.Stderr = os.Stderr
+	if err := c.Start(); err != nil {
+		return nil, 0, fmt.Errorf("start controller manager process: %w", err)
+	}
+	return func() { _ = c.Process.Signal(os.Interrupt); _ = c.Wait() }, c.Process.Pid, nil
+}
+
+func sampleRSS(res *ctrlBenchResult, cmPID int) {
 	if rss, peak, err := procRSS(os.Getpid()); err == nil {
 		res.RSSBytes, res.PeakRSSBytes = rss, max(res.PeakRSSBytes, peak)
+	}
+	if cmPID == 0 {
+		return
+	}
+	if rss, peak, err := procRSS(cmPID); err == nil {
+		res.CMRSSBytes, res.CMPeakRSSBytes = rss, max(res.CMPeakRSSBytes, peak)
 	}
 }
 

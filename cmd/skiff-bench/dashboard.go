@@ -357,7 +357,7 @@ func findScript(p string) (string, error) {
 // dashCreatePods creates o.pods pods bound round-robin to the hollow
 // nodes and waits until all are Running.
 func dashCreatePods(ctx context.Context, cs kubernetes.Interface, nodes []string, o dashBenchOpts) (created, running time.Duration, err error) {
-	w, err := cs.CoreV1().Pods(dashBenchNS).Watch(ctx, metav1.ListOptions{})
+	w, err := watchPods(ctx, cs, dashBenchNS)
 	if err != nil {
 		return 0, 0, err
 	}

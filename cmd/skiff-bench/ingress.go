@@ -20,11 +20,13 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/addons/ingress"
+	"github.com/skiffhq/skiff/internal/cpuprofile"
 	"github.com/skiffhq/skiff/server"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -42,6 +44,7 @@ type ingressBenchOpts struct {
 	wrk, nginx           string
 	reconfRounds         int
 	bodyBytes            int
+	cpuProfile           string
 }
 
 type proxyResult struct {
@@ -94,6 +97,7 @@ func ingressCommand() *cobra.Command {
 	f.StringVar(&o.nginx, "nginx", "nginx", "nginx binary")
 	f.IntVar(&o.reconfRounds, "reconfigurations", 9, "Ingress changes timed to their first routed request")
 	f.IntVar(&o.bodyBytes, "body-bytes", 128, "backend answer size")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the ingress, the backend, the idle server) over the Skiff wrk run")
 	return cmd
 }
 
@@ -247,7 +251,13 @@ http {
 	for _, u := range []string{ingressURL, nginxURL} {
 		_ = exec.CommandContext(ctx, wrkBin, "-t1", "-c8", "-d2s", "-H", "Host: "+host, u).Run()
 	}
-	if res.Skiff, err = wrk(ingressURL); err != nil {
+	stopProfile, err := cpuprofile.Start(o.cpuProfile)
+	if err != nil {
+		return nil, err
+	}
+	res.Skiff, err = wrk(ingressURL)
+	stopProfile()
+	if err != nil {
 		return nil, err
 	}
 	if res.Nginx, err = wrk(nginxURL); err != nil {
@@ -295,7 +305,8 @@ func createBenchObjects(ctx context.Context, cs kubernetes.Interface, backendPor
 	if _, err := cs.NetworkingV1().IngressClasses().Create(ctx, &networkingv1.IngressClass{
 		ObjectMeta: metav1.ObjectMeta{Name: "skiff"},
 		Spec:       networkingv1.IngressClassSpec{Controller: ingress.DefaultController},
-	}, metav1.CreateOptions{}); err != nil {
+	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		// skiff server makes the class itself; a bare API server does not.
 		return err
 	}
 	if _, err := cs.CoreV1().Services("default").Create(ctx, &corev1.Service{

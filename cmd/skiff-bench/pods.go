@@ -282,7 +282,7 @@ func podsBenchPod(name, node string) *corev1.Pod {
 // podsLatencyPhase creates pods one by one and measures from each create
 // call to the first watch event that shows it Running.
 func podsLatencyPhase(ctx context.Context, cs kubernetes.Interface, node string, o podsBenchOpts) ([]time.Duration, error) {
-	w, err := cs.CoreV1().Pods(podsBenchNS).Watch(ctx, metav1.ListOptions{})
+	w, err := watchPods(ctx, cs, podsBenchNS)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +341,7 @@ func podsLatencyPhase(ctx context.Context, cs kubernetes.Interface, node string,
 // podsDensityPhase creates all density pods with o.workers creators and
 // returns the time from the first create to the last pod Ready.
 func podsDensityPhase(ctx context.Context, cs kubernetes.Interface, node string, o podsBenchOpts) (time.Duration, error) {
-	w, err := cs.CoreV1().Pods(podsBenchNS).Watch(ctx, metav1.ListOptions{})
+	w, err := watchPods(ctx, cs, podsBenchNS)
 	if err != nil {
 		return 0, err
 	}

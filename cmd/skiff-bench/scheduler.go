@@ -12,7 +12,6 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -30,6 +29,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 )
 
 // How the scheduler benchmark measures (see README.md in this directory):
@@ -196,11 +197,7 @@ func runSchedulerBench(ctx context.Context, o schedBenchOpts) (*schedBenchResult
 	// The scheduler: a separate process when a skiff binary is at hand.
 	bin := o.schedulerBinary
 	if bin == "" && !o.inProcess {
-		if exe, err := os.Executable(); err == nil {
-			if c := filepath.Join(filepath.Dir(exe), "skiff"); fileExists(c) {
-				bin = c
-			}
-		}
+		bin = defaultServerBin()
 	}
 	if o.inProcess {
 		bin = ""
@@ -292,7 +289,7 @@ type bindWatch struct {
 }
 
 func watchBindings(ctx context.Context, cs kubernetes.Interface, ns string, want int) (*bindWatch, func(), error) {
-	w, err := cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+	w, err := watchPods(ctx, cs, ns)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -571,4 +568,20 @@ func procRSS(pid int) (rss, peak int64, err error) {
 		}
 	}
 	return rss, peak, sc.Err()
+}
+
+// watchPods watches the pods of ns from now on, resumed from its last
+// revision whenever the server ends it (a watcher that falls behind is
+// closed, as upstream's watch cache does), so a benchmark never waits for
+// events a closed watch dropped.
+func watchPods(ctx context.Context, cs kubernetes.Interface, ns string) (watch.Interface, error) {
+	l, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	return watchtools.NewRetryWatcherWithContext(ctx, l.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return cs.CoreV1().Pods(ns).Watch(ctx, o)
+		},
+	})
 }

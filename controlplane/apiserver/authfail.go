@@ -10,14 +10,17 @@ import (
 )
 
 // failureThrottle slows down sources that keep failing authentication.
-// Each source IP may fail at Rate per second (with a burst); beyond that
-// its 401 answers wait for their turn, at most MaxWait. Valid requests
-// never wait, so a flood of bad tokens from one place costs the server
-// (and the clients it serves) little, and guessing tokens gets slow.
+// Each source IP may fail at Rate per second (with a burst), and all
+// sources together at GlobalRate; beyond either its 401 answers wait for
+// their turn, at most MaxWait. Valid requests never wait, so a flood of
+// bad tokens costs the server (and the clients it serves) little, whether
+// it comes from one place or is spread over many, and guessing tokens
+// gets slow.
 type failureThrottle struct {
 	rate    rate.Limit
 	burst   int
 	maxWait time.Duration
+	global  *rate.Limiter
 
 	mu      sync.Mutex
 	sources map[string]*throttleEntry
@@ -37,6 +40,10 @@ type AuthFailureLimits struct {
 	Rate float64
 	// Burst is how many may come at once (default 500).
 	Burst int
+	// GlobalRate is the failed authentications per second of all
+	// sources together before answers are delayed (default 1000, with a
+	// burst of as many); a negative value turns only this limit off.
+	GlobalRate float64
 	// MaxWait caps the delay of one answer (default 1s).
 	MaxWait time.Duration
 }
@@ -54,7 +61,14 @@ func newFailureThrottle(l AuthFailureLimits) *failureThrottle {
 	if l.MaxWait <= 0 {
 		l.MaxWait = time.Second
 	}
-	return &failureThrottle{rate: rate.Limit(l.Rate), burst: l.Burst, maxWait: l.MaxWait, sources: map[string]*throttleEntry{}}
+	t := &failureThrottle{rate: rate.Limit(l.Rate), burst: l.Burst, maxWait: l.MaxWait, sources: map[string]*throttleEntry{}}
+	if l.GlobalRate == 0 {
+		l.GlobalRate = 1000
+	}
+	if l.GlobalRate > 0 {
+		t.global = rate.NewLimiter(rate.Limit(l.GlobalRate), max(1, int(l.GlobalRate)))
+	}
+	return t
 }
 
 // delay records one failure of the request's source and returns how long
@@ -85,6 +99,9 @@ func (t *failureThrottle) delay(r *http.Request, now time.Time) time.Duration {
 	}
 	e.seen = now
 	d := e.lim.ReserveN(now, 1).DelayFrom(now)
+	if t.global != nil {
+		d = max(d, t.global.ReserveN(now, 1).DelayFrom(now))
+	}
 	if d > t.maxWait {
 		d = t.maxWait
 	}

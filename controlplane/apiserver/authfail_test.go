@@ -3,12 +3,13 @@ package apiserver
 import (
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 )
 
 func TestFailureThrottle(t *testing.T) {
-	th := newFailureThrottle(AuthFailureLimits{Rate: 10, Burst: 3, MaxWait: 500 * time.Millisecond})
+	th := newFailureThrottle(AuthFailureLimits{Rate: 10, Burst: 3, GlobalRate: -1, MaxWait: 500 * time.Millisecond})
 	req := func(addr string) *testRequest { return &testRequest{addr} }
 	now := time.Unix(1000, 0)
 	a := req("10.0.0.1:4000")
@@ -47,6 +48,34 @@ func TestFailureThrottle(t *testing.T) {
 	// A negative rate turns the throttle off.
 	if off := newFailureThrottle(AuthFailureLimits{Rate: -1}); off.delay(a.r(), now) != 0 {
 		t.Fatal("disabled throttle delays")
+	}
+}
+
+// TestFailureThrottleGlobal: failures spread over many sources, each
+// within its own burst, are held back once all together pass GlobalRate.
+func TestFailureThrottleGlobal(t *testing.T) {
+	th := newFailureThrottle(AuthFailureLimits{Rate: 10, Burst: 3, GlobalRate: 5, MaxWait: 2 * time.Second})
+	now := time.Unix(1000, 0)
+	for i := range 5 {
+		r := &testRequest{"10.0.1." + strconv.Itoa(i) + ":80"}
+		if d := th.delay(r.r(), now); d != 0 {
+			t.Fatalf("failure %d within the global burst delayed %v", i, d)
+		}
+	}
+	// A sixth source, fresh and within its own burst, still waits its
+	// turn behind the other five: one fifth of a second.
+	if d := th.delay((&testRequest{"10.0.2.1:80"}).r(), now); d != 200*time.Millisecond {
+		t.Fatalf("failure beyond the global burst delayed %v, want 200ms", d)
+	}
+	// The default is on; a negative GlobalRate turns it off alone.
+	if newFailureThrottle(AuthFailureLimits{}).global == nil {
+		t.Fatal("no global limit by default")
+	}
+	off := newFailureThrottle(AuthFailureLimits{Rate: 10, Burst: 3, GlobalRate: -1})
+	for i := range 50 {
+		if d := off.delay((&testRequest{"10.0.3." + strconv.Itoa(i) + ":80"}).r(), now); d != 0 {
+			t.Fatalf("global limit off, failure %d delayed %v", i, d)
+		}
 	}
 }
 

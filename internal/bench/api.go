@@ -50,7 +50,10 @@ type Options struct {
 	// FloodWorkers goroutines (0 = skip the phase).
 	FloodRequests int
 	FloodWorkers  int
-	Namespace     string
+	// FloodSources is the number of loopback source addresses a second
+	// flood is spread over, on a loopback target (0 = no second flood).
+	FloodSources int
+	Namespace    string
 	// ServerPID is read for the idle RSS of a --kubeconfig target.
 	ServerPID int
 	// ServerBin, with Embedded, is a skiff binary started as a separate
@@ -296,6 +299,15 @@ func (r *run) targets() {
 		if w.Watchers < 1000 {
 			r.note("watch targets are for 1000 watchers; this run had %d", w.Watchers)
 		}
+	}
+	if b := res.BadToken; b != nil {
+		// The bar: a flood of bad tokens slows valid requests
+		// at most 2x, whether from one source or spread out.
+		worst := b.P99Ratio
+		if b.Spread != nil {
+			worst = max(worst, b.Spread.P99Ratio)
+		}
+		set("bad_token_flood_p99_under_2x", worst, worst > 0 && worst <= 2)
 	}
 	if res.IdleRSS != nil {
 		set("idle_rss_under_100mib", res.IdleRSSMiB, res.IdleRSSMiB < 100)

@@ -30,6 +30,7 @@ func TestAPIEmbeddedSmoke(t *testing.T) {
 		WatchWrites:   3,
 		FloodRequests: 40,
 		FloodWorkers:  4,
+		FloodSources:  3,
 		Progress:      testWriter{t},
 	})
 	if err != nil {
@@ -74,17 +75,22 @@ func TestAPIEmbeddedSmoke(t *testing.T) {
 		"watch_fanout.missed":            0,
 		"bad_token_flood.bad_requests":   40,
 		"bad_token_flood.bad_status.401": 40,
+		"bad_token_flood.flood_sources":  1,
+		// The second flood, one connection from each of 3 addresses.
+		"bad_token_flood.spread.bad_requests":   40,
+		"bad_token_flood.spread.bad_status.401": 40,
+		"bad_token_flood.spread.flood_sources":  3,
 		// Each client keeps one connection; watchers share WatchConns.
 		"connections_opened.create": 0,
 		"connections_opened.watch":  2,
-		"connections_opened.flood":  4,
+		"connections_opened.flood":  4 + 3,
 	}
 	for path, want := range exact {
 		if v := lookup(m, path); v != want {
 			t.Errorf("%s = %v, want %v", path, v, want)
 		}
 	}
-	for _, k := range []string{"create_ge_50pct_etcd", "list_10k_p50_under_300ms", "watch_fanout_p99_under_100ms", "idle_rss_under_100mib"} {
+	for _, k := range []string{"create_ge_50pct_etcd", "list_10k_p50_under_300ms", "watch_fanout_p99_under_100ms", "idle_rss_under_100mib", "bad_token_flood_p99_under_2x"} {
 		if _, ok := res.Targets[k]; !ok {
 			t.Errorf("targets has no %s: %v", k, res.Targets)
 		}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,11 +17,16 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// floodConns is the number of connections the bad-token requests use.
+// floodConns is the number of connections the bad-token requests use
+// when they all come from one address.
 const floodConns = 4
 
 // floodPhase measures valid GETs alone, then while FloodRequests requests
-// with invalid bearer tokens hit the server in parallel.
+// with invalid bearer tokens hit the server in parallel: first from one
+// address (the server throttles a source that keeps failing), then, on a
+// loopback target with FloodSources > 0, spread over that many loopback
+// source addresses, as a distributed flood that no per-source limit
+// catches, so the server's own cost of rejecting a bad token shows.
 func (r *run) floodPhase(ctx context.Context) error {
 	if r.opts.FloodRequests <= 0 {
 		return nil
@@ -35,36 +41,86 @@ func (r *run) floodPhase(ctx context.Context) error {
 		return err
 	}
 	base := runParallel(ctx, r.opts.Clients, r.opts.Count, r.opts.Duration, valid)
+	url := r.t.cfg.Host + "/api/v1/namespaces/" + r.ns + "/configmaps/" + names[0]
 
+	res, err := r.flood(ctx, url, valid, base, nil)
+	if err != nil {
+		return err
+	}
+	if sources := loopbackSources(r.t.cfg.Host, r.opts.FloodSources); len(sources) > 0 {
+		spread, err := r.flood(ctx, url, valid, base, sources)
+		if err != nil {
+			return err
+		}
+		res.Spread = spread
+	}
+	r.res.BadToken = res
+	return nil
+}
+
+// loopbackSources returns n loopback addresses (127.0.1.1 on) to spread
+// a flood over, when the target's host is a loopback address; else none.
+func loopbackSources(host string, n int) []net.IP {
+	u, err := neturl.Parse(host)
+	if err != nil || n <= 0 {
+		return nil
+	}
+	if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+		return nil
+	}
+	out := make([]net.IP, 0, n)
+	for i := range n {
+		out = append(out, net.IPv4(127, 0, byte(1+i/250), byte(1+i%250)))
+	}
+	return out
+}
+
+// flood sends FloodRequests bad-token requests to url while the valid
+// requests run, and compares the latter with base. Without sources the
+// flood uses floodConns connections from the default address; with them,
+// one connection from each.
+func (r *run) flood(ctx context.Context, url string, valid func(context.Context, int, int) error, base sample, sources []net.IP) (*BadTokenResult, error) {
+	conns := floodConns
+	if len(sources) > 0 {
+		conns = len(sources)
+	}
 	var bad []*http.Client
-	for range floodConns {
+	for i := range conns {
+		d := &net.Dialer{Timeout: 10 * time.Second}
+		if len(sources) > 0 {
+			d.LocalAddr = &net.TCPAddr{IP: sources[i]}
+		}
 		c := &rest.Config{
 			Host:            r.t.cfg.Host,
 			TLSClientConfig: rest.TLSClientConfig{CAData: r.t.cfg.CAData, CAFile: r.t.cfg.CAFile, Insecure: r.t.cfg.Insecure, ServerName: r.t.cfg.ServerName},
 			Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				r.t.dials.Add(1)
-				return (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, addr)
+				return d.DialContext(ctx, network, addr)
 			},
 			UserAgent: "skiff-bench-flood",
 		}
 		hc, err := rest.HTTPClientFor(c)
 		if err != nil {
-			return fmt.Errorf("flood client: %w", err)
+			return nil, fmt.Errorf("flood client: %w", err)
 		}
 		// Open the connection before the workers share it.
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.t.cfg.Host+"/version", nil)
 		if err != nil {
-			return fmt.Errorf("flood client: %w", err)
+			return nil, fmt.Errorf("flood client: %w", err)
 		}
 		resp, err := hc.Do(req)
 		if err != nil {
-			return fmt.Errorf("flood client: %w", err)
+			return nil, fmt.Errorf("flood client: %w", err)
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		_ = resp.Body.Close()
 		bad = append(bad, hc)
 	}
-	url := r.t.cfg.Host + "/api/v1/namespaces/" + r.ns + "/configmaps/" + names[0]
+	defer func() {
+		for _, hc := range bad {
+			hc.CloseIdleConnections()
+		}
+	}()
 
 	var (
 		next     atomic.Int64
@@ -119,16 +175,13 @@ func (r *run) floodPhase(ctx context.Context) error {
 	stopValid()
 	<-floodEnd
 	floodDur := time.Since(t0)
-	for _, hc := range bad {
-		hc.CloseIdleConnections()
-	}
 
 	sent := 0
 	for _, v := range status {
 		sent += v
 	}
 	res := &BadTokenResult{
-		BadRequests: sent, BadStatus: status, FloodWorkers: r.opts.FloodWorkers,
+		BadRequests: sent, BadStatus: status, FloodWorkers: r.opts.FloodWorkers, FloodSources: max(1, len(sources)),
 		FloodSec: round3(floodDur.Seconds()), FloodPerSec: round3(float64(sent) / floodDur.Seconds()),
 		BaselineOps: base.ops, BaselineP50ms: percentile(base.latencies, 0.5), BaselineP99ms: percentile(base.latencies, 0.99),
 		DuringFloodOps: during.ops, DuringFloodP50: percentile(during.latencies, 0.5), DuringFloodP99: percentile(during.latencies, 0.99),
@@ -141,10 +194,9 @@ func (r *run) floodPhase(ctx context.Context) error {
 		res.P99Ratio = round3(res.DuringFloodP99 / res.BaselineP99ms)
 	}
 	if status["401"] != sent {
-		r.note("bad-token flood: not every invalid request was answered 401: %v", status)
+		r.note("bad-token flood from %d source(s): not every invalid request was answered 401: %v", res.FloodSources, status)
 	}
-	r.res.BadToken = res
-	return nil
+	return res, nil
 }
 
 // floodTargets returns the ConfigMaps the valid requests read: those of

@@ -128,6 +128,7 @@ type BadTokenResult struct {
 	FloodSec        float64        `json:"flood_sec"`
 	FloodPerSec     float64        `json:"flood_req_per_sec"`
 	FloodWorkers    int            `json:"flood_workers"`
+	FloodSources    int            `json:"flood_sources"`
 	BaselineOps     int            `json:"baseline_valid_ops"`
 	BaselineP50ms   float64        `json:"baseline_valid_p50_ms"`
 	BaselineP99ms   float64        `json:"baseline_valid_p99_ms"`
@@ -137,4 +138,8 @@ type BadTokenResult struct {
 	DuringFloodErrs int            `json:"flood_valid_errors"`
 	P50Ratio        float64        `json:"p50_ratio"`
 	P99Ratio        float64        `json:"p99_ratio"`
+	// Spread is the same flood from FloodSources loopback addresses,
+	// which the per-source throttle of failed authentication does not
+	// slow (nil when the target is not on loopback).
+	Spread *BadTokenResult `json:"spread,omitempty"`
 }
