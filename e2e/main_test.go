@@ -27,15 +27,22 @@ type cluster struct {
 
 func skiffBin(t *testing.T) string {
 	t.Helper()
-	if b := os.Getenv("SKIFF_BIN"); b != "" {
+	return builtBin(t, "SKIFF_BIN", "skiff", "run make build")
+}
+
+// builtBin is the binary the variable env names, else bin/<name> of the
+// repository, which must exist (how says what builds it).
+func builtBin(t *testing.T, env, name, how string) string {
+	t.Helper()
+	if b := os.Getenv(env); b != "" {
 		return b
 	}
-	b, err := filepath.Abs("../bin/skiff")
+	b, err := filepath.Abs("../bin/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(b); err != nil {
-		t.Fatalf("bin/skiff not built (run make build): %v", err)
+		t.Fatalf("bin/%s not built (%s): %v", name, how, err)
 	}
 	return b
 }

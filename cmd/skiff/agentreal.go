@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skiffhq/skiff/addons/logging/shipper"
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/bootstrap"
 	"github.com/skiffhq/skiff/nodeagent/crilog"
@@ -31,6 +32,8 @@ type realAgentFlags struct {
 	containerLogMaxSize                                                              string
 	logsURL, logsAPIKey, logsUser, logsPassword, logsCAFile                          string
 	logsHeaders                                                                      []string
+	logsSetup                                                                        bool
+	logsRetention                                                                    time.Duration
 	podCIDRWait                                                                      time.Duration
 	imageGCHigh, imageGCLow                                                          int
 	imageMinGCAge                                                                    time.Duration
@@ -58,6 +61,8 @@ func (f *realAgentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.logsPassword, "logs-elasticsearch-password", "", "basic auth password for --logs-elasticsearch-url (or SKIFF_LOGS_ELASTICSEARCH_PASSWORD)")
 	fl.StringVar(&f.logsCAFile, "logs-elasticsearch-ca-file", "", "CA bundle that verifies --logs-elasticsearch-url")
 	fl.StringArrayVar(&f.logsHeaders, "logs-elasticsearch-header", nil, "extra request header Name:Value for the log sink, repeatable (VictoriaLogs: VL-Time-Field:@timestamp)")
+	fl.BoolVar(&f.logsSetup, "logs-elasticsearch-setup", true, "at start, put the index template and ILM policy "+shipper.SetupName+" on --logs-elasticsearch-url (data streams logs-kubernetes-*, flattened labels); a sink that refuses them is shipped to without")
+	fl.DurationVar(&f.logsRetention, "logs-elasticsearch-retention", 7*24*time.Hour, "with --logs-elasticsearch-setup: delete log indices this long after their rollover (0: keep)")
 	fl.StringVar(&f.proxyMode, "proxy-mode", agent.ProxyModeNFTables, "service proxy: nftables, userspace (listening sockets, for kernels without nftables) or none")
 	fl.IntVar(&f.port, "port", agent.DefaultPort, "HTTPS port of the agent's API (container logs)")
 	fl.StringVar(&f.certFile, "tls-cert-file", "", "serving certificate of the agent's API, issued by the cluster CA (default: self-signed, which the API server cannot verify)")
@@ -160,6 +165,12 @@ func (f *realAgentFlags) logsOptions(cmd *cobra.Command) (agent.LogsOptions, err
 	}
 	if lo.Password == "" {
 		lo.Password = os.Getenv("SKIFF_LOGS_ELASTICSEARCH_PASSWORD")
+	}
+	if f.logsURL != "" && f.logsSetup {
+		if f.logsRetention < 0 {
+			return lo, fmt.Errorf("--logs-elasticsearch-retention %v: must not be negative", f.logsRetention)
+		}
+		lo.Setup = &shipper.Setup{Retention: f.logsRetention}
 	}
 	if f.logsCAFile != "" {
 		b, err := os.ReadFile(f.logsCAFile)

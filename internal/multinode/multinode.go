@@ -81,11 +81,18 @@ type Options struct {
 	// Server changes the server config before it starts (in-process
 	// server only).
 	Server []testserver.Option
+	// AgentEnv is added to the agents' environment at their first start
+	// (SKIFF_FAILPOINTS for a binary built with -tags failpoints).
+	AgentEnv []string
 	// Servers, when above 0, runs that many `skiff server` processes as
 	// one HA cluster on embedded etcd instead of the in-process server,
 	// each in a network namespace of its own (see ha.go). The agents are
 	// told about the first server only and learn the others.
 	Servers int
+	// PrivateContainerd gives the agents a containerd of the instance's
+	// own (see containerd.go), which KillContainerd and RestartContainerd
+	// act on; otherwise they share the machine's.
+	PrivateContainerd bool
 }
 
 // Cluster is a started cluster.
@@ -101,6 +108,9 @@ type Cluster struct {
 
 	opts      Options
 	serverURL string
+	// ctrd is the private containerd, if any; ctrdAddr is the agents'.
+	ctrd     *privateContainerd
+	ctrdAddr string
 }
 
 // URL is the API server the agents were given: the in-process server's,
@@ -161,7 +171,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if err := Clean(k); err != nil {
 		t.Fatalf("multinode: remove leftovers of an earlier run: %v", err)
 	}
-	c := &Cluster{Bridge: bridgeName(k), HostIP: hostIP(k), opts: opts}
+	c := &Cluster{Bridge: bridgeName(k), HostIP: hostIP(k), opts: opts, ctrdAddr: runtime.DefaultAddress}
 	_, c.Subnet, _ = net.ParseCIDR(subnet(k))
 	// Registered first, so it runs last: after the server and the agents.
 	t.Cleanup(func() {
@@ -169,6 +179,13 @@ func Start(t testing.TB, opts Options) *Cluster {
 			t.Errorf("multinode: cleanup: %v", err)
 		}
 	})
+	if opts.PrivateContainerd {
+		p, err := startContainerd(k, filepath.Join(t.TempDir(), "containerd.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ctrd, c.ctrdAddr = p, ContainerdAddress(k)
+	}
 	if err := run("ip", "link", "add", c.Bridge, "type", "bridge"); err != nil {
 		t.Fatal(err)
 	}
@@ -337,6 +354,9 @@ func (c *Cluster) startAgent(n *Node, ca *pki.CA, images, join string) error {
 		return fmt.Errorf("multinode: %w", err)
 	}
 	agentArgs := AgentArgs(c.opts.ClusterCIDR, c.Subnet.String(), n.Name, n.IP, n.DataDir)
+	if c.ctrd != nil {
+		agentArgs = append(agentArgs, "--container-runtime-endpoint", c.ctrdAddr)
+	}
 	if join != "" {
 		agentArgs = append(slices.DeleteFunc(agentArgs, func(a string) bool {
 			return a == "--kubeconfig" || a == filepath.Join(n.DataDir, "kubeconfig")
@@ -344,6 +364,14 @@ func (c *Cluster) startAgent(n *Node, ca *pki.CA, images, join string) error {
 	}
 	args := append([]string{"--net=" + netnsPath(n.NetNS), "--", c.opts.Bin}, agentArgs...)
 	n.cmd = exec.Command("nsenter", args...)
+	if len(c.opts.AgentEnv) > 0 {
+		n.cmd.Env = append(os.Environ(), c.opts.AgentEnv...)
+	}
+	return n.run(logf)
+}
+
+// run starts n.cmd with its output to logf and closes n.done when it ends.
+func (n *Node) run(logf *os.File) error {
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	// Its own process group: a test interrupted with ^C does not take it
 	// down half-way; cleanup (here or in the next run) stops it.
@@ -352,12 +380,46 @@ func (c *Cluster) startAgent(n *Node, ca *pki.CA, images, join string) error {
 		logf.Close()
 		return fmt.Errorf("multinode: start agent %s: %w", n.Name, err)
 	}
+	cmd, done := n.cmd, n.done
 	go func() {
-		_ = n.cmd.Wait()
+		_ = cmd.Wait()
 		logf.Close()
-		close(n.done)
+		close(done)
 	}()
 	return nil
+}
+
+// Containers counts the containerd containers of the cluster's nodes.
+func (c *Cluster) Containers(ctx context.Context) (int, error) {
+	return countContainers(ctx, c.ctrdAddr, c.NodeNames())
+}
+
+// Done is closed when the node's agent process ends.
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// PID is the agent process's ID (nsenter execs the agent in place).
+func (n *Node) PID() int { return n.cmd.Process.Pid }
+
+// RestartAgent starts node i's agent again, with the same arguments and
+// env instead of Options.AgentEnv, once its process has ended (killed, or
+// dead at a failpoint); it appends to the same log.
+func (c *Cluster) RestartAgent(i int, env []string) error {
+	n := c.Nodes[i]
+	select {
+	case <-n.done:
+	default:
+		return fmt.Errorf("multinode: agent %s is still running", n.Name)
+	}
+	logf, err := os.OpenFile(n.Log, os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("multinode: %w", err)
+	}
+	cmd := exec.Command(n.cmd.Path, n.cmd.Args[1:]...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	n.cmd, n.done = cmd, make(chan struct{})
+	return n.run(logf)
 }
 
 // AgentArgs are the `skiff agent` arguments of a node of this layout
@@ -443,6 +505,17 @@ func (c *Cluster) stop(t testing.TB) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if c.ctrd != nil {
+		// A test that killed it last leaves the agents nothing to tear
+		// down with.
+		select {
+		case <-c.ctrd.done:
+			if err := c.RestartContainerd(); err != nil {
+				t.Errorf("multinode: %v", err)
+			}
+		default:
+		}
+	}
 	zero := int64(0)
 	pods, err := c.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 	if err == nil {
@@ -451,7 +524,7 @@ func (c *Cluster) stop(t testing.TB) {
 		}
 		names := c.NodeNames()
 		_ = wait.PollUntilContextTimeout(ctx, 300*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
-			n, err := countContainers(ctx, names)
+			n, err := countContainers(ctx, c.ctrdAddr, names)
 			return err == nil && n == 0, nil
 		})
 	}
@@ -471,7 +544,7 @@ func (c *Cluster) stop(t testing.TB) {
 	// What the agents did not tear down: containers, pod network
 	// namespaces, and mounts under the data folders (emptyDir tmpfs),
 	// which would keep t.TempDir from removing them.
-	if err := removeContainers(ctx, netnsPrefix(c.opts.Instance)); err != nil {
+	if err := removeContainers(ctx, c.ctrdAddr, netnsPrefix(c.opts.Instance)); err != nil {
 		t.Errorf("multinode: %v", err)
 	}
 	for _, n := range c.Nodes {
@@ -498,9 +571,9 @@ func unmountUnder(dir string) {
 
 // Clean removes what instance k of the harness (or deploy/multinode.sh)
 // created: the agents still running in the node namespaces, the
-// containers of its nodes with their pod network namespaces, the node
-// namespaces (with everything inside) and the host bridge. Nothing there
-// is an error.
+// containers of its nodes with their pod network namespaces, its private
+// containerd if it had one, the node namespaces (with everything inside)
+// and the host bridge. Nothing there is an error.
 func Clean(k int) error {
 	var errs []error
 	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
@@ -525,7 +598,10 @@ func Clean(k int) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := removeContainers(ctx, netnsPrefix(k)); err != nil {
+	if err := removeContainers(ctx, runtime.DefaultAddress, netnsPrefix(k)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := cleanContainerd(ctx, k); err != nil {
 		errs = append(errs, err)
 	}
 	for _, ns := range nss {
@@ -541,13 +617,13 @@ func Clean(k int) error {
 	return errors.Join(errs...)
 }
 
-func containerdClient() (*containerd.Client, error) {
-	return containerd.New(runtime.DefaultAddress, containerd.WithDefaultNamespace(runtime.Namespace))
+func containerdClient(addr string) (*containerd.Client, error) {
+	return containerd.New(addr, containerd.WithDefaultNamespace(runtime.Namespace))
 }
 
 // countContainers counts the containers of the named nodes.
-func countContainers(ctx context.Context, nodes []string) (int, error) {
-	cl, err := containerdClient()
+func countContainers(ctx context.Context, addr string, nodes []string) (int, error) {
+	cl, err := containerdClient(addr)
 	if err != nil {
 		return 0, err
 	}
@@ -564,14 +640,15 @@ func countContainers(ctx context.Context, nodes []string) (int, error) {
 	return n, nil
 }
 
-// removeContainers kills and deletes the containers whose node label
-// starts with prefix, and removes the pod network namespace each one
-// recorded (the agent keeps its path in the container's OCI spec).
-func removeContainers(ctx context.Context, prefix string) error {
-	if _, err := os.Stat(runtime.DefaultAddress); err != nil {
+// removeContainers kills and deletes the containers of the containerd at
+// addr whose node label starts with prefix, and removes the pod network
+// namespace each one recorded (the agent keeps its path in the
+// container's OCI spec).
+func removeContainers(ctx context.Context, addr, prefix string) error {
+	if _, err := os.Stat(addr); err != nil {
 		return nil // no containerd: no containers
 	}
-	cl, err := containerdClient()
+	cl, err := containerdClient(addr)
 	if err != nil {
 		return fmt.Errorf("containerd: %w", err)
 	}

@@ -78,3 +78,37 @@ func TestCleanRemovesLeftovers(t *testing.T) {
 		t.Errorf("second Clean: %v", err)
 	}
 }
+
+// TestCleanRemovesPrivateContainerd plays a crashed run of instance 252
+// that had a private containerd: still running, with its folders. Clean
+// must end it and remove its socket, state and root.
+func TestCleanRemovesPrivateContainerd(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run containerd")
+	}
+	if _, err := exec.LookPath("containerd"); err != nil {
+		t.Skip("containerd is not installed")
+	}
+	const k = 252
+	t.Cleanup(func() { _ = Clean(k) })
+	p, err := startContainerd(k, t.TempDir()+"/containerd.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(ContainerdAddress(k)); err != nil {
+		t.Fatalf("private containerd does not answer: %v", err)
+	}
+	if err := Clean(k); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Clean left the private containerd running")
+	}
+	for _, d := range []string{ctrdStateDir(k), ctrdRootDir(k)} {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("%s remains after Clean (%v)", d, err)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/skiffhq/skiff/internal/failpoint"
 	"github.com/skiffhq/skiff/nodeagent/network"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 	corev1 "k8s.io/api/core/v1"
@@ -64,6 +65,44 @@ func (a *Agent) saveSandbox(sb *sandbox) error {
 		return fmt.Errorf("save sandbox: %w", err)
 	}
 	return os.Rename(tmp, filepath.Join(dir, "sandbox.json"))
+}
+
+// setupSandbox records the pod's network namespace before it creates it,
+// and only then attaches it (CNI ADD: veth, address): an agent that dies
+// anywhere in between finds the record without an IP when it starts
+// again and releases what there is by the pod's UID (CNI DEL, the
+// namespace if it was made) before trying anew, instead of leaking it.
+func (a *Agent) setupSandbox(ctx context.Context, pod *corev1.Pod) (*sandbox, error) {
+	ports := hostPorts(pod)
+	nsPath, err := a.net.PlanNetNS(string(pod.UID))
+	if err != nil {
+		return nil, err
+	}
+	sb := &sandbox{UID: pod.UID, Namespace: pod.Namespace, Name: pod.Name, NetNS: nsPath, Ports: ports, Created: time.Now().UTC()}
+	if err := a.saveSandbox(sb); err != nil {
+		return nil, err
+	}
+	err = a.net.CreateNetNS(nsPath)
+	if err == nil {
+		err = failpoint.Inject("agent/after-netns-create", pod.Namespace+"/"+pod.Name)
+	}
+	if err != nil {
+		// The record stays, without an IP: the next sync releases it.
+		return nil, err
+	}
+	ip, err := a.net.Attach(ctx, string(pod.UID), nsPath, pod.Namespace, pod.Name, ports)
+	if err == nil {
+		err = failpoint.Inject("agent/after-network-attach", pod.Namespace+"/"+pod.Name)
+	}
+	if err != nil {
+		// The record stays, without an IP: the next sync releases it.
+		return nil, err
+	}
+	sb.IP = ip.String()
+	if err := a.saveSandbox(sb); err != nil {
+		return nil, err
+	}
+	return sb, nil
 }
 
 // containerID is deterministic: a retried create finds its container.
@@ -150,21 +189,19 @@ func (a *Agent) syncPod(ctx context.Context, uid types.UID) (time.Duration, erro
 		return a.releaseVolumes(ctx, uid)
 	}
 
-	if sb == nil || !exists(sb.NetNS) {
+	if sb == nil || sb.IP == "" || !exists(sb.NetNS) {
+		// No sandbox, or one whose attachment never finished (the agent
+		// died during it): release what there is, then build it anew.
 		if sb != nil {
-			_ = a.net.Teardown(ctx, string(uid), sb.NetNS, sb.Namespace, sb.Name, sb.Ports)
+			if err := a.net.Teardown(ctx, string(uid), sb.NetNS, sb.Namespace, sb.Name, sb.Ports); err != nil {
+				a.log.Warn("release an unfinished sandbox", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+			}
 		}
-		ports := hostPorts(pod)
-		att, err := a.net.Setup(ctx, string(uid), pod.Namespace, pod.Name, ports)
-		if err != nil {
+		var err error
+		if sb, err = a.setupSandbox(ctx, pod); err != nil {
 			a.setWaiting(uid, "", "ContainerCreating", err.Error())
 			a.event(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 			return 0, a.updateStatus(ctx, pod, ctrs, nil)
-		}
-		sb = &sandbox{UID: uid, Namespace: pod.Namespace, Name: pod.Name, NetNS: att.NetNS, IP: att.IP.String(), Ports: ports, Created: time.Now().UTC()}
-		if err := a.saveSandbox(sb); err != nil {
-			_ = a.net.Teardown(ctx, string(uid), att.NetNS, pod.Namespace, pod.Name, ports)
-			return 0, err
 		}
 	}
 	mounts, err := a.preparePod(ctx, pod, sb)
@@ -357,7 +394,11 @@ func (a *Agent) ensureContainer(ctx context.Context, pod *corev1.Pod, c *corev1.
 		return 10 * time.Second, nil
 	}
 	_ = os.Remove(cfg.Labels[runtime.LabelLogPath])
-	if err := a.rt.Create(ctx, cfg); err != nil {
+	err = a.rt.Create(ctx, cfg)
+	if err == nil {
+		err = failpoint.Inject("agent/after-container-create", pod.Namespace+"/"+pod.Name+"/"+c.Name)
+	}
+	if err != nil {
 		a.setWaiting(pod.UID, c.Name, "CreateContainerError", err.Error())
 		a.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 		return 10 * time.Second, nil

@@ -19,6 +19,8 @@ package network
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/netns"
@@ -35,6 +38,7 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	cniversion "github.com/containernetworking/cni/pkg/version"
+	"golang.org/x/sys/unix"
 )
 
 // Defaults.
@@ -80,12 +84,6 @@ type PortMapping struct {
 	ContainerPort int32  `json:"containerPort"`
 	Protocol      string `json:"protocol"`
 	HostIP        string `json:"hostIP,omitempty"`
-}
-
-// Attachment is a pod's network.
-type Attachment struct {
-	NetNS string
-	IP    net.IP
 }
 
 // Manager sets up and tears down pod networks.
@@ -230,18 +228,52 @@ func (m *Manager) rt(podUID, nsPath, ns, name string, ports []PortMapping) *libc
 	return rt
 }
 
-// Setup creates a network namespace for the pod and attaches it.
-func (m *Manager) Setup(ctx context.Context, podUID, ns, name string, ports []PortMapping) (Attachment, error) {
-	n, err := netns.NewNetNS(m.opts.NetNSDir)
-	if err != nil {
-		return Attachment{}, fmt.Errorf("network: new netns: %w", err)
+// PlanNetNS returns the path of a new network namespace for a pod,
+// without creating it. The agent records the path first and only then
+// creates the namespace (CreateNetNS) and attaches it (Attach), so an
+// agent that dies at any point leaves a record Teardown can undo. Each
+// attempt gets its own name: a pod's earlier namespace, still being torn
+// down, is never reused.
+func (m *Manager) PlanNetNS(podUID string) (string, error) {
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("network: netns name: %w", err)
 	}
-	ip, err := m.Attach(ctx, podUID, n.GetPath(), ns, name, ports)
-	if err != nil {
-		_ = m.Teardown(context.WithoutCancel(ctx), podUID, n.GetPath(), ns, name, ports)
-		return Attachment{}, err
+	return filepath.Join(m.opts.NetNSDir, "skiff-"+podUID+"-"+hex.EncodeToString(b)), nil
+}
+
+// CreateNetNS creates a network namespace and bind-mounts it at path
+// (planned by PlanNetNS), which must not exist.
+func (m *Manager) CreateNetNS(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("network: netns dir: %w", err)
 	}
-	return Attachment{NetNS: n.GetPath(), IP: ip}, nil
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return fmt.Errorf("network: netns mount point: %w", err)
+	}
+	_ = f.Close()
+	done := make(chan error, 1)
+	go func() {
+		// The thread is never unlocked, so the runtime ends it with this
+		// goroutine: no other goroutine ever runs in the new namespace.
+		goruntime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+			done <- fmt.Errorf("bind mount: %w", err)
+			return
+		}
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		_ = os.Remove(path)
+		return fmt.Errorf("network: new netns %s: %w", path, err)
+	}
+	return nil
 }
 
 // Attach runs CNI ADD for an existing namespace.

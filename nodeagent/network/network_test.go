@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/netns"
 	cnins "github.com/containernetworking/plugins/pkg/ns"
+	"golang.org/x/sys/unix"
 )
 
 // testCIDR is a /24 of the cluster range (blackholed as a whole by
@@ -40,14 +41,79 @@ func newManager(t *testing.T) *Manager {
 	return m
 }
 
+// TestPlannedNetNS: a planned namespace does not exist until created;
+// each plan is a new name; the created one is a network namespace of its
+// own, not the host's; a path is never created twice; and a plan that was
+// recorded but never created (an agent killed in between) tears down
+// cleanly.
+func TestPlannedNetNS(t *testing.T) {
+	m := newManager(t)
+	ctx := context.Background()
+	uid := "5e6f7a8b-planned-netns"
+	a, err := m.PlanNetNS(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := m.PlanNetNS(uid)
+	if a == b || !strings.Contains(a, uid) || filepath.Dir(a) != m.opts.NetNSDir {
+		t.Fatalf("plans %q and %q: want distinct names with the pod UID under %s", a, b, m.opts.NetNSDir)
+	}
+	if _, err := os.Stat(a); !os.IsNotExist(err) {
+		t.Fatalf("planned namespace exists before creation: %v", err)
+	}
+	if err := m.Teardown(ctx, uid, a, "default", "never-made", nil); err != nil {
+		t.Fatalf("teardown of a namespace never made: %v", err)
+	}
+	if err := m.CreateNetNS(a); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Teardown(ctx, uid, a, "default", "planned", nil) })
+	var host, pod unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &host); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(a, &pod); err != nil {
+		t.Fatal(err)
+	}
+	if pod.Ino == host.Ino || pod.Dev != host.Dev {
+		t.Fatalf("namespace at %s is inode %d/dev %d, host's is %d/%d: not a new network namespace", a, pod.Ino, pod.Dev, host.Ino, host.Dev)
+	}
+	if err := m.CreateNetNS(a); err == nil {
+		t.Fatal("a second CreateNetNS at the same path succeeded")
+	}
+	// This process is still in the host's namespace.
+	var after unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &after); err != nil || after.Ino != host.Ino {
+		t.Fatalf("calling thread's namespace changed (%v)", err)
+	}
+	if err := m.Teardown(ctx, uid, a, "default", "planned", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(a); !os.IsNotExist(err) {
+		t.Fatalf("namespace remains after teardown: %v", err)
+	}
+}
+
 func TestPodNetworkLifecycle(t *testing.T) {
 	m := newManager(t)
 	ctx := context.Background()
 	uid := "0f1e2d3c-pod-network-test"
-	att, err := m.Setup(ctx, uid, "default", "net-test", nil)
+	nsPath, err := m.PlanNetNS(uid)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := m.CreateNetNS(nsPath); err != nil {
+		t.Fatal(err)
+	}
+	ip, err := m.Attach(ctx, uid, nsPath, "default", "net-test", nil)
+	if err != nil {
+		_ = m.Teardown(ctx, uid, nsPath, "default", "net-test", nil)
+		t.Fatal(err)
+	}
+	att := struct {
+		NetNS string
+		IP    net.IP
+	}{nsPath, ip}
 	torn := false
 	t.Cleanup(func() {
 		if !torn {

@@ -3,9 +3,14 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
 )
 
 // shimsOf lists the pids of the containerd shims started for container id.
@@ -67,7 +72,7 @@ func blockedContainer(t *testing.T, name string) (string, *Runtime) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // the FIFO fills
+	waitBlockedOnOutput(t, admin, id)
 	next := open()
 	t.Cleanup(func() { _ = next.Close() })
 	// Killed first: the removal's time is then the task delete's.
@@ -75,6 +80,41 @@ func blockedContainer(t *testing.T, name string) (string, *Runtime) {
 		t.Fatal(err)
 	}
 	return id, next
+}
+
+// waitBlockedOnOutput waits until the container's process is blocked
+// writing its output (the pipe to the shim full, as the shim's FIFO is),
+// which is what makes the task delete slow; a fixed sleep was not always
+// enough on a loaded machine.
+func waitBlockedOnOutput(t *testing.T, r *Runtime, id string) {
+	t.Helper()
+	wchan := fmt.Sprintf("/proc/%d/wchan", loadTask(t, r, id).Pid())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(wchan)
+		if strings.HasSuffix(string(b), "pipe_write") { // anon_pipe_write on newer kernels
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the container never blocked on its output (%s: %q)", wchan, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// loadTask is the task of container id, through containerd's client.
+func loadTask(t *testing.T, r *Runtime, id string) containerd.Task {
+	t.Helper()
+	nctx := r.ctx(context.Background())
+	c, err := r.client.LoadContainer(nctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := c.Task(nctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task
 }
 
 // A removal whose context ends while containerd deletes the task (the
@@ -112,18 +152,10 @@ func TestRemoveInterruptedLeavesNoShim(t *testing.T) {
 // Remove still gets that shim shut down.
 func TestRemoveAfterInterruptedTaskDelete(t *testing.T) {
 	id, r := blockedContainer(t, "shim-half")
-	nctx := r.ctx(context.Background())
-	c, err := r.client.LoadContainer(nctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	task, err := c.Task(nctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(nctx)
+	task := loadTask(t, r, id)
+	ctx, cancel := context.WithCancel(r.ctx(context.Background()))
 	time.AfterFunc(500*time.Millisecond, cancel)
-	_, err = task.Delete(ctx)
+	_, err := task.Delete(ctx)
 	cancel()
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("task delete: %v, want it cancelled half way: the test proves nothing", err)
