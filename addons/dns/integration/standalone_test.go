@@ -76,10 +76,24 @@ func TestStandalone(t *testing.T) {
 	}
 	eventually(t, addr, "alone.default.svc.cluster.local.", mdns.TypeA, mdns.RcodeSuccess, svc.Spec.ClusterIP)
 	eventually(t, addr, "example.org.", mdns.TypeA, mdns.RcodeRefused)
-	_, metrics := get("/metrics")
-	for _, s := range []string{`skiff_dns_requests_total{proto="udp"}`, `skiff_dns_responses_total{rcode="REFUSED"}`} {
-		if !strings.Contains(metrics, s) {
-			t.Errorf("/metrics lacks %s", s)
+	// The listener counts an answer after sending it, so the counters can
+	// trail the reply the client just read by a moment.
+	want := []string{`skiff_dns_requests_total{proto="udp"}`, `skiff_dns_responses_total{rcode="REFUSED"}`}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		_, metrics := get("/metrics")
+		var missing []string
+		for _, s := range want {
+			if !strings.Contains(metrics, s) {
+				missing = append(missing, s)
+			}
 		}
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %v", missing)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
