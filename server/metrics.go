@@ -51,11 +51,10 @@ func (s *Server) newMetrics() (*metrics.Collector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics client: %w", err)
 	}
-	hc, err := rest.HTTPClientFor(rc)
+	scraper, err := metrics.NewHTTPScraper(rc)
 	if err != nil {
-		return nil, fmt.Errorf("metrics agent client: %w", err)
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	scraper := &metrics.HTTPScraper{Client: hc}
 	if s.cfg.MetricsScrapeURL != nil {
 		scraper.URL = s.cfg.MetricsScrapeURL
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
 )
 
 // Scraper fetches one node's stats summary.
@@ -33,6 +34,21 @@ type HTTPScraper struct {
 }
 
 var _ Scraper = (*HTTPScraper)(nil)
+
+// NewHTTPScraper reads summaries with rc's credentials and CA over HTTP/1.1
+// keep-alive connections, as Prometheus scrapes by default. One request per
+// node per round gains nothing from HTTP/2's multiplexing, and each idle
+// HTTP/2 connection holds its framer's read buffer and HPACK tables besides
+// what HTTP/1.1 holds: about 30 KiB a node, 30 MiB at 1,000 nodes.
+func NewHTTPScraper(rc *rest.Config) (*HTTPScraper, error) {
+	rc = rest.CopyConfig(rc)
+	rc.NextProtos = []string{"http/1.1"}
+	hc, err := rest.HTTPClientFor(rc)
+	if err != nil {
+		return nil, fmt.Errorf("agent client: %w", err)
+	}
+	return &HTTPScraper{Client: hc}, nil
+}
 
 // Scrape implements Scraper.
 func (h *HTTPScraper) Scrape(ctx context.Context, node *corev1.Node) (*Summary, error) {
@@ -62,6 +78,10 @@ func (h *HTTPScraper) Scrape(ctx context.Context, node *corev1.Node) (*Summary, 
 	if err != nil {
 		return nil, fmt.Errorf("scrape %s: decode summary: %w", node.Name, err)
 	}
+	// The decoder stops at the end of the JSON value; an HTTP/1.1
+	// connection is kept for the next round only if its body was read to
+	// the end (a chunked body's last chunk follows the value).
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 	return s, nil
 }
 

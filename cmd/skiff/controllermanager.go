@@ -17,13 +17,15 @@ func controllerManagerCmd() *cobra.Command {
 		rootCAFile string
 		ctrls      []string
 		apiContent string
+		qps        float32
+		burst      int
 		cfg        manager.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "controller-manager",
 		Short: "Run the controller manager against an API server (like kube-controller-manager)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rc, err := api.config("skiff-controller-manager", 200, 400)
+			rc, err := api.config("skiff-controller-manager", qps, burst)
 			if err != nil {
 				return err
 			}
@@ -56,6 +58,8 @@ func controllerManagerCmd() *cobra.Command {
 	f := cmd.Flags()
 	api.register(f, "kubeconfig with the API server's address and the manager's credentials")
 	f.StringSliceVar(&ctrls, "controllers", []string{"*"}, "controllers to enable: '*' enables all on by default, 'foo' enables foo, '-foo' disables foo. Known: "+strings.Join(manager.KnownNames(manager.Specs()), ", "))
+	f.Float32Var(&qps, "kube-api-qps", 200, "requests per second to the API server (< 0: no client-side limit, as inside skiff server)")
+	f.IntVar(&burst, "kube-api-burst", 400, "burst of requests to the API server above --kube-api-qps")
 	f.StringVar(&apiContent, "kube-api-content-type", protobufContentType, "content type of requests sent to the API server (application/json or "+protobufContentType+")")
 	f.BoolVar(&cfg.LeaderElect, "leader-elect", true, "run the controllers only while holding the leader Lease")
 	f.StringVar(&cfg.LeaseNamespace, "leader-elect-resource-namespace", "kube-system", "namespace of the leader Lease")

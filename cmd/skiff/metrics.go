@@ -12,7 +12,6 @@ import (
 	"github.com/skiffhq/skiff/addons/metrics"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/rest"
 )
 
 // metricsCmd runs the metrics add-on alone. It scrapes the agents with the
@@ -34,12 +33,12 @@ func metricsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hc, err := rest.HTTPClientFor(rc)
+			scraper, err := metrics.NewHTTPScraper(rc)
 			if err != nil {
 				return err
 			}
 			reg := prometheus.NewRegistry()
-			opts.Client, opts.Scraper, opts.Registerer, opts.Logger = cs, &metrics.HTTPScraper{Client: hc}, reg, slog.Default()
+			opts.Client, opts.Scraper, opts.Registerer, opts.Logger = cs, scraper, reg, slog.Default()
 			c, err := metrics.New(opts)
 			if err != nil {
 				return err
