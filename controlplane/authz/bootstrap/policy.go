@@ -491,8 +491,23 @@ func Roles() []rbacv1.Role {
 	out = append(out, rbacv1.Role{ObjectMeta: m, Rules: rules(
 		r(v("create", "update", "delete"), "storage.k8s.io").on("csistoragecapacities"),
 	)})
+	// Upstream's role for extension API servers (delegated authentication
+	// reads the client and front-proxy CAs from this ConfigMap); bound by
+	// whoever deploys one, e.g. the standalone metrics add-on.
+	m = meta(ExtensionAPIServerAuthenticationReader, nil)
+	m.Namespace = metav1.NamespaceSystem
+	out = append(out, rbacv1.Role{ObjectMeta: m, Rules: rules(
+		r(v("get", "list", "watch"), legacy).on("configmaps").names(ExtensionAPIServerAuthenticationConfigMap),
+	)})
 	return out
 }
+
+// The Role extension API servers are bound to (kube-system), and the
+// ConfigMap it reads: upstream's names.
+const (
+	ExtensionAPIServerAuthenticationReader    = "extension-apiserver-authentication-reader"
+	ExtensionAPIServerAuthenticationConfigMap = "extension-apiserver-authentication"
+)
 
 // KubeDNSService is the cluster DNS add-on's Service in kube-system.
 const KubeDNSService = "kube-dns"
