@@ -122,6 +122,7 @@ func Builtins() []*registry.Resource {
 		// apiextensions.k8s.io/v1
 		{"apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, []string{"crd", "crds"}, []string{"api-extensions"}, []string{"status"}, nil, true, false, func() runtime.Object { return &apiextensionsv1.CustomResourceDefinition{} }, "/registry/apiextensions.k8s.io/customresourcedefinitions/"},
 	}
+	defs = append(defs, apiServiceDef)
 	out := make([]*registry.Resource, 0, len(defs))
 	for _, d := range defs {
 		r := &registry.Resource{
