@@ -25,7 +25,7 @@ func (s *Server) newRotator(tlsDir string) *pki.Rotator {
 // startCertRotation renews leaves before they expire and reloads those
 // `skiff certificate rotate` rewrote, without a restart.
 func (s *Server) startCertRotation(ctx context.Context) {
-	for _, r := range []*pki.Rotator{s.certs, s.etcdCerts} {
+	for _, r := range []*pki.Rotator{s.certs, s.etcdCerts, s.frontProxyCerts} {
 		if r == nil {
 			continue
 		}

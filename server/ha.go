@@ -53,11 +53,12 @@ const (
 
 // sharedFiles are the cluster material every server holds the same copy
 // of, relative to the data directory: the cluster CA, the embedded etcd's
-// CA, the service account signing key and the Secrets encryption config.
+// CA, the front-proxy CA, the service account signing key and the Secrets encryption config.
 // Each server issues its own leaf certificates from the CAs.
 var sharedFiles = []string{
 	"tls/server-ca.crt", "tls/server-ca.key",
 	EtcdTLSDir + "/etcd-ca.crt", EtcdTLSDir + "/etcd-ca.key",
+	FrontProxyDir + "/front-proxy-ca.crt", FrontProxyDir + "/front-proxy-ca.key",
 	"tls/service-account.key",
 	encryption.ConfigFile,
 }

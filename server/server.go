@@ -134,6 +134,9 @@ type Config struct {
 	DNSListenAddress string
 	DNSUpstreams     []string
 
+	// AggregatorCheckInterval is how often the aggregation layer checks
+	// every APIService's extension server (default 10 s).
+	AggregatorCheckInterval time.Duration
 	// MetricsResolution is the metrics add-on's scrape interval (default
 	// 15s); MetricsScrapeURL, when set, says where a node's summary is read
 	// (tests with hollow nodes).
@@ -206,6 +209,10 @@ type Server struct {
 	ca        *pki.CA
 	certs     *pki.Rotator
 	etcdCerts *pki.Rotator   // the embedded etcd's CA and leaves (etcdtls.go)
+	// frontProxyCerts issues frontProxy, the aggregator's client
+	// certificate to extension API servers (aggregation.go).
+	frontProxyCerts *pki.Rotator
+	frontProxy      *pki.Leaf
 	lease     *identityLease // this server's identity Lease, in HA (peers.go)
 	// etcdClientFiles are the embedded etcd's CA and the client
 	// certificate the operator commands use (recorded by recordDatastore).
@@ -259,6 +266,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.certs = s.newRotator(tlsDir)
+	if err := s.setupFrontProxy(); err != nil {
+		return nil, err
+	}
 	if err := s.startDatastore(ctx); err != nil {
 		return nil, err
 	}
@@ -394,6 +404,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	if err := s.startCRDController(runCtx); err != nil {
+		return nil, err
+	}
+	if err := s.startAggregator(runCtx); err != nil {
 		return nil, err
 	}
 	s.api.SetReady(true)

@@ -56,6 +56,7 @@ func (s *Server) discoveryGroups(w http.ResponseWriter, r *http.Request) {
 			list.Groups = append(list.Groups, g)
 		}
 	}
+	s.withAggregatedGroups(list)
 	writeObj(w, r, http.StatusOK, list)
 }
 
@@ -73,7 +74,7 @@ func (s *Server) serveDiscoveryPath(w http.ResponseWriter, r *http.Request, info
 	case len(parts) == 2 && parts[0] == "api":
 		s.resourceList(w, r, "", parts[1])
 	case len(parts) == 2 && parts[0] == "apis":
-		g, ok := s.apiGroup(parts[1])
+		g, ok := s.aggregatedGroup(parts[1])
 		if !ok {
 			notFound()
 			return

@@ -55,6 +55,9 @@ func (s *Server) aggregated(core bool) *apidiscoveryv2.APIGroupDiscoveryList {
 		}
 		out.Items = append(out.Items, g)
 	}
+	if !core {
+		s.withAggregatedDiscovery(out)
+	}
 	return out
 }
 

@@ -85,6 +85,7 @@ type Server struct {
 	extraRoutes []func(chi.Router)
 
 	ready      atomic.Bool
+	aggregator atomic.Pointer[Aggregator]
 	etcdHealth *etcdProbe
 	metrics    *metrics
 	promReg    *prometheus.Registry
@@ -331,6 +332,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	notFound := func() {
 		writeStatus(w, statusFor(apierrors.NewGenericServerResponse(http.StatusNotFound, "", schemaGR(""), "", "the server could not find the requested resource", 0, false)))
+	}
+	if s.proxied(w, r) {
+		return
 	}
 	if !info.IsResourceRequest {
 		s.serveDiscoveryPath(w, r, info)
