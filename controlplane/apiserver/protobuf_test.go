@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -333,12 +334,21 @@ func TestProtobufSubresources(t *testing.T) {
 	if err != nil || st.Status.Replicas != 1 || *st.Spec.Replicas != 1 {
 		t.Fatalf("update status: %v %+v", err, st)
 	}
-	sc, err := deps.GetScale(ctx, "web", metav1.GetOptions{})
-	if err != nil || sc.Spec.Replicas != 1 || sc.Status.Replicas != 1 {
-		t.Fatalf("get scale: %v %+v", err, sc)
-	}
-	sc.Spec.Replicas = 3
-	sc2, err := deps.UpdateScale(ctx, "web", &autoscalingv1.Scale{ObjectMeta: sc.ObjectMeta, Spec: sc.Spec}, metav1.UpdateOptions{})
+	// Another writer of the deployment (any controller still running) can
+	// make the scale's resourceVersion stale: retry as a client would.
+	var sc2 *autoscalingv1.Scale
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		sc, err := deps.GetScale(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if sc.Spec.Replicas != 1 || sc.Status.Replicas != 1 {
+			t.Fatalf("get scale: %+v", sc)
+		}
+		sc.Spec.Replicas = 3
+		sc2, err = deps.UpdateScale(ctx, "web", &autoscalingv1.Scale{ObjectMeta: sc.ObjectMeta, Spec: sc.Spec}, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil || sc2.Spec.Replicas != 3 {
 		t.Fatalf("update scale: %v %+v", err, sc2)
 	}
