@@ -21,6 +21,7 @@ import (
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/server"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +31,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	apiregv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	"k8s.io/utils/ptr"
 )
 
 // extension is a minimal extension API server for example.skiff.dev/v1
@@ -53,7 +55,7 @@ type seen struct {
 
 func newExtension(t *testing.T) *extension {
 	t.Helper()
-	cert, err := pki.SelfSigned("widgets", []string{"widgets.default.svc"}, nil, time.Hour)
+	cert, err := pki.SelfSigned("widgets", []string{"widgets.default.svc", "widgets-eps.default.svc"}, nil, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +89,8 @@ func (e *extension) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	switch {
-	case r.URL.Path == "/apis/example.skiff.dev/v1":
-		_ = json.NewEncoder(w).Encode(metav1.APIResourceList{TypeMeta: metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"}, GroupVersion: "example.skiff.dev/v1",
+	case strings.HasPrefix(r.URL.Path, "/apis/example.skiff.dev/") && strings.Count(r.URL.Path, "/") == 3:
+		_ = json.NewEncoder(w).Encode(metav1.APIResourceList{TypeMeta: metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"}, GroupVersion: strings.TrimPrefix(r.URL.Path, "/apis/"),
 			APIResources: []metav1.APIResource{{Name: "widgets", SingularName: "widget", Namespaced: true, Kind: "Widget", Verbs: []string{"get", "list", "watch"}, ShortNames: []string{"wd"}}}})
 	case r.URL.Query().Get("watch") == "true" || r.URL.Query().Get("watch") == "1":
 		_, _ = io.WriteString(w, `{"type":"ADDED","object":{"kind":"Widget","apiVersion":"example.skiff.dev/v1","metadata":{"name":"w1","namespace":"default","resourceVersion":"1"}}}`+"\n")
@@ -245,6 +247,50 @@ func TestAggregation(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("/apis lacks example.skiff.dev")
+	}
+
+	// Endpoint routing: a service without a selector whose EndpointSlice
+	// names the extension server. Missing endpoints first.
+	if _, err := ts.Client.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "widgets-eps"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "https", Port: 443}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	alpha := api.DeepCopy()
+	alpha.Name, alpha.Spec.Version, alpha.Spec.VersionPriority = "v1alpha1.example.skiff.dev", "v1alpha1", 10
+	alpha.Spec.Service = &apiregv1.ServiceReference{Namespace: "default", Name: "widgets-eps"}
+	obj, _ = runtime.DefaultUnstructuredConverter.ToUnstructured(alpha)
+	if _, err := apis.Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create APIService: %v", err)
+	}
+	waitAvailability(t, ts, "v1alpha1.example.skiff.dev", apiregv1.ConditionFalse, "MissingEndpoints")
+	if a := apiService(ts, t, "v1alpha1.example.skiff.dev"); a.Spec.Service.Port == nil || *a.Spec.Service.Port != 443 {
+		t.Errorf("service port not defaulted to 443: %v", a.Spec.Service.Port)
+	}
+	if _, err := ts.Client.DiscoveryV1().EndpointSlices("default").Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "widgets-eps-1", Labels: map[string]string{discoveryv1.LabelServiceName: "widgets-eps"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"127.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: &p}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitAvailability(t, ts, "v1alpha1.example.skiff.dev", apiregv1.ConditionTrue, "Passed")
+	alphaPath := "/apis/example.skiff.dev/v1alpha1/namespaces/default/widgets"
+	if err := ts.Client.CoreV1().RESTClient().Get().AbsPath(alphaPath).Do(ctx).Error(); err != nil {
+		t.Fatalf("list through endpoint routing: %v", err)
+	}
+	if s, n := ext.last(alphaPath); n != 1 || s.user != "system:admin" {
+		t.Errorf("backend saw %+v (%d requests) through endpoint routing", s, n)
+	}
+	// Versions by versionPriority: v1 (15) before v1alpha1 (10).
+	groups, err = ts.Client.Discovery().ServerGroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups.Groups {
+		if g.Name == "example.skiff.dev" && (len(g.Versions) != 2 || g.PreferredVersion.Version != "v1") {
+			t.Errorf("example.skiff.dev versions %v, preferred %v", g.Versions, g.PreferredVersion)
+		}
 	}
 
 	// The caller's identity goes in headers; its credentials and any
