@@ -4,9 +4,10 @@
 // keeps the latest usage of nodes, pods and containers, an in-memory
 // history of fixed size per series (nodes, namespaces, workloads, pods,
 // containers) for the dashboard, and serves metrics.k8s.io/v1beta1
-// NodeMetrics and PodMetrics built into the API server (Resources) so
-// that `kubectl top` works. It runs inside `skiff server` and alone as
-// `skiff metrics`.
+// NodeMetrics and PodMetrics so that `kubectl top` works: built into the
+// API server (Resources) inside `skiff server`, or over HTTP (APIHandler)
+// as an extension API server behind API aggregation when it runs alone as
+// `skiff metrics` (see extserver).
 package metrics
 
 import (
