@@ -3,27 +3,34 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/skiffhq/skiff/addons/metrics"
+	"github.com/skiffhq/skiff/addons/metrics/extserver"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/dynamic"
 )
 
 // metricsCmd runs the metrics add-on alone. It scrapes the agents with the
 // kubeconfig's credentials (they need get on nodes/stats, and list/watch on
-// nodes and pods) and keeps the latest usage and the history, but it does
-// not serve metrics.k8s.io to kubectl: that API is built into `skiff
-// server`, and Skiff has no API aggregation yet (see addons/metrics/README.md).
+// nodes and pods) and keeps the latest usage and the history. With
+// --secure-port it also serves metrics.k8s.io/v1beta1 as an extension API
+// server (addons/metrics/extserver) that the API server reaches through
+// API aggregation, and with --register-apiservice it registers itself
+// (see addons/metrics/README.md for the rights that takes).
 func metricsCmd() *cobra.Command {
 	var (
 		api    apiFlags
 		health string
 		opts   metrics.Options
+		ext    extserver.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "metrics",
@@ -43,7 +50,20 @@ func metricsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			var srv *extserver.Server
+			if ext.Port != 0 {
+				ext.Collector, ext.Client, ext.Logger = c, cs, slog.Default()
+				if ext.Register {
+					if ext.Dynamic, err = dynamic.NewForConfig(rc); err != nil {
+						return fmt.Errorf("dynamic client: %w", err)
+					}
+				}
+				if srv, err = extserver.New(ext); err != nil {
+					return err
+				}
+			}
 			if health != "" {
 				mux := http.NewServeMux()
 				mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
@@ -67,7 +87,19 @@ func metricsCmd() *cobra.Command {
 					_ = srv.Shutdown(sctx)
 				}()
 			}
-			return c.Run(ctx)
+			if srv == nil {
+				return c.Run(ctx)
+			}
+			var wg sync.WaitGroup
+			var serveErr error
+			wg.Go(func() {
+				serveErr = srv.Run(ctx)
+				cancel() // a server that stopped stops the add-on
+			})
+			err = c.Run(ctx)
+			cancel()
+			wg.Wait()
+			return errors.Join(err, serveErr)
 		},
 	}
 	f := cmd.Flags()
@@ -78,6 +110,13 @@ func metricsCmd() *cobra.Command {
 	f.DurationVar(&opts.History, "history", metrics.DefaultHistory, "how far back the in-memory history reaches")
 	f.StringVar(&health, "health-address", "127.0.0.1:8082", "address serving /healthz, /readyz and /metrics (the add-on's own and the cluster usage) over plain HTTP (empty = off)")
 	remoteWriteFlags(f, &opts.RemoteWrite)
+	f.IntVar(&ext.Port, "secure-port", 0, "HTTPS port serving metrics.k8s.io/v1beta1 as an extension API server for API aggregation, with delegated authentication and authorization (0 = off: no API served)")
+	f.StringVar(&ext.BindAddress, "bind-address", "127.0.0.1", "address --secure-port listens on")
+	f.StringVar(&ext.CertFile, "tls-cert-file", "", "serving certificate (PEM) for --secure-port (default: a self-signed one for skiff-metrics.kube-system.svc, localhost and 127.0.0.1, made at each start)")
+	f.StringVar(&ext.KeyFile, "tls-private-key-file", "", "key of --tls-cert-file")
+	f.StringVar(&ext.CAFile, "tls-ca-file", "", "CA bundle (PEM) registered as the APIService's caBundle (default: --tls-cert-file's contents, or the self-signed certificate)")
+	f.BoolVar(&ext.Register, "register-apiservice", false, "create or update the ExternalName Service kube-system/skiff-metrics and the APIService v1beta1.metrics.k8s.io pointing at --secure-port (retried until it succeeds)")
+	f.StringVar(&ext.ServiceHost, "apiservice-host", extserver.DefaultServiceHost, "the Service's externalName: the host the API server reaches --secure-port at")
 	return cmd
 }
 
