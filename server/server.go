@@ -208,12 +208,12 @@ type Server struct {
 	api       *apiserver.Server
 	ca        *pki.CA
 	certs     *pki.Rotator
-	etcdCerts *pki.Rotator   // the embedded etcd's CA and leaves (etcdtls.go)
+	etcdCerts *pki.Rotator // the embedded etcd's CA and leaves (etcdtls.go)
 	// frontProxyCerts issues frontProxy, the aggregator's client
 	// certificate to extension API servers (aggregation.go).
 	frontProxyCerts *pki.Rotator
 	frontProxy      *pki.Leaf
-	lease     *identityLease // this server's identity Lease, in HA (peers.go)
+	lease           *identityLease // this server's identity Lease, in HA (peers.go)
 	// etcdClientFiles are the embedded etcd's CA and the client
 	// certificate the operator commands use (recorded by recordDatastore).
 	etcdClientFiles etcdclient.Info
