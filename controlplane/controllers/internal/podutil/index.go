@@ -60,3 +60,19 @@ func ControlledPods(idx cache.Indexer, ns string, uid types.UID) ([]*corev1.Pod,
 	}
 	return pods, nil
 }
+
+// OwnAndOrphans are the pods of namespace ns a controller with UID uid may
+// claim: those it controls and the orphans it may adopt, each once, from an
+// informer with AddControllerIndex. Pods of other controllers are left out,
+// which podutil.Claimer would skip anyway.
+func OwnAndOrphans(idx cache.Indexer, ns string, uid types.UID) ([]*corev1.Pod, error) {
+	orphans, err := ControlledPods(idx, ns, "")
+	if err != nil || uid == "" {
+		return orphans, err // no UID: its "own" pods are the orphans
+	}
+	own, err := ControlledPods(idx, ns, uid)
+	if err != nil {
+		return nil, err
+	}
+	return append(own, orphans...), nil
+}

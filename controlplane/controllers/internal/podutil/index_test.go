@@ -80,3 +80,58 @@ func TestControlledPods(t *testing.T) {
 		t.Errorf("after adoption the orphans are %v", got)
 	}
 }
+
+func TestOwnAndOrphans(t *testing.T) {
+	pod := func(ns, name, ownerUID string) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		if ownerUID != "" {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "ds-" + ownerUID, UID: ktypes.UID(ownerUID), Controller: ptr.To(true)}}
+		}
+		return p
+	}
+	inf := informers.NewSharedInformerFactory(fake.NewClientset(), 0).Core().V1().Pods().Informer()
+	// Before the index exists, the lookup fails rather than finding nothing.
+	if _, err := OwnAndOrphans(inf.GetIndexer(), "a", "u1"); err == nil {
+		t.Error("OwnAndOrphans without the index: no error")
+	}
+	if err := AddControllerIndex(inf); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*corev1.Pod{
+		pod("a", "mine", "u1"), pod("a", "theirs", "u2"), pod("a", "orphan", ""),
+		pod("b", "mine-elsewhere", "u1"), pod("b", "orphan-elsewhere", ""),
+	} {
+		if err := inf.GetIndexer().Add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := func(ns string, uid ktypes.UID) []string {
+		t.Helper()
+		pods, err := OwnAndOrphans(inf.GetIndexer(), ns, uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range pods {
+			out = append(out, p.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, tc := range []struct {
+		ns   string
+		uid  ktypes.UID
+		want []string
+	}{
+		{"a", "u1", []string{"mine", "orphan"}},
+		{"a", "u2", []string{"orphan", "theirs"}},
+		{"a", "u3", []string{"orphan"}},
+		{"a", "", []string{"orphan"}}, // no UID: the orphans once, not twice
+		{"b", "u1", []string{"mine-elsewhere", "orphan-elsewhere"}},
+		{"c", "u1", nil},
+	} {
+		if got := names(tc.ns, tc.uid); !slices.Equal(got, tc.want) {
+			t.Errorf("OwnAndOrphans(%q, %q) = %v, want %v", tc.ns, tc.uid, got, tc.want)
+		}
+	}
+}
