@@ -267,16 +267,14 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (controllers.Res
 	needsSync := c.exp.Satisfied(key)
 	// Its own pods and the orphans it may adopt; pods of other controllers
 	// are never claimed.
+	candidates, err := podutil.OwnAndOrphans(c.podInf.GetIndexer(), ns, rs.UID)
+	if err != nil {
+		return controllers.Result{}, err
+	}
 	var active []*corev1.Pod
-	for _, uid := range []types.UID{rs.UID, ""} {
-		pods, err := podutil.ControlledPods(c.podInf.GetIndexer(), ns, uid)
-		if err != nil {
-			return controllers.Result{}, err
-		}
-		for _, p := range pods {
-			if podutil.IsActive(p) {
-				active = append(active, p)
-			}
+	for _, p := range candidates {
+		if podutil.IsActive(p) {
+			active = append(active, p)
 		}
 	}
 	owned, err := c.claimPods(ctx, rs, active)
