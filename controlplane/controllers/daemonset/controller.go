@@ -58,7 +58,7 @@ type Config struct {
 type Controller struct {
 	client  kubernetes.Interface
 	sets    appslisters.DaemonSetLister
-	pods    corelisters.PodLister
+	podInf  cache.SharedIndexInformer
 	nodes   corelisters.NodeLister
 	revs    appslisters.ControllerRevisionLister
 	synced  []cache.InformerSynced
@@ -80,10 +80,13 @@ func New(cfg Config) (*Controller, error) {
 	f := cfg.Informers
 	sets, pods, nodes, revs := f.Apps().V1().DaemonSets(), f.Core().V1().Pods(), f.Core().V1().Nodes(), f.Apps().V1().ControllerRevisions()
 	c := &Controller{
-		client: cfg.Client, sets: sets.Lister(), pods: pods.Lister(), nodes: nodes.Lister(), revs: revs.Lister(),
+		client: cfg.Client, sets: sets.Lister(), podInf: pods.Informer(), nodes: nodes.Lister(), revs: revs.Lister(),
 		synced: []cache.InformerSynced{sets.Informer().HasSynced, pods.Informer().HasSynced, nodes.Informer().HasSynced, revs.Informer().HasSynced},
 		rec:    cfg.Recorder, log: cfg.Logger.With("component", Name),
 		queue: controllers.NewQueue("daemonset"), exp: newExpectations(), history: history.Client{Client: cfg.Client}, now: time.Now,
+	}
+	if err := podutil.AddControllerIndex(c.podInf); err != nil {
+		return nil, err
 	}
 	h := controllers.Enqueue(c.queue)
 	h.DeleteFunc = func(obj any) {
@@ -283,11 +286,13 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (controllers.Res
 	if err != nil {
 		return controllers.Result{}, err
 	}
-	all, err := c.pods.Pods(ns).List(labels.Everything())
+	// Its own pods and the orphans it may adopt, from the controller
+	// index: never a walk over every pod of the namespace.
+	candidates, err := podutil.OwnAndOrphans(c.podInf.GetIndexer(), ns, ds.UID)
 	if err != nil {
 		return controllers.Result{}, err
 	}
-	pods, err := c.claimPods(ctx, ds, sel, all)
+	pods, err := c.claimPods(ctx, ds, sel, candidates)
 	if err != nil {
 		return controllers.Result{}, err
 	}
@@ -469,14 +474,14 @@ func (c *Controller) trimHistory(ctx context.Context, ds *appsv1.DaemonSet, revs
 
 // claimPods returns ds's pods after adopting matching orphans and
 // releasing owned pods that stopped matching.
-func (c *Controller) claimPods(ctx context.Context, ds *appsv1.DaemonSet, sel labels.Selector, all []*corev1.Pod) ([]*corev1.Pod, error) {
+func (c *Controller) claimPods(ctx context.Context, ds *appsv1.DaemonSet, sel labels.Selector, candidates []*corev1.Pod) ([]*corev1.Pod, error) {
 	cl := podutil.Claimer{
 		Client: c.client, Owner: ds, GVK: GVK, Selector: sel,
 		Fresh: func(ctx context.Context) (metav1.Object, error) {
 			return c.client.AppsV1().DaemonSets(ds.Namespace).Get(ctx, ds.Name, metav1.GetOptions{})
 		},
 	}
-	return cl.Claim(ctx, all)
+	return cl.Claim(ctx, candidates)
 }
 
 func (c *Controller) event(ds *appsv1.DaemonSet, typ, reason, format string, args ...any) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os/exec"
 	"sort"
 	"strings"
@@ -478,5 +480,126 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 	}
 	if minNodes, maxPer := a.stats(); minNodes < 3 || maxPer > 1 {
 		t.Fatalf("across the restart: %d nodes available at worst (want >= 3), %d pods on one node (want 1)", minNodes, maxPer)
+	}
+}
+
+// runController runs a DaemonSet controller on its own informers until the
+// test ends. Started after a test made its objects, its first sync already
+// sees them all.
+func runController(t *testing.T, c kubernetes.Interface) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	f := informers.NewSharedInformerFactory(c, 0)
+	dc, err := daemonset.New(daemonset.Config{Client: c, Informers: f, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	f.Start(ctx.Done())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = dc.Run(ctx, 2) }()
+	t.Cleanup(func() { cancel(); <-done; f.Shutdown() })
+}
+
+// TestDaemonSetClaimsOwnPodsAndOrphansOnly: a DaemonSet whose selector
+// also matches the pods of another DaemonSet neither counts nor adopts
+// those, and adopts a matching orphan on a node instead of creating a
+// second pod there. The pods are read through the controller-UID index,
+// so a wrong index key shows up here as a pod too many or too few.
+func TestDaemonSetClaimsOwnPodsAndOrphansOnly(t *testing.T) {
+	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, daemonset.Name) })
+	c := s.Client
+	ctx := context.Background()
+	nodes := startNodes(t, s, 2)
+	sort.Strings(nodes)
+
+	shared := func(name string, selector map[string]string) *appsv1.DaemonSet {
+		ds := newDS(name, name+":1")
+		ds.Spec.Selector.MatchLabels = selector
+		ds.Spec.Template.Labels = map[string]string{"group": "shared", "side": name}
+		// OnDelete: the adopted orphan (no revision hash) is kept, not
+		// replaced, so its identity can be checked at the end.
+		ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType}
+		return ds
+	}
+	// other's selector does not match mine's pods; mine's matches all.
+	other, err := c.AppsV1().DaemonSets("default").Create(ctx, shared("other", map[string]string{"group": "shared", "side": "other"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name, side string, owner *appsv1.DaemonSet) *corev1.Pod {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"group": "shared", "side": side}},
+			Spec:       corev1.PodSpec{NodeName: nodes[0], Containers: []corev1.Container{{Name: "c", Image: side + ":1"}}},
+		}
+		if owner != nil {
+			p.OwnerReferences = []metav1.OwnerReference{*podutil.NewControllerRef(owner, daemonset.GVK)}
+		}
+		got, err := c.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	theirs := pod("theirs", "other", other)
+	stray := pod("stray", "mine", nil)
+	mine, err := c.AppsV1().DaemonSets("default").Create(ctx, shared("mine", map[string]string{"group": "shared"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runController(t, c)
+
+	eventually(t, "both daemonsets settled on their own pods", func() error {
+		for _, name := range []string{"mine", "other"} {
+			ds, err := c.AppsV1().DaemonSets("default").Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			st := ds.Status
+			if st.ObservedGeneration != ds.Generation || st.DesiredNumberScheduled != 2 || st.CurrentNumberScheduled != 2 ||
+				st.NumberMisscheduled != 0 || st.NumberReady != 2 {
+				return fmt.Errorf("%s: status %+v", name, st)
+			}
+		}
+		l, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "group=shared"})
+		if err != nil {
+			return err
+		}
+		byOwner := map[types.UID][]string{}
+		uids := map[string]types.UID{}
+		for _, p := range l.Items {
+			if p.DeletionTimestamp != nil {
+				return fmt.Errorf("pod %s is being deleted", p.Name)
+			}
+			var owner types.UID
+			if ref := metav1.GetControllerOf(&p); ref != nil {
+				owner = ref.UID
+			}
+			byOwner[owner] = append(byOwner[owner], daemonset.TargetNode(&p))
+			uids[p.Name] = owner
+		}
+		for _, o := range []types.UID{mine.UID, other.UID} {
+			sort.Strings(byOwner[o])
+			if fmt.Sprint(byOwner[o]) != fmt.Sprint(nodes) {
+				return fmt.Errorf("daemonset %s has pods on %v, want one on each of %v", o, byOwner[o], nodes)
+			}
+		}
+		if len(l.Items) != 4 {
+			return fmt.Errorf("%d pods, want 4: %v", len(l.Items), uids)
+		}
+		if uids["stray"] != mine.UID || uids["theirs"] != other.UID {
+			return fmt.Errorf("controllers %v: want stray adopted by mine (%s), theirs kept by other (%s)", uids, mine.UID, other.UID)
+		}
+		return nil
+	})
+	// The very pods made above, not replacements of the same name.
+	for _, p := range []*corev1.Pod{stray, theirs} {
+		got, err := c.CoreV1().Pods("default").Get(ctx, p.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.UID != p.UID {
+			t.Errorf("pod %s was replaced", p.Name)
+		}
 	}
 }
