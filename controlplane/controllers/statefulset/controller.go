@@ -55,7 +55,7 @@ type Config struct {
 type Controller struct {
 	client  kubernetes.Interface
 	sets    appslisters.StatefulSetLister
-	pods    corelisters.PodLister
+	podInf  cache.SharedIndexInformer
 	revs    appslisters.ControllerRevisionLister
 	claims  corelisters.PersistentVolumeClaimLister
 	synced  []cache.InformerSynced
@@ -76,10 +76,13 @@ func New(cfg Config) (*Controller, error) {
 	f := cfg.Informers
 	sets, pods, revs, pvcs := f.Apps().V1().StatefulSets(), f.Core().V1().Pods(), f.Apps().V1().ControllerRevisions(), f.Core().V1().PersistentVolumeClaims()
 	c := &Controller{
-		client: cfg.Client, sets: sets.Lister(), pods: pods.Lister(), revs: revs.Lister(), claims: pvcs.Lister(),
+		client: cfg.Client, sets: sets.Lister(), podInf: pods.Informer(), revs: revs.Lister(), claims: pvcs.Lister(),
 		synced: []cache.InformerSynced{sets.Informer().HasSynced, pods.Informer().HasSynced, revs.Informer().HasSynced, pvcs.Informer().HasSynced},
 		rec:    cfg.Recorder, log: cfg.Logger.With("component", Name),
 		queue: controllers.NewQueue("statefulset"), history: history.Client{Client: cfg.Client}, now: time.Now,
+	}
+	if err := podutil.AddControllerIndex(c.podInf); err != nil {
+		return nil, err
 	}
 	if _, err := sets.Informer().AddEventHandler(controllers.Enqueue(c.queue)); err != nil {
 		return nil, err
@@ -193,11 +196,13 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (controllers.Res
 	if err != nil || sel.Empty() {
 		return controllers.Result{}, nil // validation rejects these; nothing to do
 	}
-	all, err := c.pods.Pods(ns).List(labels.Everything())
+	// Its own pods and the orphans it may adopt, from the controller
+	// index: never a walk over every pod of the namespace.
+	candidates, err := podutil.OwnAndOrphans(c.podInf.GetIndexer(), ns, set.UID)
 	if err != nil {
 		return controllers.Result{}, err
 	}
-	pods, err := c.claimPods(ctx, set, sel, all)
+	pods, err := c.claimPods(ctx, set, sel, candidates)
 	if err != nil {
 		return controllers.Result{}, err
 	}
@@ -270,7 +275,7 @@ func (c *Controller) trimHistory(ctx context.Context, set *appsv1.StatefulSet, r
 
 // claimPods returns the pods set owns after adopting matching orphans that
 // are named as its members and releasing owned pods that stopped matching.
-func (c *Controller) claimPods(ctx context.Context, set *appsv1.StatefulSet, sel labels.Selector, all []*corev1.Pod) ([]*corev1.Pod, error) {
+func (c *Controller) claimPods(ctx context.Context, set *appsv1.StatefulSet, sel labels.Selector, candidates []*corev1.Pod) ([]*corev1.Pod, error) {
 	cl := podutil.Claimer{
 		Client: c.client, Owner: set, GVK: GVK, Selector: sel,
 		Fresh: func(ctx context.Context) (metav1.Object, error) {
@@ -278,7 +283,7 @@ func (c *Controller) claimPods(ctx context.Context, set *appsv1.StatefulSet, sel
 		},
 		Adoptable: func(p *corev1.Pod) bool { _, member := Ordinal(set.Name, p.Name); return member },
 	}
-	return cl.Claim(ctx, all)
+	return cl.Claim(ctx, candidates)
 }
 
 func (c *Controller) event(set *appsv1.StatefulSet, typ, reason, format string, args ...any) {

@@ -3,6 +3,8 @@ package statefulset_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/skiffhq/skiff/controlplane/controllers/internal/managertest"
 	"github.com/skiffhq/skiff/controlplane/controllers/internal/podutil"
+	"github.com/skiffhq/skiff/controlplane/controllers/statefulset"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
 	"github.com/skiffhq/skiff/server"
@@ -20,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -614,5 +618,111 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 	}
 	if !slices.Equal(order, []string{"mid-3", "mid-2", "mid-1", "mid-0"}) {
 		t.Fatalf("pods replaced in the order %v, want mid-3 to mid-0", order)
+	}
+}
+
+// runController runs a StatefulSet controller on its own informers until
+// the test ends. Started after a test made its objects, its first sync
+// already sees them all.
+func runController(t *testing.T, c kubernetes.Interface) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	f := informers.NewSharedInformerFactory(c, 0)
+	sc, err := statefulset.New(statefulset.Config{Client: c, Informers: f, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	f.Start(ctx.Done())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = sc.Run(ctx, 2) }()
+	t.Cleanup(func() { cancel(); <-done; f.Shutdown() })
+}
+
+// TestClaimsOwnPodsAndOrphansOnly: a set whose selector also matches a pod
+// of another StatefulSet, named as one of its own members, neither counts
+// nor adopts it (that ordinal stays missing), and adopts a matching orphan
+// named as a member instead of creating it. The
+// pods are read through the controller-UID index, so a wrong index key
+// shows up here as a pod too many or too few.
+func TestClaimsOwnPodsAndOrphansOnly(t *testing.T) {
+	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, statefulset.Name) })
+	c := s.Client
+	ctx := context.Background()
+	startNodes(t, s, 2)
+
+	shared := func(name string, replicas int32, selector map[string]string) *appsv1.StatefulSet {
+		set := newSet(name, replicas, "nginx:1")
+		set.Spec.Selector.MatchLabels = selector
+		set.Spec.Template.Labels = map[string]string{"group": "shared", "side": name}
+		// OnDelete: the adopted orphan (no revision label) is kept, not
+		// replaced, so its identity can be checked at the end.
+		set.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType}
+		return set
+	}
+	// other (no replicas of its own) selects only its side; mine selects
+	// both.
+	other, err := c.AppsV1().StatefulSets("default").Create(ctx, shared("other", 0, map[string]string{"group": "shared", "side": "other"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name, side string, owner *appsv1.StatefulSet) *corev1.Pod {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"group": "shared", "side": side}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "nginx:1"}}},
+		}
+		if owner != nil {
+			p.OwnerReferences = []metav1.OwnerReference{*podutil.NewControllerRef(owner, statefulset.GVK)}
+		}
+		got, err := c.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	stray := pod("mine-0", "mine", nil)
+	theirs := pod("mine-1", "other", other)
+	mine, err := c.AppsV1().StatefulSets("default").Create(ctx, shared("mine", 2, map[string]string{"group": "shared"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runController(t, c)
+
+	controllerOf := func(name string) (*corev1.Pod, types.UID, error) {
+		p, err := c.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil, "", err
+		}
+		if ref := metav1.GetControllerOf(p); ref != nil {
+			return p, ref.UID, nil
+		}
+		return p, "", nil
+	}
+	eventually(t, "mine-0 adopted, mine-1 left to other", func() error {
+		p0, o0, err := controllerOf("mine-0")
+		if err != nil {
+			return err
+		}
+		p1, o1, err := controllerOf("mine-1")
+		if err != nil {
+			return err
+		}
+		if p0.UID != stray.UID || o0 != mine.UID || p1.UID != theirs.UID || o1 != other.UID {
+			return fmt.Errorf("mine-0 %s controlled by %q, mine-1 %s controlled by %q", p0.UID, o0, p1.UID, o1)
+		}
+		// mine-0 ready and only it counted: mine-1 is another set's.
+		set := getSet(t, c, "mine")
+		if st := set.Status; st.ObservedGeneration != set.Generation || st.Replicas != 1 || st.ReadyReplicas != 1 {
+			return fmt.Errorf("status %+v, want 1 replica, ready", st)
+		}
+		return nil
+	})
+	// Nothing else was made: mine-1 stays the other set's.
+	l, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "group=shared"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Items) != 2 {
+		t.Errorf("%d pods, want mine-0 and mine-1 only", len(l.Items))
 	}
 }
