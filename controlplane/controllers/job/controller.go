@@ -111,6 +111,9 @@ func New(cfg Config) (*Controller, error) {
 		exp: replicaset.NewExpectations(), fin: &finalizerExpectations{m: map[string]sets.Set[types.UID]{}},
 		backoff: &backoffStore{m: map[string]backoffRecord{}}, base: cfg.PodFailureBackoff, limit: cfg.MaxPodFailureBackoff,
 	}
+	if err := podutil.AddControllerIndex(c.podInf); err != nil {
+		return nil, err
+	}
 	h := controllers.Enqueue(c.queue)
 	h.DeleteFunc = func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
@@ -122,12 +125,12 @@ func New(cfg Config) (*Controller, error) {
 		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
 		}
-		if j, ok := obj.(*batchv1.Job); ok {
-			pods, _ := c.pods.Pods(j.Namespace).List(labels.Everything())
+		// The pods the gone job controlled may still carry the tracking
+		// finalizer: the index has them under the job's UID.
+		if j, ok := obj.(*batchv1.Job); ok && j.UID != "" {
+			pods, _ := podutil.ControlledPods(c.podInf.GetIndexer(), j.Namespace, j.UID)
 			for _, p := range pods {
-				if ref := metav1.GetControllerOf(p); ref != nil && ref.UID == j.UID {
-					c.enqueueOrphan(p)
-				}
+				c.enqueueOrphan(p)
 			}
 		}
 	}
@@ -322,11 +325,13 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (controllers.Res
 	needsSync := c.exp.Satisfied(key)
 	j := cached.DeepCopy()
 	now := c.clock.Now()
-	all, err := c.pods.Pods(ns).List(labels.Everything())
+	// Its own pods and the orphans it may adopt, from the controller
+	// index: never a walk over every pod of the namespace.
+	candidates, err := podutil.OwnAndOrphans(c.podInf.GetIndexer(), ns, j.UID)
 	if err != nil {
 		return controllers.Result{}, err
 	}
-	owned, claimErr := c.claimPods(ctx, j, all)
+	owned, claimErr := c.claimPods(ctx, j, candidates)
 
 	st := &state{owned: owned}
 	un := j.Status.UncountedTerminatedPods

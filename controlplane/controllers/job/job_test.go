@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -20,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -356,3 +359,118 @@ func TestJobControllerRestart(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestClaimsOwnPodsAndOrphansOnly: a Job whose selector also matches the
+// pod of another Job neither counts nor adopts it, and adopts a matching
+// orphan as its one active pod instead of creating one; when the other Job
+// is deleted, its pod (found by the gone Job's UID) loses the tracking
+// finalizer. The pods are read through the controller-UID index, so a
+// wrong index key shows up here as a pod too many, a wrong count or a
+// finalizer left behind. The pods are never scheduled, so nothing but the
+// controller touches them, and the garbage collector is off, so only the
+// Job's delete event leads to the finalizer's removal.
+func TestClaimsOwnPodsAndOrphansOnly(t *testing.T) {
+	s := testserver.Start(t, func(c *server.Config) { c.Disable = append(c.Disable, job.Name, "garbage-collector-controller") })
+	e := &env{c: s.Client, ns: "default"}
+	ctx := context.Background()
+	const unscheduled = "no-such-scheduler"
+	shared := func(name string, selector map[string]string) *batchv1.Job {
+		j := newJob(name, 1, 1, 0, time.Hour)
+		j.Spec.ManualSelector = ptr(true)
+		j.Spec.Selector = &metav1.LabelSelector{MatchLabels: selector}
+		j.Spec.Template.Labels = map[string]string{"group": "shared", "side": name}
+		j.Spec.Template.Spec.SchedulerName = unscheduled
+		return j
+	}
+	pod := func(name, side string, owner *batchv1.Job) *corev1.Pod {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"group": "shared", "side": side}},
+			Spec: corev1.PodSpec{SchedulerName: unscheduled, RestartPolicy: corev1.RestartPolicyNever,
+				Containers: []corev1.Container{{Name: "main", Image: "busybox"}}},
+		}
+		if owner != nil {
+			p.OwnerReferences = []metav1.OwnerReference{*podutil.NewControllerRef(owner, batchv1.SchemeGroupVersion.WithKind("Job"))}
+			p.Finalizers = []string{batchv1.JobTrackingFinalizer}
+		}
+		got, err := e.c.CoreV1().Pods(e.ns).Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	// other selects only its side; mine selects both.
+	other, err := e.c.BatchV1().Jobs(e.ns).Create(ctx, shared("other", map[string]string{"group": "shared", "side": "other"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := pod("theirs", "other", other)
+	stray := pod("stray", "mine", nil)
+	mine, err := e.c.BatchV1().Jobs(e.ns).Create(ctx, shared("mine", map[string]string{"group": "shared"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.runController(t))
+
+	pods := func() (map[string]corev1.Pod, error) {
+		l, err := e.c.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "group=shared"})
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]corev1.Pod{}
+		for _, p := range l.Items {
+			out[p.Name] = p
+		}
+		return out, nil
+	}
+	controller := func(p corev1.Pod) types.UID {
+		if ref := metav1.GetControllerOf(&p); ref != nil {
+			return ref.UID
+		}
+		return ""
+	}
+	eventually(t, "stray adopted by mine, theirs kept by other", 60*time.Second, func() error {
+		for _, j := range []*batchv1.Job{mine, other} {
+			cur, err := e.c.BatchV1().Jobs(e.ns).Get(ctx, j.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if cur.Status.Active != 1 {
+				return fmt.Errorf("%s: status %+v, want 1 active", j.Name, cur.Status)
+			}
+		}
+		ps, err := pods()
+		if err != nil {
+			return err
+		}
+		if len(ps) != 2 || ps["stray"].UID != stray.UID || ps["theirs"].UID != theirs.UID {
+			return fmt.Errorf("pods %v, want stray and theirs only", slices.Sorted(maps.Keys(ps)))
+		}
+		if controller(ps["stray"]) != mine.UID || controller(ps["theirs"]) != other.UID {
+			return fmt.Errorf("stray controlled by %q (mine %s), theirs by %q (other %s)",
+				controller(ps["stray"]), mine.UID, controller(ps["theirs"]), other.UID)
+		}
+		return nil
+	})
+
+	background := metav1.DeletePropagationBackground
+	if err := e.c.BatchV1().Jobs(e.ns).Delete(ctx, "other", metav1.DeleteOptions{PropagationPolicy: &background}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "tracking finalizer dropped from the gone job's pod", 30*time.Second, func() error {
+		p, err := e.c.CoreV1().Pods(e.ns).Get(ctx, "theirs", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if slices.Contains(p.Finalizers, batchv1.JobTrackingFinalizer) {
+			return fmt.Errorf("finalizers %v", p.Finalizers)
+		}
+		return nil
+	})
+	ps, err := pods()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 2 || controller(ps["stray"]) != mine.UID || slices.Contains(ps["stray"].Finalizers, batchv1.JobTrackingFinalizer) {
+		t.Errorf("afterwards: pods %v, stray controlled by %q with finalizers %v", slices.Sorted(maps.Keys(ps)), controller(ps["stray"]), ps["stray"].Finalizers)
+	}
+}
