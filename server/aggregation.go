@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"time"
 
@@ -115,7 +116,7 @@ func (s *Server) publishAuthConfigMap(ctx context.Context, cs kubernetes.Interfa
 		switch {
 		case apierrors.IsNotFound(err):
 			_, err = cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: AuthConfigMap, Namespace: metav1.NamespaceSystem}, Data: data}, metav1.CreateOptions{})
-		case err == nil && !sameData(cur.Data, data):
+		case err == nil && !maps.Equal(cur.Data, data):
 			cur.Data = data
 			_, err = cms.Update(ctx, cur, metav1.UpdateOptions{})
 		}
@@ -127,16 +128,4 @@ func (s *Server) publishAuthConfigMap(ctx context.Context, cs kubernetes.Interfa
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func sameData(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }

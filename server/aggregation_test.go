@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -301,7 +302,7 @@ func TestAggregation(t *testing.T) {
 		t.Fatalf("proxied list: %v", err)
 	}
 	s, n := ext.last(listPath)
-	if n == 0 || !s.frontProxy || s.user != "system:admin" || s.auth != "" || !contains(s.groups, "system:masters") || contains(s.groups, "mallory") {
+	if n == 0 || !s.frontProxy || s.user != "system:admin" || s.auth != "" || !slices.Contains(s.groups, "system:masters") || slices.Contains(s.groups, "mallory") {
 		t.Errorf("backend saw %+v (%d requests), want system:admin via the front proxy without Authorization", s, n)
 	}
 
@@ -335,7 +336,7 @@ func TestAggregation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bob's list after the grant: %v", err)
 	}
-	if s, _ := ext.last(listPath); s.user != "bob" || contains(s.groups, "system:masters") || !contains(s.groups, "system:authenticated") {
+	if s, _ := ext.last(listPath); s.user != "bob" || slices.Contains(s.groups, "system:masters") || !slices.Contains(s.groups, "system:authenticated") {
 		t.Errorf("backend saw %+v, want bob in system:authenticated only (his own X-Remote-Group dropped)", s)
 	}
 
@@ -383,13 +384,4 @@ func TestAggregation(t *testing.T) {
 			t.Fatalf("example.skiff.dev/v1 after deleting its APIService: %v, want NotFound", err)
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"net/http"
 	"slices"
+	"strings"
 
 	apidiscoveryv2 "k8s.io/api/apidiscovery/v2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -173,7 +174,7 @@ func discoveryFromList(group, version string, list []metav1.APIResource) []apidi
 		return k
 	}
 	for _, e := range list {
-		if parent, sub, ok := cutSub(e.Name); ok {
+		if parent, sub, ok := strings.Cut(e.Name, "/"); ok {
 			i, found := index[parent]
 			if !found {
 				continue
@@ -190,13 +191,4 @@ func discoveryFromList(group, version string, list []metav1.APIResource) []apidi
 			SingularResource: e.SingularName, Verbs: e.Verbs, ShortNames: e.ShortNames, Categories: e.Categories})
 	}
 	return out
-}
-
-func cutSub(name string) (parent, sub string, ok bool) {
-	for i := 0; i < len(name); i++ {
-		if name[i] == '/' {
-			return name[:i], name[i+1:], true
-		}
-	}
-	return name, "", false
 }
