@@ -30,7 +30,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/netns"
@@ -39,6 +38,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	cniversion "github.com/containernetworking/cni/pkg/version"
 	"golang.org/x/sys/unix"
+
+	"github.com/skiffhq/skiff/internal/netnsthread"
 )
 
 // Defaults.
@@ -253,23 +254,15 @@ func (m *Manager) CreateNetNS(path string) error {
 		return fmt.Errorf("network: netns mount point: %w", err)
 	}
 	_ = f.Close()
-	done := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked, so the runtime ends it with this
-		// goroutine: no other goroutine ever runs in the new namespace.
-		goruntime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("unshare: %w", err)
-			return
-		}
+	err = netnsthread.Run(netnsthread.Unshare, func() error {
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			done <- fmt.Errorf("bind mount: %w", err)
-			return
+			return fmt.Errorf("bind mount: %w", err)
 		}
-		done <- nil
-	}()
-	if err := <-done; err != nil {
+		return nil
+	})
+	if err != nil {
+		_ = unix.Unmount(path, unix.MNT_DETACH)
 		_ = os.Remove(path)
 		return fmt.Errorf("network: new netns %s: %w", path, err)
 	}

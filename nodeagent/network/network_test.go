@@ -64,14 +64,14 @@ func TestPlannedNetNS(t *testing.T) {
 	if err := m.Teardown(ctx, uid, a, "default", "never-made", nil); err != nil {
 		t.Fatalf("teardown of a namespace never made: %v", err)
 	}
-	if err := m.CreateNetNS(a); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Teardown(ctx, uid, a, "default", "planned", nil) })
 	var host, pod unix.Stat_t
 	if err := unix.Stat("/proc/self/ns/net", &host); err != nil {
 		t.Fatal(err)
 	}
+	if err := m.CreateNetNS(a); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Teardown(ctx, uid, a, "default", "planned", nil) })
 	if err := unix.Stat(a, &pod); err != nil {
 		t.Fatal(err)
 	}
@@ -81,10 +81,24 @@ func TestPlannedNetNS(t *testing.T) {
 	if err := m.CreateNetNS(a); err == nil {
 		t.Fatal("a second CreateNetNS at the same path succeeded")
 	}
-	// This process is still in the host's namespace.
+	// This process is still in the host's namespace: the calling thread
+	// and the main thread (whose namespace /proc/self/net describes; the
+	// runtime never ends the main thread, so a namespace thread that was
+	// the main thread must have gone back).
 	var after unix.Stat_t
 	if err := unix.Stat("/proc/thread-self/ns/net", &after); err != nil || after.Ino != host.Ino {
 		t.Fatalf("calling thread's namespace changed (%v)", err)
+	}
+	for i := range 32 {
+		p := filepath.Join(m.opts.NetNSDir, fmt.Sprintf("burst-%d", i))
+		if err := m.CreateNetNS(p); err != nil {
+			t.Fatal(err)
+		}
+		_ = unix.Unmount(p, unix.MNT_DETACH)
+		_ = os.Remove(p)
+		if err := unix.Stat("/proc/self/ns/net", &after); err != nil || after.Ino != host.Ino {
+			t.Fatalf("after %d namespaces the main thread is in another namespace (%v)", i+1, err)
+		}
 	}
 	if err := m.Teardown(ctx, uid, a, "default", "planned", nil); err != nil {
 		t.Fatal(err)

@@ -3,13 +3,14 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/skiffhq/skiff/internal/netnsthread"
 )
 
 // txn stages one nftables transaction with github.com/google/nftables
@@ -73,31 +74,19 @@ func inNetNS(netns string, open func() (int, error)) (int, error) {
 	if netns == "" {
 		return open()
 	}
-	type res struct {
-		fd  int
-		err error
+	fd := -1
+	err := netnsthread.Run(netnsthread.Enter(netnsPath(netns)), func() error {
+		var err error
+		fd, err = open()
+		return err
+	})
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return -1, fmt.Errorf("proxy: in network namespace %s: %w", netns, err)
 	}
-	ch := make(chan res, 1)
-	go func() {
-		// The thread enters netns and is never unlocked: it ends with
-		// this goroutine, so nothing else runs in netns.
-		runtime.LockOSThread()
-		nsfd, err := unix.Open(netnsPath(netns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			ch <- res{-1, fmt.Errorf("proxy: network namespace: %w", err)}
-			return
-		}
-		err = unix.Setns(nsfd, unix.CLONE_NEWNET)
-		unix.Close(nsfd)
-		if err != nil {
-			ch <- res{-1, fmt.Errorf("proxy: enter network namespace %s: %w", netns, err)}
-			return
-		}
-		fd, err := open()
-		ch <- res{fd, err}
-	}()
-	r := <-ch
-	return r.fd, r.err
+	return fd, nil
 }
 
 // sendBatch sends msgs (batch begin, messages, batch end, as the library
