@@ -181,9 +181,13 @@ func TestReadinessProbeGatesReadyAndEndpoints(t *testing.T) {
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 					Path: "/healthz", Port: intstr.FromString("http"), HTTPHeaders: []corev1.HTTPHeader{{Name: "X-Test", Value: "1"}},
 				}}, PeriodSeconds: 1, FailureThreshold: 1, SuccessThreshold: 1, TimeoutSeconds: 2},
+				// As upstream, the first probe runs as soon as the container
+				// starts, before the server may listen: a threshold of 3
+				// leaves it the time a loaded machine needs (CI saw a restart
+				// at threshold 1), while a dead port still fails in 3 s.
 				LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{
 					Port: intstr.FromInt32(testimages.HTTPServerPort),
-				}}, PeriodSeconds: 1, FailureThreshold: 1, SuccessThreshold: 1, TimeoutSeconds: 2},
+				}}, PeriodSeconds: 1, FailureThreshold: 3, SuccessThreshold: 1, TimeoutSeconds: 2},
 			}},
 		},
 	})
