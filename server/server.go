@@ -103,6 +103,10 @@ type Config struct {
 	// MaxWatchesPerUser bounds one user's open watches (0: the API
 	// server's default, < 0: no limit; system:masters is exempt).
 	MaxWatchesPerUser int
+	// StorageReserve is the free space an embedded etcd's data directory
+	// keeps: below it creates and updates are refused (507) before they
+	// reach etcd (0: storage.DefaultSpaceReserve; negative: no check).
+	StorageReserve int64
 	// ServiceAccountIssuer is the iss of service account tokens and the
 	// API audience (default https://kubernetes.default.svc.cluster.local).
 	ServiceAccountIssuer string
@@ -275,6 +279,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.store = storage.NewStore(s.etcdCli, nil)
 	if s.etcd != nil {
 		s.store.SetLeaderCheck(s.etcd.HasLeader)
+		if cfg.StorageReserve >= 0 {
+			s.store.SetSpaceCheck(storage.NewSpaceGuard(s.etcdDataDir(), uint64(cfg.StorageReserve), s.log).Check)
+		}
 	}
 	if err := s.setupSecretsEncryption(runCtx); err != nil {
 		return nil, err

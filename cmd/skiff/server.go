@@ -9,6 +9,7 @@ import (
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/server"
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 func serverCmd() *cobra.Command {
@@ -64,6 +65,7 @@ func serverCmd() *cobra.Command {
 	f.StringVar(&cfg.AdvertiseAddress, "advertise-address", "", "address other servers reach this server's etcd peer port at (default --bind-address, or the host's first global IPv4 address)")
 	f.IntVar(&cfg.EtcdClientPort, "etcd-client-port", 2379, "client port of the embedded etcd (0 = any free port)")
 	f.IntVar(&cfg.EtcdPeerPort, "etcd-peer-port", 2380, "peer port of the embedded etcd (0 = any free port)")
+	f.Var(&bytesFlag{&cfg.StorageReserve}, "storage-reserve", "free space the embedded etcd's data directory keeps: creates and updates are refused with 507 below it (a quantity, e.g. 512Mi; 0: 128Mi; -1: no check)")
 	f.IntVar(&cfg.WatchCacheSize, "watch-cache-size", 4096, "events kept per resource for watch resume")
 	f.StringVar(&disable, "disable", "", "comma-separated components not to start")
 	f.StringSliceVar(&cfg.Enable, "enable", nil, "opt-in add-ons to start: federation (this server becomes a federation host)")
@@ -105,3 +107,25 @@ func versionCmd() *cobra.Command {
 		},
 	}
 }
+
+// bytesFlag is a size flag written as a Kubernetes quantity ("512Mi",
+// "1G", "0", "-1").
+type bytesFlag struct{ v *int64 }
+
+func (b *bytesFlag) String() string {
+	if b.v == nil {
+		return "0"
+	}
+	return resource.NewQuantity(*b.v, resource.BinarySI).String()
+}
+
+func (b *bytesFlag) Set(s string) error {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return fmt.Errorf("not a quantity (e.g. 512Mi): %w", err)
+	}
+	*b.v = q.Value()
+	return nil
+}
+
+func (b *bytesFlag) Type() string { return "quantity" }

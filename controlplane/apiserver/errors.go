@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/skiffhq/skiff/controlplane/storage"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -33,6 +34,14 @@ func statusFor(err error) *metav1.Status {
 	case errors.Is(err, storage.ErrUnavailable):
 		st := apierrors.NewServiceUnavailable("etcd has no quorum: the request was not stored (too few etcd members of the cluster are reachable)").ErrStatus
 		return &st
+	case errors.Is(err, storage.ErrNoSpace):
+		// Upstream answers etcd's NOSPACE alarm with a 500; 507 says what
+		// it is, and the message says how it ends.
+		msg := err.Error()
+		if i := strings.Index(msg, storage.ErrNoSpace.Error()); i >= 0 {
+			msg = msg[i:] // without the storage key
+		}
+		return &metav1.Status{Code: http.StatusInsufficientStorage, Reason: "InsufficientStorage", Message: "the write was not stored: " + msg}
 	case errors.Is(err, storage.ErrUncertain):
 		st := apierrors.NewTimeoutError("etcd did not confirm the write in time (quorum lost?): it may or may not have been stored; read the object before retrying", 0).ErrStatus
 		return &st

@@ -36,4 +36,9 @@ var (
 	// the leader arrives once the network heals), so the caller must read
 	// before retrying (HTTP 504).
 	ErrUncertain = errors.New("storage: etcd did not confirm the write (quorum lost?); it may or may not be stored")
+	// ErrNoSpace means a write was refused because storage is full: the
+	// data directory's filesystem is below its reserve (SpaceGuard), or
+	// etcd's backend reached its quota (its NOSPACE alarm). Nothing was
+	// stored; reads still work (HTTP 507).
+	ErrNoSpace = errors.New("storage: no space left for writes")
 )

@@ -33,6 +33,7 @@ type Store struct {
 	cli         *clientv3.Client
 	transformer Transformer
 	hasLeader   func() bool
+	spaceCheck  func() error
 }
 
 // NewStore wraps an etcd client. t may be nil.
@@ -50,12 +51,26 @@ func (s *Store) Client() *clientv3.Client { return s.cli }
 // writes over the network ask for.
 func (s *Store) SetLeaderCheck(hasLeader func() bool) { s.hasLeader = hasLeader }
 
+// SetSpaceCheck makes every write (deletes and compactions too) first ask
+// check whether there is room (see SpaceGuard); its error is returned and
+// nothing is stored. Deletes are asked as well, unlike under etcd's own
+// NOSPACE alarm: on a full filesystem any write may need a new page of
+// etcd's database file, and a failed backend write stops the member.
+// Space comes back from the filesystem, not from deleting objects (a
+// smaller history frees nothing on disk before a defragmentation).
+func (s *Store) SetSpaceCheck(check func() error) { s.spaceCheck = check }
+
 // writeCtx returns the context for one write: it asks etcd to refuse the
 // write when the member has no leader, rather than propose it into a
 // minority where it can neither commit nor be known to have failed.
 func (s *Store) writeCtx(ctx context.Context, op, key string) (context.Context, error) {
 	if s.hasLeader != nil && !s.hasLeader() {
 		return nil, fmt.Errorf("%s %s: %w", op, key, ErrUnavailable)
+	}
+	if s.spaceCheck != nil {
+		if err := s.spaceCheck(); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", op, key, err)
+		}
 	}
 	if err := failpoint.Inject("storage/before-commit", key); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", op, key, err)
@@ -99,6 +114,9 @@ func wrapErr(op, key string, err error) error {
 	}
 	if errors.Is(err, rpctypes.ErrRequestTooLarge) || errors.Is(err, rpctypes.ErrGRPCRequestTooLarge) {
 		return fmt.Errorf("%s %s: %w", op, key, ErrTooLarge)
+	}
+	if errors.Is(err, rpctypes.ErrNoSpace) || errors.Is(err, rpctypes.ErrGRPCNoSpace) {
+		return fmt.Errorf("%s %s: %w: etcd's backend reached its quota (NOSPACE alarm): %w", op, key, ErrNoSpace, err)
 	}
 	write := op == "create" || op == "update" || op == "delete"
 	if q := quorumErr(write, err); q != nil {
@@ -326,6 +344,11 @@ func (s *Store) CurrentRevision(ctx context.Context) (int64, error) {
 
 // Compact compacts etcd history up to rev.
 func (s *Store) Compact(ctx context.Context, rev int64) error {
+	if s.spaceCheck != nil {
+		if err := s.spaceCheck(); err != nil {
+			return fmt.Errorf("compact: %w", err)
+		}
+	}
 	_, err := s.cli.Compact(ctx, rev, clientv3.WithCompactPhysical())
 	return wrapErr("compact", "", err)
 }

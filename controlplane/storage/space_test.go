@@ -1,0 +1,116 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeGuard is a SpaceGuard over a settable free-space figure.
+func fakeGuard(free *atomic.Uint64, statErr *atomic.Bool) *SpaceGuard {
+	g := NewSpaceGuard("/data", 100<<20, nil)
+	g.statfs = func(string) (uint64, uint64, error) {
+		if statErr != nil && statErr.Load() {
+			return 0, 0, errors.New("statfs failed")
+		}
+		return free.Load(), 1 << 30, nil
+	}
+	return g
+}
+
+// TestSpaceGuard: writes pass with the reserve free, are refused below it
+// with a message naming the directory, the free space and the reserve,
+// pass again once space is back (after the recheck interval, not before),
+// and an unreadable filesystem does not block writes.
+func TestSpaceGuard(t *testing.T) {
+	var free atomic.Uint64
+	var statErr atomic.Bool
+	free.Store(200 << 20)
+	g := fakeGuard(&free, &statErr)
+	if err := g.Check(); err != nil {
+		t.Fatalf("200 MiB free, 100 MiB reserve: %v", err)
+	}
+	free.Store(10 << 20)
+	g.checked = time.Time{} // as if the interval had passed
+	err := g.Check()
+	if !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("10 MiB free: %v, want ErrNoSpace", err)
+	}
+	for _, want := range []string{"/data", "10.0 MiB free of 1.0 GiB", "100.0 MiB"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q does not say %q", err, want)
+		}
+	}
+	free.Store(500 << 20)
+	if err := g.Check(); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("within the recheck interval the last answer stands: %v", err)
+	}
+	g.checked = time.Now().Add(-spaceRecheck)
+	if err := g.Check(); err != nil {
+		t.Fatalf("space back: %v", err)
+	}
+	statErr.Store(true)
+	g.checked = time.Time{}
+	if err := g.Check(); err != nil {
+		t.Fatalf("statfs failing blocks writes: %v", err)
+	}
+}
+
+// TestSpaceCheckRefusesWrites: with the space check failing, creates,
+// updates, deletes and compactions fail with ErrNoSpace and nothing is
+// stored; reads still work; writes go through again once it passes.
+func TestSpaceCheckRefusesWrites(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), ClientURL: freeURL(t), PeerURL: freeURL(t), LogLevel: "fatal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	var free atomic.Uint64
+	free.Store(1 << 30)
+	g := fakeGuard(&free, nil)
+	s := NewStore(e.Client(), nil)
+	s.SetSpaceCheck(g.Check)
+	rev, err := s.Create(ctx, "/k/a", []byte("1"))
+	if err != nil {
+		t.Fatalf("create with space: %v", err)
+	}
+
+	free.Store(1 << 20)
+	g.checked = time.Time{}
+	if _, err := s.Create(ctx, "/k/b", []byte("1")); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("create when full: %v, want ErrNoSpace", err)
+	}
+	if _, err := s.CreateGuarded(ctx, "/k/b", []byte("1"), "/k/a", rev); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("guarded create when full: %v, want ErrNoSpace", err)
+	}
+	if _, _, err := s.Update(ctx, "/k/a", []byte("2"), rev); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("update when full: %v, want ErrNoSpace", err)
+	}
+	if _, err := s.Delete(ctx, "/k/a", 0); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("delete when full: %v, want ErrNoSpace", err)
+	}
+	if err := s.Compact(ctx, rev); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("compact when full: %v, want ErrNoSpace", err)
+	}
+	kv, err := s.Get(ctx, "/k/a")
+	if err != nil || string(kv.Value) != "1" || kv.ModRev != rev {
+		t.Fatalf("read when full: %+v, %v; want the first value at revision %d", kv, err, rev)
+	}
+	if l, err := s.List(ctx, "/k/", "", 0, 0); err != nil || len(l.KVs) != 1 {
+		t.Fatalf("list when full: %+v, %v", l, err)
+	}
+	if _, err := s.Get(ctx, "/k/b"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a refused create was stored: %v", err)
+	}
+
+	free.Store(1 << 30)
+	g.checked = time.Time{}
+	if _, _, err := s.Update(ctx, "/k/a", []byte("2"), rev); err != nil {
+		t.Fatalf("update after space came back: %v", err)
+	}
+}
