@@ -95,6 +95,9 @@ func (w *wal) sync(seq uint64) error {
 		return w.err
 	}
 	if w.synced >= seq {
+		w.mu.Lock()
+		w.closeWritten()
+		w.mu.Unlock()
 		return nil
 	}
 	w.mu.Lock()
@@ -144,6 +147,21 @@ func (w *wal) rotate(gen uint64) error {
 	return nil
 }
 
+// closeWritten closes the rotated files that have nothing left to write
+// (everything up to the synced sequence is in them). The caller holds mu.
+func (w *wal) closeWritten() {
+	keep := w.pending[:0]
+	for _, wr := range w.pending {
+		if len(wr.buf) > 0 {
+			keep = append(keep, wr)
+			continue
+		}
+		_ = wr.f.Close()
+	}
+	clear(w.pending[len(keep):])
+	w.pending = keep
+}
+
 func (w *wal) close() error {
 	w.mu.Lock()
 	seq := w.seq
@@ -151,6 +169,12 @@ func (w *wal) close() error {
 	err := w.sync(seq)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	// A rotation after the last sync left its old file here; after a
+	// failed sync, whatever is left is closed unwritten (the error says so).
+	for _, wr := range w.pending {
+		_ = wr.f.Close()
+	}
+	w.pending = nil
 	if w.cur != nil {
 		if cerr := w.cur.Close(); err == nil {
 			err = cerr
