@@ -43,7 +43,7 @@ func (s *Server) startNodeAgent(ctx context.Context) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		a, err := s.StartAgent(ctx, agent.Options{ProxyMode: s.cfg.ProxyMode})
+		a, err := s.StartAgent(ctx, agent.Options{ProxyMode: s.cfg.ProxyMode, PodPidsLimit: s.cfg.PodMaxPids})
 		if err != nil {
 			s.log.Error("node agent did not start (use --disable-agent to run without one)", "err", err)
 			return

@@ -51,6 +51,9 @@ type Config struct {
 	// ProxyMode is the built-in agent's service proxy mode (nftables,
 	// userspace, none; empty = none).
 	ProxyMode string
+	// PodMaxPids is the built-in agent's per-container process bound
+	// (agent.Options.PodPidsLimit: 0 default, negative none).
+	PodMaxPids int64
 	// DatastoreEndpoints selects an external etcd; empty = embedded.
 	DatastoreEndpoints []string
 	DatastoreCAFile    string

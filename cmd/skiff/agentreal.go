@@ -36,6 +36,7 @@ type realAgentFlags struct {
 	logsRetention                                                                    time.Duration
 	podCIDRWait                                                                      time.Duration
 	imageGCHigh, imageGCLow                                                          int
+	podMaxPids                                                                       int64
 	imageMinGCAge                                                                    time.Duration
 }
 
@@ -68,6 +69,7 @@ func (f *realAgentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.certFile, "tls-cert-file", "", "serving certificate of the agent's API, issued by the cluster CA (default: self-signed, which the API server cannot verify)")
 	fl.StringVar(&f.keyFile, "tls-private-key-file", "", "key of --tls-cert-file")
 	fl.StringVar(&f.clientCAFile, "client-ca-file", "", "CA bundle that verifies callers of the agent's API (the cluster CA)")
+	fl.Int64Var(&f.podMaxPids, "pod-max-pids", agent.DefaultPodPidsLimit, "processes and threads each container may have (its pids cgroup; -1: no bound)")
 	fl.IntVar(&f.imageGCHigh, "image-gc-high-threshold", agent.DefaultImageGCHighThresholdPercent, "percent of the image filesystem's capacity at which image garbage collection starts (100 disables it)")
 	fl.IntVar(&f.imageGCLow, "image-gc-low-threshold", agent.DefaultImageGCLowThresholdPercent, "percent of the image filesystem's capacity image garbage collection frees down to")
 	fl.DurationVar(&f.imageMinGCAge, "image-minimum-gc-age", agent.DefaultImageMinimumGCAge, "minimum age of an unused image before it is garbage collected")
@@ -112,7 +114,8 @@ func runContainerdAgent(cmd *cobra.Command, kubeconfig, token string, servers []
 		PodLogDir: f.podLogDir, ContainerdAddress: f.endpoint, ClusterCIDR: f.clusterCIDR, PodCIDR: f.podCIDR, PodCIDRWait: f.podCIDRWait,
 		ClusterDNS: f.clusterDNS, Port: f.port, Logger: slog.Default(), ProxyMode: f.proxyMode,
 		ServiceCIDR: f.serviceCIDR, EgressCIDRs: f.egressCIDRs, Bridge: f.bridge,
-		ImageGC: agent.ImageGCPolicy{HighThresholdPercent: f.imageGCHigh, LowThresholdPercent: f.imageGCLow, MinAge: f.imageMinGCAge},
+		ImageGC:      agent.ImageGCPolicy{HighThresholdPercent: f.imageGCHigh, LowThresholdPercent: f.imageGCLow, MinAge: f.imageMinGCAge},
+		PodPidsLimit: f.podMaxPids,
 	}
 	if f.containerLogMaxSize != "" {
 		q, err := resource.ParseQuantity(f.containerLogMaxSize)

@@ -52,6 +52,7 @@ func serverCmd() *cobra.Command {
 	f.IntVar(&cfg.HTTPSPort, "https-listen-port", 6443, "HTTPS port of the API server")
 	f.StringVar(&cfg.WriteKubeconfig, "write-kubeconfig", "", "where to write the admin kubeconfig (default <data-dir>/admin.kubeconfig)")
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "do not run a node agent on this host")
+	f.Int64Var(&cfg.PodMaxPids, "pod-max-pids", agent.DefaultPodPidsLimit, "processes and threads each container of the built-in agent may have (its pids cgroup; -1: no bound)")
 	f.StringVar(&cfg.ProxyMode, "proxy-mode", "nftables", "the node agent's service proxy: nftables, userspace (listening sockets, for kernels without nftables) or none")
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", "10.42.0.0/16", "pod network range")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", "10.43.0.0/16", "service ClusterIP range")

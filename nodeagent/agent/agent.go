@@ -123,10 +123,24 @@ type Options struct {
 	// ImageGC is the image garbage collection policy (imagegc.go; zero
 	// fields take the kubelet's defaults).
 	ImageGC ImageGCPolicy
-	Logger  *slog.Logger
+	// PodPidsLimit bounds the processes and threads of each container
+	// (the kubelet's --pod-max-pids bounds a pod cgroup; this agent makes
+	// no pod cgroup, so the bound is per container). 0 takes
+	// DefaultPodPidsLimit, negative means no bound (upstream's default).
+	PodPidsLimit int64
+	Logger       *slog.Logger
 }
 
+// DefaultPodPidsLimit is the process bound of a container unless
+// configured: well above what services use, well below a kernel's
+// pid_max (32768 on many machines), so a fork bomb in one pod leaves the
+// node able to start processes.
+const DefaultPodPidsLimit = 4096
+
 func (o *Options) defaults() error {
+	if o.PodPidsLimit == 0 {
+		o.PodPidsLimit = DefaultPodPidsLimit
+	}
 	if o.NodeName == "" {
 		h, err := os.Hostname()
 		if err != nil {

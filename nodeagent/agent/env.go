@@ -93,6 +93,9 @@ func (a *Agent) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1.
 	if lim, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
 		cfg.MemoryLimit = lim.Value()
 	}
+	if a.opts.PodPidsLimit > 0 {
+		cfg.PidsLimit = a.opts.PodPidsLimit
+	}
 	if lim, ok := c.Resources.Limits[corev1.ResourceCPU]; ok {
 		cfg.CPUQuota = max(lim.MilliValue()*100, 1000) // of a 100 ms period
 	}

@@ -351,7 +351,10 @@ type ContainerConfig struct {
 	MemoryLimit int64
 	CPUShares   uint64
 	CPUQuota    int64
-	UID, GID    *int64
+	// PidsLimit bounds the container's processes and threads (its pids
+	// cgroup; 0 = none).
+	PidsLimit int64
+	UID, GID  *int64
 	// Stdin keeps the main process's stdin open for attach; StdinOnce
 	// closes it after the first attached client's stdin ends; TTY gives
 	// the process a terminal (output is then logged as stdout).
@@ -428,6 +431,9 @@ func (r *Runtime) Create(ctx context.Context, cfg ContainerConfig) error {
 	}
 	if cfg.MemoryLimit > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(cfg.MemoryLimit)))
+	}
+	if cfg.PidsLimit > 0 {
+		opts = append(opts, oci.WithPidsLimit(cfg.PidsLimit))
 	}
 	if cfg.CPUShares > 0 {
 		opts = append(opts, oci.WithCPUShares(cfg.CPUShares))
