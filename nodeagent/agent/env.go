@@ -373,9 +373,11 @@ func subPathSource(base, subPath string, pod *corev1.Pod) (string, error) {
 	}
 	p := filepath.Join(base, subPath)
 	// The kubelet creates a missing subPath directory; here it is also the
-	// pod's fsGroup's, as the volume around it.
+	// pod's fsGroup's, as the volume around it. It is made through the
+	// volume as a root that symlinks cannot leave: a container may have
+	// put a symlink to a host directory where the path's parent should be.
 	if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
-		if err := makeSubPath(p, pod); err != nil {
+		if err := makeSubPath(base, subPath, pod); err != nil {
 			return "", err
 		}
 	}

@@ -88,21 +88,29 @@ func (a *Agent) resolveClaimVolume(ctx context.Context, pod *corev1.Pod, v corev
 	}
 }
 
-// makeSubPath creates a missing subPath directory; with an fsGroup it is
-// group-owned, group-writable and setgid like the rest of an fsGroup
-// volume, so a non-root container can write where it mounts it.
-func makeSubPath(dir string, pod *corev1.Pod) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// makeSubPath creates a missing subPath directory of the volume at base;
+// with an fsGroup it is group-owned, group-writable and setgid like the
+// rest of an fsGroup volume, so a non-root container can write where it
+// mounts it. Every step happens inside base (os.Root): a symlink on the
+// way that leads out of the volume fails the call, so a container cannot
+// make the agent create or chown a directory elsewhere on the host.
+func makeSubPath(base, subPath string, pod *corev1.Pod) error {
+	root, err := os.OpenRoot(base)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if err := root.MkdirAll(subPath, 0o755); err != nil {
 		return err
 	}
 	psc := pod.Spec.SecurityContext
 	if psc == nil || psc.FSGroup == nil {
 		return nil
 	}
-	if err := os.Lchown(dir, -1, int(*psc.FSGroup)); err != nil {
+	if err := root.Lchown(subPath, -1, int(*psc.FSGroup)); err != nil {
 		return err
 	}
-	return os.Chmod(dir, 0o775|os.ModeSetgid)
+	return root.Chmod(subPath, 0o775|os.ModeSetgid)
 }
 
 // Memory-backed emptyDirs: the volume's folder is a tmpfs mount, sized as

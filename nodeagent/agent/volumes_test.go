@@ -67,6 +67,24 @@ func TestSubPathSource(t *testing.T) {
 	if _, err := subPathSource(base, "escape", pod); err == nil || !strings.Contains(err.Error(), "not within volume path") {
 		t.Errorf("symlink out of the volume: %v", err)
 	}
+	// A missing subPath under a symlink out of the volume: refused, and
+	// nothing made where the symlink leads.
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(base, "out")); err != nil {
+		t.Fatal(err)
+	}
+	fsPod := &corev1.Pod{Spec: corev1.PodSpec{SecurityContext: &corev1.PodSecurityContext{FSGroup: ptr.To[int64](4321)}}}
+	if _, err := subPathSource(base, "out/made/here", fsPod); err == nil {
+		t.Errorf("a subPath made through a symlink out of the volume was accepted")
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Errorf("the agent made %v outside the volume", ents)
+	}
+	if got, err := subPathSource(base, "grouped/dir", fsPod); err != nil {
+		t.Fatalf("fsGroup subPath: %v", err)
+	} else if st, err := os.Stat(got); err != nil || st.Mode()&os.ModeSetgid == 0 || st.Mode().Perm() != 0o775 {
+		t.Errorf("fsGroup subPath %s: %v %v, want setgid 0775", got, st.Mode(), err)
+	}
 	vol := filepath.Join(t.TempDir(), "cm")
 	if err := atomicwriter.Write(vol, map[string]atomicwriter.File{"key": {Data: []byte("old"), Mode: 0o644}}, nil); err != nil {
 		t.Fatal(err)
