@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiffhq/skiff/internal/chaos"
 	"github.com/skiffhq/skiff/internal/testserver"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // TestHAServerKilled runs three `skiff server` processes as one HA
@@ -67,6 +71,18 @@ func TestHAServerKilled(t *testing.T) {
 		return ""
 	})
 
+	// Ledgers of acknowledged writes through servers 2 and 3 run across
+	// the kill of server 1 and its etcd member (the first member, most
+	// likely the leader: writes in flight meet an election).
+	loads := []*chaos.APILoad{ledgerLoad(t, s2, "ledger-2"), ledgerLoad(t, s3, "ledger-3")}
+	loadCtx, stopLoads := context.WithCancel(context.Background())
+	var loadsDone sync.WaitGroup
+	for _, l := range loads {
+		loadsDone.Go(func() { l.Run(loadCtx) })
+	}
+	t.Cleanup(func() { stopLoads(); loadsDone.Wait() })
+	time.Sleep(2 * time.Second)
+
 	killed := time.Now()
 	if err := s1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -84,6 +100,9 @@ func TestHAServerKilled(t *testing.T) {
 	if got := s3.k(t, "get", "configmap", "after-kill", "-o", "jsonpath={.data.k}"); got != "v" {
 		t.Fatalf("read through server 3: %q", got)
 	}
+	time.Sleep(3 * time.Second) // the ledgers go on with two members
+	stopLoads()
+	loadsDone.Wait()
 
 	// The agent moved: both nodes' Leases are renewed after the kill and
 	// the nodes stay Ready.
@@ -121,6 +140,25 @@ func TestHAServerKilled(t *testing.T) {
 		t.Fatalf("read through the restarted server: %q", got)
 	}
 	s1.k(t, "create", "configmap", "after-restart")
+	// Every write the ledgers saw acknowledged is read back through the
+	// rejoined member's server, with its last acknowledged value.
+	for _, l := range loads {
+		l.Client = clientFor(t, s1)
+		vctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := l.Verify(vctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked, unknown, applied, violations := l.Ledger.Counts()
+		t.Logf("ledger %s: %d writes acknowledged, %d unknown outcome (%d of them applied)", l.Namespace, acked, unknown, applied)
+		if acked < 20 {
+			t.Errorf("ledger %s: only %d writes acknowledged: the load did not run", l.Namespace, acked)
+		}
+		for _, v := range violations {
+			t.Errorf("ledger %s: %s", l.Namespace, v)
+		}
+	}
 	eventually(t, 30*time.Second, func() string {
 		if out, err := s3.run("get", "configmap", "after-restart"); err != nil {
 			return out
@@ -179,6 +217,29 @@ func TestHAServerKilled(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// ledgerLoad is chaos's API load (4 workers, 10 keys each) writing
+// through c into its own new namespace ns.
+func ledgerLoad(t *testing.T, c *cluster, ns string) *chaos.APILoad {
+	t.Helper()
+	c.k(t, "create", "namespace", ns)
+	return &chaos.APILoad{Client: clientFor(t, c), Namespace: ns, Workers: 4, Keys: 10, Ledger: chaos.NewLedger(), Retry: 100 * time.Millisecond}
+}
+
+// clientFor is a client of c's server with its admin kubeconfig.
+func clientFor(t *testing.T, c *cluster) kubernetes.Interface {
+	t.Helper()
+	rc, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Timeout = 10 * time.Second
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }
 
 // syncBuffer is a log buffer the test reads while the process writes.
