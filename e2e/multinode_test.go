@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/multinode"
+	"github.com/skiffhq/skiff/internal/netnsthread"
 	"github.com/skiffhq/skiff/internal/nodetest"
 	"github.com/skiffhq/skiff/internal/testimages"
 	corev1 "k8s.io/api/core/v1"
@@ -163,6 +165,34 @@ done`, svc.Spec.ClusterIP, ips["echo-2"], testimages.HTTPServerPort, c.HostIP, p
 		t.Fatalf("client on %s did not reach both backends through ClusterIP %s, echo-2 at %s and the outside server (%v); pods %s; client log tail:\n%s",
 			n1, svc.Spec.ClusterIP, ips["echo-2"], err, c.Pods(ctx, ns), logs)
 	}
+
+	// Node 1 itself (not a pod: an ingress, a probe, a client on the
+	// node) reaches echo-2 on node 2 by pod IP and both backends through
+	// the ClusterIP; node 2's guard admits it because node 1 SNATs it to
+	// its pod gateway.
+	fromNode := func(url string) string {
+		got, err := getInNetNS(ctx, c.Nodes[0].NetNS, url)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return got
+	}
+	if got := fromNode(fmt.Sprintf("http://%s:%d/", ips["echo-2"], testimages.HTTPServerPort)); !strings.Contains(got, "hostname=echo-2 ") {
+		t.Errorf("node 1 to echo-2's pod IP on node 2: %q", got)
+	}
+	backends := map[string]bool{}
+	for i := 0; i < 40 && len(backends) < 2; i++ {
+		got := fromNode(fmt.Sprintf("http://%s/", svc.Spec.ClusterIP))
+		for _, b := range []string{"echo-1", "echo-2"} {
+			if strings.Contains(got, "hostname="+b+" ") {
+				backends[b] = true
+			}
+		}
+	}
+	if len(backends) != 2 {
+		t.Errorf("node 1 through ClusterIP %s reached %v, want both backends", svc.Spec.ClusterIP, backends)
+	}
+
 	mu.Lock()
 	defer mu.Unlock()
 	for _, from := range seenFrom {
@@ -170,6 +200,34 @@ done`, svc.Spec.ClusterIP, ips["echo-2"], testimages.HTTPServerPort, c.HostIP, p
 			t.Errorf("outside server saw a request from %s, want the client's node address %s (masquerade; client pod IP %s)", from, c.Nodes[0].IP, clientIP)
 		}
 	}
+}
+
+// getInNetNS GETs url over a connection made in the named network
+// namespace (a node of the harness) and returns the body.
+func getInNetNS(ctx context.Context, netns, url string) (string, error) {
+	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var conn net.Conn
+		err := netnsthread.Run(netnsthread.Enter("/run/netns/"+netns), func() error {
+			var err error
+			conn, err = (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, network, addr)
+			return err
+		})
+		return conn, err
+	}}
+	defer tr.CloseIdleConnections()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }
 
 // waitPodIPs waits until the pods run and returns their IPs by name.

@@ -329,6 +329,15 @@ func (m *Manager) nftTable() string { return strings.ReplaceAll(m.opts.Bridge, "
 // proxy. No other interface may send with a source address of this
 // node's pod CIDR. Traffic of the node's pods that leaves the cluster
 // CIDR through another interface is masqueraded.
+//
+// Traffic this node sends to another node's pods from an address outside
+// the cluster CIDR (the node itself: an ingress, a probe, a client of a
+// service VIP; or a NodePort connection the proxy DNATed here) is
+// SNATed to this node's pod gateway, an address of the cluster CIDR, so
+// the other node's guard lets it in as it lets in pods. It runs before
+// the service proxy's masquerade, which would pick the node's LAN address
+// and be dropped there. Traffic merely routed through this node keeps its
+// source (and stays outside), so the LAN reaches no pod through a node.
 func (m *Manager) guard(podCIDR string) error {
 	if _, err := exec.LookPath("nft"); err != nil {
 		return fmt.Errorf("network: nft not found (apt-get install nftables): %w", err)
@@ -356,8 +365,13 @@ table inet %[1]s {
 		type nat hook postrouting priority srcnat; policy accept;
 		ip saddr %[3]s ip daddr != %[4]s oifname != "%[2]s" masquerade
 	}
+	chain postrouting-to-pods {
+		type nat hook postrouting priority srcnat - 5; policy accept;
+		ip daddr %[4]s ip saddr != %[4]s oifname != "%[2]s" fib saddr type local snat ip to %[6]s
+		ip daddr %[4]s ip saddr != %[4]s oifname != "%[2]s" ct status dnat snat ip to %[6]s
+	}
 }
-`, t, m.opts.Bridge, podCIDR, m.opts.ClusterCIDR, egress)
+`, t, m.opts.Bridge, podCIDR, m.opts.ClusterCIDR, egress, m.gateway)
 	cmd := exec.Command("nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
