@@ -1,0 +1,413 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/skiffhq/skiff/internal/chaos"
+	"github.com/skiffhq/skiff/internal/multinode"
+	"github.com/skiffhq/skiff/internal/nodetest"
+	"github.com/skiffhq/skiff/internal/testimages"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+)
+
+// chaosIngressPort is the HA servers' ingress port in this test (on each
+// server's own address, in its own namespace).
+const chaosIngressPort = 18080
+
+// httpProbe sends GETs through one ingress without pause and records
+// every failure with its time.
+type httpProbe struct {
+	url, host string
+	client    *http.Client
+
+	mu       sync.Mutex
+	ok       int
+	failures []probeFailure
+}
+
+type probeFailure struct {
+	at  time.Time
+	err string
+}
+
+func (p *httpProbe) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
+		req.Host = p.host
+		resp, err := p.client.Do(req)
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		} else {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				msg = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		p.mu.Lock()
+		if msg == "" {
+			p.ok++
+		} else {
+			p.failures = append(p.failures, probeFailure{time.Now(), msg})
+		}
+		p.mu.Unlock()
+		if msg != "" {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// startNodeIngress runs `skiff ingress` in node n's network namespace
+// with the kubeconfig given, serving HTTP on chaosIngressPort at the
+// node's address, until the test ends.
+func startNodeIngress(t *testing.T, n *multinode.Node, kubeconfig string) {
+	t.Helper()
+	log := &syncBuffer{}
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+n.NetNS, "--", skiffBin(t), "ingress", "--kubeconfig", kubeconfig,
+		"--bind-address", n.IP, "--ingress-http-port", fmt.Sprint(chaosIngressPort), "--ingress-https-port", "0",
+		"--access-log", "", "--health-address", "")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("ingress on %s log:\n%s", n.Name, tail(log.String(), 3000))
+		}
+	})
+}
+
+// TestChaosRealPods is the real-pod part of the fault suite: three HA
+// servers and two agents, each in its own network namespace, on a
+// containerd of their own; a two-replica Deployment of the HTTP test
+// server behind a Service and an Ingress served by `skiff ingress` on
+// each node (node 1's talks to server 1, node 2's to server 2). While
+// requests go through both ingresses without pause and a ledger of API writes
+// goes through server 2, the suite kills with SIGKILL, in turn, node 1's
+// agent, the nodes' containerd, and server 1 with its etcd member, and
+// starts each again. Then: not one request failed (the pods and the
+// ingresses never stopped; an ingress whose API server died keeps its
+// routes), every
+// acknowledged write is there, the Deployment has exactly its replicas
+// with none restarted, and once it is deleted nothing of its pods is left
+// on the nodes: no container, network namespace, veth, address or mount.
+func TestChaosRealPods(t *testing.T) {
+	multinode.Require(t)
+	c := multinode.Start(t, multinode.Options{Nodes: 2, Servers: 3, Instance: 14, Bin: skiffBin(t),
+		Images: []nodetest.Image{nodetest.HTTPServer}, PrivateContainerd: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	s1, s2 := c.HA[0], c.HA[1]
+	cs := s2.Client
+	ns := "chaos-web"
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "web"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: ptr.To[int64](1),
+					// One replica per node.
+					Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+						RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+							LabelSelector: &metav1.LabelSelector{MatchLabels: labels}, TopologyKey: corev1.LabelHostname,
+						}},
+					}},
+					Containers: []corev1.Container{{
+						Name: "web", Image: testimages.HTTPServer, ImagePullPolicy: corev1.PullNever,
+						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: testimages.HTTPServerPort}},
+					}},
+				},
+			},
+		},
+	}
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.NetworkingV1().IngressClasses().Create(ctx, &networkingv1.IngressClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "skiff"}, Spec: networkingv1.IngressClassSpec{Controller: "skiff.io/ingress-controller"},
+	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	pathType := networkingv1.PathTypePrefix
+	if _, err := cs.NetworkingV1().Ingresses(ns).Create(ctx, &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: networkingv1.IngressSpec{IngressClassName: ptr.To("skiff"), Rules: []networkingv1.IngressRule{{
+			Host: "chaos.test",
+			IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{
+				Path: "/", PathType: &pathType,
+				Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Name: "http"}}},
+			}}}},
+		}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	webPods := func() []corev1.Pod {
+		l, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return nil
+		}
+		return l.Items
+	}
+	var before []corev1.Pod
+	pollOK(ctx, t, 120*time.Second, func(ctx context.Context) string {
+		before = webPods()
+		running := 0
+		for _, p := range before {
+			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && p.DeletionTimestamp == nil {
+				running++
+			}
+		}
+		if running != 2 || len(before) != 2 {
+			return fmt.Sprintf("%d of %d web pods running; %s", running, len(before), c.Pods(ctx, ns))
+		}
+		return ""
+	})
+	// An ingress on each node (as ingress controllers run, on nodes):
+	// node 1's watches server 1, which gets killed; node 2's server 2.
+	for i, s := range []*multinode.ServerProc{s1, s2} {
+		startNodeIngress(t, c.Nodes[i], filepath.Join(s.DataDir, "admin.kubeconfig"))
+	}
+	probes := []*httpProbe{}
+	for _, n := range c.Nodes {
+		p := &httpProbe{url: fmt.Sprintf("http://%s:%d/", n.IP, chaosIngressPort), host: "chaos.test",
+			client: &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}}}
+		probes = append(probes, p)
+	}
+	// Both ingresses route before the load starts.
+	pollOK(ctx, t, 60*time.Second, func(ctx context.Context) string {
+		for _, p := range probes {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
+			req.Host = p.host
+			resp, err := p.client.Do(req)
+			if err != nil {
+				return err.Error()
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Sprintf("%s: %d", p.url, resp.StatusCode)
+			}
+		}
+		return ""
+	})
+
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, p := range probes {
+		wg.Go(func() { p.run(loadCtx) })
+	}
+	ledger := &chaos.APILoad{Client: clientForServer(t, s2), Namespace: "chaos-ledger", Workers: 4, Keys: 10, Ledger: chaos.NewLedger(), Retry: 100 * time.Millisecond}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ledger.Namespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() { ledger.Run(loadCtx) })
+	t.Cleanup(func() { stopLoad(); wg.Wait() })
+
+	type fault struct {
+		target   string
+		at, back time.Time
+	}
+	var faults []fault
+	time.Sleep(2 * time.Second)
+
+	// 1. Node 1's agent.
+	f := fault{target: "agent " + c.Nodes[0].Name, at: time.Now()}
+	if err := syscall.Kill(c.Nodes[0].PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-c.Nodes[0].Done()
+	time.Sleep(2 * time.Second)
+	if err := c.RestartAgent(0, nil); err != nil {
+		t.Fatal(err)
+	}
+	nodesRenewedAfter(ctx, t, cs, c.NodeNames(), f.at)
+	f.back = time.Now()
+	faults = append(faults, f)
+	time.Sleep(2 * time.Second)
+
+	// 2. The nodes' containerd.
+	f = fault{target: "containerd", at: time.Now()}
+	if err := c.KillContainerd(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if err := c.RestartContainerd(); err != nil {
+		t.Fatal(err)
+	}
+	f.back = time.Now()
+	faults = append(faults, f)
+	time.Sleep(2 * time.Second)
+
+	// 3. Server 1 and its etcd member.
+	f = fault{target: "server 1 (etcd member)", at: time.Now()}
+	s1.Kill()
+	time.Sleep(3 * time.Second)
+	if err := s1.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	f.back = time.Now()
+	faults = append(faults, f)
+	time.Sleep(3 * time.Second)
+	stopLoad()
+	wg.Wait()
+
+	for _, f := range faults {
+		t.Logf("fault: %s killed at %s, back at %s", f.target, f.at.Format("15:04:05.000"), f.back.Format("15:04:05.000"))
+	}
+	for _, p := range probes {
+		t.Logf("ingress %s: %d requests answered 200, %d failed", p.url, p.ok, len(p.failures))
+		if p.ok < 100 {
+			t.Errorf("ingress %s: only %d requests answered: the load did not run", p.url, p.ok)
+		}
+		for i, fl := range p.failures {
+			if i == 10 {
+				t.Errorf("... and %d more", len(p.failures)-10)
+				break
+			}
+			t.Errorf("ingress %s failed at %s: %s", p.url, fl.at.Format("15:04:05.000"), fl.err)
+		}
+	}
+
+	// The ledger, read back through the restarted member's server.
+	ledger.Client = clientForServer(t, s1)
+	vctx, vcancel := context.WithTimeout(ctx, time.Minute)
+	if err := ledger.Verify(vctx); err != nil {
+		t.Fatal(err)
+	}
+	vcancel()
+	acked, unknown, _, violations := ledger.Ledger.Counts()
+	t.Logf("ledger: %d writes acknowledged, %d unknown outcome", acked, unknown)
+	if acked < 20 {
+		t.Errorf("only %d writes acknowledged: the ledger load did not run", acked)
+	}
+	for _, v := range violations {
+		t.Errorf("ledger: %s", v)
+	}
+
+	// The Deployment: exactly its two pods, the same ones, not restarted.
+	after := webPods()
+	if len(after) != 2 {
+		t.Errorf("web pods after the faults: %s", c.Pods(ctx, ns))
+	}
+	uids := map[string]bool{}
+	for _, p := range before {
+		uids[string(p.UID)] = true
+	}
+	for _, p := range after {
+		if !uids[string(p.UID)] {
+			t.Errorf("pod %s is new: a web pod was replaced during the faults", p.Name)
+		}
+		for _, st := range p.Status.ContainerStatuses {
+			if st.RestartCount != 0 {
+				t.Errorf("pod %s: container restarted %d times", p.Name, st.RestartCount)
+			}
+		}
+	}
+
+	// Leak audit: the Deployment deleted, nothing of its pods remains.
+	var nss []string
+	for _, p := range after {
+		for _, n := range c.Nodes {
+			if sb := sandboxRecord(filepath.Join(n.DataDir, "agent"), string(p.UID)); sb["netns"] != "" {
+				nss = append(nss, sb["netns"])
+			}
+		}
+	}
+	if len(nss) != len(after) {
+		t.Errorf("found %d sandbox records with a namespace for %d pods", len(nss), len(after))
+	}
+	if err := cs.AppsV1().Deployments(ns).Delete(ctx, "web", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
+		t.Fatal(err)
+	}
+	leaks := func(ctx context.Context) string {
+		if n := len(webPods()); n != 0 {
+			return fmt.Sprintf("%d web pods remain", n)
+		}
+		if n, err := c.Containers(ctx); err != nil || n != 0 {
+			return fmt.Sprintf("%d containers remain (%v)", n, err)
+		}
+		for _, nsPath := range nss {
+			if _, err := os.Stat(nsPath); !os.IsNotExist(err) {
+				return "network namespace " + nsPath + " remains"
+			}
+		}
+		for _, n := range c.Nodes {
+			state := filepath.Join(n.DataDir, "agent")
+			if held := heldAddresses(state, ""); held != 0 {
+				return fmt.Sprintf("node %s: %d pod addresses still held", n.Name, held)
+			}
+			out, err := exec.CommandContext(ctx, "ip", "-n", n.NetNS, "-o", "link", "show", "type", "veth").CombinedOutput()
+			if err != nil {
+				return fmt.Sprintf("ip link in %s: %v %s", n.NetNS, err, out)
+			}
+			// eth0 is the node's own link to the harness bridge.
+			for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				if f := strings.Fields(l); len(f) > 1 && !strings.HasPrefix(f[1], "eth0@") {
+					return fmt.Sprintf("node %s: pod veth remains: %s", n.Name, l)
+				}
+			}
+		}
+		mounts, _ := os.ReadFile("/proc/self/mountinfo")
+		for _, p := range after {
+			if strings.Contains(string(mounts), string(p.UID)) {
+				return fmt.Sprintf("a mount of pod %s remains", p.Name)
+			}
+		}
+		return ""
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		lctx, lcancel := context.WithTimeout(ctx, 15*time.Second)
+		left := leaks(lctx)
+		lcancel()
+		if left == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the Deployment's deletion: %s; pods %s", left, c.Pods(ctx, ns))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// clientForServer is a client of one HA server alone (no failover).
+func clientForServer(t *testing.T, s *multinode.ServerProc) kubernetes.Interface {
+	t.Helper()
+	return clientFor(t, &cluster{kubeconfig: filepath.Join(s.DataDir, "admin.kubeconfig")})
+}
