@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/skiffhq/skiff/internal/chaos"
 	"github.com/skiffhq/skiff/internal/multinode"
 	"github.com/skiffhq/skiff/internal/nodetest"
@@ -79,15 +81,15 @@ func (p *httpProbe) run(ctx context.Context) {
 	}
 }
 
-// startNodeIngress runs `skiff ingress` in node n's network namespace
-// with the kubeconfig given, serving HTTP on chaosIngressPort at the
-// node's address, until the test ends.
-func startNodeIngress(t *testing.T, n *multinode.Node, kubeconfig string) {
+// chaosDNSPort is where `skiff dns` answers on each node's address.
+const chaosDNSPort = 10053
+
+// startInNode runs `skiff <args>` in node n's network namespace until
+// the test ends.
+func startInNode(t *testing.T, n *multinode.Node, args ...string) {
 	t.Helper()
 	log := &syncBuffer{}
-	cmd := exec.Command("nsenter", "--net=/run/netns/"+n.NetNS, "--", skiffBin(t), "ingress", "--kubeconfig", kubeconfig,
-		"--bind-address", n.IP, "--ingress-http-port", fmt.Sprint(chaosIngressPort), "--ingress-https-port", "0",
-		"--access-log", "", "--health-address", "")
+	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + n.NetNS, "--", skiffBin(t)}, args...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -97,22 +99,65 @@ func startNodeIngress(t *testing.T, n *multinode.Node, kubeconfig string) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		if t.Failed() {
-			t.Logf("ingress on %s log:\n%s", n.Name, tail(log.String(), 3000))
+			t.Logf("skiff %s on %s log:\n%s", args[0], n.Name, tail(log.String(), 3000))
 		}
 	})
+}
+
+// dnsProbe asks one DNS server for a name without pause and records
+// every failure or wrong answer with its time.
+type dnsProbe struct {
+	server, name, want string
+
+	mu       sync.Mutex
+	ok       int
+	failures []probeFailure
+}
+
+func (p *dnsProbe) run(ctx context.Context) {
+	cl := &dns.Client{Timeout: 2 * time.Second}
+	for ctx.Err() == nil {
+		m := new(dns.Msg)
+		m.SetQuestion(p.name, dns.TypeA)
+		r, _, err := cl.ExchangeContext(ctx, m, p.server)
+		msg := ""
+		switch {
+		case err != nil:
+			msg = err.Error()
+		case r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1:
+			msg = fmt.Sprintf("rcode %s, %d answers", dns.RcodeToString[r.Rcode], len(r.Answer))
+		default:
+			if a, ok := r.Answer[0].(*dns.A); !ok || a.A.String() != p.want {
+				msg = fmt.Sprintf("answer %v, want %s", r.Answer[0], p.want)
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		p.mu.Lock()
+		if msg == "" {
+			p.ok++
+		} else {
+			p.failures = append(p.failures, probeFailure{time.Now(), msg})
+		}
+		p.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // TestChaosRealPods is the real-pod part of the fault suite: three HA
 // servers and two agents, each in its own network namespace, on a
 // containerd of their own; a two-replica Deployment of the HTTP test
 // server behind a Service and an Ingress served by `skiff ingress` on
-// each node (node 1's talks to server 1, node 2's to server 2). While
-// requests go through both ingresses without pause and a ledger of API writes
+// each node, and `skiff dns` on each node (node 1's talk to server 1,
+// node 2's to server 2). While requests go through both ingresses and
+// queries for the Service's name to both DNS servers without pause, and
+// a ledger of API writes
 // goes through server 2, the suite kills with SIGKILL, in turn, node 1's
 // agent, the nodes' containerd, and server 1 with its etcd member, and
-// starts each again. Then: not one request failed (the pods and the
-// ingresses never stopped; an ingress whose API server died keeps its
-// routes), every
+// starts each again. Then: not one request or query failed (the pods,
+// ingresses and DNS servers never stopped; one whose API server died
+// keeps what it knew), every
 // acknowledged write is there, the Deployment has exactly its replicas
 // with none restarted, and once it is deleted nothing of its pods is left
 // on the nodes: no container, network namespace, veth, address or mount.
@@ -202,8 +247,22 @@ func TestChaosRealPods(t *testing.T) {
 	})
 	// An ingress on each node (as ingress controllers run, on nodes):
 	// node 1's watches server 1, which gets killed; node 2's server 2.
+	// The same for cluster DNS: `skiff dns` on each node.
 	for i, s := range []*multinode.ServerProc{s1, s2} {
-		startNodeIngress(t, c.Nodes[i], filepath.Join(s.DataDir, "admin.kubeconfig"))
+		n, kubeconfig := c.Nodes[i], filepath.Join(s.DataDir, "admin.kubeconfig")
+		startInNode(t, n, "ingress", "--kubeconfig", kubeconfig, "--bind-address", n.IP,
+			"--ingress-http-port", fmt.Sprint(chaosIngressPort), "--ingress-https-port", "0", "--access-log", "", "--health-address", "")
+		startInNode(t, n, "dns", "--kubeconfig", kubeconfig, "--cluster-dns", "", "--listen", n.IP,
+			"--dns-port", fmt.Sprint(chaosDNSPort), "--no-forward", "--health-address", "")
+	}
+	svc, err := cs.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnsProbes := []*dnsProbe{}
+	for _, n := range c.Nodes {
+		dnsProbes = append(dnsProbes, &dnsProbe{server: net.JoinHostPort(n.IP, fmt.Sprint(chaosDNSPort)),
+			name: "web." + ns + ".svc.cluster.local.", want: svc.Spec.ClusterIP})
 	}
 	probes := []*httpProbe{}
 	for _, n := range c.Nodes {
@@ -225,12 +284,23 @@ func TestChaosRealPods(t *testing.T) {
 				return fmt.Sprintf("%s: %d", p.url, resp.StatusCode)
 			}
 		}
+		for _, p := range dnsProbes {
+			m := new(dns.Msg)
+			m.SetQuestion(p.name, dns.TypeA)
+			r, _, err := (&dns.Client{Timeout: 2 * time.Second}).ExchangeContext(ctx, m, p.server)
+			if err != nil || len(r.Answer) != 1 {
+				return fmt.Sprintf("DNS at %s: %v %v", p.server, err, r)
+			}
+		}
 		return ""
 	})
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for _, p := range probes {
+		wg.Go(func() { p.run(loadCtx) })
+	}
+	for _, p := range dnsProbes {
 		wg.Go(func() { p.run(loadCtx) })
 	}
 	ledger := &chaos.APILoad{Client: clientForServer(t, s2), Namespace: "chaos-ledger", Workers: 4, Keys: 10, Ledger: chaos.NewLedger(), Retry: 100 * time.Millisecond}
@@ -302,6 +372,20 @@ func TestChaosRealPods(t *testing.T) {
 				break
 			}
 			t.Errorf("ingress %s failed at %s: %s", p.url, fl.at.Format("15:04:05.000"), fl.err)
+		}
+	}
+
+	for _, p := range dnsProbes {
+		t.Logf("DNS %s: %d queries answered with the ClusterIP, %d failed", p.server, p.ok, len(p.failures))
+		if p.ok < 100 {
+			t.Errorf("DNS %s: only %d queries answered: the load did not run", p.server, p.ok)
+		}
+		for i, fl := range p.failures {
+			if i == 10 {
+				t.Errorf("... and %d more", len(p.failures)-10)
+				break
+			}
+			t.Errorf("DNS %s failed at %s: %s", p.server, fl.at.Format("15:04:05.000"), fl.err)
 		}
 	}
 
