@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/skiffhq/skiff/addons/logging/esapi"
+	"github.com/skiffhq/skiff/addons/logging/store"
 	"github.com/skiffhq/skiff/internal/chaos"
 	"github.com/skiffhq/skiff/internal/multinode"
 	"github.com/skiffhq/skiff/internal/nodetest"
@@ -79,6 +83,75 @@ func (p *httpProbe) run(ctx context.Context) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+}
+
+// chaosLogSink is the address of the embedded log store (its
+// Elasticsearch API) that the agents ship to in this test: the host end
+// of instance 14's node network.
+const chaosLogSink = "10.250.14.1:19200"
+
+// startLogSink serves a log store of the test's own at chaosLogSink
+// until the test ends (the agents retry until it answers).
+func startLogSink(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(store.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", chaosLogSink)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: &esapi.Handler{Store: st}, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		_ = st.Close()
+	})
+	return st
+}
+
+// shippedSeqs counts, per pod, how often each "seq N" line is in the
+// store.
+func shippedSeqs(ctx context.Context, st *store.Store) (map[string]map[int]int, error) {
+	h := &esapi.Handler{Store: st}
+	body := `{"size":10000,"query":{"match_all":{}}}`
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/*/_search", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		return nil, fmt.Errorf("search: %d %s", rec.Code, rec.Body.String())
+	}
+	var res struct {
+		Hits struct {
+			Hits []struct {
+				Source struct {
+					Message    string `json:"message"`
+					Kubernetes struct {
+						PodName string `json:"pod_name"`
+					} `json:"kubernetes"`
+				} `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil {
+		return nil, err
+	}
+	out := map[string]map[int]int{}
+	for _, h := range res.Hits.Hits {
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimSpace(h.Source.Message), "seq %d", &n); err != nil {
+			continue
+		}
+		pod := h.Source.Kubernetes.PodName
+		if out[pod] == nil {
+			out[pod] = map[int]int{}
+		}
+		out[pod][n]++
+	}
+	return out, nil
 }
 
 // chaosDNSPort is where `skiff dns` answers on each node's address.
@@ -164,7 +237,9 @@ func (p *dnsProbe) run(ctx context.Context) {
 func TestChaosRealPods(t *testing.T) {
 	multinode.Require(t)
 	c := multinode.Start(t, multinode.Options{Nodes: 2, Servers: 3, Instance: 14, Bin: skiffBin(t),
-		Images: []nodetest.Image{nodetest.HTTPServer}, PrivateContainerd: true})
+		Images: []nodetest.Image{nodetest.HTTPServer, nodetest.Busybox}, PrivateContainerd: true,
+		AgentLogsURL: "http://" + chaosLogSink})
+	logs := startLogSink(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	s1, s2 := c.HA[0], c.HA[1]
@@ -199,6 +274,18 @@ func TestChaosRealPods(t *testing.T) {
 	}
 	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// A ticker on each node writes numbered lines for the log shippers.
+	for i, n := range c.Nodes {
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ticker-%d", i)},
+			Spec: corev1.PodSpec{NodeName: n.Name, TerminationGracePeriodSeconds: ptr.To[int64](0), Containers: []corev1.Container{{
+				Name: "ticker", Image: testimages.Busybox, ImagePullPolicy: corev1.PullNever,
+				Command: []string{"sh", "-c", "i=0; while :; do echo seq $i; i=$((i+1)); sleep 0.05; done"},
+			}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
@@ -332,6 +419,21 @@ func TestChaosRealPods(t *testing.T) {
 	faults = append(faults, f)
 	time.Sleep(2 * time.Second)
 
+	// 1b. Node 2's agent.
+	f = fault{target: "agent " + c.Nodes[1].Name, at: time.Now()}
+	if err := syscall.Kill(c.Nodes[1].PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-c.Nodes[1].Done()
+	time.Sleep(2 * time.Second)
+	if err := c.RestartAgent(1, nil); err != nil {
+		t.Fatal(err)
+	}
+	nodesRenewedAfter(ctx, t, cs, c.NodeNames(), f.at)
+	f.back = time.Now()
+	faults = append(faults, f)
+	time.Sleep(2 * time.Second)
+
 	// 2. The nodes' containerd.
 	f = fault{target: "containerd", at: time.Now()}
 	if err := c.KillContainerd(); err != nil {
@@ -389,6 +491,57 @@ func TestChaosRealPods(t *testing.T) {
 		}
 	}
 
+	// Every line the tickers wrote up to now (their logs as the agents
+	// serve them) reaches the store once, agent kills notwithstanding.
+	for i := range c.Nodes {
+		pod := fmt.Sprintf("ticker-%d", i)
+		b, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{}).DoRaw(ctx)
+		if err != nil {
+			t.Fatalf("logs of %s: %v", pod, err)
+		}
+		last := -1
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var n int
+			if _, err := fmt.Sscanf(l, "seq %d", &n); err == nil && n == last+1 {
+				last = n
+			} else {
+				t.Fatalf("%s's log has %q after seq %d: the pod restarted or lost a line", pod, l, last)
+			}
+		}
+		if last < 100 {
+			t.Fatalf("%s wrote only %d lines", pod, last+1)
+		}
+		var missing []int
+		var dup int
+		for deadline := time.Now().Add(90 * time.Second); ; {
+			got, err := shippedSeqs(ctx, logs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			missing, dup = nil, 0
+			for n := 0; n <= last; n++ {
+				switch got[pod][n] {
+				case 0:
+					missing = append(missing, n)
+				case 1:
+				default:
+					dup++
+				}
+			}
+			if len(missing) == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		t.Logf("%s: %d lines written, %d missing from the store, %d stored twice", pod, last+1, len(missing), dup)
+		if len(missing) > 0 {
+			t.Errorf("%s: %d of its %d lines never reached the store (first %v)", pod, len(missing), last+1, missing[:min(len(missing), 10)])
+		}
+		if dup > 0 {
+			t.Errorf("%s: %d lines stored more than once", pod, dup)
+		}
+	}
+
 	// The ledger, read back through the restarted member's server.
 	ledger.Client = clientForServer(t, s1)
 	vctx, vcancel := context.WithTimeout(ctx, time.Minute)
@@ -425,24 +578,34 @@ func TestChaosRealPods(t *testing.T) {
 		}
 	}
 
-	// Leak audit: the Deployment deleted, nothing of its pods remains.
+	// Leak audit: the Deployment and the tickers deleted, nothing of
+	// their pods remains.
+	all, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var nss []string
-	for _, p := range after {
+	for _, p := range all.Items {
 		for _, n := range c.Nodes {
 			if sb := sandboxRecord(filepath.Join(n.DataDir, "agent"), string(p.UID)); sb["netns"] != "" {
 				nss = append(nss, sb["netns"])
 			}
 		}
 	}
-	if len(nss) != len(after) {
-		t.Errorf("found %d sandbox records with a namespace for %d pods", len(nss), len(after))
+	if len(nss) != len(all.Items) || len(nss) != 4 {
+		t.Errorf("found %d sandbox records with a namespace for %d pods, want 4", len(nss), len(all.Items))
 	}
 	if err := cs.AppsV1().Deployments(ns).Delete(ctx, "web", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
 		t.Fatal(err)
 	}
+	for i := range c.Nodes {
+		if err := cs.CoreV1().Pods(ns).Delete(ctx, fmt.Sprintf("ticker-%d", i), metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	leaks := func(ctx context.Context) string {
-		if n := len(webPods()); n != 0 {
-			return fmt.Sprintf("%d web pods remain", n)
+		if l, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
+			return fmt.Sprintf("pods remain (%v)", err)
 		}
 		if n, err := c.Containers(ctx); err != nil || n != 0 {
 			return fmt.Sprintf("%d containers remain (%v)", n, err)
@@ -469,7 +632,7 @@ func TestChaosRealPods(t *testing.T) {
 			}
 		}
 		mounts, _ := os.ReadFile("/proc/self/mountinfo")
-		for _, p := range after {
+		for _, p := range all.Items {
 			if strings.Contains(string(mounts), string(p.UID)) {
 				return fmt.Sprintf("a mount of pod %s remains", p.Name)
 			}

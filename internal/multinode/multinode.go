@@ -81,6 +81,9 @@ type Options struct {
 	// Server changes the server config before it starts (in-process
 	// server only).
 	Server []testserver.Option
+	// AgentLogsURL, when set, is where the agents' log shippers send
+	// (--logs-elasticsearch-url); by default they ship nothing.
+	AgentLogsURL string
 	// AgentEnv is added to the agents' environment at their first start
 	// (SKIFF_FAILPOINTS for a binary built with -tags failpoints).
 	AgentEnv []string
@@ -356,6 +359,9 @@ func (c *Cluster) startAgent(n *Node, ca *pki.CA, images, join string) error {
 	agentArgs := AgentArgs(c.opts.ClusterCIDR, c.Subnet.String(), n.Name, n.IP, n.DataDir)
 	if c.ctrd != nil {
 		agentArgs = append(agentArgs, "--container-runtime-endpoint", c.ctrdAddr)
+	}
+	if c.opts.AgentLogsURL != "" {
+		agentArgs = append(agentArgs, "--logs-elasticsearch-url="+c.opts.AgentLogsURL)
 	}
 	if join != "" {
 		agentArgs = append(slices.DeleteFunc(agentArgs, func(a string) bool {
