@@ -40,20 +40,24 @@ type Config struct {
 
 // Report is what a run found, printed by `skiff-bench chaos`.
 type Report struct {
-	Benchmark        string    `json:"benchmark"`
-	DurationSeconds  float64   `json:"duration_seconds"`
-	OpsAcknowledged  int64     `json:"operations_acknowledged"`
-	OpsUnknown       int64     `json:"operations_unknown_outcome"`
-	UnknownApplied   int64     `json:"unknown_outcome_applied"`
-	OpsLost          int       `json:"operations_lost"`
-	Faults           []Fault   `json:"faults"`
-	FaultsInjected   int       `json:"faults_injected"`
-	ConvergeSeconds  []float64 `json:"converge_seconds"`
-	Violations       []string  `json:"violations,omitempty"`
-	LeakedResources  int       `json:"leaked_resources"`
-	MeetsPromises    bool      `json:"meets_promises"`
-	KeysWritten      int       `json:"keys_written"`
-	WorkersPerServer int       `json:"workers"`
+	Benchmark       string    `json:"benchmark"`
+	DurationSeconds float64   `json:"duration_seconds"`
+	OpsAcknowledged int64     `json:"operations_acknowledged"`
+	OpsUnknown      int64     `json:"operations_unknown_outcome"`
+	UnknownApplied  int64     `json:"unknown_outcome_applied"`
+	OpsLost         int       `json:"operations_lost"`
+	Faults          []Fault   `json:"faults"`
+	FaultsInjected  int       `json:"faults_injected"`
+	ConvergeSeconds []float64 `json:"converge_seconds"`
+	Violations      []string  `json:"violations,omitempty"`
+	// LeakAudit says where leaked resources are counted: this run's
+	// hollow nodes have no containers, namespaces, addresses or mounts to
+	// leak; the real-pod run (e2e TestChaosRealPods) audits them and
+	// fails on any.
+	LeakAudit        string `json:"leak_audit"`
+	MeetsPromises    bool   `json:"meets_promises"`
+	KeysWritten      int    `json:"keys_written"`
+	WorkersPerServer int    `json:"workers"`
 	// Deployments on hollow nodes (when configured).
 	DeploymentChanges         int64   `json:"deployment_changes_acknowledged,omitempty"`
 	DeploymentConvergeSeconds float64 `json:"deployments_converge_seconds,omitempty"`
@@ -231,7 +235,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.FaultsInjected = len(rep.Faults)
 	rep.KeysWritten = len(ledger.Keys())
-	rep.MeetsPromises = len(rep.Violations) == 0 && rep.LeakedResources == 0
+	rep.LeakAudit = "not in this run (hollow nodes hold no containers, namespaces, addresses or mounts); e2e TestChaosRealPods audits real pods after agent, containerd and etcd-member kills"
+	rep.MeetsPromises = len(rep.Violations) == 0
 	if rep.ConvergeSeconds == nil {
 		rep.ConvergeSeconds = []float64{}
 	}
