@@ -404,38 +404,25 @@ func TestChaosRealPods(t *testing.T) {
 	var faults []fault
 	time.Sleep(2 * time.Second)
 
-	// 1. Node 1's agent.
-	f := fault{target: "agent " + c.Nodes[0].Name, at: time.Now()}
-	if err := syscall.Kill(c.Nodes[0].PID(), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+	// 1. Each node's agent in turn.
+	for i, n := range c.Nodes {
+		f := fault{target: "agent " + n.Name, at: time.Now()}
+		if err := syscall.Kill(n.PID(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-n.Done()
+		time.Sleep(2 * time.Second)
+		if err := c.RestartAgent(i, nil); err != nil {
+			t.Fatal(err)
+		}
+		nodesRenewedAfter(ctx, t, cs, c.NodeNames(), f.at)
+		f.back = time.Now()
+		faults = append(faults, f)
+		time.Sleep(2 * time.Second)
 	}
-	<-c.Nodes[0].Done()
-	time.Sleep(2 * time.Second)
-	if err := c.RestartAgent(0, nil); err != nil {
-		t.Fatal(err)
-	}
-	nodesRenewedAfter(ctx, t, cs, c.NodeNames(), f.at)
-	f.back = time.Now()
-	faults = append(faults, f)
-	time.Sleep(2 * time.Second)
-
-	// 1b. Node 2's agent.
-	f = fault{target: "agent " + c.Nodes[1].Name, at: time.Now()}
-	if err := syscall.Kill(c.Nodes[1].PID(), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-c.Nodes[1].Done()
-	time.Sleep(2 * time.Second)
-	if err := c.RestartAgent(1, nil); err != nil {
-		t.Fatal(err)
-	}
-	nodesRenewedAfter(ctx, t, cs, c.NodeNames(), f.at)
-	f.back = time.Now()
-	faults = append(faults, f)
-	time.Sleep(2 * time.Second)
 
 	// 2. The nodes' containerd.
-	f = fault{target: "containerd", at: time.Now()}
+	f := fault{target: "containerd", at: time.Now()}
 	if err := c.KillContainerd(); err != nil {
 		t.Fatal(err)
 	}

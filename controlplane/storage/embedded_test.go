@@ -250,11 +250,7 @@ func TestQuorumErrors(t *testing.T) {
 func TestLeaderCheckRefusesWrites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	e, err := StartEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), ClientURL: freeURL(t), PeerURL: freeURL(t), LogLevel: "fatal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
+	e := startTestMember(ctx, t)
 	if !e.HasLeader() {
 		t.Fatal("a single started member reports no leader")
 	}
@@ -266,21 +262,42 @@ func TestLeaderCheckRefusesWrites(t *testing.T) {
 	}
 
 	s.SetLeaderCheck(func() bool { return false })
-	if _, err := s.Create(ctx, "/k/b", []byte("1")); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("create without a leader: %v, want ErrUnavailable", err)
+	checkWritesRefused(ctx, t, s, rev, ErrUnavailable, "without a leader")
+}
+
+// startTestMember starts a single embedded member for t.
+func startTestMember(ctx context.Context, t *testing.T) *Embedded {
+	t.Helper()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), ClientURL: freeURL(t), PeerURL: freeURL(t), LogLevel: "fatal"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := s.CreateGuarded(ctx, "/k/b", []byte("1"), "/k/a", rev); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("guarded create without a leader: %v, want ErrUnavailable", err)
+	t.Cleanup(e.Close)
+	return e
+}
+
+// checkWritesRefused: with /k/a stored at rev as "1", every kind of write
+// fails with want and stores nothing, and reads still work.
+func checkWritesRefused(ctx context.Context, t *testing.T, s *Store, rev int64, want error, when string) {
+	t.Helper()
+	if _, err := s.Create(ctx, "/k/b", []byte("1")); !errors.Is(err, want) {
+		t.Errorf("create %s: %v, want %v", when, err, want)
 	}
-	if _, _, err := s.Update(ctx, "/k/a", []byte("2"), rev); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("update without a leader: %v, want ErrUnavailable", err)
+	if _, err := s.CreateGuarded(ctx, "/k/b", []byte("1"), "/k/a", rev); !errors.Is(err, want) {
+		t.Errorf("guarded create %s: %v, want %v", when, err, want)
 	}
-	if _, err := s.Delete(ctx, "/k/a", 0); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("delete without a leader: %v, want ErrUnavailable", err)
+	if _, _, err := s.Update(ctx, "/k/a", []byte("2"), rev); !errors.Is(err, want) {
+		t.Errorf("update %s: %v, want %v", when, err, want)
+	}
+	if _, err := s.Delete(ctx, "/k/a", 0); !errors.Is(err, want) {
+		t.Errorf("delete %s: %v, want %v", when, err, want)
 	}
 	kv, err := s.Get(ctx, "/k/a")
 	if err != nil || string(kv.Value) != "1" || kv.ModRev != rev {
 		t.Fatalf("read after refused writes: %+v, %v; want the first value at revision %d", kv, err, rev)
+	}
+	if l, err := s.List(ctx, "/k/", "", 0, 0); err != nil || len(l.KVs) != 1 {
+		t.Fatalf("list after refused writes: %+v, %v", l, err)
 	}
 	if _, err := s.Get(ctx, "/k/b"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a refused create was stored: %v", err)

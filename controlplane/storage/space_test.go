@@ -65,11 +65,7 @@ func TestSpaceGuard(t *testing.T) {
 func TestSpaceCheckRefusesWrites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	e, err := StartEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), ClientURL: freeURL(t), PeerURL: freeURL(t), LogLevel: "fatal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
+	e := startTestMember(ctx, t)
 	var free atomic.Uint64
 	free.Store(1 << 30)
 	g := fakeGuard(&free, nil)
@@ -82,30 +78,9 @@ func TestSpaceCheckRefusesWrites(t *testing.T) {
 
 	free.Store(1 << 20)
 	g.checked = time.Time{}
-	if _, err := s.Create(ctx, "/k/b", []byte("1")); !errors.Is(err, ErrNoSpace) {
-		t.Errorf("create when full: %v, want ErrNoSpace", err)
-	}
-	if _, err := s.CreateGuarded(ctx, "/k/b", []byte("1"), "/k/a", rev); !errors.Is(err, ErrNoSpace) {
-		t.Errorf("guarded create when full: %v, want ErrNoSpace", err)
-	}
-	if _, _, err := s.Update(ctx, "/k/a", []byte("2"), rev); !errors.Is(err, ErrNoSpace) {
-		t.Errorf("update when full: %v, want ErrNoSpace", err)
-	}
-	if _, err := s.Delete(ctx, "/k/a", 0); !errors.Is(err, ErrNoSpace) {
-		t.Errorf("delete when full: %v, want ErrNoSpace", err)
-	}
+	checkWritesRefused(ctx, t, s, rev, ErrNoSpace, "when full")
 	if err := s.Compact(ctx, rev); !errors.Is(err, ErrNoSpace) {
 		t.Errorf("compact when full: %v, want ErrNoSpace", err)
-	}
-	kv, err := s.Get(ctx, "/k/a")
-	if err != nil || string(kv.Value) != "1" || kv.ModRev != rev {
-		t.Fatalf("read when full: %+v, %v; want the first value at revision %d", kv, err, rev)
-	}
-	if l, err := s.List(ctx, "/k/", "", 0, 0); err != nil || len(l.KVs) != 1 {
-		t.Fatalf("list when full: %+v, %v", l, err)
-	}
-	if _, err := s.Get(ctx, "/k/b"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("a refused create was stored: %v", err)
 	}
 
 	free.Store(1 << 30)
