@@ -334,8 +334,18 @@ func (a apiControl) create(ctx context.Context, set *appsv1.StatefulSet, p *core
 	case err == nil:
 		a.c.event(set, corev1.EventTypeNormal, SuccessfulCreate, "create Pod %s in StatefulSet %s successful", p.Name, set.Name)
 		return nil
-	case apierrors.IsAlreadyExists(err), apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
-		return nil // the cache is behind; the next sync sees it
+	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+		return nil
+	case apierrors.IsAlreadyExists(err):
+		// Ours, and the cache is behind: the next sync sees it. Anything
+		// else holds the member's name: as upstream, the error requeues
+		// the set with backoff until the name is free (the holder's
+		// deletion requeues only the holder's own controller).
+		live, gerr := a.c.client.CoreV1().Pods(set.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+		if gerr == nil && metav1.IsControlledBy(live, set) {
+			return nil
+		}
+		return fmt.Errorf("create pod %s: its name is taken by a pod this StatefulSet does not control: %w", p.Name, err)
 	default:
 		a.c.event(set, corev1.EventTypeWarning, FailedCreate, "create Pod %s in StatefulSet %s failed error: %s", p.Name, set.Name, err)
 		return fmt.Errorf("create pod %s: %w", p.Name, err)

@@ -725,4 +725,19 @@ func TestClaimsOwnPodsAndOrphansOnly(t *testing.T) {
 	if len(l.Items) != 2 {
 		t.Errorf("%d pods, want mine-0 and mine-1 only", len(l.Items))
 	}
+	// Once the other set's pod is gone, mine makes its own mine-1: the
+	// taken name kept it requeued.
+	if err := c.CoreV1().Pods("default").Delete(ctx, "mine-1", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "mine makes its own mine-1", func() error {
+		p1, o1, err := controllerOf("mine-1")
+		if err != nil {
+			return err
+		}
+		if p1.UID == theirs.UID || o1 != mine.UID {
+			return fmt.Errorf("mine-1 %s controlled by %q", p1.UID, o1)
+		}
+		return nil
+	})
 }
