@@ -2,6 +2,7 @@ package podutil
 
 import (
 	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,18 +33,22 @@ func controllerIndexFunc(obj any) ([]string, error) {
 
 // AddControllerIndex adds ControllerIndex to a pod informer, once however
 // many controllers share the informer.
+// Calls are serialized: client-go's GetIndexers hands out its map
+// without a lock, so a check beside another controller's AddIndexers
+// would race.
 func AddControllerIndex(inf cache.SharedIndexInformer) error {
+	addIndexMu.Lock()
+	defer addIndexMu.Unlock()
 	if _, ok := inf.GetIndexer().GetIndexers()[ControllerIndex]; ok {
 		return nil
 	}
 	if err := inf.AddIndexers(cache.Indexers{ControllerIndex: controllerIndexFunc}); err != nil {
-		if _, ok := inf.GetIndexer().GetIndexers()[ControllerIndex]; ok {
-			return nil // added meanwhile by another controller
-		}
 		return fmt.Errorf("pod controller index: %w", err)
 	}
 	return nil
 }
+
+var addIndexMu sync.Mutex
 
 // ControlledPods are the pods of namespace ns whose controller has UID uid
 // (uid "": the orphans), from an informer with AddControllerIndex.

@@ -2,6 +2,7 @@ package podutil
 
 import (
 	"slices"
+	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,12 +23,17 @@ func TestControlledPods(t *testing.T) {
 	}
 	cs := fake.NewClientset()
 	inf := informers.NewSharedInformerFactory(cs, 0).Core().V1().Pods().Informer()
-	// Two controllers sharing the informer add the index once.
-	for range 2 {
-		if err := AddControllerIndex(inf); err != nil {
-			t.Fatal(err)
-		}
+	// Controllers sharing the informer add the index once, also when
+	// they start at the same time (run with -race).
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if err := AddControllerIndex(inf); err != nil {
+				t.Error(err)
+			}
+		})
 	}
+	wg.Wait()
 	for _, p := range []*corev1.Pod{
 		pod("a", "mine-1", "rs1", true), pod("a", "mine-2", "rs1", true),
 		pod("a", "other", "rs2", true),
