@@ -38,12 +38,9 @@ import (
 // server's own address, in its own namespace).
 const chaosIngressPort = 18080
 
-// httpProbe sends GETs through one ingress without pause and records
-// every failure with its time.
-type httpProbe struct {
-	url, host string
-	client    *http.Client
-
+// tally counts a probe's successes and records each failure with its
+// time.
+type tally struct {
 	mu       sync.Mutex
 	ok       int
 	failures []probeFailure
@@ -52,6 +49,40 @@ type httpProbe struct {
 type probeFailure struct {
 	at  time.Time
 	err string
+}
+
+func (tl *tally) record(msg string) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if msg == "" {
+		tl.ok++
+	} else {
+		tl.failures = append(tl.failures, probeFailure{time.Now(), msg})
+	}
+}
+
+// check logs the tally of what (answered as good) and fails t for every
+// failure (the first ten shown) and for a load that barely ran.
+func (tl *tally) check(t *testing.T, what, good string) {
+	t.Helper()
+	t.Logf("%s: %d %s, %d failed", what, tl.ok, good, len(tl.failures))
+	if tl.ok < 100 {
+		t.Errorf("%s: only %d answered: the load did not run", what, tl.ok)
+	}
+	for i, fl := range tl.failures {
+		if i == 10 {
+			t.Errorf("... and %d more", len(tl.failures)-10)
+			break
+		}
+		t.Errorf("%s failed at %s: %s", what, fl.at.Format("15:04:05.000"), fl.err)
+	}
+}
+
+// httpProbe sends GETs through one ingress without pause.
+type httpProbe struct {
+	tally
+	url, host string
+	client    *http.Client
 }
 
 func (p *httpProbe) run(ctx context.Context) {
@@ -72,13 +103,7 @@ func (p *httpProbe) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		p.mu.Lock()
-		if msg == "" {
-			p.ok++
-		} else {
-			p.failures = append(p.failures, probeFailure{time.Now(), msg})
-		}
-		p.mu.Unlock()
+		p.record(msg)
 		if msg != "" {
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -177,14 +202,11 @@ func startInNode(t *testing.T, n *multinode.Node, args ...string) {
 	})
 }
 
-// dnsProbe asks one DNS server for a name without pause and records
-// every failure or wrong answer with its time.
+// dnsProbe asks one DNS server for a name without pause; a wrong answer
+// is a failure.
 type dnsProbe struct {
+	tally
 	server, name, want string
-
-	mu       sync.Mutex
-	ok       int
-	failures []probeFailure
 }
 
 func (p *dnsProbe) run(ctx context.Context) {
@@ -207,13 +229,7 @@ func (p *dnsProbe) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		p.mu.Lock()
-		if msg == "" {
-			p.ok++
-		} else {
-			p.failures = append(p.failures, probeFailure{time.Now(), msg})
-		}
-		p.mu.Unlock()
+		p.record(msg)
 		time.Sleep(5 * time.Millisecond)
 	}
 }
@@ -451,31 +467,10 @@ func TestChaosRealPods(t *testing.T) {
 		t.Logf("fault: %s killed at %s, back at %s", f.target, f.at.Format("15:04:05.000"), f.back.Format("15:04:05.000"))
 	}
 	for _, p := range probes {
-		t.Logf("ingress %s: %d requests answered 200, %d failed", p.url, p.ok, len(p.failures))
-		if p.ok < 100 {
-			t.Errorf("ingress %s: only %d requests answered: the load did not run", p.url, p.ok)
-		}
-		for i, fl := range p.failures {
-			if i == 10 {
-				t.Errorf("... and %d more", len(p.failures)-10)
-				break
-			}
-			t.Errorf("ingress %s failed at %s: %s", p.url, fl.at.Format("15:04:05.000"), fl.err)
-		}
+		p.check(t, "ingress "+p.url, "requests answered 200")
 	}
-
 	for _, p := range dnsProbes {
-		t.Logf("DNS %s: %d queries answered with the ClusterIP, %d failed", p.server, p.ok, len(p.failures))
-		if p.ok < 100 {
-			t.Errorf("DNS %s: only %d queries answered: the load did not run", p.server, p.ok)
-		}
-		for i, fl := range p.failures {
-			if i == 10 {
-				t.Errorf("... and %d more", len(p.failures)-10)
-				break
-			}
-			t.Errorf("DNS %s failed at %s: %s", p.server, fl.at.Format("15:04:05.000"), fl.err)
-		}
+		p.check(t, "DNS "+p.server, "queries answered with the ClusterIP")
 	}
 
 	// Every line the tickers wrote up to now (their logs as the agents
