@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
+	ctrdnetns "github.com/containerd/containerd/v2/pkg/netns"
+	cnins "github.com/containernetworking/plugins/pkg/ns"
 	"github.com/skiffhq/skiff/internal/multinode"
-	"github.com/skiffhq/skiff/internal/netnsthread"
 	"github.com/skiffhq/skiff/internal/nodetest"
 	"github.com/skiffhq/skiff/internal/testimages"
 	corev1 "k8s.io/api/core/v1"
@@ -207,7 +208,7 @@ done`, svc.Spec.ClusterIP, ips["echo-2"], testimages.HTTPServerPort, c.HostIP, p
 func getInNetNS(ctx context.Context, netns, url string) (string, error) {
 	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var conn net.Conn
-		err := netnsthread.Run(netnsthread.Enter("/run/netns/"+netns), func() error {
+		err := ctrdnetns.LoadNetNS("/run/netns/" + netns).Do(func(cnins.NetNS) error {
 			var err error
 			conn, err = (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, network, addr)
 			return err

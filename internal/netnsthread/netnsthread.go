@@ -1,6 +1,9 @@
-// Package netnsthread runs a function on an OS thread that is moved into
-// another network namespace and moved back before it is handed to other
-// goroutines again.
+// Package netnsthread runs a function on an OS thread moved into a new,
+// empty network namespace (to bind-mount it, for example), and moves the
+// thread back before it is handed to other goroutines again. Joining an
+// existing namespace is containerd's netns.LoadNetNS(path).Do, which CNI's
+// ns package implements the same way; neither creates one at a chosen
+// path, and containerd's creation never unlocks its thread.
 //
 // The move back is the normal path, not the thread's end: a locked
 // goroutine that exits makes the runtime end its thread, except the main
@@ -17,11 +20,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Run locks a new goroutine to its thread, calls enter (which moves the
-// thread into a namespace: unshare or setns), then f, then moves the thread
-// back to the namespace it started in. If the thread cannot go back it stays
-// locked and ends with the goroutine. Run returns once all of that is done.
-func Run(enter, f func() error) error {
+// InNew locks a new goroutine to its thread, moves the thread into a new
+// network namespace, calls f there, then moves the thread back to the
+// namespace it started in. A thread that cannot go back stays locked and
+// ends with the goroutine. InNew returns once all of that is done, with
+// f's error or the move's.
+func InNew(f func() error) error {
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -32,13 +36,10 @@ func Run(enter, f func() error) error {
 			return
 		}
 		defer unix.Close(orig)
-		if err := enter(); err != nil {
-			// enter may have half-moved the thread; only a verified return
-			// unlocks it.
-			if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
-				runtime.UnlockOSThread()
-			}
-			done <- err
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			// Unshare moves the thread or fails without moving it.
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("netnsthread: unshare: %w", err)
 			return
 		}
 		ferr := f()
@@ -50,29 +51,4 @@ func Run(enter, f func() error) error {
 		done <- ferr
 	}()
 	return <-done
-}
-
-// Enter returns an enter function for Run that joins the namespace at path
-// (a bind mount or /proc/PID/ns/net).
-func Enter(path string) func() error {
-	return func() error {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("netnsthread: open namespace %s: %w", path, err)
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("netnsthread: enter namespace %s: %w", path, err)
-		}
-		return nil
-	}
-}
-
-// Unshare is an enter function for Run that moves the thread into a new,
-// empty network namespace.
-func Unshare() error {
-	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("netnsthread: unshare: %w", err)
-	}
-	return nil
 }

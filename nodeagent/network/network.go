@@ -254,7 +254,7 @@ func (m *Manager) CreateNetNS(path string) error {
 		return fmt.Errorf("network: netns mount point: %w", err)
 	}
 	_ = f.Close()
-	err = netnsthread.Run(netnsthread.Unshare, func() error {
+	err = netnsthread.InNew(func() error {
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind mount: %w", err)

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"syscall"
 
+	ctrdnetns "github.com/containerd/containerd/v2/pkg/netns"
+	cnins "github.com/containernetworking/plugins/pkg/ns"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/skiffhq/skiff/internal/netnsthread"
 )
 
 // txn stages one nftables transaction with github.com/google/nftables
@@ -75,7 +75,7 @@ func inNetNS(netns string, open func() (int, error)) (int, error) {
 		return open()
 	}
 	fd := -1
-	err := netnsthread.Run(netnsthread.Enter(netnsPath(netns)), func() error {
+	err := ctrdnetns.LoadNetNS(netnsPath(netns)).Do(func(cnins.NetNS) error {
 		var err error
 		fd, err = open()
 		return err
