@@ -107,8 +107,8 @@ type Config struct {
 	// server's default, < 0: no limit; system:masters is exempt).
 	MaxWatchesPerUser int
 	// StorageReserve is the free space an embedded etcd's data directory
-	// keeps: below it creates and updates are refused (507) before they
-	// reach etcd (0: storage.DefaultSpaceReserve; negative: no check).
+	// keeps: below it every write is refused (507) before it reaches
+	// etcd (0: storage.DefaultSpaceReserve; negative: no check).
 	StorageReserve int64
 	// ServiceAccountIssuer is the iss of service account tokens and the
 	// API audience (default https://kubernetes.default.svc.cluster.local).

@@ -66,7 +66,7 @@ func serverCmd() *cobra.Command {
 	f.StringVar(&cfg.AdvertiseAddress, "advertise-address", "", "address other servers reach this server's etcd peer port at (default --bind-address, or the host's first global IPv4 address)")
 	f.IntVar(&cfg.EtcdClientPort, "etcd-client-port", 2379, "client port of the embedded etcd (0 = any free port)")
 	f.IntVar(&cfg.EtcdPeerPort, "etcd-peer-port", 2380, "peer port of the embedded etcd (0 = any free port)")
-	f.Var(&bytesFlag{&cfg.StorageReserve}, "storage-reserve", "free space the embedded etcd's data directory keeps: creates and updates are refused with 507 below it (a quantity, e.g. 512Mi; 0: 128Mi; -1: no check)")
+	f.Var(&bytesFlag{&cfg.StorageReserve}, "storage-reserve", "free space the embedded etcd's data directory keeps: writes are refused with 507 below it (a quantity, e.g. 512Mi; 0: 128Mi; -1: no check)")
 	f.IntVar(&cfg.WatchCacheSize, "watch-cache-size", 4096, "events kept per resource for watch resume")
 	f.StringVar(&disable, "disable", "", "comma-separated components not to start")
 	f.StringSliceVar(&cfg.Enable, "enable", nil, "opt-in add-ons to start: federation (this server becomes a federation host)")

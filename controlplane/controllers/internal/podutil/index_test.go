@@ -49,15 +49,7 @@ func TestControlledPods(t *testing.T) {
 	names := func(ns, uid string) []string {
 		t.Helper()
 		pods, err := ControlledPods(inf.GetIndexer(), ns, ktypes.UID(uid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, p := range pods {
-			out = append(out, p.Name)
-		}
-		slices.Sort(out)
-		return out
+		return sortedNames(t, pods, err)
 	}
 	for _, tc := range []struct {
 		ns, uid string
@@ -114,15 +106,7 @@ func TestOwnAndOrphans(t *testing.T) {
 	names := func(ns string, uid ktypes.UID) []string {
 		t.Helper()
 		pods, err := OwnAndOrphans(inf.GetIndexer(), ns, uid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, p := range pods {
-			out = append(out, p.Name)
-		}
-		slices.Sort(out)
-		return out
+		return sortedNames(t, pods, err)
 	}
 	for _, tc := range []struct {
 		ns   string
@@ -140,4 +124,18 @@ func TestOwnAndOrphans(t *testing.T) {
 			t.Errorf("OwnAndOrphans(%q, %q) = %v, want %v", tc.ns, tc.uid, got, tc.want)
 		}
 	}
+}
+
+// sortedNames fails t on err, else returns the pods' names, sorted.
+func sortedNames(t *testing.T, pods []*corev1.Pod, err error) []string {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.Name)
+	}
+	slices.Sort(out)
+	return out
 }
