@@ -30,9 +30,17 @@ type SpaceGuard struct {
 
 	mu      sync.Mutex
 	checked time.Time
-	err     error // the last answer, for up to spaceRecheck
-	low     bool  // the last check found too little space (for logging transitions)
+	err     error      // the last answer, for up to spaceRecheck
+	state   spaceState // what the last check found (logged on a change)
 }
+
+type spaceState int
+
+const (
+	spaceOK spaceState = iota
+	spaceLow
+	spaceUnknown // statfs failed
+)
 
 // NewSpaceGuard watches dir's filesystem, refusing writes with less than
 // reserve bytes free (0: DefaultSpaceReserve).
@@ -69,26 +77,30 @@ func (g *SpaceGuard) Check() error {
 	}
 	g.checked = now
 	free, total, err := g.statfs(g.dir)
-	if err != nil {
-		if g.err == nil && !g.low {
+	var state spaceState
+	switch {
+	case err != nil:
+		state, g.err = spaceUnknown, nil
+	case free >= g.reserve:
+		state, g.err = spaceOK, nil
+	default:
+		state = spaceLow
+		g.err = fmt.Errorf("%w: %s has %s free of %s, below the %s the store keeps in reserve; writes are refused until space is freed (reads still work)",
+			ErrNoSpace, g.dir, bytesText(free), bytesText(total), bytesText(g.reserve))
+	}
+	if state != g.state {
+		switch state {
+		case spaceUnknown:
 			g.log.Warn("cannot read the data directory's free space; writes are not guarded", "dir", g.dir, "err", err)
+		case spaceLow:
+			g.log.Error("data directory is nearly full: writes refused", "dir", g.dir, "free_bytes", free, "reserve_bytes", g.reserve)
+		case spaceOK:
+			if g.state == spaceLow {
+				g.log.Info("data directory has space again: writes accepted", "dir", g.dir, "free_bytes", free)
+			}
 		}
-		g.err = nil
-		return nil
+		g.state = state
 	}
-	if free >= g.reserve {
-		if g.low {
-			g.log.Info("data directory has space again: writes accepted", "dir", g.dir, "free_bytes", free)
-		}
-		g.low, g.err = false, nil
-		return nil
-	}
-	g.err = fmt.Errorf("%w: %s has %s free of %s, below the %s the store keeps in reserve; writes are refused until space is freed (reads still work)",
-		ErrNoSpace, g.dir, bytesText(free), bytesText(total), bytesText(g.reserve))
-	if !g.low {
-		g.log.Error("data directory is nearly full: writes refused", "dir", g.dir, "free_bytes", free, "reserve_bytes", g.reserve)
-	}
-	g.low = true
 	return g.err
 }
 

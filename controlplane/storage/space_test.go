@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -53,11 +54,31 @@ func TestSpaceGuard(t *testing.T) {
 		t.Fatalf("space back: %v", err)
 	}
 	statErr.Store(true)
-	g.checked = time.Time{}
-	if err := g.Check(); err != nil {
-		t.Fatalf("statfs failing blocks writes: %v", err)
+	var warned atomic.Int32
+	g.log = slog.New(countHandler{&warned})
+	for range 3 {
+		g.checked = time.Time{}
+		if err := g.Check(); err != nil {
+			t.Fatalf("statfs failing blocks writes: %v", err)
+		}
+	}
+	if n := warned.Load(); n != 1 {
+		t.Errorf("a statfs that keeps failing was logged %d times, want once", n)
 	}
 }
+
+// countHandler counts the records logged at warning level and above.
+type countHandler struct{ n *atomic.Int32 }
+
+func (h countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countHandler) WithGroup(string) slog.Handler      { return h }
 
 // TestSpaceCheckRefusesWrites: with the space check failing, creates,
 // updates, deletes and compactions fail with ErrNoSpace and nothing is

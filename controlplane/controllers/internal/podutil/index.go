@@ -33,6 +33,7 @@ func controllerIndexFunc(obj any) ([]string, error) {
 
 // AddControllerIndex adds ControllerIndex to a pod informer, once however
 // many controllers share the informer.
+//
 // Calls are serialized: client-go's GetIndexers hands out its map
 // without a lock, so a check beside another controller's AddIndexers
 // would race.
