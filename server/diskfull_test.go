@@ -40,9 +40,6 @@ func loopFS(t *testing.T, size int64) string {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(img, 0); err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
 	f, err := os.Create(img)
 	if err != nil {
 		t.Fatal(err)
