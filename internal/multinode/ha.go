@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
+	"github.com/skiffhq/skiff/internal/harness"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/failover"
 	"k8s.io/client-go/dynamic"
@@ -58,7 +58,7 @@ type ServerProc struct {
 // ready, and points the cluster's Client at all of them through the node
 // agent's failover dialer (so it follows a kill or a partition as an
 // agent does). The first server's data folder holds the cluster CA.
-func (c *Cluster) startHA(t testing.TB) error {
+func (c *Cluster) startHA(t harness.T) error {
 	k := c.opts.Instance
 	var token string
 	for j := 1; j <= c.opts.Servers; j++ {
@@ -239,7 +239,7 @@ func (s *ServerProc) LogTail(n int) string {
 
 // stop ends the server with SIGTERM (SIGKILL after 20 s) and logs its
 // tail when the test failed.
-func (s *ServerProc) stop(t testing.TB) {
+func (s *ServerProc) stop(t harness.T) {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}

@@ -37,7 +37,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -45,6 +44,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/authn"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/controlplane/servertoken"
+	"github.com/skiffhq/skiff/internal/harness"
 	"github.com/skiffhq/skiff/internal/nodetest"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
@@ -139,7 +139,7 @@ func netnsPath(name string) string { return filepath.Join("/run/netns", name) }
 
 // Require skips t unless a multi-node cluster can run here: root,
 // containerd, busybox, iproute2, nsenter and nft.
-func Require(t testing.TB) {
+func Require(t harness.T) {
 	t.Helper()
 	nodetest.Require(t)
 	for _, b := range []string{"ip", "nsenter", "nft"} {
@@ -152,7 +152,7 @@ func Require(t testing.TB) {
 // Start builds the node network, starts the server on the host bridge and
 // one agent per node, and waits until every node is Ready with a pod CIDR.
 // Cleanup is registered on t.
-func Start(t testing.TB, opts Options) *Cluster {
+func Start(t harness.T, opts Options) *Cluster {
 	t.Helper()
 	Require(t)
 	if opts.Nodes <= 0 {
@@ -444,7 +444,7 @@ func AgentArgs(clusterCIDR, nodeSubnet, name, ip, dataDir string) []string {
 	}
 }
 
-func (c *Cluster) waitReady(t testing.TB, timeout time.Duration) error {
+func (c *Cluster) waitReady(t harness.T, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var last string
@@ -491,7 +491,7 @@ func (c *Cluster) NodeNames() []string {
 	return out
 }
 
-func (c *Cluster) dumpLogs(t testing.TB) {
+func (c *Cluster) dumpLogs(t harness.T) {
 	t.Helper()
 	for _, n := range c.Nodes {
 		b, _ := os.ReadFile(n.Log)
@@ -505,7 +505,7 @@ func (c *Cluster) dumpLogs(t testing.TB) {
 // stop deletes every pod of the nodes (so the agents tear their
 // containers and pod networks down), then stops the agents. Clean removes
 // what is left afterwards.
-func (c *Cluster) stop(t testing.TB) {
+func (c *Cluster) stop(t harness.T) {
 	if t.Failed() {
 		c.dumpLogs(t)
 	}

@@ -9,9 +9,9 @@ package nodetest
 import (
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 
+	"github.com/skiffhq/skiff/internal/harness"
 	"github.com/skiffhq/skiff/internal/testimages"
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
@@ -29,7 +29,7 @@ const (
 
 // Require skips t unless it runs as root with containerd answering on its
 // default socket and Debian's busybox-static installed.
-func Require(t testing.TB) {
+func Require(t harness.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the node agent runs containers through containerd")
@@ -44,7 +44,7 @@ func Require(t testing.TB) {
 
 // StateDir returns a new agent state folder whose images/ folder (the
 // airgap folder, imported when the agent starts) holds images.
-func StateDir(t testing.TB, images ...Image) string {
+func StateDir(t harness.T, images ...Image) string {
 	t.Helper()
 	state := t.TempDir()
 	dir := filepath.Join(state, "images")

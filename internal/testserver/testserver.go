@@ -7,10 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"testing"
 	"time"
 
 	"github.com/skiffhq/skiff/internal/freeport"
+	"github.com/skiffhq/skiff/internal/harness"
 	"github.com/skiffhq/skiff/server"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -30,7 +30,7 @@ type Server struct {
 type Option func(*server.Config)
 
 // Start starts a server for t and stops it when the test ends.
-func Start(t testing.TB, opts ...Option) *Server {
+func Start(t harness.T, opts ...Option) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := server.Config{
@@ -52,7 +52,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 }
 
 // StartWith starts a server with an explicit config.
-func StartWith(t testing.TB, cfg server.Config) *Server {
+func StartWith(t harness.T, cfg server.Config) *Server {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = logger()
@@ -93,7 +93,7 @@ func logger() *slog.Logger {
 // SharedPort returns a TCP port free on every one of ips, for servers that
 // each listen at their own loopback address on one port (as servers on
 // separate machines would).
-func SharedPort(t testing.TB, ips ...string) int {
+func SharedPort(t harness.T, ips ...string) int {
 	t.Helper()
 	port, err := FreePortOn(ips...)
 	if err != nil {
@@ -102,6 +102,6 @@ func SharedPort(t testing.TB, ips ...string) int {
 	return port
 }
 
-// FreePortOn is SharedPort for callers without a testing.TB; see
+// FreePortOn is SharedPort for callers without a harness.T; see
 // internal/freeport.
 func FreePortOn(ips ...string) (int, error) { return freeport.On(ips...) }
