@@ -56,13 +56,13 @@ func TestAgentFailpoints(t *testing.T) {
 		if log, _ := os.ReadFile(node.Log); !strings.Contains(string(log), "failpoint: "+point+" kill") {
 			t.Fatalf("the agent ended, but not at %s", point)
 		}
-		sb := sandboxRecord(state, uid)
+		sb := multinode.SandboxRecord(state, uid)
 		if err := c.RestartAgent(0, env); err != nil {
 			t.Fatal(err)
 		}
 		return sb
 	}
-	addresses := func(uid string) int { return heldAddresses(state, uid) }
+	addresses := func(uid string) int { return multinode.HeldAddresses(state, uid) }
 
 	// retried checks a pod whose first sandbox attempt the agent died in:
 	// it runs on a new namespace, the old one is gone, and one address
@@ -73,7 +73,7 @@ func TestAgentFailpoints(t *testing.T) {
 			t.Fatalf("%s: sandbox record left at the failpoint: %v, want a namespace and no IP", p.Name, left)
 		}
 		running(p.Name)
-		final := sandboxRecord(state, string(p.UID))["netns"]
+		final := multinode.SandboxRecord(state, string(p.UID))["netns"]
 		if final == "" {
 			t.Fatalf("%s has no sandbox record with a namespace", p.Name)
 		}

@@ -76,7 +76,7 @@ func TestAgentSurvivesContainerdKill(t *testing.T) {
 	all := []*corev1.Pod{before, during, after}
 	var nss []string
 	for _, p := range all {
-		if ns := sandboxRecord(state, string(p.UID))["netns"]; ns != "" {
+		if ns := multinode.SandboxRecord(state, string(p.UID))["netns"]; ns != "" {
 			nss = append(nss, ns)
 		}
 		if err := pods.Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
@@ -100,7 +100,7 @@ func TestAgentSurvivesContainerdKill(t *testing.T) {
 				return "network namespace " + ns + " remains"
 			}
 		}
-		if held := heldAddresses(state, ""); held != 0 {
+		if held := multinode.HeldAddresses(state, ""); held != 0 {
 			return fmt.Sprintf("%d addresses still held", held)
 		}
 		return ""

@@ -275,21 +275,9 @@ func lastTick(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns str
 // since and the node is Ready.
 func nodesRenewedAfter(ctx context.Context, t *testing.T, cs kubernetes.Interface, nodes []string, since time.Time) {
 	t.Helper()
-	pollOK(ctx, t, 90*time.Second, func(ctx context.Context) string {
-		for _, n := range nodes {
-			l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, n, metav1.GetOptions{})
-			if err != nil {
-				return err.Error()
-			}
-			if l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(since.Add(time.Second)) {
-				return fmt.Sprintf("lease of %s renewed at %v, not after %v", n, l.Spec.RenewTime, since)
-			}
-		}
-		if r := readyNodes(ctx, cs); r != len(nodes) {
-			return fmt.Sprintf("%d of %d nodes Ready", r, len(nodes))
-		}
-		return ""
-	})
+	if err := multinode.WaitRenewedAfter(ctx, cs, nodes, since, 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // singletonsHeldBy checks that the scheduler's and controller manager's

@@ -2,11 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -51,30 +47,4 @@ func (s sleepers) running(name string) *corev1.Pod {
 		return ""
 	})
 	return p
-}
-
-// sandboxRecord reads a pod's sandbox record from the agent's state
-// folder (empty when there is none).
-func sandboxRecord(state, uid string) map[string]string {
-	sb := map[string]string{}
-	if b, err := os.ReadFile(filepath.Join(state, "pods", uid, "sandbox.json")); err == nil {
-		_ = json.Unmarshal(b, &sb)
-	}
-	return sb
-}
-
-// heldAddresses counts host-local's address files in the agent's state
-// folder that hold uid, or all of them when uid is "".
-func heldAddresses(state, uid string) int {
-	n := 0
-	_ = filepath.WalkDir(filepath.Join(state, "network", "ipam"), func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), "last_reserved_ip") || d.Name() == "lock" {
-			return nil
-		}
-		if b, err := os.ReadFile(path); err == nil && strings.HasPrefix(string(b), uid) {
-			n++
-		}
-		return nil
-	})
-	return n
 }

@@ -50,14 +50,19 @@ type Report struct {
 	FaultsInjected  int       `json:"faults_injected"`
 	ConvergeSeconds []float64 `json:"converge_seconds"`
 	Violations      []string  `json:"violations,omitempty"`
-	// LeakAudit says where leaked resources are counted: this run's
-	// hollow nodes have no containers, namespaces, addresses or mounts to
-	// leak; the real-pod run (e2e TestChaosRealPods) audits them and
-	// fails on any.
-	LeakAudit        string `json:"leak_audit"`
-	MeetsPromises    bool   `json:"meets_promises"`
-	KeysWritten      int    `json:"keys_written"`
-	WorkersPerServer int    `json:"workers"`
+	// LeakAudit says where leaked resources are counted: hollow nodes
+	// have no containers, namespaces, addresses or mounts to leak; the
+	// real-pod run (RunPods) audits them.
+	LeakAudit string `json:"leak_audit"`
+	// LogLinesLost and LeakedResources come from the real-pod run; null
+	// when it did not run (RealPodsSkipped says why).
+	LogLinesLost     *int        `json:"log_lines_lost"`
+	LeakedResources  *int        `json:"leaked_resources"`
+	RealPods         *PodsReport `json:"real_pods,omitempty"`
+	RealPodsSkipped  string      `json:"real_pods_skipped,omitempty"`
+	MeetsPromises    bool        `json:"meets_promises"`
+	KeysWritten      int         `json:"keys_written"`
+	WorkersPerServer int         `json:"workers"`
 	// Deployments on hollow nodes (when configured).
 	DeploymentChanges         int64   `json:"deployment_changes_acknowledged,omitempty"`
 	DeploymentConvergeSeconds float64 `json:"deployments_converge_seconds,omitempty"`
@@ -235,10 +240,31 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.FaultsInjected = len(rep.Faults)
 	rep.KeysWritten = len(ledger.Keys())
-	rep.LeakAudit = "not in this run (hollow nodes hold no containers, namespaces, addresses or mounts); e2e TestChaosRealPods audits real pods after agent, containerd and etcd-member kills"
+	rep.LeakAudit = "not in this run (hollow nodes hold no containers, namespaces, addresses or mounts); the real-pod run (RunPods) audits real pods after agent, containerd and etcd-member kills"
 	rep.MeetsPromises = len(rep.Violations) == 0
 	if rep.ConvergeSeconds == nil {
 		rep.ConvergeSeconds = []float64{}
 	}
 	return rep, nil
+}
+
+// AddPods adds a real-pod run to r: its faults and their convergence
+// times, its acknowledged and lost writes, and every promise it broke to
+// the totals; log_lines_lost and leaked_resources are its own.
+func (r *Report) AddPods(p *PodsReport) {
+	r.RealPods = p
+	r.FaultsInjected += len(p.Faults)
+	for _, f := range p.Faults {
+		r.ConvergeSeconds = append(r.ConvergeSeconds, f.ConvergeSeconds)
+	}
+	r.OpsAcknowledged += p.OpsAcknowledged
+	r.OpsUnknown += p.OpsUnknown
+	r.OpsLost += len(p.Violations)
+	lost, leaked := p.LogLinesLost, len(p.LeakedResources)
+	r.LogLinesLost, r.LeakedResources = &lost, &leaked
+	r.LeakAudit = "real pods: containers, network namespaces, pod addresses, veths and mounts on the nodes two minutes after the pods' deletion"
+	for _, b := range p.Broken() {
+		r.Violations = append(r.Violations, "real pods: "+b)
+	}
+	r.MeetsPromises = len(r.Violations) == 0
 }

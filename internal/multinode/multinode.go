@@ -52,6 +52,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 )
 
 // Defaults.
@@ -722,3 +723,62 @@ func (c *Cluster) Pods(ctx context.Context, ns string) string {
 	b, _ := json.Marshal(rows)
 	return string(b)
 }
+
+// SandboxRecord reads a pod's sandbox record from an agent's state folder
+// (empty when there is none); "netns" is its network namespace's path.
+func SandboxRecord(state, uid string) map[string]string {
+	sb := map[string]string{}
+	if b, err := os.ReadFile(filepath.Join(state, "pods", uid, "sandbox.json")); err == nil {
+		_ = json.Unmarshal(b, &sb)
+	}
+	return sb
+}
+
+// HeldAddresses counts host-local's address files in an agent's state
+// folder that hold uid, or all of them when uid is "".
+func HeldAddresses(state, uid string) int {
+	n := 0
+	_ = filepath.WalkDir(filepath.Join(state, "network", "ipam"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), "last_reserved_ip") || d.Name() == "lock" {
+			return nil
+		}
+		if b, err := os.ReadFile(path); err == nil && strings.HasPrefix(string(b), uid) {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// WaitRenewedAfter waits until every one of nodes has renewed its Lease
+// after since and is Ready.
+func WaitRenewedAfter(ctx context.Context, cs kubernetes.Interface, nodes []string, since time.Time, timeout time.Duration) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		last = ""
+		for _, n := range nodes {
+			l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, n, metav1.GetOptions{})
+			if err != nil {
+				last = err.Error()
+				return false, nil
+			}
+			if l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(since.Add(time.Second)) {
+				last = fmt.Sprintf("lease of %s renewed at %v, not after %v", n, l.Spec.RenewTime, since)
+				return false, nil
+			}
+			node, err := cs.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+			if err != nil || !ready(node) {
+				last = fmt.Sprintf("node %s not Ready (%v)", n, err)
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("nodes not back: %w: %s", err, last)
+	}
+	return nil
+}
+
+// HostIPOf is the host's address on instance k's node network.
+func HostIPOf(k int) string { return hostIP(k) }
