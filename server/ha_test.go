@@ -83,6 +83,9 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 	port := testserver.SharedPort(t, "127.0.0.1", "127.0.0.2", "127.0.0.3")
 	c1 := haConfig(t)
 	c1.ClusterInit, c1.HTTPSPort = true, port
+	// One cluster DNS port for all, as for the API.
+	dnsPort := testserver.SharedPort(t, "127.0.0.11", "127.0.0.12", "127.0.0.13")
+	c1.DNSPort = dnsPort
 	s1 := testserver.StartWith(t, c1)
 	tokText, err := os.ReadFile(filepath.Join(c1.DataDir, servertoken.File))
 	if err != nil {
@@ -146,7 +149,7 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 	join := func(ip string) (*testserver.Server, server.Config) {
 		c := haConfig(t)
 		c.JoinServer, c.Token = s1.URL(), tok.String()
-		c.BindAddress, c.AdvertiseAddress, c.HTTPSPort = ip, ip, port
+		c.BindAddress, c.AdvertiseAddress, c.HTTPSPort, c.DNSPort = ip, ip, port, dnsPort
 		return testserver.StartWith(t, c), c
 	}
 	s2, c2 := join("127.0.0.2")
@@ -176,6 +179,36 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 	// others from them.
 	all := []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}
 	eventually(ctx, t, "the kubernetes endpoints list every server", func() error { return endpointsAre(ctx, s3.Client, all) })
+
+	// Each server's node agent publishes its gateway as a kube-dns
+	// endpoint (here a loopback address each): the kube-dns Endpoints list
+	// all three, and stay as they are, where each server writing its own
+	// had them overwritten by the next without end.
+	dnsHosts := []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
+	for i, s := range []*testserver.Server{s1, s2, s3} {
+		s.Server.ServeClusterDNS(dnsHosts[i])
+	}
+	eventually(ctx, t, "the kube-dns endpoints list every server", func() error { return dnsEndpointsAre(ctx, s1.Client, dnsHosts) })
+	// A controller that listed the peers just before the last one
+	// published may write once more; then nothing changes. (A window
+	// of more than one resync of every controller, up to three times.)
+	for i := 0; ; i++ {
+		before, err := s1.Client.CoreV1().Endpoints("kube-system").Get(ctx, "kube-dns", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(12 * time.Second)
+		after, err := s1.Client.CoreV1().Endpoints("kube-system").Get(ctx, "kube-dns", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.ResourceVersion == before.ResourceVersion {
+			break
+		}
+		if i == 2 {
+			t.Fatalf("the kube-dns endpoints keep changing without a change of servers: %v -> %v", before.Subsets, after.Subsets)
+		}
+	}
 	agent := startFailoverAgent(ctx, t, s1)
 	eventually(ctx, t, "the agent learns every server", func() error {
 		if got := agent.b.Servers(); len(got) != 3 {
@@ -202,6 +235,7 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 	// Server 1 deleted its identity Lease when it stopped: the endpoints
 	// drop it at the next pass.
 	eventually(ctx, t, "the endpoints drop the stopped server", func() error { return endpointsAre(ctx, s2.Client, all[1:]) })
+	eventually(ctx, t, "the kube-dns endpoints drop the stopped server", func() error { return dnsEndpointsAre(ctx, s2.Client, dnsHosts[1:]) })
 
 	// A minority (server 3 alone) refuses writes. Once its etcd member
 	// has lost the leader (it is then not ready), a write is turned away
@@ -251,7 +285,16 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 
 // endpointsAre checks the addresses of default/kubernetes.
 func endpointsAre(ctx context.Context, cs kubernetes.Interface, want []string) error {
-	ep, err := cs.CoreV1().Endpoints("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	return endpointsOf(ctx, cs, "default", "kubernetes", want)
+}
+
+// dnsEndpointsAre checks the addresses of kube-system/kube-dns.
+func dnsEndpointsAre(ctx context.Context, cs kubernetes.Interface, want []string) error {
+	return endpointsOf(ctx, cs, "kube-system", "kube-dns", want)
+}
+
+func endpointsOf(ctx context.Context, cs kubernetes.Interface, ns, name string, want []string) error {
+	ep, err := cs.CoreV1().Endpoints(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}

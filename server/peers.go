@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"strings"
 	"sync"
@@ -23,9 +24,13 @@ import (
 // "lease" endpoint reconciler does with its own etcd keys), and agents
 // learn their failover list from them (nodeagent/failover).
 const (
-	identityLabel         = "apiserver.kubernetes.io/identity"
-	identityLabelValue    = "kube-apiserver"
-	addressAnnotation     = "skiff.dev/apiserver-address"
+	identityLabel      = "apiserver.kubernetes.io/identity"
+	identityLabelValue = "kube-apiserver"
+	addressAnnotation  = "skiff.dev/apiserver-address"
+	// dnsAddressAnnotation is where the server's cluster DNS add-on
+	// answers for the kube-dns Service (host:port), once its node agent
+	// published it; every server's kube-dns controller lists them all.
+	dnsAddressAnnotation  = "skiff.dev/cluster-dns-address"
 	identityLeaseDuration = 15 * time.Second
 	identityRenewInterval = 5 * time.Second
 )
@@ -36,6 +41,9 @@ type identityLease struct {
 	name    string
 	holder  string
 	address string // host:port
+	// dnsAddress is the cluster DNS endpoint (host:port) to publish, ""
+	// until the node agent has one.
+	dnsAddress func() string
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -60,6 +68,7 @@ func (s *Server) startIdentityLease(ctx context.Context) error {
 	l := &identityLease{
 		cs: cs, name: "apiserver-" + strings.ToLower(member), holder: member,
 		address: net.JoinHostPort(s.kubernetesEndpointAddress(), port), done: make(chan struct{}),
+		dnsAddress: s.clusterDNS.endpoint,
 	}
 	if err := l.renew(ctx); err != nil {
 		return fmt.Errorf("identity lease: %w", err)
@@ -108,12 +117,16 @@ func (l *identityLease) renew(ctx context.Context) error {
 	leases := l.cs.CoordinationV1().Leases(metav1.NamespaceSystem)
 	now := metav1.NewMicroTime(time.Now())
 	secs := int32(identityLeaseDuration / time.Second)
+	annotations := map[string]string{addressAnnotation: l.address}
+	if dns := l.dnsAddress(); dns != "" {
+		annotations[dnsAddressAnnotation] = dns
+	}
 	cur, err := leases.Get(ctx, l.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = leases.Create(ctx, &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: l.name, Namespace: metav1.NamespaceSystem,
 				Labels:      map[string]string{identityLabel: identityLabelValue},
-				Annotations: map[string]string{addressAnnotation: l.address}},
+				Annotations: annotations},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: &l.holder, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
 		}, metav1.CreateOptions{})
 		return err
@@ -129,7 +142,7 @@ func (l *identityLease) renew(ctx context.Context) error {
 		next.Annotations = map[string]string{}
 	}
 	next.Labels[identityLabel] = identityLabelValue
-	next.Annotations[addressAnnotation] = l.address
+	maps.Copy(next.Annotations, annotations)
 	next.Spec.HolderIdentity, next.Spec.LeaseDurationSeconds, next.Spec.RenewTime = &l.holder, &secs, &now
 	_, err = leases.Update(ctx, next, metav1.UpdateOptions{})
 	return err
@@ -140,6 +153,13 @@ func (l *identityLease) renew(ctx context.Context) error {
 // have one port; a server on another port is left out, with a warning).
 func (s *Server) peerAddresses(cs kubernetes.Interface) func(ctx context.Context) ([]string, error) {
 	_, ownPort, _ := net.SplitHostPort(s.listener.Addr().String())
+	return s.leaseAddresses(cs, addressAnnotation, ownPort, "API server")
+}
+
+// leaseAddresses lists the hosts of the host:port addresses in annotation
+// of the fresh identity Leases whose port is port; what names the service
+// in the warning about a peer on another port (given once per address).
+func (s *Server) leaseAddresses(cs kubernetes.Interface, annotation, port, what string) func(ctx context.Context) ([]string, error) {
 	sel := labels.SelectorFromSet(labels.Set{identityLabel: identityLabelValue}).String()
 	// Each misconfigured server is reported once, not on every pass.
 	var mu sync.Mutex
@@ -156,15 +176,16 @@ func (s *Server) peerAddresses(cs kubernetes.Interface) func(ctx context.Context
 				now.After(l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second)) {
 				continue
 			}
-			host, port, err := net.SplitHostPort(l.Annotations[addressAnnotation])
+			addr := l.Annotations[annotation]
+			host, p, err := net.SplitHostPort(addr)
 			if err != nil {
 				continue
 			}
-			if port != ownPort {
+			if p != port {
 				mu.Lock()
-				if addr := l.Annotations[addressAnnotation]; !warned[addr] {
+				if !warned[addr] {
 					warned[addr] = true
-					s.log.Warn("API server on another port left out of the kubernetes endpoints", "lease", l.Name, "address", addr, "port", ownPort)
+					s.log.Warn(what+" on another port left out of the endpoints", "lease", l.Name, "address", addr, "port", port)
 				}
 				mu.Unlock()
 				continue
