@@ -324,9 +324,11 @@ func (m *Manager) nftTable() string { return strings.ReplaceAll(m.opts.Bridge, "
 // guard installs the nftables table that guards forwarding for the pod
 // bridge: a packet from the bridge to another interface passes only to
 // the cluster CIDR (pods on other nodes, routed host-gw), to the egress
-// CIDRs, or as a reply; a packet into the bridge from elsewhere passes
-// only from the cluster CIDR, as a reply, or DNATed by the service
-// proxy. No other interface may send with a source address of this
+// CIDRs, as a reply, or DNATed by the service proxy (a Service whose
+// endpoint is outside the cluster: `kubernetes` to the API servers,
+// kube-dns to a server without a node agent); a packet into the bridge
+// from elsewhere passes only from the cluster CIDR, as a reply, or
+// DNATed by the service proxy. No other interface may send with a source address of this
 // node's pod CIDR. Traffic of the node's pods that leaves the cluster
 // CIDR through another interface is masqueraded.
 //
@@ -357,7 +359,7 @@ table inet %[1]s {
 		iifname "%[2]s" ip daddr %[4]s accept
 		oifname "%[2]s" ip saddr %[4]s accept
 %[5]s		ct state established,related accept
-		oifname "%[2]s" ct status dnat accept
+		ct status dnat accept
 		iifname "%[2]s" drop
 		oifname "%[2]s" drop
 	}

@@ -306,3 +306,133 @@ func TestHostGWRoutes(t *testing.T) {
 		t.Fatalf("routes after an empty sync = %v", r)
 	}
 }
+
+// TestGuardLetsPodsReachServiceEndpointsOutside runs a Manager in a node
+// namespace of its own, with a pod and, over a veth, a host outside the
+// cluster CIDR that is not an egress destination (an API server, or the
+// DNS add-on of a server without a node agent). The pod does not reach
+// the host by its address, and does through an address the service proxy
+// DNATs to it (as `kubernetes.default` to an API server), masqueraded to
+// the node's address.
+func TestGuardLetsPodsReachServiceEndpointsOutside(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces")
+	}
+	if _, err := os.Stat(filepath.Join(DefaultPluginDir, "bridge")); err != nil {
+		t.Skip("CNI plugins are not installed (run deploy/install-deps.sh)")
+	}
+	ctx := context.Background()
+	state := t.TempDir()
+	newNS := func(name string) netns.NetNS {
+		n, err := netns.NewNetNS(filepath.Join(state, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Remove() })
+		return *n
+	}
+	node, outside := newNS("node"), newNS("outside")
+	run := func(n netns.NetNS, args ...string) {
+		t.Helper()
+		if err := n.Do(func(cnins.NetNS) error {
+			out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%v: %w: %s", args, err, out)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The node at 10.250.9.2, the outside host at 10.250.9.9 (its veth
+	// end moved into its namespace).
+	run(node, "ip", "link", "add", "nodeeth", "type", "veth", "peer", "name", "outeth")
+	run(node, "ip", "link", "set", "outeth", "netns", outside.GetPath())
+	run(node, "ip", "addr", "add", "10.250.9.2/24", "dev", "nodeeth")
+	run(node, "ip", "link", "set", "nodeeth", "up")
+	run(outside, "ip", "addr", "add", "10.250.9.9/24", "dev", "outeth")
+	run(outside, "ip", "link", "set", "outeth", "up")
+	run(outside, "ip", "link", "set", "lo", "up")
+	// What the service proxy does for a Service whose endpoint is the
+	// outside host.
+	run(node, "nft", "add table ip svc; add chain ip svc pre { type nat hook prerouting priority dstnat; }; add rule ip svc pre ip daddr 10.43.250.9 tcp dport 80 dnat to 10.250.9.9:8080")
+
+	var m *Manager
+	if err := node.Do(func(cnins.NetNS) error {
+		var err error
+		m, err = New(Options{StateDir: filepath.Join(state, "agent"), PodCIDR: "10.42.64.0/24", ClusterCIDR: "10.42.64.0/18",
+			Bridge: "skiffgd0", NetNSDir: filepath.Join(state, "netns")})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	uid := "guard-dnat-test"
+	var podNS string
+	var podIP net.IP
+	if err := node.Do(func(cnins.NetNS) error {
+		var err error
+		if podNS, err = m.PlanNetNS(uid); err != nil {
+			return err
+		}
+		if err := m.CreateNetNS(podNS); err != nil {
+			return err
+		}
+		podIP, err = m.Attach(ctx, uid, podNS, "default", "guard", nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = node.Do(func(cnins.NetNS) error { return m.Teardown(ctx, uid, podNS, "default", "guard", nil) })
+	})
+
+	// The outside host answers with the address it saw.
+	var ln net.Listener
+	if err := outside.Do(func(cnins.NetNS) error {
+		var err error
+		ln, err = net.Listen("tcp4", "10.250.9.9:8080")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte(c.RemoteAddr().(*net.TCPAddr).IP.String()))
+			c.Close()
+		}
+	}()
+	dial := func(addr string) (string, error) {
+		var got string
+		err := netns.LoadNetNS(podNS).Do(func(cnins.NetNS) error {
+			c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			b := make([]byte, 64)
+			n, err := c.Read(b)
+			got = string(b[:n])
+			if n > 0 {
+				return nil
+			}
+			return err
+		})
+		return got, err
+	}
+	if got, err := dial("10.250.9.9:8080"); err == nil {
+		t.Errorf("pod %s reached a host outside the cluster and the egress CIDRs directly (it saw %s)", podIP, got)
+	}
+	got, err := dial("10.43.250.9:80")
+	if err != nil {
+		t.Fatalf("pod %s did not reach the outside host through the DNATed address: %v", podIP, err)
+	}
+	if got != "10.250.9.2" {
+		t.Errorf("the outside host saw the pod's connection from %s, want the node's address 10.250.9.2 (masqueraded)", got)
+	}
+}
