@@ -55,6 +55,60 @@ func TestHAPartitionAndKill(t *testing.T) {
 		return ""
 	})
 
+	// Cluster DNS with no server running a node agent: kube-dns lists
+	// every server's address, and a pod on a node resolves the
+	// `kubernetes` Service through the cluster DNS IP (DNATed to a
+	// server, out through its node's guard).
+	pollOK(ctx, t, 60*time.Second, func(ctx context.Context) string {
+		ep, err := s3.Client.CoreV1().Endpoints("kube-system").Get(ctx, "kube-dns", metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		var ips []string
+		for _, ss := range ep.Subsets {
+			for _, a := range ss.Addresses {
+				ips = append(ips, a.IP)
+			}
+		}
+		if got := strings.Join(ips, " "); got != wantEPs {
+			return "kube-dns endpoints: " + got
+		}
+		return ""
+	})
+	kubeSvc, err := s1.Client.CoreV1().Services(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "lookup"},
+		Spec: corev1.PodSpec{
+			NodeSelector:  map[string]string{corev1.LabelHostname: c.Nodes[1].Name},
+			RestartPolicy: corev1.RestartPolicyOnFailure,
+			Containers: []corev1.Container{{
+				Name: "lookup", Image: testimages.Busybox, ImagePullPolicy: corev1.PullNever,
+				Command: []string{"nslookup", "kubernetes.default.svc.cluster.local", "10.43.0.10"},
+			}},
+		},
+	}
+	if _, err := s1.Client.CoreV1().Pods(metav1.NamespaceDefault).Create(ctx, lookup, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pollOK(ctx, t, 90*time.Second, func(ctx context.Context) string {
+		p, err := s1.Client.CoreV1().Pods(metav1.NamespaceDefault).Get(ctx, "lookup", metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		if p.Status.Phase != corev1.PodSucceeded {
+			out, _ := s1.Client.CoreV1().Pods(metav1.NamespaceDefault).GetLogs("lookup", &corev1.PodLogOptions{}).DoRaw(ctx)
+			return fmt.Sprintf("lookup pod %s: %s", p.Status.Phase, out)
+		}
+		return ""
+	})
+	out, err := s1.Client.CoreV1().Pods(metav1.NamespaceDefault).GetLogs("lookup", &corev1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil || !strings.Contains(string(out), kubeSvc.Spec.ClusterIP) {
+		t.Fatalf("the pod's lookup of kubernetes.default did not answer %s: %v %s", kubeSvc.Spec.ClusterIP, err, out)
+	}
+
 	// One scheduler and one controller manager for the cluster: each runs
 	// on the server holding its Lease, named by the server's address.
 	liveIPs := []string{s1.IP, s2.IP, s3.IP}

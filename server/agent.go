@@ -38,6 +38,13 @@ func (s *Server) startNodeAgent(ctx context.Context) {
 		s.log.Error("pods/exec, attach, portforward and nodes/proxy not available", "err", err)
 	}
 	if s.cfg.DisableAgent {
+		// No pod bridge here: pods reach this server's DNS add-on at
+		// the server's own address (their node's guard lets DNATed
+		// traffic out, masqueraded), unless that is loopback, which no
+		// other node reaches.
+		if ip := net.ParseIP(s.kubernetesEndpointAddress()); ip != nil && !ip.IsLoopback() {
+			s.serveClusterDNS(ip.String())
+		}
 		return
 	}
 	s.wg.Add(1)

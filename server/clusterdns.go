@@ -36,7 +36,8 @@ func (c *clusterDNS) endpoint() string {
 // cluster DNS IP, port 53 UDP and TCP) has that gateway as an endpoint, so
 // the service proxy DNATs pods' queries there (pods on other nodes reach
 // it over the pod routes). Only the first agent is used; an agent without
-// a pod network (hollow nodes) publishes nothing.
+// a pod network (hollow nodes) publishes nothing. A server with
+// --disable-agent publishes its own address instead (startNodeAgent).
 func (s *Server) publishClusterDNS(a *agent.Agent) {
 	if a.Network() == nil || a.Network().Gateway() == nil {
 		return

@@ -75,7 +75,7 @@ func (c *Cluster) startHA(t harness.T) error {
 			"--bind-address", s.IP, "--advertise-address", s.IP,
 			"--https-listen-port", fmt.Sprint(HAPort), "--cluster-cidr", c.opts.ClusterCIDR,
 			"--disable-agent", "--ingress-http-port", "0", "--ingress-https-port", "0",
-			"--dashboard-port", "0", "--disable", "dns,etcd-snapshot"}
+			"--dashboard-port", "0", "--disable", "etcd-snapshot"}
 		if j == 1 {
 			s.args = append(s.args, "--cluster-init")
 		} else {
