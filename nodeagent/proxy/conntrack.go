@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -13,12 +14,17 @@ import (
 // UDP has no connection to end: a flow that conntrack DNATed to an
 // endpoint keeps going there as long as its client sends (every datagram
 // renews the entry), after the endpoint left the service. As upstream
-// kube-proxy does, the proxy deletes, after the table is written:
-//   - the entries of a UDP service port whose reply comes from an endpoint
-//     the port lost (the next datagram is DNATed to a live endpoint);
-//   - the entries of a UDP service port that had no endpoint and now has
-//     one (its datagrams were rejected, and the entry would keep them
-//     from being DNATed).
+// kube-proxy does, the proxy deletes, after the table is written, the
+// entries of a UDP service port (its ClusterIP and port, or its NodePort)
+// that has endpoints and whose replies come from none of them: flows to
+// an endpoint the port lost (the next datagram is DNATed to a live one),
+// and flows made while the port had no endpoint (their datagrams were
+// rejected, and the entry would keep them from being DNATed). This is
+// reconciled against the whole conntrack table, not worked out from what
+// changed, so that an endpoint that left while the proxy was down (an
+// agent restart) is cleaned up by the new proxy's first sync. Flows of a
+// service that is gone are deleted too (from what the previous sync
+// programmed).
 //
 // The entries are read and deleted with ctnetlink on a socket of our own
 // (a dump, filtered here, then one delete per entry in one send).
@@ -175,12 +181,9 @@ func ctRequest(msg uint16, flags uint16, seq uint32, attrs []byte) []byte {
 }
 
 // deleteConntrack deletes the IPv4 conntrack entries of netns (empty: ours)
-// that match any of filters, and returns how many it deleted. An entry
+// that stale says to delete, and returns how many it deleted. An entry
 // that is gone meanwhile is no error.
-func deleteConntrack(netns string, filters []ctFilter) (int, error) {
-	if len(filters) == 0 {
-		return 0, nil
-	}
+func deleteConntrack(netns string, stale func(*ctFlow) bool) (int, error) {
 	fd, err := nlSocket(netns)
 	if err != nil {
 		return 0, fmt.Errorf("proxy: conntrack socket: %w", err)
@@ -227,11 +230,8 @@ dump:
 				if err != nil {
 					return 0, fmt.Errorf("proxy: conntrack dump: %w", err)
 				}
-				for _, f := range filters {
-					if f.match(fl) {
-						del = append(del, fl.origAttr)
-						break
-					}
+				if stale(fl) {
+					del = append(del, fl.origAttr)
 				}
 			}
 		}
@@ -299,30 +299,70 @@ func udpPorts(sps []*ServicePort) map[string]udpPort {
 	return out
 }
 
-// staleUDP is what to delete once the UDP service ports prev were
-// replaced by cur (see the top of this file).
-func staleUDP(prev, cur map[string]udpPort) []ctFilter {
+// sameUDP says whether two syncs programmed the same UDP service ports.
+func sameUDP(a, b map[string]udpPort) bool {
+	return maps.EqualFunc(a, b, func(x, y udpPort) bool {
+		return x.vip == y.vip && x.port == y.port && x.nodePort == y.nodePort && x.has == y.has && maps.Equal(x.eps, y.eps)
+	})
+}
+
+// goneUDP are the filters for the flows of the UDP service ports of prev
+// that cur no longer has.
+func goneUDP(prev, cur map[string]udpPort) []ctFilter {
 	var out []ctFilter
-	flows := func(u udpPort, replySrc [4]byte) {
-		if u.vip != ([4]byte{}) {
-			out = append(out, ctFilter{dst: u.vip, dport: u.port, replySrc: replySrc})
-		}
-		if u.nodePort != 0 {
-			out = append(out, ctFilter{dport: u.nodePort, replySrc: replySrc})
-		}
-	}
 	for k, old := range prev {
-		now, ok := cur[k]
+		if _, ok := cur[k]; ok {
+			continue
+		}
 		for ip := range old.eps {
-			if !ok || !now.eps[ip] {
-				flows(old, ip)
+			if old.vip != ([4]byte{}) {
+				out = append(out, ctFilter{dst: old.vip, dport: old.port, replySrc: ip})
+			}
+			if old.nodePort != 0 {
+				out = append(out, ctFilter{dport: old.nodePort, replySrc: ip})
 			}
 		}
 	}
-	for k, now := range cur {
-		if old, ok := prev[k]; now.has && (!ok || !old.has) {
-			flows(now, [4]byte{})
+	return out
+}
+
+// staleUDP says which conntrack entries to delete once the UDP service
+// ports cur are programmed (prev: what the sync before programmed, nil on
+// the first): see the top of this file.
+func staleUDP(prev, cur map[string]udpPort) func(*ctFlow) bool {
+	type frontend struct {
+		dst  [4]byte
+		port uint16
+	}
+	vips := map[frontend]map[[4]byte]bool{}
+	nodePorts := map[uint16]map[[4]byte]bool{}
+	for _, u := range cur {
+		if !u.has || len(u.eps) == 0 {
+			continue // nothing to send a flow to instead
+		}
+		if u.vip != ([4]byte{}) {
+			vips[frontend{u.vip, u.port}] = u.eps
+		}
+		if u.nodePort != 0 {
+			nodePorts[u.nodePort] = u.eps
 		}
 	}
-	return out
+	gone := goneUDP(prev, cur)
+	return func(fl *ctFlow) bool {
+		if fl.orig.proto != unix.IPPROTO_UDP {
+			return false
+		}
+		if eps, ok := vips[frontend{fl.orig.dst, fl.orig.dport}]; ok && !eps[fl.reply.src] {
+			return true
+		}
+		if eps, ok := nodePorts[fl.orig.dport]; ok && !eps[fl.reply.src] {
+			return true
+		}
+		for _, f := range gone {
+			if f.match(fl) {
+				return true
+			}
+		}
+		return false
+	}
 }

@@ -96,29 +96,57 @@ func TestStaleUDP(t *testing.T) {
 	}
 	tcp := &ServicePort{Namespace: "ns", Name: "web", Protocol: corev1.ProtocolTCP, ClusterIP: net.ParseIP("10.43.0.20"), Port: 80,
 		Cluster: []Endpoint{{IP: net.ParseIP("10.42.0.7"), Port: 80}}, HasEndpoints: true}
-	vip := v4("10.43.0.10")
+	// Flows from a pod: to the VIP or to the NodePort on the node's
+	// address, answered by an endpoint (DNATed) or by the address itself
+	// (not DNATed: made while the port had no endpoint); one to another
+	// UDP port; and a TCP flow to the web service's VIP.
+	flow := func(dst string, dport uint16, replySrc string) *ctFlow {
+		return &ctFlow{orig: ctTuple{src: v4("10.42.0.5"), dst: v4(dst), proto: unix.IPPROTO_UDP, sport: 40000, dport: dport},
+			reply: ctTuple{src: v4(replySrc), dst: v4("10.42.0.5"), proto: unix.IPPROTO_UDP, sport: 5353, dport: 40000}}
+	}
+	flows := map[string]*ctFlow{
+		"vip→1":       flow("10.43.0.10", 53, "10.42.0.1"),
+		"vip→2":       flow("10.43.0.10", 53, "10.42.0.2"),
+		"vip→none":    flow("10.43.0.10", 53, "10.43.0.10"),
+		"nodeport→1":  flow("10.250.0.2", 30053, "10.42.0.1"),
+		"nodeport→2":  flow("10.250.0.2", 30053, "10.42.0.2"),
+		"other port":  flow("10.43.0.10", 54, "10.42.0.9"),
+		"tcp web→old": {orig: ctTuple{dst: v4("10.43.0.20"), proto: unix.IPPROTO_TCP, dport: 80}, reply: ctTuple{src: v4("10.42.0.99")}},
+	}
 	for _, tc := range []struct {
 		name      string
 		prev, cur []*ServicePort
-		want      []ctFilter
+		want      []string // the flows deleted
 	}{
-		{"unchanged", []*ServicePort{sp(true, "10.42.0.1")}, []*ServicePort{sp(true, "10.42.0.1")}, nil},
-		{"endpoint added", []*ServicePort{sp(true, "10.42.0.1")}, []*ServicePort{sp(true, "10.42.0.1", "10.42.0.2")}, nil},
+		{"unchanged", []*ServicePort{sp(true, "10.42.0.1", "10.42.0.2")}, []*ServicePort{sp(true, "10.42.0.1", "10.42.0.2")}, []string{"vip→none"}},
 		{"endpoint removed", []*ServicePort{sp(true, "10.42.0.1", "10.42.0.2")}, []*ServicePort{sp(true, "10.42.0.1")},
-			[]ctFilter{{dst: vip, dport: 53, replySrc: v4("10.42.0.2")}, {dport: 30053, replySrc: v4("10.42.0.2")}}},
-		{"service removed", []*ServicePort{sp(true, "10.42.0.1")}, nil,
-			[]ctFilter{{dst: vip, dport: 53, replySrc: v4("10.42.0.1")}, {dport: 30053, replySrc: v4("10.42.0.1")}}},
-		{"first endpoint", []*ServicePort{sp(false)}, []*ServicePort{sp(true, "10.42.0.1")},
-			[]ctFilter{{dst: vip, dport: 53}, {dport: 30053}}},
-		{"new service with endpoints", nil, []*ServicePort{sp(true, "10.42.0.1")},
-			[]ctFilter{{dst: vip, dport: 53}, {dport: 30053}}},
+			[]string{"nodeport→2", "vip→2", "vip→none"}},
+		// The restart case: the endpoint left before this proxy's first
+		// sync; its flows are found all the same.
+		{"first sync", nil, []*ServicePort{sp(true, "10.42.0.1")}, []string{"nodeport→2", "vip→2", "vip→none"}},
+		{"first endpoint", []*ServicePort{sp(false)}, []*ServicePort{sp(true, "10.42.0.1")}, []string{"nodeport→2", "vip→2", "vip→none"}},
+		// Nothing to send the flows to instead: left alone.
+		{"last endpoint removed", []*ServicePort{sp(true, "10.42.0.1")}, []*ServicePort{sp(false)}, nil},
+		{"service removed", []*ServicePort{sp(true, "10.42.0.1", "10.42.0.2")}, nil,
+			[]string{"nodeport→1", "nodeport→2", "vip→1", "vip→2"}},
 		{"TCP is left alone", []*ServicePort{tcp}, nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := staleUDP(udpPorts(tc.prev), udpPorts(tc.cur))
+			stale := staleUDP(udpPorts(tc.prev), udpPorts(tc.cur))
+			var got []string
+			for name, fl := range flows {
+				if stale(fl) {
+					got = append(got, name)
+				}
+			}
+			slices.Sort(got)
 			if !slices.Equal(got, tc.want) {
-				t.Fatalf("got %+v, want %+v", got, tc.want)
+				t.Fatalf("deleted %q, want %q", got, tc.want)
 			}
 		})
+	}
+	if !sameUDP(udpPorts([]*ServicePort{sp(true, "10.42.0.1")}), udpPorts([]*ServicePort{sp(true, "10.42.0.1")})) ||
+		sameUDP(udpPorts([]*ServicePort{sp(true, "10.42.0.1")}), udpPorts([]*ServicePort{sp(true, "10.42.0.2")})) {
+		t.Error("sameUDP does not compare the endpoints")
 	}
 }

@@ -330,25 +330,25 @@ func (p *Proxy) apply(sps []*ServicePort) (st SyncInfo, err error) {
 }
 
 // deleteStaleUDP deletes the conntrack entries of UDP flows that the
-// table just written would not send where they go (see conntrack.go). A
-// failure is logged: the entries then live out their timeout.
+// table just written would not send where they go (see conntrack.go): at
+// the first sync (flows made before this proxy ran) and whenever the UDP
+// service ports changed. A failure is logged: the entries then live out
+// their timeout.
 func (p *Proxy) deleteStaleUDP(sps []*ServicePort) {
 	udp := udpPorts(sps)
 	prev := p.udp
 	p.udp = udp
-	if prev == nil {
-		return // the first sync: flows made before it are kept (a restart)
-	}
-	filters := staleUDP(prev, udp)
-	if len(filters) == 0 {
+	if prev != nil && sameUDP(prev, udp) {
 		return
 	}
-	n, err := deleteConntrack(p.opts.NetNS, filters)
+	n, err := deleteConntrack(p.opts.NetNS, staleUDP(prev, udp))
 	if err != nil {
 		p.log.Warn("delete stale UDP conntrack entries", "err", err)
 		return
 	}
-	p.log.Debug("deleted stale UDP conntrack entries", "entries", n)
+	if n > 0 {
+		p.log.Debug("deleted stale UDP conntrack entries", "entries", n)
+	}
 }
 
 // LastSync says what the last sync did.

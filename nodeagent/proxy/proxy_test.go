@@ -347,6 +347,11 @@ func TestServicesOnRealPods(t *testing.T) {
 		Spec: corev1.ServiceSpec{Selector: labels, SessionAffinity: corev1.ServiceAffinityClientIP,
 			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(testimages.HTTPServerPort)}}},
 	})
+	udpSvc := e.createService(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "udp"},
+		Spec: corev1.ServiceSpec{Selector: labels,
+			Ports: []corev1.ServicePort{{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(testimages.HTTPServerPort)}}},
+	})
 	empty := e.createService(&corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "empty"},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "nothing"},
@@ -359,6 +364,7 @@ func TestServicesOnRealPods(t *testing.T) {
 	e.waitEndpoints("self", 1)
 	e.waitEndpoints("web", 2)
 	e.waitEndpoints("sticky", 2)
+	e.waitEndpoints("udp", 2)
 	e.noteContainers()
 	vip := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, "80") + "/"
 
@@ -488,10 +494,74 @@ func TestServicesOnRealPods(t *testing.T) {
 		}
 	})
 	t.Run("removed endpoint gets no traffic", func(t *testing.T) {
+		// A UDP flow (one source port, kept alive) that conntrack DNATed
+		// to web-2: once web-2 is gone the proxy deletes the flow's
+		// conntrack entry, so the next datagram is DNATed anew, to web-1.
+		// Without that the entry, refreshed by the client, would keep
+		// sending to the dead address for as long as it talks. web-2
+		// leaves while the agent is down: the new proxy's first sync
+		// never saw it, and must find the flow all the same.
+		udpAddr := net.JoinHostPort(udpSvc.Spec.ClusterIP, "53")
+		var flow net.Conn
+		askUDP := func(c net.Conn) (string, error) {
+			_ = c.SetDeadline(time.Now().Add(300 * time.Millisecond))
+			if _, err := c.Write([]byte("who")); err != nil {
+				return "", err
+			}
+			buf := make([]byte, 256)
+			n, err := c.Read(buf)
+			if err != nil {
+				return "", err
+			}
+			return hostOf(buf[:n]), nil
+		}
+		for i := 0; flow == nil; i++ {
+			if i == 200 {
+				t.Fatalf("no UDP flow through %s reached web-2", udpAddr)
+			}
+			c, err := net.Dial("udp4", udpAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h, err := askUDP(c); err == nil && h == "web-2" {
+				flow = c
+				break
+			}
+			c.Close()
+		}
+		defer flow.Close()
+		stopKeep := make(chan struct{})
+		keepDone := make(chan struct{})
+		go func() { // the client keeps talking, so the entry stays fresh
+			defer close(keepDone)
+			for {
+				select {
+				case <-stopKeep:
+					return
+				case <-time.After(200 * time.Millisecond):
+					_, _ = flow.Write([]byte("keep"))
+				}
+			}
+		}()
+		e.agent.Stop()
+		e.agent = nil
 		if err := e.srv.Client.CoreV1().Pods("default").Delete(context.Background(), "web-2", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		e.waitEndpoints("web", 1)
+		e.waitEndpoints("udp", 1)
+		if err := e.startAgent(); err != nil {
+			t.Fatal(err)
+		}
+		close(stopKeep)
+		<-keepDone
+		moved := ""
+		for deadline := time.Now().Add(10 * time.Second); moved != "web-1" && time.Now().Before(deadline); {
+			moved, _ = askUDP(flow)
+		}
+		if moved != "web-1" {
+			t.Errorf("the UDP flow from %s still does not reach web-1 after web-2 left (last answer %q): stale conntrack entry", flow.LocalAddr(), moved)
+		}
 		// Once the proxy has caught up, 30 requests in a row all reach web-1.
 		deadline := time.Now().Add(10 * time.Second)
 		streak := 0

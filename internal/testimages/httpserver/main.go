@@ -2,13 +2,15 @@
 // that internal/testimages builds: it answers every request with the pod's
 // hostname and the requested path, /env with its environment, and
 // /burn?d=200ms by spinning on the CPU for that long (load for autoscaling
-// tests; at most 10 s).
+// tests; at most 10 s). On the same port number over UDP it answers every
+// datagram with "hostname=<name>" (UDP service tests).
 package main
 
 import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -37,6 +39,21 @@ func main() {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hostname=%s path=%s\n", host, r.URL.Path)
 	})
+	if pc, err := net.ListenPacket("udp", *addr); err != nil {
+		log.Printf("no UDP answers: %v", err)
+	} else {
+		go func() {
+			buf := make([]byte, 2048)
+			reply := []byte("hostname=" + host + "\n")
+			for {
+				_, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				_, _ = pc.WriteTo(reply, from)
+			}
+		}()
+	}
 	log.Printf("listening on %s", *addr)
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	log.Fatal(srv.ListenAndServe())
