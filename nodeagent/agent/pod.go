@@ -117,7 +117,7 @@ func (a *Agent) logPath(pod *corev1.Pod, name string, restart int) string {
 
 // podContainers groups a pod's containers by name, newest restart first.
 func (a *Agent) podContainers(ctx context.Context, uid types.UID) (map[string][]runtime.Container, error) {
-	all, err := a.rt.List(ctx)
+	all, err := a.rt.ListPod(ctx, string(uid))
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -183,5 +184,50 @@ func TestNormalizeRef(t *testing.T) {
 	}
 	if _, err := NormalizeRef("not a ref"); err == nil {
 		t.Error("want an error for an invalid reference")
+	}
+}
+
+// TestListPod lists exactly the containers labelled with one pod's UID
+// (containerd filters them: a pod's sync costs its own containers, not
+// the node's), with UIDs that only share a prefix kept apart.
+func TestListPod(t *testing.T) {
+	r := start(t, nil)
+	ctx := context.Background()
+	suffix := fmt.Sprint(time.Now().UnixNano())
+	uidA, uidB := "list-pod-a-"+suffix, "list-pod-a-"+suffix+"-b"
+	mk := func(name, uid string) string {
+		id := fmt.Sprintf("rt-test-%s-%s", name, suffix)
+		if err := r.Create(ctx, ContainerConfig{ID: id, Image: testimages.Busybox, Command: []string{"true"},
+			Labels: map[string]string{LabelContainer: name, LabelPodUID: uid, LabelLogPath: filepath.Join(t.TempDir(), "0.log")}}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Remove(context.Background(), id) })
+		return id
+	}
+	a1, a2, b := mk("a1", uidA), mk("a2", uidA), mk("b", uidB)
+	ids := func(uid string) []string {
+		t.Helper()
+		cs, err := r.ListPod(ctx, uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, c := range cs {
+			if c.State != StateCreated || c.Labels[LabelPodUID] != uid {
+				t.Errorf("container %s: state %s, labels %v", c.ID, c.State, c.Labels)
+			}
+			out = append(out, c.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, want := ids(uidA), []string{a1, a2}; !slices.Equal(got, want) {
+		t.Errorf("ListPod(%s) = %v, want %v", uidA, got, want)
+	}
+	if got := ids(uidB); !slices.Equal(got, []string{b}) {
+		t.Errorf("ListPod(%s) = %v, want [%s]", uidB, got, b)
+	}
+	if got := ids("no-such-pod-" + suffix); len(got) != 0 {
+		t.Errorf("ListPod of an unknown pod = %v", got)
 	}
 }
