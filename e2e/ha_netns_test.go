@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiffhq/skiff/internal/harness"
 	"github.com/skiffhq/skiff/internal/multinode"
 	"github.com/skiffhq/skiff/internal/nodetest"
 	"github.com/skiffhq/skiff/internal/testimages"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -49,7 +49,7 @@ func TestHAPartitionAndKill(t *testing.T) {
 	// Every server is listed in the kubernetes Endpoints.
 	wantEPs := strings.Join([]string{s1.IP, s2.IP, s3.IP}, " ")
 	pollOK(ctx, t, 60*time.Second, func(ctx context.Context) string {
-		if got := endpointIPs(ctx, s3.Client); got != wantEPs {
+		if got := endpointIPs(ctx, s3.Client, metav1.NamespaceDefault, "kubernetes"); got != wantEPs {
 			return "kubernetes endpoints: " + got
 		}
 		return ""
@@ -60,17 +60,7 @@ func TestHAPartitionAndKill(t *testing.T) {
 	// `kubernetes` Service through the cluster DNS IP (DNATed to a
 	// server, out through its node's guard).
 	pollOK(ctx, t, 60*time.Second, func(ctx context.Context) string {
-		ep, err := s3.Client.CoreV1().Endpoints("kube-system").Get(ctx, "kube-dns", metav1.GetOptions{})
-		if err != nil {
-			return err.Error()
-		}
-		var ips []string
-		for _, ss := range ep.Subsets {
-			for _, a := range ss.Addresses {
-				ips = append(ips, a.IP)
-			}
-		}
-		if got := strings.Join(ips, " "); got != wantEPs {
+		if got := endpointIPs(ctx, s3.Client, metav1.NamespaceSystem, "kube-dns"); got != wantEPs {
 			return "kube-dns endpoints: " + got
 		}
 		return ""
@@ -276,16 +266,7 @@ func TestHAPartitionAndKill(t *testing.T) {
 // with its last answer after timeout.
 func pollOK(ctx context.Context, t *testing.T, timeout time.Duration, fn func(context.Context) string) {
 	t.Helper()
-	var last string
-	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		last = fn(cctx)
-		return last == "", nil
-	})
-	if err != nil {
-		t.Fatalf("%v: %s", err, last)
-	}
+	harness.Poll(ctx, t, timeout, fn)
 }
 
 func createConfigMap(ctx context.Context, cs kubernetes.Interface, name string) (*corev1.ConfigMap, error) {
@@ -294,8 +275,10 @@ func createConfigMap(ctx context.Context, cs kubernetes.Interface, name string) 
 	}, metav1.CreateOptions{})
 }
 
-func endpointIPs(ctx context.Context, cs kubernetes.Interface) string {
-	ep, err := cs.CoreV1().Endpoints(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{})
+// endpointIPs lists the addresses of the Endpoints ns/name (its error's
+// text when it cannot be read).
+func endpointIPs(ctx context.Context, cs kubernetes.Interface, ns, name string) string {
+	ep, err := cs.CoreV1().Endpoints(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return err.Error()
 	}

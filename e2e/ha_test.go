@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/chaos"
+	"github.com/skiffhq/skiff/internal/multinode"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // TestHAServerKilled runs three `skiff server` processes as one HA
@@ -230,12 +230,7 @@ func ledgerLoad(t *testing.T, c *cluster, ns string) *chaos.APILoad {
 // clientFor is a client of c's server with its admin kubeconfig.
 func clientFor(t *testing.T, c *cluster) kubernetes.Interface {
 	t.Helper()
-	rc, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.Timeout = 10 * time.Second
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := multinode.ClientFor(c.kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,9 +23,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 )
 
@@ -168,7 +166,7 @@ func RunPods(ctx context.Context, t harness.T, cfg PodsConfig) *PodsReport {
 	}
 	// Both ingresses route and both DNS servers answer before the load
 	// starts.
-	poll(ctx, t, 60*time.Second, func(ctx context.Context) string {
+	harness.Poll(ctx, t, 60*time.Second, func(ctx context.Context) string {
 		for _, p := range httpProbes {
 			if msg := p.Once(ctx); msg != "" {
 				return p.URL + ": " + msg
@@ -351,7 +349,7 @@ func (w *podsWorkload) setUp(ctx context.Context) []corev1.Pod {
 		t.Fatal(err)
 	}
 	var pods []corev1.Pod
-	poll(ctx, t, 120*time.Second, func(ctx context.Context) string {
+	harness.Poll(ctx, t, 120*time.Second, func(ctx context.Context) string {
 		pods = w.webPods(ctx)
 		running := 0
 		for _, p := range pods {
@@ -548,30 +546,9 @@ func startInNode(t harness.T, bin string, n *multinode.Node, args ...string) {
 // serverClient is a client of one HA server alone (no failover).
 func serverClient(t harness.T, s *multinode.ServerProc) kubernetes.Interface {
 	t.Helper()
-	rc, err := clientcmd.BuildConfigFromFlags("", filepath.Join(s.DataDir, "admin.kubeconfig"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.Timeout = 10 * time.Second
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := multinode.ClientFor(filepath.Join(s.DataDir, "admin.kubeconfig"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cs
-}
-
-// poll calls fn every 500 ms until it returns "" and ends t with its last
-// answer after timeout.
-func poll(ctx context.Context, t harness.T, timeout time.Duration, fn func(context.Context) string) {
-	t.Helper()
-	var last string
-	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		last = fn(cctx)
-		return last == "", nil
-	})
-	if err != nil {
-		t.Fatalf("%v: %s", err, last)
-	}
 }

@@ -5,12 +5,14 @@
 package harness
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"sync"
+	"time"
 )
 
 // T is what the harnesses need of a test: testing.TB's logging, failing,
@@ -153,4 +155,27 @@ func (r *runner) Failed() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.errs) > 0
+}
+
+// Poll calls fn every 500 ms, each call bounded by 15 s, until it returns
+// "", and ends t with its last answer after timeout.
+func Poll(ctx context.Context, t T, timeout time.Duration, fn func(context.Context) string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
+		last := fn(cctx)
+		ccancel()
+		if last == "" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%v: %s", ctx.Err(), last)
+		case <-tick.C:
+		}
+	}
 }

@@ -2,10 +2,12 @@ package harness
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // *testing.T and *testing.B are harness.Ts.
@@ -96,4 +98,27 @@ func TestRunOtherPanicsPropagate(t *testing.T) {
 		}
 	}()
 	_ = Run(&bytes.Buffer{}, func(h T) { panic("boom") })
+}
+
+func TestPoll(t *testing.T) {
+	calls := 0
+	err := Run(&bytes.Buffer{}, func(h T) {
+		Poll(context.Background(), h, 10*time.Second, func(context.Context) string {
+			calls++
+			if calls < 3 {
+				return "not yet"
+			}
+			return ""
+		})
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("Poll: err %v after %d calls, want nil after 3", err, calls)
+	}
+	err = Run(&bytes.Buffer{}, func(h T) {
+		Poll(context.Background(), h, 700*time.Millisecond, func(context.Context) string { return "still waiting" })
+		t.Error("Poll returned without its condition")
+	})
+	if err == nil || !strings.Contains(err.Error(), "still waiting") {
+		t.Fatalf("Poll past its timeout: err %v, want the last answer", err)
+	}
 }

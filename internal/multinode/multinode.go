@@ -53,6 +53,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Defaults.
@@ -782,3 +783,14 @@ func WaitRenewedAfter(ctx context.Context, cs kubernetes.Interface, nodes []stri
 
 // HostIPOf is the host's address on instance k's node network.
 func HostIPOf(k int) string { return hostIP(k) }
+
+// ClientFor is a client with the credentials of a kubeconfig file (10 s
+// request timeout).
+func ClientFor(kubeconfig string) (kubernetes.Interface, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	rc.Timeout = 10 * time.Second
+	return kubernetes.NewForConfig(rc)
+}
