@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/bench"
+	"github.com/skiffhq/skiff/internal/memtrim"
 	"github.com/skiffhq/skiff/internal/testimages"
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/network"
@@ -149,6 +150,8 @@ func podsAgentCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// As `skiff agent` does.
+			go memtrim.ReleaseAfter(ctx, 10*time.Second, opts.Logger)
 			<-ctx.Done()
 			a.Stop()
 			return nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skiffhq/skiff/internal/memtrim"
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/failover"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
@@ -65,6 +66,7 @@ func agentCmd() *cobra.Command {
 				return err
 			}
 			slog.Info("hollow nodes running", "nodes", opts.Nodes, "prefix", opts.NamePrefix)
+			go memtrim.ReleaseAfter(cmd.Context(), 10*time.Second, slog.Default())
 			<-cmd.Context().Done()
 			c.Stop()
 			return nil
