@@ -1,15 +1,17 @@
 // Package memtrim hands back to the kernel the parts of the process's own
 // executable that it does not use.
 //
-// Skiff is one ~80 MB executable (code and read-only data of the API
-// server, etcd, containerd's client, the add-ons). Recent kernels read it
-// into the page cache in large folios and map whole folios, so right after
-// start-up almost all of it counts as resident although an idle server runs
-// a small fraction. Release marks the executable's mappings as randomly
-// accessed (no read-ahead, so later faults bring in single pages) and pages
-// out what is resident; pages the process touches again come back on
-// demand. Only clean, file-backed pages are affected: nothing is lost, the
-// cost is a disk read the first time a cold code path runs.
+// Skiff is one executable of over 100 MB (code and read-only data of the
+// API server, etcd, containerd's client, the add-ons). Every package's
+// init runs at start whatever the command, and the kernel maps a window
+// around each faulting page (64 KiB here), so right after start-up an
+// idle process has 50-60 MiB of the executable resident although it runs
+// a small fraction of it. Release marks the executable's mappings as
+// randomly accessed (no read-ahead) and gives back what is resident:
+// clean read-only pages are unmapped from this process (they stay in the
+// page cache for whoever else maps the binary), written pages are paged
+// out. Pages the process touches again come back on demand; nothing is
+// lost.
 package memtrim
 
 import (
@@ -26,26 +28,53 @@ import (
 // Region is one mapping of the executable.
 type Region struct {
 	Start, End uintptr
+	// Writable mappings hold the data segment; AnonKiB counts pages of the
+	// mapping that are private copies (written), which the file cannot give
+	// back.
+	Writable bool
+	AnonKiB  int64
+	RssKiB   int64 // resident pages of the mapping
 }
 
+// clean reports whether every page of r is the file's own: read-only and
+// never copied on write, so dropping the pages loses nothing.
+func (r Region) clean() bool { return !r.Writable && r.AnonKiB == 0 }
+
 // executableRegions lists the mappings of the running executable in
-// /proc/self/maps.
+// /proc/self/smaps.
 func executableRegions() ([]Region, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return nil, fmt.Errorf("read /proc/self/exe: %w", err)
 	}
-	f, err := os.Open("/proc/self/maps")
+	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	var out []Region
+	var cur *Region // the executable's mapping whose fields follow
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		// start-end perms offset dev inode path
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || strings.Join(fields[5:], " ") != exe {
+		line := sc.Text()
+		if name, v, ok := strings.Cut(line, ":"); ok && (name == "Rss" || name == "Anonymous") {
+			if cur == nil {
+				continue
+			}
+			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("smaps %q: %w", line, err)
+			}
+			if name == "Rss" {
+				cur.RssKiB = kib
+			} else {
+				cur.AnonKiB = kib
+			}
+			continue
+		}
+		// A mapping's header: start-end perms offset dev inode path.
+		fields := strings.Fields(line)
+		if len(fields) < 5 {
 			continue
 		}
 		lo, hi, ok := strings.Cut(fields[0], "-")
@@ -54,13 +83,18 @@ func executableRegions() ([]Region, error) {
 		}
 		start, err1 := strconv.ParseUint(lo, 16, 64)
 		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || end <= start {
+		if err1 != nil || err2 != nil {
+			continue // a field line such as "VmFlags: rd ex"
+		}
+		cur = nil
+		if len(fields) < 6 || strings.Join(fields[5:], " ") != exe || end <= start {
 			continue
 		}
-		out = append(out, Region{Start: uintptr(start), End: uintptr(end)})
+		out = append(out, Region{Start: uintptr(start), End: uintptr(end), Writable: strings.Contains(fields[1], "w")})
+		cur = &out[len(out)-1]
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read /proc/self/maps: %w", err)
+		return nil, fmt.Errorf("read /proc/self/smaps: %w", err)
 	}
 	return out, nil
 }

@@ -9,8 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Release advises random access on the executable's mappings and pages out
-// their resident pages. It returns the bytes of mappings advised.
+// Release advises random access on the executable's mappings and gives
+// back their resident pages: read-only mappings that hold only the file's
+// own pages are dropped from this process (MADV_DONTNEED: they come back
+// from the page cache when touched, also when another process maps the
+// same executable, where MADV_PAGEOUT leaves shared pages alone), and the
+// rest is paged out (MADV_PAGEOUT keeps written pages). It returns the
+// bytes of mappings advised.
 func Release() (int64, error) {
 	regions, err := executableRegions()
 	if err != nil {
@@ -24,8 +29,12 @@ func Release() (int64, error) {
 			errs = append(errs, fmt.Errorf("madvise random %#x: %w", r.Start, e))
 			continue
 		}
-		if _, _, e := unix.Syscall(unix.SYS_MADVISE, r.Start, n, unix.MADV_PAGEOUT); e != 0 {
-			errs = append(errs, fmt.Errorf("madvise pageout %#x: %w", r.Start, e))
+		advice := unix.MADV_PAGEOUT
+		if r.clean() {
+			advice = unix.MADV_DONTNEED
+		}
+		if _, _, e := unix.Syscall(unix.SYS_MADVISE, r.Start, n, uintptr(advice)); e != 0 {
+			errs = append(errs, fmt.Errorf("madvise %d %#x: %w", advice, r.Start, e))
 			continue
 		}
 		total += int64(n)
