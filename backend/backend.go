@@ -21,11 +21,12 @@ import (
 	"golang.org/x/time/rate"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 )
 
 // Options configure a dashboard backend.
@@ -52,6 +53,13 @@ type Options struct {
 	// IdleWatch is how long a kind's watch stays open after its last
 	// subscriber left (default 1m).
 	IdleWatch time.Duration
+	// Warm are kinds whose shared caches start listing when the backend
+	// is built and stay loaded for its life, so the first browser to open
+	// them does not wait for the list (DefaultWarm is what the dashboard
+	// opens first). The cache reads with CacheConfig's identity as for
+	// any subscription; every subscription is still authorized as its
+	// user before it sees the cache. Nil: caches start on first use.
+	Warm []schema.GroupVersionResource
 	// ReauthInterval is how often every open subscription's access
 	// reviews and every session's token are checked again even without an
 	// RBAC change, which covers other authorizers (webhooks, node) and
@@ -86,6 +94,8 @@ type Server struct {
 	log   *slog.Logger
 	api   *rest.Config
 	cache *sharedCache
+	// warm are the kinds of Options.Warm, loaded for the backend's life.
+	warm []*kindCache
 	// certAuth verifies client certificates (nil: certificate login off).
 	certAuth *authn.X509
 	sessions *sessionStore
@@ -107,7 +117,8 @@ type Server struct {
 	members   map[string]*target
 }
 
-// New builds a backend; it starts nothing until requests arrive.
+// New builds a backend; it starts nothing until requests arrive but the
+// shared caches of Options.Warm.
 func New(opts Options) (*Server, error) {
 	if opts.CacheConfig == nil {
 		return nil, errors.New("backend: CacheConfig is required")
@@ -139,13 +150,9 @@ func New(opts Options) (*Server, error) {
 	}
 	cc := rest.CopyConfig(opts.CacheConfig)
 	cc.UserAgent = "skiff-dashboard"
-	dyn, err := dynamic.NewForConfig(cc)
+	dyn, md, typed, err := cacheClients(cc)
 	if err != nil {
-		return nil, fmt.Errorf("backend: cache client: %w", err)
-	}
-	md, err := metadata.NewForConfig(cc)
-	if err != nil {
-		return nil, fmt.Errorf("backend: metadata cache client: %w", err)
+		return nil, fmt.Errorf("backend: %w", err)
 	}
 	s := &Server{
 		opts:        opts,
@@ -160,9 +167,43 @@ func New(opts Options) (*Server, error) {
 		s.certAuth = &authn.X509{Roots: opts.ClientCAs}
 	}
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
-	s.cache = newSharedCache(dyn, md, opts.IdleWatch, s.log)
+	s.cache = newSharedCache(dyn, md, typed, opts.IdleWatch, s.log)
 	s.handler = s.routes()
+	for _, gvr := range opts.Warm {
+		s.warm = append(s.warm, s.cache.pin(gvr))
+	}
+	if len(s.warm) > 0 {
+		go func() {
+			t0 := time.Now()
+			if err := s.WaitWarm(s.bg); err == nil {
+				s.log.Info("dashboard caches warm", "kinds", len(s.warm), "took", time.Since(t0).Round(time.Millisecond))
+			}
+		}()
+	}
 	return s, nil
+}
+
+// WaitWarm waits until the shared caches of Options.Warm hold their first
+// list (at once without Options.Warm).
+func (s *Server) WaitWarm(ctx context.Context) error {
+	for _, k := range s.warm {
+		if !cache.WaitForCacheSync(ctx.Done(), k.informer.HasSynced) {
+			return fmt.Errorf("dashboard cache of %s: %w", k.gvr.Resource, context.Cause(ctx))
+		}
+	}
+	return nil
+}
+
+// DefaultWarm are the kinds whose shared caches `skiff server` and `skiff
+// dashboard` load when the backend starts (Options.Warm): what the
+// dashboard's first pages subscribe to (the namespace switcher, the
+// overview's nodes and warnings, the pods and deployments tables).
+var DefaultWarm = []schema.GroupVersionResource{
+	{Version: "v1", Resource: "pods"},
+	{Version: "v1", Resource: "nodes"},
+	{Version: "v1", Resource: "namespaces"},
+	{Version: "v1", Resource: "events"},
+	{Group: "apps", Version: "v1", Resource: "deployments"},
 }
 
 // Handler serves the dashboard (front end, /api/..., /api/ws).

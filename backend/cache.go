@@ -14,8 +14,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -37,8 +40,12 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 // however many browsers subscribe to it. Informers start on the first
 // subscription and stop idleTimeout after the last one ends.
 type sharedCache struct {
-	client      dynamic.Interface
-	meta        metadata.Interface
+	client dynamic.Interface
+	meta   metadata.Interface
+	// typed is a protobuf client for the kinds cached as rows built from
+	// typed objects (pods, podrow.go); nil: every kind is read with client.
+	typed       kubernetes.Interface
+	intern      *interner
 	log         *slog.Logger
 	idleTimeout time.Duration
 
@@ -62,18 +69,44 @@ type kindCache struct {
 	listeners map[chan struct{}]struct{}
 }
 
-func newSharedCache(client dynamic.Interface, meta metadata.Interface, idle time.Duration, log *slog.Logger) *sharedCache {
+func newSharedCache(client dynamic.Interface, meta metadata.Interface, typed kubernetes.Interface, idle time.Duration, log *slog.Logger) *sharedCache {
 	if idle <= 0 {
 		idle = time.Minute
 	}
-	return &sharedCache{client: client, meta: meta, log: log, idleTimeout: idle, kinds: map[schema.GroupVersionResource]*kindCache{}}
+	return &sharedCache{client: client, meta: meta, typed: typed, intern: newInterner(), log: log, idleTimeout: idle,
+		kinds: map[schema.GroupVersionResource]*kindCache{}}
 }
 
-// stripManagedFields keeps cached objects small: managed fields are never
-// shown in tables and are most of a typical object's bytes.
+// cacheClients builds the shared cache's clients for cfg (the backend's
+// identity, or a member cluster's credentials): dynamic (JSON), metadata,
+// and typed with protobuf for the kinds cached as rows (podrow.go).
+func cacheClients(cfg *rest.Config) (dynamic.Interface, metadata.Interface, kubernetes.Interface, error) {
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("cache client: %w", err)
+	}
+	md, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("metadata cache client: %w", err)
+	}
+	pc := rest.CopyConfig(cfg)
+	pc.ContentType = "application/vnd.kubernetes.protobuf"
+	pc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	typed, err := kubernetes.NewForConfig(pc)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("protobuf cache client: %w", err)
+	}
+	return dyn, md, typed, nil
+}
+
+// stripManagedFields keeps cached objects small: managed fields and
+// kubectl's last-applied copy of the object are never shown in tables
+// and are most of a typical object's bytes (the detail page reads the
+// whole object with the user's token).
 func stripManagedFields(obj any) (any, error) {
 	if u, ok := obj.(*unstructured.Unstructured); ok {
 		u.SetManagedFields(nil)
+		stripLastApplied(u)
 	}
 	return obj, nil
 }
@@ -123,42 +156,7 @@ func stripLastApplied(u *unstructured.Unstructured) {
 // registers notify, which gets a (coalesced) signal on every change. The
 // caller must call release with the same channel.
 func (c *sharedCache) acquire(ctx context.Context, gvr schema.GroupVersionResource, notify chan struct{}) (*kindCache, error) {
-	c.mu.Lock()
-	k := c.kinds[gvr]
-	if k == nil {
-		indexers := cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
-		var inf cache.SharedIndexInformer
-		kind, metaOnly := metadataOnlyKinds[gvr.GroupResource()]
-		if metaOnly {
-			inf = metadatainformer.NewFilteredMetadataInformer(c.meta, gvr, "", 0, indexers, nil).Informer()
-			_ = inf.SetTransform(metadataRow(gvr, kind))
-		} else {
-			inf = dynamicinformer.NewFilteredDynamicInformer(c.client, gvr, "", 0, indexers, nil).Informer()
-			_ = inf.SetTransform(stripManagedFields)
-		}
-		k = &kindCache{gvr: gvr, informer: inf, metadataOnly: metaOnly, listeners: map[chan struct{}]struct{}{}}
-		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { k.changed() },
-			UpdateFunc: func(_, _ any) { k.changed() },
-			DeleteFunc: func(any) { k.changed() },
-		})
-		ictx, cancel := context.WithCancel(context.Background())
-		k.cancel = cancel
-		c.kinds[gvr] = k
-		c.starts.Add(1)
-		c.log.Info("dashboard watch started", "resource", gvr.String())
-		go inf.RunWithContext(ictx)
-	}
-	k.mu.Lock()
-	k.refs++
-	if k.idle != nil {
-		k.idle.Stop()
-		k.idle = nil
-	}
-	k.listeners[notify] = struct{}{}
-	k.mu.Unlock()
-	c.mu.Unlock()
-
+	k := c.ref(gvr, notify)
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if !cache.WaitForCacheSync(sctx.Done(), k.informer.HasSynced) {
@@ -166,6 +164,67 @@ func (c *sharedCache) acquire(ctx context.Context, gvr schema.GroupVersionResour
 		return nil, fmt.Errorf("%s: cache did not sync: %w", gvr.Resource, context.Cause(sctx))
 	}
 	return k, nil
+}
+
+// pin starts the kind's informer if needed and keeps it running until
+// stop, without waiting for its list: the backend warms the kinds the
+// dashboard opens first (Options.Warm), so the first browser finds them
+// listed. It returns the kind's cache.
+func (c *sharedCache) pin(gvr schema.GroupVersionResource) *kindCache {
+	return c.ref(gvr, nil)
+}
+
+// ref returns the kind's cache with one more reference, starting its
+// informer if needed; notify (when not nil) is registered as a listener.
+func (c *sharedCache) ref(gvr schema.GroupVersionResource, notify chan struct{}) *kindCache {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := c.kinds[gvr]
+	if k == nil {
+		k = c.newKind(gvr)
+		ictx, cancel := context.WithCancel(context.Background())
+		k.cancel = cancel
+		c.kinds[gvr] = k
+		c.starts.Add(1)
+		c.log.Info("dashboard watch started", "resource", gvr.String())
+		go k.informer.RunWithContext(ictx)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.refs++
+	if k.idle != nil {
+		k.idle.Stop()
+		k.idle = nil
+	}
+	if notify != nil {
+		k.listeners[notify] = struct{}{}
+	}
+	return k
+}
+
+// newKind builds a kind's informer (not started).
+func (c *sharedCache) newKind(gvr schema.GroupVersionResource) *kindCache {
+	indexers := cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
+	var inf cache.SharedIndexInformer
+	kind, metaOnly := metadataOnlyKinds[gvr.GroupResource()]
+	switch {
+	case metaOnly:
+		inf = metadatainformer.NewFilteredMetadataInformer(c.meta, gvr, "", 0, indexers, nil).Informer()
+		_ = inf.SetTransform(metadataRow(gvr, kind))
+	case gvr == podsGVR && c.typed != nil:
+		inf = coreinformers.NewFilteredPodInformer(c.typed, "", 0, indexers, nil)
+		_ = inf.SetTransform(podRow(c.intern))
+	default:
+		inf = dynamicinformer.NewFilteredDynamicInformer(c.client, gvr, "", 0, indexers, nil).Informer()
+		_ = inf.SetTransform(stripManagedFields)
+	}
+	k := &kindCache{gvr: gvr, informer: inf, metadataOnly: metaOnly, listeners: map[chan struct{}]struct{}{}}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { k.changed() },
+		UpdateFunc: func(_, _ any) { k.changed() },
+		DeleteFunc: func(any) { k.changed() },
+	})
+	return k
 }
 
 // release drops a listener; the informer stops after the idle timeout.

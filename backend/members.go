@@ -21,7 +21,6 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 )
 
@@ -209,20 +208,16 @@ func (s *Server) memberTarget(name string, cfg *rest.Config, secretNS, secretNam
 	if err != nil {
 		return nil, fmt.Errorf("member %s client: %w", name, err)
 	}
-	dyn, err := dynamic.NewForConfig(c)
+	dyn, md, typed, err := cacheClients(c)
 	if err != nil {
-		return nil, fmt.Errorf("member %s client: %w", name, err)
-	}
-	md, err := metadata.NewForConfig(c)
-	if err != nil {
-		return nil, fmt.Errorf("member %s client: %w", name, err)
+		return nil, fmt.Errorf("member %s: %w", name, err)
 	}
 	disc, err := discovery.NewDiscoveryClientForConfig(c)
 	if err != nil {
 		return nil, fmt.Errorf("member %s client: %w", name, err)
 	}
 	t := &target{cluster: name, client: cs, dynamic: dyn, discovery: disc, rest: c,
-		cache: newSharedCache(dyn, md, s.opts.IdleWatch, s.log.With("member", name)), secretNS: secretNS, secretName: secretName}
+		cache: newSharedCache(dyn, md, typed, s.opts.IdleWatch, s.log.With("member", name)), secretNS: secretNS, secretName: secretName}
 	// Credentials changed: new requests use the new entry; the old one's
 	// informers keep serving its open subscriptions and stop when idle.
 	for k, o := range s.members {

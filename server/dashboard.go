@@ -38,7 +38,9 @@ func (s *Server) runDashboard(ctx context.Context) error {
 	// The metrics add-on (started before) feeds the dashboard's charts.
 	// Users log in with a token or with a client certificate of the
 	// cluster CA, the one the API server trusts for x509 client auth.
-	d, err := backend.New(backend.Options{CacheConfig: rc, ClientCAs: s.ca.Pool(), Metrics: s.metrics, Logger: s.cfg.Logger})
+	// The kinds the dashboard opens first are listed now, not when the
+	// first browser asks.
+	d, err := backend.New(backend.Options{CacheConfig: rc, ClientCAs: s.ca.Pool(), Metrics: s.metrics, Logger: s.cfg.Logger, Warm: backend.DefaultWarm})
 	if err != nil {
 		return err
 	}

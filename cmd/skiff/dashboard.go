@@ -31,7 +31,7 @@ func dashboardCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			opts.CacheConfig, opts.Logger = rc, slog.Default()
+			opts.CacheConfig, opts.Logger, opts.Warm = rc, slog.Default(), backend.DefaultWarm
 			opts.InsecureCookies = insecureHTTP
 			if clientCAFile != "" {
 				if insecureHTTP {
