@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/bench"
-	"github.com/skiffhq/skiff/internal/memtrim"
 	"github.com/skiffhq/skiff/internal/testimages"
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/network"
@@ -150,8 +149,7 @@ func podsAgentCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// As `skiff agent` does.
-			go memtrim.ReleaseAfter(ctx, 10*time.Second, opts.Logger)
+			agent.TuneProcess(ctx, opts.Logger) // as `skiff agent` does
 			<-ctx.Done()
 			a.Stop()
 			return nil

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/addons/logging/shipper"
-	"github.com/skiffhq/skiff/internal/memtrim"
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/bootstrap"
 	"github.com/skiffhq/skiff/nodeagent/crilog"
@@ -155,9 +154,9 @@ func runContainerdAgent(cmd *cobra.Command, kubeconfig, token string, servers []
 		return err
 	}
 	slog.Info("node agent running", "node", a.NodeName(), "api", a.APIAddress())
-	// Give back the executable pages start-up touched: the agent runs a
-	// small part of the binary (as the server and the DNS add-on do).
-	go memtrim.ReleaseAfter(cmd.Context(), 10*time.Second, slog.Default())
+	// A smaller heap goal, and the executable pages start-up touched given
+	// back: the agent runs a small part of the binary.
+	agent.TuneProcess(cmd.Context(), slog.Default())
 	<-cmd.Context().Done()
 	a.Stop()
 	return nil

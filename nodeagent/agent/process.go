@@ -1,0 +1,28 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/skiffhq/skiff/internal/memtrim"
+)
+
+// agentGCPercent is the heap goal of a process that runs only the agent:
+// it keeps ~15 MB live with 100 pods and allocates little, so a goal 50%
+// over the live heap instead of Go's 100% saves several MiB of resident
+// memory for a GC cost that stays under 1% of a core.
+const agentGCPercent = 50
+
+// TuneProcess sets up a process whose main work is the node agent
+// (`skiff agent`, not a server that runs one): unless GOGC is set, the
+// heap goal is agentGCPercent, and once start-up settled the executable
+// pages it touched are given back (memtrim). It returns at once.
+func TuneProcess(ctx context.Context, log *slog.Logger) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(agentGCPercent)
+	}
+	go memtrim.ReleaseAfter(ctx, 10*time.Second, log)
+}
