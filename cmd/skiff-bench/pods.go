@@ -210,6 +210,7 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 	}
 	child := exec.Command(self, "pods-agent", "--kubeconfig", kubeconfig, "--state", state, "--node", node)
 	child.Stdout, child.Stderr = os.Stderr, os.Stderr
+	started := time.Now()
 	if err := child.Start(); err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
@@ -230,6 +231,13 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 	// Pods need the namespace's default service account.
 	if err := waitServiceAccount(ctx, cs, o.timeout); err != nil {
 		return nil, err
+	}
+	// The idle reading comes after the agent gave back its start-up pages
+	// (agent.TuneProcess, 10 s after start).
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(time.Until(started.Add(12 * time.Second))):
 	}
 	idle, _, err := procRSS(child.Process.Pid)
 	if err != nil {
