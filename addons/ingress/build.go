@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -237,7 +238,7 @@ func (b *builder) build(in *Input) (*Table, []Problem) {
 		var def *route
 		if ing.Spec.DefaultBackend != nil {
 			if be := mkBackend(ing.Spec.DefaultBackend, "spec.defaultBackend"); be != nil {
-				def = &route{pathType: networkingv1.PathTypePrefix, path: "/", ingress: id, backend: be, cfg: cfg, rank: rank}
+				def = &route{pathType: networkingv1.PathTypePrefix, path: "/", ingress: id, backend: be, cfg: cfg, rank: rank, stats: new([2]atomic.Pointer[routeStats])}
 				if t.def == nil {
 					t.def = def
 				}
@@ -272,7 +273,7 @@ func (b *builder) build(in *Input) (*Table, []Problem) {
 				if path == "" {
 					path = "/"
 				}
-				r := &route{path: path, pathType: pt, ingress: id, backend: be, cfg: cfg, hostTLS: hostTLS, rank: rank}
+				r := &route{path: path, pathType: pt, ingress: id, backend: be, cfg: cfg, hostTLS: hostTLS, rank: rank, stats: new([2]atomic.Pointer[routeStats])}
 				switch {
 				case pt == networkingv1.PathTypeExact:
 					if hr.exact[path] == nil {

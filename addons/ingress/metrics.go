@@ -1,6 +1,12 @@
 package ingress
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are the add-on's Prometheus series (namespace skiff, subsystem
 // ingress).
@@ -39,4 +45,66 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.requests, m.duration, m.connectErrors, m.reloads, m.reloadSeconds)
 	return m
+}
+
+// routeStats caches the metric children of one route and backend so that
+// a request does not hash its label values: the duration observer and the
+// counter of the last status code seen.
+type routeStats struct {
+	namespace, ingress, service string
+	backend                     *backend
+	once                        sync.Once
+	duration                    prometheus.Observer
+	last                        atomic.Pointer[codeCounter]
+}
+
+type codeCounter struct {
+	code int
+	c    prometheus.Counter
+}
+
+func (rs *routeStats) init(m *metrics) {
+	rs.once.Do(func() {
+		rs.duration = m.duration.WithLabelValues(rs.namespace, rs.ingress, rs.service)
+	})
+}
+
+// counter returns requests_total's child for this route and code.
+func (rs *routeStats) counter(m *metrics, code int) prometheus.Counter {
+	if cc := rs.last.Load(); cc != nil && cc.code == code {
+		return cc.c
+	}
+	cc := &codeCounter{code: code, c: m.requests.WithLabelValues(rs.namespace, rs.ingress, rs.service, strconv.Itoa(code))}
+	rs.last.Store(cc)
+	return cc.c
+}
+
+// stats returns the cached metrics of a request's route and backend (the
+// route's own or its canary's); requests no rule matched share one set.
+func (p *Proxy) stats(st *reqState) *routeStats {
+	rt := st.route
+	if rt == nil {
+		p.noRoute.init(p.m)
+		return &p.noRoute
+	}
+	i := 0
+	if st.backend != rt.backend {
+		i = 1
+	}
+	var rs *routeStats
+	if rt.stats != nil {
+		rs = rt.stats[i].Load()
+	}
+	if rs == nil || rs.backend != st.backend {
+		rs = &routeStats{namespace: rt.ingress.Namespace, ingress: rt.ingress.Name}
+		if st.backend != nil {
+			rs.service = st.backend.service
+		}
+		rs.backend = st.backend
+		rs.init(p.m)
+		if rt.stats != nil {
+			rt.stats[i].Store(rs)
+		}
+	}
+	return rs
 }

@@ -25,6 +25,7 @@ type endpoint struct {
 	ejectedUntil atomic.Int64 // unix nanoseconds
 	failures     atomic.Int32 // consecutive connect failures
 	active       atomic.Int64 // requests in flight through this proxy
+	conns        connPool     // idle keep-alive connections (fast path)
 }
 
 // Passive health: an endpoint that refuses a connection is skipped for

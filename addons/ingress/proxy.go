@@ -2,7 +2,7 @@ package ingress
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -27,7 +27,7 @@ const (
 	maxAttempts           = 3 // connects tried per idempotent request
 )
 
-// Sentinel errors turned into HTTP answers at the edge (errorHandler).
+// Sentinel errors turned into HTTP answers at the edge (fail).
 var (
 	errNoEndpoints   = errors.New("no ready endpoints")
 	errBackendTimout = errors.New("backend timed out")
@@ -41,6 +41,15 @@ type Proxy struct {
 	h1    *http.Transport // HTTP/1.1 with keep-alive pools per endpoint
 	h2c   *http.Transport // prior-knowledge HTTP/2 (appProtocol kubernetes.io/h2c)
 
+	// The fast path's dialer and the registry of endpoint pools that hold
+	// idle connections (fastpath.go, connpool.go).
+	dialer *net.Dialer
+	pools  sync.Map // *connPool → struct{}
+	// fastOff sends every request through ReverseProxy (tests compare).
+	fastOff bool
+	// noRoute are the metrics of requests no rule matched.
+	noRoute routeStats
+
 	httpsPort int // for redirects; 443 is left out of the URL
 	accessLog *slog.Logger
 	m         *metrics
@@ -50,11 +59,13 @@ type ctxKey struct{}
 
 // reqState travels with one proxied request.
 type reqState struct {
-	route    *route
-	backend  *backend
-	path     string // rewritten path ("" = unchanged)
-	cfg      *routeConfig
-	endpoint string
+	route   *route
+	backend *backend
+	path    string // rewritten path ("" = unchanged)
+	// requestID is the X-Request-ID sent to the backend and the client.
+	requestID string
+	cfg       *routeConfig
+	endpoint  string
 	// picked is the endpoint whose in-flight count this request holds
 	// until it ends (least_request balancing).
 	picked   *endpoint
@@ -64,6 +75,7 @@ type reqState struct {
 func newProxy(m *metrics, accessLog *slog.Logger, httpsPort int) *Proxy {
 	p := &Proxy{m: m, accessLog: accessLog, httpsPort: httpsPort}
 	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
+	p.dialer = dialer
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		timeout := defaultConnectTimeout
 		if st, _ := ctx.Value(ctxKey{}).(*reqState); st != nil && st.cfg.connectTimeout > 0 {
@@ -93,11 +105,13 @@ func newProxy(m *metrics, accessLog *slog.Logger, httpsPort int) *Proxy {
 	p.h2c.Protocols = new(http.Protocols)
 	p.h2c.Protocols.SetUnencryptedHTTP2(true)
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    roundTripper{p},
-		ErrorHandler: p.errorHandler,
-		BufferPool:   bufferPool{},
-		ErrorLog:     nil,
+		Rewrite:   p.rewrite,
+		Transport: roundTripper{p},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			p.fail(w, r, r.Context().Value(ctxKey{}).(*reqState), err)
+		},
+		BufferPool: bufferPool{},
+		ErrorLog:   nil,
 	}
 	return p
 }
@@ -136,7 +150,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.Header.Set("Forwarded", fwd)
 	pr.Out.Header.Set("X-Real-IP", ip)
-	pr.Out.Header.Set("X-Request-ID", pr.In.Header.Get("X-Request-ID"))
+	pr.Out.Header.Set("X-Request-ID", st.requestID)
 	if _, ok := pr.In.Header["User-Agent"]; !ok {
 		pr.Out.Header.Set("User-Agent", "")
 	}
@@ -226,9 +240,8 @@ func retryable(req *http.Request) bool {
 	return req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 && req.Header.Get("Transfer-Encoding") == ""
 }
 
-// errorHandler turns proxy errors into clear 502/503/504 answers.
-func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	st := r.Context().Value(ctxKey{}).(*reqState)
+// fail turns proxy errors into clear 502/503/504 answers.
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, st *reqState, err error) {
 	be := st.backend
 	var mbe *http.MaxBytesError
 	switch {
@@ -262,19 +275,25 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 // ServeHTTP routes one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rid := r.Header.Get("X-Request-ID")
+	rid := ""
+	if v := r.Header["X-Request-Id"]; len(v) > 0 {
+		rid = v[0]
+	}
 	if rid == "" || len(rid) > 200 {
 		rid = newRequestID()
-		r.Header.Set("X-Request-ID", rid)
 	}
-	lw := &logWriter{ResponseWriter: w, code: http.StatusOK}
-	lw.Header().Set("X-Request-ID", rid)
-	st := &reqState{}
+	// One allocation for the per-request state.
+	rs := &struct {
+		lw logWriter
+		st reqState
+	}{lw: logWriter{ResponseWriter: w, code: http.StatusOK}, st: reqState{requestID: rid}}
+	lw, st := &rs.lw, &rs.st
+	lw.Header()["X-Request-Id"] = []string{rid}
 	defer func() {
 		if st.picked != nil {
 			st.picked.active.Add(-1)
 		}
-		p.finish(r, lw, st, start, rid)
+		p.finish(r, lw, st, start)
 	}()
 
 	rt := p.table.Load().Match(r.Host, r.URL.Path)
@@ -326,6 +345,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if cfg.rewriteTarget != "" {
 		st.path = rewritePath(rt, cfg.rewriteTarget, r.URL.Path)
+	}
+	if !p.fastOff && fastEligible(r, st.backend) {
+		p.serveFast(lw, r, st)
+		return
 	}
 	p.rp.ServeHTTP(lw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
 }
@@ -424,21 +447,15 @@ func (c *corsConfig) apply(w http.ResponseWriter, r *http.Request) bool {
 }
 
 // finish writes the access log line and the metrics of one request.
-func (p *Proxy) finish(r *http.Request, lw *logWriter, st *reqState, start time.Time, rid string) {
+func (p *Proxy) finish(r *http.Request, lw *logWriter, st *reqState, start time.Time) {
 	d := time.Since(start)
-	ns, ing, svc := "", "", ""
-	if st.route != nil {
-		ns, ing = st.route.ingress.Namespace, st.route.ingress.Name
-	}
-	if st.backend != nil {
-		svc = st.backend.service
-	}
-	code := strconv.Itoa(lw.code)
-	p.m.requests.WithLabelValues(ns, ing, svc, code).Inc()
-	p.m.duration.WithLabelValues(ns, ing, svc).Observe(d.Seconds())
+	rs := p.stats(st)
+	rs.counter(p.m, lw.code).Inc()
+	rs.duration.Observe(d.Seconds())
 	if p.accessLog != nil {
+		ns, ing, svc := rs.namespace, rs.ingress, rs.service
 		p.accessLog.LogAttrs(r.Context(), slog.LevelInfo, "access",
-			slog.String("request_id", rid),
+			slog.String("request_id", st.requestID),
 			slog.String("remote_addr", clientIP(r)),
 			slog.String("method", r.Method),
 			slog.String("host", r.Host),
@@ -493,9 +510,13 @@ func clientIP(r *http.Request) string {
 	return r.RemoteAddr
 }
 
+// newRequestID is 32 random hex digits, as nginx's $request_id. The
+// runtime's per-thread ChaCha8 generator (seeded from the OS) is unique
+// enough and, unlike crypto/rand, needs no system call.
 func newRequestID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:])
+	binary.LittleEndian.PutUint64(b[:8], mrand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], mrand.Uint64())
 	return hex.EncodeToString(b[:])
 }
 

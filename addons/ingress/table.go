@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -47,6 +48,9 @@ type route struct {
 	canary   *canaryRoute
 	hostTLS  bool // the host has TLS (redirect target)
 	rank     ingressRank
+	// stats caches the metric children for the route's backend [0] and
+	// its canary's [1] (metrics.go); copies of a route share it.
+	stats *[2]atomic.Pointer[routeStats]
 }
 
 // canaryRoute sends part of a route's traffic to another backend
@@ -77,8 +81,11 @@ func (a ingressRank) less(b ingressRank) bool {
 
 // normalizeHost lower-cases a Host header and strips its port.
 func normalizeHost(h string) string {
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		h = host
+	// (SplitHostPort allocates its error for a host without a port.)
+	if strings.IndexByte(h, ':') >= 0 {
+		if host, _, err := net.SplitHostPort(h); err == nil {
+			h = host
+		}
 	}
 	h = strings.TrimSuffix(h, ".")
 	return strings.ToLower(strings.Trim(h, "[]"))
