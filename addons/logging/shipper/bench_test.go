@@ -40,12 +40,9 @@ func BenchmarkTailEncode(b *testing.B) {
 			}
 			done := make(chan struct{})
 			var n int
-			var buf bytes.Buffer
-			s.ship = func(_ context.Context, t *tailer, e *entry, rec *logLine, meta *Meta) {
-				encode(&buf, rec, meta, true)
-				_ = docID(t.id, t.fp, rec.offset)
-				t.ack(e)
-				<-s.inflight
+			s.ship = func(_ context.Context, d *doc) {
+				d.t.ack(d.e)
+				s.release(d)
 				if n++; n == b.N {
 					close(done)
 				}

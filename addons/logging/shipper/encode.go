@@ -21,8 +21,10 @@ type Meta struct {
 	Host           string            `json:"host"`
 	Labels         map[string]string `json:"labels,omitempty"`
 	Annotations    map[string]string `json:"annotations,omitempty"`
-	// enc is the JSON of the fields above (see encoded).
-	enc []byte
+	// enc is the JSON of the fields above and index the index of their
+	// namespace (see encoded).
+	enc   []byte
+	index string
 }
 
 // reserved are the document's own top-level keys, which fields lifted from
@@ -43,7 +45,9 @@ type logLine struct {
 // JSON object has its keys merged into the document's top level (Fluent
 // Bit's Merge_Log without Merge_Log_Key), except reserved keys; message
 // always keeps the line as written. Invalid UTF-8 is replaced by U+FFFD.
-func encode(buf *bytes.Buffer, rec *logLine, meta *Meta, lift bool) (lifted bool) {
+// The lifted fields come last: rawEnd is where they start, so that the
+// document without them (encode with lift false) is buf[:rawEnd] + "}".
+func encode(buf *bytes.Buffer, rec *logLine, meta *Meta, lift bool) (lifted bool, rawEnd int) {
 	buf.Reset()
 	buf.Grow(len(rec.msg) + len(meta.enc) + 96)
 	var tb [40]byte
@@ -60,6 +64,7 @@ func encode(buf *bytes.Buffer, rec *logLine, meta *Meta, lift bool) (lifted bool
 		m, _ := json.Marshal(meta)
 		buf.Write(m)
 	}
+	rawEnd = buf.Len()
 	if lift {
 		if fields := jsonObject(rec.msg); fields != nil {
 			for k, v := range fields {
@@ -75,7 +80,13 @@ func encode(buf *bytes.Buffer, rec *logLine, meta *Meta, lift bool) (lifted bool
 		}
 	}
 	buf.WriteByte('}')
-	return lifted
+	return lifted, rawEnd
+}
+
+// rawBody is the document body without the lifted fields (what encode
+// with lift false renders), from a body encode rendered with them.
+func rawBody(body []byte, rawEnd int) []byte {
+	return append(body[:rawEnd:rawEnd], '}')
 }
 
 // jsonObject returns the fields of a body that is one JSON object.
@@ -116,6 +127,7 @@ func writeBytes(buf *bytes.Buffer, b []byte) {
 
 // encoded renders m's JSON once, before m is shared (encode reuses it).
 func (m *Meta) encoded() *Meta {
+	m.index = IndexPrefix + m.NamespaceName
 	m.enc = nil
 	b, err := json.Marshal(m)
 	if err == nil {

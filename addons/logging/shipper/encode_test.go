@@ -3,6 +3,7 @@ package shipper
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,6 +47,28 @@ func TestEncodeFastPath(t *testing.T) {
 		}
 		if want := bytes.ToValidUTF8([]byte(msg), []byte("\uFFFD")); da["message"] != string(want) {
 			t.Fatalf("message %q, want %q", da["message"], want)
+		}
+	}
+}
+
+// TestRawBody: the raw-text fallback cut from a lifted document is
+// exactly the document rendered without lifting.
+func TestRawBody(t *testing.T) {
+	meta := (&Meta{NamespaceName: "ns1", PodName: "web-0", PodID: "uid-1", ContainerName: "app", Host: "n1"}).encoded()
+	ts := time.Date(2026, 3, 1, 0, 0, 0, 5, time.UTC)
+	for _, msg := range []string{"plain", `{"level":"warn","n":1,"nested":{"a":[1,2]}}`, `{"message":"kept ours"}`, `{}`} {
+		var lifted, raw bytes.Buffer
+		isLifted, rawEnd := encode(&lifted, &logLine{time: ts, stream: "stdout", msg: []byte(msg)}, meta, true)
+		encode(&raw, &logLine{time: ts, stream: "stdout", msg: []byte(msg)}, meta, false)
+		body := lifted.Bytes()
+		if got := rawBody(body, rawEnd); !bytes.Equal(got, raw.Bytes()) {
+			t.Fatalf("%q: rawBody\n%s\nwant\n%s", msg, got, raw.Bytes())
+		}
+		if isLifted != strings.Contains(msg, "level") {
+			t.Fatalf("%q: lifted %v", msg, isLifted)
+		}
+		if !bytes.Equal(lifted.Bytes(), body) {
+			t.Fatalf("%q: rawBody changed the lifted body", msg)
 		}
 	}
 }

@@ -29,3 +29,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	return m
 }
+
+// registerBuffered adds skiff_logs_inflight_bytes, read from used.
+func (m *metrics) registerBuffered(reg prometheus.Registerer, used func() float64) {
+	if reg == nil {
+		return
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "skiff", Subsystem: "logs", Name: "inflight_bytes",
+		Help: "Bytes held by log documents read but not yet acknowledged by the sink (bounded by the shipper's MaxInFlightBytes)."}, used))
+}

@@ -74,12 +74,21 @@ type Config struct {
 	// PollInterval is how often files are looked for and idle files
 	// re-read (default 250ms).
 	PollInterval time.Duration
-	// FlushInterval and FlushBytes tune the bulk indexer (default 1s, 1MB).
+	// FlushInterval and FlushBytes tune the bulk indexer (default 1s,
+	// 256 KiB): each of its two workers holds a request of up to
+	// FlushBytes (and its gzip copy) while it is sent.
 	FlushInterval time.Duration
 	FlushBytes    int
 	// MaxInFlight bounds the documents read but not yet acknowledged
 	// (default 20000): the shipper stops reading when it is reached.
 	MaxInFlight int
+	// MaxInFlightBytes bounds the bytes those documents hold: their
+	// rendered bodies plus docOverhead each (default 4 MiB, at least
+	// 8 × FlushBytes). The shipper stops reading when it is reached; a
+	// single document larger than the bound is shipped alone. Together with
+	// FlushBytes it bounds the shipper's memory, whatever the lines' size
+	// and however long the sink is down or slow.
+	MaxInFlightBytes int64
 	// CheckpointInterval is how often acknowledged offsets are written
 	// (default 1s).
 	CheckpointInterval time.Duration
@@ -105,11 +114,19 @@ func (c *Config) defaults() error {
 		c.FlushInterval = time.Second
 	}
 	if c.FlushBytes <= 0 {
-		c.FlushBytes = 1 << 20
+		c.FlushBytes = 256 << 10
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 20000
 	}
+	if c.MaxInFlightBytes <= 0 {
+		c.MaxInFlightBytes = 4 << 20
+	}
+	// The bulk indexer's two workers each fill a request of FlushBytes
+	// before it is sent, and a document weighs up to twice its share of a
+	// request (docOverhead): below that the requests would only ever be
+	// sent by the FlushInterval timer.
+	c.MaxInFlightBytes = max(c.MaxInFlightBytes, 8*int64(c.FlushBytes))
 	if c.CheckpointInterval <= 0 {
 		c.CheckpointInterval = time.Second
 	}
@@ -135,7 +152,9 @@ type Shipper struct {
 	m        *metrics
 	sink     *sink
 	inflight chan struct{}
-	cpPath   string
+	// bytes bounds the bytes of the documents in flight (MaxInFlightBytes).
+	bytes  *budget
+	cpPath string
 
 	mu      sync.Mutex
 	marks   map[string]fileMark // checkpoint as loaded, then as committed
@@ -145,8 +164,8 @@ type Shipper struct {
 	// sendCtx bounds sends and retries; it ends after the last flush.
 	sendCtx    context.Context
 	sendCancel context.CancelFunc
-	// ship sends one document (sink.add; benchmarks replace it).
-	ship func(ctx context.Context, t *tailer, e *entry, rec *logLine, meta *Meta)
+	// ship sends one document (sink.send; benchmarks replace it).
+	ship func(ctx context.Context, d *doc)
 
 	dropped atomic.Int64
 	closing atomic.Bool
@@ -166,7 +185,8 @@ func New(cfg Config) (*Shipper, error) {
 	}
 	s := &Shipper{
 		cfg: cfg, log: cfg.Logger.With("component", "logshipper"), m: newMetrics(cfg.Registerer),
-		inflight: make(chan struct{}, cfg.MaxInFlight), cpPath: filepath.Join(dir, "checkpoints.json"),
+		inflight: make(chan struct{}, cfg.MaxInFlight), bytes: newBudget(cfg.MaxInFlightBytes),
+		cpPath:  filepath.Join(dir, "checkpoints.json"),
 		tailers: map[string]*tailer{},
 	}
 	cp, err := loadCheckpoint(s.cpPath)
@@ -180,7 +200,8 @@ func New(cfg Config) (*Shipper, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.ship = s.sink.add
+	s.ship = s.sink.send
+	s.m.registerBuffered(cfg.Registerer, func() float64 { used, _ := s.bytes.usage(); return float64(used) })
 	s.sendCtx, s.sendCancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -223,7 +244,20 @@ func (s *Shipper) Run(ctx context.Context) error {
 }
 
 // Stats are counters for tests and benchmarks.
-type Stats struct{ Shipped, Duplicates, Dropped, DeadLettered, Retries int64 }
+type Stats struct {
+	Shipped, Duplicates, Dropped, DeadLettered, Retries int64
+	// InFlightBytes and PeakInFlightBytes are what the documents read but
+	// not acknowledged hold of MaxInFlightBytes, now and at most.
+	InFlightBytes, PeakInFlightBytes int64
+}
+
+// release returns what an acknowledged (or given up) document held of the
+// in-flight bounds.
+func (s *Shipper) release(d *doc) {
+	s.bytes.release(d.weight)
+	d.weight = 0
+	<-s.inflight
+}
 
 // fileID identifies one log file across renames by rotation.
 type fileID struct {

@@ -48,19 +48,41 @@ func (k *sink) close(ctx context.Context) {
 	_ = k.bi.Close(ctx)
 }
 
-// doc is one document and its delivery state.
+// doc is one document and its delivery state. It holds its rendered body
+// only (not the line it was rendered from, whose bytes the tailer reuses):
+// the raw-text fallback is the body without its lifted fields.
 type doc struct {
 	t        *tailer
 	e        *entry
-	rec      *logLine
-	meta     *Meta
 	index    string
 	id       string
 	body     []byte
+	rawEnd   int   // body[:rawEnd]+"}" is the document without lifted fields
+	weight   int64 // what the document holds of the in-flight byte budget
 	lifted   bool
 	attempts int // rejections so far
 	failures int // transient failures in a row (backoff)
 }
+
+// docOverhead is what a document in flight costs beyond its body: the
+// doc, its entry, the bulk indexer's item with its action line, the ID.
+const docOverhead = 512
+
+// newDoc renders rec's document (with its JSON body lifted).
+func newDoc(t *tailer, e *entry, rec *logLine, meta *Meta) *doc {
+	index := meta.index
+	if index == "" {
+		index = IndexPrefix + meta.NamespaceName
+	}
+	d := &doc{t: t, e: e, index: index, id: docIDFrom(t.idPrefix, rec.offset)}
+	var buf bytes.Buffer
+	d.lifted, d.rawEnd = encode(&buf, rec, meta, true)
+	d.body = buf.Bytes()
+	return d
+}
+
+// size is what d counts for against MaxInFlightBytes.
+func (d *doc) size() int64 { return int64(len(d.body)) + docOverhead }
 
 func newSink(s *Shipper) (*sink, error) {
 	tc, err := s.cfg.tlsConfig()
@@ -119,19 +141,11 @@ func backoff(attempt int) time.Duration {
 	return d + time.Duration((rand.Float64()-0.5)*0.4*float64(d))
 }
 
-func (k *sink) add(ctx context.Context, t *tailer, e *entry, rec *logLine, meta *Meta) {
-	d := &doc{t: t, e: e, rec: rec, meta: meta, index: IndexPrefix + meta.NamespaceName, id: docIDFrom(t.idPrefix, rec.offset)}
-	var buf bytes.Buffer
-	d.lifted = encode(&buf, rec, meta, true)
-	d.body = buf.Bytes()
-	k.send(ctx, d)
-}
-
 func (k *sink) send(ctx context.Context, d *doc) {
 	k.closeMu.RLock()
 	defer k.closeMu.RUnlock()
 	if k.closed {
-		<-k.s.inflight
+		k.s.release(d)
 		return
 	}
 	err := k.bi.Add(ctx, esutil.BulkIndexerItem{
@@ -148,13 +162,13 @@ func (k *sink) send(ctx context.Context, d *doc) {
 	if err != nil {
 		// The shipper is stopping: the entry stays unacknowledged and is
 		// read again after a restart.
-		<-k.s.inflight
+		k.s.release(d)
 	}
 }
 
 func (k *sink) done(d *doc) {
 	d.t.ack(d.e)
-	<-k.s.inflight
+	k.s.release(d)
 }
 
 // failed decides what happens to a document the bulk request did not
@@ -179,9 +193,7 @@ func (k *sink) failed(ctx context.Context, d *doc, res esutil.BulkIndexerRespons
 	if d.lifted {
 		// Lifted fields can clash with the index's mapping: the line
 		// itself is never the problem, so send it as raw text.
-		var buf bytes.Buffer
-		encode(&buf, d.rec, d.meta, false)
-		d.body, d.lifted = buf.Bytes(), false
+		d.body, d.lifted = rawBody(d.body, d.rawEnd), false
 		k.s.m.rawFallbacks.Inc()
 		k.retry(ctx, d, 0)
 		return
@@ -201,7 +213,7 @@ func (k *sink) retry(ctx context.Context, d *doc, delay time.Duration) {
 	k.s.m.retries.Inc()
 	time.AfterFunc(delay, func() {
 		if ctx.Err() != nil {
-			<-k.s.inflight
+			k.s.release(d)
 			return
 		}
 		k.send(ctx, d)
@@ -239,8 +251,9 @@ func (k *sink) deadLetter(d *doc, reason string) {
 
 // Stats returns the shipper's counters.
 func (s *Shipper) Stats() Stats {
+	used, peak := s.bytes.usage()
 	return Stats{
 		Shipped: s.sink.shipped.Load(), Duplicates: s.sink.duplicates.Load(), DeadLettered: s.sink.deadLettered.Load(),
-		Retries: s.sink.retries.Load(), Dropped: s.dropped.Load(),
+		Retries: s.sink.retries.Load(), Dropped: s.dropped.Load(), InFlightBytes: used, PeakInFlightBytes: peak,
 	}
 }

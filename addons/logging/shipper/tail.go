@@ -25,7 +25,17 @@ const (
 	// maxMessage bounds a reassembled P...F message; beyond it the parts
 	// so far are shipped as one record and the rest as the next.
 	maxMessage = 4 << 20
+	// readBufSize is a tailer's read buffer, held only while it reads.
+	readBufSize = 64 << 10
+	// keepLineCap: a line buffer grown beyond it (a long line) is let go
+	// once the line is shipped rather than kept by the tailer.
+	keepLineCap = 64 << 10
 )
+
+// readers are the tailers' read buffers. A tailer takes one when it starts
+// reading and gives it back at the end of its file (where the buffer is
+// empty), so the many idle containers of a node hold none.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
 
 // entry is one document in flight; commitAt is the file offset that may
 // be checkpointed once it and every earlier entry are acknowledged.
@@ -234,7 +244,7 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 		t.stop(false)
 		return
 	}
-	rd := bufio.NewReaderSize(f, 256*1024)
+	var rd *bufio.Reader
 	var (
 		line     []byte
 		parts    = map[string]*partial{}
@@ -254,6 +264,10 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 			return
 		default:
 		}
+		if rd == nil {
+			rd = readers.Get().(*bufio.Reader)
+			rd.Reset(f)
+		}
 		chunk, err := rd.ReadSlice('\n')
 		line = append(line, chunk...)
 		if errors.Is(err, bufio.ErrBufferFull) && len(line) < maxRawLine {
@@ -267,6 +281,9 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 				return
 			}
 			line = line[:0]
+			if cap(line) > keepLineCap {
+				line = nil
+			}
 			if time.Since(lastMeta) > 5*time.Second {
 				if !t.refresh(ctx, off, parts) {
 					t.stop(false)
@@ -280,6 +297,10 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 			t.stop(false)
 			return
 		}
+		// At EOF the reader holds nothing: give it back while waiting.
+		rd.Reset(nil)
+		readers.Put(rd)
+		rd = nil
 		// At the end of what was written so far. A file that is no longer
 		// the current one gets no more writes: once read to the end after
 		// noticing that, flush its partial lines and finish.
@@ -315,7 +336,6 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 			s.log.Warn("log file truncated, reading it from the start", "file", t.key)
 			off = 0
 			_, _ = f.Seek(0, io.SeekStart)
-			rd.Reset(f)
 			line = line[:0]
 			clear(parts)
 			t.join.pending = nil
@@ -422,7 +442,9 @@ func (t *tailer) refresh(ctx context.Context, off int64, parts map[string]*parti
 }
 
 // emit ships one record. Records of excluded pods are acknowledged at
-// once. It blocks while MaxInFlight documents are unacknowledged.
+// once. It renders the document (rec's bytes are the tailer's to reuse
+// once it returns) and blocks while MaxInFlight documents or
+// MaxInFlightBytes are unacknowledged.
 func (t *tailer) emit(ctx context.Context, rec *logLine, commitAt int64) bool {
 	e := &entry{commitAt: commitAt}
 	meta := t.meta
@@ -431,6 +453,7 @@ func (t *tailer) emit(ctx context.Context, rec *logLine, commitAt int64) bool {
 		t.ack(e)
 		return true
 	}
+	d := newDoc(t, e, rec, meta)
 	select {
 	case t.s.inflight <- struct{}{}:
 	case <-ctx.Done():
@@ -439,10 +462,20 @@ func (t *tailer) emit(ctx context.Context, rec *logLine, commitAt int64) bool {
 		t.lost++ // read, never sent
 		return true
 	}
+	w, err := t.s.bytes.acquire(d.size(), ctx.Done(), t.abandoned)
+	if err != nil {
+		<-t.s.inflight
+		if ctx.Err() != nil {
+			return false
+		}
+		t.lost++
+		return true
+	}
+	d.weight = w
 	t.push(e)
 	// Sends outlive the tailers' context: a clean stop lets what was read
 	// reach the sink (Run cancels sendCtx after the last flush).
-	t.s.ship(t.s.sendCtx, t, e, rec, meta)
+	t.s.ship(t.s.sendCtx, d)
 	return true
 }
 
