@@ -604,22 +604,9 @@ func dnsLatency(addr, ns string, services, n int) (float64, float64, error) {
 
 // procRSSParts reads RssAnon and RssFile of pid in bytes.
 func procRSSParts(pid int) (anon, file int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	kb, err := procStatusKB(pid, "RssAnon", "RssFile")
 	if err != nil {
 		return 0, 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "RssAnon:":
-			anon = v * 1024
-		case "RssFile:":
-			file = v * 1024
-		}
-	}
-	return anon, file, nil
+	return kb[0] * 1024, kb[1] * 1024, nil
 }

@@ -2,14 +2,11 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"log/slog"
 	"os"
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -87,40 +84,20 @@ type procMem struct {
 // ru_maxrss; a bench process holding a store reported its own RSS as the
 // shipper's.
 func sampleProcMem(pid int) (stop func() procMem) {
-	path := fmt.Sprintf("/proc/%d/status", pid)
 	var (
 		mu sync.Mutex
 		m  procMem
 	)
 	read := func() {
-		b, err := os.ReadFile(path)
+		kb, err := procStatusKB(pid, "VmHWM", "RssAnon", "RssFile")
 		if err != nil {
 			return
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		for _, line := range strings.Split(string(b), "\n") {
-			k, v, ok := strings.Cut(line, ":")
-			if !ok {
-				continue
-			}
-			f := strings.Fields(v)
-			if len(f) == 0 {
-				continue
-			}
-			n, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				continue
-			}
-			switch k {
-			case "VmHWM":
-				m.HWMKiB = max(m.HWMKiB, n)
-			case "RssAnon":
-				m.MaxAnonKiB = max(m.MaxAnonKiB, n)
-			case "RssFile":
-				m.MaxFileKiB = max(m.MaxFileKiB, n)
-			}
-		}
+		m.HWMKiB = max(m.HWMKiB, kb[0])
+		m.MaxAnonKiB = max(m.MaxAnonKiB, kb[1])
+		m.MaxFileKiB = max(m.MaxFileKiB, kb[2])
 	}
 	done := make(chan struct{})
 	finished := make(chan struct{})

@@ -289,8 +289,8 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 	}
 	res.Density = podsDensity{Pods: o.densityPods, AllReadySeconds: round3s(took.Seconds()), AgentRSSMiB: mib(rss), AgentPeakRSSMiB: mib(peak),
 		PodsPerSecond: round3s(float64(o.densityPods) / took.Seconds())}
-	if kb, err := procStatusKB(child.Process.Pid, "RssAnon", "RssFile"); err == nil {
-		res.Density.AgentRSSAnonMiB, res.Density.AgentRSSFileMiB = mib(kb[0]*1024), mib(kb[1]*1024)
+	if anon, file, err := procRSSParts(child.Process.Pid); err == nil {
+		res.Density.AgentRSSAnonMiB, res.Density.AgentRSSFileMiB = mib(anon), mib(file)
 	}
 	res.MeetsP50 = res.Latency.P50Ms < podsTargetP50Ms
 	res.MeetsP99 = res.Latency.P99Ms < podsTargetP99Ms

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -548,26 +547,11 @@ func procCPU(pid int) (time.Duration, error) {
 
 // procRSS reads VmRSS and VmHWM of pid in bytes.
 func procRSS(pid int) (rss, peak int64, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	kb, err := procStatusKB(pid, "VmRSS", "VmHWM")
 	if err != nil {
 		return 0, 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(fields[1], 10, 64)
-		switch fields[0] {
-		case "VmRSS:":
-			rss = v * 1024
-		case "VmHWM:":
-			peak = v * 1024
-		}
-	}
-	return rss, peak, sc.Err()
+	return kb[0] * 1024, kb[1] * 1024, nil
 }
 
 // watchPods watches the pods of ns from now on, resumed from its last
