@@ -10,7 +10,7 @@ import (
 var errStopped = errors.New("shipper: stopped while waiting for buffer space")
 
 // budget bounds the bytes of the documents read but not yet acknowledged
-// (MaxBufferBytes). Waiters are served in order, so a large document is
+// (MaxInFlightBytes). Waiters are served in order, so a large document is
 // not starved by a stream of small ones; a document larger than the whole
 // budget counts as the whole budget and is shipped alone.
 type budget struct {
@@ -31,9 +31,10 @@ func newBudget(max int64) *budget { return &budget{max: max} }
 // clip is the weight n counts for: at most the whole budget.
 func (b *budget) clip(n int64) int64 { return min(max(n, 1), b.max) }
 
-// acquire waits until n bytes (clipped) fit, or until one of stop closes
-// (errStopped, nothing held). It returns the weight to release.
-func (b *budget) acquire(n int64, stop ...<-chan struct{}) (int64, error) {
+// acquire waits until n bytes (clipped) fit, or until stop or abandon
+// closes (errStopped, nothing held; a nil channel never closes). It
+// returns the weight to release.
+func (b *budget) acquire(n int64, stop, abandon <-chan struct{}) (int64, error) {
 	n = b.clip(n)
 	b.mu.Lock()
 	if len(b.waiters) == 0 && b.used+n <= b.max {
@@ -44,18 +45,11 @@ func (b *budget) acquire(n int64, stop ...<-chan struct{}) (int64, error) {
 	w := &budgetWaiter{n: n, ready: make(chan struct{})}
 	b.waiters = append(b.waiters, w)
 	b.mu.Unlock()
-	var s0, s1 <-chan struct{}
-	if len(stop) > 0 {
-		s0 = stop[0]
-	}
-	if len(stop) > 1 {
-		s1 = stop[1]
-	}
 	select {
 	case <-w.ready:
 		return n, nil
-	case <-s0:
-	case <-s1:
+	case <-stop:
+	case <-abandon:
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -9,14 +9,14 @@ import (
 // the bound counts as the whole bound; a stopped waiter holds nothing.
 func TestBudget(t *testing.T) {
 	b := newBudget(100)
-	if w, err := b.acquire(60); err != nil || w != 60 {
+	if w, err := b.acquire(60, nil, nil); err != nil || w != 60 {
 		t.Fatalf("acquire 60: %d %v", w, err)
 	}
 	big := make(chan int64)
-	go func() { w, _ := b.acquire(500); big <- w }() // clipped to 100: waits for an empty budget
+	go func() { w, _ := b.acquire(500, nil, nil); big <- w }() // clipped to 100: waits for an empty budget
 	time.Sleep(20 * time.Millisecond)
 	small := make(chan int64)
-	go func() { w, _ := b.acquire(10); small <- w }() // fits, but queues behind the big one
+	go func() { w, _ := b.acquire(10, nil, nil); small <- w }() // fits, but queues behind the big one
 	select {
 	case <-big:
 		t.Fatal("over-bound acquisition granted while 60 bytes are held")
@@ -37,7 +37,7 @@ func TestBudget(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	done := make(chan error)
-	go func() { _, err := b.acquire(95, stop); done <- err }()
+	go func() { _, err := b.acquire(95, stop, nil); done <- err }()
 	time.Sleep(20 * time.Millisecond)
 	close(stop)
 	if err := <-done; err != errStopped {
