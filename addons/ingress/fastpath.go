@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -196,7 +197,7 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, st *reqState) error {
 		if skipRequestHeader(k) {
 			continue
 		}
-		if len(connHeaders) > 0 && contains(connHeaders, k) {
+		if len(connHeaders) > 0 && slices.Contains(connHeaders, k) {
 			continue
 		}
 		if !validHeaderKey(k) {
@@ -230,7 +231,7 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, st *reqState) error {
 		bw.WriteString("Content-Length: 0\r\n") // as http.Transport
 	}
 	for k, vv := range h {
-		if skipRequestHeader(k) || len(connHeaders) > 0 && contains(connHeaders, k) {
+		if skipRequestHeader(k) || len(connHeaders) > 0 && slices.Contains(connHeaders, k) {
 			continue
 		}
 		for _, v := range vv {
@@ -317,15 +318,6 @@ func hopResponseHeader(k string) bool {
 	return false
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // tokenListHas reports whether a comma-separated header value lists tok
 // (case-insensitive).
 func tokenListHas(v, tok string) bool {
@@ -371,7 +363,7 @@ func copyHeaderTo(dst, src http.Header) {
 		}
 	}
 	for k, vv := range src {
-		if hopResponseHeader(k) || len(connHeaders) > 0 && contains(connHeaders, k) {
+		if hopResponseHeader(k) || len(connHeaders) > 0 && slices.Contains(connHeaders, k) {
 			continue
 		}
 		if prev, ok := dst[k]; ok {
