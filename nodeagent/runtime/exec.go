@@ -13,7 +13,6 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/skiffhq/skiff/nodeagent/crilog"
@@ -112,11 +111,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, sio StreamI
 	if sio.TTY {
 		stderr = nil
 	}
-	opts := []cio.Opt{cio.WithStreams(stdin, stdout, stderr)}
-	if sio.TTY {
-		opts = append(opts, cio.WithTerminal)
-	}
-	proc, err = task.Exec(nctx, execID, &ps, cio.NewCreator(opts...))
+	proc, err = task.Exec(nctx, execID, &ps, stdio{stdin: stdin, stdout: stdout, stderr: stderr, tty: sio.TTY}.creator())
 	close(procReady)
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", id, err)
@@ -243,16 +238,16 @@ func newContainerIO(ctx context.Context, lw *crilog.Writer, labels map[string]st
 	return h
 }
 
-// opts are the cio options of the container's task.
-func (h *containerIO) opts() []cio.Opt {
-	var stdin io.Reader
+// stdio is what the container's task streams are copied to and from.
+func (h *containerIO) stdio() stdio {
+	s := stdio{stdout: h.stdout, tty: h.tty}
 	if h.stdinR != nil {
-		stdin = h.stdinR
+		s.stdin = h.stdinR
 	}
-	if h.tty {
-		return []cio.Opt{cio.WithStreams(stdin, h.stdout, nil), cio.WithTerminal}
+	if !h.tty {
+		s.stderr = h.stderr
 	}
-	return []cio.Opt{cio.WithStreams(stdin, h.stdout, h.stderr)}
+	return s
 }
 
 func (h *containerIO) closeStdin() {

@@ -493,12 +493,12 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		return err
 	}
 	sio := newContainerIO(r.runCtx, lw, labels, r.log.With("container", id))
-	task, err := c.NewTask(ctx, cio.NewCreator(sio.opts()...))
+	task, err := c.NewTask(ctx, sio.stdio().creator())
 	if errdefs.IsAlreadyExists(err) && r.deleteUnstartedTask(ctx, c) {
 		// Fresh streams: the failed attempt's copies may still hold the
 		// first ones.
 		sio = newContainerIO(r.runCtx, lw, labels, r.log.With("container", id))
-		task, err = c.NewTask(ctx, cio.NewCreator(sio.opts()...))
+		task, err = c.NewTask(ctx, sio.stdio().creator())
 	}
 	if err != nil {
 		lw.Close()
@@ -710,7 +710,7 @@ func (r *Runtime) adopt(ctx context.Context, c containerd.Container, labels map[
 		return err
 	}
 	sio := newContainerIO(r.runCtx, lw, labels, r.log.With("container", c.ID()))
-	task, err = c.Task(ctx, cio.NewAttach(sio.opts()...))
+	task, err = c.Task(ctx, sio.stdio().attach())
 	if err != nil {
 		lw.Close()
 		return fmt.Errorf("attach: %w", err)
