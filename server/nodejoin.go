@@ -80,6 +80,7 @@ func (s *Server) nodeJoinRBAC(ctx context.Context) error {
 	}
 	events := rbacv1.PolicyRule{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch", "update"}}
 	certRole := "system:controller:certificate-controller"
+	servingRole := "system:skiff:kubelet-serving-approver"
 	cleanerRole := "system:controller:token-cleaner"
 	ignoreExists := func(what string, err error) error {
 		if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -96,6 +97,21 @@ func (s *Server) nodeJoinRBAC(ctx context.Context) error {
 		events,
 	}}, metav1.CreateOptions{})
 	if err := ignoreExists("ClusterRole "+certRole, err); err != nil {
+		return err
+	}
+	// Serving certificates of joined agents: a role of its own, so that a
+	// cluster made before it existed gets it too.
+	_, err = rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: meta(servingRole, ""), Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, ResourceNames: []string{certificates.KubeletServingSigner}, Verbs: []string{"approve", "sign"}},
+		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}},
+	}}, metav1.CreateOptions{})
+	if err := ignoreExists("ClusterRole "+servingRole, err); err != nil {
+		return err
+	}
+	_, err = rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: meta(servingRole, ""),
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: servingRole},
+		Subjects: sa("certificate-controller")}, metav1.CreateOptions{})
+	if err := ignoreExists("ClusterRoleBinding "+servingRole, err); err != nil {
 		return err
 	}
 	_, err = rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: meta(certRole, ""),

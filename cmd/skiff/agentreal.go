@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -66,9 +67,9 @@ func (f *realAgentFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.logsRetention, "logs-elasticsearch-retention", 7*24*time.Hour, "with --logs-elasticsearch-setup: delete log indices this long after their rollover (0: keep)")
 	fl.StringVar(&f.proxyMode, "proxy-mode", agent.ProxyModeNFTables, "service proxy: nftables, userspace (listening sockets, for kernels without nftables) or none")
 	fl.IntVar(&f.port, "port", agent.DefaultPort, "HTTPS port of the agent's API (container logs)")
-	fl.StringVar(&f.certFile, "tls-cert-file", "", "serving certificate of the agent's API, issued by the cluster CA (default: self-signed, which the API server cannot verify)")
+	fl.StringVar(&f.certFile, "tls-cert-file", "", "serving certificate of the agent's API, issued by the cluster CA (default: for an agent that joined with --token, one issued through a kubelet-serving CSR and renewed; otherwise self-signed, which the API server cannot verify)")
 	fl.StringVar(&f.keyFile, "tls-private-key-file", "", "key of --tls-cert-file")
-	fl.StringVar(&f.clientCAFile, "client-ca-file", "", "CA bundle that verifies callers of the agent's API (the cluster CA)")
+	fl.StringVar(&f.clientCAFile, "client-ca-file", "", "CA bundle that verifies callers of the agent's API (the cluster CA; default for an agent that joined with --token: the CA its join verified)")
 	fl.Int64Var(&f.podMaxPids, "pod-max-pids", agent.DefaultPodPidsLimit, "processes and threads each container may have (its pids cgroup; -1: no bound)")
 	fl.IntVar(&f.imageGCHigh, "image-gc-high-threshold", agent.DefaultImageGCHighThresholdPercent, "percent of the image filesystem's capacity at which image garbage collection starts (100 disables it)")
 	fl.IntVar(&f.imageGCLow, "image-gc-low-threshold", agent.DefaultImageGCLowThresholdPercent, "percent of the image filesystem's capacity image garbage collection frees down to")
@@ -104,7 +105,9 @@ func runContainerdAgent(cmd *cobra.Command, kubeconfig, token string, servers []
 	if err != nil {
 		return err
 	}
-	if dir := filepath.Join(f.dataDir, "agent"); f.nodeName != "" && bootstrap.Joined(dir, kubeconfig) {
+	dir := filepath.Join(f.dataDir, "agent")
+	joined := f.nodeName != "" && bootstrap.Joined(dir, kubeconfig)
+	if joined {
 		// Credentials of a join are the agent's own to renew.
 		r := &bootstrap.Renewer{Dir: dir, Node: f.nodeName, Config: rest.CopyConfig(rc), Logger: slog.Default()}
 		go r.Run(cmd.Context())
@@ -148,6 +151,25 @@ func runContainerdAgent(cmd *cobra.Command, kubeconfig, token string, servers []
 			return fmt.Errorf("--client-ca-file %s holds no certificate", f.clientCAFile)
 		}
 		opts.ClientCAs = pool
+	}
+	if joined && (opts.ServingCert == nil || opts.ClientCAs == nil) {
+		// A joined agent trusts the cluster CA its join verified: it
+		// checks the API server's client certificate with it and gets its
+		// serving certificate from it.
+		pool, err := kubeconfigCA(rc)
+		if err != nil {
+			return err
+		}
+		if opts.ClientCAs == nil {
+			opts.ClientCAs = pool
+		}
+		if opts.ServingCert == nil {
+			s := &bootstrap.Serving{Dir: dir, Node: f.nodeName, Config: rest.CopyConfig(rc), Roots: pool, Logger: slog.Default()}
+			if err := s.Start(cmd.Context()); err != nil {
+				return err
+			}
+			opts.GetServingCertificate = s.GetCertificate
+		}
 	}
 	a, err := agent.Start(cmd.Context(), rc, opts)
 	if err != nil {
@@ -196,4 +218,20 @@ func (f *realAgentFlags) logsOptions(cmd *cobra.Command) (agent.LogsOptions, err
 		lo.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
 	return lo, nil
+}
+
+// kubeconfigCA is the CA that verifies the API server in rc.
+func kubeconfigCA(rc *rest.Config) (*x509.CertPool, error) {
+	b := rc.TLSClientConfig.CAData
+	if len(b) == 0 && rc.TLSClientConfig.CAFile != "" {
+		var err error
+		if b, err = os.ReadFile(rc.TLSClientConfig.CAFile); err != nil {
+			return nil, fmt.Errorf("cluster CA: %w", err)
+		}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, errors.New("the agent's kubeconfig names no cluster CA")
+	}
+	return pool, nil
 }

@@ -142,6 +142,17 @@ func (ca *CA) issue(cn string, orgs []string, hosts []string, ips []net.IP, usag
 
 // SignCSR signs a PKCS#10 request as a client certificate for cn/orgs.
 func (ca *CA) SignCSR(csrPEM []byte, cn string, orgs []string, ttl time.Duration) ([]byte, error) {
+	return ca.signCSR(csrPEM, cn, orgs, false, ttl)
+}
+
+// SignServingCSR signs a PKCS#10 request as a serving certificate for
+// cn/orgs with the request's own DNS names and IP addresses as SANs (the
+// caller has checked them).
+func (ca *CA) SignServingCSR(csrPEM []byte, cn string, orgs []string, ttl time.Duration) ([]byte, error) {
+	return ca.signCSR(csrPEM, cn, orgs, true, ttl)
+}
+
+func (ca *CA) signCSR(csrPEM []byte, cn string, orgs []string, server bool, ttl time.Duration) ([]byte, error) {
 	block, _ := pem.Decode(csrPEM)
 	if block == nil {
 		return nil, errors.New("no PEM block in certificate request")
@@ -160,7 +171,10 @@ func (ca *CA) SignCSR(csrPEM []byte, cn string, orgs []string, ttl time.Duration
 		NotBefore:    now.Add(-5 * time.Minute),
 		NotAfter:     now.Add(ttl),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage:  extKeyUsage(server, false),
+	}
+	if server {
+		tmpl.DNSNames, tmpl.IPAddresses = csr.DNSNames, csr.IPAddresses
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, csr.PublicKey, ca.Key)
 	if err != nil {

@@ -33,7 +33,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -319,8 +318,8 @@ func (c *Cluster) joinToken(ca *pki.CA) (string, error) {
 
 // startAgent starts `skiff agent` in the node's namespace: joining with
 // join (a join token), or, when join is empty, with a client certificate
-// issued here from the cluster CA (what a join produces). The serving
-// certificate is issued here either way.
+// issued here from the cluster CA (what a join produces) and a serving
+// certificate issued here too; a joined agent gets its own through CSRs.
 func (c *Cluster) startAgent(n *Node, ca *pki.CA, images, join string) error {
 	if join == "" {
 		certPEM, keyPEM, err := ca.Issue("system:node:"+n.Name, []string{"system:nodes"}, nil, nil, false, 24*time.Hour)
@@ -366,9 +365,18 @@ func (c *Cluster) startAgent(n *Node, ca *pki.CA, images, join string) error {
 		agentArgs = append(agentArgs, "--logs-elasticsearch-url="+c.opts.AgentLogsURL)
 	}
 	if join != "" {
-		agentArgs = append(slices.DeleteFunc(agentArgs, func(a string) bool {
-			return a == "--kubeconfig" || a == filepath.Join(n.DataDir, "kubeconfig")
-		}), "--server", c.URL(), "--token", join)
+		// A joined agent trusts the CA its join verified and gets its
+		// serving certificate through a CSR, as on a real machine.
+		drop := map[string]bool{"--kubeconfig": true, "--tls-cert-file": true, "--tls-private-key-file": true, "--client-ca-file": true}
+		var kept []string
+		for i := 0; i < len(agentArgs); i++ {
+			if drop[agentArgs[i]] {
+				i++ // and its value
+				continue
+			}
+			kept = append(kept, agentArgs[i])
+		}
+		agentArgs = append(kept, "--server", c.URL(), "--token", join)
 	}
 	args := append([]string{"--net=" + netnsPath(n.NetNS), "--", c.opts.Bin}, agentArgs...)
 	n.cmd = exec.Command("nsenter", args...)

@@ -112,6 +112,10 @@ type Options struct {
 	// (the API server presents a client certificate of the cluster CA).
 	ServingCert *tls.Certificate
 	ClientCAs   *x509.CertPool
+	// GetServingCertificate, when set and ServingCert is not, gives the
+	// API's certificate at each handshake (a joined agent's, issued and
+	// renewed through CSRs: bootstrap.Serving).
+	GetServingCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// LeaseInterval is how often the Lease is renewed (default 10s).
 	LeaseInterval time.Duration
 	// ResyncInterval re-checks every pod (default 10s).

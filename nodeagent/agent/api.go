@@ -45,16 +45,20 @@ func (a *Agent) startAPI() error {
 	if a.opts.Port < 0 {
 		return nil
 	}
-	cert := a.opts.ServingCert
-	if cert == nil {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	switch cert := a.opts.ServingCert; {
+	case cert != nil:
+		tc.Certificates = []tls.Certificate{*cert}
+	case a.opts.GetServingCertificate != nil:
+		tc.GetCertificate = a.opts.GetServingCertificate
+	default:
 		c, err := pki.SelfSigned(a.opts.NodeName, []string{a.opts.NodeName}, []net.IP{net.ParseIP(a.opts.NodeIP)}, 365*24*time.Hour)
 		if err != nil {
 			return err
 		}
-		cert = &c
+		tc.Certificates = []tls.Certificate{c}
 		a.log.Warn("agent API uses a self-signed certificate: the API server cannot verify it (pass a certificate from the cluster CA)")
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
 	if a.opts.ClientCAs != nil {
 		// A certificate, when given, must be the cluster CA's; callers
 		// without one may use a bearer token (see authz.go).

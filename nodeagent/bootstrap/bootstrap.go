@@ -45,13 +45,29 @@ func Request(ctx context.Context, rc *rest.Config, nodeName string) (certPEM, ke
 	if nodeName == "" {
 		return nil, nil, errors.New("node name is required")
 	}
+	return request(ctx, rc, &x509.CertificateRequest{Subject: nodeSubject(nodeName)}, clientSigner,
+		[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth})
+}
+
+const (
+	clientSigner  = "kubernetes.io/kube-apiserver-client-kubelet"
+	servingSigner = "kubernetes.io/kubelet-serving"
+)
+
+// nodeSubject is the subject of every certificate of a node: its user and
+// group.
+func nodeSubject(nodeName string) pkix.Name {
+	return pkix.Name{CommonName: "system:node:" + nodeName, Organization: []string{"system:nodes"}}
+}
+
+// request creates a key and a CSR of tmpl for signer through rc and waits
+// until the request is approved and signed.
+func request(ctx context.Context, rc *rest.Config, tmpl *x509.CertificateRequest, signer string, usages []certificatesv1.KeyUsage) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate key: %w", err)
 	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: "system:node:" + nodeName, Organization: []string{"system:nodes"}},
-	}, key)
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create certificate request: %w", err)
 	}
@@ -68,8 +84,8 @@ func Request(ctx context.Context, rc *rest.Config, nodeName string) (certPEM, ke
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "node-csr-"},
 		Spec: certificatesv1.CertificateSigningRequestSpec{
 			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-			SignerName: "kubernetes.io/kube-apiserver-client-kubelet",
-			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
+			SignerName: signer,
+			Usages:     usages,
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -98,7 +114,7 @@ func Request(ctx context.Context, rc *rest.Config, nodeName string) (certPEM, ke
 		return false, nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("wait for certificate: %w", err)
+		return nil, nil, fmt.Errorf("wait for certificate %s: %w", csr.Name, err)
 	}
 	return certPEM, keyPEM, nil
 }

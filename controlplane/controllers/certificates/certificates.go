@@ -1,9 +1,11 @@
-// Package certificates holds the node client certificate flow of
-// CertificateSigningRequests (certificates.k8s.io/v1) for the signer
-// kubernetes.io/kube-apiserver-client-kubelet: a storage hook that records
-// the requesting user, an approver that approves node client requests
-// from bootstrap tokens and renewals by the node itself, and a signer that
-// issues approved requests with the cluster CA. See README.md.
+// Package certificates holds the node certificate flows of
+// CertificateSigningRequests (certificates.k8s.io/v1): client certificates
+// for the signer kubernetes.io/kube-apiserver-client-kubelet and serving
+// certificates of the node agents' API for kubernetes.io/kubelet-serving.
+// A storage hook records the requesting user; an approver approves node
+// client requests from bootstrap tokens and renewals by the node itself,
+// and serving requests a node makes for its own name and addresses; a
+// signer issues approved requests with the cluster CA. See README.md.
 package certificates
 
 import (
@@ -24,10 +26,11 @@ import (
 
 // Names used by the flow, as upstream.
 const (
-	KubeletClientSigner = "kubernetes.io/kube-apiserver-client-kubelet"
-	NodeUserPrefix      = "system:node:"
-	NodesGroup          = "system:nodes"
-	BootstrappersGroup  = "system:bootstrappers"
+	KubeletClientSigner  = "kubernetes.io/kube-apiserver-client-kubelet"
+	KubeletServingSigner = "kubernetes.io/kubelet-serving"
+	NodeUserPrefix       = "system:node:"
+	NodesGroup           = "system:nodes"
+	BootstrappersGroup   = "system:bootstrappers"
 )
 
 // ValidateNodeClientRequest checks that a CSR asks for what a node client
@@ -35,6 +38,45 @@ const (
 // system:node:<name>, O exactly system:nodes, no SANs, usages digital
 // signature / key encipherment / client auth only. It returns the node.
 func ValidateNodeClientRequest(csr *certificatesv1.CertificateSigningRequest) (string, *x509.CertificateRequest, error) {
+	node, req, err := parseNodeRequest(csr)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(req.DNSNames) > 0 || len(req.EmailAddresses) > 0 || len(req.IPAddresses) > 0 || len(req.URIs) > 0 {
+		return "", nil, errors.New("subject alternative names are not allowed")
+	}
+	if err := checkUsages(csr.Spec.Usages, certificatesv1.UsageClientAuth); err != nil {
+		return "", nil, err
+	}
+	return node, req, nil
+}
+
+// ValidateNodeServingRequest checks that a CSR asks for what a node's
+// serving certificate may hold (as upstream's kubelet-serving signer): CN
+// system:node:<name>, O exactly system:nodes, at least one DNS name or IP
+// address and no other SANs, usages within digital signature / key
+// encipherment / server auth (server auth required). It returns the node.
+func ValidateNodeServingRequest(csr *certificatesv1.CertificateSigningRequest) (string, *x509.CertificateRequest, error) {
+	node, req, err := parseNodeRequest(csr)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(req.EmailAddresses) > 0 || len(req.URIs) > 0 {
+		return "", nil, errors.New("email and URI subject alternative names are not allowed")
+	}
+	if len(req.DNSNames) == 0 && len(req.IPAddresses) == 0 {
+		return "", nil, errors.New("at least one DNS name or IP address is required")
+	}
+	if err := checkUsages(csr.Spec.Usages, certificatesv1.UsageServerAuth); err != nil {
+		return "", nil, err
+	}
+	return node, req, nil
+}
+
+// parseNodeRequest decodes the PKCS#10 request of a node CSR and checks
+// its signature and subject (CN system:node:<name>, O exactly
+// system:nodes).
+func parseNodeRequest(csr *certificatesv1.CertificateSigningRequest) (string, *x509.CertificateRequest, error) {
 	block, _ := pem.Decode(csr.Spec.Request)
 	if block == nil || block.Type != "CERTIFICATE REQUEST" {
 		return "", nil, errors.New("spec.request is not a PEM CERTIFICATE REQUEST")
@@ -53,23 +95,26 @@ func ValidateNodeClientRequest(csr *certificatesv1.CertificateSigningRequest) (s
 	if !slices.Equal(req.Subject.Organization, []string{NodesGroup}) {
 		return "", nil, fmt.Errorf("subject organization must be exactly [%q]", NodesGroup)
 	}
-	if len(req.DNSNames) > 0 || len(req.EmailAddresses) > 0 || len(req.IPAddresses) > 0 || len(req.URIs) > 0 {
-		return "", nil, errors.New("subject alternative names are not allowed")
-	}
-	hasClientAuth := false
-	for _, u := range csr.Spec.Usages {
+	return node, req, nil
+}
+
+// checkUsages allows digital signature, key encipherment and want, and
+// requires want.
+func checkUsages(usages []certificatesv1.KeyUsage, want certificatesv1.KeyUsage) error {
+	has := false
+	for _, u := range usages {
 		switch u {
-		case certificatesv1.UsageClientAuth:
-			hasClientAuth = true
+		case want:
+			has = true
 		case certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment:
 		default:
-			return "", nil, fmt.Errorf("usage %q is not allowed", u)
+			return fmt.Errorf("usage %q is not allowed", u)
 		}
 	}
-	if !hasClientAuth {
-		return "", nil, errors.New(`usages must include "client auth"`)
+	if !has {
+		return fmt.Errorf("usages must include %q", want)
 	}
-	return node, req, nil
+	return nil
 }
 
 // RequestorHook fills spec.username, uid, groups and extra from the
