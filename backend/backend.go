@@ -276,6 +276,8 @@ func (s *Server) routes() http.Handler {
 			r.Delete("/object", s.deleteObject)
 			r.Post("/apply", s.apply)
 			r.Post("/scale", s.scale)
+			r.Post("/patch", s.patch)
+			r.Post("/evict", s.evict)
 			r.Get("/logs", s.logs)
 			r.Get("/workloadlogs", s.workloadLogs)
 			r.Get("/exec", s.exec)

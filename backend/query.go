@@ -25,6 +25,9 @@ type Filter struct {
 	// Fields are exact matches on dotted paths (e.g. "type": "Warning",
 	// "spec.nodeName": "n1"); values are compared as strings.
 	Fields map[string]string `json:"fields,omitempty"`
+	// Owner is a uid: only objects with an ownerReference to it (the
+	// detail page's owned objects, a Deployment's ReplicaSets).
+	Owner string `json:"owner,omitempty"`
 }
 
 // Sort orders objects of a subscription.
@@ -46,13 +49,14 @@ type query struct {
 	text   string
 	sel    labels.Selector
 	fields map[string][]string
+	owner  string
 	sort   Sort
 	path   []string // a dotted-path sort's path (nil for the named sorts)
 	page   Page
 }
 
 func compileQuery(f Filter, s Sort, p Page) (*query, error) {
-	q := &query{text: strings.ToLower(strings.TrimSpace(f.Text)), sel: labels.Everything(), sort: s, page: p}
+	q := &query{text: strings.ToLower(strings.TrimSpace(f.Text)), sel: labels.Everything(), owner: f.Owner, sort: s, page: p}
 	if strings.TrimSpace(f.Labels) != "" {
 		sel, err := labels.Parse(f.Labels)
 		if err != nil {
@@ -99,7 +103,22 @@ func (q *query) match(o *unstructured.Unstructured) bool {
 			return false
 		}
 	}
+	if q.owner != "" && !ownedBy(o, q.owner) {
+		return false
+	}
 	return true
+}
+
+// ownedBy reports whether one of o's ownerReferences names uid.
+func ownedBy(o *unstructured.Unstructured, uid string) bool {
+	md, _ := o.Object["metadata"].(map[string]any)
+	refs, _ := md["ownerReferences"].([]any)
+	for _, r := range refs {
+		if m, ok := r.(map[string]any); ok && m["uid"] == uid {
+			return true
+		}
+	}
+	return false
 }
 
 // fieldString reads a dotted path as a string ("" when missing).

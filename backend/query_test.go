@@ -35,6 +35,8 @@ func TestQuery(t *testing.T) {
 		obj("a", "db-1", t0.Add(2*time.Hour), map[string]string{"app": "db"}, "Running"),
 		obj("c", "web-3", t0, map[string]string{"app": "web", "canary": "yes"}, "Running"),
 	}
+	objs[0].SetOwnerReferences([]metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-x", UID: "uid-web"}})
+	objs[3].SetOwnerReferences([]metav1.OwnerReference{{Kind: "Node", Name: "n1", UID: "uid-n1"}, {Kind: "ReplicaSet", Name: "web-x", UID: "uid-web"}})
 	for _, tc := range []struct {
 		name  string
 		f     Filter
@@ -50,6 +52,8 @@ func TestQuery(t *testing.T) {
 		{"text", Filter{Text: "A/WEB"}, Sort{}, Page{}, "a/web-2", 1},
 		{"labels", Filter{Labels: "app=web,!canary"}, Sort{}, Page{}, "a/web-2,b/web-1", 2},
 		{"fields", Filter{Fields: map[string]string{"status.phase": "Running"}}, Sort{By: "name", Desc: true}, Page{}, "c/web-3,b/web-1,a/db-1", 3},
+		{"owner", Filter{Owner: "uid-web"}, Sort{}, Page{}, "b/web-1,c/web-3", 2},
+		{"owner none", Filter{Owner: "uid-other"}, Sort{}, Page{}, "", 0},
 		{"path sort", Filter{}, Sort{By: "status.phase"}, Page{}, "a/web-2,a/db-1,b/web-1,c/web-3", 4},
 		{"page", Filter{}, Sort{}, Page{Offset: 1, Limit: 2}, "a/web-2,b/web-1", 4},
 		{"page past the end", Filter{}, Sort{}, Page{Offset: 10, Limit: 2}, "", 4},
