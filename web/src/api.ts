@@ -122,6 +122,11 @@ export const deleteObject = (r: Ref) => call<void>("DELETE", `/api/object?${q(r)
 export const apply = (yaml: string, namespace: string) =>
   call<{ action: string }>("POST", `/api/apply?namespace=${encodeURIComponent(namespace)}`, yaml, "application/yaml");
 export const scale = (r: Ref, replicas: number) => call<unknown>("POST", "/api/scale", JSON.stringify({ ...r, replicas }));
+/** patch applies a merge patch (an object) or a JSON patch (a list of operations) as the user. */
+export const patch = (r: Ref, p: unknown) =>
+  call<Record<string, unknown>>("POST", "/api/patch", JSON.stringify({ ...r, type: Array.isArray(p) ? "json" : "merge", patch: p }));
+/** evict evicts a pod through pods/eviction as the user (a PodDisruptionBudget's refusal is an ApiError with code 429). */
+export const evict = (namespace: string, name: string) => call<void>("POST", "/api/evict", JSON.stringify({ namespace, name }));
 
 /** allowed reports whether a SelfSubjectRulesReview grants verb on group/resource. */
 export function allowed(rs: Rule[], verb: string, group: string, resource: string): boolean {

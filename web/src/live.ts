@@ -19,7 +19,8 @@ export interface Query {
   version: string;
   resource: string;
   namespace: string;
-  filter?: { text?: string; labels?: string; fields?: Record<string, string> };
+  /** owner: a uid; only objects with an ownerReference to it */
+  filter?: { text?: string; labels?: string; fields?: Record<string, string>; owner?: string };
   sort?: { by?: string; desc?: boolean };
   page?: { offset: number; limit: number };
 }
