@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState } from "react";
+import { logsError, logsQuery } from "./podlogs";
 
 // Pod logs, streamed (follow) with fetch; lines are capped to keep the DOM small.
 const MAX_LINES = 5000;
@@ -7,6 +8,7 @@ export function Logs({ ns, pod, containers }: { ns: string; pod: string; contain
   const [container, setContainer] = useState(containers[0] ?? "");
   const [follow, setFollow] = useState(true);
   const [timestamps, setTimestamps] = useState(false);
+  const [previous, setPrevious] = useState(false);
   const [search, setSearch] = useState("");
   const [lines, setLines] = useState<string[]>([]);
   const [error, setError] = useState("");
@@ -15,14 +17,11 @@ export function Logs({ ns, pod, containers }: { ns: string; pod: string; contain
     const ac = new AbortController();
     setLines([]);
     setError("");
-    const qs = new URLSearchParams({ namespace: ns, name: pod, tailLines: "1000" });
-    if (container) qs.set("container", container);
-    if (follow) qs.set("follow", "1");
-    if (timestamps) qs.set("timestamps", "1");
+    const qs = logsQuery({ ns, pod, container, follow, timestamps, previous });
     (async () => {
       const r = await fetch(`/api/logs?${qs}`, { signal: ac.signal });
       if (!r.ok || !r.body) {
-        setError((await r.text()) || r.statusText);
+        setError(logsError(r.status, await r.text(), previous, container));
         return;
       }
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -38,7 +37,7 @@ export function Logs({ ns, pod, containers }: { ns: string; pod: string; contain
       if (!ac.signal.aborted) setError(String(e));
     });
     return () => ac.abort();
-  }, [ns, pod, container, follow, timestamps]);
+  }, [ns, pod, container, follow, timestamps, previous]);
   useEffect(() => {
     if (follow) end.current?.scrollIntoView({ block: "end" });
   }, [lines, follow]);
@@ -54,14 +53,21 @@ export function Logs({ ns, pod, containers }: { ns: string; pod: string; contain
           </select>
         )}
         <label>
-          <input type="checkbox" checked={follow} onChange={(e) => setFollow(e.target.checked)} /> follow
+          <input type="checkbox" checked={follow && !previous} disabled={previous} onChange={(e) => setFollow(e.target.checked)} /> follow
+        </label>
+        <label title="the log of the container's previous (terminated) instance, as kubectl logs --previous">
+          <input type="checkbox" aria-label="previous" checked={previous} onChange={(e) => setPrevious(e.target.checked)} /> previous
         </label>
         <label>
           <input type="checkbox" checked={timestamps} onChange={(e) => setTimestamps(e.target.checked)} /> timestamps
         </label>
         <input aria-label="search logs" placeholder="search…" value={search} onChange={(e) => setSearch(e.target.value)} />
       </div>
-      {error && <p className="error">{error}</p>}
+      {error && (
+        <p className="error" role="alert" data-testid="logs-error">
+          {error}
+        </p>
+      )}
       <pre aria-label="log">
         {shown.join("\n")}
         <div ref={end} />

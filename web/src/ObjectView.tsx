@@ -8,6 +8,9 @@ import { mergedKinds } from "./workloadlogs";
 import type { Live } from "./live";
 import { ObjectExtras } from "./Extras";
 import { searchLink } from "./logsearch";
+import { NodeActions, Rollout } from "./Actions";
+import { Related } from "./Related";
+import { rolloutKinds } from "./rollout";
 
 const Editor = lazy(() => import("./Editor"));
 const Terminal = lazy(() => import("./Terminal"));
@@ -15,7 +18,19 @@ const Terminal = lazy(() => import("./Terminal"));
 type ObjRoute = Extract<Route, { view: "object" }>;
 type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-export function ObjectView({ route, rules, resource, live = null }: { route: ObjRoute; rules: api.Rule[]; resource?: api.Resource; live?: Live | null }) {
+export function ObjectView({
+  route,
+  rules,
+  resource,
+  resources = [],
+  live = null,
+}: {
+  route: ObjRoute;
+  rules: api.Rule[];
+  resource?: api.Resource;
+  resources?: api.Resource[];
+  live?: Live | null;
+}) {
   const ref: api.Ref = { group: route.group, version: route.version, resource: route.resource, namespace: route.ns, name: route.name };
   const [obj, setObj] = useState<Any | null>(null);
   const [error, setError] = useState("");
@@ -126,8 +141,11 @@ export function ObjectView({ route, rules, resource, live = null }: { route: Obj
               </button>
             )}
           </div>
+          {route.resource === "nodes" && route.group === "" && <NodeActions live={live} r={ref} obj={obj} rules={rules} reload={load} />}
           <Summary obj={obj} />
+          {rolloutKinds.includes(route.resource) && route.group === "apps" && <Rollout live={live} r={ref} obj={obj} rules={rules} reload={load} />}
           <ObjectExtras live={live} route={route} obj={obj} />
+          <Related live={live} resource={route.resource} obj={obj} resources={resources} />
         </div>
       )}
       {tab === "yaml" && (
@@ -161,8 +179,6 @@ function Summary({ obj }: { obj: Any }) {
           </code>
         ))}
       </dd>
-      <dt>Owners</dt>
-      <dd>{(md.ownerReferences ?? []).map((o: Any) => `${o.kind}/${o.name}`).join(", ") || "—"}</dd>
       {obj.spec?.replicas !== undefined && (
         <>
           <dt>Replicas</dt>
