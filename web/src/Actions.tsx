@@ -14,7 +14,14 @@ import { cordonPatch, drainDone, evictAll, planDrain, type Progress } from "./dr
 
 type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-export function Rollout({ live, r, obj, rules, reload }: { live: Live | null; r: api.Ref; obj: Any; rules: api.Rule[]; reload: () => void }) {
+/** useLiveObject is the object as the live cache has it now (changes made elsewhere, e.g. kubectl, included); loaded until then. */
+function useLiveObject(live: Live | null, r: api.Ref, loaded: Any): Any {
+  const s = useLive(live, { group: r.group, version: r.version, resource: r.resource, namespace: r.namespace, filter: { fields: { "metadata.name": r.name } }, page: { offset: 0, limit: 1 } });
+  return (s.rows[0] as Any) ?? loaded;
+}
+
+export function Rollout({ live, r, obj: loaded, rules, reload }: { live: Live | null; r: api.Ref; obj: Any; rules: api.Rule[]; reload: () => void }) {
+  const obj = useLiveObject(live, r, loaded);
   const [msg, setMsg] = useState("");
   const [err, setErr] = useState("");
   const uid = obj.metadata?.uid;
@@ -117,7 +124,8 @@ export function Rollout({ live, r, obj, rules, reload }: { live: Live | null; r:
 
 const stateText: Record<string, string> = { skipped: "skipped", waiting: "waiting", evicting: "evicting…", blocked: "blocked", evicted: "evicted", failed: "failed" };
 
-export function NodeActions({ live, r, obj, rules, reload }: { live: Live | null; r: api.Ref; obj: Any; rules: api.Rule[]; reload: () => void }) {
+export function NodeActions({ live, r, obj: loaded, rules, reload }: { live: Live | null; r: api.Ref; obj: Any; rules: api.Rule[]; reload: () => void }) {
+  const obj = useLiveObject(live, r, loaded);
   const [err, setErr] = useState("");
   const [msg, setMsg] = useState("");
   const [force, setForce] = useState(false);

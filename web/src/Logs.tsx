@@ -5,7 +5,9 @@ import { logsError, logsQuery } from "./podlogs";
 const MAX_LINES = 5000;
 
 export function Logs({ ns, pod, containers }: { ns: string; pod: string; containers: string[] }) {
-  const [container, setContainer] = useState(containers[0] ?? "");
+  // The pod may still be loading: until a container is picked, the first one (once known).
+  const [picked, setContainer] = useState("");
+  const container = picked || containers[0] || "";
   const [follow, setFollow] = useState(true);
   const [timestamps, setTimestamps] = useState(false);
   const [previous, setPrevious] = useState(false);

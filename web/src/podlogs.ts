@@ -22,7 +22,7 @@ export function logsError(status: number, body: string, previous: boolean, conta
   } catch {
     /* text */
   }
-  if (previous && status === 400 && /previous terminated container/i.test(msg))
+  if (previous && status >= 400 && status < 500 && /previous terminated container/i.test(msg))
     return `No previous instance of container ${container || "(default)"}: it has not restarted, or the earlier instance's log is gone. (${msg})`;
   return msg || `HTTP ${status}`;
 }
