@@ -30,7 +30,8 @@ import (
 // that did not), cordon, uncordon and drain of the node (a bare pod
 // refused until forced, the DaemonSet's pod skipped, a PodDisruptionBudget
 // refusal — simulated in the browser, as the API server enforces no
-// budgets — shown and retried), and a view user's disabled buttons. The
+// budgets — shown and retried), a DaemonSet's undo through its
+// ControllerRevisions, and a view user's disabled buttons. The
 // browser part is web/e2e/actions.e2e.mjs; this test checks the results
 // through the API.
 func TestDashboardActions(t *testing.T) {
@@ -154,6 +155,13 @@ func TestDashboardActions(t *testing.T) {
 	}
 	if _, ok := d.Spec.Template.Labels["pod-template-hash"]; ok {
 		t.Fatal("the undo copied the ReplicaSet's pod-template-hash label into the Deployment")
+	}
+	ds, err := c.Client.AppsV1().DaemonSets("default").Get(ctx, "agentd", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := ds.Spec.Template.Spec.Containers[0].Image; img != testimages.Busybox {
+		t.Fatalf("DaemonSet image after the UI's undo = %q, want %q back", img, testimages.Busybox)
 	}
 	n, err := c.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
 	if err != nil || !n.Spec.Unschedulable {

@@ -183,6 +183,16 @@ try {
   if (evicts.filter((n) => n === pod2).length !== 2 || evicts.includes(agentd))
     throw new Error(`evictions sent: ${evicts.join(", ")}`);
   await shot(page, "actions-drained");
+
+  step("a DaemonSet's history from its ControllerRevisions; Undo restores the previous image");
+  await page.goto(url + "/#/o/apps/v1/daemonsets/default/agentd");
+  await poll("revision 1 of the DaemonSet", async () => (await revisions(page)) === "1");
+  kubectl("set", "image", "daemonset/agentd", "main=registry.invalid/busybox:broken", "-n", "default");
+  await poll("revision 2 listed live and current", async () => (await revisions(page)) === "1,2" && (await text(page, "[data-testid=history] tr[data-revision='2']")).includes("(current)"));
+  await page.click("[data-testid=rollout] button:has-text('Undo')");
+  await poll("the DaemonSet's image rolled back", () => kubectl("get", "daemonset", "agentd", "-n", "default", "-o", "jsonpath={.spec.template.spec.containers[0].image}") === busybox);
+  await page.waitForSelector("[data-testid=rollout] [role=status]:has-text('Rolled back to revision 1')");
+  await shot(page, "actions-daemonset-undo");
   await ctx.close();
 
   step("the view user: Restart, Undo and the history's roll-backs disabled");
