@@ -30,6 +30,7 @@ describe("queries", () => {
   const dep = { metadata: { namespace: "ns", name: "web", uid: "u1" }, spec: { selector: { matchLabels: { app: "web" } } } };
   it("events by involvedObject.uid, newest first, bounded", () => {
     expect(eventsQuery(dep)).toMatchObject({ resource: "events", namespace: "ns", filter: { fields: { "involvedObject.uid": "u1" } }, sort: { by: "lastTimestamp", desc: true }, page: { limit: 50 } });
+    expect(eventsQuery({ kind: "Node", metadata: { name: "n1", uid: "x" } })).toMatchObject({ namespace: "", filter: { fields: { "involvedObject.kind": "Node", "involvedObject.name": "n1" } } });
     const es = [{ lastTimestamp: "2026-01-01T00:00:01Z" }, { eventTime: "2026-01-01T00:00:03Z" }, { lastTimestamp: "2026-01-01T00:00:02Z" }];
     expect(sortEvents(es)).toEqual([es[1], es[2], es[0]]);
   });

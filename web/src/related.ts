@@ -49,14 +49,20 @@ export interface Section {
 
 const pods = (ns: string, extra: Partial<Query>): Query => ({ group: "", version: "v1", resource: "pods", namespace: ns, page: { offset: 0, limit: 100 }, ...extra });
 
-/** eventsQuery is the object's events, newest first. */
+/**
+ * eventsQuery is the object's events, newest first: by involvedObject.uid,
+ * except for a node: upstream's kubelet records node events with the
+ * node's name as uid, so kind and name are matched, which covers both.
+ */
 export function eventsQuery(obj: Any): Query {
+  const fields: Record<string, string> =
+    obj.kind === "Node" ? { "involvedObject.kind": "Node", "involvedObject.name": obj.metadata?.name ?? "" } : { "involvedObject.uid": obj.metadata?.uid ?? "" };
   return {
     group: "",
     version: "v1",
     resource: "events",
     namespace: obj.metadata?.namespace ?? "",
-    filter: { fields: { "involvedObject.uid": obj.metadata?.uid ?? "" } },
+    filter: { fields },
     sort: { by: "lastTimestamp", desc: true },
     page: { offset: 0, limit: 50 },
   };
