@@ -10,7 +10,7 @@ import type { Live } from "./live";
 import { objectHref } from "./route";
 import { age } from "./columns";
 import { deploymentHistory, restartPatch, revisionHistory, undoPatch, undoTarget, type Revision } from "./rollout";
-import { cordonPatch, drainDone, evictAll, planDrain, type Progress } from "./drain";
+import { cordonPatch, drainStatus, evictAll, planDrain, type Progress } from "./drain";
 
 type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -127,10 +127,11 @@ const stateText: Record<string, string> = { skipped: "skipped", waiting: "waitin
 export function NodeActions({ live, r, obj: loaded, rules, reload }: { live: Live | null; r: api.Ref; obj: Any; rules: api.Rule[]; reload: () => void }) {
   const obj = useLiveObject(live, r, loaded);
   const [err, setErr] = useState("");
-  const [msg, setMsg] = useState("");
   const [force, setForce] = useState(false);
   const [progress, setProgress] = useState<Record<string, Progress>>({});
   const [running, setRunning] = useState(false);
+  // The last drain's result, reported once its evicted pods are gone.
+  const [finished, setFinished] = useState<Progress[] | null>(null);
   const stop = useRef<AbortController | null>(null);
   const pods = useLive(live, { group: "", version: "v1", resource: "pods", namespace: "", filter: { fields: { "spec.nodeName": r.name } }, page: { offset: 0, limit: 500 } });
   const canPatch = api.allowed(rules, "patch", "", "nodes");
@@ -148,8 +149,8 @@ export function NodeActions({ live, r, obj: loaded, rules, reload }: { live: Liv
     }
     if (!confirm(`Drain node ${r.name}? Its pods (except DaemonSet and mirror pods) are evicted.`)) return;
     setErr("");
-    setMsg("");
     setProgress({});
+    setFinished(null);
     setRunning(true);
     const ac = new AbortController();
     stop.current = ac;
@@ -168,9 +169,7 @@ export function NodeActions({ live, r, obj: loaded, rules, reload }: { live: Liv
         onProgress: (key, p) => setProgress((m) => ({ ...m, [key]: p })),
         signal: ac.signal,
       });
-      const n = res.filter((p) => p.state === "evicted").length;
-      if (drainDone(res)) setMsg(`Drained: ${n} pod(s) evicted, ${res.length - n} skipped.`);
-      else setErr(`Drain incomplete: ${res.filter((p) => p.state === "failed").length} pod(s) not evicted.`);
+      setFinished(res);
     } catch (e) {
       setErr((e as Error).message);
     } finally {
@@ -179,6 +178,7 @@ export function NodeActions({ live, r, obj: loaded, rules, reload }: { live: Liv
     }
   };
   const present = new Set(pods.rows.map((p) => `${p.metadata.namespace}/${p.metadata.name}`));
+  const outcome = finished && drainStatus(finished, present);
   return (
     <section className="nodeactions" data-testid="node-actions">
       <div className="actions">
@@ -193,13 +193,18 @@ export function NodeActions({ live, r, obj: loaded, rules, reload }: { live: Liv
           <input type="checkbox" checked={force} onChange={(e) => setForce(e.target.checked)} /> force
         </label>
         {running && <button onClick={() => stop.current?.abort()}>Stop</button>}
-        {msg && (
+        {outcome && outcome.state !== "incomplete" && (
           <span className="note" role="status" data-testid="drain-done">
-            {msg}
+            {outcome.text}
+          </span>
+        )}
+        {outcome?.state === "incomplete" && (
+          <span className="error" role="alert" data-testid="drain-error">
+            {outcome.text}
           </span>
         )}
         {err && (
-          <span className="error" role="alert" data-testid="drain-error">
+          <span className="error" role="alert" data-testid="node-error">
             {err}
           </span>
         )}

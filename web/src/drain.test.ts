@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { cordonPatch, drainDone, evictAll, planDrain, type Progress } from "./drain";
+import { cordonPatch, drainDone, drainStatus, evictAll, planDrain, type Progress } from "./drain";
 
 const pod = (name: string, owner?: string, extra: Record<string, unknown> = {}) => ({
   metadata: { namespace: "ns", name, ownerReferences: owner ? [{ kind: owner, name: `${name}-owner`, controller: true }] : [], ...extra },
@@ -87,5 +87,19 @@ describe("evictAll", () => {
       signal: ac.signal,
     });
     expect(res[0]).toMatchObject({ state: "failed", message: "stopped" });
+  });
+});
+
+describe("drainStatus", () => {
+  const ps: Progress[] = [
+    { key: "ns/a", state: "evicted", message: "", attempts: 1 },
+    { key: "ns/ds", state: "skipped", message: "", attempts: 0 },
+  ];
+  it("waits for the evicted pods to be gone, as kubectl drain", () => {
+    expect(drainStatus(ps, new Set(["ns/a", "ns/ds"]))).toEqual({ state: "terminating", text: "Evictions accepted; waiting for 1 pod(s) to terminate…" });
+    expect(drainStatus(ps, new Set(["ns/ds"]))).toEqual({ state: "drained", text: "Drained: 1 pod(s) evicted, 1 skipped." });
+  });
+  it("is incomplete when a pod was not evicted", () => {
+    expect(drainStatus([...ps, { key: "ns/b", state: "failed", message: "x", attempts: 1 }], new Set()).state).toBe("incomplete");
   });
 });

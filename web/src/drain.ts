@@ -94,3 +94,17 @@ export async function evictAll(plan: Plan[], o: DrainOptions): Promise<Progress[
 
 /** drainDone reports whether every pod was evicted or skipped. */
 export const drainDone = (ps: Progress[]) => ps.every((p) => p.state === "evicted" || p.state === "skipped");
+
+/**
+ * drainStatus is the drain's outcome as kubectl reports it: incomplete
+ * when a pod was not evicted; otherwise it waits until every evicted pod
+ * is gone from the node (present: the node's pods now) before "Drained".
+ */
+export function drainStatus(ps: Progress[], present: Set<string>): { state: "incomplete" | "terminating" | "drained"; text: string } {
+  const failed = ps.filter((p) => p.state === "failed").length;
+  if (failed > 0) return { state: "incomplete", text: `Drain incomplete: ${failed} pod(s) not evicted.` };
+  const evicted = ps.filter((p) => p.state === "evicted");
+  const left = evicted.filter((p) => present.has(p.key)).length;
+  if (left > 0) return { state: "terminating", text: `Evictions accepted; waiting for ${left} pod(s) to terminate…` };
+  return { state: "drained", text: `Drained: ${evicted.length} pod(s) evicted, ${ps.length - evicted.length} skipped.` };
+}
