@@ -140,7 +140,7 @@ try {
     return m.startsWith("No previous instance of container main") ? true : m;
   });
 
-  step("cordon and uncordon the node");
+  step("cordon and uncordon the node, on its page and in the nodes table");
   const unsched = () => kubectl("get", "node", nodeName, "-o", "jsonpath={.spec.unschedulable}");
   await page.goto(url + `/#/o/core/v1/nodes/_/${nodeName}`);
   await page.click("[data-testid=node-actions] button:has-text('Cordon')");
@@ -149,6 +149,14 @@ try {
   await page.click("[data-testid=node-actions] button:has-text('Uncordon')");
   await poll("schedulable again", () => unsched() !== "true");
   await page.waitForSelector("[data-testid=schedulable]:has-text('Schedulable')");
+  await page.goto(url + "/#/r/core/v1/nodes");
+  await page.click(`button[aria-label="cordon ${nodeName}"]`);
+  await poll("cordoned from the nodes table", () => unsched() === "true");
+  await page.waitForSelector(`tr[data-name="${nodeName}"]:has-text('Ready,SchedulingDisabled')`);
+  await shot(page, "actions-nodes-table");
+  await page.click(`button[aria-label="uncordon ${nodeName}"]`);
+  await poll("uncordoned from the nodes table", () => unsched() !== "true");
+  await page.click(`tr[data-name="${nodeName}"] a:has-text('Drain…')`);
 
   step("drain: the bare pod refused, the DaemonSet's skipped, a budget's 429 shown and retried, the rest evicted; then forced");
   let budget = 1;

@@ -231,3 +231,36 @@ export function NodeActions({ live, r, obj: loaded, rules, reload }: { live: Liv
     </section>
   );
 }
+
+/** NodeRowActions is a nodes table row's cordon/uncordon and a link to the node page's drain. */
+export function NodeRowActions({ node, rules }: { node: Any; rules: api.Rule[] }) {
+  const [err, setErr] = useState("");
+  const name = node.metadata.name;
+  const cordoned = !!node.spec?.unschedulable;
+  const canPatch = api.allowed(rules, "patch", "", "nodes");
+  return (
+    <span className="rowactions">
+      <button
+        className="small"
+        disabled={!canPatch}
+        title={canPatch ? err : "You may not patch nodes"}
+        aria-label={`${cordoned ? "uncordon" : "cordon"} ${name}`}
+        onClick={() =>
+          api.patch({ group: "", version: "v1", resource: "nodes", namespace: "", name }, cordonPatch(!cordoned)).then(
+            () => setErr(""),
+            (e) => setErr((e as Error).message),
+          )
+        }
+      >
+        {cordoned ? "Uncordon" : "Cordon"}
+      </button>{" "}
+      <a href={objectHref("", "v1", "nodes", "", name)}>Drain…</a>
+      {err && (
+        <span className="error" role="alert">
+          {" "}
+          {err}
+        </span>
+      )}
+    </span>
+  );
+}

@@ -254,7 +254,7 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
           </Suspense>
         )}
         {route.view === "list" && (
-          <ListView key={`${route.group}/${route.resource}`} live={live} route={route} resource={resources.find((r) => r.group === route.group && r.resource === route.resource)} />
+          <ListView key={`${route.group}/${route.resource}`} live={live} route={route} rules={rules} resource={resources.find((r) => r.group === route.group && r.resource === route.resource)} />
         )}
         {route.view === "object" && <ObjectView key={hash} live={live} route={route} rules={rules} resources={resources} resource={resources.find((r) => r.group === route.group && r.resource === route.resource)} />}
       </main>

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import type { Live } from "./live";
-import type { Resource } from "./api";
+import type { Resource, Rule } from "./api";
+import { NodeRowActions } from "./Actions";
 import type { Route } from "./route";
 import { useLive, useNow } from "./hooks";
 import { columnsFor } from "./columns";
@@ -11,7 +12,7 @@ const ROW = 28;
 
 type ListRoute = Extract<Route, { view: "list" }>;
 
-export function ListView({ live, route, resource }: { live: Live | null; route: ListRoute; resource?: Resource }) {
+export function ListView({ live, route, resource, rules = [] }: { live: Live | null; route: ListRoute; resource?: Resource; rules?: Rule[] }) {
   const now = useNow();
   const namespaced = resource?.namespaced ?? true;
   const [filter, setFilter] = useState(route.q);
@@ -47,6 +48,8 @@ export function ListView({ live, route, resource }: { live: Live | null; route: 
   }, [w.start, w.end, page.offset, page.limit]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const cols = columnsFor(route.resource, namespaced, namespaced && route.ns === "");
+  // Nodes get cordon/uncordon and a link to the node page's drain per row.
+  const nodeRows = route.resource === "nodes" && route.group === "";
   // A revoked subscription shows why instead of rows (never stale ones).
   const revoked = !!data.revoked;
   const rows = [];
@@ -55,7 +58,7 @@ export function ListView({ live, route, resource }: { live: Live | null; route: 
     if (!o) {
       rows.push(
         <tr key={`p${i}`} style={{ height: ROW }}>
-          <td colSpan={cols.length}>…</td>
+          <td colSpan={cols.length + (nodeRows ? 1 : 0)}>…</td>
         </tr>,
       );
       continue;
@@ -71,6 +74,11 @@ export function ListView({ live, route, resource }: { live: Live | null; route: 
             )}
           </td>
         ))}
+        {nodeRows && (
+          <td>
+            <NodeRowActions node={o} rules={rules} />
+          </td>
+        )}
       </tr>,
     );
   }
@@ -102,12 +110,13 @@ export function ListView({ live, route, resource }: { live: Live | null; route: 
                   {sort.by === c.sort ? (sort.desc ? " ▼" : " ▲") : ""}
                 </th>
               ))}
+              {nodeRows && <th>Actions</th>}
             </tr>
           </thead>
           <tbody>
             {revoked ? (
               <tr className="revoked">
-                <td colSpan={cols.length} role="alert" className="error" style={{ whiteSpace: "normal" }}>
+                <td colSpan={cols.length + (nodeRows ? 1 : 0)} role="alert" className="error" style={{ whiteSpace: "normal" }}>
                   {data.error}. Your permissions changed while this view was open; its rows were removed.
                 </td>
               </tr>
