@@ -49,6 +49,8 @@ type ServerProc struct {
 
 	veth string
 	args []string
+	// kubeconfigMod is the admin kubeconfig's time when Client was made.
+	kubeconfigMod time.Time
 	bin  string
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -98,6 +100,13 @@ func (c *Cluster) startHA(t harness.T) error {
 		}
 	}
 
+	return c.connectHA(t)
+}
+
+// connectHA points the cluster's Client at every HA server through the
+// node agent's failover dialer, with the first server's admin
+// credentials.
+func (c *Cluster) connectHA(t harness.T) error {
 	first := c.HA[0]
 	rc := rest.CopyConfig(first.Config)
 	var others []string
@@ -159,6 +168,11 @@ func (s *ServerProc) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("multinode: server %s exited; log:\n%s", s.Name, s.LogTail(6000))
 		default:
 		}
+		// A server rewrites its admin kubeconfig at start (a new CA):
+		// the client follows the file.
+		if fi, err := os.Stat(kubeconfig); err == nil && !fi.ModTime().Equal(s.kubeconfigMod) {
+			s.Client, s.kubeconfigMod = nil, fi.ModTime()
+		}
 		if s.Client == nil {
 			if rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig); err == nil {
 				rc.Host = s.URL
@@ -189,6 +203,60 @@ func (s *ServerProc) Ready() error {
 		return fmt.Errorf("readyz: %w: %s", err, b)
 	}
 	return nil
+}
+
+// Reconnect points the cluster's Client at the servers again with the
+// first server's current admin kubeconfig (after a CA rotation made a new
+// one); every server must be ready.
+func (c *Cluster) Reconnect(t harness.T) error {
+	if len(c.HA) == 0 {
+		return fmt.Errorf("multinode: Reconnect is for HA clusters")
+	}
+	return c.connectHA(t)
+}
+
+// Stop ends the server with SIGTERM (SIGKILL after 20 s) and waits for it
+// to exit.
+func (s *ServerProc) Stop() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		s.Kill()
+	}
+}
+
+// Start starts a stopped server again on its data folder without waiting
+// for it (a member alone cannot be ready before a quorum is back); its
+// Config and Client are read again from its admin kubeconfig by
+// WaitReady.
+func (s *ServerProc) Start() error {
+	select {
+	case <-s.done:
+	default:
+		return fmt.Errorf("multinode: server %s is running", s.Name)
+	}
+	s.Config, s.Client = nil, nil
+	return s.start()
+}
+
+// WaitReady waits until the server answers /readyz.
+func (s *ServerProc) WaitReady(timeout time.Duration) error { return s.waitReady(timeout) }
+
+// SetFlag changes the value of a flag the server starts with (next start).
+func (s *ServerProc) SetFlag(name, value string) error {
+	for i := 0; i+1 < len(s.args); i++ {
+		if s.args[i] == name {
+			s.args[i+1] = value
+			return nil
+		}
+	}
+	return fmt.Errorf("multinode: server %s has no flag %s", s.Name, name)
 }
 
 // Kill sends SIGKILL to the server and waits for it to exit.
@@ -243,16 +311,7 @@ func (s *ServerProc) stop(t harness.T) {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
-	select {
-	case <-s.done:
-	default:
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(20 * time.Second):
-			s.Kill()
-		}
-	}
+	s.Stop()
 	if t.Failed() {
 		t.Logf("server %s log (tail):\n%s", s.Name, s.LogTail(6000))
 	}

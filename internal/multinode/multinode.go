@@ -33,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -434,6 +435,55 @@ func (c *Cluster) RestartAgent(i int, env []string) error {
 	if len(env) > 0 {
 		cmd.Env = append(os.Environ(), env...)
 	}
+	n.cmd, n.done = cmd, make(chan struct{})
+	return n.run(logf)
+}
+
+// JoinToken makes a join token (`skiff token create`) for the cluster's
+// current CA.
+func (c *Cluster) JoinToken() (string, error) {
+	ca, err := pki.LoadOrCreateCA(filepath.Join(c.DataDir, "tls"), "server-ca", "unused")
+	if err != nil {
+		return "", fmt.Errorf("multinode: cluster CA: %w", err)
+	}
+	return c.joinToken(ca)
+}
+
+// RejoinAgent stops node i's agent, removes the credentials its join
+// kept (kubeconfig, client certificate and key) and starts it again
+// joining with token, as after a CA rotation
+// (controlplane/pki/README.md). The node must have joined with a token
+// (node 0).
+func (c *Cluster) RejoinAgent(i int, token string) error {
+	n := c.Nodes[i]
+	args := slices.Clone(n.cmd.Args)
+	at := slices.Index(args, "--token")
+	if at < 0 || at+1 >= len(args) {
+		return fmt.Errorf("multinode: agent %s did not join with a token", n.Name)
+	}
+	args[at+1] = token
+	select {
+	case <-n.done:
+	default:
+		_ = n.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-n.done:
+		case <-time.After(15 * time.Second):
+			_ = n.cmd.Process.Kill()
+			<-n.done
+		}
+	}
+	for _, f := range []string{"kubeconfig", "client.crt", "client.key"} {
+		if err := os.Remove(filepath.Join(n.DataDir, "agent", f)); err != nil {
+			return fmt.Errorf("multinode: %w", err)
+		}
+	}
+	logf, err := os.OpenFile(n.Log, os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("multinode: %w", err)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = n.cmd.Env
 	n.cmd, n.done = cmd, make(chan struct{})
 	return n.run(logf)
 }
