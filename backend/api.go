@@ -217,7 +217,8 @@ func resolveKind(t *target, apiVersion, kind string) (schema.GroupVersionResourc
 // apply creates or updates the YAML (or JSON) object in the body as the
 // user: with metadata.resourceVersion it is an update (a stale version is
 // a 409 Conflict), without one a create, or a server-side apply when the
-// object exists.
+// object exists. With ?create=1 it is always a create (kubectl create): an
+// existing object is the API server's 409 AlreadyExists.
 func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFrom(r.Context())
 	t, ok := s.targetFor(w, r)
@@ -263,12 +264,15 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	obj.SetManagedFields(nil)
 	var out *unstructured.Unstructured
 	action := "update"
-	if obj.GetResourceVersion() != "" {
+	createOnly := r.URL.Query().Get("create") == "1"
+	if obj.GetResourceVersion() != "" && !createOnly {
 		out, err = rc.Update(r.Context(), obj, metav1.UpdateOptions{FieldManager: "skiff-dashboard"})
 	} else {
 		action = "create"
 		out, err = rc.Create(r.Context(), obj, metav1.CreateOptions{FieldManager: "skiff-dashboard"})
-		if apierrors.IsAlreadyExists(err) {
+		// ?create=1 (the create page) is kubectl create: an existing
+		// object is the API server's 409 AlreadyExists, not applied over.
+		if apierrors.IsAlreadyExists(err) && !createOnly {
 			action = "apply"
 			var data []byte
 			data, err = json.Marshal(obj.Object)

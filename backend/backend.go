@@ -115,6 +115,8 @@ type Server struct {
 	// credentials (members.go).
 	membersMu sync.Mutex
 	members   map[string]*target
+	// searchAuthz caches the search's per-kind access reviews (search.go).
+	searchAuthz searchAuthz
 }
 
 // New builds a backend; it starts nothing until requests arrive but the
@@ -280,6 +282,7 @@ func (s *Server) routes() http.Handler {
 			r.Post("/evict", s.evict)
 			r.Get("/logs", s.logs)
 			r.Get("/workloadlogs", s.workloadLogs)
+			r.Get("/search", s.search)
 			r.Get("/exec", s.exec)
 			r.Post("/cluster", s.switchCluster)
 			r.With(hostOnly("log search")).Get("/logsearch", s.logSearch)
