@@ -1,4 +1,4 @@
-import { lazy, Suspense, useEffect, useMemo, useState } from "react";
+import { lazy, Suspense, useEffect, useMemo, useRef, useState } from "react";
 import * as api from "./api";
 import { Live, LOGOUT } from "./live";
 import { useHash, useLive } from "./hooks";
@@ -9,6 +9,11 @@ import { ObjectView } from "./ObjectView";
 import { Federation } from "./Federation";
 import { FED_GROUP, FED_VERSION } from "./federation";
 import { Login } from "./Login";
+import { Palette, Help } from "./Shortcuts";
+import { Create } from "./Create";
+import { mayCreate } from "./create";
+import { KeySequence, ROWS_EVENT, targetKind, type GoTarget } from "./keys";
+import { rememberKind } from "./search";
 
 const LogSearch = lazy(() => import("./LogSearch"));
 
@@ -68,6 +73,21 @@ export function App() {
 const favourites = ["pods", "deployments", "services", "replicasets", "statefulsets", "daemonsets", "jobs", "configmaps", "secrets", "events", "nodes", "namespaces"];
 
 const CLUSTER_KEY = "skiff-cluster";
+const KINDS_KEY = "skiff-search-kinds";
+
+// goHref is where a "g x" key sequence goes (the namespace kept).
+function goHref(to: GoTarget, ns: string): string {
+  switch (to) {
+    case "overview":
+      return `#/overview?ns=${encodeURIComponent(ns)}`;
+    case "logs":
+      return "#/logs";
+    case "deployments":
+      return listHref("apps", "v1", "deployments", ns);
+    default:
+      return listHref("", "v1", to, ns);
+  }
+}
 
 function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: string; setTheme: (t: string) => void; onLogout: () => void }) {
   // hostLive always reads the host (member list, federation page); live
@@ -85,6 +105,53 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
   const route = parseRoute(hash);
   const ns = route.ns;
   const live = cluster ? memberLive : hostLive;
+  const [palette, setPalette] = useState(false);
+  const [help, setHelp] = useState(false);
+  // Custom kinds opened in this tab are searched too (search.ts).
+  const [searchKinds, setSearchKinds] = useState<string[]>(() => JSON.parse(sessionStorage.getItem(KINDS_KEY) ?? "[]"));
+  useEffect(() => {
+    setSearchKinds((k) => {
+      const next = rememberKind(k, route);
+      if (next !== k) sessionStorage.setItem(KINDS_KEY, JSON.stringify(next));
+      return next;
+    });
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [hash]);
+  // Keyboard navigation (keys.ts): one sequence per tab.
+  const keys = useRef(new KeySequence());
+  const nsRef = useRef(ns);
+  nsRef.current = ns;
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      const a = keys.current.feed({ key: e.key, ctrlKey: e.ctrlKey, metaKey: e.metaKey, altKey: e.altKey, target: targetKind(e.target), time: e.timeStamp });
+      if (!a) return;
+      switch (a.type) {
+        case "search":
+          e.preventDefault();
+          setHelp(false);
+          setPalette(true);
+          break;
+        case "help":
+          e.preventDefault();
+          setPalette(false);
+          setHelp((h) => !h);
+          break;
+        case "escape":
+          setPalette(false);
+          setHelp(false);
+          break;
+        case "go":
+          setPalette(false);
+          setHelp(false);
+          location.hash = goHref(a.to, nsRef.current);
+          break;
+        default:
+          window.dispatchEvent(new CustomEvent(ROWS_EVENT, { detail: a.type }));
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, []);
 
   useEffect(() => {
     const l = new Live();
@@ -188,6 +255,17 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
           {status === "open" ? "● live" : status}
         </span>
         <span className="spacer" />
+        <button onClick={() => setPalette(true)} aria-label="search" title="Search objects by name (/ or Ctrl-K)">
+          Search <kbd>/</kbd>
+        </button>
+        {mayCreate(rules) && (
+          <a className="button" href={`#/create?ns=${encodeURIComponent(ns)}`} data-testid="create-button">
+            Create
+          </a>
+        )}
+        <button onClick={() => setHelp(true)} aria-label="keyboard shortcuts" title="Keyboard shortcuts (?)">
+          ?
+        </button>
         <span className="user">{sess.user}</span>
         <button onClick={() => setTheme(theme === "dark" ? "light" : "dark")} aria-label="toggle theme">
           {theme === "dark" ? "Light" : "Dark"}
@@ -248,6 +326,7 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
             </p>
           ))}
         {route.view === "overview" && <Overview live={live} ns={ns} />}
+        {route.view === "create" && <Create ns={ns} resources={resources} />}
         {route.view === "logsearch" && (
           <Suspense fallback={<p>Loading log search…</p>}>
             <LogSearch query={route.query} />
@@ -258,6 +337,8 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
         )}
         {route.view === "object" && <ObjectView key={hash} live={live} route={route} rules={rules} resources={resources} resource={resources.find((r) => r.group === route.group && r.resource === route.resource)} />}
       </main>
+      {palette && <Palette ns={ns} kinds={searchKinds} onClose={() => setPalette(false)} />}
+      {help && <Help onClose={() => setHelp(false)} />}
     </div>
   );
 }

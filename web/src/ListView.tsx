@@ -7,6 +7,7 @@ import { useLive, useNow } from "./hooks";
 import { columnsFor } from "./columns";
 import { objectHref } from "./route";
 import { windowFor, pageFor } from "./windowing";
+import { moveFocus, scrollFor, ROWS_EVENT } from "./keys";
 
 const ROW = 28;
 
@@ -47,6 +48,25 @@ export function ListView({ live, route, resource, rules = [] }: { live: Live | n
     if (w.start < page.offset || w.end > page.offset + page.limit) setPage(want);
   }, [w.start, w.end, page.offset, page.limit]); // eslint-disable-line react-hooks/exhaustive-deps
 
+  // Keyboard row focus (j/k, Enter opens; keys.ts, App.tsx).
+  const [focus, setFocus] = useState(-1);
+  useEffect(() => {
+    const onRows = (e: Event) => {
+      const a = (e as CustomEvent<string>).detail;
+      if (a === "open") {
+        const o = data.rows[focus - data.offset];
+        if (o) location.hash = objectHref(route.group, route.version, route.resource, o.metadata.namespace ?? "", o.metadata.name);
+        return;
+      }
+      const next = moveFocus(focus, a === "down" ? 1 : -1, total);
+      setFocus(next);
+      const el = box.current;
+      if (el && next >= 0) el.scrollTop = scrollFor(next, ROW, el.scrollTop, el.clientHeight, ROW);
+    };
+    window.addEventListener(ROWS_EVENT, onRows);
+    return () => window.removeEventListener(ROWS_EVENT, onRows);
+  }, [focus, total, data, route.group, route.version, route.resource]);
+
   const cols = columnsFor(route.resource, namespaced, namespaced && route.ns === "");
   // Nodes get cordon/uncordon and a link to the node page's drain per row.
   const nodeRows = route.resource === "nodes" && route.group === "";
@@ -64,7 +84,7 @@ export function ListView({ live, route, resource, rules = [] }: { live: Live | n
       continue;
     }
     rows.push(
-      <tr key={`${o.metadata.namespace}/${o.metadata.name}`} style={{ height: ROW }} data-name={o.metadata.name}>
+      <tr key={`${o.metadata.namespace}/${o.metadata.name}`} style={{ height: ROW }} data-name={o.metadata.name} className={i === focus ? "focused" : undefined} aria-current={i === focus ? "true" : undefined}>
         {cols.map((c, j) => (
           <td key={c.title}>
             {j === (namespaced && route.ns === "" ? 1 : 0) ? (

@@ -145,3 +145,15 @@ export async function switchCluster(name: string): Promise<{ cluster: string; ve
   cluster = r.cluster;
   return r;
 }
+
+/** search asks GET /api/search (search.ts builds the URL). */
+export const search = <T>(url: string) => call<T>("GET", url);
+
+/** create creates one YAML document as the user (kubectl create: an existing object is a 409); namespace is for a document without one. */
+export const create = (yaml: string, namespace: string) =>
+  call<{ action: string; object: { apiVersion?: string; kind?: string; metadata?: { name?: string; namespace?: string } } }>(
+    "POST",
+    `/api/apply?create=1&namespace=${encodeURIComponent(namespace)}`,
+    yaml,
+    "application/yaml",
+  );
