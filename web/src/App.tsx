@@ -108,7 +108,14 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
   const [palette, setPalette] = useState(false);
   const [help, setHelp] = useState(false);
   // Custom kinds opened in this tab are searched too (search.ts).
-  const [searchKinds, setSearchKinds] = useState<string[]>(() => JSON.parse(sessionStorage.getItem(KINDS_KEY) ?? "[]"));
+  const [searchKinds, setSearchKinds] = useState<string[]>(() => {
+    try {
+      const k = JSON.parse(sessionStorage.getItem(KINDS_KEY) ?? "[]");
+      return Array.isArray(k) ? k.filter((x) => typeof x === "string") : [];
+    } catch {
+      return [];
+    }
+  });
   useEffect(() => {
     setSearchKinds((k) => {
       const next = rememberKind(k, route);

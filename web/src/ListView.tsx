@@ -50,6 +50,8 @@ export function ListView({ live, route, resource, rules = [] }: { live: Live | n
 
   // Keyboard row focus (j/k, Enter opens; keys.ts, App.tsx).
   const [focus, setFocus] = useState(-1);
+  const shape = JSON.stringify([filter, labels, sort]);
+  useEffect(() => setFocus(-1), [shape]);
   useEffect(() => {
     const onRows = (e: Event) => {
       const a = (e as CustomEvent<string>).detail;
