@@ -155,7 +155,7 @@ try {
   step("the view user: no Create button; the palette finds ConfigMaps but not Secrets, nothing in a namespace it may not list");
   const v = await login(browser, env("VIEWER_TOKEN"));
   await v.page.waitForSelector("button[aria-label=search]");
-  await new Promise((r) => setTimeout(r, 500)); // the rules review has answered
+  await new Promise((r) => setTimeout(r, 1500)); // the rules review has answered (the admin saw Create by then)
   check((await v.page.$$("[data-testid=create-button]")).length === 0, "the view user sees Create");
   await v.page.click("button[aria-label=search]");
   await v.page.waitForSelector("input[aria-label='search objects']");

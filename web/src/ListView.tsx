@@ -48,26 +48,34 @@ export function ListView({ live, route, resource, rules = [] }: { live: Live | n
     if (w.start < page.offset || w.end > page.offset + page.limit) setPage(want);
   }, [w.start, w.end, page.offset, page.limit]); // eslint-disable-line react-hooks/exhaustive-deps
 
-  // Keyboard row focus (j/k, Enter opens; keys.ts, App.tsx).
+  // Keyboard row focus (j/k, Enter opens; keys.ts, App.tsx). The listener
+  // reads refs, so keys arriving faster than React renders all count.
   const [focus, setFocus] = useState(-1);
+  const cur = useRef({ focus: -1, total, data, route });
+  cur.current = { ...cur.current, total, data, route };
   const shape = JSON.stringify([filter, labels, sort]);
-  useEffect(() => setFocus(-1), [shape]);
+  useEffect(() => {
+    cur.current.focus = -1;
+    setFocus(-1);
+  }, [shape]);
   useEffect(() => {
     const onRows = (e: Event) => {
       const a = (e as CustomEvent<string>).detail;
+      const c = cur.current;
       if (a === "open") {
-        const o = data.rows[focus - data.offset];
-        if (o) location.hash = objectHref(route.group, route.version, route.resource, o.metadata.namespace ?? "", o.metadata.name);
+        const o = c.data.rows[c.focus - c.data.offset];
+        if (o) location.hash = objectHref(c.route.group, c.route.version, c.route.resource, o.metadata.namespace ?? "", o.metadata.name);
         return;
       }
-      const next = moveFocus(focus, a === "down" ? 1 : -1, total);
+      const next = moveFocus(c.focus, a === "down" ? 1 : -1, c.total);
+      c.focus = next;
       setFocus(next);
       const el = box.current;
       if (el && next >= 0) el.scrollTop = scrollFor(next, ROW, el.scrollTop, el.clientHeight, ROW);
     };
     window.addEventListener(ROWS_EVENT, onRows);
     return () => window.removeEventListener(ROWS_EVENT, onRows);
-  }, [focus, total, data, route.group, route.version, route.resource]);
+  }, []);
 
   const cols = columnsFor(route.resource, namespaced, namespaced && route.ns === "");
   // Nodes get cordon/uncordon and a link to the node page's drain per row.

@@ -21,19 +21,19 @@ export function Palette({ ns, kinds, onClose }: { ns: string; kinds: string[]; o
       return;
     }
     let retry: ReturnType<typeof setTimeout> | undefined;
-    const ask = (again: boolean) =>
+    const ask = (tries: number) =>
       api.search<SearchResponse>(searchURL(q, ns, kinds)).then(
         (r) => {
           if (my !== seq.current) return;
           setResp(r);
           setError("");
           setSel(0);
-          // Kinds whose cache was still loading: ask once more.
-          if (again && r.pending.length) retry = setTimeout(() => ask(false), 1500);
+          // Kinds whose cache was still loading: ask again (at most 5 times).
+          if (tries < 5 && r.pending.length) retry = setTimeout(() => ask(tries + 1), 1000);
         },
         (e: Error) => my === seq.current && setError(e.message),
       );
-    const t = setTimeout(() => ask(true), 120);
+    const t = setTimeout(() => ask(0), 120);
     return () => {
       clearTimeout(t);
       if (retry) clearTimeout(retry);
