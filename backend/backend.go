@@ -272,6 +272,8 @@ func (s *Server) routes() http.Handler {
 			r.Get("/session", s.getSession)
 			r.Post("/logout", s.logout)
 			r.Get("/discovery", s.discoveryHandler)
+			r.Get("/openapi/v3", s.openAPIRoot)
+			r.Get("/openapi/v3/*", s.openAPIDoc)
 			r.Get("/rules", s.rulesHandler)
 			r.Get("/access", s.accessHandler)
 			r.Get("/object", s.getObject)
