@@ -176,13 +176,16 @@ try {
 
   step("edit replicas in YAML, review the diff, apply");
   await page.click("a[role=tab]:has-text('YAML')");
-  const area = page.locator("textarea[aria-label=YAML]");
+  // The CodeMirror editor holds the whole text in yamlValue (the DOM has
+  // only the visible lines).
+  const yamlText = () => page.$eval("[data-testid=yaml-editor]", (el) => el.yamlValue);
+  const setYaml = (v) => page.$eval("[data-testid=yaml-editor]", (el, v) => (el.yamlValue = v), v);
   // The deployment controller writes status meanwhile: a 409 shows the
   // conflict with a reload button, and the edit is redone on the reload.
   results.conflicts = 0;
   for (let attempt = 0; ; attempt++) {
-    await poll("yaml loaded", async () => (await area.inputValue()).includes("replicas: 3"));
-    await area.fill((await area.inputValue()).replace("replicas: 3", "replicas: 4"));
+    await poll("yaml loaded", async () => (await yamlText()).includes("replicas: 3"));
+    await setYaml((await yamlText()).replace("replicas: 3", "replicas: 4"));
     await page.click("button:has-text('Review changes')");
     await page.waitForSelector(".diff .add:has-text('replicas: 4')");
     if (attempt === 0) await shot(page, "yaml-diff");
@@ -345,7 +348,7 @@ try {
   await page.waitForSelector('tr[data-name="fed-web"]');
   await page.click('tr[data-name="fed-web"] a');
   await page.click("a[role=tab]:has-text('YAML')");
-  await poll("the member's copy", async () => (await page.locator("textarea[aria-label=YAML]").inputValue()).includes("federation.skiff.io/managed-by: skiff-federation"));
+  await poll("the member's copy", async () => (await page.$eval("[data-testid=yaml-editor]", (el) => el.yamlValue)).includes("federation.skiff.io/managed-by: skiff-federation"));
   await page.goto(url + "/#/r/apps/v1/deployments?ns=fed");
   await page.waitForSelector('tr[data-name="fed-web"]');
   await shot(page, "member-context");

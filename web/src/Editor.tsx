@@ -1,21 +1,219 @@
 // The YAML view and editor, loaded on demand (code-split from the main
-// bundle): edit, review the diff, apply; a 409 Conflict is shown with a
-// way to reload.
-import { useEffect, useState } from "react";
+// bundle, CodeMirror 6 included): edit with YAML highlighting, completion
+// of field names from the API server's OpenAPI v3 schema of the object's
+// kind (with type and description), lint (YAML syntax, unknown fields,
+// wrong scalar types) marked on the lines and listed under the editor,
+// review the diff, apply; a 409 Conflict is shown with a way to reload.
+//
+// YamlEditor is the editor alone (value/onChange) for other pages, such as
+// creating an object from YAML.
+import { useEffect, useRef, useState } from "react";
+import { EditorState, Compartment } from "@codemirror/state";
+import { EditorView, keymap, lineNumbers, highlightActiveLine, highlightActiveLineGutter, drawSelection } from "@codemirror/view";
+import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
+import { syntaxHighlighting, HighlightStyle, indentOnInput, bracketMatching } from "@codemirror/language";
+import { yaml } from "@codemirror/lang-yaml";
+import { autocompletion, completionKeymap, type CompletionContext, type CompletionResult } from "@codemirror/autocomplete";
+import { linter, lintGutter, lintKeymap, forceLinting } from "@codemirror/lint";
+import { tags as t } from "@lezer/highlight";
 import * as api from "./api";
 import { diffLines, changed } from "./diff";
+import { lint, completeKey, kindOf, type Diagnostic } from "./yamlschema";
+import type { Schemas } from "./schema";
+import { schemasFor } from "./schemaclient";
+
+// Colours are the theme's variables, so both themes keep their contrast
+// (styles.test.ts checks the variables).
+const highlight = HighlightStyle.define([
+  { tag: [t.definition(t.propertyName), t.propertyName], color: "var(--accent)" },
+  { tag: [t.string, t.special(t.string)], color: "var(--chart3)" },
+  { tag: [t.keyword, t.bool, t.number, t.null, t.atom], color: "var(--chart2)" },
+  { tag: [t.lineComment, t.comment], color: "var(--muted)", fontStyle: "italic" },
+  { tag: [t.labelName, t.typeName, t.meta], color: "var(--chart4)" },
+]);
+
+const theme = EditorView.theme({
+  "&": { backgroundColor: "var(--bg)", color: "var(--fg)", border: "1px solid var(--line)", borderRadius: "4px", fontSize: "13px" },
+  "&.cm-focused": { outline: "2px solid var(--accent)", outlineOffset: "1px" },
+  ".cm-scroller": { fontFamily: "ui-monospace, monospace", lineHeight: "1.45" },
+  ".cm-content": { caretColor: "var(--fg)" },
+  ".cm-cursor": { borderLeftColor: "var(--fg)" },
+  ".cm-gutters": { backgroundColor: "var(--panel)", color: "var(--muted)", borderRight: "1px solid var(--line)" },
+  ".cm-activeLine, .cm-activeLineGutter": { backgroundColor: "rgba(127, 127, 127, 0.12)" },
+  ".cm-tooltip": { backgroundColor: "var(--panel)", color: "var(--fg)", border: "1px solid var(--line)" },
+  ".cm-tooltip-autocomplete ul li[aria-selected]": { backgroundColor: "var(--accent)", color: "var(--bg)" },
+  ".cm-tooltip-autocomplete ul li[aria-selected] .cm-completionDetail": { color: "var(--bg)" },
+  ".cm-completionDetail": { opacity: "1", color: "var(--muted)", marginLeft: "1em" },
+  ".cm-completionInfo": { maxWidth: "420px", whiteSpace: "pre-wrap" },
+  ".cm-diagnostic": { color: "var(--fg)" },
+  ".cm-diagnostic-error": { borderLeftColor: "var(--danger)" },
+});
+
+export interface YamlEditorProps {
+  value: string;
+  onChange: (v: string) => void;
+  readOnly?: boolean;
+  /** accessible name of the text box (default "YAML") */
+  label?: string;
+  /** called with the current diagnostics after each lint */
+  onProblems?: (d: Diagnostic[]) => void;
+}
+
+// A problem as listed under the editor.
+interface Problem extends Diagnostic {
+  line: number;
+}
+
+export function YamlEditor({ value, onChange, readOnly = false, label = "YAML", onProblems }: YamlEditorProps) {
+  const host = useRef<HTMLDivElement>(null);
+  const view = useRef<EditorView | null>(null);
+  const ro = useRef(new Compartment());
+  const cb = useRef({ onChange, onProblems });
+  cb.current = { onChange, onProblems };
+  const schemas = useRef<{ apiVersion: string; s: Schemas | null; pending: boolean }>({ apiVersion: "", s: null, pending: false });
+  const [schemaNote, setSchemaNote] = useState("");
+  const [problems, setProblems] = useState<Problem[]>([]);
+
+  useEffect(() => {
+    // The schema of the document's apiVersion, loaded when it changes.
+    const want = (text: string, v: EditorView) => {
+      const { apiVersion, kind } = kindOf(text);
+      const cur = schemas.current;
+      if (!apiVersion || apiVersion === cur.apiVersion) return;
+      schemas.current = { apiVersion, s: null, pending: true };
+      setSchemaNote(`Loading the schema of ${apiVersion}…`);
+      schemasFor(apiVersion).then(
+        (s) => {
+          if (schemas.current.apiVersion !== apiVersion) return;
+          schemas.current = { apiVersion, s, pending: false };
+          setSchemaNote(kind && s.forKind(apiVersion, kind) ? `Checked against the API server's schema of ${kind} (${apiVersion}).` : `No schema for ${kind || "this kind"} in ${apiVersion}: only YAML syntax is checked.`);
+          forceLinting(v);
+        },
+        (e: Error) => {
+          if (schemas.current.apiVersion !== apiVersion) return;
+          schemas.current = { apiVersion, s: null, pending: false };
+          setSchemaNote(`No schema (${e.message}): only YAML syntax is checked.`);
+          forceLinting(v);
+        },
+      );
+    };
+    const source = (v: EditorView) => {
+      const text = v.state.doc.toString();
+      want(text, v);
+      const ds = lint(text, schemas.current.s);
+      setProblems(ds.map((d) => ({ ...d, line: v.state.doc.lineAt(d.from).number })));
+      cb.current.onProblems?.(ds);
+      return ds.map((d) => ({ ...d, source: d.message.startsWith("YAML syntax") ? "yaml" : "schema" }));
+    };
+    const complete = (ctx: CompletionContext): CompletionResult | null => {
+      const word = ctx.matchBefore(/[\w./-]*/);
+      if (!ctx.explicit && (!word || word.from === word.to)) return null;
+      const r = completeKey(ctx.state.doc.toString(), ctx.pos, schemas.current.s);
+      if (!r || r.fields.length === 0) return null;
+      return {
+        from: r.from,
+        validFor: /^[\w./-]*$/,
+        options: r.fields.map((f) => ({ label: f.name, type: "property", detail: f.required ? `${f.type}, required` : f.type, info: f.description || undefined, apply: `${f.name}: ` })),
+      };
+    };
+    const v = new EditorView({
+      parent: host.current!,
+      state: EditorState.create({
+        doc: value,
+        extensions: [
+          lineNumbers(),
+          highlightActiveLineGutter(),
+          highlightActiveLine(),
+          drawSelection(),
+          history(),
+          indentOnInput(),
+          bracketMatching(),
+          yaml(),
+          syntaxHighlighting(highlight),
+          autocompletion({ override: [complete] }),
+          linter(source, { delay: 300 }),
+          lintGutter(),
+          keymap.of([...completionKeymap, ...lintKeymap, ...defaultKeymap, ...historyKeymap, indentWithTab]),
+          theme,
+          ro.current.of([EditorState.readOnly.of(readOnly)]),
+          EditorView.contentAttributes.of({ "aria-label": label, "aria-multiline": "true", role: "textbox" }),
+          EditorView.updateListener.of((u) => {
+            if (u.docChanged) cb.current.onChange(u.state.doc.toString());
+          }),
+        ],
+      }),
+    });
+    view.current = v;
+    // For tests and scripts: the whole text, which the DOM holds only in
+    // part (CodeMirror renders the visible lines).
+    Object.defineProperty(host.current!, "yamlValue", {
+      configurable: true,
+      get: () => v.state.doc.toString(),
+      set: (s: string) => v.dispatch({ changes: { from: 0, to: v.state.doc.length, insert: s } }),
+    });
+    return () => {
+      v.destroy();
+      view.current = null;
+    };
+  }, []); // eslint-disable-line react-hooks/exhaustive-deps
+
+  useEffect(() => {
+    const v = view.current;
+    if (v && v.state.doc.toString() !== value) v.dispatch({ changes: { from: 0, to: v.state.doc.length, insert: value } });
+  }, [value]);
+  useEffect(() => {
+    view.current?.dispatch({ effects: ro.current.reconfigure([EditorState.readOnly.of(readOnly)]) });
+  }, [readOnly]);
+
+  const jump = (p: Problem) => {
+    const v = view.current;
+    if (!v) return;
+    v.dispatch({ selection: { anchor: p.from }, scrollIntoView: true });
+    v.focus();
+  };
+  return (
+    <div className="yamleditor">
+      <div ref={host} data-testid="yaml-editor" className="cmhost" />
+      <div className="problems" aria-live="polite">
+        <p className="note" data-testid="schema-note">
+          {schemaNote}
+        </p>
+        {problems.length > 0 && (
+          <>
+            <p className="error" data-testid="problem-count">
+              {problems.length === 1 ? "1 problem" : `${problems.length} problems`}
+            </p>
+            <ul aria-label="problems" data-testid="problems">
+              {problems.map((p, i) => (
+                <li key={i}>
+                  <button className="linklike" onClick={() => jump(p)}>
+                    Line {p.line}
+                  </button>
+                  : {p.message}
+                </li>
+              ))}
+            </ul>
+          </>
+        )}
+      </div>
+    </div>
+  );
+}
 
 export default function Editor({ refObj, canEdit }: { refObj: api.Ref; canEdit: boolean }) {
   const [orig, setOrig] = useState("");
   const [text, setText] = useState("");
+  const [loaded, setLoaded] = useState(false);
   const [review, setReview] = useState(false);
   const [error, setError] = useState<{ code: number; message: string } | null>(null);
   const [note, setNote] = useState("");
+  const [problems, setProblems] = useState<Diagnostic[]>([]);
   const load = () =>
     api.getYAML(refObj).then(
       (y) => {
         setOrig(y);
         setText(y);
+        setLoaded(true);
         setReview(false);
         setError(null);
       },
@@ -25,6 +223,7 @@ export default function Editor({ refObj, canEdit }: { refObj: api.Ref; canEdit: 
     load();
   }, []); // eslint-disable-line react-hooks/exhaustive-deps
   const d = diffLines(orig, text);
+  const syntax = problems.some((p) => p.message.startsWith("YAML syntax"));
   return (
     <div className="editor">
       {error && (
@@ -40,9 +239,11 @@ export default function Editor({ refObj, canEdit }: { refObj: api.Ref; canEdit: 
         </div>
       )}
       {note && <p className="note">{note}</p>}
-      {!review ? (
+      {!loaded ? (
+        !error && <p>Loading…</p>
+      ) : !review ? (
         <>
-          <textarea aria-label="YAML" spellCheck={false} value={text} readOnly={!canEdit} onChange={(e) => setText(e.target.value)} rows={30} />
+          <YamlEditor value={text} onChange={setText} readOnly={!canEdit} onProblems={setProblems} />
           {canEdit && (
             <button disabled={!changed(d)} onClick={() => setReview(true)}>
               Review changes
@@ -51,6 +252,11 @@ export default function Editor({ refObj, canEdit }: { refObj: api.Ref; canEdit: 
         </>
       ) : (
         <>
+          {problems.length > 0 && (
+            <p className="error" role="status">
+              {syntax ? "The YAML does not parse: fix it before applying." : `${problems.length === 1 ? "1 problem" : `${problems.length} problems`} against the schema: the API server will likely refuse this.`}
+            </p>
+          )}
           <pre className="diff" aria-label="diff">
             {d.map((l, i) => (
               <div key={i} className={l.op === "+" ? "add" : l.op === "-" ? "del" : ""}>
@@ -61,6 +267,7 @@ export default function Editor({ refObj, canEdit }: { refObj: api.Ref; canEdit: 
           <button onClick={() => setReview(false)}>Back to editing</button>
           <button
             className="primary"
+            disabled={syntax}
             onClick={async () => {
               try {
                 const r = await api.apply(text, refObj.namespace);

@@ -121,6 +121,11 @@ export const getObject = (r: Ref) => call<Record<string, unknown>>("GET", `/api/
 export const deleteObject = (r: Ref) => call<void>("DELETE", `/api/object?${q(r)}`);
 export const apply = (yaml: string, namespace: string) =>
   call<{ action: string }>("POST", `/api/apply?namespace=${encodeURIComponent(namespace)}`, yaml, "application/yaml");
+// The API server's OpenAPI v3 documents, read as the user (the YAML
+// editor's schemas): the discovery root, then a group version's document
+// by the root's serverRelativeURL.
+export const openAPIRoot = () => call<{ paths: Record<string, { serverRelativeURL: string }> }>("GET", "/api/openapi/v3");
+export const openAPIDoc = (serverRelativeURL: string) => call<unknown>("GET", `/api${serverRelativeURL}`);
 export const scale = (r: Ref, replicas: number) => call<unknown>("POST", "/api/scale", JSON.stringify({ ...r, replicas }));
 /** patch applies a merge patch (an object) or a JSON patch (a list of operations) as the user. */
 export const patch = (r: Ref, p: unknown) =>

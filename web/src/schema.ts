@@ -19,6 +19,7 @@ export interface Schema {
   anyOf?: Schema[];
   enum?: unknown[];
   nullable?: boolean;
+  default?: unknown;
   required?: string[];
   "x-kubernetes-preserve-unknown-fields"?: boolean;
   "x-kubernetes-int-or-string"?: boolean;
