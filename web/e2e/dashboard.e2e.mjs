@@ -207,7 +207,7 @@ try {
   await shot(page, "pods");
 
   step("theme switch");
-  await page.click("button[aria-label='toggle theme']");
+  await page.click("[data-testid=theme-toggle]");
   await shot(page, "pods-light");
 
   step("log search: lines indexed through /logs/_bulk are found, histogram, facets, context, highlight");
@@ -268,7 +268,7 @@ try {
   const [dl] = await Promise.all([page.waitForEvent("download"), page.click("button:has-text('Export CSV')")]);
   const csv = readFileSync(await dl.path(), "utf8").trim().split("\r\n");
   if (csv.length !== 21 || !csv[1].includes(pods[1][0])) throw new Error(`CSV export: ${csv.length} rows, first ${csv[1]}`);
-  await page.click("button[aria-label='toggle theme']");
+  await page.click("[data-testid=theme-toggle]");
   await shot(page, "logsearch-from-pod");
 
   step("live tail shows new lines; after a pause it continues from where it stopped");

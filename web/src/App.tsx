@@ -274,8 +274,8 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
           ?
         </button>
         <span className="user">{sess.user}</span>
-        <button onClick={() => setTheme(theme === "dark" ? "light" : "dark")} aria-label="toggle theme">
-          {theme === "dark" ? "Light" : "Dark"}
+        <button onClick={() => setTheme(theme === "dark" ? "light" : "dark")} data-testid="theme-toggle">
+          {theme === "dark" ? "Light theme" : "Dark theme"}
         </button>
         <button
           onClick={async () => {

@@ -136,7 +136,9 @@ export function YamlEditor({ value, onChange, readOnly = false, label = "YAML", 
           keymap.of([...completionKeymap, ...lintKeymap, ...defaultKeymap, ...historyKeymap, indentWithTab]),
           theme,
           ro.current.of([EditorState.readOnly.of(readOnly)]),
-          EditorView.contentAttributes.of({ "aria-label": label, "aria-multiline": "true", role: "textbox" }),
+          // tabindex: the scroller's content is focusable for axe (and Tab
+          // reaches it in every browser); Escape then Tab leaves it.
+          EditorView.contentAttributes.of({ "aria-label": label, "aria-multiline": "true", role: "textbox", tabindex: "0", "aria-describedby": "yaml-keys" }),
           EditorView.updateListener.of((u) => {
             if (u.docChanged) cb.current.onChange(u.state.doc.toString());
           }),
@@ -174,6 +176,9 @@ export function YamlEditor({ value, onChange, readOnly = false, label = "YAML", 
   return (
     <div className="yamleditor">
       <div ref={host} data-testid="yaml-editor" className="cmhost" />
+      <p className="note hint" id="yaml-keys">
+        Ctrl+Space completes field names; Tab indents, Escape then Tab leaves the editor.
+      </p>
       <div className="problems" aria-live="polite">
         <p className="note" data-testid="schema-note">
           {schemaNote}

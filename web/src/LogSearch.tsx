@@ -360,7 +360,7 @@ export default function LogSearch({ query }: { query: string }) {
           })}
         </aside>
         <div className="lsresults">
-          <div className="scroller lslist" ref={box} onScroll={(e) => setScroll(e.currentTarget.scrollTop)} role="list" aria-label="log lines">
+          <div className="scroller lslist" ref={box} onScroll={(e) => setScroll(e.currentTarget.scrollTop)} {...(hits.length > 0 ? { role: "list", "aria-label": "log lines" } : {})}>
             <div style={{ height: w.padTop }} aria-hidden />
             {hits.slice(w.start, w.end).map((h) => {
               const k = k8s(h);

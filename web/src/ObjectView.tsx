@@ -61,28 +61,30 @@ export function ObjectView({
         <a href={listHref(route.group, route.version, route.resource, route.ns || "default")}>{resource?.kind ?? route.resource}</a> / {route.ns && `${route.ns} / `}
         <strong>{route.name}</strong>
       </p>
-      <div className="tabs" role="tablist">
-        <a role="tab" aria-selected={tab === "summary"} href={base}>
-          Summary
-        </a>
-        <a role="tab" aria-selected={tab === "yaml"} href={`${base}/yaml`}>
-          YAML
-        </a>
-        {route.resource === "pods" && (
-          <a role="tab" aria-selected={tab === "logs"} href={`${base}/logs`}>
-            Logs
+      <div className="tabbar">
+        <div className="tabs" role="tablist">
+          <a role="tab" aria-selected={tab === "summary"} href={base}>
+            Summary
           </a>
-        )}
-        {route.resource === "pods" && (
-          <a role="tab" aria-selected={tab === "exec"} href={`${base}/exec`} title={can("create", "exec") ? "" : "You may not exec into this pod"}>
-            Terminal
+          <a role="tab" aria-selected={tab === "yaml"} href={`${base}/yaml`}>
+            YAML
           </a>
-        )}
-        {merged && (
-          <a role="tab" aria-selected={tab === "logs"} href={`${base}/logs`}>
-            Logs (all pods)
-          </a>
-        )}
+          {route.resource === "pods" && (
+            <a role="tab" aria-selected={tab === "logs"} href={`${base}/logs`}>
+              Logs
+            </a>
+          )}
+          {route.resource === "pods" && (
+            <a role="tab" aria-selected={tab === "exec"} href={`${base}/exec`} title={can("create", "exec") ? "" : "You may not exec into this pod"}>
+              Terminal
+            </a>
+          )}
+          {merged && (
+            <a role="tab" aria-selected={tab === "logs"} href={`${base}/logs`}>
+              Logs (all pods)
+            </a>
+          )}
+        </div>
         {obj && searchLink(route.resource, obj) && (
           <a className="searchlogs" href={searchLink(route.resource, obj)!}>
             Search logs
