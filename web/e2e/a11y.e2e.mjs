@@ -51,7 +51,7 @@ async function audit(page, name) {
     }, theme);
     await page.waitForTimeout(50);
     if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.addScriptTag({ path: axePath });
-    const r = await page.evaluate(() => window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] }, resultTypes: ["violations"] }));
+    const r = await page.evaluate(() => window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] }, resultTypes: ["violations"] }));
     for (const v of r.violations) {
       const line = `${name} (${theme}): ${v.impact} ${v.id}: ${v.help} — ${v.nodes
         .slice(0, 4)

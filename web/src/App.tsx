@@ -231,9 +231,9 @@ function Shell({ sess, theme, setTheme, onLogout }: { sess: api.Session; theme: 
   return (
     <div className="shell">
       <header>
-        <a href={`#/overview?ns=${ns}`} className="brand">
-          Skiff
-        </a>
+        <h1 className="brand">
+          <a href={`#/overview?ns=${ns}`}>Skiff</a>
+        </h1>
         <label>
           Namespace{" "}
           <select aria-label="namespace" value={ns} onChange={(e) => setNs(e.target.value)}>

@@ -57,10 +57,10 @@ export function ObjectView({
 
   return (
     <section className="object">
-      <p className="crumbs">
+      <h2 className="crumbs">
         <a href={listHref(route.group, route.version, route.resource, route.ns || "default")}>{resource?.kind ?? route.resource}</a> / {route.ns && `${route.ns} / `}
         <strong>{route.name}</strong>
-      </p>
+      </h2>
       <div className="tabbar">
         <div className="tabs" role="tablist">
           <a role="tab" aria-selected={tab === "summary"} href={base}>
