@@ -105,11 +105,16 @@ try {
   const setYaml = (v) => page.$eval("[data-testid=yaml-editor]", (el, v) => (el.yamlValue = v), v);
   const served = await yamlText();
 
-  step("typing under spec: completion offers replicas with its type; an unknown field is marked");
+  step("retyping spec.replicas: completion offers replicas with its type, not the keys already there; an unknown field is marked");
   await page.locator(".cm-line", { hasText: /^\s*replicas: 1$/ }).first().click();
-  await page.keyboard.press("End");
-  await page.keyboard.press("Enter");
-  await page.keyboard.type("rep", { delay: 30 });
+  await page.keyboard.press("Home");
+  await page.keyboard.press("Shift+End");
+  await page.keyboard.type("re", { delay: 30 });
+  const options = page.locator(".cm-tooltip-autocomplete li");
+  await poll("completion options for re", async () => (await options.allTextContents()).some((o) => o.startsWith("replicas")), 5000);
+  const offered = await options.allTextContents();
+  if (offered.some((o) => o.startsWith("revisionHistoryLimit"))) throw new Error(`revisionHistoryLimit is already in spec but offered: ${offered}`);
+  await page.keyboard.type("p", { delay: 30 });
   const option = page.locator(".cm-tooltip-autocomplete li", { hasText: "replicas" });
   await option.first().waitFor({ timeout: 5000 });
   const optText = await option.first().textContent();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Schemas, ANY } from "./schema";
-import { lint, keyContext, completeKey, kindOf } from "./yamlschema";
+import { lint, keyContext, completeKey, kindOf, siblingKeys } from "./yamlschema";
 import { apps, crd } from "./testdata/openapi-fixture";
 
 const s = new Schemas([apps, crd]);
@@ -141,11 +141,21 @@ describe("completion context", () => {
     const { text, pos } = at(doc.replace("image: nginx", "image: ngi|nx"));
     expect(keyContext(text, pos)).toBeNull();
   });
-  it("offers the fields of the schema at the cursor with type and description", () => {
+  it("knows the keys already written in the same mapping and list item", () => {
+    let { text, pos } = at(doc.replace("  replicas: 2", "  |"));
+    expect([...siblingKeys(text, pos)].sort()).toEqual(["template"]);
+    ({ text, pos } = at(doc.replace("        image: nginx", "        |\n        image: nginx")));
+    expect([...siblingKeys(text, pos)].sort()).toEqual(["image", "name", "ports"]);
+    ({ text, pos } = at(doc + "      - |"));
+    expect([...siblingKeys(text, pos)]).toEqual([]);
+  });
+  it("offers the fields of the schema at the cursor with type and description, less those already there", () => {
+    const r = at(doc.replace("  replicas: 2", "  replicas: 2\n  re|"));
+    expect(completeKey(r.text, r.pos, s)!.fields.map((f) => f.name)).toEqual(["revisionHistoryLimit"]);
     const { text, pos } = at(doc.replace("  replicas: 2", "  rep|"));
     const c = completeKey(text, pos, s)!;
     expect(c.fields).toEqual([{ name: "replicas", type: "integer", description: "Number of desired pods.", required: false }]);
     const m = at(doc.replace("  name: web\n", "  |\n"));
-    expect(completeKey(m.text, m.pos, s)!.fields.map((f) => f.name)).toEqual(["annotations", "labels", "name", "namespace", "resourceVersion"]);
+    expect(completeKey(m.text, m.pos, s)!.fields.map((f) => f.name)).toEqual(["annotations", "name", "namespace", "resourceVersion"]);
   });
 });

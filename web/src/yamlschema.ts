@@ -168,7 +168,37 @@ export function keyContext(text: string, pos: number): { path: PathElem[]; prefi
   return { path: rev.reverse(), prefix, from: pos - prefix.length };
 }
 
-/** completeKey lists the fields that may be written at pos, for the document's kind. */
+/**
+ * siblingKeys are the keys already written in the mapping the key at pos
+ * goes into (above and below its line, same indentation, same list item).
+ */
+export function siblingKeys(text: string, pos: number): Set<string> {
+  const lines = text.split("\n");
+  const idx = text.slice(0, pos).split("\n").length - 1;
+  const cur = lineInfo(lines[idx].replace(/[\w./-]*$/, "") + "x:");
+  const out = new Set<string>();
+  if (!cur) return out;
+  const col = cur.keyCol;
+  const outer = (li: LineInfo) => (li.dashes.length ? li.dashes[0] : li.keyCol);
+  if (cur.dashes.length === 0)
+    for (let n = idx - 1; n >= 0; n--) {
+      const li = lineInfo(lines[n]);
+      if (!li) continue;
+      if (li.keyCol === col && li.key !== null) {
+        out.add(li.key);
+        if (li.dashes.length) break; // the first key of this list item
+      } else if (outer(li) < col) break;
+    }
+  for (let n = idx + 1; n < lines.length; n++) {
+    const li = lineInfo(lines[n]);
+    if (!li) continue;
+    if (outer(li) < col || (li.keyCol === col && li.dashes.length)) break;
+    if (li.keyCol === col && li.key !== null) out.add(li.key);
+  }
+  return out;
+}
+
+/** completeKey lists the fields that may be written at pos, for the document's kind, less those already there. */
 export function completeKey(text: string, pos: number, schemas: Schemas | null): { from: number; fields: Field[]; path: PathElem[] } | null {
   if (!schemas) return null;
   const ctx = keyContext(text, pos);
@@ -178,6 +208,7 @@ export function completeKey(text: string, pos: number, schemas: Schemas | null):
   if (!root) return null;
   const s = schemas.at(root, ctx.path);
   if (!s) return null;
-  const fields = schemas.fields(s).filter((f) => f.name.startsWith(ctx.prefix));
+  const there = siblingKeys(text, pos);
+  const fields = schemas.fields(s).filter((f) => f.name.startsWith(ctx.prefix) && !there.has(f.name));
   return { from: ctx.from, fields, path: ctx.path };
 }
