@@ -135,11 +135,13 @@ try {
   await setYaml(served.replace("spec:\n", "spec:\n  bad: [\n"));
   await poll("a syntax diagnostic", async () => ((await page.textContent("[data-testid=problems]", { timeout: 500 })) ?? "").includes("YAML syntax"), 5000);
 
-  step("a valid edit is reviewed as a diff and applied (409s reload and redo)");
+  step("a valid edit is reviewed as a diff and applied; a change made meanwhile (kubectl) gives a 409, reload and redo");
+  kubectl("annotate", "deployment", "web", "-n", "default", "e2e/changed-meanwhile=yes", "--overwrite");
   let conflicts = 0;
   for (let attempt = 0; ; attempt++) {
     const cur = await yamlText();
     const base = attempt === 0 ? served : cur;
+    if (attempt > 0 && !cur.includes("e2e/changed-meanwhile")) throw new Error("the reload did not bring the current version");
     const edited = base.replace(/^(spec:\n(?:[ -].*\n)*?)  replicas: 1$/m, "$1  replicas: 2");
     if (edited === base) throw new Error("no spec.replicas: 1 in the YAML");
     await setYaml(edited);
@@ -152,9 +154,11 @@ try {
     if (outcome === "timeout") throw new Error("apply showed neither success nor a conflict");
     if (outcome === "applied") break;
     if (++conflicts > 5) throw new Error("every apply conflicted");
+    if (conflicts === 1) await shot(page, "editor-conflict");
     await page.click("button:has-text('Reload the current version')");
     await poll("reloaded", async () => (await page.locator("text=Conflict:").count()) === 0);
   }
+  if (conflicts === 0) throw new Error("applying over a version changed meanwhile gave no conflict");
   await poll("spec.replicas = 2", () => kubectl("get", "deployment", "web", "-n", "default", "-o", "jsonpath={.spec.replicas}") === "2");
 
   step("log search");
