@@ -129,6 +129,15 @@ try {
   if ((await page.locator(".cm-lintRange-error", { hasText: "replicaz" }).count()) === 0) throw new Error("replicaz is not underlined");
   await shot(page, "editor-diagnostic");
 
+  step("after a boolean field's key, true and false are offered");
+  await setYaml(served);
+  await page.locator(".cm-line", { hasText: /^\s*replicas: 1$/ }).first().click();
+  await page.keyboard.press("Home");
+  await page.keyboard.press("Shift+End");
+  await page.keyboard.type("paused: ", { delay: 30 });
+  await poll("true and false offered", async () => JSON.stringify((await options.allTextContents()).sort()) === JSON.stringify(["false", "true"]), 5000);
+  await page.keyboard.press("Escape");
+
   step("a wrong scalar type and a YAML syntax error are marked too");
   await setYaml(served.replace(/^(spec:\n(?:[ -].*\n)*?)  replicas: 1$/m, '$1  replicas: "one"'));
   await poll("a type diagnostic", async () => ((await page.textContent("[data-testid=problems]", { timeout: 500 })) ?? "").includes("spec.replicas: expected integer, got string"), 5000);

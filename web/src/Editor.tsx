@@ -18,7 +18,7 @@ import { linter, lintGutter, lintKeymap, forceLinting } from "@codemirror/lint";
 import { tags as t } from "@lezer/highlight";
 import * as api from "./api";
 import { diffLines, changed } from "./diff";
-import { lint, completeKey, kindOf, type Diagnostic } from "./yamlschema";
+import { lint, completeKey, completeValue, kindOf, type Diagnostic } from "./yamlschema";
 import type { Schemas } from "./schema";
 import { schemasFor } from "./schemaclient";
 
@@ -107,6 +107,10 @@ export function YamlEditor({ value, onChange, readOnly = false, label = "YAML", 
     };
     const complete = (ctx: CompletionContext): CompletionResult | null => {
       const word = ctx.matchBefore(/[\w./-]*/);
+      const doc = ctx.state.doc.toString();
+      const val = completeValue(doc, ctx.pos, schemas.current.s);
+      if (val && val.values.length > 0 && (ctx.explicit || /:\s*$/.test(doc.slice(0, ctx.pos)) || (word && word.from < word.to)))
+        return { from: val.from, validFor: /^[\w.-]*$/, options: val.values.map((v) => ({ label: v, type: "enum" })) };
       if (!ctx.explicit && (!word || word.from === word.to)) return null;
       const r = completeKey(ctx.state.doc.toString(), ctx.pos, schemas.current.s);
       if (!r || r.fields.length === 0) return null;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Schemas, ANY } from "./schema";
-import { lint, keyContext, completeKey, kindOf, siblingKeys } from "./yamlschema";
+import { lint, keyContext, completeKey, completeValue, kindOf, siblingKeys } from "./yamlschema";
 import { apps, crd } from "./testdata/openapi-fixture";
 
 const s = new Schemas([apps, crd]);
@@ -157,5 +157,20 @@ describe("completion context", () => {
     expect(c.fields).toEqual([{ name: "replicas", type: "integer", description: "Number of desired pods.", required: false }]);
     const m = at(doc.replace("  name: web\n", "  |\n"));
     expect(completeKey(m.text, m.pos, s)!.fields.map((f) => f.name)).toEqual(["annotations", "name", "namespace", "resourceVersion"]);
+  });
+});
+
+describe("value completion", () => {
+  const at = (t: string) => {
+    const pos = t.indexOf("|");
+    return { text: t.slice(0, pos) + t.slice(pos + 1), pos };
+  };
+  it("offers an enum's values and booleans after the key", () => {
+    let { text, pos } = at(doc.replace("  replicas: 2", "  replicas: 2\n  strategy:\n    type: R|"));
+    expect(completeValue(text, pos, s)).toEqual({ from: pos - 1, values: ["Recreate", "RollingUpdate"], path: ["spec", "strategy", "type"] });
+    ({ text, pos } = at(doc.replace("  replicas: 2", "  paused: |")));
+    expect(completeValue(text, pos, s)!.values).toEqual(["true", "false"]);
+    ({ text, pos } = at(doc.replace("  replicas: 2", "  replicas: |")));
+    expect(completeValue(text, pos, s)).toBeNull();
   });
 });

@@ -212,3 +212,24 @@ export function completeKey(text: string, pos: number, schemas: Schemas | null):
   const fields = schemas.fields(s).filter((f) => f.name.startsWith(ctx.prefix) && !there.has(f.name));
   return { from: ctx.from, fields, path: ctx.path };
 }
+
+/**
+ * completeValue lists the values a scalar field takes when the cursor is
+ * after "key: " and the schema names them (an enum, or a boolean).
+ */
+export function completeValue(text: string, pos: number, schemas: Schemas | null): { from: number; values: string[]; path: PathElem[] } | null {
+  if (!schemas) return null;
+  const lineStart = text.lastIndexOf("\n", pos - 1) + 1;
+  const m = text.slice(lineStart, pos).match(/^( *(?:- +)*)([\w./-]+):[ \t]+([\w.-]*)$/);
+  if (!m) return null;
+  const keyEnd = lineStart + m[1].length + m[2].length;
+  const ctx = keyContext(text.slice(0, keyEnd), keyEnd);
+  if (!ctx) return null;
+  const { apiVersion, kind } = kindOf(text);
+  const root = apiVersion && kind ? schemas.forKind(apiVersion, kind) : undefined;
+  const path = [...ctx.path, m[2]];
+  const r = schemas.resolve(schemas.at(root, path));
+  const values = r.enum ? r.enum.filter((v) => typeof v === "string" || typeof v === "number").map(String) : r.type === "boolean" ? ["true", "false"] : [];
+  if (!root || values.length === 0) return null;
+  return { from: pos - m[3].length, values: values.filter((v) => v.startsWith(m[3])), path };
+}
