@@ -63,6 +63,23 @@ describe("schema resolution", () => {
     ]);
     expect(s.validate(deploy, { spec: { template: { spec: { containers: { name: "a" } } } } })[0].message).toBe("expected []Container, got object");
   });
+  it("an untyped schema (any JSON) and a named object type without properties (RawExtension) take anything", () => {
+    const t = new Schemas([
+      {
+        components: {
+          schemas: {
+            A: { type: "object", "x-kubernetes-group-version-kind": [{ group: "", version: "v1", kind: "A" }], properties: { json: { description: "any JSON" }, raw: { $ref: "#/components/schemas/Raw" }, inline: { type: "object" } } },
+            Raw: { type: "object", description: "An embedded object of any kind." },
+          },
+        },
+      },
+    ]);
+    const a = t.forKind("v1", "A");
+    expect(t.validate(a, { json: { x: [1] }, raw: { apiVersion: "v1", kind: "Pod", spec: {} } })).toEqual([]);
+    expect(t.validate(a, { json: 3 })).toEqual([]);
+    // An inline object without properties in a CRD schema is pruned by the API server: its fields are unknown.
+    expect(t.validate(a, { inline: { x: 1 } })).toEqual([{ path: ["inline", "x"], kind: "unknown", message: 'unknown field "inline.x"' }]);
+  });
   it("an unresolvable $ref lets anything through rather than inventing errors", () => {
     const t = new Schemas([{ components: { schemas: { A: { type: "object", "x-kubernetes-group-version-kind": [{ group: "", version: "v1", kind: "A" }], properties: { b: { $ref: "#/components/schemas/Missing" } } } } } }]);
     expect(t.validate(t.forKind("v1", "A"), { b: { c: 1 } })).toEqual([]);

@@ -99,10 +99,16 @@ export class Schemas {
       if (seen.has(s.$ref)) return ANY; // a cycle: stop here (never for valid specs' property walks)
       const t = this.deref(s.$ref);
       if (!t) return ANY;
-      parts.push(this.resolve(t, new Set([...seen, s.$ref])));
+      const r = this.resolve(t, new Set([...seen, s.$ref]));
+      // A named object type without properties (RawExtension: an
+      // embedded object of any kind) takes any field.
+      parts.push(r.type === "object" && !r.properties && r.additionalProperties === undefined ? { ...r, "x-kubernetes-preserve-unknown-fields": true } : r);
     }
     for (const a of s.allOf ?? []) parts.push(this.resolve(a, seen));
-    for (const p of parts) out = merge(out, p);
+    for (const p of parts) out = p === ANY ? ANY : merge(out, p);
+    // No type, shape or alternatives (apiextensions JSON: any JSON value).
+    if (out !== ANY && !out.type && !out.properties && !out.items && out.additionalProperties === undefined && !out.oneOf && !out.anyOf && !out.enum && !out["x-kubernetes-int-or-string"] && !out["x-kubernetes-embedded-resource"])
+      out = ANY;
     this.cache.set(s, out);
     return out;
   }
