@@ -76,6 +76,10 @@ try {
   await page.goto(url + "/");
   await page.waitForSelector("#token", { timeout: 60000 });
   await audit(page, "login");
+  await page.fill("#token", "not-a-token");
+  await page.click("button[type=submit]");
+  await page.waitForSelector("[role=alert]");
+  await audit(page, "login-refused");
   await page.fill("#token", env("ADMIN_TOKEN"));
   await page.click("button[type=submit]");
   await page.waitForSelector("text=● live", { timeout: 15000 });
@@ -127,7 +131,7 @@ try {
   await poll("a diagnostic for spec.replicaz", async () => ((await page.textContent("[data-testid=problems]", { timeout: 500 })) ?? "").includes('unknown field "spec.replicaz"'), 5000);
   if ((await page.locator(".cm-lint-marker-error").count()) === 0) throw new Error("no error marker in the gutter");
   if ((await page.locator(".cm-lintRange-error", { hasText: "replicaz" }).count()) === 0) throw new Error("replicaz is not underlined");
-  await shot(page, "editor-diagnostic");
+  await audit(page, "yaml-problems");
 
   step("after a boolean field's key, true and false are offered");
   await setYaml(served);
@@ -157,13 +161,14 @@ try {
     await poll("no problems", async () => (await page.locator("[data-testid=problems]").count()) === 0, 5000);
     await page.click("button:has-text('Review changes')");
     await page.waitForSelector(".diff .add:has-text('replicas: 2')");
+    if (attempt === 0) await audit(page, "yaml-review");
     await page.click("button:has-text('Apply')");
     const wait = (sel, v) => page.waitForSelector(sel, { timeout: 10000 }).then(() => v, () => "timeout");
     const outcome = await Promise.race([wait("text=Applied", "applied"), wait("text=Conflict:", "conflict")]);
     if (outcome === "timeout") throw new Error("apply showed neither success nor a conflict");
     if (outcome === "applied") break;
     if (++conflicts > 5) throw new Error("every apply conflicted");
-    if (conflicts === 1) await shot(page, "editor-conflict");
+    if (conflicts === 1) await audit(page, "yaml-conflict");
     await page.click("button:has-text('Reload the current version')");
     await poll("reloaded", async () => (await page.locator("text=Conflict:").count()) === 0);
   }

@@ -266,7 +266,8 @@ export default function Editor({ refObj, canEdit }: { refObj: api.Ref; canEdit: 
               {syntax ? "The YAML does not parse: fix it before applying." : `${problems.length === 1 ? "1 problem" : `${problems.length} problems`} against the schema: the API server will likely refuse this.`}
             </p>
           )}
-          <pre className="diff" aria-label="diff">
+          {/* Focusable so the keyboard can scroll a long diff (WCAG 2.1.1). */}
+          <pre className="diff" role="region" aria-label="diff" tabIndex={0}>
             {d.map((l, i) => (
               <div key={i} className={l.op === "+" ? "add" : l.op === "-" ? "del" : ""}>
                 {l.op} {l.text}
