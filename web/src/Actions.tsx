@@ -86,7 +86,9 @@ export function Rollout({ live, r, obj: loaded, rules, reload }: { live: Live | 
             <th>Images</th>
             <th>Change cause</th>
             <th>Age</th>
-            <th />
+            <th>
+              <span className="visually-hidden">Action</span>
+            </th>
           </tr>
         </thead>
         <tbody>

@@ -29,7 +29,9 @@ export function MemberTable({ rows, current, onSwitch }: { rows: MemberRow[]; cu
         <thead>
           <tr>
             <th>Name</th>
-            <th />
+            <th>
+              <span className="visually-hidden">Cluster context</span>
+            </th>
             <th>Health</th>
             <th>Endpoint</th>
             <th>Zone / region</th>
