@@ -105,6 +105,11 @@ try {
   await page.waitForTimeout(500); // one lint pass after the schema arrived
   if ((await page.locator("[data-testid=problems]").count()) !== 0) throw new Error(`problems in the served object: ${await page.textContent("[data-testid=problems]")}`);
   await audit(page, "yaml");
+  // No keyboard trap (WCAG 2.1.2): Tab indents in the editor, Escape then Tab leaves it.
+  await page.click("[data-testid=yaml-editor] .cm-content");
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("Tab");
+  if (await page.evaluate(() => !!document.activeElement?.closest(".cm-editor"))) throw new Error("Escape then Tab did not leave the editor");
   const yamlText = () => page.$eval("[data-testid=yaml-editor]", (el) => el.yamlValue);
   const setYaml = (v) => page.$eval("[data-testid=yaml-editor]", (el, v) => (el.yamlValue = v), v);
   const served = await yamlText();
