@@ -97,7 +97,10 @@ func (s *Serving) run(ctx context.Context) {
 		log.Error("api client", "err", err)
 		return
 	}
-	backoff := 5 * time.Second
+	// The Node is registered moments after start: ask again soon, then
+	// back off.
+	const firstBackoff = 500 * time.Millisecond
+	backoff := firstBackoff
 	for {
 		due, err := s.ensure(ctx, cs, log)
 		if ctx.Err() != nil {
@@ -108,7 +111,7 @@ func (s *Serving) run(ctx context.Context) {
 			log.Error("serving certificate not issued; retrying", "err", err, "in", backoff)
 			wait, backoff = backoff, min(2*backoff, 5*time.Minute)
 		} else {
-			backoff = 5 * time.Second
+			backoff = firstBackoff
 		}
 		select {
 		case <-ctx.Done():
