@@ -38,6 +38,7 @@ type logsStoreOpts struct {
 	queries      int
 	keep         bool
 	cpuProfile   string
+	searchDir    string
 }
 
 type logsIngest struct {
@@ -109,6 +110,7 @@ func logsStoreCommand() *cobra.Command {
 	f.IntVar(&o.queries, "queries", 20, "timed runs per search query")
 	f.BoolVar(&o.keep, "keep", false, "keep the data directory")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	f.StringVar(&o.searchDir, "search-dir", "", "search corpus directory, kept; a corpus loaded there before (same --search-lines) is searched again without loading")
 	return cmd
 }
 
@@ -201,7 +203,11 @@ func runLogsStoreBench(ctx context.Context, o logsStoreOpts) (*logsStoreResult, 
 		res.RatioToRaw = res.Ingest[0].DocsPerSec / res.RawLinesPerSec
 	}
 	if o.searchLines > 0 {
-		if err := benchSearch(ctx, filepath.Join(dir, "search"), o, res); err != nil {
+		sdir := filepath.Join(dir, "search")
+		if o.searchDir != "" {
+			sdir = o.searchDir
+		}
+		if err := benchSearch(ctx, sdir, o, res); err != nil {
 			return nil, err
 		}
 	}
@@ -342,6 +348,17 @@ func rawWrite(path string, n int64) (float64, error) {
 }
 
 func benchSearch(ctx context.Context, dir string, o logsStoreOpts, res *logsStoreResult) error {
+	// A corpus loaded before into --search-dir is described by corpus.json.
+	type corpus struct {
+		Lines    int       `json:"lines"`
+		Begin    time.Time `json:"begin"`
+		End      time.Time `json:"end"`
+		LoadSecs float64   `json:"load_seconds"`
+	}
+	var prior corpus
+	if b, err := os.ReadFile(filepath.Join(dir, "corpus.json")); err == nil && json.Unmarshal(b, &prior) == nil && prior.Lines != o.searchLines {
+		return fmt.Errorf("%s holds a corpus of %d lines, not %d", dir, prior.Lines, o.searchLines)
+	}
 	st, err := store.Open(store.Options{Dir: dir, MaxAge: -1})
 	if err != nil {
 		return err
@@ -350,6 +367,10 @@ func benchSearch(ctx context.Context, dir string, o logsStoreOpts, res *logsStor
 	const namespaces = 50
 	end := time.Now().UTC().Truncate(time.Minute)
 	begin := end.Add(-24 * time.Hour)
+	reuse := prior.Lines == o.searchLines
+	if reuse {
+		begin, end = prior.Begin, prior.End
+	}
 	step := 24 * time.Hour / time.Duration(o.searchLines)
 	start := time.Now()
 	const batch = 5000
@@ -358,6 +379,9 @@ func benchSearch(ctx context.Context, dir string, o logsStoreOpts, res *logsStor
 	var firstErr error
 	var errOnce sync.Once
 	for range 2 {
+		if reuse {
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -391,6 +415,14 @@ func benchSearch(ctx context.Context, dir string, o logsStoreOpts, res *logsStor
 	}
 	res.SearchLines = o.searchLines
 	res.SearchCorpusSecs = time.Since(start).Seconds()
+	if reuse {
+		res.SearchCorpusSecs = prior.LoadSecs
+	} else if o.searchDir != "" {
+		b, _ := json.Marshal(corpus{Lines: o.searchLines, Begin: begin, End: end, LoadSecs: res.SearchCorpusSecs})
+		if err := os.WriteFile(filepath.Join(dir, "corpus.json"), b, 0o644); err != nil {
+			return err
+		}
+	}
 	res.SearchDiskBytesLn = float64(dirSize(dir)) / float64(o.searchLines)
 	runtime.GC()
 

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -106,4 +107,36 @@ func BenchmarkSearchCold(b *testing.B) {
 	benchCacheBytes = -1
 	defer func() { benchCacheBytes = 0 }()
 	BenchmarkSearch(b)
+}
+
+// BenchmarkSearchDir searches a store already on disk (SKIFF_BENCH_STORE,
+// such as a corpus kept by skiff-bench logs-store --search-dir) with the
+// bench's phrase query over 6 h windows spread over the corpus's day, so
+// a large corpus can be profiled without loading it each time. Skipped
+// without the variable.
+func BenchmarkSearchDir(b *testing.B) {
+	dir := os.Getenv("SKIFF_BENCH_STORE")
+	if dir == "" {
+		b.Skip("SKIFF_BENCH_STORE not set")
+	}
+	s, err := Open(Options{Dir: dir, MaxAge: -1, NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var lo, hi int64 = 1<<63 - 1, -1 << 63
+	for _, p := range s.snapshot([]string{"logs-*"}) {
+		lo, hi = min(lo, p.minTS), max(hi, p.maxTS)
+	}
+	w := int64(6 * time.Hour)
+	r := 0
+	for b.Loop() {
+		from := lo + int64(r*7919%int((hi-lo)/w-1))*w
+		r++
+		q := Bool{Must: []Query{Text{Text: "connection reset", Phrase: true}}, Filter: []Query{Range{Field: "@timestamp",
+			GTE: time.Unix(0, from).UTC().Format(time.RFC3339Nano), LT: time.Unix(0, from+w).UTC().Format(time.RFC3339Nano)}}}
+		if _, err := s.Search(context.Background(), SearchRequest{Indices: []string{"logs-*"}, Query: q, Size: 10, Sort: []SortField{{Field: "@timestamp", Desc: true}}}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
