@@ -20,8 +20,47 @@ import (
 //
 // Column encoding (sparse): for each document that has the field,
 // uvarint(doc - previous doc), uvarint(len<<2|kind), bytes.
+//
+// Format 2 (magic SKLOGBK2) stores each column in chunks of rows
+// (blockCol.Chunk rows, a power of two chosen per column so a chunk holds
+// about chunkTargetBytes), each compressed on its own, so a query reads
+// only the chunks holding its candidate rows (those in its time range
+// whose token index postings hold every token of a phrase) instead of the
+// whole column. The column section is then, uncompressed:
+//
+//	uvarint(number of chunks m = ceil(n / Chunk))
+//	m uint32 little-endian: where each chunk's frame ends (after the table)
+//	m zstd frames (empty when no row of the chunk has the field), each the
+//	sparse encoding above with rows relative to the chunk's first row
+//	(the first delta counts from chunk start - 1).
+//
+// Blocks of format 1 (SKLOGBK1, one zstd section per column) are read as
+// they are; nothing rewrites them.
 
-const blockMagic = "SKLOGBK1"
+const (
+	blockMagic  = "SKLOGBK1"
+	blockMagic2 = "SKLOGBK2"
+)
+
+// Chunk sizing: about chunkTargetBytes of raw values per chunk, between
+// minChunkRows and maxChunkRows rows (powers of two).
+const (
+	chunkTargetBytes = 3 << 10
+	minChunkRows     = 32
+	maxChunkRows     = 4096
+)
+
+func chunkRows(rawBytes, values int) int {
+	r := minChunkRows
+	if values == 0 {
+		return maxChunkRows
+	}
+	per := max(1, rawBytes/values)
+	for r < maxChunkRows && r*2*per <= chunkTargetBytes {
+		r *= 2
+	}
+	return r
+}
 
 type section struct {
 	Off int64 `json:"o"`
@@ -36,7 +75,10 @@ type blockCol struct {
 	// Index is the column's token index (absent in blocks written
 	// before format version 1 of the index).
 	Index *section `json:"x,omitempty"`
-	name  string   // dotted
+	// Chunk is the rows per chunk of a chunked column (format 2); 0 is
+	// one zstd section.
+	Chunk int    `json:"c,omitempty"`
+	name  string // dotted
 }
 
 type blockMeta struct {
@@ -67,6 +109,13 @@ type block struct {
 var (
 	encPool = sync.Pool{New: func() any {
 		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		return e
+	}}
+	// chunkEncPool encodes column chunks: small frames, without the
+	// frame checksum (4 bytes a frame; the sparse decoding checks the
+	// structure of what it reads).
+	chunkEncPool = sync.Pool{New: func() any {
+		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
 		return e
 	}}
 	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
@@ -115,8 +164,20 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 	}
 	meta.TS = put(tsBuf)
 	meta.IDs = put(idBuf)
+	cenc := chunkEncPool.Get().(*zstd.Encoder)
+	defer chunkEncPool.Put(cenc)
+	var tmp []byte
 	for c, p := range h.cols {
-		col := blockCol{Path: p, Sec: put(colBufs[c]), Bloom: newBloom(ibs[c].tokenKeys())}
+		col := blockCol{Path: p, Bloom: newBloom(ibs[c].tokenKeys())}
+		start := len(out)
+		var raw int64
+		var err error
+		out, raw, col.Chunk, tmp, err = appendChunked(out, colBufs[c], n, cenc, tmp)
+		if err != nil {
+			return nil, err
+		}
+		col.Sec = section{Off: int64(start), Len: int64(len(out) - start), Raw: raw}
+		colBufs[c] = nil
 		if !ibs[c].bloomOnly {
 			x := put(ibs[c].encode())
 			col.Index = &x
@@ -130,7 +191,7 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 	}
 	out = append(out, mb...)
 	out = binary.LittleEndian.AppendUint32(out, uint32(len(mb)))
-	out = append(out, blockMagic...)
+	out = append(out, blockMagic2...)
 	path := filepath.Join(dir, fmt.Sprintf("%016d.blk", h.gen))
 	if err := writeFileSync(path, out, fsync); err != nil {
 		return nil, fmt.Errorf("write block: %w", err)
@@ -166,7 +227,13 @@ func openBlock(path string) (*block, error) {
 	if _, err := f.ReadAt(tail[:], size-12); err != nil {
 		return nil, err
 	}
-	if string(tail[4:]) != blockMagic {
+	format := 0
+	switch string(tail[4:]) {
+	case blockMagic:
+		format = 1
+	case blockMagic2:
+		format = 2
+	default:
 		return nil, errors.New("bad block magic")
 	}
 	ml := int64(binary.LittleEndian.Uint32(tail[:4]))
@@ -180,6 +247,14 @@ func openBlock(path string) (*block, error) {
 	var meta blockMeta
 	if err := json.Unmarshal(mb, &meta); err != nil {
 		return nil, fmt.Errorf("block metadata: %w", err)
+	}
+	for i := range meta.Cols {
+		c := &meta.Cols[i]
+		if format == 1 {
+			c.Chunk = 0
+		} else if c.Chunk <= 0 || c.Chunk&(c.Chunk-1) != 0 || c.Chunk > maxChunkRows {
+			return nil, fmt.Errorf("%s: bad column chunk size %d", path, c.Chunk)
+		}
 	}
 	return newBlock(path, meta, size), nil
 }
@@ -308,6 +383,8 @@ const (
 	cacheIndex
 	cacheTS
 	cacheIDs
+	cacheChunkTable
+	cacheChunk
 )
 
 // column decodes column ci (cached).
@@ -439,4 +516,188 @@ func (b bloom) has(h uint64) bool {
 		}
 	}
 	return true
+}
+
+// appendChunked appends column buf (the sparse encoding over all n rows)
+// as a chunked column section to out and returns it with the raw bytes
+// encoded and the rows per chunk; tmp is scratch space handed back.
+func appendChunked(out, buf []byte, n int, enc *zstd.Encoder, tmp []byte) ([]byte, int64, int, []byte, error) {
+	// Count the values for the chunk size.
+	values := 0
+	for p := 0; p < len(buf); {
+		_, k := binary.Uvarint(buf[p:])
+		lk, k2 := binary.Uvarint(buf[p+k:])
+		if k <= 0 || k2 <= 0 {
+			return nil, 0, 0, tmp, errors.New("corrupt column buffer")
+		}
+		p += k + k2 + int(lk>>2)
+		values++
+	}
+	r := chunkRows(len(buf), values)
+	m := (n + r - 1) / r
+	out = binary.AppendUvarint(out, uint64(m))
+	table := len(out)
+	out = append(out, make([]byte, 4*m)...)
+	frames := len(out)
+	var raw int64
+	doc, p := -1, 0
+	for k := 0; k < m; k++ {
+		end := min(n, (k+1)*r)
+		prev := k*r - 1
+		tmp = tmp[:0]
+		for p < len(buf) {
+			d, k1 := binary.Uvarint(buf[p:])
+			if doc+int(d) >= end {
+				break
+			}
+			lk, k2 := binary.Uvarint(buf[p+k1:])
+			doc += int(d)
+			v := buf[p+k1+k2 : p+k1+k2+int(lk>>2)]
+			tmp = binary.AppendUvarint(tmp, uint64(doc-prev))
+			tmp = binary.AppendUvarint(tmp, lk)
+			tmp = append(tmp, v...)
+			prev = doc
+			p += k1 + k2 + len(v)
+		}
+		if len(tmp) > 0 {
+			raw += int64(len(tmp))
+			out = enc.EncodeAll(tmp, out)
+		}
+		binary.LittleEndian.PutUint32(out[table+4*k:], uint32(len(out)-frames))
+	}
+	return out, raw, r, tmp, nil
+}
+
+// chunkedCol is a chunked column section read but not decompressed.
+type chunkedCol struct {
+	rows   int      // per chunk
+	ends   []uint32 // per chunk: end of its frame in frames
+	frames []byte
+}
+
+var errCorruptChunks = errors.New("corrupt chunked column")
+
+// parseChunked reads a chunked column section of a block of n rows with
+// r rows per chunk.
+func parseChunked(sec []byte, n, r int) (*chunkedCol, error) {
+	if r <= 0 || n < 0 {
+		return nil, errCorruptChunks
+	}
+	m, k := binary.Uvarint(sec)
+	if k <= 0 || m != uint64((n+r-1)/r) || m > uint64(len(sec)-k)/4 {
+		return nil, errCorruptChunks
+	}
+	c := &chunkedCol{rows: r, ends: make([]uint32, m), frames: sec[k+4*int(m):]}
+	var prev uint32
+	for i := range c.ends {
+		e := binary.LittleEndian.Uint32(sec[k+4*i:])
+		if e < prev || int(e) > len(c.frames) {
+			return nil, errCorruptChunks
+		}
+		c.ends[i], prev = e, e
+	}
+	if int(prev) != len(c.frames) {
+		return nil, errCorruptChunks
+	}
+	return c, nil
+}
+
+func (c *chunkedCol) size() int { return len(c.frames) + 4*len(c.ends) }
+
+// chunk decodes chunk k of a column of a block of n rows: the colData of
+// its rows, row k*rows first.
+func (c *chunkedCol) chunk(k, n int) (*colData, error) {
+	if k < 0 || k >= len(c.ends) {
+		return nil, errCorruptChunks
+	}
+	var start uint32
+	if k > 0 {
+		start = c.ends[k-1]
+	}
+	rows := min(c.rows, n-k*c.rows)
+	cd := &colData{off: make([]uint32, rows), ln: make([]uint32, rows), kind: make([]uint8, rows)}
+	if start == c.ends[k] {
+		return cd, nil
+	}
+	raw, err := decoder.DecodeAll(c.frames[start:c.ends[k]], nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := cd.parse(raw, rows); err != nil {
+		return nil, err
+	}
+	return cd, nil
+}
+
+// parse fills c (arrays of rows entries, zero: absent) from the sparse
+// encoding raw.
+func (c *colData) parse(raw []byte, rows int) error {
+	c.data = raw
+	doc := -1
+	p := 0
+	for p < len(raw) {
+		d, k := binary.Uvarint(raw[p:])
+		if k <= 0 || d == 0 || d > uint64(rows) {
+			return errCorruptChunks
+		}
+		p += k
+		lk, k := binary.Uvarint(raw[p:])
+		if k <= 0 {
+			return errCorruptChunks
+		}
+		p += k
+		doc += int(d)
+		n := lk >> 2
+		if doc >= rows || n > uint64(len(raw)-p) {
+			return errCorruptChunks
+		}
+		c.off[doc], c.ln[doc], c.kind[doc] = uint32(p), uint32(n), uint8(lk&3)
+		p += int(n)
+	}
+	return nil
+}
+
+// chunked reads column ci's chunk table (cached); ci must be chunked.
+func (b *block) chunked(ci int) (*chunkedCol, error) {
+	col := &b.meta.Cols[ci]
+	key := cacheKey{b.path, col.Sec.Off, cacheChunkTable}
+	if v := b.cache.get(key); v != nil {
+		return v.(*chunkedCol), nil
+	}
+	f, err := os.Open(b.path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if col.Sec.Len < 0 || col.Sec.Off < 0 || col.Sec.Off+col.Sec.Len > b.size {
+		return nil, fmt.Errorf("%s: %w", b.path, errCorruptChunks)
+	}
+	sec := make([]byte, col.Sec.Len)
+	if _, err := f.ReadAt(sec, col.Sec.Off); err != nil {
+		return nil, err
+	}
+	c, err := parseChunked(sec, b.n, col.Chunk)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.path, err)
+	}
+	b.cache.put(key, c, c.size())
+	return c, nil
+}
+
+// columnChunk decodes chunk k of chunked column ci (cached).
+func (b *block) columnChunk(ci, k int) (*colData, error) {
+	key := cacheKey{b.path, b.meta.Cols[ci].Sec.Off + int64(k), cacheChunk}
+	if v := b.cache.get(key); v != nil {
+		return v.(*colData), nil
+	}
+	c, err := b.chunked(ci)
+	if err != nil {
+		return nil, err
+	}
+	cd, err := c.chunk(k, b.n)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.path, err)
+	}
+	b.cache.put(key, cd, len(cd.data)+9*len(cd.kind)+64)
+	return cd, nil
 }

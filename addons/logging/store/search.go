@@ -31,6 +31,7 @@ type part struct {
 	tsv     []int64
 	idv     *idList
 	colv    map[int]*colData
+	chunkv  map[int][]*colData // chunked columns: decoded chunks
 	loadErr error
 }
 
@@ -97,6 +98,31 @@ func (p *part) bloomAny(field string, qh []uint64, anyTok bool) bool {
 }
 
 func (p *part) value(c, i int) (uint8, []byte) {
+	if p.blk != nil && p.blk.meta.Cols[c].Chunk > 0 {
+		// Chunked column: decode only the chunk holding row i.
+		r := p.blk.meta.Cols[c].Chunk
+		chs := p.chunkv[c]
+		if chs == nil {
+			if p.chunkv == nil {
+				p.chunkv = map[int][]*colData{}
+			}
+			chs = make([]*colData, (p.n+r-1)/r)
+			p.chunkv[c] = chs
+		}
+		k := i / r
+		cd := chs[k]
+		if cd == nil {
+			var err error
+			cd, err = p.blk.columnChunk(c, k)
+			if err != nil {
+				p.loadErr = err
+				m := min(r, p.n-k*r)
+				cd = &colData{off: make([]uint32, m), ln: make([]uint32, m), kind: make([]uint8, m)}
+			}
+			chs[k] = cd
+		}
+		return cd.get(i - k*r)
+	}
 	if p.blk != nil {
 		cd := p.colv[c]
 		if cd == nil {
