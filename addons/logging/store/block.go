@@ -179,8 +179,9 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 		col.Sec = section{Off: int64(start), Len: int64(len(out) - start), Raw: raw}
 		colBufs[c] = nil
 		if !ibs[c].bloomOnly {
-			x := put(ibs[c].encode())
-			col.Index = &x
+			start := len(out)
+			out = append(out, ibs[c].encodeGrouped(cenc)...)
+			col.Index = &section{Off: int64(start), Len: int64(len(out) - start), Raw: int64(len(out) - start)}
 		}
 		ibs[c] = nil
 		meta.Cols = append(meta.Cols, col)
@@ -257,6 +258,23 @@ func openBlock(path string) (*block, error) {
 		}
 	}
 	return newBlock(path, meta, size), nil
+}
+
+// readRaw reads one uncompressed section.
+func (b *block) readRaw(s section) ([]byte, error) {
+	if s.Off < 0 || s.Len < 0 || s.Off+s.Len > b.size {
+		return nil, fmt.Errorf("%s: bad section", b.path)
+	}
+	f, err := os.Open(b.path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	c := make([]byte, s.Len)
+	if _, err := f.ReadAt(c, s.Off); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // read decompresses one section.
@@ -405,18 +423,28 @@ func (b *block) column(ci int) (*colData, error) {
 // has none.
 func (b *block) tokIndex(ci int) (*tokIndex, error) {
 	s := b.meta.Cols[ci].Index
-	if s == nil || b.meta.IndexVersion != tokIndexVersion {
+	if s == nil || (b.meta.IndexVersion != tokIndexVersion && b.meta.IndexVersion != tokIndexVersionWhole) {
 		return nil, nil
 	}
 	key := cacheKey{b.path, s.Off, cacheIndex}
 	if v := b.cache.get(key); v != nil {
 		return v.(*tokIndex), nil
 	}
-	raw, err := b.read(*s)
-	if err != nil {
-		return nil, err
+	var x *tokIndex
+	var err error
+	if b.meta.IndexVersion == tokIndexVersionWhole {
+		var raw []byte
+		if raw, err = b.read(*s); err != nil {
+			return nil, err
+		}
+		x, err = decodeTokIndex(raw)
+	} else {
+		var raw []byte
+		if raw, err = b.readRaw(*s); err != nil {
+			return nil, err
+		}
+		x, err = decodeGroupedIndex(raw)
 	}
-	x, err := decodeTokIndex(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.path, err)
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/klauspost/compress/zstd"
 )
 
 // indexCases are queries answered from the token index on blocks and by
@@ -152,31 +154,83 @@ func TestTokIndexEncoding(t *testing.T) {
 			b.add(row, []byte(long))
 		}
 	}
-	x, err := decodeTokIndex(b.encode())
-	if err != nil {
-		t.Fatal(err)
+	// Many more keys than a version 3 group.
+	for row := range 1000 {
+		b.add(row, fmt.Appendf(nil, "u%d", row))
 	}
-	if x.n != 7+7+1 { // tokens, whole values, "y..."
-		t.Fatalf("keys = %d", x.n)
-	}
-	for _, key := range []uint64{xxhash.Sum64String("t3"), valueKey([]byte("T3 t3"))} {
-		rows := newBitset(5000)
-		if err := rows.addRows(x.postings(key), 5000); err != nil {
-			t.Fatal(err)
+	enc, _ := zstd.NewWriter(nil)
+	for v, raw := range map[int][]byte{tokIndexVersionWhole: b.encode(), tokIndexVersion: b.encodeGrouped(enc)} {
+		decode := decodeTokIndex
+		if v == tokIndexVersion {
+			decode = decodeGroupedIndex
 		}
-		if rows.count() != 714 || !rows.has(3) || !rows.has(4994) || rows.has(4) {
-			t.Fatalf("postings: %d rows", rows.count())
+		x, err := decode(raw)
+		if err != nil {
+			t.Fatal(v, err)
+		}
+		if x.n != 7+7+1+2*1000 { // tokens, whole values, "y...", u<row> and its whole value
+			t.Fatalf("v%d: keys = %d", v, x.n)
+		}
+		for _, key := range []uint64{xxhash.Sum64String("t3"), valueKey([]byte("T3 t3"))} {
+			rows := newBitset(5000)
+			post, err := x.postings(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rows.addRows(post, 5000); err != nil {
+				t.Fatal(err)
+			}
+			if rows.count() != 714 || !rows.has(3) || !rows.has(4994) || rows.has(4) {
+				t.Fatalf("v%d postings: %d rows", v, rows.count())
+			}
+		}
+		for row := range 1000 {
+			post, err := x.postings(xxhash.Sum64String(fmt.Sprint("u", row)))
+			rows := newBitset(5000)
+			if err != nil || rows.addRows(post, 5000) != nil || rows.count() != 1 || !rows.has(row) {
+				t.Fatalf("v%d u%d: %v %d rows", v, row, err, rows.count())
+			}
+		}
+		if post, _ := x.postings(valueKey([]byte(long))); post != nil {
+			t.Fatal("a long value has a whole-value key")
+		}
+		for cut := range len(raw) {
+			// Truncated: an error or a lookup error, never a panic.
+			if y, err := decode(raw[:cut]); err == nil {
+				_, _ = y.postings(xxhash.Sum64String("t3"))
+			}
 		}
 	}
-	if x.postings(valueKey([]byte(long))) != nil {
-		t.Fatal("a long value has a whole-value key")
-	}
-	if len(b.tokenKeys()) != 8 {
+	if len(b.tokenKeys()) != 8+1000 {
 		t.Fatalf("token keys = %d", len(b.tokenKeys()))
 	}
 	if _, err := decodeTokIndex([]byte{5, 1}); err == nil {
 		t.Fatal("truncated index decoded")
 	}
+}
+
+// FuzzGroupedIndex feeds arbitrary version 3 token indexes to the
+// decoder and a lookup: errors, never panics.
+func FuzzGroupedIndex(f *testing.F) {
+	b := newIndexBuilder()
+	for row := range 300 {
+		b.add(row, fmt.Appendf(nil, "a%d b%d", row%5, row))
+	}
+	enc, _ := zstd.NewWriter(nil)
+	f.Add(b.encodeGrouped(enc), uint64(xxhash.Sum64String("a1")))
+	f.Fuzz(func(t *testing.T, raw []byte, key uint64) {
+		x, err := decodeGroupedIndex(raw)
+		if err != nil {
+			return
+		}
+		post, err := x.postings(key)
+		if err == nil {
+			_ = newBitset(300).addRows(post, 300)
+		}
+		if x.n > 0 {
+			_, _ = x.postings(binary.LittleEndian.Uint64(x.keys))
+		}
+	})
 }
 
 // TestOpenVersion1 opens a store written before the token index existed

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -299,7 +300,11 @@ func indexRows(p *part, cols []int, keys []uint64, all bool) (rows bitset, ok bo
 			// Rarest key first; stop at an absent one.
 			posts := make([][]byte, len(keys))
 			for k, key := range keys {
-				posts[k] = x.postings(key)
+				var err error
+				if posts[k], err = x.postings(key); err != nil {
+					p.loadErr = fmt.Errorf("%s: %w", p.blk.path, err)
+					return nil, false
+				}
 				if posts[k] == nil {
 					posts = nil
 					break
@@ -330,7 +335,12 @@ func indexRows(p *part, cols []int, keys []uint64, all bool) (rows bitset, ok bo
 			continue
 		}
 		for _, key := range keys {
-			if err := rows.addRows(x.postings(key), p.n); err != nil {
+			post, err := x.postings(key)
+			if err != nil {
+				p.loadErr = fmt.Errorf("%s: %w", p.blk.path, err)
+				return nil, false
+			}
+			if err := rows.addRows(post, p.n); err != nil {
 				p.loadErr = err
 				return nil, false
 			}
