@@ -518,11 +518,12 @@ func (s *Store) indexFor(name string) (*index, error) {
 // 201, or 409 when a caller-chosen id exists.
 func (idx *index) insert(id string, auto bool, fields []field, s *Store) int {
 	if !auto {
-		h := idHash(id)
-		if _, dup := idx.ids[h]; dup {
+		// One hash lookup: the set grows unless the id is there.
+		n := len(idx.ids)
+		idx.ids[idHash(id)] = struct{}{}
+		if len(idx.ids) == n {
 			return 409
 		}
-		idx.ids[h] = struct{}{}
 	}
 	n := idx.head.add(id, fields, s.opts.Now)
 	s.headBytes.Add(int64(n))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,6 +75,11 @@ func (w *wal) appendRecords(payloads ...[]byte) uint64 {
 	if w.buf == nil && w.free != nil {
 		w.buf, w.free = w.free, nil
 	}
+	size := 0
+	for _, p := range payloads {
+		size += 8 + len(p)
+	}
+	w.buf = slices.Grow(w.buf, size)
 	for _, p := range payloads {
 		var hdr [8]byte
 		binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(p)))
