@@ -140,7 +140,7 @@ func TestOpenFormat1Indexed(t *testing.T) {
 		t.Fatalf("parts = %d, want 3 old blocks", len(parts))
 	}
 	for _, p := range parts {
-		if p.blk == nil || p.blk.meta.IndexVersion != tokIndexVersion || p.blk.meta.Cols[1].Chunk != 0 {
+		if p.blk == nil || p.blk.meta.IndexVersion != tokIndexVersionWhole || p.blk.meta.Cols[1].Chunk != 0 {
 			t.Fatal("testdata/xv2 should hold format 1 blocks with token indexes")
 		}
 	}
