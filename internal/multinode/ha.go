@@ -51,9 +51,9 @@ type ServerProc struct {
 	args []string
 	// kubeconfigMod is the admin kubeconfig's time when Client was made.
 	kubeconfigMod time.Time
-	bin  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	bin           string
+	cmd           *exec.Cmd
+	done          chan struct{}
 }
 
 // startHA starts opts.Servers server processes, waits until each is
