@@ -90,10 +90,6 @@ type Server struct {
 	metrics    *metrics
 	promReg    *prometheus.Registry
 	openapi    *openAPICache
-
-	// EvictionCheck, when set, decides whether a pod may be evicted
-	// (disruption budgets); it returns a 429 error to refuse.
-	EvictionCheck func(ctx context.Context, ns, name string) error
 }
 
 // New creates a Server.

@@ -230,11 +230,17 @@ func setPodCondition(pod *corev1.Pod, c corev1.PodCondition) {
 	pod.Status.Conditions = append(pod.Status.Conditions, c)
 }
 
-// handleEviction serves POST pods/<name>/eviction. Disruption budgets are
-// consulted by the EvictionCheck hook when one is installed.
+// handleEviction serves POST pods/<name>/eviction: the pod is deleted with
+// the Eviction's DeleteOptions once its PodDisruptionBudget allows it
+// (eviction.go).
 func (s *Server) handleEviction(w http.ResponseWriter, r *http.Request, res *registry.Resource, ns, name string) {
 	if r.Method != http.MethodPost {
 		writeStatus(w, statusFor(apierrors.NewMethodNotSupported(res.GVR().GroupResource(), r.Method)))
+		return
+	}
+	wo, err := parseWriteOpts(r)
+	if err != nil {
+		writeStatus(w, statusFor(err))
 		return
 	}
 	body, err := readBody(r)
@@ -258,14 +264,19 @@ func (s *Server) handleEviction(w http.ResponseWriter, r *http.Request, res *reg
 	if opts == nil {
 		opts = &metav1.DeleteOptions{}
 	}
-	if s.EvictionCheck != nil {
-		if err := s.EvictionCheck(r.Context(), ns, name); err != nil {
-			writeStatus(w, statusFor(err))
-			return
-		}
+	if wo.dryRun && len(opts.DryRun) == 0 {
+		// ?dryRun=All on the eviction applies to the deletion (upstream's
+		// propagateDryRun).
+		opts = opts.DeepCopy()
+		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	if _, _, err := s.delete(r.Context(), res, ns, name, opts); err != nil {
+	st, err := s.evict(r.Context(), res, ns, name, opts)
+	if err != nil {
 		writeStatus(w, statusFor(err))
+		return
+	}
+	if st != nil {
+		writeStatus(w, st)
 		return
 	}
 	writeObj(w, r, http.StatusCreated, &metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess, Code: http.StatusCreated})
