@@ -31,7 +31,6 @@ const maxDisruptedPods = 2000
 
 const evictionRetries = 10
 
-
 // evictionTooManyRequests is upstream's 429 for a budget that cannot be
 // spent now.
 func evictionTooManyRequests(cause string) error {

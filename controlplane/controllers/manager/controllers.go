@@ -5,6 +5,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/controllers/cronjob"
 	"github.com/skiffhq/skiff/controlplane/controllers/daemonset"
 	"github.com/skiffhq/skiff/controlplane/controllers/deployment"
+	"github.com/skiffhq/skiff/controlplane/controllers/disruption"
 	"github.com/skiffhq/skiff/controlplane/controllers/endpoints"
 	"github.com/skiffhq/skiff/controlplane/controllers/garbagecollector"
 	"github.com/skiffhq/skiff/controlplane/controllers/job"
@@ -46,6 +47,7 @@ func Specs() []Spec {
 		{Name: "garbage-collector-controller", Aliases: []string{"garbagecollector", garbagecollector.Name}, Workers: 4, New: newGarbageCollector},
 		{Name: job.Name, Aliases: []string{"job"}, Workers: 5, New: newJob},
 		{Name: cronjob.Name, Aliases: []string{"cronjob"}, Workers: 5, New: newCronJob},
+		{Name: disruption.Name, Aliases: []string{"disruption"}, Workers: 1, New: newDisruption},
 		{Name: ttlafterfinished.Name, Aliases: []string{"ttl-after-finished"}, Workers: 5, New: newTTLAfterFinished},
 		// Off by default for now: its status writes race with tests that
 		// update HPAs without retrying on conflict (see its README).
@@ -136,6 +138,10 @@ func newCronJob(c *Context) (controllers.Controller, error) {
 
 func newHPA(c *Context) (controllers.Controller, error) {
 	return podautoscaler.New(podautoscaler.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder("horizontal-pod-autoscaler"), Logger: c.Logger})
+}
+
+func newDisruption(c *Context) (controllers.Controller, error) {
+	return disruption.New(disruption.Config{Client: c.Client, Informers: c.Informers, Recorder: c.Recorder(disruption.Name), Logger: c.Logger})
 }
 
 func newTTLAfterFinished(c *Context) (controllers.Controller, error) {
