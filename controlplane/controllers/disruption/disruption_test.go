@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/testserver"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 func eventually(t *testing.T, what string, f func() error) {
@@ -303,4 +305,67 @@ func TestDrainBlocksOnBudget(t *testing.T) {
 	if !n.Spec.Unschedulable {
 		t.Fatal("drain did not cordon the node")
 	}
+}
+
+// TestPercentageUsesDeploymentScale: a maxUnavailable percentage is taken
+// of the Deployment's replicas (found through its ReplicaSet), not of the
+// pods that exist.
+func TestPercentageUsesDeploymentScale(t *testing.T) {
+	s := testserver.Start(t)
+	c := s.Client
+	ctx := context.Background()
+	replicas := int32(4)
+	labels := map[string]string{"app": "web"}
+	_, err := c.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pods []corev1.Pod
+	eventually(t, "4 pods", func() error {
+		l, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return err
+		}
+		if len(l.Items) != 4 {
+			return fmt.Errorf("%d pods", len(l.Items))
+		}
+		pods = l.Items
+		return nil
+	})
+	// Three of the four become ready.
+	for i := range 3 {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			p, err := c.CoreV1().Pods("default").Get(ctx, pods[i].Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			p.Status.Phase = corev1.PodRunning
+			p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()})
+			_, err = c.CoreV1().Pods("default").UpdateStatus(ctx, p, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	half := intstr.FromString("50%")
+	createPDB(t, c, "default", "web", nil, &half)
+	// expected 4 (the Deployment's replicas), desired 4-2 = 2, healthy 3.
+	waitStatus(t, c, "default", "web", 3, 2, 4, 1)
+
+	// Scaling the Deployment to 6 makes the budget 6-3 = 3 over 6 pods.
+	sc, err := c.AppsV1().Deployments("default").GetScale(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Spec.Replicas = 6
+	if _, err := c.AppsV1().Deployments("default").UpdateScale(ctx, "web", sc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, c, "default", "web", 3, 3, 6, 0)
 }
