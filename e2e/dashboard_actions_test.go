@@ -3,9 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,24 +32,10 @@ import (
 // browser part is web/e2e/actions.e2e.mjs; this test checks the results
 // through the API.
 func TestDashboardActions(t *testing.T) {
-	chromium := "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("%s is missing (deploy/install-deps.sh installs it): %v", chromium, err)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is not installed")
-	}
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := needBrowser(t)
 	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens.csv")
 	const admin, viewer = "e2e-admin-token-16a7c", "e2e-viewer-token-16b3d"
-	if err := os.WriteFile(tokens, []byte(admin+",alice,1,system:masters\n"+viewer+",viewer,2\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokens := writeDashboardTokens(t, dir, admin, viewer)
 	c := multinode.Start(t, multinode.Options{Nodes: 1, Instance: 16, Bin: skiffBin(t), Images: []nodetest.Image{nodetest.Busybox},
 		Server: []testserver.Option{func(cfg *server.Config) {
 			cfg.TokenAuthFile = tokens
@@ -124,23 +107,7 @@ func TestDashboardActions(t *testing.T) {
 		return ""
 	})
 
-	artifacts := filepath.Join(root, "e2e", "artifacts")
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bctx, bcancel := context.WithTimeout(ctx, 150*time.Second)
-	defer bcancel()
-	cmd := exec.CommandContext(bctx, node, filepath.Join(root, "web", "e2e", "actions.e2e.mjs"))
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "NODE_NAME="+nodeName, "BUSYBOX_IMAGE="+testimages.Busybox,
-		"DASHBOARD_URL="+url, "ADMIN_TOKEN="+admin, "VIEWER_TOKEN="+viewer,
-		"KUBECONFIG="+c.Kubeconfig(), "HOME="+dir, "CHROMIUM="+chromium, "ARTIFACTS="+artifacts)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	t.Logf("browser test output:\n%s", out)
-	if err != nil {
-		t.Fatalf("browser test failed: %v", err)
-	}
+	b.run(ctx, t, "actions.e2e.mjs", 150*time.Second, "NODE_NAME="+nodeName, "BUSYBOX_IMAGE="+testimages.Busybox, "DASHBOARD_URL="+url, "ADMIN_TOKEN="+admin, "VIEWER_TOKEN="+viewer, "KUBECONFIG="+c.Kubeconfig(), "HOME="+dir)
 
 	// What the browser did is visible in the API.
 	d, err := c.Client.AppsV1().Deployments("default").Get(ctx, "roll", metav1.GetOptions{})

@@ -3,9 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -30,24 +27,10 @@ import (
 // scaling). The browser part is web/e2e/dashboard.e2e.mjs with
 // E2E_PART=exec; screenshots land in e2e/artifacts/.
 func TestDashboardExecAndMergedLogs(t *testing.T) {
-	chromium := "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("%s is missing (deploy/install-deps.sh installs it): %v", chromium, err)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is not installed")
-	}
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := needBrowser(t)
 	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens.csv")
 	const admin, viewer = "e2e-admin-token-8e2f1", "e2e-viewer-token-5b7c0"
-	if err := os.WriteFile(tokens, []byte(admin+",alice,1,system:masters\n"+viewer+",viewer,2\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokens := writeDashboardTokens(t, dir, admin, viewer)
 	c := multinode.Start(t, multinode.Options{Nodes: 1, Instance: 9, Bin: skiffBin(t), Images: []nodetest.Image{nodetest.Busybox},
 		Server: []testserver.Option{func(cfg *server.Config) {
 			cfg.TokenAuthFile = tokens
@@ -101,21 +84,5 @@ func TestDashboardExecAndMergedLogs(t *testing.T) {
 		return ""
 	})
 
-	artifacts := filepath.Join(root, "e2e", "artifacts")
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bctx, bcancel := context.WithTimeout(ctx, 180*time.Second)
-	defer bcancel()
-	cmd := exec.CommandContext(bctx, node, filepath.Join(root, "web", "e2e", "dashboard.e2e.mjs"))
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "E2E_PART=exec",
-		"DASHBOARD_URL="+url, "ADMIN_TOKEN="+admin, "VIEWER_TOKEN="+viewer,
-		"KUBECONFIG="+c.Kubeconfig(), "HOME="+dir, "CHROMIUM="+chromium, "ARTIFACTS="+artifacts)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	t.Logf("browser test output:\n%s", out)
-	if err != nil {
-		t.Fatalf("browser test failed: %v", err)
-	}
+	b.run(ctx, t, "dashboard.e2e.mjs", 180*time.Second, "E2E_PART=exec", "DASHBOARD_URL="+url, "ADMIN_TOKEN="+admin, "VIEWER_TOKEN="+viewer, "KUBECONFIG="+c.Kubeconfig(), "HOME="+dir)
 }

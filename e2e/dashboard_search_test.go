@@ -2,12 +2,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,45 +18,14 @@ import (
 // Create button and gets no results from kinds it may not list. The browser
 // part is web/e2e/search.e2e.mjs; screenshots land in e2e/artifacts/.
 func TestDashboardSearch(t *testing.T) {
-	chromium := "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("%s is missing (deploy/install-deps.sh installs it): %v", chromium, err)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is not installed")
-	}
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "node_modules", "playwright-core")); err != nil {
-		t.Fatalf("node_modules/playwright-core is missing (run npm ci): %v", err)
-	}
+	b := needBrowser(t)
 	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens.csv")
 	const admin, viewer = "e2e-admin-token-5e2a1", "e2e-viewer-token-7c3b9"
-	if err := os.WriteFile(tokens, []byte(admin+",alice,1,system:masters\n"+viewer+",viewer,2\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokens := writeDashboardTokens(t, dir, admin, viewer)
 	port := freePort(t)
 	c := startClusterIn(t, filepath.Join(dir, "data"), "--token-auth-file", tokens, "--dashboard-port", fmt.Sprint(port))
 	url := fmt.Sprintf("https://127.0.0.1:%d", port)
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	var page string
-	eventually(t, 30*time.Second, func() string {
-		resp, err := hc.Get(url + "/")
-		if err != nil {
-			return err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		page = string(b)
-		return ""
-	})
-	if !strings.Contains(page, `id="root"`) {
-		t.Fatalf("the binary serves no built UI (npm run build first):\n%s", page)
-	}
+	waitBuiltUI(t, url)
 	c.k(t, "create", "rolebinding", "viewer-view", "--clusterrole=view", "--user=viewer", "-n", "default")
 	// What the palette must find (a ConfigMap) and what the viewer must
 	// not (a Secret: view does not grant listing secrets).
@@ -71,23 +35,7 @@ func TestDashboardSearch(t *testing.T) {
 		c.k(t, "create", "configmap", fmt.Sprintf("other-config-%d", i), "-n", "default")
 	}
 
-	artifacts := filepath.Join(root, "e2e", "artifacts")
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join(root, "web", "e2e", "search.e2e.mjs"))
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(),
-		"DASHBOARD_URL="+url, "ADMIN_TOKEN="+admin, "VIEWER_TOKEN="+viewer,
-		"KUBECONFIG="+c.kubeconfig, "HOME="+dir, "CHROMIUM="+chromium, "ARTIFACTS="+artifacts)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	t.Logf("browser test output:\n%s", out)
-	if err != nil {
-		t.Fatalf("browser test failed: %v", err)
-	}
+	b.run(context.Background(), t, "search.e2e.mjs", 90*time.Second, "DASHBOARD_URL="+url, "ADMIN_TOKEN="+admin, "VIEWER_TOKEN="+viewer, "KUBECONFIG="+c.kubeconfig, "HOME="+dir)
 	// What the browser created is visible in the API.
 	for _, obj := range []string{"configmap/e2e-created-config", "serviceaccount/e2e-created-sa"} {
 		if got := strings.TrimSpace(c.k(t, "get", obj, "-n", "default", "-o", "jsonpath={.metadata.name}")); !strings.HasSuffix(obj, "/"+got) {

@@ -2,12 +2,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,48 +18,16 @@ import (
 // not read the member's credentials is refused). The browser
 // part is web/e2e/dashboard.e2e.mjs; screenshots land in e2e/artifacts/.
 func TestDashboardBrowser(t *testing.T) {
-	chromium := "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("%s is missing (deploy/install-deps.sh installs it): %v", chromium, err)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is not installed")
-	}
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "node_modules", "playwright-core")); err != nil {
-		t.Fatalf("node_modules/playwright-core is missing (run npm ci): %v", err)
-	}
+	b := needBrowser(t)
 	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens.csv")
 	const admin, viewer = "e2e-admin-token-4c1d7", "e2e-viewer-token-93ab2"
-	if err := os.WriteFile(tokens, []byte(admin+",alice,1,system:masters\n"+viewer+",viewer,2\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokens := writeDashboardTokens(t, dir, admin, viewer)
 	port := freePort(t)
 	c := startClusterIn(t, filepath.Join(dir, "data"), "--token-auth-file", tokens, "--dashboard-port", fmt.Sprint(port),
 		"--ingress-http-port", "0", "--ingress-https-port", "0", "--metric-resolution", "2s", "--enable", "federation")
 	url := fmt.Sprintf("https://127.0.0.1:%d", port)
 
-	// The binary must embed the built UI, not the placeholder.
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	var page string
-	eventually(t, 30*time.Second, func() string {
-		resp, err := hc.Get(url + "/")
-		if err != nil {
-			return err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		page = string(b)
-		return ""
-	})
-	if !strings.Contains(page, `id="root"`) {
-		t.Fatalf("bin/skiff serves no built UI (run make build):\n%s", page)
-	}
+	waitBuiltUI(t, url)
 	c.k(t, "create", "rolebinding", "viewer-view", "--clusterrole=view", "--user=viewer", "-n", "default")
 	// Metrics charts and storage pages: a fake node agent feeds the metrics
 	// add-on; a static volume binds the claim a pod mounts.
@@ -74,23 +37,7 @@ func TestDashboardBrowser(t *testing.T) {
 	// Deployment placed on it by a policy.
 	joinMember(t, c, filepath.Join(dir, "member"))
 
-	artifacts := filepath.Join(root, "e2e", "artifacts")
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 330*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join(root, "web", "e2e", "dashboard.e2e.mjs"))
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(),
-		"DASHBOARD_URL="+url, "ADMIN_TOKEN="+admin, "VIEWER_TOKEN="+viewer,
-		"KUBECONFIG="+c.kubeconfig, "HOME="+dir, "CHROMIUM="+chromium, "ARTIFACTS="+artifacts)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	t.Logf("browser test output:\n%s", out)
-	if err != nil {
-		t.Fatalf("browser test failed: %v", err)
-	}
+	b.run(context.Background(), t, "dashboard.e2e.mjs", 330*time.Second, "DASHBOARD_URL="+url, "ADMIN_TOKEN="+admin, "VIEWER_TOKEN="+viewer, "KUBECONFIG="+c.kubeconfig, "HOME="+dir)
 	// What the browser did is visible in the API.
 	if got := strings.TrimSpace(c.k(t, "get", "deployment", "web", "-o", "jsonpath={.spec.replicas}")); got != "4" {
 		t.Fatalf("replicas after the UI's scale and YAML edit = %q, want 4", got)
