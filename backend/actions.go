@@ -17,6 +17,19 @@ import (
 // server as the session's user.
 
 // patchTypes maps the body's "type" to the API's patch content types.
+// objectBody names one object in a request body of the dashboard's API.
+type objectBody struct {
+	Group     string `json:"group"`
+	Version   string `json:"version"`
+	Resource  string `json:"resource"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+func (o objectBody) gvr() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: o.Group, Version: o.Version, Resource: o.Resource}
+}
+
 var patchTypes = map[string]types.PatchType{
 	"merge": types.MergePatchType,
 	"json":  types.JSONPatchType,
@@ -31,13 +44,9 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body struct {
-		Group     string          `json:"group"`
-		Version   string          `json:"version"`
-		Resource  string          `json:"resource"`
-		Namespace string          `json:"namespace"`
-		Name      string          `json:"name"`
-		Type      string          `json:"type"`
-		Patch     json.RawMessage `json:"patch"`
+		objectBody
+		Type  string          `json:"type"`
+		Patch json.RawMessage `json:"patch"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&body); err != nil {
 		writeError(w, http.StatusBadRequest, "bad patch request: "+err.Error())
@@ -48,7 +57,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `resource, version, name, type ("merge" or "json") and patch are required`)
 		return
 	}
-	gvr := schema.GroupVersionResource{Group: body.Group, Version: body.Version, Resource: body.Resource}
+	gvr := body.gvr()
 	out, err := resourceClient(t.dynamic, gvr, body.Namespace).Patch(r.Context(), body.Name, pt, body.Patch, metav1.PatchOptions{FieldManager: "skiff-dashboard"})
 	if err != nil {
 		writeAPIError(w, err)

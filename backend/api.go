@@ -299,12 +299,8 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body struct {
-		Group     string `json:"group"`
-		Version   string `json:"version"`
-		Resource  string `json:"resource"`
-		Namespace string `json:"namespace"`
-		Name      string `json:"name"`
-		Replicas  *int32 `json:"replicas"`
+		objectBody
+		Replicas *int32 `json:"replicas"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&body); err != nil {
 		writeError(w, http.StatusBadRequest, "bad scale request: "+err.Error())
@@ -314,7 +310,7 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "resource, version, name and replicas >= 0 are required")
 		return
 	}
-	gvr := schema.GroupVersionResource{Group: body.Group, Version: body.Version, Resource: body.Resource}
+	gvr := body.gvr()
 	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, *body.Replicas)
 	out, err := resourceClient(t.dynamic, gvr, body.Namespace).Patch(r.Context(), body.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "scale")
 	if err != nil {
