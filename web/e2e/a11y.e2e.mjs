@@ -2,42 +2,13 @@
 // e2e/dashboard_a11y_test.go, which starts skiff server --disable-agent
 // with Deployment default/web and passes DASHBOARD_URL, ADMIN_TOKEN,
 // KUBECONFIG, CHROMIUM and ARTIFACTS). Exits non-zero on any failure.
-import { chromium } from "playwright-core";
-import { execFileSync } from "node:child_process";
+import { env, kubectl, launch, poll, shot, step } from "./lib.mjs";
 import { createRequire } from "node:module";
-import { join } from "node:path";
 
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`${k} is not set`);
-  return process.env[k];
-};
 const url = env("DASHBOARD_URL");
-const artifacts = env("ARTIFACTS");
 const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
-const kubectl = (...args) => execFileSync("kubectl", ["--kubeconfig", env("KUBECONFIG"), ...args], { encoding: "utf8" }).trim();
-const shot = (page, name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-const step = (s) => console.log(`step: ${s}`);
 
-async function poll(what, fn, timeout = 20000) {
-  const end = Date.now() + timeout;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last === true) return;
-    } catch (e) {
-      last = e.message;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what}: not met in ${timeout} ms (last: ${last})`);
-}
-
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
+const browser = await launch();
 
 // audit runs axe-core (WCAG 2.0/2.1 A and AA rules) on the page in both
 // themes; serious and critical violations fail the test, the others are

@@ -4,37 +4,12 @@
 // bare pod default/restarter whose previous instance printed instance-1).
 // Env: DASHBOARD_URL, ADMIN_TOKEN, VIEWER_TOKEN, KUBECONFIG, CHROMIUM,
 // ARTIFACTS, NODE_NAME, BUSYBOX_IMAGE. Exits non-zero on any failure.
-import { chromium } from "playwright-core";
-import { execFileSync } from "node:child_process";
-import { join } from "node:path";
+import { env, kubectl, launch, poll, shot, step } from "./lib.mjs";
 
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`${k} is not set`);
-  return process.env[k];
-};
 const url = env("DASHBOARD_URL");
-const artifacts = env("ARTIFACTS");
 const nodeName = env("NODE_NAME");
 const busybox = env("BUSYBOX_IMAGE");
-const kubectl = (...args) => execFileSync("kubectl", ["--kubeconfig", env("KUBECONFIG"), ...args], { encoding: "utf8" }).trim();
-const shot = (page, name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-const step = (s) => console.log(`step: ${s}`);
 const t0 = Date.now();
-
-async function poll(what, fn, timeout = 20000) {
-  const end = Date.now() + timeout;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last === true) return;
-    } catch (e) {
-      last = e.message;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what}: not met in ${timeout} ms (last: ${last})`);
-}
 
 async function login(browser, token) {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
@@ -48,11 +23,7 @@ async function login(browser, token) {
   return { ctx, page };
 }
 
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
+const browser = await launch();
 const text = async (page, sel) => (await page.textContent(sel, { timeout: 1000 })) ?? "";
 const revisions = async (page) => (await page.$$eval("[data-testid=history] tr[data-revision]", (rs) => rs.map((r) => Number(r.getAttribute("data-revision"))))).sort((a, b) => a - b).join(",");
 const kubectlRevisions = () =>

@@ -2,36 +2,12 @@
 // which starts bin/skiff server and passes DASHBOARD_URL, ADMIN_TOKEN,
 // VIEWER_TOKEN, KUBECONFIG, CHROMIUM and ARTIFACTS). Exits non-zero on any
 // failure; prints one JSON line of measurements.
-import { chromium } from "playwright-core";
-import { execFileSync } from "node:child_process";
+import { env, kubectl, launch, poll, shot, step } from "./lib.mjs";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`${k} is not set`);
-  return process.env[k];
-};
 const url = env("DASHBOARD_URL");
-const artifacts = env("ARTIFACTS");
-const kubectl = (...args) => execFileSync("kubectl", ["--kubeconfig", env("KUBECONFIG"), ...args], { encoding: "utf8" }).trim();
-const shot = (page, name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-const step = (s) => console.log(`step: ${s}`);
-
-async function poll(what, fn, timeout = 20000) {
-  const end = Date.now() + timeout;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last === true) return;
-    } catch (e) {
-      last = e.message;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what}: not met in ${timeout} ms (last: ${last})`);
-}
 
 // indexLogs posts _bulk NDJSON to the embedded log store through the API
 // server as the admin (kubectl create --raw).
@@ -57,11 +33,7 @@ async function login(browser, token) {
   return { ctx, page };
 }
 
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
+const browser = await launch();
 const results = {};
 
 // E2E_PART=exec (e2e/dashboard_exec_test.go: a cluster with a real node

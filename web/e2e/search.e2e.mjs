@@ -3,37 +3,12 @@
 // starts a skiff server and passes DASHBOARD_URL, ADMIN_TOKEN,
 // VIEWER_TOKEN, KUBECONFIG, CHROMIUM and ARTIFACTS). Exits non-zero on any
 // failure; prints one JSON line of measurements.
-import { chromium } from "playwright-core";
-import { execFileSync } from "node:child_process";
-import { join } from "node:path";
+import { env, kubectl, launch, poll, shot, step } from "./lib.mjs";
 
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`${k} is not set`);
-  return process.env[k];
-};
 const url = env("DASHBOARD_URL");
-const artifacts = env("ARTIFACTS");
-const kubectl = (...args) => execFileSync("kubectl", ["--kubeconfig", env("KUBECONFIG"), ...args], { encoding: "utf8" }).trim();
-const shot = (page, name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-const step = (s) => console.log(`step: ${s}`);
 const check = (ok, what) => {
   if (!ok) throw new Error(what);
 };
-
-async function poll(what, fn, timeout = 15000) {
-  const end = Date.now() + timeout;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last === true) return;
-    } catch (e) {
-      last = e.message;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what}: not met in ${timeout} ms (last: ${last})`);
-}
 
 async function login(browser, token) {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
@@ -49,11 +24,7 @@ async function login(browser, token) {
 const hash = (page) => page.evaluate(() => location.hash);
 const results = (page) => page.$$eval("[data-testid=search-result]", (els) => els.map((e) => [...e.querySelectorAll("span")].map((s) => s.textContent).join(" ")));
 
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
+const browser = await launch();
 const measured = {};
 try {
   const { page } = await login(browser, env("ADMIN_TOKEN"));
