@@ -818,6 +818,9 @@ func (a *dateAgg) result() AggResult {
 type termsAgg struct {
 	req     AggRequest
 	buckets map[string]*aggBucket
+	// other counts documents left out of merged results' buckets
+	// (their sum_other_doc_count; see Merge).
+	other int64
 }
 
 func (a *termsAgg) collect(p *part, i int) {
@@ -875,7 +878,7 @@ func (a *termsAgg) result() AggResult {
 		}
 		return all[i].k < all[j].k
 	})
-	res := AggResult{Name: a.req.Name}
+	res := AggResult{Name: a.req.Name, SumOther: a.other}
 	for j, e := range all {
 		if j >= size {
 			res.SumOther += e.b.count
