@@ -34,6 +34,10 @@ type Handler struct {
 	Logger       *slog.Logger
 	// ClusterName is reported by the root document (default "skiff").
 	ClusterName string
+	// Peers, in an HA cluster, are the other servers' stores: searches,
+	// counts and index lists cover them too, index deletions reach them
+	// (cluster.go). Nil: this store alone.
+	Peers *Peers
 }
 
 var _ http.Handler = (*Handler)(nil)

@@ -3,6 +3,7 @@ package esapi
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,25 +22,44 @@ func (h *Handler) createIndex(w http.ResponseWriter, r *http.Request, name strin
 	return writeJSON(w, http.StatusOK, map[string]any{"acknowledged": true, "shards_acknowledged": true, "index": name})
 }
 
+// deleteIndex deletes indices by name; in a cluster on every server that
+// has them (acknowledged is false when a server did not answer).
 func (h *Handler) deleteIndex(w http.ResponseWriter, r *http.Request, names string) error {
-	var list []string
+	var list, here []string
 	for _, n := range strings.Split(names, ",") {
 		if strings.ContainsAny(n, "*?") || n == "_all" {
 			return esError(http.StatusBadRequest, "illegal_argument_exception", "Wildcard expressions or all indices are not allowed")
 		}
-		if !h.Store.Exists(n) {
-			return fmt.Errorf("%w: no such index [%s]", store.ErrIndexNotFound, n)
-		}
 		list = append(list, n)
+		if h.Store.Exists(n) {
+			here = append(here, n)
+		}
 	}
-	if err := h.Store.DeleteIndex(r.Context(), list...); err != nil {
-		return err
+	if len(here) < len(list) && r.URL.Query().Get("ignore_unavailable") != "true" {
+		if !h.federated(r) {
+			for _, n := range list {
+				if !slices.Contains(here, n) {
+					return fmt.Errorf("%w: no such index [%s]", store.ErrIndexNotFound, n)
+				}
+			}
+		} else if err := h.clusterHas(r, names); err != nil {
+			return err
+		}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"acknowledged": true})
+	if len(here) > 0 {
+		if err := h.Store.DeleteIndex(r.Context(), here...); err != nil {
+			return err
+		}
+	}
+	acked := true
+	if h.federated(r) {
+		acked = h.deletePeers(r, list)
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"acknowledged": acked})
 }
 
 func (h *Handler) getIndex(w http.ResponseWriter, r *http.Request, pattern string) error {
-	infos := h.Store.Indices(pattern)
+	infos := h.clusterIndices(r, pattern)
 	if len(infos) == 0 && !strings.ContainsAny(pattern, "*?") {
 		if r.Method == http.MethodHead {
 			w.WriteHeader(http.StatusNotFound)
@@ -64,7 +84,7 @@ func (h *Handler) getIndex(w http.ResponseWriter, r *http.Request, pattern strin
 // catIndices answers _cat/indices as text columns or, with format=json,
 // as objects with string values, as Elasticsearch does.
 func (h *Handler) catIndices(w http.ResponseWriter, r *http.Request, pattern string) error {
-	infos := h.Store.Indices(pattern)
+	infos := h.clusterIndices(r, pattern)
 	if q := r.URL.Query().Get("s"); q != "" {
 		key, desc := strings.CutSuffix(q, ":desc")
 		sort.SliceStable(infos, func(i, j int) bool {
@@ -90,27 +110,71 @@ func (h *Handler) catIndices(w http.ResponseWriter, r *http.Request, pattern str
 		}
 		return humanBytes(n)
 	}
-	if r.URL.Query().Get("format") == "json" {
-		rows := make([]map[string]string, 0, len(infos))
-		for _, in := range infos {
-			rows = append(rows, map[string]string{
-				"health": "green", "status": "open", "index": in.Name, "uuid": in.UID,
-				"pri": "1", "rep": "0", "docs.count": strconv.FormatInt(in.Docs, 10), "docs.deleted": "0",
-				"store.size": size(in.Bytes), "pri.store.size": size(in.Bytes), "dataset.size": size(in.Bytes),
-			})
+	cols := defaultCatColumns
+	if v := r.URL.Query().Get("h"); v != "" {
+		cols = strings.Split(v, ",")
+	}
+	rows := make([][]string, 0, len(infos))
+	for _, in := range infos {
+		row := make([]string, len(cols))
+		for i, c := range cols {
+			row[i] = catColumn(in, c, size)
 		}
-		return writeJSON(w, http.StatusOK, rows)
+		rows = append(rows, row)
+	}
+	if r.URL.Query().Get("format") == "json" {
+		out := make([]map[string]string, 0, len(rows))
+		for _, row := range rows {
+			m := make(map[string]string, len(cols))
+			for i, c := range cols {
+				m[c] = row[i]
+			}
+			out = append(out, m)
+		}
+		return writeJSON(w, http.StatusOK, out)
 	}
 	var b strings.Builder
 	if _, ok := r.URL.Query()["v"]; ok {
-		b.WriteString("health status index uuid pri rep docs.count docs.deleted store.size pri.store.size\n")
+		b.WriteString(strings.Join(cols, " ") + "\n")
 	}
-	for _, in := range infos {
-		fmt.Fprintf(&b, "green  open   %s %s 1 0 %d 0 %s %s\n", in.Name, in.UID, in.Docs, size(in.Bytes), size(in.Bytes))
+	for _, row := range rows {
+		b.WriteString(strings.Join(row, " ") + "\n")
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
 	_, _ = w.Write([]byte(b.String()))
 	return nil
+}
+
+// defaultCatColumns are _cat/indices' columns without h=.
+var defaultCatColumns = []string{"health", "status", "index", "uuid", "pri", "rep", "docs.count", "docs.deleted", "store.size", "pri.store.size", "dataset.size"}
+
+// catColumn is one _cat/indices cell (h= names, as Elasticsearch's).
+func catColumn(in store.IndexInfo, col string, size func(int64) string) string {
+	switch col {
+	case "health", "h":
+		return "green"
+	case "status", "s":
+		return "open"
+	case "index", "i", "idx":
+		return in.Name
+	case "uuid", "id":
+		return in.UID
+	case "pri", "p", "shards.primary", "shardsPrimary":
+		return "1"
+	case "rep", "r", "shards.replica", "shardsReplica":
+		return "0"
+	case "docs.count", "dc", "docsCount":
+		return strconv.FormatInt(in.Docs, 10)
+	case "docs.deleted", "dd", "docsDeleted":
+		return "0"
+	case "store.size", "ss", "storeSize", "pri.store.size", "dataset.size":
+		return size(in.Bytes)
+	case "creation.date", "cd":
+		return strconv.FormatInt(in.Created.UnixMilli(), 10)
+	case "creation.date.string", "cds":
+		return in.Created.UTC().Format("2006-01-02T15:04:05.000Z")
+	}
+	return ""
 }
 
 func humanBytes(n int64) string {

@@ -33,6 +33,9 @@ type searchBody struct {
 	Aggregations   map[string]json.RawMessage `json:"aggregations"`
 	Highlight      json.RawMessage            `json:"highlight"`
 	Source         json.RawMessage            `json:"_source"`
+
+	// raw is the body as it came, for the other servers of a cluster.
+	raw []byte
 }
 
 // indicesFor resolves the path's index expression, answering 404 for a
@@ -62,6 +65,7 @@ func (h *Handler) parseSearch(r *http.Request, index string) (store.SearchReques
 	if err != nil {
 		return req, nil, err
 	}
+	body.raw = raw
 	if len(bytes.TrimSpace(raw)) > 0 {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
@@ -69,8 +73,13 @@ func (h *Handler) parseSearch(r *http.Request, index string) (store.SearchReques
 			return req, nil, badRequest("request body: %v", err)
 		}
 	}
-	req.Indices, err = h.indicesFor(r, index)
-	if err != nil {
+	if h.federated(r) {
+		// A concrete index missing here may be on another server; the
+		// caller answers 404 when it is on none.
+		if index != "" {
+			req.Indices = []string{index}
+		}
+	} else if req.Indices, err = h.indicesFor(r, index); err != nil {
 		return req, nil, err
 	}
 	now := time.Now()
@@ -253,7 +262,13 @@ func (h *Handler) search(w http.ResponseWriter, r *http.Request, index string) e
 	if err != nil {
 		return err
 	}
-	res, err := h.Store.Search(r.Context(), req)
+	shards := shardsLocal
+	var res *store.SearchResult
+	if h.federated(r) {
+		res, shards, err = h.searchCluster(r, index, req, body.raw)
+	} else {
+		res, err = h.Store.Search(r.Context(), req)
+	}
 	if err != nil {
 		return err
 	}
@@ -262,7 +277,9 @@ func (h *Handler) search(w http.ResponseWriter, r *http.Request, index string) e
 	noSource := body != nil && string(body.Source) == "false"
 	var out bytes.Buffer
 	out.Grow(512 + len(res.Hits)*512)
-	fmt.Fprintf(&out, `{"took":%d,"timed_out":false,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0},"hits":{"total":`, time.Since(start).Milliseconds())
+	fmt.Fprintf(&out, `{"took":%d,"timed_out":false,"_shards":`, time.Since(start).Milliseconds())
+	out.Write(shards.json())
+	out.WriteString(`,"hits":{"total":`)
 	rel := "eq"
 	if !res.TotalExact {
 		rel = "gte"
@@ -351,15 +368,23 @@ func renderAggs(aggs []store.AggResult) map[string]any {
 }
 
 func (h *Handler) count(w http.ResponseWriter, r *http.Request, index string) error {
-	req, _, err := h.parseSearch(r, index)
+	req, body, err := h.parseSearch(r, index)
 	if err != nil {
 		return err
 	}
-	n, err := h.Store.Count(r.Context(), req.Indices, req.Query)
+	shards := shardsLocal
+	var n int64
+	if h.federated(r) {
+		n, shards, err = h.countCluster(r, index, req, body.raw)
+	} else {
+		n, err = h.Store.Count(r.Context(), req.Indices, req.Query)
+	}
 	if err != nil {
 		return err
 	}
-	return writeRaw(w, http.StatusOK, fmt.Appendf(nil, `{"count":%d,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0}}`, n))
+	out := fmt.Appendf(nil, `{"count":%d,"_shards":`, n)
+	out = append(append(out, shards.json()...), '}')
+	return writeRaw(w, http.StatusOK, out)
 }
 
 // parseQuery translates the query DSL.
