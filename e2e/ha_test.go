@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -60,6 +61,21 @@ func TestHAServerKilled(t *testing.T) {
 		}
 		return ""
 	})
+
+	// Each server's log store holds what was shipped to it; every server
+	// searches all three.
+	servers := []*cluster{s1, s2, s3}
+	for i, c := range servers {
+		logsBulk(t, c, fmt.Sprintf("from-%d", i+1))
+	}
+	for i, c := range servers {
+		eventually(t, 30*time.Second, func() string {
+			if got := logsSearch(t, c); got != "3 of 3 servers: from-3 from-2 from-1" {
+				return fmt.Sprintf("logs searched on server %d: %s", i+1, got)
+			}
+			return ""
+		})
+	}
 
 	// The agent knows the first server only; it learns the others from
 	// the endpoints.
@@ -134,6 +150,14 @@ func TestHAServerKilled(t *testing.T) {
 		return ""
 	})
 
+	// The killed server's logs are out of the searches, the rest is there.
+	eventually(t, 30*time.Second, func() string {
+		if got := logsSearch(t, s3); got != "2 of 2 servers: from-3 from-2" {
+			return "logs searched on server 3 after the kill: " + got
+		}
+		return ""
+	})
+
 	// Restarted on its data dir, it rejoins as the member it was.
 	s1 = startServer(t, dirs[0], args(dirs[0], ips[0], "--cluster-init")...)
 	if got := s1.k(t, "get", "configmap", "after-kill", "-o", "jsonpath={.data.k}"); got != "v" {
@@ -165,6 +189,13 @@ func TestHAServerKilled(t *testing.T) {
 		}
 		if got := endpoints(s3); got != strings.Join(ips, " ") {
 			return "kubernetes endpoints: " + got
+		}
+		return ""
+	})
+	// Its log store comes back with what it held.
+	eventually(t, 30*time.Second, func() string {
+		if got := logsSearch(t, s2); got != "3 of 3 servers: from-3 from-2 from-1" {
+			return "logs searched on server 2 after the restart: " + got
 		}
 		return ""
 	})
@@ -225,6 +256,50 @@ func ledgerLoad(t *testing.T, c *cluster, ns string) *chaos.APILoad {
 	t.Helper()
 	c.k(t, "create", "namespace", ns)
 	return &chaos.APILoad{Client: clientFor(t, c), Namespace: ns, Workers: 4, Keys: 10, Ledger: chaos.NewLedger(), Retry: 100 * time.Millisecond}
+}
+
+// logsBulk ships one log document with message msg to c's embedded log
+// store, as an agent connected to that server would.
+func logsBulk(t *testing.T, c *cluster, msg string) {
+	t.Helper()
+	// Later servers' documents are newer.
+	ts := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(msg[len(msg)-1]) * time.Second)
+	body := fmt.Sprintf(`{"create":{"_index":"logs-kubernetes-ha","_id":%q}}`+"\n"+`{"@timestamp":%q,"message":%q}`+"\n", msg, ts.Format(time.RFC3339), msg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := clientFor(t, c).Discovery().RESTClient().Post().AbsPath("/logs/_bulk").Body([]byte(body)).DoRaw(ctx)
+	if err != nil || bytes.Contains(out, []byte(`"errors":true`)) {
+		t.Fatalf("bulk to %s: %v %s", c.dir, err, out)
+	}
+}
+
+// logsSearch searches the logs through c's server, newest first, and
+// says how many servers answered and the messages found.
+func logsSearch(t *testing.T, c *cluster) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := clientFor(t, c).Discovery().RESTClient().Post().AbsPath("/logs/logs-kubernetes-ha/_search").
+		Body([]byte(`{"sort":[{"@timestamp":"desc"}],"size":10}`)).DoRaw(ctx)
+	if err != nil {
+		return fmt.Sprintf("error %v %s", err, out)
+	}
+	var a struct {
+		Shards struct{ Total, Successful int } `json:"_shards"`
+		Hits   struct {
+			Hits []struct {
+				Source struct{ Message string } `json:"_source"`
+			}
+		}
+	}
+	if err := json.Unmarshal(out, &a); err != nil {
+		return fmt.Sprintf("error %v %s", err, out)
+	}
+	var msgs []string
+	for _, h := range a.Hits.Hits {
+		msgs = append(msgs, h.Source.Message)
+	}
+	return fmt.Sprintf("%d of %d servers: %s", a.Shards.Successful, a.Shards.Total, strings.Join(msgs, " "))
 }
 
 // clientFor is a client of c's server with its admin kubeconfig.
