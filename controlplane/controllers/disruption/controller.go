@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/internal/scales"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -53,6 +54,7 @@ type Controller struct {
 	rss      appslisters.ReplicaSetLister
 	deps     appslisters.DeploymentLister
 	sss      appslisters.StatefulSetLister
+	scales   *scales.Client
 	synced   []cache.InformerSynced
 	recorder record.EventRecorder
 	log      *slog.Logger
@@ -82,7 +84,7 @@ func New(cfg Config) (*Controller, error) {
 	ssInf := f.Apps().V1().StatefulSets()
 	c := &Controller{
 		client: cfg.Client, pdbs: pdbInf.Lister(), pods: podInf.Lister(), rcs: rcInf.Lister(),
-		rss: rsInf.Lister(), deps: depInf.Lister(), sss: ssInf.Lister(),
+		rss: rsInf.Lister(), deps: depInf.Lister(), sss: ssInf.Lister(), scales: scales.New(cfg.Client),
 		synced: []cache.InformerSynced{pdbInf.Informer().HasSynced, podInf.Informer().HasSynced, rcInf.Informer().HasSynced,
 			rsInf.Informer().HasSynced, depInf.Informer().HasSynced, ssInf.Informer().HasSynced},
 		recorder: cfg.Recorder, log: cfg.Logger.With("component", Name), clock: cfg.Clock,
@@ -193,7 +195,7 @@ func (c *Controller) trySync(ctx context.Context, pdb *policyv1.PodDisruptionBud
 	if len(pods) == 0 {
 		c.recorder.Event(pdb, corev1.EventTypeNormal, "NoPods", "No matching pods found")
 	}
-	expected, desired, unmanaged, err := ExpectedCounts(pdb, pods, c.findScale)
+	expected, desired, unmanaged, err := ExpectedCounts(pdb, pods, c.scaleFinder(ctx))
 	if err != nil {
 		c.recorder.Eventf(pdb, corev1.EventTypeWarning, "CalculateExpectedPodCountFailed", "Failed to calculate the number of expected pods: %v", err)
 		return nil, err
@@ -248,39 +250,62 @@ func isApps(ref *metav1.OwnerReference, kind string) bool {
 	return g == "apps" || g == "extensions"
 }
 
-// findScale resolves the controllers upstream knows: a ReplicationController,
-// a Deployment through the ReplicaSet it controls, a ReplicaSet, a
-// StatefulSet.
-func (c *Controller) findScale(ref *metav1.OwnerReference, ns string) (types.UID, int32, bool, error) {
+// scaleFinder resolves controllers as upstream does: a
+// ReplicationController, a Deployment through the ReplicaSet it controls,
+// a ReplicaSet, a StatefulSet (from the informers' caches), and any other
+// kind through its scale subresource (a custom resource with
+// subresources.scale), whose uid must be the reference's. A kind without
+// one, or gone, is not found: its pods are unmanaged.
+func (c *Controller) scaleFinder(ctx context.Context) ScaleFinder {
+	return func(ref *metav1.OwnerReference, ns string) (types.UID, int32, bool, error) {
+		if uid, n, found, known := c.builtinScale(ref, ns); known {
+			return uid, n, found, nil
+		}
+		s, _, err := c.scales.Get(ctx, ns, ref.APIVersion, ref.Kind, ref.Name)
+		switch {
+		case apierrors.IsNotFound(err) || apimeta.IsNoMatchError(err) || apierrors.IsMethodNotSupported(err):
+			return "", 0, false, nil
+		case err != nil:
+			return "", 0, false, err
+		case s.UID != ref.UID:
+			return "", 0, false, nil
+		}
+		return s.UID, s.Spec.Replicas, true, nil
+	}
+}
+
+// builtinScale resolves the built-in controllers from the informers'
+// caches; known is false for other kinds.
+func (c *Controller) builtinScale(ref *metav1.OwnerReference, ns string) (uid types.UID, scale int32, found, known bool) {
 	switch {
 	case ref.Kind == "ReplicationController" && (ref.APIVersion == "v1" || ref.APIVersion == ""):
 		rc, err := c.rcs.ReplicationControllers(ns).Get(ref.Name)
 		if err != nil || rc.UID != ref.UID {
-			return "", 0, false, nil
+			return "", 0, false, true
 		}
-		return rc.UID, replicas(rc.Spec.Replicas), true, nil
+		return rc.UID, replicas(rc.Spec.Replicas), true, true
 	case isApps(ref, kindRS.Kind):
 		rs, err := c.rss.ReplicaSets(ns).Get(ref.Name)
 		if err != nil || rs.UID != ref.UID {
-			return "", 0, false, nil
+			return "", 0, false, true
 		}
 		if owner := metav1.GetControllerOf(rs); owner != nil && owner.Kind == kindDep.Kind {
 			if !isApps(owner, kindDep.Kind) {
-				return "", 0, false, nil
+				return "", 0, false, true
 			}
 			d, err := c.deps.Deployments(ns).Get(owner.Name)
 			if err != nil || d.UID != owner.UID {
-				return "", 0, false, nil
+				return "", 0, false, true
 			}
-			return d.UID, replicas(d.Spec.Replicas), true, nil
+			return d.UID, replicas(d.Spec.Replicas), true, true
 		}
-		return rs.UID, replicas(rs.Spec.Replicas), true, nil
+		return rs.UID, replicas(rs.Spec.Replicas), true, true
 	case isApps(ref, kindSS.Kind):
 		ss, err := c.sss.StatefulSets(ns).Get(ref.Name)
 		if err != nil || ss.UID != ref.UID {
-			return "", 0, false, nil
+			return "", 0, false, true
 		}
-		return ss.UID, replicas(ss.Spec.Replicas), true, nil
+		return ss.UID, replicas(ss.Spec.Replicas), true, true
 	}
-	return "", 0, false, nil
+	return "", 0, false, false
 }

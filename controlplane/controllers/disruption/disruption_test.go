@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiffhq/skiff/controlplane/controllers/internal/scales/scalestest"
 	"github.com/skiffhq/skiff/internal/testserver"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 )
 
 func eventually(t *testing.T, what string, f func() error) {
@@ -41,12 +43,20 @@ func eventually(t *testing.T, what string, f func() error) {
 func createNode(t *testing.T, c kubernetes.Interface, name string) {
 	t.Helper()
 	ctx := context.Background()
-	n, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	if err != nil {
+	if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-	if _, err := c.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+	// The node IPAM controller writes the new node too (its podCIDR).
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		_, err = c.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }
@@ -368,4 +378,38 @@ func TestPercentageUsesDeploymentScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStatus(t, c, "default", "web", 3, 3, 6, 0)
+}
+
+// TestPercentageUsesCustomResourceScale: pods controlled by a custom
+// resource with a scale subresource count that resource's spec.replicas
+// as the expected pods of a percentage budget, as upstream does through
+// /scale.
+func TestPercentageUsesCustomResourceScale(t *testing.T) {
+	s := testserver.Start(t)
+	c := s.Client
+	ctx := context.Background()
+	scalestest.CreateCRD(t, s)
+	owner := scalestest.Create(t, s, "default", "web", 4)
+	createNode(t, c, "n1")
+	ref := metav1.OwnerReference{APIVersion: scalestest.APIVersion, Kind: scalestest.Kind, Name: "web", UID: owner.GetUID(), Controller: ptr.To(true)}
+	for i := range 3 {
+		name := fmt.Sprint("web-", i)
+		runningPod(t, c, "default", name, "n1", true)
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			p, err := c.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			p.OwnerReferences = []metav1.OwnerReference{ref}
+			_, err = c.CoreV1().Pods("default").Update(ctx, p, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	half := intstr.FromString("50%")
+	createPDB(t, c, "default", "web", nil, &half)
+	// expected 4 (the resource's replicas, not the 3 pods), desired 4-2 = 2.
+	waitStatus(t, c, "default", "web", 3, 2, 4, 1)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/controllers"
+	"github.com/skiffhq/skiff/controlplane/controllers/internal/scales"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -60,6 +61,7 @@ type Controller struct {
 	client kubernetes.Interface
 	hpas   autoscalinglisters.HorizontalPodAutoscalerLister
 	pods   corelisters.PodLister
+	scales *scales.Client
 	synced []cache.InformerSynced
 	queue  workqueue.TypedRateLimitingInterface[string]
 	log    *slog.Logger
@@ -94,7 +96,7 @@ func New(cfg Config) (*Controller, error) {
 	hi := cfg.Informers.Autoscaling().V2().HorizontalPodAutoscalers()
 	pi := cfg.Informers.Core().V1().Pods()
 	c := &Controller{
-		cfg: cfg, client: cfg.Client, hpas: hi.Lister(), pods: pi.Lister(),
+		cfg: cfg, client: cfg.Client, hpas: hi.Lister(), pods: pi.Lister(), scales: scales.New(cfg.Client),
 		synced:          []cache.InformerSynced{hi.Informer().HasSynced, pi.Informer().HasSynced},
 		queue:           controllers.NewQueue("horizontalpodautoscaler"),
 		log:             cfg.Logger.With("component", Name),
@@ -146,35 +148,10 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (controllers.Res
 	return controllers.Result{RequeueAfter: c.cfg.SyncPeriod}, nil
 }
 
-func (c *Controller) getScale(ctx context.Context, ns string, ref autoscalingv2.CrossVersionObjectReference) (*autoscalingv1.Scale, error) {
-	switch ref.Kind {
-	case "Deployment":
-		return c.client.AppsV1().Deployments(ns).GetScale(ctx, ref.Name, metav1.GetOptions{})
-	case "ReplicaSet":
-		return c.client.AppsV1().ReplicaSets(ns).GetScale(ctx, ref.Name, metav1.GetOptions{})
-	case "StatefulSet":
-		return c.client.AppsV1().StatefulSets(ns).GetScale(ctx, ref.Name, metav1.GetOptions{})
-	}
-	return nil, fmt.Errorf("scale target kind %q is not supported (Deployment, ReplicaSet, StatefulSet)", ref.Kind)
-}
-
-func (c *Controller) updateScale(ctx context.Context, ns string, ref autoscalingv2.CrossVersionObjectReference, s *autoscalingv1.Scale) error {
-	var err error
-	switch ref.Kind {
-	case "Deployment":
-		_, err = c.client.AppsV1().Deployments(ns).UpdateScale(ctx, ref.Name, s, metav1.UpdateOptions{})
-	case "ReplicaSet":
-		_, err = c.client.AppsV1().ReplicaSets(ns).UpdateScale(ctx, ref.Name, s, metav1.UpdateOptions{})
-	case "StatefulSet":
-		_, err = c.client.AppsV1().StatefulSets(ns).UpdateScale(ctx, ref.Name, s, metav1.UpdateOptions{})
-	}
-	return err
-}
-
 func (c *Controller) evaluate(ctx context.Context, key string, hpa *autoscalingv2.HorizontalPodAutoscaler) error {
 	now := time.Now()
 	ref := hpa.Spec.ScaleTargetRef
-	scale, err := c.getScale(ctx, hpa.Namespace, ref)
+	scale, gr, err := c.scales.Get(ctx, hpa.Namespace, ref.APIVersion, ref.Kind, ref.Name)
 	if err != nil {
 		c.cfg.Recorder.Event(hpa, corev1.EventTypeWarning, "FailedGetScale", err.Error())
 		setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionFalse, "FailedGetScale", "the HPA controller was unable to get the target's current scale: %v", err)
@@ -193,6 +170,12 @@ func (c *Controller) evaluate(ctx context.Context, key string, hpa *autoscalingv
 	case current == 0 && minR != 0:
 		desired = 0
 		setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, "ScalingDisabled", "scaling is disabled since the replica count of the target is zero")
+	case current > hpa.Spec.MaxReplicas:
+		// Out of bounds: back within them first, without metrics, as
+		// upstream does.
+		desired, reason = hpa.Spec.MaxReplicas, "Current number of replicas above Spec.MaxReplicas"
+	case current < minR:
+		desired, reason = minR, "Current number of replicas below Spec.MinReplicas"
 	default:
 		proposal, metricName, statuses, errMsg := c.computeReplicas(ctx, hpa, scale, current, now)
 		hpa.Status.CurrentMetrics = statuses
@@ -220,7 +203,7 @@ func (c *Controller) evaluate(ctx context.Context, key string, hpa *autoscalingv
 	}
 	if desired != current && !(current == 0 && minR != 0) {
 		scale.Spec.Replicas = desired
-		if err := c.updateScale(ctx, hpa.Namespace, ref, scale); err != nil {
+		if _, err := c.scales.Update(ctx, hpa.Namespace, gr, scale); err != nil {
 			c.cfg.Recorder.Eventf(hpa, corev1.EventTypeWarning, "FailedRescale", "New size: %d; reason: %s; error: %v", desired, reason, err)
 			setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionFalse, "FailedUpdateScale", "the HPA controller was unable to update the target scale: %v", err)
 			_ = c.writeStatus(ctx, hpa)

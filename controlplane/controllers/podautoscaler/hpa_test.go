@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiffhq/skiff/controlplane/controllers/internal/scales/scalestest"
 	"github.com/skiffhq/skiff/controlplane/controllers/podautoscaler"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
@@ -180,5 +181,61 @@ func TestHPAScalesADeployment(t *testing.T) {
 	})
 	if a := cond(h, autoscalingv2.AbleToScale); (a != "True/SucceededRescale" && a != "True/ReadyForNewScale") || cond(h, autoscalingv2.ScalingActive) != "True/ValidMetricFound" || h.Status.LastScaleTime == nil {
 		t.Errorf("conditions %+v", h.Status.Conditions)
+	}
+}
+
+// TestHPAKeepsACustomResourceWithinBounds: the target is a custom
+// resource with a scale subresource. Below minReplicas it is scaled up to
+// it, above maxReplicas down to it, without metrics (as upstream), through
+// the resource's /scale.
+func TestHPAKeepsACustomResourceWithinBounds(t *testing.T) {
+	s := testserver.Start(t, func(c *server.Config) {
+		c.Controllers = []string{"*", "-" + podautoscaler.Name}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	scalestest.CreateCRD(t, s)
+	scalestest.Create(t, s, "default", "web", 1)
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"}, Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+		ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: scalestest.APIVersion, Kind: scalestest.Kind, Name: "web"},
+		MinReplicas:    ptr.To[int32](3), MaxReplicas: 5,
+		Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+			Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)}}}},
+	}}
+	if _, err := s.Client.AutoscalingV2().HorizontalPodAutoscalers("default").Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f := informers.NewSharedInformerFactory(s.Client, 0)
+	c, err := podautoscaler.New(podautoscaler.Config{Client: s.Client, Informers: f, Metrics: &syntheticMetrics{lister: func(string, labels.Selector) ([]*corev1.Pod, error) { return nil, nil }}, SyncPeriod: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Start(ctx.Done())
+	go func() { _ = c.Run(ctx, 1) }()
+
+	waitReplicas := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got := scalestest.Replicas(s, "default", "web")
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				h, _ := s.Client.AutoscalingV2().HorizontalPodAutoscalers("default").Get(ctx, "web", metav1.GetOptions{})
+				t.Fatalf("replicas %d, want %d; HPA status %+v", got, want, h.Status)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitReplicas(3)
+	scalestest.SetReplicas(t, s, "default", "web", 9)
+	waitReplicas(5)
+	h, err := s.Client.AutoscalingV2().HorizontalPodAutoscalers("default").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Status.DesiredReplicas != 5 || h.Status.LastScaleTime == nil {
+		t.Fatalf("HPA status after scaling down to max: %+v", h.Status)
 	}
 }
