@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiffhq/skiff/addons/logging/esapi"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 )
@@ -282,20 +283,7 @@ func (req *logSearchRequest) body(namespaces []string) jsonObj {
 
 // esSearchResponse is the part of the store's answer the backend reads.
 type esSearchResponse struct {
-	Took int64 `json:"took"`
-	Hits struct {
-		Total struct {
-			Value    int64  `json:"value"`
-			Relation string `json:"relation"`
-		} `json:"total"`
-		Hits []struct {
-			Index     string              `json:"_index"`
-			ID        string              `json:"_id"`
-			Source    json.RawMessage     `json:"_source"`
-			Sort      []int64             `json:"sort"`
-			Highlight map[string][]string `json:"highlight"`
-		} `json:"hits"`
-	} `json:"hits"`
+	esapi.SearchHits
 	Aggregations map[string]struct {
 		Buckets []struct {
 			Key      json.RawMessage `json:"key"`

@@ -312,22 +312,33 @@ func peerSearchBody(raw []byte, window int) ([]byte, error) {
 	return json.Marshal(m)
 }
 
+// SearchHits is the hits part of a _search answer, for its Go readers
+// (the servers of a cluster reading each other's, the dashboard backend).
+type SearchHits struct {
+	Took int64 `json:"took"`
+	Hits struct {
+		Total struct {
+			Value    int64  `json:"value"`
+			Relation string `json:"relation"`
+		} `json:"total"`
+		Hits []SearchHit `json:"hits"`
+	} `json:"hits"`
+}
+
+// SearchHit is one hit of a _search answer.
+type SearchHit struct {
+	Index     string              `json:"_index"`
+	ID        string              `json:"_id"`
+	Source    json.RawMessage     `json:"_source"`
+	Sort      []int64             `json:"sort"`
+	Highlight map[string][]string `json:"highlight"`
+}
+
 // decodeSearchResult reads a _search answer (as search renders it) back
 // into a store result; reqs says which aggregation is which.
 func decodeSearchResult(body []byte, reqs []store.AggRequest) (*store.SearchResult, error) {
 	var a struct {
-		Hits struct {
-			Total struct {
-				Value    int64  `json:"value"`
-				Relation string `json:"relation"`
-			} `json:"total"`
-			Hits []struct {
-				Index  string          `json:"_index"`
-				ID     string          `json:"_id"`
-				Source json.RawMessage `json:"_source"`
-				Sort   []int64         `json:"sort"`
-			} `json:"hits"`
-		} `json:"hits"`
+		SearchHits
 		Aggregations map[string]json.RawMessage `json:"aggregations"`
 	}
 	if err := json.Unmarshal(body, &a); err != nil {
