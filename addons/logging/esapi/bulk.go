@@ -25,14 +25,18 @@ type bulkItem struct {
 // unless it is itself a valid action line, so one bad line never costs the
 // items around it.
 func decodeBulk(body []byte, defIndex string) []bulkItem {
-	var items []bulkItem
 	lines := splitLines(body)
+	items := make([]bulkItem, 0, len(lines)/2+1)
+	var lastIndex string // reused while the action lines name the same index
 	for i := 0; i < len(lines); i++ {
 		line := bytes.TrimSpace(lines[i])
 		if len(line) == 0 {
 			continue
 		}
-		it, ok := parseAction(line, defIndex)
+		it, ok, fast := parseActionFast(line, defIndex, &lastIndex)
+		if !fast {
+			it, ok = parseAction(line, defIndex)
+		}
 		if !ok {
 			it.action = "index"
 			if it.err == "" {
@@ -72,6 +76,124 @@ func splitLines(b []byte) [][]byte {
 		b = b[i+1:]
 	}
 	return out
+}
+
+// parseActionFast reads the common action line, {"create":{"_index":"x","_id":"y"}}
+// with plain printable-ASCII strings, without allocating more than the id
+// (and the index name when it differs from *lastIndex). fast is false for
+// anything else (escapes, other metadata keys or value types, other actions,
+// malformed JSON), which parseAction then decides; so the fast path never
+// rejects a line and agrees with encoding/json wherever it answers
+// (FuzzActionFast).
+func parseActionFast(line []byte, defIndex string, lastIndex *string) (it bulkItem, ok, fast bool) {
+	i := skipWS(line, 0)
+	if i >= len(line) || line[i] != '{' {
+		return it, false, false
+	}
+	act, i, good := plainString(line, skipWS(line, i+1))
+	if !good {
+		return it, false, false
+	}
+	switch string(act) { // no allocation: compared in place
+	case "create":
+		it.action = "create"
+	case "index":
+		it.action = "index"
+	case "update":
+		it.action = "update"
+	case "delete":
+		it.action = "delete"
+	default:
+		return it, false, false
+	}
+	if i = skipWS(line, i); i >= len(line) || line[i] != ':' {
+		return it, false, false
+	}
+	if i = skipWS(line, i+1); i >= len(line) || line[i] != '{' {
+		return it, false, false
+	}
+	it.index, it.op = defIndex, -1
+	var index, id []byte
+	haveIndex, haveID := false, false
+	i = skipWS(line, i+1)
+	if i < len(line) && line[i] == '}' {
+		i++
+	} else {
+		for {
+			var key, val []byte
+			if key, i, good = plainString(line, i); !good {
+				return it, false, false
+			}
+			if i = skipWS(line, i); i >= len(line) || line[i] != ':' {
+				return it, false, false
+			}
+			if val, i, good = plainString(line, skipWS(line, i+1)); !good {
+				return it, false, false
+			}
+			switch string(key) {
+			case "_index":
+				index, haveIndex = val, true
+			case "_id":
+				id, haveID = val, true
+			default:
+				return it, false, false
+			}
+			if i = skipWS(line, i); i >= len(line) {
+				return it, false, false
+			}
+			if line[i] == '}' {
+				i++
+				break
+			}
+			if line[i] != ',' {
+				return it, false, false
+			}
+			i = skipWS(line, i+1)
+		}
+	}
+	if i = skipWS(line, i); i >= len(line) || line[i] != '}' {
+		return it, false, false
+	}
+	if skipWS(line, i+1) != len(line) {
+		return it, false, false
+	}
+	if haveIndex {
+		if string(index) != *lastIndex {
+			*lastIndex = string(index)
+		}
+		it.index = *lastIndex
+	}
+	if haveID {
+		it.id = string(id)
+	}
+	return it, true, true
+}
+
+// skipWS returns the index of the first byte at or after i that is not JSON
+// whitespace.
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads a JSON string at b[i] made of printable ASCII without
+// escapes and returns its contents and the index after its closing quote;
+// ok is false for anything else.
+func plainString(b []byte, i int) (s []byte, next int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, i, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return b[i+1 : j], j + 1, true
+		case c < 0x20 || c >= 0x7f || c == '\\':
+			return nil, i, false
+		}
+	}
+	return nil, i, false
 }
 
 // parseAction reads {"<action>":{"_index":..,"_id":..,...}}. Unknown
