@@ -295,17 +295,17 @@ func (b *block) read(s section) ([]byte, error) {
 	return out, nil
 }
 
-func (b *block) eachID(fn func(h uint64)) error {
+func (b *block) eachID(fn func(row int, id []byte)) error {
 	raw, err := b.read(b.meta.IDs)
 	if err != nil {
 		return err
 	}
-	for len(raw) > 0 {
+	for row := 0; len(raw) > 0; row++ {
 		v, rest, ok := readBytes(raw)
 		if !ok {
 			return errors.New("corrupt id section")
 		}
-		fn(idHash(string(v)))
+		fn(row, v)
 		raw = rest
 	}
 	return nil
@@ -318,6 +318,9 @@ type idList struct {
 }
 
 func (l *idList) get(i int) string { return string(l.raw[l.off[i]:l.off[i+1]]) }
+
+// is tells whether id i is id (without allocating).
+func (l *idList) is(i int, id string) bool { return string(l.raw[l.off[i]:l.off[i+1]]) == id }
 
 // ids decodes the block's ids (cached).
 func (b *block) ids() (*idList, error) {

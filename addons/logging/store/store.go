@@ -105,7 +105,7 @@ type index struct {
 	created time.Time
 
 	mu      sync.Mutex
-	ids     map[uint64]struct{}
+	ids     idSet
 	head    *head
 	sealed  []*head
 	blocks  []*block
@@ -115,7 +115,78 @@ type index struct {
 
 var idSeed = maphash.MakeSeed()
 
-func idHash(id string) uint64 { return maphash.String(idSeed, id) }
+// idHash hashes a document id for the id set (a variable so that tests can
+// force collisions).
+var idHash = func(id string) uint64 { return maphash.String(idSeed, id) }
+
+// idSet holds an index's caller-chosen ids by 64-bit hash, each with where
+// its document is (generation<<32 | row, in a head or a block), so a hash
+// match is confirmed against the stored id and two distinct ids are never
+// taken for one. An id whose hash is already held by another id goes to
+// the exact set other (almost always empty).
+type idSet struct {
+	byHash map[uint64]uint64
+	other  map[string]struct{}
+}
+
+func newIDSet() idSet { return idSet{byHash: map[uint64]uint64{}, other: map[string]struct{}{}} }
+
+func idLoc(gen uint64, row int) uint64 { return gen<<32 | uint64(uint32(row)) }
+
+// hasID tells whether id (hash h) is stored (idx.mu held).
+func (idx *index) hasID(id string, h uint64) bool {
+	if len(idx.ids.other) > 0 {
+		if _, ok := idx.ids.other[id]; ok {
+			return true
+		}
+	}
+	loc, ok := idx.ids.byHash[h]
+	return ok && idx.idAt(loc, id)
+}
+
+// addID records id (hash h, not stored yet) at loc (idx.mu held).
+func (idx *index) addID(id string, h, loc uint64) {
+	if _, taken := idx.ids.byHash[h]; taken {
+		idx.ids.other[id] = struct{}{}
+		return
+	}
+	idx.ids.byHash[h] = loc
+}
+
+// dropIDs forgets the ids of a block being dropped (idx.mu held).
+func (idx *index) dropIDs(blk *block) error {
+	return blk.eachID(func(row int, id []byte) {
+		h := idHash(string(id))
+		if loc, ok := idx.ids.byHash[h]; ok && loc == idLoc(blk.gen, row) {
+			delete(idx.ids.byHash, h)
+		}
+		if len(idx.ids.other) > 0 {
+			delete(idx.ids.other, string(id))
+		}
+	})
+}
+
+// idAt tells whether the document at loc has the given id (idx.mu held).
+// A block that cannot be read answers no: a re-sent document is then
+// stored twice rather than a new one refused.
+func (idx *index) idAt(loc uint64, id string) bool {
+	gen, row := loc>>32, int(uint32(loc))
+	if h := idx.head; h.gen == gen {
+		return row < len(h.docs) && h.docs[row].id == id
+	}
+	for _, h := range idx.sealed {
+		if h.gen == gen {
+			return row < len(h.docs) && h.docs[row].id == id
+		}
+	}
+	for i := len(idx.blocks) - 1; i >= 0; i-- {
+		if b := idx.blocks[i]; b.gen == gen {
+			l, err := b.ids()
+			return err == nil && row < b.n && l.is(row, id)
+		}
+	}
+	return false
+}
 
 // Open opens (or creates) the store in opts.Dir, replays the write-ahead
 // log and starts the background flusher.
@@ -247,7 +318,7 @@ func loadIndex(dir string, cache *decodeCache) (*index, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, err
 	}
-	idx := &index{name: m.Name, uid: m.UID, dir: dir, created: m.Created, ids: map[uint64]struct{}{}}
+	idx := &index{name: m.Name, uid: m.UID, dir: dir, created: m.Created, ids: newIDSet()}
 	idx.head = newHead(0)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -269,7 +340,9 @@ func loadIndex(dir string, cache *decodeCache) (*index, error) {
 		if blk.gen > idx.maxGen {
 			idx.maxGen = blk.gen
 		}
-		if err := blk.eachID(func(h uint64) { idx.ids[h] = struct{}{} }); err != nil {
+		if err := blk.eachID(func(row int, id []byte) {
+			idx.addID(string(id), idHash(string(id)), idLoc(blk.gen, row))
+		}); err != nil {
 			return nil, fmt.Errorf("block %s ids: %w", blk.path, err)
 		}
 	}
@@ -336,7 +409,7 @@ func (s *Store) makeIndex(name, uid string, logIt bool) (*index, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	idx := &index{name: name, uid: uid, dir: dir, created: s.opts.Now().UTC(), ids: map[uint64]struct{}{}, head: newHead(s.gen)}
+	idx := &index{name: name, uid: uid, dir: dir, created: s.opts.Now().UTC(), ids: newIDSet(), head: newHead(s.gen)}
 	mb, _ := json.Marshal(indexMeta{Name: name, UID: uid, Created: idx.created})
 	if err := writeFileSync(filepath.Join(dir, "index.json"), mb, !s.opts.NoSync); err != nil {
 		return nil, err
@@ -444,12 +517,10 @@ func (s *Store) Bulk(ctx context.Context, ops []Op) ([]OpResult, error) {
 			}
 			idx.mu.Lock()
 		}
-		if !auto && !op.Create {
-			if _, dup := idx.ids[idHash(id)]; dup {
-				idx.mu.Unlock()
-				r.Status = 200
-				continue
-			}
+		if !auto && !op.Create && idx.hasID(id, idHash(id)) {
+			idx.mu.Unlock()
+			r.Status = 200
+			continue
 		}
 		r.Status = idx.insert(id, auto, fl.fields, s)
 		idx.mu.Unlock()
@@ -518,12 +589,11 @@ func (s *Store) indexFor(name string) (*index, error) {
 // 201, or 409 when a caller-chosen id exists.
 func (idx *index) insert(id string, auto bool, fields []field, s *Store) int {
 	if !auto {
-		// One hash lookup: the set grows unless the id is there.
-		n := len(idx.ids)
-		idx.ids[idHash(id)] = struct{}{}
-		if len(idx.ids) == n {
+		h := idHash(id)
+		if idx.hasID(id, h) {
 			return 409
 		}
+		idx.addID(id, h, idLoc(idx.head.gen, len(idx.head.docs)))
 	}
 	n := idx.head.add(id, fields, s.opts.Now)
 	s.headBytes.Add(int64(n))
@@ -850,7 +920,7 @@ func (s *Store) dropBlock(idx *index, blk *block) {
 			break
 		}
 	}
-	_ = blk.eachID(func(h uint64) { delete(idx.ids, h) })
+	_ = idx.dropIDs(blk)
 	idx.mu.Unlock()
 	if err := os.Remove(blk.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.log.Warn("remove block", "path", blk.path, "err", err)
