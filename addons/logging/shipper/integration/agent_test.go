@@ -44,11 +44,15 @@ func TestRealContainerEveryLineOnce(t *testing.T) {
 	s := testserver.Start(t)
 	nodeName := fmt.Sprintf("logs-node-%d", time.Now().UnixNano()%1e6)
 	opts := nodetest.AgentOptions(nodeName, state, podCIDR, bridge)
-	// Rotation keeps 4 files and holds up to 16 the shipper has not
-	// finished (4 MiB, most of the output): the writer below is paced, but
-	// the shipper must not fall that far behind even on a loaded machine,
-	// or lines are dropped (and counted) by design.
-	opts.ContainerLogMaxSize, opts.ContainerLogMaxFiles = 256<<10, 4
+	// Rotation keeps 8 files of 256 KiB (it rotates about 20 times over the
+	// ~5.1 MB the writer below prints) and holds up to 32 files (8 MiB) the
+	// shipper has not finished. That bound exceeds the whole output, so the
+	// drop a too-slow shipper gets by design (counted, and tested in
+	// nodeagent/crilog) cannot happen here however loaded the machine is,
+	// and any line missing is a bug. With 4 files (a 4 MiB bound) a -race
+	// shipper and store on a loaded 2-core machine fell more than 4 MiB
+	// behind the paced writer and dropped lines as designed.
+	opts.ContainerLogMaxSize, opts.ContainerLogMaxFiles = 256<<10, 8
 	opts.Logs.Tune = func(c *shipper.Config) {
 		c.PollInterval, c.FlushInterval, c.CheckpointInterval, c.NoFinalFlush = 50*time.Millisecond, 200*time.Millisecond, 500*time.Millisecond, true
 	}
