@@ -142,6 +142,7 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var servers []*http.Server
+	var leans []*leanServer // the plain listener's lean loop (lean.go); nil for TLS
 	startErr := func() error {
 		defer close(s.started)
 		for _, l := range []struct{ name, addr string }{{"http", s.opts.HTTPAddr}, {"https", s.opts.HTTPSAddr}} {
@@ -167,6 +168,11 @@ func (s *Server) Run(ctx context.Context) error {
 			s.addrs[l.name] = ln.Addr().String()
 			s.mu.Unlock()
 			servers = append(servers, srv)
+			if srv.TLSConfig == nil {
+				leans = append(leans, newLeanServer(s.proxy, srv, s.log))
+			} else {
+				leans = append(leans, nil)
+			}
 			s.log.Info("ingress listening", "listener", l.name, "addr", ln.Addr().String())
 		}
 		return nil
@@ -184,7 +190,7 @@ func (s *Server) Run(ctx context.Context) error {
 			if srv.TLSConfig != nil {
 				err = srv.ServeTLS(ln, "", "")
 			} else {
-				err = srv.Serve(ln)
+				err = leans[i].Serve(ln)
 			}
 			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("ingress listener stopped", "addr", ln.Addr().String(), "err", err)
@@ -216,8 +222,12 @@ func (s *Server) Run(ctx context.Context) error {
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
-	for _, srv := range servers {
-		_ = srv.Shutdown(sctx)
+	for i, srv := range servers {
+		if leans[i] != nil {
+			_ = leans[i].Shutdown(sctx)
+		} else {
+			_ = srv.Shutdown(sctx)
+		}
 	}
 	wg.Wait()
 	s.proxy.h1.CloseIdleConnections()
