@@ -544,14 +544,15 @@ func BenchmarkProxyGET(b *testing.B) {
 		_, _ = io.WriteString(w, body)
 	}))
 	defer be.Close()
-	for _, off := range []bool{false, true} {
-		name := "fast"
-		if off {
-			name = "reverseproxy"
-		}
+	for _, name := range []string{"lean", "fast", "reverseproxy"} {
 		b.Run(name, func(b *testing.B) {
 			e := newFastEnv(b, nil, be.Listener.Addr().String())
-			e.px.fastOff = off
+			e.px.fastOff = name == "reverseproxy"
+			url := e.url
+			if name == "lean" {
+				addr, _ := leanFront(b, e)
+				url = "http://" + addr
+			}
 			tr := &http.Transport{MaxIdleConnsPerHost: 64}
 			defer tr.CloseIdleConnections()
 			c := &http.Client{Transport: tr}
@@ -560,7 +561,7 @@ func BenchmarkProxyGET(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					req, _ := http.NewRequest("GET", e.url+"/", nil)
+					req, _ := http.NewRequest("GET", url+"/", nil)
 					req.Host = "fast.test"
 					resp, err := c.Do(req)
 					if err != nil {

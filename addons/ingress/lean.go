@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -188,6 +189,16 @@ type leanConn struct {
 	closed   atomic.Bool
 	head     requestHead
 	handedTo bool
+	// idleDeadline is the read deadline while idle (zero when the header
+	// timeout is set instead).
+	idleDeadline time.Time
+}
+
+// setHeaderDeadline starts the header timeout (the idle deadline is
+// then set afresh).
+func (lc *leanConn) setHeaderDeadline() {
+	lc.idleDeadline = time.Time{}
+	_ = lc.c.SetReadDeadline(time.Now().Add(lc.s.readHeaderTimeout))
 }
 
 func (lc *leanConn) closeIfIdle() {
@@ -226,7 +237,7 @@ func (lc *leanConn) serve() {
 	lc.bw.Reset(lc.c)
 
 	start, end := 0, 0
-	_ = lc.c.SetReadDeadline(time.Now().Add(s.readHeaderTimeout))
+	lc.setHeaderDeadline()
 	for {
 		// One request head: from what is buffered, else read more.
 		var n int
@@ -254,7 +265,7 @@ func (lc *leanConn) serve() {
 					// A new request started and its head is not complete:
 					// the header timeout runs from here.
 					newHead = false
-					_ = lc.c.SetReadDeadline(time.Now().Add(s.readHeaderTimeout))
+					lc.setHeaderDeadline()
 				}
 				if end-start >= maxRequestHead {
 					lc.writeError(http.StatusRequestHeaderFieldsTooLarge, "request headers exceed 64 KiB")
@@ -300,10 +311,15 @@ func (lc *leanConn) serve() {
 			if s.closing.Load() {
 				return
 			}
-			_ = lc.c.SetReadDeadline(time.Now().Add(s.idleTimeout))
+			// The idle deadline moves at most once a second (a timer
+			// update per request costs more than the second is worth).
+			if now := time.Now(); lc.idleDeadline.Sub(now) < s.idleTimeout-time.Second {
+				lc.idleDeadline = now.Add(s.idleTimeout)
+				_ = lc.c.SetReadDeadline(lc.idleDeadline)
+			}
 		} else {
 			// Pipelined: the next head is (partly) here already.
-			_ = lc.c.SetReadDeadline(time.Now().Add(s.readHeaderTimeout))
+			lc.setHeaderDeadline()
 		}
 	}
 }
@@ -600,7 +616,14 @@ func (lc *leanConn) send(lr *leanReq, pc *pconn, readTimeout time.Duration) (*ht
 			return nil, fmt.Errorf("read response: %w", err)
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			pc.headersRead()
+			// The body streams for as long as it takes: lift the header
+			// cap and the read timeout, unless the whole body is buffered
+			// already (no read reaches the connection; the next request
+			// sets a new deadline).
+			pc.limit = math.MaxInt64
+			if resp.ContentLength < 0 || int64(pc.br.Buffered()) < resp.ContentLength {
+				_ = pc.conn.SetReadDeadline(time.Time{})
+			}
 			return resp, nil
 		}
 		if n1xx >= 5 {
@@ -784,13 +807,14 @@ func (lc *leanConn) relay(lr *leanReq, e *endpoint, pc *pconn, resp *http.Respon
 		writeHeaderMap(bw, resp.Trailer, nil)
 		bw.WriteString("\r\n")
 	}
-	werr := bw.Flush()
+	// The backend connection goes back before the client sees the end
+	// of the answer (its next request may want it at once).
 	if !resp.Close && pc.br.Buffered() == 0 && pc.release() {
 		e.conns.put(&p.pools, pc, time.Now().UnixNano())
 	} else {
 		pc.close()
 	}
-	return keep && werr == nil
+	return bw.Flush() == nil && keep
 }
 
 // copyPlain copies the body into the client writer's buffer.

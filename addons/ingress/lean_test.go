@@ -18,13 +18,13 @@ import (
 
 // leanFront serves e's proxy on a loopback listener through the lean
 // loop, with the same http.Server settings as the add-on (handoff).
-func leanFront(t *testing.T, e *fastEnv) (string, *leanServer) {
+func leanFront(t testing.TB, e *fastEnv) (string, *leanServer) {
 	t.Helper()
 	return leanFrontWith(t, e, nil)
 }
 
 // leanFrontWith lets the test change the http.Server's settings first.
-func leanFrontWith(t *testing.T, e *fastEnv, set func(*http.Server)) (string, *leanServer) {
+func leanFrontWith(t testing.TB, e *fastEnv, set func(*http.Server)) (string, *leanServer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
