@@ -329,11 +329,12 @@ func (lc *leanConn) handoff(pending []byte) {
 	_ = lc.c.SetReadDeadline(time.Time{})
 	rc := &replayConn{Conn: lc.c, pending: append([]byte(nil), pending...)}
 	h := lc.s.hand
+	lc.s.handedOff.Add(1) // before net/http can answer anything
 	select {
 	case h.ch <- rc:
 		lc.handedTo = true
-		lc.s.handedOff.Add(1)
 	case <-h.done:
+		lc.s.handedOff.Add(-1)
 	}
 }
 
@@ -937,7 +938,17 @@ func (lc *leanConn) writeError(code int, msg string) {
 	bw.WriteString(strconv.Itoa(len(body)))
 	bw.WriteString("\r\nConnection: close\r\n\r\n")
 	bw.WriteString(body)
-	_ = bw.Flush()
+	if bw.Flush() != nil {
+		return
+	}
+	// As net/http's closeWriteAndWait: end our side and read what the
+	// client is still sending for a moment, so that closing with unread
+	// data does not reset the connection before the answer was read.
+	if cw, ok := lc.c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = lc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, _ = io.CopyN(io.Discard, lc.c, 1<<20)
 }
 
 func writeStatusLine(bw *bufio.Writer, code int) {

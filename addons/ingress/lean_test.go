@@ -388,7 +388,12 @@ func TestLeanHandoffProtocols(t *testing.T) {
 		t.Fatalf("Expect: %v %v", resp, err)
 	}
 	rc.send("abc")
-	if resp, body := rc.read("PUT"); resp.StatusCode != 200 || body != "PUT /x abc" {
+	// net/http's own 100 went first; the backend's may be passed on too.
+	resp, body := rc.read("PUT")
+	for resp.StatusCode == http.StatusContinue {
+		resp, body = rc.read("PUT")
+	}
+	if resp.StatusCode != 200 || body != "PUT /x abc" {
 		t.Errorf("after 100-continue: %d %q", resp.StatusCode, body)
 	}
 	if n := ls.handedOff.Load(); n != 3 {

@@ -134,9 +134,17 @@ func TestRouting(t *testing.T) {
 	}
 
 	// Reconfiguration: a new path routes, the old ones keep working.
-	ing, _ := cs.NetworkingV1().Ingresses(e.ns).Get(ctx, "web", metav1.GetOptions{})
-	ing.Spec.Rules[0].HTTP.Paths = append(ing.Spec.Rules[0].HTTP.Paths, path(prefix, "/new", "b"))
-	if _, err := cs.NetworkingV1().Ingresses(e.ns).Update(ctx, ing, metav1.UpdateOptions{}); err != nil {
+	// (The controller writes the Ingress's status meanwhile: retry on a
+	// conflict.)
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ing, err := cs.NetworkingV1().Ingresses(e.ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		ing.Spec.Rules[0].HTTP.Paths = append(ing.Spec.Rules[0].HTTP.Paths, path(prefix, "/new", "b"))
+		_, err = cs.NetworkingV1().Ingresses(e.ns).Update(ctx, ing, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("Ingress update → first routed request: %v", e.waitRoute("foo.example.com", "/new", "b").Round(time.Millisecond))
