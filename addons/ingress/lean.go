@@ -161,6 +161,15 @@ type replayConn struct {
 	pending []byte
 }
 
+// CloseWrite lets net/http end its side before closing after an error
+// answer (closeWriteAndWait), as on a *net.TCPConn.
+func (c *replayConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *replayConn) Read(b []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(b, c.pending)
