@@ -77,6 +77,9 @@ func (f *realAgentFlags) register(cmd *cobra.Command) {
 }
 
 func runContainerdAgent(cmd *cobra.Command, kubeconfig, token string, servers []string, f realAgentFlags) error {
+	// No heap profiler in a process that only runs the agent (unless
+	// GODEBUG asks for one).
+	agent.QuietMemProfiler()
 	if kubeconfig == "" {
 		// Join with a node token, or use the kubeconfig an earlier join
 		// wrote: a credential for system:node:<name> in system:nodes.
