@@ -145,12 +145,12 @@ func FuzzDecodeProtobuf(f *testing.F) {
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "i"}}},
 	}
 	var buf bytes.Buffer
-	if err := protoSerializer.Encode(pod, &buf); err != nil {
+	if err := protoSerializer().Encode(pod, &buf); err != nil {
 		f.Fatal(err)
 	}
 	valid := buf.Bytes()
 	buf.Reset()
-	if err := protoSerializer.Encode(&appsv1.Deployment{TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}}, &buf); err != nil {
+	if err := protoSerializer().Encode(&appsv1.Deployment{TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}}, &buf); err != nil {
 		f.Fatal(err)
 	}
 	for _, s := range [][]byte{

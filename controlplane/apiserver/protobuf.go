@@ -157,7 +157,7 @@ func hasProtobuf(res *registry.Resource) bool {
 	if _, ok := res.New().(protoMessage); !ok {
 		return false
 	}
-	return protoScheme.Recognizes(res.GVK())
+	return protoScheme().Recognizes(res.GVK())
 }
 
 // protoResponse marks a response writer whose errors (Status) are encoded
@@ -177,14 +177,14 @@ func (p *protoResponse) Unwrap() http.ResponseWriter { return p.ResponseWriter }
 // encodeProto encodes a typed object in the Kubernetes protobuf envelope.
 func encodeProto(obj runtime.Object) ([]byte, error) {
 	if obj.GetObjectKind().GroupVersionKind().Kind == "" {
-		kinds, _, err := protoScheme.ObjectKinds(obj)
+		kinds, _, err := protoScheme().ObjectKinds(obj)
 		if err != nil || len(kinds) == 0 {
 			return nil, fmt.Errorf("no kind for %T: %w", obj, err)
 		}
 		obj.GetObjectKind().SetGroupVersionKind(kinds[0])
 	}
 	var buf bytes.Buffer
-	if err := protoSerializer.Encode(obj, &buf); err != nil {
+	if err := protoSerializer().Encode(obj, &buf); err != nil {
 		return nil, fmt.Errorf("encode %T as protobuf: %w", obj, err)
 	}
 	return buf.Bytes(), nil
@@ -208,7 +208,7 @@ func jsonToProto(data []byte) ([]byte, error) {
 		return nil, err
 	}
 	gvk := schema.FromAPIVersionAndKind(tm.APIVersion, tm.Kind)
-	obj, err := protoScheme.New(gvk)
+	obj, err := protoScheme().New(gvk)
 	if err != nil {
 		return nil, fmt.Errorf("no protobuf form for %s: %w", gvk, err)
 	}
@@ -278,7 +278,7 @@ func plainListLayout(obj runtime.Object) bool {
 // List message, from each item's (memoised) encoding.
 func encodeProtoList(res *registry.Resource, lr *listResult) ([]byte, error) {
 	gvk := res.GVK().GroupVersion().WithKind(res.ListKind)
-	listObj, err := protoScheme.New(gvk)
+	listObj, err := protoScheme().New(gvk)
 	if err != nil {
 		return nil, fmt.Errorf("no protobuf list for %s: %w", gvk, err)
 	}
@@ -401,7 +401,7 @@ func decodeProtoObject(data []byte, res *registry.Resource) (obj runtime.Object,
 		}
 	}()
 	into := newObject(res)
-	out, gvk, err := protoSerializer.Decode(data, nil, into)
+	out, gvk, err := protoSerializer().Decode(data, nil, into)
 	if err != nil {
 		return nil, badRequest("invalid protobuf body: %v", err)
 	}
