@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"debug/elf"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,6 +57,9 @@ type podsBenchOpts struct {
 	latencyPods, densityPods, workers int
 	interval, burst, timeout, settle  time.Duration
 	dataDir                           string
+	// profileDir, when set, receives the agent's heap and goroutine
+	// profiles with the density phase's pods running.
+	profileDir string
 }
 
 type podsLatency struct {
@@ -98,7 +104,17 @@ type podsBenchResult struct {
 	MeetsP99     bool         `json:"meets_p99"`
 	MeetsRSS     bool         `json:"meets_rss"`
 	MeetsTargets bool         `json:"meets_targets"`
-	Note         string       `json:"note"`
+	// LeftAfterTeardown is what the agent still held once the last pods
+	// were deleted and it had up to a minute to tear them down: anything
+	// here leaked.
+	LeftAfterTeardown *podsLeft `json:"left_after_teardown,omitempty"`
+	Note              string    `json:"note"`
+}
+
+type podsLeft struct {
+	Containers int `json:"containers"`
+	NetNS      int `json:"netns"`
+	Sandboxes  int `json:"sandbox_records"`
 }
 
 func podsCommand() *cobra.Command {
@@ -123,6 +139,7 @@ func podsCommand() *cobra.Command {
 	f.DurationVar(&o.settle, "settle", 5*time.Second, "wait after all density pods are Ready before reading the agent's RSS")
 	f.DurationVar(&o.timeout, "phase-timeout", 5*time.Minute, "give up on a phase after this long")
 	f.StringVar(&o.dataDir, "data-dir", "", "server and agent data directory (default: a temporary directory)")
+	f.StringVar(&o.profileDir, "profile-dir", "", "write the agent's heap profile (the heap profiler is then on in the agent: GODEBUG=memprofilerate=524288 unless GODEBUG sets a rate), goroutine profiles, memory stats, smaps and resident KiB per section of the executable into DIR/1 once the density phase's RSS is read (that RSS then includes the profiler), and into DIR/2 if pods are left after the teardown")
 	return cmd
 }
 
@@ -134,8 +151,12 @@ func podsAgentCommand() *cobra.Command {
 		Use:    "pods-agent",
 		Hidden: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			agent.QuietMemProfiler() // as `skiff agent` does
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			if dir := os.Getenv(podsProfileEnv); dir != "" {
+				go writeProfilesOnSignal(ctx, dir)
+			}
 			rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 			if err != nil {
 				return fmt.Errorf("kubeconfig: %w", err)
@@ -210,6 +231,18 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 	}
 	child := exec.Command(self, "pods-agent", "--kubeconfig", kubeconfig, "--state", state, "--node", node)
 	child.Stdout, child.Stderr = os.Stderr, os.Stderr
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return nil, err
+		}
+		godebug := "memprofilerate=524288"
+		if g := os.Getenv("GODEBUG"); strings.Contains(g, "memprofilerate=") {
+			godebug = g // the caller's rate (1 for every allocation)
+		} else if g != "" {
+			godebug = g + "," + godebug
+		}
+		child.Env = append(os.Environ(), podsProfileEnv+"="+o.profileDir, "GODEBUG="+godebug)
+	}
 	started := time.Now()
 	if err := child.Start(); err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
@@ -217,9 +250,12 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 	exited := make(chan error, 1)
 	go func() { exited <- child.Wait() }()
 	defer func() {
-		cerr := cleanupPodsBench(ctx, cs, node, state, child, exited)
+		left, cerr := cleanupPodsBench(ctx, cs, node, state, o.profileDir, child, exited)
 		if err == nil && cerr != nil {
 			err = cerr
+		}
+		if res != nil {
+			res.LeftAfterTeardown = &left
 		}
 	}()
 	if err := waitNodeReady(ctx, cs, node, exited, 2*time.Minute); err != nil {
@@ -291,6 +327,10 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 		PodsPerSecond: round3s(float64(o.densityPods) / took.Seconds())}
 	if anon, file, err := procRSSParts(child.Process.Pid); err == nil {
 		res.Density.AgentRSSAnonMiB, res.Density.AgentRSSFileMiB = mib(anon), mib(file)
+	}
+	if o.profileDir != "" {
+		_ = child.Process.Signal(syscall.SIGUSR1)
+		time.Sleep(3 * time.Second) // writeProfilesOnSignal
 	}
 	res.MeetsP50 = res.Latency.P50Ms < podsTargetP50Ms
 	res.MeetsP99 = res.Latency.P99Ms < podsTargetP99Ms
@@ -544,11 +584,40 @@ func waitNodeDrained(ctx context.Context, node string, timeout time.Duration) er
 	}
 }
 
-func cleanupPodsBench(ctx context.Context, cs kubernetes.Interface, node, state string, child *exec.Cmd, exited <-chan error) error {
+func cleanupPodsBench(ctx context.Context, cs kubernetes.Interface, node, state, profileDir string, child *exec.Cmd, exited <-chan error) (left podsLeft, err error) {
 	ctx = context.WithoutCancel(ctx)
 	var errs []error
+	defer func() { err = errors.Join(errs...) }()
 	if err := deleteBenchPods(ctx, cs, time.Minute); err != nil {
 		errs = append(errs, err)
+	}
+	// The agent tears the pods down before it stops: what it still holds
+	// after a minute (containers, network namespaces, sandbox records) it
+	// would have leaked.
+	if rt, err := noderuntime.New(ctx, noderuntime.Options{}); err == nil {
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(250 * time.Millisecond) {
+			left = podsLeft{}
+			if ctrs, err := rt.List(ctx); err == nil {
+				for _, c := range ctrs {
+					if c.Labels[noderuntime.LabelNode] == node {
+						left.Containers++
+					}
+				}
+			}
+			nss, _ := os.ReadDir(filepath.Join(state, "netns"))
+			left.NetNS = len(nss)
+			pods, _ := filepath.Glob(filepath.Join(state, "pods", "*", "sandbox.json"))
+			left.Sandboxes = len(pods)
+			if left == (podsLeft{}) || time.Now().After(deadline) {
+				break
+			}
+		}
+		_ = rt.Close()
+		if left != (podsLeft{}) && profileDir != "" {
+			// What the agent is doing instead of tearing them down.
+			_ = child.Process.Signal(syscall.SIGUSR1)
+			time.Sleep(3 * time.Second)
+		}
 	}
 	_ = child.Process.Signal(syscall.SIGTERM)
 	select {
@@ -559,7 +628,8 @@ func cleanupPodsBench(ctx context.Context, cs kubernetes.Interface, node, state 
 	}
 	rt, err := noderuntime.New(ctx, noderuntime.Options{})
 	if err != nil {
-		return errors.Join(append(errs, err)...)
+		errs = append(errs, err)
+		return left, nil
 	}
 	defer rt.Close()
 	if ctrs, err := rt.List(ctx); err == nil {
@@ -574,7 +644,8 @@ func cleanupPodsBench(ctx context.Context, cs kubernetes.Interface, node, state 
 	nm, err := network.New(network.Options{StateDir: filepath.Join(state, "network"), PodCIDR: podsBenchCIDR, Bridge: podsBenchBridge,
 		NetNSDir: filepath.Join(state, "netns")})
 	if err != nil {
-		return errors.Join(append(errs, err)...)
+		errs = append(errs, err)
+		return left, nil
 	}
 	if ents, err := os.ReadDir(filepath.Join(state, "pods")); err == nil {
 		for _, e := range ents {
@@ -589,7 +660,103 @@ func cleanupPodsBench(ctx context.Context, cs kubernetes.Interface, node, state 
 	if err := nm.Destroy(); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return left, nil
+}
+
+// podsProfileEnv names the folder the benchmark's agent writes its
+// profiles to on SIGUSR1 (--profile-dir).
+const podsProfileEnv = "SKIFF_BENCH_PROFILE_DIR"
+
+// writeProfilesOnSignal writes the process's heap and goroutine profiles,
+// memory statistics and smaps_rollup into dir on each SIGUSR1.
+func writeProfilesOnSignal(ctx context.Context, dir string) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	defer signal.Stop(sig)
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sig:
+		}
+		sub := filepath.Join(dir, strconv.Itoa(n))
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			continue
+		}
+		write := func(name string, fn func(io.Writer) error) {
+			f, err := os.Create(filepath.Join(sub, name))
+			if err != nil {
+				return
+			}
+			defer f.Close()
+			_ = fn(f)
+		}
+		write("heap.pprof", func(w io.Writer) error { return pprof.Lookup("heap").WriteTo(w, 0) })
+		write("goroutine.txt", func(w io.Writer) error { return pprof.Lookup("goroutine").WriteTo(w, 1) })
+		write("goroutine-full.txt", func(w io.Writer) error { return pprof.Lookup("goroutine").WriteTo(w, 2) })
+		write("memstats.json", func(w io.Writer) error {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			ms.PauseNs, ms.PauseEnd, ms.BySize = [256]uint64{}, [256]uint64{}, [61]struct {
+				Size    uint32
+				Mallocs uint64
+				Frees   uint64
+			}{}
+			e := json.NewEncoder(w)
+			e.SetIndent("", "  ")
+			return e.Encode(ms)
+		})
+		write("smaps_rollup", func(w io.Writer) error {
+			b, err := os.ReadFile("/proc/self/smaps_rollup")
+			if err == nil {
+				_, err = w.Write(b)
+			}
+			return err
+		})
+		write("sections.txt", residentSections)
+		write("smaps", func(w io.Writer) error {
+			b, err := os.ReadFile("/proc/self/smaps")
+			if err == nil {
+				_, err = w.Write(b)
+			}
+			return err
+		})
+	}
+}
+
+// residentSections writes how much of each loaded section of the
+// process's executable is resident (present in its page tables), from
+// /proc/self/pagemap: where the file-backed RSS goes.
+func residentSections(w io.Writer) error {
+	f, err := elf.Open("/proc/self/exe")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	pm, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return err
+	}
+	defer pm.Close()
+	const page = 4096
+	for _, sec := range f.Sections {
+		if sec.Flags&elf.SHF_ALLOC == 0 || sec.Addr == 0 || sec.Type == elf.SHT_NOBITS {
+			continue
+		}
+		first, last := sec.Addr/page, (sec.Addr+sec.Size-1)/page
+		buf := make([]byte, (last-first+1)*8)
+		if _, err := pm.ReadAt(buf, int64(first*8)); err != nil {
+			return err
+		}
+		resident := 0
+		for i := 0; i < len(buf); i += 8 {
+			if binary.LittleEndian.Uint64(buf[i:])&(1<<63) != 0 {
+				resident++
+			}
+		}
+		fmt.Fprintf(w, "%-24s %8d KiB %8d KiB resident\n", sec.Name, sec.Size>>10, resident*page>>10)
+	}
+	return nil
 }
 
 // procStatusKB reads the kB fields keys of /proc/<pid>/status.
