@@ -66,7 +66,7 @@ func (a *Agent) updateStatus(ctx context.Context, pod *corev1.Pod, ctrs map[stri
 		podReady, podNotReady = false, "ReadinessGatesNotReady"
 	}
 	setCond(st, corev1.PodReady, boolCond(podReady), podNotReady)
-	if equality.Semantic.DeepEqual(st, &pod.Status) {
+	if statusUnchanged(st, &pod.Status) {
 		return nil
 	}
 	cp := pod.DeepCopy()
@@ -79,6 +79,40 @@ func (a *Agent) updateStatus(ctx context.Context, pod *corev1.Pod, ctrs map[stri
 		return fmt.Errorf("update pod status: %w", err)
 	}
 	return nil
+}
+
+// statusUnchanged reports whether st, as computed, is what the API
+// already stores as old. The API keeps times to the second (RFC 3339)
+// and containerd reports them to the nanosecond, so st's times are
+// truncated first (in place), as the kubelet's status manager does;
+// otherwise every sync of a running pod wrote its status again.
+func statusUnchanged(st, old *corev1.PodStatus) bool {
+	sec := func(t *metav1.Time) {
+		if t != nil && !t.IsZero() {
+			*t = t.Rfc3339Copy()
+		}
+	}
+	state := func(s *corev1.ContainerState) {
+		if s.Running != nil {
+			sec(&s.Running.StartedAt)
+		}
+		if s.Terminated != nil {
+			sec(&s.Terminated.StartedAt)
+			sec(&s.Terminated.FinishedAt)
+		}
+	}
+	sec(st.StartTime)
+	for i := range st.Conditions {
+		sec(&st.Conditions[i].LastProbeTime)
+		sec(&st.Conditions[i].LastTransitionTime)
+	}
+	for _, list := range [][]corev1.ContainerStatus{st.InitContainerStatuses, st.ContainerStatuses, st.EphemeralContainerStatuses} {
+		for i := range list {
+			state(&list[i].State)
+			state(&list[i].LastTerminationState)
+		}
+	}
+	return equality.Semantic.DeepEqual(st, old)
 }
 
 func setCond(st *corev1.PodStatus, t corev1.PodConditionType, s corev1.ConditionStatus, reason string) {
