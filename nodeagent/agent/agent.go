@@ -360,7 +360,7 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 	go func() { defer a.wg.Done(); a.heartbeat(runCtx) }()
 	go func() { defer a.wg.Done(); a.resync(runCtx) }()
 	go func() { defer a.wg.Done(); a.work(runCtx) }()
-	a.resyncAll(runCtx)
+	a.resyncAll(runCtx, 0)
 	ok = true
 	a.log.Info("node agent ready", "podCIDR", a.podCIDR, "nodeIP", opts.NodeIP, "api", a.APIAddress())
 	return a, nil
@@ -450,28 +450,51 @@ func (a *Agent) resync(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			a.resyncAll(ctx)
+			a.resyncAll(ctx, a.opts.ResyncInterval)
 		}
 	}
 }
 
 // resyncAll enqueues every pod the API bound here and every pod that
-// still has containers or a sandbox here (orphans get torn down).
-func (a *Agent) resyncAll(ctx context.Context) {
-	for _, o := range a.pods.List() {
-		a.enqueue(o)
+// still has containers or a sandbox here (orphans get torn down), each
+// once. With spread > 0 the pods are enqueued evenly over that long
+// instead of all at once: a periodic pass then costs the workers a
+// steady trickle of syncs, and a pod created meanwhile waits behind at
+// most a few of them, not behind every pod of the node.
+func (a *Agent) resyncAll(ctx context.Context, spread time.Duration) {
+	var uids []types.UID
+	seen := map[types.UID]bool{}
+	add := func(uid types.UID) {
+		if uid != "" && !seen[uid] {
+			seen[uid] = true
+			uids = append(uids, uid)
+		}
 	}
-	if cs, err := a.rt.List(ctx); err == nil {
-		for _, c := range cs {
-			if uid := c.Labels[runtime.LabelPodUID]; uid != "" && a.ours(c) {
-				a.queue.Add(types.UID(uid))
+	for _, o := range a.pods.List() {
+		if p, ok := o.(*corev1.Pod); ok {
+			add(p.UID)
+		}
+	}
+	if labels, err := a.rt.ContainerLabels(ctx); err == nil {
+		for _, l := range labels {
+			if a.oursByLabels(l) {
+				add(types.UID(l[runtime.LabelPodUID]))
 			}
 		}
+	} else if ctx.Err() == nil {
+		a.log.Warn("resync: list containers", "err", err)
 	}
 	if ents, err := os.ReadDir(a.podsDir()); err == nil {
 		for _, e := range ents {
-			a.queue.Add(types.UID(e.Name()))
+			add(types.UID(e.Name()))
 		}
+	}
+	for i, uid := range uids {
+		if spread <= 0 {
+			a.queue.Add(uid)
+			continue
+		}
+		a.queue.AddAfter(uid, spread*time.Duration(i)/time.Duration(len(uids)))
 	}
 }
 

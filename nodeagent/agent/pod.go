@@ -138,8 +138,10 @@ func (a *Agent) podContainers(ctx context.Context, uid types.UID) (map[string][]
 // containerd (tests, a hollow node beside a real one) has its own pods,
 // which this one must not take for deleted ones. Containers from before
 // the node label count as ours.
-func (a *Agent) ours(c runtime.Container) bool {
-	n := c.Labels[runtime.LabelNode]
+func (a *Agent) ours(c runtime.Container) bool { return a.oursByLabels(c.Labels) }
+
+func (a *Agent) oursByLabels(l map[string]string) bool {
+	n := l[runtime.LabelNode]
 	return n == "" || n == a.opts.NodeName
 }
 
