@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -104,6 +105,54 @@ type block struct {
 	meta  blockMeta
 	names map[string][]int // dotted name -> columns
 	cache *decodeCache
+
+	// data is the block file mapped read-only (mmap.go), unmapped when
+	// refs (the index's list: 1, plus one per search holding the block)
+	// drops to 0.
+	data []byte
+	refs atomic.Int64
+	// Parsed in place on first use (slices of data, so kept with the
+	// block, not in the decode cache): per column, its chunk table and
+	// its version 3 token index.
+	chunks []atomic.Pointer[chunkedCol]
+	xs     []atomic.Pointer[tokIndex]
+}
+
+// acquire takes a reference to the block's mapping for a reader; false
+// when the block was already released by its index (dropped).
+func (b *block) acquire() bool {
+	for {
+		r := b.refs.Load()
+		if r <= 0 {
+			return false
+		}
+		if b.refs.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
+}
+
+// release gives a reference back; the last one unmaps the file.
+func (b *block) release() {
+	r := b.refs.Add(-1)
+	if r > 0 {
+		return
+	}
+	if r < 0 {
+		panic("store: block released more often than acquired: " + b.path)
+	}
+	if err := unmapFile(b.data); err != nil {
+		// Not fatal: the mapping stays until the process exits.
+		return
+	}
+}
+
+// bytes returns section s of the file in place.
+func (b *block) bytes(s section) ([]byte, error) {
+	if s.Off < 0 || s.Len < 0 || s.Off > int64(len(b.data)) || s.Len > int64(len(b.data))-s.Off {
+		return nil, fmt.Errorf("%s: bad section", b.path)
+	}
+	return b.data[s.Off : s.Off+s.Len : s.Off+s.Len], nil
 }
 
 var (
@@ -197,11 +246,24 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 	if err := writeFileSync(path, out, fsync); err != nil {
 		return nil, fmt.Errorf("write block: %w", err)
 	}
-	return newBlock(path, meta, int64(len(out))), nil
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open written block: %w", err)
+	}
+	defer f.Close()
+	data, err := mapFile(f, int64(len(out)))
+	if err != nil {
+		return nil, err
+	}
+	return newBlock(path, meta, data), nil
 }
 
-func newBlock(path string, meta blockMeta, size int64) *block {
-	b := &block{path: path, gen: meta.Gen, n: meta.N, minTS: meta.MinTS, maxTS: meta.MaxTS, size: size, meta: meta, names: map[string][]int{}}
+// newBlock makes the block of a mapped file (one reference, its index's).
+func newBlock(path string, meta blockMeta, data []byte) *block {
+	b := &block{path: path, gen: meta.Gen, n: meta.N, minTS: meta.MinTS, maxTS: meta.MaxTS, size: int64(len(data)), meta: meta, names: map[string][]int{}, data: data}
+	b.refs.Store(1)
+	b.chunks = make([]atomic.Pointer[chunkedCol], len(meta.Cols))
+	b.xs = make([]atomic.Pointer[tokIndex], len(meta.Cols))
 	for i := range b.meta.Cols {
 		c := &b.meta.Cols[i]
 		c.name = dotted(c.Path)
@@ -224,10 +286,25 @@ func openBlock(path string) (*block, error) {
 	if size < int64(len(blockMagic)+4) {
 		return nil, errors.New("block too short")
 	}
-	var tail [12]byte
-	if _, err := f.ReadAt(tail[:], size-12); err != nil {
+	data, err := mapFile(f, size)
+	if err != nil {
 		return nil, err
 	}
+	blk, err := parseBlock(path, data)
+	if err != nil {
+		_ = unmapFile(data)
+		return nil, err
+	}
+	return blk, nil
+}
+
+// parseBlock reads the metadata at the end of a block file's bytes.
+func parseBlock(path string, data []byte) (*block, error) {
+	size := int64(len(data))
+	if size < int64(len(blockMagic)+4) {
+		return nil, errors.New("block too short")
+	}
+	tail := data[size-12:]
 	format := 0
 	switch string(tail[4:]) {
 	case blockMagic:
@@ -241,12 +318,8 @@ func openBlock(path string) (*block, error) {
 	if ml > size-12 {
 		return nil, errors.New("bad block metadata length")
 	}
-	mb := make([]byte, ml)
-	if _, err := f.ReadAt(mb, size-12-ml); err != nil {
-		return nil, err
-	}
 	var meta blockMeta
-	if err := json.Unmarshal(mb, &meta); err != nil {
+	if err := json.Unmarshal(data[size-12-ml:size-12], &meta); err != nil {
 		return nil, fmt.Errorf("block metadata: %w", err)
 	}
 	for i := range meta.Cols {
@@ -257,38 +330,21 @@ func openBlock(path string) (*block, error) {
 			return nil, fmt.Errorf("%s: bad column chunk size %d", path, c.Chunk)
 		}
 	}
-	return newBlock(path, meta, size), nil
+	return newBlock(path, meta, data), nil
 }
 
-// readRaw reads one uncompressed section.
+// readRaw returns one uncompressed section, in place.
 func (b *block) readRaw(s section) ([]byte, error) {
-	if s.Off < 0 || s.Len < 0 || s.Off+s.Len > b.size {
-		return nil, fmt.Errorf("%s: bad section", b.path)
-	}
-	f, err := os.Open(b.path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	c := make([]byte, s.Len)
-	if _, err := f.ReadAt(c, s.Off); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return b.bytes(s)
 }
 
-// read decompresses one section.
+// read decompresses one section (into memory of its own).
 func (b *block) read(s section) ([]byte, error) {
-	f, err := os.Open(b.path)
+	c, err := b.bytes(s)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	c := make([]byte, s.Len)
-	if _, err := f.ReadAt(c, s.Off); err != nil {
-		return nil, err
-	}
-	out, err := decoder.DecodeAll(c, make([]byte, 0, s.Raw))
+	out, err := decoder.DecodeAll(c, make([]byte, 0, max(0, min(s.Raw, 1<<30))))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.path, err)
 	}
@@ -429,25 +485,31 @@ func (b *block) tokIndex(ci int) (*tokIndex, error) {
 	if s == nil || (b.meta.IndexVersion != tokIndexVersion && b.meta.IndexVersion != tokIndexVersionWhole) {
 		return nil, nil
 	}
+	if b.meta.IndexVersion != tokIndexVersionWhole {
+		// Version 3 is read in place: kept with the block.
+		if x := b.xs[ci].Load(); x != nil {
+			return x, nil
+		}
+		raw, err := b.readRaw(*s)
+		if err != nil {
+			return nil, err
+		}
+		x, err := decodeGroupedIndex(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.path, err)
+		}
+		b.xs[ci].Store(x)
+		return x, nil
+	}
 	key := cacheKey{b.path, s.Off, cacheIndex}
 	if v := b.cache.get(key); v != nil {
 		return v.(*tokIndex), nil
 	}
-	var x *tokIndex
-	var err error
-	if b.meta.IndexVersion == tokIndexVersionWhole {
-		var raw []byte
-		if raw, err = b.read(*s); err != nil {
-			return nil, err
-		}
-		x, err = decodeTokIndex(raw)
-	} else {
-		var raw []byte
-		if raw, err = b.readRaw(*s); err != nil {
-			return nil, err
-		}
-		x, err = decodeGroupedIndex(raw)
+	raw, err := b.read(*s)
+	if err != nil {
+		return nil, err
 	}
+	x, err := decodeTokIndex(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.path, err)
 	}
@@ -688,30 +750,22 @@ func (c *colData) parse(raw []byte, rows int) error {
 	return nil
 }
 
-// chunked reads column ci's chunk table (cached); ci must be chunked.
+// chunked reads column ci's chunk table (kept with the block: its frames
+// are read in place); ci must be chunked.
 func (b *block) chunked(ci int) (*chunkedCol, error) {
+	if c := b.chunks[ci].Load(); c != nil {
+		return c, nil
+	}
 	col := &b.meta.Cols[ci]
-	key := cacheKey{b.path, col.Sec.Off, cacheChunkTable}
-	if v := b.cache.get(key); v != nil {
-		return v.(*chunkedCol), nil
-	}
-	f, err := os.Open(b.path)
+	sec, err := b.bytes(col.Sec)
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if col.Sec.Len < 0 || col.Sec.Off < 0 || col.Sec.Off+col.Sec.Len > b.size {
 		return nil, fmt.Errorf("%s: %w", b.path, errCorruptChunks)
-	}
-	sec := make([]byte, col.Sec.Len)
-	if _, err := f.ReadAt(sec, col.Sec.Off); err != nil {
-		return nil, err
 	}
 	c, err := parseChunked(sec, b.n, col.Chunk)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.path, err)
 	}
-	b.cache.put(key, c, c.size())
+	b.chunks[ci].Store(c)
 	return c, nil
 }
 

@@ -382,12 +382,29 @@ func (h *hitHeap) Pop() any {
 	return x
 }
 
-// snapshot returns the searchable parts of the matching indices.
+// releaseParts gives back the blocks a snapshot holds; no part may be
+// read after.
+func releaseParts(parts []*part) {
+	for _, p := range parts {
+		if p.blk != nil {
+			p.blk.release()
+		}
+	}
+}
+
+// afterSnapshot, when set (tests), runs after a search took its snapshot.
+var afterSnapshot func()
+
+// snapshot returns the searchable parts of the matching indices, holding
+// a reference to each block's mapping: release them with releaseParts.
 func (s *Store) snapshot(patterns []string) []*part {
 	var parts []*part
 	for _, idx := range s.match(patterns) {
 		idx.mu.Lock()
 		for _, b := range idx.blocks {
+			if !b.acquire() {
+				continue
+			}
 			parts = append(parts, &part{idx: idx, gen: b.gen, n: b.n, minTS: b.minTS, maxTS: b.maxTS, blk: b})
 		}
 		hs := append(append([]*head{}, idx.sealed...), idx.head)
@@ -408,6 +425,10 @@ func (s *Store) Search(ctx context.Context, req SearchRequest) (*SearchResult, e
 		return nil, ErrClosed
 	}
 	parts := s.snapshot(req.Indices)
+	defer releaseParts(parts)
+	if afterSnapshot != nil {
+		afterSnapshot()
+	}
 	q := req.Query
 	if q == nil {
 		q = MatchAll{}
@@ -444,7 +465,7 @@ func (s *Store) Search(ctx context.Context, req SearchRequest) (*SearchResult, e
 	hh := &hitHeap{desc: desc}
 	var total int64
 	stopped := false
-	inRange := parts[:0]
+	inRange := make([]*part, 0, len(parts))
 	for _, p := range parts {
 		if p.maxTS >= lo && p.minTS <= hi {
 			inRange = append(inRange, p)

@@ -330,6 +330,7 @@ func loadIndex(dir string, cache *decodeCache) (*index, error) {
 		}
 		blk, err := openBlock(filepath.Join(dir, e.Name()))
 		if err != nil {
+			idx.releaseBlocks()
 			return nil, fmt.Errorf("block %s: %w", e.Name(), err)
 		}
 		blk.cache = cache
@@ -343,10 +344,21 @@ func loadIndex(dir string, cache *decodeCache) (*index, error) {
 		if err := blk.eachID(func(row int, id []byte) {
 			idx.addID(string(id), idHash(string(id)), idLoc(blk.gen, row))
 		}); err != nil {
+			idx.releaseBlocks()
 			return nil, fmt.Errorf("block %s ids: %w", blk.path, err)
 		}
 	}
 	return idx, nil
+}
+
+// releaseBlocks gives back the index's reference to each of its blocks and
+// forgets them (idx.mu held, or idx not shared yet); searches holding a
+// block keep it mapped until they end.
+func (idx *index) releaseBlocks() {
+	for _, b := range idx.blocks {
+		b.release()
+	}
+	idx.blocks = nil
 }
 
 func (s *Store) replay(gen uint64, p []byte, fl *flattener) bool {
@@ -431,6 +443,7 @@ func indexRecord(typ byte, idx *index) []byte {
 func (s *Store) dropIndex(idx *index) {
 	idx.mu.Lock()
 	idx.deleted = true
+	idx.releaseBlocks()
 	idx.mu.Unlock()
 	if s.indices[idx.name] == idx {
 		delete(s.indices, idx.name)
@@ -851,6 +864,11 @@ func (s *Store) flushAll() error {
 			}
 			blk.cache = s.cache
 			idx.mu.Lock()
+			if idx.deleted {
+				idx.mu.Unlock()
+				blk.release()
+				break
+			}
 			idx.sealed = idx.sealed[1:]
 			idx.blocks = append(idx.blocks, blk)
 			if blk.gen > idx.maxGen {
@@ -914,14 +932,24 @@ func (s *Store) applyRetention() {
 
 func (s *Store) dropBlock(idx *index, blk *block) {
 	idx.mu.Lock()
+	found := false
 	for i, b := range idx.blocks {
 		if b == blk {
 			idx.blocks = append(idx.blocks[:i:i], idx.blocks[i+1:]...)
+			found = true
 			break
 		}
 	}
+	if !found {
+		// Dropped already (its index was deleted).
+		idx.mu.Unlock()
+		return
+	}
 	_ = idx.dropIDs(blk)
 	idx.mu.Unlock()
+	// Searches that hold the block keep its mapping (and so its pages)
+	// until they end; the file may go now.
+	blk.release()
 	if err := os.Remove(blk.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.log.Warn("remove block", "path", blk.path, "err", err)
 	}
@@ -939,6 +967,13 @@ func (s *Store) Close() error {
 	if cerr := s.wal.close(); err == nil {
 		err = cerr
 	}
+	s.mu.Lock()
+	for _, idx := range s.indices {
+		idx.mu.Lock()
+		idx.releaseBlocks()
+		idx.mu.Unlock()
+	}
+	s.mu.Unlock()
 	return err
 }
 
