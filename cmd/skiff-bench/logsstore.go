@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/skiffhq/skiff/addons/logging/esapi"
@@ -39,6 +40,7 @@ type logsStoreOpts struct {
 	keep         bool
 	cpuProfile   string
 	searchDir    string
+	cacheMiB     int
 }
 
 type logsIngest struct {
@@ -59,6 +61,11 @@ type logsLatency struct {
 	P99Ms   float64 `json:"p99_ms"`
 	MaxMs   float64 `json:"max_ms"`
 	AvgHits float64 `json:"avg_total_hits"`
+	// CPUMsPerRun is the bench process's CPU time (user + system: the
+	// HTTP client, esapi and the store, in one process) over the runs,
+	// divided by the runs: less sensitive than latency to the machine's
+	// other load.
+	CPUMsPerRun float64 `json:"cpu_ms_per_run,omitempty"`
 }
 
 type logsStoreResult struct {
@@ -111,6 +118,7 @@ func logsStoreCommand() *cobra.Command {
 	f.BoolVar(&o.keep, "keep", false, "keep the data directory")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	f.StringVar(&o.searchDir, "search-dir", "", "search corpus directory, kept; a corpus loaded there before (same --search-lines) is searched again without loading")
+	f.IntVar(&o.cacheMiB, "cache-mib", 0, "decode cache of the search corpus's store in MiB (0: the store's default; negative: none)")
 	return cmd
 }
 
@@ -359,7 +367,11 @@ func benchSearch(ctx context.Context, dir string, o logsStoreOpts, res *logsStor
 	if b, err := os.ReadFile(filepath.Join(dir, "corpus.json")); err == nil && json.Unmarshal(b, &prior) == nil && prior.Lines != o.searchLines {
 		return fmt.Errorf("%s holds a corpus of %d lines, not %d", dir, prior.Lines, o.searchLines)
 	}
-	st, err := store.Open(store.Options{Dir: dir, MaxAge: -1})
+	cache := o.cacheMiB << 20
+	if o.cacheMiB < 0 {
+		cache = -1
+	}
+	st, err := store.Open(store.Options{Dir: dir, MaxAge: -1, CacheBytes: cache})
 	if err != nil {
 		return err
 	}
@@ -444,6 +456,7 @@ func benchSearch(ctx context.Context, dir string, o logsStoreOpts, res *logsStor
 	for qi, q := range queries {
 		var lat []float64
 		var hits float64
+		cpu0 := processCPU()
 		for r := range o.queries {
 			// Different windows each run, spread over the day.
 			w := windows[qi]
@@ -474,7 +487,17 @@ func benchSearch(ctx context.Context, dir string, o logsStoreOpts, res *logsStor
 			hits += sr.Hits.Total.Value
 		}
 		sort.Float64s(lat)
-		res.Search = append(res.Search, logsLatency{Query: q.name, Runs: len(lat), P50Ms: lat[len(lat)/2], P99Ms: lat[min(len(lat)-1, len(lat)*99/100)], MaxMs: lat[len(lat)-1], AvgHits: hits / float64(len(lat))})
+		cpuMs := float64((processCPU() - cpu0).Microseconds()) / 1000 / float64(len(lat))
+		res.Search = append(res.Search, logsLatency{Query: q.name, Runs: len(lat), P50Ms: lat[len(lat)/2], P99Ms: lat[min(len(lat)-1, len(lat)*99/100)], MaxMs: lat[len(lat)-1], AvgHits: hits / float64(len(lat)), CPUMsPerRun: cpuMs})
 	}
 	return nil
+}
+
+// processCPU is this process's user + system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
