@@ -5,8 +5,10 @@ import (
 	"sync"
 )
 
-// decodeCache keeps recently decoded block sections (columns, token
-// indexes, timestamps) up to a byte budget, least recently used out first.
+// decodeCache keeps recently decoded block data (row chunks, timestamps,
+// ids, format 1 columns, version 2 token indexes: memory of its own, never
+// slices of a block's mapping) up to a byte budget, least recently used
+// out first.
 // Blocks are immutable and their paths unique (generations only grow), so
 // entries never go stale; a dropped block's entries age out.
 type decodeCache struct {

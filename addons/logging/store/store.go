@@ -43,7 +43,7 @@ const (
 	DefaultFlushInterval = 5 * time.Minute
 	DefaultHeadBytes     = 64 << 20
 	DefaultMaxAge        = 7 * 24 * time.Hour
-	DefaultCacheBytes    = 128 << 20
+	DefaultCacheBytes    = 256 << 20
 )
 
 // Options configure a Store.
@@ -63,9 +63,10 @@ type Options struct {
 	HeadBytes int64
 	// NoSync skips fsync (tests and benchmarks measuring its cost only).
 	NoSync bool
-	// CacheBytes bounds the cache of decoded block sections (columns,
-	// token indexes, timestamps) searches share (default 128 MiB;
-	// negative = no cache).
+	// CacheBytes bounds the cache of decoded block data (row chunks,
+	// timestamps, ids; format 1 columns and version 2 token indexes)
+	// searches share (default 256 MiB; negative = no cache). Compressed
+	// sections are read in place from the mapped files, not cached.
 	CacheBytes int
 	Logger     *slog.Logger
 	// Now is the clock (tests).
