@@ -194,8 +194,17 @@ func (a *Agent) syncPod(ctx context.Context, uid types.UID) (time.Duration, erro
 	if sb == nil || sb.IP == "" || !exists(sb.NetNS) {
 		// No sandbox, or one whose attachment never finished (the agent
 		// died during it): release what there is, then build it anew.
+		// A namespace that could not be removed keeps its record, and the
+		// sync is retried (as the kubelet does not make a new sandbox
+		// before the old one is stopped): a new record would forget it,
+		// and nothing would remove it ever after. A failed CNI DEL alone
+		// does not hold the pod back: the pod's own DEL at its deletion
+		// releases every address of its UID.
 		if sb != nil {
 			if err := a.net.Teardown(ctx, string(uid), sb.NetNS, sb.Namespace, sb.Name, sb.Ports); err != nil {
+				if sb.NetNS != "" && exists(sb.NetNS) {
+					return 0, fmt.Errorf("release an unfinished sandbox: %w", err)
+				}
 				a.log.Warn("release an unfinished sandbox", "pod", pod.Namespace+"/"+pod.Name, "err", err)
 			}
 		}
