@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,16 +35,19 @@ func TestUnfinishedSandboxTeardownIsRetried(t *testing.T) {
 		},
 	})
 	// The unfinished record names a "namespace" that cannot be removed:
-	// a folder with a file in it (CNI DEL and the removal both fail).
+	// a folder with a mount in it (its removal fails with EBUSY).
 	stale := filepath.Join(e.opts.NetNSDir, "skiff-"+string(pod.UID)+"-0badcafe")
-	if err := os.MkdirAll(stale, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	blocker := filepath.Join(stale, "busy")
-	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+	if err := os.MkdirAll(blocker, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(stale) })
+	if err := syscall.Mount("tmpfs", blocker, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Unmount(blocker, syscall.MNT_DETACH)
+		_ = os.RemoveAll(stale)
+	})
 	podDir := filepath.Join(e.opts.StateDir, "pods", string(pod.UID))
 	if err := os.MkdirAll(podDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -72,7 +76,7 @@ func TestUnfinishedSandboxTeardownIsRetried(t *testing.T) {
 
 	// The old namespace can go now: the retry removes it, then the pod
 	// runs.
-	if err := os.Remove(blocker); err != nil {
+	if err := syscall.Unmount(blocker, 0); err != nil {
 		t.Fatal(err)
 	}
 	e.waitPod("default", pod.Name, "running", running)
