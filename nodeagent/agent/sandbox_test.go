@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/testimages"
+	"github.com/skiffhq/skiff/nodeagent/runtime"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -44,10 +46,7 @@ func TestUnfinishedSandboxTeardownIsRetried(t *testing.T) {
 	if err := syscall.Mount("tmpfs", blocker, "tmpfs", 0, "size=64k"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = syscall.Unmount(blocker, syscall.MNT_DETACH)
-		_ = os.RemoveAll(stale)
-	})
+	t.Cleanup(func() { cleanupStaleSandboxTest(t, e, string(pod.UID), stale) })
 	podDir := filepath.Join(e.opts.StateDir, "pods", string(pod.UID))
 	if err := os.MkdirAll(podDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -94,4 +93,58 @@ func TestUnfinishedSandboxTeardownIsRetried(t *testing.T) {
 		}
 	}
 	assertNothingLeft(t, e, string(pod.UID), p.Status.PodIP)
+}
+
+// cleanupStaleSandboxTest leaves nothing of TestUnfinishedSandboxTeardownIsRetried
+// behind, even when it failed half way (the pod still running, the
+// blocker still mounted): it runs before setup's sweep, so it stops the
+// agent itself first (no agent may make the container again after it is
+// gone), then kills and deletes the pod's containers through a runtime of
+// its own, lazily unmounts whatever is mounted under the agent's state
+// folder (the blocker's tmpfs, network namespaces' nsfs), and removes the
+// old namespace folder. setup's sweep then releases the network.
+func cleanupStaleSandboxTest(t *testing.T, e *env, uid, stale string) {
+	ctx := context.Background()
+	if e.agent != nil {
+		_ = e.srv.Client.CoreV1().Pods("default").Delete(ctx, "stale-sandbox", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](1)})
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if cs, err := e.agent.Runtime().ListPod(ctx, uid); err == nil && len(cs) == 0 {
+				break
+			}
+		}
+		e.agent.Stop()
+		e.agent = nil
+	}
+	if rt, err := runtime.New(ctx, runtime.Options{}); err != nil {
+		t.Errorf("clean-up: containerd: %v", err)
+	} else {
+		cs, err := rt.ListPod(ctx, uid)
+		if err != nil {
+			t.Errorf("clean-up: list the pod's containers: %v", err)
+		}
+		for _, c := range cs {
+			if err := rt.Remove(ctx, c.ID); err != nil {
+				t.Errorf("clean-up: %v", err)
+			}
+		}
+		rt.Close()
+	}
+	mounts, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Errorf("clean-up: %v", err)
+	}
+	var under []string
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], e.opts.StateDir+"/") {
+			under = append(under, f[1])
+		}
+	}
+	for i := len(under) - 1; i >= 0; i-- { // the last mounted first
+		if err := syscall.Unmount(under[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("clean-up: unmount %s: %v", under[i], err)
+		}
+	}
+	if err := os.RemoveAll(stale); err != nil {
+		t.Errorf("clean-up: %v", err)
+	}
 }
