@@ -64,6 +64,13 @@ func startIngressBackend(bodyBytes int) (port, pid int, stop func(), err error) 
 	}
 	cmd := exec.Command(self, "ingress-backend", "--body-bytes", strconv.Itoa(bodyBytes))
 	cmd.Stderr = os.Stderr
+	// The backend keeps Go's defaults whatever GOMAXPROCS/GOGC the
+	// benchmark runs with, so proxy settings can be compared.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") && !strings.HasPrefix(kv, "GOGC=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return 0, 0, nil, err
