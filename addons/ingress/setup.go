@@ -53,8 +53,8 @@ type Options struct {
 	// LeanHTTP1 serves the plain listener with the lean HTTP/1.1 loop
 	// (lean.go) instead of net/http's server. Experimental, off by
 	// default: with the proxy's CPU measured apart from the backend's
-	// (skiff-bench ingress, README) it costs 40–51 µs per request against
-	// 66–81 for net/http's server; making it the default is proposed.
+	// (skiff-bench ingress, README) it costs 36–51 µs per request against
+	// 58–81 for net/http's server; making it the default is proposed.
 	LeanHTTP1 bool
 	// AccessLog receives one JSON-able record per request (nil = off).
 	AccessLog *slog.Logger
