@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/addons/ingress"
+	"github.com/skiffhq/skiff/internal/bench"
 	"github.com/skiffhq/skiff/internal/cpuprofile"
 	"github.com/skiffhq/skiff/server"
 	"github.com/spf13/cobra"
@@ -45,6 +46,7 @@ type ingressBenchOpts struct {
 	reconfRounds         int
 	bodyBytes            int
 	cpuProfile           string
+	rounds               int
 }
 
 type proxyResult struct {
@@ -53,27 +55,63 @@ type proxyResult struct {
 	P99Ms          float64 `json:"p99_ms"`
 	Non2xx         int64   `json:"non_2xx"`
 	SocketErrors   string  `json:"socket_errors,omitempty"`
+	// Requests wrk completed and the CPU each part used per request over
+	// the wrk run.
+	Requests int64     `json:"requests"`
+	CPU      cpuPerReq `json:"cpu_us_per_request"`
+	LoadAvg  float64   `json:"load_avg_1m"`
+}
+
+// cpuPerReq is CPU time in microseconds per request over one wrk run:
+// wrk (its rusage), the proxy (nginx's master and workers; for Skiff this
+// benchmark's own process, which holds the ingress and an idle API
+// server), the backend (a child process of its own, the same for every
+// proxy), the machine's busy time from /proc/stat, and what is left of it
+// (other processes and interrupts: foreign load shows here). IdlePct is
+// the machine's idle share of the run.
+type cpuPerReq struct {
+	Wrk     float64 `json:"wrk"`
+	Proxy   float64 `json:"proxy"`
+	Backend float64 `json:"backend"`
+	Machine float64 `json:"machine_busy"`
+	Other   float64 `json:"other"`
+	IdlePct float64 `json:"machine_idle_pct"`
+}
+
+// ingressRound is one alternation: Skiff's default listener, its lean
+// HTTP/1.1 loop and nginx, one wrk run each.
+type ingressRound struct {
+	Skiff     proxyResult `json:"skiff_ingress"`
+	SkiffLean proxyResult `json:"skiff_ingress_lean"`
+	Nginx     proxyResult `json:"nginx"`
+	Ratio     float64     `json:"ratio_rps_skiff_to_nginx"`
+	RatioLean float64     `json:"ratio_rps_skiff_lean_to_nginx"`
 }
 
 type ingressBenchResult struct {
-	Benchmark     string      `json:"benchmark"`
-	CPUs          int         `json:"cpus"`
-	Connections   int         `json:"connections"`
-	Threads       int         `json:"threads"`
-	Seconds       float64     `json:"seconds_per_run"`
-	BodyBytes     int         `json:"body_bytes"`
-	Skiff         proxyResult `json:"skiff_ingress"`
-	Nginx         proxyResult `json:"nginx"`
-	NginxVersion  string      `json:"nginx_version"`
-	Ratio         float64     `json:"ratio_rps_skiff_to_nginx"`
-	TargetRatio   float64     `json:"target_ratio"`
-	ReconfMs      []float64   `json:"reconfiguration_ms"`
-	ReconfMedian  float64     `json:"reconfiguration_median_ms"`
-	TargetReconf  float64     `json:"target_reconfiguration_ms"`
-	MeetsTargets  bool        `json:"meets_targets"`
-	Note          string      `json:"note"`
-	SetupSeconds  float64     `json:"setup_seconds"`
-	BackendServer string      `json:"backend"`
+	Benchmark    string      `json:"benchmark"`
+	CPUs         int         `json:"cpus"`
+	Connections  int         `json:"connections"`
+	Threads      int         `json:"threads"`
+	Seconds      float64     `json:"seconds_per_run"`
+	BodyBytes    int         `json:"body_bytes"`
+	Skiff        proxyResult `json:"skiff_ingress"`
+	SkiffLean    proxyResult `json:"skiff_ingress_lean"`
+	Nginx        proxyResult `json:"nginx"`
+	NginxVersion string      `json:"nginx_version"`
+	Ratio        float64     `json:"ratio_rps_skiff_to_nginx"`
+	RatioLean    float64     `json:"ratio_rps_skiff_lean_to_nginx"`
+	// Rounds holds every alternation; the fields above are medians over
+	// them, field by field.
+	Rounds        []ingressRound `json:"rounds"`
+	TargetRatio   float64        `json:"target_ratio"`
+	ReconfMs      []float64      `json:"reconfiguration_ms"`
+	ReconfMedian  float64        `json:"reconfiguration_median_ms"`
+	TargetReconf  float64        `json:"target_reconfiguration_ms"`
+	MeetsTargets  bool           `json:"meets_targets"`
+	Note          string         `json:"note"`
+	SetupSeconds  float64        `json:"setup_seconds"`
+	BackendServer string         `json:"backend"`
 }
 
 func ingressCommand() *cobra.Command {
@@ -97,7 +135,8 @@ func ingressCommand() *cobra.Command {
 	f.StringVar(&o.nginx, "nginx", "nginx", "nginx binary")
 	f.IntVar(&o.reconfRounds, "reconfigurations", 9, "Ingress changes timed to their first routed request")
 	f.IntVar(&o.bodyBytes, "body-bytes", 128, "backend answer size")
-	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the ingress, the backend, the idle server) over the Skiff wrk run")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the ingresses, the idle server) over the first round's Skiff (default listener) wrk run")
+	f.IntVar(&o.rounds, "rounds", 3, "alternations of Skiff default, Skiff lean and nginx; the top-level results are medians over them")
 	return cmd
 }
 
@@ -126,19 +165,13 @@ func runIngressBench(ctx context.Context, o ingressBenchOpts) (*ingressBenchResu
 	}
 	defer os.RemoveAll(dir)
 
-	// The backend both proxies send to.
-	body := []byte(strings.Repeat("x", o.bodyBytes))
-	bln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The backend all proxies send to: a process of its own, so that its
+	// CPU is counted apart from the proxy's.
+	backendPort, backendPID, stopBackend, err := startIngressBackend(o.bodyBytes)
 	if err != nil {
 		return nil, err
 	}
-	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = w.Write(body)
-	}), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = backend.Serve(bln) }()
-	defer backend.Close()
-	backendPort := bln.Addr().(*net.TCPAddr).Port
+	defer stopBackend()
 
 	httpPort, err := freeLoopbackPort()
 	if err != nil {
@@ -162,8 +195,8 @@ func runIngressBench(ctx context.Context, o ingressBenchOpts) (*ingressBenchResu
 	}
 	ingressURL := fmt.Sprintf("http://127.0.0.1:%d/", httpPort)
 	client := &http.Client{Timeout: 5 * time.Second}
-	routed := func(path string) bool {
-		req, _ := http.NewRequest("GET", ingressURL+strings.TrimPrefix(path, "/"), nil)
+	routedAt := func(base, path string) bool {
+		req, _ := http.NewRequest("GET", base+strings.TrimPrefix(path, "/"), nil)
 		req.Host = host
 		resp, err := client.Do(req)
 		if err != nil {
@@ -173,8 +206,20 @@ func runIngressBench(ctx context.Context, o ingressBenchOpts) (*ingressBenchResu
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	}
+	routed := func(path string) bool { return routedAt(ingressURL, path) }
 	if err := waitUntil(ctx, 30*time.Second, func() bool { return routed("/") }); err != nil {
 		return nil, fmt.Errorf("ingress never routed: %w", err)
+	}
+
+	// A second ingress in this process with the lean HTTP/1.1 loop
+	// (Options.LeanHTTP1), serving the same Ingress.
+	leanURL, stopLean, err := startLeanIngress(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	defer stopLean()
+	if err := waitUntil(ctx, 30*time.Second, func() bool { return routedAt(leanURL, "/") }); err != nil {
+		return nil, fmt.Errorf("lean ingress never routed: %w", err)
 	}
 
 	// nginx as a plain keep-alive reverse proxy to the same backend.
@@ -236,36 +281,69 @@ http {
 		Benchmark: "ingress", CPUs: runtime.NumCPU(), Connections: o.connections, Threads: o.threads,
 		Seconds: o.duration.Seconds(), BodyBytes: o.bodyBytes, TargetRatio: ingressTargetRatio,
 		TargetReconf: ingressTargetReconfMs, NginxVersion: strings.TrimSpace(strings.TrimPrefix(string(ver), "nginx version: ")),
-		SetupSeconds: time.Since(setup).Seconds(), BackendServer: "Go net/http on 127.0.0.1, same process as skiff",
-		Note: "wrk, both proxies and the backend share this machine's CPUs; both proxies keep backend connections alive and log nothing",
+		SetupSeconds: time.Since(setup).Seconds(), BackendServer: "Go net/http on 127.0.0.1, a child process of the benchmark (ingress-backend), the same for every proxy",
+		Note: "wrk, the proxies and the backend share this machine's CPUs; the proxies keep backend connections alive and log nothing; Skiff's proxy CPU is this whole process (both ingresses, an idle API server)",
 	}
-	wrk := func(url string) (proxyResult, error) {
-		out, err := exec.CommandContext(ctx, wrkBin, "-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.connections),
-			"-d", fmt.Sprintf("%ds", int(o.duration.Seconds())), "--latency", "-H", "Host: "+host, url).CombinedOutput()
+	self := os.Getpid()
+	wrk := func(url string, proxyPID int) (proxyResult, error) {
+		load := bench.LoadAvg()
+		before, err := sampleCPU(proxyPID, backendPID)
+		if err != nil {
+			return proxyResult{}, err
+		}
+		cmd := exec.CommandContext(ctx, wrkBin, "-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.connections),
+			"-d", fmt.Sprintf("%ds", int(o.duration.Seconds())), "--latency", "-H", "Host: "+host, url)
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return proxyResult{}, fmt.Errorf("wrk: %w: %s", err, out)
 		}
-		return parseWrk(string(out))
+		after, err := sampleCPU(proxyPID, backendPID)
+		if err != nil {
+			return proxyResult{}, err
+		}
+		r, err := parseWrk(string(out))
+		if err != nil {
+			return r, err
+		}
+		r.LoadAvg = load
+		wrkCPU := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		r.CPU = after.perRequest(before, wrkCPU, r.Requests)
+		return r, nil
 	}
-	// Warm both (connection pools, JIT-free but page cache and scheduler).
-	for _, u := range []string{ingressURL, nginxURL} {
+	// Warm all three (connection pools, page cache, scheduler).
+	for _, u := range []string{ingressURL, leanURL, nginxURL} {
 		_ = exec.CommandContext(ctx, wrkBin, "-t1", "-c8", "-d2s", "-H", "Host: "+host, u).Run()
 	}
-	stopProfile, err := cpuprofile.Start(o.cpuProfile)
-	if err != nil {
-		return nil, err
+	for i := range max(o.rounds, 1) {
+		var rd ingressRound
+		stopProfile := func() {}
+		if i == 0 {
+			if stopProfile, err = cpuprofile.Start(o.cpuProfile); err != nil {
+				return nil, err
+			}
+		}
+		rd.Skiff, err = wrk(ingressURL, self)
+		stopProfile()
+		if err != nil {
+			return nil, err
+		}
+		if rd.SkiffLean, err = wrk(leanURL, self); err != nil {
+			return nil, err
+		}
+		if rd.Nginx, err = wrk(nginxURL, ng.Process.Pid); err != nil {
+			return nil, err
+		}
+		if rd.Nginx.RequestsPerSec > 0 {
+			rd.Ratio = round3(rd.Skiff.RequestsPerSec / rd.Nginx.RequestsPerSec)
+			rd.RatioLean = round3(rd.SkiffLean.RequestsPerSec / rd.Nginx.RequestsPerSec)
+		}
+		res.Rounds = append(res.Rounds, rd)
 	}
-	res.Skiff, err = wrk(ingressURL)
-	stopProfile()
-	if err != nil {
-		return nil, err
-	}
-	if res.Nginx, err = wrk(nginxURL); err != nil {
-		return nil, err
-	}
-	if res.Nginx.RequestsPerSec > 0 {
-		res.Ratio = res.Skiff.RequestsPerSec / res.Nginx.RequestsPerSec
-	}
+	res.Skiff = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.Skiff })
+	res.SkiffLean = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.SkiffLean })
+	res.Nginx = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.Nginx })
+	res.Ratio = medianOf(res.Rounds, func(r *ingressRound) float64 { return r.Ratio })
+	res.RatioLean = medianOf(res.Rounds, func(r *ingressRound) float64 { return r.RatioLean })
 
 	// Reconfiguration: add a path, time until it answers.
 	for i := range o.reconfRounds {
@@ -358,6 +436,7 @@ var (
 	wrkPct     = regexp.MustCompile(`(?m)^\s+(50|99)(?:\.0+)?%\s+([0-9.]+)(us|ms|s)\b`)
 	wrkNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
 	wrkSockErr = regexp.MustCompile(`Socket errors:[^\n]*`)
+	wrkCount   = regexp.MustCompile(`(\d+) requests in `)
 )
 
 // parseWrk reads requests/s and the p50/p99 latencies of wrk --latency.
@@ -386,5 +465,8 @@ func parseWrk(out string) (proxyResult, error) {
 		r.Non2xx, _ = strconv.ParseInt(m[1], 10, 64)
 	}
 	r.SocketErrors = wrkSockErr.FindString(out)
+	if m := wrkCount.FindStringSubmatch(out); m != nil {
+		r.Requests, _ = strconv.ParseInt(m[1], 10, 64)
+	}
 	return r, nil
 }
