@@ -50,12 +50,13 @@ type Options struct {
 	PublishAddresses []string
 	// NoStatus leaves status.loadBalancer alone.
 	NoStatus bool
-	// LeanHTTP1 serves the plain listener with the lean HTTP/1.1 loop
-	// (lean.go) instead of net/http's server. Experimental, off by
-	// default: with the proxy's CPU measured apart from the backend's
-	// (skiff-bench ingress, README) it costs 36–51 µs per request against
-	// 58–81 for net/http's server; making it the default is proposed.
-	LeanHTTP1 bool
+	// NetHTTP1 serves the plain listener with net/http's server instead
+	// of the lean HTTP/1.1 loop (lean.go), which is the default: with the
+	// proxy's CPU measured apart from the backend's (skiff-bench ingress,
+	// README) the lean loop costs 36–51 µs per request against 58–81 for
+	// net/http's server. Requests it does not take are handed to that
+	// server either way.
+	NetHTTP1 bool
 	// AccessLog receives one JSON-able record per request (nil = off).
 	AccessLog *slog.Logger
 	// Registerer receives the metrics (nil = a private registry, served by
@@ -174,7 +175,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.addrs[l.name] = ln.Addr().String()
 			s.mu.Unlock()
 			servers = append(servers, srv)
-			if srv.TLSConfig == nil && s.opts.LeanHTTP1 {
+			if srv.TLSConfig == nil && !s.opts.NetHTTP1 {
 				leans = append(leans, newLeanServer(s.proxy, srv, s.log))
 			} else {
 				leans = append(leans, nil)

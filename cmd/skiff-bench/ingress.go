@@ -78,14 +78,14 @@ type cpuPerReq struct {
 	IdlePct float64 `json:"machine_idle_pct"`
 }
 
-// ingressRound is one alternation: Skiff's default listener, its lean
-// HTTP/1.1 loop and nginx, one wrk run each.
+// ingressRound is one alternation: Skiff's default listener (the lean
+// HTTP/1.1 loop), its net/http listener and nginx, one wrk run each.
 type ingressRound struct {
-	Skiff     proxyResult `json:"skiff_ingress"`
-	SkiffLean proxyResult `json:"skiff_ingress_lean"`
-	Nginx     proxyResult `json:"nginx"`
-	Ratio     float64     `json:"ratio_rps_skiff_to_nginx"`
-	RatioLean float64     `json:"ratio_rps_skiff_lean_to_nginx"`
+	Skiff        proxyResult `json:"skiff_ingress"`
+	SkiffNetHTTP proxyResult `json:"skiff_ingress_nethttp"`
+	Nginx        proxyResult `json:"nginx"`
+	Ratio        float64     `json:"ratio_rps_skiff_to_nginx"`
+	RatioNetHTTP float64     `json:"ratio_rps_skiff_nethttp_to_nginx"`
 }
 
 type ingressBenchResult struct {
@@ -96,11 +96,11 @@ type ingressBenchResult struct {
 	Seconds      float64     `json:"seconds_per_run"`
 	BodyBytes    int         `json:"body_bytes"`
 	Skiff        proxyResult `json:"skiff_ingress"`
-	SkiffLean    proxyResult `json:"skiff_ingress_lean"`
+	SkiffNetHTTP proxyResult `json:"skiff_ingress_nethttp"`
 	Nginx        proxyResult `json:"nginx"`
 	NginxVersion string      `json:"nginx_version"`
 	Ratio        float64     `json:"ratio_rps_skiff_to_nginx"`
-	RatioLean    float64     `json:"ratio_rps_skiff_lean_to_nginx"`
+	RatioNetHTTP float64     `json:"ratio_rps_skiff_nethttp_to_nginx"`
 	// Rounds holds every alternation; the fields above are medians over
 	// them, field by field.
 	Rounds        []ingressRound `json:"rounds"`
@@ -136,7 +136,7 @@ func ingressCommand() *cobra.Command {
 	f.IntVar(&o.reconfRounds, "reconfigurations", 9, "Ingress changes timed to their first routed request")
 	f.IntVar(&o.bodyBytes, "body-bytes", 128, "backend answer size")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the ingresses, the idle server) over the first round's Skiff (default listener) wrk run")
-	f.IntVar(&o.rounds, "rounds", 3, "alternations of Skiff default, Skiff lean and nginx; the top-level results are medians over them")
+	f.IntVar(&o.rounds, "rounds", 3, "alternations of Skiff default (lean loop), Skiff net/http and nginx; the top-level results are medians over them")
 	return cmd
 }
 
@@ -211,15 +211,15 @@ func runIngressBench(ctx context.Context, o ingressBenchOpts) (*ingressBenchResu
 		return nil, fmt.Errorf("ingress never routed: %w", err)
 	}
 
-	// A second ingress in this process with the lean HTTP/1.1 loop
-	// (Options.LeanHTTP1), serving the same Ingress.
-	leanURL, stopLean, err := startLeanIngress(ctx, cs)
+	// A second ingress in this process with net/http's server on the
+	// plain listener (Options.NetHTTP1), serving the same Ingress.
+	netURL, stopNet, err := startNetHTTPIngress(ctx, cs)
 	if err != nil {
 		return nil, err
 	}
-	defer stopLean()
-	if err := waitUntil(ctx, 30*time.Second, func() bool { return routedAt(leanURL, "/") }); err != nil {
-		return nil, fmt.Errorf("lean ingress never routed: %w", err)
+	defer stopNet()
+	if err := waitUntil(ctx, 30*time.Second, func() bool { return routedAt(netURL, "/") }); err != nil {
+		return nil, fmt.Errorf("net/http ingress never routed: %w", err)
 	}
 
 	// nginx as a plain keep-alive reverse proxy to the same backend.
@@ -311,7 +311,7 @@ http {
 		return r, nil
 	}
 	// Warm all three (connection pools, page cache, scheduler).
-	for _, u := range []string{ingressURL, leanURL, nginxURL} {
+	for _, u := range []string{ingressURL, netURL, nginxURL} {
 		_ = exec.CommandContext(ctx, wrkBin, "-t1", "-c8", "-d2s", "-H", "Host: "+host, u).Run()
 	}
 	for i := range max(o.rounds, 1) {
@@ -327,7 +327,7 @@ http {
 		if err != nil {
 			return nil, err
 		}
-		if rd.SkiffLean, err = wrk(leanURL, self); err != nil {
+		if rd.SkiffNetHTTP, err = wrk(netURL, self); err != nil {
 			return nil, err
 		}
 		if rd.Nginx, err = wrk(nginxURL, ng.Process.Pid); err != nil {
@@ -335,15 +335,15 @@ http {
 		}
 		if rd.Nginx.RequestsPerSec > 0 {
 			rd.Ratio = round3(rd.Skiff.RequestsPerSec / rd.Nginx.RequestsPerSec)
-			rd.RatioLean = round3(rd.SkiffLean.RequestsPerSec / rd.Nginx.RequestsPerSec)
+			rd.RatioNetHTTP = round3(rd.SkiffNetHTTP.RequestsPerSec / rd.Nginx.RequestsPerSec)
 		}
 		res.Rounds = append(res.Rounds, rd)
 	}
 	res.Skiff = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.Skiff })
-	res.SkiffLean = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.SkiffLean })
+	res.SkiffNetHTTP = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.SkiffNetHTTP })
 	res.Nginx = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.Nginx })
 	res.Ratio = medianOf(res.Rounds, func(r *ingressRound) float64 { return r.Ratio })
-	res.RatioLean = medianOf(res.Rounds, func(r *ingressRound) float64 { return r.RatioLean })
+	res.RatioNetHTTP = medianOf(res.Rounds, func(r *ingressRound) float64 { return r.RatioNetHTTP })
 
 	// Reconfiguration: add a path, time until it answers.
 	for i := range o.reconfRounds {

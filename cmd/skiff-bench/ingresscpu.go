@@ -101,16 +101,16 @@ func startIngressBackend(bodyBytes int) (port, pid int, stop func(), err error) 
 	return port, cmd.Process.Pid, stop, nil
 }
 
-// startLeanIngress runs a second ingress add-on in this process with the
-// lean HTTP/1.1 loop on a free loopback port; it serves the same
-// Ingresses as skiff server's.
-func startLeanIngress(ctx context.Context, cs kubernetes.Interface) (url string, stop func(), err error) {
+// startNetHTTPIngress runs a second ingress add-on in this process with
+// net/http's server on the plain listener (not the default lean loop) on
+// a free loopback port; it serves the same Ingresses as skiff server's.
+func startNetHTTPIngress(ctx context.Context, cs kubernetes.Interface) (url string, stop func(), err error) {
 	ing, err := ingress.New(ingress.Options{
-		Client: cs, HTTPAddr: "127.0.0.1:0", LeanHTTP1: true, NoStatus: true,
+		Client: cs, HTTPAddr: "127.0.0.1:0", NetHTTP1: true, NoStatus: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
-		return "", nil, fmt.Errorf("lean ingress: %w", err)
+		return "", nil, fmt.Errorf("net/http ingress: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -118,7 +118,7 @@ func startLeanIngress(ctx context.Context, cs kubernetes.Interface) (url string,
 	addr, ok := ing.Addrs()["http"]
 	if !ok {
 		cancel()
-		return "", nil, fmt.Errorf("lean ingress: %w", <-done)
+		return "", nil, fmt.Errorf("net/http ingress: %w", <-done)
 	}
 	return "http://" + addr + "/", func() { cancel(); <-done }, nil
 }
