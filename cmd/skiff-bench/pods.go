@@ -69,6 +69,16 @@ type podsLatency struct {
 	P99Ms    float64 `json:"p99_ms"`
 	MaxMs    float64 `json:"max_ms"`
 	Interval float64 `json:"create_interval_ms"`
+	// Slowest are the three slowest pods, slowest first (lat-000 is the
+	// phase's first pod): whether an outlier is a cold start or a stall.
+	Slowest []podStart `json:"slowest"`
+}
+
+// podStart is one pod's startup latency.
+type podStart struct {
+	Pod string  `json:"pod"`
+	Ms  float64 `json:"ms"`
+	d   time.Duration
 }
 
 type podsDensity struct {
@@ -290,7 +300,15 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 		if err != nil {
 			return nil, fmt.Errorf("latency phase (one pod every %v): %w", interval, err)
 		}
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		sort.Slice(lat, func(i, j int) bool { return lat[i].d < lat[j].d })
+		ds := make([]time.Duration, len(lat))
+		for i, p := range lat {
+			ds[i] = p.d
+		}
+		var slowest []podStart
+		for i := len(lat) - 1; i >= 0 && len(slowest) < 3; i-- {
+			slowest = append(slowest, podStart{Pod: lat[i].Pod, Ms: float64(lat[i].d.Microseconds()) / 1000})
+		}
 		if err := deleteBenchPods(ctx, cs, o.timeout); err != nil {
 			return nil, err
 		}
@@ -299,8 +317,8 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 		if err := waitNodeDrained(ctx, node, o.timeout); err != nil {
 			return nil, err
 		}
-		return &podsLatency{Pods: len(lat), P50Ms: pctMs(lat, 0.50), P90Ms: pctMs(lat, 0.90), P99Ms: pctMs(lat, 0.99),
-			MaxMs: pctMs(lat, 1), Interval: float64(interval.Milliseconds())}, nil
+		return &podsLatency{Pods: len(ds), P50Ms: pctMs(ds, 0.50), P90Ms: pctMs(ds, 0.90), P99Ms: pctMs(ds, 0.99),
+			MaxMs: pctMs(ds, 1), Interval: float64(interval.Milliseconds()), Slowest: slowest}, nil
 	}
 	lat, err := latency(o.interval)
 	if err != nil {
@@ -356,7 +374,7 @@ func podsBenchPod(name, node string) *corev1.Pod {
 
 // podsLatencyPhase creates pods one by one and measures from each create
 // call to the first watch event that shows it Running.
-func podsLatencyPhase(ctx context.Context, cs kubernetes.Interface, node string, o podsBenchOpts) ([]time.Duration, error) {
+func podsLatencyPhase(ctx context.Context, cs kubernetes.Interface, node string, o podsBenchOpts) ([]podStart, error) {
 	w, err := watchPods(ctx, cs, podsBenchNS)
 	if err != nil {
 		return nil, err
@@ -364,7 +382,7 @@ func podsLatencyPhase(ctx context.Context, cs kubernetes.Interface, node string,
 	defer w.Stop()
 	var mu sync.Mutex
 	created := map[string]time.Time{}
-	var out []time.Duration
+	var out []podStart
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -379,7 +397,7 @@ func podsLatencyPhase(ctx context.Context, cs kubernetes.Interface, node string,
 			t0, ok := created[p.Name]
 			if ok {
 				seen[p.Name] = true
-				out = append(out, now.Sub(t0))
+				out = append(out, podStart{Pod: p.Name, d: now.Sub(t0)})
 			}
 			n := len(out)
 			mu.Unlock()
