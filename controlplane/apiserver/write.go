@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/skiffhq/skiff/controlplane/apiserver/registry"
@@ -365,6 +366,14 @@ func (s *Server) update(ctx context.Context, res *registry.Resource, ns, name, s
 		}
 		obj, err := fn(ctx, curCopy)
 		if err != nil {
+			if !fresh {
+				// The cached copy may be behind a write the client already
+				// saw (a JSON patch testing a value just set, a path not
+				// there yet): an error is answered from a fresh read only,
+				// as upstream retries a failed update of a cached object
+				// with the current one.
+				continue
+			}
 			return nil, 0, err
 		}
 		acc, err := meta.Accessor(obj)
@@ -401,6 +410,9 @@ func (s *Server) update(ctx context.Context, res *registry.Resource, ns, name, s
 		}
 		data, stored, deleted, err := s.prepareUpdate(ctx, res, sub, obj, cur, opts)
 		if err != nil {
+			if !fresh {
+				continue // as above: validation against a stale copy
+			}
 			return nil, 0, err
 		}
 		if !fresh && (opts.dryRun || !stored) {
@@ -450,11 +462,18 @@ func (s *Server) cachedKV(key string, attempt int) (kv storage.KV, fresh bool) {
 		return kv, true
 	}
 	o, _, ok := s.cache.Get(key)
-	if !ok {
-		return kv, true
+	if ok {
+		kv = storage.KV{Key: o.Key, Value: o.Value, ModRev: o.ModRev, CreateRev: o.CreateRev}
 	}
-	return storage.KV{Key: o.Key, Value: o.Value, ModRev: o.ModRev, CreateRev: o.CreateRev}, false
+	if f := cachedKVFilter.Load(); f != nil {
+		kv, ok = (*f)(key, kv, ok)
+	}
+	return kv, !ok
 }
+
+// cachedKVFilter, when set (tests: a watch cache that lags behind etcd),
+// replaces what the watch cache gives an update's first attempt.
+var cachedKVFilter atomic.Pointer[func(key string, kv storage.KV, ok bool) (storage.KV, bool)]
 
 func (s *Server) releaseAfterFailedUpdate(ctx context.Context, res *registry.Resource, obj, cur runtime.Object) {
 	for _, h := range s.storageHooks(res) {
