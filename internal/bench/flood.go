@@ -128,6 +128,12 @@ func (r *run) flood(ctx context.Context, url string, valid func(context.Context,
 		status   = map[string]int{}
 		wg       sync.WaitGroup
 		floodEnd = make(chan struct{})
+		// validDone counts valid requests answered during the flood: the
+		// flood lasts until FloodRequests were sent and at least minValid
+		// valid ones were answered (or 30 s passed), so a short flood (a
+		// smoke run) still measures valid requests during it.
+		validDone atomic.Int64
+		minValid  = int64(max(1, r.opts.Clients))
 	)
 	floodCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
@@ -138,7 +144,7 @@ func (r *run) flood(ctx context.Context, url string, valid func(context.Context,
 		go func() {
 			defer wg.Done()
 			local := map[string]int{}
-			for floodCtx.Err() == nil && int(next.Add(1)) <= r.opts.FloodRequests {
+			for floodCtx.Err() == nil && (int(next.Add(1)) <= r.opts.FloodRequests || validDone.Load() < minValid && time.Since(t0) < 30*time.Second) {
 				req, err := http.NewRequestWithContext(floodCtx, http.MethodGet, url, nil)
 				if err != nil {
 					local["error"]++
@@ -171,7 +177,14 @@ func (r *run) flood(ctx context.Context, url string, valid func(context.Context,
 		<-floodEnd
 		stopValid()
 	}()
-	during := runParallel(validCtx, r.opts.Clients, 1<<30, 10*time.Minute, valid)
+	counted := func(ctx context.Context, c, i int) error {
+		err := valid(ctx, c, i)
+		if err == nil {
+			validDone.Add(1)
+		}
+		return err
+	}
+	during := runParallel(validCtx, r.opts.Clients, 1<<30, 10*time.Minute, counted)
 	stopValid()
 	<-floodEnd
 	floodDur := time.Since(t0)
