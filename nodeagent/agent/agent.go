@@ -498,9 +498,17 @@ func (a *Agent) resyncAll(ctx context.Context, spread time.Duration) {
 	}
 }
 
+// work runs the pod syncs: syncWorkers at a time, each UID in one sync
+// at a time (the queue's guarantee). A pod that is going away is synced
+// on a goroutine of its own, off the workers, as the kubelet gives every
+// pod a worker of its own: its sync mostly waits out the grace period of
+// containers that ignore SIGTERM, and a wave of deletions (a rollout, a
+// namespace deleted) would otherwise hold every worker for that long
+// while new pods wait behind it. The queue still counts the UID as being
+// processed until that goroutine is done with it.
 func (a *Agent) work(ctx context.Context) {
 	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
+	for i := 0; i < syncWorkers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -509,24 +517,50 @@ func (a *Agent) work(ctx context.Context) {
 				if shut {
 					return
 				}
-				after, err := a.syncPod(ctx, uid)
-				switch {
-				case err != nil && ctx.Err() == nil:
-					a.log.Warn("sync pod", "uid", uid, "err", err)
-					a.queue.AddRateLimited(uid)
-				case after > 0:
-					a.queue.Forget(uid)
-					a.queue.AddAfter(uid, after)
-				default:
-					a.queue.Forget(uid)
+				if a.goingAway(uid) {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						a.syncOne(ctx, uid)
+					}()
+					continue
 				}
-				a.queue.Done(uid)
+				a.syncOne(ctx, uid)
 			}
 		}()
 	}
 	<-ctx.Done()
 	a.queue.ShutDown()
 	wg.Wait()
+}
+
+// syncWorkers bounds the syncs of pods that are not going away (starts,
+// restarts, status): on a node of two cores more than a few concurrent
+// sandbox and container creations only queue in containerd and the CNI
+// plugins.
+const syncWorkers = 4
+
+// goingAway reports whether uid's sync will tear its pod down: the pod
+// is gone from the API or marked for deletion.
+func (a *Agent) goingAway(uid types.UID) bool {
+	pod := a.podByUID(uid)
+	return pod == nil || pod.DeletionTimestamp != nil
+}
+
+// syncOne syncs uid once and tells the queue what comes next for it.
+func (a *Agent) syncOne(ctx context.Context, uid types.UID) {
+	defer a.queue.Done(uid)
+	after, err := a.syncPod(ctx, uid)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		a.log.Warn("sync pod", "uid", uid, "err", err)
+		a.queue.AddRateLimited(uid)
+	case after > 0:
+		a.queue.Forget(uid)
+		a.queue.AddAfter(uid, after)
+	default:
+		a.queue.Forget(uid)
+	}
 }
 
 func (a *Agent) podByUID(uid types.UID) *corev1.Pod {

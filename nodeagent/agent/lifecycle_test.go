@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -224,5 +225,66 @@ func TestGracePeriodCutShort(t *testing.T) {
 			t.Fatal("the force-deleted pod's container still runs")
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestNewPodStartsWhileOthersTerminate: pods waiting out a long grace
+// period (their PID 1 ignores SIGTERM) do not hold up the start of a new
+// pod, as each pod has a worker of its own in the kubelet. There are more
+// of them than the agent has sync workers, so a sync that waited out a
+// grace period on a worker would leave the new pod queued until the
+// first of them was killed, 90 s on.
+func TestNewPodStartsWhileOthersTerminate(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	const stubborn = 6
+	var uids []string
+	for i := 0; i < stubborn; i++ {
+		e.createPod(&corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("stubborn-%d", i)},
+			Spec: corev1.PodSpec{
+				TerminationGracePeriodSeconds: ptr.To[int64](90),
+				Containers: []corev1.Container{{
+					// sleep as PID 1 ignores SIGTERM: only SIGKILL ends it.
+					Name: "c", Image: testimages.Busybox, Command: []string{"sleep", "3600"},
+				}},
+			},
+		})
+	}
+	for i := 0; i < stubborn; i++ {
+		p := e.waitPod("default", fmt.Sprintf("stubborn-%d", i), "Running", running)
+		uids = append(uids, string(p.UID))
+	}
+	for i := 0; i < stubborn; i++ {
+		name := fmt.Sprintf("stubborn-%d", i)
+		if err := e.srv.Client.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.waitEvent(name, "Killing", "Stopping container c")
+	}
+	e.createPod(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "newcomer"},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To[int64](1),
+			Containers:                    []corev1.Container{{Name: "c", Image: testimages.Busybox, Command: []string{"sleep", "3600"}}},
+		},
+	})
+	e.waitPod("default", "newcomer", "Running", running)
+	// Every stubborn pod is still in its grace period: none was killed
+	// to make room.
+	runningUIDs := map[string]bool{}
+	for _, c := range e.ourContainers() {
+		if c.State == runtime.StateRunning {
+			runningUIDs[c.Labels[runtime.LabelPodUID]] = true
+		}
+	}
+	for i, uid := range uids {
+		if !runningUIDs[uid] {
+			t.Errorf("stubborn-%d's container no longer runs when the new pod started", i)
+		}
+	}
+	// Cut the grace periods short so the clean-up does not wait them out.
+	for i := 0; i < stubborn; i++ {
+		_ = e.srv.Client.CoreV1().Pods("default").Delete(ctx, fmt.Sprintf("stubborn-%d", i), metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
 	}
 }
