@@ -505,9 +505,12 @@ func (a *Agent) resyncAll(ctx context.Context, spread time.Duration) {
 // containers that ignore SIGTERM, and a wave of deletions (a rollout, a
 // namespace deleted) would otherwise hold every worker for that long
 // while new pods wait behind it. The queue still counts the UID as being
-// processed until that goroutine is done with it.
+// processed until that goroutine is done with it. At most
+// maxTeardowns such syncs run at once; the others wait on their own
+// goroutines, not on a worker.
 func (a *Agent) work(ctx context.Context) {
 	var wg sync.WaitGroup
+	teardowns := make(chan struct{}, maxTeardowns)
 	for i := 0; i < syncWorkers; i++ {
 		wg.Add(1)
 		go func() {
@@ -521,6 +524,8 @@ func (a *Agent) work(ctx context.Context) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
+						teardowns <- struct{}{}
+						defer func() { <-teardowns }()
 						a.syncOne(ctx, uid)
 					}()
 					continue
@@ -539,6 +544,12 @@ func (a *Agent) work(ctx context.Context) {
 // sandbox and container creations only queue in containerd and the CNI
 // plugins.
 const syncWorkers = 4
+
+// maxTeardowns bounds the syncs of pods going away that run at once:
+// enough that grace periods are waited out side by side, few enough
+// that their CNI DELs and containerd deletes do not all pile onto the
+// node at the same moment.
+const maxTeardowns = 32
 
 // goingAway reports whether uid's sync will tear its pod down: the pod
 // is gone from the API or marked for deletion.
