@@ -12,8 +12,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/skiffhq/skiff/nodeagent/crilog"
 )
@@ -177,7 +179,10 @@ func (e *eofHook) Read(p []byte) (int, error) {
 // the first attached stdin closes the process's stdin.
 func (r *Runtime) Attach(ctx context.Context, id string, sio StreamIO) error {
 	r.mu.Lock()
-	h := r.stdio[id]
+	var h *containerIO
+	if a := r.attached[id]; a != nil {
+		h = a.sio
+	}
 	r.mu.Unlock()
 	if h == nil {
 		return ErrNotRunning
@@ -221,16 +226,19 @@ type containerIO struct {
 	done           chan struct{}
 	closeOnce      sync.Once
 	stdinOnceDo    sync.Once
-	task           containerd.Task
-	ctx            context.Context
+	// The task is reached by its container ID through rt: a
+	// containerd.Task value would keep the container's metadata (its OCI
+	// spec) for the container's life.
+	rt *Runtime
+	id string
 }
 
-func newContainerIO(ctx context.Context, lw *crilog.Writer, labels map[string]string, log *slog.Logger) *containerIO {
+func newContainerIO(rt *Runtime, id string, lw *crilog.Writer, labels map[string]string, log *slog.Logger) *containerIO {
 	h := &containerIO{
 		stdout: &fanout{log: lw.Stream(crilog.Stdout), subs: map[*io.Writer]struct{}{}, logger: log},
 		stderr: &fanout{log: lw.Stream(crilog.Stderr), subs: map[*io.Writer]struct{}{}, logger: log},
 		tty:    labels[labelTTY] == "true", stdinOnce: labels[labelStdinOnce] == "true",
-		done: make(chan struct{}), ctx: ctx,
+		done: make(chan struct{}), rt: rt, id: id,
 	}
 	if labels[labelStdin] == "true" {
 		h.stdinR, h.stdinW = io.Pipe()
@@ -255,17 +263,13 @@ func (h *containerIO) closeStdin() {
 		if h.stdinW != nil {
 			_ = h.stdinW.Close()
 		}
-		if h.task != nil {
-			_ = h.task.CloseIO(h.ctx, containerd.WithStdinCloser)
-		}
+		_, _ = h.rt.client.TaskService().CloseIO(h.rt.runCtx, &tasks.CloseIORequest{ContainerID: h.id, Stdin: true})
 	})
 }
 
 func (h *containerIO) resize(w, hgt uint32) error {
-	if h.task == nil {
-		return ErrNotRunning
-	}
-	return h.task.Resize(h.ctx, w, hgt)
+	_, err := h.rt.client.TaskService().ResizePty(h.rt.runCtx, &tasks.ResizePtyRequest{ContainerID: h.id, Width: w, Height: hgt})
+	return errgrpc.ToNative(err)
 }
 
 func (h *containerIO) subscribe(out, errOut io.Writer) func() {

@@ -11,6 +11,8 @@ package runtime
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +26,7 @@ import (
 
 	eventtypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/api/services/tasks/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -128,22 +131,60 @@ type Runtime struct {
 	onExit func(string)
 	logRot crilog.Rotation
 	node   string
-	// runCtx (namespaced) lives until Close: task waits belong to the
-	// Runtime, not to the request that started the task.
+	// runCtx (namespaced) lives until Close: what a container's stdio
+	// does (closing stdin, resizing) belongs to the Runtime, not to the
+	// request that started the task.
 	runCtx context.Context
-
-	// detached is closed by Detach: copies stop.
-	detached   chan struct{}
-	detachOnce sync.Once
 
 	mu       sync.Mutex
 	closed   bool // detached: no new copies
 	oom      map[string]bool
-	attached map[string]bool
-	stdio    map[string]*containerIO
+	attached map[string]*attachment // by container ID
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // followEvents
-	copiers  sync.WaitGroup // watchIO
+	copiers  sync.WaitGroup // one per attachment until it is finished
+}
+
+// Task exits reach the Runtime through one subscription to containerd's
+// events (followEvents), not through a wait call and a goroutine per
+// container. An exit must not be lost in between:
+//   - Start registers a container's attachment before it starts the task,
+//     and Adopt registers first and then looks at the task's status;
+//   - the subscription counts only once containerd confirms it (a probe
+//     event published on probeTopic comes back through it), and after a
+//     resubscription (containerd restarted, the stream broke) every
+//     attached container's task is looked at again (reconcileExits);
+//   - a container's output copies end by themselves when the shim closes
+//     the FIFOs (the process and whatever held its output exited), so the
+//     event only bounds the wait for a process whose output a child still
+//     holds open (drainAfterExit).
+const (
+	exitTopic  = "/tasks/exit"
+	oomTopic   = "/tasks/oom"
+	probeTopic = "/skiff/runtime/subscribed"
+	// drainAfterExit is how long the output of an exited task is still
+	// copied before the copy is cancelled.
+	drainAfterExit = 2 * time.Second
+	// copyStopTimeout bounds the wait for a cancelled copy (one stuck
+	// writing to an attached client that does not read).
+	copyStopTimeout = 10 * time.Second
+)
+
+// attachment is a container whose output this Runtime copies into its
+// log. It ends (finish) when its copies end, by themselves or cancelled
+// after the task exited or the Runtime detached.
+type attachment struct {
+	id  string
+	sio *containerIO
+	lw  *crilog.Writer
+
+	mu         sync.Mutex
+	tio        *taskIO
+	registered bool // in Runtime.attached, counted in copiers
+	copied     bool // the copies ended
+	stopping   bool // a cancel is scheduled or done
+	finished   bool
+	timer      *time.Timer
 }
 
 // New connects to containerd and starts following task events.
@@ -172,10 +213,22 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	evCtx, cancel := context.WithCancel(context.Background())
 	r := &Runtime{client: c, log: opts.Logger.With("component", "runtime"), onExit: opts.OnExit, logRot: opts.LogRotation,
-		node: opts.Node, runCtx: namespaces.WithNamespace(evCtx, Namespace), detached: make(chan struct{}),
-		oom: map[string]bool{}, attached: map[string]bool{}, stdio: map[string]*containerIO{}, cancel: cancel}
+		node: opts.Node, runCtx: namespaces.WithNamespace(evCtx, Namespace),
+		oom: map[string]bool{}, attached: map[string]*attachment{}, cancel: cancel}
+	live := make(chan struct{})
 	r.wg.Add(1)
-	go r.followEvents(evCtx)
+	go r.followEvents(evCtx, live)
+	// Exits are followed from here on: no container is started or
+	// adopted before the subscription stands. If containerd does not
+	// confirm it in time, the Runtime goes on: once it does, every
+	// container attached meanwhile is looked at again.
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-live:
+	case <-t.C:
+		r.log.Warn("containerd did not confirm the event subscription in time; going on")
+	}
 	return r, nil
 }
 
@@ -185,12 +238,22 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 // write from then on waits in their FIFOs until the next Runtime's Adopt
 // copies it. No copy of this Runtime competes with the next one's for the
 // FIFOs or the log files. Containers started afterwards are not copied
-// either. Safe to call more than once.
+// either. The output of a task that has exited is still drained (for up
+// to drainAfterExit). Safe to call more than once.
 func (r *Runtime) Detach() {
 	r.mu.Lock()
 	r.closed = true
+	as := make([]*attachment, 0, len(r.attached))
+	for _, a := range r.attached {
+		as = append(as, a)
+	}
 	r.mu.Unlock()
-	r.detachOnce.Do(func() { close(r.detached) })
+	for _, a := range as {
+		// Our ends of the FIFOs close: what the copy read is written
+		// first; what it did not read stays in the pipe (the shim holds
+		// it open) for the next Runtime.
+		r.stopCopies(a, 0)
+	}
 	r.copiers.Wait()
 }
 
@@ -219,39 +282,15 @@ func (r *Runtime) Version(ctx context.Context) (string, error) {
 	return "containerd://" + strings.SplitN(v.Version, "~", 2)[0], nil
 }
 
-func (r *Runtime) followEvents(ctx context.Context) {
+// followEvents is the Runtime's one subscription to containerd's events:
+// task exits and OOM kills of its namespace, and its own probe. live is
+// closed once the first subscription is confirmed.
+func (r *Runtime) followEvents(ctx context.Context, live chan<- struct{}) {
 	defer r.wg.Done()
+	first := true
 	for ctx.Err() == nil {
-		evs, errs := r.client.Subscribe(ctx, `namespace=="`+Namespace+`",topic~="/tasks/"`)
-	loop:
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case err := <-errs:
-				if err != nil && ctx.Err() == nil {
-					r.log.Warn("containerd event stream ended", "err", err)
-				}
-				break loop
-			case e := <-evs:
-				if e == nil || e.Event == nil {
-					continue
-				}
-				v, err := typeurl.UnmarshalAny(e.Event)
-				if err != nil {
-					continue
-				}
-				switch ev := v.(type) {
-				case *eventtypes.TaskOOM:
-					r.mu.Lock()
-					r.oom[ev.ContainerID] = true
-					r.mu.Unlock()
-				case *eventtypes.TaskExit:
-					if ev.ID == ev.ContainerID {
-						r.onExit(ev.ContainerID)
-					}
-				}
-			}
+		if r.subscribe(ctx, first, live) {
+			first = false
 		}
 		select {
 		case <-ctx.Done():
@@ -259,6 +298,110 @@ func (r *Runtime) followEvents(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// subscribe follows one subscription until it ends, and reports whether
+// containerd confirmed it. A confirmed resubscription reconciles the
+// exits it may have missed.
+func (r *Runtime) subscribe(ctx context.Context, first bool, live chan<- struct{}) (confirmed bool) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ns := `namespace=="` + Namespace + `",`
+	evs, errs := r.client.Subscribe(sctx, ns+`topic=="`+exitTopic+`"`, ns+`topic=="`+oomTopic+`"`, ns+`topic=="`+probeTopic+`"`)
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	token := "probe-" + hex.EncodeToString(rnd[:])
+	probe := func() {
+		pctx, cancel := context.WithTimeout(sctx, 5*time.Second)
+		defer cancel()
+		if err := r.client.EventService().Publish(pctx, probeTopic, &eventtypes.TaskExit{ContainerID: token}); err != nil && sctx.Err() == nil {
+			r.log.Debug("publish the subscription probe", "err", err)
+		}
+	}
+	// containerd may register the subscription after Subscribe
+	// returned: a probe published before that is not seen, so it is
+	// published again, more and more rarely, until one comes back.
+	go probe()
+	wait := 20 * time.Millisecond
+	retry := time.NewTimer(wait)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return confirmed
+		case <-retry.C:
+			if !confirmed {
+				go probe()
+				wait = min(2*wait, 2*time.Second)
+				retry.Reset(wait)
+			}
+		case err := <-errs:
+			if err != nil && ctx.Err() == nil {
+				r.log.Warn("containerd event stream ended", "err", err)
+			}
+			return confirmed
+		case e := <-evs:
+			if e == nil || e.Event == nil {
+				continue
+			}
+			v, err := typeurl.UnmarshalAny(e.Event)
+			if err != nil {
+				continue
+			}
+			switch ev := v.(type) {
+			case *eventtypes.TaskOOM:
+				r.mu.Lock()
+				r.oom[ev.ContainerID] = true
+				r.mu.Unlock()
+			case *eventtypes.TaskExit:
+				if e.Topic == probeTopic {
+					if ev.ContainerID == token && !confirmed {
+						confirmed = true
+						retry.Stop()
+						if first {
+							close(live)
+						}
+						// Containers attached before (a resubscription,
+						// or a Runtime that went on without waiting).
+						r.reconcileExits(sctx)
+					}
+					continue
+				}
+				if ev.ID == ev.ContainerID {
+					r.taskExited(ev.ContainerID)
+					r.onExit(ev.ContainerID)
+				}
+			}
+		}
+	}
+}
+
+// reconcileExits looks at the task of every attached container, after a
+// resubscription: an exit while no subscription stood was not seen.
+func (r *Runtime) reconcileExits(ctx context.Context) {
+	r.mu.Lock()
+	ids := make([]string, 0, len(r.attached))
+	for id := range r.attached {
+		ids = append(ids, id)
+	}
+	r.mu.Unlock()
+	for _, id := range ids {
+		if r.taskStopped(ctx, id) {
+			r.log.Info("a task exited while containerd's events were not followed", "container", id)
+			r.taskExited(id)
+			r.onExit(id)
+		}
+	}
+}
+
+// taskStopped reports whether container id's task is known to have
+// exited (or to be gone).
+func (r *Runtime) taskStopped(ctx context.Context, id string) bool {
+	resp, err := r.client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: id})
+	if err != nil {
+		return errdefs.IsNotFound(errgrpc.ToNative(err))
+	}
+	return resp.Process != nil && resp.Process.Status == tasktypes.Status_STOPPED
 }
 
 // NormalizeRef turns a pod's image (busybox, nginx:1.27, ...) into the
@@ -492,43 +635,37 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	sio := newContainerIO(r.runCtx, lw, labels, r.log.With("container", id))
-	task, err := c.NewTask(ctx, sio.stdio().creator())
+	att := r.newAttachment(id, lw, labels)
+	task, err := c.NewTask(ctx, att.stdio())
 	if errdefs.IsAlreadyExists(err) && r.deleteUnstartedTask(ctx, c) {
 		// Fresh streams: the failed attempt's copies may still hold the
 		// first ones.
-		sio = newContainerIO(r.runCtx, lw, labels, r.log.With("container", id))
-		task, err = c.NewTask(ctx, sio.stdio().creator())
+		att = r.newAttachment(id, lw, labels)
+		task, err = c.NewTask(ctx, att.stdio())
 	}
 	if err != nil {
 		lw.Close()
 		return fmt.Errorf("create task %s: %w", id, err)
 	}
-	// The wait belongs to the Runtime: ending ctx (the caller's request)
-	// must not look like the task's exit.
-	// The task of a failed start is deleted whatever ctx (see Remove: a
-	// delete cancelled half way leaves the shim running), killed first in
-	// case it was started.
-	undo := func() {
+	// The attachment is registered before the task starts, so that its
+	// exit, however soon, finds it. The task of a failed start is deleted
+	// whatever ctx (see Remove: a delete cancelled half way leaves the
+	// shim running), killed first in case it was started; its copies are
+	// then cancelled and the log closed.
+	tio, _ := task.IO().(*taskIO)
+	// Detached meanwhile, the Runtime copies nothing: the task still
+	// starts, and its output waits in the FIFOs for the next Adopt.
+	_ = r.register(att, tio)
+	if err := task.Start(ctx); err != nil {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
 		defer cancel()
 		_, _ = task.Delete(dctx, containerd.WithProcessKill)
-		lw.Close()
-	}
-	exitCh, err := task.Wait(r.runCtx)
-	if err != nil {
-		undo()
-		return fmt.Errorf("wait task %s: %w", id, err)
-	}
-	if err := task.Start(ctx); err != nil {
-		undo()
+		r.stopCopies(att, 0)
 		return fmt.Errorf("start task %s: %w", id, err)
 	}
 	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
 		r.log.Warn("record start time", "container", id, "err", err)
 	}
-	sio.task = task
-	r.watchIO(id, task, exitCh, lw, sio)
 	return nil
 }
 
@@ -552,112 +689,146 @@ func (r *Runtime) deleteUnstartedTask(ctx context.Context, c containerd.Containe
 	return true
 }
 
-// watchIO copies the task's output to its log until the task exits (then
-// the rest of its output is drained and the log closed) or the Runtime
-// detaches (then the copy stops, leaving unread output in the FIFOs for
-// the next Runtime's Adopt, and the log is closed).
-func (r *Runtime) watchIO(id string, task containerd.Task, exitCh <-chan containerd.ExitStatus, lw *crilog.Writer, sio *containerIO) {
-	tio := task.IO()
+// newAttachment makes the stdio of container id's task: output to lw
+// (and attached clients), stdin from attached clients.
+func (r *Runtime) newAttachment(id string, lw *crilog.Writer, labels map[string]string) *attachment {
+	a := &attachment{id: id, lw: lw}
+	a.sio = newContainerIO(r, id, lw, labels, r.log.With("container", id))
+	return a
+}
+
+// stdio is the attachment's task stdio: when its output copies end, the
+// attachment is finished.
+func (a *attachment) stdio() cio.Creator {
+	s := a.sio.stdio()
+	s.ended = func() { a.copiesEnded() }
+	return s.creator()
+}
+
+func (a *attachment) attachStdio() cio.Attach {
+	s := a.sio.stdio()
+	s.ended = func() { a.copiesEnded() }
+	return s.attach()
+}
+
+// register makes a the copy of its container's output until the task
+// exits or the Runtime detaches, and reports whether it did: a detached
+// Runtime copies nothing (a's copies are stopped and its log closed).
+func (r *Runtime) register(a *attachment, tio *taskIO) bool {
+	a.mu.Lock()
+	a.tio = tio
+	a.mu.Unlock()
 	r.mu.Lock()
 	closed := r.closed
 	if !closed {
-		r.attached[id] = true
-		r.stdio[id] = sio
+		if old := r.attached[a.id]; old != nil && old != a {
+			// Not expected (a container has one task): the old copy
+			// is stopped, and finishing it leaves a registered.
+			defer r.stopCopies(old, 0)
+		}
+		r.attached[a.id] = a
 		r.copiers.Add(1)
 	}
 	r.mu.Unlock()
+	a.mu.Lock()
+	a.registered = true
+	copied := a.copied
+	a.mu.Unlock()
 	if closed {
-		r.stopCopy(id, tio, 0)
-		lw.Close()
-		sio.close()
+		r.stopCopies(a, 0)
+		return false
+	}
+	if copied || tio == nil {
+		r.finish(a)
+	}
+	return true
+}
+
+// copiesEnded is called by the last output copy of a's task to end.
+func (a *attachment) copiesEnded() {
+	a.mu.Lock()
+	a.copied = true
+	reg := a.registered
+	r := a.sio.rt
+	a.mu.Unlock()
+	if reg {
+		r.finish(a)
+	}
+}
+
+// taskExited lets the output of container id's exited task be copied
+// for up to drainAfterExit (until the shim closes the FIFOs, which ends
+// the copies by itself), then cancels the copies.
+func (r *Runtime) taskExited(id string) {
+	r.mu.Lock()
+	a := r.attached[id]
+	r.mu.Unlock()
+	if a != nil {
+		r.stopCopies(a, drainAfterExit)
+	}
+}
+
+// stopCopies cancels a's copies after the delay (at once when 0), unless
+// a stop is already under way. A copy that does not stop within
+// copyStopTimeout (stuck writing to an attached client that does not
+// read) is given up on, so that Detach and Close cannot hang.
+func (r *Runtime) stopCopies(a *attachment, after time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopping || a.finished {
 		return
 	}
-	go func() {
-		defer r.copiers.Done()
-		if r.waitExit(id, task, exitCh) {
-			// The rest of the output, until the shim closes the FIFOs.
-			r.stopCopy(id, tio, 2*time.Second)
-		} else {
-			// Detach: close our ends of the FIFOs. What the copy read is
-			// written first; what it did not read stays in the pipe (the
-			// shim holds it open) for the next Runtime.
-			r.stopCopy(id, tio, 0)
-		}
-		lw.Close()
-		sio.close()
-		r.mu.Lock()
-		delete(r.attached, id)
-		if r.stdio[id] == sio {
-			delete(r.stdio, id)
-		}
-		r.mu.Unlock()
-	}()
-}
-
-// stopCopy lets the copy from the task's FIFOs run for up to drain, then
-// cancels it and waits for it to end (its last read written out). A copy
-// stuck in a write (an attached client that does not read) is given up on
-// after a while, so that Close cannot hang.
-func (r *Runtime) stopCopy(id string, tio cio.IO, drain time.Duration) {
-	done := make(chan struct{})
-	go func() { tio.Wait(); close(done) }()
-	if drain > 0 {
-		select {
-		case <-done:
+	a.stopping = true
+	cancelNow := func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.finished {
 			return
-		case <-time.After(drain):
+		}
+		a.timer = time.AfterFunc(copyStopTimeout, func() {
+			r.log.Warn("output copy did not stop", "container", a.id)
+			r.finish(a)
+		})
+		if a.tio != nil {
+			// Closing our ends of the FIFOs ends the reads; what a copy
+			// read is written first.
+			go a.tio.Cancel()
 		}
 	}
-	tio.Cancel()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		r.log.Warn("output copy did not stop", "container", id)
+	if after <= 0 {
+		a.mu.Unlock()
+		cancelNow()
+		a.mu.Lock()
+		return
 	}
+	a.timer = time.AfterFunc(after, cancelNow)
 }
 
-// waitExit reports true once the task has exited, false once the Runtime
-// detaches first. A wait that fails without an exit (containerd restarting,
-// the connection lost) is retried: only a real exit ends the copy.
-func (r *Runtime) waitExit(id string, task containerd.Task, exitCh <-chan containerd.ExitStatus) bool {
-	for {
-		var st containerd.ExitStatus
-		select {
-		case <-r.detached:
-			select {
-			case st = <-exitCh: // an exit that came with Detach is drained
-				return st.Error() == nil
-			default:
-				return false
-			}
-		case st = <-exitCh:
-		}
-		if st.Error() == nil {
-			return true
-		}
-		select {
-		case <-r.detached:
-			return false
-		default:
-		}
-		r.log.Warn("waiting for a task failed; waiting again", "container", id, "err", st.Error())
-		select {
-		case <-r.detached:
-			return false
-		case <-time.After(time.Second):
-		}
-		s, err := task.Status(r.runCtx)
-		if errdefs.IsNotFound(err) || err == nil && s.Status == containerd.Stopped {
-			return true
-		}
-		ch, err := task.Wait(r.runCtx)
-		if err != nil {
-			failed := make(chan containerd.ExitStatus, 1)
-			failed <- *containerd.NewExitStatus(containerd.UnknownExitStatus, time.Time{}, err)
-			ch = failed
-		}
-		exitCh = ch
+// finish ends a: its log is closed, attach sessions end, and it leaves
+// the Runtime. Once only.
+func (r *Runtime) finish(a *attachment) {
+	a.mu.Lock()
+	if a.finished {
+		a.mu.Unlock()
+		return
 	}
+	a.finished = true
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	reg := a.registered
+	a.mu.Unlock()
+	a.lw.Close()
+	a.sio.close()
+	if !reg {
+		return
+	}
+	r.mu.Lock()
+	if r.attached[a.id] == a {
+		delete(r.attached, a.id)
+	}
+	r.mu.Unlock()
+	r.copiers.Done()
 }
 
 // Adopt re-attaches log copying to every running container of this node
@@ -673,7 +844,7 @@ func (r *Runtime) Adopt(ctx context.Context) error {
 	}
 	for _, c := range cs {
 		r.mu.Lock()
-		done := r.attached[c.ID()]
+		done := r.attached[c.ID()] != nil
 		r.mu.Unlock()
 		if done {
 			continue
@@ -709,23 +880,21 @@ func (r *Runtime) adopt(ctx context.Context, c containerd.Container, labels map[
 	if err != nil {
 		return err
 	}
-	sio := newContainerIO(r.runCtx, lw, labels, r.log.With("container", c.ID()))
-	task, err = c.Task(ctx, sio.stdio().attach())
+	att := r.newAttachment(c.ID(), lw, labels)
+	task, err = c.Task(ctx, att.attachStdio())
 	if err != nil {
 		lw.Close()
 		return fmt.Errorf("attach: %w", err)
 	}
-	exitCh, err := task.Wait(r.runCtx)
-	if err != nil {
-		if tio := task.IO(); tio != nil {
-			tio.Cancel()
-			tio.Wait()
-		}
-		lw.Close()
-		return fmt.Errorf("wait: %w", err)
+	tio, _ := task.IO().(*taskIO)
+	if !r.register(att, tio) {
+		return nil
 	}
-	sio.task = task
-	r.watchIO(c.ID(), task, exitCh, lw, sio)
+	// An exit before the attachment was registered sent its event to no
+	// one: look again now.
+	if r.taskStopped(ctx, c.ID()) {
+		r.taskExited(c.ID())
+	}
 	return nil
 }
 

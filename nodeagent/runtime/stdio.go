@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/containerd/containerd/v2/defaults"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -33,6 +34,11 @@ type stdio struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	tty            bool
+	// ended, when set, is called once the output copies have ended (the
+	// task closed its output FIFOs, or Cancel closed ours), by the last
+	// copy's goroutine: a container's copies need no goroutine of their
+	// own waiting for them.
+	ended func()
 }
 
 // creator makes the FIFOs of a new task or exec process (in containerd's
@@ -74,24 +80,43 @@ func (s stdio) start(fifos *cio.FIFOSet) (cio.IO, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open fifos: %w", err)
 	}
-	t := &taskIO{DirectIO: d}
+	t := &taskIO{DirectIO: d, done: make(chan struct{})}
 	if d.Stdin != nil {
 		go func() {
 			_ = copyStream(d.Stdin, s.stdin)
 			_ = d.Stdin.Close()
 		}()
 	}
-	for _, c := range []struct {
+	outs := []struct {
 		w io.Writer
 		r io.ReadCloser
-	}{{s.stdout, d.Stdout}, {s.stderr, d.Stderr}} {
+	}{{s.stdout, d.Stdout}, {s.stderr, d.Stderr}}
+	for _, c := range outs {
+		if c.r != nil {
+			t.left.Add(1)
+		}
+	}
+	end := func() {
+		if t.left.Add(-1) == 0 {
+			close(t.done)
+			if s.ended != nil {
+				s.ended()
+			}
+		}
+	}
+	if t.left.Load() == 0 {
+		t.left.Add(1)
+		end()
+	}
+	for _, c := range outs {
 		if c.r == nil {
 			continue
 		}
-		t.wg.Go(func() {
+		go func() {
 			_ = copyStream(c.w, c.r)
 			_ = c.r.Close()
-		})
+			end()
+		}()
 	}
 	return t, nil
 }
@@ -100,10 +125,11 @@ func (s stdio) start(fifos *cio.FIFOSet) (cio.IO, error) {
 // waits for the output copies, Cancel ends them.
 type taskIO struct {
 	*cio.DirectIO
-	wg sync.WaitGroup
+	left atomic.Int32  // output copies still running
+	done chan struct{} // closed when the last one ended
 }
 
-func (t *taskIO) Wait() { t.wg.Wait() }
+func (t *taskIO) Wait() { <-t.done }
 
 // Cancel ends the copies: closing a FIFO ends a read blocked on it, as
 // containerd's own copies are ended.
