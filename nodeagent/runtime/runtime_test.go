@@ -28,13 +28,18 @@ func startWith(t *testing.T, opts Options) *Runtime {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run containers through containerd")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	r, err := New(ctx, opts)
+	nctx, ncancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ncancel()
+	r, err := New(nctx, opts)
 	if err != nil {
 		t.Skipf("containerd is not reachable (run deploy/install-deps.sh): %v", err)
 	}
 	t.Cleanup(func() { _ = r.Close() })
+	// The import has its own time: New may have waited for containerd to
+	// confirm its event subscription, and a busy machine's containerd is
+	// slow to ingest.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	tar := filepath.Join(t.TempDir(), "busybox.tar")
 	if err := testimages.WriteBusybox(tar); err != nil {
 		if errors.Is(err, testimages.ErrNoBusybox) {
