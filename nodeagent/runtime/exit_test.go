@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -290,5 +291,57 @@ func TestExitWhileContainerdRestarts(t *testing.T) {
 	waitExitEvent(t, exited, id2, 20*time.Second)
 	if c, err := r.Get(context.Background(), id2); err != nil || c.ExitCode != 9 {
 		t.Errorf("after containerd came back, a new container: %+v, %v; want exit code 9", c, err)
+	}
+}
+
+// The event subscription sees every exit of the namespace: other agents'
+// and other Runtimes' containers too. A Runtime reports the exits of its
+// own containers only (as the task.Wait per container did): another
+// Runtime's container exits first, then one of r's; r's events come in
+// order, so once r reports its own, it would have reported the other.
+func TestExitOfAnotherRuntimesContainerIsNotReported(t *testing.T) {
+	var mu sync.Mutex
+	var reported []string
+	own := make(chan struct{})
+	var ownID string
+	r := start(t, func(id string) {
+		mu.Lock()
+		defer mu.Unlock()
+		reported = append(reported, id)
+		if id == ownID {
+			close(own)
+		}
+	})
+	otherExited := make(chan string, 8)
+	other := startWith(t, Options{OnExit: func(id string) { otherExited <- id }})
+	foreign, _ := newContainer(t, other, "foreign", `exit 0`)
+	if err := other.Start(context.Background(), foreign); err != nil {
+		t.Fatal(err)
+	}
+	waitExitEvent(t, otherExited, foreign, 30*time.Second)
+	id, _ := newContainer(t, r, "own", `exit 0`)
+	mu.Lock()
+	ownID = id
+	mu.Unlock()
+	if err := r.Start(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-own:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit event for the Runtime's own container")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, got := range reported {
+		if got == foreign {
+			t.Errorf("the exit of another Runtime's container %s was reported", foreign)
+		}
+	}
+	r.mu.Lock()
+	_, inOOM := r.oom[foreign]
+	r.mu.Unlock()
+	if inOOM {
+		t.Errorf("another Runtime's container %s is in the OOM record", foreign)
 	}
 }

@@ -140,9 +140,13 @@ type Runtime struct {
 	closed   bool // detached: no new copies
 	oom      map[string]bool
 	attached map[string]*attachment // by container ID
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup // followEvents
-	copiers  sync.WaitGroup // one per attachment until it is finished
+	// owned are the containers this Runtime started or adopted (until
+	// Remove): the subscription sees every exit of the namespace, other
+	// agents' and other Runtimes' too, and reports only these.
+	owned   map[string]struct{}
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // followEvents
+	copiers sync.WaitGroup // one per attachment until it is finished
 }
 
 // Task exits reach the Runtime through one subscription to containerd's
@@ -214,7 +218,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	evCtx, cancel := context.WithCancel(context.Background())
 	r := &Runtime{client: c, log: opts.Logger.With("component", "runtime"), onExit: opts.OnExit, logRot: opts.LogRotation,
 		node: opts.Node, runCtx: namespaces.WithNamespace(evCtx, Namespace),
-		oom: map[string]bool{}, attached: map[string]*attachment{}, cancel: cancel}
+		oom: map[string]bool{}, attached: map[string]*attachment{}, owned: map[string]struct{}{}, cancel: cancel}
 	live := make(chan struct{})
 	r.wg.Add(1)
 	go r.followEvents(evCtx, live)
@@ -351,7 +355,9 @@ func (r *Runtime) subscribe(ctx context.Context, first bool, live chan<- struct{
 			switch ev := v.(type) {
 			case *eventtypes.TaskOOM:
 				r.mu.Lock()
-				r.oom[ev.ContainerID] = true
+				if _, ok := r.owned[ev.ContainerID]; ok {
+					r.oom[ev.ContainerID] = true
+				}
 				r.mu.Unlock()
 			case *eventtypes.TaskExit:
 				if e.Topic == probeTopic {
@@ -367,7 +373,7 @@ func (r *Runtime) subscribe(ctx context.Context, first bool, live chan<- struct{
 					}
 					continue
 				}
-				if ev.ID == ev.ContainerID {
+				if ev.ID == ev.ContainerID && r.owns(ev.ContainerID) {
 					r.taskExited(ev.ContainerID)
 					r.onExit(ev.ContainerID)
 				}
@@ -392,6 +398,21 @@ func (r *Runtime) reconcileExits(ctx context.Context) {
 			r.onExit(id)
 		}
 	}
+}
+
+// own makes container id one whose exits and OOM kills this Runtime
+// reports; owns tells whether it is.
+func (r *Runtime) own(id string) {
+	r.mu.Lock()
+	r.owned[id] = struct{}{}
+	r.mu.Unlock()
+}
+
+func (r *Runtime) owns(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.owned[id]
+	return ok
 }
 
 // taskStopped reports whether container id's task is known to have
@@ -635,6 +656,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	r.own(id) // before the task exists: its exit, however soon, is ours
 	att := r.newAttachment(id, lw, labels)
 	task, err := c.NewTask(ctx, att.stdio())
 	if errdefs.IsAlreadyExists(err) && r.deleteUnstartedTask(ctx, c) {
@@ -880,6 +902,7 @@ func (r *Runtime) adopt(ctx context.Context, c containerd.Container, labels map[
 	if err != nil {
 		return err
 	}
+	r.own(c.ID())
 	att := r.newAttachment(c.ID(), lw, labels)
 	task, err = c.Task(ctx, att.attachStdio())
 	if err != nil {
@@ -1011,6 +1034,7 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 	}
 	r.mu.Lock()
 	delete(r.oom, id)
+	delete(r.owned, id)
 	r.mu.Unlock()
 	return nil
 }
