@@ -113,13 +113,25 @@ func BenchmarkSearchCold(b *testing.B) {
 // such as a corpus kept by skiff-bench logs-store --search-dir) with the
 // bench's phrase query over its three 6 h windows (0, 12 h, 6 h into the day), so
 // a large corpus can be profiled without loading it each time. Skipped
-// without the variable.
+// without the variable. SKIFF_BENCH_CACHE_MIB sets the decode cache in
+// MiB (negative: none, every query cold; unset: the default).
 func BenchmarkSearchDir(b *testing.B) {
 	dir := os.Getenv("SKIFF_BENCH_STORE")
 	if dir == "" {
 		b.Skip("SKIFF_BENCH_STORE not set")
 	}
-	s, err := Open(Options{Dir: dir, MaxAge: -1, NoSync: true})
+	cache := 0
+	if v := os.Getenv("SKIFF_BENCH_CACHE_MIB"); v != "" {
+		mib, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatalf("SKIFF_BENCH_CACHE_MIB: %v", err)
+		}
+		cache = mib << 20
+		if mib < 0 {
+			cache = -1
+		}
+	}
+	s, err := Open(Options{Dir: dir, MaxAge: -1, NoSync: true, CacheBytes: cache})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -121,17 +121,37 @@ func tokenHashes(s string) []uint64 {
 // matcher tells whether document i of a part matches.
 type matcher func(i int) bool
 
-// compile binds q to part p.
-func compile(q Query, p *part) (matcher, error) {
+// scanAllRows (tests) makes searches work as before candidate rows: no
+// token index, every row of a part given to the matcher, time ranges
+// checked row by row.
+var scanAllRows bool
+
+// compile binds q to part p. cand, when not nil, holds every row that can
+// match (a superset: the matcher still decides), from the token index, so
+// the caller need not call the matcher on other rows; nil means any row
+// may match. cand may be shared with the matcher: read it, never change it.
+func compile(q Query, p *part) (m matcher, cand bitset, err error) {
+	switch q := q.(type) {
+	case Text:
+		return compileText(q, p)
+	case Term:
+		return compileTerm(q, p)
+	case Bool:
+		return compileBool(q, p)
+	case *Bool:
+		return compileBool(*q, p)
+	}
+	m, err = compileScan(q, p)
+	return m, nil, err
+}
+
+// compileScan binds the queries that the token index does not answer.
+func compileScan(q Query, p *part) (matcher, error) {
 	switch q := q.(type) {
 	case nil, MatchAll, *MatchAll:
 		return func(int) bool { return true }, nil
 	case MatchNone, *MatchNone:
 		return func(int) bool { return false }, nil
-	case Text:
-		return compileText(q, p)
-	case Term:
-		return compileTerm(q, p)
 	case Wildcard:
 		return compileWildcard(q, p)
 	case Range:
@@ -155,41 +175,67 @@ func compile(q Query, p *part) (matcher, error) {
 			return nil, err
 		}
 		return func(i int) bool { return set[p.id(i)] }, nil
-	case Bool:
-		return compileBool(q, p)
-	case *Bool:
-		return compileBool(*q, p)
 	}
 	return func(int) bool { return false }, nil
 }
 
-func compileBool(q Bool, p *part) (matcher, error) {
+// compileBool binds a bool query; its candidates are the intersection of
+// its required clauses' candidates or, without required clauses, the
+// union of its should clauses' when each has some.
+func compileBool(q Bool, p *part) (matcher, bitset, error) {
 	var must, not, should []matcher
+	var cand bitset
+	owned := false // cand is a copy of our own
 	// Cheap conditions first: time ranges, then terms, then text scans.
 	required := append(append([]Query{}, q.Filter...), q.Must...)
 	sort.SliceStable(required, func(i, j int) bool { return queryCost(required[i]) < queryCost(required[j]) })
 	for _, sub := range required {
-		m, err := compile(sub, p)
+		m, c, err := compile(sub, p)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		must = append(must, m)
+		switch {
+		case c == nil:
+		case cand == nil:
+			cand = c
+		case !owned:
+			cand = append(bitset(nil), cand...)
+			owned = true
+			fallthrough
+		default:
+			cand.and(c)
+		}
 	}
 	for _, sub := range q.MustNot {
-		m, err := compile(sub, p)
+		m, _, err := compile(sub, p)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		not = append(not, m)
 	}
+	minShould := q.minShould()
+	var shouldCand bitset
+	allShouldCand := len(required) == 0 && minShould > 0
 	for _, sub := range q.Should {
-		m, err := compile(sub, p)
+		m, c, err := compile(sub, p)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		should = append(should, m)
+		switch {
+		case !allShouldCand:
+		case c == nil:
+			allShouldCand, shouldCand = false, nil
+		case shouldCand == nil:
+			shouldCand = append(bitset(nil), c...)
+		default:
+			shouldCand.or(c)
+		}
 	}
-	minShould := q.minShould()
+	if allShouldCand && shouldCand != nil {
+		cand = shouldCand
+	}
 	return func(i int) bool {
 		for _, m := range must {
 			if !m(i) {
@@ -214,7 +260,7 @@ func compileBool(q Bool, p *part) (matcher, error) {
 			return false
 		}
 		return true
-	}, nil
+	}, cand, nil
 }
 
 // anyValue calls ok for each value of the columns in doc i.
@@ -349,13 +395,13 @@ func indexRows(p *part, cols []int, keys []uint64, all bool) (rows bitset, ok bo
 	return rows, true
 }
 
-func compileText(q Text, p *part) (matcher, error) {
+func compileText(q Text, p *part) (matcher, bitset, error) {
 	fs := parseField(q.Field)
 	cols := p.columns(fs.name)
 	if !fs.exact {
 		cols = bloomCols(p, cols, tokenHashes(q.Text), q.AnyToken)
 	}
-	if p.blk != nil {
+	if p.blk != nil && !scanAllRows {
 		var keys []uint64
 		if !fs.exact {
 			keys = tokenHashes(q.Text)
@@ -364,15 +410,15 @@ func compileText(q Text, p *part) (matcher, error) {
 		}
 		if rows, ok := indexRows(p, cols, keys, fs.exact || !q.AnyToken); ok {
 			if !q.Phrase || fs.exact || len(keys) == 1 {
-				return rows.has, nil
+				return rows.has, rows, nil
 			}
 			// A phrase: the index gives the rows with every token;
 			// only those are checked for order and adjacency.
 			scan := scanText(q, fs, p, cols)
-			return func(i int) bool { return rows.has(i) && scan(i) }, nil
+			return func(i int) bool { return rows.has(i) && scan(i) }, rows, nil
 		}
 	}
-	return scanText(q, fs, p, cols), nil
+	return scanText(q, fs, p, cols), nil, nil
 }
 
 // scanText matches by reading and tokenizing the values.
@@ -440,19 +486,19 @@ func textMatch(hs, qh []uint64, phrase, anyTok bool) bool {
 	}
 }
 
-func compileTerm(q Term, p *part) (matcher, error) {
+func compileTerm(q Term, p *part) (matcher, bitset, error) {
 	fs := parseField(q.Field)
 	if fs.name == "_id" {
 		return compile(IDs{Values: []string{q.Value}}, p)
 	}
 	if fs.name == "_index" {
 		ok := p.idx.name == q.Value
-		return func(int) bool { return ok }, nil
+		return func(int) bool { return ok }, nil, nil
 	}
 	cols := bloomCols(p, p.columns(fs.name), tokenHashes(q.Value), false)
 	want := []byte(q.Value)
 	th := xxhash.Sum64(want)
-	if len(want) <= maxValueKeyLen {
+	if len(want) <= maxValueKeyLen && !scanAllRows {
 		// Equal values, or (not .keyword) a token equal to the value.
 		if rows, ok := indexRows(p, cols, []uint64{valueKey(want)}, true); ok {
 			if !fs.exact {
@@ -463,7 +509,7 @@ func compileTerm(q Term, p *part) (matcher, error) {
 				}
 			}
 			if rows != nil {
-				return rows.has, nil
+				return rows.has, rows, nil
 			}
 		}
 	}
@@ -484,7 +530,7 @@ func compileTerm(q Term, p *part) (matcher, error) {
 			})
 			return found
 		})
-	}, nil
+	}, nil, nil
 }
 
 func compileWildcard(q Wildcard, p *part) (matcher, error) {
@@ -580,6 +626,16 @@ func compileRange(q Range, p *part) (matcher, error) {
 		lo, hi, ok := q.timeBounds()
 		if !ok {
 			return func(int) bool { return false }, nil
+		}
+		if p.blk != nil && !scanAllRows {
+			// A block wholly inside or outside the range is answered
+			// from its bounds, without decoding its timestamps.
+			if p.minTS >= lo && p.maxTS <= hi {
+				return func(int) bool { return true }, nil
+			}
+			if p.maxTS < lo || p.minTS > hi {
+				return func(int) bool { return false }, nil
+			}
 		}
 		if err := p.loadTS(); err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"encoding/json"
+	"math/bits"
 	"runtime"
 	"sort"
 	"strconv"
@@ -477,12 +478,31 @@ func (s *Store) Search(ctx context.Context, req SearchRequest) (*SearchResult, e
 		if !byTime || hh.Len() < want || total < int64(track) {
 			return false
 		}
+		if want == 0 {
+			// Counted far enough, and no page to fill.
+			return true
+		}
 		worst := hh.refs[0].keys[0]
 		if sortBy[0].Desc {
 			return p.maxTS/1e6 < worst
 		}
 		return p.minTS/1e6 > worst
 	}
+	// onlyCount tells whether p's matches can no longer enter the page
+	// (it is full with hits newer, or older, than all of p), so they are
+	// only counted: no sort keys, hence no timestamps (the page only
+	// gets better, so once true for p it stays true).
+	onlyCount := func(p *part) bool {
+		if !byTime || want == 0 || req.SearchAfter != nil || hh.Len() < want || scanAllRows {
+			return false
+		}
+		worst := hh.refs[0].keys[0]
+		if sortBy[0].Desc {
+			return floorDiv(p.maxTS, 1e6) < worst
+		}
+		return floorDiv(p.minTS, 1e6) > worst
+	}
+	keysNeeded := want > 0 || req.SearchAfter != nil
 	// Parts are matched in parallel, a window of them at a time, and
 	// merged in order.
 	window := max(1, runtime.GOMAXPROCS(0))
@@ -499,10 +519,11 @@ func (s *Store) Search(ctx context.Context, req SearchRequest) (*SearchResult, e
 		}
 		var wg sync.WaitGroup
 		for j, p := range batch {
+			loadTS := (needTS && keysNeeded && !onlyCount(p)) || len(aggs) > 0
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				matched[j], errs[j] = matchPart(q, p, needTS || len(aggs) > 0)
+				matched[j], errs[j] = matchPart(q, p, loadTS)
 			}()
 		}
 		wg.Wait()
@@ -514,10 +535,23 @@ func (s *Store) Search(ctx context.Context, req SearchRequest) (*SearchResult, e
 				stopped = true
 				break
 			}
+			if onlyCount(p) {
+				total += int64(len(matched[j]))
+				if p.loadErr != nil {
+					return nil, p.loadErr
+				}
+				continue
+			}
+			if needTS && keysNeeded && len(matched[j]) > 0 {
+				// Loaded by matchPart unless p looked only counted then.
+				if err := p.loadTS(); err != nil {
+					return nil, err
+				}
+			}
 			for _, row := range matched[j] {
 				i := int(row)
 				var keys []int64
-				if want > 0 || req.SearchAfter != nil {
+				if keysNeeded {
 					keys = make([]int64, 0, len(sortBy)+1)
 					for _, f := range sortBy {
 						switch f.Field {
@@ -586,28 +620,45 @@ func (s *Store) Search(ctx context.Context, req SearchRequest) (*SearchResult, e
 	return res, nil
 }
 
-// matchPart returns the rows of p that match q.
+// matchPart returns the rows of p that match q, ascending; with needTS
+// the part's timestamps are loaded too when a row matches.
 func matchPart(q Query, p *part, needTS bool) ([]int32, error) {
 	if p.blk != nil && !mayMatch(q, p) {
 		return nil, nil
 	}
-	m, err := compile(q, p)
+	m, cand, err := compile(q, p)
 	if err != nil {
 		return nil, err
 	}
-	if needTS {
-		if err := p.loadTS(); err != nil {
-			return nil, err
-		}
-	}
 	var rows []int32
-	for i := 0; i < p.n; i++ {
-		if m(i) {
-			rows = append(rows, int32(i))
+	if cand != nil && !scanAllRows {
+		// Only the rows the token index names can match.
+		for w, word := range cand {
+			for word != 0 {
+				i := w<<6 | bits.TrailingZeros64(word)
+				word &= word - 1
+				if i >= p.n {
+					break
+				}
+				if m(i) {
+					rows = append(rows, int32(i))
+				}
+			}
+		}
+	} else {
+		for i := 0; i < p.n; i++ {
+			if m(i) {
+				rows = append(rows, int32(i))
+			}
 		}
 	}
 	if p.loadErr != nil {
 		return nil, p.loadErr
+	}
+	if needTS && len(rows) > 0 {
+		if err := p.loadTS(); err != nil {
+			return nil, err
+		}
 	}
 	return rows, nil
 }
