@@ -53,7 +53,9 @@ type podEnv struct {
 func startWithNode(t *testing.T) *podEnv {
 	t.Helper()
 	nodetest.Require(t)
+	began := time.Now()
 	state := nodetest.StateDir(t, nodetest.HTTPServer)
+	t.Logf("test image built in %v", time.Since(began).Round(time.Millisecond))
 	e := start(t)
 	opts := nodetest.AgentOptions(fmt.Sprintf("ingress-node-%d", time.Now().UnixNano()%1e6), state, podsCIDR, podsBridge)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -62,7 +64,12 @@ func startWithNode(t *testing.T) *podEnv {
 	if err != nil {
 		t.Fatalf("start agent: %v", err)
 	}
-	t.Cleanup(func() { cleanupNode(t, e, a, opts) })
+	t.Logf("server and agent up after %v", time.Since(began).Round(time.Millisecond))
+	t.Cleanup(func() {
+		at := time.Now()
+		cleanupNode(t, e, a, opts)
+		t.Logf("node cleaned up in %v", time.Since(at).Round(time.Millisecond))
+	})
 	cs := e.ts.Client
 	waitFor(t, 30*time.Second, "ServiceAccount default", func() (bool, string) {
 		_, err := cs.CoreV1().ServiceAccounts(e.ns).Create(context.Background(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
@@ -328,6 +335,7 @@ func (l *loadLoop) waitMore(n int64) {
 // answer. A pod deleted with grace 0 under load: no request hangs, every
 // answer is the pod's 200 or a fast 502, and the others keep answering.
 func TestRealPods(t *testing.T) {
+	began := time.Now()
 	p := startWithNode(t)
 	ctx := t.Context()
 	cs := p.ts.Client
@@ -371,7 +379,7 @@ func TestRealPods(t *testing.T) {
 	})
 	webPods, _ := p.readyPods(ctx, "web")
 	apiPods, _ := p.readyPods(ctx, "api")
-	t.Logf("web pods %v, api pods %v", names(webPods), names(apiPods))
+	t.Logf("web pods %v, api pods %v ready after %v", names(webPods), names(apiPods), time.Since(began).Round(time.Millisecond))
 
 	// Plain HTTP to the TLS hosts is redirected; these requests ask for
 	// no redirect by going over HTTPS, the others use X-Forwarded-Proto.
