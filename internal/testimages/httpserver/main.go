@@ -2,19 +2,28 @@
 // that internal/testimages builds: it answers every request with the pod's
 // hostname and the requested path, /env with its environment, and
 // /burn?d=200ms by spinning on the CPU for that long (load for autoscaling
-// tests; at most 10 s). On the same port number over UDP it answers every
-// datagram with "hostname=<name>" (UDP service tests).
+// tests; at most 10 s), and /ws as a WebSocket echo (every message sent
+// back as it came, text or binary). On the same port number over UDP it
+// answers every datagram with "hostname=<name>" (UDP service tests).
+// On SIGTERM it stops accepting, finishes the requests in flight (at most
+// 10 s) and exits, as a server behind a rolling update should.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 func main() {
@@ -36,6 +45,23 @@ func main() {
 		}
 		fmt.Fprintf(w, "hostname=%s burned=%v loops=%d\n", host, d, n)
 	})
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return // the upgrader answered the error
+		}
+		defer c.Close()
+		for {
+			kind, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			if err := c.WriteMessage(kind, msg); err != nil {
+				return
+			}
+		}
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hostname=%s path=%s\n", host, r.URL.Path)
 	})
@@ -56,5 +82,20 @@ func main() {
 	}
 	log.Printf("listening on %s", *addr)
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	log.Fatal(srv.ListenAndServe())
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	go func() {
+		<-term
+		log.Printf("SIGTERM: finishing the requests in flight")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			log.Printf("shutdown: %v", err)
+		}
+		os.Exit(0)
+	}()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		log.Fatal(err)
+	}
+	select {} // Shutdown exits
 }
