@@ -7,13 +7,17 @@
 package nodetest
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/skiffhq/skiff/internal/harness"
 	"github.com/skiffhq/skiff/internal/testimages"
 	"github.com/skiffhq/skiff/nodeagent/agent"
+	"github.com/skiffhq/skiff/nodeagent/network"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 )
 
@@ -74,5 +78,53 @@ func AgentOptions(nodeName, state, podCIDR, bridge string) agent.Options {
 		NodeName: nodeName, NodeIP: "127.0.0.1", StateDir: state, PodLogDir: filepath.Join(state, "logs"),
 		PodCIDR: podCIDR, Bridge: bridge, NetNSDir: filepath.Join(state, "netns"),
 		LeaseInterval: time.Second, ResyncInterval: 2 * time.Second,
+	}
+}
+
+// Sweep ends a test's node after its pods were deleted: it gives agent a
+// (nil when it never started) 30 s to tear them down, stops it, then
+// removes what is still there, also when the test failed half way: the
+// containers of opts.PodLogDir, the pods' network namespaces and
+// addresses, and the bridge (opts.Bridge) with its nftables guard.
+func Sweep(t harness.T, a *agent.Agent, opts agent.Options) {
+	t.Helper()
+	ctx := context.Background()
+	ours := func(rt *runtime.Runtime) []runtime.Container {
+		all, _ := rt.List(ctx)
+		var out []runtime.Container
+		for _, c := range all {
+			if strings.HasPrefix(c.Labels[runtime.LabelLogPath], opts.PodLogDir) {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	if a != nil {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && a.Runtime() != nil && len(ours(a.Runtime())) > 0; {
+			time.Sleep(200 * time.Millisecond)
+		}
+		a.Stop()
+	}
+	if rt, err := runtime.New(ctx, runtime.Options{}); err == nil {
+		for _, c := range ours(rt) {
+			_ = rt.Remove(ctx, c.ID)
+		}
+		rt.Close()
+	}
+	nm, err := network.New(network.Options{StateDir: filepath.Join(opts.StateDir, "network"), PodCIDR: opts.PodCIDR, Bridge: opts.Bridge, NetNSDir: opts.NetNSDir})
+	if err != nil {
+		t.Errorf("network cleanup: %v", err)
+		return
+	}
+	ents, _ := os.ReadDir(filepath.Join(opts.StateDir, "pods"))
+	for _, ent := range ents {
+		_ = nm.Teardown(ctx, ent.Name(), "", "", "", nil)
+	}
+	nss, _ := os.ReadDir(opts.NetNSDir)
+	for _, n := range nss {
+		_ = exec.Command("umount", filepath.Join(opts.NetNSDir, n.Name())).Run()
+	}
+	if err := nm.Destroy(); err != nil {
+		t.Errorf("destroy network: %v", err)
 	}
 }

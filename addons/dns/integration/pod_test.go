@@ -4,8 +4,6 @@ import (
 	"context"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +13,7 @@ import (
 	"github.com/skiffhq/skiff/internal/testimages"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/agent"
-	"github.com/skiffhq/skiff/nodeagent/network"
 	"github.com/skiffhq/skiff/nodeagent/proxy"
-	"github.com/skiffhq/skiff/nodeagent/runtime"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -175,43 +171,8 @@ func cleanupAgent(t *testing.T, ts *testserver.Server, a *agent.Agent, opts agen
 	for _, p := range pods.Items {
 		_ = ts.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(1))})
 	}
-	ours := func(rt *runtime.Runtime) []runtime.Container {
-		cs, _ := rt.List(ctx)
-		var out []runtime.Container
-		for _, c := range cs {
-			if strings.HasPrefix(c.Labels[runtime.LabelLogPath], opts.PodLogDir) {
-				out = append(out, c)
-			}
-		}
-		return out
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) && a.Runtime() != nil && len(ours(a.Runtime())) > 0 {
-		time.Sleep(200 * time.Millisecond)
-	}
-	a.Stop()
+	nodetest.Sweep(t, a, opts)
 	if err := proxy.Cleanup(opts.Proxy); err != nil {
 		t.Errorf("proxy cleanup: %v", err)
-	}
-	if rt, err := runtime.New(ctx, runtime.Options{}); err == nil {
-		for _, c := range ours(rt) {
-			_ = rt.Remove(ctx, c.ID)
-		}
-		rt.Close()
-	}
-	nm, err := network.New(network.Options{StateDir: filepath.Join(opts.StateDir, "network"), PodCIDR: podCIDR, Bridge: bridge, NetNSDir: opts.NetNSDir})
-	if err != nil {
-		return
-	}
-	ents, _ := os.ReadDir(filepath.Join(opts.StateDir, "pods"))
-	for _, ent := range ents {
-		_ = nm.Teardown(ctx, ent.Name(), "", "", "", nil)
-	}
-	nss, _ := os.ReadDir(opts.NetNSDir)
-	for _, n := range nss {
-		_ = exec.Command("umount", filepath.Join(opts.NetNSDir, n.Name())).Run()
-	}
-	if err := nm.Destroy(); err != nil {
-		t.Errorf("destroy network: %v", err)
 	}
 }

@@ -7,9 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -23,7 +20,6 @@ import (
 	"github.com/skiffhq/skiff/internal/nodetest"
 	"github.com/skiffhq/skiff/internal/testimages"
 	"github.com/skiffhq/skiff/nodeagent/agent"
-	"github.com/skiffhq/skiff/nodeagent/network"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -93,42 +89,7 @@ func cleanupNode(t *testing.T, e *env, a *agent.Agent, opts agent.Options) {
 			_ = cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
 		}
 	}
-	ours := func(rt *runtime.Runtime) []runtime.Container {
-		all, _ := rt.List(ctx)
-		var out []runtime.Container
-		for _, c := range all {
-			if strings.HasPrefix(c.Labels[runtime.LabelLogPath], opts.PodLogDir) {
-				out = append(out, c)
-			}
-		}
-		return out
-	}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && a.Runtime() != nil && len(ours(a.Runtime())) > 0; {
-		time.Sleep(200 * time.Millisecond)
-	}
-	a.Stop()
-	if rt, err := runtime.New(ctx, runtime.Options{}); err == nil {
-		for _, c := range ours(rt) {
-			_ = rt.Remove(ctx, c.ID)
-		}
-		rt.Close()
-	}
-	nm, err := network.New(network.Options{StateDir: filepath.Join(opts.StateDir, "network"), PodCIDR: podsCIDR, Bridge: podsBridge, NetNSDir: opts.NetNSDir})
-	if err != nil {
-		t.Errorf("network cleanup: %v", err)
-		return
-	}
-	ents, _ := os.ReadDir(filepath.Join(opts.StateDir, "pods"))
-	for _, ent := range ents {
-		_ = nm.Teardown(ctx, ent.Name(), "", "", "", nil)
-	}
-	nss, _ := os.ReadDir(opts.NetNSDir)
-	for _, n := range nss {
-		_ = exec.Command("umount", filepath.Join(opts.NetNSDir, n.Name())).Run()
-	}
-	if err := nm.Destroy(); err != nil {
-		t.Errorf("destroy network: %v", err)
-	}
+	nodetest.Sweep(t, a, opts)
 }
 
 // deployment makes a Deployment of the test server image with a

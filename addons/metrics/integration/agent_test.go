@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/skiffhq/skiff/internal/testimages"
 	"github.com/skiffhq/skiff/internal/testserver"
 	"github.com/skiffhq/skiff/nodeagent/agent"
-	"github.com/skiffhq/skiff/nodeagent/network"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 	"github.com/skiffhq/skiff/server"
 	corev1 "k8s.io/api/core/v1"
@@ -255,42 +253,7 @@ func cleanupAgent(t *testing.T, s *testserver.Server, a *agent.Agent, opts agent
 	for _, p := range pods.Items {
 		_ = s.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
 	}
-	ours := func(rt *runtime.Runtime) []runtime.Container {
-		cs, _ := rt.List(ctx)
-		var out []runtime.Container
-		for _, c := range cs {
-			if strings.HasPrefix(c.Labels[runtime.LabelLogPath], opts.PodLogDir) {
-				out = append(out, c)
-			}
-		}
-		return out
-	}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && len(ours(a.Runtime())) > 0; {
-		time.Sleep(200 * time.Millisecond)
-	}
-	a.Stop()
-	if rt, err := runtime.New(ctx, runtime.Options{}); err == nil {
-		for _, c := range ours(rt) {
-			_ = rt.Remove(ctx, c.ID)
-		}
-		rt.Close()
-	}
-	nm, err := network.New(network.Options{StateDir: filepath.Join(opts.StateDir, "network"), PodCIDR: opts.PodCIDR, Bridge: opts.Bridge, NetNSDir: opts.NetNSDir})
-	if err != nil {
-		t.Errorf("network cleanup: %v", err)
-		return
-	}
-	ents, _ := os.ReadDir(filepath.Join(opts.StateDir, "pods"))
-	for _, ent := range ents {
-		_ = nm.Teardown(ctx, ent.Name(), "", "", "", nil)
-	}
-	nss, _ := os.ReadDir(opts.NetNSDir)
-	for _, n := range nss {
-		_ = exec.Command("umount", filepath.Join(opts.NetNSDir, n.Name())).Run()
-	}
-	if err := nm.Destroy(); err != nil {
-		t.Errorf("destroy network: %v", err)
-	}
+	nodetest.Sweep(t, a, opts)
 }
 
 // containerPid is the main process of the pod's first container.
