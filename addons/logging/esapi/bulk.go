@@ -275,86 +275,250 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request, defIndex string) 
 	if err != nil {
 		return err
 	}
-	out := make([]byte, 0, 64+len(items)*200)
-	out = append(out, `{"errors":`...)
-	errPos := len(out)
-	out = append(out, `false,"took":`...)
-	took := time.Since(start).Milliseconds()
-	out = strconv.AppendInt(out, took, 10)
-	out = append(out, `,"items":[`...)
+	fp, ok := parseFilterPath(r.URL.Query().Get("filter_path"))
+	if !ok {
+		fp = nil // not implemented: answer unfiltered, a superset
+	}
+	return writeRaw(w, http.StatusOK, renderBulk(items, res, time.Since(start).Milliseconds(), fp))
+}
+
+// Fields of a _bulk response item, in the order they are written.
+const (
+	fIndex = iota
+	fID
+	fVersion
+	fResult
+	fShards
+	fSeqNo
+	fPrimaryTerm
+	fStatus
+	fError
+	nItemFields
+)
+
+var itemFieldNames = [nItemFields]string{"_index", "_id", "_version", "result", "_shards", "_seq_no", "_primary_term", "status", "error"}
+
+// actionSel is what a filterPath keeps of the items of one action: sel
+// per field, and for the two objects sel per sub-field.
+type actionSel struct {
+	sel    [nItemFields]int
+	shards [3]int // total, successful, failed
+	err    [3]int // type, reason, index
+	any    bool
+}
+
+func newActionSel(fp filterPath, action string) *actionSel {
+	a := &actionSel{}
+	for f := range nItemFields {
+		a.sel[f] = scalarSel(fp.sel("items", action, itemFieldNames[f]), f != fShards && f != fError)
+		a.any = a.any || a.sel[f] != selNone
+	}
+	for i, k := range []string{"total", "successful", "failed"} {
+		a.shards[i] = scalarSel(fp.sel("items", action, "_shards", k), true)
+	}
+	for i, k := range []string{"type", "reason", "index"} {
+		a.err[i] = scalarSel(fp.sel("items", action, "error", k), true)
+	}
+	return a
+}
+
+// scalarSel is s for a field that is a scalar when scalar: a pattern
+// reaching below it (selSome) selects nothing of it.
+func scalarSel(s int, scalar bool) int {
+	if scalar && s == selSome {
+		return selNone
+	}
+	return s
+}
+
+// jw appends the fields of JSON objects; field counts per object are the
+// caller's, so an object left empty can be cut (drop).
+type jw struct{ b []byte }
+
+// field starts the field key of an object that has *n fields so far and
+// returns the mark drop needs.
+func (w *jw) field(n *int, key string) (mark, before int) {
+	mark, before = len(w.b), *n
+	if *n > 0 {
+		w.b = append(w.b, ',')
+	}
+	*n++
+	w.b = append(w.b, '"')
+	w.b = append(w.b, key...)
+	w.b = append(w.b, '"', ':')
+	return mark, before
+}
+
+// drop removes the field started at mark.
+func (w *jw) drop(n *int, mark, before int) { w.b, *n = w.b[:mark], before }
+
+// renderBulk renders the _bulk response, keeping what fp selects.
+func renderBulk(items []bulkItem, res []store.OpResult, took int64, fp filterPath) []byte {
 	anyErr := false
 	for i := range items {
-		it := &items[i]
-		if i > 0 {
-			out = append(out, ',')
+		if it := &items[i]; it.op < 0 || res[it.op].Status != 201 && res[it.op].Status != 200 {
+			anyErr = true
+			break
 		}
-		out = append(out, `{"`...)
-		out = append(out, it.action...)
-		out = append(out, `":{"_index":`...)
-		out = appendJSONString(out, it.index)
-		if it.op < 0 {
-			anyErr = true
-			if it.id != "" {
-				out = append(out, `,"_id":`...)
-				out = appendJSONString(out, it.id)
+	}
+	size := 64 + len(items)*200
+	if fp != nil {
+		size = 64 + len(items)*32
+	}
+	w := &jw{b: make([]byte, 0, size)}
+	w.b = append(w.b, '{')
+	top := 0
+	if fp.sel("errors") == selAll {
+		w.field(&top, "errors")
+		w.b = strconv.AppendBool(w.b, anyErr)
+	}
+	if fp.sel("took") == selAll {
+		w.field(&top, "took")
+		w.b = strconv.AppendInt(w.b, took, 10)
+	}
+	if s := fp.sel("items"); s != selNone {
+		mark, before := w.field(&top, "items")
+		w.b = append(w.b, '[')
+		sels := map[string]*actionSel{}
+		n := 0
+		for i := range items {
+			it := &items[i]
+			a := sels[it.action]
+			if a == nil {
+				a = newActionSel(fp, it.action)
+				sels[it.action] = a
 			}
-			out = appendItemError(out, 400, "illegal_argument_exception", it.err, it.index)
-			out = append(out, "}}"...)
-			continue
+			if !a.any {
+				continue
+			}
+			var r store.OpResult
+			if it.op >= 0 {
+				r = res[it.op]
+			}
+			m := len(w.b)
+			if n > 0 {
+				w.b = append(w.b, ',')
+			}
+			w.b = append(w.b, '{')
+			one := 0
+			am, ab := w.field(&one, it.action)
+			w.b = append(w.b, '{')
+			if renderItem(w, a, it, &r) == 0 {
+				w.drop(&one, am, ab)
+				w.b = w.b[:m]
+				continue
+			}
+			w.b = append(w.b, '}', '}')
+			n++
 		}
-		r := res[it.op]
-		out = append(out, `,"_id":`...)
-		out = appendJSONString(out, r.ID)
-		switch r.Status {
-		case 201, 200:
-			result := "created"
-			if r.Status == 200 {
-				result = "noop"
+		if n == 0 && s == selSome {
+			w.drop(&top, mark, before)
+		} else {
+			w.b = append(w.b, ']')
+		}
+	}
+	return append(w.b, '}')
+}
+
+// renderItem appends the fields a selects of one item's object and returns
+// how many it wrote.
+func renderItem(w *jw, a *actionSel, it *bulkItem, r *store.OpResult) int {
+	n := 0
+	if a.sel[fIndex] != selNone {
+		w.field(&n, "_index")
+		w.b = appendJSONString(w.b, it.index)
+	}
+	id := r.ID
+	if it.op < 0 {
+		id = it.id
+	}
+	if id != "" && a.sel[fID] != selNone {
+		w.field(&n, "_id")
+		w.b = appendJSONString(w.b, id)
+	}
+	status, typ, reason := r.Status, "", ""
+	switch {
+	case it.op < 0:
+		status, typ, reason = 400, "illegal_argument_exception", it.err
+	case status == 201 || status == 200:
+		if a.sel[fVersion] != selNone {
+			w.field(&n, "_version")
+			w.b = append(w.b, '1')
+		}
+		if a.sel[fResult] != selNone {
+			w.field(&n, "result")
+			if status == 200 {
+				w.b = append(w.b, `"noop"`...)
+			} else {
+				w.b = append(w.b, `"created"`...)
 			}
-			out = append(out, `,"_version":1,"result":"`...)
-			out = append(out, result...)
-			out = append(out, `","_shards":{"total":1,"successful":1,"failed":0},"_seq_no":`...)
-			out = strconv.AppendInt(out, r.Seq, 10)
-			out = append(out, `,"_primary_term":1,"status":`...)
-			out = strconv.AppendInt(out, int64(r.Status), 10)
-		case 409:
-			anyErr = true
-			out = appendItemError(out, 409, "version_conflict_engine_exception", "["+r.ID+"]: version conflict, document already exists (current version [1])", it.index)
-		default:
-			anyErr = true
-			msg := "failed to parse"
-			if r.Err != nil {
-				msg = "failed to parse: " + r.Err.Error()
+		}
+		if a.sel[fShards] != selNone {
+			mark, before := w.field(&n, "_shards")
+			w.b = append(w.b, '{')
+			k := 0
+			for i, name := range [3]string{"total", "successful", "failed"} {
+				if a.sel[fShards] == selAll || a.shards[i] != selNone {
+					w.field(&k, name)
+					w.b = append(w.b, "110"[i])
+				}
 			}
-			typ := "document_parsing_exception"
-			if r.Err != nil && isIndexNameErr(r.Err) {
+			if k == 0 {
+				w.drop(&n, mark, before)
+			} else {
+				w.b = append(w.b, '}')
+			}
+		}
+		if a.sel[fSeqNo] != selNone {
+			w.field(&n, "_seq_no")
+			w.b = strconv.AppendInt(w.b, r.Seq, 10)
+		}
+		if a.sel[fPrimaryTerm] != selNone {
+			w.field(&n, "_primary_term")
+			w.b = append(w.b, '1')
+		}
+	case status == 409:
+		typ, reason = "version_conflict_engine_exception", "["+r.ID+"]: version conflict, document already exists (current version [1])"
+	default:
+		status, typ, reason = 400, "document_parsing_exception", "failed to parse"
+		if r.Err != nil {
+			reason = "failed to parse: " + r.Err.Error()
+			if isIndexNameErr(r.Err) {
 				typ = "invalid_index_name_exception"
 			}
-			out = appendItemError(out, 400, typ, msg, it.index)
 		}
-		out = append(out, "}}"...)
 	}
-	out = append(out, "]}"...)
-	if anyErr {
-		out = append(out[:errPos], append([]byte("true"), out[errPos+5:]...)...)
+	if a.sel[fStatus] != selNone {
+		w.field(&n, "status")
+		w.b = strconv.AppendInt(w.b, int64(status), 10)
 	}
-	return writeRaw(w, http.StatusOK, out)
+	if typ != "" && a.sel[fError] != selNone {
+		mark, before := w.field(&n, "error")
+		w.b = append(w.b, '{')
+		k := 0
+		if a.sel[fError] == selAll || a.err[0] != selNone {
+			w.field(&k, "type")
+			w.b = appendJSONString(w.b, typ)
+		}
+		if a.sel[fError] == selAll || a.err[1] != selNone {
+			w.field(&k, "reason")
+			w.b = appendJSONString(w.b, reason)
+		}
+		if a.sel[fError] == selAll || a.err[2] != selNone {
+			w.field(&k, "index")
+			w.b = appendJSONString(w.b, it.index)
+		}
+		if k == 0 {
+			w.drop(&n, mark, before)
+		} else {
+			w.b = append(w.b, '}')
+		}
+	}
+	return n
 }
 
 func isIndexNameErr(err error) bool {
 	return err != nil && bytes.Contains([]byte(err.Error()), []byte("invalid index name"))
-}
-
-func appendItemError(out []byte, status int, typ, reason, index string) []byte {
-	out = append(out, `,"status":`...)
-	out = strconv.AppendInt(out, int64(status), 10)
-	out = append(out, `,"error":{"type":"`...)
-	out = append(out, typ...)
-	out = append(out, `","reason":`...)
-	out = appendJSONString(out, reason)
-	out = append(out, `,"index":`...)
-	out = appendJSONString(out, index)
-	return append(out, '}')
 }
 
 // appendJSONString appends s as a JSON string.
