@@ -104,6 +104,12 @@ func jsonObject(msg []byte) map[string]json.RawMessage {
 
 // writeString writes s as a JSON string; invalid UTF-8 becomes U+FFFD.
 func writeString(buf *bytes.Buffer, s string) {
+	if plainASCII(s) {
+		buf.WriteByte('"')
+		buf.WriteString(s)
+		buf.WriteByte('"')
+		return
+	}
 	if !utf8.ValidString(s) {
 		s = string(bytes.ToValidUTF8([]byte(s), []byte("\uFFFD")))
 	}
@@ -114,15 +120,24 @@ func writeString(buf *bytes.Buffer, s string) {
 // writeBytes writes b as a JSON string as writeString does, without
 // going through encoding/json for the common printable ASCII text.
 func writeBytes(buf *bytes.Buffer, b []byte) {
-	for _, c := range b {
-		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			writeString(buf, string(b))
-			return
-		}
+	if !plainASCII(b) {
+		writeString(buf, string(b))
+		return
 	}
 	buf.WriteByte('"')
 	buf.Write(b)
 	buf.WriteByte('"')
+}
+
+// plainASCII reports whether s is printable ASCII that encoding/json
+// writes as is (no escapes, none of its HTML-escaped <, >, &).
+func plainASCII[T string | []byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // encoded renders m's JSON once, before m is shared (encode reuses it).
