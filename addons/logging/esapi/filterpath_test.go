@@ -65,7 +65,7 @@ func TestBulkFilterPath(t *testing.T) {
 				`{"update":{"error":{"type":"illegal_argument_exception"}}},{"index":{"error":{"type":"document_parsing_exception"}}}]}`},
 		{"?filter_path=items.*.result", `{}`},
 		{"?filter_path=nothing", `{}`},
-		{"?filter_path=err*,-took", full},     // exclusions: not implemented, answered in full
+		{"?filter_path=err*,-took", full},      // exclusions: not implemented, answered in full
 		{"?filter_path=items.**.status", full}, // ** likewise
 		{"?filter_path=", full},
 	} {

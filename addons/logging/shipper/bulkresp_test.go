@@ -71,3 +71,15 @@ func FuzzBulkResponse(f *testing.F) {
 		}
 	})
 }
+
+// TestLoopbackURL: gzip is left off only for a sink on this host.
+func TestLoopbackURL(t *testing.T) {
+	for u, want := range map[string]bool{
+		"http://127.0.0.1:9200": true, "https://localhost/logs": true, "http://[::1]:9200": true, "http://127.3.2.1": true,
+		"https://10.0.0.5:6443/logs": false, "https://es.example.com": false, "http://[fe80::1]:9200": false, "::bad": false,
+	} {
+		if got := loopbackURL(u); got != want {
+			t.Errorf("loopbackURL(%q) = %v, want %v", u, got, want)
+		}
+	}
+}
