@@ -157,7 +157,11 @@ func TestEmbeddedStore(t *testing.T) {
 		t.Fatalf("store holds %d lines, want exactly %d", got, n)
 	}
 	if st := s2.Stats(); st.Duplicates == 0 {
-		t.Fatalf("stats %+v: the re-shipped lines were not answered 409", st)
+		dl, _ := os.ReadFile(filepath.Join(state, "deadletter.log"))
+		if len(dl) > 2000 {
+			dl = dl[:2000]
+		}
+		t.Fatalf("stats %+v: the re-shipped lines were not answered 409; DL %s", st, dl)
 	}
 }
 
