@@ -13,6 +13,13 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/skiffhq/skiff/version.gitCommit=$(VERSION)
 DATA_DIR ?= /var/lib/skiff
 PKGS_RACE := ./controlplane/... ./server/... ./internal/... ./backend/...
+# Outside PKGS_RACE: the packages whose tests run real pods, import images
+# into this machine's containerd, or change the host's network namespaces,
+# bridges or nftables. test-go runs them one at a time and the other
+# packages two at a time. A new package that does any of this goes here.
+PKGS_NODE := $(addprefix github.com/skiffhq/skiff/,addons/dns/integration addons/ingress/integration \
+	addons/logging/shipper/integration addons/metrics/integration cmd/skiff \
+	nodeagent/agent nodeagent/network nodeagent/proxy nodeagent/runtime)
 
 .PHONY: help web test-web build run test test-go test-e2e test-chaos lint fmt vet boundaries bench fuzz vulncheck clean deps
 
@@ -43,10 +50,13 @@ test-go: build ## unit and integration tests (race detector on the concurrent pa
 	$(GO) test -count=1 -race -timeout 30m $(PKGS_RACE)
 	# Code built only with -tags failpoints: its parser and the shipper killed between ack and checkpoint.
 	$(GO) test -count=1 -tags failpoints -run 'Failpoints|TestKilledBeforeCheckpoint' ./internal/failpoint ./addons/logging/shipper
+	# The packages that touch no containerd, host network namespace or
+	# nftables, two at a time (go test's default -p on this machine).
+	$(GO) test -count=1 -timeout 30m $(filter-out $(PKGS_NODE),$(shell $(GO) list ./... | grep -v -e /controlplane/ -e /server -e /internal/ -e /backend -e /e2e))
 	# One package at a time: the node agent, proxy and DNS pod tests share this
 	# machine's containerd, images and netfilter, and disturb each other when
 	# they run at once.
-	$(GO) test -count=1 -p 1 -timeout 30m $(shell $(GO) list ./... | grep -v -e /controlplane/ -e /server -e /internal/ -e /backend -e /e2e)
+	$(GO) test -count=1 -p 1 -timeout 30m $(PKGS_NODE)
 
 test-e2e: build ## end-to-end tests: the real kubectl against bin/skiff
 	# The failpoint chaos test needs the server built with its failpoints.

@@ -74,6 +74,9 @@ type Config struct {
 	AdvertiseAddress string
 	// EtcdLogLevel is the embedded etcd's own log level (default "error").
 	EtcdLogLevel string
+	// EtcdUnsafeNoFsync runs the embedded etcd without fsync (see
+	// storage.EmbeddedConfig.UnsafeNoFsync): only for test servers.
+	EtcdUnsafeNoFsync bool
 	// WatchCacheSize is the per-resource event history for watch resume.
 	WatchCacheSize int
 	// WatchBookmarkInterval is how often watchers that allow bookmarks get
@@ -469,6 +472,8 @@ func (s *Server) startDatastore(ctx context.Context) error {
 				PeerTLS:   et.files(et.peer),
 				Logger:    cfg.Logger,
 				LogLevel:  cfg.EtcdLogLevel,
+				// Only test servers set it.
+				UnsafeNoFsync: cfg.EtcdUnsafeNoFsync,
 			}
 			joining := s.ha != nil && s.ha.join != nil
 			if joining {

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -301,5 +303,49 @@ func checkWritesRefused(ctx context.Context, t *testing.T, s *Store, rev int64, 
 	}
 	if _, err := s.Get(ctx, "/k/b"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a refused create was stored: %v", err)
+	}
+}
+
+// walFsyncs is how many WAL fsyncs this process's etcd members have made
+// (etcd counts them in the default Prometheus registry).
+func walFsyncs(t *testing.T) uint64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "etcd_disk_wal_fsync_duration_seconds" {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatal("etcd_disk_wal_fsync_duration_seconds is not registered")
+	return 0
+}
+
+// TestEmbeddedUnsafeNoFsync: writes to a member started with
+// UnsafeNoFsync make no WAL fsync; the same writes to a default member do.
+func TestEmbeddedUnsafeNoFsync(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	fsyncsFor := func(noFsync bool) uint64 {
+		e, err := StartEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), ClientURL: freeURL(t), PeerURL: freeURL(t), LogLevel: "fatal", UnsafeNoFsync: noFsync})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		before := walFsyncs(t)
+		for i := range 20 {
+			if _, err := e.Client().Put(ctx, fmt.Sprintf("/k/%d", i), "v"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return walFsyncs(t) - before
+	}
+	if n := fsyncsFor(true); n != 0 {
+		t.Errorf("UnsafeNoFsync: 20 writes made %d WAL fsyncs, want 0", n)
+	}
+	if n := fsyncsFor(false); n < 20 {
+		t.Errorf("default: 20 writes made %d WAL fsyncs, want one each at least", n)
 	}
 }

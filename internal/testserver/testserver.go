@@ -60,6 +60,13 @@ func StartWith(t harness.T, cfg server.Config) *Server {
 	if cfg.EtcdLogLevel == "" && os.Getenv("SKIFF_TEST_LOG") == "" {
 		cfg.EtcdLogLevel = "fatal"
 	}
+	// A test's etcd skips fsync: its writes then do not wait behind the
+	// machine's other disk writes (other tests, the linker), which once
+	// held one past etcd's 7 s request timeout. Durability across a
+	// machine crash is no test's subject; SKIFF_TEST_FSYNC=1 keeps it.
+	if os.Getenv("SKIFF_TEST_FSYNC") == "" {
+		cfg.EtcdUnsafeNoFsync = true
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s, err := server.Start(ctx, cfg)

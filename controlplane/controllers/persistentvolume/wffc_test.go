@@ -17,6 +17,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 )
@@ -224,9 +225,10 @@ func TestWaitForFirstConsumer(t *testing.T) {
 			pvc, st := claimState(c, ns, "ext")
 			return pvc != nil && pvc.Annotations[persistentvolume.AnnSelectedNode] == names[2], st
 		})
-		pvc, _ := claimState(c, ns, "ext")
-		delete(pvc.Annotations, persistentvolume.AnnSelectedNode)
-		if _, err := c.CoreV1().PersistentVolumeClaims(ns).Update(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+		// A merge patch, as the controllers write the claim too (its
+		// status, finalizers): a read-modify-write here can conflict.
+		reset := fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, persistentvolume.AnnSelectedNode)
+		if _, err := c.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, "ext", types.MergePatchType, []byte(reset), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		waitEvent(t, c, ns, "Pod", "ext-user", "FailedScheduling", `selectedNode annotation reset for PVC "ext"`)
