@@ -57,6 +57,8 @@ type podsBenchOpts struct {
 	latencyPods, densityPods, workers int
 	interval, burst, timeout, settle  time.Duration
 	dataDir                           string
+	// containerd is the socket of the containerd the agent uses.
+	containerd string
 	// profileDir, when set, receives the agent's heap and goroutine
 	// profiles with the density phase's pods running.
 	profileDir string
@@ -72,13 +74,25 @@ type podsLatency struct {
 	// Slowest are the three slowest pods, slowest first (lat-000 is the
 	// phase's first pod): whether an outlier is a cold start or a stall.
 	Slowest []podStart `json:"slowest"`
+	// WarningEvents counts the phase's Warning events by reason
+	// (FailedMount, FailedCreatePodSandBox, BackOff, ...): a retry a pod
+	// waited out shows here.
+	WarningEvents map[string]int `json:"warning_events,omitempty"`
+	// Host is the machine's stall time over the phase (see hostStall).
+	Host *hostStall `json:"host,omitempty"`
 }
 
 // podStart is one pod's startup latency.
 type podStart struct {
 	Pod string  `json:"pod"`
 	Ms  float64 `json:"ms"`
-	d   time.Duration
+	// Agent splits the latency (from the agent's start trace).
+	Agent *podTrace `json:"agent,omitempty"`
+	// Host is the machine's stall time while the pod started: a slow
+	// pod with seconds of it waited for the machine.
+	Host    *hostStall `json:"host,omitempty"`
+	d       time.Duration
+	created time.Time
 }
 
 type podsDensity struct {
@@ -100,10 +114,14 @@ type podsTargets struct {
 }
 
 type podsBenchResult struct {
-	Benchmark string      `json:"benchmark"`
-	CPUs      int         `json:"cpus"`
-	LoadAvg   float64     `json:"load_avg_1m_at_start"`
-	Latency   podsLatency `json:"startup_latency"`
+	Benchmark string  `json:"benchmark"`
+	CPUs      int     `json:"cpus"`
+	LoadAvg   float64 `json:"load_avg_1m_at_start"`
+	// FreshPageUs is the machine's cost of touching a newly mapped page
+	// (freshPageCost over 64 MiB), at the start and after the density
+	// phase: a cold VM pays it in every process a pod start runs.
+	FreshPageUs *freshPage  `json:"fresh_page_us,omitempty"`
+	Latency     podsLatency `json:"startup_latency"`
 	// Burst is the same at --burst-interval, faster than the node starts
 	// pods: queueing, not startup, shows there (no target).
 	Burst        *podsLatency `json:"startup_latency_burst,omitempty"`
@@ -119,6 +137,11 @@ type podsBenchResult struct {
 	// here leaked.
 	LeftAfterTeardown *podsLeft `json:"left_after_teardown,omitempty"`
 	Note              string    `json:"note"`
+}
+
+type freshPage struct {
+	AtStart float64 `json:"at_start"`
+	AtEnd   float64 `json:"at_end,omitempty"`
 }
 
 type podsLeft struct {
@@ -148,6 +171,7 @@ func podsCommand() *cobra.Command {
 	f.IntVar(&o.workers, "workers", 10, "concurrent creators in the density phase")
 	f.DurationVar(&o.settle, "settle", 5*time.Second, "wait after all density pods are Ready before reading the agent's RSS")
 	f.DurationVar(&o.timeout, "phase-timeout", 5*time.Minute, "give up on a phase after this long")
+	f.StringVar(&o.containerd, "containerd", "/run/containerd/containerd.sock", "containerd's socket (the agent's --container-runtime-endpoint)")
 	f.StringVar(&o.dataDir, "data-dir", "", "server and agent data directory (default: a temporary directory)")
 	f.StringVar(&o.profileDir, "profile-dir", "", "write the agent's heap profile (the heap profiler is then on in the agent: GODEBUG=memprofilerate=524288 unless GODEBUG sets a rate), goroutine profiles, memory stats, smaps and resident KiB per section of the executable into DIR/1 once the density phase's RSS is read (that RSS then includes the profiler), and into DIR/2 if pods are left after the teardown")
 	return cmd
@@ -156,7 +180,7 @@ func podsCommand() *cobra.Command {
 // podsAgentCommand is the node agent the benchmark runs in a process of
 // its own, so that its RSS is the agent's alone.
 func podsAgentCommand() *cobra.Command {
-	var kubeconfig, state, node string
+	var kubeconfig, state, node, ctrd, traceLog string
 	cmd := &cobra.Command{
 		Use:    "pods-agent",
 		Hidden: true,
@@ -171,10 +195,21 @@ func podsAgentCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("kubeconfig: %w", err)
 			}
+			// Warnings to stderr; everything from debug up, as JSON, to
+			// the trace log, for the pod start traces.
+			var handler slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})
+			if traceLog != "" {
+				f, err := os.Create(traceLog)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				handler = slog.NewMultiHandler(handler, slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			}
 			opts := agent.Options{
 				NodeName: node, NodeIP: "127.0.0.1", StateDir: state, PodLogDir: filepath.Join(state, "logs"),
 				PodCIDR: podsBenchCIDR, Bridge: podsBenchBridge, NetNSDir: filepath.Join(state, "netns"),
-				Port: 0, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+				ContainerdAddress: ctrd, Port: 0, Logger: slog.New(handler),
 			}
 			a, err := agent.Start(ctx, rc, opts)
 			if err != nil {
@@ -189,6 +224,8 @@ func podsAgentCommand() *cobra.Command {
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "node credential")
 	cmd.Flags().StringVar(&state, "state", "", "agent state folder")
 	cmd.Flags().StringVar(&node, "node", "", "node name")
+	cmd.Flags().StringVar(&ctrd, "containerd", "", "containerd's socket")
+	cmd.Flags().StringVar(&traceLog, "trace-log", "", "write the agent's log from debug level up, as JSON, to this file")
 	return cmd
 }
 
@@ -207,6 +244,9 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 	}
 	res = &podsBenchResult{Benchmark: "pods", CPUs: runtime.NumCPU(), LoadAvg: bench.LoadAvg(),
 		Targets: podsTargets{P50Ms: podsTargetP50Ms, P99Ms: podsTargetP99Ms, AgentRSSMiB: podsTargetRSSMiB}}
+	if us, err := freshPageCost(64); err == nil {
+		res.FreshPageUs = &freshPage{AtStart: us}
+	}
 	dir := o.dataDir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "skiff-bench-pods-")
@@ -239,7 +279,9 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 	if err != nil {
 		return nil, err
 	}
-	child := exec.Command(self, "pods-agent", "--kubeconfig", kubeconfig, "--state", state, "--node", node)
+	traceLog := filepath.Join(dir, "agent-trace.log")
+	child := exec.Command(self, "pods-agent", "--kubeconfig", kubeconfig, "--state", state, "--node", node,
+		"--containerd", o.containerd, "--trace-log", traceLog)
 	child.Stdout, child.Stderr = os.Stderr, os.Stderr
 	if o.profileDir != "" {
 		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
@@ -260,7 +302,7 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 	exited := make(chan error, 1)
 	go func() { exited <- child.Wait() }()
 	defer func() {
-		left, cerr := cleanupPodsBench(ctx, cs, node, state, o.profileDir, child, exited)
+		left, cerr := cleanupPodsBench(ctx, cs, o.containerd, node, state, o.profileDir, child, exited)
 		if err == nil && cerr != nil {
 			err = cerr
 		}
@@ -296,7 +338,11 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 	latency := func(interval time.Duration) (*podsLatency, error) {
 		po := o
 		po.interval = interval
+		stalls := startStallSampler(50 * time.Millisecond)
+		phaseStart := time.Now()
 		lat, err := podsLatencyPhase(ctx, cs, node, po)
+		phaseEnd := time.Now()
+		stalls.Stop()
 		if err != nil {
 			return nil, fmt.Errorf("latency phase (one pod every %v): %w", interval, err)
 		}
@@ -305,20 +351,31 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 		for i, p := range lat {
 			ds[i] = p.d
 		}
+		traces, err := readPodTraces(traceLog)
+		if err != nil {
+			return nil, err
+		}
 		var slowest []podStart
 		for i := len(lat) - 1; i >= 0 && len(slowest) < 3; i-- {
-			slowest = append(slowest, podStart{Pod: lat[i].Pod, Ms: float64(lat[i].d.Microseconds()) / 1000})
+			slowest = append(slowest, podStart{Pod: lat[i].Pod, Ms: float64(lat[i].d.Microseconds()) / 1000,
+				Agent: traceFor(traces[podsBenchNS+"/"+lat[i].Pod], lat[i].created),
+				Host:  stalls.Between(lat[i].created, lat[i].created.Add(lat[i].d))})
+		}
+		warnings, err := warningEvents(ctx, cs)
+		if err != nil {
+			return nil, err
 		}
 		if err := deleteBenchPods(ctx, cs, o.timeout); err != nil {
 			return nil, err
 		}
 		// The pods left the API at once (grace 0); the next phase starts
 		// once the agent tore them down, not while it does.
-		if err := waitNodeDrained(ctx, node, o.timeout); err != nil {
+		if err := waitNodeDrained(ctx, o.containerd, node, o.timeout); err != nil {
 			return nil, err
 		}
 		return &podsLatency{Pods: len(ds), P50Ms: pctMs(ds, 0.50), P90Ms: pctMs(ds, 0.90), P99Ms: pctMs(ds, 0.99),
-			MaxMs: pctMs(ds, 1), Interval: float64(interval.Milliseconds()), Slowest: slowest}, nil
+			MaxMs: pctMs(ds, 1), Interval: float64(interval.Milliseconds()), Slowest: slowest, WarningEvents: warnings,
+			Host: stalls.Between(phaseStart, phaseEnd)}, nil
 	}
 	lat, err := latency(o.interval)
 	if err != nil {
@@ -350,13 +407,39 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 		_ = child.Process.Signal(syscall.SIGUSR1)
 		time.Sleep(3 * time.Second) // writeProfilesOnSignal
 	}
+	if us, err := freshPageCost(64); err == nil && res.FreshPageUs != nil {
+		res.FreshPageUs.AtEnd = us
+	}
 	res.MeetsP50 = res.Latency.P50Ms < podsTargetP50Ms
 	res.MeetsP99 = res.Latency.P99Ms < podsTargetP99Ms
 	res.MeetsRSS = res.Density.AgentRSSMiB < podsTargetRSSMiB
 	res.MeetsTargets = res.MeetsP50 && res.MeetsP99 && res.MeetsRSS
 	res.Note = "in-process server (no agent) + the node agent in a child process on this machine's containerd; busybox pods (sleep), image present; " +
-		"latency = client create call to the first watch event with phase Running, one pod every --latency-interval (targets) and every --burst-interval (queueing); agent RSS is VmRSS of the child after --settle (peak = VmHWM)"
+		"latency = client create call to the first watch event with phase Running, one pod every --latency-interval (targets) and every --burst-interval (queueing); agent RSS is VmRSS of the child after --settle (peak = VmHWM); host = the machine's stall ms over a pod's start or a phase (PSI some/full, CPU steal); fresh_page_us = µs to touch a newly mapped page (64 MiB), at the start and the end"
 	return res, nil
+}
+
+// warningEvents counts the Warning events of the bench's pods by reason,
+// and deletes them, so that each phase counts its own.
+func warningEvents(ctx context.Context, cs kubernetes.Interface) (map[string]int, error) {
+	evs, err := cs.CoreV1().Events(podsBenchNS).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	var out map[string]int
+	for _, ev := range evs.Items {
+		if ev.Type != corev1.EventTypeWarning {
+			continue
+		}
+		if out == nil {
+			out = map[string]int{}
+		}
+		out[ev.Reason] += max(1, int(ev.Count))
+	}
+	if err := cs.CoreV1().Events(podsBenchNS).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		return nil, fmt.Errorf("delete events: %w", err)
+	}
+	return out, nil
 }
 
 func podsBenchPod(name, node string) *corev1.Pod {
@@ -397,7 +480,7 @@ func podsLatencyPhase(ctx context.Context, cs kubernetes.Interface, node string,
 			t0, ok := created[p.Name]
 			if ok {
 				seen[p.Name] = true
-				out = append(out, podStart{Pod: p.Name, d: now.Sub(t0)})
+				out = append(out, podStart{Pod: p.Name, d: now.Sub(t0), created: t0})
 			}
 			n := len(out)
 			mu.Unlock()
@@ -574,8 +657,8 @@ func writeNodeKubeconfig(srv *server.Server, node, path string) error {
 // bridge.
 // waitNodeDrained waits until the agent of node has removed all its
 // containers.
-func waitNodeDrained(ctx context.Context, node string, timeout time.Duration) error {
-	rt, err := noderuntime.New(ctx, noderuntime.Options{})
+func waitNodeDrained(ctx context.Context, ctrd, node string, timeout time.Duration) error {
+	rt, err := noderuntime.New(ctx, noderuntime.Options{Address: ctrd})
 	if err != nil {
 		return err
 	}
@@ -602,7 +685,7 @@ func waitNodeDrained(ctx context.Context, node string, timeout time.Duration) er
 	}
 }
 
-func cleanupPodsBench(ctx context.Context, cs kubernetes.Interface, node, state, profileDir string, child *exec.Cmd, exited <-chan error) (left podsLeft, err error) {
+func cleanupPodsBench(ctx context.Context, cs kubernetes.Interface, ctrd, node, state, profileDir string, child *exec.Cmd, exited <-chan error) (left podsLeft, err error) {
 	ctx = context.WithoutCancel(ctx)
 	var errs []error
 	defer func() { err = errors.Join(errs...) }()
@@ -612,7 +695,7 @@ func cleanupPodsBench(ctx context.Context, cs kubernetes.Interface, node, state,
 	// The agent tears the pods down before it stops: what it still holds
 	// after a minute (containers, network namespaces, sandbox records) it
 	// would have leaked.
-	if rt, err := noderuntime.New(ctx, noderuntime.Options{}); err == nil {
+	if rt, err := noderuntime.New(ctx, noderuntime.Options{Address: ctrd}); err == nil {
 		for deadline := time.Now().Add(time.Minute); ; time.Sleep(250 * time.Millisecond) {
 			left = podsLeft{}
 			if ctrs, err := rt.List(ctx); err == nil {
@@ -644,7 +727,7 @@ func cleanupPodsBench(ctx context.Context, cs kubernetes.Interface, node, state,
 		_ = child.Process.Kill()
 		<-exited
 	}
-	rt, err := noderuntime.New(ctx, noderuntime.Options{})
+	rt, err := noderuntime.New(ctx, noderuntime.Options{Address: ctrd})
 	if err != nil {
 		errs = append(errs, err)
 		return left, nil

@@ -214,6 +214,9 @@ type Agent struct {
 	rt      *runtime.Runtime
 	net     *network.Manager
 	podCIDR string
+	// seen: when each pod was first seen, for the pod start traces
+	// (trace.go); kept only with debug logging on.
+	seen    podSeen
 	queue   workqueue.TypedRateLimitingInterface[types.UID]
 	pods    cache.Indexer
 	rec     record.EventRecorder
@@ -232,6 +235,7 @@ type Agent struct {
 	mu      sync.Mutex
 	backoff map[string]time.Time // uid/container → image pull retry time
 	pullN   map[string]int
+	mountN  map[types.UID]int // failed volume setups in a row (mountBackoff)
 	waiting map[types.UID]map[string]corev1.ContainerStateWaiting
 	tokens  map[string]cachedToken // projected service account tokens (files.go)
 
@@ -331,7 +335,12 @@ func Start(ctx context.Context, rc *rest.Config, opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { a.enqueue(o) },
+		AddFunc: func(o any) {
+			if p, ok := o.(*corev1.Pod); ok && a.log.Enabled(runCtx, slog.LevelDebug) {
+				a.seen.note(p.UID)
+			}
+			a.enqueue(o)
+		},
 		UpdateFunc: func(_, o any) { a.enqueue(o) },
 		DeleteFunc: func(o any) {
 			if t, ok := o.(cache.DeletedFinalStateUnknown); ok {

@@ -3,9 +3,11 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -453,7 +455,10 @@ func TestCrashLoopBackOff(t *testing.T) {
 }
 
 func TestHTTPServerPodAndAdoption(t *testing.T) {
-	e := setup(t)
+	var log syncBuffer
+	e := setupWith(t, func(o *agent.Options) {
+		o.Logger = slog.New(slog.NewJSONHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	e.createPod(&corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec: corev1.PodSpec{
@@ -500,6 +505,37 @@ func TestHTTPServerPodAndAdoption(t *testing.T) {
 	}
 	if got := get(); got != "hostname=web path=/hello\n" {
 		t.Fatalf("pod answered %q after the agent restart", got)
+	}
+
+	// The start left one start trace (debug level), in order; the
+	// adoption started nothing and left none.
+	var traces []map[string]any
+	for _, line := range strings.Split(log.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "pod start trace" {
+			traces = append(traces, rec)
+		}
+	}
+	if len(traces) != 1 {
+		t.Fatalf("want 1 pod start trace, got %d: %v", len(traces), traces)
+	}
+	tr := traces[0]
+	stamp := func(k string) time.Time {
+		s, _ := tr[k].(string)
+		ts, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatalf("trace %s: %v (%v)", k, err, tr)
+		}
+		return ts
+	}
+	seen, synced, status := stamp("seen"), stamp("sync"), stamp("status")
+	if tr["pod"] != "default/web" || tr["containers"] != 1.0 || synced.Before(seen) || status.Before(synced) {
+		t.Fatalf("pod start trace: %v", tr)
+	}
+	for _, k := range []string{"sandbox_ms", "create_ms", "start_ms"} {
+		if v, _ := tr[k].(float64); v <= 0 || v > float64(status.Sub(synced).Milliseconds()+1) {
+			t.Fatalf("trace %s = %v, outside the sync (%v): %v", k, tr[k], status.Sub(synced), tr)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -148,6 +149,13 @@ func (a *Agent) oursByLabels(l map[string]string) bool {
 // syncPod brings one pod to its desired state. It returns when to look
 // again (0 = on the next event).
 func (a *Agent) syncPod(ctx context.Context, uid types.UID) (time.Duration, error) {
+	// The start trace is kept only when it can be logged (trace.go); a
+	// nil trace records nothing.
+	var tr *syncTrace
+	if a.log.Enabled(ctx, slog.LevelDebug) {
+		tr = &syncTrace{start: time.Now()}
+		ctx = withSyncTrace(ctx, tr)
+	}
 	pod := a.podByUID(uid)
 	ctrs, err := a.podContainers(ctx, uid)
 	if err != nil {
@@ -163,6 +171,7 @@ func (a *Agent) syncPod(ctx context.Context, uid types.UID) (time.Duration, erro
 		a.sources.track(uid, pod)
 	}
 	if pod == nil {
+		a.seen.take(uid)
 		if len(ctrs) == 0 && sb == nil {
 			return 0, nil
 		}
@@ -209,25 +218,28 @@ func (a *Agent) syncPod(ctx context.Context, uid types.UID) (time.Duration, erro
 			}
 		}
 		var err error
-		if sb, err = a.setupSandbox(ctx, pod); err != nil {
+		t0 := time.Now()
+		sb, err = a.setupSandbox(ctx, pod)
+		tr.add(stepSandbox, t0)
+		if err != nil {
 			a.setWaiting(uid, "", "ContainerCreating", err.Error())
 			a.event(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 			return 0, a.updateStatus(ctx, pod, ctrs, nil)
 		}
 	}
+	t0 := time.Now()
 	mounts, err := a.preparePod(ctx, pod, sb)
+	if err == nil {
+		err = applyFSGroup(pod, mounts)
+	}
+	tr.add(stepPrepare, t0)
 	if err != nil {
 		a.event(pod, corev1.EventTypeWarning, "FailedMount", "%v", err)
 		a.setWaiting(uid, "", "ContainerCreating", err.Error())
 		_ = a.updateStatus(ctx, pod, ctrs, sb)
-		return 5 * time.Second, nil
+		return a.mountFailed(uid), nil
 	}
-	if err := applyFSGroup(pod, mounts); err != nil {
-		a.event(pod, corev1.EventTypeWarning, "FailedMount", "%v", err)
-		a.setWaiting(uid, "", "ContainerCreating", err.Error())
-		_ = a.updateStatus(ctx, pod, ctrs, sb)
-		return 5 * time.Second, nil
-	}
+	a.mountDone(uid)
 
 	requeue := time.Duration(0)
 	initDone := true
@@ -276,6 +288,7 @@ func (a *Agent) syncPod(ctx context.Context, uid types.UID) (time.Duration, erro
 	if err := a.updateStatus(ctx, pod, ctrs, sb); err != nil {
 		return 0, err
 	}
+	a.logStartTrace(ctx, pod, tr, time.Now())
 	return requeue, nil
 }
 
@@ -329,6 +342,43 @@ func lower(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// mountBackoff is how long to wait before setting up the volumes of a
+// pod whose setup failed n times in a row (n >= 1): 500 ms doubling up
+// to 5 s. Upstream starts a failed volume operation's retries at 500 ms
+// too (nestedpendingoperations); it lets them grow to 2m2s, but it also
+// re-examines pods waiting for a claim every 100 ms, and the agent has
+// no watch on claims, so its cap stays at the 5 s it retried at before.
+// A reference the API denies for a moment (the node authorizer has not
+// seen the pod yet) or a ConfigMap created just after its pod then costs
+// half a second, not 5; a change to a watched ConfigMap or Secret
+// requeues the pod at once anyway (sourcewatch.go).
+func mountBackoff(n int) time.Duration {
+	const limit = 5 * time.Second
+	if n > 4 {
+		return limit
+	}
+	return min(500*time.Millisecond<<max(n-1, 0), limit)
+}
+
+// mountFailed counts a failed volume setup of uid and returns when to
+// try again.
+func (a *Agent) mountFailed(uid types.UID) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.mountN == nil {
+		a.mountN = map[types.UID]int{}
+	}
+	a.mountN[uid]++
+	return mountBackoff(a.mountN[uid])
+}
+
+// mountDone forgets uid's failed volume setups.
+func (a *Agent) mountDone(uid types.UID) {
+	a.mu.Lock()
+	delete(a.mountN, uid)
+	a.mu.Unlock()
 }
 
 // crashBackoff is how long to wait before restarting a container whose
@@ -388,7 +438,10 @@ func (a *Agent) ensureContainer(ctx context.Context, pod *corev1.Pod, c *corev1.
 		}
 	}
 
+	tr := traceOf(ctx)
+	t0 := time.Now()
 	img, after, err := a.ensureImage(ctx, pod, c)
+	tr.add(stepImage, t0)
 	if err != nil || after > 0 {
 		return after, err
 	}
@@ -405,7 +458,9 @@ func (a *Agent) ensureContainer(ctx context.Context, pod *corev1.Pod, c *corev1.
 		return 10 * time.Second, nil
 	}
 	_ = os.Remove(cfg.Labels[runtime.LabelLogPath])
+	t0 = time.Now()
 	err = a.rt.Create(ctx, cfg)
+	tr.add(stepCreate, t0)
 	if err == nil {
 		err = failpoint.Inject("agent/after-container-create", pod.Namespace+"/"+pod.Name+"/"+c.Name)
 	}
@@ -415,12 +470,14 @@ func (a *Agent) ensureContainer(ctx context.Context, pod *corev1.Pod, c *corev1.
 		return 10 * time.Second, nil
 	}
 	a.event(pod, corev1.EventTypeNormal, "Created", "Created container %s", c.Name)
+	t0 = time.Now()
 	if err := a.rt.Start(ctx, cfg.ID); err != nil {
 		_ = a.rt.Remove(ctx, cfg.ID)
 		a.setWaiting(pod.UID, c.Name, "RunContainerError", err.Error())
 		a.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 		return 10 * time.Second, nil
 	}
+	tr.add(stepStart, t0)
 	a.clearWaiting(pod.UID, c.Name)
 	a.event(pod, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
 	a.postStart(ctx, pod, c, cfg.ID, sb.IP)
@@ -554,6 +611,7 @@ func (a *Agent) teardown(ctx context.Context, uid types.UID, ctrs map[string][]r
 	}
 	a.mu.Lock()
 	delete(a.waiting, uid)
+	delete(a.mountN, uid)
 	a.mu.Unlock()
 	return nil
 }

@@ -66,3 +66,25 @@ func TestStatusUnchangedAfterTheAPIStoredIt(t *testing.T) {
 		t.Error("a readiness change compares as unchanged")
 	}
 }
+
+// TestMountBackoff: a failed volume setup is retried after 500 ms, then
+// twice as long each time up to 5 s; success forgets the count.
+func TestMountBackoff(t *testing.T) {
+	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
+	a := &Agent{}
+	for i, w := range want {
+		if got := a.mountFailed("u"); got != w {
+			t.Fatalf("failure %d: retry after %v, want %v", i+1, got, w)
+		}
+	}
+	if got := mountBackoff(1000); got != 5*time.Second {
+		t.Fatalf("mountBackoff(1000) = %v", got)
+	}
+	a.mountDone("u")
+	if got := a.mountFailed("u"); got != 500*time.Millisecond {
+		t.Fatalf("after a success the next failure waits %v, want 500ms", got)
+	}
+	if got := a.mountFailed("other"); got != 500*time.Millisecond {
+		t.Fatalf("another pod's first failure waits %v", got)
+	}
+}

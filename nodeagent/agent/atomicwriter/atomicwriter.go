@@ -9,9 +9,10 @@
 // An update writes a complete new timestamped folder, points a temporary
 // symlink at it and renames that over ..data (one atomic step), adds the
 // visible symlinks of new paths, removes those of paths that went away and
-// finally removes the old folder. A reader that opens <dir>/key, or that
-// resolves ..data once and reads below it, sees either the whole old set or
-// the whole new one.
+// finally removes the generations before the old one (the old one stays
+// until the next update). A reader that opens <dir>/key, or that resolves
+// ..data once and reads below it, sees either the whole old set or the
+// whole new one.
 //
 // A file bind mounted on its own (a container's subPath mount) keeps the
 // inode of the generation it was mounted from, so it does not see updates,
@@ -102,8 +103,12 @@ func Write(dir string, payload map[string]File, setPerms func(generation string)
 	if err := syncVisible(dir, clean); err != nil {
 		return err
 	}
-	// Generations other than the current one go (the previous one, and any
-	// left by a write that died half way).
+	// Generations other than the current and the previous one go (older
+	// ones, and any left by a write that died half way). The previous one
+	// stays until the next update: a reader whose path walk resolved
+	// ..data to it just before the swap (<dir>/key -> ..data/key ->
+	// ..<ts>/key) still finds its file; removed at once, as upstream
+	// does, such a read fails with ENOENT now and then.
 	cur, err := os.Readlink(filepath.Join(dir, DataDirName))
 	if err != nil {
 		return fmt.Errorf("atomic writer: %w", err)
@@ -114,7 +119,7 @@ func Write(dir string, payload map[string]File, setPerms func(generation string)
 	}
 	for _, e := range ents {
 		n := e.Name()
-		if n == cur || n == DataDirName || !strings.HasPrefix(n, "..") || !e.IsDir() {
+		if n == cur || n == oldTs || n == DataDirName || !strings.HasPrefix(n, "..") || !e.IsDir() {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -142,10 +143,15 @@ func TestUpdate(t *testing.T) {
 	if got := tree(t, dir); !equal(got, map[string]string{"a": "2", "c": "new"}) {
 		t.Fatalf("after update: %v", got)
 	}
-	for _, gone := range []string{"b", "n", gen1} {
+	for _, gone := range []string{"b", "n"} {
 		if _, err := os.Lstat(filepath.Join(dir, gone)); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s still there after the update (%v)", gone, err)
 		}
+	}
+	// The previous generation stays for readers that resolved ..data to
+	// it just before the swap, until the next update.
+	if _, err := os.Stat(filepath.Join(dir, gen1, "b")); err != nil {
+		t.Errorf("previous generation gone at once: %v", err)
 	}
 	// Modes are not compared (upstream): ownership management adds bits
 	// to a generation without making the next sync write a new one.
@@ -159,15 +165,19 @@ func TestUpdate(t *testing.T) {
 	if same, _ := os.Readlink(filepath.Join(dir, DataDirName)); same != gen2 {
 		t.Fatalf("a mode changed on disk made a new generation")
 	}
-	// Everything removed: an empty volume, only the bookkeeping left.
+	// Everything removed: an empty volume, only the bookkeeping left;
+	// the update before the previous one is gone.
 	if err := Write(dir, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := tree(t, dir); len(got) != 0 {
 		t.Fatalf("empty payload left %v", got)
 	}
-	if h := hidden(t, dir); len(h) != 2 {
-		t.Fatalf("hidden entries %v, want one generation and ..data", h)
+	if _, err := os.Lstat(filepath.Join(dir, gen1)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("generation %s still there two updates later (%v)", gen1, err)
+	}
+	if h := hidden(t, dir); len(h) != 3 || !slices.Contains(h, gen2) {
+		t.Fatalf("hidden entries %v, want the current and the previous (%s) generation and ..data", h, gen2)
 	}
 }
 
@@ -207,8 +217,13 @@ func TestSetPerms(t *testing.T) {
 	if got := tree(t, dir); !equal(got, map[string]string{"k": "v2"}) {
 		t.Fatalf("after a failed hook: %v", got)
 	}
-	if h := hidden(t, dir); len(h) != 2 {
-		t.Fatalf("failed write left %v", h)
+	// The failed generation is gone; the current and the previous stay.
+	// (hidden sorts by name; a generation's name ends in a random
+	// suffix, so two of the same second sort either way.)
+	want := []string{gen1, gen2, DataDirName}
+	sort.Strings(want)
+	if h := hidden(t, dir); !slices.Equal(h, want) {
+		t.Fatalf("failed write left %v, want %v", h, want)
 	}
 }
 
