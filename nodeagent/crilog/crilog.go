@@ -242,7 +242,19 @@ func Parse(line []byte) (Record, error) {
 		// trailing space too.
 		tag, msg = rest, nil
 	}
-	return Record{Time: t, Stream: string(stream), Partial: string(tag) == "P", Message: msg}, nil
+	return Record{Time: t, Stream: streamName(stream), Partial: string(tag) == "P", Message: msg}, nil
+}
+
+// streamName is the stream as a string, without allocating one for the two
+// streams a runtime writes.
+func streamName(b []byte) string {
+	switch string(b) { // compared in place
+	case "stdout":
+		return "stdout"
+	case "stderr":
+		return "stderr"
+	}
+	return string(b)
 }
 
 // Options select what Read returns, as the pods/log query does.

@@ -35,6 +35,9 @@ func FuzzParse(f *testing.F) {
 		if bytes.IndexByte([]byte(rec.Stream), ' ') >= 0 {
 			t.Fatalf("stream name %q holds a space", rec.Stream)
 		}
+		if fields := bytes.SplitN(line, []byte{' '}, 3); rec.Stream != string(fields[1]) {
+			t.Fatalf("stream %q, the line says %q", rec.Stream, fields[1])
+		}
 		var b []byte
 		b = rec.Time.AppendFormat(b, time.RFC3339Nano)
 		b = append(b, ' ')
@@ -51,6 +54,20 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("record changed on reprint: %+v vs %+v", rec, again)
 		}
 	})
+}
+
+// TestParseAllocs: a record of stdout or stderr is parsed without
+// allocating (the shipper parses every line).
+func TestParseAllocs(t *testing.T) {
+	for _, line := range []string{"2024-01-02T03:04:05.123456789Z stdout F hello", "2024-01-02T03:04:05Z stderr P part"} {
+		b := []byte(line)
+		if n := testing.AllocsPerRun(100, func() { _, _ = Parse(b) }); n != 0 {
+			t.Errorf("%q: %v allocations per Parse", line, n)
+		}
+	}
+	if rec, err := Parse([]byte("2024-01-02T03:04:05Z other F x")); err != nil || rec.Stream != "other" {
+		t.Errorf("other stream: %+v, %v", rec, err)
+	}
 }
 
 // FuzzWriteRead: whatever a container writes (any bytes, split into any

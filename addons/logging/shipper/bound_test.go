@@ -114,7 +114,7 @@ func (s *Shipper) pendingDocs() int {
 	n := 0
 	for _, t := range ts {
 		t.mu.Lock()
-		for _, e := range t.pending {
+		for _, e := range t.pending[t.head:] {
 			if !e.acked { // acknowledged entries behind an unacknowledged one hold no document
 				n++
 			}

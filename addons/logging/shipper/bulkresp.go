@@ -10,19 +10,34 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esutil"
 )
 
-// bulkDecoder decodes _bulk responses for the bulk indexer. The compact
-// responses the shipper asks for (bulkFilterPath: {"errors":false,
-// "items":[{"create":{"status":201}},...]}, an error's type and reason) are
-// read by a small parser that allocates little more than the items the
-// indexer wants; anything else it does not know (other fields, escapes in
-// strings, null) is decoded by encoding/json, as the indexer's default
-// decoder does. FuzzBulkResponse checks that both agree.
-type bulkDecoder struct{}
+// bulkItem is what the sink reads of one item of a _bulk response.
+type bulkItem struct {
+	Status             int
+	ErrType, ErrReason string
+}
+
+// ok reports whether the item counts as created: no error and a status up
+// to 201 (what go-elasticsearch's bulk indexer counted as a success).
+func (it bulkItem) ok() bool { return it.ErrType == "" && it.Status <= 201 }
+
+// bulkResponse is a decoded _bulk response: its items in request order.
+type bulkResponse struct {
+	HasErrors bool
+	Took      int
+	Items     []bulkItem
+}
 
 var respBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// UnmarshalFromReader implements esutil.BulkResponseJSONDecoder.
-func (bulkDecoder) UnmarshalFromReader(r io.Reader, blk *esutil.BulkIndexerResponse) error {
+// readBulkResponse reads a _bulk response and appends its items to items.
+// The compact responses the shipper asks for (bulkFilterPath:
+// {"errors":false,"items":[{"create":{"status":201}},...]}, an error's type
+// and reason) are read by a small parser that allocates nothing but an
+// error's strings; anything else it does not know (other fields, escapes
+// in strings, null) is decoded by encoding/json into go-elasticsearch's
+// BulkIndexerResponse, as its bulk indexer did. FuzzBulkResponse checks
+// that both agree.
+func readBulkResponse(r io.Reader, items []bulkItem) ([]bulkItem, error) {
 	buf := respBufs.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer func() {
@@ -31,21 +46,41 @@ func (bulkDecoder) UnmarshalFromReader(r io.Reader, blk *esutil.BulkIndexerRespo
 		}
 	}()
 	if _, err := buf.ReadFrom(r); err != nil {
-		return fmt.Errorf("read bulk response: %w", err)
+		return items, fmt.Errorf("read bulk response: %w", err)
 	}
-	return decodeBulkResponse(buf.Bytes(), blk)
+	res, err := decodeBulkResponse(buf.Bytes(), items)
+	return res.Items, err
 }
 
-// decodeBulkResponse decodes one _bulk response into blk.
-func decodeBulkResponse(b []byte, blk *esutil.BulkIndexerResponse) error {
-	if res, ok := parseCompactBulk(b); ok {
-		*blk = res
-		return nil
+// decodeBulkResponse decodes one _bulk response, appending its items to
+// items.
+func decodeBulkResponse(b []byte, items []bulkItem) (bulkResponse, error) {
+	if res, ok := parseCompactBulk(b, items); ok {
+		return res, nil
 	}
-	if err := json.Unmarshal(b, blk); err != nil {
-		return fmt.Errorf("decode bulk response: %w", err)
+	var full esutil.BulkIndexerResponse
+	if err := json.Unmarshal(b, &full); err != nil {
+		return bulkResponse{Items: items}, fmt.Errorf("decode bulk response: %w", err)
 	}
-	return nil
+	return fromIndexerResponse(&full, items), nil
+}
+
+// fromIndexerResponse converts go-elasticsearch's decoded response. An
+// item is a map of one action to its result; of a (malformed) item with
+// several, the first action in sorted order is read (the bulk indexer took
+// whichever its map iteration gave last).
+func fromIndexerResponse(full *esutil.BulkIndexerResponse, items []bulkItem) bulkResponse {
+	for _, m := range full.Items {
+		var it esutil.BulkIndexerResponseItem
+		first := ""
+		for op, v := range m {
+			if first == "" || op < first {
+				first, it = op, v
+			}
+		}
+		items = append(items, bulkItem{Status: it.Status, ErrType: it.Error.Type, ErrReason: it.Error.Reason})
+	}
+	return bulkResponse{HasErrors: full.HasErrors, Took: full.Took, Items: items}
 }
 
 // respParser reads the compact _bulk response; any byte it does not
@@ -172,9 +207,10 @@ func (p *respParser) object(field func(key []byte)) {
 }
 
 // parseCompactBulk parses b when it holds only what the compact response
-// has; ok is false otherwise.
-func parseCompactBulk(b []byte) (res esutil.BulkIndexerResponse, ok bool) {
+// has, appending its items to items; ok is false otherwise.
+func parseCompactBulk(b []byte, items []bulkItem) (res bulkResponse, ok bool) {
 	p := &respParser{b: b}
+	res.Items = items
 	var seenErrors, seenTook, seenItems bool
 	p.object(func(k []byte) {
 		switch string(k) {
@@ -195,42 +231,41 @@ func parseCompactBulk(b []byte) (res esutil.BulkIndexerResponse, ok bool) {
 		}
 	})
 	if p.ws(); p.bad || p.i != len(p.b) {
-		return esutil.BulkIndexerResponse{}, false
+		return bulkResponse{Items: items}, false
 	}
 	return res, true
 }
 
 // items reads the items array: each an object with one action key whose
 // value holds status and error only.
-func (p *respParser) items(res *esutil.BulkIndexerResponse) {
+func (p *respParser) items(res *bulkResponse) {
 	p.expect('[')
 	if p.bad {
 		return
 	}
-	res.Items = make([]map[string]esutil.BulkIndexerResponseItem, 0, bytes.Count(p.b[p.i:], []byte(`"status"`)))
 	if p.peek() == ']' {
 		p.i++
 		return
 	}
 	for !p.bad {
-		var op string
-		var it esutil.BulkIndexerResponseItem
-		p.object(func(k []byte) {
-			if op != "" {
+		var seenOp bool
+		var it bulkItem
+		p.object(func([]byte) {
+			if seenOp {
 				p.bad = true
 				return
 			}
-			op = string(k)
+			seenOp = true
 			p.item(&it)
 		})
 		if p.bad {
 			return
 		}
-		if op == "" {
-			p.bad = true // {} decodes to an empty map: leave it to encoding/json
+		if !seenOp {
+			p.bad = true // {}: leave it to encoding/json
 			return
 		}
-		res.Items = append(res.Items, map[string]esutil.BulkIndexerResponseItem{op: it})
+		res.Items = append(res.Items, it)
 		switch p.peek() {
 		case ',':
 			p.i++
@@ -243,7 +278,7 @@ func (p *respParser) items(res *esutil.BulkIndexerResponse) {
 	}
 }
 
-func (p *respParser) item(it *esutil.BulkIndexerResponseItem) {
+func (p *respParser) item(it *bulkItem) {
 	var seenStatus, seenError bool
 	p.object(func(k []byte) {
 		switch string(k) {
@@ -262,12 +297,12 @@ func (p *respParser) item(it *esutil.BulkIndexerResponseItem) {
 					p.bad = p.bad || seenType
 					seenType = true
 					s = p.str()
-					it.Error.Type = string(s)
+					it.ErrType = string(s)
 				case "reason":
 					p.bad = p.bad || seenReason
 					seenReason = true
 					s = p.str()
-					it.Error.Reason = string(s)
+					it.ErrReason = string(s)
 				case "index": // not a field of the indexer's item
 					p.bad = p.bad || seenIndex
 					seenIndex = true

@@ -24,30 +24,51 @@ var bulkResponses = []string{
 	`{"items":[]} trailing`,
 }
 
+// jsonBulkResponse is what go-elasticsearch's bulk indexer read with its
+// default decoder (encoding/json), converted.
+func jsonBulkResponse(b []byte) (bulkResponse, error) {
+	var full esutil.BulkIndexerResponse
+	if err := json.Unmarshal(b, &full); err != nil {
+		return bulkResponse{}, err
+	}
+	return fromIndexerResponse(&full, nil), nil
+}
+
 // TestBulkResponseDecoder: the shipper's decoder reads what the indexer's
 // default decoder (encoding/json) reads, and the compact responses on its
-// fast path.
+// fast path; items are appended to the slice given (reused per batch).
 func TestBulkResponseDecoder(t *testing.T) {
 	fast := 0
 	for _, s := range bulkResponses {
-		var got, want esutil.BulkIndexerResponse
-		gotErr := bulkDecoder{}.UnmarshalFromReader(strings.NewReader(s), &got)
-		wantErr := json.Unmarshal([]byte(s), &want)
-		if (gotErr != nil) != (wantErr != nil) || !reflect.DeepEqual(got, want) {
+		got, gotErr := readBulkResponse(strings.NewReader(s), nil)
+		want, wantErr := jsonBulkResponse([]byte(s))
+		if (gotErr != nil) != (wantErr != nil) || !reflect.DeepEqual(got, want.Items) {
 			t.Errorf("%s:\n got %+v (%v)\nwant %+v (%v)", s, got, gotErr, want, wantErr)
 		}
-		if _, ok := parseCompactBulk([]byte(s)); ok {
+		res, ok := parseCompactBulk([]byte(s), nil)
+		if ok {
 			fast++
+			if !reflect.DeepEqual(res, want) {
+				t.Errorf("%s: fast path\n got %+v\nwant %+v", s, res, want)
+			}
 		}
 	}
 	if fast != 3 {
 		t.Errorf("%d responses on the fast path, want the 3 compact ones", fast)
 	}
-	res, ok := parseCompactBulk([]byte(bulkResponses[1]))
+	res, ok := parseCompactBulk([]byte(bulkResponses[1]), nil)
 	if !ok || !res.HasErrors || res.Took != 3 || len(res.Items) != 3 ||
-		res.Items[1]["create"].Status != 409 || res.Items[1]["create"].Error.Type != "version_conflict_engine_exception" ||
-		res.Items[2]["index"].Error.Reason != "failed to parse" {
+		res.Items[1].Status != 409 || res.Items[1].ErrType != "version_conflict_engine_exception" ||
+		res.Items[2].ErrReason != "failed to parse" || !res.Items[0].ok() || res.Items[1].ok() {
 		t.Errorf("compact response read as %+v (%v)", res, ok)
+	}
+	prev := make([]bulkItem, 1, 4)
+	if got, err := readBulkResponse(strings.NewReader(bulkResponses[0]), prev[:0]); err != nil || len(got) != 2 || &got[0] != &prev[0] {
+		t.Errorf("items not read into the slice given: %+v, %v", got, err)
+	}
+	// More than one action in an item (malformed): the first in sorted order.
+	if got, err := readBulkResponse(strings.NewReader(`{"items":[{"index":{"status":400},"create":{"status":201}}]}`), nil); err != nil || len(got) != 1 || got[0].Status != 201 {
+		t.Errorf("item with two actions read as %+v, %v", got, err)
 	}
 }
 
@@ -58,12 +79,12 @@ func FuzzBulkResponse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, ok := parseCompactBulk(b)
+		got, ok := parseCompactBulk(b, nil)
 		if !ok {
 			return
 		}
-		var want esutil.BulkIndexerResponse
-		if err := json.Unmarshal(b, &want); err != nil {
+		want, err := jsonBulkResponse(b)
+		if err != nil {
 			t.Fatalf("%q: fast path read %+v, encoding/json fails: %v", b, got, err)
 		}
 		if !reflect.DeepEqual(got, want) {

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -23,8 +25,9 @@ type Meta struct {
 	Annotations    map[string]string `json:"annotations,omitempty"`
 	// enc is the JSON of the fields above and index the index of their
 	// namespace (see encoded).
-	enc   []byte
-	index string
+	enc    []byte
+	index  string
+	action []byte
 }
 
 // reserved are the document's own top-level keys, which fields lifted from
@@ -33,7 +36,11 @@ var reserved = map[string]bool{"@timestamp": true, "message": true, "stream": tr
 
 // logLine is one reassembled log line.
 type logLine struct {
-	time   time.Time
+	time time.Time
+	// ts, if set, is the text time was parsed from (it points into the
+	// line being read, as msg may): encode copies it when it is what
+	// formatting time would give (canonicalTime).
+	ts     []byte
 	stream string
 	msg    []byte
 	// offset is where the line's first CRI record starts in its file: with
@@ -45,14 +52,18 @@ type logLine struct {
 // JSON object has its keys merged into the document's top level (Fluent
 // Bit's Merge_Log without Merge_Log_Key), except reserved keys; message
 // always keeps the line as written. Invalid UTF-8 is replaced by U+FFFD.
-// The lifted fields come last: rawEnd is where they start, so that the
+// The lifted fields come last, in key order: rawEnd is where they start, so that the
 // document without them (encode with lift false) is buf[:rawEnd] + "}".
 func encode(buf *bytes.Buffer, rec *logLine, meta *Meta, lift bool) (lifted bool, rawEnd int) {
 	buf.Reset()
 	buf.Grow(len(rec.msg) + len(meta.enc) + 96)
 	var tb [40]byte
 	buf.WriteString(`{"@timestamp":"`)
-	buf.Write(rec.time.UTC().AppendFormat(tb[:0], time.RFC3339Nano))
+	if canonicalTime(rec.ts) {
+		buf.Write(rec.ts)
+	} else {
+		buf.Write(rec.time.UTC().AppendFormat(tb[:0], time.RFC3339Nano))
+	}
 	buf.WriteString(`","stream":`)
 	writeString(buf, rec.stream)
 	buf.WriteString(`,"message":`)
@@ -67,20 +78,72 @@ func encode(buf *bytes.Buffer, rec *logLine, meta *Meta, lift bool) (lifted bool
 	rawEnd = buf.Len()
 	if lift {
 		if fields := jsonObject(rec.msg); fields != nil {
-			for k, v := range fields {
+			// In key order: the same line renders the same document.
+			for _, k := range slices.Sorted(maps.Keys(fields)) {
+				v := fields[k]
 				if reserved[k] {
 					continue
 				}
 				buf.WriteByte(',')
 				writeString(buf, k)
 				buf.WriteByte(':')
-				buf.Write(v)
+				if bytes.ContainsAny(v, "\n\r") {
+					// A joined multi-line record's value: a raw newline
+					// would end the _bulk line.
+					_ = json.Compact(buf, v)
+				} else {
+					buf.Write(v)
+				}
 				lifted = true
 			}
 		}
 	}
 	buf.WriteByte('}')
 	return lifted, rawEnd
+}
+
+// canonicalTime reports whether ts has the shape time.RFC3339Nano gives a
+// UTC time: 2006-01-02T15:04:05Z, or with a fraction of 1 to 9 digits not
+// ending in 0 before the Z. A text of that shape that time.Parse read is
+// exactly what formatting its time renders (FuzzCanonicalTime), so the
+// CRI timestamp the node agent wrote is copied, not formatted again.
+func canonicalTime(ts []byte) bool {
+	n := len(ts)
+	if n < 20 || n == 21 || n > 30 || ts[n-1] != 'Z' {
+		return false
+	}
+	for i, c := range ts[:19] {
+		switch i {
+		case 4, 7:
+			if c != '-' {
+				return false
+			}
+		case 10:
+			if c != 'T' {
+				return false
+			}
+		case 13, 16:
+			if c != ':' {
+				return false
+			}
+		default:
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+	}
+	if n == 20 {
+		return true
+	}
+	if ts[19] != '.' || ts[n-2] == '0' {
+		return false
+	}
+	for _, c := range ts[20 : n-1] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // rawBody is the document body without the lifted fields (what encode
@@ -140,15 +203,38 @@ func plainASCII[T string | []byte](s T) bool {
 	return true
 }
 
-// encoded renders m's JSON once, before m is shared (encode reuses it).
+// encoded renders m's JSON and its documents' action line once, before m
+// is shared (encode and newDoc reuse them).
 func (m *Meta) encoded() *Meta {
 	m.index = IndexPrefix + m.NamespaceName
+	m.action = actionPrefix(m.index)
 	m.enc = nil
 	b, err := json.Marshal(m)
 	if err == nil {
 		m.enc = b
 	}
 	return m
+}
+
+// actionLine returns the index of m's documents and their action line up
+// to the ID (rendered here when m was not encoded).
+func (m *Meta) actionLine() (index string, action []byte) {
+	if m.action != nil {
+		return m.index, m.action
+	}
+	index = IndexPrefix + m.NamespaceName
+	return index, actionPrefix(index)
+}
+
+// actionPrefix is the _bulk action line of a document of index, up to its
+// _id's value: {"create":{"_index":"<index>","_id":" (the ID, `"}}` and a
+// newline follow).
+func actionPrefix(index string) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"create":{"_index":`)
+	writeString(&b, index)
+	b.WriteString(`,"_id":"`)
+	return b.Bytes()
 }
 
 // docID is the document ID of the line starting at offset in the file
@@ -165,7 +251,14 @@ func docIDPrefix(id fileID, fp string) []byte {
 
 // docIDFrom is docID from its prefix.
 func docIDFrom(prefix []byte, offset int64) string {
-	var b [96]byte
+	var id [32]byte
+	appendDocID(id[:0], prefix, offset)
+	return string(id[:])
+}
+
+// appendDocID appends docIDFrom(prefix, offset) (32 hex digits) to dst.
+func appendDocID(dst, prefix []byte, offset int64) []byte {
+	var b [128]byte
 	h := sha256.Sum256(strconv.AppendInt(append(b[:0], prefix...), offset, 10))
-	return hex.EncodeToString(h[:16])
+	return hex.AppendEncode(dst, h[:16])
 }

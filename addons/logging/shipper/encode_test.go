@@ -72,3 +72,55 @@ func TestRawBody(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCanonicalTime: a timestamp canonicalTime accepts and time.Parse
+// reads is exactly what formatting the parsed time renders, so encode may
+// copy it.
+func FuzzCanonicalTime(f *testing.F) {
+	for _, s := range []string{
+		"2026-12-02T10:45:47.123456789Z", "2026-12-02T10:45:47Z", "2026-12-02T10:45:47.5Z",
+		"2026-12-02T10:45:47.50Z", "2026-12-02T10:45:47.000Z", "2026-12-02T10:45:47.1234567891Z",
+		"2026-12-02T10:45:47+00:00", "2026-12-02T10:45:47.1+02:00", "2026-02-30T10:45:47Z",
+		"2026-12-02T24:00:00Z", "2026-12-02T23:59:60Z", "2026-12-02 10:45:47Z", "0000-01-01T00:00:00.1Z",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, ts []byte) {
+		if !canonicalTime(ts) {
+			return
+		}
+		tm, err := time.Parse(time.RFC3339Nano, string(ts))
+		if err != nil {
+			return // the CRI parser refused it: encode never sees it
+		}
+		if got := tm.UTC().Format(time.RFC3339Nano); got != string(ts) {
+			t.Fatalf("%q formats back as %q", ts, got)
+		}
+	})
+}
+
+// TestEncodeCopiesCanonicalTime: the node agent's CRI timestamps take the
+// copy, and the document is the same either way.
+func TestEncodeCopiesCanonicalTime(t *testing.T) {
+	meta := (&Meta{NamespaceName: "ns1", PodName: "web-0", PodID: "uid-1", ContainerName: "app", Host: "n1"}).encoded()
+	for _, ts := range []string{"2026-12-02T10:45:47.123456789Z", "2026-12-02T10:45:47Z", "2026-12-02T10:45:47.5Z"} {
+		if !canonicalTime([]byte(ts)) {
+			t.Errorf("%s: not taken as canonical", ts)
+		}
+		tm, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var copied, formatted bytes.Buffer
+		encode(&copied, &logLine{time: tm, ts: []byte(ts), stream: "stdout", msg: []byte("x")}, meta, true)
+		encode(&formatted, &logLine{time: tm, stream: "stdout", msg: []byte("x")}, meta, true)
+		if copied.String() != formatted.String() {
+			t.Errorf("%s:\n%s\n%s", ts, copied.Bytes(), formatted.Bytes())
+		}
+	}
+	for _, ts := range []string{"2026-12-02T10:45:47.50Z", "2026-12-02T10:45:47+00:00", "2026-12-02T10:45:47.1234567891Z"} {
+		if canonicalTime([]byte(ts)) {
+			t.Errorf("%s: taken as canonical", ts)
+		}
+	}
+}

@@ -74,9 +74,10 @@ type Config struct {
 	// PollInterval is how often files are looked for and idle files
 	// re-read (default 250ms).
 	PollInterval time.Duration
-	// FlushInterval and FlushBytes tune the bulk indexer (default 1s,
-	// 256 KiB): each of its two workers holds a request of up to
-	// FlushBytes (and its gzip copy) while it is sent.
+	// FlushInterval and FlushBytes tune the _bulk requests (default 1s,
+	// 256 KiB): the sink keeps three request buffers of up to FlushBytes
+	// (one filling, two sent by its workers, each with its gzip copy to a
+	// remote sink).
 	FlushInterval time.Duration
 	FlushBytes    int
 	// MaxInFlight bounds the documents read but not yet acknowledged
@@ -122,8 +123,8 @@ func (c *Config) defaults() error {
 	if c.MaxInFlightBytes <= 0 {
 		c.MaxInFlightBytes = 4 << 20
 	}
-	// The bulk indexer's two workers each fill a request of FlushBytes
-	// before it is sent, and a document weighs up to twice its share of a
+	// The sink fills requests of FlushBytes before they are sent (two at
+	// a time), and a document weighs up to twice its share of a
 	// request (docOverhead): below that the requests would only ever be
 	// sent by the FlushInterval timer.
 	c.MaxInFlightBytes = max(c.MaxInFlightBytes, 8*int64(c.FlushBytes))
@@ -196,13 +197,13 @@ func New(cfg Config) (*Shipper, error) {
 		s.log.Warn("checkpoint unreadable, starting over", "err", err)
 	}
 	s.marks = cp.Files
+	s.sendCtx, s.sendCancel = context.WithCancel(context.Background())
 	s.sink, err = newSink(s)
 	if err != nil {
 		return nil, err
 	}
 	s.ship = s.sink.send
 	s.m.registerBuffered(cfg.Registerer, func() float64 { used, _ := s.bytes.usage(); return float64(used) })
-	s.sendCtx, s.sendCancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -254,9 +255,17 @@ type Stats struct {
 // release returns what an acknowledged (or given up) document held of the
 // in-flight bounds.
 func (s *Shipper) release(d *doc) {
-	s.bytes.release(d.weight)
+	s.releaseN(d.weight, 1)
 	d.weight = 0
-	<-s.inflight
+}
+
+// releaseN returns what n acknowledged documents held, weight bytes in
+// all, at once.
+func (s *Shipper) releaseN(weight int64, n int) {
+	s.bytes.release(weight)
+	for range n {
+		<-s.inflight
+	}
 }
 
 // fileID identifies one log file across renames by rotation.

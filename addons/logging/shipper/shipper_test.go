@@ -250,8 +250,9 @@ func TestSinkDownHardLimit(t *testing.T) {
 	// Dropped + still on disk + in flight (read before the sink was known
 	// to be down, retried) covers every line: nothing is lost without
 	// being counted. Tailers of removed files count asynchronously, and a
-	// tailer inside the bulk indexer's Add (its workers retrying the down
-	// sink with backoff) notices the removal only when Add returns: on a
+	// tailer inside the sink's send (waiting for a request buffer while its
+	// workers retry the down sink with backoff) notices the removal only
+	// when send returns: on a
 	// loaded machine that took over 10 s once.
 	var st Stats
 	for deadline := time.Now().Add(45 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {

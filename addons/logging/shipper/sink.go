@@ -3,6 +3,7 @@ package shipper
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -15,48 +16,106 @@ import (
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
-	"github.com/elastic/go-elasticsearch/v8/esutil"
 )
 
 // maxDeadLetter bounds the dead-letter file; beyond it rejected lines are
 // only counted.
 const maxDeadLetter = 64 << 20
 
-// sink ships documents through go-elasticsearch's bulk indexer and
-// retries what fails, one document at a time, so a rejected line never
-// holds back the lines around it.
+// sink ships documents in _bulk requests it builds itself: each document
+// is appended to a batch (its action line and body, in one pass, into a
+// buffer the batch keeps), and a full batch (FlushBytes) or the one filling
+// when FlushInterval ticks is sent by one of two workers with
+// go-elasticsearch's Bulk API. What fails is retried one document at a
+// time, so a rejected line never holds back the lines around it.
 type sink struct {
 	s  *Shipper
 	es *elasticsearch.Client
-	bi esutil.BulkIndexer
+
+	flushBytes int
+	// mu guards cur, the batch being filled (nil: take one from free).
+	mu  sync.Mutex
+	cur *batch
+	// free holds the batches not in use and full those waiting for a
+	// worker: sinkBatches in all, so a send to full never blocks and a
+	// sender waits on free while every batch is full or in flight.
+	free, full chan *batch
+	stopTick   chan struct{}
+	tickDone   chan struct{}
+	workers    sync.WaitGroup
+	closeOnce  sync.Once
 
 	shipped, duplicates, deadLettered, retries atomic.Int64
 
 	dlMu   sync.Mutex
 	dlPath string
 
-	// closeMu orders retries (send) before the indexer's Close.
+	// closeMu orders sends (retries included) before close.
 	closeMu sync.RWMutex
 	closed  bool
 }
 
-// close flushes what the indexer holds (until ctx ends) and stops it;
-// later retries are dropped (their lines were not checkpointed).
+const (
+	// sinkWorkers send requests concurrently (as the bulk indexer's
+	// workers did); sinkBatches are the batches they and the senders
+	// share: one per worker and one filling.
+	sinkWorkers = 2
+	sinkBatches = sinkWorkers + 1
+)
+
+// batch is one _bulk request being built or sent: its body and, per
+// document in order, the document and where its body lies in buf.
+type batch struct {
+	buf   []byte
+	docs  []*doc
+	spans []span
+	items []bulkItem // the decoded response (reused)
+}
+
+type span struct{ start, end int }
+
+// close flushes what is batched, waits for the requests in flight (until
+// ctx ends) and stops the workers; later sends and retries are dropped
+// (their lines were not checkpointed).
 func (k *sink) close(ctx context.Context) {
 	k.closeMu.Lock()
 	k.closed = true
 	k.closeMu.Unlock()
-	_ = k.bi.Close(ctx)
+	k.closeOnce.Do(func() {
+		close(k.stopTick)
+		<-k.tickDone
+		k.mu.Lock()
+		if b := k.cur; b != nil {
+			k.cur = nil
+			k.full <- b
+		}
+		k.mu.Unlock()
+		close(k.full)
+	})
+	done := make(chan struct{})
+	go func() {
+		k.workers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
-// doc is one document and its delivery state. It holds its rendered body
-// only (not the line it was rendered from, whose bytes the tailer reuses):
-// the raw-text fallback is the body without its lifted fields.
+// doc is one document and its delivery state. Until its first send it
+// holds its rendered body in the tailer's buffer (send copies it into a
+// batch); afterwards only a document that failed holds a copy of its body
+// (for a retry, the raw-text fallback and the dead-letter file).
 type doc struct {
-	t        *tailer
-	e        *entry
+	t   *tailer
+	e   *entry
+	ent entry // what e points to
+	// index and action are the metadata's (shared, not copied): action is
+	// the action line up to the ID, `{"create":{"_index":"…","_id":"`.
 	index    string
-	id       string
+	action   []byte
+	id       [32]byte // docIDFrom, hex
 	body     []byte
 	rawEnd   int   // body[:rawEnd]+"}" is the document without lifted fields
 	weight   int64 // what the document holds of the in-flight byte budget
@@ -66,18 +125,17 @@ type doc struct {
 }
 
 // docOverhead is what a document in flight costs beyond its body: the
-// doc, its entry, the bulk indexer's item with its action line, the ID.
+// doc, its entry, its action line in a batch.
 const docOverhead = 512
 
-// newDoc renders rec's document (with its JSON body lifted).
-func newDoc(t *tailer, e *entry, rec *logLine, meta *Meta) *doc {
-	index := meta.index
-	if index == "" {
-		index = IndexPrefix + meta.NamespaceName
-	}
-	d := &doc{t: t, e: e, index: index, id: docIDFrom(t.idPrefix, rec.offset)}
-	var buf bytes.Buffer
-	d.lifted, d.rawEnd = encode(&buf, rec, meta, true)
+// newDoc renders rec's document (with its JSON body lifted) into buf,
+// which the document's body points into until it is sent.
+func newDoc(t *tailer, rec *logLine, meta *Meta, buf *bytes.Buffer) *doc {
+	d := &doc{t: t}
+	d.e = &d.ent
+	d.index, d.action = meta.actionLine()
+	appendDocID(d.id[:0], t.idPrefix, rec.offset)
+	d.lifted, d.rawEnd = encode(buf, rec, meta, true)
 	d.body = buf.Bytes()
 	return d
 }
@@ -118,25 +176,18 @@ func newSink(s *Shipper) (*sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shipper: elasticsearch client: %w", err)
 	}
-	k := &sink{s: s, es: client, dlPath: filepath.Join(s.cfg.StateDir, "deadletter.log")}
-	k.bi, err = esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
-		Client:        client,
-		NumWorkers:    2,
-		FlushBytes:    s.cfg.FlushBytes,
-		FlushInterval: s.cfg.FlushInterval,
-		// A compact response: only what sink.failed reads. Every item keeps
-		// its status, so the items stay in request order (the indexer
-		// matches them by position). Elasticsearch and the embedded store
-		// honour it; a sink that ignores it answers in full.
-		FilterPath: bulkFilterPath,
-		Decoder:    bulkDecoder{},
-		OnError: func(_ context.Context, err error) {
-			s.log.Debug("bulk request failed", "err", err)
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("shipper: bulk indexer: %w", err)
+	k := &sink{s: s, es: client, dlPath: filepath.Join(s.cfg.StateDir, "deadletter.log"),
+		flushBytes: s.cfg.FlushBytes,
+		free:       make(chan *batch, sinkBatches), full: make(chan *batch, sinkBatches),
+		stopTick: make(chan struct{}), tickDone: make(chan struct{})}
+	for range sinkBatches {
+		k.free <- &batch{}
 	}
+	for range sinkWorkers {
+		k.workers.Add(1)
+		go k.worker()
+	}
+	go k.ticker(s.cfg.FlushInterval)
 	return k, nil
 }
 
@@ -167,6 +218,9 @@ func backoff(attempt int) time.Duration {
 	return d + time.Duration((rand.Float64()-0.5)*0.4*float64(d))
 }
 
+// send appends d to the batch being filled; a full batch goes to the
+// workers. It waits while every batch is full or in flight (the workers
+// are busy), as the bulk indexer's Add did, until ctx ends.
 func (k *sink) send(ctx context.Context, d *doc) {
 	k.closeMu.RLock()
 	defer k.closeMu.RUnlock()
@@ -174,22 +228,165 @@ func (k *sink) send(ctx context.Context, d *doc) {
 		k.s.release(d)
 		return
 	}
-	err := k.bi.Add(ctx, esutil.BulkIndexerItem{
-		Index: d.index, Action: "create", DocumentID: d.id, Body: bytes.NewReader(d.body),
-		OnSuccess: func(context.Context, esutil.BulkIndexerItem, esutil.BulkIndexerResponseItem) {
+	need := bulkItemSize(d)
+	k.mu.Lock()
+	for {
+		if b := k.cur; b != nil {
+			if len(b.docs) == 0 || len(b.buf)+need <= k.flushBytes {
+				break
+			}
+			k.cur = nil
+			k.full <- b // never blocks: full holds every batch
+			continue
+		}
+		select {
+		case k.cur = <-k.free:
+			continue
+		default:
+		}
+		k.mu.Unlock()
+		var b *batch
+		select {
+		case b = <-k.free:
+		case <-ctx.Done():
+			// The shipper is stopping: the entry stays unacknowledged and
+			// is read again after a restart.
+			k.s.release(d)
+			return
+		}
+		k.mu.Lock()
+		if k.cur == nil {
+			k.cur = b
+		} else {
+			k.free <- b // never blocks: it came from free
+		}
+	}
+	b := k.cur
+	var sp span
+	b.buf, sp = appendBulkItem(b.buf, d)
+	b.docs = append(b.docs, d)
+	b.spans = append(b.spans, sp)
+	// The body was copied: the tailer reuses its bytes.
+	d.body = nil
+	if len(b.buf) >= k.flushBytes {
+		k.cur = nil
+		k.full <- b
+	}
+	k.mu.Unlock()
+}
+
+// appendBulkItem appends d's action line and body to a _bulk body:
+// {"create":{"_index":"…","_id":"…"}}\n<body>\n; sp is where the body lies.
+func appendBulkItem(buf []byte, d *doc) ([]byte, span) {
+	buf = append(buf, d.action...)
+	buf = append(buf, d.id[:]...)
+	buf = append(buf, "\"}}\n"...)
+	sp := span{start: len(buf)}
+	buf = append(buf, d.body...)
+	sp.end = len(buf)
+	return append(buf, '\n'), sp
+}
+
+// bulkItemSize is what appendBulkItem appends for d.
+func bulkItemSize(d *doc) int { return len(d.action) + len(d.id) + len("\"}}\n") + len(d.body) + 1 }
+
+// ticker hands the batch being filled to the workers every interval.
+func (k *sink) ticker(interval time.Duration) {
+	defer close(k.tickDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-k.stopTick:
+			return
+		case <-t.C:
+		}
+		k.mu.Lock()
+		if b := k.cur; b != nil && len(b.docs) > 0 {
+			k.cur = nil
+			k.full <- b
+		}
+		k.mu.Unlock()
+	}
+}
+
+// worker sends the full batches until close.
+func (k *sink) worker() {
+	defer k.workers.Done()
+	for b := range k.full {
+		if len(b.docs) > 0 {
+			k.flush(b)
+		}
+		// A batch grown by an oversized document does not keep its buffer.
+		if cap(b.buf) > 2*k.flushBytes {
+			b.buf = nil
+		}
+		b.buf = b.buf[:0]
+		clear(b.docs)
+		b.docs, b.spans, b.items = b.docs[:0], b.spans[:0], b.items[:0]
+		k.free <- b
+	}
+}
+
+// errMissingItem fails the documents a _bulk response has no item for.
+var errMissingItem = errors.New("bulk response: fewer items than documents")
+
+// flush sends one batch and settles each document by its item in the
+// response (matched by position): 201 (and any status up to 201 without
+// an error) is shipped, anything else goes to failed, as does every
+// document when the request fails as a whole (transport error, an error
+// status after the client's retries, an unreadable response).
+func (k *sink) flush(b *batch) {
+	ctx := k.s.sendCtx
+	err := k.request(b)
+	if err != nil {
+		k.s.log.Debug("bulk request failed", "err", err)
+	}
+	var weight int64
+	var n int
+	for i, d := range b.docs {
+		var it bulkItem
+		derr := err
+		if derr == nil {
+			if i < len(b.items) {
+				it = b.items[i]
+			} else {
+				derr = errMissingItem
+			}
+		}
+		if derr == nil && it.ok() {
 			k.shipped.Add(1)
 			k.s.m.shipped.Inc()
-			k.done(d)
-		},
-		OnFailure: func(_ context.Context, _ esutil.BulkIndexerItem, res esutil.BulkIndexerResponseItem, err error) {
-			k.failed(ctx, d, res, err)
-		},
-	})
-	if err != nil {
-		// The shipper is stopping: the entry stays unacknowledged and is
-		// read again after a restart.
-		k.s.release(d)
+			d.t.ack(d.e)
+			weight += d.weight
+			d.weight = 0
+			n++
+			continue
+		}
+		if derr != nil || it.Status != http.StatusConflict {
+			// Retried or dead-lettered: it needs its body again.
+			sp := b.spans[i]
+			d.body = bytes.Clone(b.buf[sp.start:sp.end])
+		}
+		k.failed(ctx, d, it, derr)
 	}
+	// One release for the batch: a tailer waiting for room wakes once.
+	k.s.releaseN(weight, n)
+}
+
+// request sends b's body with the client's Bulk API and decodes the
+// response's items into b.items.
+func (k *sink) request(b *batch) error {
+	res, err := k.es.Bulk(bytes.NewReader(b.buf), k.es.Bulk.WithFilterPath(bulkFilterPath...))
+	if err != nil {
+		return fmt.Errorf("bulk request: %w", err)
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		return fmt.Errorf("bulk request: %s", res.String())
+	}
+	b.items, err = readBulkResponse(res.Body, b.items[:0])
+	return err
 }
 
 func (k *sink) done(d *doc) {
@@ -202,7 +399,7 @@ func (k *sink) done(d *doc) {
 // with backoff for as long as it takes (the shipper stops reading
 // meanwhile); a rejection is retried as raw text if fields were lifted,
 // then MaxAttempts times, then dead-lettered.
-func (k *sink) failed(ctx context.Context, d *doc, res esutil.BulkIndexerResponseItem, err error) {
+func (k *sink) failed(ctx context.Context, d *doc, res bulkItem, err error) {
 	switch {
 	case err == nil && res.Status == http.StatusConflict:
 		k.duplicates.Add(1)
@@ -228,12 +425,12 @@ func (k *sink) failed(ctx context.Context, d *doc, res esutil.BulkIndexerRespons
 		k.retry(ctx, d, backoff(d.attempts))
 		return
 	}
-	k.deadLetter(d, fmt.Sprintf("%d %s: %s", res.Status, res.Error.Type, res.Error.Reason))
+	k.deadLetter(d, fmt.Sprintf("%d %s: %s", res.Status, res.ErrType, res.ErrReason))
 	k.done(d)
 }
 
 // retry sends d again after delay, from its own goroutine (never from the
-// bulk indexer's callback, which would block its worker).
+// worker, which would block its requests).
 func (k *sink) retry(ctx context.Context, d *doc, delay time.Duration) {
 	k.retries.Add(1)
 	k.s.m.retries.Inc()
@@ -251,7 +448,7 @@ func (k *sink) retry(ctx context.Context, d *doc, delay time.Duration) {
 func (k *sink) deadLetter(d *doc, reason string) {
 	k.deadLettered.Add(1)
 	k.s.m.deadLettered.Inc()
-	k.s.log.Warn("log line rejected by the sink, dead-lettered", "index", d.index, "id", d.id, "reason", reason)
+	k.s.log.Warn("log line rejected by the sink, dead-lettered", "index", d.index, "id", string(d.id[:]), "reason", reason)
 	k.dlMu.Lock()
 	defer k.dlMu.Unlock()
 	if st, err := os.Stat(k.dlPath); err == nil && st.Size() > maxDeadLetter {
@@ -266,7 +463,7 @@ func (k *sink) deadLetter(d *doc, reason string) {
 	b.WriteString(`{"index":`)
 	writeString(&b, d.index)
 	b.WriteString(`,"id":`)
-	writeString(&b, d.id)
+	writeString(&b, string(d.id[:]))
 	b.WriteString(`,"reason":`)
 	writeString(&b, reason)
 	b.WriteString(`,"doc":`)

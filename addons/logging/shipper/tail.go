@@ -64,13 +64,19 @@ type tailer struct {
 	badStart  string // an invalid pattern already logged
 	// idPrefix is docIDPrefix(id, fp), set with fp.
 	idPrefix []byte
+	// body is where emit renders a document (run's goroutine only; send
+	// copies it into a batch).
+	body bytes.Buffer
 
 	abandonOnce sync.Once
 	abandoned   chan struct{}
 	lost        int64 // lines read but not sent when abandoned
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// pending are the entries read, in order; those before head are
+	// acknowledged and gone.
 	pending   []*entry
+	head      int
 	committed int64
 	finished  bool
 }
@@ -111,12 +117,21 @@ func (t *tailer) ack(e *entry) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e.acked = true
-	i := 0
-	for ; i < len(t.pending) && t.pending[i].acked; i++ {
-		t.committed = t.pending[i].commitAt
+	// The acknowledged prefix is passed over (head), not copied away at
+	// each acknowledgement, which cost O(pending) per document: the
+	// entries are moved only when the prefix is half the slice.
+	for t.head < len(t.pending) && t.pending[t.head].acked {
+		t.committed = t.pending[t.head].commitAt
+		t.pending[t.head] = nil
+		t.head++
 	}
-	if i > 0 {
-		t.pending = append(t.pending[:0], t.pending[i:]...)
+	switch {
+	case t.head == len(t.pending):
+		t.pending, t.head = t.pending[:0], 0
+	case t.head >= 64 && 2*t.head >= len(t.pending):
+		n := copy(t.pending, t.pending[t.head:])
+		clear(t.pending[n:])
+		t.pending, t.head = t.pending[:n], 0
 	}
 }
 
@@ -129,7 +144,7 @@ func (t *tailer) push(e *entry) {
 func (t *tailer) drained() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.pending) == 0
+	return t.head == len(t.pending)
 }
 
 // tailerOfLocked returns the tailer of the file at path, whose identity
@@ -307,7 +322,7 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 		if rotated {
 			for stream, p := range parts {
 				delete(parts, stream)
-				t.deliver(ctx, &logLine{time: p.time, stream: stream, msg: p.msg, offset: p.start}, off, parts)
+				t.deliver(ctx, logLine{time: p.time, stream: stream, msg: p.msg, offset: p.start}, off, parts)
 			}
 			for _, r := range t.join.idle(time.Time{}) {
 				t.emit(ctx, r, t.commitPoint(off, parts))
@@ -378,7 +393,7 @@ func (t *tailer) handle(ctx context.Context, line []byte, start, end int64, part
 	rec, err := crilog.Parse(bytes.TrimSuffix(line, []byte{'\n'}))
 	if err != nil {
 		// Not a CRI record (junk, or a cut overlong line): ship as is.
-		return t.deliver(ctx, &logLine{time: time.Now(), stream: "stdout", msg: bytes.TrimSuffix(line, []byte{'\n'}), offset: start}, end, parts)
+		return t.deliver(ctx, logLine{time: time.Now(), stream: "stdout", msg: bytes.TrimSuffix(line, []byte{'\n'}), offset: start}, end, parts)
 	}
 	p := parts[rec.Stream]
 	if rec.Partial {
@@ -391,25 +406,31 @@ func (t *tailer) handle(ctx context.Context, line []byte, start, end int64, part
 			return true
 		}
 		delete(parts, rec.Stream)
-		return t.deliver(ctx, &logLine{time: p.time, stream: rec.Stream, msg: p.msg, offset: p.start}, end, parts)
+		return t.deliver(ctx, logLine{time: p.time, stream: rec.Stream, msg: p.msg, offset: p.start}, end, parts)
 	}
-	r := &logLine{time: rec.Time, stream: rec.Stream, msg: rec.Message, offset: start}
+	ts, _, _ := bytes.Cut(line, []byte{' '}) // what rec.Time was parsed from
+	r := logLine{time: rec.Time, ts: ts, stream: rec.Stream, msg: rec.Message, offset: start}
 	if p != nil {
 		delete(parts, rec.Stream)
-		r.time, r.offset, r.msg = p.time, p.start, append(p.msg, rec.Message...)
+		r.time, r.ts, r.offset, r.msg = p.time, nil, p.start, append(p.msg, rec.Message...)
 	}
 	return t.deliver(ctx, r, end, parts)
 }
 
 // deliver passes on a complete record read up to end: through the joiner
 // when the pod asks for multi-line records, else straight to emit.
-func (t *tailer) deliver(ctx context.Context, r *logLine, end int64, parts map[string]*partial) bool {
+func (t *tailer) deliver(ctx context.Context, r logLine, end int64, parts map[string]*partial) bool {
 	if t.join.start != nil {
-		if r = t.join.add(r, time.Now()); r == nil {
+		// The joiner keeps the record: only then is it on the heap.
+		rec := new(logLine)
+		*rec = r
+		rec.ts = nil // points into the line buffer, which the record outlives
+		if rec = t.join.add(rec, time.Now()); rec == nil {
 			return true
 		}
+		return t.emit(ctx, rec, t.commitPoint(end, parts))
 	}
-	return t.emit(ctx, r, t.commitPoint(end, parts))
+	return t.emit(ctx, &r, t.commitPoint(end, parts))
 }
 
 // commitPoint is end unless another stream's partial line, or a joined
@@ -446,21 +467,32 @@ func (t *tailer) refresh(ctx context.Context, off int64, parts map[string]*parti
 // once it returns) and blocks while MaxInFlight documents or
 // MaxInFlightBytes are unacknowledged.
 func (t *tailer) emit(ctx context.Context, rec *logLine, commitAt int64) bool {
-	e := &entry{commitAt: commitAt}
 	meta := t.meta
 	if meta == nil {
+		e := &entry{commitAt: commitAt}
 		t.push(e)
 		t.ack(e)
 		return true
 	}
-	d := newDoc(t, e, rec, meta)
+	d := newDoc(t, rec, meta, &t.body)
+	d.ent.commitAt = commitAt
+	defer func() {
+		// A buffer grown by a long line is let go.
+		if t.body.Cap() > keepLineCap {
+			t.body = bytes.Buffer{}
+		}
+	}()
 	select {
-	case t.s.inflight <- struct{}{}:
-	case <-ctx.Done():
-		return false
-	case <-t.abandoned:
-		t.lost++ // read, never sent
-		return true
+	case t.s.inflight <- struct{}{}: // the common case, without a blocking select
+	default:
+		select {
+		case t.s.inflight <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		case <-t.abandoned:
+			t.lost++ // read, never sent
+			return true
+		}
 	}
 	w, err := t.s.bytes.acquire(d.size(), ctx.Done(), t.abandoned)
 	if err != nil {
@@ -472,7 +504,7 @@ func (t *tailer) emit(ctx context.Context, rec *logLine, commitAt int64) bool {
 		return true
 	}
 	d.weight = w
-	t.push(e)
+	t.push(d.e)
 	// Sends outlive the tailers' context: a clean stop lets what was read
 	// reach the sink (Run cancels sendCtx after the last flush).
 	t.s.ship(t.s.sendCtx, d)

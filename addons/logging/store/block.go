@@ -175,13 +175,25 @@ func dotted(path string) string { return strings.ReplaceAll(path, string(pathSep
 // writeBlock writes a sealed head into dir and returns the opened block.
 func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 	n := len(h.docs)
-	var tsBuf, idBuf []byte
+	idBytes := 0
+	for i := range h.docs {
+		idBytes += len(h.docs[i].id) + 1
+	}
+	tsBuf, idBuf := make([]byte, 0, 5*n), make([]byte, 0, idBytes)
 	colBufs := make([][]byte, len(h.cols))
 	last := make([]int, len(h.cols))
 	ibs := make([]*indexBuilder, len(h.cols))
 	for c := range ibs {
+		if c < len(h.colBytes) {
+			colBufs[c] = make([]byte, 0, h.colBytes[c])
+		}
 		ibs[c] = newIndexBuilder()
 		ibs[c].bloomOnly = h.cols[c] == "@timestamp"
+		if c < len(h.colBytes) && !ibs[c].bloomOnly {
+			// about one posting per 4 bytes of text (at least one per row)
+			ibs[c].rows = make([]uint32, 0, h.colBytes[c]/4)
+			ibs[c].slotOf = make([]int32, 0, h.colBytes[c]/4)
+		}
 	}
 	for i := range last {
 		last[i] = -1

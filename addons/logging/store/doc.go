@@ -42,7 +42,38 @@ type flattener struct {
 	path   []byte
 	// offsets into buf, resolved after parsing (buf may move while growing)
 	spans []span
+	// objs remembers the last few object values of top-level keys with
+	// their flattened fields: the shipper's kubernetes block is the same
+	// bytes for every line of a container (a request mixes a few
+	// containers), so a document that repeats them copies the fields
+	// instead of parsing them again.
+	objs    []objMemo
+	noMemo  bool // parse every object (the reference the memo is tested against)
+	objNext int  // the entry a new object replaces when objs is full
+	objHits int  // objects copied from the memo (for tests)
 }
+
+// objMemo is one remembered object: its path, its exact bytes and its
+// fields (paths and string values in arena; a raw value as its offset in
+// raw, since raw values point into the source).
+type objMemo struct {
+	path   []byte
+	raw    []byte
+	arena  []byte
+	fields []memoField
+}
+
+type memoField struct {
+	kind       uint8
+	pl, vo, vl int32 // path arena[:pl] from po; value arena[vo:vo+vl] or raw[vo:vo+vl]
+	po         int32
+}
+
+const (
+	maxObjMemos   = 8
+	minObjMemo    = 64      // smaller objects are parsed
+	maxObjMemoLen = 1 << 16 // larger objects are parsed
+)
 
 type span struct{ po, pl, vo, vl int32 }
 
@@ -131,7 +162,10 @@ func (f *flattener) object(p *parser, depth int) error {
 func (f *flattener) value(p *parser, depth int) error {
 	switch c := p.peek(); {
 	case c == '{':
-		return f.object(p, depth+1)
+		if depth != 0 || f.noMemo {
+			return f.object(p, depth+1)
+		}
+		return f.memoObject(p, depth)
 	case c == '"':
 		po := len(f.buf)
 		f.buf = append(f.buf, f.path...)
@@ -158,6 +192,74 @@ func (f *flattener) value(p *parser, depth int) error {
 		f.spans = append(f.spans, span{int32(po), int32(len(f.buf) - po), 0, 0})
 		return nil
 	}
+}
+
+// memoObject flattens the object value at p of a top-level key: copied
+// from the memo when its bytes are those remembered for the same path
+// (the same bytes at the same path and depth flatten to the same fields),
+// else parsed and remembered.
+func (f *flattener) memoObject(p *parser, depth int) error {
+	start := p.i
+	rest := p.src[start:]
+	var m *objMemo
+	for i := range f.objs {
+		o := &f.objs[i]
+		if len(rest) >= len(o.raw) && string(rest[:len(o.raw)]) == string(o.raw) && string(o.path) == string(f.path) {
+			m = o
+			break
+		}
+	}
+	if m != nil {
+		f.objHits++
+		for _, mf := range m.fields {
+			po := len(f.buf)
+			f.buf = append(f.buf, m.arena[mf.po:mf.po+mf.pl]...)
+			if mf.kind == kindString {
+				vo := len(f.buf)
+				f.buf = append(f.buf, m.arena[mf.vo:mf.vo+mf.vl]...)
+				f.fields = append(f.fields, field{kind: kindString})
+				f.spans = append(f.spans, span{int32(po), mf.pl, int32(vo), mf.vl})
+				continue
+			}
+			f.fields = append(f.fields, field{kind: mf.kind, value: rest[mf.vo : mf.vo+mf.vl]})
+			f.spans = append(f.spans, span{int32(po), mf.pl, 0, 0})
+		}
+		p.i += len(m.raw)
+		return nil
+	}
+	first := len(f.fields)
+	if err := f.object(p, depth+1); err != nil {
+		return err
+	}
+	raw := p.src[start:p.i]
+	if len(raw) < minObjMemo || len(raw) > maxObjMemoLen {
+		return nil
+	}
+	if len(f.objs) < maxObjMemos {
+		f.objs = append(f.objs, objMemo{})
+		m = &f.objs[len(f.objs)-1]
+	} else {
+		m = &f.objs[f.objNext]
+		f.objNext = (f.objNext + 1) % maxObjMemos
+	}
+	m.path = append(m.path[:0], f.path...)
+	m.raw = append(m.raw[:0], raw...)
+	m.arena, m.fields = m.arena[:0], m.fields[:0]
+	for i := first; i < len(f.fields); i++ {
+		sp := f.spans[i]
+		mf := memoField{kind: f.fields[i].kind, po: int32(len(m.arena)), pl: sp.pl}
+		m.arena = append(m.arena, f.buf[sp.po:sp.po+sp.pl]...)
+		if mf.kind == kindString {
+			mf.vo, mf.vl = int32(len(m.arena)), sp.vl
+			m.arena = append(m.arena, f.buf[sp.vo:sp.vo+sp.vl]...)
+		} else {
+			v := f.fields[i].value
+			// v lies inside raw (both slice p.src)
+			mf.vo, mf.vl = int32(cap(raw)-cap(v)), int32(len(v))
+		}
+		m.fields = append(m.fields, mf)
+	}
+	return nil
 }
 
 // parser is a small JSON scanner.

@@ -13,11 +13,18 @@ type head struct {
 	gen    uint64
 	cols   []string // column paths (segments joined by pathSep)
 	colIdx map[string]uint32
-	docs   []hdoc
-	chunk  []byte
-	bytes  int
-	minTS  int64
-	maxTS  int64
+	// colBytes is per column about what its values take encoded in a
+	// block (writeBlock sizes its buffers with it).
+	colBytes []int
+	// prevCols is the column of each field position of the previous
+	// document: documents of one source list the same fields in the
+	// same order, so a comparison usually replaces the map lookup.
+	prevCols []uint32
+	docs     []hdoc
+	chunk    []byte
+	bytes    int
+	minTS    int64
+	maxTS    int64
 }
 
 type hdoc struct {
@@ -53,14 +60,9 @@ func (h *head) add(id string, fields []field, now func() time.Time) int {
 		h.chunk = make([]byte, 0, n)
 	}
 	buf := h.chunk[:0]
-	for _, f := range fields {
-		c, ok := h.colIdx[string(f.path)]
-		if !ok {
-			c = uint32(len(h.cols))
-			p := string(f.path)
-			h.cols = append(h.cols, p)
-			h.colIdx[p] = c
-		}
+	for j, f := range fields {
+		c := h.column(j, f.path)
+		h.colBytes[c] += len(f.value) + 4
 		buf = binary.AppendUvarint(buf, uint64(c))
 		buf = binary.AppendUvarint(buf, uint64(len(f.value))<<2|uint64(f.kind))
 		buf = append(buf, f.value...)
@@ -77,6 +79,29 @@ func (h *head) add(id string, fields []field, now func() time.Time) int {
 	n := len(enc) + len(id) + 48
 	h.bytes += n
 	return n
+}
+
+// column returns the column of path, the j-th field of a document.
+func (h *head) column(j int, path []byte) uint32 {
+	if j < len(h.prevCols) {
+		if c := h.prevCols[j]; h.cols[c] == string(path) {
+			return c
+		}
+	}
+	c, ok := h.colIdx[string(path)]
+	if !ok {
+		c = uint32(len(h.cols))
+		p := string(path)
+		h.cols = append(h.cols, p)
+		h.colIdx[p] = c
+		h.colBytes = append(h.colBytes, 0)
+	}
+	if j < len(h.prevCols) {
+		h.prevCols[j] = c
+	} else if j == len(h.prevCols) {
+		h.prevCols = append(h.prevCols, c)
+	}
+	return c
 }
 
 // eachField decodes a head document's fields.

@@ -73,17 +73,21 @@ func valueKey(v []byte) uint64 {
 // remembered, so low-cardinality columns (namespace, level, labels) are
 // tokenized once per distinct value.
 type indexBuilder struct {
-	slots   map[uint64]int32 // key -> slot
-	keys    []uint64         // per slot
-	isTok   []bool           // per slot: a token (else a whole-value key)
-	first   []int32          // per slot: first posting
-	last    []int32          // per slot: last posting
-	lastRow []int32          // per slot
-	rows    []uint32         // per posting
-	next    []int32          // per posting: next posting of the slot, -1
+	slots   slotTable // key -> slot
+	keys    []uint64  // per slot
+	isTok   []bool    // per slot: a token (else a whole-value key)
+	cnt     []int32   // per slot: its postings
+	lastRow []int32   // per slot
+	rows    []uint32  // per posting, ascending
+	slotOf  []int32   // per posting: its slot
 	memo    map[string][]int32
 	cur     []int32
-	tb      []byte
+	// prevV and prevSlots are the last short value added and its slots
+	// (consecutive rows of one container repeat their metadata).
+	prevV     []byte
+	prevSlots []int32
+	prevOK    bool
+	tb        []byte
 	// bloomOnly collects token hashes for the bloom filter and no index
 	// (the @timestamp column: time ranges use the timestamp section, and
 	// its nearly unique values would double the index's size).
@@ -95,18 +99,60 @@ type indexBuilder struct {
 const maxMemoValues = 4096
 
 func newIndexBuilder() *indexBuilder {
-	return &indexBuilder{slots: map[uint64]int32{}, memo: map[string][]int32{}}
+	return &indexBuilder{memo: map[string][]int32{}}
+}
+
+// slotTable maps keys (xxhash values: their low bits are uniform) to
+// slots, open addressing with linear probing; entries hold slot+1, 0 is
+// empty. The keys live in indexBuilder.keys.
+type slotTable struct {
+	ents []int32
+	n    int
+}
+
+// find returns key's slot, or -1 and the position to insert it at.
+func (t *slotTable) find(keys []uint64, key uint64) (int32, int) {
+	mask := len(t.ents) - 1
+	for i := int(key) & mask; ; i = (i + 1) & mask {
+		e := t.ents[i]
+		if e == 0 {
+			return -1, i
+		}
+		if keys[e-1] == key {
+			return e - 1, i
+		}
+	}
+}
+
+// grow doubles the table (or makes the first one) and reinserts keys.
+func (t *slotTable) grow(keys []uint64) {
+	size := 2 * len(t.ents)
+	if size == 0 {
+		size = 64
+	}
+	t.ents = make([]int32, size)
+	mask := size - 1
+	for s, k := range keys {
+		i := int(k) & mask
+		for t.ents[i] != 0 {
+			i = (i + 1) & mask
+		}
+		t.ents[i] = int32(s) + 1
+	}
 }
 
 func (b *indexBuilder) slot(key uint64, tok bool) int32 {
-	s, ok := b.slots[key]
-	if !ok {
+	if 2*(b.slots.n+1) > len(b.slots.ents) {
+		b.slots.grow(b.keys)
+	}
+	s, pos := b.slots.find(b.keys, key)
+	if s < 0 {
 		s = int32(len(b.keys))
-		b.slots[key] = s
+		b.slots.ents[pos] = s + 1
+		b.slots.n++
 		b.keys = append(b.keys, key)
 		b.isTok = append(b.isTok, tok)
-		b.first = append(b.first, -1)
-		b.last = append(b.last, -1)
+		b.cnt = append(b.cnt, 0)
 		b.lastRow = append(b.lastRow, -1)
 	} else if tok {
 		b.isTok[s] = true
@@ -119,15 +165,26 @@ func (b *indexBuilder) post(s int32, row int32) {
 		return
 	}
 	b.lastRow[s] = row
-	p := int32(len(b.rows))
 	b.rows = append(b.rows, uint32(row))
-	b.next = append(b.next, -1)
-	if b.last[s] >= 0 {
-		b.next[b.last[s]] = p
-	} else {
-		b.first[s] = p
+	b.slotOf = append(b.slotOf, s)
+	b.cnt[s]++
+}
+
+// bySlot returns the rows grouped by slot (a counting sort of the
+// postings, which keeps each slot's rows ascending): slot s's rows are
+// flat[start[s]:start[s+1]].
+func (b *indexBuilder) bySlot() (start []int32, flat []uint32) {
+	start = make([]int32, len(b.keys)+1)
+	for s, c := range b.cnt {
+		start[s+1] = start[s] + c
 	}
-	b.last[s] = p
+	pos := slices.Clone(start[:len(b.keys)])
+	flat = make([]uint32, len(b.rows))
+	for p, s := range b.slotOf {
+		flat[pos[s]] = b.rows[p]
+		pos[s]++
+	}
+	return start, flat
 }
 
 // add indexes value v of row (rows come in ascending order).
@@ -139,7 +196,14 @@ func (b *indexBuilder) add(row int, v []byte) {
 	r := int32(row)
 	short := len(v) <= maxValueKeyLen
 	if short {
+		if b.prevOK && string(v) == string(b.prevV) {
+			for _, s := range b.prevSlots {
+				b.post(s, r)
+			}
+			return
+		}
 		if slots, ok := b.memo[string(v)]; ok {
+			b.remember(v, slots)
 			for _, s := range slots {
 				b.post(s, r)
 			}
@@ -154,9 +218,19 @@ func (b *indexBuilder) add(row int, v []byte) {
 	for _, s := range b.cur {
 		b.post(s, r)
 	}
-	if short && len(b.memo) < maxMemoValues {
-		b.memo[string(v)] = slices.Clone(b.cur)
+	if short {
+		slots := slices.Clone(b.cur)
+		if len(b.memo) < maxMemoValues {
+			b.memo[string(v)] = slots
+		}
+		b.remember(v, slots)
 	}
+}
+
+// remember keeps v (copied) and its slots as the previous short value.
+func (b *indexBuilder) remember(v []byte, slots []int32) {
+	b.prevV = append(b.prevV[:0], v...)
+	b.prevSlots, b.prevOK = slots, true
 }
 
 // tokenKeys returns the distinct token hashes (for the bloom filter).
@@ -175,6 +249,7 @@ func (b *indexBuilder) tokenKeys() []uint64 {
 
 // encode returns the index in the format described above.
 func (b *indexBuilder) encode() []byte {
+	start, flat := b.bySlot()
 	order := make([]int32, len(b.keys))
 	for i := range order {
 		order[i] = int32(i)
@@ -190,8 +265,8 @@ func (b *indexBuilder) encode() []byte {
 	post := len(out)
 	for j, s := range order {
 		prevRow := int64(-1)
-		for p := b.first[s]; p >= 0; p = b.next[p] {
-			r := int64(b.rows[p])
+		for _, row := range flat[start[s]:start[s+1]] {
+			r := int64(row)
 			out = binary.AppendUvarint(out, uint64(r-prevRow))
 			prevRow = r
 		}
@@ -202,6 +277,7 @@ func (b *indexBuilder) encode() []byte {
 
 // encodeGrouped returns the index in version 3 (frames compressed by enc).
 func (b *indexBuilder) encodeGrouped(enc *zstd.Encoder) []byte {
+	start, flat := b.bySlot()
 	order := make([]int32, len(b.keys))
 	for i := range order {
 		order[i] = int32(i)
@@ -222,8 +298,8 @@ func (b *indexBuilder) encodeGrouped(enc *zstd.Encoder) []byte {
 		for _, s := range order[k*indexGroupKeys : min(n, (k+1)*indexGroupKeys)] {
 			l := len(post)
 			prevRow := int64(-1)
-			for p := b.first[s]; p >= 0; p = b.next[p] {
-				r := int64(b.rows[p])
+			for _, row := range flat[start[s]:start[s+1]] {
+				r := int64(row)
 				post = binary.AppendUvarint(post, uint64(r-prevRow))
 				prevRow = r
 			}
