@@ -276,8 +276,7 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, st *reqState) error {
 		bw.WriteString(ip)
 	}
 	bw.WriteString(";host=")
-	var qb [128]byte
-	bw.Write(strconv.AppendQuote(qb[:0], r.Host))
+	bw.Write(strconv.AppendQuote(bw.AvailableBuffer(), r.Host))
 	bw.WriteString(";proto=")
 	bw.WriteString(proto)
 	bw.WriteString("\r\nX-Real-Ip: ")

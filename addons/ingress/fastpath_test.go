@@ -544,13 +544,13 @@ func BenchmarkProxyGET(b *testing.B) {
 		_, _ = io.WriteString(w, body)
 	}))
 	defer be.Close()
-	for _, name := range []string{"lean", "fast", "reverseproxy"} {
+	for _, name := range []string{"lean", "epoll", "fast", "reverseproxy"} {
 		b.Run(name, func(b *testing.B) {
 			e := newFastEnv(b, nil, be.Listener.Addr().String())
 			e.px.fastOff = name == "reverseproxy"
 			url := e.url
-			if name == "lean" {
-				addr, _ := leanFront(b, e)
+			if name == "lean" || name == "epoll" {
+				addr, _ := leanFront(b, e, name == "epoll")
 				url = "http://" + addr
 			}
 			tr := &http.Transport{MaxIdleConnsPerHost: 64}

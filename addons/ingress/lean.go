@@ -46,6 +46,10 @@ type leanServer struct {
 	closing atomic.Bool
 	wg      sync.WaitGroup
 
+	// useEpoll: serve with the epoll loops (epoll_linux.go).
+	useEpoll bool
+	epoll    *epollServer
+
 	// served counts requests answered here, handedOff connections given
 	// to net/http (tests).
 	served, handedOff atomic.Int64
@@ -63,6 +67,9 @@ func (s *leanServer) Serve(ln net.Listener) error {
 	s.ln = ln
 	s.hand = &handoffListener{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
 	s.mu.Unlock()
+	if s.useEpoll && epollSupported {
+		return s.serveEpoll(ln)
+	}
 	srvDone := make(chan struct{})
 	go func() {
 		defer close(srvDone)
@@ -113,13 +120,20 @@ func (s *leanServer) Shutdown(ctx context.Context) error {
 	for lc := range s.conns {
 		lc.closeIfIdle()
 	}
+	es := s.epoll
 	s.mu.Unlock()
+	if es != nil {
+		es.stop(false)
+	}
 	err := s.srv.Shutdown(ctx) // closes the handoff listener
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
+		if es != nil {
+			es.stop(true)
+		}
 		s.mu.Lock()
 		for lc := range s.conns {
 			_ = lc.c.Close()
@@ -217,8 +231,14 @@ func (lc *leanConn) closeIfIdle() {
 }
 
 func (lc *leanConn) serve() {
-	s := lc.s
 	bp := leanBufs.Get().(*[]byte)
+	lc.serveFrom(bp, 0, 0)
+}
+
+// serveFrom serves the connection with buf (*bp) holding bytes [start,
+// end) already read (the epoll loop's escapes, epoll_linux.go).
+func (lc *leanConn) serveFrom(bp *[]byte, start, end int) {
+	s := lc.s
 	buf := *bp
 	defer func() {
 		if cap(buf) == leanBufSize {
@@ -245,7 +265,6 @@ func (lc *leanConn) serve() {
 	lc.bw = leanWriters.Get().(*bufio.Writer)
 	lc.bw.Reset(lc.c)
 
-	start, end := 0, 0
 	lc.setHeaderDeadline()
 	for {
 		// One request head: from what is buffered, else read more.
@@ -383,6 +402,7 @@ type leanReq struct {
 	st         reqState
 	code       int
 	bytes      int64
+	start      time.Time
 }
 
 // serveRequest proxies one parsed request; handoff when it is not for
@@ -393,14 +413,35 @@ func (lc *leanConn) serveRequest(h *requestHead) (keep, handoff bool) {
 	if p.fastOff {
 		return false, true
 	}
+	lr := lc.begin(h, path, query, hasQuery)
+	if lr == nil {
+		return false, true
+	}
+	defer lc.end(lr)
+	if l := lr.st.cfg.limiter; l != nil && !l.allow(lc.ip, lr.start) {
+		return lc.leanError(lr, http.StatusServiceUnavailable, "rate limit exceeded"), false
+	}
+	return lc.proxy(lr), false
+}
+
+// end: the request's metrics and access log.
+func (lc *leanConn) end(lr *leanReq) {
+	if lr.st.picked != nil {
+		lr.st.picked.active.Add(-1)
+	}
+	lc.finish(lr, lr.start)
+}
+
+// begin routes a parsed request; nil when it is not for the lean path.
+func (lc *leanConn) begin(h *requestHead, path, query []byte, hasQuery bool) *leanReq {
 	host := string(h.host)
 	rt := lc.leanWant(h, host, string(path))
 	if rt == nil {
-		return false, true
+		return nil
 	}
 	start := time.Now()
 	lc.s.served.Add(1)
-	lr := &leanReq{h: h, method: methodString(h.method), host: host, path: path, query: query, hasQuery: hasQuery, code: http.StatusOK}
+	lr := &leanReq{h: h, method: methodString(h.method), host: host, path: path, query: query, hasQuery: hasQuery, code: http.StatusOK, start: start}
 	lr.keepAlive = h.minor == 1
 	rid := ""
 	for i := range h.fields {
@@ -434,16 +475,7 @@ func (lc *leanConn) serveRequest(h *requestHead) (keep, handoff bool) {
 	st := &lr.st
 	st.requestID = rid
 	st.route, st.cfg, st.backend = rt, rt.cfg, rt.backend
-	defer func() {
-		if st.picked != nil {
-			st.picked.active.Add(-1)
-		}
-		lc.finish(lr, start)
-	}()
-	if l := rt.cfg.limiter; l != nil && !l.allow(lc.ip, start) {
-		return lc.leanError(lr, http.StatusServiceUnavailable, "rate limit exceeded"), false
-	}
-	return lc.proxy(lr), false
+	return lr
 }
 
 // finish: metrics and access log as Proxy.finish.
@@ -527,17 +559,23 @@ var (
 	leanOther = &http.Request{Method: http.MethodGet}
 )
 
+// timeouts: the route's connect and read (response head) timeouts.
+func (lr *leanReq) timeouts() (connectTimeout, readTimeout time.Duration) {
+	connectTimeout, readTimeout = defaultConnectTimeout, defaultReadTimeout
+	if lr.st.cfg.connectTimeout > 0 {
+		connectTimeout = lr.st.cfg.connectTimeout
+	}
+	if lr.st.cfg.readTimeout > 0 {
+		readTimeout = lr.st.cfg.readTimeout
+	}
+	return connectTimeout, readTimeout
+}
+
 // proxy: endpoint choice, passive health and retries as serveFast.
 func (lc *leanConn) proxy(lr *leanReq) (keep bool) {
 	p := lc.s.p
 	st := &lr.st
-	connectTimeout, readTimeout := defaultConnectTimeout, defaultReadTimeout
-	if st.cfg.connectTimeout > 0 {
-		connectTimeout = st.cfg.connectTimeout
-	}
-	if st.cfg.readTimeout > 0 {
-		readTimeout = st.cfg.readTimeout
-	}
+	connectTimeout, readTimeout := lr.timeouts()
 	var triedBuf [maxAttempts]*endpoint
 	tried := triedBuf[:0]
 	var lastErr error
@@ -610,6 +648,11 @@ func (lc *leanConn) send(lr *leanReq, pc *pconn, readTimeout time.Duration) (*ht
 	if err := lc.writeRequestHead(pc.bw, lr); err != nil {
 		return nil, err
 	}
+	return lc.readAnswer(lr, pc, readTimeout)
+}
+
+// readAnswer reads the answer's head (the second half of send).
+func (lc *leanConn) readAnswer(lr *leanReq, pc *pconn, readTimeout time.Duration) (*http.Response, error) {
 	pc.limit = maxResponseHeader
 	_ = pc.conn.SetReadDeadline(time.Now().Add(readTimeout))
 	req := leanOther
@@ -725,8 +768,7 @@ func (lc *leanConn) writeRequestHead(bw *bufio.Writer, lr *leanReq) error {
 		bw.WriteString(ip)
 	}
 	bw.WriteString(";host=")
-	var qb [128]byte
-	bw.Write(strconv.AppendQuote(qb[:0], lr.host))
+	bw.Write(strconv.AppendQuote(bw.AvailableBuffer(), lr.host))
 	bw.WriteString(";proto=http\r\nX-Real-Ip: ")
 	bw.WriteString(ip)
 	bw.WriteString("\r\nX-Request-Id: ")
@@ -749,49 +791,11 @@ func (lc *leanConn) relay(lr *leanReq, e *endpoint, pc *pconn, resp *http.Respon
 		pc.close()
 		return lc.leanError(lr, http.StatusBadGateway, "backend switched protocols without an upgrade request")
 	}
-	code := resp.StatusCode
-	lr.code = code
-	bodyAllowed := bodyAllowedForStatus(code) && lr.method != http.MethodHead
-	cl := resp.ContentLength
-	_, hasCL := resp.Header["Content-Length"]
-	chunked := false
-	keep = lr.keepAlive
 	bw := lc.bw
-	writeStatusLine(bw, code)
-	writeHeaderMap(bw, resp.Header, resp.Trailer)
-	bw.WriteString("X-Request-Id: ")
-	bw.WriteString(lr.st.requestID)
-	bw.WriteString("\r\n")
-	if _, ok := resp.Header["Date"]; !ok {
-		bw.WriteString("Date: ")
-		bw.Write(httpDate())
-		bw.WriteString("\r\n")
-	}
-	if _, ok := resp.Header["Content-Type"]; !ok && bodyAllowed && cl > 0 {
-		// net/http sniffs the first bytes written; the fast path writes
-		// them before any flush when the length is known.
-		b, _ := pc.br.Peek(int(min(cl, 512)))
-		if len(b) > 0 {
-			bw.WriteString("Content-Type: ")
-			bw.WriteString(http.DetectContentType(b))
-			bw.WriteString("\r\n")
-		}
-	}
-	if bodyAllowed && !hasCL && cl < 0 {
-		if lr.h.minor == 1 {
-			chunked = true
-			bw.WriteString("Transfer-Encoding: chunked\r\n")
-		} else {
-			keep = false // the end of the body is the end of the connection
-		}
-	}
-	if !keep {
-		bw.WriteString("Connection: close\r\n")
-	} else if lr.h.minor == 0 {
-		bw.WriteString("Connection: keep-alive\r\n")
-	}
-	bw.WriteString("\r\n")
-	flush := cl == -1 || isEventStream(resp.Header)
+	keep, chunked, flush := writeAnswerHead(bw, lr, resp, func(n int) []byte {
+		b, _ := pc.br.Peek(n)
+		return b
+	})
 	if flush {
 		if err := bw.Flush(); err != nil {
 			pc.close()
@@ -825,6 +829,55 @@ func (lc *leanConn) relay(lr *leanReq, e *endpoint, pc *pconn, resp *http.Respon
 		pc.close()
 	}
 	return bw.Flush() == nil && keep
+}
+
+// writeAnswerHead writes the client's answer head for resp (relay and
+// the epoll loop); peek returns up to n bytes of the body for sniffing.
+// flush: the head should go out before the body (unknown length, event
+// streams).
+func writeAnswerHead(bw *bufio.Writer, lr *leanReq, resp *http.Response, peek func(n int) []byte) (keep, chunked, flush bool) {
+	code := resp.StatusCode
+	lr.code = code
+	bodyAllowed := bodyAllowedForStatus(code) && lr.method != http.MethodHead
+	cl := resp.ContentLength
+	_, hasCL := resp.Header["Content-Length"]
+	keep = lr.keepAlive
+	writeStatusLine(bw, code)
+	writeHeaderMap(bw, resp.Header, resp.Trailer)
+	bw.WriteString("X-Request-Id: ")
+	bw.WriteString(lr.st.requestID)
+	bw.WriteString("\r\n")
+	if _, ok := resp.Header["Date"]; !ok {
+		bw.WriteString("Date: ")
+		bw.Write(httpDate())
+		bw.WriteString("\r\n")
+	}
+	if _, ok := resp.Header["Content-Type"]; !ok && bodyAllowed && cl > 0 {
+		// net/http sniffs the first bytes written; the fast path writes
+		// them before any flush when the length is known.
+		b := peek(int(min(cl, 512)))
+		if len(b) > 0 {
+			bw.WriteString("Content-Type: ")
+			bw.WriteString(http.DetectContentType(b))
+			bw.WriteString("\r\n")
+		}
+	}
+	if bodyAllowed && !hasCL && cl < 0 {
+		if lr.h.minor == 1 {
+			chunked = true
+			bw.WriteString("Transfer-Encoding: chunked\r\n")
+		} else {
+			keep = false // the end of the body is the end of the connection
+		}
+	}
+	if !keep {
+		bw.WriteString("Connection: close\r\n")
+	} else if lr.h.minor == 0 {
+		bw.WriteString("Connection: keep-alive\r\n")
+	}
+	bw.WriteString("\r\n")
+	flush = cl == -1 || isEventStream(resp.Header)
+	return keep, chunked, flush
 }
 
 // copyPlain copies the body into the client writer's buffer.
@@ -863,11 +916,10 @@ func (lc *leanConn) copyChunked(lr *leanReq, src io.Reader) error {
 	defer buffers.Put(bp)
 	buf := *bp
 	bw := lc.bw
-	var hb [20]byte
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
-			bw.Write(strconv.AppendInt(hb[:0], int64(n), 16))
+			bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(n), 16))
 			bw.WriteString("\r\n")
 			bw.Write(buf[:n])
 			bw.WriteString("\r\n")
@@ -938,16 +990,8 @@ func (lc *leanConn) leanError(lr *leanReq, code int, msg string) bool {
 // writeError answers a head that could not be parsed (400, 431) and the
 // connection is closed after it, as net/http does.
 func (lc *leanConn) writeError(code int, msg string) {
-	body := fmt.Sprintf("%d %s: %s\n", code, http.StatusText(code), msg)
-	bw := lc.bw
-	writeStatusLine(bw, code)
-	bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nDate: ")
-	bw.Write(httpDate())
-	bw.WriteString("\r\nContent-Length: ")
-	bw.WriteString(strconv.Itoa(len(body)))
-	bw.WriteString("\r\nConnection: close\r\n\r\n")
-	bw.WriteString(body)
-	if bw.Flush() != nil {
+	writeHeadError(lc.bw, code, msg)
+	if lc.bw.Flush() != nil {
 		return
 	}
 	// As net/http's closeWriteAndWait: end our side and read what the
@@ -960,16 +1004,30 @@ func (lc *leanConn) writeError(code int, msg string) {
 	_, _ = io.CopyN(io.Discard, lc.c, 1<<20)
 }
 
+// writeHeadError writes the answer to a head that could not be parsed,
+// closing the connection after it (both loops; not flushed).
+func writeHeadError(bw *bufio.Writer, code int, msg string) {
+	body := fmt.Sprintf("%d %s: %s\n", code, http.StatusText(code), msg)
+	writeStatusLine(bw, code)
+	bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nDate: ")
+	bw.Write(httpDate())
+	bw.WriteString("\r\nContent-Length: ")
+	bw.WriteString(strconv.Itoa(len(body)))
+	bw.WriteString("\r\nConnection: close\r\n\r\n")
+	bw.WriteString(body)
+}
+
 func writeStatusLine(bw *bufio.Writer, code int) {
 	bw.WriteString("HTTP/1.1 ")
-	var b [8]byte
-	bw.Write(strconv.AppendInt(b[:0], int64(code), 10))
+	// Appending to AvailableBuffer writes in place (a local array would
+	// escape to the heap through Write).
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
 	bw.WriteByte(' ')
 	if t := http.StatusText(code); t != "" {
 		bw.WriteString(t)
 	} else {
 		bw.WriteString("status code ")
-		bw.Write(strconv.AppendInt(b[:0], int64(code), 10))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
 	}
 	bw.WriteString("\r\n")
 }

@@ -57,6 +57,11 @@ type Options struct {
 	// net/http's server. Requests it does not take are handed to that
 	// server either way.
 	NetHTTP1 bool
+	// LeanEpoll runs the lean loop as epoll event loops of our own (one
+	// per CPU, epoll_linux.go) instead of a goroutine per connection on
+	// Go's netpoller; off by default, Linux only (elsewhere the lean loop
+	// runs as usual).
+	LeanEpoll bool
 	// AccessLog receives one JSON-able record per request (nil = off).
 	AccessLog *slog.Logger
 	// Registerer receives the metrics (nil = a private registry, served by
@@ -79,6 +84,7 @@ type Server struct {
 	mu      sync.Mutex
 	lns     []net.Listener
 	addrs   map[string]string // "http"/"https" → bound address
+	lean    *leanServer       // the plain listener's lean loop, if any
 	started chan struct{}
 }
 
@@ -143,6 +149,21 @@ func (s *Server) Addrs() map[string]string {
 	return out
 }
 
+// LeanStats reports how the plain listener's lean loop (goroutines, or
+// the epoll loops with Options.LeanEpoll) fared so far: the requests it
+// took itself and the connections it handed to net/http's server. ok is
+// false when there is no lean loop (NetHTTP1, no plain listener, or Run
+// has not bound it yet).
+func (s *Server) LeanStats() (served, handedOff int64, ok bool) {
+	s.mu.Lock()
+	ls := s.lean
+	s.mu.Unlock()
+	if ls == nil {
+		return 0, 0, false
+	}
+	return ls.served.Load(), ls.handedOff.Load(), true
+}
+
 // Run serves until ctx ends; then it stops accepting and lets requests in
 // flight finish (at most 10 s).
 func (s *Server) Run(ctx context.Context) error {
@@ -176,7 +197,12 @@ func (s *Server) Run(ctx context.Context) error {
 			s.mu.Unlock()
 			servers = append(servers, srv)
 			if srv.TLSConfig == nil && !s.opts.NetHTTP1 {
-				leans = append(leans, newLeanServer(s.proxy, srv, s.log))
+				ls := newLeanServer(s.proxy, srv, s.log)
+				ls.useEpoll = s.opts.LeanEpoll
+				leans = append(leans, ls)
+				s.mu.Lock()
+				s.lean = ls
+				s.mu.Unlock()
 			} else {
 				leans = append(leans, nil)
 			}

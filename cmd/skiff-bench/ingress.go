@@ -46,6 +46,7 @@ type ingressBenchOpts struct {
 	reconfRounds         int
 	bodyBytes            int
 	cpuProfile           string
+	cpuProfileOf         string
 	rounds               int
 }
 
@@ -83,9 +84,11 @@ type cpuPerReq struct {
 type ingressRound struct {
 	Skiff        proxyResult `json:"skiff_ingress"`
 	SkiffNetHTTP proxyResult `json:"skiff_ingress_nethttp"`
+	SkiffEpoll   proxyResult `json:"skiff_ingress_epoll"`
 	Nginx        proxyResult `json:"nginx"`
 	Ratio        float64     `json:"ratio_rps_skiff_to_nginx"`
 	RatioNetHTTP float64     `json:"ratio_rps_skiff_nethttp_to_nginx"`
+	RatioEpoll   float64     `json:"ratio_rps_skiff_epoll_to_nginx"`
 }
 
 type ingressBenchResult struct {
@@ -97,21 +100,28 @@ type ingressBenchResult struct {
 	BodyBytes    int         `json:"body_bytes"`
 	Skiff        proxyResult `json:"skiff_ingress"`
 	SkiffNetHTTP proxyResult `json:"skiff_ingress_nethttp"`
+	SkiffEpoll   proxyResult `json:"skiff_ingress_epoll"`
 	Nginx        proxyResult `json:"nginx"`
 	NginxVersion string      `json:"nginx_version"`
 	Ratio        float64     `json:"ratio_rps_skiff_to_nginx"`
 	RatioNetHTTP float64     `json:"ratio_rps_skiff_nethttp_to_nginx"`
+	RatioEpoll   float64     `json:"ratio_rps_skiff_epoll_to_nginx"`
 	// Rounds holds every alternation; the fields above are medians over
 	// them, field by field.
-	Rounds        []ingressRound `json:"rounds"`
-	TargetRatio   float64        `json:"target_ratio"`
-	ReconfMs      []float64      `json:"reconfiguration_ms"`
-	ReconfMedian  float64        `json:"reconfiguration_median_ms"`
-	TargetReconf  float64        `json:"target_reconfiguration_ms"`
-	MeetsTargets  bool           `json:"meets_targets"`
-	Note          string         `json:"note"`
-	SetupSeconds  float64        `json:"setup_seconds"`
-	BackendServer string         `json:"backend"`
+	Rounds       []ingressRound `json:"rounds"`
+	TargetRatio  float64        `json:"target_ratio"`
+	ReconfMs     []float64      `json:"reconfiguration_ms"`
+	ReconfMedian float64        `json:"reconfiguration_median_ms"`
+	// ReconfAPIMs is the part of each reconfiguration spent in the
+	// Ingress update call itself (the API server's write to etcd, which
+	// waits for its fsync), before the ingress could hear of the change.
+	ReconfAPIMs     []float64 `json:"reconfiguration_api_ms"`
+	ReconfAPIMedian float64   `json:"reconfiguration_api_median_ms"`
+	TargetReconf    float64   `json:"target_reconfiguration_ms"`
+	MeetsTargets    bool      `json:"meets_targets"`
+	Note            string    `json:"note"`
+	SetupSeconds    float64   `json:"setup_seconds"`
+	BackendServer   string    `json:"backend"`
 }
 
 func ingressCommand() *cobra.Command {
@@ -135,8 +145,9 @@ func ingressCommand() *cobra.Command {
 	f.StringVar(&o.nginx, "nginx", "nginx", "nginx binary")
 	f.IntVar(&o.reconfRounds, "reconfigurations", 9, "Ingress changes timed to their first routed request")
 	f.IntVar(&o.bodyBytes, "body-bytes", 128, "backend answer size")
-	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the ingresses, the idle server) over the first round's Skiff (default listener) wrk run")
-	f.IntVar(&o.rounds, "rounds", 3, "alternations of Skiff default (lean loop), Skiff net/http and nginx; the top-level results are medians over them")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the ingresses, the idle server) over the first round's wrk run through the listener --cpuprofile-of names")
+	f.StringVar(&o.cpuProfileOf, "cpuprofile-of", "default", "the listener --cpuprofile covers: default (lean loop), nethttp or epoll")
+	f.IntVar(&o.rounds, "rounds", 3, "alternations of Skiff default (lean loop), Skiff net/http, Skiff epoll loop and nginx; the top-level results are medians over them")
 	return cmd
 }
 
@@ -220,6 +231,15 @@ func runIngressBench(ctx context.Context, o ingressBenchOpts) (*ingressBenchResu
 	defer stopNet()
 	if err := waitUntil(ctx, 30*time.Second, func() bool { return routedAt(netURL, "/") }); err != nil {
 		return nil, fmt.Errorf("net/http ingress never routed: %w", err)
+	}
+	// And one with the lean loop on epoll (Options.LeanEpoll).
+	epollURL, stopEpoll, err := startIngressWith(ctx, cs, "epoll", ingress.Options{LeanEpoll: true})
+	if err != nil {
+		return nil, err
+	}
+	defer stopEpoll()
+	if err := waitUntil(ctx, 30*time.Second, func() bool { return routedAt(epollURL, "/") }); err != nil {
+		return nil, fmt.Errorf("epoll ingress never routed: %w", err)
 	}
 
 	// nginx as a plain keep-alive reverse proxy to the same backend.
@@ -311,23 +331,31 @@ http {
 		return r, nil
 	}
 	// Warm all three (connection pools, page cache, scheduler).
-	for _, u := range []string{ingressURL, netURL, nginxURL} {
+	for _, u := range []string{ingressURL, netURL, epollURL, nginxURL} {
 		_ = exec.CommandContext(ctx, wrkBin, "-t1", "-c8", "-d2s", "-H", "Host: "+host, u).Run()
 	}
 	for i := range max(o.rounds, 1) {
 		var rd ingressRound
-		stopProfile := func() {}
-		if i == 0 {
-			if stopProfile, err = cpuprofile.Start(o.cpuProfile); err != nil {
-				return nil, err
+		// profiled runs wrk, under the CPU profile when it is the first
+		// round's run through the listener --cpuprofile-of names.
+		profiled := func(which, url string) (proxyResult, error) {
+			stop := func() {}
+			if i == 0 && which == o.cpuProfileOf {
+				var err error
+				if stop, err = cpuprofile.Start(o.cpuProfile); err != nil {
+					return proxyResult{}, err
+				}
 			}
+			defer stop()
+			return wrk(url, self)
 		}
-		rd.Skiff, err = wrk(ingressURL, self)
-		stopProfile()
-		if err != nil {
+		if rd.Skiff, err = profiled("default", ingressURL); err != nil {
 			return nil, err
 		}
-		if rd.SkiffNetHTTP, err = wrk(netURL, self); err != nil {
+		if rd.SkiffNetHTTP, err = profiled("nethttp", netURL); err != nil {
+			return nil, err
+		}
+		if rd.SkiffEpoll, err = profiled("epoll", epollURL); err != nil {
 			return nil, err
 		}
 		if rd.Nginx, err = wrk(nginxURL, ng.Process.Pid); err != nil {
@@ -336,14 +364,17 @@ http {
 		if rd.Nginx.RequestsPerSec > 0 {
 			rd.Ratio = round3(rd.Skiff.RequestsPerSec / rd.Nginx.RequestsPerSec)
 			rd.RatioNetHTTP = round3(rd.SkiffNetHTTP.RequestsPerSec / rd.Nginx.RequestsPerSec)
+			rd.RatioEpoll = round3(rd.SkiffEpoll.RequestsPerSec / rd.Nginx.RequestsPerSec)
 		}
 		res.Rounds = append(res.Rounds, rd)
 	}
 	res.Skiff = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.Skiff })
 	res.SkiffNetHTTP = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.SkiffNetHTTP })
+	res.SkiffEpoll = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.SkiffEpoll })
 	res.Nginx = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.Nginx })
 	res.Ratio = medianOf(res.Rounds, func(r *ingressRound) float64 { return r.Ratio })
 	res.RatioNetHTTP = medianOf(res.Rounds, func(r *ingressRound) float64 { return r.RatioNetHTTP })
+	res.RatioEpoll = medianOf(res.Rounds, func(r *ingressRound) float64 { return r.RatioEpoll })
 
 	// Reconfiguration: add a path, time until it answers.
 	for i := range o.reconfRounds {
@@ -362,6 +393,7 @@ http {
 		if _, err := cs.NetworkingV1().Ingresses("default").Update(ctx, ing, metav1.UpdateOptions{}); err != nil {
 			return nil, err
 		}
+		res.ReconfAPIMs = append(res.ReconfAPIMs, float64(time.Since(start).Microseconds())/1000)
 		for !routed(path) {
 			if time.Since(start) > 10*time.Second {
 				return nil, fmt.Errorf("route %s never appeared", path)
@@ -374,6 +406,9 @@ http {
 		sorted := slices.Clone(res.ReconfMs)
 		slices.Sort(sorted)
 		res.ReconfMedian = sorted[len(sorted)/2]
+		sorted = slices.Clone(res.ReconfAPIMs)
+		slices.Sort(sorted)
+		res.ReconfAPIMedian = sorted[len(sorted)/2]
 	}
 	res.MeetsTargets = res.Ratio >= ingressTargetRatio && res.ReconfMedian < ingressTargetReconfMs && res.Skiff.Non2xx == 0
 	return res, nil

@@ -105,12 +105,18 @@ func startIngressBackend(bodyBytes int) (port, pid int, stop func(), err error) 
 // net/http's server on the plain listener (not the default lean loop) on
 // a free loopback port; it serves the same Ingresses as skiff server's.
 func startNetHTTPIngress(ctx context.Context, cs kubernetes.Interface) (url string, stop func(), err error) {
+	return startIngressWith(ctx, cs, "net/http", ingress.Options{NetHTTP1: true})
+}
+
+// startIngressWith runs one more ingress in this process with opts'
+// listener choice (NetHTTP1, LeanEpoll), serving the same Ingresses.
+func startIngressWith(ctx context.Context, cs kubernetes.Interface, name string, opts ingress.Options) (url string, stop func(), err error) {
 	ing, err := ingress.New(ingress.Options{
-		Client: cs, HTTPAddr: "127.0.0.1:0", NetHTTP1: true, NoStatus: true,
+		Client: cs, HTTPAddr: "127.0.0.1:0", NetHTTP1: opts.NetHTTP1, LeanEpoll: opts.LeanEpoll, NoStatus: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
-		return "", nil, fmt.Errorf("net/http ingress: %w", err)
+		return "", nil, fmt.Errorf("%s ingress: %w", name, err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -118,7 +124,7 @@ func startNetHTTPIngress(ctx context.Context, cs kubernetes.Interface) (url stri
 	addr, ok := ing.Addrs()["http"]
 	if !ok {
 		cancel()
-		return "", nil, fmt.Errorf("net/http ingress: %w", <-done)
+		return "", nil, fmt.Errorf("%s ingress: %w", name, <-done)
 	}
 	return "http://" + addr + "/", func() { cancel(); <-done }, nil
 }
@@ -162,27 +168,41 @@ func sampleCPU(proxyPID, backendPID int) (cpuSample, error) {
 // parseProcStatCPU reads the machine's busy and idle (idle + iowait)
 // time from /proc/stat's first "cpu" line.
 func parseProcStatCPU(stat string) (busy, idle time.Duration, err error) {
+	t, err := procStatCPUTicks(stat)
+	if err != nil {
+		return 0, 0, err
+	}
+	// user nice system idle iowait irq softirq steal (guest time is in user).
+	b := t[0] + t[1] + t[2] + t[5] + t[6] + t[7]
+	return ticksDuration(b), ticksDuration(t[3] + t[4]), nil
+}
+
+// procStatCPUTicks reads the first eight values of /proc/stat's first
+// "cpu" line (user nice system idle iowait irq softirq steal; one a kernel
+// does not print is 0), in USER_HZ ticks.
+func procStatCPUTicks(stat string) ([8]int64, error) {
+	var ticks [8]int64
 	line, _, _ := strings.Cut(stat, "\n")
 	f := strings.Fields(line)
 	if len(f) < 8 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("bad /proc/stat line %q", line)
+		return ticks, fmt.Errorf("bad /proc/stat line %q", line)
 	}
-	const hz = 100 // USER_HZ
-	var ticks [8]int64
 	for i := range ticks {
 		if i+1 >= len(f) {
 			break
 		}
 		v, err := strconv.ParseInt(f[i+1], 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("bad /proc/stat line %q: %w", line, err)
+			return ticks, fmt.Errorf("bad /proc/stat line %q: %w", line, err)
 		}
 		ticks[i] = v
 	}
-	// user nice system idle iowait irq softirq steal (guest time is in user).
-	b := ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7]
-	return time.Duration(b) * time.Second / hz, time.Duration(ticks[3]+ticks[4]) * time.Second / hz, nil
+	return ticks, nil
 }
+
+// ticksDuration is a time in /proc/stat's USER_HZ ticks, which Linux
+// fixes at 100 a second there whatever the kernel's HZ.
+func ticksDuration(ticks int64) time.Duration { return time.Duration(ticks) * time.Second / 100 }
 
 // withChildren returns pid and the pids whose parent it is.
 func withChildren(pid int) ([]int, error) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/skiffhq/skiff/addons/ingress"
 	"github.com/skiffhq/skiff/internal/nodetest"
 	"github.com/skiffhq/skiff/internal/testimages"
 	"github.com/skiffhq/skiff/nodeagent/agent"
@@ -44,6 +45,43 @@ const (
 type podEnv struct {
 	*env
 	agent *agent.Agent
+	// listeners: the plain listeners the load and routing checks go
+	// through — the server's ingress (the lean loop, its default) and a
+	// second ingress in the test process with the epoll loops
+	// (Options.LeanEpoll), both serving the same Ingresses.
+	listeners []listener
+}
+
+// listener is a plain ingress listener and its lean loop's counters.
+type listener struct {
+	name, addr string
+	stats      func() (served, handedOff int64, ok bool)
+}
+
+// startEpollIngress starts the second ingress: the epoll loops on a
+// plain loopback listener of their own, no status writes.
+func (p *podEnv) startEpollIngress(t *testing.T) listener {
+	t.Helper()
+	ing, err := ingress.New(ingress.Options{Client: p.ts.Client, HTTPAddr: "127.0.0.1:0", LeanEpoll: true, NoStatus: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ing.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("epoll ingress: %v", err)
+		}
+	})
+	addr, ok := ing.Addrs()["http"]
+	if !ok {
+		cancel()
+		t.Fatalf("epoll ingress did not listen: %v", <-done)
+	}
+	waitFor(t, 30*time.Second, "epoll ingress ready", func() (bool, string) { return ing.Ready(), "" })
+	return listener{name: "epoll", addr: addr, stats: ing.LeanStats}
 }
 
 func startWithNode(t *testing.T) *podEnv {
@@ -71,7 +109,9 @@ func startWithNode(t *testing.T) *podEnv {
 		_, err := cs.CoreV1().ServiceAccounts(e.ns).Create(context.Background(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
 		return err == nil || apierrors.IsAlreadyExists(err), fmt.Sprint(err)
 	})
-	return &podEnv{env: e, agent: a}
+	p := &podEnv{env: e, agent: a}
+	p.listeners = []listener{{name: "lean", addr: e.httpAddr, stats: e.ts.Ingress().LeanStats}, p.startEpollIngress(t)}
+	return p
 }
 
 // cleanupNode deletes every pod, stops the agent and removes what is left
@@ -205,6 +245,7 @@ type result struct {
 // reached a pod.
 type loadLoop struct {
 	p       *podEnv
+	addr    string
 	host    string
 	workers int
 	timeout time.Duration
@@ -213,12 +254,20 @@ type loadLoop struct {
 	mu      sync.Mutex
 	results []result
 	n       atomic.Int64
+	// listener and its lean loop's served count at the start (loads).
+	listener listener
+	served0  int64
 }
 
-func (p *podEnv) load(host string, workers int) *loadLoop {
-	l := &loadLoop{p: p, host: host, workers: workers, timeout: 15 * time.Second, stop: make(chan struct{})}
-	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: workers}
-	client := &http.Client{Transport: tr, Timeout: l.timeout}
+// GETs and POSTs go over connections of their own: the lean loop hands a
+// connection to net/http's server at its first request with a body, and
+// the GETs are to stay on the lean (or epoll) loop.
+func (p *podEnv) load(addr, host string, workers int) *loadLoop {
+	l := &loadLoop{p: p, addr: addr, host: host, workers: workers, timeout: 15 * time.Second, stop: make(chan struct{})}
+	getTr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: workers}
+	postTr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: workers}
+	getClient := &http.Client{Transport: getTr, Timeout: l.timeout}
+	postClient := &http.Client{Transport: postTr, Timeout: l.timeout}
 	for range workers {
 		l.wg.Go(func() {
 			var mine []result
@@ -235,10 +284,11 @@ func (p *podEnv) load(host string, workers int) *loadLoop {
 				}
 				r := result{method: "GET", start: time.Now()}
 				var body io.Reader
+				client := getClient
 				if i%2 == 1 {
-					r.method, body = "POST", strings.NewReader("a body")
+					r.method, body, client = "POST", strings.NewReader("a body"), postClient
 				}
-				req, _ := http.NewRequest(r.method, "http://"+p.httpAddr+"/load", body)
+				req, _ := http.NewRequest(r.method, "http://"+l.addr+"/load", body)
 				req.Host = host
 				resp, err := client.Do(req)
 				if err == nil {
@@ -259,7 +309,7 @@ func (p *podEnv) load(host string, workers int) *loadLoop {
 			}
 		})
 	}
-	l.p.t.Cleanup(func() { l.finish(); tr.CloseIdleConnections() })
+	l.p.t.Cleanup(func() { l.finish(); getTr.CloseIdleConnections(); postTr.CloseIdleConnections() })
 	return l
 }
 
@@ -295,6 +345,9 @@ func (l *loadLoop) waitMore(n int64) {
 // under steady GETs fails no request, and once it is done only new pods
 // answer. A pod deleted with grace 0 under load: no request hangs, every
 // answer is the pod's 200 or a fast 502, and the others keep answering.
+// The plain-HTTP routing, the rollout and the kills go through both the
+// server's ingress (the lean loop) and a second one with the epoll loops
+// (Options.LeanEpoll), each loop checked to have taken the GETs itself.
 func TestRealPods(t *testing.T) {
 	began := time.Now()
 	p := startWithNode(t)
@@ -327,7 +380,7 @@ func TestRealPods(t *testing.T) {
 		Rules: []networkingv1.IngressRule{
 			rule("web.test", path(prefix, "/", "web"), path(prefix, "/api", "api"), path(exact, "/exact", "api")),
 			rule("api.test", path(prefix, "/", "api")),
-			rule("plain.test", path(prefix, "/", "web")),
+			rule("plain.test", path(prefix, "/", "web"), path(prefix, "/api", "api"), path(exact, "/exact", "api")),
 		},
 	})
 	waitFor(t, 90*time.Second, "the Deployments rolled out", func() (bool, string) {
@@ -393,6 +446,56 @@ func TestRealPods(t *testing.T) {
 		}
 	})
 
+	// The same over plain HTTP to a host without TLS, through the lean
+	// loop (the server's ingress) and the epoll loops (the second
+	// ingress): each loop must have served every request itself.
+	t.Run("plain HTTP routing through the lean and epoll loops", func(t *testing.T) {
+		for _, ls := range p.listeners {
+			t.Run(ls.name, func(t *testing.T) {
+				served0, handed0, ok := ls.stats()
+				if !ok {
+					t.Fatal("no lean loop on the plain listener")
+				}
+				tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}
+				defer tr.CloseIdleConnections()
+				client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+				sent := 0
+				for _, c := range []struct {
+					uri  string
+					pods []corev1.Pod
+				}{
+					{"/", webPods}, {"/some/page", webPods}, {"/api/v1", apiPods}, {"/apiv1", webPods},
+					{"/exact", apiPods}, {"/exact/more", webPods},
+				} {
+					seen := map[string]bool{}
+					for range 3 * len(c.pods) {
+						req, _ := http.NewRequest("GET", "http://"+ls.addr+c.uri, nil)
+						req.Host = "plain.test"
+						resp, err := client.Do(req)
+						if err != nil {
+							t.Fatalf("plain.test%s: %v", c.uri, err)
+						}
+						b, err := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						sent++
+						body, pod := string(b), answerer(string(b))
+						if err != nil || resp.StatusCode != 200 || !slices.Contains(names(c.pods), pod) || !strings.Contains(body, "path="+c.uri+"\n") {
+							t.Errorf("plain.test%s: %d %q %v, want an answer from one of %v for that path", c.uri, resp.StatusCode, body, err, names(c.pods))
+						}
+						seen[pod] = true
+					}
+					if len(seen) != len(c.pods) {
+						t.Errorf("plain.test%s: answered by %v, want every one of %v", c.uri, seen, names(c.pods))
+					}
+				}
+				served, handed, _ := ls.stats()
+				if served-served0 != int64(sent) || handed != handed0 {
+					t.Errorf("the %s loop took %d of the %d requests and handed %d connections to net/http, want all taken, none handed", ls.name, served-served0, sent, handed-handed0)
+				}
+			})
+		}
+	})
+
 	t.Run("TLS by SNI with two certificates", func(t *testing.T) {
 		for host, pods := range map[string][]corev1.Pod{"web.test": webPods, "api.test": apiPods} {
 			// https checks the served certificate is the host's own.
@@ -427,10 +530,14 @@ func TestRealPods(t *testing.T) {
 		}
 	})
 
+	// The load goes through both plain listeners at once; each one's
+	// results are checked on their own.
 	t.Run("rolling update under load fails no request", func(t *testing.T) {
 		old, _ := p.readyPods(ctx, "web")
-		l := p.load("plain.test", 4)
-		l.waitMore(200)
+		loads := p.loads("plain.test", 4)
+		for _, l := range loads {
+			l.waitMore(200)
+		}
 		begin := time.Now()
 		d, err := cs.AppsV1().Deployments(p.ns).Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {
@@ -454,42 +561,49 @@ func TestRealPods(t *testing.T) {
 		})
 		done := time.Now()
 		cur, _ := p.readyPods(ctx, "web")
-		l.waitMore(200)
-		res := l.finish()
+		for _, l := range loads {
+			l.waitMore(200)
+		}
 		t.Logf("rollout %v -> %v in %v", names(old), names(cur), done.Sub(begin).Round(time.Millisecond))
-		var failed, after, during []result
-		for _, r := range res {
-			switch {
-			case r.code != http.StatusOK:
-				failed = append(failed, r)
-			case r.start.After(done):
-				after = append(after, r)
-			case r.end.After(begin):
-				during = append(during, r)
-			}
-		}
-		t.Logf("%d requests: %d during the rollout, %d after it, %d failed", len(res), len(during), len(after), len(failed))
-		for i, r := range failed {
-			if i == 10 {
-				t.Errorf("... and %d more", len(failed)-10)
-				break
-			}
-			t.Errorf("%s at +%v failed after %v: %d %s", r.method, r.start.Sub(begin).Round(time.Millisecond), r.end.Sub(r.start).Round(time.Millisecond), r.code, r.err)
-		}
-		if len(during) < 100 || len(after) < 100 {
-			t.Errorf("the load barely ran: %d requests during the rollout, %d after", len(during), len(after))
-		}
-		for _, r := range during {
-			if !slices.Contains(names(old), r.pod) && !slices.Contains(names(cur), r.pod) {
-				t.Errorf("answer from %q during the rollout: neither an old nor a new pod", r.pod)
-				break
-			}
-		}
-		for _, r := range after {
-			if !slices.Contains(names(cur), r.pod) {
-				t.Errorf("answer from %q after the rollout, want only the new pods %v", r.pod, names(cur))
-				break
-			}
+		for i, ls := range p.listeners {
+			res := loads[i].finish()
+			t.Run(ls.name, func(t *testing.T) {
+				var failed, after, during []result
+				for _, r := range res {
+					switch {
+					case r.code != http.StatusOK:
+						failed = append(failed, r)
+					case r.start.After(done):
+						after = append(after, r)
+					case r.end.After(begin):
+						during = append(during, r)
+					}
+				}
+				t.Logf("%d requests: %d during the rollout, %d after it, %d failed", len(res), len(during), len(after), len(failed))
+				for i, r := range failed {
+					if i == 10 {
+						t.Errorf("... and %d more", len(failed)-10)
+						break
+					}
+					t.Errorf("%s at +%v failed after %v: %d %s", r.method, r.start.Sub(begin).Round(time.Millisecond), r.end.Sub(r.start).Round(time.Millisecond), r.code, r.err)
+				}
+				if len(during) < 100 || len(after) < 100 {
+					t.Errorf("the load barely ran: %d requests during the rollout, %d after", len(during), len(after))
+				}
+				for _, r := range during {
+					if !slices.Contains(names(old), r.pod) && !slices.Contains(names(cur), r.pod) {
+						t.Errorf("answer from %q during the rollout: neither an old nor a new pod", r.pod)
+						break
+					}
+				}
+				for _, r := range after {
+					if !slices.Contains(names(cur), r.pod) {
+						t.Errorf("answer from %q after the rollout, want only the new pods %v", r.pod, names(cur))
+						break
+					}
+				}
+				loads[i].checkServed(t, res)
+			})
 		}
 	})
 
@@ -551,12 +665,43 @@ func TestRealPods(t *testing.T) {
 	})
 }
 
-// killUnderLoad runs requests through the ingress to the web pods, kills
-// one of them with kill (which returns once the kill took effect in the
-// API), and checks: every request ended with an answer from the ingress
-// (none hung until the client's bound, no connection error), each a pod's
-// 200 or the ingress's own 502/503/504, and traffic went on to the other
-// pods. gone says the victim never answers again.
+// loads starts a load loop through each plain listener (p.listeners'
+// order), remembering each lean loop's counters.
+func (p *podEnv) loads(host string, workers int) []*loadLoop {
+	var out []*loadLoop
+	for _, ls := range p.listeners {
+		l := p.load(ls.addr, host, workers)
+		l.listener = ls
+		l.served0, _, _ = ls.stats()
+		out = append(out, l)
+	}
+	return out
+}
+
+// checkServed: the listener's lean (or epoll) loop took every GET that
+// got an answer itself (GETs keep their connections apart from the POSTs,
+// which are handed to net/http's server).
+func (l *loadLoop) checkServed(t *testing.T, res []result) {
+	t.Helper()
+	gets := 0
+	for _, r := range res {
+		if r.method == "GET" && r.code != 0 {
+			gets++
+		}
+	}
+	served, _, _ := l.listener.stats()
+	if served-l.served0 < int64(gets) {
+		t.Errorf("the %s loop took %d requests, fewer than the %d GETs answered through it", l.listener.name, served-l.served0, gets)
+	}
+}
+
+// killUnderLoad runs requests through each plain listener to the web
+// pods, kills one of them with kill (which returns once the kill took
+// effect in the API), and checks per listener: every request ended with
+// an answer from the ingress (none hung until the client's bound, no
+// connection error), each a pod's 200 or the ingress's own 502/503/504,
+// and traffic went on to the other pods. gone says the victim never
+// answers again.
 func (p *podEnv) killUnderLoad(t *testing.T, kill func(victim corev1.Pod), gone bool) {
 	ctx := t.Context()
 	before, _ := p.readyPods(ctx, "web")
@@ -564,12 +709,25 @@ func (p *podEnv) killUnderLoad(t *testing.T, kill func(victim corev1.Pod), gone 
 		t.Fatalf("want 3 ready web pods, have %v", names(before))
 	}
 	victim := before[0]
-	l := p.load("plain.test", 4)
-	l.waitMore(200)
+	loads := p.loads("plain.test", 4)
+	for _, l := range loads {
+		l.waitMore(200)
+	}
 	killed := time.Now()
 	kill(victim)
-	l.waitMore(400)
-	res := l.finish()
+	for _, l := range loads {
+		l.waitMore(400)
+	}
+	for i, ls := range p.listeners {
+		res := loads[i].finish()
+		t.Run(ls.name, func(t *testing.T) {
+			checkKilled(t, res, loads[i].timeout, victim, killed, gone)
+			loads[i].checkServed(t, res)
+		})
+	}
+}
+
+func checkKilled(t *testing.T, res []result, timeout time.Duration, victim corev1.Pod, killed time.Time, gone bool) {
 	var ok, failedFast, afterKill, fromVictim int
 	var slowest time.Duration
 	for _, r := range res {
@@ -592,7 +750,7 @@ func (p *podEnv) killUnderLoad(t *testing.T, kill func(victim corev1.Pod), gone 
 			failedFast++
 			t.Logf("%s at %+v failed fast after %v: %d %s", r.method, r.start.Sub(killed).Round(time.Millisecond), r.end.Sub(r.start).Round(time.Millisecond), r.code, r.err)
 		default:
-			t.Errorf("%s at %+v: %d %s (no answer from the ingress within %v)", r.method, r.start.Sub(killed).Round(time.Millisecond), r.code, r.err, l.timeout)
+			t.Errorf("%s at %+v: %d %s (no answer from the ingress within %v)", r.method, r.start.Sub(killed).Round(time.Millisecond), r.code, r.err, timeout)
 		}
 	}
 	t.Logf("%d requests: %d answered by pods (%d after the kill, %d of them by the victim %s), %d failed fast; slowest %v",
@@ -601,7 +759,7 @@ func (p *podEnv) killUnderLoad(t *testing.T, kill func(victim corev1.Pod), gone 
 		t.Errorf("only %d answers after the kill: traffic did not go on", afterKill)
 	}
 	if gone {
-		for _, r := range res[len(res)-50:] {
+		for _, r := range res[max(len(res)-50, 0):] {
 			if r.pod == victim.Name {
 				t.Errorf("the deleted pod %s still answers at the end", victim.Name)
 				break
