@@ -20,7 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The epoll loop (Options.LeanEpoll, off by default) serves what the lean
+// The epoll loop (the default on Linux; Options.LeanGoroutines turns it
+// off) serves what the lean
 // loop serves without a goroutine per connection: one loop per CPU waits
 // in epoll_wait on non-blocking sockets — the listener (EPOLLEXCLUSIVE),
 // its client connections and their backend connections — and drives each
@@ -63,7 +64,7 @@ type epollServer struct {
 const epollSupported = true
 
 // serveEpoll runs the loops until Shutdown; it is Serve's body with
-// Options.LeanEpoll.
+// the epoll loop (the default; see Options.LeanGoroutines).
 func (s *leanServer) serveEpoll(ln net.Listener) error {
 	sc, ok := ln.(syscall.Conn)
 	if !ok {

@@ -7,7 +7,8 @@ import (
 	"net"
 )
 
-// The epoll loop is Linux only; elsewhere Options.LeanEpoll is ignored.
+// The epoll loop is Linux only; elsewhere the lean loop runs with a goroutine
+// per connection whatever Options.LeanGoroutines says.
 const epollSupported = false
 
 type epollServer struct{ loops []struct{} }

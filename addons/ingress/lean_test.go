@@ -24,7 +24,7 @@ func leanFront(t testing.TB, e *fastEnv, epoll bool) (string, *leanServer) {
 }
 
 // forLeanModes runs f against the lean loop with a goroutine per
-// connection and with the epoll loops (Options.LeanEpoll).
+// connection and with the epoll loops (the default; Options.LeanGoroutines turns them off).
 func forLeanModes(t *testing.T, f func(t *testing.T, epoll bool)) {
 	for _, m := range []struct {
 		name  string

@@ -80,15 +80,16 @@ type cpuPerReq struct {
 }
 
 // ingressRound is one alternation: Skiff's default listener (the lean
-// HTTP/1.1 loop), its net/http listener and nginx, one wrk run each.
+// HTTP/1.1 loop on epoll event loops), its net/http listener, the lean
+// loop with a goroutine per connection and nginx, one wrk run each.
 type ingressRound struct {
 	Skiff        proxyResult `json:"skiff_ingress"`
 	SkiffNetHTTP proxyResult `json:"skiff_ingress_nethttp"`
-	SkiffEpoll   proxyResult `json:"skiff_ingress_epoll"`
+	SkiffGorout  proxyResult `json:"skiff_ingress_goroutines"`
 	Nginx        proxyResult `json:"nginx"`
 	Ratio        float64     `json:"ratio_rps_skiff_to_nginx"`
 	RatioNetHTTP float64     `json:"ratio_rps_skiff_nethttp_to_nginx"`
-	RatioEpoll   float64     `json:"ratio_rps_skiff_epoll_to_nginx"`
+	RatioGorout  float64     `json:"ratio_rps_skiff_goroutines_to_nginx"`
 }
 
 type ingressBenchResult struct {
@@ -100,12 +101,12 @@ type ingressBenchResult struct {
 	BodyBytes    int         `json:"body_bytes"`
 	Skiff        proxyResult `json:"skiff_ingress"`
 	SkiffNetHTTP proxyResult `json:"skiff_ingress_nethttp"`
-	SkiffEpoll   proxyResult `json:"skiff_ingress_epoll"`
+	SkiffGorout  proxyResult `json:"skiff_ingress_goroutines"`
 	Nginx        proxyResult `json:"nginx"`
 	NginxVersion string      `json:"nginx_version"`
 	Ratio        float64     `json:"ratio_rps_skiff_to_nginx"`
 	RatioNetHTTP float64     `json:"ratio_rps_skiff_nethttp_to_nginx"`
-	RatioEpoll   float64     `json:"ratio_rps_skiff_epoll_to_nginx"`
+	RatioGorout  float64     `json:"ratio_rps_skiff_goroutines_to_nginx"`
 	// Rounds holds every alternation; the fields above are medians over
 	// them, field by field.
 	Rounds       []ingressRound `json:"rounds"`
@@ -146,8 +147,8 @@ func ingressCommand() *cobra.Command {
 	f.IntVar(&o.reconfRounds, "reconfigurations", 9, "Ingress changes timed to their first routed request")
 	f.IntVar(&o.bodyBytes, "body-bytes", 128, "backend answer size")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the ingresses, the idle server) over the first round's wrk run through the listener --cpuprofile-of names")
-	f.StringVar(&o.cpuProfileOf, "cpuprofile-of", "default", "the listener --cpuprofile covers: default (lean loop), nethttp or epoll")
-	f.IntVar(&o.rounds, "rounds", 3, "alternations of Skiff default (lean loop), Skiff net/http, Skiff epoll loop and nginx; the top-level results are medians over them")
+	f.StringVar(&o.cpuProfileOf, "cpuprofile-of", "default", "the listener --cpuprofile covers: default (lean loop on epoll), nethttp or goroutines (lean loop, a goroutine per connection)")
+	f.IntVar(&o.rounds, "rounds", 3, "alternations of Skiff default (lean loop on epoll), Skiff net/http, Skiff lean loop on goroutines and nginx; the top-level results are medians over them")
 	return cmd
 }
 
@@ -232,14 +233,15 @@ func runIngressBench(ctx context.Context, o ingressBenchOpts) (*ingressBenchResu
 	if err := waitUntil(ctx, 30*time.Second, func() bool { return routedAt(netURL, "/") }); err != nil {
 		return nil, fmt.Errorf("net/http ingress never routed: %w", err)
 	}
-	// And one with the lean loop on epoll (Options.LeanEpoll).
-	epollURL, stopEpoll, err := startIngressWith(ctx, cs, "epoll", ingress.Options{LeanEpoll: true})
+	// And one with the lean loop on a goroutine per connection
+	// (Options.LeanGoroutines) instead of the default epoll loops.
+	gorURL, stopGor, err := startIngressWith(ctx, cs, "goroutines", ingress.Options{LeanGoroutines: true})
 	if err != nil {
 		return nil, err
 	}
-	defer stopEpoll()
-	if err := waitUntil(ctx, 30*time.Second, func() bool { return routedAt(epollURL, "/") }); err != nil {
-		return nil, fmt.Errorf("epoll ingress never routed: %w", err)
+	defer stopGor()
+	if err := waitUntil(ctx, 30*time.Second, func() bool { return routedAt(gorURL, "/") }); err != nil {
+		return nil, fmt.Errorf("goroutines ingress never routed: %w", err)
 	}
 
 	// nginx as a plain keep-alive reverse proxy to the same backend.
@@ -331,7 +333,7 @@ http {
 		return r, nil
 	}
 	// Warm all three (connection pools, page cache, scheduler).
-	for _, u := range []string{ingressURL, netURL, epollURL, nginxURL} {
+	for _, u := range []string{ingressURL, netURL, gorURL, nginxURL} {
 		_ = exec.CommandContext(ctx, wrkBin, "-t1", "-c8", "-d2s", "-H", "Host: "+host, u).Run()
 	}
 	for i := range max(o.rounds, 1) {
@@ -355,7 +357,7 @@ http {
 		if rd.SkiffNetHTTP, err = profiled("nethttp", netURL); err != nil {
 			return nil, err
 		}
-		if rd.SkiffEpoll, err = profiled("epoll", epollURL); err != nil {
+		if rd.SkiffGorout, err = profiled("goroutines", gorURL); err != nil {
 			return nil, err
 		}
 		if rd.Nginx, err = wrk(nginxURL, ng.Process.Pid); err != nil {
@@ -364,17 +366,17 @@ http {
 		if rd.Nginx.RequestsPerSec > 0 {
 			rd.Ratio = round3(rd.Skiff.RequestsPerSec / rd.Nginx.RequestsPerSec)
 			rd.RatioNetHTTP = round3(rd.SkiffNetHTTP.RequestsPerSec / rd.Nginx.RequestsPerSec)
-			rd.RatioEpoll = round3(rd.SkiffEpoll.RequestsPerSec / rd.Nginx.RequestsPerSec)
+			rd.RatioGorout = round3(rd.SkiffGorout.RequestsPerSec / rd.Nginx.RequestsPerSec)
 		}
 		res.Rounds = append(res.Rounds, rd)
 	}
 	res.Skiff = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.Skiff })
 	res.SkiffNetHTTP = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.SkiffNetHTTP })
-	res.SkiffEpoll = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.SkiffEpoll })
+	res.SkiffGorout = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.SkiffGorout })
 	res.Nginx = medianProxyResult(res.Rounds, func(r *ingressRound) *proxyResult { return &r.Nginx })
 	res.Ratio = medianOf(res.Rounds, func(r *ingressRound) float64 { return r.Ratio })
 	res.RatioNetHTTP = medianOf(res.Rounds, func(r *ingressRound) float64 { return r.RatioNetHTTP })
-	res.RatioEpoll = medianOf(res.Rounds, func(r *ingressRound) float64 { return r.RatioEpoll })
+	res.RatioGorout = medianOf(res.Rounds, func(r *ingressRound) float64 { return r.RatioGorout })
 
 	// Reconfiguration: add a path, time until it answers.
 	for i := range o.reconfRounds {

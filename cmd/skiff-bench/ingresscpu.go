@@ -109,10 +109,10 @@ func startNetHTTPIngress(ctx context.Context, cs kubernetes.Interface) (url stri
 }
 
 // startIngressWith runs one more ingress in this process with opts'
-// listener choice (NetHTTP1, LeanEpoll), serving the same Ingresses.
+// listener choice (NetHTTP1, LeanGoroutines), serving the same Ingresses.
 func startIngressWith(ctx context.Context, cs kubernetes.Interface, name string, opts ingress.Options) (url string, stop func(), err error) {
 	ing, err := ingress.New(ingress.Options{
-		Client: cs, HTTPAddr: "127.0.0.1:0", NetHTTP1: opts.NetHTTP1, LeanEpoll: opts.LeanEpoll, NoStatus: true,
+		Client: cs, HTTPAddr: "127.0.0.1:0", NetHTTP1: opts.NetHTTP1, LeanGoroutines: opts.LeanGoroutines, NoStatus: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

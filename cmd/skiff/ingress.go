@@ -76,7 +76,7 @@ func ingressCmd() *cobra.Command {
 	f.IntVar(&httpsPort, "ingress-https-port", 443, "HTTPS port (0 = off)")
 	f.StringVar(&opts.Controller, "controller-name", ingress.DefaultController, "IngressClass spec.controller served")
 	f.StringVar(&opts.ClassName, "ingress-class", "skiff", "class name also accepted in the legacy kubernetes.io/ingress.class annotation")
-	f.BoolVar(&opts.LeanEpoll, "lean-epoll", false, "run the lean HTTP/1.1 loop as epoll event loops (one per CPU) instead of a goroutine per connection; Linux only, experimental (see addons/ingress/README.md)")
+	f.BoolVar(&opts.LeanGoroutines, "lean-goroutines", false, "run the lean HTTP/1.1 loop with a goroutine per connection instead of epoll event loops (one per CPU, the default on Linux; see addons/ingress/README.md)")
 	f.BoolVar(&opts.NetHTTP1, "net-http1", false, "serve the plain listener with net/http's server instead of the lean HTTP/1.1 loop (see addons/ingress/README.md)")
 	f.BoolVar(&opts.WatchWithoutClass, "watch-ingress-without-class", false, "serve Ingresses without a class even when no IngressClass of ours is the default")
 	f.StringVar(&opts.DefaultCertSecret, "default-ssl-certificate", "", "namespace/name of a tls Secret served when SNI matches no Ingress (default: a self-signed certificate)")

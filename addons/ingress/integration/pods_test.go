@@ -46,9 +46,10 @@ type podEnv struct {
 	*env
 	agent *agent.Agent
 	// listeners: the plain listeners the load and routing checks go
-	// through — the server's ingress (the lean loop, its default) and a
-	// second ingress in the test process with the epoll loops
-	// (Options.LeanEpoll), both serving the same Ingresses.
+	// through — the server's ingress (the lean loop on epoll event
+	// loops, its default) and a second ingress in the test process with
+	// the lean loop on a goroutine per connection
+	// (Options.LeanGoroutines), both serving the same Ingresses.
 	listeners []listener
 }
 
@@ -58,11 +59,12 @@ type listener struct {
 	stats      func() (served, handedOff int64, ok bool)
 }
 
-// startEpollIngress starts the second ingress: the epoll loops on a
-// plain loopback listener of their own, no status writes.
-func (p *podEnv) startEpollIngress(t *testing.T) listener {
+// startGoroutinesIngress starts the second ingress: the lean loop with a
+// goroutine per connection on a plain loopback listener of its own, no
+// status writes.
+func (p *podEnv) startGoroutinesIngress(t *testing.T) listener {
 	t.Helper()
-	ing, err := ingress.New(ingress.Options{Client: p.ts.Client, HTTPAddr: "127.0.0.1:0", LeanEpoll: true, NoStatus: true})
+	ing, err := ingress.New(ingress.Options{Client: p.ts.Client, HTTPAddr: "127.0.0.1:0", LeanGoroutines: true, NoStatus: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,16 +74,16 @@ func (p *podEnv) startEpollIngress(t *testing.T) listener {
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("epoll ingress: %v", err)
+			t.Errorf("goroutines ingress: %v", err)
 		}
 	})
 	addr, ok := ing.Addrs()["http"]
 	if !ok {
 		cancel()
-		t.Fatalf("epoll ingress did not listen: %v", <-done)
+		t.Fatalf("goroutines ingress did not listen: %v", <-done)
 	}
-	waitFor(t, 30*time.Second, "epoll ingress ready", func() (bool, string) { return ing.Ready(), "" })
-	return listener{name: "epoll", addr: addr, stats: ing.LeanStats}
+	waitFor(t, 30*time.Second, "goroutines ingress ready", func() (bool, string) { return ing.Ready(), "" })
+	return listener{name: "goroutines", addr: addr, stats: ing.LeanStats}
 }
 
 func startWithNode(t *testing.T) *podEnv {
@@ -110,7 +112,7 @@ func startWithNode(t *testing.T) *podEnv {
 		return err == nil || apierrors.IsAlreadyExists(err), fmt.Sprint(err)
 	})
 	p := &podEnv{env: e, agent: a}
-	p.listeners = []listener{{name: "lean", addr: e.httpAddr, stats: e.ts.Ingress().LeanStats}, p.startEpollIngress(t)}
+	p.listeners = []listener{{name: "epoll", addr: e.httpAddr, stats: e.ts.Ingress().LeanStats}, p.startGoroutinesIngress(t)}
 	return p
 }
 
@@ -261,7 +263,7 @@ type loadLoop struct {
 
 // GETs and POSTs go over connections of their own: the lean loop hands a
 // connection to net/http's server at its first request with a body, and
-// the GETs are to stay on the lean (or epoll) loop.
+// the GETs are to stay on the lean loop (epoll or goroutines).
 func (p *podEnv) load(addr, host string, workers int) *loadLoop {
 	l := &loadLoop{p: p, addr: addr, host: host, workers: workers, timeout: 15 * time.Second, stop: make(chan struct{})}
 	getTr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: workers}
@@ -346,8 +348,9 @@ func (l *loadLoop) waitMore(n int64) {
 // answer. A pod deleted with grace 0 under load: no request hangs, every
 // answer is the pod's 200 or a fast 502, and the others keep answering.
 // The plain-HTTP routing, the rollout and the kills go through both the
-// server's ingress (the lean loop) and a second one with the epoll loops
-// (Options.LeanEpoll), each loop checked to have taken the GETs itself.
+// server's ingress (the lean loop on epoll, its default) and a second one
+// with a goroutine per connection (Options.LeanGoroutines), each loop
+// checked to have taken the GETs itself.
 func TestRealPods(t *testing.T) {
 	began := time.Now()
 	p := startWithNode(t)
@@ -446,10 +449,10 @@ func TestRealPods(t *testing.T) {
 		}
 	})
 
-	// The same over plain HTTP to a host without TLS, through the lean
-	// loop (the server's ingress) and the epoll loops (the second
-	// ingress): each loop must have served every request itself.
-	t.Run("plain HTTP routing through the lean and epoll loops", func(t *testing.T) {
+	// The same over plain HTTP to a host without TLS, through the epoll
+	// loops (the server's ingress) and the lean loop on goroutines (the
+	// second ingress): each loop must have served every request itself.
+	t.Run("plain HTTP routing through the epoll and goroutine loops", func(t *testing.T) {
 		for _, ls := range p.listeners {
 			t.Run(ls.name, func(t *testing.T) {
 				served0, handed0, ok := ls.stats()
@@ -678,7 +681,7 @@ func (p *podEnv) loads(host string, workers int) []*loadLoop {
 	return out
 }
 
-// checkServed: the listener's lean (or epoll) loop took every GET that
+// checkServed: the listener's lean loop (epoll or goroutines) took every GET that
 // got an answer itself (GETs keep their connections apart from the POSTs,
 // which are handed to net/http's server).
 func (l *loadLoop) checkServed(t *testing.T, res []result) {
