@@ -594,7 +594,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer s.Stop()
-	go memtrim.ReleaseAfter(ctx, 10*time.Second, s.log)
+	go memtrim.ReleaseAfter(ctx, 10*time.Second, s.log, false)
 	select {
 	case <-ctx.Done():
 		s.log.Info("shutting down")

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/skiffhq/skiff/internal/bench"
+	"github.com/skiffhq/skiff/internal/memtrim"
 	"github.com/skiffhq/skiff/internal/testimages"
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/nodeagent/network"
@@ -279,8 +280,12 @@ func runPodsBench(ctx context.Context, o podsBenchOpts) (res *podsBenchResult, e
 	if err != nil {
 		return nil, err
 	}
+	agentExe, err := copyExecutable(self, filepath.Join(dir, "skiff-bench-agent"))
+	if err != nil {
+		return nil, err
+	}
 	traceLog := filepath.Join(dir, "agent-trace.log")
-	child := exec.Command(self, "pods-agent", "--kubeconfig", kubeconfig, "--state", state, "--node", node,
+	child := exec.Command(agentExe, "pods-agent", "--kubeconfig", kubeconfig, "--state", state, "--node", node,
 		"--containerd", o.containerd, "--trace-log", traceLog)
 	child.Stdout, child.Stderr = os.Stderr, os.Stderr
 	if o.profileDir != "" {
@@ -896,3 +901,33 @@ func pctMs(sorted []time.Duration, p float64) float64 {
 func mib(b int64) float64 { return round3s(float64(b) / (1 << 20)) }
 
 func round3s(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
+
+// copyExecutable copies the benchmark's executable to dst for the agent
+// and drops the copy's page cache. On a node, `skiff agent` has its
+// executable to itself; run from the benchmark's own file, every page the
+// benchmark's process (the server) maps stays in the page cache in the
+// large folios read-ahead made, and the agent maps a whole folio for any
+// page of it it touches (memtrim.Evict cannot drop pages another process
+// maps), which puts tens of MiB of the server's code into the agent's RSS.
+func copyExecutable(src, dst string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", fmt.Errorf("copy executable: %w", err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return "", fmt.Errorf("copy executable: %w", err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return "", fmt.Errorf("copy executable: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return "", fmt.Errorf("copy executable: %w", err)
+	}
+	if err := memtrim.DropCache(dst); err != nil {
+		return "", err
+	}
+	return dst, nil
+}

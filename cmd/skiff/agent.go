@@ -66,7 +66,7 @@ func agentCmd() *cobra.Command {
 				return err
 			}
 			slog.Info("hollow nodes running", "nodes", opts.Nodes, "prefix", opts.NamePrefix)
-			go memtrim.ReleaseAfter(cmd.Context(), 10*time.Second, slog.Default())
+			go memtrim.ReleaseAfter(cmd.Context(), 10*time.Second, slog.Default(), true)
 			<-cmd.Context().Done()
 			c.Stop()
 			return nil

@@ -56,7 +56,7 @@ func dnsCmd() *cobra.Command {
 			}
 			// Give back the executable pages start-up touched (the add-on alone
 			// runs a small part of the binary).
-			go memtrim.ReleaseAfter(ctx, 10*time.Second, slog.Default())
+			go memtrim.ReleaseAfter(ctx, 10*time.Second, slog.Default(), true)
 			// Queries allocate little and die young: a tighter heap goal
 			// (GOGC 50 unless set) keeps the resident set near the live
 			// record table at a few percent of CPU.

@@ -21,12 +21,14 @@ const agentGCPercent = 50
 // TuneProcess sets up a process whose main work is the node agent
 // (`skiff agent`, not a server that runs one): unless GOGC is set, the
 // heap goal is agentGCPercent, and once start-up settled the executable
-// pages it touched are given back (memtrim). It returns at once.
+// pages it touched are given back and the executable's page cache that no
+// process maps is dropped (memtrim.Evict), so that the code the agent
+// runs from then on is resident a page at a time. It returns at once.
 func TuneProcess(ctx context.Context, log *slog.Logger) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(agentGCPercent)
 	}
-	go memtrim.ReleaseAfter(ctx, 10*time.Second, log)
+	go memtrim.ReleaseAfter(ctx, 10*time.Second, log, true)
 }
 
 // QuietMemProfiler turns Go's heap profiler off (runtime.MemProfileRate
