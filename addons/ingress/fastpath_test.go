@@ -461,18 +461,7 @@ func TestFastPathFailures(t *testing.T) {
 			t.Fatalf("GET #%d with one dead endpoint: %d %q", i, resp.StatusCode, body)
 		}
 	}
-	var deadEp *endpoint
-	for _, ep := range e.endpoints() {
-		if ep.addr == dead {
-			deadEp = ep
-		}
-	}
-	if deadEp == nil || !deadEp.ejected(time.Now().UnixNano()) {
-		t.Error("the refusing endpoint is not ejected")
-	}
-	if n := counterValue(t, e.m.connectErrors.WithLabelValues("default", "svc")); n < 1 {
-		t.Errorf("connect errors counted: %v", n)
-	}
+	e.checkEjected(t, dead)
 
 	start := time.Now()
 	resp, body := e.do(c, "GET", "/slow", nil)
@@ -573,5 +562,23 @@ func BenchmarkProxyGET(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// checkEjected: the endpoint at dead, which refused connections, is
+// ejected and the connect errors were counted.
+func (e *fastEnv) checkEjected(t *testing.T, dead string) {
+	t.Helper()
+	var deadEp *endpoint
+	for _, ep := range e.endpoints() {
+		if ep.addr == dead {
+			deadEp = ep
+		}
+	}
+	if deadEp == nil || !deadEp.ejected(time.Now().UnixNano()) {
+		t.Error("the refusing endpoint is not ejected")
+	}
+	if n := counterValue(t, e.m.connectErrors.WithLabelValues("default", "svc")); n < 1 {
+		t.Errorf("connect errors counted: %v", n)
 	}
 }

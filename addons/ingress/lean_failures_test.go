@@ -57,18 +57,7 @@ func TestLeanFailures(t *testing.T) {
 				t.Fatalf("GET #%d with one dead endpoint: %d %q", i, resp.StatusCode, body)
 			}
 		}
-		var deadEp *endpoint
-		for _, ep := range e.endpoints() {
-			if ep.addr == dead {
-				deadEp = ep
-			}
-		}
-		if deadEp == nil || !deadEp.ejected(time.Now().UnixNano()) {
-			t.Error("the refusing endpoint is not ejected")
-		}
-		if n := counterValue(t, e.m.connectErrors.WithLabelValues("default", "svc")); n < 1 {
-			t.Errorf("connect errors counted: %v", n)
-		}
+		e.checkEjected(t, dead)
 
 		rc.send("GET /slow HTTP/1.1\r\nHost: fast.test\r\n\r\n")
 		if resp, body := rc.read("GET"); resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "did not answer in time") {
