@@ -98,17 +98,25 @@ Progress goes to stderr; one JSON object is printed on stdout at the end.`,
 
 func writeProfiles(path string) error {
 	for name, file := range map[string]string{"block": path, "mutex": path + ".mutex"} {
-		f, err := os.Create(file)
-		if err != nil {
-			return fmt.Errorf("%s profile: %w", name, err)
+		if err := writeProfile(file, name); err != nil {
+			return err
 		}
-		err = pprof.Lookup(name).WriteTo(f, 0)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("%s profile: %w", name, err)
-		}
+	}
+	return nil
+}
+
+// writeProfile writes the runtime/pprof profile name to file.
+func writeProfile(file, name string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("%s profile: %w", name, err)
+	}
+	err = pprof.Lookup(name).WriteTo(f, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%s profile: %w", name, err)
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ type logsOpts struct {
 	timeout      time.Duration
 	cpuProfile   string
 	benchProfile string // CPU profile of the bench process (writer + store)
+	allocProfile string // allocation profile of the bench process
 	heapProfile  string
 	// flushBytes and inflightBytes override the shipper's defaults (0: the
 	// agent's).
@@ -96,6 +97,11 @@ func logsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if o.allocProfile != "" {
+				if err := writeProfile(o.allocProfile, "allocs"); err != nil {
+					return err
+				}
+			}
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
 		},
 	}
@@ -107,6 +113,7 @@ func logsCommand() *cobra.Command {
 	f.IntVar(&o.queries, "queries", 20, "timed runs per search query")
 	f.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up on a phase after this long")
 	f.StringVar(&o.benchProfile, "cpuprofile", "", "write the bench process's CPU profile (in-bench writer and the embedded store) to this file")
+	f.StringVar(&o.allocProfile, "allocprofile", "", "write the bench process's allocation profile (pprof allocs: every allocation since start) to this file when it ends")
 	f.StringVar(&o.cpuProfile, "shipper-cpuprofile", "", "write the shipper child's CPU profile to this file (suffixed with the line size)")
 	f.IntVar(&o.flushBytes, "shipper-flush-bytes", 0, "the shipper's bulk request size (0: the agent's default)")
 	f.Int64Var(&o.inflightBytes, "shipper-max-inflight-bytes", 0, "the shipper's bound on unacknowledged document bytes (0: the agent's default)")
