@@ -189,11 +189,6 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 		}
 		ibs[c] = newIndexBuilder()
 		ibs[c].bloomOnly = h.cols[c] == "@timestamp"
-		if c < len(h.colBytes) && !ibs[c].bloomOnly {
-			// about one posting per 4 bytes of text (at least one per row)
-			ibs[c].rows = make([]uint32, 0, h.colBytes[c]/4)
-			ibs[c].slotOf = make([]int32, 0, h.colBytes[c]/4)
-		}
 	}
 	for i := range last {
 		last[i] = -1

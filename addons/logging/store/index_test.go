@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -310,4 +311,69 @@ func TestOpenVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(2)
+}
+
+// TestPostingRuns checks the postings kept as runs against a plain list:
+// values repeated over stretches of rows (runs), broken and resumed,
+// starting at row 0, tokens seen twice in one row, values skipping rows.
+func TestPostingRuns(t *testing.T) {
+	const n = 20000
+	rng := rand.New(rand.NewPCG(1, 2))
+	b := newIndexBuilder()
+	want := map[uint64][]int{}
+	val := "a0 b0"
+	for row := range n {
+		if rng.IntN(50) == 0 {
+			// a new stretch of the same value
+			val = fmt.Sprintf("a%d b%d a%d", rng.IntN(5), rng.IntN(3), rng.IntN(5))
+		}
+		if rng.IntN(7) == 0 {
+			continue // this row has no value
+		}
+		b.add(row, []byte(val))
+		seen := map[uint64]bool{valueKey([]byte(val)): true}
+		for _, tok := range strings.Fields(val) {
+			seen[xxhash.Sum64String(tok)] = true
+		}
+		for k := range seen {
+			want[k] = append(want[k], row)
+		}
+	}
+	enc, _ := zstd.NewWriter(nil)
+	x, err := decodeGroupedIndex(b.encodeGrouped(enc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.n != len(want) {
+		t.Fatalf("keys = %d, want %d", x.n, len(want))
+	}
+	for k, rows := range want {
+		post, err := x.postings(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := newBitset(n)
+		if err := got.addRows(post, n); err != nil {
+			t.Fatal(err)
+		}
+		if got.count() != len(rows) {
+			t.Fatalf("key %x: %d rows, want %d", k, got.count(), len(rows))
+		}
+		for _, r := range rows {
+			if !got.has(r) {
+				t.Fatalf("key %x: row %d missing", k, r)
+			}
+		}
+	}
+	if b.posts != func() (s int) {
+		for _, rows := range want {
+			s += len(rows)
+		}
+		return s
+	}() {
+		t.Fatalf("posts = %d", b.posts)
+	}
+	if len(b.runStart) >= b.posts/5 {
+		t.Fatalf("%d runs for %d postings: runs are not kept", len(b.runStart), b.posts)
+	}
 }

@@ -78,10 +78,17 @@ type indexBuilder struct {
 	isTok   []bool    // per slot: a token (else a whole-value key)
 	cnt     []int32   // per slot: its postings
 	lastRow []int32   // per slot
-	rows    []uint32  // per posting, ascending
-	slotOf  []int32   // per posting: its slot
-	memo    map[string][]int32
-	cur     []int32
+	lastRun []int32   // per slot: its last run
+	// Postings are kept as runs of consecutive rows, in the order they
+	// were opened (so each slot's runs are ascending): consecutive
+	// documents of one container repeat their metadata and most of their
+	// words, so a run usually takes many rows.
+	runStart []uint32 // per run: its first row
+	runLen   []uint32 // per run: its rows
+	runSlot  []int32  // per run: its slot
+	posts    int      // postings (rows) in all runs
+	memo     map[string][]int32
+	cur      []int32
 	// prevV and prevSlots are the last short value added and its slots
 	// (consecutive rows of one container repeat their metadata).
 	prevV     []byte
@@ -93,6 +100,10 @@ type indexBuilder struct {
 	// its nearly unique values would double the index's size).
 	bloomOnly bool
 	toks      []uint64
+	// rowToks and prevToks are the token hashes of the current and the
+	// previous value of a bloomOnly column: consecutive timestamps share
+	// all their tokens but the last, which are collected once.
+	rowToks, prevToks []uint64
 }
 
 // maxMemoValues bounds the distinct values remembered per column.
@@ -154,6 +165,7 @@ func (b *indexBuilder) slot(key uint64, tok bool) int32 {
 		b.isTok = append(b.isTok, tok)
 		b.cnt = append(b.cnt, 0)
 		b.lastRow = append(b.lastRow, -1)
+		b.lastRun = append(b.lastRun, -1)
 	} else if tok {
 		b.isTok[s] = true
 	}
@@ -161,36 +173,70 @@ func (b *indexBuilder) slot(key uint64, tok bool) int32 {
 }
 
 func (b *indexBuilder) post(s int32, row int32) {
-	if b.lastRow[s] == row {
+	last := b.lastRow[s]
+	if last == row {
 		return
 	}
 	b.lastRow[s] = row
-	b.rows = append(b.rows, uint32(row))
-	b.slotOf = append(b.slotOf, s)
 	b.cnt[s]++
+	b.posts++
+	if last >= 0 && last == row-1 {
+		b.runLen[b.lastRun[s]]++
+		return
+	}
+	b.lastRun[s] = int32(len(b.runStart))
+	b.runStart = append(b.runStart, uint32(row))
+	b.runLen = append(b.runLen, 1)
+	b.runSlot = append(b.runSlot, s)
 }
 
-// bySlot returns the rows grouped by slot (a counting sort of the
-// postings, which keeps each slot's rows ascending): slot s's rows are
-// flat[start[s]:start[s+1]].
-func (b *indexBuilder) bySlot() (start []int32, flat []uint32) {
+// runsBySlot groups the runs by slot (a counting sort, which keeps each
+// slot's runs ascending): slot s's runs are flat[start[s]:start[s+1]].
+func (b *indexBuilder) runsBySlot() (start []int32, flat []int32) {
 	start = make([]int32, len(b.keys)+1)
-	for s, c := range b.cnt {
-		start[s+1] = start[s] + c
+	for _, s := range b.runSlot {
+		start[s+1]++
+	}
+	for s := range b.keys {
+		start[s+1] += start[s]
 	}
 	pos := slices.Clone(start[:len(b.keys)])
-	flat = make([]uint32, len(b.rows))
-	for p, s := range b.slotOf {
-		flat[pos[s]] = b.rows[p]
+	flat = make([]int32, len(b.runSlot))
+	for q, s := range b.runSlot {
+		flat[pos[s]] = int32(q)
 		pos[s]++
 	}
 	return start, flat
 }
 
+// appendPostings appends the rows of runs (one slot's, ascending) as
+// uvarint(row - previous row), the first relative to -1.
+func (b *indexBuilder) appendPostings(dst []byte, runs []int32) []byte {
+	prev := int64(-1)
+	for _, q := range runs {
+		first, n := int64(b.runStart[q]), int(b.runLen[q])
+		dst = binary.AppendUvarint(dst, uint64(first-prev))
+		// The rest of the run: a delta of 1 each, one byte.
+		for range n - 1 {
+			dst = append(dst, 1)
+		}
+		prev = first + int64(n) - 1
+	}
+	return dst
+}
+
 // add indexes value v of row (rows come in ascending order).
 func (b *indexBuilder) add(row int, v []byte) {
 	if b.bloomOnly {
-		b.tb = tokens(v, b.tb, func(t []byte) { b.toks = append(b.toks, xxhash.Sum64(t)) })
+		b.rowToks = b.rowToks[:0]
+		b.tb = tokens(v, b.tb, func(t []byte) {
+			h := xxhash.Sum64(t)
+			b.rowToks = append(b.rowToks, h)
+			if !slices.Contains(b.prevToks, h) {
+				b.toks = append(b.toks, h)
+			}
+		})
+		b.rowToks, b.prevToks = b.prevToks, b.rowToks
 		return
 	}
 	r := int32(row)
@@ -249,14 +295,10 @@ func (b *indexBuilder) tokenKeys() []uint64 {
 
 // encode returns the index in the format described above.
 func (b *indexBuilder) encode() []byte {
-	start, flat := b.bySlot()
-	order := make([]int32, len(b.keys))
-	for i := range order {
-		order[i] = int32(i)
-	}
-	slices.SortFunc(order, func(x, y int32) int { return cmp.Compare(b.keys[x], b.keys[y]) })
+	start, flat := b.runsBySlot()
+	order := b.keyOrder()
 	n := len(order)
-	out := binary.AppendUvarint(make([]byte, 0, 10+12*n+len(b.rows)*3/2), uint64(n))
+	out := binary.AppendUvarint(make([]byte, 0, 10+12*n+b.posts*3/2), uint64(n))
 	for _, s := range order {
 		out = binary.LittleEndian.AppendUint64(out, b.keys[s])
 	}
@@ -264,28 +306,29 @@ func (b *indexBuilder) encode() []byte {
 	out = append(out, make([]byte, 4*n)...)
 	post := len(out)
 	for j, s := range order {
-		prevRow := int64(-1)
-		for _, row := range flat[start[s]:start[s+1]] {
-			r := int64(row)
-			out = binary.AppendUvarint(out, uint64(r-prevRow))
-			prevRow = r
-		}
+		out = b.appendPostings(out, flat[start[s]:start[s+1]])
 		binary.LittleEndian.PutUint32(out[ends+4*j:], uint32(len(out)-post))
 	}
 	return out
 }
 
-// encodeGrouped returns the index in version 3 (frames compressed by enc).
-func (b *indexBuilder) encodeGrouped(enc *zstd.Encoder) []byte {
-	start, flat := b.bySlot()
+// keyOrder returns the slots in ascending key order.
+func (b *indexBuilder) keyOrder() []int32 {
 	order := make([]int32, len(b.keys))
 	for i := range order {
 		order[i] = int32(i)
 	}
 	slices.SortFunc(order, func(x, y int32) int { return cmp.Compare(b.keys[x], b.keys[y]) })
+	return order
+}
+
+// encodeGrouped returns the index in version 3 (frames compressed by enc).
+func (b *indexBuilder) encodeGrouped(enc *zstd.Encoder) []byte {
+	start, flat := b.runsBySlot()
+	order := b.keyOrder()
 	n := len(order)
 	g := (n + indexGroupKeys - 1) / indexGroupKeys
-	out := binary.AppendUvarint(make([]byte, 0, 10+12*n+len(b.rows)), uint64(n))
+	out := binary.AppendUvarint(make([]byte, 0, 10+12*n+b.posts/4), uint64(n))
 	for _, s := range order {
 		out = binary.LittleEndian.AppendUint64(out, b.keys[s])
 	}
@@ -297,12 +340,7 @@ func (b *indexBuilder) encodeGrouped(enc *zstd.Encoder) []byte {
 		lens, post = lens[:0], post[:0]
 		for _, s := range order[k*indexGroupKeys : min(n, (k+1)*indexGroupKeys)] {
 			l := len(post)
-			prevRow := int64(-1)
-			for _, row := range flat[start[s]:start[s+1]] {
-				r := int64(row)
-				post = binary.AppendUvarint(post, uint64(r-prevRow))
-				prevRow = r
-			}
+			post = b.appendPostings(post, flat[start[s]:start[s+1]])
 			lens = binary.AppendUvarint(lens, uint64(len(post)-l))
 		}
 		out = enc.EncodeAll(append(lens, post...), out)
