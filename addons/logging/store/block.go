@@ -180,18 +180,16 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 		idBytes += len(h.docs[i].id) + 1
 	}
 	tsBuf, idBuf := make([]byte, 0, 5*n), make([]byte, 0, idBytes)
-	colBufs := make([][]byte, len(h.cols))
-	last := make([]int, len(h.cols))
+	cenc := chunkEncPool.Get().(*zstd.Encoder)
+	defer chunkEncPool.Put(cenc)
+	// Columns are compressed chunk by chunk as the rows are read, so only
+	// their compressed frames are kept.
+	cws := make([]chunkWriter, len(h.cols))
 	ibs := make([]*indexBuilder, len(h.cols))
 	for c := range ibs {
-		if c < len(h.colBytes) {
-			colBufs[c] = make([]byte, 0, h.colBytes[c])
-		}
+		cws[c].init(chunkRows(h.colBytes[c], h.colVals[c]), n)
 		ibs[c] = newIndexBuilder()
 		ibs[c].bloomOnly = h.cols[c] == "@timestamp"
-	}
-	for i := range last {
-		last[i] = -1
 	}
 	var prev int64
 	for i, d := range h.docs {
@@ -199,11 +197,7 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 		prev = d.ts
 		idBuf = appendString(idBuf, d.id)
 		eachField(d.enc, func(c uint32, kind uint8, v []byte) bool {
-			b := colBufs[c]
-			b = binary.AppendUvarint(b, uint64(i-last[c]))
-			b = binary.AppendUvarint(b, uint64(len(v))<<2|uint64(kind))
-			colBufs[c] = append(b, v...)
-			last[c] = i
+			cws[c].add(i, kind, v, cenc)
 			ibs[c].add(i, v)
 			return true
 		})
@@ -220,20 +214,13 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 	}
 	meta.TS = put(tsBuf)
 	meta.IDs = put(idBuf)
-	cenc := chunkEncPool.Get().(*zstd.Encoder)
-	defer chunkEncPool.Put(cenc)
-	var tmp []byte
 	for c, p := range h.cols {
 		col := blockCol{Path: p, Bloom: newBloom(ibs[c].tokenKeys())}
 		start := len(out)
-		var raw int64
-		var err error
-		out, raw, col.Chunk, tmp, err = appendChunked(out, colBufs[c], n, cenc, tmp)
-		if err != nil {
-			return nil, err
-		}
-		col.Sec = section{Off: int64(start), Len: int64(len(out) - start), Raw: raw}
-		colBufs[c] = nil
+		out = cws[c].finish(out, cenc)
+		col.Chunk = cws[c].rows
+		col.Sec = section{Off: int64(start), Len: int64(len(out) - start), Raw: cws[c].raw}
+		cws[c] = chunkWriter{}
 		if !ibs[c].bloomOnly {
 			start := len(out)
 			out = append(out, ibs[c].encodeGrouped(cenc)...)
@@ -618,54 +605,59 @@ func (b bloom) has(h uint64) bool {
 	return true
 }
 
-// appendChunked appends column buf (the sparse encoding over all n rows)
-// as a chunked column section to out and returns it with the raw bytes
-// encoded and the rows per chunk; tmp is scratch space handed back.
-func appendChunked(out, buf []byte, n int, enc *zstd.Encoder, tmp []byte) ([]byte, int64, int, []byte, error) {
-	// Count the values for the chunk size.
-	values := 0
-	for p := 0; p < len(buf); {
-		_, k := binary.Uvarint(buf[p:])
-		lk, k2 := binary.Uvarint(buf[p+k:])
-		if k <= 0 || k2 <= 0 {
-			return nil, 0, 0, tmp, errors.New("corrupt column buffer")
-		}
-		p += k + k2 + int(lk>>2)
-		values++
+// chunkWriter builds a chunked column section (uvarint(chunks), a uint32
+// frame end per chunk, the frames: per chunk the sparse encoding of its
+// rows' values, rows relative to the chunk's start) from values given in
+// row order, compressing each chunk as soon as the rows move past it.
+type chunkWriter struct {
+	rows   int // per chunk
+	m      int // chunks
+	k      int // the chunk being filled
+	prev   int // row of the chunk's last value (k*rows-1 at its start)
+	tmp    []byte
+	ends   []uint32 // per chunk done: end of its frame in frames
+	frames []byte
+	raw    int64
+}
+
+func (w *chunkWriter) init(rows, n int) {
+	*w = chunkWriter{rows: rows, m: (n + rows - 1) / rows, prev: -1}
+	w.ends = make([]uint32, 0, w.m)
+}
+
+// add appends the value of row (rows ascending; one row may have several).
+func (w *chunkWriter) add(row int, kind uint8, v []byte, enc *zstd.Encoder) {
+	for row >= (w.k+1)*w.rows {
+		w.next(enc)
 	}
-	r := chunkRows(len(buf), values)
-	m := (n + r - 1) / r
-	out = binary.AppendUvarint(out, uint64(m))
-	table := len(out)
-	out = append(out, make([]byte, 4*m)...)
-	frames := len(out)
-	var raw int64
-	doc, p := -1, 0
-	for k := 0; k < m; k++ {
-		end := min(n, (k+1)*r)
-		prev := k*r - 1
-		tmp = tmp[:0]
-		for p < len(buf) {
-			d, k1 := binary.Uvarint(buf[p:])
-			if doc+int(d) >= end {
-				break
-			}
-			lk, k2 := binary.Uvarint(buf[p+k1:])
-			doc += int(d)
-			v := buf[p+k1+k2 : p+k1+k2+int(lk>>2)]
-			tmp = binary.AppendUvarint(tmp, uint64(doc-prev))
-			tmp = binary.AppendUvarint(tmp, lk)
-			tmp = append(tmp, v...)
-			prev = doc
-			p += k1 + k2 + len(v)
-		}
-		if len(tmp) > 0 {
-			raw += int64(len(tmp))
-			out = enc.EncodeAll(tmp, out)
-		}
-		binary.LittleEndian.PutUint32(out[table+4*k:], uint32(len(out)-frames))
+	w.tmp = binary.AppendUvarint(w.tmp, uint64(row-w.prev))
+	w.tmp = binary.AppendUvarint(w.tmp, uint64(len(v))<<2|uint64(kind))
+	w.tmp = append(w.tmp, v...)
+	w.prev = row
+}
+
+// next closes the chunk being filled.
+func (w *chunkWriter) next(enc *zstd.Encoder) {
+	if len(w.tmp) > 0 {
+		w.raw += int64(len(w.tmp))
+		w.frames = enc.EncodeAll(w.tmp, w.frames)
+		w.tmp = w.tmp[:0]
 	}
-	return out, raw, r, tmp, nil
+	w.ends = append(w.ends, uint32(len(w.frames)))
+	w.k++
+	w.prev = w.k*w.rows - 1
+}
+
+// finish closes the remaining chunks and appends the section to out.
+func (w *chunkWriter) finish(out []byte, enc *zstd.Encoder) []byte {
+	for w.k < w.m {
+		w.next(enc)
+	}
+	out = binary.AppendUvarint(out, uint64(w.m))
+	for _, e := range w.ends {
+		out = binary.LittleEndian.AppendUint32(out, e)
+	}
+	return append(out, w.frames...)
 }
 
 // chunkedCol is a chunked column section read but not decompressed.

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"os"
@@ -199,20 +198,25 @@ func TestOpenFormat1Indexed(t *testing.T) {
 	check(2)
 }
 
-// sparseColumn encodes values (nil: absent) as a column buffer.
-func sparseColumn(values [][]byte) []byte {
-	var buf []byte
-	last := -1
+// chunkedSection writes values (nil: absent) of n rows as a chunked column
+// section, as writeBlock does, and returns it with its rows per chunk.
+func chunkedSection(values [][]byte, n int, enc *zstd.Encoder) ([]byte, int) {
+	size, count, last := 0, 0, -1
 	for i, v := range values {
-		if v == nil {
-			continue
+		if v != nil {
+			size += uvarintLen(uint64(i-last)) + uvarintLen(uint64(len(v))<<2) + len(v)
+			count++
+			last = i
 		}
-		buf = binary.AppendUvarint(buf, uint64(i-last))
-		buf = binary.AppendUvarint(buf, uint64(len(v))<<2|uint64(kindString))
-		buf = append(buf, v...)
-		last = i
 	}
-	return buf
+	var w chunkWriter
+	w.init(chunkRows(size, count), n)
+	for i, v := range values {
+		if v != nil {
+			w.add(i, kindString, v, enc)
+		}
+	}
+	return w.finish(nil, enc), w.rows
 }
 
 func TestChunkedRoundTrip(t *testing.T) {
@@ -224,10 +228,7 @@ func TestChunkedRoundTrip(t *testing.T) {
 				values[i] = fmt.Appendf(nil, "value %d %s", i, strings.Repeat("x", i%50))
 			}
 		}
-		sec, _, r, _, err := appendChunked(nil, sparseColumn(values), n, enc, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sec, r := chunkedSection(values, n, enc)
 		c, err := parseChunked(sec, n, r)
 		if err != nil {
 			t.Fatal(n, err)
@@ -257,7 +258,7 @@ func FuzzChunkedColumn(f *testing.F) {
 				values[i] = fmt.Appendf(nil, "v%d", i)
 			}
 		}
-		sec, _, r, _, _ := appendChunked(nil, sparseColumn(values), n, enc, nil)
+		sec, r := chunkedSection(values, n, enc)
 		f.Add(sec, uint16(n), uint8(r))
 	}
 	f.Add([]byte{}, uint16(0), uint8(32))

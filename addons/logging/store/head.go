@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"time"
 )
 
@@ -13,9 +14,14 @@ type head struct {
 	gen    uint64
 	cols   []string // column paths (segments joined by pathSep)
 	colIdx map[string]uint32
-	// colBytes is per column about what its values take encoded in a
-	// block (writeBlock sizes its buffers with it).
+	// colBytes, colVals and colLast are per column the bytes its values
+	// take in a block's sparse column encoding (uvarint row gap, uvarint
+	// length and kind, value), its values and the row of its last value:
+	// writeBlock picks each column's chunk size from them before reading
+	// the rows.
 	colBytes []int
+	colVals  []int
+	colLast  []int
 	// prevCols is the column of each field position of the previous
 	// document: documents of one source list the same fields in the
 	// same order, so a comparison usually replaces the map lookup.
@@ -60,11 +66,15 @@ func (h *head) add(id string, fields []field, now func() time.Time) int {
 		h.chunk = make([]byte, 0, n)
 	}
 	buf := h.chunk[:0]
+	row := len(h.docs)
 	for j, f := range fields {
 		c := h.column(j, f.path)
-		h.colBytes[c] += len(f.value) + 4
+		lk := uint64(len(f.value))<<2 | uint64(f.kind)
+		h.colBytes[c] += uvarintLen(uint64(row-h.colLast[c])) + uvarintLen(lk) + len(f.value)
+		h.colVals[c]++
+		h.colLast[c] = row
 		buf = binary.AppendUvarint(buf, uint64(c))
-		buf = binary.AppendUvarint(buf, uint64(len(f.value))<<2|uint64(f.kind))
+		buf = binary.AppendUvarint(buf, lk)
 		buf = append(buf, f.value...)
 	}
 	enc := buf[:len(buf):len(buf)]
@@ -95,6 +105,8 @@ func (h *head) column(j int, path []byte) uint32 {
 		h.cols = append(h.cols, p)
 		h.colIdx[p] = c
 		h.colBytes = append(h.colBytes, 0)
+		h.colVals = append(h.colVals, 0)
+		h.colLast = append(h.colLast, -1)
 	}
 	if j < len(h.prevCols) {
 		h.prevCols[j] = c
@@ -102,6 +114,11 @@ func (h *head) column(j int, path []byte) uint32 {
 		h.prevCols = append(h.prevCols, c)
 	}
 	return c
+}
+
+// uvarintLen is the length of binary.AppendUvarint's encoding of x.
+func uvarintLen(x uint64) int {
+	return (bits.Len64(x|1) + 6) / 7
 }
 
 // eachField decodes a head document's fields.
