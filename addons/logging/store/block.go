@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -203,28 +204,36 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 		})
 	}
 	meta := blockMeta{Gen: h.gen, N: n, MinTS: h.minTS, MaxTS: h.maxTS, IndexVersion: tokIndexVersion}
-	var out []byte
+	// The sections are written to the file as they are made, not gathered
+	// in one buffer first.
+	path := filepath.Join(dir, fmt.Sprintf("%016d.blk", h.gen))
+	af, err := createAtomic(path)
+	if err != nil {
+		return nil, fmt.Errorf("write block: %w", err)
+	}
+	defer af.abort()
 	enc := encPool.Get().(*zstd.Encoder)
 	defer encPool.Put(enc)
+	var scratch []byte
 	put := func(raw []byte) section {
-		s := section{Off: int64(len(out)), Raw: int64(len(raw))}
-		out = enc.EncodeAll(raw, out)
-		s.Len = int64(len(out)) - s.Off
+		scratch = enc.EncodeAll(raw, scratch[:0])
+		s := section{Off: af.off, Len: int64(len(scratch)), Raw: int64(len(raw))}
+		af.write(scratch)
 		return s
 	}
 	meta.TS = put(tsBuf)
 	meta.IDs = put(idBuf)
 	for c, p := range h.cols {
 		col := blockCol{Path: p, Bloom: newBloom(ibs[c].tokenKeys())}
-		start := len(out)
-		out = cws[c].finish(out, cenc)
+		start := af.off
+		cws[c].finish(af, cenc)
 		col.Chunk = cws[c].rows
-		col.Sec = section{Off: int64(start), Len: int64(len(out) - start), Raw: cws[c].raw}
+		col.Sec = section{Off: start, Len: af.off - start, Raw: cws[c].raw}
 		cws[c] = chunkWriter{}
 		if !ibs[c].bloomOnly {
-			start := len(out)
-			out = append(out, ibs[c].encodeGrouped(cenc)...)
-			col.Index = &section{Off: int64(start), Len: int64(len(out) - start), Raw: int64(len(out) - start)}
+			x := ibs[c].encodeGrouped(cenc)
+			col.Index = &section{Off: af.off, Len: int64(len(x)), Raw: int64(len(x))}
+			af.write(x)
 		}
 		ibs[c] = nil
 		meta.Cols = append(meta.Cols, col)
@@ -233,11 +242,11 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, mb...)
-	out = binary.LittleEndian.AppendUint32(out, uint32(len(mb)))
-	out = append(out, blockMagic2...)
-	path := filepath.Join(dir, fmt.Sprintf("%016d.blk", h.gen))
-	if err := writeFileSync(path, out, fsync); err != nil {
+	af.write(mb)
+	af.write(binary.LittleEndian.AppendUint32(nil, uint32(len(mb))))
+	af.write([]byte(blockMagic2))
+	size := af.off
+	if err := af.commit(fsync); err != nil {
 		return nil, fmt.Errorf("write block: %w", err)
 	}
 	f, err := os.Open(path)
@@ -245,7 +254,7 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 		return nil, fmt.Errorf("open written block: %w", err)
 	}
 	defer f.Close()
-	data, err := mapFile(f, int64(len(out)))
+	data, err := mapFile(f, size)
 	if err != nil {
 		return nil, err
 	}
@@ -648,16 +657,17 @@ func (w *chunkWriter) next(enc *zstd.Encoder) {
 	w.prev = w.k*w.rows - 1
 }
 
-// finish closes the remaining chunks and appends the section to out.
-func (w *chunkWriter) finish(out []byte, enc *zstd.Encoder) []byte {
+// finish closes the remaining chunks and writes the section to out.
+func (w *chunkWriter) finish(out io.Writer, enc *zstd.Encoder) {
 	for w.k < w.m {
 		w.next(enc)
 	}
-	out = binary.AppendUvarint(out, uint64(w.m))
+	head := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+4*len(w.ends)), uint64(w.m))
 	for _, e := range w.ends {
-		out = binary.LittleEndian.AppendUint32(out, e)
+		head = binary.LittleEndian.AppendUint32(head, e)
 	}
-	return append(out, w.frames...)
+	_, _ = out.Write(head)
+	_, _ = out.Write(w.frames)
 }
 
 // chunkedCol is a chunked column section read but not decompressed.

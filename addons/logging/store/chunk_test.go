@@ -216,7 +216,9 @@ func chunkedSection(values [][]byte, n int, enc *zstd.Encoder) ([]byte, int) {
 			w.add(i, kindString, v, enc)
 		}
 	}
-	return w.finish(nil, enc), w.rows
+	var out bytes.Buffer
+	w.finish(&out, enc)
+	return out.Bytes(), w.rows
 }
 
 func TestChunkedRoundTrip(t *testing.T) {

@@ -12,6 +12,7 @@
 package store
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -979,31 +980,87 @@ func (s *Store) Close() error {
 }
 
 func writeFileSync(path string, b []byte, fsync bool) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	af, err := createAtomic(path)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
+	defer af.abort()
+	af.write(b)
+	return af.commit(fsync)
+}
+
+// atomicFile is a file written under a temporary name through a buffer
+// and renamed to its name once complete (commit); abort removes what is
+// left of an uncommitted one. The first write error is kept for commit.
+type atomicFile struct {
+	path, tmp string
+	f         *os.File
+	w         *bufio.Writer
+	off       int64 // bytes written
+	err       error
+	done      bool
+}
+
+func createAtomic(path string) (*atomicFile, error) {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &atomicFile{path: path, tmp: tmp, f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
+}
+
+func (a *atomicFile) write(p []byte) {
+	if a.err != nil {
+		return
+	}
+	n, err := a.w.Write(p)
+	a.off += int64(n)
+	a.err = err
+}
+
+// Write makes an atomicFile an io.Writer (errors are kept for commit).
+func (a *atomicFile) Write(p []byte) (int, error) {
+	a.write(p)
+	return len(p), nil
+}
+
+// commit flushes, optionally fsyncs, closes and renames the file (and
+// fsyncs its folder with fsync).
+func (a *atomicFile) commit(fsync bool) error {
+	if a.err == nil {
+		a.err = a.w.Flush()
+	}
+	if a.err == nil && fsync {
+		a.err = a.f.Sync()
+	}
+	if err := a.f.Close(); a.err == nil {
+		a.err = err
+	}
+	if a.err != nil {
+		_ = os.Remove(a.tmp)
+		a.done = true
+		return a.err
+	}
+	a.done = true
+	if err := os.Rename(a.tmp, a.path); err != nil {
+		_ = os.Remove(a.tmp)
 		return err
 	}
 	if fsync {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if fsync {
-		return syncDir(filepath.Dir(path))
+		return syncDir(filepath.Dir(a.path))
 	}
 	return nil
+}
+
+// abort closes and removes an uncommitted file (a no-op after commit).
+func (a *atomicFile) abort() {
+	if a.done {
+		return
+	}
+	a.done = true
+	_ = a.f.Close()
+	_ = os.Remove(a.tmp)
 }
 
 // FlatFields parses a JSON object and calls fn with each flattened field:
