@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -33,7 +34,7 @@ type logsOpts struct {
 	queries      int
 	timeout      time.Duration
 	cpuProfile   string
-	benchProfile string // CPU profile of the bench process (writer + store)
+	benchProfile string // CPU profile of the bench process (containers, crilog writer, store)
 	allocProfile string // allocation profile of the bench process
 	heapProfile  string
 	// flushBytes and inflightBytes override the shipper's defaults (0: the
@@ -112,7 +113,7 @@ func logsCommand() *cobra.Command {
 	f.IntVar(&o.searchLines, "search-lines", 10000000, "lines in the search corpus (0 = skip the search part)")
 	f.IntVar(&o.queries, "queries", 20, "timed runs per search query")
 	f.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up on a phase after this long")
-	f.StringVar(&o.benchProfile, "cpuprofile", "", "write the bench process's CPU profile (in-bench writer and the embedded store) to this file")
+	f.StringVar(&o.benchProfile, "cpuprofile", "", "write the bench process's CPU profile (in-bench containers and crilog writer, and the embedded store) to this file")
 	f.StringVar(&o.allocProfile, "allocprofile", "", "write the bench process's allocation profile (pprof allocs: every allocation since start) to this file when it ends")
 	f.StringVar(&o.cpuProfile, "shipper-cpuprofile", "", "write the shipper child's CPU profile to this file (suffixed with the line size)")
 	f.IntVar(&o.flushBytes, "shipper-flush-bytes", 0, "the shipper's bulk request size (0: the agent's default)")
@@ -173,7 +174,7 @@ func runLogsBench(ctx context.Context, o logsOpts) (*logsResult, error) {
 	}
 	defer os.RemoveAll(dir)
 	res := &logsResult{Benchmark: "logs", CPUs: runtime.NumCPU(), LoadAvgStart: loadAvg(),
-		Path:              "in-bench writer (crilog, as the node agent writes container output) -> CRI files -> shipper (child process: tail, CRI parse, metadata, _bulk bodies built by the shipper, sent with go-elasticsearch's Bulk API, gzip only to a remote sink) -> HTTP/1.1 loopback -> esapi _bulk -> store (WAL fsync, head: searchable)",
+		Path:              "in-bench containers (one write(2) per line into a pipe) -> in-bench agent copy (io.CopyBuffer, 32 KiB, as containerd's cio copies the FIFO) into the crilog writer (as the node agent writes container output: one file write per read) -> CRI files -> shipper (child process: tail, CRI parse, metadata, _bulk bodies built by the shipper, sent with go-elasticsearch's Bulk API, gzip only to a remote sink) -> HTTP/1.1 loopback -> esapi _bulk -> store (WAL fsync, head: searchable)",
 		TargetLinesPerSec: logsTargetDocsPerSec, TargetRSSMiB: logsTargetShipperRSSMiB, TargetSearchMs: logsTargetSearchMs}
 	for _, spec := range []struct{ lines, bytes int }{{o.small, 100}, {o.large, 1000}} {
 		if spec.lines <= 0 {
@@ -206,7 +207,7 @@ func runLogsBench(ctx context.Context, o logsOpts) (*logsResult, error) {
 		}
 	}
 	res.LoadAvgEnd = loadAvg()
-	res.Note = "lines/s = lines / (first container write -> last line counted in the store); the shipper runs with the agent's defaults in a child process (its CPU from wait4; shipper_max_rss_mib is its VmHWM, shipper_max_anon_rss_mib / _file_ the highest RssAnon / RssFile sampled every 20 ms from /proc, file = pages of the bench binary; the RSS target applies to anon; wait4's ru_maxrss is not used: for a child started with CLONE_VM|CLONE_VFORK it holds the parent's RSS at exec); writer and store share the bench process; raw write = the CRI files' bytes written sequentially in 1 MiB writes + one fsync; the search corpus is loaded in-process (as logs-store does) and queried over HTTP"
+	res.Note = "lines/s = lines / (first container write -> last line counted in the store); the shipper runs with the agent's defaults in a child process (its CPU from wait4; shipper_max_rss_mib is its VmHWM, shipper_max_anon_rss_mib / _file_ the highest RssAnon / RssFile sampled every 20 ms from /proc, file = pages of the bench binary; the RSS target applies to anon; wait4's ru_maxrss is not used: for a child started with CLONE_VM|CLONE_VFORK it holds the parent's RSS at exec); the containers' writes to their pipes, the agent's copies into the crilog writer and the store share the bench process; raw write = the CRI files' bytes written sequentially in 1 MiB writes + one fsync; the search corpus is loaded in-process (as logs-store does) and queried over HTTP"
 	return res, nil
 }
 
@@ -272,31 +273,14 @@ func logsPhaseRun(ctx context.Context, dir string, lines, lineBytes int, o logsO
 		go func() {
 			defer wg.Done()
 			path := filepath.Join(podDir, fmt.Sprintf("bench_web-%d_uid-%d", p, p), "app", "0.log")
-			w, err := crilog.Open(path)
+			size, err := benchContainerLog(path, p, o.pods, lines, lineBytes)
 			if err != nil {
 				errCh <- err
 				return
 			}
-			out := w.Stream(crilog.Stdout)
-			var buf []byte
-			base := time.Now()
-			for i := p; i < lines; i += o.pods {
-				buf = appendBenchLine(buf[:0], i, base, lineBytes)
-				if _, err := out.Write(buf); err != nil {
-					errCh <- err
-					return
-				}
-			}
-			if err := w.Close(); err != nil {
-				errCh <- err
-				return
-			}
-			fi, err := os.Stat(path)
-			if err == nil {
-				mu.Lock()
-				criBytes += fi.Size()
-				mu.Unlock()
-			}
+			mu.Lock()
+			criBytes += size
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
@@ -367,6 +351,60 @@ func logsPhaseRun(ctx context.Context, dir string, lines, lineBytes int, o logsO
 	ph.RawLinesPerSec = mbps * 1e6 / ph.CRIBytesPerLine
 	ph.RatioToRaw = ph.LinesPerSec / ph.RawLinesPerSec
 	return ph, nil
+}
+
+// benchContainerLog writes pod p's share of lines (every pods-th) to the
+// CRI file at path as the node agent gets a container's output: the
+// "container" writes each line with its own write(2) into a pipe (an app
+// with line-buffered stdout), and the "agent" copies the pipe into the
+// crilog stream with io.CopyBuffer and a 32 KiB buffer, as containerd's cio
+// copies the container's FIFO for the agent. It returns once the last line
+// is in the CRI file (the copy is done and the writer closed), with the
+// file's size.
+func benchContainerLog(path string, p, pods, lines, lineBytes int) (int64, error) {
+	w, err := crilog.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		_ = w.Close()
+		return 0, err
+	}
+	copied := make(chan error, 1)
+	go func() {
+		// Hidden behind a plain io.Reader: *os.File's WriteTo would make
+		// io.CopyBuffer ignore the buffer; containerd copies from its fifo
+		// type with the buffer.
+		_, err := io.CopyBuffer(w.Stream(crilog.Stdout), struct{ io.Reader }{pr}, make([]byte, 32<<10))
+		// A failed copy closes the read end, so the container's next
+		// write fails (EPIPE) rather than blocking on a full pipe.
+		_ = pr.Close()
+		if err != nil {
+			err = fmt.Errorf("agent copy: %w", err)
+		}
+		copied <- err
+	}()
+	var werr error
+	var buf []byte
+	base := time.Now()
+	for i := p; i < lines; i += pods {
+		buf = appendBenchLine(buf[:0], i, base, lineBytes)
+		if _, werr = pw.Write(buf); werr != nil {
+			werr = fmt.Errorf("container write: %w", werr)
+			break
+		}
+	}
+	_ = pw.Close()
+	cerr := <-copied
+	if err := errors.Join(cerr, werr, w.Close()); err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
 }
 
 // appendBenchLine appends one container output line of lineBytes bytes

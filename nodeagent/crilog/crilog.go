@@ -38,13 +38,23 @@ const maxLine = 16 * 1024
 type Writer struct {
 	mu   sync.Mutex
 	path string
-	f    *os.File
+	// f is the current file, an *os.File (tests wrap it: file writes are
+	// counted, failures injected).
+	f    io.WriteCloser
 	size int64 // bytes in f
 	rot  Rotation
 	bufs map[string]*bytes.Buffer
 	open map[string]bool // streams whose last record was P
 	now  func() time.Time
+	// out holds the records of one Write formatted and not yet written
+	// to f: they go out in one file write (see write).
+	out []byte
 }
+
+// flushAt bounds out: a Write whose records format to more than this is
+// written in several file writes of about this size (out never holds
+// more than flushAt plus one record).
+const flushAt = 64 << 10
 
 // Open opens (creating folders) a log file for appending, without rotation.
 func Open(path string) (*Writer, error) { return OpenRotating(path, Rotation{}) }
@@ -131,6 +141,19 @@ func (s streamWriter) Write(p []byte) (int, error) {
 	return len(p), s.w.write(s.name, p)
 }
 
+// write turns the complete lines of p (with what the stream's earlier
+// writes left unterminated) into records: F for a line, P for each maxLine
+// piece of a longer one. The records are formatted into w.out and written
+// with one file write, not one per record: the agent gets container output
+// from containerd's copy of the FIFO, in reads of up to 32 KiB that hold
+// many lines when a container logs fast. Rotation still comes between
+// records exactly where writing them one by one put it: when the records
+// so far bring the file to the rotation condition they are written, the
+// file is rotated, and the rest goes to the new one.
+//
+// Each record is stamped with its own w.now(), as containerd's CRI plugin
+// stamps each record when it formats it (redirectLogs calls time.Now()
+// per line, not once per read from the FIFO).
 func (w *Writer) write(stream string, p []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -143,53 +166,104 @@ func (w *Writer) write(stream string, p []byte) error {
 		w.bufs[stream] = buf
 	}
 	buf.Write(p)
+	// Rotation waits for the lines of both streams (see rotateDue); only
+	// this stream's state changes here.
+	othersOpen := len(w.open) > 0 && (len(w.open) > 1 || !w.open[stream])
+	var (
+		in   int  // bytes of buf formatted into w.out
+		open bool // this stream is inside a line after the records in w.out
+	)
 	for {
-		b := buf.Bytes()
+		b := buf.Bytes()[in:]
 		i := bytes.IndexByte(b, '\n')
 		switch {
 		case i >= 0 && i <= maxLine:
-			if err := w.record(stream, "F", b[:i]); err != nil {
-				return err
-			}
-			buf.Next(i + 1)
+			w.add(stream, "F", b[:i])
+			in += i + 1
+			open = false
 		case len(b) > maxLine:
-			if err := w.record(stream, "P", b[:maxLine]); err != nil {
+			w.add(stream, "P", b[:maxLine])
+			in += maxLine
+			open = true
+		default:
+			return w.flush(stream, buf, in, open)
+		}
+		switch {
+		case w.rotateDue(int64(len(w.out)), open || othersOpen):
+			if err := w.flush(stream, buf, in, open); err != nil {
 				return err
 			}
-			buf.Next(maxLine)
-		default:
-			return nil
+			in = 0
+			if err := w.rotate(); err != nil {
+				return err
+			}
+		case len(w.out) >= flushAt:
+			if err := w.flush(stream, buf, in, open); err != nil {
+				return err
+			}
+			in = 0
 		}
 	}
 }
 
-func (w *Writer) record(stream, tag string, msg []byte) error {
-	line := make([]byte, 0, len(msg)+64)
-	line = w.now().UTC().AppendFormat(line, time.RFC3339Nano)
-	line = append(line, ' ')
-	line = append(line, stream...)
-	line = append(line, ' ')
-	line = append(line, tag...)
-	line = append(line, ' ')
-	line = append(line, msg...)
-	line = append(line, '\n')
-	n, err := w.f.Write(line)
+// add formats one record into w.out.
+func (w *Writer) add(stream, tag string, msg []byte) {
+	w.out = w.now().UTC().AppendFormat(w.out, time.RFC3339Nano)
+	w.out = append(w.out, ' ')
+	w.out = append(w.out, stream...)
+	w.out = append(w.out, ' ')
+	w.out = append(w.out, tag...)
+	w.out = append(w.out, ' ')
+	w.out = append(w.out, msg...)
+	w.out = append(w.out, '\n')
+}
+
+// rotateDue reports whether the file, once pending bytes more are written,
+// is to be rotated; open is whether a stream is then inside a line.
+// Rotation comes between lines, so that a line's P records and its F stay
+// in one file (readers reassemble them there), unless a partial line goes
+// on for another MaxSize.
+func (w *Writer) rotateDue(pending int64, open bool) bool {
+	size := w.size + pending
+	return w.rot.MaxSize > 0 && (size >= w.rot.MaxSize && !open || size >= 2*w.rot.MaxSize)
+}
+
+// flush writes w.out, the records of stream made of the first in bytes of
+// buf (open: whether the last of them is P), and empties it. The records
+// written are done: their input leaves buf and they set whether the stream
+// is inside a line. If the write fails, only the records written in full
+// are done; the rest of their input stays in buf and is written again by
+// the stream's next Write, as when each record had its own file write.
+func (w *Writer) flush(stream string, buf *bytes.Buffer, in int, open bool) error {
+	if len(w.out) == 0 {
+		return nil
+	}
+	n, err := w.f.Write(w.out)
 	w.size += int64(n)
 	if err != nil {
-		return err
+		in, open = 0, w.open[stream]
+		for rest := w.out[:n]; ; {
+			i := bytes.IndexByte(rest, '\n')
+			if i < 0 {
+				break
+			}
+			rec, _ := Parse(rest[:i]) // written by add: it parses
+			in += len(rec.Message)
+			if !rec.Partial {
+				in++
+			}
+			open = rec.Partial
+			rest = rest[i+1:]
+		}
 	}
-	if tag == "P" {
+	buf.Next(in)
+	if open {
 		w.open[stream] = true
 	} else {
 		delete(w.open, stream)
 	}
-	// Rotate between lines, so that a line's P records and its F stay in
-	// one file (readers reassemble them there), unless a partial line
-	// goes on for another MaxSize.
-	if w.rot.MaxSize > 0 && (w.size >= w.rot.MaxSize && len(w.open) == 0 || w.size >= 2*w.rot.MaxSize) {
-		return w.rotate()
-	}
-	return nil
+	w.out = w.out[:0]
+	return err
 }
 
 // Close writes what is left of unterminated lines as P records and closes
@@ -202,12 +276,16 @@ func (w *Writer) Close() error {
 	}
 	for _, s := range []string{Stdout, Stderr} {
 		if b := w.bufs[s]; b != nil && b.Len() > 0 {
-			_ = w.record(s, "P", b.Bytes())
+			w.add(s, "P", b.Bytes())
+			if w.flush(s, b, b.Len(), true) == nil && w.rotateDue(0, len(w.open) > 0) {
+				_ = w.rotate()
+			}
 			b.Reset()
 		}
 	}
 	err := w.f.Close()
 	w.f = nil
+	w.out = nil
 	return err
 }
 
