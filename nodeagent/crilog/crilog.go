@@ -47,9 +47,14 @@ type Writer struct {
 	open map[string]bool // streams whose last record was P
 	now  func() time.Time
 	// out holds the records of one Write formatted and not yet written
-	// to f: they go out in one file write (see write).
+	// to f: they go out in one file write (see write). It is taken from
+	// outPool for the Write and given back after it, so an idle container
+	// keeps no write buffer.
 	out []byte
 }
+
+// outPool holds the write buffers of Writers between Writes.
+var outPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // flushAt bounds out: a Write whose records format to more than this is
 // written in several file writes of about this size (out never holds
@@ -166,6 +171,15 @@ func (w *Writer) write(stream string, p []byte) error {
 		w.bufs[stream] = buf
 	}
 	buf.Write(p)
+	pb := outPool.Get().(*[]byte)
+	w.out = (*pb)[:0]
+	defer func() {
+		*pb = w.out[:0]
+		w.out = nil
+		if cap(*pb) <= 2*flushAt {
+			outPool.Put(pb)
+		}
+	}()
 	// Rotation waits for the lines of both streams (see rotateDue); only
 	// this stream's state changes here.
 	othersOpen := len(w.open) > 0 && (len(w.open) > 1 || !w.open[stream])
