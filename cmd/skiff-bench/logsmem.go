@@ -74,6 +74,8 @@ type procMem struct {
 	// (sampled): the process's own memory, and the pages of the binary and
 	// other files it touched.
 	MaxAnonKiB, MaxFileKiB int64
+	// MaxRSSKiB is the highest RssAnon+RssFile+RssShmem seen (sampled).
+	MaxRSSKiB int64
 }
 
 // sampleProcMem samples /proc/<pid>/status every 20 ms until stop, which
@@ -89,7 +91,7 @@ func sampleProcMem(pid int) (stop func() procMem) {
 		m  procMem
 	)
 	read := func() {
-		kb, err := procStatusKB(pid, "VmHWM", "RssAnon", "RssFile")
+		kb, err := procStatusKB(pid, "VmHWM", "RssAnon", "RssFile", "RssShmem")
 		if err != nil {
 			return
 		}
@@ -98,6 +100,7 @@ func sampleProcMem(pid int) (stop func() procMem) {
 		m.HWMKiB = max(m.HWMKiB, kb[0])
 		m.MaxAnonKiB = max(m.MaxAnonKiB, kb[1])
 		m.MaxFileKiB = max(m.MaxFileKiB, kb[2])
+		m.MaxRSSKiB = max(m.MaxRSSKiB, kb[1]+kb[2]+kb[3])
 	}
 	done := make(chan struct{})
 	finished := make(chan struct{})

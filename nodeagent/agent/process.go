@@ -25,10 +25,22 @@ const agentGCPercent = 50
 // process maps is dropped (memtrim.Evict), so that the code the agent
 // runs from then on is resident a page at a time. It returns at once.
 func TuneProcess(ctx context.Context, log *slog.Logger) {
+	TuneProcessAfter(ctx, log, 10*time.Second)
+}
+
+// TuneProcessAfter is TuneProcess with the time start-up takes to settle
+// before the release; with settle <= 0 the release is done before it
+// returns (a process that finished its start-up, as the logs benchmark's
+// shipper child once its shipper is set up).
+func TuneProcessAfter(ctx context.Context, log *slog.Logger, settle time.Duration) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(agentGCPercent)
 	}
-	go memtrim.ReleaseAfter(ctx, 10*time.Second, log, true)
+	if settle <= 0 {
+		memtrim.ReleaseAfter(ctx, 0, log, true)
+		return
+	}
+	go memtrim.ReleaseAfter(ctx, settle, log, true)
 }
 
 // QuietMemProfiler turns Go's heap profiler off (runtime.MemProfileRate
