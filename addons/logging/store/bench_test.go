@@ -179,9 +179,10 @@ func BenchmarkWriteBlockShipper(b *testing.B) {
 		h.add(fmt.Sprintf("%032x", i*7919), fl.fields, now)
 	}
 	dir := b.TempDir()
+	var sb sealBuffers // as a store keeps them from seal to seal
 	b.ReportAllocs()
 	for b.Loop() {
-		blk, err := writeBlock(dir, h, false)
+		blk, err := writeBlock(dir, h, false, &sb)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -47,7 +47,7 @@ func goldenHead(t testing.TB) *head {
 // contents (the digest was taken with the writer before that work).
 func TestBlockBytesUnchanged(t *testing.T) {
 	dir := t.TempDir()
-	blk, err := writeBlock(dir, goldenHead(t), false)
+	blk, err := writeBlock(dir, goldenHead(t), false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,11 +70,53 @@ func BenchmarkWriteBlock(b *testing.B) {
 	dir := b.TempDir()
 	b.ReportAllocs()
 	for b.Loop() {
-		blk, err := writeBlock(dir, h, false)
+		blk, err := writeBlock(dir, h, false, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		blk.release()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(h.docs)), "ns/doc")
+}
+
+// TestSealBuffersReused checks that blocks written with memory kept from
+// earlier seals (sealBuffers) have the bytes of blocks written afresh:
+// heads of different shapes and sizes, one after another, through the
+// same buffers.
+func TestSealBuffersReused(t *testing.T) {
+	base := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
+	shipper := func(n int) *head {
+		h := newHead(9)
+		var fl flattener
+		for i := range n {
+			if err := fl.flatten(shipperDoc(i/250%4, i, base.Add(time.Duration(i)*time.Millisecond))); err != nil {
+				t.Fatal(err)
+			}
+			h.add(fmt.Sprintf("%032x", i*7919), fl.fields, func() time.Time { return base })
+		}
+		return h
+	}
+	write := func(h *head, sb *sealBuffers) [32]byte {
+		dir := t.TempDir()
+		blk, err := writeBlock(dir, h, false, sb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer blk.release()
+		b, err := os.ReadFile(blk.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sha256.Sum256(b)
+	}
+	heads := []*head{goldenHead(t), shipper(3000), shipper(100), goldenHead(t), shipper(3000)}
+	var sb sealBuffers
+	for i, h := range heads {
+		if got, want := write(h, &sb), write(h, nil); got != want {
+			t.Fatalf("head %d: block written with reused buffers differs", i)
+		}
+	}
+	if len(sb.cols) == 0 || sb.cols[0].size() == 0 {
+		t.Fatal("no buffers kept")
+	}
 }

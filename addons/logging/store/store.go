@@ -91,11 +91,16 @@ type Store struct {
 	headBytes atomic.Int64
 	flushReq  chan struct{}
 	flushMu   sync.Mutex // one seal+flush at a time
-	stop      chan struct{}
-	done      chan struct{}
-	closed    atomic.Bool
-	docSeq    atomic.Int64
-	cache     *decodeCache
+	// sealBufs is the memory writeBlock keeps between seals; seals counts
+	// the blocks written since dropIdleSealBuffers last looked (both under
+	// flushMu).
+	sealBufs *sealBuffers
+	seals    int
+	stop     chan struct{}
+	done     chan struct{}
+	closed   atomic.Bool
+	docSeq   atomic.Int64
+	cache    *decodeCache
 }
 
 // index is one named index (an incarnation: deleting and re-creating a
@@ -800,6 +805,7 @@ func (s *Store) flusher() {
 		case <-t.C:
 		case <-rt.C:
 			s.applyRetention()
+			s.dropIdleSealBuffers()
 			continue
 		}
 		if err := s.flushAll(); err != nil {
@@ -807,6 +813,18 @@ func (s *Store) flusher() {
 		}
 		s.applyRetention()
 	}
+}
+
+// dropIdleSealBuffers lets the seal buffers go when no block was written
+// since the last call (a minute before): a store taking logs slowly seals
+// every few minutes and need not hold them in between.
+func (s *Store) dropIdleSealBuffers() {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	if s.seals == 0 {
+		s.sealBufs = nil
+	}
+	s.seals = 0
 }
 
 // flushAll seals every non-empty head under a new generation and writes
@@ -857,7 +875,11 @@ func (s *Store) flushAll() error {
 			}
 			h := idx.sealed[0]
 			idx.mu.Unlock()
-			blk, err := writeBlock(idx.dir, h, !s.opts.NoSync)
+			if s.sealBufs == nil {
+				s.sealBufs = &sealBuffers{}
+			}
+			s.seals++
+			blk, err := writeBlock(idx.dir, h, !s.opts.NoSync, s.sealBufs)
 			if err != nil {
 				if firstErr == nil {
 					firstErr = fmt.Errorf("index %s: %w", idx.name, err)

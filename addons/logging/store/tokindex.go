@@ -104,6 +104,28 @@ type indexBuilder struct {
 	// previous value of a bloomOnly column: consecutive timestamps share
 	// all their tokens but the last, which are collected once.
 	rowToks, prevToks []uint64
+	// scratch of encodeGrouped, kept for the builder's next use
+	encStart, encFlat, encPos, encOrder []int32
+	encOut, encLens, encPost            []byte
+}
+
+// reset empties the builder for another column, keeping its memory (the
+// slot table is cleared, not freed).
+func (b *indexBuilder) reset() {
+	clear(b.slots.ents)
+	b.slots.n = 0
+	b.keys, b.isTok, b.cnt = b.keys[:0], b.isTok[:0], b.cnt[:0]
+	b.lastRow, b.lastRun = b.lastRow[:0], b.lastRun[:0]
+	b.runStart, b.runLen, b.runSlot, b.posts = b.runStart[:0], b.runLen[:0], b.runSlot[:0], 0
+	clear(b.memo)
+	b.cur, b.prevV, b.prevSlots, b.prevOK = b.cur[:0], b.prevV[:0], nil, false
+	b.bloomOnly = false
+	b.toks, b.rowToks, b.prevToks = b.toks[:0], b.rowToks[:0], b.prevToks[:0]
+}
+
+// size is about the bytes the builder holds.
+func (b *indexBuilder) size() int {
+	return 8*cap(b.slots.ents)/2 + 21*cap(b.keys) + 12*cap(b.runStart) + 8*cap(b.toks) + cap(b.encOut) + cap(b.encPost)
 }
 
 // maxMemoValues bounds the distinct values remembered per column.
@@ -193,20 +215,30 @@ func (b *indexBuilder) post(s int32, row int32) {
 // runsBySlot groups the runs by slot (a counting sort, which keeps each
 // slot's runs ascending): slot s's runs are flat[start[s]:start[s+1]].
 func (b *indexBuilder) runsBySlot() (start []int32, flat []int32) {
-	start = make([]int32, len(b.keys)+1)
+	start = resize(b.encStart, len(b.keys)+1)
+	clear(start)
 	for _, s := range b.runSlot {
 		start[s+1]++
 	}
 	for s := range b.keys {
 		start[s+1] += start[s]
 	}
-	pos := slices.Clone(start[:len(b.keys)])
-	flat = make([]int32, len(b.runSlot))
+	pos := append(b.encPos[:0], start[:len(b.keys)]...)
+	flat = resize(b.encFlat, len(b.runSlot))
 	for q, s := range b.runSlot {
 		flat[pos[s]] = int32(q)
 		pos[s]++
 	}
+	b.encStart, b.encFlat, b.encPos = start, flat, pos
 	return start, flat
+}
+
+// resize returns s with length n, reusing its array when it is large enough.
+func resize[T any](s []T, n int) []T {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	return make([]T, n)
 }
 
 // appendPostings appends the rows of runs (one slot's, ascending) as
@@ -314,7 +346,8 @@ func (b *indexBuilder) encode() []byte {
 
 // keyOrder returns the slots in ascending key order.
 func (b *indexBuilder) keyOrder() []int32 {
-	order := make([]int32, len(b.keys))
+	order := resize(b.encOrder, len(b.keys))
+	b.encOrder = order
 	for i := range order {
 		order[i] = int32(i)
 	}
@@ -322,20 +355,23 @@ func (b *indexBuilder) keyOrder() []int32 {
 	return order
 }
 
-// encodeGrouped returns the index in version 3 (frames compressed by enc).
+// encodeGrouped returns the index in version 3 (frames compressed by enc),
+// in memory the builder keeps: valid until its next use.
 func (b *indexBuilder) encodeGrouped(enc *zstd.Encoder) []byte {
 	start, flat := b.runsBySlot()
 	order := b.keyOrder()
 	n := len(order)
 	g := (n + indexGroupKeys - 1) / indexGroupKeys
-	out := binary.AppendUvarint(make([]byte, 0, 10+12*n+b.posts/4), uint64(n))
+	out := slices.Grow(b.encOut[:0], 10+12*n+b.posts/4)
+	out = binary.AppendUvarint(out, uint64(n))
 	for _, s := range order {
 		out = binary.LittleEndian.AppendUint64(out, b.keys[s])
 	}
 	table := len(out)
 	out = append(out, make([]byte, 4*g)...)
 	frames := len(out)
-	var lens, post []byte
+	lens, post := b.encLens, b.encPost
+	defer func() { b.encOut, b.encLens, b.encPost = out, lens, post }()
 	for k := range g {
 		lens, post = lens[:0], post[:0]
 		for _, s := range order[k*indexGroupKeys : min(n, (k+1)*indexGroupKeys)] {
@@ -343,7 +379,8 @@ func (b *indexBuilder) encodeGrouped(enc *zstd.Encoder) []byte {
 			post = b.appendPostings(post, flat[start[s]:start[s+1]])
 			lens = binary.AppendUvarint(lens, uint64(len(post)-l))
 		}
-		out = enc.EncodeAll(append(lens, post...), out)
+		lens = append(lens, post...)
+		out = enc.EncodeAll(lens, out)
 		binary.LittleEndian.PutUint32(out[table+4*k:], uint32(len(out)-frames))
 	}
 	return out
