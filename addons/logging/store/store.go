@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -491,21 +492,29 @@ type OpResult struct {
 // durable (written and fsynced with the other requests of the moment).
 // One bad document never affects the others.
 func (s *Store) Bulk(ctx context.Context, ops []Op) ([]OpResult, error) {
+	return s.BulkAppend(ctx, nil, ops)
+}
+
+// BulkAppend is Bulk appending the results to res, so a caller may reuse
+// their memory. Nothing of ops (their sources) is kept after it returns.
+func (s *Store) BulkAppend(ctx context.Context, res []OpResult, ops []Op) ([]OpResult, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	res := make([]OpResult, len(ops))
+	n0 := len(res)
+	res = slices.Grow(res, len(ops))[:n0+len(ops)]
+	out := res[n0:]
+	clear(out)
 	fl := flattenerPool.Get().(*flattener)
 	defer flattenerPool.Put(fl)
-	payloads := make([][]byte, 0, len(ops))
-	size := 0
-	for _, op := range ops {
-		size += len(op.Source) + len(op.Index) + len(op.ID) + 64
-	}
-	recBuf := make([]byte, 0, size)
+	// The documents' WAL records are framed into rb and copied into the
+	// WAL's buffer whenever rb holds recBatch bytes (and at the end).
+	rb := recBufs.Get().(*recBuf)
+	defer rb.release()
+	var seq uint64
 	s.sealMu.RLock()
 	for i, op := range ops {
-		r := &res[i]
+		r := &out[i]
 		idx, err := s.indexFor(op.Index)
 		if err != nil {
 			r.Status, r.Err = 400, err
@@ -542,22 +551,15 @@ func (s *Store) Bulk(ctx context.Context, ops []Op) ([]OpResult, error) {
 			continue
 		}
 		r.Seq = s.docSeq.Add(1)
-		start := len(recBuf)
-		recBuf = append(recBuf, recDoc)
-		recBuf = appendString(recBuf, idx.uid)
-		recBuf = appendString(recBuf, idx.name)
-		recBuf = appendString(recBuf, id)
-		if auto {
-			recBuf = append(recBuf, 1)
-		} else {
-			recBuf = append(recBuf, 0)
+		rb.b = appendDocRecord(rb.b, idx, id, auto, op.Source)
+		if len(rb.b) >= recBatch {
+			seq = s.wal.appendFramed(rb.b)
+			rb.b = rb.b[:0]
 		}
-		recBuf = append(recBuf, op.Source...)
-		payloads = append(payloads, recBuf[start:len(recBuf):len(recBuf)])
 	}
-	var seq uint64
-	if len(payloads) > 0 {
-		seq = s.wal.appendRecords(payloads...)
+	if len(rb.b) > 0 {
+		seq = s.wal.appendFramed(rb.b)
+		rb.b = rb.b[:0]
 	}
 	s.sealMu.RUnlock()
 	if s.headBytes.Load() >= s.opts.HeadBytes {
@@ -569,6 +571,46 @@ func (s *Store) Bulk(ctx context.Context, ops []Op) ([]OpResult, error) {
 		}
 	}
 	return res, ctx.Err()
+}
+
+// appendDocRecord appends a document's WAL record, framed as
+// wal.appendRecords frames a payload.
+func appendDocRecord(b []byte, idx *index, id string, auto bool, src []byte) []byte {
+	start := len(b)
+	b = append(b, make([]byte, recHeader)...)
+	b = append(b, recDoc)
+	b = appendString(b, idx.uid)
+	b = appendString(b, idx.name)
+	b = appendString(b, id)
+	if auto {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = append(b, src...)
+	frameRecord(b[start:])
+	return b
+}
+
+// recBuf is a pooled buffer of framed WAL records.
+type recBuf struct{ b []byte }
+
+// recBatch is how many bytes of records a bulk request frames before it
+// copies them into the WAL's buffer; maxRecBuf bounds what the pool keeps
+// (a larger document grows the buffer once).
+const (
+	recBatch  = 64 << 10
+	maxRecBuf = 1 << 20
+)
+
+var recBufs = sync.Pool{New: func() any { return &recBuf{b: make([]byte, 0, recBatch+4<<10)} }}
+
+func (rb *recBuf) release() {
+	if cap(rb.b) > maxRecBuf {
+		return
+	}
+	rb.b = rb.b[:0]
+	recBufs.Put(rb)
 }
 
 var flattenerPool = sync.Pool{New: func() any { return &flattener{} }}
