@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -174,4 +175,39 @@ func BenchmarkSearchDir(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkHeadAdd fills a fresh head with 100,000 flattened documents
+// (the memo's shipper-like corpus), as one index's head grows between
+// seals: the arena, the document list's growth and the columns.
+func BenchmarkHeadAdd(b *testing.B) {
+	const n = 100000
+	fl := &flattener{}
+	type flat struct {
+		id     string
+		fields []field
+	}
+	docs := make([]flat, 1000)
+	for i := range docs {
+		src := doc(i, time.Date(2026, 3, 1, 0, 0, i, 0, time.UTC), fmt.Sprintf("info request id=%d handled GET /api/v1/items path=/items/%d lorem ipsum dolor sit amet", i, i))
+		if err := fl.flatten(src); err != nil {
+			b.Fatal(err)
+		}
+		fs := make([]field, len(fl.fields))
+		for j, f := range fl.fields {
+			fs[j] = field{path: bytes.Clone(f.path), value: bytes.Clone(f.value), kind: f.kind}
+		}
+		docs[i] = flat{fmt.Sprintf("%032x", i), fs}
+	}
+	b.ReportAllocs()
+	cpu := startCPU()
+	for b.Loop() {
+		h := newHead(1)
+		for i := range n {
+			d := &docs[i%len(docs)]
+			h.add(d.id, d.fields, time.Now)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/doc")
+	cpu.report(b)
 }

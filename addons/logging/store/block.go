@@ -174,10 +174,10 @@ func dotted(path string) string { return strings.ReplaceAll(path, string(pathSep
 
 // writeBlock writes a sealed head into dir and returns the opened block.
 func writeBlock(dir string, h *head, fsync bool) (*block, error) {
-	n := len(h.docs)
+	n := h.docs.len()
 	idBytes := 0
-	for i := range h.docs {
-		idBytes += len(h.docs[i].id) + 1
+	for _, d := range h.docs.all() {
+		idBytes += len(d.id) + 1
 	}
 	tsBuf, idBuf := make([]byte, 0, 5*n), make([]byte, 0, idBytes)
 	colBufs := make([][]byte, len(h.cols))
@@ -199,7 +199,7 @@ func writeBlock(dir string, h *head, fsync bool) (*block, error) {
 		last[i] = -1
 	}
 	var prev int64
-	for i, d := range h.docs {
+	for i, d := range h.docs.all() {
 		tsBuf = binary.AppendVarint(tsBuf, d.ts-prev)
 		prev = d.ts
 		idBuf = appendString(idBuf, d.id)

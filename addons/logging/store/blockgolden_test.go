@@ -76,5 +76,5 @@ func BenchmarkWriteBlock(b *testing.B) {
 		}
 		blk.release()
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(h.docs)), "ns/doc")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*h.docs.len()), "ns/doc")
 }

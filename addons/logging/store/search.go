@@ -24,7 +24,7 @@ type part struct {
 
 	blk *block
 	// head snapshot
-	hdocs []hdoc
+	hdocs docList
 	hcols []string
 
 	mu      sync.Mutex
@@ -142,7 +142,7 @@ func (p *part) value(c, i int) (uint8, []byte) {
 	}
 	var kind uint8
 	var val []byte
-	eachField(p.hdocs[i].enc, func(col uint32, k uint8, v []byte) bool {
+	eachField(p.hdocs.at(i).enc, func(col uint32, k uint8, v []byte) bool {
 		if int(col) == c {
 			kind, val = k, v
 			return false
@@ -166,7 +166,7 @@ func (p *part) loadTS() error {
 
 func (p *part) ts(i int) int64 {
 	if p.blk == nil {
-		return p.hdocs[i].ts
+		return p.hdocs.at(i).ts
 	}
 	return p.tsv[i]
 }
@@ -185,7 +185,7 @@ func (p *part) loadIDs() error {
 
 func (p *part) id(i int) string {
 	if p.blk == nil {
-		return p.hdocs[i].id
+		return p.hdocs.at(i).id
 	}
 	return p.idv.get(i)
 }
@@ -205,7 +205,7 @@ func (p *part) source(i int) []byte {
 			}
 		}
 	} else {
-		eachField(p.hdocs[i].enc, func(col uint32, k uint8, v []byte) bool {
+		eachField(p.hdocs.at(i).enc, func(col uint32, k uint8, v []byte) bool {
 			fs = append(fs, fv{strings.Split(p.hcols[col], string(pathSep)), k, v})
 			return true
 		})
@@ -410,10 +410,10 @@ func (s *Store) snapshot(patterns []string) []*part {
 		}
 		hs := append(append([]*head{}, idx.sealed...), idx.head)
 		for _, h := range hs {
-			if len(h.docs) == 0 {
+			if h.docs.len() == 0 {
 				continue
 			}
-			parts = append(parts, &part{idx: idx, gen: h.gen, n: len(h.docs), minTS: h.minTS, maxTS: h.maxTS, hdocs: h.docs[:len(h.docs):len(h.docs)], hcols: h.cols[:len(h.cols):len(h.cols)]})
+			parts = append(parts, &part{idx: idx, gen: h.gen, n: h.docs.len(), minTS: h.minTS, maxTS: h.maxTS, hdocs: h.docs.snapshot(), hcols: h.cols[:len(h.cols):len(h.cols)]})
 		}
 		idx.mu.Unlock()
 	}

@@ -174,11 +174,11 @@ func (idx *index) dropIDs(blk *block) error {
 func (idx *index) idAt(loc uint64, id string) bool {
 	gen, row := loc>>32, int(uint32(loc))
 	if h := idx.head; h.gen == gen {
-		return row < len(h.docs) && h.docs[row].id == id
+		return row < h.docs.len() && h.docs.at(row).id == id
 	}
 	for _, h := range idx.sealed {
 		if h.gen == gen {
-			return row < len(h.docs) && h.docs[row].id == id
+			return row < h.docs.len() && h.docs.at(row).id == id
 		}
 	}
 	for i := len(idx.blocks) - 1; i >= 0; i-- {
@@ -649,7 +649,7 @@ func (idx *index) insert(id string, auto bool, fields []field, s *Store) int {
 		if idx.hasID(id, h) {
 			return 409
 		}
-		idx.addID(id, h, idLoc(idx.head.gen, len(idx.head.docs)))
+		idx.addID(id, h, idLoc(idx.head.gen, idx.head.docs.len()))
 	}
 	n := idx.head.add(id, fields, s.opts.Now)
 	s.headBytes.Add(int64(n))
@@ -716,10 +716,10 @@ func (s *Store) Indices(patterns ...string) []IndexInfo {
 	for _, idx := range s.match(patterns) {
 		info := IndexInfo{Name: idx.name, UID: idx.uid, Created: idx.created}
 		idx.mu.Lock()
-		info.Docs = int64(len(idx.head.docs))
+		info.Docs = int64(idx.head.docs.len())
 		info.Bytes = int64(idx.head.bytes)
 		for _, h := range idx.sealed {
-			info.Docs += int64(len(h.docs))
+			info.Docs += int64(h.docs.len())
 			info.Bytes += int64(h.bytes)
 		}
 		for _, b := range idx.blocks {
@@ -860,7 +860,7 @@ func (s *Store) flushAll() error {
 	s.mu.RLock()
 	for _, idx := range s.indices {
 		idx.mu.Lock()
-		if len(idx.head.docs) > 0 {
+		if idx.head.docs.len() > 0 {
 			idx.head.gen = gen
 			idx.sealed = append(idx.sealed, idx.head)
 			idx.head = newHead(gen + 1)
