@@ -211,3 +211,28 @@ func BenchmarkHeadAdd(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/doc")
 	cpu.report(b)
 }
+
+// BenchmarkIDSet adds 1,000,000 new shipper-like ids (32 hex digits) to an
+// index's id set as insert does (check, then add), the set growing from
+// empty: the duplicate check of every create.
+func BenchmarkIDSet(b *testing.B) {
+	const n = 1000000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%016x%016x", uint64(i)*0x9e3779b97f4a7c15, i)
+	}
+	b.ReportAllocs()
+	cpu := startCPU()
+	for b.Loop() {
+		idx := &index{ids: newIDSet(), head: newHead(1)}
+		for i, id := range ids {
+			h := idHash(id)
+			if idx.hasID(id, h) {
+				b.Fatal("duplicate")
+			}
+			idx.addID(id, h, idLoc(1, i))
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/id")
+	cpu.report(b)
+}

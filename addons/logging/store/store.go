@@ -19,7 +19,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -113,59 +112,6 @@ type index struct {
 	blocks  []*block
 	maxGen  uint64 // newest block generation
 	deleted bool
-}
-
-var idSeed = maphash.MakeSeed()
-
-// idHash hashes a document id for the id set (a variable so that tests can
-// force collisions).
-var idHash = func(id string) uint64 { return maphash.String(idSeed, id) }
-
-// idSet holds an index's caller-chosen ids by 64-bit hash, each with where
-// its document is (generation<<32 | row, in a head or a block), so a hash
-// match is confirmed against the stored id and two distinct ids are never
-// taken for one. An id whose hash is already held by another id goes to
-// the exact set other (almost always empty).
-type idSet struct {
-	byHash map[uint64]uint64
-	other  map[string]struct{}
-}
-
-func newIDSet() idSet { return idSet{byHash: map[uint64]uint64{}, other: map[string]struct{}{}} }
-
-func idLoc(gen uint64, row int) uint64 { return gen<<32 | uint64(uint32(row)) }
-
-// hasID tells whether id (hash h) is stored (idx.mu held).
-func (idx *index) hasID(id string, h uint64) bool {
-	if len(idx.ids.other) > 0 {
-		if _, ok := idx.ids.other[id]; ok {
-			return true
-		}
-	}
-	loc, ok := idx.ids.byHash[h]
-	return ok && idx.idAt(loc, id)
-}
-
-// addID records id (hash h, not stored yet) at loc (idx.mu held).
-func (idx *index) addID(id string, h, loc uint64) {
-	if _, taken := idx.ids.byHash[h]; taken {
-		idx.ids.other[id] = struct{}{}
-		return
-	}
-	idx.ids.byHash[h] = loc
-}
-
-// dropIDs forgets the ids of a block being dropped (idx.mu held).
-func (idx *index) dropIDs(blk *block) error {
-	return blk.eachID(func(row int, id []byte) {
-		h := idHash(string(id))
-		if loc, ok := idx.ids.byHash[h]; ok && loc == idLoc(blk.gen, row) {
-			delete(idx.ids.byHash, h)
-		}
-		if len(idx.ids.other) > 0 {
-			delete(idx.ids.other, string(id))
-		}
-	})
 }
 
 // idAt tells whether the document at loc has the given id (idx.mu held).
@@ -402,7 +348,7 @@ func (s *Store) replay(gen uint64, p []byte, fl *flattener) bool {
 			return false
 		}
 		idx.mu.Lock()
-		st := idx.insert(string(id), auto, fl.fields, s)
+		st := idx.insert(string(id), auto, true, fl.fields, s)
 		idx.mu.Unlock()
 		return st == 201
 	}
@@ -540,14 +486,9 @@ func (s *Store) BulkAppend(ctx context.Context, res []OpResult, ops []Op) ([]OpR
 			}
 			idx.mu.Lock()
 		}
-		if !auto && !op.Create && idx.hasID(id, idHash(id)) {
-			idx.mu.Unlock()
-			r.Status = 200
-			continue
-		}
-		r.Status = idx.insert(id, auto, fl.fields, s)
+		r.Status = idx.insert(id, auto, op.Create, fl.fields, s)
 		idx.mu.Unlock()
-		if r.Status == 409 {
+		if r.Status != 201 {
 			continue
 		}
 		r.Seq = s.docSeq.Add(1)
@@ -642,14 +583,15 @@ func (s *Store) indexFor(name string) (*index, error) {
 }
 
 // insert adds a flattened document to the head (idx.mu held) and returns
-// 201, or 409 when a caller-chosen id exists.
-func (idx *index) insert(id string, auto bool, fields []field, s *Store) int {
-	if !auto {
-		h := idHash(id)
-		if idx.hasID(id, h) {
+// 201; when a caller-chosen id is stored already it adds nothing and
+// returns 409 for a create, 200 (a no-op: the first document is kept)
+// otherwise.
+func (idx *index) insert(id string, auto, create bool, fields []field, s *Store) int {
+	if !auto && !idx.addNewID(id, idHash(id), idLoc(idx.head.gen, idx.head.docs.len())) {
+		if create {
 			return 409
 		}
-		idx.addID(id, h, idLoc(idx.head.gen, idx.head.docs.len()))
+		return 200
 	}
 	n := idx.head.add(id, fields, s.opts.Now)
 	s.headBytes.Add(int64(n))
