@@ -202,7 +202,7 @@ func BenchmarkHeadAdd(b *testing.B) {
 	b.ReportAllocs()
 	cpu := startCPU()
 	for b.Loop() {
-		h := newHead(1)
+		h := newHead(1, nil)
 		for i := range n {
 			d := &docs[i%len(docs)]
 			h.add(d.id, d.fields, time.Now)
@@ -224,7 +224,7 @@ func BenchmarkIDSet(b *testing.B) {
 	b.ReportAllocs()
 	cpu := startCPU()
 	for b.Loop() {
-		idx := &index{ids: newIDSet(), head: newHead(1)}
+		idx := &index{ids: newIDSet(), head: newHead(1, nil)}
 		for i, id := range ids {
 			h := idHash(id)
 			if idx.hasID(id, h) {

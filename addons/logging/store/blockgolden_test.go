@@ -15,7 +15,7 @@ import (
 // present in some documents only, documents without a timestamp.
 func goldenHead(t testing.TB) *head {
 	t.Helper()
-	h := newHead(7)
+	h := newHead(7, nil)
 	var fl flattener
 	base := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
 	now := func() time.Time { return base }

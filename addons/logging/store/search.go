@@ -23,7 +23,8 @@ type part struct {
 	maxTS int64
 
 	blk *block
-	// head snapshot
+	// head snapshot (a reference to h)
+	h     *head
 	hdocs docList
 	hcols []string
 
@@ -383,12 +384,15 @@ func (h *hitHeap) Pop() any {
 	return x
 }
 
-// releaseParts gives back the blocks a snapshot holds; no part may be
-// read after.
+// releaseParts gives back the blocks and heads a snapshot holds; no part
+// may be read after.
 func releaseParts(parts []*part) {
 	for _, p := range parts {
 		if p.blk != nil {
 			p.blk.release()
+		}
+		if p.h != nil {
+			p.h.release()
 		}
 	}
 }
@@ -397,7 +401,9 @@ func releaseParts(parts []*part) {
 var afterSnapshot func()
 
 // snapshot returns the searchable parts of the matching indices, holding
-// a reference to each block's mapping: release them with releaseParts.
+// a reference to each block's mapping and to each head (whose memory goes
+// to the next heads once its block is written): release them with
+// releaseParts.
 func (s *Store) snapshot(patterns []string) []*part {
 	var parts []*part
 	for _, idx := range s.match(patterns) {
@@ -413,7 +419,8 @@ func (s *Store) snapshot(patterns []string) []*part {
 			if h.docs.len() == 0 {
 				continue
 			}
-			parts = append(parts, &part{idx: idx, gen: h.gen, n: h.docs.len(), minTS: h.minTS, maxTS: h.maxTS, hdocs: h.docs.snapshot(), hcols: h.cols[:len(h.cols):len(h.cols)]})
+			h.acquire()
+			parts = append(parts, &part{idx: idx, gen: h.gen, n: h.docs.len(), minTS: h.minTS, maxTS: h.maxTS, h: h, hdocs: h.docs.snapshot(), hcols: h.cols[:len(h.cols):len(h.cols)]})
 		}
 		idx.mu.Unlock()
 	}

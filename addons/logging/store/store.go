@@ -95,6 +95,7 @@ type Store struct {
 	closed    atomic.Bool
 	docSeq    atomic.Int64
 	cache     *decodeCache
+	mem       *headMem // memory of written heads, for the next ones
 }
 
 // index is one named index (an incarnation: deleting and re-creating a
@@ -168,6 +169,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.CacheBytes > 0 {
 		s.cache = newDecodeCache(opts.CacheBytes)
 	}
+	s.mem = newHeadMem(opts.HeadBytes)
 	if err := os.MkdirAll(filepath.Join(opts.Dir, "indices"), 0o700); err != nil {
 		return nil, fmt.Errorf("logstore: %w", err)
 	}
@@ -215,7 +217,7 @@ func (s *Store) load() error {
 	}
 	s.gen = maxGen + 1
 	for _, idx := range s.indices {
-		idx.head.gen = s.gen
+		idx.head = newHead(s.gen, s.mem)
 	}
 	replayed := 0
 	fl := &flattener{}
@@ -267,7 +269,7 @@ func loadIndex(dir string, cache *decodeCache) (*index, error) {
 		return nil, err
 	}
 	idx := &index{name: m.Name, uid: m.UID, dir: dir, created: m.Created, ids: newIDSet()}
-	idx.head = newHead(0)
+	idx.head = newHead(0, nil) // replaced by load
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -369,7 +371,7 @@ func (s *Store) makeIndex(name, uid string, logIt bool) (*index, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	idx := &index{name: name, uid: uid, dir: dir, created: s.opts.Now().UTC(), ids: newIDSet(), head: newHead(s.gen)}
+	idx := &index{name: name, uid: uid, dir: dir, created: s.opts.Now().UTC(), ids: newIDSet(), head: newHead(s.gen, s.mem)}
 	mb, _ := json.Marshal(indexMeta{Name: name, UID: uid, Created: idx.created})
 	if err := writeFileSync(filepath.Join(dir, "index.json"), mb, !s.opts.NoSync); err != nil {
 		return nil, err
@@ -783,6 +785,7 @@ func (s *Store) flusher() {
 		case <-t.C:
 		case <-rt.C:
 			s.applyRetention()
+			s.mem.trim()
 			continue
 		}
 		if err := s.flushAll(); err != nil {
@@ -805,7 +808,7 @@ func (s *Store) flushAll() error {
 		if idx.head.docs.len() > 0 {
 			idx.head.gen = gen
 			idx.sealed = append(idx.sealed, idx.head)
-			idx.head = newHead(gen + 1)
+			idx.head = newHead(gen+1, s.mem)
 		} else {
 			idx.head.gen = gen + 1
 		}
@@ -855,6 +858,7 @@ func (s *Store) flushAll() error {
 				break
 			}
 			idx.sealed = idx.sealed[1:]
+			h.release() // the index's: searches may still hold it
 			idx.blocks = append(idx.blocks, blk)
 			if blk.gen > idx.maxGen {
 				idx.maxGen = blk.gen
