@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/skiffhq/skiff/addons/logging/store"
@@ -23,13 +25,24 @@ type bulkItem struct {
 // decodeBulk splits an NDJSON _bulk body into items. A malformed action
 // line becomes an item error; the line after it is taken as its source
 // unless it is itself a valid action line, so one bad line never costs the
-// items around it.
+// items around it. Sources are slices of body.
 func decodeBulk(body []byte, defIndex string) []bulkItem {
-	lines := splitLines(body)
-	items := make([]bulkItem, 0, len(lines)/2+1)
+	return decodeBulkInto(nil, body, defIndex)
+}
+
+// decodeBulkInto is decodeBulk appending to items.
+func decodeBulkInto(items []bulkItem, body []byte, defIndex string) []bulkItem {
+	if items == nil {
+		items = make([]bulkItem, 0, bytes.Count(body, []byte{'\n'})/2+1)
+	}
+	lines := lineReader{rest: body}
 	var lastIndex string // reused while the action lines name the same index
-	for i := 0; i < len(lines); i++ {
-		line := bytes.TrimSpace(lines[i])
+	for {
+		raw, ok := lines.next()
+		if !ok {
+			break
+		}
+		line := bytes.TrimSpace(raw)
 		if len(line) == 0 {
 			continue
 		}
@@ -40,22 +53,21 @@ func decodeBulk(body []byte, defIndex string) []bulkItem {
 		if !ok {
 			it.action = "index"
 			if it.err == "" {
-				it.err = "Malformed action/metadata line [" + strconv.Itoa(i+1) + "], expected START_OBJECT with one of [index, create, update, delete]"
+				it.err = "Malformed action/metadata line [" + strconv.Itoa(lines.n) + "], expected START_OBJECT with one of [index, create, update, delete]"
 			}
-			if i+1 < len(lines) {
-				if _, next := parseAction(bytes.TrimSpace(lines[i+1]), defIndex); !next {
-					i++
+			if next, more := lines.peek(); more {
+				if _, isAction := parseAction(bytes.TrimSpace(next), defIndex); !isAction {
+					lines.next()
 				}
 			}
 			items = append(items, it)
 			continue
 		}
 		if it.action != "delete" {
-			if i+1 >= len(lines) {
+			if src, more := lines.next(); !more {
 				it.err = "The bulk request must be terminated by a newline [\\n]: missing source for action [" + it.action + "]"
 			} else {
-				i++
-				it.source = bytes.TrimSpace(lines[i])
+				it.source = bytes.TrimSpace(src)
 			}
 		}
 		items = append(items, it)
@@ -63,19 +75,30 @@ func decodeBulk(body []byte, defIndex string) []bulkItem {
 	return items
 }
 
-func splitLines(b []byte) [][]byte {
-	n := bytes.Count(b, []byte{'\n'}) + 1
-	out := make([][]byte, 0, n)
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			out = append(out, b)
-			break
-		}
-		out = append(out, b[:i])
-		b = b[i+1:]
+// lineReader yields the lines of a body ('\n'-separated; a last line
+// without one counts, an empty rest does not), counting them.
+type lineReader struct {
+	rest []byte
+	n    int // lines returned so far
+}
+
+func (l *lineReader) next() ([]byte, bool) {
+	line, ok := l.peek()
+	if ok {
+		l.rest = l.rest[min(len(line)+1, len(l.rest)):]
+		l.n++
 	}
-	return out
+	return line, ok
+}
+
+func (l *lineReader) peek() ([]byte, bool) {
+	if len(l.rest) == 0 {
+		return nil, false
+	}
+	if i := bytes.IndexByte(l.rest, '\n'); i >= 0 {
+		return l.rest[:i], true
+	}
+	return l.rest, true
 }
 
 // parseActionFast reads the common action line, {"create":{"_index":"x","_id":"y"}}
@@ -246,14 +269,67 @@ func parseAction(line []byte, defIndex string) (bulkItem, bool) {
 	return it, false
 }
 
+// bulkState is what one _bulk request works in: its body, items, store
+// operations and results, and its response. Handlers take one from
+// bulkStates and give it back once the response is written, so requests
+// reuse the memory instead of touching fresh pages for each.
+type bulkState struct {
+	body  []byte
+	items []bulkItem
+	ops   []store.Op
+	res   []store.OpResult
+	out   []byte
+}
+
+var bulkStates = sync.Pool{New: func() any { return new(bulkState) }}
+
+// What a pooled bulkState keeps: larger buffers (a rare large request)
+// are dropped when it is given back.
+const (
+	maxPooledBody  = 4 << 20
+	maxPooledItems = 16 << 10
+)
+
+// release forgets the request (no slice of its body or strings of its
+// results stay reachable from the pool) and gives the state back.
+func (st *bulkState) release() {
+	if cap(st.body) > maxPooledBody {
+		st.body = nil
+	}
+	if cap(st.out) > maxPooledBody {
+		st.out = nil
+	}
+	// Whole capacities: a request that failed half way may have filled
+	// more than the lengths say.
+	clear(st.items[:cap(st.items)])
+	clear(st.ops[:cap(st.ops)])
+	clear(st.res[:cap(st.res)])
+	if cap(st.items) > maxPooledItems {
+		st.items = nil
+	}
+	if cap(st.ops) > maxPooledItems {
+		st.ops = nil
+	}
+	if cap(st.res) > maxPooledItems {
+		st.res = nil
+	}
+	st.body, st.items, st.ops, st.res, st.out = st.body[:0], st.items[:0], st.ops[:0], st.res[:0], st.out[:0]
+	bulkStates.Put(st)
+}
+
 func (h *Handler) bulk(w http.ResponseWriter, r *http.Request, defIndex string) error {
 	start := time.Now()
-	body, err := h.readBody(r)
-	if err != nil {
+	st := bulkStates.Get().(*bulkState)
+	// After the response is written: nothing of the request (items,
+	// ops, results, the store's copies) refers to the body after that.
+	defer st.release()
+	var err error
+	if st.body, err = h.readBodyInto(r, st.body); err != nil {
 		return err
 	}
-	items := decodeBulk(body, defIndex)
-	ops := make([]store.Op, 0, len(items))
+	items := decodeBulkInto(st.items[:0], st.body, defIndex)
+	st.items = items
+	ops := st.ops[:0]
 	for i := range items {
 		it := &items[i]
 		if it.err != "" {
@@ -271,15 +347,18 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request, defIndex string) 
 			it.err = "the embedded log store keeps documents immutable: [" + it.action + "] is not supported"
 		}
 	}
-	res, err := h.Store.Bulk(r.Context(), ops)
+	st.ops = ops
+	res, err := h.Store.BulkAppend(r.Context(), st.res[:0], ops)
 	if err != nil {
 		return err
 	}
+	st.res = res
 	fp, ok := parseFilterPath(r.URL.Query().Get("filter_path"))
 	if !ok {
 		fp = nil // not implemented: answer unfiltered, a superset
 	}
-	return writeRaw(w, http.StatusOK, renderBulk(items, res, time.Since(start).Milliseconds(), fp))
+	st.out = appendBulkResponse(st.out[:0], items, res, time.Since(start).Milliseconds(), fp)
+	return writeRaw(w, http.StatusOK, st.out)
 }
 
 // Fields of a _bulk response item, in the order they are written.
@@ -354,6 +433,11 @@ func (w *jw) drop(n *int, mark, before int) { w.b, *n = w.b[:mark], before }
 
 // renderBulk renders the _bulk response, keeping what fp selects.
 func renderBulk(items []bulkItem, res []store.OpResult, took int64, fp filterPath) []byte {
+	return appendBulkResponse(nil, items, res, took, fp)
+}
+
+// appendBulkResponse is renderBulk appending to dst.
+func appendBulkResponse(dst []byte, items []bulkItem, res []store.OpResult, took int64, fp filterPath) []byte {
 	anyErr := false
 	for i := range items {
 		if it := &items[i]; it.op < 0 || res[it.op].Status != 201 && res[it.op].Status != 200 {
@@ -365,7 +449,7 @@ func renderBulk(items []bulkItem, res []store.OpResult, took int64, fp filterPat
 	if fp != nil {
 		size = 64 + len(items)*32
 	}
-	w := &jw{b: make([]byte, 0, size)}
+	w := &jw{b: slices.Grow(dst, size)}
 	w.b = append(w.b, '{')
 	top := 0
 	if fp.sel("errors") == selAll {

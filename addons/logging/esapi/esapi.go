@@ -6,6 +6,7 @@
 package esapi
 
 import (
+	"bufio"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/skiffhq/skiff/addons/logging/store"
 )
@@ -161,31 +163,106 @@ func (h *Handler) maxBody() int64 {
 // readBody reads a request body (gzip-decoded when Content-Encoding says
 // so), answering 413 beyond the limit.
 func (h *Handler) readBody(r *http.Request) ([]byte, error) {
+	return h.readBodyInto(r, nil)
+}
+
+// readBodyInto is readBody into buf (from its start), which it grows as
+// needed: the result may be buf or a new slice. With a known
+// Content-Length and no gzip, one buffer of that size is read into.
+func (h *Handler) readBodyInto(r *http.Request, buf []byte) ([]byte, error) {
 	limit := h.maxBody()
 	if r.ContentLength > limit {
-		return nil, tooLarge(limit)
+		return buf[:0], tooLarge(limit)
 	}
 	var body io.Reader = r.Body
+	// The buffer is made this large at first (a body may announce more
+	// than it sends: beyond maxBodyHint it grows as the bytes come).
+	hint := int64(512)
 	switch strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))) {
 	case "", "identity":
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(io.LimitReader(r.Body, limit+1))
-		if err != nil {
-			return nil, esError(http.StatusBadRequest, "parse_exception", "bad gzip body: "+err.Error())
+		if r.ContentLength > 0 {
+			hint = min(r.ContentLength, maxBodyHint)
 		}
-		defer zr.Close()
+	case "gzip", "x-gzip":
+		gr := gzipReaders.Get().(*gzipReader)
+		defer gzipReaders.Put(gr)
+		zr, err := gr.reset(io.LimitReader(r.Body, limit+1))
+		if err != nil {
+			return buf[:0], esError(http.StatusBadRequest, "parse_exception", "bad gzip body: "+err.Error())
+		}
+		defer gr.release()
 		body = zr
+		if r.ContentLength > 0 {
+			hint = min(4*r.ContentLength, maxBodyHint)
+		}
 	default:
-		return nil, esError(http.StatusUnsupportedMediaType, "illegal_argument_exception", "unsupported Content-Encoding")
+		return buf[:0], esError(http.StatusUnsupportedMediaType, "illegal_argument_exception", "unsupported Content-Encoding")
 	}
-	b, err := io.ReadAll(io.LimitReader(body, limit+1))
+	// One byte beyond the hint: a body of the announced length then ends
+	// without growing the buffer to see its end.
+	b, err := readAllInto(buf[:0], io.LimitReader(body, limit+1), int(hint)+1)
 	if err != nil {
-		return nil, esError(http.StatusBadRequest, "parse_exception", "reading the request body: "+err.Error())
+		return b[:0], esError(http.StatusBadRequest, "parse_exception", "reading the request body: "+err.Error())
 	}
 	if int64(len(b)) > limit {
-		return nil, tooLarge(limit)
+		return b[:0], tooLarge(limit)
 	}
 	return b, nil
+}
+
+// maxBodyHint bounds the buffer made for a body before its bytes arrive.
+const maxBodyHint = 8 << 20
+
+// readAllInto is io.ReadAll appending to b, whose capacity it first makes
+// at least size.
+func readAllInto(b []byte, r io.Reader, size int) ([]byte, error) {
+	if cap(b) < size {
+		b = make([]byte, 0, size)
+	}
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow as append does
+		}
+	}
+}
+
+// gzipReader is a pooled gzip reader with its input buffer.
+type gzipReader struct {
+	br *bufio.Reader
+	zr *gzip.Reader
+}
+
+var gzipReaders = sync.Pool{New: func() any { return &gzipReader{br: bufio.NewReaderSize(nil, 32<<10)} }}
+
+// reset starts reading a gzip stream from r.
+func (g *gzipReader) reset(r io.Reader) (*gzip.Reader, error) {
+	g.br.Reset(r)
+	var err error
+	if g.zr == nil {
+		g.zr, err = gzip.NewReader(g.br)
+	} else {
+		err = g.zr.Reset(g.br)
+	}
+	if err != nil {
+		g.br.Reset(nil)
+		return nil, err
+	}
+	return g.zr, nil
+}
+
+// release lets go of the request's body before the reader goes back to
+// the pool.
+func (g *gzipReader) release() {
+	_ = g.zr.Close()
+	g.br.Reset(nil)
 }
 
 func tooLarge(limit int64) error {

@@ -113,17 +113,53 @@ junk line
 
 func TestBodyTooLarge(t *testing.T) {
 	srv := newTestServer(t, 1024)
-	code, _, body := do(t, "POST", srv.URL+"/logs/_bulk", bytes.Repeat([]byte("a"), 2048))
-	if code != http.StatusRequestEntityTooLarge {
-		t.Fatalf("status %d %s", code, body)
+	check := func(what string, code int, body []byte) {
+		t.Helper()
+		if code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%s: status %d %s", what, code, body)
+		}
+		var e struct {
+			Error struct {
+				RootCause []struct{ Type, Reason string } `json:"root_cause"`
+				Type      string
+				Reason    string
+			}
+			Status int
+		}
+		if err := json.Unmarshal(body, &e); err != nil || e.Status != 413 || e.Error.Type != "content_too_long_exception" ||
+			len(e.Error.RootCause) != 1 || e.Error.RootCause[0].Type != e.Error.Type ||
+			e.Error.Reason != "request body is larger than the limit of [1024] bytes" {
+			t.Fatalf("%s: error body %s (%v)", what, body, err)
+		}
 	}
+	code, _, body := do(t, "POST", srv.URL+"/logs/_bulk", bytes.Repeat([]byte("a"), 2048))
+	check("known length", code, body)
+	// Without a length (chunked): found while reading.
+	req, _ := http.NewRequest("POST", srv.URL+"/logs/_bulk", io.MultiReader(bytes.NewReader(bytes.Repeat([]byte("a"), 2048))))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	check("chunked", resp.StatusCode, body)
 	// A small gzip body that inflates beyond the limit too.
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	_, _ = zw.Write(bytes.Repeat([]byte("a"), 1<<20))
 	_ = zw.Close()
-	code, _, _ = do(t, "POST", srv.URL+"/logs/_bulk", gz.Bytes(), "Content-Encoding", "gzip")
-	if code != http.StatusRequestEntityTooLarge {
-		t.Fatalf("gzip status %d", code)
+	code, _, body = do(t, "POST", srv.URL+"/logs/_bulk", gz.Bytes(), "Content-Encoding", "gzip")
+	check("gzip", code, body)
+	// Exactly the limit is accepted, and the buffers the refused bodies
+	// were read into serve the next requests.
+	line := `{"create":{"_index":"logs-a","_id":"x"}}` + "\n"
+	src := `{"message":"` + strings.Repeat("m", 1024-len(line)-len(`{"message":""}`)-1) + `"}` + "\n"
+	exact := []byte(line + src)
+	if len(exact) != 1024 {
+		t.Fatalf("body of %d bytes", len(exact))
+	}
+	code, _, body = do(t, "POST", srv.URL+"/logs/_bulk", exact)
+	if code != 200 || !strings.Contains(string(body), `"status":201`) {
+		t.Fatalf("body at the limit: %d %s", code, body)
 	}
 }

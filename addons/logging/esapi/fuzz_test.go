@@ -1,6 +1,8 @@
 package esapi
 
 import (
+	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -50,6 +52,83 @@ func FuzzBulkDecode(f *testing.F) {
 					t.Fatalf("empty path in %q", it.source)
 				}
 			})
+		}
+	})
+}
+
+// decodeBulkRef is decodeBulk as it was before it read lines lazily (all
+// lines split first): the reference FuzzBulkDecodeSame compares with.
+func decodeBulkRef(body []byte, defIndex string) []bulkItem {
+	var lines [][]byte
+	for b := body; len(b) > 0; {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			lines = append(lines, b)
+			break
+		}
+		lines = append(lines, b[:i])
+		b = b[i+1:]
+	}
+	var items []bulkItem
+	var lastIndex string
+	for i := 0; i < len(lines); i++ {
+		line := bytes.TrimSpace(lines[i])
+		if len(line) == 0 {
+			continue
+		}
+		it, ok, fast := parseActionFast(line, defIndex, &lastIndex)
+		if !fast {
+			it, ok = parseAction(line, defIndex)
+		}
+		if !ok {
+			it.action = "index"
+			if it.err == "" {
+				it.err = "Malformed action/metadata line [" + strconv.Itoa(i+1) + "], expected START_OBJECT with one of [index, create, update, delete]"
+			}
+			if i+1 < len(lines) {
+				if _, next := parseAction(bytes.TrimSpace(lines[i+1]), defIndex); !next {
+					i++
+				}
+			}
+			items = append(items, it)
+			continue
+		}
+		if it.action != "delete" {
+			if i+1 >= len(lines) {
+				it.err = "The bulk request must be terminated by a newline [\\n]: missing source for action [" + it.action + "]"
+			} else {
+				i++
+				it.source = bytes.TrimSpace(lines[i])
+			}
+		}
+		items = append(items, it)
+	}
+	return items
+}
+
+// FuzzBulkDecodeSame: decodeBulk, reading lines as it goes and into a
+// reused slice of items, decodes every body as the reference does.
+func FuzzBulkDecodeSame(f *testing.F) {
+	f.Add([]byte("{\"create\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"message\":\"x\"}\n"))
+	f.Add([]byte("junk\n{\"index\":{}}\n{\"a\":{\"b\":[1,{\"c\":null}]}}\n"))
+	f.Add([]byte("{\"delete\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"update\":{\"_id\":\"1\"}}\n{\"doc\":{}}"))
+	f.Add([]byte("\n\n junk \n\n{\"create\":{}}\r\n\n{\"index\":{\"_index\":\"b\"}}"))
+	f.Add([]byte("{\"create\":{\"_index\":\"a\"}}"))
+	f.Add([]byte("x\ny\n"))
+	reuse := decodeBulk([]byte("{\"create\":{\"_index\":\"z\",\"_id\":\"q\"}}\n{\"m\":1}\njunk\n"), "old")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		want := decodeBulkRef(body, "logs-default")
+		for _, got := range [][]bulkItem{decodeBulk(body, "logs-default"), decodeBulkInto(reuse[:0], body, "logs-default")} {
+			if len(got) != len(want) {
+				t.Fatalf("%q: %d items, want %d", body, len(got), len(want))
+			}
+			for i := range got {
+				g, w := got[i], want[i]
+				if g.action != w.action || g.index != w.index || g.id != w.id || g.err != w.err || g.op != w.op ||
+					!bytes.Equal(g.source, w.source) || (g.source == nil) != (w.source == nil) {
+					t.Fatalf("%q item %d: %+v, want %+v", body, i, g, w)
+				}
+			}
 		}
 	})
 }

@@ -218,10 +218,10 @@ func writeBlock(dir string, h *head, fsync bool, sb *sealBuffers) (*block, error
 	if sb == nil {
 		sb = &sealBuffers{}
 	}
-	n := len(h.docs)
+	n := h.docs.len()
 	idBytes := 0
-	for i := range h.docs {
-		idBytes += len(h.docs[i].id) + 1
+	for _, d := range h.docs.all() {
+		idBytes += len(d.id) + 1
 	}
 	tsBuf, idBuf := slices.Grow(sb.ts[:0], 5*n), slices.Grow(sb.ids[:0], idBytes)
 	defer func() { sb.ts, sb.ids = tsBuf[:0], idBuf[:0] }()
@@ -239,7 +239,7 @@ func writeBlock(dir string, h *head, fsync bool, sb *sealBuffers) (*block, error
 		ibs[c].bloomOnly = h.cols[c] == "@timestamp"
 	}
 	var prev int64
-	for i, d := range h.docs {
+	for i, d := range h.docs.all() {
 		tsBuf = binary.AppendVarint(tsBuf, d.ts-prev)
 		prev = d.ts
 		idBuf = appendString(idBuf, d.id)

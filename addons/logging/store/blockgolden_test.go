@@ -15,7 +15,7 @@ import (
 // present in some documents only, documents without a timestamp.
 func goldenHead(t testing.TB) *head {
 	t.Helper()
-	h := newHead(7)
+	h := newHead(7, nil)
 	var fl flattener
 	base := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
 	now := func() time.Time { return base }
@@ -76,7 +76,7 @@ func BenchmarkWriteBlock(b *testing.B) {
 		}
 		blk.release()
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(h.docs)), "ns/doc")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*h.docs.len()), "ns/doc")
 }
 
 // TestSealBuffersReused checks that blocks written with memory kept from
@@ -86,7 +86,7 @@ func BenchmarkWriteBlock(b *testing.B) {
 func TestSealBuffersReused(t *testing.T) {
 	base := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
 	shipper := func(n int) *head {
-		h := newHead(9)
+		h := newHead(9, nil)
 		var fl flattener
 		for i := range n {
 			if err := fl.flatten(shipperDoc(i/250%4, i, base.Add(time.Duration(i)*time.Millisecond))); err != nil {

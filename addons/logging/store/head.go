@@ -2,14 +2,18 @@ package store
 
 import (
 	"encoding/binary"
+	"iter"
 	"math/bits"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // head holds the documents of an index not yet sealed into a block. Docs
-// and cols only grow (readers take a snapshot of their slice headers under
-// the index lock); each document's fields are encoded once into an arena:
-// uvarint(column) uvarint(len<<2|kind) bytes, repeated.
+// and cols only grow (readers take a snapshot of them under the index
+// lock: docs.snapshot(), cols' slice header); each document's fields are
+// encoded once into an arena: uvarint(column) uvarint(len<<2|kind) bytes,
+// repeated.
 type head struct {
 	gen    uint64
 	cols   []string // column paths (segments joined by pathSep)
@@ -26,11 +30,19 @@ type head struct {
 	// document: documents of one source list the same fields in the
 	// same order, so a comparison usually replaces the map lookup.
 	prevCols []uint32
-	docs     []hdoc
+	docs     docList
 	chunk    []byte
 	bytes    int
 	minTS    int64
 	maxTS    int64
+
+	// refs counts the index's reference (while it lists the head as its
+	// head or a sealed one) and one per search snapshot holding it; the
+	// last release gives the head's memory (arena chunks, full document
+	// pages) to mem for the heads that follow. nil mem: the GC takes it.
+	refs   atomic.Int32
+	mem    *headMem
+	chunks [][]byte // the arena chunks of arenaChunk bytes
 }
 
 type hdoc struct {
@@ -41,8 +53,103 @@ type hdoc struct {
 
 const arenaChunk = 1 << 20
 
-func newHead(gen uint64) *head {
-	return &head{gen: gen, colIdx: map[string]uint32{}, minTS: 1<<63 - 1, maxTS: -1 << 63}
+// docList is a head's list of documents in pages that are never moved or
+// copied once made (a slice of 48-byte documents with pointers grew by a
+// quarter at a time: each document was copied about four times and five
+// times its size was allocated, fresh memory being the dear part). Page 0
+// holds documents [0, 32), page k in 1..5 [16<<k, 32<<k), and every page
+// after them docPage documents, so a small head stays small.
+type docList struct {
+	pages [][]hdoc // each its full length, written up to n
+	n     int
+	mem   *headMem // where full pages come from
+}
+
+const (
+	docPageBits = 10
+	docPage     = 1 << docPageBits
+	firstPage   = 32 // documents in page 0 (and page 1)
+	smallPages  = 6  // pages 0..5 hold the first docPage documents
+)
+
+func (l *docList) len() int { return l.n }
+
+// docPlace returns the page of document i and its place in it.
+func docPlace(i int) (page, off int) {
+	if i >= docPage {
+		return smallPages - 1 + i>>docPageBits, i & (docPage - 1)
+	}
+	if i < firstPage {
+		return 0, i
+	}
+	k := bits.Len(uint(i / firstPage)) // 1..5
+	return k, i - firstPage<<(k-1)
+}
+
+// at returns document i (i < l.n).
+func (l *docList) at(i int) *hdoc {
+	p, off := docPlace(i)
+	return &l.pages[p][off]
+}
+
+func (l *docList) append(d hdoc) {
+	p, off := docPlace(l.n)
+	if p == len(l.pages) {
+		var pg []hdoc
+		switch {
+		case p <= 1:
+			pg = make([]hdoc, firstPage)
+		case p < smallPages:
+			pg = make([]hdoc, firstPage<<(p-1))
+		default:
+			pg = l.mem.page()
+		}
+		l.pages = append(l.pages, pg)
+	}
+	l.pages[p][off] = d
+	l.n++
+}
+
+// snapshot returns the documents so far (the caller holds the index lock);
+// later appends do not change what it holds.
+func (l *docList) snapshot() docList {
+	return docList{pages: l.pages[:len(l.pages):len(l.pages)], n: l.n, mem: l.mem}
+}
+
+// all yields the documents in order.
+func (l *docList) all() iter.Seq2[int, hdoc] {
+	return func(yield func(int, hdoc) bool) {
+		i := 0
+		for _, pg := range l.pages {
+			for _, d := range pg[:min(len(pg), l.n-i)] {
+				if !yield(i, d) {
+					return
+				}
+				i++
+			}
+		}
+	}
+}
+
+// newHead makes a head holding the index's reference, whose memory comes
+// from and goes back to mem (nil: the GC's).
+func newHead(gen uint64, mem *headMem) *head {
+	h := &head{gen: gen, colIdx: map[string]uint32{}, minTS: 1<<63 - 1, maxTS: -1 << 63, mem: mem}
+	h.docs.mem = mem
+	h.refs.Store(1)
+	return h
+}
+
+// acquire takes a reference for a search snapshot (the caller holds the
+// index lock, and the index lists h).
+func (h *head) acquire() { h.refs.Add(1) }
+
+// release gives back a reference; after the last, nothing may read the
+// head's documents.
+func (h *head) release() {
+	if h.refs.Add(-1) == 0 && h.mem != nil {
+		h.mem.put(h)
+	}
 }
 
 // add appends a document and returns the bytes it takes.
@@ -59,14 +166,15 @@ func (h *head) add(id string, fields []field, now func() time.Time) int {
 		ts = now().UnixNano()
 	}
 	if size > cap(h.chunk) {
-		n := arenaChunk
-		if size > n/4 {
-			n = size // large documents get their own allocation
+		if size > arenaChunk/4 {
+			h.chunk = make([]byte, 0, size) // large documents get their own allocation
+		} else {
+			h.chunk = h.mem.chunk()
+			h.chunks = append(h.chunks, h.chunk)
 		}
-		h.chunk = make([]byte, 0, n)
 	}
 	buf := h.chunk[:0]
-	row := len(h.docs)
+	row := h.docs.len()
 	for j, f := range fields {
 		c := h.column(j, f.path)
 		lk := uint64(len(f.value))<<2 | uint64(f.kind)
@@ -79,7 +187,7 @@ func (h *head) add(id string, fields []field, now func() time.Time) int {
 	}
 	enc := buf[:len(buf):len(buf)]
 	h.chunk = buf[len(buf):]
-	h.docs = append(h.docs, hdoc{ts: ts, id: id, enc: enc})
+	h.docs.append(hdoc{ts: ts, id: id, enc: enc})
 	if ts < h.minTS {
 		h.minTS = ts
 	}
@@ -143,4 +251,93 @@ func eachField(enc []byte, fn func(col uint32, kind uint8, v []byte) bool) {
 		}
 		enc = enc[n:]
 	}
+}
+
+// headMem keeps the memory of heads whose blocks are written, their arena
+// chunks and full document pages, for the heads that fill after them:
+// touching memory the process has not used yet (or gave back to the
+// system) costs more than writing it (~15 µs per 4 KiB page on a
+// Firecracker VM), and a head's memory is mostly that. It keeps at most
+// maxChunks chunks and 2*maxChunks pages, and lets everything go once it
+// went unused for a trim period (the flusher trims every minute).
+type headMem struct {
+	mu        sync.Mutex
+	chunks    [][]byte
+	pages     [][]hdoc
+	maxChunks int
+	used      bool // drawn from since the last trim
+}
+
+func newHeadMem(maxBytes int64) *headMem {
+	return &headMem{maxChunks: int(max(1, maxBytes/arenaChunk))}
+}
+
+// chunk returns an empty arena chunk of arenaChunk bytes.
+func (m *headMem) chunk() []byte {
+	if m != nil {
+		m.mu.Lock()
+		m.used = true
+		if n := len(m.chunks); n > 0 {
+			c := m.chunks[n-1]
+			m.chunks[n-1] = nil
+			m.chunks = m.chunks[:n-1]
+			m.mu.Unlock()
+			return c
+		}
+		m.mu.Unlock()
+	}
+	return make([]byte, 0, arenaChunk)
+}
+
+// page returns a zeroed document page of docPage documents.
+func (m *headMem) page() []hdoc {
+	if m != nil {
+		m.mu.Lock()
+		m.used = true
+		if n := len(m.pages); n > 0 {
+			pg := m.pages[n-1]
+			m.pages[n-1] = nil
+			m.pages = m.pages[:n-1]
+			m.mu.Unlock()
+			return pg
+		}
+		m.mu.Unlock()
+	}
+	return make([]hdoc, docPage)
+}
+
+// put takes the memory of a head nothing reads any more.
+func (m *headMem) put(h *head) {
+	var pages [][]hdoc
+	for _, pg := range h.docs.pages {
+		if len(pg) == docPage {
+			clear(pg) // its ids and arena slices
+			pages = append(pages, pg)
+		}
+	}
+	m.mu.Lock()
+	for _, c := range h.chunks {
+		if len(m.chunks) < m.maxChunks {
+			m.chunks = append(m.chunks, c[:0])
+		}
+	}
+	for _, pg := range pages {
+		if len(m.pages) < 2*m.maxChunks {
+			m.pages = append(m.pages, pg)
+		}
+	}
+	m.mu.Unlock()
+	h.chunks, h.chunk, h.docs = nil, nil, docList{}
+}
+
+// trim lets the kept memory go if none was drawn since the last trim.
+func (m *headMem) trim() {
+	m.mu.Lock()
+	if !m.used {
+		clear(m.chunks)
+		clear(m.pages)
+		m.chunks, m.pages = nil, nil
+	}
+	m.used = false
+	m.mu.Unlock()
 }

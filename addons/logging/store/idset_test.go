@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -15,6 +16,10 @@ func TestIDSetCollisions(t *testing.T) {
 	for name, h := range map[string]func(string) uint64{
 		"all one hash":   func(string) uint64 { return 7 },
 		"hash by length": func(id string) uint64 { return uint64(len(id)) },
+		"hash zero":      func(string) uint64 { return 0 },
+		// Ids of one length share a hash, and the hashes of lengths 2
+		// and 3 share a home slot: probe runs cross.
+		"one home slot": func(id string) uint64 { return uint64(len(id)) << 40 },
 	} {
 		t.Run(name, func(t *testing.T) {
 			old := idHash
@@ -95,4 +100,67 @@ func testIDSet(t *testing.T) {
 	want(s, ops("a", 0, 50, true), 409)
 	want(s, ops("b", 0, 50, true), 409)
 	want(s, ops("c", 0, 50, true), 409)
+}
+
+// TestIDTable runs random adds, lookups and deletions against a map, with
+// hashes drawn from a small set (long probe runs wrapping around the end
+// of the table, the hash 0, deletions inside runs) and from all of uint64.
+func TestIDTable(t *testing.T) {
+	for _, small := range []bool{true, false} {
+		rng := rand.New(rand.NewPCG(1, 2))
+		var tab idTable
+		ref := map[uint64]uint64{}
+		draw := func() uint64 {
+			if small {
+				// Homes near the end of a 16..1024-slot table, and 0.
+				return uint64(rng.IntN(300)) * 1024 * 3 / 4 % 1031
+			}
+			return rng.Uint64()
+		}
+		for op := range 200000 {
+			h := draw()
+			switch rng.IntN(4) {
+			case 0, 1:
+				slot, found := tab.find(h)
+				_, in := ref[h]
+				if found != in {
+					t.Fatalf("op %d: find(%d) found %v, want %v", op, h, found, in)
+				}
+				if !found {
+					loc := rng.Uint64()
+					tab.put(slot, h, loc)
+					ref[h] = loc
+				} else if tab.locAt(slot) != ref[h] {
+					t.Fatalf("op %d: locAt(find(%d)) = %d, want %d", op, h, tab.locAt(slot), ref[h])
+				}
+			case 2:
+				loc, in := ref[h]
+				if !in || rng.IntN(4) == 0 {
+					loc = rng.Uint64() // not its location: kept
+				} else {
+					delete(ref, h)
+				}
+				tab.deleteAt(h, loc)
+			case 3:
+				loc, ok := tab.get(h)
+				if want, in := ref[h]; ok != in || loc != want {
+					t.Fatalf("op %d: get(%d) = %d %v, want %d %v", op, h, loc, ok, want, in)
+				}
+			}
+			if op%5000 == 0 {
+				n := len(ref)
+				if _, z := ref[0]; z {
+					n--
+				}
+				if tab.n != n {
+					t.Fatalf("op %d: %d entries, want %d", op, tab.n, n)
+				}
+				for h, loc := range ref {
+					if got, ok := tab.get(h); !ok || got != loc {
+						t.Fatalf("op %d: get(%d) = %d %v, want %d", op, h, got, ok, loc)
+					}
+				}
+			}
+		}
+	}
 }

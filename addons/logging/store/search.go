@@ -23,8 +23,9 @@ type part struct {
 	maxTS int64
 
 	blk *block
-	// head snapshot
-	hdocs []hdoc
+	// head snapshot (a reference to h)
+	h     *head
+	hdocs docList
 	hcols []string
 
 	mu      sync.Mutex
@@ -142,7 +143,7 @@ func (p *part) value(c, i int) (uint8, []byte) {
 	}
 	var kind uint8
 	var val []byte
-	eachField(p.hdocs[i].enc, func(col uint32, k uint8, v []byte) bool {
+	eachField(p.hdocs.at(i).enc, func(col uint32, k uint8, v []byte) bool {
 		if int(col) == c {
 			kind, val = k, v
 			return false
@@ -166,7 +167,7 @@ func (p *part) loadTS() error {
 
 func (p *part) ts(i int) int64 {
 	if p.blk == nil {
-		return p.hdocs[i].ts
+		return p.hdocs.at(i).ts
 	}
 	return p.tsv[i]
 }
@@ -185,7 +186,7 @@ func (p *part) loadIDs() error {
 
 func (p *part) id(i int) string {
 	if p.blk == nil {
-		return p.hdocs[i].id
+		return p.hdocs.at(i).id
 	}
 	return p.idv.get(i)
 }
@@ -205,7 +206,7 @@ func (p *part) source(i int) []byte {
 			}
 		}
 	} else {
-		eachField(p.hdocs[i].enc, func(col uint32, k uint8, v []byte) bool {
+		eachField(p.hdocs.at(i).enc, func(col uint32, k uint8, v []byte) bool {
 			fs = append(fs, fv{strings.Split(p.hcols[col], string(pathSep)), k, v})
 			return true
 		})
@@ -383,12 +384,15 @@ func (h *hitHeap) Pop() any {
 	return x
 }
 
-// releaseParts gives back the blocks a snapshot holds; no part may be
-// read after.
+// releaseParts gives back the blocks and heads a snapshot holds; no part
+// may be read after.
 func releaseParts(parts []*part) {
 	for _, p := range parts {
 		if p.blk != nil {
 			p.blk.release()
+		}
+		if p.h != nil {
+			p.h.release()
 		}
 	}
 }
@@ -397,7 +401,9 @@ func releaseParts(parts []*part) {
 var afterSnapshot func()
 
 // snapshot returns the searchable parts of the matching indices, holding
-// a reference to each block's mapping: release them with releaseParts.
+// a reference to each block's mapping and to each head (whose memory goes
+// to the next heads once its block is written): release them with
+// releaseParts.
 func (s *Store) snapshot(patterns []string) []*part {
 	var parts []*part
 	for _, idx := range s.match(patterns) {
@@ -410,10 +416,11 @@ func (s *Store) snapshot(patterns []string) []*part {
 		}
 		hs := append(append([]*head{}, idx.sealed...), idx.head)
 		for _, h := range hs {
-			if len(h.docs) == 0 {
+			if h.docs.len() == 0 {
 				continue
 			}
-			parts = append(parts, &part{idx: idx, gen: h.gen, n: len(h.docs), minTS: h.minTS, maxTS: h.maxTS, hdocs: h.docs[:len(h.docs):len(h.docs)], hcols: h.cols[:len(h.cols):len(h.cols)]})
+			h.acquire()
+			parts = append(parts, &part{idx: idx, gen: h.gen, n: h.docs.len(), minTS: h.minTS, maxTS: h.maxTS, h: h, hdocs: h.docs.snapshot(), hcols: h.cols[:len(h.cols):len(h.cols)]})
 		}
 		idx.mu.Unlock()
 	}

@@ -20,10 +20,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -101,6 +101,7 @@ type Store struct {
 	closed   atomic.Bool
 	docSeq   atomic.Int64
 	cache    *decodeCache
+	mem      *headMem // memory of written heads, for the next ones
 }
 
 // index is one named index (an incarnation: deleting and re-creating a
@@ -120,70 +121,17 @@ type index struct {
 	deleted bool
 }
 
-var idSeed = maphash.MakeSeed()
-
-// idHash hashes a document id for the id set (a variable so that tests can
-// force collisions).
-var idHash = func(id string) uint64 { return maphash.String(idSeed, id) }
-
-// idSet holds an index's caller-chosen ids by 64-bit hash, each with where
-// its document is (generation<<32 | row, in a head or a block), so a hash
-// match is confirmed against the stored id and two distinct ids are never
-// taken for one. An id whose hash is already held by another id goes to
-// the exact set other (almost always empty).
-type idSet struct {
-	byHash map[uint64]uint64
-	other  map[string]struct{}
-}
-
-func newIDSet() idSet { return idSet{byHash: map[uint64]uint64{}, other: map[string]struct{}{}} }
-
-func idLoc(gen uint64, row int) uint64 { return gen<<32 | uint64(uint32(row)) }
-
-// hasID tells whether id (hash h) is stored (idx.mu held).
-func (idx *index) hasID(id string, h uint64) bool {
-	if len(idx.ids.other) > 0 {
-		if _, ok := idx.ids.other[id]; ok {
-			return true
-		}
-	}
-	loc, ok := idx.ids.byHash[h]
-	return ok && idx.idAt(loc, id)
-}
-
-// addID records id (hash h, not stored yet) at loc (idx.mu held).
-func (idx *index) addID(id string, h, loc uint64) {
-	if _, taken := idx.ids.byHash[h]; taken {
-		idx.ids.other[id] = struct{}{}
-		return
-	}
-	idx.ids.byHash[h] = loc
-}
-
-// dropIDs forgets the ids of a block being dropped (idx.mu held).
-func (idx *index) dropIDs(blk *block) error {
-	return blk.eachID(func(row int, id []byte) {
-		h := idHash(string(id))
-		if loc, ok := idx.ids.byHash[h]; ok && loc == idLoc(blk.gen, row) {
-			delete(idx.ids.byHash, h)
-		}
-		if len(idx.ids.other) > 0 {
-			delete(idx.ids.other, string(id))
-		}
-	})
-}
-
 // idAt tells whether the document at loc has the given id (idx.mu held).
 // A block that cannot be read answers no: a re-sent document is then
 // stored twice rather than a new one refused.
 func (idx *index) idAt(loc uint64, id string) bool {
 	gen, row := loc>>32, int(uint32(loc))
 	if h := idx.head; h.gen == gen {
-		return row < len(h.docs) && h.docs[row].id == id
+		return row < h.docs.len() && h.docs.at(row).id == id
 	}
 	for _, h := range idx.sealed {
 		if h.gen == gen {
-			return row < len(h.docs) && h.docs[row].id == id
+			return row < h.docs.len() && h.docs.at(row).id == id
 		}
 	}
 	for i := len(idx.blocks) - 1; i >= 0; i-- {
@@ -227,6 +175,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.CacheBytes > 0 {
 		s.cache = newDecodeCache(opts.CacheBytes)
 	}
+	s.mem = newHeadMem(opts.HeadBytes)
 	if err := os.MkdirAll(filepath.Join(opts.Dir, "indices"), 0o700); err != nil {
 		return nil, fmt.Errorf("logstore: %w", err)
 	}
@@ -274,7 +223,7 @@ func (s *Store) load() error {
 	}
 	s.gen = maxGen + 1
 	for _, idx := range s.indices {
-		idx.head.gen = s.gen
+		idx.head = newHead(s.gen, s.mem)
 	}
 	replayed := 0
 	fl := &flattener{}
@@ -326,7 +275,7 @@ func loadIndex(dir string, cache *decodeCache) (*index, error) {
 		return nil, err
 	}
 	idx := &index{name: m.Name, uid: m.UID, dir: dir, created: m.Created, ids: newIDSet()}
-	idx.head = newHead(0)
+	idx.head = newHead(0, nil) // replaced by load
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -407,7 +356,7 @@ func (s *Store) replay(gen uint64, p []byte, fl *flattener) bool {
 			return false
 		}
 		idx.mu.Lock()
-		st := idx.insert(string(id), auto, fl.fields, s)
+		st := idx.insert(string(id), auto, true, fl.fields, s)
 		idx.mu.Unlock()
 		return st == 201
 	}
@@ -428,7 +377,7 @@ func (s *Store) makeIndex(name, uid string, logIt bool) (*index, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	idx := &index{name: name, uid: uid, dir: dir, created: s.opts.Now().UTC(), ids: newIDSet(), head: newHead(s.gen)}
+	idx := &index{name: name, uid: uid, dir: dir, created: s.opts.Now().UTC(), ids: newIDSet(), head: newHead(s.gen, s.mem)}
 	mb, _ := json.Marshal(indexMeta{Name: name, UID: uid, Created: idx.created})
 	if err := writeFileSync(filepath.Join(dir, "index.json"), mb, !s.opts.NoSync); err != nil {
 		return nil, err
@@ -497,21 +446,29 @@ type OpResult struct {
 // durable (written and fsynced with the other requests of the moment).
 // One bad document never affects the others.
 func (s *Store) Bulk(ctx context.Context, ops []Op) ([]OpResult, error) {
+	return s.BulkAppend(ctx, nil, ops)
+}
+
+// BulkAppend is Bulk appending the results to res, so a caller may reuse
+// their memory. Nothing of ops (their sources) is kept after it returns.
+func (s *Store) BulkAppend(ctx context.Context, res []OpResult, ops []Op) ([]OpResult, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	res := make([]OpResult, len(ops))
+	n0 := len(res)
+	res = slices.Grow(res, len(ops))[:n0+len(ops)]
+	out := res[n0:]
+	clear(out)
 	fl := flattenerPool.Get().(*flattener)
 	defer flattenerPool.Put(fl)
-	payloads := make([][]byte, 0, len(ops))
-	size := 0
-	for _, op := range ops {
-		size += len(op.Source) + len(op.Index) + len(op.ID) + 64
-	}
-	recBuf := make([]byte, 0, size)
+	// The documents' WAL records are framed into rb and copied into the
+	// WAL's buffer whenever rb holds recBatch bytes (and at the end).
+	rb := recBufs.Get().(*recBuf)
+	defer rb.release()
+	var seq uint64
 	s.sealMu.RLock()
 	for i, op := range ops {
-		r := &res[i]
+		r := &out[i]
 		idx, err := s.indexFor(op.Index)
 		if err != nil {
 			r.Status, r.Err = 400, err
@@ -537,33 +494,21 @@ func (s *Store) Bulk(ctx context.Context, ops []Op) ([]OpResult, error) {
 			}
 			idx.mu.Lock()
 		}
-		if !auto && !op.Create && idx.hasID(id, idHash(id)) {
-			idx.mu.Unlock()
-			r.Status = 200
-			continue
-		}
-		r.Status = idx.insert(id, auto, fl.fields, s)
+		r.Status = idx.insert(id, auto, op.Create, fl.fields, s)
 		idx.mu.Unlock()
-		if r.Status == 409 {
+		if r.Status != 201 {
 			continue
 		}
 		r.Seq = s.docSeq.Add(1)
-		start := len(recBuf)
-		recBuf = append(recBuf, recDoc)
-		recBuf = appendString(recBuf, idx.uid)
-		recBuf = appendString(recBuf, idx.name)
-		recBuf = appendString(recBuf, id)
-		if auto {
-			recBuf = append(recBuf, 1)
-		} else {
-			recBuf = append(recBuf, 0)
+		rb.b = appendDocRecord(rb.b, idx, id, auto, op.Source)
+		if len(rb.b) >= recBatch {
+			seq = s.wal.appendFramed(rb.b)
+			rb.b = rb.b[:0]
 		}
-		recBuf = append(recBuf, op.Source...)
-		payloads = append(payloads, recBuf[start:len(recBuf):len(recBuf)])
 	}
-	var seq uint64
-	if len(payloads) > 0 {
-		seq = s.wal.appendRecords(payloads...)
+	if len(rb.b) > 0 {
+		seq = s.wal.appendFramed(rb.b)
+		rb.b = rb.b[:0]
 	}
 	s.sealMu.RUnlock()
 	if s.headBytes.Load() >= s.opts.HeadBytes {
@@ -575,6 +520,46 @@ func (s *Store) Bulk(ctx context.Context, ops []Op) ([]OpResult, error) {
 		}
 	}
 	return res, ctx.Err()
+}
+
+// appendDocRecord appends a document's WAL record, framed as
+// wal.appendRecords frames a payload.
+func appendDocRecord(b []byte, idx *index, id string, auto bool, src []byte) []byte {
+	start := len(b)
+	b = append(b, make([]byte, recHeader)...)
+	b = append(b, recDoc)
+	b = appendString(b, idx.uid)
+	b = appendString(b, idx.name)
+	b = appendString(b, id)
+	if auto {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = append(b, src...)
+	frameRecord(b[start:])
+	return b
+}
+
+// recBuf is a pooled buffer of framed WAL records.
+type recBuf struct{ b []byte }
+
+// recBatch is how many bytes of records a bulk request frames before it
+// copies them into the WAL's buffer; maxRecBuf bounds what the pool keeps
+// (a larger document grows the buffer once).
+const (
+	recBatch  = 64 << 10
+	maxRecBuf = 1 << 20
+)
+
+var recBufs = sync.Pool{New: func() any { return &recBuf{b: make([]byte, 0, recBatch+4<<10)} }}
+
+func (rb *recBuf) release() {
+	if cap(rb.b) > maxRecBuf {
+		return
+	}
+	rb.b = rb.b[:0]
+	recBufs.Put(rb)
 }
 
 var flattenerPool = sync.Pool{New: func() any { return &flattener{} }}
@@ -606,14 +591,15 @@ func (s *Store) indexFor(name string) (*index, error) {
 }
 
 // insert adds a flattened document to the head (idx.mu held) and returns
-// 201, or 409 when a caller-chosen id exists.
-func (idx *index) insert(id string, auto bool, fields []field, s *Store) int {
-	if !auto {
-		h := idHash(id)
-		if idx.hasID(id, h) {
+// 201; when a caller-chosen id is stored already it adds nothing and
+// returns 409 for a create, 200 (a no-op: the first document is kept)
+// otherwise.
+func (idx *index) insert(id string, auto, create bool, fields []field, s *Store) int {
+	if !auto && !idx.addNewID(id, idHash(id), idLoc(idx.head.gen, idx.head.docs.len())) {
+		if create {
 			return 409
 		}
-		idx.addID(id, h, idLoc(idx.head.gen, len(idx.head.docs)))
+		return 200
 	}
 	n := idx.head.add(id, fields, s.opts.Now)
 	s.headBytes.Add(int64(n))
@@ -680,10 +666,10 @@ func (s *Store) Indices(patterns ...string) []IndexInfo {
 	for _, idx := range s.match(patterns) {
 		info := IndexInfo{Name: idx.name, UID: idx.uid, Created: idx.created}
 		idx.mu.Lock()
-		info.Docs = int64(len(idx.head.docs))
+		info.Docs = int64(idx.head.docs.len())
 		info.Bytes = int64(idx.head.bytes)
 		for _, h := range idx.sealed {
-			info.Docs += int64(len(h.docs))
+			info.Docs += int64(h.docs.len())
 			info.Bytes += int64(h.bytes)
 		}
 		for _, b := range idx.blocks {
@@ -806,6 +792,7 @@ func (s *Store) flusher() {
 		case <-rt.C:
 			s.applyRetention()
 			s.dropIdleSealBuffers()
+			s.mem.trim()
 			continue
 		}
 		if err := s.flushAll(); err != nil {
@@ -837,10 +824,10 @@ func (s *Store) flushAll() error {
 	s.mu.RLock()
 	for _, idx := range s.indices {
 		idx.mu.Lock()
-		if len(idx.head.docs) > 0 {
+		if idx.head.docs.len() > 0 {
 			idx.head.gen = gen
 			idx.sealed = append(idx.sealed, idx.head)
-			idx.head = newHead(gen + 1)
+			idx.head = newHead(gen+1, s.mem)
 		} else {
 			idx.head.gen = gen + 1
 		}
@@ -894,6 +881,7 @@ func (s *Store) flushAll() error {
 				break
 			}
 			idx.sealed = idx.sealed[1:]
+			h.release() // the index's: searches may still hold it
 			idx.blocks = append(idx.blocks, blk)
 			if blk.gen > idx.maxGen {
 				idx.maxGen = blk.gen

@@ -40,11 +40,12 @@ type wal struct {
 	buf     []byte
 	seq     uint64
 	pending []walWrite // buffers of rotated files not yet written
-	free    []byte     // a written buffer kept for reuse
+	free    [][]byte   // written buffers kept for reuse (keepBuf)
 
 	syncMu sync.Mutex
-	synced uint64 // guarded by syncMu
-	err    error  // sticky write error, guarded by syncMu
+	synced uint64     // guarded by syncMu
+	writes []walWrite // sync's list, reused; guarded by syncMu
+	err    error      // sticky write error, guarded by syncMu
 }
 
 type walWrite struct {
@@ -69,29 +70,75 @@ func openWAL(dir string, gen uint64, fsync bool) (*wal, error) {
 	return w, nil
 }
 
-// appendRecord frames payload into the buffer and returns its sequence.
+// recHeader is the size of a record's frame header: the payload's length
+// and its CRC-32C, little endian.
+const recHeader = 8
+
+// frameRecord fills the header of rec, a record whose payload follows
+// recHeader reserved bytes.
+func frameRecord(rec []byte) {
+	p := rec[recHeader:]
+	binary.LittleEndian.PutUint32(rec[0:4], uint32(len(p)))
+	binary.LittleEndian.PutUint32(rec[4:8], crc32.Checksum(p, castagnoli))
+}
+
+// appendRecords frames payloads into the buffer and returns their sequence.
 func (w *wal) appendRecords(payloads ...[]byte) uint64 {
 	w.mu.Lock()
-	if w.buf == nil && w.free != nil {
-		w.buf, w.free = w.free, nil
-	}
+	w.takeBuf()
 	size := 0
 	for _, p := range payloads {
-		size += 8 + len(p)
+		size += recHeader + len(p)
 	}
 	w.buf = slices.Grow(w.buf, size)
 	for _, p := range payloads {
-		var hdr [8]byte
-		binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(p)))
-		binary.LittleEndian.PutUint32(hdr[4:8], crc32.Checksum(p, castagnoli))
-		w.buf = append(w.buf, hdr[:]...)
+		start := len(w.buf)
+		w.buf = append(w.buf, make([]byte, recHeader)...)
 		w.buf = append(w.buf, p...)
+		frameRecord(w.buf[start:])
 	}
 	w.seq++
 	s := w.seq
 	w.mu.Unlock()
 	return s
 }
+
+// appendFramed appends records already framed (frameRecord) to the buffer
+// and returns their sequence.
+func (w *wal) appendFramed(recs []byte) uint64 {
+	w.mu.Lock()
+	w.takeBuf()
+	w.buf = append(w.buf, recs...)
+	w.seq++
+	s := w.seq
+	w.mu.Unlock()
+	return s
+}
+
+// takeBuf starts an empty buffer with a written one, if one is kept
+// (w.mu held).
+func (w *wal) takeBuf() {
+	if w.buf == nil && len(w.free) > 0 {
+		w.buf = w.free[len(w.free)-1]
+		w.free[len(w.free)-1] = nil
+		w.free = w.free[:len(w.free)-1]
+	}
+}
+
+// keepBuf keeps a written buffer for reuse (w.mu held): at most
+// maxFreeBufs of them, none larger than maxFreeBuf.
+func (w *wal) keepBuf(b []byte) {
+	if b != nil && cap(b) <= maxFreeBuf && len(w.free) < maxFreeBufs {
+		w.free = append(w.free, b[:0])
+	}
+}
+
+// The WAL keeps up to maxFreeBufs written buffers (one being filled while
+// another is written, and a spare) of at most maxFreeBuf bytes.
+const (
+	maxFreeBufs = 3
+	maxFreeBuf  = 16 << 20
+)
 
 // sync makes every record up to seq durable.
 func (w *wal) sync(seq uint64) error {
@@ -107,8 +154,9 @@ func (w *wal) sync(seq uint64) error {
 		return nil
 	}
 	w.mu.Lock()
-	writes := append(w.pending, walWrite{w.cur, w.buf})
-	w.pending = nil
+	writes := append(append(w.writes[:0], w.pending...), walWrite{w.cur, w.buf})
+	clear(w.pending)
+	w.pending = w.pending[:0]
 	w.buf = nil
 	top := w.seq
 	w.mu.Unlock()
@@ -130,11 +178,13 @@ func (w *wal) sync(seq uint64) error {
 		_ = wr.f.Close()
 	}
 	w.synced = top
-	if last := writes[len(writes)-1].buf; cap(last) <= 64<<20 {
-		w.mu.Lock()
-		w.free = last[:0]
-		w.mu.Unlock()
+	w.mu.Lock()
+	for _, wr := range writes {
+		w.keepBuf(wr.buf)
 	}
+	w.mu.Unlock()
+	clear(writes)
+	w.writes = writes[:0]
 	return nil
 }
 
