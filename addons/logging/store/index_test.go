@@ -377,3 +377,52 @@ func TestPostingRuns(t *testing.T) {
 		t.Fatalf("%d runs for %d postings: runs are not kept", len(b.runStart), b.posts)
 	}
 }
+
+// TestSharedTokens checks that tokenizing a value from sharedTokens on
+// gives its tokens but those of the shared part, for values that share
+// prefixes cut at every kind of byte (separators, '.', digits, non-ASCII).
+func TestSharedTokens(t *testing.T) {
+	toks := func(v []byte) map[string]bool {
+		m := map[string]bool{}
+		tokens(v, nil, func(t []byte) { m[string(t)] = true })
+		return m
+	}
+	vals := []string{
+		"2026-12-02T17:24:06.123456789Z", "2026-12-02T17:24:06.123456799Z", "2026-12-02T17:24:07.5Z",
+		"2026-12-02T17:25:00Z", "2026-12-03T00:00:00.1Z", "a.b.c d", "a.b.x d", "a.bc", "a. b", "é.ü x", "é.ü y",
+		"ab", "ab-", "ab-c", "x", "", "12:00", "12:00.5", "12.00.5",
+	}
+	for _, a := range vals {
+		for _, b := range vals {
+			v, prev := []byte(b), []byte(a)
+			p := sharedTokens(v, prev)
+			all, pt := toks(v), toks(prev)
+			pre, suf := toks(v[:p]), toks(v[p:])
+			// v's tokens are those of its two parts, and the first
+			// part's are prev's.
+			for tok := range pre {
+				if !pt[tok] {
+					t.Errorf("prev %q, v %q: shared token %q is not prev's (cut at %d)", a, b, tok, p)
+				}
+			}
+			if len(pre)+len(suf) < len(all) {
+				t.Errorf("prev %q, v %q: tokens lost (cut at %d)", a, b, p)
+			}
+			for tok := range all {
+				if !pre[tok] && !suf[tok] {
+					t.Errorf("prev %q, v %q: token %q lost (cut at %d)", a, b, tok, p)
+				}
+			}
+			for tok := range suf {
+				if !all[tok] {
+					t.Errorf("prev %q, v %q: token %q is not v's (cut at %d)", a, b, tok, p)
+				}
+			}
+			for tok := range pre {
+				if !all[tok] {
+					t.Errorf("prev %q, v %q: token %q is not v's (cut at %d)", a, b, tok, p)
+				}
+			}
+		}
+	}
+}

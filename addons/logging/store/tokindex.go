@@ -260,8 +260,13 @@ func (b *indexBuilder) appendPostings(dst []byte, runs []int32) []byte {
 // add indexes value v of row (rows come in ascending order).
 func (b *indexBuilder) add(row int, v []byte) {
 	if b.bloomOnly {
+		// The tokens before the last separator v shares with the previous
+		// value were collected with it (a timestamp differs from the one
+		// before in its last digits).
+		p := sharedTokens(v, b.prevV)
+		b.prevV = append(b.prevV[:0], v...)
 		b.rowToks = b.rowToks[:0]
-		b.tb = tokens(v, b.tb, func(t []byte) {
+		b.tb = tokens(v[p:], b.tb, func(t []byte) {
 			h := xxhash.Sum64(t)
 			b.rowToks = append(b.rowToks, h)
 			if !slices.Contains(b.prevToks, h) {
@@ -303,6 +308,24 @@ func (b *indexBuilder) add(row int, v []byte) {
 		}
 		b.remember(v, slots)
 	}
+}
+
+// sharedTokens returns where the tokens of v that prev does not have start:
+// after the last ASCII separator (not '.', which can join a token) in the
+// bytes both begin with. Tokenizing v from there yields v's tokens but
+// those prev has from the same bytes.
+func sharedTokens(v, prev []byte) int {
+	n := min(len(v), len(prev))
+	l := 0
+	for l < n && v[l] == prev[l] {
+		l++
+	}
+	for i := l - 1; i >= 0; i-- {
+		if c := v[i]; c < 0x80 && c != '.' && !isWordASCII(c) {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // remember keeps v (copied) and its slots as the previous short value.
