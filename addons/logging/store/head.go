@@ -275,16 +275,9 @@ func newHeadMem(maxBytes int64) *headMem {
 // chunk returns an empty arena chunk of arenaChunk bytes.
 func (m *headMem) chunk() []byte {
 	if m != nil {
-		m.mu.Lock()
-		m.used = true
-		if n := len(m.chunks); n > 0 {
-			c := m.chunks[n-1]
-			m.chunks[n-1] = nil
-			m.chunks = m.chunks[:n-1]
-			m.mu.Unlock()
+		if c, ok := takeKept(m, &m.chunks); ok {
 			return c
 		}
-		m.mu.Unlock()
 	}
 	return make([]byte, 0, arenaChunk)
 }
@@ -292,18 +285,28 @@ func (m *headMem) chunk() []byte {
 // page returns a zeroed document page of docPage documents.
 func (m *headMem) page() []hdoc {
 	if m != nil {
-		m.mu.Lock()
-		m.used = true
-		if n := len(m.pages); n > 0 {
-			pg := m.pages[n-1]
-			m.pages[n-1] = nil
-			m.pages = m.pages[:n-1]
-			m.mu.Unlock()
+		if pg, ok := takeKept(m, &m.pages); ok {
 			return pg
 		}
-		m.mu.Unlock()
 	}
 	return make([]hdoc, docPage)
+}
+
+// takeKept takes the last of the kept items (under m.mu, noting that the
+// memory is in use).
+func takeKept[T any](m *headMem, kept *[]T) (T, bool) {
+	var zero T
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.used = true
+	n := len(*kept)
+	if n == 0 {
+		return zero, false
+	}
+	v := (*kept)[n-1]
+	(*kept)[n-1] = zero
+	*kept = (*kept)[:n-1]
+	return v, true
 }
 
 // put takes the memory of a head nothing reads any more.
