@@ -46,8 +46,18 @@ func goldenHead(t testing.TB) *head {
 // head: speed work on the writer must not change the block format or its
 // contents (the digest was taken with the writer before that work).
 func TestBlockBytesUnchanged(t *testing.T) {
-	dir := t.TempDir()
-	blk, err := writeBlock(dir, goldenHead(t), false, nil)
+	sum, size := blockDigest(t, goldenHead(t), nil)
+	const want = "e3bd22198977f44b6f7bf49aac814424c8a098e71ab62823733172eb74b902e7"
+	if got := hex.EncodeToString(sum[:]); got != want {
+		t.Fatalf("block bytes changed: sha256 %s, want %s (%d bytes)", got, want, size)
+	}
+}
+
+// blockDigest writes h as a block (with sb, or afresh when nil) and
+// returns the file's sha256 and size.
+func blockDigest(t *testing.T, h *head, sb *sealBuffers) ([32]byte, int) {
+	t.Helper()
+	blk, err := writeBlock(t.TempDir(), h, false, sb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,11 +66,7 @@ func TestBlockBytesUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(b)
-	const want = "e3bd22198977f44b6f7bf49aac814424c8a098e71ab62823733172eb74b902e7"
-	if got := hex.EncodeToString(sum[:]); got != want {
-		t.Fatalf("block bytes changed: sha256 %s, want %s (%d bytes)", got, want, len(b))
-	}
+	return sha256.Sum256(b), len(b)
 }
 
 // BenchmarkWriteBlock measures sealing a head into a block (columns, token
@@ -96,23 +102,11 @@ func TestSealBuffersReused(t *testing.T) {
 		}
 		return h
 	}
-	write := func(h *head, sb *sealBuffers) [32]byte {
-		dir := t.TempDir()
-		blk, err := writeBlock(dir, h, false, sb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer blk.release()
-		b, err := os.ReadFile(blk.path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sha256.Sum256(b)
-	}
 	heads := []*head{goldenHead(t), shipper(3000), shipper(100), goldenHead(t), shipper(3000)}
 	var sb sealBuffers
 	for i, h := range heads {
-		if got, want := write(h, &sb), write(h, nil); got != want {
+		got, _ := blockDigest(t, h, &sb)
+		if want, _ := blockDigest(t, h, nil); got != want {
 			t.Fatalf("head %d: block written with reused buffers differs", i)
 		}
 	}
