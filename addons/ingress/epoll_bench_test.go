@@ -151,4 +151,3 @@ func BenchmarkEpollGETRaw(b *testing.B) {
 		}
 	})
 }
-
