@@ -1038,11 +1038,9 @@ func (l *epollLoop) getIdle(e *endpoint) *epBackend {
 		}
 		b := bs[len(bs)-1]
 		bs[len(bs)-1] = nil
-		if len(bs) == 1 {
-			delete(l.idle, e)
-		} else {
-			l.idle[e] = bs[:len(bs)-1]
-		}
+		// An emptied list stays for putIdle to append to (the sweep
+		// deletes empty ones).
+		l.idle[e] = bs[:len(bs)-1]
 		if l.now.Sub(b.idleAt) > idleConnTimeout || l.now.Sub(b.idleAt) > staleCheckAfterIdle && fdPeerClosed(b.fd) {
 			b.close()
 			continue

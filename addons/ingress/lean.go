@@ -747,7 +747,7 @@ func (lc *leanConn) writeRequestHead(bw *bufio.Writer, lr *leanReq) error {
 	bw.WriteByte(' ')
 	bw.Write(lr.path)
 	if lr.hasQuery {
-		q := cleanQueryParams(string(lr.query))
+		q := cleanQueryParams(bytesView(lr.query)) // written at once, not kept
 		if q != "" || len(lr.query) == 0 {
 			bw.WriteByte('?')
 			bw.WriteString(q)
