@@ -3,6 +3,7 @@ package ingress
 import (
 	"bytes"
 	"net/http"
+	"unsafe"
 )
 
 // parsePlainAnswer reads the common backend answer head — HTTP/1.1, a
@@ -18,6 +19,33 @@ import (
 // FuzzParsePlainAnswer checks that every head accepted here is read the
 // same way by http.ReadResponse.
 func parsePlainAnswer(p []byte, req *http.Request) (resp *http.Response, n int, ok bool) {
+	return parsePlainAnswerInto(nil, p, req)
+}
+
+// plainAnswer is reused by parsePlainAnswerInto for one answer head at a
+// time (the epoll loop keeps one per backend connection): the Response,
+// its Header map, the value slice and a copy of the head's bytes that
+// the names and values point into. What a parse returned — the Response,
+// the map, every string in them — is valid only until the next parse
+// into the same plainAnswer: nothing of it may be kept past the answer
+// (copy a string before storing it).
+type plainAnswer struct {
+	resp http.Response
+	h    http.Header
+	vals []string
+	head []byte
+}
+
+// Answers larger than this get fresh memory (a rare large head does not
+// stay pinned to the connection).
+const (
+	plainAnswerReuseLines = 32
+	plainAnswerReuseBytes = 2048
+)
+
+// parsePlainAnswerInto is parsePlainAnswer, reusing a's memory (a nil a:
+// all fresh).
+func parsePlainAnswerInto(a *plainAnswer, p []byte, req *http.Request) (resp *http.Response, n int, ok bool) {
 	head := req.Method == http.MethodHead
 	end := bytes.Index(p, []byte("\r\n\r\n"))
 	if end < 0 || end > maxResponseHeader {
@@ -53,10 +81,29 @@ func parsePlainAnswer(p []byte, req *http.Request) (resp *http.Response, n int, 
 	if bytes.Count(rest, []byte("\r\n")) != lines {
 		return nil, 0, false // bare LF
 	}
-	s := string(hp) // one allocation; names and values are slices of it
+	var s string // names and values are slices of it
+	var h http.Header
+	var vals []string
+	if a != nil && lines <= plainAnswerReuseLines && len(hp) <= plainAnswerReuseBytes {
+		a.head = append(a.head[:0], hp...)
+		s = unsafe.String(unsafe.SliceData(a.head), len(a.head))
+		if a.h == nil {
+			a.h = make(http.Header, plainAnswerReuseLines)
+		} else {
+			clear(a.h)
+		}
+		h = a.h
+		if cap(a.vals) < lines {
+			a.vals = make([]string, plainAnswerReuseLines)
+		}
+		vals = a.vals[:lines]
+		resp = &a.resp
+	} else {
+		s = string(hp) // one allocation
+		h = make(http.Header, lines)
+		vals = make([]string, lines)
+	}
 	off := eol + 1
-	h := make(http.Header, lines)
-	vals := make([]string, lines)
 	var cl int64 = -1
 	for i := range lines {
 		// Every LF ends a CRLF (checked above); a CR elsewhere is left in
@@ -108,7 +155,10 @@ func parsePlainAnswer(p []byte, req *http.Request) (resp *http.Response, n int, 
 		}
 		off = e + 2
 	}
-	resp = &http.Response{Status: s[len(proto) : eol-1], StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+	if resp == nil {
+		resp = new(http.Response)
+	}
+	*resp = http.Response{Status: s[len(proto) : eol-1], StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, ContentLength: cl, Body: http.NoBody, Request: req}
 	switch {
 	case head:

@@ -113,9 +113,74 @@ func FuzzParsePlainAnswer(f *testing.F) {
 			req = leanHEAD
 		}
 		resp, n, ok := parsePlainAnswer(data, req)
+		// Into a reused plainAnswer that held another answer, from a
+		// buffer overwritten afterwards: the same result.
+		var a plainAnswer
+		if _, _, ok := parsePlainAnswerInto(&a, []byte(plainAnswerSeeds[4]), leanOther); !ok {
+			t.Fatal("seed 4 not taken")
+		}
+		buf := bytes.Clone(data)
+		resp2, n2, ok2 := parsePlainAnswerInto(&a, buf, req)
+		clear(buf)
+		if ok2 != ok {
+			t.Fatalf("%q: taken %v fresh, %v reused", data, ok, ok2)
+		}
 		if !ok {
 			return
 		}
 		checkLikeReadResponse(t, data, req, resp, n)
+		checkLikeReadResponse(t, data, req, resp2, n2)
 	})
+}
+
+// TestParsePlainAnswerReuse: answers parsed one after the other into one
+// plainAnswer (more headers, fewer, none, repeated names) each come out
+// as http.ReadResponse reads them, whatever the one before held.
+func TestParsePlainAnswerReuse(t *testing.T) {
+	var a plainAnswer
+	for round := range 3 {
+		for i, s := range plainAnswerSeeds {
+			for _, req := range []*http.Request{leanOther, leanHEAD} {
+				buf := []byte(s)
+				resp, n, ok := parsePlainAnswerInto(&a, buf, req)
+				_, _, want := parsePlainAnswer([]byte(s), req)
+				if ok != want {
+					t.Fatalf("round %d seed %d: taken %v, fresh %v", round, i, ok, want)
+				}
+				if !ok {
+					continue
+				}
+				clear(buf) // the answer must not point into the read buffer
+				if resp != &a.resp {
+					t.Errorf("seed %d: the Response was not reused", i)
+				}
+				checkLikeReadResponse(t, []byte(s), req, resp, n)
+			}
+		}
+	}
+	// A head over the reuse bounds gets its own memory.
+	big := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+	for i := range plainAnswerReuseLines + 1 {
+		big += "X-H" + string(rune('a'+i%26)) + string(rune('a'+i/26)) + ": v\r\n"
+	}
+	big += "\r\n"
+	resp, n, ok := parsePlainAnswerInto(&a, []byte(big), leanOther)
+	if !ok || resp == &a.resp {
+		t.Fatalf("big head: taken %v, reused %v", ok, resp == &a.resp)
+	}
+	checkLikeReadResponse(t, []byte(big), leanOther, resp, n)
+}
+
+// TestParsePlainAnswerAllocs: a reused plainAnswer takes no allocation
+// for a common answer head.
+func TestParsePlainAnswerAllocs(t *testing.T) {
+	var a plainAnswer
+	head := []byte(plainAnswerSeeds[0])
+	if n := testing.AllocsPerRun(100, func() {
+		if _, _, ok := parsePlainAnswerInto(&a, head, leanOther); !ok {
+			t.Fatal("not taken")
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per parse, want 0", n)
+	}
 }

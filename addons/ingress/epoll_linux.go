@@ -972,6 +972,11 @@ type epBackend struct {
 	readTimeout time.Duration
 	rdy         bool
 	closed      bool
+	// ans holds the parsed plain answer head (c.resp) of the request
+	// using the connection; reused for the next answer on it, after the
+	// request has ended (finishAnswer and every failure path clear c.resp
+	// before the connection can serve another request).
+	ans plainAnswer
 }
 
 func (b *epBackend) event(ev uint32) {
@@ -1033,11 +1038,9 @@ func (l *epollLoop) getIdle(e *endpoint) *epBackend {
 		}
 		b := bs[len(bs)-1]
 		bs[len(bs)-1] = nil
-		if len(bs) == 1 {
-			delete(l.idle, e)
-		} else {
-			l.idle[e] = bs[:len(bs)-1]
-		}
+		// An emptied list stays for putIdle to append to (the sweep
+		// deletes empty ones).
+		l.idle[e] = bs[:len(bs)-1]
 		if l.now.Sub(b.idleAt) > idleConnTimeout || l.now.Sub(b.idleAt) > staleCheckAfterIdle && fdPeerClosed(b.fd) {
 			b.close()
 			continue
@@ -1156,7 +1159,7 @@ func (b *epBackend) parse() (*http.Response, error) {
 	if b.c != nil && b.c.lr != nil && b.c.lr.method == http.MethodHead {
 		req = leanHEAD
 	}
-	if resp, n, ok := parsePlainAnswer(b.rb[b.r0:b.r1], req); ok {
+	if resp, n, ok := parsePlainAnswerInto(&b.ans, b.rb[b.r0:b.r1], req); ok {
 		b.r0 += n
 		return resp, nil
 	}

@@ -3,11 +3,14 @@ package ingress
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -15,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // The lean listener serves the plain (non-TLS) HTTP listener's common
@@ -212,6 +216,8 @@ type leanConn struct {
 	closed   atomic.Bool
 	head     requestHead
 	handedTo bool
+	req      leanReq  // the request in flight (begin)
+	rid      [32]byte // its generated X-Request-Id (begin)
 	// idleDeadline is the read deadline while idle (zero when the header
 	// timeout is set instead).
 	idleDeadline time.Time
@@ -433,15 +439,23 @@ func (lc *leanConn) end(lr *leanReq) {
 }
 
 // begin routes a parsed request; nil when it is not for the lean path.
+//
+// The leanReq is lc's own (lc.req), reused by the connection's next
+// request: it lives until end, as the head it points into. Its host and
+// generated request ID are views of memory the connection reuses too
+// (the head's buffer, lc.rid): they may be written out during the
+// request, never kept after it (finish copies what it logs).
 func (lc *leanConn) begin(h *requestHead, path, query []byte, hasQuery bool) *leanReq {
-	host := string(h.host)
-	rt := lc.leanWant(h, host, string(path))
+	host := bytesView(h.host)
+	rt := lc.leanWant(h, host, bytesView(path))
 	if rt == nil {
 		return nil
 	}
 	start := time.Now()
 	lc.s.served.Add(1)
-	lr := &leanReq{h: h, method: methodString(h.method), host: host, path: path, query: query, hasQuery: hasQuery, code: http.StatusOK, start: start}
+	lr := &lc.req
+	*lr = leanReq{h: h, method: methodString(h.method), host: host, path: path, query: query, hasQuery: hasQuery, code: http.StatusOK, start: start,
+		connTokens: lr.connTokens[:0]}
 	lr.keepAlive = h.minor == 1
 	rid := ""
 	for i := range h.fields {
@@ -470,12 +484,29 @@ func (lc *leanConn) begin(h *requestHead, path, query []byte, hasQuery bool) *le
 		}
 	}
 	if rid == "" || len(rid) > 200 {
-		rid = newRequestID()
+		rid = lc.newRequestID()
 	}
 	st := &lr.st
 	st.requestID = rid
 	st.route, st.cfg, st.backend = rt, rt.cfg, rt.backend
 	return lr
+}
+
+// newRequestID is newRequestID's (proxy.go) ID in lc.rid: a view valid
+// until the connection's next request.
+func (lc *leanConn) newRequestID() string {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], mrand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], mrand.Uint64())
+	hex.Encode(lc.rid[:], b[:])
+	return bytesView(lc.rid[:])
+}
+
+// bytesView is b as a string without a copy: only for a string that
+// does not outlive b's bytes as they are (lookups, writes), never one
+// that is stored.
+func bytesView(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // finish: metrics and access log as Proxy.finish.
@@ -485,8 +516,8 @@ func (lc *leanConn) finish(lr *leanReq, start time.Time) {
 	rs := p.stats(&lr.st)
 	rs.counter(p.m, lr.code).Inc()
 	rs.duration.Observe(d.Seconds())
-	if p.accessLog == nil {
-		return
+	if p.accessLog == nil || !p.accessLog.Enabled(context.Background(), slog.LevelInfo) {
+		return // (LogAttrs would check the same; the strings are not made)
 	}
 	var ua, ref string
 	for i := range lr.h.fields {
@@ -506,10 +537,12 @@ func (lc *leanConn) finish(lr *leanReq, start time.Time) {
 		proto = "HTTP/1.0"
 	}
 	p.accessLog.LogAttrs(context.Background(), slog.LevelInfo, "access",
-		slog.String("request_id", lr.st.requestID),
+		// The record may outlive the request (a handler may keep it):
+		// copies of the connection's reused memory (see begin).
+		slog.String("request_id", strings.Clone(lr.st.requestID)),
 		slog.String("remote_addr", lc.ip),
 		slog.String("method", lr.method),
-		slog.String("host", lr.host),
+		slog.String("host", strings.Clone(lr.host)),
 		slog.String("uri", string(lr.h.target)),
 		slog.String("proto", proto),
 		slog.Int("status", lr.code),
@@ -714,7 +747,7 @@ func (lc *leanConn) writeRequestHead(bw *bufio.Writer, lr *leanReq) error {
 	bw.WriteByte(' ')
 	bw.Write(lr.path)
 	if lr.hasQuery {
-		q := cleanQueryParams(string(lr.query))
+		q := cleanQueryParams(bytesView(lr.query)) // written at once, not kept
 		if q != "" || len(lr.query) == 0 {
 			bw.WriteByte('?')
 			bw.WriteString(q)
