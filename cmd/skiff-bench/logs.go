@@ -47,6 +47,8 @@ type logsOpts struct {
 	// agent's).
 	flushBytes    int
 	inflightBytes int64
+	// timeline samples the phase every this long (0: not).
+	timeline time.Duration
 }
 
 type logsPhase struct {
@@ -70,6 +72,9 @@ type logsPhase struct {
 	RawMBPerSec      float64 `json:"raw_sequential_write_mb_per_second"`
 	RawLinesPerSec   float64 `json:"raw_write_lines_per_second"`
 	RatioToRaw       float64 `json:"ratio_to_raw_write"`
+	// Timeline (--timeline) is sampled from the first write until the
+	// last line is counted.
+	Timeline []timelinePoint `json:"timeline,omitempty"`
 }
 
 type logsResult struct {
@@ -125,6 +130,7 @@ func logsCommand() *cobra.Command {
 	f.StringVar(&o.cpuProfile, "shipper-cpuprofile", "", "write the shipper child's CPU profile to this file (suffixed with the line size)")
 	f.IntVar(&o.flushBytes, "shipper-flush-bytes", 0, "the shipper's bulk request size (0: the agent's default)")
 	f.Int64Var(&o.inflightBytes, "shipper-max-inflight-bytes", 0, "the shipper's bound on unacknowledged document bytes (0: the agent's default)")
+	f.DurationVar(&o.timeline, "timeline", 0, "sample documents counted, the bench's and the shipper's CPU and the machine's idle time this often during each phase (0: not), printed as each phase's timeline")
 	f.StringVar(&o.heapProfile, "shipper-heapprofile", "", "write the shipper child's heap profile at its peak live heap to this file (suffixed with the line size)")
 	return cmd
 }
@@ -315,6 +321,17 @@ func logsPhaseRun(ctx context.Context, dir string, lines, lineBytes int, o logsO
 	stopMem := sampleProcMem(child.Process.Pid)
 	defer stopMem()
 
+	countDocs := func() int64 {
+		var n int64
+		for _, in := range st.Indices() {
+			n += in.Docs
+		}
+		return n
+	}
+	stopTimeline := func() []timelinePoint { return nil }
+	if o.timeline > 0 {
+		stopTimeline = sampleTimeline(o.timeline, child.Process.Pid, countDocs)
+	}
 	cpu0 := cpuSeconds()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -345,10 +362,7 @@ func logsPhaseRun(ctx context.Context, dir string, lines, lineBytes int, o logsO
 	}
 	deadline := time.Now().Add(o.timeout)
 	for {
-		var n int64
-		for _, in := range st.Indices() {
-			n += in.Docs
-		}
+		n := countDocs()
 		if n >= int64(lines) {
 			break
 		}
@@ -362,6 +376,7 @@ func logsPhaseRun(ctx context.Context, dir string, lines, lineBytes int, o logsO
 	}
 	secs := time.Since(start).Seconds()
 	serverCPU := cpuSeconds() - cpu0
+	timeline := stopTimeline()
 	// The count is the searchable view; check it as a query does.
 	if c, err := st.Count(ctx, []string{"logs-*"}, store.Text{Field: "message", Text: "request"}); err != nil || c != int64(lines) {
 		return nil, fmt.Errorf("query found %d of %d lines (%v)", c, lines, err)
@@ -382,7 +397,8 @@ func logsPhaseRun(ctx context.Context, dir string, lines, lineBytes int, o logsO
 		return nil, err
 	}
 	ph := &logsPhase{LineBytes: lineBytes, Lines: lines, Pods: o.pods, WriteSeconds: writeSecs, Seconds: secs,
-		LinesPerSec: float64(lines) / secs, ServerCPU: serverCPU, SealCPU: sealCPU, CRIBytesPerLine: float64(criBytes) / float64(lines)}
+		LinesPerSec: float64(lines) / secs, ServerCPU: serverCPU, SealCPU: sealCPU, CRIBytesPerLine: float64(criBytes) / float64(lines),
+		Timeline: timeline}
 	if ru, ok := child.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		ph.ShipperCPU = float64(ru.Utime.Sec) + float64(ru.Utime.Usec)/1e6 + float64(ru.Stime.Sec) + float64(ru.Stime.Usec)/1e6
 	}
