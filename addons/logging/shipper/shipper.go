@@ -172,6 +172,10 @@ type Shipper struct {
 	// ship sends one document (sink.send; benchmarks replace it).
 	ship func(ctx context.Context, d *doc)
 
+	// watch wakes discovery and the tailers on changes (nil: polling
+	// only); set by Run.
+	watch atomic.Pointer[watcher]
+
 	dropped atomic.Int64
 	closing atomic.Bool
 	wg      sync.WaitGroup
@@ -219,6 +223,15 @@ func (s *Shipper) Run(ctx context.Context) error {
 	if s.cfg.Setup != nil {
 		s.runSetup(ctx, s.sink.es)
 	}
+	var discoverNow <-chan struct{}
+	if w, err := newWatcher(); err != nil {
+		s.log.Warn("log files are polled", "interval", s.cfg.PollInterval, "err", err)
+	} else {
+		s.watch.Store(w)
+		discoverNow = w.discover
+		go w.run()
+		defer w.close()
+	}
 	tick := time.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
 	cpTick := time.NewTicker(s.cfg.CheckpointInterval)
@@ -244,6 +257,7 @@ func (s *Shipper) Run(ctx context.Context) error {
 		case <-cpTick.C:
 			s.saveCheckpoint()
 		case <-tick.C:
+		case <-discoverNow:
 		}
 	}
 }
@@ -329,17 +343,21 @@ func (s *Shipper) discover(ctx context.Context) {
 		return
 	}
 	seen := map[string]bool{}
+	s.watchDir(s.cfg.PodLogDir)
 	pods, _ := os.ReadDir(s.cfg.PodLogDir)
 	for _, p := range pods {
 		if !p.IsDir() {
 			continue
 		}
-		ctrs, _ := os.ReadDir(filepath.Join(s.cfg.PodLogDir, p.Name()))
+		podDir := filepath.Join(s.cfg.PodLogDir, p.Name())
+		s.watchDir(podDir)
+		ctrs, _ := os.ReadDir(podDir)
 		for _, c := range ctrs {
 			if !c.IsDir() {
 				continue
 			}
-			dir := filepath.Join(s.cfg.PodLogDir, p.Name(), c.Name())
+			dir := filepath.Join(podDir, c.Name())
+			s.watchDir(dir)
 			files, _ := os.ReadDir(dir)
 			for _, f := range files {
 				if !isLogName(f.Name()) {
@@ -389,6 +407,21 @@ func (s *Shipper) discover(ctx context.Context) {
 	}
 	s.mu.Unlock()
 }
+
+// watchDir watches folder dir for new entries and writes, before it is
+// listed (a no-op without a watcher or for a folder already watched).
+func (s *Shipper) watchDir(dir string) {
+	w := s.watcher()
+	if w == nil {
+		return
+	}
+	if _, err := w.watch(dir); err != nil {
+		s.log.Warn("log folder is polled", "err", err)
+	}
+}
+
+// watcher is Run's inotify watcher (nil: none, or Run not started).
+func (s *Shipper) watcher() *watcher { return s.watch.Load() }
 
 func (s *Shipper) saveCheckpoint() {
 	s.mu.Lock()

@@ -72,6 +72,12 @@ type tailer struct {
 	abandoned   chan struct{}
 	lost        int64 // lines read but not sent when abandoned
 
+	// wake is signalled (capacity 1) when the file was written to, so a
+	// tailer waiting at its end reads on at once rather than at the next
+	// poll; sleepTimer is the poll, reused.
+	wake       chan struct{}
+	sleepTimer *time.Timer
+
 	mu sync.Mutex
 	// pending are the entries read, in order; those before head are
 	// acknowledged and gone.
@@ -99,6 +105,14 @@ func (t *tailer) ended() bool {
 }
 
 func (t *tailer) abandon() { t.abandonOnce.Do(func() { close(t.abandoned) }) }
+
+// wakeUp tells the tailer its file was written to (it never blocks).
+func (t *tailer) wakeUp() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
 
 // mark is the tailer's checkpoint entry (false before the file had a
 // first line).
@@ -190,16 +204,23 @@ func (s *Shipper) startTailer(ctx context.Context, id fileID, path string) {
 		f.Close()
 		return
 	}
-	t := &tailer{s: s, ctx: ctx, id: id, key: id.String(), slot: id.String(), abandoned: make(chan struct{})}
+	t := &tailer{s: s, ctx: ctx, id: id, key: id.String(), slot: id.String(), abandoned: make(chan struct{}), wake: make(chan struct{}, 1)}
 	s.mu.Lock()
 	s.tailers[t.slot] = t
 	s.mu.Unlock()
 	s.m.files.Inc()
+	w := s.watcher()
+	if w != nil {
+		w.wait(path, t)
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer s.m.files.Dec()
 		defer f.Close()
+		if w != nil {
+			defer w.unwait(path, t)
+		}
 		t.run(ctx, f, path)
 	}()
 }
@@ -265,6 +286,7 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 		parts    = map[string]*partial{}
 		rotated  bool
 		lastMeta time.Time
+		looked   time.Time // when rotation and truncation were last looked for
 	)
 	if !t.refresh(ctx, off, parts) {
 		t.stop(false)
@@ -338,15 +360,24 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 				return
 			}
 		}
-		if t.gone(f, path) {
-			rotated = true
-			continue
+		// Whether the file was rotated or truncated is looked at once a
+		// poll interval, not after every write the tailer is woken for.
+		look := time.Since(looked) >= s.cfg.PollInterval
+		if look {
+			looked = time.Now()
+			if t.gone(f, path) {
+				rotated = true
+				continue
+			}
 		}
 		if !t.sleep(ctx) {
 			t.stop(false)
 			return
 		}
 		// A truncated file (copytruncate) starts over.
+		if !look {
+			continue
+		}
 		if st, err := f.Stat(); err == nil && st.Size() < off {
 			s.log.Warn("log file truncated, reading it from the start", "file", t.key)
 			off = 0
@@ -376,13 +407,23 @@ func (t *tailer) gone(f *os.File, path string) bool {
 	return !os.SameFile(cur, st) || crilog.IsRotatedName(filepath.Base(path))
 }
 
+// sleep waits at the end of the file until it is written to (wake), the
+// poll interval passed, or the tailer is abandoned. false: ctx ended.
 func (t *tailer) sleep(ctx context.Context) bool {
+	if t.sleepTimer == nil {
+		t.sleepTimer = time.NewTimer(t.s.cfg.PollInterval)
+	} else {
+		t.sleepTimer.Reset(t.s.cfg.PollInterval)
+	}
+	defer t.sleepTimer.Stop()
 	select {
 	case <-ctx.Done():
 		return false
 	case <-t.abandoned:
 		return true
-	case <-time.After(t.s.cfg.PollInterval):
+	case <-t.wake:
+		return true
+	case <-t.sleepTimer.C:
 		return true
 	}
 }
