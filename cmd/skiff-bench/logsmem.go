@@ -78,6 +78,33 @@ type procMem struct {
 	MaxRSSKiB int64
 }
 
+// sampleEvery calls read now and every interval until stop is called,
+// which calls it a last time (stop may be called more than once).
+func sampleEvery(interval time.Duration, read func()) (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			read()
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			<-finished
+			read()
+		})
+	}
+}
+
 // sampleProcMem samples /proc/<pid>/status every 20 ms until stop, which
 // returns the maxima (with one last sample). wait4's ru_maxrss cannot be
 // used for a child of a Go process: Go starts children with
@@ -102,26 +129,9 @@ func sampleProcMem(pid int) (stop func() procMem) {
 		m.MaxFileKiB = max(m.MaxFileKiB, kb[2])
 		m.MaxRSSKiB = max(m.MaxRSSKiB, kb[1]+kb[2]+kb[3])
 	}
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			read()
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	var once sync.Once
+	stopSampling := sampleEvery(20*time.Millisecond, read)
 	return func() procMem {
-		once.Do(func() { close(done) })
-		<-finished
-		read()
+		stopSampling()
 		mu.Lock()
 		defer mu.Unlock()
 		return m

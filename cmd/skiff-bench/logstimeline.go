@@ -41,25 +41,9 @@ func sampleTimeline(interval time.Duration, shipperPID int, docs func() int64) (
 		pts = append(pts, p)
 		mu.Unlock()
 	}
-	done, finished := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(finished)
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				sample()
-			}
-		}
-	}()
-	var once sync.Once
+	stopSampling := sampleEvery(interval, sample)
 	return func() []timelinePoint {
-		once.Do(func() { close(done) })
-		<-finished
-		sample()
+		stopSampling()
 		mu.Lock()
 		defer mu.Unlock()
 		return pts
