@@ -600,12 +600,17 @@ type bloom []uint64
 
 const bloomK = 5
 
-func newBloom(hashes []uint64) bloom {
+// newBloom builds the filter of hashes; unless they are distinct, they
+// are sorted and compacted in place first (the filter's size is ten bits
+// per distinct hash).
+func newBloom(hashes []uint64, distinct bool) bloom {
 	if len(hashes) == 0 {
 		return nil
 	}
-	slices.Sort(hashes)
-	hashes = slices.Compact(hashes)
+	if !distinct {
+		slices.Sort(hashes)
+		hashes = slices.Compact(hashes)
+	}
 	words := (len(hashes)*10 + 63) / 64
 	b := make(bloom, words)
 	m := uint64(words * 64)

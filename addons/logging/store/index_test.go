@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -202,8 +204,8 @@ func TestTokIndexEncoding(t *testing.T) {
 			}
 		}
 	}
-	if len(b.tokenKeys()) != 8+1000 {
-		t.Fatalf("token keys = %d", len(b.tokenKeys()))
+	if keys, distinct := b.tokenKeys(); len(keys) != 8+1000 || !distinct {
+		t.Fatalf("token keys = %d (distinct %v)", len(keys), distinct)
 	}
 	if _, err := decodeTokIndex([]byte{5, 1}); err == nil {
 		t.Fatal("truncated index decoded")
@@ -425,4 +427,38 @@ func TestSharedTokens(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestKeyOrder: the bucketed key order equals a comparison sort's for
+// spread keys of many sizes, for keys that all share their top bits (one
+// bucket, sorted by comparison) and for a builder reused with fewer keys.
+func TestKeyOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	check := func(b *indexBuilder, keys []uint64) {
+		t.Helper()
+		b.keys = keys
+		got := b.keyOrder()
+		want := make([]int32, len(keys))
+		for i := range want {
+			want[i] = int32(i)
+		}
+		slices.SortFunc(want, func(x, y int32) int { return cmp.Compare(keys[x], keys[y]) })
+		if !slices.Equal(got, want) {
+			t.Fatalf("%d keys: order differs from a sort's", len(keys))
+		}
+	}
+	b := newIndexBuilder()
+	for _, n := range []int{0, 1, 2, 3, 5, 17, 100, 1000, 70000} {
+		keys := make([]uint64, n)
+		for i := range keys {
+			keys[i] = rng.Uint64()
+		}
+		check(b, keys)
+	}
+	same := make([]uint64, 5000)
+	for i := range same {
+		same[i] = 0xabc<<52 | rng.Uint64()>>12
+	}
+	check(b, same)
+	check(b, []uint64{3, 1, 2})
 }

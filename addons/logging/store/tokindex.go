@@ -106,6 +106,9 @@ type indexBuilder struct {
 	rowToks, prevToks []uint64
 	// scratch of encodeGrouped, kept for the builder's next use
 	encStart, encFlat, encPos, encOrder []int32
+	encBuckets                          []int32
+	encPairs                            []keySlot
+	tokOut                              []uint64 // tokenKeys' answer
 	encOut, encLens, encPost            []byte
 }
 
@@ -125,7 +128,8 @@ func (b *indexBuilder) reset() {
 
 // size is about the bytes the builder holds.
 func (b *indexBuilder) size() int {
-	return 8*cap(b.slots.ents)/2 + 21*cap(b.keys) + 12*cap(b.runStart) + 8*cap(b.toks) + cap(b.encOut) + cap(b.encPost)
+	return 8*cap(b.slots.ents)/2 + 21*cap(b.keys) + 12*cap(b.runStart) + 8*cap(b.toks) + cap(b.encOut) + cap(b.encPost) +
+		4*cap(b.encBuckets) + 16*cap(b.encPairs) + 8*cap(b.tokOut)
 }
 
 // maxMemoValues bounds the distinct values remembered per column.
@@ -334,18 +338,21 @@ func (b *indexBuilder) remember(v []byte, slots []int32) {
 	b.prevSlots, b.prevOK = slots, true
 }
 
-// tokenKeys returns the distinct token hashes (for the bloom filter).
-func (b *indexBuilder) tokenKeys() []uint64 {
+// tokenKeys returns the token hashes for the bloom filter, in memory
+// the builder keeps (valid until its next use); distinct reports whether
+// each is there once (a bloomOnly column's may repeat).
+func (b *indexBuilder) tokenKeys() (keys []uint64, distinct bool) {
 	if b.bloomOnly {
-		return b.toks
+		return b.toks, false
 	}
-	out := make([]uint64, 0, len(b.keys))
+	out := b.tokOut[:0]
 	for s, k := range b.keys {
 		if b.isTok[s] {
 			out = append(out, k)
 		}
 	}
-	return out
+	b.tokOut = out
+	return out, true
 }
 
 // encode returns the index in the format described above.
@@ -367,15 +374,65 @@ func (b *indexBuilder) encode() []byte {
 	return out
 }
 
-// keyOrder returns the slots in ascending key order.
+// keyOrder returns the slots in ascending key order. The keys are
+// xxhash values, spread evenly: one counting pass puts them, with their
+// slots, into buckets by their top bits (about four to a bucket, in order),
+// and each bucket is sorted on its own. That reads the keys in order
+// instead of comparing through the slots at random, as a comparison sort
+// of the slots did (a seal spent an eighth of its time there).
 func (b *indexBuilder) keyOrder() []int32 {
-	order := resize(b.encOrder, len(b.keys))
+	n := len(b.keys)
+	order := resize(b.encOrder, n)
 	b.encOrder = order
-	for i := range order {
-		order[i] = int32(i)
+	if n == 0 {
+		return order
 	}
-	slices.SortFunc(order, func(x, y int32) int { return cmp.Compare(b.keys[x], b.keys[y]) })
+	nb := max(1, bits.Len(uint(n))-2)
+	shift := 64 - nb
+	ends := resize(b.encBuckets, 1<<nb+1)
+	clear(ends)
+	for _, k := range b.keys {
+		ends[k>>shift+1]++
+	}
+	for i := 1; i < len(ends); i++ {
+		ends[i] += ends[i-1]
+	}
+	pairs := resize(b.encPairs, n)
+	b.encBuckets, b.encPairs = ends, pairs
+	for s, k := range b.keys {
+		q := k >> shift
+		pairs[ends[q]] = keySlot{key: k, slot: int32(s)}
+		ends[q]++
+	}
+	// Each bucket's end is now the next one's start.
+	start := int32(0)
+	for _, end := range ends[:1<<nb] {
+		sortKeySlots(pairs[start:end])
+		start = end
+	}
+	for i, p := range pairs {
+		order[i] = p.slot
+	}
 	return order
+}
+
+type keySlot struct {
+	key  uint64
+	slot int32
+}
+
+// sortKeySlots sorts a bucket by key: by insertion while it is small (as
+// nearly all are), else by comparison (keys made to collide).
+func sortKeySlots(ps []keySlot) {
+	if len(ps) > 12 {
+		slices.SortFunc(ps, func(x, y keySlot) int { return cmp.Compare(x.key, y.key) })
+		return
+	}
+	for i := 1; i < len(ps); i++ {
+		for j := i; j > 0 && ps[j].key < ps[j-1].key; j-- {
+			ps[j], ps[j-1] = ps[j-1], ps[j]
+		}
+	}
 }
 
 // encodeGrouped returns the index in version 3 (frames compressed by enc),
