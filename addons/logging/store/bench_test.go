@@ -212,6 +212,7 @@ func BenchmarkWriteBlockShipper(b *testing.B) {
 		blk.release()
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "docs/s")
+	b.ReportMetric(float64(largestFile(b, dir))/float64(n), "blockB/doc")
 }
 
 // BenchmarkHeadAdd fills a fresh head with 100,000 flattened documents
@@ -272,4 +273,19 @@ func BenchmarkIDSet(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/id")
 	cpu.report(b)
+}
+
+// largestFile is the size of the largest file in dir (a block written).
+func largestFile(tb testing.TB, dir string) int64 {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var n int64
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Size() > n {
+			n = fi.Size()
+		}
+	}
+	return n
 }
