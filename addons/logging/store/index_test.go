@@ -462,3 +462,38 @@ func TestKeyOrder(t *testing.T) {
 	check(b, same)
 	check(b, []uint64{3, 1, 2})
 }
+
+// TestShortTokenCache: tokens found through the short-token cache get the
+// slot hashing gives them, whatever their length (1 to 8 bytes, which the
+// zero padding tells apart: "a" and "a\x00" cannot occur, "ab" vs "a"),
+// across colliding cache entries and a reset.
+func TestShortTokenCache(t *testing.T) {
+	b := newIndexBuilder()
+	words := []string{"a", "ab", "abc", "abcdefgh", "abcdefghi", "b", "ba", "info", "warn", "12", "1.2.3", "ünï"}
+	for i := range 2000 {
+		words = append(words, fmt.Sprintf("w%d", i))
+	}
+	for round := range 2 {
+		want := map[string]int32{}
+		for range 3 {
+			for _, w := range words {
+				got := b.tokSlot([]byte(w))
+				s, pos := b.slots.find(b.keys, xxhash.Sum64String(w))
+				if s < 0 {
+					t.Fatalf("round %d: %q has no slot in the table (pos %d)", round, w, pos)
+				}
+				if got != s || !b.isTok[s] {
+					t.Fatalf("round %d: %q: slot %d from the cache, %d by its hash (token %v)", round, w, got, s, b.isTok[s])
+				}
+				if prev, ok := want[w]; ok && prev != got {
+					t.Fatalf("round %d: %q moved from slot %d to %d", round, w, prev, got)
+				}
+				want[w] = got
+			}
+		}
+		if len(b.keys) != len(words) {
+			t.Fatalf("round %d: %d keys for %d distinct words", round, len(b.keys), len(words))
+		}
+		b.reset()
+	}
+}

@@ -104,6 +104,8 @@ type indexBuilder struct {
 	// previous value of a bloomOnly column: consecutive timestamps share
 	// all their tokens but the last, which are collected once.
 	rowToks, prevToks []uint64
+	// short caches the slots of short tokens (tokSlot).
+	short [shortToks]shortTok
 	// scratch of encodeGrouped, kept for the builder's next use
 	encStart, encFlat, encPos, encOrder []int32
 	encBuckets                          []int32
@@ -123,6 +125,7 @@ func (b *indexBuilder) reset() {
 	clear(b.memo)
 	b.cur, b.prevV, b.prevSlots, b.prevOK = b.cur[:0], b.prevV[:0], nil, false
 	b.bloomOnly = false
+	clear(b.short[:])
 	b.toks, b.rowToks, b.prevToks = b.toks[:0], b.rowToks[:0], b.prevToks[:0]
 }
 
@@ -301,7 +304,7 @@ func (b *indexBuilder) add(row int, v []byte) {
 	if short {
 		b.cur = append(b.cur, b.slot(valueKey(v), false))
 	}
-	b.tb = tokens(v, b.tb, func(t []byte) { b.cur = append(b.cur, b.slot(xxhash.Sum64(t), true)) })
+	b.tb = tokens(v, b.tb, func(t []byte) { b.cur = append(b.cur, b.tokSlot(t)) })
 	for _, s := range b.cur {
 		b.post(s, r)
 	}
@@ -312,6 +315,39 @@ func (b *indexBuilder) add(row int, v []byte) {
 		}
 		b.remember(v, slots)
 	}
+}
+
+// shortToks is the size of indexBuilder.short.
+const (
+	shortTokBits = 9
+	shortToks    = 1 << shortTokBits
+)
+
+type shortTok struct {
+	w    uint64 // the token's bytes, little-endian, zero-padded (0: empty)
+	slot int32
+}
+
+// tokSlot returns token t's slot (adding it if new). A token of up to 8
+// bytes (most words) is first looked up by its bytes, packed into a word,
+// in a small direct-mapped cache: a value's common words are found there
+// without being hashed or looked up in the table of the column's every
+// key. Token bytes are never 0, so the padding tells lengths apart.
+func (b *indexBuilder) tokSlot(t []byte) int32 {
+	if len(t) > 8 {
+		return b.slot(xxhash.Sum64(t), true)
+	}
+	var w uint64
+	for i, c := range t {
+		w |= uint64(c) << (8 * i)
+	}
+	e := &b.short[(w*0x9e3779b97f4a7c15)>>(64-shortTokBits)]
+	if e.w == w {
+		return e.slot
+	}
+	s := b.slot(xxhash.Sum64(t), true)
+	*e = shortTok{w: w, slot: s}
+	return s
 }
 
 // sharedTokens returns where the tokens of v that prev does not have start:
