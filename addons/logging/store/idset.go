@@ -79,11 +79,25 @@ func (idx *index) dropIDs(blk *block) error {
 // cache line, so one probe sequence tells whether a hash is held and, if
 // not, where it goes. A zero hash marks an empty slot; the hash 0 itself
 // is kept beside the table. At most 3/4 of the slots are used.
+//
+// Growing is incremental. An index's table holds the ids of all its
+// blocks (tens of millions of entries, hundreds of MB), and rehashing it
+// at once under the index's lock stalled ingest and searches for as long
+// as writing the doubled table into fresh memory took (~200 ms at 1M ids
+// here). Instead the full table becomes old, a table twice its size
+// becomes ents, and each find moves a few of old's slots over (a swept
+// slot is left as a tombstone: hash 0, location movedLoc) until old is
+// empty, long before ents can fill. Meanwhile lookups look in both; an
+// entry is in exactly one of them.
 type idTable struct {
 	ents    []idEnt // a power of two of them, or none
-	n       int     // used slots
+	n       int     // entries held, in ents and old
 	zero    bool    // the hash 0 is held, at zeroLoc
 	zeroLoc uint64
+	// old is the table being moved into ents (nil: none); its slots
+	// before swept are tombstones or empty.
+	old   []idEnt
+	swept int
 }
 
 type idEnt struct{ h, loc uint64 }
@@ -91,23 +105,46 @@ type idEnt struct{ h, loc uint64 }
 // zeroSlot is what find answers for the hash 0.
 const zeroSlot = -1
 
+// movedLoc marks a swept slot of the old table (with hash 0): probes go
+// on past it, as past a held entry.
+const movedLoc = ^uint64(0)
+
+// sweepStep is how many old slots each find moves: the old table is empty
+// after len(old)/sweepStep finds, while ents fills from 3/8 to 3/4 only
+// after len(old)*3/4 inserts.
+const sweepStep = 16
+
+// probe returns the slot of tab holding h, or -1 (h != 0; tab may be
+// empty or hold tombstones).
+func probe(tab []idEnt, h uint64) int {
+	if len(tab) == 0 {
+		return -1
+	}
+	mask := len(tab) - 1
+	for i := int(h) & mask; ; i = (i + 1) & mask {
+		switch e := tab[i]; e.h {
+		case h:
+			return i
+		case 0:
+			if e.loc != movedLoc {
+				return -1
+			}
+		}
+	}
+}
+
 // get returns the location of hash h.
 func (t *idTable) get(h uint64) (uint64, bool) {
 	if h == 0 {
 		return t.zeroLoc, t.zero
 	}
-	if len(t.ents) == 0 {
-		return 0, false
+	if i := probe(t.ents, h); i >= 0 {
+		return t.ents[i].loc, true
 	}
-	mask := len(t.ents) - 1
-	for i := int(h) & mask; ; i = (i + 1) & mask {
-		switch e := t.ents[i]; e.h {
-		case h:
-			return e.loc, true
-		case 0:
-			return 0, false
-		}
+	if i := probe(t.old, h); i >= 0 {
+		return t.old[i].loc, true
 	}
+	return 0, false
 }
 
 // find returns the slot holding hash h (found), or the empty slot where
@@ -116,8 +153,17 @@ func (t *idTable) find(h uint64) (slot int, found bool) {
 	if h == 0 {
 		return zeroSlot, t.zero
 	}
+	if t.old != nil {
+		t.sweep(sweepStep)
+	}
 	if 4*(t.n+1) > 3*len(t.ents) {
 		t.grow()
+	}
+	if i := probe(t.old, h); i >= 0 {
+		// Not swept yet: moved now, and found where it lands.
+		e := t.old[i]
+		t.old[i] = idEnt{loc: movedLoc}
+		return t.insert(e), true
 	}
 	mask := len(t.ents) - 1
 	for i := int(h) & mask; ; i = (i + 1) & mask {
@@ -127,6 +173,33 @@ func (t *idTable) find(h uint64) (slot int, found bool) {
 		case 0:
 			return i, false
 		}
+	}
+}
+
+// insert puts e (not held in ents) into ents and returns its slot.
+func (t *idTable) insert(e idEnt) int {
+	mask := len(t.ents) - 1
+	i := int(e.h) & mask
+	for t.ents[i].h != 0 {
+		i = (i + 1) & mask
+	}
+	t.ents[i] = e
+	return i
+}
+
+// sweep moves up to k more of old's slots into ents, and drops old once
+// all are.
+func (t *idTable) sweep(k int) {
+	end := min(len(t.old), t.swept+k)
+	for i := t.swept; i < end; i++ {
+		if e := t.old[i]; e.h != 0 {
+			t.insert(e)
+			t.old[i] = idEnt{loc: movedLoc}
+		}
+	}
+	t.swept = end
+	if end == len(t.old) {
+		t.old, t.swept = nil, 0
 	}
 }
 
@@ -154,6 +227,14 @@ func (t *idTable) deleteAt(h, loc uint64) {
 	if h == 0 {
 		if t.zero && t.zeroLoc == loc {
 			t.zero, t.zeroLoc = false, 0
+		}
+		return
+	}
+	if i := probe(t.old, h); i >= 0 {
+		// A tombstone keeps the probe runs of old intact.
+		if t.old[i].loc == loc {
+			t.old[i] = idEnt{loc: movedLoc}
+			t.n--
 		}
 		return
 	}
@@ -188,24 +269,21 @@ func (t *idTable) deleteAt(h, loc uint64) {
 	t.n--
 }
 
-// grow doubles the table (or makes the first one) and reinserts the
-// entries.
+// grow doubles the table (or makes the first one): the full one becomes
+// old, swept into the new one by the finds that follow. An old table not
+// yet swept (growth faster than the sweep, which sweepStep rules out) is
+// swept first.
 func (t *idTable) grow() {
+	if t.old != nil {
+		t.sweep(len(t.old))
+	}
 	size := 2 * len(t.ents)
 	if size == 0 {
 		size = 16
 	}
-	old := t.ents
+	t.old, t.swept = t.ents, 0
 	t.ents = make([]idEnt, size)
-	mask := size - 1
-	for _, e := range old {
-		if e.h == 0 {
-			continue
-		}
-		i := int(e.h) & mask
-		for t.ents[i].h != 0 {
-			i = (i + 1) & mask
-		}
-		t.ents[i] = e
+	if len(t.old) == 0 {
+		t.old = nil
 	}
 }

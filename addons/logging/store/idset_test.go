@@ -164,3 +164,79 @@ func TestIDTable(t *testing.T) {
 		}
 	}
 }
+
+// TestIDTableGrowsIncrementally: the insert that outgrows the table does
+// not rehash it; the full table is moved over by the finds that follow, a
+// few slots each (every id stays found meanwhile, and deletes and
+// re-inserts of unmoved ids land right), and it is empty well before the
+// new table could fill.
+func TestIDTableGrowsIncrementally(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var tab idTable
+	ref := map[uint64]uint64{}
+	add := func() {
+		h := rng.Uint64() | 1
+		slot, found := tab.find(h)
+		if found {
+			t.Fatalf("find(%d) found an id never added", h)
+		}
+		tab.put(slot, h, uint64(len(ref)))
+		ref[h] = uint64(len(ref))
+	}
+	for len(tab.ents) < 1<<16 || tab.old != nil {
+		add()
+	}
+	size := len(tab.ents)
+	for len(tab.ents) == size {
+		add()
+	}
+	if tab.old == nil || len(tab.old) != size || tab.swept > sweepStep {
+		t.Fatalf("after the growing insert: old %d slots, %d swept; want the %d-slot table, at most %d swept", len(tab.old), tab.swept, size, sweepStep)
+	}
+	// Delete and re-add a few ids still in old.
+	moved := 0
+	for h, loc := range ref {
+		if moved == 50 {
+			break
+		}
+		if probe(tab.old, h) < 0 {
+			continue
+		}
+		tab.deleteAt(h, loc)
+		if _, ok := tab.get(h); ok {
+			t.Fatalf("get(%d) after its delete still finds it", h)
+		}
+		slot, found := tab.find(h)
+		if found {
+			t.Fatalf("find(%d) after its delete found it", h)
+		}
+		tab.put(slot, h, loc)
+		moved++
+	}
+	// Every id is found while old is still being swept (a delete from old
+	// must not cut the probe runs of ids behind it).
+	for h, loc := range ref {
+		if got, ok := tab.get(h); !ok || got != loc {
+			t.Fatalf("mid-sweep: get(%d) = %d %v, want %d", h, got, ok, loc)
+		}
+	}
+	finds := moved
+	for tab.old != nil {
+		add()
+		finds++
+		if 4*tab.n > 3*len(tab.ents) {
+			t.Fatal("the new table filled before the old one was swept")
+		}
+	}
+	if want := size / sweepStep; finds > want+1 {
+		t.Fatalf("old table swept in %d finds, want about %d", finds, want)
+	}
+	if tab.n != len(ref) {
+		t.Fatalf("%d entries, want %d", tab.n, len(ref))
+	}
+	for h, loc := range ref {
+		if got, ok := tab.get(h); !ok || got != loc {
+			t.Fatalf("get(%d) = %d %v, want %d", h, got, ok, loc)
+		}
+	}
+}
