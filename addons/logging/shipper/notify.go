@@ -30,8 +30,13 @@ const watchDirMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_MODIFY | unix.I
 // before, at PollInterval.
 type watcher struct {
 	f *os.File // the inotify instance, non-blocking, so Close ends a read
+	// fd is f's descriptor, for adding watches (f.Fd would put f in
+	// blocking mode, and then Close would not end a read).
+	fd int
 	// discover is signalled when discovery should run (capacity 1).
 	discover chan struct{}
+	// done is closed when run returns (after close).
+	done chan struct{}
 
 	mu      sync.Mutex
 	dirs    map[int32]string // watch descriptor -> folder
@@ -50,7 +55,9 @@ func newWatcher() (*watcher, error) {
 	}
 	return &watcher{
 		f:        os.NewFile(uintptr(fd), "inotify"),
+		fd:       fd,
 		discover: make(chan struct{}, 1),
+		done:     make(chan struct{}),
 		dirs:     map[int32]string{},
 		waiters:  map[string]map[*tailer]struct{}{},
 	}, nil
@@ -61,7 +68,7 @@ func newWatcher() (*watcher, error) {
 // listing is reported. false: the folder is not watched (gone, or the
 // watch limit was reached).
 func (w *watcher) watch(dir string) (added bool, err error) {
-	wd, err := unix.InotifyAddWatch(int(w.f.Fd()), dir, watchDirMask)
+	wd, err := unix.InotifyAddWatch(w.fd, dir, watchDirMask)
 	if err != nil {
 		if errors.Is(err, unix.ENOSPC) {
 			w.mu.Lock()
@@ -117,6 +124,7 @@ func (w *watcher) unwait(path string, t *tailer) {
 
 // run reads events until the instance is closed.
 func (w *watcher) run() {
+	defer close(w.done)
 	buf := make([]byte, 16<<10)
 	for {
 		n, err := w.f.Read(buf)

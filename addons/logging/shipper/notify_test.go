@@ -73,6 +73,15 @@ func TestWrittenLinesShippedWithoutPolling(t *testing.T) {
 			t.Errorf("line %q not shipped; got %v", want, msgs)
 		}
 	}
+	// Once Run returns, the watcher's reader has returned too (its read
+	// ended by Close, not left blocked with the descriptor open).
+	w := r.s.watcher()
+	r.stop()
+	select {
+	case <-w.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the inotify reader still runs after the shipper stopped")
+	}
 }
 
 // waitWatching waits until Run has its watcher and has looked at the pod
