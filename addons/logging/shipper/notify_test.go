@@ -164,3 +164,47 @@ func TestWatcherEvents(t *testing.T) {
 		t.Fatalf("waiters left after unwait: %v", w.waiters)
 	}
 }
+
+// TestWritesWakeReadsAtMostEveryGap: a container writing a line every
+// millisecond wakes its tailer on each write, but the tailer reads at most
+// every wakeGap, and every line still arrives.
+func TestWritesWakeReadsAtMostEveryGap(t *testing.T) {
+	srv, sink := newBulkSink(t, 0, nil)
+	root := t.TempDir()
+	logDir := filepath.Join(root, "logs")
+	path := filepath.Join(logDir, "ns1_web-0_uid-1", "app", "0.log")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := startShipper(t, Config{
+		PodLogDir: logDir, StateDir: filepath.Join(root, "state"), NodeName: "node-a", URL: srv.URL,
+		PollInterval: time.Hour, CheckpointInterval: time.Hour, FlushInterval: 20 * time.Millisecond,
+	})
+	waitWatching(t, r.s)
+	const lines = 300
+	start := time.Now()
+	for i := range lines {
+		if _, err := fmt.Fprintf(f, "2026-11-30T00:00:00.%09dZ stdout F line %d\n", i, i); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(sink.messages()) < lines {
+		if time.Now().After(deadline) {
+			t.Fatalf("sink holds %d lines, want %d", len(sink.messages()), lines)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	reads := r.s.wakeReads.Load()
+	if most := int64(elapsed/wakeGap) + 2; reads > most || reads == 0 {
+		t.Fatalf("%d reads woken by %d writes over %v, want 1..%d (one per %v at most)", reads, lines, elapsed, most, wakeGap)
+	}
+	t.Logf("%d writes over %v: %d woken reads", lines, elapsed, reads)
+}

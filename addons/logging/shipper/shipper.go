@@ -177,8 +177,10 @@ type Shipper struct {
 	watch atomic.Pointer[watcher]
 
 	dropped atomic.Int64
-	closing atomic.Bool
-	wg      sync.WaitGroup
+	// wakeReads counts the reads of a file that a write woke (tests).
+	wakeReads atomic.Int64
+	closing   atomic.Bool
+	wg        sync.WaitGroup
 }
 
 var _ crilog.Retainer = (*Shipper)(nil)

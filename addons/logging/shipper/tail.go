@@ -77,6 +77,7 @@ type tailer struct {
 	// poll; sleepTimer is the poll, reused.
 	wake       chan struct{}
 	sleepTimer *time.Timer
+	woken      time.Time // when a write last woke the tailer (sleep)
 
 	mu sync.Mutex
 	// pending are the entries read, in order; those before head are
@@ -422,11 +423,29 @@ func (t *tailer) sleep(ctx context.Context) bool {
 	case <-t.abandoned:
 		return true
 	case <-t.wake:
+		// A tailer woken by a write reads at most every wakeGap: a
+		// container writing line by line would otherwise cost a read (and
+		// its wake-up) per line, for no gain, since the lines then wait
+		// for the sink's FlushInterval anyway.
+		if d := wakeGap - time.Since(t.woken); d > 0 {
+			t.sleepTimer.Reset(d)
+			select {
+			case <-ctx.Done():
+				return false
+			case <-t.abandoned:
+			case <-t.sleepTimer.C:
+			}
+		}
+		t.woken = time.Now()
+		t.s.wakeReads.Add(1)
 		return true
 	case <-t.sleepTimer.C:
 		return true
 	}
 }
+
+// wakeGap is the least time between two reads of a file that writes woke.
+const wakeGap = 20 * time.Millisecond
 
 // handle parses one line [start, end) and ships it (or adds it to its
 // stream's partial line). false: the shipper is stopping.
