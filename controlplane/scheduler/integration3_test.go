@@ -47,6 +47,21 @@ func TestSpreadHostPortsAndCordon(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		if !on {
+			return // the scheduler re-queues waiting pods when it sees it
+		}
+		// The scheduler sees a cordon through its node informer, a moment
+		// after the update: a pod created at once could still be placed on
+		// the node. A probe pod that only the last node could take turns
+		// unschedulable once the scheduler has seen that node's update, and
+		// so the ones before it (one informer, in order).
+		probe := "cordon-probe-" + nodes[len(nodes)-1]
+		e.create(podSpec(probe, onNode(nodes[len(nodes)-1])))
+		expectMessage(probe, "node(s) were unschedulable")
+		zero := int64(0)
+		if err := e.client.CoreV1().Pods("default").Delete(e.ctx, probe, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	t.Run("topology spread", func(t *testing.T) {
