@@ -32,14 +32,7 @@ func TestWrittenLinesShippedWithoutPolling(t *testing.T) {
 
 	appendLines := func(container string, from, to int) {
 		t.Helper()
-		path := filepath.Join(logDir, "ns1_web-0_uid-1", container, "0.log")
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
+		f := openLog(t, logDir, container)
 		defer f.Close()
 		for i := from; i < to; i++ {
 			if _, err := fmt.Fprintf(f, "2026-11-30T00:00:00.%09dZ stdout F %s line %d\n", i, container, i); err != nil {
@@ -172,14 +165,7 @@ func TestWritesWakeReadsAtMostEveryGap(t *testing.T) {
 	srv, sink := newBulkSink(t, 0, nil)
 	root := t.TempDir()
 	logDir := filepath.Join(root, "logs")
-	path := filepath.Join(logDir, "ns1_web-0_uid-1", "app", "0.log")
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := openLog(t, logDir, "app")
 	defer f.Close()
 	r := startShipper(t, Config{
 		PodLogDir: logDir, StateDir: filepath.Join(root, "state"), NodeName: "node-a", URL: srv.URL,
@@ -207,4 +193,19 @@ func TestWritesWakeReadsAtMostEveryGap(t *testing.T) {
 		t.Fatalf("%d reads woken by %d writes over %v, want 1..%d (one per %v at most)", reads, lines, elapsed, most, wakeGap)
 	}
 	t.Logf("%d writes over %v: %d woken reads", lines, elapsed, reads)
+}
+
+// openLog opens (creating it and its folders) the CRI log file of
+// container in pod ns1/web-0 under logDir, for appending.
+func openLog(t *testing.T, logDir, container string) *os.File {
+	t.Helper()
+	path := filepath.Join(logDir, "ns1_web-0_uid-1", container, "0.log")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
