@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -65,9 +64,10 @@ func newWatcher() (*watcher, error) {
 
 // watch adds a watch on folder dir (a no-op for one already watched). It
 // is called before the folder is listed, so an entry made after the
-// listing is reported. false: the folder is not watched (gone, or the
-// watch limit was reached).
-func (w *watcher) watch(dir string) (added bool, err error) {
+// listing is reported. A folder that cannot be watched (gone, or the
+// watch limit reached) is polled; only the first time the limit is
+// reached is an error returned, for the caller to log.
+func (w *watcher) watch(dir string) error {
 	wd, err := unix.InotifyAddWatch(w.fd, dir, watchDirMask)
 	if err != nil {
 		if errors.Is(err, unix.ENOSPC) {
@@ -76,15 +76,15 @@ func (w *watcher) watch(dir string) (added bool, err error) {
 			w.full = true
 			w.mu.Unlock()
 			if first {
-				return false, fmt.Errorf("inotify watch limit reached (fs.inotify.max_user_watches), polling %s: %w", dir, err)
+				return fmt.Errorf("inotify watch limit reached (fs.inotify.max_user_watches), polling %s: %w", dir, err)
 			}
 		}
-		return false, nil
+		return nil
 	}
 	w.mu.Lock()
 	w.dirs[int32(wd)] = dir
 	w.mu.Unlock()
-	return true, nil
+	return nil
 }
 
 // watching reports whether folder dir is watched.
@@ -129,14 +129,11 @@ func (w *watcher) run() {
 	for {
 		n, err := w.f.Read(buf)
 		if err != nil {
-			if errors.Is(err, fs.ErrClosed) || errors.Is(err, os.ErrClosed) {
-				return
+			// Closed, or an unexpected error: then wake everyone and
+			// stop; polling goes on.
+			if !errors.Is(err, os.ErrClosed) {
+				w.wakeAll()
 			}
-			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
-				continue
-			}
-			// An unexpected error: wake everyone and stop; polling goes on.
-			w.wakeAll()
 			return
 		}
 		w.handle(buf[:n])

@@ -417,7 +417,7 @@ func (s *Shipper) watchDir(dir string) {
 	if w == nil {
 		return
 	}
-	if _, err := w.watch(dir); err != nil {
+	if err := w.watch(dir); err != nil {
 		s.log.Warn("log folder is polled", "err", err)
 	}
 }

@@ -375,10 +375,10 @@ func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 			t.stop(false)
 			return
 		}
-		// A truncated file (copytruncate) starts over.
 		if !look {
 			continue
 		}
+		// A truncated file (copytruncate) starts over.
 		if st, err := f.Stat(); err == nil && st.Size() < off {
 			s.log.Warn("log file truncated, reading it from the start", "file", t.key)
 			off = 0

@@ -317,7 +317,7 @@ func (b *indexBuilder) add(row int, v []byte) {
 	}
 }
 
-// shortToks is the size of indexBuilder.short.
+// shortToks is the size of indexBuilder.short (tokSlot), a power of two.
 const (
 	shortTokBits = 9
 	shortToks    = 1 << shortTokBits
