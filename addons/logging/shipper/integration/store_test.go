@@ -7,7 +7,9 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,7 +124,14 @@ func TestEmbeddedStore(t *testing.T) {
 	// One bulk request may already have covered every line, so the files'
 	// offsets are also rewound to their starts: whatever the timing, the
 	// restarted shipper sends lines the store already has.
-	old, err := os.ReadFile(filepath.Join(state, "checkpoints.json"))
+	// The lines may be stored before the first checkpoint is written
+	// (every CheckpointInterval): wait for it.
+	var old []byte
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if old, err = os.ReadFile(filepath.Join(state, "checkpoints.json")); err == nil || !errors.Is(err, fs.ErrNotExist) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
