@@ -43,10 +43,11 @@ type logsOpts struct {
 	benchProfile string // CPU profile of the bench process (containers, crilog writer, store)
 	allocProfile string // allocation profile of the bench process
 	heapProfile  string
-	// flushBytes and inflightBytes override the shipper's defaults (0: the
+	// flushBytes, inflightBytes and bulkWorkers override the shipper's defaults (0: the
 	// agent's).
 	flushBytes    int
 	inflightBytes int64
+	bulkWorkers   int
 	// timeline samples the phase every this long (0: not).
 	timeline time.Duration
 }
@@ -130,6 +131,7 @@ func logsCommand() *cobra.Command {
 	f.StringVar(&o.cpuProfile, "shipper-cpuprofile", "", "write the shipper child's CPU profile to this file (suffixed with the line size)")
 	f.IntVar(&o.flushBytes, "shipper-flush-bytes", 0, "the shipper's bulk request size (0: the agent's default)")
 	f.Int64Var(&o.inflightBytes, "shipper-max-inflight-bytes", 0, "the shipper's bound on unacknowledged document bytes (0: the agent's default)")
+	f.IntVar(&o.bulkWorkers, "shipper-bulk-workers", 0, "the shipper's _bulk requests in flight at once (0: the agent's default)")
 	f.DurationVar(&o.timeline, "timeline", 0, "sample documents counted, the bench's and the shipper's CPU and the machine's idle time this often during each phase (0: not), printed as each phase's timeline")
 	f.StringVar(&o.heapProfile, "shipper-heapprofile", "", "write the shipper child's heap profile at its peak live heap to this file (suffixed with the line size)")
 	return cmd
@@ -176,6 +178,7 @@ func logsShipperCommand() *cobra.Command {
 	f.StringVar(&profile, "cpuprofile", "", "write a CPU profile to this file")
 	f.IntVar(&cfg.FlushBytes, "flush-bytes", 0, "bulk request size (0: default)")
 	f.Int64Var(&cfg.MaxInFlightBytes, "max-inflight-bytes", 0, "bound on unacknowledged document bytes (0: default)")
+	f.IntVar(&cfg.BulkWorkers, "bulk-workers", 0, "_bulk requests in flight at once (0: default)")
 	f.StringVar(&heapProfile, "heapprofile", "", "write a heap profile taken at the peak live heap to this file")
 	return cmd
 }
@@ -288,6 +291,9 @@ func logsPhaseRun(ctx context.Context, dir string, lines, lineBytes int, o logsO
 	}
 	if o.inflightBytes > 0 {
 		args = append(args, "--max-inflight-bytes", strconv.FormatInt(o.inflightBytes, 10))
+	}
+	if o.bulkWorkers > 0 {
+		args = append(args, "--bulk-workers", strconv.Itoa(o.bulkWorkers))
 	}
 	if o.heapProfile != "" {
 		args = append(args, "--heapprofile", fmt.Sprintf("%s.%d", o.heapProfile, lineBytes))

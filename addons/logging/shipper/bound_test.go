@@ -30,6 +30,9 @@ type bulkSink struct {
 	docs     map[string]map[string]any
 	requests int
 	maxBody  int
+	// inFlight counts the _bulk requests being answered; maxInFlight is
+	// its highest.
+	inFlight, maxInFlight int
 }
 
 func newBulkSink(t *testing.T, delay time.Duration, decide func(map[string]any) int) (*httptest.Server, *bulkSink) {
@@ -48,12 +51,17 @@ func (k *bulkSink) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		_, _ = w.Write([]byte(`{"version":{"number":"8.15.0"}}`))
 		return
 	}
+	k.mu.Lock()
+	k.inFlight++
+	k.maxInFlight = max(k.maxInFlight, k.inFlight)
+	k.mu.Unlock()
 	time.Sleep(k.delay)
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 1<<20), 8<<20)
 	var items []string
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.inFlight--
 	k.requests++
 	k.maxBody = max(k.maxBody, len(b))
 	for sc.Scan() {

@@ -84,6 +84,9 @@ type Config struct {
 	// and Vector flush every second).
 	FlushInterval time.Duration
 	FlushBytes    int
+	// BulkWorkers is how many _bulk requests are in flight at once
+	// (default 2); the sink keeps one request buffer more than that.
+	BulkWorkers int
 	// MaxInFlight bounds the documents read but not yet acknowledged
 	// (default 20000): the shipper stops reading when it is reached.
 	MaxInFlight int
@@ -121,17 +124,20 @@ func (c *Config) defaults() error {
 	if c.FlushBytes <= 0 {
 		c.FlushBytes = 256 << 10
 	}
+	if c.BulkWorkers <= 0 {
+		c.BulkWorkers = 2
+	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 20000
 	}
 	if c.MaxInFlightBytes <= 0 {
 		c.MaxInFlightBytes = 4 << 20
 	}
-	// The sink fills requests of FlushBytes before they are sent (two at
-	// a time), and a document weighs up to twice its share of a
-	// request (docOverhead): below that the requests would only ever be
-	// sent by the FlushInterval timer.
-	c.MaxInFlightBytes = max(c.MaxInFlightBytes, 8*int64(c.FlushBytes))
+	// The sink fills requests of FlushBytes before they are sent
+	// (BulkWorkers at a time), and a document weighs up to twice its
+	// share of a request (docOverhead): below that the requests would
+	// only ever be sent by the FlushInterval timer.
+	c.MaxInFlightBytes = max(c.MaxInFlightBytes, int64(2*(c.BulkWorkers+2))*int64(c.FlushBytes))
 	if c.CheckpointInterval <= 0 {
 		c.CheckpointInterval = time.Second
 	}
@@ -176,6 +182,9 @@ type Shipper struct {
 	// only); set by Run.
 	watch atomic.Pointer[watcher]
 
+	// reading counts the tailers reading (not waiting at the end of
+	// their file); the last to stop tells the sink (sink.idle).
+	reading atomic.Int32
 	dropped atomic.Int64
 	// wakeReads counts the reads of a file that a write woke (tests).
 	wakeReads atomic.Int64
@@ -588,4 +597,12 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{*c.ClientCert}
 	}
 	return tc, nil
+}
+
+// resting is a tailer's stop reading (it waits at the end of its file or
+// ends); when none is left reading, the sink may send what it holds.
+func (s *Shipper) resting() {
+	if s.reading.Add(-1) == 0 && s.sink != nil {
+		s.sink.idle()
+	}
 }

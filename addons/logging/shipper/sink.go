@@ -37,13 +37,17 @@ type sink struct {
 	mu  sync.Mutex
 	cur *batch
 	// free holds the batches not in use and full those waiting for a
-	// worker: sinkBatches in all, so a send to full never blocks and a
-	// sender waits on free while every batch is full or in flight.
+	// worker: one per worker (Config.BulkWorkers send requests
+	// concurrently, as the bulk indexer's workers did) and one filling, so
+	// a send to full never blocks and a sender waits on free while every
+	// batch is full or in flight.
 	free, full chan *batch
-	stopTick   chan struct{}
-	tickDone   chan struct{}
-	workers    sync.WaitGroup
-	closeOnce  sync.Once
+	// lastFull is when a batch was last sent for being full (mu).
+	lastFull  time.Time
+	stopTick  chan struct{}
+	tickDone  chan struct{}
+	workers   sync.WaitGroup
+	closeOnce sync.Once
 
 	shipped, duplicates, deadLettered, retries atomic.Int64
 
@@ -54,14 +58,6 @@ type sink struct {
 	closeMu sync.RWMutex
 	closed  bool
 }
-
-const (
-	// sinkWorkers send requests concurrently (as the bulk indexer's
-	// workers did); sinkBatches are the batches they and the senders
-	// share: one per worker and one filling.
-	sinkWorkers = 2
-	sinkBatches = sinkWorkers + 1
-)
 
 // batch is one _bulk request being built or sent: its body and, per
 // document in order, the document and where its body lies in buf.
@@ -178,12 +174,12 @@ func newSink(s *Shipper) (*sink, error) {
 	}
 	k := &sink{s: s, es: client, dlPath: filepath.Join(s.cfg.StateDir, "deadletter.log"),
 		flushBytes: s.cfg.FlushBytes,
-		free:       make(chan *batch, sinkBatches), full: make(chan *batch, sinkBatches),
+		free:       make(chan *batch, s.cfg.BulkWorkers+1), full: make(chan *batch, s.cfg.BulkWorkers+1),
 		stopTick: make(chan struct{}), tickDone: make(chan struct{})}
-	for range sinkBatches {
+	for range s.cfg.BulkWorkers + 1 {
 		k.free <- &batch{}
 	}
-	for range sinkWorkers {
+	for range s.cfg.BulkWorkers {
 		k.workers.Add(1)
 		go k.worker()
 	}
@@ -235,7 +231,7 @@ func (k *sink) send(ctx context.Context, d *doc) {
 			if len(b.docs) == 0 || len(b.buf)+need <= k.flushBytes {
 				break
 			}
-			k.cur = nil
+			k.cur, k.lastFull = nil, time.Now()
 			k.full <- b // never blocks: full holds every batch
 			continue
 		}
@@ -269,6 +265,20 @@ func (k *sink) send(ctx context.Context, d *doc) {
 	// The body was copied: the tailer reuses its bytes.
 	d.body = nil
 	if len(b.buf) >= k.flushBytes {
+		k.cur, k.lastFull = nil, time.Now()
+		k.full <- b
+	}
+	k.mu.Unlock()
+}
+
+// idle is told when every tailer has read to the end of its file. Just
+// after a burst (a batch was sent full within the last FlushInterval) the
+// batch being filled is sent at once: the burst's last lines need not
+// wait for the tick. A quiet node's occasional lines still wait for it, a
+// few to a request.
+func (k *sink) idle() {
+	k.mu.Lock()
+	if b := k.cur; b != nil && len(b.docs) > 0 && time.Since(k.lastFull) < k.s.cfg.FlushInterval {
 		k.cur = nil
 		k.full <- b
 	}

@@ -235,6 +235,8 @@ type partial struct {
 
 func (t *tailer) run(ctx context.Context, f *os.File, path string) {
 	s := t.s
+	s.reading.Add(1)
+	defer s.resting()
 	// Wait for a first line: it fingerprints the file. The file can be
 	// rotated meanwhile: renamed, it is still this tailer's (a tailer
 	// follows its inode), so it is read on; only a file that is gone
@@ -411,6 +413,8 @@ func (t *tailer) gone(f *os.File, path string) bool {
 // sleep waits at the end of the file until it is written to (wake), the
 // poll interval passed, or the tailer is abandoned. false: ctx ended.
 func (t *tailer) sleep(ctx context.Context) bool {
+	t.s.resting()
+	defer t.s.reading.Add(1)
 	if t.sleepTimer == nil {
 		t.sleepTimer = time.NewTimer(t.s.cfg.PollInterval)
 	} else {
