@@ -524,42 +524,69 @@ func ParseTimeString(s string) (int64, bool) {
 // tokens calls fn for each lower-cased token of s: runs of letters, digits
 // and '_', with '.' kept between two such characters (host names, versions,
 // IP addresses stay one token, as Elasticsearch's standard analyzer does).
-// fn gets a reused buffer.
+// fn gets s's own bytes for a token already in lower case, else a reused
+// buffer; it must not keep or change them.
 func tokens(s []byte, buf []byte, fn func(tok []byte)) []byte {
 	i := 0
 	for i < len(s) {
 		// skip separators
-		for i < len(s) {
-			c := s[i]
-			if c < 0x80 {
-				if isWordASCII(c) {
-					break
-				}
+		if c := s[i]; c < 0x80 {
+			if wordLower[c] == 0 {
 				i++
 				continue
 			}
+		} else {
 			r, n := utf8.DecodeRune(s[i:])
-			if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+				i += n
+				continue
+			}
+		}
+		// A token starts at i: its ASCII run, byte by byte.
+		start, lower := i, true
+		for i < len(s) {
+			c := s[i]
+			if c >= 0x80 {
 				break
 			}
-			i += n
-		}
-		if i >= len(s) {
+			if l := wordLower[c]; l != 0 {
+				lower = lower && l == c
+				i++
+				continue
+			}
+			if c == '.' && i > start && i+1 < len(s) && s[i+1] < 0x80 && wordLower[s[i+1]] != 0 {
+				i++
+				continue
+			}
 			break
 		}
+		if i == len(s) || s[i] < 0x80 {
+			if lower {
+				fn(s[start:i])
+				continue
+			}
+			buf = buf[:0]
+			for _, c := range s[start:i] {
+				if c != '.' {
+					c = wordLower[c]
+				}
+				buf = append(buf, c)
+			}
+			fn(buf)
+			continue
+		}
+		// Non-ASCII within the token: rune by rune from where it starts.
 		buf = buf[:0]
+		i = start
 		for i < len(s) {
 			c := s[i]
 			if c < 0x80 {
-				if isWordASCII(c) {
-					if c >= 'A' && c <= 'Z' {
-						c += 'a' - 'A'
-					}
-					buf = append(buf, c)
+				if l := wordLower[c]; l != 0 {
+					buf = append(buf, l)
 					i++
 					continue
 				}
-				if c == '.' && len(buf) > 0 && i+1 < len(s) && s[i+1] < 0x80 && isWordASCII(s[i+1]) {
+				if c == '.' && len(buf) > 0 && i+1 < len(s) && s[i+1] < 0x80 && wordLower[s[i+1]] != 0 {
 					buf = append(buf, c)
 					i++
 					continue
@@ -577,6 +604,20 @@ func tokens(s []byte, buf []byte, fn func(tok []byte)) []byte {
 	}
 	return buf
 }
+
+// wordLower maps the ASCII word characters (letters, digits, '_') to
+// themselves in lower case, every other byte to 0.
+var wordLower = func() (t [256]byte) {
+	for c := range 128 {
+		if isWordASCII(byte(c)) {
+			t[c] = byte(c)
+			if c >= 'A' && c <= 'Z' {
+				t[c] += 'a' - 'A'
+			}
+		}
+	}
+	return t
+}()
 
 func isWordASCII(c byte) bool {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'
