@@ -15,11 +15,16 @@ import (
 // BenchmarkBulk measures store.Bulk (flatten, id check, head, WAL group
 // commit with fsync) for 100-byte log lines in batches of 1000.
 func BenchmarkBulk(b *testing.B) {
-	b.Run("fsync", func(b *testing.B) { benchBulk(b, false) })
-	b.Run("nosync", func(b *testing.B) { benchBulk(b, true) })
+	b.Run("fsync", func(b *testing.B) { benchBulk(b, false, 1) })
+	b.Run("nosync", func(b *testing.B) { benchBulk(b, true, 1) })
+	// Runs of 100 documents to an index, as a shipper's requests hold
+	// runs of lines from each file.
+	b.Run("nosync-runs", func(b *testing.B) { benchBulk(b, true, 100) })
 }
 
-func benchBulk(b *testing.B, noSync bool) {
+// benchBulk sends 1000-document requests, to 10 indices in turn every run
+// documents.
+func benchBulk(b *testing.B, noSync bool, run int) {
 	s, err := Open(Options{Dir: b.TempDir(), MaxAge: -1, NoSync: noSync})
 	if err != nil {
 		b.Fatal(err)
@@ -35,7 +40,7 @@ func benchBulk(b *testing.B, noSync bool) {
 	for b.Loop() {
 		for j := range ops {
 			msg := fmt.Sprintf("%s info request id=%d handled GET /api/v1/items path=/items/%d lorem ipsum dolor sit amet", base.Format("15:04:05.000"), n, n%1000)
-			ops[j] = Op{Index: "logs-kubernetes-ns-" + strconv.Itoa(n%10), ID: strconv.Itoa(n), Create: true, Source: doc(n, base.Add(time.Duration(n)*time.Millisecond), msg)}
+			ops[j] = Op{Index: "logs-kubernetes-ns-" + strconv.Itoa(n/run%10), ID: strconv.Itoa(n), Create: true, Source: doc(n, base.Add(time.Duration(n)*time.Millisecond), msg)}
 			n++
 		}
 		if _, err := s.Bulk(context.Background(), ops); err != nil {
@@ -288,4 +293,31 @@ func largestFile(tb testing.TB, dir string) int64 {
 		}
 	}
 	return n
+}
+
+// BenchmarkIDTableAhead: new ids into a table of millions, each found and
+// put, with and without touching the slots of the id idsAhead later first
+// (as BulkAppend does).
+func BenchmarkIDTableAhead(b *testing.B) {
+	const n = 2000000
+	hs := make([]uint64, n)
+	for i := range hs {
+		hs[i] = idHash(fmt.Sprintf("%016x", uint64(i)*0x9e3779b97f4a7c15))
+	}
+	for _, ahead := range []bool{false, true} {
+		b.Run(fmt.Sprintf("ahead=%v", ahead), func(b *testing.B) {
+			for b.Loop() {
+				var t idTable
+				for i, h := range hs {
+					if ahead && i+idsAhead < n {
+						t.touch(hs[i+idsAhead])
+					}
+					if j, found := t.find(h); !found {
+						t.put(j, h, uint64(i))
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/id")
+		})
+	}
 }

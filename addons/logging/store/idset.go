@@ -98,6 +98,8 @@ type idTable struct {
 	// before swept are tombstones or empty.
 	old   []idEnt
 	swept int
+	// touched keeps what touch read (never looked at).
+	touched uint64
 }
 
 type idEnt struct{ h, loc uint64 }
@@ -145,6 +147,24 @@ func (t *idTable) get(h uint64) (uint64, bool) {
 		return t.old[i].loc, true
 	}
 	return 0, false
+}
+
+// idsAhead is how many documents ahead BulkAppend reads the id table's
+// slots (touch).
+const idsAhead = 4
+
+// touch reads the slots where a probe for h starts, in both tables while
+// growing, so that a find of h soon after finds them in the cache (a
+// random slot of a table of millions of ids is a cache and TLB miss).
+func (t *idTable) touch(h uint64) {
+	var v uint64
+	if len(t.ents) > 0 {
+		v = t.ents[int(h)&(len(t.ents)-1)].h
+	}
+	if len(t.old) > 0 {
+		v |= t.old[int(h)&(len(t.old)-1)].h
+	}
+	t.touched |= v // a use, so the loads are kept
 }
 
 // find returns the slot holding hash h (found), or the empty slot where

@@ -356,7 +356,7 @@ func (s *Store) replay(gen uint64, p []byte, fl *flattener) bool {
 			return false
 		}
 		idx.mu.Lock()
-		st := idx.insert(string(id), auto, true, fl.fields, s)
+		st := idx.insert(string(id), idHash(string(id)), auto, true, fl.fields, s)
 		idx.mu.Unlock()
 		return st == 201
 	}
@@ -466,9 +466,24 @@ func (s *Store) BulkAppend(ctx context.Context, res []OpResult, ops []Op) ([]OpR
 	rb := recBufs.Get().(*recBuf)
 	defer rb.release()
 	var seq uint64
+	// The id table is larger than the caches: its slots for the
+	// documents a few ahead are read while this one is inserted, so
+	// their finds find them in the cache (ahead[j%len] is idHash of ops[j].ID).
+	var ahead [2 * idsAhead]uint64
+	for j := range min(idsAhead, len(ops)) {
+		if ops[j].ID != "" {
+			ahead[j%len(ahead)] = idHash(ops[j].ID)
+		}
+	}
 	s.sealMu.RLock()
 	for i, op := range ops {
 		r := &out[i]
+		next := i + idsAhead
+		if next < len(ops) && ops[next].ID != "" {
+			ahead[next%len(ahead)] = idHash(ops[next].ID)
+		} else {
+			next = -1
+		}
 		idx, err := s.indexFor(op.Index)
 		if err != nil {
 			r.Status, r.Err = 400, err
@@ -494,7 +509,10 @@ func (s *Store) BulkAppend(ctx context.Context, res []OpResult, ops []Op) ([]OpR
 			}
 			idx.mu.Lock()
 		}
-		r.Status = idx.insert(id, auto, op.Create, fl.fields, s)
+		if next >= 0 && ops[next].Index == op.Index {
+			idx.ids.byHash.touch(ahead[next%len(ahead)])
+		}
+		r.Status = idx.insert(id, ahead[i%len(ahead)], auto, op.Create, fl.fields, s)
 		idx.mu.Unlock()
 		if r.Status != 201 {
 			continue
@@ -590,12 +608,13 @@ func (s *Store) indexFor(name string) (*index, error) {
 	return s.makeIndex(name, "", true)
 }
 
-// insert adds a flattened document to the head (idx.mu held) and returns
+// insert adds a flattened document (id hashing to h) to the head (idx.mu
+// held) and returns
 // 201; when a caller-chosen id is stored already it adds nothing and
 // returns 409 for a create, 200 (a no-op: the first document is kept)
 // otherwise.
-func (idx *index) insert(id string, auto, create bool, fields []field, s *Store) int {
-	if !auto && !idx.addNewID(id, idHash(id), idLoc(idx.head.gen, idx.head.docs.len())) {
+func (idx *index) insert(id string, h uint64, auto, create bool, fields []field, s *Store) int {
+	if !auto && !idx.addNewID(id, h, idLoc(idx.head.gen, idx.head.docs.len())) {
 		if create {
 			return 409
 		}
