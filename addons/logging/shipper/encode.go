@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/skiffhq/skiff/internal/jsonscan"
 )
 
 // Meta is the Kubernetes metadata of one container's records, with Fluent
@@ -167,7 +169,7 @@ func jsonObject(msg []byte) map[string]json.RawMessage {
 
 // writeString writes s as a JSON string; invalid UTF-8 becomes U+FFFD.
 func writeString(buf *bytes.Buffer, s string) {
-	if plainASCII(s) {
+	if jsonscan.PlainHTMLString(s) == len(s) { // printable ASCII that encoding/json writes as is
 		buf.WriteByte('"')
 		buf.WriteString(s)
 		buf.WriteByte('"')
@@ -183,24 +185,13 @@ func writeString(buf *bytes.Buffer, s string) {
 // writeBytes writes b as a JSON string as writeString does, without
 // going through encoding/json for the common printable ASCII text.
 func writeBytes(buf *bytes.Buffer, b []byte) {
-	if !plainASCII(b) {
+	if jsonscan.PlainHTML(b) < len(b) {
 		writeString(buf, string(b))
 		return
 	}
 	buf.WriteByte('"')
 	buf.Write(b)
 	buf.WriteByte('"')
-}
-
-// plainASCII reports whether s is printable ASCII that encoding/json
-// writes as is (no escapes, none of its HTML-escaped <, >, &).
-func plainASCII[T string | []byte](s T) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
 }
 
 // encoded renders m's JSON and its documents' action line once, before m

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/skiffhq/skiff/internal/jsonscan"
 )
 
 // Value kinds in a flattened document.
@@ -304,14 +306,7 @@ func (p *parser) str(out *[]byte) ([]byte, error) {
 	p.i++ // opening quote
 	start := len(*out)
 	for {
-		j := p.i
-		for j < len(p.src) {
-			c := p.src[j]
-			if c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
-				break
-			}
-			j++
-		}
+		j := p.i + jsonscan.Plain(p.src[p.i:])
 		*out = append(*out, p.src[p.i:j]...)
 		p.i = j
 		if j >= len(p.src) {
