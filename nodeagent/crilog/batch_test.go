@@ -451,3 +451,77 @@ func TestBatchWriteError(t *testing.T) {
 		t.Fatalf("records after the failed write: %.80q", msgs)
 	}
 }
+
+// TestUnwrittenOutputBounded: while the file cannot be written, a stream
+// keeps at most about maxUnwritten bytes of output; the complete lines
+// past that are dropped and counted, a line begun by a P record before is
+// ended by an empty F record, and once the file can be written the kept
+// lines follow whole and in order.
+func TestUnwrittenOutputBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	w, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := w.f
+	out := w.Stream(Stdout)
+	// A long line whose first piece is written as a P record.
+	long := strings.Repeat("x", maxLine+100)
+	if _, err := out.Write([]byte(long)); err != nil {
+		t.Fatal(err)
+	}
+	w.f = &shortFile{WriteCloser: real}
+	var chunk []byte
+	line := 0
+	for range 3 * maxUnwritten / (32 << 10) {
+		chunk = chunk[:0]
+		for len(chunk) < 32<<10 {
+			chunk = fmt.Appendf(chunk, "line %08d\n", line)
+			line++
+		}
+		if _, err := out.Write(chunk); !errors.Is(err, errShort) {
+			t.Fatalf("Write = %v, want the file's error", err)
+		}
+		if n := w.bufs[Stdout].Len(); n > maxUnwritten+32<<10 {
+			t.Fatalf("%d bytes kept unwritten, want at most %d", n, maxUnwritten+32<<10)
+		}
+	}
+	kept := w.bufs[Stdout].Len()
+	total := int64(len(long)-maxLine) + int64(line)*int64(len("line 00000000\n"))
+	if d := w.Dropped(); d == 0 || d+int64(kept) != total {
+		t.Fatalf("dropped %d and kept %d of %d bytes", d, kept, total)
+	}
+	w.f = real
+	if _, err := out.Write([]byte("after\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	var cur []byte
+	for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		r, err := Parse([]byte(l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur = append(cur, r.Message...)
+		if !r.Partial {
+			lines = append(lines, string(cur))
+			cur = nil
+		}
+	}
+	if len(lines) < 3 || lines[0] != long[:maxLine] || lines[len(lines)-1] != "after" {
+		t.Fatalf("%d lines: first %.40q, last %q; want the long line's written piece first and after last", len(lines), lines[0], lines[len(lines)-1])
+	}
+	first := line - (len(lines) - 2)
+	for i, l := range lines[1 : len(lines)-1] {
+		if want := fmt.Sprintf("line %08d", first+i); l != want {
+			t.Fatalf("line %d is %q, want %q (the last lines, whole and in order)", i+1, l, want)
+		}
+	}
+}

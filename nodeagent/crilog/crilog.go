@@ -33,6 +33,13 @@ const (
 // split into P records (containerd's CRI plugin uses 16 KiB too).
 const maxLine = 16 * 1024
 
+// maxUnwritten bounds a stream's output kept while the file cannot be
+// written (a full disk): past it, the stream's complete lines are dropped
+// and counted (Dropped), as containerd's CRI plugin drops a line it fails
+// to write, rather than growing the agent's memory with the container's
+// output.
+const maxUnwritten = 1 << 20
+
 // Writer appends records of both streams of one container to one file,
 // rotating it by size (see Rotation).
 type Writer struct {
@@ -51,6 +58,8 @@ type Writer struct {
 	// outPool for the Write and given back after it, so an idle container
 	// keeps no write buffer.
 	out []byte
+	// dropped counts the bytes of output dropped (maxUnwritten).
+	dropped int64
 }
 
 // outPool holds the write buffers of Writers between Writes.
@@ -146,6 +155,43 @@ func (s streamWriter) Write(p []byte) (int, error) {
 	return len(p), s.w.write(s.name, p)
 }
 
+// Dropped returns the bytes of container output dropped so far because
+// the file could not be written.
+func (w *Writer) Dropped() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.dropped
+}
+
+// discard drops the oldest lines stream kept unwritten, keeping the
+// latest whole lines within maxUnwritten/2 (and an unterminated line of
+// at most maxLine; a longer one is dropped too). A line begun by a P
+// record that is dropped is ended by an empty F record once the file can
+// be written again, so it is not joined to the lines after it.
+func (w *Writer) discard(stream string, buf *bytes.Buffer) int {
+	b := buf.Bytes()
+	cut := max(0, len(b)-maxUnwritten/2)
+	n := bytes.IndexByte(b[cut:], '\n') + cut + 1
+	if n == cut {
+		if n = bytes.LastIndexByte(b, '\n') + 1; len(b)-n > maxLine {
+			n = len(b)
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	buf.Next(n)
+	if w.open[stream] {
+		rest := bytes.Clone(buf.Bytes())
+		buf.Reset()
+		buf.WriteByte('\n')
+		buf.Write(rest)
+		n--
+	}
+	w.dropped += int64(n)
+	return n
+}
+
 // write turns the complete lines of p (with what the stream's earlier
 // writes left unterminated) into records: F for a line, P for each maxLine
 // piece of a longer one. The records are formatted into w.out and written
@@ -171,6 +217,17 @@ func (w *Writer) write(stream string, p []byte) error {
 		w.bufs[stream] = buf
 	}
 	buf.Write(p)
+	err := w.format(stream, buf)
+	if err != nil && buf.Len() > maxUnwritten {
+		if n := w.discard(stream, buf); n > 0 {
+			err = fmt.Errorf("%w (%d bytes of %s dropped, %d in all)", err, n, stream, w.dropped)
+		}
+	}
+	return err
+}
+
+// format writes the records of buf's complete lines (see write).
+func (w *Writer) format(stream string, buf *bytes.Buffer) error {
 	pb := outPool.Get().(*[]byte)
 	w.out = (*pb)[:0]
 	defer func() {
