@@ -411,17 +411,7 @@ func TestBatchWriteError(t *testing.T) {
 	if got, want := w.bufs[Stdout].Len(), len(data)-2-maxLine; got != want {
 		t.Fatalf("%d bytes left to write, want %d", got, want)
 	}
-	w.f = real
-	if _, err := w.Stream(Stdout).Write([]byte("c\n")); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := writeClosed(t, w, real, Stdout, "c\n", path)
 	if int64(len(b)) != w.size {
 		t.Fatalf("file has %d bytes, the Writer counted %d", len(b), w.size)
 	}
@@ -491,17 +481,7 @@ func TestUnwrittenOutputBounded(t *testing.T) {
 	if d := w.Dropped(); d == 0 || d+int64(kept) != total {
 		t.Fatalf("dropped %d and kept %d of %d bytes", d, kept, total)
 	}
-	w.f = real
-	if _, err := out.Write([]byte("after\n")); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := writeClosed(t, w, real, Stdout, "after\n", path)
 	var lines []string
 	var cur []byte
 	for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
@@ -524,4 +504,22 @@ func TestUnwrittenOutputBounded(t *testing.T) {
 			t.Fatalf("line %d is %q, want %q (the last lines, whole and in order)", i+1, l, want)
 		}
 	}
+}
+
+// writeClosed gives w its file back, writes s to stream, closes w and
+// returns what the file at path holds.
+func writeClosed(t *testing.T, w *Writer, f io.WriteCloser, stream, s, path string) []byte {
+	t.Helper()
+	w.f = f
+	if _, err := w.Stream(stream).Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

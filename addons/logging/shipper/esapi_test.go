@@ -15,11 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// TestCompactResponsesFromTheStore: against the embedded store's _bulk
-// (compact responses, no gzip on loopback), every line counts as shipped,
-// and a second shipper without checkpoints counts every line again as a
-// duplicate: the sink reads 201 and 409 from the compact items.
-func TestCompactResponsesFromTheStore(t *testing.T) {
+// storeServer serves an embedded store (no fsync) under /logs, both
+// closed when the test ends.
+func storeServer(t *testing.T) *httptest.Server {
+	t.Helper()
 	st, err := store.Open(store.Options{Dir: t.TempDir(), NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -27,6 +26,15 @@ func TestCompactResponsesFromTheStore(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 	srv := httptest.NewServer(http.StripPrefix("/logs", &esapi.Handler{Store: st}))
 	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestCompactResponsesFromTheStore: against the embedded store's _bulk
+// (compact responses, no gzip on loopback), every line counts as shipped,
+// and a second shipper without checkpoints counts every line again as a
+// duplicate: the sink reads 201 and 409 from the compact items.
+func TestCompactResponsesFromTheStore(t *testing.T) {
+	srv := storeServer(t)
 	const n = 3000
 	logDir := t.TempDir()
 	w, err := crilog.Open(filepath.Join(logDir, "ns1_web-0_uid-1", "app", "0.log"))

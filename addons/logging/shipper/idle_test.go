@@ -2,14 +2,10 @@ package shipper
 
 import (
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/skiffhq/skiff/addons/logging/esapi"
-	"github.com/skiffhq/skiff/addons/logging/store"
 	"github.com/skiffhq/skiff/nodeagent/crilog"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,13 +16,7 @@ import (
 // burst is shipped to its last line as soon as the tailer has read it
 // all: the partly filled last batch goes when every tailer is idle.
 func TestBurstTailSentWhenIdle(t *testing.T) {
-	st, err := store.Open(store.Options{Dir: t.TempDir(), NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	srv := httptest.NewServer(http.StripPrefix("/logs", &esapi.Handler{Store: st}))
-	t.Cleanup(srv.Close)
+	srv := storeServer(t)
 	logDir := t.TempDir()
 	w, err := crilog.Open(filepath.Join(logDir, "ns1_web-0_uid-1", "app", "0.log"))
 	if err != nil {
