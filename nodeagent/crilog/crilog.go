@@ -180,14 +180,12 @@ func (w *Writer) discard(stream string, buf *bytes.Buffer) int {
 	if n == 0 {
 		return 0
 	}
-	buf.Next(n)
 	if w.open[stream] {
-		rest := bytes.Clone(buf.Bytes())
-		buf.Reset()
-		buf.WriteByte('\n')
-		buf.Write(rest)
+		// Keep the last dropped byte, as a line end.
 		n--
+		b[n] = '\n'
 	}
+	buf.Next(n)
 	w.dropped += int64(n)
 	return n
 }
