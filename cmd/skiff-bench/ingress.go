@@ -277,11 +277,7 @@ http {
   server {
     listen 127.0.0.1:%[4]d;
     location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      %[6]s
       proxy_set_header X-Forwarded-Host $host;
       proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header Forwarded "for=$remote_addr;host=\"$host\";proto=$scheme";
@@ -293,15 +289,13 @@ http {
   server {
     listen 127.0.0.1:%[5]d;
     location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      %[6]s
     }
   }
 }
-`, runtime.NumCPU(), dir, backendPort, nginxPort, nginxMinPort)
+`, runtime.NumCPU(), dir, backendPort, nginxPort, nginxMinPort,
+		`proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;`)
 	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
