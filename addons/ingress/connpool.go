@@ -40,6 +40,10 @@ type pconn struct {
 	nread  int64 // bytes read since the request was written
 	idleAt int64 // unix ns when it went idle
 	reused bool  // served a request before this one
+	// bodyIdle > 0: once the answer head is in, every read of the body
+	// must return within it (nginx's proxy_read_timeout, the longest gap
+	// between two reads), else it fails with a timeout.
+	bodyIdle time.Duration
 	// interrupted is set when the client went away and the connection's
 	// deadline was moved into the past (context.AfterFunc).
 	interrupted atomic.Bool
@@ -52,6 +56,14 @@ func (pc *pconn) Read(b []byte) (int, error) {
 	}
 	if int64(len(b)) > pc.limit {
 		b = b[:pc.limit]
+	}
+	if pc.bodyIdle > 0 {
+		_ = pc.conn.SetReadDeadline(time.Now().Add(pc.bodyIdle))
+		if pc.interrupted.Load() {
+			// The client went away between the store and our deadline:
+			// keep the interruption (see watch).
+			_ = pc.conn.SetDeadline(aLongTimeAgo)
+		}
 	}
 	n, err := pc.conn.Read(b)
 	pc.limit -= int64(n)
@@ -80,11 +92,11 @@ func (pc *pconn) release() bool {
 	return ok && !pc.interrupted.Load()
 }
 
-// headersRead lifts the header cap and the read timeout once the response
-// headers are in: the body streams for as long as it takes.
-func (pc *pconn) headersRead() {
+// headersRead lifts the header cap once the response headers are in; the
+// read timeout now bounds each read of the body, not the whole of it.
+func (pc *pconn) headersRead(readTimeout time.Duration) {
 	pc.limit = math.MaxInt64
-	_ = pc.conn.SetReadDeadline(time.Time{})
+	pc.bodyIdle = readTimeout
 	if pc.interrupted.Load() {
 		_ = pc.conn.SetDeadline(aLongTimeAgo)
 	}
@@ -124,9 +136,14 @@ func (cp *connPool) get(now int64) *pconn {
 			pc.close()
 			continue
 		}
-		if idle > staleCheckAfterIdle && peerClosed(pc.conn) {
-			pc.close()
-			continue
+		if idle > staleCheckAfterIdle {
+			// The last answer's read deadline is still set (the next
+			// request sets its own); a passed one would fail the peek.
+			_ = pc.conn.SetReadDeadline(time.Time{})
+			if peerClosed(pc.conn) {
+				pc.close()
+				continue
+			}
 		}
 		pc.reused = true
 		return pc

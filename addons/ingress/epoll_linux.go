@@ -438,8 +438,10 @@ func (l *epollLoop) sweep() {
 		case *epConn:
 			x.close() // header or idle timeout: as net/http, no answer
 		case *epBackend:
-			if x.c != nil {
-				x.c.backendFailed(x, fmt.Errorf("%w after %s: %w", errBackendTimout, x.readTimeout, os.ErrDeadlineExceeded))
+			// (Skipped when an earlier close in this sweep ended its
+			// request.)
+			if x.c != nil && !x.closed && x.c.b == x {
+				x.c.backendTimedOut(x)
 			}
 		}
 	}
@@ -1214,6 +1216,7 @@ func (b *epBackend) tryHead() bool {
 		if need := int(min(c.bodyLeft, 512)); b.r1-b.r0 < need {
 			c.sniffNeed = need
 			if !b.fillFor(need) {
+				b.deadline = c.l.now.Add(b.readTimeout) // for the whole of the sniffed bytes
 				return true
 			}
 		}
@@ -1256,6 +1259,7 @@ func (b *epBackend) fillFor(n int) bool {
 func (b *epBackend) startAnswer() {
 	c := b.c
 	c.sniffNeed = 0
+	b.deadline = time.Time{}
 	lr := c.lr
 	resp := c.resp
 	keep, _, _ := writeAnswerHead(c.lc.bw, lr, resp, func(n int) []byte {
@@ -1288,9 +1292,12 @@ func (b *epBackend) pump() bool {
 	c := b.c
 	for c.bodyLeft > 0 {
 		if len(c.out)-c.outOff >= epollReadSize {
-			return true // write first
+			// Write first: the client is the one behind, not the backend.
+			b.deadline = time.Time{}
+			return true
 		}
 		if !b.rdy {
+			b.awaitBody()
 			return false
 		}
 		buf := c.l.rbuf[:min(int64(len(c.l.rbuf)), c.bodyLeft)]
@@ -1298,6 +1305,7 @@ func (b *epBackend) pump() bool {
 		if err != nil {
 			if errors.Is(err, unix.EAGAIN) {
 				b.rdy = false
+				b.awaitBody()
 				return false
 			}
 			if errors.Is(err, unix.EINTR) {
@@ -1306,16 +1314,10 @@ func (b *epBackend) pump() bool {
 			n = 0
 		}
 		if n <= 0 {
-			// Cut short: the client connection closes so the answer
-			// cannot be mistaken for a complete one.
-			b.close()
-			c.b = nil
-			lr := c.lr
-			c.lr, c.resp = nil, nil
-			c.lc.end(lr)
-			c.closeAft = true
+			c.cutAnswer()
 			return true
 		}
+		b.deadline = time.Time{}
 		if n < len(buf) {
 			b.rdy = false
 		}
@@ -1325,6 +1327,50 @@ func (b *epBackend) pump() bool {
 	}
 	c.finishAnswer()
 	return true
+}
+
+// awaitBody starts the read timeout's clock as the loop begins to wait
+// for more of the body: nginx's proxy_read_timeout, the longest gap
+// between two reads.
+func (b *epBackend) awaitBody() {
+	if b.deadline.IsZero() {
+		b.deadline = b.l.now.Add(b.readTimeout)
+	}
+}
+
+// cutAnswer ends an answer cut short (the backend closed, failed or
+// stalled mid-body): the client connection closes once what it has is
+// written, so the answer cannot be mistaken for a complete one.
+func (c *epConn) cutAnswer() {
+	if c.b != nil {
+		c.b.close()
+		c.b = nil
+	}
+	lr := c.lr
+	c.lr, c.resp = nil, nil
+	c.sniffNeed = 0
+	c.lc.end(lr)
+	c.closeAft = true
+}
+
+// backendTimedOut: the sweep found b past its read deadline. Before the
+// answer head went out the client gets 504 (as a slow head); once the
+// body streams it is cut short.
+func (c *epConn) backendTimedOut(b *epBackend) {
+	err := fmt.Errorf("%w after %s: %w", errBackendTimout, b.readTimeout, os.ErrDeadlineExceeded)
+	switch {
+	case c.resp == nil:
+		c.backendFailed(b, err)
+	case c.sniffNeed > 0:
+		// The head waited for body bytes to sniff: nothing was written,
+		// and the endpoint was picked (end releases it).
+		b.close()
+		c.b, c.resp, c.sniffNeed = nil, nil, 0
+		c.fail(err)
+	default:
+		c.cutAnswer()
+		c.kick()
+	}
 }
 
 // finishAnswer: the body is all in the output; the backend connection

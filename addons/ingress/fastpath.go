@@ -141,7 +141,7 @@ func (p *Proxy) exchange(ctx context.Context, w *logWriter, r *http.Request, st 
 // send writes the request head and reads the answer's head within the
 // read timeout; 1xx answers other than 101 are passed on to the client.
 func (p *Proxy) send(ctx context.Context, w *logWriter, r *http.Request, st *reqState, pc *pconn, readTimeout time.Duration) (*http.Response, error) {
-	pc.nread = 0
+	pc.nread, pc.bodyIdle = 0, 0
 	pc.watch(ctx)
 	if err := writeRequestHead(pc.bw, r, st); err != nil {
 		return nil, err
@@ -158,7 +158,7 @@ func (p *Proxy) send(ctx context.Context, w *logWriter, r *http.Request, st *req
 			return nil, fmt.Errorf("read response: %w", err)
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			pc.headersRead()
+			pc.headersRead(readTimeout)
 			return resp, nil
 		}
 		if n1xx >= 5 {

@@ -676,7 +676,7 @@ var errClientWrite = errors.New("client write failed")
 // send writes the request head and reads the answer's head (as
 // Proxy.send); informational answers other than 101 go to the client.
 func (lc *leanConn) send(lr *leanReq, pc *pconn, readTimeout time.Duration) (*http.Response, error) {
-	pc.nread = 0
+	pc.nread, pc.bodyIdle = 0, 0
 	pc.interrupted.Store(false)
 	if err := lc.writeRequestHead(pc.bw, lr); err != nil {
 		return nil, err
@@ -702,14 +702,11 @@ func (lc *leanConn) readAnswer(lr *leanReq, pc *pconn, readTimeout time.Duration
 			return nil, fmt.Errorf("read response: %w", err)
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			// The body streams for as long as it takes: lift the header
-			// cap and the read timeout, unless the whole body is buffered
-			// already (no read reaches the connection; the next request
-			// sets a new deadline).
+			// Lift the header cap; the read timeout now bounds each
+			// read of the body (pconn.Read). A body already buffered
+			// whole never reaches the connection.
 			pc.limit = math.MaxInt64
-			if resp.ContentLength < 0 || int64(pc.br.Buffered()) < resp.ContentLength {
-				_ = pc.conn.SetReadDeadline(time.Time{})
-			}
+			pc.bodyIdle = readTimeout
 			return resp, nil
 		}
 		if n1xx >= 5 {

@@ -188,8 +188,8 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		e.active.Add(1)
 		req.URL.Host = e.addr
 		st.endpoint = e.addr
-		// The read timeout bounds the wait for response headers; once
-		// they arrive the body streams for as long as it takes.
+		// The read timeout bounds the wait for response headers, then
+		// each read of the body (idleBody).
 		ctx, cancel := context.WithCancel(req.Context())
 		timer := time.AfterFunc(readTimeout, func() {
 			st.timedOut.Store(true)
@@ -200,6 +200,10 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			e.ok()
 			st.picked = e // released when the request ends (ServeHTTP)
+			if resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil && resp.Body != http.NoBody {
+				// (An upgraded connection's body is the tunnel: no timeout.)
+				resp.Body = &idleBody{ReadCloser: resp.Body, timer: timer, d: readTimeout}
+			}
 			return resp, nil
 		}
 		e.active.Add(-1)
@@ -217,6 +221,28 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+}
+
+// idleBody fails a read of the answer body that waits longer than d for
+// the backend (nginx's proxy_read_timeout between two reads): the timer
+// cancels the exchange. The clock runs only inside Read, so a client that
+// is slow to take the answer does not count against the backend.
+type idleBody struct {
+	io.ReadCloser
+	timer *time.Timer
+	d     time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	b.timer.Reset(b.d)
+	n, err := b.ReadCloser.Read(p)
+	b.timer.Stop()
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	return b.ReadCloser.Close()
 }
 
 // isConnectError reports whether err happened before the request was
