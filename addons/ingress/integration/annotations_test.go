@@ -3,6 +3,7 @@ package integration_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -93,6 +94,23 @@ func TestAnnotations(t *testing.T) {
 		}
 		if code, _, _ := e.get("slow.example.com", "/?sleep=100ms"); code != 200 {
 			t.Errorf("fast enough backend: %d", code)
+		}
+		// A body that stops mid-way: the read timeout bounds each wait
+		// for more of it too, and the answer is cut, not passed as whole.
+		req, _ := http.NewRequest("GET", "http://"+e.httpAddr+"/?stall=8s", nil)
+		req.Host = "slow.example.com"
+		start = time.Now()
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatalf("stalled body: %v", err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Errorf("a body stalled past the read timeout reached the client whole: %q", b)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("stalled body cut after %v, want about the 1 s read timeout", d)
 		}
 	})
 

@@ -105,8 +105,22 @@ func backend(t *testing.T, ip, name string) *httptest.Server {
 }
 
 // echoHandler answers an echo as JSON, after ?sleep=<duration> if asked.
+// ?stall=<duration> sends a head and 10 of the 100 bytes it announces,
+// then waits that long (or until the proxy closes the connection).
 func echoHandler(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d := r.URL.Query().Get("stall"); d != "" {
+			dur, _ := time.ParseDuration(d)
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Content-Length", "100")
+			_, _ = io.WriteString(w, "first ten.")
+			http.NewResponseController(w).Flush()
+			select {
+			case <-time.After(dur):
+			case <-r.Context().Done():
+			}
+			return
+		}
 		if d := r.URL.Query().Get("sleep"); d != "" {
 			dur, _ := time.ParseDuration(d)
 			select {
