@@ -93,13 +93,12 @@ func (pc *pconn) release() bool {
 }
 
 // headersRead lifts the header cap once the response headers are in; the
-// read timeout now bounds each read of the body, not the whole of it.
+// read timeout now bounds each read of the body, not the whole of it
+// (Read sets the deadline, and keeps an interruption that a deadline set
+// since has overridden).
 func (pc *pconn) headersRead(readTimeout time.Duration) {
 	pc.limit = math.MaxInt64
 	pc.bodyIdle = readTimeout
-	if pc.interrupted.Load() {
-		_ = pc.conn.SetDeadline(aLongTimeAgo)
-	}
 }
 
 func (pc *pconn) close() {

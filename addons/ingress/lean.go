@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -702,11 +701,9 @@ func (lc *leanConn) readAnswer(lr *leanReq, pc *pconn, readTimeout time.Duration
 			return nil, fmt.Errorf("read response: %w", err)
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			// Lift the header cap; the read timeout now bounds each
-			// read of the body (pconn.Read). A body already buffered
-			// whole never reaches the connection.
-			pc.limit = math.MaxInt64
-			pc.bodyIdle = readTimeout
+			// A body already buffered whole never reaches the
+			// connection, nor its deadline.
+			pc.headersRead(readTimeout)
 			return resp, nil
 		}
 		if n1xx >= 5 {

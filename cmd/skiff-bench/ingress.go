@@ -404,9 +404,11 @@ http {
 		}
 		if rd.Nginx.RequestsPerSec > 0 {
 			rd.Ratio = round3(rd.Skiff.RequestsPerSec / rd.Nginx.RequestsPerSec)
-			rd.RatioMinimal = round3(rd.Skiff.RequestsPerSec / rd.NginxMinimal.RequestsPerSec)
 			rd.RatioNetHTTP = round3(rd.SkiffNetHTTP.RequestsPerSec / rd.Nginx.RequestsPerSec)
 			rd.RatioGorout = round3(rd.SkiffGorout.RequestsPerSec / rd.Nginx.RequestsPerSec)
+		}
+		if rd.NginxMinimal.RequestsPerSec > 0 {
+			rd.RatioMinimal = round3(rd.Skiff.RequestsPerSec / rd.NginxMinimal.RequestsPerSec)
 		}
 		res.Rounds = append(res.Rounds, rd)
 	}

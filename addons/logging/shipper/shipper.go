@@ -124,7 +124,7 @@ func (c *Config) defaults() error {
 	if c.FlushBytes <= 0 {
 		// 512 KiB since 2026-12-04 (256 KiB before): half the requests,
 		// WAL syncs and per-request work in the store. skiff-bench logs,
-		// 100 B lines: median 202k lines/s in 9 runs against 171k in 5,
+		// 100 B lines: median 202k lines/s in 10 runs against 171k in 5,
 		// shipper RSS 24.4-25.3 MiB against 22-24; 1 MiB reached 228k
 		// but 29-32 MiB, over the 30 MiB target.
 		c.FlushBytes = 512 << 10
