@@ -92,6 +92,8 @@ type Aggregator struct {
 var _ apiserver.Aggregator = (*Aggregator)(nil)
 
 // backend is one APIService with a service, and what its checks found.
+// api is the object as first seen and is never written after: later
+// versions with the same route only update cond.
 type backend struct {
 	api       *apiregv1.APIService
 	transport *http.Transport
@@ -103,6 +105,7 @@ type backend struct {
 	reason    string
 	message   string
 	resources []metav1.APIResource
+	cond      apiregv1.APIServiceCondition // Available as the object last showed it
 }
 
 // New returns an Aggregator; Run feeds it.
@@ -176,7 +179,9 @@ func (a *Aggregator) syncFrom(objs []any) {
 		seen[api.Name] = true
 		old := a.services[api.Name]
 		if old != nil && sameRoute(old.api, api) {
-			old.api = api
+			old.mu.Lock()
+			old.cond = availableCondition(api)
+			old.mu.Unlock()
 			continue
 		}
 		if old != nil {
@@ -199,10 +204,12 @@ func (a *Aggregator) syncFrom(objs []any) {
 }
 
 // sameRoute reports whether two versions of an APIService reach the same
-// backend the same way (status changes do not rebuild the transport).
+// backend the same way, so that a status change keeps the backend, its
+// connections and its last check. The port is compared by value: each
+// decoded object has its own pointer.
 func sameRoute(x, y *apiregv1.APIService) bool {
 	return x.Spec.Group == y.Spec.Group && x.Spec.Version == y.Spec.Version &&
-		*x.Spec.Service == *y.Spec.Service && portOf(x) == portOf(y) &&
+		x.Spec.Service.Namespace == y.Spec.Service.Namespace && x.Spec.Service.Name == y.Spec.Service.Name && portOf(x) == portOf(y) &&
 		x.Spec.InsecureSkipTLSVerify == y.Spec.InsecureSkipTLSVerify && string(x.Spec.CABundle) == string(y.Spec.CABundle) &&
 		x.Spec.GroupPriorityMinimum == y.Spec.GroupPriorityMinimum && x.Spec.VersionPriority == y.Spec.VersionPriority
 }
@@ -242,7 +249,7 @@ func (a *Aggregator) newBackend(api *apiregv1.APIService) *backend {
 		pool.AppendCertsFromPEM(api.Spec.CABundle)
 		tc.RootCAs = pool
 	}
-	b := &backend{api: api}
+	b := &backend{api: api, cond: availableCondition(api)}
 	d := &net.Dialer{Timeout: a.opts.DialTimeout, KeepAlive: 30 * time.Second}
 	b.transport = &http.Transport{
 		TLSClientConfig:     tc,
@@ -426,8 +433,9 @@ func (a *Aggregator) check(ctx context.Context, b *backend) {
 	if ok {
 		b.resources = resources
 	}
+	shown := b.cond.Status == conditionStatus(ok) && b.cond.Reason == reason
 	b.mu.Unlock()
-	if changed || !hasCondition(b.api, ok, reason) {
+	if changed || !shown {
 		a.writeStatus(ctx, b.api.Name, ok, reason, msg)
 	}
 }
@@ -553,17 +561,21 @@ func (a *Aggregator) discover(ctx context.Context, b *backend) ([]metav1.APIReso
 	return list.APIResources, nil
 }
 
-func hasCondition(api *apiregv1.APIService, ok bool, reason string) bool {
-	want := apiregv1.ConditionFalse
-	if ok {
-		want = apiregv1.ConditionTrue
-	}
+// availableCondition returns api's Available condition (zero if none).
+func availableCondition(api *apiregv1.APIService) apiregv1.APIServiceCondition {
 	for _, c := range api.Status.Conditions {
 		if c.Type == apiregv1.Available {
-			return c.Status == want && c.Reason == reason
+			return c
 		}
 	}
-	return false
+	return apiregv1.APIServiceCondition{}
+}
+
+func conditionStatus(ok bool) apiregv1.ConditionStatus {
+	if ok {
+		return apiregv1.ConditionTrue
+	}
+	return apiregv1.ConditionFalse
 }
 
 // writeStatus sets the Available condition of the named APIService.
@@ -577,10 +589,7 @@ func (a *Aggregator) writeStatus(ctx context.Context, name string, ok bool, reas
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, api); err != nil {
 		return
 	}
-	st := apiregv1.ConditionFalse
-	if ok {
-		st = apiregv1.ConditionTrue
-	}
+	st := conditionStatus(ok)
 	cond := apiregv1.APIServiceCondition{Type: apiregv1.Available, Status: st, Reason: reason, Message: msg, LastTransitionTime: metav1.Now()}
 	i := slices.IndexFunc(api.Status.Conditions, func(c apiregv1.APIServiceCondition) bool { return c.Type == apiregv1.Available })
 	switch {
