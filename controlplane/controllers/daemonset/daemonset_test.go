@@ -253,9 +253,9 @@ func TestDaemonSetPlacementTaintsAndLabels(t *testing.T) {
 		return nil
 	})
 	// Tolerating the taint brings it back.
-	ds, _ = c.AppsV1().DaemonSets("default").Get(ctx, "agent", metav1.GetOptions{})
-	ds.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Key: "maint", Operator: corev1.TolerationOpExists}}
-	if _, err := c.AppsV1().DaemonSets("default").Update(ctx, ds, metav1.UpdateOptions{}); err != nil {
+	if _, err := modifyDS(ctx, c, "agent", func(ds *appsv1.DaemonSet) {
+		ds.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Key: "maint", Operator: corev1.TolerationOpExists}}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	waitRolledOut(t, c, "agent", 3)
@@ -307,15 +307,14 @@ func TestDaemonSetRollingUpdate(t *testing.T) {
 	if _, err := c.AppsV1().DaemonSets("default").Create(ctx, newDS("roll", "roll:1"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ds := waitRolledOut(t, c, "roll", 3)
+	waitRolledOut(t, c, "roll", 3)
 
 	// maxUnavailable 1 (the default): at least 2 nodes keep an available pod.
 	a.start()
-	ds.Spec.Template.Spec.Containers[0].Image = "roll:2"
-	if ds, _ = c.AppsV1().DaemonSets("default").Update(ctx, ds, metav1.UpdateOptions{}); ds == nil {
-		t.Fatal("update failed")
+	if _, err := modifyDS(ctx, c, "roll", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.Containers[0].Image = "roll:2" }); err != nil {
+		t.Fatal(err)
 	}
-	ds = waitRolledOut(t, c, "roll", 3)
+	waitRolledOut(t, c, "roll", 3)
 	for n, imgs := range placement(t, c, "roll") {
 		if imgs[0] != "roll:2" {
 			t.Fatalf("node %s runs %v", n, imgs)
@@ -327,11 +326,12 @@ func TestDaemonSetRollingUpdate(t *testing.T) {
 
 	// maxSurge 1, maxUnavailable 0: never below 3 available nodes.
 	zero, one := intstr.FromInt32(0), intstr.FromInt32(1)
-	ds.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &zero, MaxSurge: &one}
-	ds.Spec.Template.Spec.Containers[0].Image = "roll:3"
 	a.start()
-	if ds, _ = c.AppsV1().DaemonSets("default").Update(ctx, ds, metav1.UpdateOptions{}); ds == nil {
-		t.Fatal("update failed")
+	if _, err := modifyDS(ctx, c, "roll", func(ds *appsv1.DaemonSet) {
+		ds.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &zero, MaxSurge: &one}
+		ds.Spec.Template.Spec.Containers[0].Image = "roll:3"
+	}); err != nil {
+		t.Fatal(err)
 	}
 	waitRolledOut(t, c, "roll", 3)
 	for n, imgs := range placement(t, c, "roll") {
@@ -383,10 +383,10 @@ func TestDaemonSetRollingUpdate(t *testing.T) {
 	}
 
 	// OnDelete: a template change replaces nothing until a pod is deleted.
-	ds, _ = c.AppsV1().DaemonSets("default").Get(ctx, "roll", metav1.GetOptions{})
-	ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType}
-	ds.Spec.Template.Spec.Containers[0].Image = "roll:9"
-	if _, err := c.AppsV1().DaemonSets("default").Update(ctx, ds, metav1.UpdateOptions{}); err != nil {
+	if _, err := modifyDS(ctx, c, "roll", func(ds *appsv1.DaemonSet) {
+		ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType}
+		ds.Spec.Template.Spec.Containers[0].Image = "roll:9"
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "OnDelete observed", func() error {
@@ -450,10 +450,9 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 	if _, err := c.AppsV1().DaemonSets("default").Create(ctx, mid, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ds := waitRolledOut(t, c, "mid", 4)
+	waitRolledOut(t, c, "mid", 4)
 	a.start()
-	ds.Spec.Template.Spec.Containers[0].Image = "mid:2"
-	if _, err := c.AppsV1().DaemonSets("default").Update(ctx, ds, metav1.UpdateOptions{}); err != nil {
+	if _, err := modifyDS(ctx, c, "mid", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.Containers[0].Image = "mid:2" }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "rollout under way", func() error {
@@ -602,4 +601,11 @@ func TestDaemonSetClaimsOwnPodsAndOrphansOnly(t *testing.T) {
 			t.Errorf("pod %s was replaced", p.Name)
 		}
 	}
+}
+
+// modifyDS changes the DaemonSet name in default, again on a conflict with
+// the controller's status writes.
+func modifyDS(ctx context.Context, c kubernetes.Interface, name string, mutate func(*appsv1.DaemonSet)) (*appsv1.DaemonSet, error) {
+	dss := c.AppsV1().DaemonSets("default")
+	return testserver.Modify(ctx, dss.Get, dss.Update, name, mutate)
 }

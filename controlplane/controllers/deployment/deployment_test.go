@@ -204,8 +204,7 @@ func TestRollingUpdateKeepsReadyCount(t *testing.T) {
 	}
 
 	k.track()
-	d.Spec.Template.Spec.Containers[0].Image = "nginx:2"
-	if _, err := c.AppsV1().Deployments("default").Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+	if _, err := modifyDeployment(ctx, c, "web", func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "nginx:2" }); err != nil {
 		t.Fatal(err)
 	}
 	d = waitComplete(t, c, "default", "web")
@@ -236,11 +235,11 @@ func TestRollingUpdateKeepsReadyCount(t *testing.T) {
 	}
 
 	// Scaling mid-flight and a Recreate strategy.
-	d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
-	d.Spec.Template.Spec.Containers[0].Image = "nginx:3"
-	five := int32(5)
-	d.Spec.Replicas = &five
-	if _, err := c.AppsV1().Deployments("default").Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+	if _, err := modifyDeployment(ctx, c, "web", func(d *appsv1.Deployment) {
+		d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+		d.Spec.Template.Spec.Containers[0].Image = "nginx:3"
+		d.Spec.Replicas = ptr(int32(5))
+	}); err != nil {
 		t.Fatal(err)
 	}
 	waitComplete(t, c, "default", "web")
@@ -389,14 +388,13 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 	runManager := func() func() { return managertest.Start(t, s.Config, "replicaset", "deployment", "serviceaccount") }
 	stop := runManager()
 	k := startKubelet(t, c, "default", 400*time.Millisecond)
-	d, err := c.AppsV1().Deployments("default").Create(ctx, newDeployment("mid", 4, "nginx:1"), metav1.CreateOptions{})
+	_, err := c.AppsV1().Deployments("default").Create(ctx, newDeployment("mid", 4, "nginx:1"), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d = waitComplete(t, c, "default", "mid")
+	waitComplete(t, c, "default", "mid")
 	k.track()
-	d.Spec.Template.Spec.Containers[0].Image = "nginx:2"
-	if _, err := c.AppsV1().Deployments("default").Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+	if _, err := modifyDeployment(ctx, c, "mid", func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "nginx:2" }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "rollout under way", 30*time.Second, func() error {
@@ -503,4 +501,11 @@ func scaleDownMidRollout(t *testing.T, s *testserver.Server, strategy appsv1.Dep
 		}
 		return nil
 	})
+}
+
+// modifyDeployment changes the Deployment name in default, again on a
+// conflict with the controller's status writes.
+func modifyDeployment(ctx context.Context, c kubernetes.Interface, name string, mutate func(*appsv1.Deployment)) (*appsv1.Deployment, error) {
+	ds := c.AppsV1().Deployments("default")
+	return testserver.Modify(ctx, ds.Get, ds.Update, name, mutate)
 }

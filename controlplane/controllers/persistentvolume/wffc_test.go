@@ -150,8 +150,10 @@ func TestWaitForFirstConsumer(t *testing.T) {
 		}
 		// local-path allows expansion: a larger request grows the
 		// volume and the claim's capacity.
-		pvc.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("3Gi")
-		if _, err := c.CoreV1().PersistentVolumeClaims(ns).Update(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+		claims := c.CoreV1().PersistentVolumeClaims(ns)
+		if _, err := testserver.Modify(ctx, claims.Get, claims.Update, pvc.Name, func(pvc *corev1.PersistentVolumeClaim) {
+			pvc.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("3Gi")
+		}); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, "volume expanded", 20*time.Second, func() (bool, string) {

@@ -159,12 +159,8 @@ func TestReplicaSet(t *testing.T) {
 		}
 		return nil
 	})
-	p, err := c.CoreV1().Pods(ns).Get(ctx, ready[0], metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Labels["app"] = "debug"
-	if _, err := c.CoreV1().Pods(ns).Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+	podClient := c.CoreV1().Pods(ns)
+	if _, err := testserver.Modify(ctx, podClient.Get, podClient.Update, ready[0], func(p *corev1.Pod) { p.Labels["app"] = "debug" }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "release and replace", func() error {

@@ -408,9 +408,10 @@ func TestPartitionedRollingUpdateAndRollout(t *testing.T) {
 	rev1 := set.Status.CurrentRevision
 
 	// Partition 2: only db-2 moves to the new template.
-	set.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptr(int32(2))}
-	set.Spec.Template.Spec.Containers[0].Image = "nginx:2"
-	if _, err := c.AppsV1().StatefulSets("default").Update(ctx, set, metav1.UpdateOptions{}); err != nil {
+	if _, err := modifySet(ctx, c, "db", func(set *appsv1.StatefulSet) {
+		set.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptr(int32(2))}
+		set.Spec.Template.Spec.Containers[0].Image = "nginx:2"
+	}); err != nil {
 		t.Fatal(err)
 	}
 	set = waitSettled(t, c, "db", 1)
@@ -430,8 +431,7 @@ func TestPartitionedRollingUpdateAndRollout(t *testing.T) {
 	}
 
 	// Partition 0: the rest roll, highest ordinal first.
-	set.Spec.UpdateStrategy.RollingUpdate.Partition = ptr(int32(0))
-	if _, err := c.AppsV1().StatefulSets("default").Update(ctx, set, metav1.UpdateOptions{}); err != nil {
+	if _, err := modifySet(ctx, c, "db", func(set *appsv1.StatefulSet) { set.Spec.UpdateStrategy.RollingUpdate.Partition = ptr(int32(0)) }); err != nil {
 		t.Fatal(err)
 	}
 	set = waitSettled(t, c, "db", 3)
@@ -510,9 +510,8 @@ func TestOnDelete(t *testing.T) {
 	if _, err := c.AppsV1().StatefulSets("default").Create(ctx, set, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	set = waitSettled(t, c, "od", 2)
-	set.Spec.Template.Spec.Containers[0].Image = "nginx:2"
-	if _, err := c.AppsV1().StatefulSets("default").Update(ctx, set, metav1.UpdateOptions{}); err != nil {
+	waitSettled(t, c, "od", 2)
+	if _, err := modifySet(ctx, c, "od", func(set *appsv1.StatefulSet) { set.Spec.Template.Spec.Containers[0].Image = "nginx:2" }); err != nil {
 		t.Fatal(err)
 	}
 	set = waitSettled(t, c, "od", 0)
@@ -570,9 +569,8 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 	if _, err := c.AppsV1().StatefulSets("default").Create(ctx, mid, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	set := waitSettled(t, c, "mid", 4)
-	set.Spec.Template.Spec.Containers[0].Image = "nginx:2"
-	if _, err := c.AppsV1().StatefulSets("default").Update(ctx, set, metav1.UpdateOptions{}); err != nil {
+	waitSettled(t, c, "mid", 4)
+	if _, err := modifySet(ctx, c, "mid", func(set *appsv1.StatefulSet) { set.Spec.Template.Spec.Containers[0].Image = "nginx:2" }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "rollout under way", func() error {
@@ -591,7 +589,7 @@ func TestControllerManagerRestartMidRollout(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	stop = runManager()
 	defer stop()
-	set = waitSettled(t, c, "mid", 4)
+	waitSettled(t, c, "mid", 4)
 	eventually(t, "current revision follows", func() error {
 		if st := getSet(t, c, "mid").Status; st.CurrentRevision != st.UpdateRevision || st.CurrentReplicas != 4 {
 			return fmt.Errorf("status %+v", st)
@@ -740,4 +738,11 @@ func TestClaimsOwnPodsAndOrphansOnly(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// modifySet changes the StatefulSet name in default, again on a conflict
+// with the controller's status writes.
+func modifySet(ctx context.Context, c kubernetes.Interface, name string, mutate func(*appsv1.StatefulSet)) (*appsv1.StatefulSet, error) {
+	sets := c.AppsV1().StatefulSets("default")
+	return testserver.Modify(ctx, sets.Get, sets.Update, name, mutate)
 }
