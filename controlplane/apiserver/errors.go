@@ -16,8 +16,9 @@ import (
 )
 
 // statusFor turns any error into a Kubernetes Status. A request whose
-// deadline passed gets upstream's 504 Timeout; other errors that are not
-// API errors become 500s with a generic message, their details logged.
+// deadline passed gets upstream's 504 Timeout, one cancelled a 503; other
+// errors that are not API errors become 500s with a generic message,
+// their details logged.
 func statusFor(err error) *metav1.Status {
 	var se apierrors.APIStatus
 	if errors.As(err, &se) {
@@ -47,6 +48,12 @@ func statusFor(err error) *metav1.Status {
 		return &st
 	case errors.Is(err, context.DeadlineExceeded):
 		st := apierrors.NewTimeoutError("request did not complete within the allotted timeout", 0).ErrStatus
+		return &st
+	case errors.Is(err, context.Canceled):
+		// The request's context ended: its client went away (nobody reads
+		// the answer) or the server is stopping (the client should retry
+		// elsewhere or later). Not an internal error, so not logged as one.
+		st := apierrors.NewServiceUnavailable("the request was cancelled before it completed (the client went away or the server is stopping)").ErrStatus
 		return &st
 	}
 	slog.Error("internal error answered with 500", "component", "apiserver", "err", err)

@@ -24,6 +24,7 @@ func TestStatusForStorageErrors(t *testing.T) {
 		{fmt.Errorf("create /k: %w: etcdserver: no leader", storage.ErrUnavailable), http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "not stored"},
 		{fmt.Errorf("create /k: %w: etcdserver: request timed out", storage.ErrUncertain), http.StatusGatewayTimeout, metav1.StatusReasonTimeout, "may or may not have been stored"},
 		{fmt.Errorf("list: %w", context.DeadlineExceeded), http.StatusGatewayTimeout, metav1.StatusReasonTimeout, "did not complete"},
+		{fmt.Errorf("get /k: %w", context.Canceled), http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "cancelled before it completed"},
 		{fmt.Errorf("create /k: %w", storage.ErrTooLarge), http.StatusRequestEntityTooLarge, metav1.StatusReasonRequestEntityTooLarge, "too large"},
 		{fmt.Errorf("create /registry/k: %w: /var/lib/skiff has 1.0 MiB free", storage.ErrNoSpace), http.StatusInsufficientStorage, "InsufficientStorage", "was not stored: storage: no space left for writes: /var/lib/skiff has 1.0 MiB free"},
 		{errors.New("disk on fire"), http.StatusInternalServerError, metav1.StatusReasonInternalError, "an error on the server"},
