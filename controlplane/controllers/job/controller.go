@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -81,6 +82,7 @@ type Controller struct {
 	exp     *replicaset.Expectations
 	fin     *finalizerExpectations
 	backoff *backoffStore
+	written *writtenVersions
 	base    time.Duration
 	limit   time.Duration
 }
@@ -109,7 +111,7 @@ func New(cfg Config) (*Controller, error) {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "job", Clock: cfg.Clock}),
 		exp: replicaset.NewExpectations(), fin: &finalizerExpectations{m: map[string]sets.Set[types.UID]{}},
-		backoff: &backoffStore{m: map[string]backoffRecord{}}, base: cfg.PodFailureBackoff, limit: cfg.MaxPodFailureBackoff,
+		backoff: &backoffStore{m: map[string]backoffRecord{}}, written: &writtenVersions{m: map[string]uint64{}}, base: cfg.PodFailureBackoff, limit: cfg.MaxPodFailureBackoff,
 	}
 	if err := podutil.AddControllerIndex(c.podInf); err != nil {
 		return nil, err
@@ -120,6 +122,7 @@ func New(cfg Config) (*Controller, error) {
 			c.exp.Delete(key)
 			c.fin.forget(key)
 			c.backoff.forget(key)
+			c.written.forget(key)
 			c.queue.Add(key)
 		}
 		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
@@ -314,6 +317,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (controllers.Res
 		c.exp.Delete(key)
 		c.fin.forget(key)
 		c.backoff.forget(key)
+		c.written.forget(key)
 		return controllers.Result{}, nil
 	}
 	if err != nil {
@@ -321,6 +325,14 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (controllers.Res
 	}
 	if m := cached.Spec.ManagedBy; m != nil && *m != controllerManagedBy {
 		return controllers.Result{}, nil
+	}
+	if c.written.ahead(key, cached.ResourceVersion) {
+		// The cache has not shown this controller's last status write:
+		// its counts may miss a pod whose finalizer that write's sync
+		// removed (the pod cache can be newer than the job's), and the
+		// sync would replace a pod that succeeded (upstream
+		// kubernetes#130103). The write's watch event queues the job.
+		return controllers.Result{RequeueAfter: time.Second}, nil
 	}
 	needsSync := c.exp.Satisfied(key)
 	j := cached.DeepCopy()
@@ -834,6 +846,7 @@ func (c *Controller) writeStatus(ctx context.Context, cached, j *batchv1.Job) (*
 	if err != nil {
 		return j, fmt.Errorf("update job status: %w", err)
 	}
+	c.written.set(j.Namespace+"/"+j.Name, got.ResourceVersion)
 	return got, nil
 }
 
@@ -914,6 +927,41 @@ func (f *finalizerExpectations) forget(key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.m, key)
+}
+
+// writtenVersions is, per job, the resourceVersion of this controller's
+// last status write. Versions are compared as numbers: this API server's
+// are etcd revisions; one that is not a number is never held back.
+type writtenVersions struct {
+	mu sync.Mutex
+	m  map[string]uint64
+}
+
+func (w *writtenVersions) set(key, rv string) {
+	n, err := strconv.ParseUint(rv, 10, 64)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.m[key] = max(w.m[key], n)
+}
+
+// ahead reports whether the last write to key is newer than rv.
+func (w *writtenVersions) ahead(key, rv string) bool {
+	n, err := strconv.ParseUint(rv, 10, 64)
+	if err != nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.m[key] > n
+}
+
+func (w *writtenVersions) forget(key string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.m, key)
 }
 
 // backoffRecord counts consecutive failures since the last success.
