@@ -100,7 +100,20 @@ func (s *leanServer) serveEpoll(ln net.Listener) error {
 		es.loops = append(es.loops, l)
 	}
 	s.mu.Lock()
+	if s.closing.Load() {
+		// Shut down before the loops ran: Shutdown may be waiting on s.wg
+		// already, which must not be added to from zero now.
+		s.mu.Unlock()
+		for _, l := range es.loops {
+			l.closeFDs()
+		}
+		unix.Close(lnfd)
+		return http.ErrServerClosed
+	}
 	s.epoll = es
+	// Counted under s.mu: Shutdown sets closing, then takes s.mu before it
+	// waits, so it waits for these (as the goroutine loop's connections).
+	s.wg.Add(len(es.loops))
 	s.mu.Unlock()
 	srvDone := make(chan struct{})
 	go func() {
@@ -109,7 +122,6 @@ func (s *leanServer) serveEpoll(ln net.Listener) error {
 	}()
 	for _, l := range es.loops {
 		es.wg.Add(1)
-		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer es.wg.Done()
