@@ -28,7 +28,8 @@ type routeConfig struct {
 	forceSSLRedirect bool
 	bodyLimit        int64 // bytes; 0 = unlimited
 	connectTimeout   time.Duration
-	readTimeout      time.Duration // response header wait
+	readTimeout      time.Duration // response head wait, then each wait for more of the body
+	sendTimeout      time.Duration // each wait while writing the request (proxy_send_timeout); 0 = default
 	limiter          *ipLimiter
 	auth             *basicAuth
 	cors             *corsConfig
@@ -133,6 +134,7 @@ func (b *builder) parseConfig(ing *networkingv1.Ingress, secrets map[types.Names
 	}
 	seconds("proxy-connect-timeout", &c.connectTimeout)
 	seconds("proxy-read-timeout", &c.readTimeout)
+	seconds("proxy-send-timeout", &c.sendTimeout)
 
 	rps, burst := 0, 5
 	integer("limit-rps", &rps, 0, 1<<20)

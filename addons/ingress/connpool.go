@@ -48,6 +48,18 @@ type pconn struct {
 	// deadline was moved into the past (context.AfterFunc).
 	interrupted atomic.Bool
 	stopAfter   func() bool
+	// sw writes the request head (bw writes here) under the route's send
+	// timeout, set per request (sendwrite.go).
+	sw sendWriter
+}
+
+// newPconn wraps a connection to an endpoint.
+func newPconn(c net.Conn) *pconn {
+	pc := &pconn{conn: c, limit: math.MaxInt64}
+	pc.sw.init(c, &pc.interrupted)
+	pc.br = bufio.NewReaderSize(pc, 16<<10)
+	pc.bw = bufio.NewWriterSize(&pc.sw, 4<<10)
+	return pc
 }
 
 func (pc *pconn) Read(b []byte) (int, error) {
@@ -225,10 +237,7 @@ func (p *Proxy) dialEndpoint(ctx context.Context, addr string, timeout time.Dura
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
-	pc := &pconn{conn: c, limit: math.MaxInt64}
-	pc.br = bufio.NewReaderSize(pc, 16<<10)
-	pc.bw = bufio.NewWriterSize(c, 4<<10)
-	return pc, nil
+	return newPconn(c), nil
 }
 
 // closeIdleConnections closes the idle fast-path connections of every

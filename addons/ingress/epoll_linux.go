@@ -941,6 +941,7 @@ func (c *epConn) send(b *epBackend) {
 	c.l.reqDst.b = nil
 	b.woff = 0
 	_, b.readTimeout = c.lr.timeouts()
+	b.sendTimeout, b.sending = sendTimeoutOf(c.lr.st.cfg), false
 	b.deadline = c.l.now.Add(b.readTimeout)
 	b.drive()
 }
@@ -984,6 +985,11 @@ type epBackend struct {
 	r0, r1      int
 	deadline    time.Time
 	readTimeout time.Duration
+	// sending: the request head's write would block and deadline is the
+	// send timeout's, set at sentAt bytes (drive).
+	sendTimeout time.Duration
+	sending     bool
+	sentAt      int
 	rdy         bool
 	closed      bool
 	// ans holds the parsed plain answer head (c.resp) of the request
@@ -1090,6 +1096,12 @@ func (l *epollLoop) putIdle(b *epBackend) {
 }
 
 // drive writes the request head, then reads the answer head.
+//
+// A head that does not go out with one write waits under the send
+// timeout (nginx's proxy_send_timeout), set when a write would block and
+// afresh after each write that made progress; once the head is out the
+// read timeout runs from there. The common head that goes out at once
+// costs no more than before: the deadline is a field the sweep checks.
 func (b *epBackend) drive() {
 	c := b.c
 	for b.woff < len(b.wbuf) {
@@ -1099,6 +1111,10 @@ func (b *epBackend) drive() {
 		}
 		if err != nil {
 			if errors.Is(err, unix.EAGAIN) {
+				if !b.sending || b.woff != b.sentAt {
+					b.sending, b.sentAt = true, b.woff
+					b.deadline = b.l.now.Add(b.sendTimeout)
+				}
 				return
 			}
 			if errors.Is(err, unix.EINTR) {
@@ -1107,6 +1123,10 @@ func (b *epBackend) drive() {
 			c.backendFailed(b, fmt.Errorf("write request: %w", os.NewSyscallError("write", err)))
 			return
 		}
+	}
+	if b.sending {
+		b.sending = false
+		b.deadline = b.l.now.Add(b.readTimeout)
 	}
 	for {
 		if b.r1 > b.r0 {
@@ -1370,6 +1390,9 @@ func (c *epConn) cutAnswer() {
 // body streams it is cut short.
 func (c *epConn) backendTimedOut(b *epBackend) {
 	err := fmt.Errorf("%w after %s: %w", errBackendTimout, b.readTimeout, os.ErrDeadlineExceeded)
+	if b.sending {
+		err = fmt.Errorf("%w: the backend took nothing for %s: %w", errSendTimeout, b.sendTimeout, os.ErrDeadlineExceeded)
+	}
 	switch {
 	case c.resp == nil:
 		c.backendFailed(b, err)
@@ -1438,9 +1461,8 @@ func (c *epConn) escape(b *epBackend) {
 	}
 	lc := &leanConn{s: s, c: cnc, remote: c.lc.remote, ip: c.lc.ip}
 	lc.head = c.lc.head
-	pc := &pconn{conn: &replayConn{Conn: bnc, pending: pendingBackend}, limit: maxResponseHeader, reused: true}
-	pc.br = bufio.NewReaderSize(pc, 16<<10)
-	pc.bw = bufio.NewWriterSize(pc.conn, 4<<10)
+	pc := newPconn(&replayConn{Conn: bnc, pending: pendingBackend})
+	pc.limit, pc.reused = maxResponseHeader, true
 	s.mu.Lock()
 	s.conns[lc] = struct{}{}
 	s.wg.Add(1)

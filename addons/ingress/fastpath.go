@@ -142,6 +142,7 @@ func (p *Proxy) exchange(ctx context.Context, w *logWriter, r *http.Request, st 
 // read timeout; 1xx answers other than 101 are passed on to the client.
 func (p *Proxy) send(ctx context.Context, w *logWriter, r *http.Request, st *reqState, pc *pconn, readTimeout time.Duration) (*http.Response, error) {
 	pc.nread, pc.bodyIdle = 0, 0
+	pc.sw.timeout = sendTimeoutOf(st.cfg)
 	pc.watch(ctx)
 	if err := writeRequestHead(pc.bw, r, st); err != nil {
 		return nil, err

@@ -676,6 +676,7 @@ var errClientWrite = errors.New("client write failed")
 // Proxy.send); informational answers other than 101 go to the client.
 func (lc *leanConn) send(lr *leanReq, pc *pconn, readTimeout time.Duration) (*http.Response, error) {
 	pc.nread, pc.bodyIdle = 0, 0
+	pc.sw.timeout = sendTimeoutOf(lr.st.cfg)
 	pc.interrupted.Store(false)
 	if err := lc.writeRequestHead(pc.bw, lr); err != nil {
 		return nil, err
@@ -975,6 +976,8 @@ func (lc *leanConn) leanFail(lr *leanReq, err error) bool {
 			msg = fmt.Sprintf("service %s/%s port %s has no ready endpoints", be.namespace, be.service, be.port)
 		}
 		return lc.leanError(lr, http.StatusServiceUnavailable, msg)
+	case errors.Is(err, errSendTimeout):
+		return lc.leanError(lr, http.StatusGatewayTimeout, fmt.Sprintf("backend %s (endpoint %s) stopped taking the request", be.key, lr.st.endpoint))
 	case errors.Is(err, errBackendTimout):
 		return lc.leanError(lr, http.StatusGatewayTimeout, fmt.Sprintf("backend %s (endpoint %s) did not answer in time", be.key, lr.st.endpoint))
 	case errors.Is(err, errClientWrite):

@@ -279,6 +279,8 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, st *reqState, err e
 		httpError(w, http.StatusServiceUnavailable, msg)
 	case errors.As(err, &mbe):
 		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
+	case errors.Is(err, errSendTimeout):
+		httpError(w, http.StatusGatewayTimeout, fmt.Sprintf("backend %s (endpoint %s) stopped taking the request", be.key, st.endpoint))
 	case errors.Is(err, errBackendTimout):
 		httpError(w, http.StatusGatewayTimeout, fmt.Sprintf("backend %s (endpoint %s) did not answer in time", be.key, st.endpoint))
 	case r.Context().Err() != nil:
