@@ -67,7 +67,7 @@ func newFastEnv(t testing.TB, ann map[string]string, addrs ...string) *fastEnv {
 	t.Cleanup(func() {
 		front.Close()
 		px.closeIdleConnections()
-		px.h1.CloseIdleConnections()
+		px.closeTransports()
 	})
 	return &fastEnv{t: t, px: px, m: m, url: front.URL, table: table}
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,13 @@ type Proxy struct {
 	rp    *httputil.ReverseProxy
 	h1    *http.Transport // HTTP/1.1 with keep-alive pools per endpoint
 	h2c   *http.Transport // prior-knowledge HTTP/2 (appProtocol kubernetes.io/h2c)
+	// h1 and h2c dial connections with the default send timeout; routes
+	// with another proxy-send-timeout use a pair of their own, made on
+	// first use (time.Duration → *transports): a connection's writes
+	// carry the timeout of the transport that dialed it (sendConn), so
+	// connections are never shared between two timeouts.
+	others sync.Map
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// The fast path's dialer and the registry of endpoint pools that hold
 	// idle connections (fastpath.go, connpool.go).
@@ -70,13 +78,21 @@ type reqState struct {
 	// until it ends (least_request balancing).
 	picked   *endpoint
 	timedOut atomic.Bool
+	// clientTimedOut: the client sent nothing more of the request body
+	// for clientBodyTimeout; sendTimedOut: the backend took none of it
+	// for the send timeout (sendBody).
+	clientTimedOut atomic.Bool
+	sendTimedOut   atomic.Bool
+	// w is the client's ResponseWriter on the ReverseProxy path (sendBody
+	// sets read deadlines on the client connection through it).
+	w http.ResponseWriter
 }
 
 func newProxy(m *metrics, accessLog *slog.Logger, httpsPort int) *Proxy {
 	p := &Proxy{m: m, accessLog: accessLog, httpsPort: httpsPort}
 	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
 	p.dialer = dialer
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+	p.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		timeout := defaultConnectTimeout
 		if st, _ := ctx.Value(ctxKey{}).(*reqState); st != nil && st.cfg.connectTimeout > 0 {
 			timeout = st.cfg.connectTimeout
@@ -85,25 +101,8 @@ func newProxy(m *metrics, accessLog *slog.Logger, httpsPort int) *Proxy {
 		defer cancel()
 		return dialer.DialContext(ctx, network, addr)
 	}
-	p.h1 = &http.Transport{
-		Proxy:                  nil, // never an environment proxy
-		DialContext:            dial,
-		MaxIdleConns:           0,
-		MaxIdleConnsPerHost:    512,
-		IdleConnTimeout:        90 * time.Second,
-		ExpectContinueTimeout:  time.Second,
-		DisableCompression:     true, // Accept-Encoding passes through as sent
-		WriteBufferSize:        32 << 10,
-		ReadBufferSize:         32 << 10,
-		MaxResponseHeaderBytes: 1 << 20,
-	}
-	p.h2c = &http.Transport{
-		DialContext:        dial,
-		IdleConnTimeout:    90 * time.Second,
-		DisableCompression: true,
-	}
-	p.h2c.Protocols = new(http.Protocols)
-	p.h2c.Protocols.SetUnencryptedHTTP2(true)
+	def := p.newTransports(defaultSendTimeout)
+	p.h1, p.h2c = def.h1, def.h2c
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
 		Transport: roundTripper{p},
@@ -118,6 +117,69 @@ func newProxy(m *metrics, accessLog *slog.Logger, httpsPort int) *Proxy {
 
 // Table returns the current routing table.
 func (p *Proxy) Table() *Table { return p.table.Load() }
+
+// transports are the http.Transports of one send timeout.
+type transports struct{ h1, h2c *http.Transport }
+
+func (p *Proxy) newTransports(send time.Duration) *transports {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := p.dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return newSendConn(c, send), nil
+	}
+	h1 := &http.Transport{
+		Proxy:                  nil, // never an environment proxy
+		DialContext:            dial,
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    512,
+		IdleConnTimeout:        90 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true, // Accept-Encoding passes through as sent
+		WriteBufferSize:        32 << 10,
+		ReadBufferSize:         32 << 10,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	h2c := &http.Transport{
+		DialContext:        dial,
+		IdleConnTimeout:    90 * time.Second,
+		DisableCompression: true,
+	}
+	h2c.Protocols = new(http.Protocols)
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	return &transports{h1: h1, h2c: h2c}
+}
+
+// transport is the Transport for a request: h2c or HTTP/1.1, dialing
+// connections with the route's send timeout.
+func (p *Proxy) transport(cfg *routeConfig, h2c bool) *http.Transport {
+	h1, h2 := p.h1, p.h2c
+	if d := sendTimeoutOf(cfg); d != defaultSendTimeout {
+		v, ok := p.others.Load(d)
+		if !ok {
+			v, _ = p.others.LoadOrStore(d, p.newTransports(d))
+		}
+		tp := v.(*transports)
+		h1, h2 = tp.h1, tp.h2c
+	}
+	if h2c {
+		return h2
+	}
+	return h1
+}
+
+// closeTransports closes the idle connections of every Transport.
+func (p *Proxy) closeTransports() {
+	p.h1.CloseIdleConnections()
+	p.h2c.CloseIdleConnections()
+	p.others.Range(func(_, v any) bool {
+		tp := v.(*transports)
+		tp.h1.CloseIdleConnections()
+		tp.h2c.CloseIdleConnections()
+		return true
+	})
+}
 
 // rewrite shapes the outbound request: original Host, X-Forwarded-*,
 // Forwarded, X-Real-IP, X-Request-ID, the rewritten path.
@@ -163,10 +225,7 @@ type roundTripper struct{ p *Proxy }
 
 func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := req.Context().Value(ctxKey{}).(*reqState)
-	tr := rt.p.h1
-	if st.backend.h2c && req.Header.Get("Upgrade") == "" {
-		tr = rt.p.h2c
-	}
+	tr := rt.p.transport(st.cfg, st.backend.h2c && req.Header.Get("Upgrade") == "")
 	readTimeout := defaultReadTimeout
 	if st.cfg.readTimeout > 0 {
 		readTimeout = st.cfg.readTimeout
@@ -189,13 +248,34 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.URL.Host = e.addr
 		st.endpoint = e.addr
 		// The read timeout bounds the wait for response headers, then
-		// each read of the body (idleBody).
+		// each read of the body (idleBody). With a request body it starts
+		// once the body is sent (sendBody).
 		ctx, cancel := context.WithCancel(req.Context())
+		out := req.WithContext(ctx)
+		var body *sendBody
+		if req.Body != nil && req.Body != http.NoBody {
+			body = &sendBody{ReadCloser: req.Body, st: st, readTimeout: readTimeout, sendTimeout: sendTimeoutOf(st.cfg)}
+			if st.w != nil {
+				body.client = http.NewResponseController(st.w)
+			}
+			out.Body = body
+		}
 		timer := time.AfterFunc(readTimeout, func() {
-			st.timedOut.Store(true)
+			if body != nil && body.stalled() {
+				st.sendTimedOut.Store(true)
+			} else {
+				st.timedOut.Store(true)
+			}
 			cancel()
 		})
-		resp, err := tr.RoundTrip(req.WithContext(ctx))
+		if body != nil {
+			timer.Stop()
+			body.timer = timer
+		}
+		resp, err := tr.RoundTrip(out)
+		if body != nil {
+			body.answered()
+		}
 		timer.Stop()
 		if err == nil {
 			e.ok()
@@ -208,6 +288,12 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		e.active.Add(-1)
 		cancel()
+		if st.clientTimedOut.Load() {
+			return nil, fmt.Errorf("%w after %s: %w", errClientBodyTimeout, clientBodyTimeout, err)
+		}
+		if st.sendTimedOut.Load() {
+			return nil, fmt.Errorf("%w: the backend took none of the body for %s: %w", errSendTimeout, body.sendTimeout, err)
+		}
 		if st.timedOut.Load() {
 			return nil, fmt.Errorf("%w after %s: %w", errBackendTimout, readTimeout, err)
 		}
@@ -243,6 +329,95 @@ func (b *idleBody) Read(p []byte) (int, error) {
 func (b *idleBody) Close() error {
 	b.timer.Stop()
 	return b.ReadCloser.Close()
+}
+
+// clientBodyTimeout bounds each wait for more of a request body from the
+// client (nginx's client_body_timeout and its default; 408). A variable
+// for tests.
+var clientBodyTimeout = 60 * time.Second
+
+// errClientBodyTimeout: the client stopped sending its request body.
+var errClientBodyTimeout = errors.New("the client stopped sending the request body")
+
+// sendBody is a request body on its way to the backend: the Transport
+// reads a piece, writes it, reads the next. The exchange's read timer
+// (RoundTrip) is used for each stage in turn:
+//   - while the Transport writes what it read (from a read's return to
+//     the next read), the send timeout: a backend that takes no more of
+//     the body is given up on (504), also when the wait is not a socket
+//     write (sendConn bounds those) but HTTP/2 flow control (h2c);
+//   - while a read waits for the client, nothing: clientBodyTimeout
+//     bounds it with a read deadline on the client connection (408);
+//   - once the body was read to its end, the read timeout: the wait for
+//     the answer head starts when the request is sent, as nginx's
+//     proxy_read_timeout, so an upload may take longer than it.
+//
+// After the answer head is in (answered) the timer is idleBody's and the
+// body leaves it alone. This costs a lock, a timer update and a read
+// deadline per read of up to 32 KiB, on this path only.
+type sendBody struct {
+	io.ReadCloser
+	st                       *reqState
+	client                   *http.ResponseController // nil: no client read deadlines
+	timer                    *time.Timer              // the exchange's read timer
+	readTimeout, sendTimeout time.Duration
+
+	mu      sync.Mutex
+	sending bool // between reads: the timer is the send timeout's
+	done    bool // answered: the timer is no longer ours
+}
+
+func (b *sendBody) Read(p []byte) (int, error) {
+	b.setTimer(false, 0)
+	if b.client != nil && b.client.SetReadDeadline(time.Now().Add(clientBodyTimeout)) != nil {
+		b.client = nil // not supported by this connection
+	}
+	n, err := b.ReadCloser.Read(p)
+	if err == nil {
+		b.setTimer(true, b.sendTimeout)
+		return n, nil
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// (The deadline stays: closing the body reads on, to drain it.)
+		b.st.clientTimedOut.Store(true)
+		return n, fmt.Errorf("%w: %w", errClientBodyTimeout, err)
+	}
+	if b.client != nil {
+		// A later read of the client connection (net/http's check for a
+		// client that went away, the next request) is not ours to bound.
+		_ = b.client.SetReadDeadline(time.Time{})
+	}
+	// Sent (or failed): the wait for the answer starts.
+	b.setTimer(false, b.readTimeout)
+	return n, err
+}
+
+// setTimer runs the timer for d (0: stops it) unless the answer is in.
+func (b *sendBody) setTimer(sending bool, d time.Duration) {
+	b.mu.Lock()
+	if !b.done {
+		b.sending = sending
+		if d > 0 {
+			b.timer.Reset(d)
+		} else {
+			b.timer.Stop()
+		}
+	}
+	b.mu.Unlock()
+}
+
+// stalled: the timer that fired was the send timeout's.
+func (b *sendBody) stalled() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sending && !b.done
+}
+
+// answered: the answer head is in (or the exchange failed).
+func (b *sendBody) answered() {
+	b.mu.Lock()
+	b.done = true
+	b.mu.Unlock()
 }
 
 // isConnectError reports whether err happened before the request was
@@ -283,6 +458,11 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, st *reqState, err e
 		httpError(w, http.StatusGatewayTimeout, fmt.Sprintf("backend %s (endpoint %s) stopped taking the request", be.key, st.endpoint))
 	case errors.Is(err, errBackendTimout):
 		httpError(w, http.StatusGatewayTimeout, fmt.Sprintf("backend %s (endpoint %s) did not answer in time", be.key, st.endpoint))
+	case errors.Is(err, errClientBodyTimeout):
+		// (The client connection's read failed: net/http has cancelled
+		// the request's context, which the next case would take for a
+		// client that went away.)
+		httpError(w, http.StatusRequestTimeout, fmt.Sprintf("no more of the request body arrived for %s", clientBodyTimeout))
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads an answer.
 		w.WriteHeader(499)
@@ -378,6 +558,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveFast(lw, r, st)
 		return
 	}
+	st.w = lw
 	p.rp.ServeHTTP(lw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
 }
 

@@ -6,10 +6,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -19,7 +21,9 @@ import (
 
 // The send timeout (proxy-send-timeout) bounds each wait while the
 // request goes to the backend. These tests run backends that stop
-// reading the request head on the fast, lean and epoll paths.
+// reading (the request head or a large body) and one that reads slowly
+// but steadily, through the ReverseProxy path (bodies) and the fast, lean
+// and epoll paths (heads).
 
 // listenSmall listens on 127.0.0.1 with a small receive buffer, so that a
 // backend that does not read fills it soon.
@@ -143,9 +147,50 @@ func rawExchange(t *testing.T, front, head string, body io.Reader) (code int, ms
 	return resp.StatusCode, string(b), took
 }
 
+// zeros is an endless body.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// TestSendTimeoutBodyStall: a backend that takes the first MiB of a
+// 64 MiB body and then stops reading is given up on after the send
+// timeout (1 s): the client gets 504 within a few seconds and the
+// backend connection is closed. Through net/http's server and through
+// the lean loops (which hand requests with bodies to it).
+func TestSendTimeoutBodyStall(t *testing.T) {
+	const size = 64 << 20
+	head := "POST /upload HTTP/1.1\r\nHost: fast.test\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n"
+	check := func(t *testing.T, front string, b *stopReadingBackend) {
+		code, msg, took := rawExchange(t, front, head, io.LimitReader(zeros{}, size))
+		if code != http.StatusGatewayTimeout || !strings.Contains(msg, "stopped taking the request") {
+			t.Errorf("a backend that stopped reading the body: %d %q, want 504", code, msg)
+		}
+		if took < 900*time.Millisecond || took > 5*time.Second {
+			t.Errorf("the client waited %v, want about the 1 s send timeout", took)
+		}
+		b.checkReleased(t)
+	}
+	ann := map[string]string{prefixNginx + "proxy-send-timeout": "1"}
+	t.Run("net/http", func(t *testing.T) {
+		b := newStopReadingBackend(t, listenSmall(t, 64<<10), 1<<20)
+		e := newFastEnv(t, ann, b.addr)
+		check(t, strings.TrimPrefix(e.url, "http://"), b)
+	})
+	forLeanModes(t, func(t *testing.T, epoll bool) {
+		b := newStopReadingBackend(t, listenSmall(t, 64<<10), 1<<20)
+		e := newFastEnv(t, ann, b.addr)
+		front, _ := leanFront(t, e, epoll)
+		check(t, front, b)
+	})
+}
+
 // TestSendTimeoutHeadStall: a request head (60 KB) that the backend does
 // not read is given up on after the send timeout on the fast path (behind
-// net/http's server) and in both lean loops: 504, the connection closed.
+// net/http's server), in both lean loops and, for a request with a body,
+// in the Transport (ReverseProxy): 504, the connection closed.
 func TestSendTimeoutHeadStall(t *testing.T) {
 	head := "GET /x HTTP/1.1\r\nHost: fast.test\r\nX-Pad: " + strings.Repeat("p", 60000) + "\r\n\r\n"
 	ann := map[string]string{prefixSkiff + "proxy-send-timeout": "1"}
@@ -166,6 +211,15 @@ func TestSendTimeoutHeadStall(t *testing.T) {
 		smallSendBuffer(e.px, 4096)
 		checkHead(t, strings.TrimPrefix(e.url, "http://"), head, b)
 	})
+	// With a body the request goes through ReverseProxy: the Transport's
+	// head write waits (before any of the body is read).
+	t.Run("ReverseProxy", func(t *testing.T) {
+		b := newStopReadingBackend(t, listenSmall(t, 4096), 0)
+		e := newFastEnv(t, ann, b.addr)
+		smallSendBuffer(e.px, 4096)
+		checkHead(t, strings.TrimPrefix(e.url, "http://"),
+			strings.Replace(head, "GET /x HTTP/1.1\r\n", "POST /x HTTP/1.1\r\nContent-Length: 4\r\n", 1)+"body", b)
+	})
 	forLeanModes(t, func(t *testing.T, epoll bool) {
 		b := newStopReadingBackend(t, listenSmall(t, 4096), 0)
 		e := newFastEnv(t, ann, b.addr)
@@ -176,6 +230,109 @@ func TestSendTimeoutHeadStall(t *testing.T) {
 			t.Error("the lean loop did not serve the request itself")
 		}
 	})
+}
+
+// TestSendTimeoutH2CFlowControl: an h2c backend that stops reading a
+// body stops granting HTTP/2 flow-control window; the proxy's socket
+// writes never wait, the Transport does. The send timeout still ends the
+// exchange: 504, the backend's stream reset.
+func TestSendTimeoutH2CFlowControl(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var released atomic.Int64
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.CopyN(io.Discard, r.Body, 1<<20)
+		select {
+		case <-r.Context().Done():
+			released.Add(1)
+		case <-time.After(15 * time.Second):
+		}
+	})}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	e := newFastEnv(t, map[string]string{prefixNginx + "proxy-send-timeout": "1"}, ln.Addr().String())
+	e.table.Match("fast.test", "/").backend.h2c = true // (as appProtocol kubernetes.io/h2c; before any request)
+	const size = 64 << 20
+	code, msg, took := rawExchange(t, strings.TrimPrefix(e.url, "http://"),
+		"POST /upload HTTP/1.1\r\nHost: fast.test\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n", io.LimitReader(zeros{}, size))
+	if code != http.StatusGatewayTimeout || !strings.Contains(msg, "stopped taking the request") {
+		t.Errorf("an h2c backend that stopped reading the body: %d %q, want 504", code, msg)
+	}
+	if took < 900*time.Millisecond || took > 5*time.Second {
+		t.Errorf("the client waited %v, want about the 1 s send timeout", took)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for released.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if released.Load() == 0 {
+		t.Error("the backend's stream was not ended")
+	}
+}
+
+// slowReaderBackend reads each request body 64 KiB at a time with a pause
+// between reads (well under the send timeout, while the whole body takes
+// longer than it), then answers with the byte count.
+func slowReaderBackend(t *testing.T, pause time.Duration) string {
+	ln := listenSmall(t, 64<<10)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 64<<10)
+		var n int64
+		for {
+			m, err := io.ReadFull(r.Body, buf)
+			n += int64(m)
+			if err != nil {
+				break
+			}
+			time.Sleep(pause)
+		}
+		fmt.Fprint(w, n)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// TestSendTimeoutSlowSteadyReader: a backend that reads a 4 MiB body in
+// about 3 s, never pausing near the 1 s send timeout, gets all of it;
+// the read timeout (1 s too) runs only once the body is sent, so it does
+// not cut the upload either.
+func TestSendTimeoutSlowSteadyReader(t *testing.T) {
+	const size = 4 << 20
+	addr := slowReaderBackend(t, 45*time.Millisecond)
+	e := newFastEnv(t, map[string]string{prefixNginx + "proxy-send-timeout": "1", prefixNginx + "proxy-read-timeout": "1"}, addr)
+	smallSendBuffer(e.px, 64<<10)
+	start := time.Now()
+	code, msg, took := rawExchange(t, strings.TrimPrefix(e.url, "http://"),
+		"POST /upload HTTP/1.1\r\nHost: fast.test\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n", io.LimitReader(zeros{}, size))
+	if code != http.StatusOK || msg != strconv.Itoa(size) {
+		t.Fatalf("a slow but steady reader: %d %q after %v, want 200 %d", code, msg, took, size)
+	}
+	if d := time.Since(start); d < 1500*time.Millisecond {
+		t.Errorf("the upload took %v: too fast to show that the send and read timeouts are per wait", d)
+	}
+}
+
+// TestClientBodyTimeout: a client that stops sending its body is answered
+// 408 after clientBodyTimeout, whatever the read timeout.
+func TestClientBodyTimeout(t *testing.T) {
+	old := clientBodyTimeout
+	clientBodyTimeout = 500 * time.Millisecond
+	t.Cleanup(func() { clientBodyTimeout = old })
+	addr := slowReaderBackend(t, 0)
+	e := newFastEnv(t, nil, addr)
+	code, msg, took := rawExchange(t, strings.TrimPrefix(e.url, "http://"),
+		"POST /upload HTTP/1.1\r\nHost: fast.test\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 1000), nil)
+	if code != http.StatusRequestTimeout {
+		t.Errorf("a client that stopped sending its body: %d %q, want 408", code, msg)
+	}
+	if took < 400*time.Millisecond || took > 4*time.Second {
+		t.Errorf("answered after %v, want about 500 ms", took)
+	}
 }
 
 // TestSendTimeoutAnnotation: proxy-send-timeout is read under both

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,6 +30,11 @@ import (
 // epBackend.drive) make exactly the system calls and timer updates they
 // made before. A deadline set before every write, as the read timeout
 // does for reads, would cost a timer update per request.
+//
+// ReverseProxy's Transports write through sendConn (the same sendWriter);
+// request bodies are also timed between two reads (sendBody, proxy.go),
+// which catches an h2c backend that stops granting flow-control window
+// (then no socket write ever blocks).
 
 // defaultSendTimeout is nginx's proxy_send_timeout default.
 const defaultSendTimeout = 60 * time.Second
@@ -46,7 +52,7 @@ func sendTimeoutOf(cfg *routeConfig) time.Duration {
 }
 
 // sendWriter writes to a backend connection under the send timeout. One
-// write at a time (pconn has one request at a time).
+// write at a time (pconn has one request at a time; sendConn locks).
 type sendWriter struct {
 	conn net.Conn
 	rc   syscall.RawConn       // nil: not a socket we can write raw; every write sets a deadline first
@@ -131,4 +137,26 @@ func (w *sendWriter) timedOut(err error, d time.Duration) error {
 		return err
 	}
 	return fmt.Errorf("%w: the backend took nothing for %s: %w", errSendTimeout, d, err)
+}
+
+// sendConn is a connection of the proxy's http.Transports (ReverseProxy:
+// request bodies, upgrades, h2c): its writes go through a sendWriter with
+// the send timeout of the transport that dialed it.
+type sendConn struct {
+	net.Conn
+	mu sync.Mutex
+	w  sendWriter
+}
+
+func newSendConn(c net.Conn, timeout time.Duration) *sendConn {
+	sc := &sendConn{Conn: c}
+	sc.w.init(c, nil)
+	sc.w.timeout = timeout
+	return sc
+}
+
+func (c *sendConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.w.Write(b)
 }

@@ -267,9 +267,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
-	s.proxy.h1.CloseIdleConnections()
+	s.proxy.closeTransports()
 	s.proxy.closeIdleConnections()
-	s.proxy.h2c.CloseIdleConnections()
 	return err
 }
 
