@@ -51,6 +51,13 @@ type watcher struct {
 	recorder record.EventRecorder
 	reported map[types.NamespacedName]map[string]bool // problems already sent as events
 
+	// wrote holds, per served Ingress (UID), the status.loadBalancer.ingress
+	// this process wrote there or found there already; released the
+	// Ingresses no longer served that updateStatus has dealt with (see
+	// there). Both forget Ingresses that are gone.
+	wrote    map[types.UID][]networkingv1.IngressLoadBalancerIngress
+	released map[types.UID]bool
+
 	kick  chan struct{}
 	ready chan struct{}
 }
@@ -65,6 +72,8 @@ func newWatcher(cs kubernetes.Interface, opts *Options, p *Proxy, m *metrics, lo
 		slices:   f.Discovery().V1().EndpointSlices().Lister(),
 		secrets:  f.Core().V1().Secrets().Lister(),
 		reported: map[types.NamespacedName]map[string]bool{},
+		wrote:    map[types.UID][]networkingv1.IngressLoadBalancerIngress{},
+		released: map[types.UID]bool{},
 		kick:     make(chan struct{}, 1),
 		ready:    make(chan struct{}),
 	}
@@ -267,19 +276,38 @@ func (w *watcher) report(in *Input, problems []Problem) {
 }
 
 // updateStatus writes status.loadBalancer.ingress of served Ingresses:
-// the configured addresses, else the nodes' addresses.
+// the configured addresses, else the nodes' addresses. When an Ingress
+// stops being ours (another class, the default-class claim gone) the
+// addresses we wrote are cleared, once, and only when the status still
+// holds exactly them: what this process wrote (or found in place while
+// serving it), or, with no such memory (the class changed while we were
+// not running), our current addresses on an Ingress no other controller
+// claims (no class named). A status another controller wrote is left
+// alone, and an Ingress we released is not touched again until it is
+// ours again, so two controllers publishing the same node addresses do
+// not fight over it.
 func (w *watcher) updateStatus(ctx context.Context, in *Input) {
 	want := w.addresses()
-	if len(want) == 0 {
-		return
-	}
+	seen := make(map[types.UID]bool, len(in.Ingresses))
 	for _, ing := range in.Ingresses {
-		if ing.DeletionTimestamp != nil || !in.Ours(ing) {
+		seen[ing.UID] = true
+		if ing.DeletionTimestamp != nil {
 			continue
 		}
-		if slices.EqualFunc(ing.Status.LoadBalancer.Ingress, want, func(a, b networkingv1.IngressLoadBalancerIngress) bool {
-			return a.IP == b.IP && a.Hostname == b.Hostname && len(a.Ports) == 0
-		}) {
+		cur := ing.Status.LoadBalancer.Ingress
+		if !in.Ours(ing) {
+			if !w.released[ing.UID] && w.release(ctx, ing, want) {
+				w.released[ing.UID] = true
+				delete(w.wrote, ing.UID)
+			}
+			continue
+		}
+		delete(w.released, ing.UID)
+		if len(want) == 0 {
+			continue
+		}
+		if sameLoadBalancer(cur, want) {
+			w.wrote[ing.UID] = want
 			continue
 		}
 		c := ing.DeepCopy()
@@ -288,8 +316,64 @@ func (w *watcher) updateStatus(ctx context.Context, in *Input) {
 			// A conflict means a newer copy is on its way: the next sync
 			// retries.
 			w.log.Debug("ingress status", "ingress", c.Namespace+"/"+c.Name, "err", err)
+			continue
+		}
+		w.wrote[ing.UID] = want
+	}
+	for uid := range w.wrote {
+		if !seen[uid] {
+			delete(w.wrote, uid)
 		}
 	}
+	for uid := range w.released {
+		if !seen[uid] {
+			delete(w.released, uid)
+		}
+	}
+}
+
+// release clears the addresses we wrote on an Ingress that is no longer
+// ours (updateStatus says when; want are our current addresses). It
+// reports whether the Ingress is dealt with; false when it must be looked
+// at again (the update failed, or our addresses are not known yet).
+func (w *watcher) release(ctx context.Context, ing *networkingv1.Ingress, want []networkingv1.IngressLoadBalancerIngress) bool {
+	cur := ing.Status.LoadBalancer.Ingress
+	if len(cur) == 0 {
+		return true
+	}
+	mine, known := w.wrote[ing.UID]
+	switch {
+	case known && !sameLoadBalancer(cur, mine), !known && claimed(ing):
+		return true // another controller's status
+	case !known && len(want) == 0:
+		return false
+	case !known && !sameLoadBalancer(cur, want):
+		return true
+	}
+	c := ing.DeepCopy()
+	c.Status.LoadBalancer.Ingress = nil
+	if _, err := w.cs.NetworkingV1().Ingresses(c.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+		w.log.Debug("ingress status", "ingress", c.Namespace+"/"+c.Name, "err", err)
+		return false
+	}
+	w.log.Info("ingress status cleared: no longer served", "ingress", c.Namespace+"/"+c.Name)
+	return true
+}
+
+// claimed: the Ingress names a class (it is some controller's, not ours).
+func claimed(ing *networkingv1.Ingress) bool {
+	if ing.Spec.IngressClassName != nil {
+		return true
+	}
+	_, ok := ing.Annotations[annotationLegacyClass]
+	return ok
+}
+
+// sameLoadBalancer: the same addresses in the same order, without ports.
+func sameLoadBalancer(a, b []networkingv1.IngressLoadBalancerIngress) bool {
+	return slices.EqualFunc(a, b, func(a, b networkingv1.IngressLoadBalancerIngress) bool {
+		return a.IP == b.IP && a.Hostname == b.Hostname && len(a.Ports) == 0 && len(b.Ports) == 0
+	})
 }
 
 func (w *watcher) addresses() []networkingv1.IngressLoadBalancerIngress {
