@@ -71,11 +71,9 @@ func (pc *pconn) Read(b []byte) (int, error) {
 	}
 	if pc.bodyIdle > 0 {
 		_ = pc.conn.SetReadDeadline(time.Now().Add(pc.bodyIdle))
-		if pc.interrupted.Load() {
-			// The client went away between the store and our deadline:
-			// keep the interruption (see watch).
-			_ = pc.conn.SetDeadline(aLongTimeAgo)
-		}
+		// The client may have gone away between the store and our
+		// deadline: keep the interruption (see watch).
+		pc.sw.keepInterruption()
 	}
 	n, err := pc.conn.Read(b)
 	pc.limit -= int64(n)

@@ -124,6 +124,9 @@ func (w *sendWriter) onBlock() {
 	w.keepInterruption()
 }
 
+// keepInterruption moves the connection's deadlines back into the past
+// when the client went away (pconn.watch) and a deadline just set would
+// have undone that; pconn.Read uses it for its body deadline too.
 func (w *sendWriter) keepInterruption() {
 	if w.interrupted != nil && w.interrupted.Load() {
 		_ = w.conn.SetDeadline(aLongTimeAgo)
