@@ -1,6 +1,7 @@
 package scheduler_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -54,13 +55,31 @@ func TestSpreadHostPortsAndCordon(t *testing.T) {
 		// after the update: a pod created at once could still be placed on
 		// the node. A probe pod that only the last node could take turns
 		// unschedulable once the scheduler has seen that node's update, and
-		// so the ones before it (one informer, in order).
-		probe := "cordon-probe-" + nodes[len(nodes)-1]
-		e.create(podSpec(probe, onNode(nodes[len(nodes)-1])))
-		expectMessage(probe, "node(s) were unschedulable")
+		// so the ones before it (one informer, in order). The probe itself
+		// can win that race too; a probe that was bound is deleted and
+		// another one sent, until one is refused.
+		last := nodes[len(nodes)-1]
 		zero := int64(0)
-		if err := e.client.CoreV1().Pods("default").Delete(e.ctx, probe, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
-			t.Fatal(err)
+		for i := 0; ; i++ {
+			probe := fmt.Sprintf("cordon-probe-%s-%d", last, i)
+			e.create(podSpec(probe, onNode(last)))
+			p := e.waitPod(probe, "bound or PodScheduled=False", func(p *corev1.Pod) bool {
+				_, refused := unschedulable(p)
+				return refused || p.Spec.NodeName != ""
+			})
+			if err := e.client.CoreV1().Pods("default").Delete(e.ctx, probe, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+				t.Fatal(err)
+			}
+			msg, refused := unschedulable(p)
+			if refused {
+				if !strings.Contains(msg, "node(s) were unschedulable") {
+					t.Fatalf("probe %s: message %q", probe, msg)
+				}
+				return
+			}
+			if i == 20 {
+				t.Fatalf("probe pods still bound to cordoned %s after %d tries", last, i+1)
+			}
 		}
 	}
 
