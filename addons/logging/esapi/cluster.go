@@ -366,6 +366,9 @@ func decodeAggs(reqs []store.AggRequest, raw map[string]json.RawMessage) ([]stor
 			}
 		}
 		res := store.AggResult{Name: q.Name, Date: q.DateHistogram != nil, SumOther: a.SumOther}
+		if res.Date {
+			res.Location = q.DateHistogram.Location
+		}
 		for _, m := range a.Buckets {
 			var b store.Bucket
 			if err := json.Unmarshal(m["doc_count"], &b.Count); err != nil {

@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	// The tz database for date_histogram time_zone IDs, whatever the host has.
+	_ "time/tzdata"
 
 	"github.com/skiffhq/skiff/addons/logging/store"
 )

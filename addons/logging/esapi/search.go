@@ -347,7 +347,7 @@ func renderAggs(aggs []store.AggResult) map[string]any {
 			m := map[string]any{"doc_count": b.Count}
 			if a.Date {
 				m["key"] = b.Key
-				m["key_as_string"] = time.UnixMilli(b.Key).UTC().Format("2006-01-02T15:04:05.000Z")
+				m["key_as_string"] = keyAsString(b.Key, a.Location)
 			} else if b.KeyRaw {
 				m["key"] = json.RawMessage(b.KeyString)
 			} else {
@@ -708,6 +708,56 @@ func evalDateMath(s string, now time.Time, roundUp bool) (time.Time, bool) {
 
 var intervalRe = regexp.MustCompile(`^(\d+)(ms|s|m|h|d)$`)
 
+// offsetRe is a time_zone given as an offset: +01:00, -0800, +5.
+var offsetRe = regexp.MustCompile(`^([+-])(\d{1,2})(?::?(\d{2}))?$`)
+
+// parseTimeZone reads a date histogram's time_zone as Elasticsearch
+// takes it: an offset from UTC (+01:00, -08:00, -0800) or a zone ID
+// (UTC, Europe/Berlin; the tz database is built in). Empty, Z and UTC
+// are nil: UTC.
+func parseTimeZone(s string) (*time.Location, error) {
+	switch s {
+	case "", "Z", "z", "UTC", "Etc/UTC", "GMT":
+		return nil, nil
+	case "Local":
+		// LoadLocation's name for this process's zone, not an ID.
+		return nil, fmt.Errorf("unknown time-zone ID [%s]", s)
+	}
+	if m := offsetRe.FindStringSubmatch(s); m != nil {
+		h, _ := strconv.Atoi(m[2])
+		mins := 0
+		if m[3] != "" {
+			mins, _ = strconv.Atoi(m[3])
+		}
+		if h > 18 || mins > 59 || h == 18 && mins > 0 {
+			return nil, fmt.Errorf("zone offset [%s] out of range -18:00 to +18:00", s)
+		}
+		off := h*3600 + mins*60
+		if m[1] == "-" {
+			off = -off
+		}
+		if off == 0 {
+			return nil, nil
+		}
+		return time.FixedZone(s, off), nil
+	}
+	loc, err := time.LoadLocation(s)
+	if err != nil {
+		return nil, fmt.Errorf("unknown time-zone ID [%s]", s)
+	}
+	return loc, nil
+}
+
+// keyAsString is a date bucket key's key_as_string: the instant in the
+// histogram's zone, with its offset (Z for UTC), as Elasticsearch's
+// default format.
+func keyAsString(ms int64, loc *time.Location) string {
+	if loc == nil {
+		loc = time.UTC
+	}
+	return time.UnixMilli(ms).In(loc).Format("2006-01-02T15:04:05.000Z07:00")
+}
+
 func parseAggs(m map[string]json.RawMessage, depth int) ([]store.AggRequest, error) {
 	if depth > 3 {
 		return nil, badRequest("aggregations nested too deeply")
@@ -725,6 +775,7 @@ func parseAggs(m map[string]json.RawMessage, depth int) ([]store.AggRequest, err
 				FixedInterval    string `json:"fixed_interval"`
 				CalendarInterval string `json:"calendar_interval"`
 				Interval         string `json:"interval"`
+				TimeZone         string `json:"time_zone"`
 				MinDocCount      *int64 `json:"min_doc_count"`
 				ExtendedBounds   *struct {
 					Min json.RawMessage `json:"min"`
@@ -747,6 +798,10 @@ func parseAggs(m map[string]json.RawMessage, depth int) ([]store.AggRequest, err
 		case a.DateHistogram != nil:
 			d := a.DateHistogram
 			sd := &store.DateHistogram{Field: d.Field}
+			var err error
+			if sd.Location, err = parseTimeZone(d.TimeZone); err != nil {
+				return nil, badRequest("date_histogram [%s]: %v", name, err)
+			}
 			if d.MinDocCount != nil {
 				sd.MinDocCount = *d.MinDocCount
 			}

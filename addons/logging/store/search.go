@@ -703,6 +703,10 @@ type DateHistogram struct {
 	// hour, day, week, month, quarter, year or 1m, 1h, 1d, 1w, 1M, 1q, 1y).
 	Fixed    time.Duration
 	Calendar string
+	// Location is the time_zone buckets are rounded in (nil: UTC): a day
+	// starts at its midnight, a fixed interval counts from its zero hour
+	// (+05:30 makes hourly buckets start at half past, UTC).
+	Location *time.Location
 	// MinDocCount (Elasticsearch's default 0 fills empty buckets between
 	// the first and last, and across ExtendedBounds).
 	MinDocCount    int64
@@ -720,6 +724,7 @@ type TermsAgg struct {
 type AggResult struct {
 	Name     string
 	Date     bool
+	Location *time.Location // a date histogram's time_zone (nil: UTC)
 	Buckets  []Bucket
 	SumOther int64
 }
@@ -765,56 +770,105 @@ type dateAgg struct {
 
 func (a *dateAgg) key(ts int64) int64 {
 	d := a.req.DateHistogram
+	loc := d.Location
 	if d.Fixed > 0 {
-		return floorDiv(ts, int64(d.Fixed)) * int64(d.Fixed)
+		if loc == nil {
+			return floorDiv(ts, int64(d.Fixed)) * int64(d.Fixed)
+		}
+		// Rounded in local time: the local clock's reading as if it were
+		// UTC, floored, and that wall time found again in the zone.
+		_, off := time.Unix(0, ts).In(loc).Zone()
+		offset := int64(off) * int64(time.Second)
+		floor := floorDiv(ts+offset, int64(d.Fixed)) * int64(d.Fixed)
+		w := time.Unix(0, floor).UTC()
+		k := time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), w.Nanosecond(), loc).UnixNano()
+		if k > ts {
+			// A clock change between the bucket's start and ts: the
+			// offset of ts applies.
+			k = floor - offset
+		}
+		return k
 	}
-	t := time.Unix(0, ts).UTC()
+	if loc == nil {
+		loc = time.UTC
+	}
+	t := time.Unix(0, ts).In(loc)
 	switch d.Calendar {
 	case "second", "1s":
 		t = t.Truncate(time.Second)
 	case "minute", "1m":
-		t = t.Truncate(time.Minute)
+		t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), 0, 0, loc)
 	case "hour", "1h":
-		t = t.Truncate(time.Hour)
+		t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), 0, 0, 0, loc)
 	case "week", "1w":
-		t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+		t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
 		wd := (int(t.Weekday()) + 6) % 7 // Monday first
-		t = t.AddDate(0, 0, -wd)
+		t = time.Date(t.Year(), t.Month(), t.Day()-wd, 0, 0, 0, 0, loc)
 	case "month", "1M":
-		t = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+		t = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, loc)
 	case "quarter", "1q":
-		t = time.Date(t.Year(), ((t.Month()-1)/3)*3+1, 1, 0, 0, 0, 0, time.UTC)
+		t = time.Date(t.Year(), ((t.Month()-1)/3)*3+1, 1, 0, 0, 0, 0, loc)
 	case "year", "1y":
-		t = time.Date(t.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+		t = time.Date(t.Year(), 1, 1, 0, 0, 0, 0, loc)
 	default: // day
-		t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+		t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
 	}
-	return t.UnixNano()
+	if k := t.UnixNano(); k <= ts {
+		return k
+	}
+	// A local midnight or hour that a clock change skipped: the bucket
+	// starts where the day (hour) does.
+	return t.Add(-time.Hour).UnixNano()
 }
 
+// next is the key of the bucket after k's. In a zone with clock changes
+// buckets are not equally long, and a repeated wall time falls in the
+// bucket of its first occurrence (time.Date's choice): next is what key
+// gives one period on, or two where that is still k's bucket.
 func (a *dateAgg) next(k int64) int64 {
 	d := a.req.DateHistogram
-	if d.Fixed > 0 {
-		return k + int64(d.Fixed)
+	loc := d.Location
+	if loc == nil {
+		switch {
+		case d.Fixed > 0:
+			return k + int64(d.Fixed)
+		case d.Calendar == "second" || d.Calendar == "1s":
+			return k + int64(time.Second)
+		case d.Calendar == "minute" || d.Calendar == "1m":
+			return k + int64(time.Minute)
+		case d.Calendar == "hour" || d.Calendar == "1h":
+			return k + int64(time.Hour)
+		}
+		loc = time.UTC
 	}
-	t := time.Unix(0, k).UTC()
-	switch d.Calendar {
-	case "second", "1s":
-		return t.Add(time.Second).UnixNano()
-	case "minute", "1m":
-		return t.Add(time.Minute).UnixNano()
-	case "hour", "1h":
-		return t.Add(time.Hour).UnixNano()
-	case "week", "1w":
-		return t.AddDate(0, 0, 7).UnixNano()
-	case "month", "1M":
-		return t.AddDate(0, 1, 0).UnixNano()
-	case "quarter", "1q":
-		return t.AddDate(0, 3, 0).UnixNano()
-	case "year", "1y":
-		return t.AddDate(1, 0, 0).UnixNano()
+	t := time.Unix(0, k).In(loc)
+	on := func(n int) int64 {
+		if d.Fixed > 0 {
+			return k + int64(n)*int64(d.Fixed)
+		}
+		switch d.Calendar {
+		case "second", "1s":
+			return k + int64(n)*int64(time.Second)
+		case "minute", "1m":
+			return k + int64(n)*int64(time.Minute)
+		case "hour", "1h":
+			return k + int64(n)*int64(time.Hour)
+		case "week", "1w":
+			return t.AddDate(0, 0, 7*n).UnixNano()
+		case "month", "1M":
+			return t.AddDate(0, n, 0).UnixNano()
+		case "quarter", "1q":
+			return t.AddDate(0, 3*n, 0).UnixNano()
+		case "year", "1y":
+			return t.AddDate(n, 0, 0).UnixNano()
+		}
+		return t.AddDate(0, 0, n).UnixNano()
 	}
-	return t.AddDate(0, 0, 1).UnixNano()
+	n := a.key(on(1))
+	if n <= k {
+		n = a.key(on(2))
+	}
+	return max(n, k+1)
 }
 
 func (a *dateAgg) collect(p *part, i int) {
@@ -850,7 +904,7 @@ func (a *dateAgg) collect(p *part, i int) {
 
 func (a *dateAgg) result() AggResult {
 	d := a.req.DateHistogram
-	res := AggResult{Name: a.req.Name, Date: true}
+	res := AggResult{Name: a.req.Name, Date: true, Location: d.Location}
 	keys := make([]int64, 0, len(a.buckets))
 	for k := range a.buckets {
 		keys = append(keys, k)
