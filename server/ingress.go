@@ -63,13 +63,14 @@ func (s *Server) startIngress(ctx context.Context) {
 		return
 	}
 	ing, err := ingress.New(ingress.Options{
-		Client:         cs,
-		HTTPAddr:       httpAddr,
-		HTTPSAddr:      httpsAddr,
-		AccessLog:      accessLog,
-		LeanGoroutines: s.cfg.IngressLeanGoroutines,
-		Registerer:     s.api.MetricsRegistry(),
-		Logger:         s.cfg.Logger,
+		Client:            cs,
+		HTTPAddr:          httpAddr,
+		HTTPSAddr:         httpsAddr,
+		AccessLog:         accessLog,
+		LeanGoroutines:    s.cfg.IngressLeanGoroutines,
+		ClientBodyTimeout: s.cfg.IngressClientBodyTimeout,
+		Registerer:        s.api.MetricsRegistry(),
+		Logger:            s.cfg.Logger,
 	})
 	if err != nil {
 		s.log.Error("ingress", "err", err)

@@ -162,14 +162,16 @@ type Config struct {
 	// (`skiff server` defaults to 80 and 443). IngressHTTPAddress and
 	// IngressHTTPSAddress override with host:port (tests use 127.0.0.1:0).
 	// IngressAccessLog receives JSON access logs ("-" = stdout, "" = off).
-	// IngressLeanGoroutines: see ingress.Options.LeanGoroutines.
-	IngressHTTPPort       int
-	IngressHTTPSPort      int
-	IngressBindAddress    string
-	IngressHTTPAddress    string
-	IngressHTTPSAddress   string
-	IngressAccessLog      string
-	IngressLeanGoroutines bool
+	// IngressLeanGoroutines and IngressClientBodyTimeout: see
+	// ingress.Options.LeanGoroutines and ClientBodyTimeout.
+	IngressHTTPPort          int
+	IngressHTTPSPort         int
+	IngressBindAddress       string
+	IngressHTTPAddress       string
+	IngressHTTPSAddress      string
+	IngressAccessLog         string
+	IngressLeanGoroutines    bool
+	IngressClientBodyTimeout time.Duration
 
 	// DashboardPort serves the dashboard (backend/) over HTTPS on
 	// BindAddress with a serving certificate of the cluster CA; 0 = off

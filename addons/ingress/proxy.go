@@ -45,7 +45,8 @@ type Proxy struct {
 	// with another proxy-send-timeout use a pair of their own, made on
 	// first use (time.Duration → *transports): a connection's writes
 	// carry the timeout of the transport that dialed it (sendConn), so
-	// connections are never shared between two timeouts.
+	// connections are never shared between two timeouts. A pair no route
+	// uses any more is let go when the table changes (setTable).
 	others sync.Map
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 
@@ -59,8 +60,11 @@ type Proxy struct {
 	noRoute routeStats
 
 	httpsPort int // for redirects; 443 is left out of the URL
-	accessLog *slog.Logger
-	m         *metrics
+	// clientBodyTimeout bounds each wait for more of a request body from
+	// the client (Options.ClientBodyTimeout).
+	clientBodyTimeout time.Duration
+	accessLog         *slog.Logger
+	m                 *metrics
 }
 
 type ctxKey struct{}
@@ -79,7 +83,7 @@ type reqState struct {
 	picked   *endpoint
 	timedOut atomic.Bool
 	// clientTimedOut: the client sent nothing more of the request body
-	// for clientBodyTimeout; sendTimedOut: the backend took none of it
+	// for the client body timeout; sendTimedOut: the backend took none of it
 	// for the send timeout (sendBody).
 	clientTimedOut atomic.Bool
 	sendTimedOut   atomic.Bool
@@ -89,7 +93,7 @@ type reqState struct {
 }
 
 func newProxy(m *metrics, accessLog *slog.Logger, httpsPort int) *Proxy {
-	p := &Proxy{m: m, accessLog: accessLog, httpsPort: httpsPort}
+	p := &Proxy{m: m, accessLog: accessLog, httpsPort: httpsPort, clientBodyTimeout: DefaultClientBodyTimeout}
 	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
 	p.dialer = dialer
 	p.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -167,6 +171,26 @@ func (p *Proxy) transport(cfg *routeConfig, h2c bool) *http.Transport {
 		return h2
 	}
 	return h1
+}
+
+// setTable swaps in t and lets go of the Transports of send timeouts that
+// no route of t uses any more: their idle connections are closed, and
+// requests still on them finish (a connection they give back is closed
+// by the idle timeout). A request on the old table may make its timeout's
+// pair again; the next table lets go of it.
+func (p *Proxy) setTable(t *Table) {
+	p.table.Store(t)
+	used := map[time.Duration]bool{}
+	t.eachConfig(func(cfg *routeConfig) { used[sendTimeoutOf(cfg)] = true })
+	p.others.Range(func(k, v any) bool {
+		if !used[k.(time.Duration)] {
+			p.others.Delete(k)
+			tp := v.(*transports)
+			tp.h1.CloseIdleConnections()
+			tp.h2c.CloseIdleConnections()
+		}
+		return true
+	})
 }
 
 // closeTransports closes the idle connections of every Transport.
@@ -254,7 +278,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		out := req.WithContext(ctx)
 		var body *sendBody
 		if req.Body != nil && req.Body != http.NoBody {
-			body = &sendBody{ReadCloser: req.Body, st: st, readTimeout: readTimeout, sendTimeout: sendTimeoutOf(st.cfg)}
+			body = &sendBody{ReadCloser: req.Body, st: st, readTimeout: readTimeout, sendTimeout: sendTimeoutOf(st.cfg), clientTimeout: rt.p.clientBodyTimeout}
 			if st.w != nil {
 				body.client = http.NewResponseController(st.w)
 			}
@@ -280,8 +304,13 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			e.ok()
 			st.picked = e // released when the request ends (ServeHTTP)
-			if resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil && resp.Body != http.NoBody {
-				// (An upgraded connection's body is the tunnel: no timeout.)
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				// The body is the tunnel (ReverseProxy needs it to stay
+				// an io.ReadWriteCloser).
+				if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+					resp.Body = newIdleTunnel(rwc, readTimeout)
+				}
+			} else if resp.Body != nil && resp.Body != http.NoBody {
 				resp.Body = &idleBody{ReadCloser: resp.Body, timer: timer, d: readTimeout}
 			}
 			return resp, nil
@@ -289,7 +318,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		e.active.Add(-1)
 		cancel()
 		if st.clientTimedOut.Load() {
-			return nil, fmt.Errorf("%w after %s: %w", errClientBodyTimeout, clientBodyTimeout, err)
+			return nil, fmt.Errorf("%w after %s: %w", errClientBodyTimeout, body.clientTimeout, err)
 		}
 		if st.sendTimedOut.Load() {
 			return nil, fmt.Errorf("%w: the backend took none of the body for %s: %w", errSendTimeout, body.sendTimeout, err)
@@ -331,10 +360,41 @@ func (b *idleBody) Close() error {
 	return b.ReadCloser.Close()
 }
 
-// clientBodyTimeout bounds each wait for more of a request body from the
-// client (nginx's client_body_timeout and its default; 408). A variable
-// for tests.
-var clientBodyTimeout = 60 * time.Second
+// idleTunnel is an upgraded backend connection (a WebSocket) under the
+// read timeout, as nginx has it: a tunnel whose backend sends nothing for
+// that long is closed, both ways. The clock runs only inside Read, so a
+// client slow to take what came does not count against the backend; a
+// WebSocket kept open longer pings or sets proxy-read-timeout higher, as
+// behind ingress-nginx.
+type idleTunnel struct {
+	io.ReadWriteCloser
+	timer *time.Timer
+	d     time.Duration
+}
+
+func newIdleTunnel(c io.ReadWriteCloser, d time.Duration) *idleTunnel {
+	t := &idleTunnel{ReadWriteCloser: c, d: d}
+	t.timer = time.AfterFunc(d, func() { _ = c.Close() })
+	t.timer.Stop()
+	return t
+}
+
+func (t *idleTunnel) Read(p []byte) (int, error) {
+	t.timer.Reset(t.d)
+	n, err := t.ReadWriteCloser.Read(p)
+	t.timer.Stop()
+	return n, err
+}
+
+func (t *idleTunnel) Close() error {
+	t.timer.Stop()
+	return t.ReadWriteCloser.Close()
+}
+
+// DefaultClientBodyTimeout bounds each wait for more of a request body
+// from the client unless Options.ClientBodyTimeout says otherwise (nginx's
+// client_body_timeout default; 408).
+const DefaultClientBodyTimeout = 60 * time.Second
 
 // errClientBodyTimeout: the client stopped sending its request body.
 var errClientBodyTimeout = errors.New("the client stopped sending the request body")
@@ -346,7 +406,7 @@ var errClientBodyTimeout = errors.New("the client stopped sending the request bo
 //     the next read), the send timeout: a backend that takes no more of
 //     the body is given up on (504), also when the wait is not a socket
 //     write (sendConn bounds those) but HTTP/2 flow control (h2c);
-//   - while a read waits for the client, nothing: clientBodyTimeout
+//   - while a read waits for the client, nothing: clientTimeout
 //     bounds it with a read deadline on the client connection (408);
 //   - once the body was read to its end, the read timeout: the wait for
 //     the answer head starts when the request is sent, as nginx's
@@ -361,6 +421,7 @@ type sendBody struct {
 	client                   *http.ResponseController // nil: no client read deadlines
 	timer                    *time.Timer              // the exchange's read timer
 	readTimeout, sendTimeout time.Duration
+	clientTimeout            time.Duration // each wait for the client (408)
 
 	mu      sync.Mutex
 	sending bool // between reads: the timer is the send timeout's
@@ -369,7 +430,7 @@ type sendBody struct {
 
 func (b *sendBody) Read(p []byte) (int, error) {
 	b.setTimer(false, 0)
-	if b.client != nil && b.client.SetReadDeadline(time.Now().Add(clientBodyTimeout)) != nil {
+	if b.client != nil && b.client.SetReadDeadline(time.Now().Add(b.clientTimeout)) != nil {
 		b.client = nil // not supported by this connection
 	}
 	n, err := b.ReadCloser.Read(p)
@@ -462,7 +523,7 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, st *reqState, err e
 		// (The client connection's read failed: net/http has cancelled
 		// the request's context, which the next case would take for a
 		// client that went away.)
-		httpError(w, http.StatusRequestTimeout, fmt.Sprintf("no more of the request body arrived for %s", clientBodyTimeout))
+		httpError(w, http.StatusRequestTimeout, fmt.Sprintf("no more of the request body arrived for %s", p.clientBodyTimeout))
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads an answer.
 		w.WriteHeader(499)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // The send timeout (proxy-send-timeout) bounds each wait while the
@@ -318,17 +323,16 @@ func TestSendTimeoutSlowSteadyReader(t *testing.T) {
 }
 
 // TestClientBodyTimeout: a client that stops sending its body is answered
-// 408 after clientBodyTimeout, whatever the read timeout.
+// 408 after the proxy's client body timeout (Options.ClientBodyTimeout),
+// whatever the read timeout.
 func TestClientBodyTimeout(t *testing.T) {
-	old := clientBodyTimeout
-	clientBodyTimeout = 500 * time.Millisecond
-	t.Cleanup(func() { clientBodyTimeout = old })
 	addr := slowReaderBackend(t, 0)
 	e := newFastEnv(t, nil, addr)
+	e.px.clientBodyTimeout = 500 * time.Millisecond
 	code, msg, took := rawExchange(t, strings.TrimPrefix(e.url, "http://"),
 		"POST /upload HTTP/1.1\r\nHost: fast.test\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 1000), nil)
-	if code != http.StatusRequestTimeout {
-		t.Errorf("a client that stopped sending its body: %d %q, want 408", code, msg)
+	if code != http.StatusRequestTimeout || !strings.Contains(msg, "500ms") {
+		t.Errorf("a client that stopped sending its body: %d %q, want 408 naming 500ms", code, msg)
 	}
 	if took < 400*time.Millisecond || took > 4*time.Second {
 		t.Errorf("answered after %v, want about 500 ms", took)
@@ -414,5 +418,69 @@ func TestSendWriterNoDeadlineWhenNotBlocked(t *testing.T) {
 	_, err = pc.sw.Write(make([]byte, 64<<20))
 	if !errors.Is(err, errSendTimeout) || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("a write the peer never takes: %v, want errSendTimeout", err)
+	}
+}
+
+// TestClientBodyTimeoutOption: New gives the proxy Options.ClientBodyTimeout,
+// the default when unset, and refuses a negative one. (The client is never
+// used: the server is not run.)
+func TestClientBodyTimeoutOption(t *testing.T) {
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		set, want time.Duration
+		fails     bool
+	}{
+		{0, DefaultClientBodyTimeout, false},
+		{5 * time.Second, 5 * time.Second, false},
+		{-time.Second, 0, true},
+	} {
+		s, err := New(Options{Client: cs, ClientBodyTimeout: c.set})
+		if c.fails {
+			if err == nil {
+				t.Errorf("ClientBodyTimeout %v: no error", c.set)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("ClientBodyTimeout %v: %v", c.set, err)
+		}
+		if got := s.Handler().clientBodyTimeout; got != c.want {
+			t.Errorf("ClientBodyTimeout %v: the proxy waits %v, want %v", c.set, got, c.want)
+		}
+	}
+}
+
+// TestSendTimeoutTransportsLetGo: the Transports made for a route's
+// proxy-send-timeout live as long as a route of the table uses that
+// timeout, and are let go with the last one.
+func TestSendTimeoutTransportsLetGo(t *testing.T) {
+	px := newProxy(newMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler), 443)
+	table := func(ann map[string]string) *Table {
+		i := ing("send", 0, "send.test", p(prefix, "/", "svc"))
+		i.Annotations = ann
+		tb, _ := newBuilder().build(input(i))
+		return tb
+	}
+	five := map[string]string{prefixNginx + "proxy-send-timeout": "5"}
+	tb := table(five)
+	px.setTable(tb)
+	cfg := tb.Match("send.test", "/").cfg
+	tr := px.transport(cfg, false)
+	if tr == px.h1 {
+		t.Fatal("a route with a 5 s send timeout got the default Transport")
+	}
+	if _, ok := px.others.Load(5 * time.Second); !ok {
+		t.Fatal("no Transports kept for 5 s")
+	}
+	px.setTable(table(five))
+	if px.transport(cfg, false) != tr {
+		t.Fatal("a table that still uses 5 s made its Transports anew")
+	}
+	px.setTable(table(nil))
+	if _, ok := px.others.Load(5 * time.Second); ok {
+		t.Fatal("the Transports for 5 s are kept after the last route using it went")
 	}
 }

@@ -63,6 +63,12 @@ type Options struct {
 	// about a third less proxy CPU per request (skiff-bench ingress,
 	// README). Elsewhere the lean loop always runs with goroutines.
 	LeanGoroutines bool
+	// ClientBodyTimeout bounds each wait for more of a request body from
+	// the client; a client that sends nothing for that long is answered
+	// 408 (nginx's client_body_timeout, ingress-nginx's
+	// client-body-timeout ConfigMap key). Default
+	// DefaultClientBodyTimeout (60 s).
+	ClientBodyTimeout time.Duration
 	// AccessLog receives one JSON-able record per request (nil = off).
 	AccessLog *slog.Logger
 	// Registerer receives the metrics (nil = a private registry, served by
@@ -126,6 +132,12 @@ func New(opts Options) (*Server, error) {
 		fmt.Sscan(port, &httpsPort)
 	}
 	s.proxy = newProxy(m, opts.AccessLog, httpsPort)
+	if opts.ClientBodyTimeout < 0 {
+		return nil, fmt.Errorf("ingress: client body timeout %s is negative", opts.ClientBodyTimeout)
+	}
+	if opts.ClientBodyTimeout > 0 {
+		s.proxy.clientBodyTimeout = opts.ClientBodyTimeout
+	}
 	s.w = newWatcher(opts.Client, &s.opts, s.proxy, m, s.log)
 	return s, nil
 }

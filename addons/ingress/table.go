@@ -91,6 +91,46 @@ func normalizeHost(h string) string {
 	return strings.ToLower(strings.Trim(h, "[]"))
 }
 
+// eachConfig calls fn with the settings of every route in t and of their
+// canaries (a setting shared by several routes, once per route).
+func (t *Table) eachConfig(fn func(*routeConfig)) {
+	if t == nil {
+		return
+	}
+	visit := func(r *route) {
+		if r == nil {
+			return
+		}
+		fn(r.cfg)
+		if r.canary != nil {
+			fn(r.canary.cfg)
+		}
+	}
+	group := func(hr *hostRoutes) {
+		if hr == nil {
+			return
+		}
+		for _, r := range hr.exact {
+			visit(r)
+		}
+		for _, r := range hr.prefix {
+			visit(r)
+		}
+		for _, r := range hr.regex {
+			visit(r)
+		}
+		visit(hr.def)
+	}
+	for _, hr := range t.exact {
+		group(hr)
+	}
+	for _, hr := range t.wildcard {
+		group(hr)
+	}
+	group(t.anyHost)
+	visit(t.def)
+}
+
 // hostGroup picks the routes for a request host: an exact host rule first,
 // then a "*." wildcard covering exactly one more label, then rules without
 // a host.

@@ -155,7 +155,7 @@ func (w *watcher) sync(ctx context.Context) {
 		return
 	}
 	t, problems := w.b.build(in)
-	w.proxy.table.Store(t)
+	w.proxy.setTable(t)
 	w.m.reloads.Inc()
 	w.m.reloadSeconds.Observe(time.Since(start).Seconds())
 	w.log.Debug("ingress route table swapped", "ingresses", len(in.Ingresses), "took", time.Since(start))

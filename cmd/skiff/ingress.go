@@ -81,6 +81,7 @@ func ingressCmd() *cobra.Command {
 	f.BoolVar(&opts.WatchWithoutClass, "watch-ingress-without-class", false, "serve Ingresses without a class even when no IngressClass of ours is the default")
 	f.StringVar(&opts.DefaultCertSecret, "default-ssl-certificate", "", "namespace/name of a tls Secret served when SNI matches no Ingress (default: a self-signed certificate)")
 	f.StringSliceVar(&opts.PublishAddresses, "publish-address", nil, "addresses written to Ingress status.loadBalancer (default: the nodes' ExternalIP, else InternalIP)")
+	f.DurationVar(&opts.ClientBodyTimeout, "client-body-timeout", ingress.DefaultClientBodyTimeout, "each wait for more of a request body from the client; a client silent that long is answered 408 (ingress-nginx's client-body-timeout)")
 	f.StringVar(&accessLog, "access-log", "-", "JSON access log file ('-' = stdout, '' = off)")
 	f.StringVar(&health, "health-address", "127.0.0.1:8082", "address serving /healthz, /readyz and /metrics over plain HTTP (empty = off)")
 	return cmd

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skiffhq/skiff/addons/ingress"
 	"github.com/skiffhq/skiff/nodeagent/agent"
 	"github.com/skiffhq/skiff/server"
 	"github.com/spf13/cobra"
@@ -91,6 +92,7 @@ func serverCmd() *cobra.Command {
 	f.StringVar(&cfg.IngressBindAddress, "ingress-bind-address", "0.0.0.0", "address the ingress listeners bind")
 	f.StringVar(&cfg.IngressAccessLog, "ingress-access-log", "-", "ingress JSON access log file ('-' = stdout, '' = off)")
 	f.BoolVar(&cfg.IngressLeanGoroutines, "ingress-lean-goroutines", false, "serve plain HTTP with a goroutine per connection instead of the ingress's epoll event loops (the default on Linux)")
+	f.DurationVar(&cfg.IngressClientBodyTimeout, "ingress-client-body-timeout", ingress.DefaultClientBodyTimeout, "each wait of the ingress for more of a request body from the client (408 after it)")
 	f.IntVar(&cfg.DashboardPort, "dashboard-port", 8443, "web dashboard HTTPS port on --bind-address (0 = off)")
 	f.StringVar(&cfg.EtcdSnapshotScheduleCron, "etcd-snapshot-schedule-cron", "0 */12 * * *", "take etcd snapshots on this cron schedule ('' = never; --disable etcd-snapshot)")
 	f.IntVar(&cfg.EtcdSnapshotRetention, "etcd-snapshot-retention", 5, "keep this many scheduled snapshots")
