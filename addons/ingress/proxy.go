@@ -362,33 +362,20 @@ func (b *idleBody) Close() error {
 
 // idleTunnel is an upgraded backend connection (a WebSocket) under the
 // read timeout, as nginx has it: a tunnel whose backend sends nothing for
-// that long is closed, both ways. The clock runs only inside Read, so a
-// client slow to take what came does not count against the backend; a
-// WebSocket kept open longer pings or sets proxy-read-timeout higher, as
-// behind ingress-nginx.
+// that long is closed, both ways. It is an idleBody (the clock runs only
+// inside Read, so a client slow to take what came does not count against
+// the backend) whose timer closes the connection, and writes go straight
+// through. A WebSocket kept open longer pings or sets proxy-read-timeout
+// higher, as behind ingress-nginx.
 type idleTunnel struct {
-	io.ReadWriteCloser
-	timer *time.Timer
-	d     time.Duration
+	*idleBody
+	io.Writer
 }
 
-func newIdleTunnel(c io.ReadWriteCloser, d time.Duration) *idleTunnel {
-	t := &idleTunnel{ReadWriteCloser: c, d: d}
-	t.timer = time.AfterFunc(d, func() { _ = c.Close() })
-	t.timer.Stop()
-	return t
-}
-
-func (t *idleTunnel) Read(p []byte) (int, error) {
-	t.timer.Reset(t.d)
-	n, err := t.ReadWriteCloser.Read(p)
-	t.timer.Stop()
-	return n, err
-}
-
-func (t *idleTunnel) Close() error {
-	t.timer.Stop()
-	return t.ReadWriteCloser.Close()
+func newIdleTunnel(c io.ReadWriteCloser, d time.Duration) idleTunnel {
+	timer := time.AfterFunc(d, func() { _ = c.Close() })
+	timer.Stop()
+	return idleTunnel{idleBody: &idleBody{ReadCloser: c, timer: timer, d: d}, Writer: c}
 }
 
 // DefaultClientBodyTimeout bounds each wait for more of a request body
