@@ -37,6 +37,9 @@ type routeConfig struct {
 	// leastRequest balances to the endpoint with the fewest requests in
 	// flight (load-balance: least_request) instead of round-robin.
 	leastRequest bool
+	// affinity sends a client back to the endpoint named in its cookie
+	// (affinity: cookie; affinity.go).
+	affinity *affinityConfig
 
 	canary            bool
 	canaryHeader      string
@@ -132,6 +135,7 @@ func (b *builder) parseConfig(ing *networkingv1.Ingress, secrets map[types.Names
 			bad("load-balance", v, fmt.Errorf("want round_robin or least_request"))
 		}
 	}
+	c.affinity = parseAffinity(ing, bad)
 	seconds("proxy-connect-timeout", &c.connectTimeout)
 	seconds("proxy-read-timeout", &c.readTimeout)
 	seconds("proxy-send-timeout", &c.sendTimeout)

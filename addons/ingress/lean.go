@@ -388,7 +388,7 @@ func (lc *leanConn) leanWant(h *requestHead, host, path string) *route {
 		return nil
 	}
 	cfg := rt.cfg
-	if rt.hostTLS && cfg.sslRedirect || cfg.forceSSLRedirect || cfg.cors != nil || cfg.auth != nil || cfg.rewriteTarget != "" {
+	if rt.hostTLS && cfg.sslRedirect || cfg.forceSSLRedirect || cfg.cors != nil || cfg.auth != nil || cfg.rewriteTarget != "" || cfg.affinity != nil {
 		return nil
 	}
 	return rt

@@ -22,6 +22,7 @@ type backend struct {
 // table rebuilds as long as the address stays in the EndpointSlices.
 type endpoint struct {
 	addr         string
+	stickyID     string       // session affinity cookie value (affinity.go)
 	ejectedUntil atomic.Int64 // unix nanoseconds
 	failures     atomic.Int32 // consecutive connect failures
 	active       atomic.Int64 // requests in flight through this proxy
@@ -88,7 +89,7 @@ func (p *pool) set(addrs []string) {
 	for _, a := range addrs {
 		e := byAddr[a]
 		if e == nil {
-			e = &endpoint{addr: a}
+			e = &endpoint{addr: a, stickyID: stickyID(a)}
 		}
 		eps = append(eps, e)
 	}

@@ -256,8 +256,15 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	var tried []*endpoint
 	var lastErr error
+	sticky := st.cfg.affinity.valueIn(req)
 	for attempt := 0; ; attempt++ {
-		e := st.backend.pool.pick(tried, st.cfg.leastRequest)
+		var e *endpoint
+		if attempt == 0 && sticky != "" {
+			e = st.backend.pool.byID(sticky, time.Now().UnixNano())
+		}
+		if e == nil {
+			e = st.backend.pool.pick(tried, st.cfg.leastRequest)
+		}
 		if e == nil {
 			if lastErr != nil {
 				return nil, lastErr
@@ -304,6 +311,9 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			e.ok()
 			st.picked = e // released when the request ends (ServeHTTP)
+			if aff := st.cfg.affinity; aff != nil && e.stickyID != sticky {
+				resp.Header.Add("Set-Cookie", aff.setCookie(e, st.route))
+			}
 			if resp.StatusCode == http.StatusSwitchingProtocols {
 				// The body is the tunnel (ReverseProxy needs it to stay
 				// an io.ReadWriteCloser).
@@ -596,13 +606,22 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = http.MaxBytesReader(lw, r.Body, cfg.bodyLimit)
 	}
-	if c := rt.canary; c != nil && c.backend != nil && useCanary(c, r) {
-		st.backend = c.backend
+	if c := rt.canary; c != nil && c.backend != nil {
+		// A client with an affinity cookie stays on the side (canary or
+		// not) that holds its endpoint, as ingress-nginx's default sticky
+		// canary behavior.
+		switch id := cfg.affinity.valueIn(r); {
+		case id != "" && c.backend.pool.has(id):
+			st.backend = c.backend
+		case id != "" && rt.backend != nil && rt.backend.pool.has(id):
+		case useCanary(c, r):
+			st.backend = c.backend
+		}
 	}
 	if cfg.rewriteTarget != "" {
 		st.path = rewritePath(rt, cfg.rewriteTarget, r.URL.Path)
 	}
-	if !p.fastOff && fastEligible(r, st.backend) {
+	if !p.fastOff && cfg.affinity == nil && fastEligible(r, st.backend) {
 		p.serveFast(lw, r, st)
 		return
 	}
