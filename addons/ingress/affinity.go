@@ -148,32 +148,23 @@ func (a *affinityConfig) setCookie(e *endpoint, rt *route) string {
 // byID is the endpoint of p whose stickyID is id, if it is ready and not
 // ejected.
 func (p *pool) byID(id string, now int64) *endpoint {
-	if id == "" {
-		return nil
-	}
-	eps := p.eps.Load()
-	if eps == nil {
-		return nil
-	}
-	for _, e := range *eps {
-		if e.stickyID == id {
-			if e.ejected(now) {
-				return nil
-			}
-			return e
-		}
+	if e := p.named(id); e != nil && !e.ejected(now) {
+		return e
 	}
 	return nil
 }
 
 // has reports whether one of p's endpoints is named id (ejected or not).
-func (p *pool) has(id string) bool {
+func (p *pool) has(id string) bool { return p.named(id) != nil }
+
+// named is the endpoint of p whose stickyID is id, or nil.
+func (p *pool) named(id string) *endpoint {
 	if eps := p.eps.Load(); eps != nil && id != "" {
 		for _, e := range *eps {
 			if e.stickyID == id {
-				return true
+				return e
 			}
 		}
 	}
-	return false
+	return nil
 }

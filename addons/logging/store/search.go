@@ -829,16 +829,6 @@ func (a *dateAgg) next(k int64) int64 {
 	d := a.req.DateHistogram
 	loc := d.Location
 	if loc == nil {
-		switch {
-		case d.Fixed > 0:
-			return k + int64(d.Fixed)
-		case d.Calendar == "second" || d.Calendar == "1s":
-			return k + int64(time.Second)
-		case d.Calendar == "minute" || d.Calendar == "1m":
-			return k + int64(time.Minute)
-		case d.Calendar == "hour" || d.Calendar == "1h":
-			return k + int64(time.Hour)
-		}
 		loc = time.UTC
 	}
 	t := time.Unix(0, k).In(loc)
@@ -863,6 +853,9 @@ func (a *dateAgg) next(k int64) int64 {
 			return t.AddDate(n, 0, 0).UnixNano()
 		}
 		return t.AddDate(0, 0, n).UnixNano()
+	}
+	if d.Location == nil {
+		return on(1) // UTC: every period starts where the last ended
 	}
 	n := a.key(on(1))
 	if n <= k {
